@@ -1,0 +1,36 @@
+"""The `build()` protocol: what a user's module hands to ctcdoctor.
+
+Kept free of torch imports so that `ctcdoctor --help` and `explain` start fast.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+
+@dataclass
+class Setup:
+    """Everything ctcdoctor needs to examine a CTC training set-up.
+
+    A user's `build()` returns one of these (or a plain `(model, loader)` tuple).
+    """
+
+    model: "torch.nn.Module"
+    """The network; `model(inputs)` returns `(T, N, C)` / `(N, T, C)` or `(output, output_lengths)`."""
+    loader: Iterable[Any]
+    """A DataLoader or any iterable of batches `(inputs, targets, input_lengths, target_lengths)`."""
+    blank: int = 0
+    """Index of the CTC blank class in the model output."""
+    alphabet: str | Sequence[str] | None = None
+    """Symbols of the non-blank classes, in class order, blank skipped."""
+    criterion: Callable[..., Any] | None = None
+    """The user's own loss: `criterion(model_output, batch) -> scalar tensor`."""
+    output_lengths: Callable[..., Any] | None = None
+    """`input_lengths -> output lengths` (frames after downsampling)."""
+    layout: str | None = None
+    """`"TNC"` or `"NTC"`; inferred by probing the model when None."""
+    optimizer: Callable[..., Any] | None = None
+    """`params -> torch.optim.Optimizer`, used by `overfit` (default Adam, lr 1e-3)."""
