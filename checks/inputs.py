@@ -1,0 +1,123 @@
+"""Input checks: are the features the model sees finite, varied and normalised?"""
+from __future__ import annotations
+
+from ctcdoctor.describe import listing
+from ctcdoctor.registry import check, finding
+
+#: |mean| above this (in units of the data) reads as "not centred".
+MEAN_LIMIT = 3.0
+#: A spread above this reads as "not scaled".
+STD_LIMIT = 10.0
+#: Raw pixel data: whole numbers reaching above this.
+PIXEL_MAX = 10.0
+
+
+@check("CTC040", "error", "inputs contain NaN or Inf")
+def nonfinite_inputs(input_stats):
+    """
+    **What it checks.** NaN and Inf values in the inputs, within each sample's valid length.
+
+    **Why it matters.** A single NaN input turns the output, the loss and every gradient
+    into NaN; after one optimizer step all weights are NaN.
+
+    **Example.** Per-utterance normalisation divides by the standard deviation of a silent
+    clip: `error CTC040 3 of 64 samples contain NaN or Inf (12 NaN, 0 Inf): samples 5, 17, 40.`
+
+    **Fix.** Guard divisions (`x / (std + 1e-5)`), clip `log(0)` (`log(x + 1e-6)`), and
+    filter corrupt files in the dataset.
+    """
+    if input_stats is None or not input_stats.nonfinite_samples:
+        return []
+    samples = list(input_stats.nonfinite_samples)
+    return [
+        finding(
+            "CTC040",
+            f"{len(samples)} of {input_stats.samples} samples contain NaN or Inf ({input_stats.nan} NaN, {input_stats.inf} Inf): "
+            f"samples {listing(samples)}.",
+            "Guard the feature pipeline: x / (std + 1e-5), log(x + 1e-6); drop corrupt samples.",
+            {"samples": samples[:20], "nan": input_stats.nan, "inf": input_stats.inf},
+        )
+    ]
+
+
+@check("CTC041", "warning", "inputs not normalised")
+def unnormalised_inputs(input_stats):
+    """
+    **What it checks.** The mean and spread of the inputs over the valid regions of the
+    scanned samples. Thresholds: whole-number data above 10 reads as raw 0–255 pixels; a
+    mean below −3 or above 3, or a standard deviation above 10, reads as unnormalised.
+
+    **Why it matters.** Large or far-off-centre inputs saturate the first layers and make
+    the first updates huge: the loss jumps around (a speech model whose loss went
+    2000 → 180 → 430 on log-spectrograms near −40) or the model settles on all-blank output.
+
+    **Example.** Images fed as 0–255 floats: `warning CTC041 inputs look like raw 0-255
+    pixel values (range 0 to 255, mean 187).` Log-spectrograms: `warning CTC041 inputs have
+    mean -38.2 and std 9.1: far below zero, as unnormalised log-spectrograms are.`
+
+    **Fix.** Scale images to [0, 1] (`x / 255`) and optionally standardise; standardise
+    features per channel (`(x - mean) / std` from the training set), or per utterance.
+    """
+    stats = input_stats
+    if stats is None or stats.values == 0:
+        return []
+    numbers = f"range {stats.min:.4g} to {stats.max:.4g}, mean {stats.mean:.4g}, std {stats.std:.4g}"
+    evidence = {"mean": stats.mean, "std": stats.std, "min": stats.min, "max": stats.max}
+    if stats.integral and stats.min >= 0 and stats.max > PIXEL_MAX and stats.max <= 255:
+        return [
+            finding(
+                "CTC041",
+                f"inputs look like raw 0-255 pixel values ({numbers}).",
+                "Scale images to [0, 1] with x / 255 (and optionally standardise with the dataset mean and std).",
+                evidence,
+            )
+        ]
+    if stats.mean < -MEAN_LIMIT:
+        return [
+            finding(
+                "CTC041",
+                f"inputs sit far below zero ({numbers}), as unnormalised log-spectrograms do.",
+                "Standardise the features: (x - mean) / std per channel, with statistics from the training set (or per utterance).",
+                evidence,
+            )
+        ]
+    if abs(stats.mean) > MEAN_LIMIT or stats.std > STD_LIMIT:
+        return [
+            finding(
+                "CTC041",
+                f"inputs are not normalised ({numbers}).",
+                "Standardise the inputs to mean 0 and std 1 (or scale to [0, 1]).",
+                evidence,
+            )
+        ]
+    return []
+
+
+@check("CTC042", "warning", "inputs constant or nearly constant")
+def constant_inputs(input_stats):
+    """
+    **What it checks.** Samples whose valid region has no variation (all values equal), and
+    inputs whose overall spread is essentially zero.
+
+    **Why it matters.** A constant input carries no information: the model can only learn
+    the label prior, which for CTC means blanks. Usually the loading pipeline is broken (a
+    wrong path returns zeros, an image is read in the wrong mode, audio is silent).
+
+    **Example.** `warning CTC042 64 of 64 samples are constant (every value 0).`
+
+    **Fix.** Look at a few inputs (plot them); check file paths, decoding and the
+    normalisation step for a division by a huge number.
+    """
+    stats = input_stats
+    if stats is None or not stats.constant_samples:
+        return []
+    samples = list(stats.constant_samples)
+    return [
+        finding(
+            "CTC042",
+            f"{len(samples)} of {stats.samples} samples are constant over their valid length (samples {listing(samples)}; "
+            f"overall range {stats.min:.4g} to {stats.max:.4g}).",
+            "Plot a few inputs; check file paths, decoding and normalisation in the data pipeline.",
+            {"samples": samples[:20], "count": len(samples), "min": stats.min, "max": stats.max},
+        )
+    ]

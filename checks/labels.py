@@ -1,0 +1,184 @@
+"""Label checks: are the targets valid class indices for this model and this blank?"""
+from __future__ import annotations
+
+from ctcdoctor.describe import listing, plural
+from ctcdoctor.registry import check, finding
+
+
+def _samples_with(mask) -> list[int]:
+    return mask.any(dim=1).nonzero().flatten().tolist()
+
+
+@check("CTC010", "error", "a target index lies outside [0, C)")
+def label_out_of_range(targets, num_classes):
+    """
+    **What it checks.** Every label (within its `target_length`) is a class index the model
+    can output: `0 <= label < C`, where `C` is the size of the model's class axis.
+
+    **Why it matters.** An index past the last class has no output column: PyTorch's CPU
+    CTC may read out of bounds or raise, cuDNN gives garbage, and the loss never falls.
+    Negative labels are usually padding (`-1`) counted inside `target_lengths`.
+
+    **Example.** The alphabet has 26 letters, labels are encoded 1..26, but the final layer
+    has 26 outputs: `error CTC010 12 labels in 12 samples lie outside [0, 26): largest 26.`
+
+    **Fix.** Make the final layer output `len(alphabet) + 1` classes (one for the blank), or
+    fix the encoder; exclude padding from `target_lengths`.
+    """
+    values = targets.labels
+    outside = targets.mask & ((values < 0) | (values >= num_classes))
+    count = int(outside.sum())
+    if count == 0:
+        return []
+    samples = _samples_with(outside)
+    bad = values[outside]
+    largest, smallest = int(bad.max()), int(bad.min())
+    parts = []
+    if largest >= num_classes:
+        parts.append(f"largest {largest}")
+    if smallest < 0:
+        parts.append(f"smallest {smallest}")
+    if largest == num_classes:
+        hint = (
+            f"The top label equals C = {num_classes}: the output layer has no slot for it, usually a forgotten blank slot. "
+            f"Make the final layer output {num_classes + 1} classes (alphabet + blank)."
+        )
+    elif smallest < 0:
+        hint = "Negative labels are usually padding counted inside target_lengths: pass the true lengths, or pad with a valid index."
+    else:
+        hint = f"Encode labels into 0..{num_classes - 1}, or give the final layer {largest + 1} or more classes."
+    return [
+        finding(
+            "CTC010",
+            f"{plural(count, 'label')} in {plural(len(samples), 'sample')} lie outside [0, {num_classes}) "
+            f"({', '.join(parts)}); samples {listing(samples)}.",
+            hint,
+            {"count": count, "samples": samples[:20], "num_classes": num_classes, "largest": largest, "smallest": smallest},
+        )
+    ]
+
+
+@check("CTC011", "error", "a target contains the blank index")
+def blank_in_targets(targets, blank):
+    """
+    **What it checks.** No label (within its `target_length`) equals `Setup.blank`.
+
+    **Why it matters.** CTC removes blanks when it collapses a path, so a label equal to the
+    blank can never be produced: every sample containing it is unreachable or mislearned,
+    and the character it stands for disappears from the output.
+
+    **Example.** The encoder maps 'a' to 0, which is also the blank: `error CTC011 the blank
+    index 0 appears 41 times in 30 of 64 samples.`
+
+    **Fix.** Reserve the blank: encode characters as `alphabet.index(ch) + 1` with blank 0,
+    or as `alphabet.index(ch)` with blank `len(alphabet)` (and `F.ctc_loss(..., blank=len(alphabet))`).
+    """
+    is_blank = targets.mask & (targets.labels == blank)
+    count = int(is_blank.sum())
+    if count == 0:
+        return []
+    samples = _samples_with(is_blank)
+    if blank == 0:
+        hint = "Shift the encoding so characters start at 1: index = alphabet.index(ch) + 1 (blank stays 0)."
+    else:
+        hint = f"Encode characters so none maps to {blank}, or set Setup.blank (and your loss's blank=) to the index you reserved."
+    return [
+        finding(
+            "CTC011",
+            f"the blank index {blank} appears {plural(count, 'time')} in {len(samples)} of {targets.size} samples "
+            f"(samples {listing(samples)}).",
+            hint,
+            {"blank": blank, "count": count, "samples": samples[:20]},
+        )
+    ]
+
+
+@check("CTC012", "error", "target_lengths inconsistent with targets")
+def target_lengths_inconsistent(targets):
+    """
+    **What it checks.** `target_lengths` agree with `targets`: none negative; for padded
+    `(N, S)` targets none longer than `S`; for concatenated 1-D targets they sum to the
+    number of labels.
+
+    **Why it matters.** `F.ctc_loss` slices targets by these lengths: a wrong sum shifts
+    every later sample onto its neighbour's labels, a length past the padding reads pad
+    values as labels.
+
+    **Example.** Concatenated targets hold 180 labels but `target_lengths.sum()` is 176:
+    `error CTC012 batch 0: target_lengths sum to 176 but the concatenated targets hold 180 labels.`
+
+    **Fix.** Compute `target_lengths` from the same encoded labels you concatenate or pad,
+    after any filtering of unknown symbols.
+    """
+    if not targets.length_problems:
+        return []
+    return [
+        finding(
+            "CTC012",
+            "; ".join(targets.length_problems[:5]) + ("." if len(targets.length_problems) <= 5 else f"; and {len(targets.length_problems) - 5} more."),
+            "Compute target_lengths from the encoded labels themselves (after filtering), one per sample.",
+            {"problems": list(targets.length_problems[:20])},
+        )
+    ]
+
+
+@check("CTC013", "warning", "empty target")
+def empty_targets(targets):
+    """
+    **What it checks.** Samples whose target length is 0.
+
+    **Why it matters.** CTC accepts an empty target (the all-blank path), but in practice
+    empty targets usually mean the label encoder dropped every symbol (unknown characters,
+    wrong case, a byte-order mark), teaching the model to emit only blanks.
+
+    **Example.** `warning CTC013 6 of 64 samples have an empty target: samples 3, 9, 17.`
+
+    **Fix.** Check the label text and the encoder for those samples (`ctcdoctor labels FILE
+    --alphabet ...`); drop truly empty samples, or keep them on purpose if they are silence.
+    """
+    empty = (targets.lengths == 0).nonzero().flatten().tolist()
+    if not empty:
+        return []
+    return [
+        finding(
+            "CTC013",
+            f"{len(empty)} of {targets.size} samples have an empty target: samples {listing(empty)}.",
+            "Check the label text and encoder for these samples; drop them unless silence is intended.",
+            {"count": len(empty), "samples": empty[:20]},
+        )
+    ]
+
+
+@check("CTC014", "error", "class count differs from len(alphabet) + 1")
+def class_count_mismatch(num_classes, alphabet):
+    """
+    **What it checks.** When `Setup.alphabet` is given, the model's class axis has
+    `len(alphabet) + 1` entries: one per symbol plus the blank.
+
+    **Why it matters.** One class short usually means the blank slot was forgotten, so the
+    last symbol shares its index with nothing or with the blank; extra classes are wasted
+    and often mean the alphabet and the model come from different configurations.
+
+    **Example.** 26 letters and `nn.Linear(256, 26)`: `error CTC014 the model outputs 26
+    classes but the alphabet has 26 symbols (+1 blank = 27).`
+
+    **Fix.** `nn.Linear(hidden, len(alphabet) + 1)`, and make sure the alphabet passed to
+    ctcdoctor is the one your encoder uses.
+    """
+    if alphabet is None:
+        return []
+    expected = len(alphabet) + 1
+    if num_classes == expected:
+        return []
+    if num_classes == len(alphabet):
+        hint = f"The blank slot is missing: make the final layer output {expected} classes (nn.Linear(hidden, len(alphabet) + 1))."
+    else:
+        hint = f"Make the final layer output len(alphabet) + 1 = {expected} classes, or pass the alphabet your encoder really uses."
+    return [
+        finding(
+            "CTC014",
+            f"the model outputs {num_classes} classes but the alphabet has {len(alphabet)} symbols (+1 blank = {expected}).",
+            hint,
+            {"num_classes": num_classes, "alphabet_size": len(alphabet), "expected": expected},
+        )
+    ]

@@ -1,0 +1,326 @@
+"""Length checks: does every sample get enough output frames for a CTC alignment?"""
+from __future__ import annotations
+
+from ctcdoctor.describe import listing, plural
+from ctcdoctor.registry import check, finding
+
+#: A sample with fewer than this many output frames per required frame gets CTC002.
+TIGHT_RATIO = 1.25
+#: How many of the worst samples a finding lists.
+WORST = 5
+
+
+def _downsampling_phrase(targets, output_lengths) -> str:
+    known = (output_lengths.scanned > 0) & (targets.input_lengths > 0)
+    if not bool(known.any()):
+        return ""
+    ratio = float((targets.input_lengths[known].double() / output_lengths.scanned[known].double()).median())
+    return f" The model keeps one output frame per {ratio:.3g} input steps." if ratio > 1.05 else ""
+
+
+@check("CTC001", "error", "output shorter than target plus repeats: CTC cannot align it")
+def infeasible_alignment(targets, output_lengths):
+    """
+    **What it checks.** Every sample needs at least `U + R` output frames, where `U` is the
+    target length and `R` the number of adjacent equal labels ("ll" in "hello"): CTC must
+    put a blank between two equal labels, or they collapse into one.
+
+    **Why it matters.** A sample with fewer frames has no valid alignment: its loss is
+    `inf` (or silently zero with `zero_infinity=True`), and the model cannot overfit even
+    one such sample. It does not crash; training just never converges.
+
+    **Example.** A CRNN pools a 128-pixel-wide image by 16, leaving 8 frames, but the word
+    "bookkeeper" has 10 letters and 3 doubled pairs: it needs 13 frames.
+
+    ```
+    error CTC001 3 of 64 samples need more frames than the model gives:
+      sample 7 has 8 frames for 10 labels + 3 repeats (needs 13, 5 short)
+    ```
+
+    **Fix.** Give the model more output frames: reduce the time (width) downsampling —
+    smaller pooling or conv strides along time — or feed longer inputs; or cut long labels
+    into shorter chunks. If only the repeats push a sample over, remember each doubled
+    letter costs an extra frame.
+    """
+    if not output_lengths.known:
+        return []
+    required = targets.required_frames()
+    available = output_lengths.scanned
+    repeats = targets.repeats()
+    labels = targets.valid_lengths
+    short = (available >= 0) & (available < required)
+    count = int(short.sum())
+    if count == 0:
+        return []
+    indices = short.nonzero().flatten()
+    deficit = (required - available)[indices]
+    order = indices[deficit.argsort(descending=True)][:WORST]
+    worst = [
+        {
+            "sample": int(i),
+            "frames": int(available[i]),
+            "labels": int(labels[i]),
+            "repeats": int(repeats[i]),
+            "needed": int(required[i]),
+            "short_by": int(required[i] - available[i]),
+        }
+        for i in order
+    ]
+    only_repeats = bool((available[indices] >= labels[indices]).all()) and bool((repeats[indices] > 0).all())
+
+    def describe(item):
+        repeats_part = f" + {plural(item['repeats'], 'repeat')}" if item["repeats"] else ""
+        return (
+            f"sample {item['sample']} has {item['frames']} frames for {plural(item['labels'], 'label')}{repeats_part} "
+            f"(needs {item['needed']}, {item['short_by']} short)"
+        )
+
+    message = (
+        f"{count} of {targets.size} samples need more frames than the model gives: "
+        + "; ".join(describe(item) for item in worst)
+        + "."
+        + _downsampling_phrase(targets, output_lengths)
+    )
+    if only_repeats:
+        message += " Every one of them would fit without its adjacent repeated labels: CTC needs a blank frame between equal neighbours."
+    hint = (
+        "Reduce the downsampling along time (smaller pooling/stride on the time or width axis), feed longer inputs, "
+        "or split long labels into shorter chunks."
+    )
+    return [
+        finding(
+            "CTC001",
+            message,
+            hint,
+            {"count": count, "total": targets.size, "worst": worst, "only_repeats": only_repeats, "lengths_source": output_lengths.source},
+        )
+    ]
+
+
+@check("CTC002", "warning", "length budget tight: few spare frames per label")
+def tight_length_budget(targets, output_lengths):
+    """
+    **What it checks.** Samples that can be aligned but have fewer than 1.25
+    output frames per frame they need (`U + repeats`).
+
+    **Why it matters.** With almost no spare frames, CTC must emit a label on nearly every
+    frame: there is little room for blanks, training is slow and brittle, and a slightly
+    longer label at test time becomes impossible.
+
+    **Example.** `warning CTC002 9 of 64 samples have fewer than 1.25 frames per needed frame:
+    sample 12 has 11 frames for 10 needed.`
+
+    **Fix.** Reduce the time downsampling a little (e.g. pool width by 2 instead of 4 in the
+    last block), or use shorter label chunks.
+    """
+    if not output_lengths.known:
+        return []
+    required = targets.required_frames()
+    available = output_lengths.scanned
+    tight = (available >= required) & (required > 0) & (available.double() < TIGHT_RATIO * required.double())
+    count = int(tight.sum())
+    if count == 0:
+        return []
+    indices = tight.nonzero().flatten()
+    ratio = available[indices].double() / required[indices].double()
+    order = indices[ratio.argsort()][:WORST]
+    worst = [{"sample": int(i), "frames": int(available[i]), "needed": int(required[i])} for i in order]
+    message = (
+        f"{count} of {targets.size} samples have fewer than {TIGHT_RATIO} frames per needed frame: "
+        + "; ".join(f"sample {item['sample']} has {item['frames']} frames for {item['needed']} needed" for item in worst)
+        + "."
+    )
+    return [
+        finding(
+            "CTC002",
+            message,
+            "Leave more room: reduce the time downsampling slightly or shorten the label chunks.",
+            {"count": count, "total": targets.size, "ratio_threshold": TIGHT_RATIO, "worst": worst},
+        )
+    ]
+
+
+
+@check("CTC003", "error", "output lengths unknown or inconsistent with the output tensor")
+def inconsistent_output_lengths(runs, layout, output_lengths):
+    """
+    **What it checks.** That ctcdoctor knows how many output frames each sample has, and
+    that those lengths fit the output tensor: one per sample, none negative, none longer
+    than the output's time axis, and that the output has an axis of the batch size at all.
+
+    **Why it matters.** `F.ctc_loss` trusts `input_lengths`: lengths longer than the output
+    read padding frames as if they were speech or ink; a wrong count silently shifts samples.
+
+    **Example.** The model returns `(output, lengths)` where `lengths` are the raw input
+    widths (128) for an output of 32 frames: `error CTC003 batch 0: 16 of 16 output lengths
+    exceed the 32 frames of the output (largest 128).`
+
+    **Fix.** Return `(output, output_lengths)` with lengths after downsampling, or set
+    `Setup.output_lengths = lambda input_lengths: ...` with the model's subsampling formula.
+    """
+    found = []
+    if layout.layout is None and layout.detail and "no axis" in layout.detail:
+        found.append(
+            finding(
+                "CTC003",
+                f"the output has no batch axis: {layout.detail}.",
+                "Return the output as (T, N, C) or (N, T, C) with N the batch size; check reshapes/views in forward().",
+                {"detail": layout.detail},
+            )
+        )
+        return found
+    if not output_lengths.known:
+        found.append(
+            finding(
+                "CTC003",
+                f"cannot tell how many output frames each sample has: inputs have different lengths, the model returns "
+                f"no lengths, Setup.output_lengths is not set, and probing failed ({output_lengths.detail}).",
+                "Set Setup.output_lengths = lambda input_lengths: <frames after downsampling>, "
+                "or return (output, output_lengths) from the model.",
+                {"detail": output_lengths.detail},
+            )
+        )
+        return found
+    time_axis = 1 if layout.layout == "NTC" else 0
+    for run, lengths in zip(runs, output_lengths.per_run):
+        frames = int(run.output.shape[time_axis])
+        size = run.batch.size
+        where = f"batch {run.batch.index}"
+        if lengths.shape[0] != size:
+            found.append(
+                finding(
+                    "CTC003",
+                    f"{where}: {lengths.shape[0]} output lengths for {size} samples ({output_lengths.detail}).",
+                    "Return one output length per sample.",
+                    {"batch": run.batch.index, "lengths": int(lengths.shape[0]), "samples": size},
+                )
+            )
+            continue
+        too_long = (lengths > frames).nonzero().flatten().tolist()
+        negative = (lengths < 0).nonzero().flatten().tolist()
+        if too_long:
+            found.append(
+                finding(
+                    "CTC003",
+                    f"{where}: {len(too_long)} of {size} output lengths exceed the {frames} frames of the output "
+                    f"(largest {int(lengths.max())}; {output_lengths.detail}).",
+                    "Output lengths count frames after downsampling; compute them with the model's subsampling formula.",
+                    {"batch": run.batch.index, "frames": frames, "samples": [run.batch.first_sample + i for i in too_long[:10]],
+                     "largest": int(lengths.max())},
+                )
+            )
+        if negative:
+            found.append(
+                finding(
+                    "CTC003",
+                    f"{where}: output lengths are negative for samples {listing([run.batch.first_sample + i for i in negative])}.",
+                    "Output lengths must be >= 0; check the subsampling formula for short inputs.",
+                    {"batch": run.batch.index, "samples": [run.batch.first_sample + i for i in negative[:10]]},
+                )
+            )
+    return found
+
+
+@check("CTC004", "error", "declared output lengths disagree with the model")
+def declared_lengths_disagree(context, output_lengths):
+    """
+    **What it checks.** When you give output lengths (`Setup.output_lengths`, or lengths the
+    model returns), ctcdoctor runs the model on one sample cut to several input lengths,
+    counts the frames it really produces, and compares.
+
+    **Why it matters.** Raw frame counts instead of downsampled ones make CTC read padding;
+    an off-by-one subsampling formula (floor vs ceil, a forgotten kernel-size term) drops or
+    invents a frame per sample. Neither crashes; both quietly hurt training.
+
+    **Example.** `Setup.output_lengths = lambda lengths: lengths` for a model that pools the
+    width by 4: `error CTC004 Setup.output_lengths disagrees with the model at 6 of 6 probed
+    input lengths: for 128 input steps it says 128 frames, the model gives 32.`
+
+    **Fix.** Use the formula the finding reports (measured from your model), e.g.
+    `frames = floor((L + 3) / 4)`, or derive it layer by layer:
+    `L_out = floor((L + 2*padding - kernel) / stride) + 1` for each conv/pool along time.
+    """
+    if output_lengths.source not in ("setup", "model"):
+        return []
+    try:
+        length_model = context.length_model
+    except Exception:
+        # Without a probe there is nothing to compare against; CTC003 covers unknown lengths.
+        return []
+    import torch
+
+    setup = context.setup
+    if output_lengths.source == "setup":
+        from ctcdoctor.probe import call_length_function
+
+        probed_inputs = torch.tensor([point[0] for point in length_model.probed])
+        measured = torch.tensor([point[1] for point in length_model.probed])
+        declared = call_length_function(setup.output_lengths, probed_inputs)
+        who = "Setup.output_lengths"
+    else:
+        runs = context.runs
+        probed_inputs = torch.cat([run.batch.input_lengths for run in runs])
+        declared = torch.cat(output_lengths.per_run)
+        if declared.shape != probed_inputs.shape:
+            return []  # CTC003 reports the count mismatch
+        measured = length_model(probed_inputs)
+        who = "the lengths the model returns"
+    wrong = (declared != measured).nonzero().flatten()
+    if wrong.numel() == 0:
+        return []
+    first = int(wrong[0])
+    difference = (declared[wrong] - measured[wrong]).tolist()
+    if bool((declared[wrong] == probed_inputs[wrong]).all()):
+        cause = "they are the raw input lengths, not the downsampled frame counts"
+    elif all(abs(d) == 1 for d in difference):
+        cause = "off by one: check floor vs ceil and the kernel-size/padding terms of the subsampling formula"
+    else:
+        cause = "the subsampling formula does not match the layers"
+    message = (
+        f"{who} disagree with the model at {wrong.numel()} of {declared.numel()} checked input lengths: "
+        f"for {int(probed_inputs[first])} input steps they say {int(declared[first])} frames, the model gives {int(measured[first])}; "
+        f"{cause}."
+    )
+    return [
+        finding(
+            "CTC004",
+            message,
+            f"Compute output lengths as the model does: {length_model.describe()} (measured by probing your model).",
+            {
+                "source": output_lengths.source,
+                "input_lengths": probed_inputs[wrong][:10].tolist(),
+                "declared": declared[wrong][:10].tolist(),
+                "measured": measured[wrong][:10].tolist(),
+                "measured_formula": length_model.describe(),
+            },
+        )
+    ]
+
+
+@check("CTC005", "info", "output lengths estimated by probing the model")
+def estimated_output_lengths(output_lengths):
+    """
+    **What it means.** Inputs in a batch have different lengths, the model returns no output
+    lengths and `Setup.output_lengths` is not set, so ctcdoctor measured the model's frame
+    counts by running it on one sample cut to several lengths, and used that estimate for
+    the length checks.
+
+    **Why it matters.** The estimate is usually right, but your training loop must compute
+    the same lengths for `F.ctc_loss`: if it passes padded lengths, CTC reads padding.
+
+    **Example.** `info CTC005 output lengths estimated by probing the model:
+    frames = floor((L + 3) / 4).`
+
+    **Fix.** Nothing is wrong; to make the check exact, set `Setup.output_lengths` to the
+    function your training code uses.
+    """
+    if output_lengths.source != "probed":
+        return []
+    return [
+        finding(
+            "CTC005",
+            f"output lengths {output_lengths.detail}.",
+            "Set Setup.output_lengths to the function your training loop uses, so the length checks test that.",
+            {"detail": output_lengths.detail},
+        )
+    ]

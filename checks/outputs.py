@@ -1,0 +1,218 @@
+"""Output checks: is what reaches CTC a (T, N, C) tensor of float32 log-probabilities?"""
+from __future__ import annotations
+
+from ctcdoctor.registry import check, finding
+
+
+def _kinds(outputs):
+    from ctcdoctor.output_kind import classify_output
+
+    return [classify_output(output) for output in outputs]
+
+
+@check("CTC020", "error", "model output is probabilities, not log-probabilities")
+def probabilities_output(outputs):
+    """
+    **What it checks.** Whether the model's output lies in [0, 1] and sums to 1 over the
+    class axis: `softmax` was applied where CTC needs `log_softmax`.
+
+    **Why it matters.** `F.ctc_loss` takes log-probabilities. Fed probabilities it computes
+    a meaningless number: the loss moves, sometimes even falls, but the model learns
+    nothing useful (a classic OCR report: "loss decreases but predictions are all blank").
+
+    **Example.** `x = self.fc(x).softmax(-1)`: `error CTC020 the output lies in [0.0003, 0.98]
+    and sums to 1 over the classes: these are probabilities.`
+
+    **Fix.** End the model with `log_softmax(dim=-1)` (or return logits and apply
+    `log_softmax` in the loss). Never take `log` of a softmax: it underflows to `-inf`.
+    """
+    for kind in _kinds(outputs):
+        if kind.kind == "probs" and kind.axis == 2:
+            return [
+                finding(
+                    "CTC020",
+                    f"the output lies in [{kind.min:.3g}, {kind.max:.3g}] and sums to 1 over the class axis: "
+                    "these are probabilities, and F.ctc_loss expects log-probabilities.",
+                    "Replace softmax with log_softmax(dim=-1) at the head (or apply log_softmax to logits in the loss).",
+                    {"min": kind.min, "max": kind.max},
+                )
+            ]
+    return []
+
+
+@check("CTC021", "warning", "model output is raw logits")
+def raw_logits_output(context, outputs):
+    """
+    **What it checks.** Whether the output is neither probabilities nor log-probabilities
+    over any axis: raw logits. When `Setup.criterion` is given and already applies
+    `log_softmax` (its value equals CTC on `log_softmax(output)`), nothing is reported.
+
+    **Why it matters.** `F.ctc_loss` on raw logits is not a likelihood: the loss can go
+    negative, and gradients push logits up without bound instead of learning a distribution.
+
+    **Example.** `return self.fc(x)` fed straight to `F.ctc_loss`: `warning CTC021 the output
+    is raw logits (range -4.1 to 5.3; class log-sum-exp is not 0).`
+
+    **Fix.** Apply `log_softmax(dim=-1)` over the class axis before the loss.
+    """
+    kinds = _kinds(outputs)
+    if not any(kind.kind == "logits" for kind in kinds):
+        return []
+    if _criterion_normalises(context):
+        return []
+    kind = next(kind for kind in kinds if kind.kind == "logits")
+    return [
+        finding(
+            "CTC021",
+            f"the output is raw logits (range {kind.min:.3g} to {kind.max:.3g}); no axis sums to 1 in probability space.",
+            "Apply log_softmax(dim=-1) over the classes before F.ctc_loss.",
+            {"min": kind.min, "max": kind.max},
+        )
+    ]
+
+
+def _criterion_normalises(context) -> bool:
+    """True when the user's criterion applies log_softmax itself (its value matches CTC on log_softmax)."""
+    setup = context.setup
+    if setup.criterion is None:
+        return False
+    import torch
+    import torch.nn.functional as F
+
+    from ctcdoctor.probe import to_tnc
+
+    run = context.runs[0]
+    lengths = context.output_lengths.per_run[0]
+    try:
+        with torch.no_grad():
+            user = float(setup.criterion(run.output, run.batch.raw))
+            log_probs = to_tnc(run.output, context.layout.layout).float().log_softmax(-1)
+            reference = float(
+                F.ctc_loss(log_probs, run.batch.targets, lengths, run.batch.target_lengths, blank=setup.blank, zero_infinity=True)
+            )
+    except Exception:
+        return False
+    return abs(user - reference) <= 1e-3 * max(1.0, abs(reference))
+
+
+@check("CTC022", "warning", "output layout ambiguous (T == N)")
+def ambiguous_layout(layout):
+    """
+    **What it checks.** Whether ctcdoctor could tell the time axis from the batch axis. It
+    reads the layout off the shape; when `T == N` it runs the model on a batch of another
+    size and watches which axis follows; if the model cannot run at another batch size and
+    `Setup.layout` is unset, the layout is ambiguous.
+
+    **Why it matters.** `F.ctc_loss` wants `(T, N, C)`. A batch-first `(N, T, C)` tensor with
+    `T == N` passes every shape check and trains on transposed data.
+
+    **Example.** Batch 16, 16 output frames, a model that only runs at batch 16:
+    `warning CTC022 T == N == 16 and the model failed on a batch of 15.`
+
+    **Fix.** Set `Setup.layout = "TNC"` or `"NTC"`, and in training make the transpose
+    explicit: `log_probs = output.transpose(0, 1)` for batch-first models.
+    """
+    if layout.layout is not None or "no axis" in layout.detail:
+        return []
+    return [
+        finding(
+            "CTC022",
+            f"cannot tell the time axis from the batch axis: {layout.detail}. The checks read the output as (T, N, C).",
+            'Set Setup.layout = "TNC" or "NTC" so the checks (and you) know which axis is time.',
+            {"detail": layout.detail},
+        )
+    ]
+
+
+@check("CTC023", "error", "model output contains NaN or Inf")
+def nonfinite_output(outputs):
+    """
+    **What it checks.** NaN, +Inf and -Inf values in the model's output on the scanned batches.
+
+    **Why it matters.** One NaN poisons the loss and every gradient; `-inf` log-probabilities
+    (a `log` of an exact zero, a `masked_fill(-inf)` over a real class) make CTC `inf` for
+    any sample that needs that class.
+
+    **Example.** `log(softmax(x))` underflows: `error CTC023 the output holds 312 -inf
+    values (0 NaN, 0 +inf).`
+
+    **Fix.** Use `log_softmax` instead of `log(softmax)`; look for divisions by zero,
+    `sqrt` of 0 in the backward, or masking with `-inf` in the model; check the inputs (CTC040).
+    """
+    kinds = _kinds(outputs)
+    nan = sum(kind.nan for kind in kinds)
+    posinf = sum(kind.posinf for kind in kinds)
+    neginf = sum(kind.neginf for kind in kinds)
+    if nan + posinf + neginf == 0:
+        return []
+    total = sum(output.numel() for output in outputs)
+    return [
+        finding(
+            "CTC023",
+            f"the output holds {nan} NaN, {posinf} +inf and {neginf} -inf values out of {total}.",
+            "Use log_softmax instead of log(softmax(...)); look for division by zero or -inf masking in forward(); check inputs (CTC040).",
+            {"nan": nan, "posinf": posinf, "neginf": neginf, "total": total},
+        )
+    ]
+
+
+@check("CTC024", "error", "softmax taken over the wrong axis")
+def wrong_softmax_axis(outputs, layout):
+    """
+    **What it checks.** Whether the output is normalised (sums to 1 in probability space)
+    over the time or the batch axis instead of the class axis.
+
+    **Why it matters.** `log_softmax(dim=0)` on a `(T, N, C)` tensor, or `dim=1` after a
+    transpose, makes each class a distribution over time: the loss is finite and even
+    falls, but the model never learns per-frame class probabilities.
+
+    **Example.** `x.log_softmax(0)` on `(T, N, C)`: `error CTC024 the output is
+    log-probabilities over the time axis, not over the classes.`
+
+    **Fix.** Take `log_softmax(dim=-1)`: the class axis is last in both `(T, N, C)` and
+    `(N, T, C)`.
+    """
+    for kind in _kinds(outputs):
+        if kind.wrong_axis:
+            from ctcdoctor.output_kind import AXIS_NAMES
+
+            what = "log-probabilities" if kind.kind == "log_probs" else "probabilities"
+            axis_name = AXIS_NAMES[kind.axis]
+            return [
+                finding(
+                    "CTC024",
+                    f"the output is {what} over the {axis_name} axis, not over the classes: "
+                    f"it sums to 1 along the {axis_name} axis of the (T, N, C) view.",
+                    "Take log_softmax(dim=-1): the class axis is the last one.",
+                    {"axis": axis_name, "kind": kind.kind, "layout": layout.layout},
+                )
+            ]
+    return []
+
+
+@check("CTC025", "warning", "output reaches the loss in half precision")
+def half_precision_output(outputs):
+    """
+    **What it checks.** The dtype of the model's output: float16 or bfloat16.
+
+    **Why it matters.** CTC sums over many paths in log space; in half precision the
+    forward variables lose most of their digits and long sequences underflow. PyTorch's
+    CUDA CTC does not support half inputs in every version, and cuDNN needs float32.
+
+    **Example.** An autocast region around the whole model: `warning CTC025 the output
+    is torch.float16.`
+
+    **Fix.** Cast before the loss: `F.ctc_loss(log_probs.float(), ...)`, or compute the
+    final `log_softmax` outside autocast.
+    """
+    dtypes = sorted({str(output.dtype) for output in outputs if str(output.dtype) in ("torch.float16", "torch.bfloat16")})
+    if not dtypes:
+        return []
+    return [
+        finding(
+            "CTC025",
+            f"the output is {', '.join(dtypes)}; CTC's log-space sums need float32.",
+            "Cast to float32 before the loss: F.ctc_loss(log_probs.float(), ...), or keep log_softmax outside autocast.",
+            {"dtypes": dtypes},
+        )
+    ]

@@ -1,0 +1,30 @@
+"""`ctcdoctor check`: load the spec, scan batches, run the selected checks, build the report."""
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+
+from ctcdoctor.context import Context, Options
+from ctcdoctor.loading import load_setup
+from ctcdoctor.runner import Report, apply_ignore, run_checks, select, sort_findings
+
+
+def run_check(spec: str, settings: dict[str, Any], progress: Console | None = None) -> Report:
+    setup = load_setup(spec)
+    options = Options(
+        max_batches=int(settings.get("max_batches") or 2),
+        scan_batches=int(settings.get("scan_batches") or 32),
+        device=settings.get("device"),
+    )
+    context = Context(setup, options, spec)
+    # Read the batches up front: a loader that yields non-batches is a usage error (exit 2), not a finding.
+    context.get("batches")
+    selected = select(settings.get("select") or (), settings.get("ignore") or ())
+    if progress is not None:
+        with progress.status("checking…") as status:
+            findings, results = run_checks(context, selected, on_check=lambda info: status.update(f"{info.code} {info.title}"))
+    else:
+        findings, results = run_checks(context, selected)
+    findings = apply_ignore(findings, settings.get("ignore") or ())
+    return Report("check", spec, sort_findings(findings), tuple(results))

@@ -1,0 +1,64 @@
+"""What a check returns: small frozen findings, kept apart from any rendering."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class Severity(str, Enum):
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        """Higher is worse; used for `--fail-on` and for ordering the report."""
+        return {"info": 0, "warning": 1, "error": 2}[self.value]
+
+    @classmethod
+    def parse(cls, text: str) -> "Severity":
+        try:
+            return cls(text.lower())
+        except ValueError:
+            raise ValueError(f"unknown severity {text!r}: use one of error, warning, info") from None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem found in a set-up."""
+
+    code: str
+    """Stable code such as `CTC001`; `ctcdoctor explain CODE` documents it."""
+    severity: Severity
+    """error (training cannot work), warning (likely to hurt), info (worth knowing)."""
+    title: str
+    """One line naming the problem."""
+    message: str
+    """What is wrong, with the numbers (which samples, how many frames)."""
+    hint: str = ""
+    """What to change, in the imperative."""
+    evidence: dict[str, Any] = field(default_factory=dict)
+    """JSON-serialisable data behind the message (sample indices, values)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "severity": self.severity.value,
+            "title": self.title,
+            "message": self.message,
+            "hint": self.hint,
+            "evidence": self.evidence,
+        }
+
+
+def count_by_severity(findings: list[Finding]) -> dict[str, int]:
+    counts = {"error": 0, "warning": 0, "info": 0}
+    for finding in findings:
+        counts[finding.severity.value] += 1
+    return counts
+
+
+def fails(findings: list[Finding], fail_on: Severity) -> bool:
+    """True when some finding is at or above the `--fail-on` severity."""
+    return any(finding.severity.rank >= fail_on.rank for finding in findings)

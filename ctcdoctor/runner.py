@@ -1,0 +1,120 @@
+"""Run the selected checks, time each, and isolate failures.
+
+A check that raises becomes a CTC999 finding and the others still run; an input that
+cannot be computed (the model raises on a batch) is reported once, and the checks that
+needed it are marked skipped.
+"""
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from ctcdoctor.context import Context, InputUnavailable
+from ctcdoctor.errors import UserInputError
+from ctcdoctor.findings import Finding, Severity
+from ctcdoctor.registry import CodeInfo, checks, finding, matches
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    code: str
+    status: str
+    """"passed" (no finding), "findings", "crashed" or "skipped" (an input it needs failed)."""
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "code": self.code, "status": self.status, "seconds": round(self.seconds, 4)}
+
+
+@dataclass(frozen=True)
+class Report:
+    """What a command found: the data behind every renderer (console, JSON)."""
+
+    command: str
+    spec: str
+    findings: tuple[Finding, ...]
+    checks: tuple[CheckResult, ...] = ()
+    result: dict[str, Any] | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+    """Renderer-only data that is not part of the JSON envelope (e.g. tables for the console)."""
+
+
+def select(select_prefixes: Iterable[str] = (), ignore_prefixes: Iterable[str] = ()) -> list[CodeInfo]:
+    chosen = list(select_prefixes)
+    ignored = list(ignore_prefixes)
+    selected = []
+    for info in checks():
+        if chosen and not matches(info.code, chosen):
+            continue
+        if ignored and matches(info.code, ignored):
+            continue
+        selected.append(info)
+    return selected
+
+
+def sort_findings(findings: Iterable[Finding]) -> tuple[Finding, ...]:
+    return tuple(sorted(findings, key=lambda item: (-item.severity.rank, item.code)))
+
+
+def run_checks(
+    context: Context,
+    selected: list[CodeInfo],
+    on_check: Callable[[CodeInfo], None] | None = None,
+) -> tuple[list[Finding], list[CheckResult]]:
+    findings: list[Finding] = []
+    results: list[CheckResult] = []
+    failed_inputs: dict[str, tuple[InputUnavailable, list[str]]] = {}
+    for info in selected:
+        if on_check is not None:
+            on_check(info)
+        started = time.perf_counter()
+        status = "passed"
+        try:
+            arguments = {name: context.get(name) for name in info.inputs}
+            produced = list(info.check(**arguments) or [])
+            findings.extend(produced)
+            if produced:
+                status = "findings"
+        except UserInputError:
+            raise
+        except InputUnavailable as error:
+            status = "skipped"
+            failed_inputs.setdefault(str(error), (error, []))[1].append(f"{info.code} ({info.check_name})")
+        except Exception as error:
+            status = "crashed"
+            findings.append(
+                finding(
+                    "CTC999",
+                    f"check {info.check_name} ({info.code}) raised {type(error).__name__}: {error}",
+                    "This is a bug in ctcdoctor or in an assumption it makes about your set-up: "
+                    "run with --debug and report the traceback.",
+                    {"check": info.check_name, "code": info.code, "exception": type(error).__name__,
+                     "traceback": traceback.format_exception_only(type(error), error)[-1].strip()},
+                )
+            )
+        results.append(CheckResult(info.check_name or info.code, info.code, status, time.perf_counter() - started))
+    for error, needed_by in failed_inputs.values():
+        cause = error.error
+        findings.append(
+            finding(
+                "CTC999",
+                f"could not compute {error.name!r}: {type(cause).__name__}: {cause}. Skipped: {', '.join(needed_by)}.",
+                "Fix the error above in your model or data (run one batch through the model by hand), then run again.",
+                {"input": error.name, "exception": type(cause).__name__, "skipped": needed_by},
+                title=f"could not compute {error.name}",
+            )
+        )
+    return findings, results
+
+
+def apply_ignore(findings: Iterable[Finding], ignore_prefixes: Iterable[str]) -> list[Finding]:
+    ignored = list(ignore_prefixes)
+    return [item for item in findings if not (ignored and matches(item.code, ignored))]
+
+
+def worst(findings: Iterable[Finding]) -> Severity | None:
+    ranked = sorted(findings, key=lambda item: -item.severity.rank)
+    return ranked[0].severity if ranked else None
