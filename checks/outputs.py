@@ -4,14 +4,8 @@ from __future__ import annotations
 from ctcdoctor.registry import check, finding
 
 
-def _kinds(outputs):
-    from ctcdoctor.output_kind import classify_output
-
-    return [classify_output(output) for output in outputs]
-
-
 @check("CTC020", "error", "model output is probabilities, not log-probabilities")
-def probabilities_output(outputs):
+def probabilities_output(output_kinds):
     """
     **What it checks.** Whether the model's output lies in [0, 1] and sums to 1 over the
     class axis: `softmax` was applied where CTC needs `log_softmax`.
@@ -26,7 +20,7 @@ def probabilities_output(outputs):
     **Fix.** End the model with `log_softmax(dim=-1)` (or return logits and apply
     `log_softmax` in the loss). Never take `log` of a softmax: it underflows to `-inf`.
     """
-    for kind in _kinds(outputs):
+    for kind in output_kinds:
         if kind.kind == "probs" and kind.axis == 2:
             return [
                 finding(
@@ -41,7 +35,7 @@ def probabilities_output(outputs):
 
 
 @check("CTC021", "warning", "model output is raw logits")
-def raw_logits_output(context, outputs):
+def raw_logits_output(context, output_kinds):
     """
     **What it checks.** Whether the output is neither probabilities nor log-probabilities
     over any axis: raw logits. When `Setup.criterion` is given and already applies
@@ -55,7 +49,7 @@ def raw_logits_output(context, outputs):
 
     **Fix.** Apply `log_softmax(dim=-1)` over the class axis before the loss.
     """
-    kinds = _kinds(outputs)
+    kinds = output_kinds
     if not any(kind.kind == "logits" for kind in kinds):
         return []
     if _criterion_normalises(context):
@@ -125,7 +119,7 @@ def ambiguous_layout(layout):
 
 
 @check("CTC023", "error", "model output contains NaN or Inf")
-def nonfinite_output(outputs):
+def nonfinite_output(outputs, output_kinds):
     """
     **What it checks.** NaN, +Inf and -Inf values in the model's output on the scanned batches.
 
@@ -139,7 +133,7 @@ def nonfinite_output(outputs):
     **Fix.** Use `log_softmax` instead of `log(softmax)`; look for divisions by zero,
     `sqrt` of 0 in the backward, or masking with `-inf` in the model; check the inputs (CTC040).
     """
-    kinds = _kinds(outputs)
+    kinds = output_kinds
     nan = sum(kind.nan for kind in kinds)
     posinf = sum(kind.posinf for kind in kinds)
     neginf = sum(kind.neginf for kind in kinds)
@@ -157,7 +151,7 @@ def nonfinite_output(outputs):
 
 
 @check("CTC024", "error", "softmax taken over the wrong axis")
-def wrong_softmax_axis(outputs, layout):
+def wrong_softmax_axis(output_kinds, layout):
     """
     **What it checks.** Whether the output is normalised (sums to 1 in probability space)
     over the time or the batch axis instead of the class axis.
@@ -172,7 +166,7 @@ def wrong_softmax_axis(outputs, layout):
     **Fix.** Take `log_softmax(dim=-1)`: the class axis is last in both `(T, N, C)` and
     `(N, T, C)`.
     """
-    for kind in _kinds(outputs):
+    for kind in output_kinds:
         if kind.wrong_axis:
             from ctcdoctor.output_kind import AXIS_NAMES
 

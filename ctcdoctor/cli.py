@@ -192,6 +192,19 @@ def _root(
         raise typer.Exit(0)
 
 
+def _register_commands() -> None:
+    import importlib
+    import pkgutil
+
+    import ctcdoctor.commands as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{module.name}")
+
+
+_register_commands()
+
+
 def main() -> None:
     app()
 

@@ -165,3 +165,11 @@ def _input_stats(context: Context):
     from ctcdoctor.input_stats import input_statistics
 
     return input_statistics(context.batches)
+
+
+@provides("output_kinds")
+def _output_kinds(context: Context):
+    """How each run's output is normalised (log-probs, probs, logits; which axis)."""
+    from ctcdoctor.output_kind import classify_output
+
+    return [classify_output(output) for output in context.outputs]
