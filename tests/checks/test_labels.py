@@ -1,0 +1,79 @@
+"""CTC010-CTC014: targets are valid class indices for this model and blank."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import codes_of, healthy_setup, make_batches, run_codes
+
+
+def test_healthy_setup_has_no_label_findings():
+    assert run_codes(healthy_setup(), ("CTC01",))[0] == []
+
+
+def test_label_equal_to_class_count_is_ctc010_with_blank_slot_hint():
+    setup = healthy_setup()
+    setup.loader = make_batches([20, 20], [[1, 6], [2, 3]])  # C = 6: index 6 has no column
+    (finding,) = run_codes(setup, ("CTC010",))[0]
+    assert finding.evidence["largest"] == 6 and finding.evidence["samples"] == [0]
+    assert "forgotten blank slot" in finding.hint
+
+
+def test_negative_label_inside_length_is_ctc010_padding_hint():
+    setup = healthy_setup()
+    setup.loader = make_batches([20, 20], [[1, -1], [2, 3]])
+    (finding,) = run_codes(setup, ("CTC010",))[0]
+    assert finding.evidence["smallest"] == -1
+    assert "padding" in finding.hint
+
+
+@pytest.mark.parametrize("blank", [0, 5])
+def test_blank_in_targets_is_ctc011(blank):
+    setup = healthy_setup()
+    setup.blank = blank
+    labels = [[1, 2], [3, 4]] if blank == 0 else [[1, 2], [3, 4]]
+    labels[1][0] = blank
+    setup.loader = make_batches([20, 20], labels)
+    (finding,) = run_codes(setup, ("CTC011",))[0]
+    assert finding.evidence == {"blank": blank, "count": 1, "samples": [1]}
+
+
+def test_concatenated_targets_with_wrong_sum_are_ctc012():
+    setup = healthy_setup()
+    inputs, targets, input_lengths, target_lengths = make_batches([20, 20], [[1, 2], [3, 4, 5]], concatenated=True)[0]
+    target_lengths = target_lengths.clone()
+    target_lengths[1] = 2  # sums to 4, targets hold 5
+    setup.loader = [(inputs, targets, input_lengths, target_lengths)]
+    (finding,) = run_codes(setup, ("CTC012",))[0]
+    assert "sum to 4" in finding.message and "hold 5" in finding.message
+
+
+def test_concatenated_targets_are_healthy_when_consistent():
+    setup = healthy_setup()
+    setup.loader = make_batches([20, 20, 18], [[1, 2], [3, 4, 5], [2]], concatenated=True)
+    assert run_codes(setup, ("CTC01", "CTC00"))[0] == []
+
+
+def test_target_length_past_padding_is_ctc012():
+    setup = healthy_setup()
+    inputs, targets, input_lengths, target_lengths = make_batches([20, 20], [[1, 2], [3, 4]])[0]
+    setup.loader = [(inputs, targets, input_lengths, target_lengths + 1)]
+    (finding,) = run_codes(setup, ("CTC012",))[0]
+    assert "exceed the padded width 2" in finding.message
+
+
+def test_empty_target_is_ctc013_warning():
+    setup = healthy_setup()
+    setup.loader = make_batches([20, 20], [[], [3, 4]])
+    (finding,) = run_codes(setup, ("CTC013",))[0]
+    assert finding.severity.value == "warning" and finding.evidence["samples"] == [0]
+
+
+def test_missing_blank_slot_is_ctc014():
+    setup = healthy_setup(classes=5)  # alphabet "abcde" needs 6
+    setup.loader = make_batches([20, 20], [[1, 2], [3, 4]])
+    findings, _ = run_codes(setup, ("CTC014",))
+    (finding,) = findings
+    assert "blank slot is missing" in finding.hint
+    assert finding.evidence == {"num_classes": 5, "alphabet_size": 5, "expected": 6}
+    setup.alphabet = None
+    assert run_codes(setup, ("CTC014",))[0] == []
