@@ -40,9 +40,10 @@ class FailOn(str, Enum):
 
 
 def _fail(message: str, hint: str = "", code: ExitCode = ExitCode.USAGE) -> None:
-    stderr.print(f"[bold red]error:[/] {_escape(message)}")
+    # soft_wrap: one logical line each, so logs and greps keep the whole cause.
+    stderr.print(f"[bold red]error:[/] {_escape(message)}", soft_wrap=True)
     if hint:
-        stderr.print(f"[green]fix:[/] {_escape(hint)}")
+        stderr.print(f"[green]fix:[/] {_escape(hint)}", soft_wrap=True)
     raise typer.Exit(int(code))
 
 

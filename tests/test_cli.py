@@ -1,0 +1,232 @@
+"""The `ctcdoctor` command line as a user meets it: specs, exit codes, JSON, config."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import ROOT
+from ctcdoctor.cli import app
+
+runner = CliRunner()
+
+USER_MODULE = textwrap.dedent(
+    '''
+    import torch
+    from torch import nn
+    from ctcdoctor import Setup
+
+    class Model(nn.Module):
+        def __init__(self, classes=6, head="log_softmax"):
+            super().__init__()
+            self.conv = nn.Conv1d(4, 8, 2, stride=2)
+            self.fc = nn.Linear(8, classes)
+            self.head = head
+
+        def forward(self, x):
+            out = self.fc(self.conv(x).transpose(1, 2)).transpose(0, 1)
+            return out.softmax(-1) if self.head == "softmax" else out.log_softmax(-1)
+
+    def batches():
+        torch.manual_seed(0)
+        return [(torch.randn(3, 4, 20), torch.tensor([[1, 2], [3, 4], [5, 1]]), torch.tensor([20, 20, 20]), torch.tensor([2, 2, 2]))]
+
+    def build():
+        return Setup(model=Model(), loader=batches(), alphabet="abcde")
+
+    def build_tuple():
+        return Model(), batches()
+
+    def build_softmax():
+        return Setup(model=Model(head="softmax"), loader=batches())
+
+    def build_needs_args(size):
+        return None
+
+    def build_raises():
+        raise RuntimeError("dataset folder /data/iam not found")
+
+    def build_wrong_type():
+        return {"model": Model()}
+
+    def build_not_batches():
+        return Model(), [torch.randn(3, 4, 20)]
+
+    def build_three_items():
+        return Model(), [(torch.randn(3, 4, 20), torch.tensor([[1]]), torch.tensor([20, 20, 20]))]
+
+    def build_loader_raises():
+        def loader():
+            raise OSError("cannot open image 17.png")
+            yield
+        return Model(), loader()
+
+    def build_empty():
+        return Model(), []
+
+    def build_model_crashes():
+        class Broken(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(5, 6)
+            def forward(self, x):
+                return self.fc(x)
+        return Broken(), batches()
+    '''
+)
+
+
+@pytest.fixture
+def user_module(write_module):
+    return write_module("usermodel.py", USER_MODULE)
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_healthy_module_exits_0(user_module):
+    result = invoke("check", "usermodel.py")
+    assert result.exit_code == 0, result.output
+    assert "no problems found" in result.output
+
+
+@pytest.mark.parametrize("spec", ["usermodel.py:build_tuple", "usermodel:build", "usermodel"])
+def test_spec_forms(user_module, spec):
+    assert invoke("check", spec).exit_code == 0
+
+
+def test_softmax_head_exits_1_with_code(user_module):
+    result = invoke("check", "usermodel.py:build_softmax")
+    assert result.exit_code == 1
+    assert "CTC020" in result.output and "log_softmax" in result.output
+
+
+@pytest.mark.parametrize(
+    "spec, words",
+    [
+        ("missing.py", ["no such file", "missing.py"]),
+        ("nomodule_here:build", ["no module named 'nomodule_here'"]),
+        ("usermodel.py:nothere", ["has no function 'nothere'", "build"]),
+        ("usermodel.py:build_needs_args", ["cannot be called without arguments"]),
+        ("usermodel.py:build_raises", ["build_raises() raised RuntimeError", "/data/iam"]),
+        ("usermodel.py:build_wrong_type", ["returned dict", "Setup"]),
+        ("usermodel.py:build_not_batches", ["batch 0", "not a batch"]),
+        ("usermodel.py:build_three_items", ["3 items, not 4"]),
+        ("usermodel.py:build_loader_raises", ["OSError", "17.png"]),
+        ("usermodel.py:build_empty", ["no batches"]),
+    ],
+)
+def test_bad_specs_and_batches_exit_2_with_one_clear_cause(user_module, spec, words):
+    result = invoke("check", spec)
+    assert result.exit_code == 2, result.output
+    for word in words:
+        assert word in result.output
+    assert "Traceback" not in result.output
+    assert "fix:" in result.output
+
+
+def test_import_error_in_user_module_exits_2_and_debug_shows_traceback(write_module):
+    write_module("broken_import.py", "import torch\nraise ValueError('bad config value')\n")
+    result = invoke("check", "broken_import.py")
+    assert result.exit_code == 2 and "ValueError: bad config value" in result.output
+    assert "Traceback" not in result.output
+    debug = invoke("check", "broken_import.py", "--debug")
+    assert debug.exit_code == 2 and "Traceback" in debug.output
+
+
+def test_model_crash_becomes_one_ctc999_and_other_checks_still_run(user_module):
+    result = invoke("check", "usermodel.py:build_model_crashes", "--format", "json")
+    assert result.exit_code == 1
+    document = json.loads(result.stdout)
+    crashes = [f for f in document["findings"] if f["code"] == "CTC999"]
+    assert len(crashes) == 1 and "mat1 and mat2" in crashes[0]["message"]
+    statuses = {check["code"]: check["status"] for check in document["checks"]}
+    assert statuses["CTC020"] == "skipped"
+    assert statuses["CTC011"] == "passed"  # label checks need no model
+
+
+def test_crashing_check_becomes_ctc999(user_module, monkeypatch):
+    from ctcdoctor.checks import labels
+
+    def explode(targets, blank):
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(labels.blank_in_targets, "__code__", explode.__code__)
+    document = json.loads(invoke("check", "usermodel.py", "--format", "json").stdout)
+    crashed = [f for f in document["findings"] if f["code"] == "CTC999"]
+    assert len(crashed) == 1 and "ZeroDivisionError: boom" in crashed[0]["message"]
+    assert {c["code"]: c["status"] for c in document["checks"]}["CTC011"] == "crashed"
+    assert {c["code"]: c["status"] for c in document["checks"]}["CTC010"] == "passed"
+
+
+def test_json_report_shape(user_module, tmp_path):
+    out = tmp_path / "report" / "ctc.json"
+    result = invoke("check", "usermodel.py:build_softmax", "--format", "json", "--output", str(out))
+    document = json.loads(result.stdout)  # stdout carries only the JSON
+    assert json.loads(out.read_text()) == document
+    assert document["schema"] == 1 and document["spec"] == "usermodel.py:build_softmax"
+    assert set(document["summary"]) == {"error", "warning", "info"}
+    assert document["summary"]["error"] == sum(f["severity"] == "error" for f in document["findings"])
+    for item in document["findings"]:
+        assert set(item) == {"code", "severity", "title", "message", "hint", "evidence"}
+        assert item["severity"] in ("error", "warning", "info")
+    for item in document["checks"]:
+        assert {"name", "status", "seconds"} <= set(item)
+        assert item["status"] in ("passed", "findings", "crashed", "skipped")
+
+
+def test_fail_on_select_and_ignore(user_module):
+    assert invoke("check", "usermodel.py:build_softmax", "--ignore", "CTC020").exit_code == 0
+    assert invoke("check", "usermodel.py:build_softmax", "--select", "CTC01,CTC04").exit_code == 0
+    assert invoke("check", "usermodel.py:build_softmax", "--select", "CTC02").exit_code == 1
+    bad = invoke("check", "usermodel.py", "--select", "E501")
+    assert bad.exit_code == 2 and "not a check code" in bad.output
+
+
+def test_pyproject_config_and_flags_win(user_module, write_module):
+    write_module("pyproject.toml", '[tool.ctcdoctor]\nignore = ["CTC020"]\n')
+    assert invoke("check", "usermodel.py:build_softmax").exit_code == 0
+    assert invoke("check", "usermodel.py:build_softmax", "--ignore", "CTC099").exit_code == 1
+    write_module("pyproject.toml", '[tool.ctcdoctor]\nfail_on = "warning"\n')
+    result = invoke("check", "usermodel.py")
+    assert result.exit_code == 2 and "unknown keys" in result.output
+
+
+def test_explain_prints_the_documentation():
+    result = invoke("explain", "ctc011")
+    assert result.exit_code == 0
+    assert "CTC011" in result.output and "blank" in result.output and "Fix" in result.output
+    unknown = invoke("explain", "CTC777")
+    assert unknown.exit_code == 2 and "unknown code" in unknown.output
+
+
+def _imported_after(argv: list[str]) -> set[str]:
+    code = (
+        "import sys\nfrom ctcdoctor.cli import app\n"
+        f"sys.argv = ['ctcdoctor', *{argv!r}]\n"
+        "try:\n    app()\nexcept SystemExit:\n    pass\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    return done.stderr
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["explain", "CTC001"], ["check", "--help"], ["codes"]])
+def test_help_and_explain_do_not_import_torch(argv):
+    assert "NO-TORCH" in _imported_after(argv)
+
+
+def test_console_script_from_another_directory(tmp_path, user_module):
+    done = subprocess.run(
+        [sys.executable, "-m", "ctcdoctor.cli", "check", str(user_module), "--format", "json"],
+        capture_output=True, text=True, cwd=tmp_path.parent, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["summary"]["error"] == 0
