@@ -316,6 +316,9 @@ def forward_backward(log_probs, targets, input_lengths, target_lengths, blank=0,
         raise ValueError(f"gamma must be >= 0, got {gamma}")
     T, N, C = log_probs.shape
     device = log_probs.device
+    if log_probs.numel() >= 2**31:
+        # Output offsets are 32-bit products inside the kernels.
+        raise ValueError(f"log_probs has {log_probs.numel()} elements; the kernel supports < 2**31")
     if not 0 <= blank < C:
         raise ValueError(f"blank {blank} outside [0, {C})")
     in_len = torch.as_tensor(input_lengths, device=device).to(torch.int32).contiguous()
