@@ -1,0 +1,116 @@
+"""Argument checking and normalisation shared by ctc_loss, posterior and the metrics.
+
+F.ctc_loss fails late and cryptically on bad arguments (an out-of-range target is silently
+read as garbage on CPU), so we check up front and name the fix. The checks touch only the
+lengths and targets, which are tiny next to log_probs, so they cost microseconds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence, Union
+
+import torch
+
+Lengths = Union[torch.Tensor, Sequence[int], int]
+
+
+@dataclass(frozen=True)
+class CTCArgs:
+    """Batched, validated view of the CTC arguments."""
+
+    log_probs: torch.Tensor  # (T, N, C)
+    targets: torch.Tensor  # (N, S) padded or (sum U,) concatenated, int64
+    input_lengths: torch.Tensor  # (N,) int64, on log_probs' device
+    target_lengths: torch.Tensor  # (N,) int64, on log_probs' device
+    blank: int
+    unbatched: bool
+
+
+def _as_lengths(x: Lengths, name: str, device: torch.device) -> torch.Tensor:
+    t = torch.as_tensor(x)
+    if t.is_floating_point() or t.is_complex():
+        raise ValueError(f"{name} must hold integers, got dtype {t.dtype}; pass a LongTensor or a list of ints")
+    return t.to(device=device, dtype=torch.long).reshape(-1)
+
+
+def check_log_probs(log_probs: torch.Tensor, blank: int) -> None:
+    if not isinstance(log_probs, torch.Tensor):
+        raise ValueError(f"log_probs must be a torch.Tensor, got {type(log_probs).__name__}")
+    if log_probs.dim() not in (2, 3):
+        raise ValueError(
+            f"log_probs must be (T, N, C) or unbatched (T, C), got {log_probs.dim()}-D shape "
+            f"{tuple(log_probs.shape)}; for (N, T, C) outputs pass log_probs.transpose(0, 1)"
+        )
+    if not log_probs.is_floating_point():
+        raise ValueError(f"log_probs must be floating point, got {log_probs.dtype}; apply log_softmax first")
+    C = log_probs.shape[-1]
+    if not isinstance(blank, int) or isinstance(blank, bool) or not 0 <= blank < C:
+        raise ValueError(f"blank={blank!r} is out of range for C={C} classes; pass an index in [0, {C - 1}]")
+
+
+def normalise(
+    log_probs: torch.Tensor,
+    targets: torch.Tensor | Sequence[int],
+    input_lengths: Lengths,
+    target_lengths: Lengths,
+    blank: int = 0,
+) -> CTCArgs:
+    """Validate CTC arguments like F.ctc_loss expects them and return a batched view."""
+    check_log_probs(log_probs, blank)
+    dev = log_probs.device
+    targets = torch.as_tensor(targets)
+    if targets.is_floating_point() or targets.is_complex():
+        raise ValueError(f"targets must hold integer class indices, got dtype {targets.dtype}")
+    unbatched = log_probs.dim() == 2
+    if unbatched:
+        if targets.dim() != 1:
+            raise ValueError(f"unbatched (T, C) log_probs need 1-D targets, got shape {tuple(targets.shape)}")
+        log_probs = log_probs.unsqueeze(1)
+        targets = targets.unsqueeze(0)
+    T, N, C = log_probs.shape
+    in_lens = _as_lengths(input_lengths, "input_lengths", dev)
+    tg_lens = _as_lengths(target_lengths, "target_lengths", dev)
+    if in_lens.numel() != N:
+        raise ValueError(f"input_lengths has {in_lens.numel()} entries for a batch of N={N}; give one per sample")
+    if tg_lens.numel() != N:
+        raise ValueError(f"target_lengths has {tg_lens.numel()} entries for a batch of N={N}; give one per sample")
+    if N == 0:
+        return CTCArgs(log_probs, targets.to(dev, torch.long), in_lens, tg_lens, blank, unbatched)
+    if int(in_lens.min()) < 0 or int(in_lens.max()) > T:
+        raise ValueError(
+            f"input_lengths must lie in [0, T={T}], got min {int(in_lens.min())} max {int(in_lens.max())}; "
+            "pass the number of output frames per sample (after any downsampling)"
+        )
+    if int(tg_lens.min()) < 0:
+        raise ValueError(f"target_lengths must be >= 0, got {int(tg_lens.min())}")
+    targets = targets.to(dev, torch.long)
+    if targets.dim() == 2:
+        if targets.shape[0] != N:
+            raise ValueError(f"padded targets have {targets.shape[0]} rows for a batch of N={N}")
+        if int(tg_lens.max()) > targets.shape[1]:
+            raise ValueError(
+                f"a target length ({int(tg_lens.max())}) exceeds the padded target width ({targets.shape[1]})"
+            )
+        # Padding beyond each length is ignored (any value), exactly as F.ctc_loss does.
+        pos = torch.arange(targets.shape[1], device=dev)
+        used = targets[pos[None, :] < tg_lens[:, None]]
+    elif targets.dim() == 1:
+        total = int(tg_lens.sum())
+        if targets.numel() < total:
+            raise ValueError(
+                f"concatenated 1-D targets hold {targets.numel()} labels but target_lengths sum to {total}"
+            )
+        used = targets[:total]
+    else:
+        raise ValueError(f"targets must be padded (N, S) or concatenated 1-D, got shape {tuple(targets.shape)}")
+    if used.numel() and (int(used.min()) < 0 or int(used.max()) >= C):
+        raise ValueError(
+            f"target indices must lie in [0, C={C}), got min {int(used.min())} max {int(used.max())}; "
+            "check the alphabet size and the output layer width"
+        )
+    return CTCArgs(log_probs, targets, in_lens, tg_lens, blank, unbatched)
+
+
+def frame_mask(input_lengths: torch.Tensor, T: int) -> torch.Tensor:
+    """(T, N) bool: frame t of sample n is real (t < input_lengths[n])."""
+    return torch.arange(T, device=input_lengths.device)[:, None] < input_lengths[None, :]

@@ -1,0 +1,73 @@
+"""Greedy (best-path) decoding and edit-distance metrics."""
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+import editdistance
+import torch
+
+from ctcdoctor.ctc._args import Lengths, check_log_probs
+
+Symbols = Union[str, Sequence[str]]
+
+
+def _to_tnc(log_probs: torch.Tensor, layout: str) -> torch.Tensor:
+    if layout not in ("TNC", "NTC"):
+        raise ValueError(f"layout={layout!r} must be 'TNC' or 'NTC'")
+    if log_probs.dim() == 2:  # one unbatched (T, C) sample
+        return log_probs.unsqueeze(1)
+    return log_probs.transpose(0, 1) if layout == "NTC" else log_probs
+
+
+def greedy_decode(
+    log_probs: torch.Tensor,
+    output_lengths: Lengths | None = None,
+    blank: int = 0,
+    alphabet: Symbols | None = None,
+    layout: str = "TNC",
+) -> list[list[int]] | list[str]:
+    """Best-path decode: per frame argmax, collapse repeats, then drop blanks.
+
+    Works on log-probabilities, probabilities or logits alike (argmax is the same). Returns one
+    list of class indices per sample, or one string per sample when `alphabet` (the symbols of
+    the non-blank classes in class order, blank skipped) is given: class c maps to
+    alphabet[c - (c > blank)]. A 2-D (T, C) input is one sample and gives a one-item list.
+    """
+    check_log_probs(log_probs, blank)
+    x = _to_tnc(log_probs, layout)
+    T, N, _ = x.shape
+    best = x.detach().argmax(-1)  # (T, N)
+    # Collapse first, then drop blanks: "a blank a" stays "aa", "a a" becomes "a".
+    keep = best != blank
+    keep[1:] &= best[1:] != best[:-1]
+    if output_lengths is not None:
+        lens = torch.as_tensor(output_lengths, device=best.device).reshape(-1).long()
+        if lens.numel() != N:
+            raise ValueError(f"output_lengths has {lens.numel()} entries for a batch of N={N}")
+        keep &= torch.arange(T, device=best.device)[:, None] < lens[None, :]
+    best_t, keep_t = best.t().tolist(), keep.t().tolist()
+    seqs = [[c for c, k in zip(row, krow) if k] for row, krow in zip(best_t, keep_t)]
+    if alphabet is None:
+        return seqs
+    return [_to_text(s, alphabet, blank) for s in seqs]
+
+
+def _to_text(seq: Sequence[int], alphabet: Symbols, blank: int) -> str:
+    return "".join(alphabet[c - (c > blank)] for c in seq)
+
+
+def edit_distance(a: Sequence, b: Sequence) -> int:
+    """Levenshtein distance between two sequences (strings, lists of ints or of words)."""
+    return int(editdistance.eval(list(a) if not isinstance(a, str) else a, list(b) if not isinstance(b, str) else b))
+
+
+def cer(hyp: Sequence, ref: Sequence) -> float:
+    """Character (symbol) error rate: edit distance / len(ref); len(hyp) errors if ref is empty."""
+    return edit_distance(hyp, ref) / max(len(ref), 1)
+
+
+def wer(hyp: str | Sequence[str], ref: str | Sequence[str]) -> float:
+    """Word error rate; strings are split on whitespace, sequences are taken as word lists."""
+    h = hyp.split() if isinstance(hyp, str) else list(hyp)
+    r = ref.split() if isinstance(ref, str) else list(ref)
+    return edit_distance(h, r) / max(len(r), 1)

@@ -1,0 +1,142 @@
+"""`ctc_loss`: a drop-in for F.ctc_loss, plus the paper's alpha (non-blank proportion) and
+gamma (key-frame weighting) gradient modifications.
+
+With alpha=None and gamma=0 we simply call F.ctc_loss: same value, same gradient, same edge
+cases, nothing to keep in sync. With either modification a custom autograd Function runs one
+native forward+backward in its forward (which yields both the loss and the occupancy y'),
+builds the modified gradient there, and its backward only scales it by the incoming gradient.
+The reported loss stays the plain CTC loss: alpha and gamma change where training goes, not
+how we measure it.
+
+Modified gradient for sample n, frame t < T_n (zero beyond), w.r.t. log_probs:
+    g[t, k] = omega_t (y[t, k] - y''[t, k])
+y'' = y' or its alpha rescale (see posterior.alpha_rescale_), and
+    w_t = max_k (y''[t, k] - y[t, k]),  omega_t = T_n w_t^gamma / sum_{t' < T_n} w_t'^gamma
+(omega = 1 when gamma = 0 or the sum is 0). Since every row of g sums to 0, the gradient
+w.r.t. pre-log-softmax activations is the same g.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ctcdoctor.ctc._args import CTCArgs, Lengths, normalise
+from ctcdoctor.ctc.posterior import _check_alpha, alpha_rescale, occupancy
+
+_REDUCTIONS = ("none", "mean", "sum")
+
+
+def _check_options(reduction: str, alpha: float | None, gamma: float) -> None:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction={reduction!r} is not one of {_REDUCTIONS}")
+    _check_alpha(alpha)
+    if not isinstance(gamma, (int, float)) or isinstance(gamma, bool) or not (gamma >= 0 and math.isfinite(gamma)):
+        raise ValueError(f"gamma={gamma!r} must be a finite number >= 0 (0 disables key-frame weighting)")
+
+
+def _frame_weights(w: torch.Tensor, valid: torch.Tensor, in_lens: torch.Tensor, gamma: float) -> torch.Tensor:
+    """omega (T, N): w^gamma mean-normalised within each sequence, 0 past T_n.
+
+    Normalising to mean 1 (rather than sum 1, as the paper writes it) keeps the gradient's
+    overall size, and so the learning rate, comparable with plain CTC and independent of T_n.
+    """
+    wg = torch.where(valid, w.clamp_min(0).pow(gamma), 0.0)
+    total = wg.sum(0)
+    omega = wg * (in_lens.to(w.dtype) / total.clamp_min(torch.finfo(w.dtype).tiny))
+    # All-zero weights (outputs already equal the target everywhere): fall back to uniform.
+    return torch.where((total > 0)[None, :], omega, valid.to(w.dtype))
+
+
+def modified_gradient(
+    args: CTCArgs, alpha: float | None, gamma: float, zero_infinity: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Plain per-sample NLL (N,), and the unreduced modified gradient as diff (T, N, C) times
+    frame weights omega (T, N): g = omega[..., None] * diff.
+
+    The product is left to backward so that it happens in the same pass as the reduction's
+    scaling: one full-size pass fewer.
+    """
+    occ = occupancy(args)
+    with torch.no_grad():
+        diff = occ.grad  # y - y' on valid rows of feasible samples, zero past T_n; ours to modify
+        target = occ.occ if alpha is None else alpha_rescale(occ, args, alpha)
+        if alpha is not None:
+            # y - y'' = (y - y') + (y' - y''), and y' - y'' is non-zero only on the subset columns.
+            diff.scatter_add_(2, occ.index, occ.occ - target)
+        if gamma != 0:
+            # max_k (y'' - y) over the subset columns is the max over all classes: elsewhere
+            # y'' = 0 so y'' - y <= 0, while the subset's differences sum to 1 - sum_sub y >= 0.
+            gap = (target - occ.y).masked_fill_(~occ.colmask.unsqueeze(0), float("-inf"))
+            omega = _frame_weights(gap.amax(-1), occ.valid, args.input_lengths, gamma)
+        else:
+            omega = occ.valid.to(diff.dtype)
+        nll = occ.nll
+        infeasible = torch.isinf(nll)
+        if bool(infeasible.any()):
+            # Like F.ctc_loss: NaN gradient on the real frames, or zero with zero_infinity.
+            diff.masked_fill_(infeasible[None, :, None], 0.0)
+            fill = 0.0 if zero_infinity else float("nan")
+            omega = omega.masked_fill(occ.valid & infeasible[None, :], fill)
+            if zero_infinity:
+                nll = torch.where(infeasible, torch.zeros_like(nll), nll)
+    return nll, diff, omega
+
+
+class _ModifiedCTC(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, log_probs, args: CTCArgs, reduction: str, zero_infinity: bool, alpha, gamma):
+        nll, diff, omega = modified_gradient(args, alpha, gamma, zero_infinity)
+        ctx.save_for_backward(diff, omega, args.target_lengths)
+        ctx.reduction = reduction
+        if reduction == "none":
+            return nll
+        if reduction == "sum":
+            return nll.sum()
+        return (nll / args.target_lengths.clamp_min(1).to(nll.dtype)).mean()
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        diff, omega, tl = ctx.saved_tensors
+        N = diff.shape[1]
+        if ctx.reduction == "none":
+            factor = grad_out.to(diff.dtype)
+        elif ctx.reduction == "sum":
+            factor = grad_out.to(diff.dtype).expand(N)
+        else:
+            # "mean" as F.ctc_loss: sample n divided by max(U_n, 1), then by N.
+            factor = grad_out.to(diff.dtype) / (tl.clamp_min(1).to(diff.dtype) * N)
+        return diff * (omega * factor).unsqueeze(-1), None, None, None, None, None
+
+
+def ctc_loss(
+    log_probs: torch.Tensor,
+    targets: torch.Tensor,
+    input_lengths: Lengths,
+    target_lengths: Lengths,
+    blank: int = 0,
+    reduction: str = "mean",
+    zero_infinity: bool = False,
+    alpha: float | None = None,
+    gamma: float = 0.0,
+) -> torch.Tensor:
+    """CTC loss; a drop-in for `torch.nn.functional.ctc_loss` when alpha is None and gamma == 0.
+
+    log_probs: (T, N, C) log-softmax outputs (or unbatched (T, C)). targets: padded (N, S) or
+    concatenated 1-D. alpha in (0, 1): rescale the pseudo ground truth so about alpha of each
+    sample's occupancy is non-blank. gamma >= 0: weight frame gradients by w_t ** gamma,
+    w_t = max_k(y'_k - y_k), mean-normalised within each sequence. The value returned is
+    always the plain CTC loss; only the gradient is modified.
+    """
+    _check_options(reduction, alpha, gamma)
+    args = normalise(log_probs, targets, input_lengths, target_lengths, blank)
+    if alpha is None and gamma == 0:
+        return F.ctc_loss(
+            log_probs, targets, input_lengths, target_lengths,
+            blank=blank, reduction=reduction, zero_infinity=zero_infinity,
+        )
+    out = _ModifiedCTC.apply(args.log_probs, args, reduction, zero_infinity, alpha, float(gamma))
+    if args.unbatched and reduction == "none":
+        out = out.squeeze(0)
+    return out
