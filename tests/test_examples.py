@@ -1,0 +1,50 @@
+"""The bundled examples: the healthy ones pass clean, each broken one raises its documented code."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import ROOT
+from ctcdoctor.cli import app
+
+BROKEN = sorted(path for path in (ROOT / "examples" / "broken").glob("*.py") if not path.name.startswith("_"))
+HEALTHY = [ROOT / "examples" / "ocr_crnn.py", ROOT / "examples" / "speech_ctc.py"]
+
+
+def expected_codes(path) -> set[str]:
+    return set(re.findall(r"^Expected finding: (CTC\d{3})", path.read_text(), flags=re.MULTILINE))
+
+
+def run_check(path, *extra: str) -> tuple[int, dict]:
+    # In-process (one torch import for all examples); tests/test_cli.py covers the real subprocess.
+    result = CliRunner().invoke(app, ["check", str(path), "--format", "json", *extra])
+    assert result.exit_code in (0, 1), result.output
+    return result.exit_code, json.loads(result.stdout)
+
+
+def test_every_broken_example_documents_its_codes():
+    assert len(BROKEN) >= 8
+    for path in BROKEN:
+        if path.name.startswith("overfit_"):
+            continue  # these fail `ctcdoctor overfit`, not `check` (tests/test_overfit.py)
+        assert expected_codes(path), f"{path.name} has no 'Expected finding: CTC0xx' line"
+
+
+@pytest.mark.parametrize("path", [p for p in BROKEN if not p.name.startswith("overfit_")], ids=lambda p: p.name)
+def test_broken_example_exits_1_and_raises_its_code(path):
+    returncode, document = run_check(path)
+    found = {finding["code"] for finding in document["findings"]}
+    missing = expected_codes(path) - found
+    assert not missing, f"{path.name}: expected {sorted(expected_codes(path))}, got {sorted(found)}"
+    assert returncode == 1
+    assert "CTC999" not in found
+
+
+@pytest.mark.parametrize("path", HEALTHY, ids=lambda p: p.name)
+def test_healthy_example_has_no_warning(path):
+    returncode, document = run_check(path, "--fail-on", "warning")
+    assert returncode == 0, [f["code"] + ": " + f["message"] for f in document["findings"]]
+    assert document["summary"]["error"] == document["summary"]["warning"] == 0
