@@ -45,15 +45,15 @@ class CRNN(nn.Module):
         pools: tuple[tuple[int, int], ...] = POOLS,
         height: int = 32,
         hidden: int = 96,
+        batch_norm: bool = True,
     ) -> None:
         super().__init__()
         blocks, c_in = [], 1
         for c_out, pool in zip(CHANNELS, pools):
-            # BatchNorm as in the CRNN paper: without it a single sample takes ~8x
-            # more Adam steps to leave the all-blank plateau.
-            blocks.append(nn.Sequential(
-                nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(), nn.MaxPool2d(pool)
-            ))
+            # BatchNorm: without it a single sample takes ~8x more Adam steps to
+            # leave the all-blank plateau.
+            norm = nn.BatchNorm2d(c_out) if batch_norm else nn.Identity()
+            blocks.append(nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), norm, nn.ReLU(), nn.MaxPool2d(pool)))
             c_in, height = c_out, height // pool[0]
         self.cnn = nn.Sequential(*blocks)
         self.rnn = nn.LSTM(c_in * height, hidden, bidirectional=True)
