@@ -15,7 +15,10 @@ def _downsampling_phrase(targets, output_lengths) -> str:
     if not bool(known.any()):
         return ""
     ratio = float((targets.input_lengths[known].double() / output_lengths.scanned[known].double()).median())
-    return f" The model keeps one output frame per {ratio:.3g} input steps." if ratio > 1.05 else ""
+    if ratio <= 1.05:
+        return ""
+    shown = f"{ratio:.0f}" if ratio >= 3 else f"{ratio:.2g}"
+    return f" The model keeps about one output frame per {shown} input steps (frames {output_lengths.detail})."
 
 
 @check("CTC001", "error", "output shorter than target plus repeats: CTC cannot align it")
@@ -126,7 +129,7 @@ def tight_length_budget(targets, output_lengths):
     order = indices[ratio.argsort()][:WORST]
     worst = [{"sample": int(i), "frames": int(available[i]), "needed": int(required[i])} for i in order]
     message = (
-        f"{count} of {targets.size} samples have fewer than {TIGHT_RATIO} frames per needed frame: "
+        f"{count} of {targets.size} samples have almost no spare frames (fewer than {TIGHT_RATIO} per needed frame): "
         + "; ".join(f"sample {item['sample']} has {item['frames']} frames for {item['needed']} needed" for item in worst)
         + "."
     )

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from rich.console import Console, Group
 from rich.markup import escape
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -20,9 +21,10 @@ def _finding_block(finding) -> Group:
         (f"{finding.code}  ", "bold"),
         (finding.title, style),
     )
-    lines = [head, Text("    " + finding.message)]
+    # Padding keeps wrapped lines indented under the heading.
+    lines = [head, Padding(Text(finding.message), (0, 0, 0, 4))]
     if finding.hint:
-        lines.append(Text.assemble(("    fix: ", "green bold"), (finding.hint, "green")))
+        lines.append(Padding(Text.assemble(("fix: ", "green bold"), (finding.hint, "green")), (0, 0, 0, 4)))
     table = finding.evidence.get("table") if isinstance(finding.evidence, dict) else None
     if isinstance(table, dict) and table.get("columns"):
         grid = Table(show_header=True, header_style="bold", box=None, padding=(0, 2), pad_edge=False)
