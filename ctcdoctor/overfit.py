@@ -136,7 +136,8 @@ DIVERGED_FACTOR = 1.5
 REBOUND_FACTOR = 3.0
 """CTC072 "diverged" too when the end sits this far above the best loss reached (and above 0.5)."""
 OSCILLATION_JUMPS = 0.2
-"""CTC072 "oscillated" when at least this share of the last half's steps jump up by >= 20%."""
+"""CTC072 "oscillated" when at least this share of the last half's steps jump up by >= 20% and the
+loss at the end is still above half its starting value (a noisy loss that keeps falling is not this)."""
 SMALL_LR = 1e-4
 """A learning rate below this is named as a likely cause of a blank collapse (for Adam-like optimizers)."""
 BLANK_BIAS_NATS = 3.0
@@ -589,7 +590,9 @@ def classify_failure(losses: Sequence[float], final_blank_ratio: float, decodes_
             return Verdict("CTC072", "diverged", peak)
     if decodes_empty and final_blank_ratio >= BLANK_COLLAPSE_RATIO:
         return Verdict("CTC071", "blank")
-    if len(losses) >= 20:
+    early_median = _median(losses[:5]) if losses else float("nan")
+    stalled = bool(losses) and _median(losses[-max(5, len(losses) // 10):]) > 0.5 * early_median
+    if len(losses) >= 20 and stalled:  # noisy but still learning (dropout) is not oscillation
         half = losses[len(losses) // 2 :]
         jumps = sum(1 for a, b in zip(half, half[1:]) if b > 1.2 * a and b - a > 0.05)
         if jumps >= OSCILLATION_JUMPS * (len(half) - 1):
@@ -658,8 +661,13 @@ def explain_failure(
         message = f"after {steps} steps {label} decodes as {pairs} (CER {cer:.2f}); {curve}."
 
     if verdict.code == "CTC072":
+        adaptive = result.optimizer.startswith(("Adam", "RMSprop", "Adagrad", "Adadelta", "NAdam", "RAdam", "Adamax"))
+        suggested = min(lr / 10, DEFAULT_LR) if (lr is not None and adaptive) else (lr / 10 if lr is not None else None)
         if lr is not None:
-            causes.append(f"learning rate {lr:g} is too high for {result.optimizer.split('(')[0] or 'the optimizer'}: try {lr / 10:g}")
+            causes.append(
+                f"learning rate {lr:g} is too high for {result.optimizer.split('(')[0] or 'the optimizer'}: try {suggested:g}"
+                + (" (Adam-like optimizers move every weight by about lr per step, whatever the gradient's size)" if adaptive and lr > 1e-2 else "")
+            )
         if not result.clipping.get("max_norm"):
             causes.append("gradient clipping is off: keep --clip at 5")
         elif result.clipping.get("clipped_steps"):
@@ -667,7 +675,7 @@ def explain_failure(
                 f"gradients were clipped on {result.clipping['clipped_steps']} of {result.clipping['steps']} steps "
                 f"(norm up to {_fmt(result.clipping.get('max_grad_norm'))}): the updates themselves are too large"
             )
-        hint = "Lower the learning rate (ten times: --lr " + (f"{lr / 10:g}" if lr else "1e-4") + "), keep clipping on, and compute CTC in float32."
+        hint = "Lower the learning rate (--lr " + (f"{suggested:g}" if suggested else "1e-4") + "), keep clipping on, and compute CTC in float32."
     elif verdict.code == "CTC071":
         if gap is not None and gap > BLANK_BIAS_NATS:
             causes.append(f"the head ({result.head}) bias favours blank by {gap:.1f} nats: initialise it at 0 (or at most log(T/U))")

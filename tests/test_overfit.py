@@ -1,0 +1,295 @@
+"""`ctcdoctor overfit`: fits a healthy set-up, diagnoses broken ones, never touches the user's model."""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+from conftest import ROOT
+from ctcdoctor import Setup
+from ctcdoctor.cli import app
+from ctcdoctor.overfit import (
+    OverfitOptions,
+    classify_failure,
+    decide_ctc_path,
+    find_head,
+    parse_samples,
+    pick_samples,
+    run_overfit,
+)
+
+runner = CliRunner()
+
+# A per-frame MLP over random features: memorises one sample in ~100 Adam steps at 1e-2,
+# a few milliseconds each. Variants plant one bug each.
+USER_MODULE = textwrap.dedent(
+    '''
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+    from ctcdoctor import Setup
+
+    class FrameMLP(nn.Module):
+        def __init__(self, features=8, classes=6, stride=1):
+            super().__init__()
+            self.stride = stride
+            self.body = nn.Sequential(nn.Linear(features, 32), nn.Tanh())
+            self.head = nn.Linear(32, classes)
+
+        def forward(self, x):                      # x: (N, T, F)
+            x = x[:, :: self.stride]
+            return self.head(self.body(x)).log_softmax(-1)   # (N, T, C)
+
+    def collate(items):
+        xs, ys = zip(*items)
+        return torch.stack(xs), torch.stack(ys), torch.full((len(xs),), xs[0].shape[0]), torch.full((len(xs),), ys[0].shape[0])
+
+    def data(frames=16, labels=4, n=8):
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(n, frames, 8, generator=g)
+        y = torch.randint(1, 6, (n, labels), generator=g)
+        y[:, 1] = y[:, 0] % 5 + 1                   # no adjacent repeats in the first two labels
+        return TensorDataset(x, y)
+
+    def loader(**kwargs):
+        dataset = data(**kwargs)
+        return DataLoader(dataset, batch_size=4, collate_fn=collate)
+
+    def build():
+        torch.manual_seed(0)
+        return Setup(model=FrameMLP(), loader=loader(), alphabet="abcde",
+                     optimizer=lambda p: torch.optim.Adam(p, lr=1e-2))
+
+    def build_infeasible():
+        # BUG: the model keeps every 8th frame: 2 frames for 4 labels.
+        torch.manual_seed(0)
+        return Setup(model=FrameMLP(stride=8), loader=loader(), alphabet="abcde")
+
+    def build_huge_lr():
+        torch.manual_seed(0)
+        return Setup(model=FrameMLP(), loader=loader(), alphabet="abcde",
+                     optimizer=lambda p: torch.optim.SGD(p, lr=1e4))
+
+    def build_plain_batches():
+        # Not a DataLoader: a list of (inputs, targets, input_lengths, target_lengths) batches.
+        torch.manual_seed(0)
+        batches = list(loader())
+        return Setup(model=FrameMLP(), loader=batches, alphabet="abcde",
+                     optimizer=lambda p: torch.optim.Adam(p, lr=1e-2))
+    '''
+)
+
+
+@pytest.fixture()
+def module(tmp_path):
+    path = tmp_path / "tinyctc.py"
+    path.write_text(USER_MODULE)
+    return path
+
+
+def _json(result) -> dict:
+    assert result.stdout.lstrip().startswith("{"), result.stdout[:500]
+    return json.loads(result.stdout)
+
+
+def _load(path, function="build") -> Setup:
+    from ctcdoctor.loading import load_setup
+
+    return load_setup(f"{path}:{function}")
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def test_fits_a_healthy_sample_and_reports_the_result(module):
+    result = runner.invoke(app, ["overfit", str(module), "--sample", "2", "--format", "json", "--steps", "400"])
+    assert result.exit_code == 0, result.output
+    document = _json(result)
+    assert set(document) >= {"schema", "spec", "findings", "summary", "checks", "result"}
+    assert document["summary"]["error"] == 0
+    out = document["result"]
+    assert out["fitted"] is True and out["trained"] is True and out["diagnosis"] is None
+    assert out["samples"] == [2]
+    assert out["final_decode"] == out["targets"] and out["edit_distance"] == [0] and out["cer"] == 0
+    assert 0 < out["steps_to_fit"] <= out["steps"] < 400
+    assert out["seconds_to_fit"] > 0
+    assert out["ctc_path"] == "torch-native (CPU)"
+    assert out["optimizer"] == "Adam(lr=0.01)"
+    assert set(out["spikiness"]) >= {"blank_ratio", "spike_width", "peak_prob", "entropy"}
+    assert out["clipping"]["max_norm"] == 5.0 and 0 <= out["clipping"]["clipped_steps"] <= out["clipping"]["steps"]
+    # stopped by the rule: the last `patience` evaluations decode the target
+    assert [h["cer"] for h in out["history"][-3:]] == [0, 0, 0]
+    assert all(set(h) >= {"step", "loss", "cer", "decode"} for h in out["history"])
+
+
+def test_text_report_names_the_fit_and_the_ctc_path(module):
+    result = runner.invoke(app, ["overfit", str(module), "--steps", "400"])
+    assert result.exit_code == 0, result.output
+    assert "fitted sample 0" in result.stdout
+    assert "torch-native (CPU)" in result.stdout
+
+
+def test_infeasible_length_is_reported_before_training_and_training_is_skipped(module):
+    result = runner.invoke(app, ["overfit", f"{module}:build_infeasible", "--format", "json"])
+    assert result.exit_code == 1, result.output
+    document = _json(result)
+    codes = [f["code"] for f in document["findings"]]
+    assert "CTC001" in codes
+    assert not {"CTC070", "CTC071", "CTC072"} & set(codes)
+    out = document["result"]
+    assert out["trained"] is False and out["steps"] == 0
+    assert out["skipped_because"] == ["CTC001"] and out["diagnosis"] == "CTC001"
+
+
+def test_huge_learning_rate_is_diagnosed_as_divergence(module):
+    result = runner.invoke(app, ["overfit", f"{module}:build_huge_lr", "--format", "json", "--steps", "200", "--clip", "0"])
+    assert result.exit_code == 1, result.output
+    document = _json(result)
+    (found,) = [f for f in document["findings"] if f["code"] == "CTC072"]
+    assert found["evidence"]["kind"] in ("nonfinite", "diverged", "oscillated")
+    assert found["evidence"]["step"] is not None
+    assert "learning rate 10000" in found["message"] and "--lr" in found["hint"]
+    assert document["result"]["fitted"] is False
+
+
+def test_broken_example_collapses_to_blanks():
+    spec = str(ROOT / "examples" / "broken" / "overfit_blank_collapse.py")
+    result = runner.invoke(app, ["overfit", spec, "--format", "json", "--steps", "40"])
+    assert result.exit_code == 1, result.output
+    document = _json(result)
+    assert [f["code"] for f in document["findings"]] == ["CTC071"]
+    (found,) = document["findings"]
+    assert "blank by 8.0 nats" in found["message"] and "1e-05" in found["message"]
+    assert document["result"]["final_decode"] == [""]
+    assert document["result"]["spikiness"]["blank_ratio"] == 1.0
+
+
+def test_broken_example_diverges():
+    spec = str(ROOT / "examples" / "broken" / "overfit_diverges.py")
+    result = runner.invoke(app, ["overfit", spec, "--format", "json", "--steps", "30"])
+    assert result.exit_code == 1, result.output
+    assert [f["code"] for f in _json(result)["findings"]] == ["CTC072"]
+
+
+def test_plot_is_written(module, tmp_path):
+    target = tmp_path / "plots" / "overfit.png"
+    result = runner.invoke(app, ["overfit", str(module), "--steps", "400", "--plot", str(target), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert target.stat().st_size > 20_000
+    assert _json(result)["result"]["plot"] == str(target)
+
+
+def test_output_file_and_bad_options(module, tmp_path):
+    report = tmp_path / "report.json"
+    result = runner.invoke(app, ["overfit", str(module), "--steps", "400", "--output", str(report)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(report.read_text())["result"]["fitted"] is True
+    assert runner.invoke(app, ["overfit", str(module), "--sample", "99"]).exit_code == 2
+    assert runner.invoke(app, ["overfit", str(module), "--alpha", "1.5"]).exit_code == 2
+    assert runner.invoke(app, ["overfit", str(module), "--samples", "a,b"]).exit_code == 2
+
+
+def test_explain_knows_the_overfit_codes():
+    for code in ("CTC070", "CTC071", "CTC072"):
+        result = runner.invoke(app, ["explain", code])
+        assert result.exit_code == 0 and "Fix." in result.stdout
+
+
+# ----------------------------------------------------------------------------- library level
+
+
+def test_user_model_is_left_exactly_as_found(module):
+    setup = _load(module)
+    setup.model.eval()
+    before = copy.deepcopy(setup.model.state_dict())
+    findings, _, result = run_overfit(setup, "tiny", OverfitOptions(steps=60))
+    assert result.trained and result.steps_run > 0
+    after = setup.model.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[name], after[name]) for name in before)
+    assert setup.model.training is False
+    assert all(p.grad is None for p in setup.model.parameters())
+
+
+def test_several_samples_and_alpha_gamma(module):
+    setup = _load(module)
+    progress = []
+    findings, _, result = run_overfit(
+        setup, "tiny", OverfitOptions(samples=(0, 3, 5), steps=400, alpha=0.5, gamma=1.0), on_progress=progress.append
+    )
+    assert result.fitted, [f.message for f in findings]
+    assert len(result.targets) == 3 and list(result.final_decode) == list(result.targets)
+    assert result.loss_function == "ctcdoctor.ctc.ctc_loss (alpha=0.5, gamma=1)"
+    assert progress and progress[-1].streak == 3 and progress[0].step == 10
+    assert result.frames is not None and result.frames.pseudo is not None
+
+
+def test_unbatched_loader_takes_the_nth_sample_in_iteration_order(module):
+    plain = _load(module, "build_plain_batches")
+    from_loader = _load(module, "build")
+    raw, source = pick_samples(plain.loader, (6,))
+    assert source == "cut from the loader's batches"
+    expected, source = pick_samples(from_loader.loader, (6,))
+    assert source == "dataset[i] + loader.collate_fn"
+    for got, want in zip(raw, expected):
+        assert torch.equal(torch.as_tensor(got), torch.as_tensor(want))
+    _, _, result = run_overfit(plain, "tiny", OverfitOptions(samples=(1, 6), steps=400))
+    assert result.fitted
+
+
+def test_freeze_except_head_trains_only_the_output_layer(module):
+    setup = _load(module)
+    _, _, result = run_overfit(setup, "tiny", OverfitOptions(steps=30, freeze_except_head=True))
+    assert result.head == "head"
+    assert result.parameters["trainable"] == 32 * 6 + 6
+    assert result.parameters["frozen"] == 8 * 32 + 32
+
+
+def test_find_head_follows_the_forward_not_the_definition_order():
+    class Reversed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.out = nn.Linear(4, 3)  # defined first, runs last
+            self.inner = nn.Linear(5, 4)
+
+        def forward(self, x):
+            return self.out(self.inner(x))
+
+    assert find_head(Reversed(), torch.randn(2, 5)) == "out"
+
+
+# ----------------------------------------------------------------------------- pure rules
+
+
+def test_classify_failure_rules():
+    flat = [4.0] * 100
+    assert classify_failure(flat, 1.0, True, None).code == "CTC071"
+    assert classify_failure(flat, 0.5, False, None).kind == "budget"
+    nonfinite = classify_failure([4.0, 3.0, math.nan], 0.0, False, 3)
+    assert (nonfinite.code, nonfinite.kind, nonfinite.step) == ("CTC072", "nonfinite", 3)
+    rising = [4.0] * 10 + [40.0] * 90
+    assert classify_failure(rising, 1.0, True, None).kind == "diverged"  # divergence beats blank collapse
+    bouncing = [4.0, 3.0] + [3.0 if i % 2 else 6.0 for i in range(98)]
+    assert classify_failure(bouncing, 0.2, False, None).kind == "oscillated"
+    noisy_but_learning = [10.0] * 5 + [0.3 if i % 2 else 0.5 for i in range(95)]
+    assert classify_failure(noisy_but_learning, 0.5, False, None).code == "CTC070"
+
+
+def test_ctc_path_rule():
+    assert decide_ctc_path("cpu", True, None) == "torch-native (CPU)"
+    assert decide_ctc_path("cuda", True, None) == "triton"
+    assert decide_ctc_path("cuda", True, "torch") == "torch-native (CUDA)"
+    assert decide_ctc_path("cuda", False, "triton") == "torch-native (CUDA)"
+
+
+def test_parse_samples():
+    assert parse_samples(None, default=(4,)) == (4,)
+    assert parse_samples("0,3,7") == (0, 3, 7)
+    assert parse_samples("0-2, 2") == (0, 1, 2)
