@@ -1,0 +1,189 @@
+"""Criterion checks: does the user's own loss compute CTC as PyTorch's reference does?"""
+from __future__ import annotations
+
+import math
+
+from ctcdoctor.describe import listing, plural
+from ctcdoctor.registry import check, finding
+
+MISTAKE_WORDS = {
+    "swapped_lengths": "input (frame) lengths and target lengths are swapped",
+    "layout": "the output reaches the loss in the wrong layout",
+    "wrong_blank": "the loss uses a different blank index than the model and targets",
+    "probabilities": "the loss receives probabilities, not log-probabilities",
+    "raw_logits": "the loss receives raw logits, not log-probabilities",
+    "raw_input_lengths": "the loss receives the raw input lengths, not the output frame counts",
+    "wrong_axis": "the loss receives an output normalised over the wrong axis",
+    "reduction": "the loss reduces the batch differently",
+    "raises": "the criterion raises",
+}
+
+
+def _value(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return f"{value:.6g}"
+
+
+@check("CTC030", "error", "the criterion disagrees with reference CTC")
+def criterion_disagrees(criterion_audit, setup):
+    """
+    **What it checks.** When `Setup.criterion` is given, ctcdoctor calls
+    `criterion(output, batch)` on the model's output for each model batch and compares it
+    with the reference, `F.ctc_loss` on float32 log-probabilities of the `(T, N, C)` output
+    with `Setup.blank`, the output frame counts, and `reduction="mean"` (relative tolerance
+    1e-3). When they differ it recomputes CTC with each known mistake and names the one that
+    reproduces your value (in JSON, `evidence.mistake`):
+
+    - `swapped_lengths` — `F.ctc_loss(lp, targets, target_lengths, input_lengths)`;
+    - `layout` — a batch-first `(N, T, C)` output passed (or `.view`-ed) as `(T, N, C)`;
+    - `wrong_blank` — `blank=C-1` where the targets use 0, or the reverse;
+    - `probabilities` / `raw_logits` — softmax output or raw logits instead of log-probabilities;
+    - `raw_input_lengths` — input lengths before the model's downsampling;
+    - `wrong_axis` — an output `log_softmax`-ed over time or batch (CTC024) passed as it is;
+    - `reduction` — `reduction="sum"` or a plain batch mean instead of the default `mean`;
+      when that is the only difference the finding is an **info** note, as it may be deliberate;
+    - `raises` — the criterion throws (the exception is reported; if F.ctc_loss's message
+      points at swapped lengths or the batch axis, that mistake is named instead).
+
+    Each mistake is also tried with infeasible samples counted as 0 (`zero_infinity=True`).
+
+    **Why it matters.** None of these crash in the usual case. Each produces a number that
+    falls (or stays flat) while the model learns the wrong thing or nothing: swapped lengths
+    with `zero_infinity=True` give a loss of exactly 0; a wrong blank teaches the model to
+    use a letter as the blank; probabilities instead of log-probabilities make the loss
+    meaningless.
+
+    **Example.**
+    ```
+    error CTC030 batch 0: the criterion gives 0 but reference CTC gives 3.91:
+      input (frame) lengths and target lengths swapped (with zero_infinity=True) reproduces 0.
+      fix: F.ctc_loss(output, targets, output_lengths, target_lengths, blank=0)
+    ```
+
+    **Fix.** Use the corrected call in the hint: `F.ctc_loss(log_probs, targets,
+    output_lengths, target_lengths, blank=BLANK)` with `log_probs` a `(T, N, C)`
+    `log_softmax` output, lengths in frames after downsampling, and the blank your targets
+    reserve.
+    """
+    if criterion_audit.skipped:
+        return []
+    for audit in criterion_audit.audits:
+        if audit.agrees:
+            continue
+        if audit.zero_infinity and audit.mistake is None:
+            continue  # zero_infinity hiding infeasible samples: CTC031
+        return [_finding(audit, setup)]
+    return []
+
+
+def _finding(audit, setup):
+    where = f"batch {audit.batch}"
+    reference = _value(audit.reference)
+    evidence = {
+        "batch": audit.batch,
+        "mistake": audit.mistake or "unknown",
+        "variant": audit.variant,
+        "user_value": audit.user,
+        "reference_value": audit.reference,
+        "explained_value": audit.explained_value,
+        "reduction": audit.reduction,
+        "zero_infinity": audit.zero_infinity,
+        "corrected_call": audit.corrected,
+    }
+    if audit.user_error is not None and audit.mistake in ("raises", None):
+        evidence["error"] = audit.user_error
+        return finding(
+            "CTC030",
+            f"{where}: criterion(output, batch) raised {audit.user_error}. Reference CTC on this batch is {reference}.",
+            f"Make the criterion run on the model's output and the batch as the loader yields it; the reference call is: {audit.corrected}",
+            evidence,
+        )
+    if audit.user_error is not None:
+        evidence["error"] = audit.user_error
+        return finding(
+            "CTC030",
+            f"{where}: criterion(output, batch) raised because {audit.variant}. Reference CTC on this batch is {reference}.",
+            f"Call the loss as {audit.corrected}",
+            evidence,
+        )
+    user = _value(audit.user)
+    if audit.mistake is None:
+        return finding(
+            "CTC030",
+            f"{where}: the criterion gives {user} but reference CTC gives {reference} "
+            f"(reduction mean; with zero_infinity=True {_value(audit.reference_zero_infinity)}), and none of the known mistakes "
+            "(swapped lengths, layout, blank, probabilities, raw logits, reduction) reproduces it.",
+            f"Compare your loss with the reference call on one batch: {audit.corrected}",
+            evidence,
+        )
+    zero_infinity = " with zero_infinity=True" if audit.zero_infinity else ""
+    if audit.mistake == "reduction":
+        return finding(
+            "CTC030",
+            f"{where}: the criterion gives {user}, reference CTC (reduction mean) gives {reference}; the difference is only the "
+            f"reduction: {audit.variant}{zero_infinity} reproduces {_value(audit.explained_value)}. Fine when deliberate: "
+            f"the gradient scale then grows with the batch size and label lengths.",
+            'Keep it if deliberate (scale the learning rate to match); otherwise use reduction="mean", which divides each '
+            "sample's loss by its target length and averages over the batch.",
+            evidence,
+            severity="info",
+            title="the criterion reduces the batch differently from reference CTC",
+        )
+    reduction = "" if audit.reduction == "mean" else f', {_reduction_short(audit.reduction)}'
+    return finding(
+        "CTC030",
+        f"{where}: the criterion gives {user} but reference CTC gives {reference}: {MISTAKE_WORDS[audit.mistake]} — "
+        f"{audit.variant}{reduction}{zero_infinity} reproduces {_value(audit.explained_value)}.",
+        f"Call the loss as {audit.corrected}",
+        evidence,
+    )
+
+
+def _reduction_short(how: str) -> str:
+    return {"sum": 'reduction="sum"', "batch_mean": "averaged without dividing by target lengths", "none": 'reduction="none"'}.get(how, how)
+
+
+@check("CTC031", "warning", "zero_infinity=True hides infeasible samples")
+def zero_infinity_hides(criterion_audit):
+    """
+    **What it checks.** Whether the user's criterion silently zeroes infeasible samples:
+    on a batch where some samples have no CTC alignment (reference loss `inf`), the
+    criterion's value equals the reference computed with `zero_infinity=True`.
+
+    **Why it matters.** `zero_infinity=True` turns the `inf` loss of an impossible sample
+    into 0 and its gradient into 0. Training runs smoothly, but those samples teach
+    nothing, and nothing in the logs says how many there are: the data problem behind
+    them (too much downsampling, labels too long, CTC001) stays hidden.
+
+    **Example.** `warning CTC031 batch 0: 5 of 16 samples are infeasible (reference loss inf)
+    and the criterion counts them as 0 (zero_infinity=True): samples 0, 1, 4, 9, 12.`
+
+    **Fix.** Fix the infeasible samples first (CTC001: more output frames or shorter
+    labels), then set `zero_infinity=False` so a new impossible sample shows up as `inf`
+    instead of vanishing; or filter such samples out of the data on purpose and log how
+    many.
+    """
+    if criterion_audit.skipped:
+        return []
+    hidden = [audit for audit in criterion_audit.audits if audit.zero_infinity and audit.infeasible]
+    if not hidden:
+        return []
+    samples = sorted({sample for audit in hidden for sample in audit.infeasible})
+    total = sum(audit.size for audit in hidden)
+    audit = hidden[0]
+    return [
+        finding(
+            "CTC031",
+            f"{plural(len(samples), 'sample')} of {total} in the model batches are infeasible (reference loss inf) and the "
+            f"criterion counts them as 0 (zero_infinity=True): samples {listing(samples)}. On batch {audit.batch} it gives "
+            f"{_value(audit.user)}; with zero_infinity=False the loss would be {_value(audit.reference)}.",
+            "Fix the infeasible samples (see CTC001: more output frames or shorter labels), then set zero_infinity=False "
+            "so impossible samples show up as inf instead of silently training on nothing.",
+            {"count": len(samples), "total": total, "samples": samples[:50], "batch": audit.batch,
+             "user_value": audit.user, "reference_value": audit.reference,
+             "reference_zero_infinity": audit.reference_zero_infinity},
+        )
+    ]
