@@ -1,11 +1,17 @@
 """Shared test helpers: tiny CTC set-ups built in memory, and a way to run checks on them."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+# Triton kernels run in the interpreter when there is no GPU; the variable must be set before
+# triton decorates the kernels, i.e. before any test imports ctcdoctor.kernels.triton_ctc.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 from torch import nn
 
 from ctcdoctor import Setup

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ctcdoctor.ctc._args import CTCArgs, Lengths, normalise
+from ctcdoctor.ctc.dispatch import kernel_path, triton_ctc_loss
 from ctcdoctor.ctc.posterior import _check_alpha, alpha_rescale, occupancy
 
 _REDUCTIONS = ("none", "mean", "sum")
@@ -127,10 +128,14 @@ def ctc_loss(
     concatenated 1-D. alpha in (0, 1): rescale the pseudo ground truth so about alpha of each
     sample's occupancy is non-blank. gamma >= 0: weight frame gradients by w_t ** gamma,
     w_t = max_k(y'_k - y_k), mean-normalised within each sequence. The value returned is
-    always the plain CTC loss; only the gradient is modified.
+    always the plain CTC loss; only the gradient is modified. On CUDA tensors with triton
+    installed the fused Triton kernel runs (`CTCDOCTOR_KERNEL=torch|triton` forces a path).
     """
     _check_options(reduction, alpha, gamma)
     args = normalise(log_probs, targets, input_lengths, target_lengths, blank)
+    if kernel_path(args.log_probs) == "triton":
+        out = triton_ctc_loss(args, reduction, zero_infinity, alpha, float(gamma))
+        return out.squeeze(0) if args.unbatched and reduction == "none" else out
     if alpha is None and gamma == 0:
         return F.ctc_loss(
             log_probs, targets, input_lengths, target_lengths,

@@ -176,6 +176,14 @@ def posterior(
     `InfeasibleSampleWarning` naming it, rather than silently zero rows.
     """
     args = normalise(log_probs, targets, input_lengths, target_lengths, blank)
+    from ctcdoctor.ctc.dispatch import kernel_path, triton_posterior
+
+    if kernel_path(args.log_probs) == "triton":
+        full = triton_posterior(args)
+        infeasible = torch.isnan(full).any(dim=2).any(dim=0)
+        if bool(infeasible.any()):
+            _warn_infeasible(infeasible, args)
+        return full.squeeze(1) if args.unbatched else full
     occ = occupancy(args)
     return _finish(occ, args, occ.occ)
 
