@@ -52,7 +52,7 @@ def summary_line(report: Report) -> Text:
 
 
 def render_console(report: Report, console: Console, verbose: bool = False) -> None:
-    if not report.findings:
+    if not report.findings and report.command in ("check", "scan", "labels"):
         console.print(Text("✔ no problems found", style="bold green"))
     for severity in (Severity.ERROR, Severity.WARNING, Severity.INFO):
         for finding in (item for item in report.findings if item.severity is severity):

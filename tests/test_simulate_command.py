@@ -1,0 +1,33 @@
+"""`ctcdoctor simulate` from the command line."""
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from ctcdoctor.cli import app
+
+runner = CliRunner()
+
+
+def test_simulate_json_reports_the_paper_effect_and_writes_the_figure(tmp_path):
+    figure = tmp_path / "figs" / "sim.png"
+    plain = runner.invoke(app, ["simulate", "--label", "abcd", "--frames", "40", "--steps", "120", "--format", "json", "--out", str(figure)])
+    assert plain.exit_code == 0, plain.output
+    document = json.loads(plain.stdout)
+    assert document["schema"] == 1 and document["summary"] == {"error": 0, "warning": 0, "info": 0}
+    final = document["result"]["final"]
+    assert final["decoded"] == "abcd" and final["blank_ratio"] > 0.6
+    assert figure.stat().st_size > 10_000 and figure.read_bytes()[:4] == b"\x89PNG"
+    balanced = json.loads(
+        runner.invoke(app, ["simulate", "--label", "abcd", "--frames", "40", "--steps", "120", "--alpha", "0.5", "--format", "json"]).stdout
+    )
+    assert abs(balanced["result"]["final"]["nonblank_mass"] - 0.5) < 0.1
+    assert balanced["result"]["first_correct_step"] < document["result"]["first_correct_step"]
+
+
+def test_simulate_text_table_and_bad_arguments():
+    text = runner.invoke(app, ["simulate", "--label", "ab", "--frames", "10", "--steps", "20", "--every", "10"])
+    assert text.exit_code == 0 and "first correct greedy decode" in text.output
+    too_short = runner.invoke(app, ["simulate", "--label", "aaaa", "--frames", "5"])
+    assert too_short.exit_code == 2 and "use at least 7 frames" in too_short.output
