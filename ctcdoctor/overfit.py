@@ -297,28 +297,27 @@ def decide_ctc_path(device_type: str, triton_ok: bool, forced: str | None) -> st
     forced = (forced or "").strip().lower()
     if device_type == "cuda":
         if triton_ok and forced != "torch":
-            return "triton"
-        return "torch-native (CUDA)"
-    return f"torch-native ({device_type.upper()})"
+            return "triton fused kernel (CUDA)"
+        return "torch native (CUDA)"
+    return f"torch native ({device_type.upper()})"
 
 
-def ctc_path(device: "torch.device") -> str:
-    """The CTC path for tensors on `device`: asks `ctcdoctor.ctc` when it exposes its dispatch
-    decision (`kernel_path(device)`), otherwise applies the documented rule."""
-    import ctcdoctor.ctc as ctc_module
+def ctc_path(log_probs: "torch.Tensor") -> str:
+    """Which CTC implementation `ctcdoctor.ctc.ctc_loss` runs on `log_probs`.
 
-    ask = getattr(ctc_module, "kernel_path", None)
-    if callable(ask):
-        try:
-            return str(ask(device))
-        except Exception:
-            pass
-    from ctcdoctor.kernels import triton_available
-
-    # Until ctc_loss dispatches to the kernel (it calls F.ctc_loss today), only the native
-    # path can run; the rule above takes over once `ctcdoctor.ctc.kernel_path` exists.
-    dispatches = callable(ask)
-    return decide_ctc_path(device.type, dispatches and triton_available(), os.environ.get("CTCDOCTOR_KERNEL"))
+    Asks the loss's own dispatch (`ctcdoctor.ctc.dispatch.describe_path`), so the report says
+    what actually ran; without that module, applies the documented rule (`decide_ctc_path`)
+    with the Triton path off, since a `ctc_loss` without dispatch always runs PyTorch's kernels.
+    A `CTCDOCTOR_KERNEL` setting that cannot run here is a usage error (exit 2).
+    """
+    try:
+        from ctcdoctor.ctc.dispatch import describe_path
+    except ImportError:
+        return decide_ctc_path(log_probs.device.type, False, os.environ.get("CTCDOCTOR_KERNEL"))
+    try:
+        return describe_path(log_probs)
+    except (RuntimeError, ValueError) as error:
+        raise UserInputError(str(error), "Unset CTCDOCTOR_KERNEL, or set it to a path that can run on this device.") from None
 
 
 # ----------------------------------------------------------------------------- picking samples
@@ -681,7 +680,7 @@ def explain_failure(
             causes.append(f"the head ({result.head}) bias favours blank by {gap:.1f} nats: initialise it at 0 (or at most log(T/U))")
         if lr is not None and lr < SMALL_LR:
             causes.append(f"learning rate {lr:g} is tiny: Adam-like optimizers want about 1e-3")
-        if frozen:
+        if frozen and not result.parameters.get("freeze_except_head"):
             causes.append(f"{frozen} of {total} parameters are frozen (requires_grad=False): {', '.join(context.get('frozen_modules', [])[:4])}")
         if median_norm is not None and median_norm < 1e-4:
             causes.append(f"gradients vanish (median norm {median_norm:.2g}): check the features reaching the head")
@@ -703,12 +702,20 @@ def explain_failure(
             causes.append("the decode only lacks doubled labels: the model has not learned the blank between equal neighbours (more frames per label helps, CTC002)")
         if lr is not None and lr < SMALL_LR:
             causes.append(f"learning rate {lr:g} is small: try 1e-3")
-        if frozen:
+        by_flag = result.parameters.get("freeze_except_head")
+        if frozen and not by_flag:
             causes.append(f"{frozen} of {total} parameters are frozen (requires_grad=False)")
-        hint = (
-            f"Run longer (--steps {2 * steps}) if the loss was still falling; otherwise try --freeze-except-head "
-            "to tell a feature-extractor problem from a loss problem, and fix the static findings listed."
-        )
+        if by_flag:
+            causes.append(f"only the head ({result.head}) was trained (--freeze-except-head): it may lack the capacity alone")
+            hint = (
+                f"Run longer (--steps {2 * steps}) if the loss was still falling; run without --freeze-except-head: "
+                "if the whole model fits, the head alone is too small for this sample (not a bug)."
+            )
+        else:
+            hint = (
+                f"Run longer (--steps {2 * steps}) if the loss was still falling; otherwise try --freeze-except-head "
+                "to tell a feature-extractor problem from a loss problem, and fix the static findings listed."
+            )
     if result.normalisation and "exactly as written" not in result.normalisation:
         causes.append(result.normalisation)
     for item in static:
@@ -851,7 +858,7 @@ def _run_overfit(setup, spec, options, on_progress, on_phase):
     blocking = sorted({item.code for item in findings if item.code in BLOCKING and item.severity.value == "error"})
     if problems and "CTC012" not in blocking:
         blocking.append("CTC012")
-    result.ctc_path = ctc_path(device)
+    result.ctc_path = ctc_path(torch.zeros(1, 1, 2, device=device))
     if blocking:
         result.skipped_because = tuple(blocking)
         result.diagnosis = blocking[0]
@@ -908,6 +915,7 @@ def _run_overfit(setup, spec, options, on_progress, on_phase):
     from ctcdoctor.ctc import ctc_loss, greedy_decode
 
     model.train()
+    started = time.perf_counter()  # the clock includes the first forward, which step 1 uses
     try:
         output, returned = _forward(model, inputs)
     except Exception as error:
@@ -925,6 +933,7 @@ def _run_overfit(setup, spec, options, on_progress, on_phase):
         out_lengths = torch.full((batch.size,), frames, dtype=torch.long, device=device)
         result.notes.append(f"output lengths unknown: every sample uses all {frames} frames")
     model_returns_lengths = returned is not None
+    result.ctc_path = ctc_path(to_tnc(output, layout).detach().float())
     total_label = sum(len(t) for t in target_lists) or 1
 
     clip = float(options.clip or 0.0)
@@ -934,7 +943,6 @@ def _run_overfit(setup, spec, options, on_progress, on_phase):
     streak = 0
     fit_step = fit_seconds = None
     last_decodes: list[list[int]] = []
-    started = time.perf_counter()
     phase("training")
 
     step = 0

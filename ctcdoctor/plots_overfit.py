@@ -52,7 +52,7 @@ def plot_overfit(result: Any, title: str | None = None):
     handles, labels = top.get_legend_handles_labels()
     more_handles, more_labels = cer_axis.get_legend_handles_labels()
     if handles or more_handles:
-        top.legend(handles + more_handles, labels + more_labels, loc="upper right", fontsize=8)
+        top.legend(handles + more_handles, labels + more_labels, loc="best", fontsize=8)
 
     # ---------------------------------------------------------------- per-frame outputs vs pseudo ground truth
     frames = result.frames

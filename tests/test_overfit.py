@@ -5,13 +5,13 @@ import copy
 import json
 import math
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from conftest import ROOT
 from ctcdoctor import Setup
 from ctcdoctor.cli import app
 from ctcdoctor.overfit import (
@@ -25,6 +25,7 @@ from ctcdoctor.overfit import (
 )
 
 runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
 
 # A per-frame MLP over random features: memorises one sample in ~100 Adam steps at 1e-2,
 # a few milliseconds each. Variants plant one bug each.
@@ -119,7 +120,7 @@ def test_fits_a_healthy_sample_and_reports_the_result(module):
     assert out["final_decode"] == out["targets"] and out["edit_distance"] == [0] and out["cer"] == 0
     assert 0 < out["steps_to_fit"] <= out["steps"] < 400
     assert out["seconds_to_fit"] > 0
-    assert out["ctc_path"] == "torch-native (CPU)"
+    assert "CPU" in out["ctc_path"] and "triton" not in out["ctc_path"]
     assert out["optimizer"] == "Adam(lr=0.01)"
     assert set(out["spikiness"]) >= {"blank_ratio", "spike_width", "peak_prob", "entropy"}
     assert out["clipping"]["max_norm"] == 5.0 and 0 <= out["clipping"]["clipped_steps"] <= out["clipping"]["steps"]
@@ -132,7 +133,7 @@ def test_text_report_names_the_fit_and_the_ctc_path(module):
     result = runner.invoke(app, ["overfit", str(module), "--steps", "400"])
     assert result.exit_code == 0, result.output
     assert "fitted sample 0" in result.stdout
-    assert "torch-native (CPU)" in result.stdout
+    assert "CTC path" in result.stdout and "CPU" in result.stdout
 
 
 def test_infeasible_length_is_reported_before_training_and_training_is_skipped(module):
@@ -282,11 +283,29 @@ def test_classify_failure_rules():
     assert classify_failure(noisy_but_learning, 0.5, False, None).code == "CTC070"
 
 
+def test_ctc_path_names_what_runs_and_rejects_an_impossible_kernel(monkeypatch):
+    from ctcdoctor.errors import UserInputError
+    from ctcdoctor.overfit import ctc_path
+
+    lp = torch.zeros(4, 1, 3)
+    assert "CPU" in ctc_path(lp) and "triton" not in ctc_path(lp)
+    monkeypatch.setenv("CTCDOCTOR_KERNEL", "torch")
+    assert "triton" not in ctc_path(lp)
+    try:
+        import ctcdoctor.ctc.dispatch  # noqa: F401
+    except ImportError:
+        return
+    monkeypatch.setenv("CTCDOCTOR_KERNEL", "triton")
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(UserInputError):
+        ctc_path(lp)
+
+
 def test_ctc_path_rule():
-    assert decide_ctc_path("cpu", True, None) == "torch-native (CPU)"
-    assert decide_ctc_path("cuda", True, None) == "triton"
-    assert decide_ctc_path("cuda", True, "torch") == "torch-native (CUDA)"
-    assert decide_ctc_path("cuda", False, "triton") == "torch-native (CUDA)"
+    assert decide_ctc_path("cpu", True, None) == "torch native (CPU)"
+    assert decide_ctc_path("cuda", True, None) == "triton fused kernel (CUDA)"
+    assert decide_ctc_path("cuda", True, "torch") == "torch native (CUDA)"
+    assert decide_ctc_path("cuda", False, None) == "torch native (CUDA)"
 
 
 def test_parse_samples():
