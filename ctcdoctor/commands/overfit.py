@@ -95,27 +95,38 @@ def _run_with_progress(run_overfit, setup, spec, options, show: bool):
         TextColumn("decode [magenta]{task.fields[decode]}[/]"),
         TimeElapsedColumn(),
     )
-    with stderr.status("loading…") as status, Progress(*columns, console=stderr, transient=True, auto_refresh=True) as bar:
-        task = bar.add_task("overfit", total=options.steps, loss="-", cer="-", decode="", visible=False)
+    # One live display at a time: a spinner while loading and checking, then the bar.
+    status = stderr.status("loading…")
+    bar = Progress(*columns, console=stderr, transient=True)
+    task = bar.add_task("overfit", total=options.steps, loss="-", cer="-", decode="")
 
-        def on_phase(text: str) -> None:
-            if text == "training":
-                status.stop()
-                bar.update(task, visible=True)
-            else:
-                status.update(text + "…")
+    def on_phase(text: str) -> None:
+        if text == "training":
+            status.stop()
+            bar.start()
+        elif text == "final decode":
+            bar.stop()
+            status.update("final decode…")
+            status.start()
+        else:
+            status.update(text + "…")
 
-        def on_progress(progress) -> None:
-            decode = progress.decode if len(progress.decode) <= 40 else progress.decode[:39] + "…"
-            bar.update(
-                task,
-                completed=progress.step,
-                loss=f"{progress.loss:.4g}",
-                cer=f"{progress.cer:.2f}",
-                decode=escape(repr(decode)) + (" ✔" * min(progress.streak, 3)),
-            )
+    def on_progress(progress) -> None:
+        decode = progress.decode if len(progress.decode) <= 40 else progress.decode[:39] + "…"
+        bar.update(
+            task,
+            completed=progress.step,
+            loss=f"{progress.loss:.4g}",
+            cer=f"{progress.cer:.2f}",
+            decode=escape(repr(decode)) + (" ✔" * min(progress.streak, 3)),
+        )
 
+    status.start()
+    try:
         return run_overfit(setup, spec, options, on_progress=on_progress, on_phase=on_phase)
+    finally:
+        bar.stop()
+        status.stop()
 
 
 def _summary(result) -> Any:
