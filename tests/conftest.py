@@ -1,9 +1,8 @@
-"""Shared test helpers: tiny CTC set-ups built in memory, and a way to run checks on them."""
+"""Fixtures shared by the tests; helpers live in ctchelpers.py."""
 from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,90 +11,6 @@ import torch
 # triton decorates the kernels, i.e. before any test imports ctcdoctor.kernels.triton_ctc.
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
-from torch import nn
-
-from ctcdoctor import Setup
-from ctcdoctor.context import Context, Options
-from ctcdoctor.runner import run_checks, select
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-class TinyCTC(nn.Module):
-    """(N, F, L) features -> conv1d with `stride` along time -> C classes, with a chosen head."""
-
-    def __init__(self, features: int = 4, classes: int = 6, stride: int = 2, head: str = "log_softmax", layout: str = "TNC"):
-        super().__init__()
-        self.conv = nn.Conv1d(features, 16, kernel_size=stride, stride=stride)
-        self.fc = nn.Linear(16, classes)
-        self.head = head
-        self.layout = layout
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hidden = self.conv(x).transpose(1, 2)  # (N, T, 16)
-        out = self.fc(torch.tanh(hidden))  # (N, T, C)
-        if self.head == "log_softmax":
-            out = out.log_softmax(-1)
-        elif self.head == "softmax":
-            out = out.softmax(-1)
-        elif self.head == "wrong_axis":
-            out = out.log_softmax(1)  # over time in (N, T, C)
-        elif self.head == "half":
-            out = out.log_softmax(-1).half()
-        return out if self.layout == "NTC" else out.transpose(0, 1)
-
-
-def make_batches(
-    lengths: list[int],
-    labels: list[list[int]],
-    features: int = 4,
-    batch_size: int = 4,
-    scale: float = 1.0,
-    offset: float = 0.0,
-    concatenated: bool = False,
-    seed: int = 0,
-) -> list[tuple]:
-    """Batches of random features (N, F, max L) with padded (or 1-D) targets."""
-    generator = torch.Generator().manual_seed(seed)
-    batches = []
-    for start in range(0, len(lengths), batch_size):
-        chunk_lengths = lengths[start : start + batch_size]
-        chunk_labels = labels[start : start + batch_size]
-        width = max(chunk_lengths)
-        inputs = torch.randn(len(chunk_lengths), features, width, generator=generator) * scale + offset
-        target_lengths = torch.tensor([len(label) for label in chunk_labels])
-        if concatenated:
-            targets = torch.tensor([symbol for label in chunk_labels for symbol in label], dtype=torch.long)
-        else:
-            targets = torch.zeros(len(chunk_labels), max(1, int(target_lengths.max())), dtype=torch.long)
-            for row, label in enumerate(chunk_labels):
-                targets[row, : len(label)] = torch.tensor(label, dtype=torch.long)
-        batches.append((inputs, targets, torch.tensor(chunk_lengths), target_lengths))
-    return batches
-
-
-def healthy_setup(**model_options) -> Setup:
-    torch.manual_seed(0)
-    lengths = [40, 40, 36, 32, 40, 28, 40, 40]
-    labels = [[1, 2, 3], [2, 2, 4], [5, 1], [3, 4, 5, 1], [1], [2, 3], [4, 4, 4], [5, 3, 1, 2]]
-    return Setup(
-        model=TinyCTC(**model_options),
-        loader=make_batches(lengths, labels),
-        blank=0,
-        alphabet="abcde",
-        output_lengths=lambda input_lengths: input_lengths // 2,
-    )
-
-
-def run_codes(setup: Setup, prefixes: tuple[str, ...] = (), options: Options | None = None):
-    """Run the selected checks on an in-memory set-up; returns (findings, check results)."""
-    context = Context(setup, options or Options())
-    context.get("batches")
-    return run_checks(context, select(prefixes, ()))
-
-
-def codes_of(findings) -> set[str]:
-    return {finding.code for finding in findings}
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 from typer.testing import CliRunner
 
-from conftest import ROOT
+from ctchelpers import ROOT
 from ctcdoctor.cli import app
 
 runner = CliRunner()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import ROOT
+from ctchelpers import ROOT
 from ctcdoctor.docgen import render
 from ctcdoctor.registry import all_codes
 

@@ -7,7 +7,7 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from conftest import ROOT
+from ctchelpers import ROOT
 from ctcdoctor.cli import app
 
 BROKEN = sorted(path for path in (ROOT / "examples" / "broken").glob("*.py") if not path.name.startswith("_"))

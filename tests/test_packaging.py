@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from conftest import ROOT
+from ctchelpers import ROOT
 
 
 @pytest.fixture(scope="module")

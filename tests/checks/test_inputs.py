@@ -1,7 +1,7 @@
 """CTC040-CTC042: inputs finite, varied and normalised."""
 from __future__ import annotations
 
-from conftest import codes_of, healthy_setup, make_batches, run_codes
+from ctchelpers import codes_of, healthy_setup, make_batches, run_codes
 
 LABELS = [[1, 2], [3, 4], [2, 5], [1]]
 

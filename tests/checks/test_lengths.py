@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from ctcdoctor.checks import lengths
-from conftest import TinyCTC, codes_of, healthy_setup, make_batches, run_codes
+from ctchelpers import TinyCTC, codes_of, healthy_setup, make_batches, run_codes
 from ctcdoctor import Setup
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from conftest import TinyCTC, codes_of, healthy_setup, make_batches, run_codes
+from ctchelpers import TinyCTC, codes_of, healthy_setup, make_batches, run_codes
 
 
 def test_log_softmax_head_in_either_layout_is_healthy():
