@@ -719,8 +719,11 @@ def explain_failure(
     if result.normalisation and "exactly as written" not in result.normalisation:
         causes.append(result.normalisation)
     for item in static:
-        if item.severity.value in ("error", "warning"):
+        if item.severity.value in ("error", "warning") and item.code not in result.normalisation:
             causes.append(f"{item.code} {item.title} (reported above)")
+    static_errors = sorted({item.code for item in static if item.severity.value == "error"})
+    if static_errors:
+        hint = f"Fix {', '.join(static_errors)} first (reported above), then run overfit again. " + hint
     if causes:
         message += " Likely causes: " + "; ".join(causes) + "."
     evidence = {
