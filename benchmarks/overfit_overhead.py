@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import statistics
 import sys
 import time
@@ -32,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from ctcdoctor.batches import normalise_batch  # noqa: E402
 from ctcdoctor.loading import load_setup  # noqa: E402
 from ctcdoctor.overfit import OverfitOptions, pick_samples, run_overfit  # noqa: E402
-from ctcdoctor.probe import call_length_function, split_output, to_tnc  # noqa: E402
+from ctcdoctor.probe import call_length_function, split_output  # noqa: E402
 
 DEFAULT_SPEC = str(Path(__file__).resolve().parents[1] / "examples" / "ocr_crnn.py")
 

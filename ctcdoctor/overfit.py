@@ -38,7 +38,6 @@ from ctcdoctor.registry import document, finding
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from ctcdoctor.batches import Batch
     from ctcdoctor.protocol import Setup
     from ctcdoctor.runner import CheckResult
 
@@ -807,7 +806,7 @@ def _run_overfit(setup, spec, options, on_progress, on_phase):
     import torch
 
     from ctcdoctor.batches import normalise_batch, split_targets
-    from ctcdoctor.probe import evaluating, move_inputs, to_tnc
+    from ctcdoctor.probe import move_inputs, to_tnc
 
     phase = on_phase or (lambda text: None)
     if options.steps < 1:
