@@ -126,8 +126,8 @@ def _finding(audit, setup):
             f"{where}: the criterion gives {user}, reference CTC (reduction mean) gives {reference}; the difference is only the "
             f"reduction: {audit.variant}{zero_infinity} reproduces {_value(audit.explained_value)}. Fine when deliberate: "
             f"the gradient scale then grows with the batch size and label lengths.",
-            'Keep it if deliberate (scale the learning rate to match); otherwise use reduction="mean", which divides each '
-            "sample's loss by its target length and averages over the batch.",
+            "Keep it if deliberate (scale the learning rate to match); otherwise use the default mean, which divides each "
+            f"sample's loss by its target length and averages over the batch: {audit.corrected}",
             evidence,
             severity="info",
             title="the criterion reduces the batch differently from reference CTC",

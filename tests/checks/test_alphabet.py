@@ -1,0 +1,33 @@
+"""CTC091 (alphabet) in `check`, and the pure alphabet analysis."""
+from __future__ import annotations
+
+from ctcdoctor.checks.alphabet import alphabet_problems
+from ctcdoctor.labels_file import alphabet_problems as analyse
+
+
+def kinds(alphabet):
+    return [problem.kind for problem in analyse(alphabet)]
+
+
+def test_healthy_alphabets():
+    assert kinds("abcdefghijklmnopqrstuvwxyz") == []
+    assert kinds("abc ") == []  # a single space is the word separator
+    assert kinds(["aa", "ae", "b", "sh"]) == []
+    assert alphabet_problems(None) == []
+
+
+def test_duplicates_and_round_trip():
+    assert kinds("abca") == ["duplicates", "round_trip"]
+    (duplicates, _) = alphabet_problems("abca")
+    assert duplicates.code == "CTC091" and duplicates.evidence["duplicates"] == {"a": [1, 4]}
+
+
+def test_whitespace_entries():
+    found = analyse(["a", "b\n", "\t", ""])
+    assert [problem.kind for problem in found] == ["whitespace"]
+    assert found[0].evidence["empty"] == [4] and found[0].evidence["padded"] == [[2, "b\n"]]
+
+
+def test_decomposed_unicode():
+    assert "unicode" in kinds(["a", "e\u0301"])
+    assert kinds(["a", "\u00e9"]) == []

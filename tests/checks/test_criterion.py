@@ -1,0 +1,139 @@
+"""CTC030 / CTC031: the criterion audit, on the broken examples and on small hand-made cases."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from typer.testing import CliRunner
+
+from ctcdoctor.cli import app
+
+ROOT = Path(__file__).resolve().parents[2]
+BROKEN = ROOT / "examples" / "broken"
+CRITERION_EXAMPLES = sorted(BROKEN.glob("criterion_*.py"))
+
+
+def run_json(spec: str, *flags: str) -> tuple[int, dict]:
+    result = CliRunner().invoke(app, ["check", spec, "--format", "json", *flags])
+    assert result.exit_code in (0, 1), result.output
+    return result.exit_code, json.loads(result.stdout)
+
+
+def expected(path: Path, what: str) -> list[str]:
+    return re.findall(rf"^Expected {what}: (\S+)$", path.read_text(), flags=re.M)
+
+
+def test_every_mistake_has_an_example():
+    mistakes = {mistake for path in CRITERION_EXAMPLES for mistake in expected(path, "mistake")}
+    assert {"swapped_lengths", "layout", "wrong_blank", "probabilities", "raw_logits", "reduction"} <= mistakes
+
+
+@pytest.mark.parametrize("path", CRITERION_EXAMPLES, ids=lambda path: path.stem)
+def test_criterion_example_names_its_mistake(path):
+    code, report = run_json(str(path), "--select", "CTC03")
+    found = [item for item in report["findings"] if item["code"] == "CTC030"]
+    assert len(found) == 1, report["findings"]
+    (mistake,) = expected(path, "mistake")
+    assert found[0]["evidence"]["mistake"] == mistake
+    evidence = found[0]["evidence"]
+    assert evidence["user_value"] != evidence["reference_value"]
+    assert "F.ctc_loss(" in found[0]["hint"]
+    if mistake == "reduction":
+        assert found[0]["severity"] == "info" and code == 0  # a deliberate choice is only a note
+    else:
+        assert found[0]["severity"] == "error" and code == 1
+
+
+def test_zero_infinity_hides_infeasible_samples():
+    _, report = run_json(str(BROKEN / "zero_infinity_hides.py"), "--select", "CTC03")
+    codes = [item["code"] for item in report["findings"]]
+    assert codes == ["CTC031"]
+    evidence = report["findings"][0]["evidence"]
+    assert evidence["count"] >= 1 and evidence["samples"]
+    assert evidence["reference_value"] == "inf"
+
+
+# ---------------------------------------------------------------- direct, small cases
+
+def _item(layout="TNC", T=12, N=4, C=6, seed=0):
+    from ctcdoctor.batches import normalise_batch
+    from ctcdoctor.inputs.model_checks import Prepared
+
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(T, N, C, generator=generator)
+    log_probs = logits.log_softmax(-1)
+    targets = torch.randint(1, C, (N, 3), generator=generator)
+    lengths = torch.full((N,), T)
+    target_lengths = torch.tensor([3, 2, 3, 1])[:N]
+    raw = (torch.zeros(N, 1), targets, lengths, target_lengths)
+    batch = normalise_batch(raw, 0, 0)
+    output = log_probs if layout == "TNC" else log_probs.transpose(0, 1).contiguous()
+    return Prepared(batch, output, log_probs, lengths, "log_probs", layout)
+
+
+def test_agreeing_criterion_agrees():
+    from ctcdoctor.inputs.model_checks import audit_criterion
+
+    item = _item()
+
+    def criterion(output, batch):
+        _, targets, lengths, target_lengths = batch
+        return F.ctc_loss(output, targets, lengths, target_lengths)
+
+    audit = audit_criterion(criterion, item, 0, 6)
+    assert audit.agrees and audit.mistake is None
+
+
+def test_missing_transpose_that_raises_is_named_layout():
+    from ctcdoctor.inputs.model_checks import audit_criterion
+
+    item = _item(layout="NTC")
+
+    def criterion(output, batch):  # batch-first output straight into F.ctc_loss: raises for T != N
+        _, targets, lengths, target_lengths = batch
+        return F.ctc_loss(output, targets, lengths, target_lengths)
+
+    audit = audit_criterion(criterion, item, 0, 6)
+    assert audit.mistake == "layout" and audit.user is None and audit.user_error
+
+
+def test_swapped_lengths_that_raise_are_named():
+    from ctcdoctor.inputs.model_checks import audit_criterion
+
+    item = _item()
+
+    def criterion(output, batch):
+        _, targets, lengths, target_lengths = batch
+        return F.ctc_loss(output, targets, target_lengths, lengths)
+
+    audit = audit_criterion(criterion, item, 0, 6)
+    assert audit.mistake == "swapped_lengths"
+
+
+def test_criterion_that_raises_is_reported():
+    from ctcdoctor.checks.criterion import criterion_disagrees
+    from ctcdoctor.inputs.model_checks import CriterionAudits, audit_criterion
+
+    def criterion(output, batch):
+        raise KeyError("log_probs")
+
+    audit = audit_criterion(criterion, _item(), 0, 6)
+    assert audit.mistake == "raises"
+    (found,) = criterion_disagrees(CriterionAudits((audit,)), None)
+    assert "KeyError" in found.message and found.evidence["mistake"] == "raises"
+
+
+def test_unexplained_difference_is_still_reported():
+    from ctcdoctor.checks.criterion import criterion_disagrees
+    from ctcdoctor.inputs.model_checks import CriterionAudits, audit_criterion
+
+    def criterion(output, batch):
+        return torch.tensor(123.0)
+
+    audit = audit_criterion(criterion, _item(), 0, 6)
+    (found,) = criterion_disagrees(CriterionAudits((audit,)), None)
+    assert found.evidence["mistake"] == "unknown" and found.severity.value == "error"

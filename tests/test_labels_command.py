@@ -1,0 +1,69 @@
+"""`ctcdoctor labels FILE --alphabet ...` (CTC090, CTC091)."""
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from ctcdoctor.cli import app
+from ctcdoctor.labels_file import read_label_bytes
+
+ALPHABET = "abcdefghijklmnopqrstuvwxyz "
+
+
+def run(*args):
+    result = CliRunner().invoke(app, ["labels", *args])
+    return result
+
+
+def test_problems_of_a_label_file(tmp_path):
+    path = tmp_path / "gt.txt"
+    path.write_bytes(
+        b"\xef\xbb\xbfimg1.png\tcafe\n"
+        b'img2.png, "Hello"\n'
+        b"img3.png two words\n"
+        b"img4.png\n"
+        b"img5.png\tcaf\xe9\n"
+        b"img6.png\t\xc3\xa9\xc3\xa9\n"
+    )
+    result = run(str(path), "--alphabet", ALPHABET, "--format", "json", "--fail-on", "warning")
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    problems = {item["evidence"]["problem"] for item in report["findings"]}
+    assert problems == {"bom", "undecodable", "outside", "empty"}
+    outside = next(item for item in report["findings"] if item["evidence"]["problem"] == "outside")
+    assert outside["evidence"]["symbols"]["H"] == 1 and outside["evidence"]["symbols"]["é"] == 2
+    assert "'Hello' → 'ello'" in outside["message"]
+    empty = next(item for item in report["findings"] if item["evidence"]["problem"] == "empty")
+    assert empty["evidence"]["empty"] == [4] and empty["evidence"]["emptied"] == [6]
+    assert report["result"]["lines"] == 6 and report["result"]["longest"][0]["text"] == "two words"
+    assert report["summary"]["warning"] == 4
+
+
+def test_alphabet_from_file_and_its_problems(tmp_path):
+    labels = tmp_path / "gt.tsv"
+    labels.write_text("a.png\tab\n", encoding="utf-8")
+    alphabet = tmp_path / "alphabet.txt"
+    alphabet.write_text("a\nb\na\n", encoding="utf-8")  # one symbol per line, 'a' twice
+    result = run(str(labels), "--alphabet", f"@{alphabet}", "--format", "json")
+    assert result.exit_code == 0  # warnings only; default --fail-on error
+    codes = [item["code"] for item in json.loads(result.stdout)["findings"]]
+    assert codes and set(codes) == {"CTC091"}
+
+
+def test_clean_file_exits_0(tmp_path):
+    path = tmp_path / "gt.txt"
+    path.write_text("a.png\tcat\nb.png\tdog house\n", encoding="utf-8")
+    result = run(str(path), "--alphabet", ALPHABET, "--fail-on", "info")
+    assert result.exit_code == 0, result.output
+
+
+def test_missing_file_is_a_usage_error(tmp_path):
+    result = run(str(tmp_path / "nope.txt"), "--alphabet", "ab")
+    assert result.exit_code == 2
+
+
+def test_formats_are_detected():
+    parsed = read_label_bytes(b'a.png\tx y\nb.png, "say \\"hi\\""\nc.png  z\n\n')
+    assert [(line.format, line.text) for line in parsed.lines] == [("tab", "x y"), ("icdar", 'say "hi"'), ("space", "z")]
+    assert parsed.blank_lines == 1

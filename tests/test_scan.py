@@ -1,0 +1,99 @@
+"""`ctcdoctor scan`: whole-data-set length and label checks, vectorised."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ctcdoctor.batches import build_target_table, normalise_batch
+from ctcdoctor.cli import app
+from ctcdoctor.scan import TargetParts, histogram
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def random_batches(concatenated: bool, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    batches, first = [], 0
+    for index in range(5):
+        size = 7
+        lengths = torch.randint(0, 6, (size,), generator=generator)
+        if concatenated:
+            targets = torch.randint(0, 4, (int(lengths.sum()) + (index == 2),), generator=generator)  # batch 2: one extra
+        else:
+            targets = torch.randint(0, 4, (size, 5), generator=generator)  # some lengths exceed the width 5
+        if index == 3:
+            lengths[0] = -1
+        raw = (torch.zeros(size, 1), targets, torch.randint(5, 20, (size,), generator=generator), lengths)
+        batches.append(normalise_batch(raw, index, first))
+        first += size
+    return batches
+
+
+@pytest.mark.parametrize("concatenated", [False, True])
+def test_vectorised_table_equals_the_per_sample_table(concatenated):
+    batches = random_batches(concatenated)
+    expected = build_target_table(batches)
+    parts = TargetParts.empty()
+    for batch in batches:
+        parts.add(batch)
+    table = parts.table()
+    assert torch.equal(table.mask, expected.mask[:, : table.mask.shape[1]])
+    assert torch.equal(table.labels, expected.labels[:, : table.labels.shape[1]])
+    assert torch.equal(table.required_frames(), expected.required_frames())
+    assert torch.equal(table.repeats(), expected.repeats())
+    assert table.length_problems == expected.length_problems and table.length_problems
+
+
+def test_histogram_bins_cover_every_value():
+    values = torch.tensor([-2, -1, 0, 0, 3, 30])
+    bins = histogram(values, bins=4)
+    assert sum(item["count"] for item in bins) == 6 and bins[0]["from"] == -2 and bins[-1]["to"] >= 30
+
+
+def test_scan_finds_infeasible_samples_over_the_whole_data_set(tmp_path):
+    plot = tmp_path / "spare.png"
+    result = CliRunner().invoke(app, ["scan", str(ROOT / "examples/broken/doubled_letters.py"), "--format", "json",
+                                      "--plot", str(plot)])
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert report["command"] == "scan" and report["schema"] == 1
+    codes = {item["code"] for item in report["findings"]}
+    assert "CTC001" in codes
+    data = report["result"]
+    assert data["samples"] == 64 and data["batches"] == 4 and data["lengths_source"] == "setup"
+    assert data["spare_frames"]["infeasible"] == report["findings"][0]["evidence"]["count"] == 20
+    assert data["worst"][0]["spare"] == data["spare_frames"]["min"] < 0
+    assert plot.stat().st_size > 1000
+
+
+def test_scan_of_a_healthy_example_exits_0():
+    result = CliRunner().invoke(app, ["scan", str(ROOT / "examples/ocr_crnn.py")])
+    assert result.exit_code == 0, result.output
+    assert "spare frames per sample" in result.stdout
+
+
+def test_scan_probes_lengths_once_when_none_are_given(tmp_path):
+    spec = tmp_path / "user.py"
+    spec.write_text(
+        "import torch\n"
+        "from ctcdoctor import Setup\n"
+        "class M(torch.nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        return torch.zeros(x.shape[0], x.shape[1] // 4, 5).log_softmax(-1).transpose(0, 1)\n"
+        "def build():\n"
+        "    batches = []\n"
+        "    for i in range(50):\n"
+        "        lengths = torch.tensor([40, 20 + i % 10])\n"
+        "        targets = torch.tensor([[1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4], [1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0]])\n"
+        "        batches.append((torch.zeros(2, 40), targets, lengths, torch.tensor([12, 7])))\n"
+        "    return Setup(model=M(), loader=batches)\n"
+    )
+    result = CliRunner().invoke(app, ["scan", str(spec), "--format", "json"])
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert report["result"]["lengths_source"] == "probed" and report["result"]["samples"] == 100
+    assert {item["code"] for item in report["findings"]} >= {"CTC001"}
