@@ -98,6 +98,7 @@ def load_builtin() -> None:
         if not module.name.startswith("_"):
             importlib.import_module(f"{package.__name__}.{module.name}")
     importlib.import_module("ctcdoctor.codes")
+    importlib.import_module("ctcdoctor.overfit")  # documents CTC070-CTC072; imports torch lazily
 
 
 def all_codes() -> list[CodeInfo]:

@@ -47,7 +47,7 @@ def summary_line(report: Report) -> Text:
         (", ", ""),
         (f"{counts['info']} info", "bold cyan" if counts["info"] else "dim"),
     ]
-    tail = f" ({len(report.checks)} checks, {seconds:.1f} s)" if report.checks else ""
+    tail = f" ({len(report.checks)} checks, {seconds:.1f} s)" if report.checks and report.command == "check" else ""
     return Text.assemble((f"ctcdoctor {report.command} {report.spec}: ", "bold"), *parts, (tail, "dim"))
 
 
