@@ -159,7 +159,8 @@ def _summary(result) -> Any:
     table.add_column(style="dim")
     table.add_column()
     decode = ", ".join(f'"{d}"' for d in result.final_decode) or "-"
-    table.add_row("final decode", escape(f"{decode}  (edit distance {", ".join(str(d) for d in result.edit_distance)}, CER {result.cer if result.cer is not None else float('nan'):.2f})"))
+    distances = ", ".join(str(distance) for distance in result.edit_distance)
+    table.add_row("final decode", escape(f"{decode}  (edit distance {distances}, CER {result.cer if result.cer is not None else float('nan'):.2f})"))
     loss = result.loss_summary()
     table.add_row("loss", f"{_num(loss['first'])} → {_num(loss['last'])} (best {_num(loss['best'])} at step {loss['best_step']})")
     table.add_row("CTC path", escape(f"{result.ctc_path}, {result.loss_function}"))
