@@ -66,27 +66,17 @@ def raw_logits_output(context, output_kinds):
 
 
 def _criterion_normalises(context) -> bool:
-    """True when the user's criterion applies log_softmax itself (its value matches CTC on log_softmax)."""
-    setup = context.setup
-    if setup.criterion is None:
+    """True when the user's criterion applies log_softmax itself: the criterion audit (CTC030),
+    which compares it with reference CTC on log_softmax(output), finds no mistake but the reduction."""
+    if context.setup.criterion is None:
         return False
-    import torch
-    import torch.nn.functional as F
-
-    from ctcdoctor.probe import to_tnc
-
-    run = context.runs[0]
-    lengths = context.output_lengths.per_run[0]
-    try:
-        with torch.no_grad():
-            user = float(setup.criterion(run.output, run.batch.raw))
-            log_probs = to_tnc(run.output, context.layout.layout).float().log_softmax(-1)
-            reference = float(
-                F.ctc_loss(log_probs, run.batch.targets, lengths, run.batch.target_lengths, blank=setup.blank, zero_infinity=True)
-            )
-    except Exception:
+    audits = context.criterion_audit
+    if audits.skipped or not audits.audits:
         return False
-    return abs(user - reference) <= 1e-3 * max(1.0, abs(reference))
+    return all(
+        audit.user_error is None and (audit.agrees or audit.mistake == "reduction" or audit.zero_infinity)
+        for audit in audits.audits
+    )
 
 
 @check("CTC022", "warning", "output layout ambiguous (T == N)")

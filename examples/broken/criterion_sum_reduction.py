@@ -11,6 +11,7 @@ with a matched learning rate, nothing is wrong.
 
 Expected finding: CTC030
 Expected mistake: reduction
+Expected exit: 0 (an info note does not fail the check, even with fail-on = "warning")
 """
 from __future__ import annotations
 
