@@ -135,8 +135,8 @@ def _finding(audit, setup):
     reduction = "" if audit.reduction == "mean" else f', {_reduction_short(audit.reduction)}'
     return finding(
         "CTC030",
-        f"{where}: the criterion gives {user} but reference CTC gives {reference}: {MISTAKE_WORDS[audit.mistake]} — "
-        f"{audit.variant}{reduction}{zero_infinity} reproduces {_value(audit.explained_value)}.",
+        f"{where}: the criterion gives {user} but reference CTC gives {reference}: {MISTAKE_WORDS[audit.mistake]} "
+        f"(recomputing CTC that way{reduction}{zero_infinity} reproduces {_value(audit.explained_value)}).",
         f"Call the loss as {audit.corrected}",
         evidence,
     )
