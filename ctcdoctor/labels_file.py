@@ -10,6 +10,8 @@ Line formats, detected per line:
 """
 from __future__ import annotations
 
+from ctcdoctor.describe import listing, plural
+
 import re
 import unicodedata
 from collections import Counter
@@ -279,7 +281,7 @@ def label_problems(parsed: LabelFile, report: LabelReport, alphabet) -> list[Pro
     if parsed.inner_boms:
         problems.append(Problem(
             "inner_bom",
-            f"U+FEFF (a byte-order mark) appears inside {len(parsed.inner_boms)} lines: {parsed.inner_boms[:8]} "
+            f"U+FEFF (a byte-order mark) appears inside {plural(len(parsed.inner_boms), 'line')}: {listing(parsed.inner_boms)} "
             "(files concatenated with their BOMs).",
             "Strip '\\ufeff' from every line when reading the labels.",
             {"lines": parsed.inner_boms[:50]},
@@ -287,7 +289,7 @@ def label_problems(parsed: LabelFile, report: LabelReport, alphabet) -> list[Pro
     if parsed.undecodable:
         problems.append(Problem(
             "undecodable",
-            f"{len(parsed.undecodable)} lines are not valid UTF-8: "
+            f"{plural(len(parsed.undecodable), 'line')} {'is' if len(parsed.undecodable) == 1 else 'are'} not valid UTF-8: "
             + ", ".join(f"line {number} ({raw})" for number, raw in parsed.undecodable[:5])
             + ". The file is probably Latin-1/cp1252, or mixes encodings.",
             "Convert the file to UTF-8 (e.g. iconv -f cp1252 -t utf-8), or open it with the encoding it was written in.",
@@ -315,10 +317,10 @@ def label_problems(parsed: LabelFile, report: LabelReport, alphabet) -> list[Pro
     if report.empty or report.emptied:
         parts = []
         if report.empty:
-            parts.append(f"{len(report.empty)} labels are empty (lines {report.empty[:8]})")
+            parts.append(f"{plural(len(report.empty), 'label')} {'is' if len(report.empty) == 1 else 'are'} empty (lines {listing(report.empty)})")
         if report.emptied:
-            parts.append(f"{len(report.emptied)} labels become empty once symbols outside the alphabet are dropped "
-                         f"(lines {report.emptied[:8]})")
+            parts.append(f"{plural(len(report.emptied), 'label')} {'becomes' if len(report.emptied) == 1 else 'become'} empty once symbols outside the alphabet are dropped "
+                         f"(lines {listing(report.emptied)})")
         problems.append(Problem(
             "empty",
             "; ".join(parts) + ": those samples teach the model to output only blanks.",
