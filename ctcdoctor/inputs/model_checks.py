@@ -215,9 +215,13 @@ def _corrected_call(blank: int, layout: str | None, kind: str | None, reduction:
     if kind == "logits":
         output += ".log_softmax(-1)"
     elif kind == "probs":
-        output = f"{output}.log()  # better: log_softmax at the head"
+        output = f"{output}.log()"
     tail = f', reduction="{reduction}"' if reduction != "mean" else ""
-    return f"F.ctc_loss({output}, targets, output_lengths, target_lengths, blank={blank}{tail})"
+    call = f"F.ctc_loss({output}, targets, output_lengths, target_lengths, blank={blank}{tail})"
+    if kind == "probs":
+        # log() of a softmax underflows to -inf for confident outputs: the real fix is at the head.
+        call += " — better, end the model with log_softmax(dim=-1) and pass its output as is"
+    return call
 
 
 def _candidates(item: Prepared, blank: int, num_classes: int, corrected: str) -> list[Candidate]:
