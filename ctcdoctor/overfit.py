@@ -17,94 +17,29 @@ Every CTC guide says it first: "if it cannot overfit one sample, the set-up is b
    frame blank), CTC070 (otherwise), with the loss curve, the last decode and the likely
    causes (the static findings, the head's blank bias, the learning rate, frozen layers).
 
-No printing here: progress goes through callbacks, results are data. Torch is imported
-inside the functions so that registering the codes below costs nothing at CLI start-up.
+No printing here: progress goes through callbacks, results are data. Sample picking lives in
+`ctcdoctor.samples`, the diagnosis in `ctcdoctor.overfit_diagnosis`, the codes' documentation
+in `ctcdoctor.codes`. Torch is imported inside the functions (the CLI imports this module).
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
 import math
-import os
-import statistics
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ctcdoctor.errors import UserInputError
 from ctcdoctor.findings import Finding
-from ctcdoctor.registry import document, finding
+from ctcdoctor.overfit_diagnosis import _median, _quote, classify_failure, explain_failure, loss_summary
+from ctcdoctor.samples import pick_samples
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from ctcdoctor.protocol import Setup
     from ctcdoctor.runner import CheckResult
-
-# ----------------------------------------------------------------------------- codes
-
-document(
-    "CTC070",
-    "error",
-    "single-sample overfit failed within its budget",
-    """
-    **What it means.** `ctcdoctor overfit` trained a copy of the model on one sample (or a
-    handful) for the whole step budget, and the greedy decode never matched the target
-    stably. The loss neither went non-finite nor collapsed to all-blank outputs: it just
-    did not get there. A healthy CTC set-up memorises one sample in a few hundred steps.
-
-    **Example.** `error CTC070 after 500 steps sample 0 decodes as "dier" for "dinner"
-    (CER 0.33); the loss fell 4.1 -> 0.21 and plateaued.` The decode drops the doubled
-    "nn": the model never learned the blank that must separate two equal labels.
-
-    **Fix.** Read the likely causes in the finding. If the loss was still falling, give it
-    more steps (`--steps`) or a higher `--lr`. If it plateaued, look at the static findings
-    listed with it (a tight length budget, CTC002; un-normalised inputs), and run again with
-    `--freeze-except-head`: if the head alone can fit, the feature extractor is the problem
-    (frozen, dead ReLUs, too much downsampling); if not, the problem is the loss wiring.
-    """,
-)
-
-document(
-    "CTC071",
-    "error",
-    "overfit collapsed to blank-only output",
-    """
-    **What it means.** At the end of the overfit run the model outputs blank on (almost)
-    every frame, so the greedy decode is empty. Every CTC model passes through an all-blank
-    phase early in training (blank is the cheapest way to lower the loss at first); a model
-    that cannot leave it in the step budget has a problem that keeps it there.
-
-    **Example.** `error CTC071 after 300 steps blank is the argmax on 100% of the 24 frames
-    of sample 0 (mean p(blank) 0.999) and the decode is empty, for target "dinner"; the head's
-    bias favours blank by 12.0 nats and the learning rate is 1e-05.`
-
-    **Fix.** The usual causes, in order: a learning rate far too small for the optimizer
-    (Adam wants about 1e-3 here); a head initialised to favour blank (a large blank bias);
-    layers frozen by mistake (`requires_grad=False`) or a feature extractor whose output is
-    constant (dead ReLUs, inputs not normalised); too few frames per label (CTC002). The
-    finding lists the ones it measured. If the loss was still falling, give it more steps.
-    """,
-)
-
-document(
-    "CTC072",
-    "error",
-    "overfit loss diverged, oscillated or went non-finite",
-    """
-    **What it means.** While overfitting one sample the loss went NaN or infinite, ended
-    well above where it started, or jumped up and down instead of settling. The finding
-    gives the step where it happened.
-
-    **Example.** `error CTC072 the loss went non-finite (nan) at step 37; it had fallen
-    from 4.2 to 3.1 by step 20, then rose to 85 at step 30.`
-
-    **Fix.** Lower the learning rate (ten times is a good first try: `--lr`), keep gradient
-    clipping on, compute CTC in float32 (CTC025), and make sure the model emits
-    log-probabilities (CTC020, CTC024): `log` of a softmax underflows to `-inf`. An
-    optimizer built for SGD learning rates (0.1-1) and used with Adam diverges like this.
-    """,
-)
 
 # ----------------------------------------------------------------------------- settings
 
@@ -127,20 +62,7 @@ unusable lengths or labels (F.ctc_loss fails or reads garbage), NaN outputs, a m
 crashed. Training is skipped when one of them fires. Output-format problems (CTC020, CTC021,
 CTC024, CTC025) do not block: see `normalisation_note`."""
 
-BLANK_COLLAPSE_RATIO = 0.95
-"""CTC071 when, at the end, blank is the argmax on at least this share of frames and every
-decode is empty."""
-DIVERGED_FACTOR = 1.5
-"""CTC072 "diverged" when the median loss of the last tenth exceeds the first steps' by this factor."""
-REBOUND_FACTOR = 3.0
-"""CTC072 "diverged" too when the end sits this far above the best loss reached (and above 0.5)."""
-OSCILLATION_JUMPS = 0.2
-"""CTC072 "oscillated" when at least this share of the last half's steps jump up by >= 20% and the
-loss at the end is still above half its starting value (a noisy loss that keeps falling is not this)."""
-SMALL_LR = 1e-4
-"""A learning rate below this is named as a likely cause of a blank collapse (for Adam-like optimizers)."""
-BLANK_BIAS_NATS = 3.0
-"""A head bias favouring blank by more than this many nats is named as a likely cause."""
+
 
 
 @dataclass(frozen=True)
@@ -287,178 +209,17 @@ class OverfitResult:
 # ----------------------------------------------------------------------------- CTC path
 
 
-def decide_ctc_path(device_type: str, triton_ok: bool, forced: str | None) -> str:
-    """Which CTC implementation `ctc_loss` runs for tensors on `device_type`.
-
-    The rule of the dispatch (issue 4): the fused Triton kernel for CUDA tensors when triton
-    imports, unless `CTCDOCTOR_KERNEL=torch`; PyTorch's native kernels otherwise.
-    """
-    forced = (forced or "").strip().lower()
-    if device_type == "cuda":
-        if triton_ok and forced != "torch":
-            return "triton fused kernel (CUDA)"
-        return "torch native (CUDA)"
-    return f"torch native ({device_type.upper()})"
-
-
 def ctc_path(log_probs: "torch.Tensor") -> str:
-    """Which CTC implementation `ctcdoctor.ctc.ctc_loss` runs on `log_probs`.
+    """Which CTC implementation `ctcdoctor.ctc.ctc_loss` runs on `log_probs` (asked of its own dispatch).
 
-    Asks the loss's own dispatch (`ctcdoctor.ctc.dispatch.describe_path`), so the report says
-    what actually ran; without that module, applies the documented rule (`decide_ctc_path`)
-    with the Triton path off, since a `ctc_loss` without dispatch always runs PyTorch's kernels.
     A `CTCDOCTOR_KERNEL` setting that cannot run here is a usage error (exit 2).
     """
-    try:
-        from ctcdoctor.ctc.dispatch import describe_path
-    except ImportError:
-        return decide_ctc_path(log_probs.device.type, False, os.environ.get("CTCDOCTOR_KERNEL"))
+    from ctcdoctor.ctc.dispatch import describe_path
+
     try:
         return describe_path(log_probs)
     except (RuntimeError, ValueError) as error:
         raise UserInputError(str(error), "Unset CTCDOCTOR_KERNEL, or set it to a path that can run on this device.") from None
-
-
-# ----------------------------------------------------------------------------- picking samples
-
-
-def parse_samples(text: str | None, default: Sequence[int] = (0,)) -> tuple[int, ...]:
-    """`"0,3,7"` -> (0, 3, 7); ranges `"0-3"` too. Raises UserInputError on junk."""
-    if text is None or not str(text).strip():
-        return tuple(default)
-    picked: list[int] = []
-    for part in str(text).replace(" ", "").split(","):
-        if not part:
-            continue
-        try:
-            if "-" in part:
-                low, high = part.split("-", 1)
-                picked.extend(range(int(low), int(high) + 1))
-            else:
-                picked.append(int(part))
-        except ValueError:
-            raise UserInputError(f"--samples {text!r}: {part!r} is not a sample index", "Write indices like 0 or 0,3,7 or 0-3.") from None
-    if not picked:
-        raise UserInputError(f"--samples {text!r} names no sample", "Write indices like 0 or 0,3,7.")
-    if any(index < 0 for index in picked):
-        raise UserInputError(f"--samples {text!r}: sample indices start at 0", "Use non-negative indices.")
-    return tuple(dict.fromkeys(picked))
-
-
-def pick_samples(loader: Any, indices: Sequence[int]) -> tuple[Any, str]:
-    """One raw batch holding exactly the chosen samples, and how it was obtained.
-
-    A DataLoader over a map-style data set: `collate_fn([dataset[i] for i in indices])`, so
-    sample i is `dataset[i]` whatever the loader's shuffling. Anything else: iterate the
-    loader and cut the samples out of their batches (inputs sliced on the first axis;
-    samples from different batches are right-padded with zeros to a common shape).
-    """
-    from torch.utils.data import DataLoader, IterableDataset
-
-    if isinstance(loader, DataLoader) and loader.batch_size is not None and not isinstance(loader.dataset, IterableDataset):
-        dataset = loader.dataset
-        try:
-            size = len(dataset)
-        except TypeError:
-            size = None
-        outside = [i for i in indices if size is not None and i >= size]
-        if outside:
-            raise UserInputError(
-                f"sample {outside[0]} does not exist: the loader's data set has {size} samples",
-                f"Pick --sample between 0 and {size - 1}.",
-            )
-        try:
-            items = [dataset[i] for i in indices]
-            raw = loader.collate_fn(items)
-        except Exception as error:
-            raise UserInputError(
-                f"taking samples {list(indices)} from the loader's data set raised {type(error).__name__}: {error}",
-                "Make dataset[i] and the loader's collate_fn work on a list of items (try it by hand); use --debug for the traceback.",
-            ) from error
-        return raw, "dataset[i] + loader.collate_fn"
-    return _unbatch(loader, indices), "cut from the loader's batches"
-
-
-def _unbatch(loader: Any, indices: Sequence[int]) -> tuple[Any, ...]:
-    import torch
-
-    from ctcdoctor.batches import normalise_batch, split_targets
-
-    wanted = set(indices)
-    found: dict[int, tuple[Any, torch.Tensor, int, int]] = {}
-    seen = 0
-    try:
-        for position, raw in enumerate(loader):
-            batch = normalise_batch(raw, position, seen)
-            sequences, _ = split_targets(batch)
-            for offset in range(batch.size):
-                index = seen + offset
-                if index in wanted:
-                    found[index] = (
-                        _slice(batch.inputs, offset, batch.size),
-                        sequences[offset],
-                        int(batch.input_lengths[offset]),
-                        int(batch.target_lengths[offset]),
-                    )
-            seen += batch.size
-            if len(found) == len(wanted):
-                break
-    except UserInputError:
-        raise
-    except Exception as error:
-        raise UserInputError(
-            f"iterating the loader raised {type(error).__name__}: {error}",
-            "Fix the data set or collate function (iterate it once by hand); use --debug for the traceback.",
-        ) from error
-    missing = [i for i in indices if i not in found]
-    if missing:
-        raise UserInputError(
-            f"sample {missing[0]} does not exist: the loader yields {seen} samples",
-            f"Pick --sample between 0 and {max(seen - 1, 0)}.",
-        )
-    parts = [found[i] for i in indices]
-    inputs = _stack([part[0] for part in parts])
-    width = max((len(part[1]) for part in parts), default=0)
-    targets = torch.zeros(len(parts), width, dtype=torch.long)
-    for row, part in enumerate(parts):
-        targets[row, : len(part[1])] = part[1]
-    input_lengths = torch.tensor([part[2] for part in parts], dtype=torch.long)
-    target_lengths = torch.tensor([min(part[3], len(part[1])) for part in parts], dtype=torch.long)
-    return inputs, targets, input_lengths, target_lengths
-
-
-def _slice(inputs: Any, offset: int, size: int) -> Any:
-    import torch
-
-    if isinstance(inputs, torch.Tensor):
-        return inputs[offset : offset + 1] if inputs.dim() > 0 and inputs.shape[0] == size else inputs
-    if isinstance(inputs, (tuple, list)):
-        return type(inputs)(_slice(item, offset, size) for item in inputs)
-    if isinstance(inputs, dict):
-        return {key: _slice(item, offset, size) for key, item in inputs.items()}
-    return inputs
-
-
-def _stack(items: list[Any]) -> Any:
-    import torch
-
-    first = items[0]
-    if isinstance(first, torch.Tensor):
-        if len(items) == 1:
-            return first
-        shape = [max(item.shape[axis] for item in items) for axis in range(first.dim())]
-        padded = []
-        for item in items:
-            pad: list[int] = []
-            for axis in reversed(range(1, item.dim())):
-                pad.extend([0, shape[axis] - item.shape[axis]])
-            padded.append(torch.nn.functional.pad(item, pad) if any(pad) else item)
-        return torch.cat(padded)
-    if isinstance(first, (tuple, list)):
-        return type(first)(_stack([item[k] for item in items]) for k in range(len(first)))
-    if isinstance(first, dict):
-        return {key: _stack([item[key] for item in items]) for key in first}
-    return first
 
 
 # ----------------------------------------------------------------------------- model helpers
@@ -536,212 +297,6 @@ def normalisation_note(kind: str | None, axis: int | None) -> str:
     return "overfit trains CTC on log_softmax over the class axis of the model output"
 
 
-# ----------------------------------------------------------------------------- diagnosis
-
-
-def _median(values: Sequence[float]) -> float:
-    return float(statistics.median(values)) if values else float("nan")
-
-
-def loss_summary(losses: Sequence[float]) -> dict[str, Any]:
-    """First, best (with step), last and tail median of a loss curve (steps are 1-based)."""
-    if not losses:
-        return {"first": None, "best": None, "best_step": None, "last": None, "tail_median": None, "trend": None}
-    finite = [(value, step) for step, value in enumerate(losses, 1) if math.isfinite(value)]
-    best, best_step = min(finite) if finite else (float("nan"), None)
-    tail = [value for value in losses[-max(5, len(losses) // 10):] if math.isfinite(value)]
-    window = max(5, len(losses) // 10)
-    previous = [value for value in losses[-2 * window : -window] if math.isfinite(value)]
-    trend = None
-    if tail and previous:
-        change = (_median(tail) - _median(previous)) / max(abs(_median(previous)), 1e-12)
-        trend = "falling" if change < -0.05 else "rising" if change > 0.05 else "flat"
-    return {
-        "first": losses[0],
-        "best": best,
-        "best_step": best_step,
-        "last": losses[-1],
-        "tail_median": _median(tail) if tail else float("nan"),
-        "trend": trend,
-    }
-
-
-@dataclass(frozen=True)
-class Verdict:
-    code: str
-    kind: str
-    """"nonfinite", "diverged", "oscillated", "blank", or "budget"."""
-    step: int | None = None
-
-
-def classify_failure(losses: Sequence[float], final_blank_ratio: float, decodes_empty: bool, nonfinite_step: int | None) -> Verdict:
-    """Pure rule that names a failed run. Order: non-finite, diverged, blank collapse, oscillation, budget."""
-    if nonfinite_step is not None:
-        return Verdict("CTC072", "nonfinite", nonfinite_step)
-    if losses:
-        early = _median(losses[:5])
-        window = max(5, len(losses) // 10)
-        tail = _median(losses[-window:])
-        best = min(losses)
-        if tail > DIVERGED_FACTOR * early or (tail > REBOUND_FACTOR * best and tail - best > 0.5):
-            peak = max(range(len(losses)), key=lambda i: losses[i]) + 1
-            return Verdict("CTC072", "diverged", peak)
-    if decodes_empty and final_blank_ratio >= BLANK_COLLAPSE_RATIO:
-        return Verdict("CTC071", "blank")
-    early_median = _median(losses[:5]) if losses else float("nan")
-    stalled = bool(losses) and _median(losses[-max(5, len(losses) // 10):]) > 0.5 * early_median
-    if len(losses) >= 20 and stalled:  # noisy but still learning (dropout) is not oscillation
-        half = losses[len(losses) // 2 :]
-        jumps = sum(1 for a, b in zip(half, half[1:]) if b > 1.2 * a and b - a > 0.05)
-        if jumps >= OSCILLATION_JUMPS * (len(half) - 1):
-            first_jump = next(
-                (len(losses) - len(half) + i + 2 for i, (a, b) in enumerate(zip(half, half[1:])) if b > 1.2 * a and b - a > 0.05),
-                None,
-            )
-            return Verdict("CTC072", "oscillated", first_jump)
-    return Verdict("CTC070", "budget")
-
-
-def _fmt(value: float | None) -> str:
-    if value is None:
-        return "?"
-    if not math.isfinite(value):
-        return str(value)
-    return f"{value:.3g}"
-
-
-def _quote(text: str) -> str:
-    return f'"{text}"'
-
-
-def _collapse_repeats(sequence: Sequence[Any]) -> list[Any]:
-    return [item for position, item in enumerate(sequence) if position == 0 or item != sequence[position - 1]]
-
-
-def explain_failure(
-    verdict: Verdict,
-    result: OverfitResult,
-    static: Sequence[Finding],
-    context: dict[str, Any],
-) -> Finding:
-    """The CTC070/071/072 finding: what happened (numbers), what to change, and the evidence."""
-    summary = result.loss_summary()
-    steps = result.steps_run
-    label = ", ".join(f"sample {s}" for s in result.samples)
-    decodes = result.train_decode or result.final_decode
-    pairs = "; ".join(f"{_quote(d)} for {_quote(t)}" for d, t in zip(decodes, result.targets))
-    curve = (
-        f"loss {_fmt(summary['first'])} at step 1, best {_fmt(summary['best'])} at step {summary['best_step']}, "
-        f"{_fmt(summary['tail_median'])} over the last steps"
-        + (f" ({summary['trend']})" if summary["trend"] else "")
-    )
-    causes: list[str] = []
-    lr = result.lr
-    gap = context.get("blank_bias_gap")
-    frozen = result.parameters.get("frozen", 0)
-    total = result.parameters.get("total", 0)
-    median_norm = result.clipping.get("median_grad_norm")
-
-    if verdict.kind == "nonfinite":
-        message = f"the loss went non-finite at step {verdict.step} on {label}; before that: {curve}."
-    elif verdict.kind == "diverged":
-        message = f"the loss diverged on {label}: {curve}; highest at step {verdict.step} ({_fmt(max(result.losses))})."
-    elif verdict.kind == "oscillated":
-        message = f"the loss oscillates instead of settling on {label}: {curve}; first big jump at step {verdict.step}."
-    elif verdict.kind == "blank":
-        blank_ratio = result.evaluations[-1].blank_ratio if result.evaluations else float("nan")
-        message = (
-            f"after {steps} steps blank is the argmax on {blank_ratio:.0%} of the frames and the decode is empty "
-            f"({pairs}); {curve}."
-        )
-    else:
-        cer = result.evaluations[-1].cer if result.evaluations else float("nan")
-        message = f"after {steps} steps {label} decodes as {pairs} (CER {cer:.2f}); {curve}."
-
-    if verdict.code == "CTC072":
-        adaptive = result.optimizer.startswith(("Adam", "RMSprop", "Adagrad", "Adadelta", "NAdam", "RAdam", "Adamax"))
-        suggested = min(lr / 10, DEFAULT_LR) if (lr is not None and adaptive) else (lr / 10 if lr is not None else None)
-        if lr is not None:
-            causes.append(
-                f"learning rate {lr:g} is too high for {result.optimizer.split('(')[0] or 'the optimizer'}: try {suggested:g}"
-                + (" (Adam-like optimizers move every weight by about lr per step, whatever the gradient's size)" if adaptive and lr > 1e-2 else "")
-            )
-        if not result.clipping.get("max_norm"):
-            causes.append("gradient clipping is off: keep --clip at 5")
-        elif result.clipping.get("clipped_steps"):
-            causes.append(
-                f"gradients were clipped on {result.clipping['clipped_steps']} of {result.clipping['steps']} steps "
-                f"(norm up to {_fmt(result.clipping.get('max_grad_norm'))}): the updates themselves are too large"
-            )
-        hint = "Lower the learning rate (--lr " + (f"{suggested:g}" if suggested else "1e-4") + "), keep clipping on, and compute CTC in float32."
-    elif verdict.code == "CTC071":
-        if gap is not None and gap > BLANK_BIAS_NATS:
-            causes.append(f"the head ({result.head}) bias favours blank by {gap:.1f} nats: initialise it at 0 (or at most log(T/U))")
-        if lr is not None and lr < SMALL_LR:
-            causes.append(f"learning rate {lr:g} is tiny: Adam-like optimizers want about 1e-3")
-        if frozen and not result.parameters.get("freeze_except_head"):
-            causes.append(f"{frozen} of {total} parameters are frozen (requires_grad=False): {', '.join(context.get('frozen_modules', [])[:4])}")
-        if median_norm is not None and median_norm < 1e-4:
-            causes.append(f"gradients vanish (median norm {median_norm:.2g}): check the features reaching the head")
-        if summary["trend"] == "falling":
-            causes.append(f"the loss was still falling: more steps may get out of the all-blank phase (--steps {2 * steps})")
-        hint = "Get the model out of the all-blank phase: "
-        hint += (
-            "reset the head's blank bias to 0 and use a normal learning rate (Adam 1e-3)."
-            if gap is not None and gap > BLANK_BIAS_NATS
-            else "raise the learning rate (Adam 1e-3), unfreeze layers frozen by mistake, and check the features that reach the head."
-        )
-    else:
-        if summary["trend"] == "falling":
-            causes.append(f"the loss was still falling at the end: give it more steps (--steps {2 * steps}) or a higher --lr")
-        missing_repeats = any(
-            list(d) != list(t) and list(d) == _collapse_repeats(list(t)) for d, t in zip(decodes, result.targets)
-        )
-        if missing_repeats:
-            causes.append("the decode only lacks doubled labels: the model has not learned the blank between equal neighbours (more frames per label helps, CTC002)")
-        if lr is not None and lr < SMALL_LR:
-            causes.append(f"learning rate {lr:g} is small: try 1e-3")
-        by_flag = result.parameters.get("freeze_except_head")
-        if frozen and not by_flag:
-            causes.append(f"{frozen} of {total} parameters are frozen (requires_grad=False)")
-        if by_flag:
-            causes.append(f"only the head ({result.head}) was trained (--freeze-except-head): it may lack the capacity alone")
-            hint = (
-                f"Run longer (--steps {2 * steps}) if the loss was still falling; run without --freeze-except-head: "
-                "if the whole model fits, the head alone is too small for this sample (not a bug)."
-            )
-        else:
-            hint = (
-                f"Run longer (--steps {2 * steps}) if the loss was still falling; otherwise try --freeze-except-head "
-                "to tell a feature-extractor problem from a loss problem, and fix the static findings listed."
-            )
-    if result.normalisation and "exactly as written" not in result.normalisation:
-        causes.append(result.normalisation)
-    for item in static:
-        if item.severity.value in ("error", "warning") and item.code not in result.normalisation:
-            causes.append(f"{item.code} {item.title} (reported above)")
-    static_errors = sorted({item.code for item in static if item.severity.value == "error"})
-    if static_errors:
-        hint = f"Fix {', '.join(static_errors)} first (reported above), then run overfit again. " + hint
-    if causes:
-        message += " Likely causes: " + "; ".join(causes) + "."
-    evidence = {
-        "samples": list(result.samples),
-        "kind": verdict.kind,
-        "step": verdict.step,
-        "steps": steps,
-        "loss": summary,
-        "targets": list(result.targets),
-        "last_decode": list(decodes),
-        "likely_causes": causes,
-        "lr": lr,
-        "optimizer": result.optimizer,
-        "blank_bias_gap": gap,
-        "clipping": result.clipping,
-    }
-    return finding(verdict.code, message, hint, evidence)
-
-
 # ----------------------------------------------------------------------------- the run
 
 
@@ -804,6 +359,8 @@ def run_overfit(
 
 def _run_overfit(setup, spec, options, on_progress, on_phase):
     import torch
+
+    from ctcdoctor.ctc import edit_distance
 
     from ctcdoctor.batches import normalise_batch, split_targets
     from ctcdoctor.probe import move_inputs, to_tnc
@@ -973,7 +530,7 @@ def _run_overfit(setup, spec, options, on_progress, on_phase):
             result.nonfinite_step = len(losses) - len(values) + bad + 1
         decodes = greedy_decode(log_probs.detach(), out_lengths, blank=blank)
         last_decodes = decodes
-        distance = sum(_edit(d, t) for d, t in zip(decodes, target_lists))
+        distance = sum(edit_distance(d, t) for d, t in zip(decodes, target_lists))
         cer = distance / total_label
         best = log_probs.detach().argmax(-1)
         valid = torch.arange(best.shape[0], device=best.device)[:, None] < out_lengths[None, :]
@@ -1035,15 +592,11 @@ def _run_overfit(setup, spec, options, on_progress, on_phase):
     return list(findings), list(check_results), result
 
 
-def _edit(a: Sequence[int], b: Sequence[int]) -> int:
-    from ctcdoctor.ctc import edit_distance
-
-    return edit_distance(a, b)
-
-
 def _final_state(result, model, inputs, layout, out_lengths, targets, target_lengths, target_lists, blank, alpha, text, model_returns_lengths) -> None:
     """Eval-mode decode, edit distance, spikiness and the per-frame plot data of the first sample."""
     import torch
+
+    from ctcdoctor.ctc import edit_distance
     import warnings
 
     from ctcdoctor.ctc import greedy_decode, pseudo_ground_truth, spikiness
@@ -1060,7 +613,7 @@ def _final_state(result, model, inputs, layout, out_lengths, targets, target_len
         return
     decodes = greedy_decode(log_probs, out_lengths, blank=blank)
     result.final_decode = tuple(text(d) for d in decodes)
-    result.edit_distance = tuple(_edit(d, t) for d, t in zip(decodes, target_lists))
+    result.edit_distance = tuple(edit_distance(d, t) for d, t in zip(decodes, target_lists))
     result.cer = sum(result.edit_distance) / max(sum(len(t) for t in target_lists), 1)
     if not torch.isfinite(log_probs).all():
         return

@@ -79,6 +79,8 @@ def finding(
     title: str | None = None,
 ) -> Finding:
     """Build a finding for a registered code, taking its title and severity from the registry."""
+    if code not in _CODES:
+        load_builtin()  # codes raised outside checks (overfit, runner) live in ctcdoctor.codes
     info = _CODES[code]
     return Finding(
         code=code,
@@ -98,7 +100,6 @@ def load_builtin() -> None:
         if not module.name.startswith("_"):
             importlib.import_module(f"{package.__name__}.{module.name}")
     importlib.import_module("ctcdoctor.codes")
-    importlib.import_module("ctcdoctor.overfit")  # documents CTC070-CTC072; imports torch lazily
 
 
 def all_codes() -> list[CodeInfo]:
@@ -117,5 +118,5 @@ def checks() -> list[CodeInfo]:
 
 
 def matches(code: str, prefixes: Iterable[str]) -> bool:
-    """Selection by code prefix, as flake8 does: `CTC0` selects CTC001..CTC099."""
+    """Selection by code prefix, as flake8 does: `CTC0` selects every code from CTC001 to CTC0 followed by two digits."""
     return any(code.startswith(prefix.upper()) for prefix in prefixes)

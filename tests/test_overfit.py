@@ -14,15 +14,9 @@ from typer.testing import CliRunner
 
 from ctcdoctor import Setup
 from ctcdoctor.cli import app
-from ctcdoctor.overfit import (
-    OverfitOptions,
-    classify_failure,
-    decide_ctc_path,
-    find_head,
-    parse_samples,
-    pick_samples,
-    run_overfit,
-)
+from ctcdoctor.overfit import OverfitOptions, find_head, run_overfit
+from ctcdoctor.overfit_diagnosis import classify_failure
+from ctcdoctor.samples import parse_samples, pick_samples
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
@@ -299,13 +293,6 @@ def test_ctc_path_names_what_runs_and_rejects_an_impossible_kernel(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     with pytest.raises(UserInputError):
         ctc_path(lp)
-
-
-def test_ctc_path_rule():
-    assert decide_ctc_path("cpu", True, None) == "torch native (CPU)"
-    assert decide_ctc_path("cuda", True, None) == "triton fused kernel (CUDA)"
-    assert decide_ctc_path("cuda", True, "torch") == "torch native (CUDA)"
-    assert decide_ctc_path("cuda", False, None) == "torch native (CUDA)"
 
 
 def test_parse_samples():

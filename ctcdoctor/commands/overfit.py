@@ -1,7 +1,7 @@
 """`ctcdoctor overfit`: make the model memorise one sample, or say why it cannot.
 
-Imports torch only inside the command (start-up and `--help` stay fast). Importing this
-module registers the codes CTC070-CTC072 (ctcdoctor.overfit is torch-free at import).
+Imports torch only inside the command (start-up and `--help` stay fast); the codes
+CTC070-CTC072 are documented in ctcdoctor.codes.
 """
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from typing import Any, List, Optional
 
 import typer
 
-import ctcdoctor.overfit as _codes  # noqa: F401  (registers CTC070-CTC072 for `explain`)
 from ctcdoctor.cli import SPEC_HELP, FailOn, OutputFormat, _settings, app, emit, guarded, stderr
 from ctcdoctor.overfit import DEFAULT_CLIP, DEFAULT_EVAL_EVERY, DEFAULT_PATIENCE, DEFAULT_STEPS
 
@@ -50,7 +49,8 @@ def overfit(
     def work() -> int:
         from ctcdoctor.errors import UserInputError
         from ctcdoctor.loading import load_setup
-        from ctcdoctor.overfit import OverfitOptions, parse_samples, run_overfit
+        from ctcdoctor.overfit import OverfitOptions, run_overfit
+        from ctcdoctor.samples import parse_samples
         from ctcdoctor.runner import Report, apply_ignore, sort_findings
 
         settings = _settings(spec, fail_on, [], ignore)

@@ -82,3 +82,22 @@ def test_forced_triton_posterior_and_zero_infinity(monkeypatch):
     kernel_loss = ctc_loss(log_probs, targets, input_lengths, target_lengths, zero_infinity=True, reduction="none")
     torch.testing.assert_close(kernel_loss, native_loss, rtol=1e-4, atol=1e-5)
     assert float(kernel_loss[2]) == 0.0
+
+
+class _CudaLike:
+    """Stands in for a CUDA tensor: the dispatch only asks `is_cuda`."""
+
+    is_cuda = True
+
+
+def test_cuda_tensors_take_the_kernel_when_triton_imports(monkeypatch):
+    import ctcdoctor.kernels as kernels
+
+    monkeypatch.delenv("CTCDOCTOR_KERNEL", raising=False)
+    monkeypatch.setattr(kernels, "triton_available", lambda: True)
+    assert describe_path(_CudaLike()) == "triton fused kernel (CUDA)"
+    monkeypatch.setenv("CTCDOCTOR_KERNEL", "torch")
+    assert describe_path(_CudaLike()) == "torch native (CUDA)"
+    monkeypatch.delenv("CTCDOCTOR_KERNEL")
+    monkeypatch.setattr(kernels, "triton_available", lambda: False)
+    assert describe_path(_CudaLike()) == "torch native (CUDA)"
