@@ -12,7 +12,6 @@ gradient finding carries the same numbers as `evidence.layers` for JSON.
 """
 from __future__ import annotations
 
-import math
 
 from ctcdoctor.describe import listing, plural
 from ctcdoctor.registry import check, finding

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ctcdoctor.context import Context, provides
-from ctcdoctor.probe import model_device, move_inputs, split_output, to_tnc
+from ctcdoctor.probe import model_device, move_inputs, to_tnc
 
 #: Relative tolerance when comparing the user's loss with a reference value.
 RTOL = 1e-3

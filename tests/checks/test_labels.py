@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from ctchelpers import codes_of, healthy_setup, make_batches, run_codes
+from ctchelpers import healthy_setup, make_batches, run_codes
 
 
 def test_healthy_setup_has_no_label_findings():
