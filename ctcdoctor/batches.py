@@ -7,7 +7,7 @@ for the label checks to report as findings.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -201,3 +201,27 @@ def build_target_table(batches: list[Batch]) -> TargetTable:
     lengths = torch.cat([batch.target_lengths for batch in batches]) if batches else torch.zeros(0, dtype=torch.long)
     input_lengths = torch.cat([batch.input_lengths for batch in batches]) if batches else torch.zeros(0, dtype=torch.long)
     return TargetTable(labels, mask, lengths, input_lengths, torch.tensor(batch_index, dtype=torch.long), tuple(problems))
+
+
+def iterate_batches(loader: Iterable[Any], limit: int | None = None) -> Iterator[Batch]:
+    """Normalised batches from the loader, at most `limit`; a loader that raises or yields
+    nothing ends the command with exit 2 (`BatchError`), naming the batch and the cause."""
+    iterator = iter(loader)
+    first_sample = 0
+    index = 0
+    while limit is None or index < limit:
+        try:
+            raw = next(iterator)
+        except StopIteration:
+            break
+        except Exception as error:
+            raise BatchError(
+                f"iterating the loader raised {type(error).__name__} at batch {index}: {error}",
+                "Fix the dataset or collate function (iterate it once by hand to see the error); use --debug for the traceback.",
+            ) from error
+        batch = normalise_batch(raw, index, first_sample)
+        yield batch
+        first_sample += batch.size
+        index += 1
+    if index == 0:
+        raise BatchError("the loader yielded no batches", "Check that the dataset is not empty and drop_last does not drop everything.")

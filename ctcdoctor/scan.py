@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from ctcdoctor.batches import Batch, TargetTable, normalise_batch
+from ctcdoctor.batches import Batch, TargetTable, iterate_batches
 from ctcdoctor.context import Context, Options
 
 #: Codes `scan` runs: lengths and labels, minus CTC004/CTC005 (they compare with the model) and CTC014.
@@ -142,34 +142,17 @@ class ScanData:
 
 def read_all(loader: Iterable, on_batch: Callable[[int], None] | None = None) -> ScanData:
     """Iterate the whole loader once, keeping only targets and lengths (and the first batch, for the model)."""
-    from ctcdoctor.errors import BatchError
-
     parts = TargetParts.empty()
     first: Batch | None = None
     count = 0
-    sample = 0
     started = time.perf_counter()
-    iterator = iter(loader)
-    while True:
-        try:
-            raw = next(iterator)
-        except StopIteration:
-            break
-        except Exception as error:
-            raise BatchError(
-                f"iterating the loader raised {type(error).__name__} at batch {count}: {error}",
-                "Fix the dataset or collate function (iterate it once by hand to see the error); use --debug for the traceback.",
-            ) from error
-        batch = normalise_batch(raw, count, sample)
+    for batch in iterate_batches(loader):
         if first is None:
             first = batch
         parts.add(batch)
-        sample += batch.size
         count += 1
         if on_batch is not None:
             on_batch(batch.size)
-    if first is None:
-        raise BatchError("the loader yielded no batches", "Check that the dataset is not empty and drop_last does not drop everything.")
     return ScanData(parts.table(), first, count, time.perf_counter() - started)
 
 

@@ -5,9 +5,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ctcdoctor.batches import Batch, TargetTable, build_target_table, normalise_batch
+from ctcdoctor.batches import Batch, TargetTable, build_target_table, iterate_batches
 from ctcdoctor.context import Context, provides
-from ctcdoctor.errors import BatchError
 from ctcdoctor.probe import (
     LayoutDecision,
     LengthModel,
@@ -34,25 +33,7 @@ def _alphabet(context: Context):
 def _batches(context: Context) -> list[Batch]:
     """Read up to `scan_batches` batches; a loader that yields non-batches ends the command (exit 2)."""
     wanted = max(context.options.scan_batches, context.options.max_batches)
-    batches: list[Batch] = []
-    first_sample = 0
-    iterator = iter(context.setup.loader)
-    for index in range(wanted):
-        try:
-            raw = next(iterator)
-        except StopIteration:
-            break
-        except Exception as error:
-            raise BatchError(
-                f"iterating the loader raised {type(error).__name__} at batch {index}: {error}",
-                "Fix the dataset or collate function (iterate it once by hand to see the error); use --debug for the traceback.",
-            ) from error
-        batch = normalise_batch(raw, index, first_sample)
-        batches.append(batch)
-        first_sample += batch.size
-    if not batches:
-        raise BatchError("the loader yielded no batches", "Check that the dataset is not empty and drop_last does not drop everything.")
-    return batches
+    return list(iterate_batches(context.setup.loader, wanted))
 
 
 @provides("model_batches")
