@@ -352,7 +352,9 @@ def run_overfit(
     if options.threads and not str(options.device).lower().startswith("cuda"):
         torch.set_num_threads(options.threads)
     try:
-        return _run_overfit(setup, spec, options, on_progress, on_phase)
+        # fork_rng: seeding for the run must not change the caller's global random state.
+        with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []):
+            return _run_overfit(setup, spec, options, on_progress, on_phase)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -360,9 +362,8 @@ def run_overfit(
 def _run_overfit(setup, spec, options, on_progress, on_phase):
     import torch
 
-    from ctcdoctor.ctc import edit_distance
-
     from ctcdoctor.batches import normalise_batch, split_targets
+    from ctcdoctor.ctc import edit_distance
     from ctcdoctor.probe import move_inputs, to_tnc
 
     phase = on_phase or (lambda text: None)

@@ -295,3 +295,16 @@ def test_parse_samples():
     assert parse_samples(None, default=(4,)) == (4,)
     assert parse_samples("0,3,7") == (0, 3, 7)
     assert parse_samples("0-2, 2") == (0, 1, 2)
+
+
+def test_overfit_leaves_the_callers_random_state_alone(tmp_path):
+    from ctcdoctor.loading import load_setup
+
+    path = tmp_path / "rng_model.py"
+    path.write_text(USER_MODULE)
+    setup = load_setup(f"{path}:build")
+    torch.manual_seed(1234)
+    expected = torch.rand(3)
+    torch.manual_seed(1234)
+    run_overfit(setup, "rng", OverfitOptions(steps=5))
+    torch.testing.assert_close(torch.rand(3), expected)

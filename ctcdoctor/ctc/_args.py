@@ -28,6 +28,8 @@ class CTCArgs:
 
 def _as_lengths(x: Lengths, name: str, device: torch.device) -> torch.Tensor:
     t = torch.as_tensor(x)
+    if t.numel() == 0:
+        t = t.long()  # torch.as_tensor([]) is float32: an empty batch has no lengths to judge
     if t.is_floating_point() or t.is_complex():
         raise ValueError(f"{name} must hold integers, got dtype {t.dtype}; pass a LongTensor or a list of ints")
     return t.to(device=device, dtype=torch.long).reshape(-1)
@@ -83,7 +85,9 @@ def normalise(
         )
     if int(tg_lens.min()) < 0:
         raise ValueError(f"target_lengths must be >= 0, got {int(tg_lens.min())}")
-    targets = targets.to(dev, torch.long)
+    # Contiguous: PyTorch's CPU kernel indexes 1-D targets ignoring their stride, so a strided
+    # view would silently be read as other labels.
+    targets = targets.to(dev, torch.long).contiguous()
     if targets.dim() == 2:
         if targets.shape[0] != N:
             raise ValueError(f"padded targets have {targets.shape[0]} rows for a batch of N={N}")

@@ -36,6 +36,9 @@ def kernel_path(log_probs: torch.Tensor) -> str:
                 f"{ENVIRONMENT}=triton on CPU tensors needs the Triton interpreter: set TRITON_INTERPRET=1, or move the tensors to CUDA"
             )
         return "triton"
+    # float64 stays native: the kernel accumulates in float32, and a drop-in must not lose digits.
+    if getattr(log_probs, "dtype", None) == torch.float64:
+        return "torch"
     return "triton" if log_probs.is_cuda and triton_available() else "torch"
 
 
@@ -80,7 +83,8 @@ def triton_ctc_loss(args, reduction: str, zero_infinity: bool, alpha, gamma: flo
         args.log_probs.detach(), args.targets, args.input_lengths, args.target_lengths,
         blank=args.blank, alpha=alpha, gamma=gamma,
     )
-    nll = nll.to(args.log_probs.dtype)
+    # The loss stays float32 even for half inputs (as autocast runs CTC): per-utterance NLLs of
+    # hundreds summed over a batch overflow float16.
     infeasible = torch.isinf(nll)
     if zero_infinity and bool(infeasible.any()):
         nll = torch.where(infeasible, torch.zeros_like(nll), nll)
@@ -88,10 +92,11 @@ def triton_ctc_loss(args, reduction: str, zero_infinity: bool, alpha, gamma: flo
     return _PrecomputedCTC.apply(args.log_probs, nll, grad, args.target_lengths, reduction)
 
 
-def triton_posterior(args) -> torch.Tensor:
+def triton_posterior(args) -> tuple[torch.Tensor, torch.Tensor]:
+    """Occupancy (T, N, C) in the input's dtype, and the per-sample NLL (+inf marks infeasible)."""
     from ctcdoctor.kernels import forward_backward
 
-    _, _, occupancy = forward_backward(
+    nll, _, occupancy = forward_backward(
         args.log_probs.detach(), args.targets, args.input_lengths, args.target_lengths, blank=args.blank
     )
-    return occupancy.to(args.log_probs.dtype)
+    return occupancy.to(args.log_probs.dtype), nll

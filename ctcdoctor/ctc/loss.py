@@ -62,6 +62,8 @@ def modified_gradient(
     occ = occupancy(args)
     with torch.no_grad():
         diff = occ.grad  # y - y' on valid rows of feasible samples, zero past T_n; ours to modify
+        # PyTorch's backward is NaN where log_probs = -inf (exp(... - lp)); there y = y' = 0.
+        diff.masked_fill_(torch.isneginf(args.log_probs), 0.0)
         target = occ.occ if alpha is None else alpha_rescale(occ, args, alpha)
         if alpha is not None:
             # y - y'' = (y - y') + (y' - y''), and y' - y'' is non-zero only on the subset columns.
@@ -137,10 +139,13 @@ def ctc_loss(
         out = triton_ctc_loss(args, reduction, zero_infinity, alpha, float(gamma))
         return out.squeeze(0) if args.unbatched and reduction == "none" else out
     if alpha is None and gamma == 0:
-        return F.ctc_loss(
-            log_probs, targets, input_lengths, target_lengths,
+        # The validated, batched arguments: contiguous targets (see _args.normalise) and the
+        # same accepted length types as the modified path.
+        out = F.ctc_loss(
+            args.log_probs, args.targets, args.input_lengths, args.target_lengths,
             blank=blank, reduction=reduction, zero_infinity=zero_infinity,
         )
+        return out.squeeze(0) if args.unbatched and reduction == "none" else out
     out = _ModifiedCTC.apply(args.log_probs, args, reduction, zero_infinity, alpha, float(gamma))
     if args.unbatched and reduction == "none":
         out = out.squeeze(0)

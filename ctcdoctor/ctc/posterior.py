@@ -100,8 +100,8 @@ def target_columns(args: CTCArgs) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
 
     Returns cols (N, K) int64: the blank, then the sample's distinct target classes in class
     order; colmask (N, K) bool, False on padding; counts (N, K) N_k (0 for the blank column);
-    keep (N,) bool, True where alpha must leave y' alone (U_n = 0, or T_n = U_n + repeats so no
-    frame can be blank).
+    keep (N,) bool, True where alpha leaves y' alone: U_n = 0, or T_n = U_n + repeats (a single
+    alignment, so y' is one-hot on every frame and the rescale could not change it).
     """
     _, N, C = args.log_probs.shape
     dev = args.log_probs.device
@@ -140,8 +140,11 @@ def occupancy(args: CTCArgs) -> Occupancy:
         cols, colmask, counts, keep = target_columns(args)
         index = cols.unsqueeze(0).expand(T, -1, -1)
         valid = frame_mask(args.input_lengths, T)
-        y = args.log_probs.detach().gather(2, index).exp_()
-        occ = y - grad.gather(2, index)
+        sub = args.log_probs.detach().gather(2, index)
+        y = sub.exp()
+        # Where log_probs = -inf the native gradient is NaN (exp(... - lp)); that class has
+        # probability 0 and so zero occupancy.
+        occ = torch.where(torch.isneginf(sub), torch.zeros_like(y), y - grad.gather(2, index))
         # Past T_n the native gradient is zero, which would leave y' = y there.
         occ.mul_((valid.unsqueeze(-1) & colmask.unsqueeze(0)).to(occ.dtype))
     return Occupancy(nll, grad, valid, index, colmask, counts, keep, y, occ)
@@ -179,8 +182,8 @@ def posterior(
     from ctcdoctor.ctc.dispatch import kernel_path, triton_posterior
 
     if kernel_path(args.log_probs) == "triton":
-        full = triton_posterior(args)
-        infeasible = torch.isnan(full).any(dim=2).any(dim=0)
+        full, nll = triton_posterior(args)
+        infeasible = torch.isinf(nll)
         if bool(infeasible.any()):
             _warn_infeasible(infeasible, args)
         return full.squeeze(1) if args.unbatched else full
@@ -198,7 +201,8 @@ def alpha_rescale(occ: Occupancy, args: CTCArgs, alpha: float) -> torch.Tensor:
 
     Per sample, not per batch as in the paper: a sample's target must not depend on which
     other samples share its batch, and it lets a GPU kernel handle one sequence per program.
-    Samples with U_n = 0, or where no frame can be blank (T_n = U_n + repeats), keep y'.
+    Samples with U_n = 0, or with a single alignment (T_n = U_n + repeats: y' is one-hot on
+    every frame, so rescaling and renormalising would leave it unchanged), keep y'.
     """
     y1 = occ.occ
     V = y1.sum(0).cpu().double().numpy()  # (N, K) class totals; rows past T_n are already zero
@@ -209,8 +213,8 @@ def alpha_rescale(occ: Occupancy, args: CTCArgs, alpha: float) -> torch.Tensor:
     with np.errstate(divide="ignore", invalid="ignore"):
         scale = np.where(colmask, alpha * counts / V, 0.0)
         scale[:, 0] = (1.0 - alpha) * U / V[:, 0]
-    # "No blank possible" is decided from the lengths (occ.keep), not from V_blank == 0: in
-    # fp32, exp(lp) - grad leaves ~1e-8 residue, and dividing by it would make every frame blank.
+    # The single-alignment case is decided from the lengths (occ.keep), not from V_blank: in
+    # fp32, exp(lp) - grad leaves ~1e-8 blank residue, and dividing by it would make every frame blank.
     skip = occ.keep.cpu().numpy() | ~(V[:, 0] > 0)
     scale = np.where(skip[:, None], colmask.astype(np.float64), scale)
     y2 = y1 * torch.from_numpy(scale).to(device=y1.device, dtype=y1.dtype).unsqueeze(0)

@@ -281,8 +281,10 @@ def _target_offsets(targets, target_lengths, N):
         offsets = torch.arange(N, device=targets.device, dtype=torch.int64) * targets.stride(0)
         return offsets, targets.stride(1)
     if targets.dim() == 1:
+        # Offsets count labels; scale by the stride so a strided view reads the right labels
+        # (PyTorch's own CPU kernel forgets this: ctcdoctor.ctc makes targets contiguous first).
         ends = torch.cumsum(target_lengths.to(torch.int64), 0)
-        return ends - target_lengths.to(torch.int64), targets.stride(0)
+        return (ends - target_lengths.to(torch.int64)) * targets.stride(0), targets.stride(0)
     raise ValueError(f"targets must be 1-D (concatenated) or 2-D (padded), got shape {tuple(targets.shape)}")
 
 
