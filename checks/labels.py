@@ -59,7 +59,7 @@ def label_out_of_range(targets, num_classes):
 
 
 @check("CTC011", "error", "a target contains the blank index")
-def blank_in_targets(targets, blank):
+def blank_in_targets(targets, blank, alphabet):
     """
     **What it checks.** No label (within its `target_length`) equals `Setup.blank`.
 
@@ -78,8 +78,19 @@ def blank_in_targets(targets, blank):
     if count == 0:
         return []
     samples = _samples_with(is_blank)
-    if blank == 0:
-        hint = "Shift the encoding so characters start at 1: index = alphabet.index(ch) + 1 (blank stays 0)."
+    used = set(targets.labels[targets.mask].tolist())
+    last = len(alphabet) if alphabet is not None else None
+    if blank == 0 and last is not None and last not in used:
+        # Labels 0..len(alphabet)-1 with the last class free: the loss most likely uses blank=len(alphabet).
+        hint = (
+            f"If your loss uses blank={last} (the last class, never used by the labels), set Setup.blank = {last}; "
+            "otherwise shift the encoding so characters start at 1: index = alphabet.index(ch) + 1 (blank stays 0)."
+        )
+    elif blank == 0:
+        hint = (
+            "Shift the encoding so characters start at 1: index = alphabet.index(ch) + 1 (blank stays 0); "
+            "if your loss uses another blank index, set Setup.blank to it."
+        )
     else:
         hint = f"Encode characters so none maps to {blank}, or set Setup.blank (and your loss's blank=) to the index you reserved."
     return [

@@ -1,7 +1,7 @@
 """Length checks: does every sample get enough output frames for a CTC alignment?"""
 from __future__ import annotations
 
-from ctcdoctor.describe import listing, plural
+from ctcdoctor.describe import listing, of_total, plural
 from ctcdoctor.registry import check, finding
 
 #: A sample with fewer than this many output frames per required frame gets CTC002.
@@ -57,7 +57,8 @@ def infeasible_alignment(targets, output_lengths):
         return []
     indices = short.nonzero().flatten()
     deficit = (required - available)[indices]
-    order = indices[deficit.argsort(descending=True)][:WORST]
+    # Worst first; ties in sample order, so the list reads naturally.
+    order = indices[deficit.argsort(descending=True, stable=True)][:WORST]
     worst = [
         {
             "sample": int(i),
@@ -79,13 +80,15 @@ def infeasible_alignment(targets, output_lengths):
         )
 
     message = (
-        f"{count} of {targets.size} samples need more frames than the model gives: "
+        f"{of_total(count, targets.size, 'sample', 'needs', 'need')} more frames than the model gives: "
         + "; ".join(describe(item) for item in worst)
         + "."
         + _downsampling_phrase(targets, output_lengths)
     )
     if only_repeats:
-        message += " Every one of them would fit without its adjacent repeated labels: CTC needs a blank frame between equal neighbours."
+        message += (
+            " It would fit without its adjacent repeated labels" if count == 1 else " Every one of them would fit without its adjacent repeated labels"
+        ) + ": CTC needs a blank frame between equal neighbours."
     hint = (
         "Reduce the downsampling along time (smaller pooling/stride on the time or width axis), feed longer inputs, "
         "or split long labels into shorter chunks."
@@ -126,10 +129,10 @@ def tight_length_budget(targets, output_lengths):
         return []
     indices = tight.nonzero().flatten()
     ratio = available[indices].double() / required[indices].double()
-    order = indices[ratio.argsort()][:WORST]
+    order = indices[ratio.argsort(stable=True)][:WORST]
     worst = [{"sample": int(i), "frames": int(available[i]), "needed": int(required[i])} for i in order]
     message = (
-        f"{count} of {targets.size} samples have almost no spare frames (fewer than {TIGHT_RATIO} per needed frame): "
+        f"{of_total(count, targets.size, 'sample', 'has', 'have')} almost no spare frames (fewer than {TIGHT_RATIO} per needed frame): "
         + "; ".join(f"sample {item['sample']} has {item['frames']} frames for {item['needed']} needed" for item in worst)
         + "."
     )
@@ -184,43 +187,49 @@ def inconsistent_output_lengths(runs, layout, output_lengths):
             )
         )
         return found
+    # One finding per kind of problem across all model batches, not one per batch.
     time_axis = 1 if layout.layout == "NTC" else 0
+    miscounted, too_long, negative = [], [], []
+    total = 0
     for run, lengths in zip(runs, output_lengths.per_run):
         frames = int(run.output.shape[time_axis])
-        size = run.batch.size
-        where = f"batch {run.batch.index}"
-        if lengths.shape[0] != size:
-            found.append(
-                finding(
-                    "CTC003",
-                    f"{where}: {lengths.shape[0]} output lengths for {size} samples ({output_lengths.detail}).",
-                    "Return one output length per sample.",
-                    {"batch": run.batch.index, "lengths": int(lengths.shape[0]), "samples": size},
-                )
-            )
+        total += run.batch.size
+        if lengths.shape[0] != run.batch.size:
+            miscounted.append((run.batch.index, int(lengths.shape[0]), run.batch.size))
             continue
-        too_long = (lengths > frames).nonzero().flatten().tolist()
-        negative = (lengths < 0).nonzero().flatten().tolist()
-        if too_long:
-            found.append(
-                finding(
-                    "CTC003",
-                    f"{where}: {len(too_long)} of {size} output lengths exceed the {frames} frames of the output "
-                    f"(largest {int(lengths.max())}; {output_lengths.detail}).",
-                    "Output lengths count frames after downsampling; compute them with the model's subsampling formula.",
-                    {"batch": run.batch.index, "frames": frames, "samples": [run.batch.first_sample + i for i in too_long[:10]],
-                     "largest": int(lengths.max())},
-                )
+        too_long += [(run.batch.first_sample + i, int(lengths[i]), frames) for i in (lengths > frames).nonzero().flatten().tolist()]
+        negative += [run.batch.first_sample + i for i in (lengths < 0).nonzero().flatten().tolist()]
+    if miscounted:
+        batch, count, size = miscounted[0]
+        found.append(
+            finding(
+                "CTC003",
+                f"batch {batch}: {count} output lengths for {size} samples ({output_lengths.detail})"
+                + (f"; {len(miscounted) - 1} more batches alike." if len(miscounted) > 1 else "."),
+                "Return one output length per sample.",
+                {"batches": [item[0] for item in miscounted], "lengths": count, "samples": size},
             )
-        if negative:
-            found.append(
-                finding(
-                    "CTC003",
-                    f"{where}: output lengths are negative for samples {listing([run.batch.first_sample + i for i in negative])}.",
-                    "Output lengths must be >= 0; check the subsampling formula for short inputs.",
-                    {"batch": run.batch.index, "samples": [run.batch.first_sample + i for i in negative[:10]]},
-                )
+        )
+    if too_long:
+        sample, largest, frames = max(too_long, key=lambda item: item[1] - item[2])
+        found.append(
+            finding(
+                "CTC003",
+                f"{of_total(len(too_long), total, 'sample', 'has', 'have')} an output length longer than the output's "
+                f"{frames} frames (sample {sample}: {largest}; lengths {output_lengths.detail}).",
+                "Output lengths count frames after downsampling; compute them with the model's subsampling formula.",
+                {"count": len(too_long), "samples": [item[0] for item in too_long[:20]], "frames": frames, "largest": largest},
             )
+        )
+    if negative:
+        found.append(
+            finding(
+                "CTC003",
+                f"output lengths are negative for samples {listing(negative)}.",
+                "Output lengths must be >= 0; check the subsampling formula for short inputs.",
+                {"samples": negative[:20]},
+            )
+        )
     return found
 
 

@@ -82,6 +82,12 @@ def normalise_batch(raw: Any, index: int, first_sample: int) -> Batch:
     else:
         raise BatchError(f"batch {index}: the loader yielded a {type(raw).__name__}, not a batch", BATCH_HINT)
     inputs, targets, input_lengths, target_lengths = parts
+    if isinstance(targets, str) or (isinstance(targets, (list, tuple)) and targets and isinstance(targets[0], str)):
+        raise BatchError(
+            f"batch {index}: targets are text ({targets[0] if not isinstance(targets, str) else targets!r:.40}…), not class indices",
+            "Encode each label to class indices in the dataset or collate function "
+            "(e.g. [alphabet.index(ch) + 1 for ch in text] with blank 0), and pass target_lengths.",
+        )
     try:
         targets = torch.as_tensor(targets)
     except Exception as error:
@@ -203,10 +209,33 @@ def build_target_table(batches: list[Batch]) -> TargetTable:
     return TargetTable(labels, mask, lengths, input_lengths, torch.tensor(batch_index, dtype=torch.long), tuple(problems))
 
 
+def in_dataset_order(loader: Iterable[Any]) -> Iterable[Any]:
+    """A shuffling DataLoader re-made without shuffling, so that sample numbers in findings are
+    data set indices (what `overfit --sample N` takes), not positions in one random order."""
+    from torch.utils.data import DataLoader, IterableDataset, RandomSampler
+
+    if not isinstance(loader, DataLoader) or isinstance(loader.dataset, IterableDataset):
+        return loader
+    if loader.batch_size is None or not isinstance(loader.sampler, RandomSampler):
+        return loader  # a custom (bucketing, weighted) sampler decides the batches: keep it
+    return DataLoader(
+        loader.dataset,
+        batch_size=loader.batch_size,
+        shuffle=False,
+        collate_fn=loader.collate_fn,
+        num_workers=loader.num_workers,
+        drop_last=loader.drop_last,
+        worker_init_fn=loader.worker_init_fn,
+        multiprocessing_context=loader.multiprocessing_context if loader.num_workers else None,
+        persistent_workers=False,
+    )
+
+
 def iterate_batches(loader: Iterable[Any], limit: int | None = None) -> Iterator[Batch]:
-    """Normalised batches from the loader, at most `limit`; a loader that raises or yields
-    nothing ends the command with exit 2 (`BatchError`), naming the batch and the cause."""
-    iterator = iter(loader)
+    """Normalised batches from the loader (in data set order), at most `limit`; a loader that
+    raises or yields nothing ends the command with exit 2 (`BatchError`), naming the batch and
+    the cause."""
+    iterator = iter(in_dataset_order(loader))
     first_sample = 0
     index = 0
     while limit is None or index < limit:

@@ -79,6 +79,24 @@ def guarded(debug: bool, work: Callable[[], int]) -> None:
     raise typer.Exit(code)
 
 
+def writable_path(path: Optional[Path], option: str) -> None:
+    """Fail before the work, not after it, when an output file cannot be written."""
+    if path is None:
+        return
+    import os
+
+    from ctcdoctor.errors import UserInputError
+
+    folder = path.parent if str(path.parent) else Path(".")
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if path.is_dir():
+        raise UserInputError(f"{option} {path} is a folder", f"Give a file name, e.g. {path / 'report.json'}.")
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise UserInputError(f"{option} {path}: cannot write into {existing}", "Choose a path in a folder you can write to.")
+
+
 def emit(report: Any, output_format: OutputFormat, output: Optional[Path], verbose: bool, fail_on: str) -> int:
     """Print the report (JSON alone on stdout with --format json) and return the exit code."""
     from ctcdoctor.findings import Severity, fails
@@ -114,10 +132,6 @@ def _settings(spec: str, fail_on: Optional[FailOn], select: List[str], ignore: L
     }
     for name, value in flags.items():
         settings[name] = value if value is not None else config.get(name.replace("_", "-"))
-    if settings["fail_on"] not in ("error", "warning", "info"):
-        from ctcdoctor.errors import UserInputError
-
-        raise UserInputError(f"fail-on is {settings['fail_on']!r}", "Use error, warning or info.")
     return settings
 
 
@@ -131,9 +145,9 @@ def check(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the JSON report to this file."),
     select: List[str] = typer.Option([], "--select", help="Run only these codes or prefixes (repeat or comma-separate)."),
     ignore: List[str] = typer.Option([], "--ignore", help="Skip these codes or prefixes."),
-    fail_on: Optional[FailOn] = typer.Option(None, "--fail-on", help="Exit 1 on findings at or above this severity [default: error]."),
-    max_batches: Optional[int] = typer.Option(None, "--max-batches", min=1, help="Batches the model is run on [default: 2]."),
-    scan_batches: Optional[int] = typer.Option(None, "--scan-batches", min=1, help="Batches the label and length checks read [default: 32]."),
+    fail_on: Optional[FailOn] = typer.Option(None, "--fail-on", help="Exit 1 on findings at or above this severity \\[default: error]."),
+    max_batches: Optional[int] = typer.Option(None, "--max-batches", min=1, help="Batches the model is run on \\[default: 2]."),
+    scan_batches: Optional[int] = typer.Option(None, "--scan-batches", min=1, help="Batches the label and length checks read \\[default: 32]."),
     device: Optional[str] = typer.Option(None, "--device", help="Run the model on this device (a copy of it); default: where it is."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show per-check timings."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
@@ -143,6 +157,7 @@ def check(
     def work() -> int:
         from ctcdoctor.check_command import run_check
 
+        writable_path(output, "--output")
         settings = _settings(spec, fail_on, select, ignore, max_batches=max_batches, scan_batches=scan_batches, device=device)
         report = run_check(spec, settings, progress=stderr if output_format is OutputFormat.text else None)
         return emit(report, output_format, output, verbose, settings["fail_on"])
@@ -182,15 +197,20 @@ def list_codes() -> None:
     Console().print(table)
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
-) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    # An eager option callback runs before click asks for a command, so `ctcdoctor --version` works alone.
+    if value:
         from ctcdoctor import __version__
 
         typer.echo(f"ctcdoctor {__version__}")
         raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True, callback=_print_version),
+) -> None:
+    pass
 
 
 def _register_commands() -> None:

@@ -50,6 +50,7 @@ def load_config(spec: str) -> tuple[dict[str, Any], Path | None]:
                 f"{path}: unknown keys in [tool.ctcdoctor]: {', '.join(sorted(unknown))}",
                 f"Known keys: {', '.join(sorted(KNOWN_KEYS))}.",
             )
+        validate(table, path)
         return table, path
     return {}, None
 
@@ -64,3 +65,23 @@ def as_code_list(value: Any) -> list[str]:
         if not code.startswith("CTC"):
             raise UserInputError(f"{code!r} is not a check code or prefix", "Codes look like CTC001; a prefix such as CTC0 selects a group.")
     return codes
+
+
+def validate(table: dict[str, Any], path: Path) -> None:
+    """Each key's type and range, named with the file, so a typo is exit 2 and not a crash."""
+
+    def bad(key: str, why: str, fix: str) -> UserInputError:
+        return UserInputError(f"{path}: [tool.ctcdoctor] {key} = {table[key]!r} {why}", fix)
+
+    if "fail-on" in table and table["fail-on"] not in ("error", "warning", "info"):
+        raise bad("fail-on", "is not a severity", 'Use "error", "warning" or "info".')
+    for key in ("max-batches", "scan-batches"):
+        value = table.get(key)
+        if key in table and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise bad(key, "is not a whole number >= 1", f"Write e.g. {key} = 2 (no quotes).")
+    for key in ("select", "ignore"):
+        value = table.get(key)
+        if key in table and not (isinstance(value, str) or (isinstance(value, list) and all(isinstance(item, str) for item in value))):
+            raise bad(key, "is not a list of codes", f'Write e.g. {key} = ["CTC080"].')
+    if "device" in table and not isinstance(table["device"], str):
+        raise bad("device", "is not a device name", 'Write e.g. device = "cpu".')

@@ -71,11 +71,11 @@ class Context:
     def model(self):
         """The user's model, or a copy of it on `--device`; never moved in place."""
         if self._model is None:
-            import torch
+            from ctcdoctor.devices import resolve_device
 
             model = self.setup.model
             if self.options.device:
-                wanted = torch.device(self.options.device)
+                wanted = resolve_device(self.options.device)
                 current = next(iter(model.parameters()), None)
                 if current is None or current.device != wanted:
                     model = copy.deepcopy(model).to(wanted)

@@ -11,3 +11,8 @@ def plural(count: int, word: str, words: str | None = None) -> str:
 def listing(values: Sequence[object], limit: int = 8) -> str:
     shown = ", ".join(str(value) for value in values[:limit])
     return shown + (f", … ({len(values) - limit} more)" if len(values) > limit else "")
+
+
+def of_total(count: int, total: int, noun: str, verb_singular: str, verb_plural: str) -> str:
+    """"1 of 64 samples needs" / "12 of 64 samples need": the verb agrees with the count."""
+    return f"{count} of {total} {noun if total == 1 else noun + 's'} {verb_singular if count == 1 else verb_plural}"

@@ -4,7 +4,9 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import inspect
 import os
+import shlex
 import sys
 import uuid
 from dataclasses import dataclass
@@ -34,8 +36,8 @@ def parse_spec(spec: str) -> ParsedSpec:
     module, function = text, DEFAULT_FUNCTION
     # rsplit keeps Windows drive letters ("C:\\x.py") in the module part.
     head, sep, tail = text.rpartition(":")
-    if sep and tail and "/" not in tail and "\\" not in tail and not tail.endswith(".py"):
-        module, function = head, tail
+    if sep and "/" not in tail and "\\" not in tail and not tail.endswith(".py") and (tail or head):
+        module, function = head, tail or DEFAULT_FUNCTION
     if not function.isidentifier():
         raise SpecError(
             f"spec {spec!r}: {function!r} is not a function name",
@@ -78,11 +80,25 @@ def _import_file(parsed: ParsedSpec) -> ModuleType:
             spec.loader.exec_module(module)
         except Exception as error:
             sys.modules.pop(name, None)
-            raise SpecError(
-                f"spec {parsed.text!r}: importing {path.name} raised {type(error).__name__}: {error}",
-                "Fix the error in your module (run `python " + str(path) + "` to see it), or use --debug for the traceback.",
-            ) from error
+            hint = f"Fix the error in your module (run `python {shlex.quote(str(path))}` to see it), or use --debug for the traceback."
+            if isinstance(error, ImportError) and "relative import" in str(error):
+                dotted, root = _dotted_name(path)
+                hint = (
+                    f"The file is part of a package: run `ctcdoctor ... {dotted}:{parsed.function}` from {shlex.quote(str(root))}."
+                    if dotted else "Give the module as a dotted name (package.module:function) from the package's parent folder."
+                )
+            raise SpecError(f"spec {parsed.text!r}: importing {path.name} raised {type(error).__name__}: {error}", hint) from error
     return module
+
+
+def _dotted_name(path: Path) -> tuple[str | None, Path]:
+    """`pkg/sub/mod.py` inside packages (folders with __init__.py) -> ("pkg.sub.mod", parent of pkg)."""
+    parts = [path.stem]
+    folder = path.parent
+    while (folder / "__init__.py").is_file():
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    return (".".join(parts), folder) if len(parts) > 1 else (None, folder)
 
 
 def _import_module(parsed: ParsedSpec) -> ModuleType:
@@ -159,25 +175,30 @@ def load_setup(spec: str) -> Setup:
     module = _import_file(parsed) if parsed.is_file else _import_module(parsed)
     function = getattr(module, parsed.function, None)
     if function is None:
-        available = sorted(name for name, value in vars(module).items() if callable(value) and not name.startswith("_"))
+        available = sorted(
+            name for name, value in vars(module).items()
+            if inspect.isfunction(value) and value.__module__ == module.__name__ and not name.startswith("_")
+        )
         shown = ", ".join(available[:8]) or "none"
         raise SpecError(
-            f"spec {parsed.text!r}: the module has no function {parsed.function!r} (callables found: {shown})",
+            f"spec {parsed.text!r}: the module has no function {parsed.function!r} (functions defined there: {shown})",
             f"Define `def {parsed.function}():` returning a Setup, or name another function after the colon.",
         )
     if not callable(function):
         raise SpecError(f"spec {parsed.text!r}: {parsed.function} is not callable", "Point the spec at a function.")
     folder = Path(module.__file__).resolve().parent if getattr(module, "__file__", None) else Path.cwd()
+    try:
+        inspect.signature(function).bind()
+    except TypeError as error:
+        raise SpecError(
+            f"spec {parsed.text!r}: {parsed.function}() cannot be called without arguments ({error})",
+            "ctcdoctor calls the function with no arguments: give every parameter a default.",
+        ) from error
+    except ValueError:
+        pass  # builtins without a signature: just call them
     with _importable(folder, Path.cwd()):
         try:
             value = function()
-        except TypeError as error:
-            if "argument" in str(error):
-                raise SpecError(
-                    f"spec {parsed.text!r}: {parsed.function}() cannot be called without arguments ({error})",
-                    "ctcdoctor calls the function with no arguments: give every parameter a default.",
-                ) from error
-            raise SpecError(f"spec {parsed.text!r}: {parsed.function}() raised TypeError: {error}", "Fix build(); use --debug for the traceback.") from error
         except Exception as error:
             raise SpecError(
                 f"spec {parsed.text!r}: {parsed.function}() raised {type(error).__name__}: {error}",

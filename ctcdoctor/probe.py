@@ -187,7 +187,9 @@ class LengthModel:
 
     def describe(self) -> str:
         if self.stride is not None and self.offset is not None:
-            sign = "+" if self.offset >= 0 else "-"
+            if self.offset == 0:
+                return f"frames = floor(L / {self.stride})" if self.stride > 1 else "frames = L"
+            sign = "+" if self.offset > 0 else "-"
             return f"frames = floor((L {sign} {abs(self.offset)}) / {self.stride})"
         return "interpolated between " + ", ".join(f"{x}->{y}" for x, y in self.probed)
 

@@ -98,13 +98,17 @@ def run_checks(
         results.append(CheckResult(info.check_name or info.code, info.code, status, time.perf_counter() - started))
     for error, needed_by in failed_inputs.values():
         cause = error.error
+        model_failed = str(cause).startswith("model(inputs) failed")
+        what = str(cause) if model_failed else f"could not compute {error.name!r}: {type(cause).__name__}: {cause}"
         findings.append(
             finding(
                 "CTC999",
-                f"could not compute {error.name!r}: {type(cause).__name__}: {cause}. Skipped: {', '.join(needed_by)}.",
-                "Fix the error above in your model or data (run one batch through the model by hand), then run again.",
+                f"{what}. {len(needed_by)} checks that need it were skipped ({', '.join(item.split()[0] for item in needed_by)}).",
+                "Run one batch through the model by hand (model(inputs)) and fix the error, then run ctcdoctor again."
+                if model_failed else
+                "Fix the error above in your model or data, then run again; if it comes from ctcdoctor, report it with --debug.",
                 {"input": error.name, "exception": type(cause).__name__, "skipped": needed_by},
-                title=f"could not compute {error.name}",
+                title="the model failed on a batch" if model_failed else f"could not compute {error.name}",
             )
         )
     return findings, results

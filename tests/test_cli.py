@@ -230,3 +230,70 @@ def test_console_script_from_another_directory(tmp_path, user_module):
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["summary"]["error"] == 0
+
+
+def test_shuffled_loader_findings_name_dataset_indices(write_module):
+    write_module(
+        "shuffled.py",
+        textwrap.dedent(
+            '''
+            import torch
+            from torch.utils.data import DataLoader, Dataset
+            from ctcdoctor import Setup
+            from usermodel import Model
+
+            class Words(Dataset):
+                def __len__(self):
+                    return 24
+
+                def __getitem__(self, index):
+                    length = 4 if index == 5 else 20  # only dataset[5] is too short: 2 frames for 3 labels
+                    return torch.randn(4, 20), torch.tensor([1, 2, 3]), length
+
+            def collate(items):
+                inputs = torch.stack([item[0] for item in items])
+                targets = torch.stack([item[1] for item in items])
+                return inputs, targets, torch.tensor([item[2] for item in items]), torch.full((len(items),), 3)
+
+            def build():
+                torch.manual_seed(3)
+                return Setup(model=Model(), loader=DataLoader(Words(), batch_size=8, shuffle=True, collate_fn=collate),
+                             output_lengths=lambda lengths: lengths // 2)
+            '''
+        ),
+    )
+    write_module("usermodel.py", USER_MODULE)
+    document = json.loads(invoke("check", "shuffled.py", "--format", "json", "--select", "CTC001").stdout)
+    (finding,) = document["findings"]
+    assert finding["evidence"]["worst"][0]["sample"] == 5
+
+
+def test_usage_errors_found_before_any_work(user_module, write_module):
+    nothing = invoke("check", "usermodel.py", "--select", "CTC07")
+    assert nothing.exit_code == 2 and "leaves no check to run" in nothing.output
+    device = invoke("check", "usermodel.py", "--device", "tpu")
+    assert device.exit_code == 2 and "--device" in device.output
+    output = invoke("check", "usermodel.py", "--output", "/proc/report.json")
+    assert output.exit_code == 2 and "cannot write" in output.output
+    write_module("pyproject.toml", '[tool.ctcdoctor]\nmax-batches = "five"\n')
+    config = invoke("check", "usermodel.py")
+    assert config.exit_code == 2 and "pyproject.toml" in config.output and "max-batches" in config.output
+
+
+def test_error_inside_build_is_not_blamed_on_its_signature(write_module):
+    write_module("typeerr.py", "from torch import nn\n\ndef build():\n    model = nn.Linear(10)\n    return model, []\n")
+    result = invoke("check", "typeerr.py")
+    assert result.exit_code == 2 and "build() raised TypeError" in result.output
+    assert "give every parameter a default" not in result.output
+
+
+def test_text_targets_get_a_specific_error(write_module):
+    write_module("texttargets.py", "import torch\nfrom torch import nn\n\ndef build():\n"
+                 "    return nn.Linear(4, 6), [(torch.randn(2, 4), ['cat', 'dog'], torch.tensor([4, 4]), torch.tensor([3, 3]))]\n")
+    result = invoke("check", "texttargets.py")
+    assert result.exit_code == 2 and "targets are text" in result.output and "class indices" in result.output
+
+
+def test_version_flag():
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.output.startswith("ctcdoctor ")

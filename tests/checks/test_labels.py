@@ -77,3 +77,10 @@ def test_missing_blank_slot_is_ctc014():
     assert finding.evidence == {"num_classes": 5, "alphabet_size": 5, "expected": 6}
     setup.alphabet = None
     assert run_codes(setup, ("CTC014",))[0] == []
+
+
+def test_blank_collision_with_a_free_last_class_suggests_setup_blank():
+    setup = healthy_setup()  # alphabet "abcde": labels 0..4 leave class 5 free
+    setup.loader = make_batches([20, 20], [[0, 1], [2, 4]])
+    (finding,) = run_codes(setup, ("CTC011",))[0]
+    assert finding.hint.startswith("If your loss uses blank=5")

@@ -6,6 +6,7 @@ import torch
 from ctcdoctor.checks import lengths
 from ctchelpers import TinyCTC, codes_of, healthy_setup, make_batches, run_codes
 from ctcdoctor import Setup
+from ctcdoctor.context import Options
 
 
 def test_healthy_setup_has_no_length_findings():
@@ -50,7 +51,7 @@ def test_unknown_lengths_are_ctc003_and_probed_lengths_ctc005():
     setup.output_lengths = None
     findings, _ = run_codes(setup, ("CTC00",))
     assert codes_of(findings) == {"CTC005"}
-    assert "floor((L + 0) / 2)" in findings[0].message or "floor((L" in findings[0].message
+    assert "frames = floor(L / 2)" in findings[0].message
 
     # Inputs that are not tensors cannot be probed: lengths stay unknown.
     setup = Setup(model=DictModel(), loader=[({"x": torch.randn(2, 4, 10)}, torch.tensor([[1], [2]]), torch.tensor([10, 6]), torch.tensor([1, 1]))])
@@ -75,7 +76,7 @@ def test_raw_lengths_instead_of_downsampled_are_ctc004_with_the_measured_formula
     assert "CTC004" in codes_of(findings)
     ctc004 = next(f for f in findings if f.code == "CTC004")
     assert "raw input lengths" in ctc004.message
-    assert "floor((L" in ctc004.hint and "/ 2)" in ctc004.hint
+    assert "frames = floor(L / 2)" in ctc004.hint
 
 
 def test_off_by_one_formula_is_ctc004():
@@ -96,9 +97,21 @@ def test_model_returned_lengths_longer_than_output_are_ctc003():
     setup.output_lengths = None
     findings, _ = run_codes(setup, ("CTC003",))
     assert codes_of(findings) == {"CTC003"}
-    assert "exceed the 20 frames" in findings[0].message
+    assert "8 of 8 samples have an output length longer than the output's 20 frames" in findings[0].message
 
 
 def test_check_function_is_returned_unchanged_by_the_decorator():
     assert lengths.infeasible_alignment.__name__ == "infeasible_alignment"
     assert "U + R" in lengths.infeasible_alignment.__doc__
+
+
+def test_ctc003_is_one_finding_across_batches():
+    class ReturnsRaw(TinyCTC):
+        def forward(self, x):
+            return super().forward(x), torch.full((x.shape[0],), x.shape[-1])
+
+    setup = healthy_setup()
+    setup.model = ReturnsRaw()
+    setup.output_lengths = None
+    findings, _ = run_codes(setup, ("CTC003",), options=Options(max_batches=2))
+    assert len(findings) == 1 and findings[0].evidence["count"] == 8
