@@ -1,6 +1,7 @@
 """`ctcdoctor check`: load the spec, scan batches, run the selected checks, build the report."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich.console import Console
@@ -12,6 +13,7 @@ from ctcdoctor.runner import Report, apply_ignore, run_checks, select, sort_find
 
 
 def run_check(spec: str, settings: dict[str, Any], progress: Console | None = None) -> Report:
+    started = time.perf_counter()
     selected = select(settings.get("select") or (), settings.get("ignore") or ())
     if not selected:
         # A gate that runs nothing must not pass silently.
@@ -42,4 +44,5 @@ def run_check(spec: str, settings: dict[str, Any], progress: Console | None = No
     else:
         findings, results = run_checks(context, selected)
     findings = apply_ignore(findings, settings.get("ignore") or ())
-    return Report("check", spec, sort_findings(findings), tuple(results))
+    # Wall time includes loading the spec and reading batches, which the per-check timings do not.
+    return Report("check", spec, sort_findings(findings), tuple(results), extras={"seconds": time.perf_counter() - started})

@@ -39,7 +39,7 @@ def _finding_block(finding) -> Group:
 
 def summary_line(report: Report) -> Text:
     counts = count_by_severity(list(report.findings))
-    seconds = sum(result.seconds for result in report.checks)
+    seconds = report.extras.get("seconds", sum(result.seconds for result in report.checks))
     parts = [
         (f"{counts['error']} error{'s' if counts['error'] != 1 else ''}", "bold red" if counts["error"] else "dim"),
         (", ", ""),
@@ -47,7 +47,7 @@ def summary_line(report: Report) -> Text:
         (", ", ""),
         (f"{counts['info']} info", "bold cyan" if counts["info"] else "dim"),
     ]
-    tail = f" ({len(report.checks)} checks, {seconds:.1f} s)" if report.checks and report.command == "check" else ""
+    tail = f" ({len(report.checks)} check{'s' if len(report.checks) != 1 else ''} in {seconds:.1f} s)" if report.checks and report.command == "check" else ""
     return Text.assemble((f"ctcdoctor {report.command} {report.spec}: ", "bold"), *parts, (tail, "dim"))
 
 
