@@ -22,9 +22,9 @@ def _finding_block(finding) -> Group:
         (finding.title, style),
     )
     # Padding keeps wrapped lines indented under the heading.
-    lines = [head, Padding(Text(finding.message), (0, 0, 0, 4))]
+    lines = [head, Padding(Text(finding.message), (0, 0, 0, 4), expand=False)]
     if finding.hint:
-        lines.append(Padding(Text.assemble(("fix: ", "green bold"), (finding.hint, "green")), (0, 0, 0, 4)))
+        lines.append(Padding(Text.assemble(("fix: ", "green bold"), (finding.hint, "green")), (0, 0, 0, 4), expand=False))
     table = finding.evidence.get("table") if isinstance(finding.evidence, dict) else None
     if isinstance(table, dict) and table.get("columns"):
         grid = Table(show_header=True, header_style="bold", box=None, padding=(0, 2), pad_edge=False)

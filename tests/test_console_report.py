@@ -1,0 +1,55 @@
+"""The Rich report, recorded as golden text at a fixed width without colour."""
+from __future__ import annotations
+
+import io
+import os
+
+from rich.console import Console
+
+from ctchelpers import ROOT
+from ctcdoctor.findings import Finding, Severity
+from ctcdoctor.report.console import render_console
+from ctcdoctor.runner import CheckResult, Report
+
+GOLDEN = ROOT / "tests" / "golden" / "check_report.txt"
+
+
+def _report() -> Report:
+    findings = (
+        Finding(
+            "CTC001", Severity.ERROR, "output shorter than target plus repeats: CTC cannot align it",
+            "3 of 64 samples need more frames than the model gives: sample 7 has 8 frames for 10 labels + 3 repeats "
+            "(needs 13, 5 short).",
+            "Reduce the downsampling along time.",
+            {"count": 3},
+        ),
+        Finding(
+            "CTC063", Severity.WARNING, "trainable parameters receive no gradient",
+            "2 parameters got no gradient at all: cnn.0.weight, cnn.0.bias.",
+            "Remove .detach() around trainable layers.",
+            {"table": {"columns": ["layer", "grad norm"], "rows": [["cnn.0", "none"], ["fc", "5.3"]]}},
+        ),
+        Finding("CTC080", Severity.INFO, "spiky, blank-dominated outputs", "blank ratio 0.95.", ""),
+    )
+    checks = (CheckResult("infeasible_alignment", "CTC001", "findings", 0.01), CheckResult("spiky_outputs", "CTC080", "findings", 0.02))
+    return Report("check", "examples/model.py", findings, checks, extras={"seconds": 1.5})
+
+
+def render(verbose: bool) -> str:
+    buffer = io.StringIO()
+    render_console(_report(), Console(file=buffer, width=100, color_system=None, force_terminal=False), verbose=verbose)
+    return buffer.getvalue()
+
+
+def test_report_matches_golden_text():
+    text = render(verbose=True)
+    if os.environ.get("CTCDOCTOR_UPDATE_GOLDEN"):
+        GOLDEN.write_text(text, encoding="utf-8")
+    assert text == GOLDEN.read_text(encoding="utf-8")
+
+
+def test_errors_come_before_warnings_and_info():
+    text = render(verbose=False)
+    assert text.index("CTC001") < text.index("CTC063") < text.index("CTC080")
+    assert "fix: Reduce the downsampling" in text
+    assert "1 error, 1 warning, 1 info (2 checks in 1.5 s)" in text
