@@ -49,6 +49,8 @@ def pick_samples(loader: Any, indices: Sequence[int]) -> tuple[Any, str]:
             size = len(dataset)
         except TypeError:
             size = None
+        if size == 0:
+            raise _empty("the loader's data set is empty (len(dataset) == 0)")
         outside = [i for i in indices if size is not None and i >= size]
         if outside:
             raise UserInputError(
@@ -98,6 +100,8 @@ def _unbatch(loader: Any, indices: Sequence[int]) -> tuple[Any, ...]:
             f"iterating the loader raised {type(error).__name__}: {error}",
             "Fix the data set or collate function (iterate it once by hand); use --debug for the traceback.",
         ) from error
+    if seen == 0:
+        raise _empty("the loader yields no samples")
     missing = [i for i in indices if i not in found]
     if missing:
         raise UserInputError(
@@ -113,6 +117,13 @@ def _unbatch(loader: Any, indices: Sequence[int]) -> tuple[Any, ...]:
     input_lengths = torch.tensor([part[2] for part in parts], dtype=torch.long)
     target_lengths = torch.tensor([min(part[3], len(part[1])) for part in parts], dtype=torch.long)
     return inputs, targets, input_lengths, target_lengths
+
+
+def _empty(what: str) -> UserInputError:
+    return UserInputError(
+        f"{what}: there is no sample to overfit",
+        "Check the data path and filters in build() (list the files it reads), then run again.",
+    )
 
 
 def _slice(inputs: Any, offset: int, size: int) -> Any:

@@ -19,7 +19,7 @@ def overfit(
     spec: str = typer.Argument(..., help=SPEC_HELP),
     sample: int = typer.Option(0, "--sample", min=0, help="Index of the sample to memorise (dataset[i] for a DataLoader)."),
     samples: Optional[str] = typer.Option(None, "--samples", help="Several samples at once: 0,3,7 or 0-3 (overrides --sample)."),
-    steps: int = typer.Option(DEFAULT_STEPS, "--steps", min=1, help="Step budget; a small model fits one sample in 100-300."),
+    steps: int = typer.Option(DEFAULT_STEPS, "--steps", min=1, help="Step budget; fitting stops early. Small models fit one sample in 150-600."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (overrides Setup.optimizer's) [default: Adam 1e-3]."),
     alpha: Optional[float] = typer.Option(None, "--alpha", help="Modified CTC: non-blank proportion of the pseudo ground truth, in (0, 1)."),
     gamma: float = typer.Option(0.0, "--gamma", min=0.0, help="Modified CTC: key-frame weighting exponent (0 = plain CTC)."),
@@ -52,6 +52,7 @@ def overfit(
         from ctcdoctor.overfit import OverfitOptions, run_overfit
         from ctcdoctor.samples import parse_samples
         from ctcdoctor.runner import Report, apply_ignore, sort_findings
+        from ctcdoctor.writable import ensure_writable
 
         settings = _settings(spec, fail_on, [], ignore)
         if alpha is not None and not 0.0 < alpha < 1.0:
@@ -64,6 +65,8 @@ def overfit(
         )
         if plot is not None and plot.suffix.lower() not in (".png", ".pdf", ".svg"):
             raise UserInputError(f"--plot {plot}: write a .png (or .pdf/.svg) file", "Use e.g. --plot overfit.png.")
+        ensure_writable(plot, "--plot")  # before training: a failed write must not throw the run away
+        ensure_writable(output, "--output")
         setup = load_setup(spec)
         show = output_format is OutputFormat.text or stderr.is_terminal
         findings, checks, result = _run_with_progress(run_overfit, setup, spec, options, show)
@@ -71,8 +74,10 @@ def overfit(
         if plot is not None:
             blocks.append(_write_plot(result, plot))
         findings = apply_ignore(findings, settings["ignore"] or ())
+        invocation = f"{spec} --samples {','.join(map(str, chosen))}" if len(chosen) > 1 else f"{spec} --sample {chosen[0]}"
         report = Report(
-            "overfit", spec, sort_findings(findings), tuple(checks), result=result.to_dict(), extras={"blocks": blocks}
+            "overfit", spec, sort_findings(findings), tuple(checks), result=result.to_dict(),
+            extras={"blocks": blocks, "invocation": invocation},
         )
         if plot is not None and report.result is not None:
             report.result["plot"] = str(plot) if plot.exists() else None
@@ -137,23 +142,23 @@ def _summary(result) -> Any:
     from rich.text import Text
 
     targets = ", ".join(f'"{t}"' for t in result.targets)
-    samples = ", ".join(map(str, result.samples))
+    samples = ("sample " if len(result.samples) == 1 else "samples ") + ", ".join(map(str, result.samples))
     if not result.trained:
         head = Text.assemble(
             ("■ overfit not run ", "bold red"),
-            f"on sample {samples} ({targets}): fix {', '.join(result.skipped_because)} above first; training could not succeed.",
+            f"on {samples} ({targets}): fix {', '.join(result.skipped_because)} above first; training could not succeed.",
         )
         return Group(head, Text(""))
     if result.fitted:
         head = Text.assemble(
             ("✔ fitted ", "bold green"),
-            f"sample {samples} ({targets}) in {result.steps_to_fit} steps, {result.seconds_to_fit:.1f} s "
+            f"{samples} ({targets}) in {result.steps_to_fit} steps, {result.seconds_to_fit:.1f} s "
             f"(stopped after {result.steps_run} steps, {result.seconds:.1f} s)",
         )
     else:
         head = Text.assemble(
             (f"✖ did not fit ({result.diagnosis}) ", "bold red"),
-            f"sample {samples} ({targets}) in {result.steps_run} steps, {result.seconds:.1f} s",
+            f"{samples} ({targets}) in {result.steps_run} steps, {result.seconds:.1f} s",
         )
     table = Table(show_header=False, box=None, padding=(0, 2), pad_edge=False)
     table.add_column(style="dim")
