@@ -29,7 +29,10 @@ def plot_spare_frames(result: dict[str, Any], path: str | None = None, ax=None):
     ax.axvline(0, color="black", linewidth=1)
     ax.set_xlabel("spare frames (output frames − labels − repeats); red: cannot align")
     ax.set_ylabel("samples")
-    ax.set_title(f"{result.get('samples', sum(counts))} samples, lengths {result.get('lengths_source', '?')}")
+    from ctcdoctor.scan import LENGTH_SOURCES
+
+    source = result.get("lengths_source", "unknown")
+    ax.set_title(f"{result.get('samples', sum(counts)):,} samples; output lengths {LENGTH_SOURCES.get(source, source)}")
     figure.tight_layout()
     if path is not None:
         figure.savefig(path)

@@ -18,8 +18,27 @@ import torch
 from ctcdoctor.batches import Batch, TargetTable, iterate_batches
 from ctcdoctor.context import Context, Options
 
-#: Codes `scan` runs: lengths and labels, minus CTC004/CTC005 (they compare with the model) and CTC014.
-SCAN_CODES = ("CTC001", "CTC002", "CTC003", "CTC010", "CTC011", "CTC012", "CTC013")
+#: Codes `scan` runs: lengths and labels, minus CTC004 (it compares with the model per batch) and CTC014.
+#: CTC005 says the lengths were estimated by probing the model, as `check` does.
+SCAN_CODES = ("CTC001", "CTC002", "CTC003", "CTC005", "CTC010", "CTC011", "CTC012", "CTC013")
+
+#: How each `OutputLengths.source` reads in the status line and the plot title.
+LENGTH_SOURCES = {
+    "setup": "from Setup.output_lengths",
+    "model": "returned by the model",
+    "full": "all frames (every input has the same length)",
+    "probed": "estimated by probing the model",
+    "unknown": "unknown",
+}
+
+
+def lengths_status(source: str, detail: str) -> str:
+    """One phrase for the status line: where the output lengths came from, or why they are unknown."""
+    if source == "unknown":
+        return f"output lengths unknown: probing the model failed ({detail}); the length checks cannot run (see CTC003)"
+    if source == "probed":
+        return f"output lengths {detail}"
+    return f"output lengths {LENGTH_SOURCES.get(source, source)}"
 
 
 # ---------------------------------------------------------------- targets, vectorised

@@ -97,3 +97,51 @@ def test_scan_probes_lengths_once_when_none_are_given(tmp_path):
     report = json.loads(result.stdout)
     assert report["result"]["lengths_source"] == "probed" and report["result"]["samples"] == 100
     assert {item["code"] for item in report["findings"]} >= {"CTC001"}
+
+
+def test_scan_reports_ctc005_like_check_when_lengths_are_probed(tmp_path):
+    spec = tmp_path / "probed.py"
+    spec.write_text(
+        "import torch\n"
+        "from ctcdoctor import Setup\n"
+        "class M(torch.nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        return torch.zeros(x.shape[0], x.shape[1] // 2, 5).log_softmax(-1).transpose(0, 1)\n"
+        "def build():\n"
+        "    batches = [(torch.zeros(2, 40), torch.tensor([[1, 2], [3, 4]]), torch.tensor([40, 30]), torch.tensor([2, 2]))]\n"
+        "    return Setup(model=M(), loader=batches)\n"
+    )
+    result = CliRunner().invoke(app, ["scan", str(spec), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [item["code"] for item in report["findings"]] == ["CTC005"]
+
+
+def test_unknown_lengths_read_as_unknown_with_the_reason():
+    from ctcdoctor.scan import lengths_status
+
+    text = lengths_status("unknown", "The size of tensor a (61) must match the size of tensor b (100)")
+    assert text.startswith("output lengths unknown: probing the model failed (The size of tensor a (61)")
+    assert "CTC003" in text
+    assert lengths_status("setup", "from Setup.output_lengths") == "output lengths from Setup.output_lengths"
+
+
+def test_plot_title_is_readable():
+    from ctcdoctor.plots_scan import plot_spare_frames
+
+    figure = plot_spare_frames({"samples": 64, "lengths_source": "setup", "spare_frames": {"histogram": [{"from": 0, "to": 1, "count": 64}]}})
+    assert figure.axes[0].get_title() == "64 samples; output lengths from Setup.output_lengths"
+
+
+def test_unwritable_plot_fails_before_the_scan(tmp_path, monkeypatch):
+    import ctcdoctor.scan
+
+    def no_scan(*args, **kwargs):
+        raise AssertionError("scanned although --plot is unwritable")
+
+    monkeypatch.setattr(ctcdoctor.scan, "read_all", no_scan)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    result = CliRunner().invoke(app, ["scan", str(ROOT / "examples/ocr_crnn.py"), "--plot", str(blocker / "s.png")])
+    assert result.exit_code == 2, result.output
+    assert f"--plot {blocker / 's.png'}" in result.output

@@ -63,9 +63,12 @@ def scan(
 
         from ctcdoctor.loading import load_setup
         from ctcdoctor.runner import Report, apply_ignore, run_checks, select as select_checks, sort_findings
-        from ctcdoctor.scan import SCAN_CODES, ScanContext, read_all, summary, worst_samples
+        from ctcdoctor.scan import SCAN_CODES, ScanContext, lengths_status, read_all, summary, worst_samples
+        from ctcdoctor.writable import ensure_writable
 
         settings = _settings(spec, fail_on, select, ignore)
+        ensure_writable(plot, "--plot")  # before the scan: a failed write must not throw the run away
+        ensure_writable(output, "--output")
         setup = load_setup(spec)
         total = None
         try:
@@ -122,7 +125,7 @@ def scan(
         report = Report("scan", spec, sort_findings(findings), tuple(results), result, {"blocks": blocks})
         if output_format is OutputFormat.text:
             stderr.print(f"scanned {table.size:,} samples in {data.batches:,} batches in {data.seconds:.2f} s; "
-                         f"output lengths {lengths.detail}")
+                         f"{lengths_status(lengths.source, lengths.detail)}", markup=False, highlight=False)
         return emit(report, output_format, output, verbose, settings["fail_on"])
 
     guarded(debug, work)
