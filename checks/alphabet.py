@@ -62,5 +62,5 @@ def alphabet_problems(alphabet):
         return []
     from ctcdoctor.labels_file import alphabet_problems as problems_of
 
-    return [finding("CTC091", problem.message, problem.hint, {"problem": problem.kind, **problem.evidence})
+    return [finding("CTC091", problem.message, problem.hint, {"problem": problem.kind, **problem.evidence}, title=problem.title)
             for problem in problems_of(alphabet)]

@@ -141,6 +141,24 @@ class Problem:
     hint: str
     evidence: dict
 
+    @property
+    def title(self) -> str:
+        """The finding's title: the specific problem, not the code's whole family."""
+        return TITLES.get(self.kind, self.kind)
+
+
+TITLES = {
+    "bom": "the label file starts with a byte-order mark",
+    "inner_bom": "byte-order marks inside the label file",
+    "undecodable": "label lines that are not UTF-8",
+    "outside": "label symbols outside the alphabet",
+    "empty": "empty labels",
+    "duplicates": "duplicate symbols in the alphabet",
+    "whitespace": "empty or whitespace symbols in the alphabet",
+    "unicode": "alphabet symbols not in NFC Unicode form",
+    "round_trip": "alphabet symbols that do not survive encode→decode",
+}
+
 
 def _show(symbol: str) -> str:
     return repr(symbol) if symbol.strip() == symbol and symbol.isprintable() else f"{symbol!r} (U+{ord(symbol[0]):04X}{'…' if len(symbol) > 1 else ''})"
@@ -156,7 +174,7 @@ def alphabet_problems(alphabet: str | Sequence[str]) -> list[Problem]:
         positions = {symbol: [i + 1 for i, s in enumerate(symbols) if s == symbol] for symbol in duplicates}
         problems.append(Problem(
             "duplicates",
-            f"{len(duplicates)} symbols appear more than once: "
+            f"{plural(len(duplicates), 'symbol appears', 'symbols appear')} more than once: "
             + ", ".join(f"{_show(s)} at classes {positions[s]}" for s in list(duplicates)[:8])
             + ". An encoder's dict keeps the last class, so the first one is never a target but still gets output mass.",
             "Remove the duplicates (e.g. alphabet = ''.join(dict.fromkeys(alphabet))) and shrink the output layer to match.",
@@ -196,8 +214,8 @@ def alphabet_problems(alphabet: str | Sequence[str]) -> list[Problem]:
     tokenize = tokenizer(symbols)
     failed = []
     for position, symbol in enumerate(symbols, start=1):
-        if not symbol:
-            continue
+        if not symbol or symbol in duplicates:
+            continue  # a duplicate fails the round trip by definition: reported once, above
         tokens, unknown = tokenize(symbol)
         decoded = "".join(symbols[index[token] - 1] for token in tokens)
         if unknown or decoded != symbol or [index[token] for token in tokens] != [position]:
@@ -205,9 +223,9 @@ def alphabet_problems(alphabet: str | Sequence[str]) -> list[Problem]:
     if failed:
         problems.append(Problem(
             "round_trip",
-            f"encode→decode does not give back {len(failed)} symbols: "
+            f"encode→decode does not give back {plural(len(failed), 'symbol')}: "
             + ", ".join(f"{_show(item['symbol'])} (class {item['class']}) encodes to {item['encoded']}" for item in failed[:8])
-            + ". Duplicates or symbols that are made of other symbols make the encoding ambiguous.",
+            + ". Symbols that are made of other symbols make the encoding ambiguous.",
             "Make every symbol unique and encode labels with the same tokenisation the decoder inverts.",
             {"failed": failed[:20]},
         ))

@@ -67,3 +67,18 @@ def test_formats_are_detected():
     parsed = read_label_bytes(b'a.png\tx y\nb.png, "say \\"hi\\""\nc.png  z\n\n')
     assert [(line.format, line.text) for line in parsed.lines] == [("tab", "x y"), ("icdar", 'say "hi"'), ("space", "z")]
     assert parsed.blank_lines == 1
+
+
+def test_duplicate_symbol_is_reported_once_and_each_finding_has_its_own_title(tmp_path):
+    path = tmp_path / "gt.txt"
+    path.write_bytes(b"\xef\xbb\xbfa.png\tabc\nb.png\tcaB\n")
+    result = run(str(path), "--alphabet", "aab c", "--format", "json")
+    findings = json.loads(result.stdout)["findings"]
+    alphabet = [item for item in findings if item["code"] == "CTC091"]
+    assert [item["evidence"]["problem"] for item in alphabet] == ["duplicates"]
+    assert alphabet[0]["message"].startswith("1 symbol appears more than once")
+    titles = {item["evidence"]["problem"]: item["title"] for item in findings}
+    assert titles["duplicates"] == "duplicate symbols in the alphabet"
+    assert titles["bom"] == "the label file starts with a byte-order mark"
+    assert titles["outside"] == "label symbols outside the alphabet"
+    assert len(set(titles.values())) == len(titles)

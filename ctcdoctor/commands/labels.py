@@ -48,9 +48,11 @@ def labels(
                 raise UserInputError(f"cannot read --alphabet {alphabet!r}: {error}", "Give the symbols as a string, or @FILE.") from error
         parsed = read_label_bytes(data)
         report = analyse_labels(parsed, symbols, top)
-        found = [finding("CTC090", p.message, p.hint, {"problem": p.kind, **p.evidence}) for p in label_problems(parsed, report, symbols)]
+        found = [finding("CTC090", p.message, p.hint, {"problem": p.kind, **p.evidence}, title=p.title)
+                 for p in label_problems(parsed, report, symbols)]
         if symbols is not None:
-            found += [finding("CTC091", p.message, p.hint, {"problem": p.kind, **p.evidence}) for p in alphabet_problems(symbols)]
+            found += [finding("CTC091", p.message, p.hint, {"problem": p.kind, **p.evidence}, title=p.title)
+                      for p in alphabet_problems(symbols)]
         ignored = [code.upper() for item in ignore for code in item.split(",") if code]
         found = [item for item in found if not (ignored and matches(item.code, ignored))]
         lengths = sorted(report.lengths)
