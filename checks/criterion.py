@@ -9,7 +9,7 @@ from ctcdoctor.registry import check, finding
 MISTAKE_WORDS = {
     "swapped_lengths": "input (frame) lengths and target lengths are swapped",
     "layout": "the output reaches the loss in the wrong layout",
-    "wrong_blank": "the loss uses a different blank index than the model and targets",
+    "wrong_blank": "the loss uses a different blank index than Setup.blank",
     "probabilities": "the loss receives probabilities, not log-probabilities",
     "raw_logits": "the loss receives raw logits, not log-probabilities",
     "raw_input_lengths": "the loss receives the raw input lengths, not the output frame counts",
@@ -79,6 +79,43 @@ def criterion_disagrees(criterion_audit, setup):
     return []
 
 
+def _call(prefix: str, corrected: str) -> str:
+    """`prefix` + the corrected call as a sentence: a trailing `# note` becomes a bracket, and it ends with a period."""
+    call, _, note = corrected.partition("  # ")
+    return f"{prefix} {call.rstrip()}" + (f" ({note.strip()})" if note else "") + "."
+
+
+def _wrong_blank(audit, where: str, user: str, reference: str, evidence: dict):
+    """CTC030 for a criterion that uses another blank index: name both, and say which side is likely wrong."""
+    details = audit.details
+    other, blank = details.get("criterion_blank"), details.get("setup_blank")
+    how = f"recomputing CTC with blank={other}" + (f", {_reduction_short(audit.reduction)}" if audit.reduction != "mean" else "")
+    how += " with zero_infinity=True" if audit.zero_infinity else ""
+    message = (
+        f"{where}: the criterion gives {user} but reference CTC with Setup.blank = {blank} gives {reference}: the loss "
+        f"uses blank={other} while Setup.blank is {blank} ({how} reproduces {_value(audit.explained_value)})."
+    )
+    uses_other, uses_blank = details.get("targets_use_criterion_blank"), details.get("targets_use_setup_blank")
+    if uses_blank and not uses_other:
+        # CTC011 fires too: the data and the loss agree on blank=other; only Setup.blank is off.
+        message += (
+            f" The targets use class {blank} as a label and never use class {other}: your loss is probably right and "
+            "ctcdoctor was told the wrong blank."
+        )
+        hint = (f"Set Setup.blank = {other} in build() (the blank your loss and labels use). "
+                + _call(f"If {blank} really is the blank, re-encode the labels and call the loss with blank={blank}:", audit.corrected))
+    elif uses_other:
+        message += f" The targets use class {other} as a label, so it cannot be the blank."
+        hint = _call(f"Call the loss with blank={blank}:", audit.corrected)
+    else:
+        message += f" The targets use neither class {blank} nor class {other} as a label, so either can be the blank."
+        call = audit.corrected.partition("  # ")[0].rstrip()
+        hint = (f"Use one blank everywhere: call the loss with blank={blank} ({call}), or, if class {other} is your "
+                f"blank, set Setup.blank = {other} in build().")
+    evidence.update({"criterion_blank": other, "setup_blank": blank})
+    return finding("CTC030", message, hint, evidence)
+
+
 def _finding(audit, setup):
     where = f"batch {audit.batch}"
     reference = _value(audit.reference)
@@ -98,7 +135,8 @@ def _finding(audit, setup):
         return finding(
             "CTC030",
             f"{where}: criterion(output, batch) raised {audit.user_error}. Reference CTC on this batch is {reference}.",
-            f"Make the criterion run on the model's output and the batch as the loader yields it; the reference call is: {audit.corrected}",
+            _call("Make the criterion run on the model's output and the batch as the loader yields it; the reference call is",
+                  audit.corrected),
             evidence,
         )
     if audit.user_error is not None:
@@ -106,7 +144,7 @@ def _finding(audit, setup):
         return finding(
             "CTC030",
             f"{where}: criterion(output, batch) raised because {audit.variant}. Reference CTC on this batch is {reference}.",
-            f"Call the loss as {audit.corrected}",
+            _call("Call the loss as", audit.corrected),
             evidence,
         )
     user = _value(audit.user)
@@ -115,8 +153,8 @@ def _finding(audit, setup):
             "CTC030",
             f"{where}: the criterion gives {user} but reference CTC gives {reference} "
             f"(reduction mean; with zero_infinity=True {_value(audit.reference_zero_infinity)}), and none of the known mistakes "
-            "(swapped lengths, layout, blank, probabilities, raw logits, reduction) reproduces it.",
-            f"Compare your loss with the reference call on one batch: {audit.corrected}",
+            "(swapped lengths, layout, blank, probabilities, raw logits, raw input lengths, reduction) reproduces it.",
+            _call("Compare your loss with the reference call on one batch:", audit.corrected),
             evidence,
         )
     zero_infinity = " with zero_infinity=True" if audit.zero_infinity else ""
@@ -126,18 +164,20 @@ def _finding(audit, setup):
             f"{where}: the criterion gives {user}, reference CTC (reduction mean) gives {reference}; the difference is only the "
             f"reduction: {audit.variant}{zero_infinity} reproduces {_value(audit.explained_value)}. Fine when deliberate: "
             f"the gradient scale then grows with the batch size and label lengths.",
-            "Keep it if deliberate (scale the learning rate to match); otherwise use the default mean, which divides each "
-            f"sample's loss by its target length and averages over the batch: {audit.corrected}",
+            _call("Keep it if deliberate (scale the learning rate to match); otherwise use the default mean, which divides "
+                  "each sample's loss by its target length and averages over the batch:", audit.corrected),
             evidence,
             severity="info",
             title="the criterion reduces the batch differently from reference CTC",
         )
+    if audit.mistake == "wrong_blank" and audit.details:
+        return _wrong_blank(audit, where, user, reference, evidence)
     reduction = "" if audit.reduction == "mean" else f', {_reduction_short(audit.reduction)}'
     return finding(
         "CTC030",
         f"{where}: the criterion gives {user} but reference CTC gives {reference}: {MISTAKE_WORDS[audit.mistake]} "
         f"(recomputing CTC that way{reduction}{zero_infinity} reproduces {_value(audit.explained_value)}).",
-        f"Call the loss as {audit.corrected}",
+        _call("Call the loss as", audit.corrected),
         evidence,
     )
 

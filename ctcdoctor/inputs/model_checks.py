@@ -152,6 +152,8 @@ class Candidate:
     per_sample: torch.Tensor
     corrected: str
     """The corrected call."""
+    details: dict = field(default_factory=dict)
+    """Numbers the finding names (for wrong_blank: both blank indices and whether the targets use them)."""
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,8 @@ class CriterionAudit:
     infeasible: tuple[int, ...] = ()
     """Global indices of samples whose reference loss is +inf."""
     per_sample_reference: tuple[float, ...] = ()
+    details: dict = field(default_factory=dict)
+    """The explaining candidate's details (see Candidate.details)."""
 
 
 @dataclass(frozen=True)
@@ -229,10 +233,10 @@ def _candidates(item: Prepared, blank: int, num_classes: int, corrected: str) ->
     lengths, target_lengths = item.lengths, batch.target_lengths
     found: list[Candidate] = []
 
-    def add(mistake: str, variant: str, function: Callable[[], torch.Tensor], fix: str) -> None:
+    def add(mistake: str, variant: str, function: Callable[[], torch.Tensor], fix: str, details: dict | None = None) -> None:
         value = _call_ctc(function)
         if value is not None and value.shape[0] == batch.size:
-            found.append(Candidate(mistake, variant, value, fix))
+            found.append(Candidate(mistake, variant, value, fix, details or {}))
 
     add("swapped_lengths", "input (frame) lengths and target lengths swapped",
         lambda: per_sample_ctc(log_probs, targets, target_lengths, lengths, blank),
@@ -251,8 +255,11 @@ def _candidates(item: Prepared, blank: int, num_classes: int, corrected: str) ->
             lambda: per_sample_ctc(log_probs.transpose(0, 1), targets, lengths, target_lengths, blank),
             corrected + "  # the output is already (T, N, C): drop the transpose")
     other = num_classes - 1 if blank == 0 else 0
-    add("wrong_blank", f"blank={other} in the loss while the model and targets use blank={blank}",
-        lambda: per_sample_ctc(log_probs, targets, lengths, target_lengths, other), corrected)
+    used = _target_classes(batch)
+    add("wrong_blank", f"the loss uses blank={other} while Setup.blank is {blank}",
+        lambda: per_sample_ctc(log_probs, targets, lengths, target_lengths, other), corrected,
+        {"criterion_blank": other, "setup_blank": blank, "targets_use_criterion_blank": other in used,
+         "targets_use_setup_blank": blank in used})
     add("probabilities", "probabilities (softmax) passed where log-probabilities are needed",
         lambda: per_sample_ctc(log_probs.exp(), targets, lengths, target_lengths, blank), corrected)
     if item.kind in ("logits", "wrong_axis"):
@@ -264,10 +271,29 @@ def _candidates(item: Prepared, blank: int, num_classes: int, corrected: str) ->
             add("wrong_axis", "an output normalised over the time or batch axis, not the classes (CTC024), passed as it is",
                 lambda: per_sample_ctc(raw, targets, lengths, target_lengths, blank),
                 corrected.replace("output", "output.log_softmax(-1)", 1))
-    if not torch.equal(batch.input_lengths, lengths) and int(batch.input_lengths.max()) <= log_probs.shape[0]:
-        add("raw_input_lengths", "the raw input lengths passed instead of the output (frame) lengths",
-            lambda: per_sample_ctc(log_probs, targets, batch.input_lengths, target_lengths, blank), corrected)
+    raw_lengths = batch.input_lengths.to(lengths.device, torch.long)
+    frames = log_probs.shape[0]
+    if not torch.equal(raw_lengths, lengths):
+        if int(raw_lengths.max()) <= frames:
+            add("raw_input_lengths", "the raw input lengths passed instead of the output (frame) lengths",
+                lambda: per_sample_ctc(log_probs, targets, raw_lengths, target_lengths, blank), corrected)
+        else:
+            # F.ctc_loss raises on lengths above T, so a criterion that runs must have cut them to T:
+            # input_lengths.clamp(max=T) is the usual way to silence that error.
+            clamped = raw_lengths.clamp(max=frames)
+            if not torch.equal(clamped, lengths):
+                add("raw_input_lengths",
+                    f"the raw input lengths, cut to the {frames} output frames, passed instead of the output (frame) lengths",
+                    lambda: per_sample_ctc(log_probs, targets, clamped, target_lengths, blank), corrected)
     return found
+
+
+def _target_classes(batch) -> set[int]:
+    """The class indices the batch's targets use (within their lengths)."""
+    from ctcdoctor.batches import split_targets
+
+    sequences, _ = split_targets(batch)
+    return {int(value) for sequence in sequences for value in sequence.unique().tolist()}
 
 
 _SIZE_PATTERN = re.compile(r"size (?:at least )?(\d+)")
@@ -281,6 +307,11 @@ def _explain_error(error: str, item: Prepared) -> tuple[str, str] | None:
         return "swapped_lengths", "input (frame) lengths and target lengths swapped: F.ctc_loss raised " + error
     if "input_lengths must be of size batch_size" in error or "batch_size" in error:
         return "layout", "the output's batch axis is not where F.ctc_loss expects it (axis 1): it raised " + error
+    if "input_lengths to have value at most" in error:
+        return "raw_input_lengths", (
+            "the input lengths passed are longer than the output: the raw input lengths instead of the output (frame) "
+            "lengths? F.ctc_loss raised " + error
+        )
     return None
 
 
@@ -324,7 +355,8 @@ def audit_criterion(criterion, item: Prepared, blank: int, num_classes: int) -> 
         for candidate in _candidates(item, blank, num_classes, corrected):
             if all(close(float(u), float(c)) for u, c in zip(user, candidate.per_sample)):
                 return CriterionAudit(user=float(user.mean()), user_error=None, agrees=False, mistake=candidate.mistake,
-                                      variant=candidate.variant, reduction="none", corrected=candidate.corrected, **common)
+                                      variant=candidate.variant, reduction="none", corrected=candidate.corrected,
+                                      details=candidate.details, **common)
         return CriterionAudit(user=float(user.mean()), user_error=None, agrees=False, mistake=None, reduction="none", **common)
     if user.numel() != 1:
         return CriterionAudit(user=None, user_error=f"the criterion returned {user.numel()} values for a batch of {batch.size}; "
@@ -348,7 +380,7 @@ def audit_criterion(criterion, item: Prepared, blank: int, num_classes: int) -> 
                     return CriterionAudit(
                         user=value, user_error=None, agrees=False, mistake=candidate.mistake, variant=candidate.variant,
                         reduction=how, zero_infinity=zero_infinity, explained_value=explained,
-                        corrected=candidate.corrected, **common)
+                        corrected=candidate.corrected, details=candidate.details, **common)
     return CriterionAudit(user=value, user_error=None, agrees=False, mistake=None, corrected=corrected, **common)
 
 

@@ -137,3 +137,60 @@ def test_unexplained_difference_is_still_reported():
     audit = audit_criterion(criterion, _item(), 0, 6)
     (found,) = criterion_disagrees(CriterionAudits((audit,)), None)
     assert found.evidence["mistake"] == "unknown" and found.severity.value == "error"
+
+
+def _prepared(targets, output_lengths, input_lengths, T=12, C=6, seed=0):
+    from ctcdoctor.batches import normalise_batch
+    from ctcdoctor.inputs.model_checks import Prepared
+
+    generator = torch.Generator().manual_seed(seed)
+    N = targets.shape[0]
+    log_probs = torch.randn(T, N, C, generator=generator).log_softmax(-1)
+    target_lengths = torch.full((N,), targets.shape[1])
+    batch = normalise_batch((torch.zeros(N, 1), targets, input_lengths, target_lengths), 0, 0)
+    return Prepared(batch, log_probs, log_probs, output_lengths, "log_probs", "TNC")
+
+
+def test_wrong_blank_names_both_indices_and_blames_setup_blank_when_the_targets_use_it():
+    # Targets use 0..4 and the loss uses blank=5 (the last class): Setup.blank = 0 is what is wrong.
+    from ctcdoctor.checks.criterion import criterion_disagrees
+    from ctcdoctor.inputs.model_checks import CriterionAudits, audit_criterion
+
+    targets = torch.tensor([[0, 1, 2], [3, 4, 0], [2, 0, 1], [4, 3, 2]])
+    lengths = torch.full((4,), 12)
+    item = _prepared(targets, lengths, lengths)
+
+    def criterion(output, batch):
+        _, targets, lengths, target_lengths = batch
+        return F.ctc_loss(output, targets, lengths, target_lengths, blank=5)
+
+    (found,) = criterion_disagrees(CriterionAudits((audit_criterion(criterion, item, 0, 6),)), None)
+    assert "blank=5 while Setup.blank is 0" in found.message
+    assert found.hint.startswith("Set Setup.blank = 5") and found.hint.endswith(".")
+    assert found.evidence["criterion_blank"] == 5 and found.evidence["setup_blank"] == 0
+
+
+def test_raw_input_lengths_cut_to_the_output_are_recognised():
+    # The model halves the time axis; the criterion passes the raw lengths, clamped to T to avoid F.ctc_loss's error.
+    from ctcdoctor.checks.criterion import criterion_disagrees
+    from ctcdoctor.inputs.model_checks import CriterionAudits, audit_criterion
+
+    targets = torch.tensor([[1, 2, 3], [3, 4, 1], [2, 5, 1], [4, 3, 2]])
+    output_lengths = torch.tensor([12, 9, 7, 10])
+    raw = output_lengths * 2
+    item = _prepared(targets, output_lengths, raw)
+
+    def clamped(output, batch):
+        _, targets, lengths, target_lengths = batch
+        return F.ctc_loss(output, targets, lengths.clamp(max=output.shape[0]), target_lengths)
+
+    audit = audit_criterion(clamped, item, 0, 6)
+    assert audit.mistake == "raw_input_lengths"
+    (found,) = criterion_disagrees(CriterionAudits((audit,)), None)
+    assert "raw input lengths" in found.message and found.hint.endswith(".")
+
+    def raising(output, batch):
+        _, targets, lengths, target_lengths = batch
+        return F.ctc_loss(output, targets, lengths, target_lengths)
+
+    assert audit_criterion(raising, item, 0, 6).mistake == "raw_input_lengths"
