@@ -13,7 +13,9 @@ gradient finding carries the same numbers as `evidence.layers` for JSON.
 from __future__ import annotations
 
 
-from ctcdoctor.describe import listing, plural
+import math
+
+from ctcdoctor.describe import listing, of_total, plural
 from ctcdoctor.registry import check, finding
 
 #: CTC061 when the global gradient norm is below this ...
@@ -48,6 +50,41 @@ def _exploding(gradients) -> bool:
         return False
     ratio = gradients.first_last_ratio()
     return gradients.global_norm > EXPLODING_NORM or (ratio is not None and ratio > EXPLODING_RATIO)
+
+
+def _bad_inputs(input_stats) -> tuple[str, str] | None:
+    """(what is wrong with the inputs, the code that reports it) when they alone explain odd gradients.
+
+    Constant inputs (every sample, or an overall spread of ~0) give a first layer no weight
+    gradient and let BatchNorm divide by a variance of ~0; NaN/Inf inputs poison everything.
+    Blaming `.detach()` or normalisation then sends the user the wrong way.
+    """
+    if input_stats is None or not input_stats.samples:
+        return None
+    if input_stats.nonfinite_samples:
+        count = len(input_stats.nonfinite_samples)
+        return f"inputs contain NaN/Inf ({of_total(count, input_stats.samples, 'sample', 'holds', 'hold')} them)", "CTC040"
+    constant = len(input_stats.constant_samples) == input_stats.samples
+    spread = input_stats.std if math.isfinite(input_stats.std) else None
+    flat = spread is not None and spread <= 1e-6 * max(1.0, abs(input_stats.mean))
+    if constant or flat:
+        return (
+            f"inputs are constant ({of_total(len(input_stats.constant_samples), input_stats.samples, 'sample', 'has', 'have')} "
+            f"no variation; overall range {input_stats.min:.3g} to {input_stats.max:.3g})",
+            "CTC042",
+        )
+    return None
+
+
+def _blame_inputs(message: str, hint: str, input_stats, effect: str) -> tuple[str, str]:
+    """Add the input problem to a gradient finding's message and put its fix first in the hint."""
+    bad = _bad_inputs(input_stats)
+    if bad is None:
+        return message, hint
+    what, code = bad
+    message += f" The {what}, reported as {code}: {effect}, so this follows from the data, not from the network."
+    hint = f"Fix the inputs first ({code}), then run the check again; if this finding remains: {hint[0].lower()}{hint[1:]}"
+    return message, hint
 
 
 def _primary(gradients) -> str | None:
@@ -170,7 +207,7 @@ def vanishing_gradients(gradients):
 
 
 @check("CTC062", "warning", "exploding gradients")
-def exploding_gradients(gradients):
+def exploding_gradients(gradients, input_stats=None):
     """
     **What it checks.** From the same backward pass as CTC060: the global gradient norm
     above **1e3** with the default mean reduction, or the first layer's gradient norm above
@@ -192,20 +229,27 @@ def exploding_gradients(gradients):
     parts = [f"global gradient norm {gradients.global_norm:.3g}"]
     if _ends(gradients):
         parts.append(_ends(gradients))
+    message, hint = _blame_inputs(
+        f"gradients are large after one backward pass on batch {gradients.batch}: " + "; ".join(parts)
+        + f" (thresholds: norm > {EXPLODING_NORM:g} or first/last > {EXPLODING_RATIO:g}).",
+        "Normalise the inputs (CTC041), add BatchNorm/LayerNorm, keep the default initialisation, and clip "
+        "gradients with torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0).",
+        input_stats,
+        "normalisation layers divide by a variance of about 0",
+    )
     return [
         finding(
             "CTC062",
-            f"gradients are large after one backward pass on batch {gradients.batch}: " + "; ".join(parts)
-            + f" (thresholds: norm > {EXPLODING_NORM:g} or first/last > {EXPLODING_RATIO:g}).",
-            "Normalise the inputs (CTC041), add BatchNorm/LayerNorm, keep the default initialisation, and clip "
-            "gradients with torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0).",
-            _evidence(gradients, "CTC062", {"ratio_threshold": EXPLODING_RATIO, "norm_threshold": EXPLODING_NORM}),
+            message,
+            hint,
+            _evidence(gradients, "CTC062", {"ratio_threshold": EXPLODING_RATIO, "norm_threshold": EXPLODING_NORM,
+                                            "inputs": (_bad_inputs(input_stats) or (None, None))[1]}),
         )
     ]
 
 
 @check("CTC063", "warning", "trainable parameters receive no gradient")
-def parameters_without_gradient(gradients):
+def parameters_without_gradient(gradients, input_stats=None):
     """
     **What it checks.** From the same backward pass as CTC060: parameters with
     `requires_grad=True` whose `.grad` is still `None` (not on the path from the inputs to
@@ -235,13 +279,20 @@ def parameters_without_gradient(gradients):
         parts.append(f"{plural(len(none), 'parameter')} got no gradient at all (grad is None): {listing(none)}")
     if zero:
         parts.append(f"{plural(len(zero), 'parameter')} got an all-zero gradient: {listing(zero)}")
+    message, hint = _blame_inputs(
+        f"after one backward pass on batch {gradients.batch}, " + "; ".join(parts)
+        + f" (layers holding {missing_weights:,} of {weights:,} trainable weights).",
+        "Remove .detach() / torch.no_grad() around trainable layers, call (or delete) every layer you define, and "
+        "freeze parameters on purpose with requires_grad_(False).",
+        input_stats,
+        "a layer that sees a constant (or broken) input gets no usable weight gradient",
+    )
     return [
         finding(
             "CTC063",
-            f"after one backward pass on batch {gradients.batch}, " + "; ".join(parts)
-            + f" (layers holding {missing_weights:,} of {weights:,} trainable weights).",
-            "Remove .detach() / torch.no_grad() around trainable layers, call (or delete) every layer you define, and "
-            "freeze parameters on purpose with requires_grad_(False).",
-            _evidence(gradients, "CTC063", {"no_grad": none[:50], "zero_grad": zero[:50]}),
+            message,
+            hint,
+            _evidence(gradients, "CTC063", {"no_grad": none[:50], "zero_grad": zero[:50],
+                                            "inputs": (_bad_inputs(input_stats) or (None, None))[1]}),
         )
     ]

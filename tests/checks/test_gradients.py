@@ -71,3 +71,23 @@ def test_frozen_parameters_are_not_reported():
     setup = load_setup(str(ROOT / "examples/ocr_crnn.py"))
     setup.model.cnn.requires_grad_(False)
     assert parameters_without_gradient(Context(setup).get("gradients")) == []
+
+
+def test_gradient_findings_on_constant_inputs_point_at_the_inputs_not_at_detach():
+    found = {item["code"]: item for item in findings(str(ROOT / "examples/broken/constant_inputs.py"), "CTC06")}
+    assert found, "the all-zero inputs give no gradient finding any more: update this test"
+    for item in found.values():
+        assert "CTC042" in item["message"] and "constant" in item["message"]
+        assert item["hint"].startswith("Fix the inputs first (CTC042)")
+        assert item["evidence"]["inputs"] == "CTC042"
+
+
+def test_gradient_findings_leave_healthy_inputs_alone():
+    from ctcdoctor.checks.gradients import _blame_inputs
+    from ctcdoctor.input_stats import InputStats
+
+    healthy = InputStats(8, (), 0, 0, 0.0, 1.0, -3.0, 3.0, False, (), 800)
+    assert _blame_inputs("m.", "H.", healthy, "x") == ("m.", "H.")
+    broken = InputStats(8, (2,), 1, 0, 0.0, 1.0, -3.0, 3.0, False, (), 800)
+    message, hint = _blame_inputs("m.", "Remove x.", broken, "x")
+    assert "NaN/Inf (1 of 8 samples holds them)" in message and hint.startswith("Fix the inputs first (CTC040)")
