@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ctcdoctor.ctc import ctc_loss, edit_distance, greedy_decode, pseudo_ground_truth, spikiness
+from ctcdoctor.describe import plural
 
 BLANK = 0
 
@@ -169,7 +170,7 @@ def simulate(
     repeats = sum(a == b for a, b in zip(ids, ids[1:]))
     if frames < len(ids) + repeats:
         raise ValueError(
-            f"{frames} frames cannot hold a label of {len(ids)} symbols with {repeats} repeats; "
+            f"{frames} frames cannot hold a label of {plural(len(ids), 'symbol')} with {plural(repeats, 'repeat')}; "
             f"use at least {len(ids) + repeats} frames"
         )
     if steps < 0:

@@ -31,3 +31,12 @@ def test_simulate_text_table_and_bad_arguments():
     assert text.exit_code == 0 and "first correct greedy decode" in text.output
     too_short = runner.invoke(app, ["simulate", "--label", "aaaa", "--frames", "5"])
     assert too_short.exit_code == 2 and "use at least 7 frames" in too_short.output
+
+
+def test_unwritable_figure_fails_before_the_run_and_messages_agree_in_number(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    result = runner.invoke(app, ["simulate", "--label", "ab", "--frames", "10", "--steps", "5", "--out", str(blocker / "f.png")])
+    assert result.exit_code == 2 and f"--out {blocker / 'f.png'}" in result.output
+    short = runner.invoke(app, ["simulate", "--label", "abb", "--frames", "3"])
+    assert short.exit_code == 2 and "3 symbols with 1 repeat;" in short.output

@@ -38,6 +38,10 @@ def simulate(
         from ctcdoctor.errors import UserInputError
         from ctcdoctor.runner import Report
         from ctcdoctor.simulate import simulate as run_simulation
+        from ctcdoctor.writable import ensure_writable
+
+        ensure_writable(out, "--out")  # before the run: a failed write must not throw it away
+        ensure_writable(output, "--output")
 
         with Progress(
             TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
