@@ -79,24 +79,6 @@ def guarded(debug: bool, work: Callable[[], int]) -> None:
     raise typer.Exit(code)
 
 
-def writable_path(path: Optional[Path], option: str) -> None:
-    """Fail before the work, not after it, when an output file cannot be written."""
-    if path is None:
-        return
-    import os
-
-    from ctcdoctor.errors import UserInputError
-
-    folder = path.parent if str(path.parent) else Path(".")
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if path.is_dir():
-        raise UserInputError(f"{option} {path} is a folder", f"Give a file name, e.g. {path / 'report.json'}.")
-    if not existing.is_dir() or not os.access(existing, os.W_OK):
-        raise UserInputError(f"{option} {path}: cannot write into {existing}", "Choose a path in a folder you can write to.")
-
-
 def emit(report: Any, output_format: OutputFormat, output: Optional[Path], verbose: bool, fail_on: str) -> int:
     """Print the report (JSON alone on stdout with --format json) and return the exit code."""
     from ctcdoctor.findings import Severity, fails
@@ -157,7 +139,9 @@ def check(
     def work() -> int:
         from ctcdoctor.check_command import run_check
 
-        writable_path(output, "--output")
+        from ctcdoctor.writable import ensure_writable
+
+        ensure_writable(output, "--output")
         settings = _settings(spec, fail_on, select, ignore, max_batches=max_batches, scan_batches=scan_batches, device=device)
         report = run_check(spec, settings, progress=stderr if output_format is OutputFormat.text else None)
         return emit(report, output_format, output, verbose, settings["fail_on"])

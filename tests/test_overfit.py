@@ -411,7 +411,6 @@ def test_summary_names_several_samples_in_the_plural_and_starts_without_a_blank_
     assert "fitted samples 0, 3 (" in result.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="needs report/console.py summary_line to show report.extras['invocation'] (lead's file)")
 def test_summary_line_names_the_sample(module):
     result = runner.invoke(app, ["overfit", str(module), "--sample", "2", "--steps", "400"])
     assert f"ctcdoctor overfit {module} --sample 2:" in result.stdout.replace("\n", "")

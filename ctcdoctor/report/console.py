@@ -48,7 +48,8 @@ def summary_line(report: Report) -> Text:
         (f"{counts['info']} info", "bold cyan" if counts["info"] else "dim"),
     ]
     tail = f" ({len(report.checks)} check{'s' if len(report.checks) != 1 else ''} in {seconds:.1f} s)" if report.checks and report.command == "check" else ""
-    return Text.assemble((f"ctcdoctor {report.command} {report.spec}: ", "bold"), *parts, (tail, "dim"))
+    invocation = report.extras.get("invocation") or report.spec
+    return Text.assemble((f"ctcdoctor {report.command} {invocation}: ", "bold"), *parts, (tail, "dim"))
 
 
 def render_console(report: Report, console: Console, verbose: bool = False) -> None:
