@@ -24,7 +24,7 @@ def labels(
     output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text for people, json for CI."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the JSON report to this file."),
     ignore: List[str] = typer.Option([], "--ignore", help="Skip these codes or prefixes."),
-    fail_on: Optional[FailOn] = typer.Option(None, "--fail-on", help="Exit 1 on findings at or above this severity [default: error]."),
+    fail_on: Optional[FailOn] = typer.Option(None, "--fail-on", help="Exit 1 on findings at or above this severity \\[default: error]."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Check a label file against an alphabet, and the alphabet itself (CTC090, CTC091)."""

@@ -20,7 +20,7 @@ def overfit(
     sample: int = typer.Option(0, "--sample", min=0, help="Index of the sample to memorise (dataset[i] for a DataLoader)."),
     samples: Optional[str] = typer.Option(None, "--samples", help="Several samples at once: 0,3,7 or 0-3 (overrides --sample)."),
     steps: int = typer.Option(DEFAULT_STEPS, "--steps", min=1, help="Step budget; fitting stops early. Small models fit one sample in 150-600."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (overrides Setup.optimizer's) [default: Adam 1e-3]."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (overrides Setup.optimizer's) \\[default: Adam 1e-3]."),
     alpha: Optional[float] = typer.Option(None, "--alpha", help="Modified CTC: non-blank proportion of the pseudo ground truth, in (0, 1)."),
     gamma: float = typer.Option(0.0, "--gamma", min=0.0, help="Modified CTC: key-frame weighting exponent (0 = plain CTC)."),
     freeze_except_head: bool = typer.Option(False, "--freeze-except-head", help="Train only the final layer with parameters."),
@@ -34,7 +34,7 @@ def overfit(
     output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text for people, json for CI."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the JSON report to this file."),
     ignore: List[str] = typer.Option([], "--ignore", help="Drop findings with these codes or prefixes."),
-    fail_on: Optional[FailOn] = typer.Option(None, "--fail-on", help="Exit 1 on findings at or above this severity [default: error]."),
+    fail_on: Optional[FailOn] = typer.Option(None, "--fail-on", help="Exit 1 on findings at or above this severity \\[default: error]."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the static checks' timings."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:

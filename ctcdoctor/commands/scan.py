@@ -52,7 +52,7 @@ def scan(
     worst: int = typer.Option(10, "--worst", min=1, help="How many of the tightest samples to list."),
     select: List[str] = typer.Option([], "--select", help="Run only these codes or prefixes."),
     ignore: List[str] = typer.Option([], "--ignore", help="Skip these codes or prefixes."),
-    fail_on: Optional[FailOn] = typer.Option(None, "--fail-on", help="Exit 1 on findings at or above this severity [default: error]."),
+    fail_on: Optional[FailOn] = typer.Option(None, "--fail-on", help="Exit 1 on findings at or above this severity \\[default: error]."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show per-check timings."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:

@@ -18,7 +18,7 @@ def simulate(
     gamma: float = typer.Option(0.0, "--gamma", min=0.0, help="Key-frame weighting exponent (0 = plain CTC)."),
     lr: float = typer.Option(1.0, "--lr", help="SGD learning rate on the logits."),
     seed: int = typer.Option(0, "--seed", help="Seed of the initial logits."),
-    every: Optional[int] = typer.Option(None, "--every", min=1, help="Print metrics every N steps [default: steps/10]."),
+    every: Optional[int] = typer.Option(None, "--every", min=1, help="Print metrics every N steps \\[default: steps/10]."),
     out: Optional[Path] = typer.Option(None, "--out", help="Save a figure of outputs (solid) and pseudo ground truth (dashed)."),
     output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text or json."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the JSON report to this file."),
