@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ctcdoctor.ctc._args import CTCArgs, Lengths, normalise
 from ctcdoctor.ctc.dispatch import kernel_path, triton_ctc_loss
-from ctcdoctor.ctc.posterior import _check_alpha, alpha_rescale, occupancy
+from ctcdoctor.ctc.posterior import Occupancy, _check_alpha, alpha_rescale, occupancy
 
 _REDUCTIONS = ("none", "mean", "sum")
 
@@ -37,17 +38,45 @@ def _check_options(reduction: str, alpha: float | None, gamma: float) -> None:
         raise ValueError(f"gamma={gamma!r} must be a finite number >= 0 (0 disables key-frame weighting)")
 
 
-def _frame_weights(w: torch.Tensor, valid: torch.Tensor, in_lens: torch.Tensor, gamma: float) -> torch.Tensor:
+def _frame_weights(w: torch.Tensor, occ: Occupancy, in_lens: torch.Tensor, gamma: float) -> torch.Tensor:
     """omega (T, N): w^gamma mean-normalised within each sequence, 0 past T_n.
 
     Normalising to mean 1 (rather than sum 1, as the paper writes it) keeps the gradient's
     overall size, and so the learning rate, comparable with plain CTC and independent of T_n.
     """
-    wg = torch.where(valid, w.clamp_min(0).pow(gamma), 0.0)
+    wg = w.clamp_min(0)
+    if gamma != 1:  # x ** 1 is x bit for bit: skip the pass
+        wg = wg.pow(gamma)
+    wg = torch.where(occ.valid, wg, 0.0)
     total = wg.sum(0)
-    omega = wg * (in_lens.to(w.dtype) / total.clamp_min(torch.finfo(w.dtype).tiny))
-    # All-zero weights (outputs already equal the target everywhere): fall back to uniform.
-    return torch.where((total > 0)[None, :], omega, valid.to(w.dtype))
+    tiny = torch.finfo(w.dtype).tiny
+    if total.is_cuda or w.dtype not in (torch.float32, torch.float64):
+        omega = wg * (in_lens.to(w.dtype) / total.clamp_min(tiny))
+        return torch.where((total > 0)[None, :], omega, occ.validf)
+    # The (N,) factors in numpy, in the same dtype: IEEE division and max give the same bits as
+    # torch's, for a fraction of the per-op cost.
+    t = total.numpy()
+    scale = in_lens.numpy().astype(t.dtype) / np.maximum(t, t.dtype.type(tiny))
+    omega = wg * torch.from_numpy(scale)
+    positive = t > 0
+    if not positive.all():
+        # All-zero weights (outputs already equal the target everywhere): fall back to uniform.
+        omega = torch.where(torch.from_numpy(positive)[None, :], omega, occ.validf)
+    return omega
+
+
+def _max_gap(occ: Occupancy, target: torch.Tensor) -> torch.Tensor:
+    """w (T, N) = max_k (y''[t, k] - y[t, k]) over each sample's real subset columns. Spends occ.y."""
+    gap = torch.sub(target, occ.y, out=occ.y)  # y is not read again: reuse its buffer
+    T, N, K = gap.shape
+    pads = occ.columns.pads
+    if pads is not None:
+        # Padding columns must not win the max. index_fill touches only those columns, where a
+        # broadcast masked_fill walks the whole tensor in a scalar loop.
+        gap.view(T, N * K).index_fill_(1, pads, float("-inf"))
+    # Reduced over a leading dimension, the max vectorises across (t, n); over the short last
+    # dimension it runs one scalar loop per frame. max is exact, so the layout cannot change it.
+    return gap.permute(2, 0, 1).contiguous().amax(0)
 
 
 def modified_gradient(
@@ -63,21 +92,25 @@ def modified_gradient(
     with torch.no_grad():
         diff = occ.grad  # y - y' on valid rows of feasible samples, zero past T_n; ours to modify
         # PyTorch's backward is NaN where log_probs = -inf (exp(... - lp)); there y = y' = 0.
-        diff.masked_fill_(torch.isneginf(args.log_probs), 0.0)
+        # A finite gradient has no such entry (see occupancy), so it skips this full-size pass.
+        if not occ.finite:
+            diff.masked_fill_(torch.isneginf(args.log_probs), 0.0)
         target = occ.occ if alpha is None else alpha_rescale(occ, args, alpha)
         if alpha is not None:
             # y - y'' = (y - y') + (y' - y''), and y' - y'' is non-zero only on the subset columns.
-            diff.scatter_add_(2, occ.index, occ.occ - target)
+            # In place: y' is not read again (target is its rescaled copy), and a fresh
+            # (T, N, K) buffer costs more than the subtraction.
+            diff.scatter_add_(2, occ.index, occ.occ.sub_(target))
         if gamma != 0:
             # max_k (y'' - y) over the subset columns is the max over all classes: elsewhere
             # y'' = 0 so y'' - y <= 0, while the subset's differences sum to 1 - sum_sub y >= 0.
-            gap = (target - occ.y).masked_fill_(~occ.colmask.unsqueeze(0), float("-inf"))
-            omega = _frame_weights(gap.amax(-1), occ.valid, args.input_lengths, gamma)
+            omega = _frame_weights(_max_gap(occ, target), occ, args.input_lengths, gamma)
         else:
-            omega = occ.valid.to(diff.dtype)
+            omega = occ.validf
         nll = occ.nll
-        infeasible = torch.isinf(nll)
-        if bool(infeasible.any()):
+        # On CPU the (N,) test costs less in numpy; the torch mask is built only when needed.
+        infeasible = torch.isinf(nll) if nll.is_cuda or np.isinf(nll.numpy()).any() else None
+        if infeasible is not None and bool(infeasible.any()):
             # Like F.ctc_loss: NaN gradient on the real frames, or zero with zero_infinity.
             diff.masked_fill_(infeasible[None, :, None], 0.0)
             fill = 0.0 if zero_infinity else float("nan")
@@ -91,25 +124,27 @@ class _ModifiedCTC(torch.autograd.Function):
     @staticmethod
     def forward(ctx, log_probs, args: CTCArgs, reduction: str, zero_infinity: bool, alpha, gamma):
         nll, diff, omega = modified_gradient(args, alpha, gamma, zero_infinity)
-        ctx.save_for_backward(diff, omega, args.target_lengths)
         ctx.reduction = reduction
         if reduction == "none":
+            ctx.save_for_backward(diff, omega)
             return nll
         if reduction == "sum":
+            ctx.save_for_backward(diff, omega)
             return nll.sum()
-        return (nll / args.target_lengths.clamp_min(1).to(nll.dtype)).mean()
+        # "mean" as F.ctc_loss: sample n divided by max(U_n, 1), then by N.
+        divisor = args.target_lengths.clamp_min(1).to(nll.dtype)
+        ctx.save_for_backward(diff, omega, divisor)
+        return (nll / divisor).mean()
 
     @staticmethod
     def backward(ctx, grad_out):
-        diff, omega, tl = ctx.saved_tensors
+        diff, omega, *divisor = ctx.saved_tensors
         N = diff.shape[1]
-        if ctx.reduction == "none":
-            factor = grad_out.to(diff.dtype)
-        elif ctx.reduction == "sum":
-            factor = grad_out.to(diff.dtype).expand(N)
-        else:
-            # "mean" as F.ctc_loss: sample n divided by max(U_n, 1), then by N.
-            factor = grad_out.to(diff.dtype) / (tl.clamp_min(1).to(diff.dtype) * N)
+        factor = grad_out.to(diff.dtype)
+        if ctx.reduction == "sum":
+            factor = factor.expand(N)
+        elif ctx.reduction == "mean":
+            factor = factor / (divisor[0] * N)
         return diff * (omega * factor).unsqueeze(-1), None, None, None, None, None
 
 

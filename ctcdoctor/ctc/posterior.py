@@ -8,12 +8,16 @@ PyTorch's native backward already forms exactly that: with reduction="sum",
 
 so one native forward+backward gives y' = exp(log_probs) - grad. That is several times faster
 than any forward-backward we could write in Python (a loop over time pays ~0.1 ms dispatch per
-step), and it is checked against the float64 reference in reference.py by the tests.
+step), and it is checked against the float64 reference in reference.py by the tests. When only
+y' is wanted (posterior, pseudo_ground_truth) the native pass runs on the blank and target
+columns alone, which gives the same numbers (see `occupancy`).
 """
 from __future__ import annotations
 
+import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -26,16 +30,40 @@ class InfeasibleSampleWarning(UserWarning):
     """Some samples need more frames than they have: no CTC alignment exists for them."""
 
 
+def _aten_op(name: str):
+    try:
+        return getattr(torch.ops.aten, name)
+    except (AttributeError, RuntimeError):  # not in this PyTorch build
+        return None
+
+
+# The two kernels F.ctc_loss (reduction="none", int64 targets) runs, called directly: the same
+# numbers (the backward gets the same all-ones incoming gradient autograd would hand it) without
+# building and running an autograd graph, which costs ~0.1 ms per call.
+_CTC_FORWARD = _aten_op("_ctc_loss")
+_CTC_BACKWARD = _aten_op("_ctc_loss_backward")
+
+
 def native_nll_and_grad(args: CTCArgs) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample NLL (N,) and d(sum NLL)/d log_probs (T, N, C) from one native pass.
 
     Infeasible samples come back with NLL +inf and NaN gradient rows (t < T_n), as PyTorch
     gives them; callers decide what that means.
     """
+    lp = args.log_probs.detach()
+    # int64 targets keep PyTorch on its native kernel: cuDNN (int32-only) would hand back a
+    # gradient with different conventions on CUDA.
+    if _CTC_FORWARD is not None and _CTC_BACKWARD is not None:
+        # Lengths as int lists, the overload F.ctc_loss itself reaches (the Tensor-lengths
+        # overload measured ~0.5 ms slower per call on CPU).
+        il, tl, _ = _host(args)
+        il, tl = il.tolist(), tl.tolist()
+        with torch.no_grad():
+            nll, log_alpha = _CTC_FORWARD(lp, args.targets, il, tl, args.blank, False)
+            grad = _CTC_BACKWARD(torch.ones_like(nll), lp, args.targets, il, tl, nll, log_alpha, args.blank, False)
+        return nll, grad
     with torch.enable_grad():
-        leaf = args.log_probs.detach().requires_grad_()
-        # int64 targets keep PyTorch on its native kernel: cuDNN (int32-only) would hand back a
-        # gradient with different conventions on CUDA.
+        leaf = lp.requires_grad_()
         nll = F.ctc_loss(
             leaf, args.targets, args.input_lengths, args.target_lengths,
             blank=args.blank, reduction="none", zero_infinity=False,
@@ -57,6 +85,19 @@ def _warn_infeasible(infeasible: torch.Tensor, args: CTCArgs) -> None:
     )
 
 
+class TargetColumns(NamedTuple):
+    """Per-sample bookkeeping from the targets (see `target_columns`)."""
+
+    cols: torch.Tensor  # (N, K) int64 class of each subset column, on log_probs' device
+    colmask: torch.Tensor  # (N, K) 1 on real columns, 0 on padding; log_probs' dtype and device
+    mask: np.ndarray  # (N, K) bool, colmask on the host
+    counts: np.ndarray  # (N, K) float64 N_k, occurrences in the target (0 for the blank column)
+    lengths: np.ndarray  # (N,) float64 U_n
+    keep: np.ndarray  # (N,) bool, alpha leaves this sample's y' unchanged
+    remapped: torch.Tensor | None  # (N, S) targets as subset column numbers, when asked for
+    pads: torch.Tensor | None  # flat (n * K + k) indices of the padding columns; None if none
+
+
 @dataclass(frozen=True)
 class Occupancy:
     """The native pass, plus y' restricted to the classes that can carry occupancy.
@@ -69,20 +110,25 @@ class Occupancy:
     """
 
     nll: torch.Tensor  # (N,) plain per-sample NLL, +inf when infeasible
-    grad: torch.Tensor  # (T, N, C) native d(sum NLL)/d log_probs = y - y' on valid rows
+    grad: torch.Tensor | None  # (T, N, C) native d(sum NLL)/d log_probs = y - y' on valid rows; None from the subset pass
+    finite: bool  # grad holds no NaN/inf (so no -inf log-prob sits on a valid row)
     valid: torch.Tensor  # (T, N) bool, t < T_n
+    validf: torch.Tensor  # valid as 0/1 in log_probs' dtype
     index: torch.Tensor  # (T, N, K) int64 class of each subset column, expanded for gather/scatter
-    colmask: torch.Tensor  # (N, K) bool, real (not padding) columns
-    counts: torch.Tensor  # (N, K) N_k, occurrences in the target (0 for the blank column)
-    keep: torch.Tensor  # (N,) bool, alpha leaves this sample's y' unchanged
+    columns: TargetColumns
     y: torch.Tensor  # (T, N, K) outputs on the subset columns
     occ: torch.Tensor  # (T, N, K) y' on the subset; zero on padded rows and columns
 
 
-def _padded_labels(args: CTCArgs) -> tuple[np.ndarray, np.ndarray]:
+def _host(args: CTCArgs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """input_lengths, target_lengths and targets as numpy arrays (normalise's copies if any)."""
+    if args.host_targets is not None:
+        return args.host_input_lengths, args.host_target_lengths, args.host_targets
+    return args.input_lengths.cpu().numpy(), args.target_lengths.cpu().numpy(), args.targets.cpu().numpy()
+
+
+def _padded_labels(tl: np.ndarray, tg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Targets as an (N, S) int array with -1 past each length (from either layout)."""
-    tl = args.target_lengths.cpu().numpy()
-    tg = args.targets.cpu().numpy()
     width = int(tl.max()) if tl.size else 0
     used = np.arange(width)[None, :] < tl[:, None]
     if tg.ndim == 2:
@@ -94,70 +140,104 @@ def _padded_labels(args: CTCArgs) -> tuple[np.ndarray, np.ndarray]:
     return np.where(used, labels, -1), used
 
 
-def target_columns(args: CTCArgs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def target_columns(args: CTCArgs, remap: bool = False) -> TargetColumns:
     """Per-sample bookkeeping from the (small) targets, done in numpy where an op costs ~1 us
     rather than the ~10 us of a torch dispatch.
 
-    Returns cols (N, K) int64: the blank, then the sample's distinct target classes in class
-    order; colmask (N, K) bool, False on padding; counts (N, K) N_k (0 for the blank column);
-    keep (N,) bool, True where alpha leaves y' alone: U_n = 0, or T_n = U_n + repeats (a single
-    alignment, so y' is one-hot on every frame and the rescale could not change it).
+    cols (N, K): the blank, then the sample's distinct target classes in class order; colmask
+    0 on padding; counts N_k (0 for the blank column); keep (N,) True where alpha leaves y'
+    alone: U_n = 0, or T_n = U_n + repeats (a single alignment, so y' is one-hot on every frame
+    and the rescale could not change it). Only cols and colmask go to torch: alpha_rescale
+    does its (N, K) arithmetic in numpy too. With remap, also the targets rewritten as subset
+    column numbers (blank -> 0), for running CTC on the K columns alone.
     """
     _, N, C = args.log_probs.shape
     dev = args.log_probs.device
-    labels, used = _padded_labels(args)
-    rows = np.broadcast_to(np.arange(N)[:, None], labels.shape)
+    in_lens, tl, tg = _host(args)
+    labels, used = _padded_labels(tl, tg)
+    rows = np.arange(N)[:, None]
     nonblank = used & (labels != args.blank)
     counts = np.bincount((rows * C + labels)[nonblank], minlength=N * C).reshape(N, C)
     present = counts > 0
-    r, c = np.nonzero(present)  # row-major, so classes come out sorted within each row
-    per_row = present.sum(1)
+    # Subset column of class c in sample n: the number of its present classes <= c (the blank,
+    # never counted as present, is column 0), so classes stay sorted within each row.
+    column = np.cumsum(present, axis=1)
+    per_row = column[:, -1]
     k = int(per_row.max()) if N else 0
-    pos = np.arange(r.size) - np.repeat(np.cumsum(per_row) - per_row, per_row)
+    r, c = np.nonzero(present)
+    j = column[r, c]
     cols = np.full((N, k + 1), args.blank, dtype=np.int64)
-    cols[r, pos + 1] = c
-    colmask = np.zeros((N, k + 1), dtype=bool)
-    colmask[:, 0] = True
-    colmask[r, pos + 1] = True
+    cols[r, j] = c
+    colmask = np.arange(k + 1) <= per_row[:, None]
     sub_counts = np.zeros((N, k + 1))
-    sub_counts[r, pos + 1] = counts[r, c]
-    tl = used.sum(1)
+    sub_counts[r, j] = counts[r, c]
     repeats = ((labels[:, 1:] == labels[:, :-1]) & used[:, 1:]).sum(1)
-    in_lens = args.input_lengths.cpu().numpy()
     keep = (tl == 0) | (in_lens <= tl + repeats)
+    remapped = None
+    if remap:
+        # A label equal to the blank (allowed, if odd) stays the blank.
+        remapped = torch.from_numpy(np.where(nonblank, column[rows, labels], 0)).to(dev)
+    pads = np.flatnonzero(~colmask)
+    return TargetColumns(
+        torch.from_numpy(cols).to(dev), torch.from_numpy(colmask).to(dev, args.log_probs.dtype),
+        colmask, sub_counts, tl.astype(np.float64), keep, remapped,
+        torch.from_numpy(pads).to(dev) if pads.size else None,
+    )
 
-    def t(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(a)).to(device=dev, dtype=dtype)
 
-    return t(cols, torch.long), t(colmask, torch.bool), t(sub_counts, args.log_probs.dtype), t(keep, torch.bool)
+def _all_finite(t: torch.Tensor) -> bool:
+    """True when t holds no NaN or inf, from one reduction (any such entry makes the sum
+    non-finite; a sum that merely overflows answers False, which only costs the slow path).
+    On CUDA this would be a host sync, so there we answer False and always mask."""
+    return not t.is_cuda and math.isfinite(float(t.sum()))
 
 
-def occupancy(args: CTCArgs) -> Occupancy:
-    """One native forward+backward and y' = exp(log_probs) - grad on the occupiable columns."""
-    nll, grad = native_nll_and_grad(args)
+def occupancy(args: CTCArgs, full_grad: bool = True) -> Occupancy:
+    """One native forward+backward and y' = exp(log_probs) - grad on the occupiable columns.
+
+    full_grad=False (for callers that need y' alone) runs the native pass on the K subset
+    columns instead of all C, with the targets renumbered to match. CTC never couples the
+    classes: the recursions read only the target states' log-probs, and the gradient of a
+    class collects only its own states, in the same order, so nll and the subset gradient are
+    bit for bit those of the full pass, at a fraction of its cost for a large vocabulary. Only
+    on CPU: PyTorch's CUDA backward picks its algorithm by the number of classes.
+    """
     T, N, _ = args.log_probs.shape
+    subset = not full_grad and not args.log_probs.is_cuda
     with torch.no_grad():
-        cols, colmask, counts, keep = target_columns(args)
-        index = cols.unsqueeze(0).expand(T, -1, -1)
+        columns = target_columns(args, remap=subset)
+        index = columns.cols.unsqueeze(0).expand(T, -1, -1)
         valid = frame_mask(args.input_lengths, T)
-        sub = args.log_probs.detach().gather(2, index)
-        y = sub.exp()
+        y = args.log_probs.detach().gather(2, index)
+        if subset:
+            nll, occ = native_nll_and_grad(replace(args, log_probs=y, targets=columns.remapped, blank=0))
+            grad = None
+        else:
+            nll, grad = native_nll_and_grad(args)
+            occ = grad.gather(2, index)
         # Where log_probs = -inf the native gradient is NaN (exp(... - lp)); that class has
-        # probability 0 and so zero occupancy.
-        occ = torch.where(torch.isneginf(sub), torch.zeros_like(y), y - grad.gather(2, index))
-        # Past T_n the native gradient is zero, which would leave y' = y there.
-        occ.mul_((valid.unsqueeze(-1) & colmask.unsqueeze(0)).to(occ.dtype))
-    return Occupancy(nll, grad, valid, index, colmask, counts, keep, y, occ)
-
-
-def _scatter(occ: Occupancy, sub: torch.Tensor) -> torch.Tensor:
-    full = torch.zeros_like(occ.grad)
-    # scatter_add, not scatter: padded columns alias the blank and must add 0, not overwrite.
-    return full.scatter_add_(2, occ.index, sub)
+        # probability 0 and so zero occupancy. Such a log-prob on a valid row always makes the
+        # gradient non-finite (past T_n the gradient is 0, and 0 - 0 is already right), so a
+        # finite gradient needs no -inf mask.
+        finite = _all_finite(occ if grad is None else grad)
+        neginf = None if finite else torch.isneginf(y)
+        y = y.exp_() if subset else y.exp()
+        if finite:
+            torch.sub(y, occ, out=occ)
+        else:
+            occ = torch.where(neginf, torch.zeros_like(y), y - occ)
+        # Past T_n the native gradient is zero, which would leave y' = y there. Two broadcast
+        # products rather than one (T, N, K) mask: both multiply by exactly 0 or 1.
+        validf = valid.to(occ.dtype)
+        occ.mul_(validf.unsqueeze(-1)).mul_(columns.colmask)
+    return Occupancy(nll, grad, finite, valid, validf, index, columns, y, occ)
 
 
 def _finish(occ: Occupancy, args: CTCArgs, sub: torch.Tensor) -> torch.Tensor:
-    full = _scatter(occ, sub)
+    """sub (T, N, K) spread to (T, N, C)."""
+    full = args.log_probs.new_zeros(args.log_probs.shape)
+    # scatter_add, not scatter: padded columns alias the blank and must add 0, not overwrite.
+    full.scatter_add_(2, occ.index, sub)
     infeasible = torch.isinf(occ.nll)
     if bool(infeasible.any()):
         full.masked_fill_((occ.valid & infeasible[None, :]).unsqueeze(-1), float("nan"))
@@ -187,7 +267,7 @@ def posterior(
         if bool(infeasible.any()):
             _warn_infeasible(infeasible, args)
         return full.squeeze(1) if args.unbatched else full
-    occ = occupancy(args)
+    occ = occupancy(args, full_grad=False)
     return _finish(occ, args, occ.occ)
 
 
@@ -206,17 +286,15 @@ def alpha_rescale(occ: Occupancy, args: CTCArgs, alpha: float) -> torch.Tensor:
     """
     y1 = occ.occ
     V = y1.sum(0).cpu().double().numpy()  # (N, K) class totals; rows past T_n are already zero
-    counts = occ.counts.cpu().double().numpy()
-    U = args.target_lengths.cpu().double().numpy()
-    colmask = occ.colmask.cpu().numpy()
+    cols = occ.columns
     # The (N, K) scale factors are tiny: numpy does them for a fraction of torch's dispatch cost.
     with np.errstate(divide="ignore", invalid="ignore"):
-        scale = np.where(colmask, alpha * counts / V, 0.0)
-        scale[:, 0] = (1.0 - alpha) * U / V[:, 0]
-    # The single-alignment case is decided from the lengths (occ.keep), not from V_blank: in
-    # fp32, exp(lp) - grad leaves ~1e-8 blank residue, and dividing by it would make every frame blank.
-    skip = occ.keep.cpu().numpy() | ~(V[:, 0] > 0)
-    scale = np.where(skip[:, None], colmask.astype(np.float64), scale)
+        scale = np.where(cols.mask, alpha * cols.counts / V, 0.0)
+        scale[:, 0] = (1.0 - alpha) * cols.lengths / V[:, 0]
+    # The single-alignment case is decided from the lengths (keep), not from V_blank: in fp32,
+    # exp(lp) - grad leaves ~1e-8 blank residue, and dividing by it would make every frame blank.
+    skip = cols.keep | ~(V[:, 0] > 0)
+    scale = np.where(skip[:, None], cols.mask.astype(np.float64), scale)
     y2 = y1 * torch.from_numpy(scale).to(device=y1.device, dtype=y1.dtype).unsqueeze(0)
     # Rows past T_n are all zero; keep them zero rather than 0/0.
     return y2.div_(y2.sum(-1, keepdim=True).clamp_min_(torch.finfo(y1.dtype).tiny))
@@ -236,7 +314,7 @@ def pseudo_ground_truth(
     """
     _check_alpha(alpha)
     args = normalise(log_probs, targets, input_lengths, target_lengths, blank)
-    occ = occupancy(args)
+    occ = occupancy(args, full_grad=False)
     return _finish(occ, args, occ.occ if alpha is None else alpha_rescale(occ, args, alpha))
 
 
