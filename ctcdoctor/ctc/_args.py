@@ -30,6 +30,12 @@ class CTCArgs:
     host_input_lengths: np.ndarray | None = None
     host_target_lengths: np.ndarray | None = None
     host_targets: np.ndarray | None = None
+    # The lengths as int lists (the native kernels take lists), and the targets as an (N, S)
+    # array padded with the blank past each length plus its mask: normalise builds them for
+    # its range check, and target_columns reuses them instead of a second pass.
+    host_lengths_lists: tuple[list, list] | None = None
+    host_labels: np.ndarray | None = None
+    host_used: np.ndarray | None = None
 
 
 def _as_lengths(x: Lengths, name: str, device: torch.device) -> torch.Tensor:
@@ -85,29 +91,33 @@ def normalise(
     if N == 0:
         return CTCArgs(log_probs, targets.to(dev, torch.long), in_lens, tg_lens, blank, unbatched)
     # The bounds are read on the host: a view of CPU tensors (one transfer each on CUDA rather
-    # than a sync per bound), where a numpy reduction costs ~1 us against ~5 us per torch op.
+    # than a sync per bound). Python's min/max on the int lists (which the native kernels take
+    # anyway) cost less than numpy reductions.
     il = in_lens.cpu().numpy()
     tl = tg_lens.cpu().numpy()
-    if il.min() < 0 or il.max() > T:
+    il_list, tl_list = il.tolist(), tl.tolist()
+    il_min, il_max = min(il_list), max(il_list)
+    if il_min < 0 or il_max > T:
         raise ValueError(
-            f"input_lengths must lie in [0, T={T}], got min {int(il.min())} max {int(il.max())}; "
+            f"input_lengths must lie in [0, T={T}], got min {il_min} max {il_max}; "
             "pass the number of output frames per sample (after any downsampling)"
         )
-    if tl.min() < 0:
-        raise ValueError(f"target_lengths must be >= 0, got {int(tl.min())}")
+    tl_min, width = min(tl_list), max(tl_list)
+    if tl_min < 0:
+        raise ValueError(f"target_lengths must be >= 0, got {tl_min}")
     # Contiguous: PyTorch's CPU kernel indexes 1-D targets ignoring their stride, so a strided
     # view would silently be read as other labels.
     targets = targets.to(dev, torch.long).contiguous()
+    used = np.arange(width) < tl[:, None]  # (N, max U): position j is a real label of sample n
     if targets.dim() == 2:
         if targets.shape[0] != N:
             raise ValueError(f"padded targets have {targets.shape[0]} rows for a batch of N={N}")
-        if tl.max() > targets.shape[1]:
+        if width > targets.shape[1]:
             raise ValueError(
-                f"a target length ({int(tl.max())}) exceeds the padded target width ({targets.shape[1]})"
+                f"a target length ({width}) exceeds the padded target width ({targets.shape[1]})"
             )
         tg = targets.cpu().numpy()
-        # Padding beyond each length is ignored (any value), exactly as F.ctc_loss does.
-        used = tg[np.arange(tg.shape[1])[None, :] < tl[:, None]]
+        labels = tg[:, :width]
     elif targets.dim() == 1:
         total = int(tl.sum())
         if targets.numel() < total:
@@ -115,15 +125,25 @@ def normalise(
                 f"concatenated 1-D targets hold {targets.numel()} labels but target_lengths sum to {total}"
             )
         tg = targets.cpu().numpy()
-        used = tg[:total]
+        # Sample n's labels start where the previous ones end; positions past a length are
+        # clipped into range here and replaced below.
+        starts = np.concatenate([[0], np.cumsum(tl)[:-1]]).astype(np.int64)
+        idx = np.minimum(starts[:, None] + np.arange(width)[None, :], max(tg.size - 1, 0))
+        labels = tg[idx] if tg.size else np.zeros_like(idx)
     else:
         raise ValueError(f"targets must be padded (N, S) or concatenated 1-D, got shape {tuple(targets.shape)}")
-    if used.size and (used.min() < 0 or used.max() >= C):
+    # Padding beyond each length is ignored (any value), exactly as F.ctc_loss does: it becomes
+    # the blank, which is in range, so the bounds of the padded array are those of the labels.
+    labels = np.where(used, labels, blank)
+    if labels.size and (labels.min() < 0 or labels.max() >= C):
+        real = labels[used]  # the error path: report the bounds of the real labels alone
         raise ValueError(
-            f"target indices must lie in [0, C={C}), got min {int(used.min())} max {int(used.max())}; "
+            f"target indices must lie in [0, C={C}), got min {int(real.min())} max {int(real.max())}; "
             "check the alphabet size and the output layer width"
         )
-    return CTCArgs(log_probs, targets, in_lens, tg_lens, blank, unbatched, il, tl, tg)
+    return CTCArgs(
+        log_probs, targets, in_lens, tg_lens, blank, unbatched, il, tl, tg, (il_list, tl_list), labels, used
+    )
 
 
 def frame_mask(input_lengths: torch.Tensor, T: int) -> torch.Tensor:

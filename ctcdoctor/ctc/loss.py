@@ -88,7 +88,7 @@ def modified_gradient(
     The product is left to backward so that it happens in the same pass as the reduction's
     scaling: one full-size pass fewer.
     """
-    occ = occupancy(args)
+    occ = occupancy(args, alpha=alpha is not None, pads=gamma != 0)
     with torch.no_grad():
         diff = occ.grad  # y - y' on valid rows of feasible samples, zero past T_n; ours to modify
         # PyTorch's backward is NaN where log_probs = -inf (exp(... - lp)); there y = y' = 0.
@@ -120,6 +120,20 @@ def modified_gradient(
     return nll, diff, omega
 
 
+def _mean_divisors(args: CTCArgs, nll: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """max(U_n, 1) (N,) in nll's dtype, and that times N for the backward. On CPU from the
+    host lengths in numpy: the same roundings (int to float, then one float product), without
+    three small torch ops."""
+    N = nll.shape[0]
+    tl = args.host_target_lengths
+    np_dtype = {torch.float32: np.float32, torch.float64: np.float64}.get(nll.dtype)
+    if tl is not None and np_dtype is not None and not nll.is_cuda:
+        d = np.maximum(tl, 1).astype(np_dtype)
+        return torch.from_numpy(d), torch.from_numpy(d * np_dtype(N))
+    divisor = args.target_lengths.clamp_min(1).to(nll.dtype)
+    return divisor, divisor * N
+
+
 class _ModifiedCTC(torch.autograd.Function):
     @staticmethod
     def forward(ctx, log_probs, args: CTCArgs, reduction: str, zero_infinity: bool, alpha, gamma):
@@ -132,8 +146,8 @@ class _ModifiedCTC(torch.autograd.Function):
             ctx.save_for_backward(diff, omega)
             return nll.sum()
         # "mean" as F.ctc_loss: sample n divided by max(U_n, 1), then by N.
-        divisor = args.target_lengths.clamp_min(1).to(nll.dtype)
-        ctx.save_for_backward(diff, omega, divisor)
+        divisor, scaled = _mean_divisors(args, nll)
+        ctx.save_for_backward(diff, omega, scaled)
         return (nll / divisor).mean()
 
     @staticmethod
@@ -144,7 +158,7 @@ class _ModifiedCTC(torch.autograd.Function):
         if ctx.reduction == "sum":
             factor = factor.expand(N)
         elif ctx.reduction == "mean":
-            factor = factor / (divisor[0] * N)
+            factor = factor / divisor[0]  # max(U_n, 1) * N, from forward
         return diff * (omega * factor).unsqueeze(-1), None, None, None, None, None
 
 

@@ -56,8 +56,11 @@ def native_nll_and_grad(args: CTCArgs) -> tuple[torch.Tensor, torch.Tensor]:
     if _CTC_FORWARD is not None and _CTC_BACKWARD is not None:
         # Lengths as int lists, the overload F.ctc_loss itself reaches (the Tensor-lengths
         # overload measured ~0.5 ms slower per call on CPU).
-        il, tl, _ = _host(args)
-        il, tl = il.tolist(), tl.tolist()
+        if args.host_lengths_lists is not None:
+            il, tl = args.host_lengths_lists
+        else:
+            il, tl, _ = _host(args)
+            il, tl = il.tolist(), tl.tolist()
         with torch.no_grad():
             nll, log_alpha = _CTC_FORWARD(lp, args.targets, il, tl, args.blank, False)
             grad = _CTC_BACKWARD(torch.ones_like(nll), lp, args.targets, il, tl, nll, log_alpha, args.blank, False)
@@ -91,11 +94,11 @@ class TargetColumns(NamedTuple):
     cols: torch.Tensor  # (N, K) int64 class of each subset column, on log_probs' device
     colmask: torch.Tensor  # (N, K) 1 on real columns, 0 on padding; log_probs' dtype and device
     mask: np.ndarray  # (N, K) bool, colmask on the host
-    counts: np.ndarray  # (N, K) float64 N_k, occurrences in the target (0 for the blank column)
-    lengths: np.ndarray  # (N,) float64 U_n
-    keep: np.ndarray  # (N,) bool, alpha leaves this sample's y' unchanged
+    counts: np.ndarray | None  # (N, K) float64 N_k, occurrences in the target (0 for the blank column); for alpha
+    lengths: np.ndarray | None  # (N,) float64 U_n; for alpha
+    keep: np.ndarray | None  # (N,) bool, alpha leaves this sample's y' unchanged; for alpha
     remapped: torch.Tensor | None  # (N, S) targets as subset column numbers, when asked for
-    pads: torch.Tensor | None  # flat (n * K + k) indices of the padding columns; None if none
+    pads: torch.Tensor | None  # flat (n * K + k) indices of the padding columns; None if none or not asked for
 
 
 @dataclass(frozen=True)
@@ -127,8 +130,24 @@ def _host(args: CTCArgs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return args.input_lengths.cpu().numpy(), args.target_lengths.cpu().numpy(), args.targets.cpu().numpy()
 
 
-def _padded_labels(tl: np.ndarray, tg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Targets as an (N, S) int array with -1 past each length (from either layout)."""
+# numpy twins of the float dtypes: small host arrays are converted there (bit for bit the same
+# rounding) rather than by a torch op each.
+_NP_DTYPE = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+def _to_torch(a: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+    """Host array a as a tensor in like's float dtype, on like's device."""
+    np_dtype = _NP_DTYPE.get(like.dtype)
+    if np_dtype is None:
+        return torch.from_numpy(a).to(like.device, like.dtype)
+    return torch.from_numpy(a.astype(np_dtype)).to(like.device)
+
+
+def _padded_labels(args: CTCArgs, tl: np.ndarray, tg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Targets as an (N, S) int array padded past each length (from either layout), and the
+    mask of real positions. normalise has usually built them already."""
+    if args.host_labels is not None:
+        return args.host_labels, args.host_used
     width = int(tl.max()) if tl.size else 0
     used = np.arange(width)[None, :] < tl[:, None]
     if tg.ndim == 2:
@@ -140,7 +159,7 @@ def _padded_labels(tl: np.ndarray, tg: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return np.where(used, labels, -1), used
 
 
-def target_columns(args: CTCArgs, remap: bool = False) -> TargetColumns:
+def target_columns(args: CTCArgs, remap: bool = False, alpha: bool = True, pads: bool = True) -> TargetColumns:
     """Per-sample bookkeeping from the (small) targets, done in numpy where an op costs ~1 us
     rather than the ~10 us of a torch dispatch.
 
@@ -149,12 +168,14 @@ def target_columns(args: CTCArgs, remap: bool = False) -> TargetColumns:
     alone: U_n = 0, or T_n = U_n + repeats (a single alignment, so y' is one-hot on every frame
     and the rescale could not change it). Only cols and colmask go to torch: alpha_rescale
     does its (N, K) arithmetic in numpy too. With remap, also the targets rewritten as subset
-    column numbers (blank -> 0), for running CTC on the K columns alone.
+    column numbers (blank -> 0), for running CTC on the K columns alone. With alpha=False,
+    counts, lengths and keep are None; with pads=False, pads is None: each costs a few host
+    ops that a call without alpha (or without gamma) would throw away.
     """
     _, N, C = args.log_probs.shape
     dev = args.log_probs.device
     in_lens, tl, tg = _host(args)
-    labels, used = _padded_labels(tl, tg)
+    labels, used = _padded_labels(args, tl, tg)
     rows = np.arange(N)[:, None]
     nonblank = used & (labels != args.blank)
     counts = np.bincount((rows * C + labels)[nonblank], minlength=N * C).reshape(N, C)
@@ -169,20 +190,35 @@ def target_columns(args: CTCArgs, remap: bool = False) -> TargetColumns:
     cols = np.full((N, k + 1), args.blank, dtype=np.int64)
     cols[r, j] = c
     colmask = np.arange(k + 1) <= per_row[:, None]
-    sub_counts = np.zeros((N, k + 1))
-    sub_counts[r, j] = counts[r, c]
-    repeats = ((labels[:, 1:] == labels[:, :-1]) & used[:, 1:]).sum(1)
-    keep = (tl == 0) | (in_lens <= tl + repeats)
+    sub_counts = lengths = keep = None
+    if alpha:
+        sub_counts = np.zeros((N, k + 1))
+        sub_counts[r, j] = counts[r, c]
+        repeats = ((labels[:, 1:] == labels[:, :-1]) & used[:, 1:]).sum(1)
+        keep = (tl == 0) | (in_lens <= tl + repeats)
+        lengths = tl.astype(np.float64)
     remapped = None
     if remap:
         # A label equal to the blank (allowed, if odd) stays the blank.
         remapped = torch.from_numpy(np.where(nonblank, column[rows, labels], 0)).to(dev)
-    pads = np.flatnonzero(~colmask)
+    pad_idx = np.flatnonzero(~colmask) if pads else None
     return TargetColumns(
-        torch.from_numpy(cols).to(dev), torch.from_numpy(colmask).to(dev, args.log_probs.dtype),
-        colmask, sub_counts, tl.astype(np.float64), keep, remapped,
-        torch.from_numpy(pads).to(dev) if pads.size else None,
+        torch.from_numpy(cols).to(dev), _to_torch(colmask, args.log_probs),
+        colmask, sub_counts, lengths, keep, remapped,
+        torch.from_numpy(pad_idx).to(dev) if pad_idx is not None and pad_idx.size else None,
     )
+
+
+def _frame_masks(args: CTCArgs, T: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """frame_mask (T, N) and its 0/1 copy in log_probs' dtype; on CPU built in numpy from
+    normalise's host lengths, where the five small torch ops would cost more."""
+    lp, il = args.log_probs, args.host_input_lengths
+    np_dtype = _NP_DTYPE.get(lp.dtype)
+    if il is not None and np_dtype is not None and not lp.is_cuda:
+        valid = np.arange(T)[:, None] < il
+        return torch.from_numpy(valid), torch.from_numpy(valid.astype(np_dtype))
+    valid = frame_mask(args.input_lengths, T)
+    return valid, valid.to(lp.dtype)
 
 
 def _all_finite(t: torch.Tensor) -> bool:
@@ -192,7 +228,7 @@ def _all_finite(t: torch.Tensor) -> bool:
     return not t.is_cuda and math.isfinite(float(t.sum()))
 
 
-def occupancy(args: CTCArgs, full_grad: bool = True) -> Occupancy:
+def occupancy(args: CTCArgs, full_grad: bool = True, alpha: bool = True, pads: bool = True) -> Occupancy:
     """One native forward+backward and y' = exp(log_probs) - grad on the occupiable columns.
 
     full_grad=False (for callers that need y' alone) runs the native pass on the K subset
@@ -200,14 +236,16 @@ def occupancy(args: CTCArgs, full_grad: bool = True) -> Occupancy:
     classes: the recursions read only the target states' log-probs, and the gradient of a
     class collects only its own states, in the same order, so nll and the subset gradient are
     bit for bit those of the full pass, at a fraction of its cost for a large vocabulary. Only
-    on CPU: PyTorch's CUDA backward picks its algorithm by the number of classes.
+    on CPU: PyTorch's CUDA backward picks its algorithm by the number of classes. alpha and
+    pads say whether the caller needs the columns' alpha bookkeeping and padding indices
+    (see `target_columns`).
     """
     T, N, _ = args.log_probs.shape
     subset = not full_grad and not args.log_probs.is_cuda
     with torch.no_grad():
-        columns = target_columns(args, remap=subset)
+        columns = target_columns(args, remap=subset, alpha=alpha, pads=pads)
         index = columns.cols.unsqueeze(0).expand(T, -1, -1)
-        valid = frame_mask(args.input_lengths, T)
+        valid, validf = _frame_masks(args, T)
         y = args.log_probs.detach().gather(2, index)
         if subset:
             nll, occ = native_nll_and_grad(replace(args, log_probs=y, targets=columns.remapped, blank=0))
@@ -228,7 +266,6 @@ def occupancy(args: CTCArgs, full_grad: bool = True) -> Occupancy:
             occ = torch.where(neginf, torch.zeros_like(y), y - occ)
         # Past T_n the native gradient is zero, which would leave y' = y there. Two broadcast
         # products rather than one (T, N, K) mask: both multiply by exactly 0 or 1.
-        validf = valid.to(occ.dtype)
         occ.mul_(validf.unsqueeze(-1)).mul_(columns.colmask)
     return Occupancy(nll, grad, finite, valid, validf, index, columns, y, occ)
 
@@ -267,7 +304,7 @@ def posterior(
         if bool(infeasible.any()):
             _warn_infeasible(infeasible, args)
         return full.squeeze(1) if args.unbatched else full
-    occ = occupancy(args, full_grad=False)
+    occ = occupancy(args, full_grad=False, alpha=False, pads=False)
     return _finish(occ, args, occ.occ)
 
 
@@ -285,7 +322,9 @@ def alpha_rescale(occ: Occupancy, args: CTCArgs, alpha: float) -> torch.Tensor:
     every frame, so rescaling and renormalising would leave it unchanged), keep y'.
     """
     y1 = occ.occ
-    V = y1.sum(0).cpu().double().numpy()  # (N, K) class totals; rows past T_n are already zero
+    V = y1.sum(0).cpu()  # (N, K) class totals; rows past T_n are already zero
+    # Widened in numpy where it can be (exact, like torch's .double(), without a dispatch).
+    V = V.numpy().astype(np.float64) if V.dtype in _NP_DTYPE else V.double().numpy()
     cols = occ.columns
     # The (N, K) scale factors are tiny: numpy does them for a fraction of torch's dispatch cost.
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -295,7 +334,8 @@ def alpha_rescale(occ: Occupancy, args: CTCArgs, alpha: float) -> torch.Tensor:
     # exp(lp) - grad leaves ~1e-8 blank residue, and dividing by it would make every frame blank.
     skip = cols.keep | ~(V[:, 0] > 0)
     scale = np.where(skip[:, None], cols.mask.astype(np.float64), scale)
-    y2 = y1 * torch.from_numpy(scale).to(device=y1.device, dtype=y1.dtype).unsqueeze(0)
+    # (N, K) broadcasts over the leading T dimension as it is.
+    y2 = y1 * _to_torch(scale, y1)
     # Rows past T_n are all zero; keep them zero rather than 0/0.
     return y2.div_(y2.sum(-1, keepdim=True).clamp_min_(torch.finfo(y1.dtype).tiny))
 
@@ -314,7 +354,7 @@ def pseudo_ground_truth(
     """
     _check_alpha(alpha)
     args = normalise(log_probs, targets, input_lengths, target_lengths, blank)
-    occ = occupancy(args, full_grad=False)
+    occ = occupancy(args, full_grad=False, alpha=alpha is not None, pads=False)
     return _finish(occ, args, occ.occ if alpha is None else alpha_rescale(occ, args, alpha))
 
 
