@@ -30,7 +30,7 @@ class CTCArgs:
     host_input_lengths: np.ndarray | None = None
     host_target_lengths: np.ndarray | None = None
     host_targets: np.ndarray | None = None
-    # The lengths as int lists (the native kernels take lists), and the targets as an (N, S)
+    # The lengths as int lists (the native kernels take lists), and the targets as an (N, max U)
     # array padded with the blank past each length plus its mask: normalise builds them for
     # its range check, and target_columns reuses them instead of a second pass.
     host_lengths_lists: tuple[list, list] | None = None
