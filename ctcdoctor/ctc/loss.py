@@ -58,10 +58,11 @@ def _frame_weights(w: torch.Tensor, occ: Occupancy, in_lens: torch.Tensor, gamma
     t = total.numpy()
     scale = in_lens.numpy().astype(t.dtype) / np.maximum(t, t.dtype.type(tiny))
     omega = wg * torch.from_numpy(scale)
-    positive = t > 0
-    if not positive.all():
+    # One reduction for the common all-positive case (a NaN total fails it too, as t > 0 would);
+    # the mask is built only when some sample needs it.
+    if t.size and not t.min() > 0:
         # All-zero weights (outputs already equal the target everywhere): fall back to uniform.
-        omega = torch.where(torch.from_numpy(positive)[None, :], omega, occ.validf)
+        omega = torch.where(torch.from_numpy(t > 0)[None, :], omega, occ.validf)
     return omega
 
 

@@ -144,8 +144,8 @@ def _to_torch(a: np.ndarray, like: torch.Tensor) -> torch.Tensor:
 
 
 def _padded_labels(args: CTCArgs, tl: np.ndarray, tg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Targets as an (N, S) int array padded past each length (from either layout), and the
-    mask of real positions. normalise has usually built them already."""
+    """Targets as an (N, max U) int array padded with the blank past each length (from either
+    layout), and the mask of real positions. normalise has usually built them already."""
     if args.host_labels is not None:
         return args.host_labels, args.host_used
     width = int(tl.max()) if tl.size else 0
@@ -156,7 +156,7 @@ def _padded_labels(args: CTCArgs, tl: np.ndarray, tg: np.ndarray) -> tuple[np.nd
         starts = np.concatenate([[0], np.cumsum(tl)[:-1]]).astype(np.int64)
         idx = np.minimum(starts[:, None] + np.arange(width)[None, :], max(tg.size - 1, 0))
         labels = tg[idx] if tg.size else np.zeros_like(idx)
-    return np.where(used, labels, -1), used
+    return np.where(used, labels, args.blank), used
 
 
 def target_columns(args: CTCArgs, remap: bool = False, alpha: bool = True, pads: bool = True) -> TargetColumns:
@@ -177,7 +177,7 @@ def target_columns(args: CTCArgs, remap: bool = False, alpha: bool = True, pads:
     in_lens, tl, tg = _host(args)
     labels, used = _padded_labels(args, tl, tg)
     rows = np.arange(N)[:, None]
-    nonblank = used & (labels != args.blank)
+    nonblank = labels != args.blank  # padding is the blank: no need to mask it out
     counts = np.bincount((rows * C + labels)[nonblank], minlength=N * C).reshape(N, C)
     present = counts > 0
     # Subset column of class c in sample n: the number of its present classes <= c (the blank,
