@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from ctcdoctor.ctc._args import CTCArgs, Lengths, normalise
 from ctcdoctor.ctc.dispatch import kernel_path, triton_ctc_loss
-from ctcdoctor.ctc.posterior import Occupancy, _check_alpha, alpha_rescale, occupancy
+from ctcdoctor.ctc.posterior import _NP_DTYPE, Occupancy, _check_alpha, alpha_rescale, occupancy
 
 _REDUCTIONS = ("none", "mean", "sum")
 
@@ -127,7 +127,7 @@ def _mean_divisors(args: CTCArgs, nll: torch.Tensor) -> tuple[torch.Tensor, torc
     three small torch ops."""
     N = nll.shape[0]
     tl = args.host_target_lengths
-    np_dtype = {torch.float32: np.float32, torch.float64: np.float64}.get(nll.dtype)
+    np_dtype = _NP_DTYPE.get(nll.dtype)
     if tl is not None and np_dtype is not None and not nll.is_cuda:
         d = np.maximum(tl, 1).astype(np_dtype)
         return torch.from_numpy(d), torch.from_numpy(d * np_dtype(N))
