@@ -52,7 +52,7 @@ def vectorised(batches, num_classes, blank):
     lengths = output_lengths(data.table.input_lengths)
     known = OutputLengths(lengths, (lengths[: data.first.size],), "setup", "benchmark")
     return (infeasible_alignment(data.table, known) + tight_length_budget(data.table, known)
-            + label_out_of_range(data.table, num_classes) + blank_in_targets(data.table, blank)
+            + label_out_of_range(data.table, num_classes) + blank_in_targets(data.table, blank, None)
             + target_lengths_inconsistent(data.table) + empty_targets(data.table))
 
 

@@ -1,0 +1,30 @@
+"""The benchmark scripts still run (tiny sizes): a benchmark that rots is found here, not in a release."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from ctchelpers import ROOT
+
+RUNS = {
+    "scan.py": (["--samples", "3000", "--rounds", "1"], "ratio loop / vectorised"),
+    "ctc_cpu.py": (["--reps", "1"], "F.ctc_loss fwd+bwd"),
+    "overfit_overhead.py": (["--steps", "3", "--rounds", "1"], "ratio overfit / plain"),
+    "ctc_gpu.py": (["--reps", "1"], "needs a CUDA device"),
+}
+
+
+@pytest.mark.parametrize("script", sorted(RUNS))
+def test_benchmark_runs_and_prints_a_ratio(script):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *RUNS[script][0]],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    import torch
+
+    if script == "ctc_gpu.py" and torch.cuda.is_available():
+        return  # measured for real on a GPU; here only that it runs
+    assert RUNS[script][1] in done.stdout
