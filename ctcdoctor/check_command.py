@@ -9,7 +9,8 @@ from rich.console import Console
 from ctcdoctor.context import Context, Options
 from ctcdoctor.errors import BatchError, UserInputError
 from ctcdoctor.loading import load_setup
-from ctcdoctor.runner import Report, apply_ignore, run_checks, select, sort_findings
+from ctcdoctor.findings import Report
+from ctcdoctor.runner import apply_ignore, run_checks, select, sort_findings
 
 
 def run_check(spec: str, settings: dict[str, Any], progress: Console | None = None) -> Report:

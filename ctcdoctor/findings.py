@@ -52,6 +52,31 @@ class Finding:
         }
 
 
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    code: str
+    status: str
+    """"passed" (no finding), "findings", "crashed" or "skipped" (an input it needs failed)."""
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "code": self.code, "status": self.status, "seconds": round(self.seconds, 4)}
+
+
+@dataclass(frozen=True)
+class Report:
+    """What a command found: the data behind every renderer (console, JSON)."""
+
+    command: str
+    spec: str
+    findings: tuple[Finding, ...]
+    checks: tuple[CheckResult, ...] = ()
+    result: dict[str, Any] | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+    """Renderer-only data that is not part of the JSON envelope (e.g. tables for the console)."""
+
+
 def count_by_severity(findings: list[Finding]) -> dict[str, int]:
     counts = {"error": 0, "warning": 0, "info": 0}
     for finding in findings:

@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from ctcdoctor.protocol import Setup
-    from ctcdoctor.runner import CheckResult
+    from ctcdoctor.findings import CheckResult
 
 # ----------------------------------------------------------------------------- settings
 

@@ -8,38 +8,12 @@ from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 from ctcdoctor.context import Context, InputUnavailable
 from ctcdoctor.errors import UserInputError
-from ctcdoctor.findings import Finding, Severity
+from ctcdoctor.findings import CheckResult, Finding, Severity
 from ctcdoctor.registry import CodeInfo, checks, finding, matches
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    name: str
-    code: str
-    status: str
-    """"passed" (no finding), "findings", "crashed" or "skipped" (an input it needs failed)."""
-    seconds: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "code": self.code, "status": self.status, "seconds": round(self.seconds, 4)}
-
-
-@dataclass(frozen=True)
-class Report:
-    """What a command found: the data behind every renderer (console, JSON)."""
-
-    command: str
-    spec: str
-    findings: tuple[Finding, ...]
-    checks: tuple[CheckResult, ...] = ()
-    result: dict[str, Any] | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
-    """Renderer-only data that is not part of the JSON envelope (e.g. tables for the console)."""
 
 
 def select(select_prefixes: Iterable[str] = (), ignore_prefixes: Iterable[str] = ()) -> list[CodeInfo]:

@@ -9,7 +9,7 @@ from rich.console import Console
 from ctchelpers import ROOT
 from ctcdoctor.findings import Finding, Severity
 from ctcdoctor.report.console import render_console
-from ctcdoctor.runner import CheckResult, Report
+from ctcdoctor.findings import CheckResult, Report
 
 GOLDEN = ROOT / "tests" / "golden" / "check_report.txt"
 

@@ -33,7 +33,8 @@ def labels(
         from ctcdoctor.errors import UserInputError
         from ctcdoctor.labels_file import alphabet_problems, analyse_labels, label_problems, read_alphabet_arg, read_label_bytes
         from ctcdoctor.registry import finding, load_builtin, matches
-        from ctcdoctor.runner import Report, sort_findings
+        from ctcdoctor.findings import Report
+        from ctcdoctor.runner import sort_findings
 
         load_builtin()
         try:

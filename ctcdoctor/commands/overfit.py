@@ -51,7 +51,8 @@ def overfit(
         from ctcdoctor.loading import load_setup
         from ctcdoctor.overfit import OverfitOptions, run_overfit
         from ctcdoctor.samples import parse_samples
-        from ctcdoctor.runner import Report, apply_ignore, sort_findings
+        from ctcdoctor.findings import Report
+        from ctcdoctor.runner import apply_ignore, sort_findings
         from ctcdoctor.writable import ensure_writable
 
         settings = _settings(spec, fail_on, [], ignore)

@@ -62,7 +62,8 @@ def scan(
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         from ctcdoctor.loading import load_setup
-        from ctcdoctor.runner import Report, apply_ignore, run_checks, select as select_checks, sort_findings
+        from ctcdoctor.findings import Report
+        from ctcdoctor.runner import apply_ignore, run_checks, select as select_checks, sort_findings
         from ctcdoctor.scan import SCAN_CODES, ScanContext, lengths_status, read_all, summary, worst_samples
         from ctcdoctor.writable import ensure_writable
 

@@ -36,7 +36,7 @@ def simulate(
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         from ctcdoctor.errors import UserInputError
-        from ctcdoctor.runner import Report
+        from ctcdoctor.findings import Report
         from ctcdoctor.simulate import simulate as run_simulation
         from ctcdoctor.writable import ensure_writable
 

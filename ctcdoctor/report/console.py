@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ctcdoctor.findings import Severity, count_by_severity
-from ctcdoctor.runner import Report
+from ctcdoctor.findings import Report
 
 STYLES = {Severity.ERROR: "bold red", Severity.WARNING: "bold yellow", Severity.INFO: "bold cyan"}
 MARKS = {Severity.ERROR: "✖", Severity.WARNING: "▲", Severity.INFO: "ℹ"}

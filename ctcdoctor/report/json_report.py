@@ -7,7 +7,7 @@ from typing import Any
 
 from ctcdoctor import __version__
 from ctcdoctor.findings import count_by_severity
-from ctcdoctor.runner import Report
+from ctcdoctor.findings import Report
 
 SCHEMA = 1
 
