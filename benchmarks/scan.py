@@ -6,15 +6,56 @@ Both sides get the same in-memory batches (a loader's own cost is the user's and
 the same for both): the vectorised side reads them with `ctcdoctor.scan.read_all`
 (normalise each batch, gather targets with tensor ops), computes the output lengths
 and runs the real CTC001-CTC002 and CTC010-CTC013 check functions; the loop side runs
-the same tests one sample at a time (`ctcdoctor.scan.per_sample_scan`). The counts of
+the same tests one sample at a time (`per_sample_scan` below). The counts of
 both must agree; the script prints the ratio.
 """
 from __future__ import annotations
 
 import argparse
 import time
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import torch
+
+if TYPE_CHECKING:
+    from ctcdoctor.load.batches import TargetTable
+
+
+def per_sample_scan(batches: Iterable[Any], num_classes: int, blank: int, output_lengths: Callable) -> dict[str, int]:
+    """The same length and label tests written as a per-sample Python loop, the baseline."""
+    counts = {"infeasible": 0, "tight": 0, "out_of_range": 0, "blank": 0, "empty": 0, "samples": 0}
+    for inputs, targets, input_lengths, target_lengths in batches:
+        frames = output_lengths(input_lengths)
+        for n in range(len(target_lengths)):
+            length = int(target_lengths[n])
+            labels = targets[n, :length].tolist() if targets.dim() == 2 else None
+            if labels is None:
+                start = int(target_lengths[:n].sum())
+                labels = targets[start:start + length].tolist()
+            repeats = sum(1 for a, b in zip(labels, labels[1:]) if a == b)
+            needed = len(labels) + repeats
+            available = int(frames[n])
+            counts["samples"] += 1
+            counts["infeasible"] += available < needed
+            counts["tight"] += needed <= available < 1.25 * needed
+            counts["out_of_range"] += any(label < 0 or label >= num_classes for label in labels)
+            counts["blank"] += blank in labels
+            counts["empty"] += length == 0
+    return counts
+
+
+def vectorised_counts(table: TargetTable, lengths: torch.Tensor, num_classes: int, blank: int) -> dict[str, int]:
+    """`per_sample_scan`'s counts from the vectorised table (the benchmark checks both agree)."""
+    required = table.required_frames()
+    values, mask = table.labels, table.mask
+    return {
+        "infeasible": int((lengths < required).sum()),
+        "tight": int(((lengths >= required) & (lengths.double() < 1.25 * required.double())).sum()),
+        "out_of_range": int((mask & ((values < 0) | (values >= num_classes))).any(dim=1).sum()),
+        "blank": int((mask & (values == blank)).any(dim=1).sum()),
+        "empty": int((table.lengths == 0).sum()),
+        "samples": table.size,
+    }
 
 
 def make_batches(samples: int, batch: int, num_classes: int = 80, seed: int = 0) -> list[tuple]:
@@ -35,7 +76,7 @@ def output_lengths(input_lengths):
 
 def counts_only(batches, num_classes, blank):
     """Exactly the loop's work: read the batches into the table and count."""
-    from ctcdoctor.scan import read_all, vectorised_counts
+    from ctcdoctor.scan.run import read_all
 
     data = read_all(batches)
     return vectorised_counts(data.table, output_lengths(data.table.input_lengths), num_classes, blank)
@@ -45,8 +86,8 @@ def vectorised(batches, num_classes, blank):
     """What `ctcdoctor scan` does: read the batches into one table, then run the real checks on it."""
     from checks.labels import blank_in_targets, empty_targets, label_out_of_range, target_lengths_inconsistent
     from checks.lengths import infeasible_alignment, tight_length_budget
-    from ctcdoctor.inputs.core import OutputLengths
-    from ctcdoctor.scan import read_all
+    from ctcdoctor.measure.lengths import OutputLengths
+    from ctcdoctor.scan.run import read_all
 
     data = read_all(batches)
     lengths = output_lengths(data.table.input_lengths)
@@ -75,7 +116,6 @@ def main() -> None:
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `checks` as a top-level package too
-    from ctcdoctor.scan import per_sample_scan
 
     # Small, memory-bound tensor ops: one thread is faster than two fighting over a busy machine,
     # and the loop side is single-threaded anyway (`ctcdoctor scan` does the same).

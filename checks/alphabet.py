@@ -1,7 +1,13 @@
 """Alphabet checks (CTC091) for `Setup.alphabet`; CTC090 (label text) is raised by `ctcdoctor labels`."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ctcdoctor.registry import check, document, finding
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ctcdoctor.findings import Finding
+    from ctcdoctor.protocol import Alphabet
 
 document(
     "CTC090",
@@ -35,7 +41,7 @@ document(
 
 
 @check("CTC091", "warning", "alphabet problems: duplicates, whitespace-only symbols, failed round trip")
-def alphabet_problems(alphabet):
+def alphabet_problems(alphabet: Alphabet) -> list[Finding]:
     """
     **What it checks.** When `Setup.alphabet` is given (and in `ctcdoctor labels`):
     duplicate symbols; empty or whitespace-only symbols (`"\\n"`, `"\\t"`, `"  "`; a
@@ -60,7 +66,7 @@ def alphabet_problems(alphabet):
     """
     if alphabet is None:
         return []
-    from ctcdoctor.labels_file import alphabet_problems as problems_of
+    from ctcdoctor.labels import alphabet_problems as problems_of
 
     return [finding("CTC091", problem.message, problem.hint, {"problem": problem.kind, **problem.evidence}, title=problem.title)
             for problem in problems_of(alphabet)]

@@ -2,9 +2,15 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-from ctcdoctor.describe import listing, plural
 from ctcdoctor.registry import check, finding
+from ctcdoctor.render.phrases import listing, plural
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ctcdoctor.findings import Finding
+    from ctcdoctor.measure.criterion import CriterionAudits
+    from ctcdoctor.protocol import Setup
 
 MISTAKE_WORDS = {
     "swapped_lengths": "input (frame) lengths and target lengths are swapped",
@@ -28,7 +34,7 @@ def _value(value) -> str:
 
 
 @check("CTC030", "error", "the criterion disagrees with reference CTC")
-def criterion_disagrees(criterion_audit, setup):
+def criterion_disagrees(criterion_audit: CriterionAudits, setup: Setup) -> list[Finding]:
     """
     **What it checks.** When `Setup.criterion` is given, ctcdoctor calls
     `criterion(output, batch)` on the model's output for each model batch and compares it
@@ -187,7 +193,7 @@ def _reduction_short(how: str) -> str:
 
 
 @check("CTC031", "warning", "zero_infinity=True hides infeasible samples")
-def zero_infinity_hides(criterion_audit):
+def zero_infinity_hides(criterion_audit: CriterionAudits) -> list[Finding]:
     """
     **What it checks.** Whether the user's criterion silently zeroes infeasible samples:
     on a batch where some samples have no CTC alignment (reference loss `inf`), the

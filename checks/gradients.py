@@ -12,11 +12,16 @@ gradient finding carries the same numbers as `evidence.layers` for JSON.
 """
 from __future__ import annotations
 
-
 import math
+from typing import TYPE_CHECKING
 
-from ctcdoctor.describe import listing, of_total, plural
 from ctcdoctor.registry import check, finding
+from ctcdoctor.render.phrases import listing, of_total, plural
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ctcdoctor.findings import Finding
+    from ctcdoctor.measure.gradients import Gradients
+    from ctcdoctor.measure.inputs import InputStats
 
 #: CTC061 when the global gradient norm is below this ...
 VANISHING_NORM = 1e-6
@@ -130,7 +135,7 @@ def _ends(gradients) -> str:
 
 
 @check("CTC060", "error", "non-finite gradients")
-def nonfinite_gradients(gradients):
+def nonfinite_gradients(gradients: Gradients) -> list[Finding]:
     """
     **What it checks.** One backward pass of reference CTC (mean reduction) on the first
     model batch, on a deep copy of the model in train mode with dropout off; samples whose
@@ -169,7 +174,7 @@ def nonfinite_gradients(gradients):
 
 
 @check("CTC061", "warning", "vanishing gradients")
-def vanishing_gradients(gradients):
+def vanishing_gradients(gradients: Gradients) -> list[Finding]:
     """
     **What it checks.** From the same backward pass as CTC060: the global gradient norm
     (all parameters) below **1e-6**, or the gradient norm of the first layer (the first
@@ -207,7 +212,7 @@ def vanishing_gradients(gradients):
 
 
 @check("CTC062", "warning", "exploding gradients")
-def exploding_gradients(gradients, input_stats=None):
+def exploding_gradients(gradients: Gradients, input_stats: InputStats | None = None) -> list[Finding]:
     """
     **What it checks.** From the same backward pass as CTC060: the global gradient norm
     above **1e3** with the default mean reduction, or the first layer's gradient norm above
@@ -249,7 +254,7 @@ def exploding_gradients(gradients, input_stats=None):
 
 
 @check("CTC063", "warning", "trainable parameters receive no gradient")
-def parameters_without_gradient(gradients, input_stats=None):
+def parameters_without_gradient(gradients: Gradients, input_stats: InputStats | None = None) -> list[Finding]:
     """
     **What it checks.** From the same backward pass as CTC060: parameters with
     `requires_grad=True` whose `.grad` is still `None` (not on the path from the inputs to

@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-from ctcdoctor.describe import plural
 from ctcdoctor.registry import check, finding
+from ctcdoctor.render.phrases import plural
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ctcdoctor.findings import Finding
+    from ctcdoctor.measure.init_loss import InitLoss
 
 #: CTC051 fires when the mean per-label init loss exceeds RATIO x the uniform expectation ...
 RATIO = 1.5
@@ -13,7 +18,7 @@ MARGIN = 0.5
 
 
 @check("CTC050", "error", "loss at initialisation is not finite")
-def nonfinite_init_loss(init_loss):
+def nonfinite_init_loss(init_loss: InitLoss) -> list[Finding]:
     """
     **What it checks.** Reference CTC (`F.ctc_loss` on float32 log-probabilities with the
     output frame counts) of every sample in the model batches, at initialisation, for the
@@ -57,7 +62,7 @@ def nonfinite_init_loss(init_loss):
 
 
 @check("CTC051", "warning", "loss at initialisation far above the uniform-output expectation")
-def init_loss_too_high(init_loss):
+def init_loss_too_high(init_loss: InitLoss) -> list[Finding]:
     """
     **What it checks.** The mean reference CTC loss per label at initialisation against the
     exact loss the same samples would have if the model output the uniform distribution

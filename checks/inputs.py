@@ -1,8 +1,14 @@
 """Input checks: are the features the model sees finite, varied and normalised?"""
 from __future__ import annotations
 
-from ctcdoctor.describe import listing
+from typing import TYPE_CHECKING
+
 from ctcdoctor.registry import check, finding
+from ctcdoctor.render.phrases import listing
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ctcdoctor.findings import Finding
+    from ctcdoctor.measure.inputs import InputStats
 
 #: |mean| above this (in units of the data) reads as "not centred".
 MEAN_LIMIT = 3.0
@@ -13,7 +19,7 @@ PIXEL_MAX = 10.0
 
 
 @check("CTC040", "error", "inputs contain NaN or Inf")
-def nonfinite_inputs(input_stats):
+def nonfinite_inputs(input_stats: InputStats | None) -> list[Finding]:
     """
     **What it checks.** NaN and Inf values in the inputs, within each sample's valid length.
 
@@ -41,7 +47,7 @@ def nonfinite_inputs(input_stats):
 
 
 @check("CTC041", "warning", "inputs not normalised")
-def unnormalised_inputs(input_stats):
+def unnormalised_inputs(input_stats: InputStats | None) -> list[Finding]:
     """
     **What it checks.** The mean and spread of the inputs over the valid regions of the
     scanned samples. Thresholds: whole-number data above 10 reads as raw 0–255 pixels; a
@@ -94,7 +100,7 @@ def unnormalised_inputs(input_stats):
 
 
 @check("CTC042", "warning", "inputs constant or nearly constant")
-def constant_inputs(input_stats):
+def constant_inputs(input_stats: InputStats | None) -> list[Finding]:
     """
     **What it checks.** Samples whose valid region has no variation (all values equal), and
     inputs whose overall spread is essentially zero.

@@ -1,8 +1,15 @@
 """Label checks: are the targets valid class indices for this model and this blank?"""
 from __future__ import annotations
 
-from ctcdoctor.describe import listing, plural
+from typing import TYPE_CHECKING
+
 from ctcdoctor.registry import check, finding
+from ctcdoctor.render.phrases import listing, plural
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ctcdoctor.findings import Finding
+    from ctcdoctor.load.batches import TargetTable
+    from ctcdoctor.protocol import Alphabet
 
 
 def _samples_with(mask) -> list[int]:
@@ -10,7 +17,7 @@ def _samples_with(mask) -> list[int]:
 
 
 @check("CTC010", "error", "a target index lies outside [0, C)")
-def label_out_of_range(targets, num_classes):
+def label_out_of_range(targets: TargetTable, num_classes: int) -> list[Finding]:
     """
     **What it checks.** Every label (within its `target_length`) is a class index the model
     can output: `0 <= label < C`, where `C` is the size of the model's class axis.
@@ -59,7 +66,7 @@ def label_out_of_range(targets, num_classes):
 
 
 @check("CTC011", "error", "a target contains the blank index")
-def blank_in_targets(targets, blank, alphabet):
+def blank_in_targets(targets: TargetTable, blank: int, alphabet: Alphabet) -> list[Finding]:
     """
     **What it checks.** No label (within its `target_length`) equals `Setup.blank`.
 
@@ -105,7 +112,7 @@ def blank_in_targets(targets, blank, alphabet):
 
 
 @check("CTC012", "error", "target_lengths inconsistent with targets")
-def target_lengths_inconsistent(targets):
+def target_lengths_inconsistent(targets: TargetTable) -> list[Finding]:
     """
     **What it checks.** `target_lengths` agree with `targets`: none negative; for padded
     `(N, S)` targets none longer than `S`; for concatenated 1-D targets they sum to the
@@ -134,7 +141,7 @@ def target_lengths_inconsistent(targets):
 
 
 @check("CTC013", "warning", "empty target")
-def empty_targets(targets):
+def empty_targets(targets: TargetTable) -> list[Finding]:
     """
     **What it checks.** Samples whose target length is 0.
 
@@ -161,7 +168,7 @@ def empty_targets(targets):
 
 
 @check("CTC014", "error", "class count differs from len(alphabet) + 1")
-def class_count_mismatch(num_classes, alphabet):
+def class_count_mismatch(num_classes: int, alphabet: Alphabet) -> list[Finding]:
     """
     **What it checks.** When `Setup.alphabet` is given, the model's class axis has
     `len(alphabet) + 1` entries: one per symbol plus the blank.

@@ -1,8 +1,16 @@
 """Length checks: does every sample get enough output frames for a CTC alignment?"""
 from __future__ import annotations
 
-from ctcdoctor.describe import listing, of_total, plural
+from typing import TYPE_CHECKING
+
 from ctcdoctor.registry import check, finding
+from ctcdoctor.render.phrases import listing, of_total, plural
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ctcdoctor.findings import Finding
+    from ctcdoctor.load.batches import TargetTable
+    from ctcdoctor.measure.lengths import DeclaredLengths, OutputLengths
+    from ctcdoctor.measure.model import LayoutDecision, ModelRun
 
 #: A sample with fewer than this many output frames per required frame gets CTC002.
 TIGHT_RATIO = 1.25
@@ -22,7 +30,7 @@ def _downsampling_phrase(targets, output_lengths) -> str:
 
 
 @check("CTC001", "error", "output shorter than target plus repeats: CTC cannot align it")
-def infeasible_alignment(targets, output_lengths):
+def infeasible_alignment(targets: TargetTable, output_lengths: OutputLengths) -> list[Finding]:
     """
     **What it checks.** Every sample needs at least `U + R` output frames, where `U` is the
     target length and `R` the number of adjacent equal labels ("ll" in "hello"): CTC must
@@ -104,7 +112,7 @@ def infeasible_alignment(targets, output_lengths):
 
 
 @check("CTC002", "warning", "length budget tight: few spare frames per label")
-def tight_length_budget(targets, output_lengths):
+def tight_length_budget(targets: TargetTable, output_lengths: OutputLengths) -> list[Finding]:
     """
     **What it checks.** Samples that can be aligned but have fewer than 1.25
     output frames per frame they need (`U + repeats`).
@@ -148,7 +156,7 @@ def tight_length_budget(targets, output_lengths):
 
 
 @check("CTC003", "error", "output lengths unknown or inconsistent with the output tensor")
-def inconsistent_output_lengths(runs, layout, output_lengths):
+def inconsistent_output_lengths(runs: list[ModelRun], layout: LayoutDecision, output_lengths: OutputLengths) -> list[Finding]:
     """
     **What it checks.** That ctcdoctor knows how many output frames each sample has, and
     that those lengths fit the output tensor: one per sample, none negative, none longer
@@ -234,7 +242,7 @@ def inconsistent_output_lengths(runs, layout, output_lengths):
 
 
 @check("CTC004", "error", "declared output lengths disagree with the model")
-def declared_lengths_disagree(context, output_lengths):
+def declared_lengths_disagree(declared_lengths: DeclaredLengths | None) -> list[Finding]:
     """
     **What it checks.** When you give output lengths (`Setup.output_lengths`, or lengths the
     model returns), ctcdoctor runs the model on one sample cut to several input lengths,
@@ -252,31 +260,10 @@ def declared_lengths_disagree(context, output_lengths):
     `frames = floor((L + 3) / 4)`, or derive it layer by layer:
     `L_out = floor((L + 2*padding - kernel) / stride) + 1` for each conv/pool along time.
     """
-    if output_lengths.source not in ("setup", "model"):
+    if declared_lengths is None:
         return []
-    try:
-        length_model = context.length_model
-    except Exception:
-        # Without a probe there is nothing to compare against; CTC003 covers unknown lengths.
-        return []
-    import torch
-
-    setup = context.setup
-    if output_lengths.source == "setup":
-        from ctcdoctor.probe import call_length_function
-
-        probed_inputs = torch.tensor([point[0] for point in length_model.probed])
-        measured = torch.tensor([point[1] for point in length_model.probed])
-        declared = call_length_function(setup.output_lengths, probed_inputs)
-        who = "Setup.output_lengths"
-    else:
-        runs = context.runs
-        probed_inputs = torch.cat([run.batch.input_lengths for run in runs])
-        declared = torch.cat(output_lengths.per_run)
-        if declared.shape != probed_inputs.shape:
-            return []  # CTC003 reports the count mismatch
-        measured = length_model(probed_inputs)
-        who = "the lengths the model returns"
+    comparison = declared_lengths
+    declared, measured, probed_inputs = comparison.declared, comparison.measured, comparison.input_lengths
     wrong = (declared != measured).nonzero().flatten()
     if wrong.numel() == 0:
         return []
@@ -289,7 +276,7 @@ def declared_lengths_disagree(context, output_lengths):
     else:
         cause = "the subsampling formula does not match the layers"
     message = (
-        f"{who} disagree with the model at {wrong.numel()} of {declared.numel()} checked input lengths: "
+        f"{comparison.who} disagree with the model at {wrong.numel()} of {declared.numel()} checked input lengths: "
         f"for {int(probed_inputs[first])} input steps they say {int(declared[first])} frames, the model gives {int(measured[first])}; "
         f"{cause}."
     )
@@ -297,20 +284,20 @@ def declared_lengths_disagree(context, output_lengths):
         finding(
             "CTC004",
             message,
-            f"Compute output lengths as the model does: {length_model.describe()} (measured by probing your model).",
+            f"Compute output lengths as the model does: {comparison.formula} (measured by probing your model).",
             {
-                "source": output_lengths.source,
+                "source": comparison.source,
                 "input_lengths": probed_inputs[wrong][:10].tolist(),
                 "declared": declared[wrong][:10].tolist(),
                 "measured": measured[wrong][:10].tolist(),
-                "measured_formula": length_model.describe(),
+                "measured_formula": comparison.formula,
             },
         )
     ]
 
 
 @check("CTC005", "info", "output lengths estimated by probing the model")
-def estimated_output_lengths(output_lengths):
+def estimated_output_lengths(output_lengths: OutputLengths) -> list[Finding]:
     """
     **What it means.** Inputs in a batch have different lengths, the model returns no output
     lengths and `Setup.output_lengths` is not set, so ctcdoctor measured the model's frame

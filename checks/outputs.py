@@ -1,11 +1,21 @@
 """Output checks: is what reaches CTC a (T, N, C) tensor of float32 log-probabilities?"""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ctcdoctor.registry import check, finding
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from ctcdoctor.findings import Finding
+    from ctcdoctor.measure.criterion import CriterionAudits
+    from ctcdoctor.measure.model import LayoutDecision
+    from ctcdoctor.measure.outputs import OutputKind
 
 
 @check("CTC020", "error", "model output is probabilities, not log-probabilities")
-def probabilities_output(output_kinds):
+def probabilities_output(output_kinds: list[OutputKind]) -> list[Finding]:
     """
     **What it checks.** Whether the model's output lies in [0, 1] and sums to 1 over the
     class axis: `softmax` was applied where CTC needs `log_softmax`.
@@ -35,7 +45,7 @@ def probabilities_output(output_kinds):
 
 
 @check("CTC021", "warning", "model output is raw logits")
-def raw_logits_output(context, output_kinds):
+def raw_logits_output(output_kinds: list[OutputKind], criterion_audit: CriterionAudits) -> list[Finding]:
     """
     **What it checks.** Whether the output is neither probabilities nor log-probabilities
     over any axis: raw logits. When `Setup.criterion` is given and already applies
@@ -52,7 +62,7 @@ def raw_logits_output(context, output_kinds):
     kinds = output_kinds
     if not any(kind.kind == "logits" for kind in kinds):
         return []
-    if _criterion_normalises(context):
+    if _criterion_normalises(criterion_audit):
         return []
     kind = next(kind for kind in kinds if kind.kind == "logits")
     return [
@@ -65,12 +75,10 @@ def raw_logits_output(context, output_kinds):
     ]
 
 
-def _criterion_normalises(context) -> bool:
+def _criterion_normalises(audits: CriterionAudits) -> bool:
     """True when the user's criterion applies log_softmax itself: the criterion audit (CTC030),
-    which compares it with reference CTC on log_softmax(output), finds no mistake but the reduction."""
-    if context.setup.criterion is None:
-        return False
-    audits = context.criterion_audit
+    which compares it with reference CTC on log_softmax(output), finds no mistake but the reduction.
+    Without a Setup.criterion the audit is skipped and this is False."""
     if audits.skipped or not audits.audits:
         return False
     return all(
@@ -80,7 +88,7 @@ def _criterion_normalises(context) -> bool:
 
 
 @check("CTC022", "warning", "output layout ambiguous (T == N)")
-def ambiguous_layout(layout):
+def ambiguous_layout(layout: LayoutDecision) -> list[Finding]:
     """
     **What it checks.** Whether ctcdoctor could tell the time axis from the batch axis. It
     reads the layout off the shape; when `T == N` it runs the model on a batch of another
@@ -109,7 +117,7 @@ def ambiguous_layout(layout):
 
 
 @check("CTC023", "error", "model output contains NaN or Inf")
-def nonfinite_output(outputs, output_kinds):
+def nonfinite_output(outputs: list[torch.Tensor], output_kinds: list[OutputKind]) -> list[Finding]:
     """
     **What it checks.** NaN, +Inf and -Inf values in the model's output on the scanned batches.
 
@@ -141,7 +149,7 @@ def nonfinite_output(outputs, output_kinds):
 
 
 @check("CTC024", "error", "softmax taken over the wrong axis")
-def wrong_softmax_axis(output_kinds, layout):
+def wrong_softmax_axis(output_kinds: list[OutputKind], layout: LayoutDecision) -> list[Finding]:
     """
     **What it checks.** Whether the output is normalised (sums to 1 in probability space)
     over the time or the batch axis instead of the class axis.
@@ -158,7 +166,7 @@ def wrong_softmax_axis(output_kinds, layout):
     """
     for kind in output_kinds:
         if kind.wrong_axis:
-            from ctcdoctor.output_kind import AXIS_NAMES
+            from ctcdoctor.measure.outputs import AXIS_NAMES
 
             what = "log-probabilities" if kind.kind == "log_probs" else "probabilities"
             axis_name = AXIS_NAMES[kind.axis]
@@ -175,7 +183,7 @@ def wrong_softmax_axis(output_kinds, layout):
 
 
 @check("CTC025", "warning", "output reaches the loss in half precision")
-def half_precision_output(outputs):
+def half_precision_output(outputs: list[torch.Tensor]) -> list[Finding]:
     """
     **What it checks.** The dtype of the model's output: float16 or bfloat16.
 

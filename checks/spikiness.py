@@ -1,7 +1,13 @@
 """Spikiness of the model's outputs: blank-dominated, confident frames (informational)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ctcdoctor.registry import check, finding
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ctcdoctor.findings import Finding
+    from ctcdoctor.measure.spikiness import OutputSpikiness
 
 #: CTC080 fires when at least this share of frames has blank as its argmax ...
 BLANK_RATIO = 0.9
@@ -10,7 +16,7 @@ PEAK_PROB = 0.8
 
 
 @check("CTC080", "info", "spiky, blank-dominated outputs")
-def spiky_outputs(output_spikiness):
+def spiky_outputs(output_spikiness: OutputSpikiness) -> list[Finding]:
     """
     **What it checks.** Spikiness metrics of the model's outputs on the model batches
     (`ctcdoctor.ctc.spikiness`, over valid frames): the share of frames whose argmax is

@@ -1,18 +1,48 @@
-"""`[tool.ctcdoctor]` in the user's pyproject.toml; command-line flags win over it."""
+"""One set of settings for every command: defaults, then `[tool.ctcdoctor]` in the user's
+pyproject.toml, then command-line flags (flags win).
+
+Every command resolves its settings here, so `fail-on`, `select` and `ignore` mean the same
+thing everywhere, and a typo in a code is exit 2 everywhere, as ruff does.
+"""
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from ctcdoctor.errors import UserInputError
+from ctcdoctor.findings import Severity
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-KNOWN_KEYS = {"fail-on", "select", "ignore", "max-batches", "scan-batches", "device"}
+
+@dataclass(frozen=True)
+class Settings:
+    """What every command reads. Command-specific flags live with their command."""
+
+    fail_on: Severity = Severity.ERROR
+    """Exit 1 when a finding is at or above this severity."""
+    select: tuple[str, ...] = ()
+    """Codes or prefixes to run (empty: all)."""
+    ignore: tuple[str, ...] = ()
+    """Codes or prefixes to skip and drop."""
+    max_batches: int = 2
+    """Batches the model is run on (`check`)."""
+    scan_batches: int = 32
+    """Batches the label and length checks read (`check`)."""
+    device: str | None = None
+    """Where the model (a copy of it) runs; None: where it is (`check`) or auto (`overfit`)."""
+    config_path: Path | None = None
+    """The pyproject.toml whose [tool.ctcdoctor] table applied, if any."""
+
+
+#: `[tool.ctcdoctor]` key -> Settings field.
+KEYS = {"fail-on": "fail_on", "select": "select", "ignore": "ignore", "max-batches": "max_batches",
+        "scan-batches": "scan_batches", "device": "device"}
 
 
 def find_pyproject(start: Path) -> Path | None:
@@ -26,44 +56,73 @@ def find_pyproject(start: Path) -> Path | None:
     return None
 
 
-def load_config(spec: str) -> tuple[dict[str, Any], Path | None]:
-    """Settings from the nearest pyproject.toml with a [tool.ctcdoctor] table (spec's folder, then cwd)."""
+def spec_folder(spec: str) -> Path | None:
+    """The folder of a `path/to/file.py[:function]` spec, where its pyproject.toml is looked for first."""
     module_part = spec.rpartition(":")[0] if spec.rpartition(":")[2].isidentifier() else spec
-    starts = []
-    if module_part.endswith(".py"):
-        starts.append(Path(module_part).parent)
-    starts.append(Path.cwd())
-    for start in starts:
+    return Path(module_part).parent if module_part.endswith(".py") else None
+
+
+def _read_table(path: Path) -> dict[str, Any] | None:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise UserInputError(f"cannot read {path}: it is not UTF-8 ({error.reason} at byte {error.start})",
+                             "Save pyproject.toml as UTF-8.") from None
+    except OSError as error:
+        raise UserInputError(f"cannot read {path}: {error.strerror or error}", "Check the file's permissions.") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise UserInputError(f"cannot read {path}: {error}", "Fix the TOML syntax in pyproject.toml.") from error
+    tool = data.get("tool", {})
+    if not isinstance(tool, dict):
+        raise UserInputError(f"{path}: `tool` is a {type(tool).__name__}, not a table", "Write [tool.ctcdoctor] as a table.")
+    table = tool.get("ctcdoctor")
+    if table is not None and not isinstance(table, dict):
+        raise UserInputError(
+            f"{path}: [tool] ctcdoctor = {table!r} is not a table",
+            'Write the settings as a table: [tool.ctcdoctor] then fail-on = "warning" and so on.',
+        )
+    return table
+
+
+def load_config(*starts: Path | None) -> tuple[dict[str, Any], Path | None]:
+    """The [tool.ctcdoctor] table of the nearest pyproject.toml that has one, searching from each start in turn."""
+    for start in [*starts, Path.cwd()]:
+        if start is None:
+            continue
         path = find_pyproject(start)
         if path is None:
             continue
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as error:
-            raise UserInputError(f"cannot read {path}: {error}", "Fix the TOML syntax in pyproject.toml.") from error
-        table = data.get("tool", {}).get("ctcdoctor")
+        table = _read_table(path)
         if table is None:
             continue
-        unknown = set(table) - KNOWN_KEYS
+        unknown = set(table) - set(KEYS)
         if unknown:
             raise UserInputError(
                 f"{path}: unknown keys in [tool.ctcdoctor]: {', '.join(sorted(unknown))}",
-                f"Known keys: {', '.join(sorted(KNOWN_KEYS))}.",
+                f"Known keys: {', '.join(sorted(KEYS))}.",
             )
         validate(table, path)
         return table, path
     return {}, None
 
 
-def as_code_list(value: Any) -> list[str]:
-    """Codes from a flag repeated, comma-separated, or a TOML list."""
+def as_code_list(value: Any, where: str = "--select/--ignore") -> tuple[str, ...]:
+    """Codes from a flag repeated, comma-separated, or a TOML list; each must name a known code or prefix."""
+    from ctcdoctor.registry import unknown_codes
+
     if value is None:
-        return []
+        return ()
     items = [value] if isinstance(value, str) else list(value)
-    codes = [part.strip().upper() for item in items for part in str(item).split(",") if part.strip()]
-    for code in codes:
-        if not code.startswith("CTC"):
-            raise UserInputError(f"{code!r} is not a check code or prefix", "Codes look like CTC001; a prefix such as CTC0 selects a group.")
+    codes = tuple(part.strip().upper() for item in items for part in str(item).split(",") if part.strip())
+    malformed = [code for code in codes if not code.startswith("CTC")]
+    unknown = malformed or unknown_codes(codes)
+    if unknown:
+        raise UserInputError(
+            f"{where}: {', '.join(repr(code) for code in unknown)} matches no check code",
+            "Codes look like CTC001; a prefix such as CTC0 selects a group. `ctcdoctor codes` lists them all.",
+        )
     return codes
 
 
@@ -83,5 +142,27 @@ def validate(table: dict[str, Any], path: Path) -> None:
         value = table.get(key)
         if key in table and not (isinstance(value, str) or (isinstance(value, list) and all(isinstance(item, str) for item in value))):
             raise bad(key, "is not a list of codes", f'Write e.g. {key} = ["CTC080"].')
+        if key in table:
+            as_code_list(value, f"{path}: [tool.ctcdoctor] {key}")
     if "device" in table and not isinstance(table["device"], str):
         raise bad("device", "is not a device name", 'Write e.g. device = "cpu".')
+
+
+def resolve_settings(*starts: Path | None, **flags: Any) -> Settings:
+    """Defaults, then the config file found from `starts` (then the working directory), then the flags given (not None)."""
+    table, path = load_config(*starts)
+    values: dict[str, Any] = {}
+    for key, name in KEYS.items():
+        if key in table:
+            values[name] = table[key]
+    for name, value in flags.items():
+        if name not in {field.name for field in fields(Settings)}:
+            raise TypeError(f"unknown setting {name!r}")
+        if value is not None and value != [] and value != ():
+            values[name] = value
+    if "fail_on" in values:
+        values["fail_on"] = Severity.parse(str(getattr(values["fail_on"], "value", values["fail_on"])))
+    for name in ("select", "ignore"):
+        if name in values:
+            values[name] = as_code_list(values[name])
+    return replace(Settings(), config_path=path, **values)

@@ -54,27 +54,44 @@ class Finding:
 
 @dataclass(frozen=True)
 class CheckResult:
+    """How one check ended: its status and, when it did not run to the end, why."""
+
     name: str
     code: str
     status: str
-    """"passed" (no finding), "findings", "crashed" or "skipped" (an input it needs failed)."""
+    """"passed" (no finding), "findings", "crashed" or "skipped" (an input it needs could not be built)."""
     seconds: float
+    reason: str = ""
+    """Why the check was skipped or crashed; empty when it ran."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "code": self.code, "status": self.status, "seconds": round(self.seconds, 4)}
+        document: dict[str, Any] = {"name": self.name, "code": self.code, "status": self.status, "seconds": round(self.seconds, 4)}
+        if self.reason:
+            document["reason"] = self.reason
+        return document
 
 
 @dataclass(frozen=True)
 class Report:
-    """What a command found: the data behind every renderer (console, JSON)."""
+    """What a command found: the data behind every renderer (console, JSON, CI formats).
+
+    Plain data only: renderers turn it into text, nothing here knows about Rich.
+    """
 
     command: str
+    """The command that made it: check, overfit, scan, labels, simulate, logs, monitor."""
     spec: str
+    """What the command examined: the spec, the label file, the run directory."""
     findings: tuple[Finding, ...]
     checks: tuple[CheckResult, ...] = ()
     result: dict[str, Any] | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
-    """Renderer-only data that is not part of the JSON envelope (e.g. tables for the console)."""
+    """The command's own JSON-serialisable result (overfit: steps to fit, decodes, ...)."""
+    seconds: float | None = None
+    """Wall time of the whole command, loading included."""
+    invocation: str = ""
+    """How the report names the run in its summary line (defaults to the spec)."""
+    config: str | None = None
+    """The configuration file whose [tool.ctcdoctor] settings applied, if any."""
 
 
 def count_by_severity(findings: list[Finding]) -> dict[str, int]:

@@ -5,10 +5,13 @@ Kept free of torch imports so that `ctcdoctor --help` and `explain` start fast.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence, Union
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
+
+Alphabet = Optional[Union[str, Sequence[str]]]
+"""The symbols of the non-blank classes, in class order (blank skipped), or None when unknown."""
 
 
 @dataclass

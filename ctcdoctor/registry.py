@@ -15,11 +15,20 @@ import inspect
 import pkgutil
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 from ctcdoctor.findings import Finding, Severity
 
 CODE_PATTERN = re.compile(r"^CTC\d{3}$")
+
+
+class SkipCheck(Exception):
+    """Raised by a check whose inputs exist but cannot support it (no criterion to audit, unknown
+    output lengths): the check is reported as skipped with this reason, never as passed."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -54,10 +63,21 @@ def _register(info: CodeInfo) -> None:
     _CODES[info.code] = info
 
 
-def check(code: str, severity: str, title: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a check that raises `code`; its docstring documents the code."""
+F = TypeVar("F", bound=Callable[..., Any])
 
-    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+
+def check(code: str, severity: str, title: str) -> Callable[[F], F]:
+    """Register a check that raises `code`; its docstring documents the code.
+
+    The check's parameters name the inputs it needs (see `ctcdoctor.measure`); a parameter
+    called `context` is refused, so that a check can never reach past what it declares.
+    """
+
+    def decorate(function: F) -> F:
+        if "context" in inspect.signature(function).parameters:
+            raise TypeError(
+                f"check {function.__name__} ({code}) takes `context`: name the measured inputs it needs instead"
+            )
         _register(CodeInfo(code, Severity.parse(severity), title, inspect.getdoc(function) or "", function))
         return function
 
@@ -80,7 +100,7 @@ def finding(
 ) -> Finding:
     """Build a finding for a registered code, taking its title and severity from the registry."""
     if code not in _CODES:
-        load_builtin()  # codes raised outside checks (overfit, runner) live in ctcdoctor.codes
+        load_builtin()
     info = _CODES[code]
     return Finding(
         code=code,
@@ -92,14 +112,25 @@ def finding(
     )
 
 
+#: Modules that document codes raised outside the checks (with `document`), next to the code raising them.
+DOCUMENTING_MODULES = ("ctcdoctor.engine", "ctcdoctor.overfit.diagnose")
+
+_loaded = False
+
+
 def load_builtin() -> None:
-    """Import every module of `ctcdoctor.checks` (and the modules that document codes)."""
+    """Import every module of `ctcdoctor.checks` and the modules that document other codes."""
+    global _loaded
+    if _loaded:
+        return
     import ctcdoctor.checks as package
 
     for module in pkgutil.iter_modules(package.__path__):
         if not module.name.startswith("_"):
             importlib.import_module(f"{package.__name__}.{module.name}")
-    importlib.import_module("ctcdoctor.codes")
+    for name in DOCUMENTING_MODULES:
+        importlib.import_module(name)
+    _loaded = True
 
 
 def all_codes() -> list[CodeInfo]:
@@ -120,3 +151,31 @@ def checks() -> list[CodeInfo]:
 def matches(code: str, prefixes: Iterable[str]) -> bool:
     """Selection by code prefix, as flake8 does: `CTC0` selects every code from CTC001 to CTC0 followed by two digits."""
     return any(code.startswith(prefix.upper()) for prefix in prefixes)
+
+
+def unknown_codes(prefixes: Iterable[str]) -> list[str]:
+    """The codes or prefixes that match no registered code (a typo such as CTC9999 or CTC0O1)."""
+    known = [info.code for info in all_codes()]
+    return [prefix for prefix in prefixes if not any(code.startswith(prefix.upper()) for code in known)]
+
+
+def select_checks(select_prefixes: Iterable[str] = (), ignore_prefixes: Iterable[str] = ()) -> list[CodeInfo]:
+    chosen = list(select_prefixes)
+    ignored = list(ignore_prefixes)
+    selected = []
+    for info in checks():
+        if chosen and not matches(info.code, chosen):
+            continue
+        if ignored and matches(info.code, ignored):
+            continue
+        selected.append(info)
+    return selected
+
+
+def sort_findings(findings: Iterable[Finding]) -> tuple[Finding, ...]:
+    return tuple(sorted(findings, key=lambda item: (-item.severity.rank, item.code)))
+
+
+def apply_ignore(findings: Iterable[Finding], ignore_prefixes: Iterable[str]) -> list[Finding]:
+    ignored = list(ignore_prefixes)
+    return [item for item in findings if not (ignored and matches(item.code, ignored))]

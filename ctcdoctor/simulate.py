@@ -16,8 +16,14 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from ctcdoctor.ctc import ctc_loss, edit_distance, greedy_decode, pseudo_ground_truth, spikiness
-from ctcdoctor.describe import plural
+from ctcdoctor.ctc import (
+    ctc_loss,
+    edit_distance,
+    greedy_decode,
+    pseudo_ground_truth,
+    spikiness,
+)
+from ctcdoctor.render.phrases import plural
 
 BLANK = 0
 

@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 from ctcdoctor import Setup
-from ctcdoctor.context import Context, Options
-from ctcdoctor.runner import run_checks, select
+from ctcdoctor.engine import Context, Options
+from ctcdoctor.engine import run_checks
+from ctcdoctor.registry import select_checks as select
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ from rich.console import Console
 
 from ctchelpers import ROOT
 from ctcdoctor.findings import Finding, Severity
-from ctcdoctor.report.console import render_console
+from ctcdoctor.render.console import RenderOptions, render_console
 from ctcdoctor.findings import CheckResult, Report
 
 GOLDEN = ROOT / "tests" / "golden" / "check_report.txt"
@@ -32,12 +32,12 @@ def _report() -> Report:
         Finding("CTC080", Severity.INFO, "spiky, blank-dominated outputs", "blank ratio 0.95.", ""),
     )
     checks = (CheckResult("infeasible_alignment", "CTC001", "findings", 0.01), CheckResult("spiky_outputs", "CTC080", "findings", 0.02))
-    return Report("check", "examples/model.py", findings, checks, extras={"seconds": 1.5})
+    return Report("check", "examples/model.py", findings, checks, seconds=1.5)
 
 
 def render(verbose: bool) -> str:
     buffer = io.StringIO()
-    render_console(_report(), Console(file=buffer, width=100, color_system=None, force_terminal=False), verbose=verbose)
+    render_console(_report(), Console(file=buffer, width=100, color_system=None, force_terminal=False), RenderOptions(verbose=verbose))
     return buffer.getvalue()
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 import re
 
 from ctchelpers import ROOT
-from ctcdoctor.docgen import render
+from ctcdoctor.render.docgen import render
 from ctcdoctor.registry import all_codes
 
 
 def test_checks_md_is_generated_from_the_registry():
     page = (ROOT / "docs" / "checks.md").read_text(encoding="utf-8")
-    assert page == render(), "docs/checks.md is stale: run `python -m ctcdoctor.docgen > docs/checks.md`"
+    assert page == render(), "docs/checks.md is stale: run `python -m ctcdoctor.render.docgen > docs/checks.md`"
 
 
 def test_every_code_has_an_example_and_a_fix():

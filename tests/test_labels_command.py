@@ -6,7 +6,7 @@ import json
 from typer.testing import CliRunner
 
 from ctcdoctor.cli import app
-from ctcdoctor.labels_file import read_label_bytes
+from ctcdoctor.labels import read_label_bytes
 
 ALPHABET = "abcdefghijklmnopqrstuvwxyz "
 

@@ -14,9 +14,10 @@ from typer.testing import CliRunner
 
 from ctcdoctor import Setup
 from ctcdoctor.cli import app
-from ctcdoctor.overfit import OverfitOptions, find_head, run_overfit
-from ctcdoctor.overfit_diagnosis import classify_failure
-from ctcdoctor.samples import parse_samples, pick_samples
+from ctcdoctor.overfit.result import OverfitOptions
+from ctcdoctor.overfit.train import find_head, run_overfit
+from ctcdoctor.overfit.diagnose import classify_failure
+from ctcdoctor.load.samples import parse_samples, pick_samples
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,7 +95,7 @@ def _json(result) -> dict:
 
 
 def _load(path, function="build") -> Setup:
-    from ctcdoctor.loading import load_setup
+    from ctcdoctor.load.spec import load_setup
 
     return load_setup(f"{path}:{function}")
 
@@ -279,7 +280,7 @@ def test_classify_failure_rules():
 
 def test_ctc_path_names_what_runs_and_rejects_an_impossible_kernel(monkeypatch):
     from ctcdoctor.errors import UserInputError
-    from ctcdoctor.overfit import ctc_path
+    from ctcdoctor.overfit.train import ctc_path
 
     lp = torch.zeros(4, 1, 3)
     assert "CPU" in ctc_path(lp) and "triton" not in ctc_path(lp)
@@ -298,7 +299,7 @@ def test_parse_samples():
 
 
 def test_overfit_leaves_the_callers_random_state_alone(tmp_path):
-    from ctcdoctor.loading import load_setup
+    from ctcdoctor.load.spec import load_setup
 
     path = tmp_path / "rng_model.py"
     path.write_text(USER_MODULE)
@@ -314,7 +315,7 @@ def test_overfit_leaves_the_callers_random_state_alone(tmp_path):
 
 
 def _failed_result(losses, lr=1e-3, blank_ratio=0.5, decode="gafah", target="gaifah"):
-    from ctcdoctor.overfit import Evaluation, OverfitResult
+    from ctcdoctor.overfit.result import Evaluation, OverfitResult
 
     result = OverfitResult(samples=(0,), source="test", targets=(target,), trained=True, steps_run=len(losses))
     result.losses = list(losses)
@@ -329,7 +330,8 @@ def _failed_result(losses, lr=1e-3, blank_ratio=0.5, decode="gafah", target="gai
 
 def test_a_slowly_but_steadily_falling_loss_is_called_falling_and_gets_a_concrete_budget():
     # Like the review's dict_inputs run (0.183 -> 0.161 over the last quarter, smooth): falling, not "flat".
-    from ctcdoctor.overfit_diagnosis import explain_failure, loss_summary
+    from ctcdoctor.overfit.curve import loss_summary
+    from ctcdoctor.overfit.diagnose import explain_failure
 
     losses = [9.3 * math.exp(-step / 40) + 0.16 + 0.2 * math.exp(-step / 250) for step in range(1, 501)]
     summary = loss_summary(losses)
@@ -343,7 +345,8 @@ def test_a_slowly_but_steadily_falling_loss_is_called_falling_and_gets_a_concret
 
 
 def test_a_noisy_plateau_is_flat_and_the_hint_does_not_ask_for_more_steps():
-    from ctcdoctor.overfit_diagnosis import explain_failure, loss_summary
+    from ctcdoctor.overfit.curve import loss_summary
+    from ctcdoctor.overfit.diagnose import explain_failure
 
     losses = [5.0] * 10 + [0.8 + (0.2 if step % 3 == 0 else -0.1) for step in range(490)]
     assert loss_summary(losses)["trend"] == "flat"
@@ -352,7 +355,7 @@ def test_a_noisy_plateau_is_flat_and_the_hint_does_not_ask_for_more_steps():
 
 
 def test_early_blank_phase_with_a_falling_loss_is_not_a_collapse():
-    from ctcdoctor.overfit_diagnosis import explain_failure
+    from ctcdoctor.overfit.diagnose import explain_failure
 
     losses = [9.3 * math.exp(-step / 15) + 1.8 * math.exp(-step / 200) for step in range(1, 51)]
     verdict = classify_failure(losses, 1.0, True, None)
@@ -364,7 +367,7 @@ def test_early_blank_phase_with_a_falling_loss_is_not_a_collapse():
 
 
 def test_collapse_hint_only_suggests_a_learning_rate_that_differs_from_the_current_one():
-    from ctcdoctor.overfit_diagnosis import Verdict, explain_failure
+    from ctcdoctor.overfit.diagnose import Verdict, explain_failure
 
     flat = [8.2] * 200
     found = explain_failure(Verdict("CTC071", "blank"), _failed_result(flat, lr=1e-3, blank_ratio=1.0, decode=""), [], {})
@@ -374,12 +377,12 @@ def test_collapse_hint_only_suggests_a_learning_rate_that_differs_from_the_curre
 
 
 def test_unwritable_plot_or_output_fails_before_training(module, tmp_path, monkeypatch):
-    import ctcdoctor.overfit
+    import ctcdoctor.overfit.train
 
     def no_training(*args, **kwargs):
         raise AssertionError("trained although the output path is unwritable")
 
-    monkeypatch.setattr(ctcdoctor.overfit, "run_overfit", no_training)
+    monkeypatch.setattr(ctcdoctor.overfit.train, "run_overfit", no_training)
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     for option, name in (("--plot", "p.png"), ("--output", "r.json")):

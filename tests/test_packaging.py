@@ -47,11 +47,11 @@ def test_installed_wheel_runs_from_another_directory(wheel, tmp_path):
     assert where.returncode == 0, where.stderr
     assert where.stdout.strip().startswith(str(target))
     codes = subprocess.run(
-        [sys.executable, "-m", "ctcdoctor.cli", "explain", "CTC001"], capture_output=True, text=True, cwd=elsewhere, env=env, timeout=120
+        [sys.executable, "-m", "ctcdoctor", "explain", "CTC001"], capture_output=True, text=True, cwd=elsewhere, env=env, timeout=120
     )
     assert codes.returncode == 0 and "CTC001" in codes.stdout
     check = subprocess.run(
-        [sys.executable, "-m", "ctcdoctor.cli", "check", str(ROOT / "examples" / "ocr_crnn.py"), "--select", "CTC01"],
+        [sys.executable, "-m", "ctcdoctor", "check", str(ROOT / "examples" / "ocr_crnn.py"), "--select", "CTC01"],
         capture_output=True, text=True, cwd=elsewhere, env=env, timeout=300,
     )
     assert check.returncode == 0, check.stdout + check.stderr

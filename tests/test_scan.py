@@ -8,9 +8,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from ctcdoctor.batches import build_target_table, normalise_batch
+from ctcdoctor.load.batches import build_target_table, normalise_batch
 from ctcdoctor.cli import app
-from ctcdoctor.scan import TargetParts, histogram
+from ctcdoctor.load.batches import TargetParts
+from ctcdoctor.scan.run import histogram
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,7 +119,7 @@ def test_scan_reports_ctc005_like_check_when_lengths_are_probed(tmp_path):
 
 
 def test_unknown_lengths_read_as_unknown_with_the_reason():
-    from ctcdoctor.scan import lengths_status
+    from ctcdoctor.scan.run import lengths_status
 
     text = lengths_status("unknown", "The size of tensor a (61) must match the size of tensor b (100)")
     assert text.startswith("output lengths unknown: probing the model failed (The size of tensor a (61)")
@@ -127,19 +128,19 @@ def test_unknown_lengths_read_as_unknown_with_the_reason():
 
 
 def test_plot_title_is_readable():
-    from ctcdoctor.plots_scan import plot_spare_frames
+    from ctcdoctor.render.plot_scan import plot as plot_spare_frames
 
     figure = plot_spare_frames({"samples": 64, "lengths_source": "setup", "spare_frames": {"histogram": [{"from": 0, "to": 1, "count": 64}]}})
     assert figure.axes[0].get_title() == "64 samples; output lengths from Setup.output_lengths"
 
 
 def test_unwritable_plot_fails_before_the_scan(tmp_path, monkeypatch):
-    import ctcdoctor.scan
+    import ctcdoctor.scan.run
 
     def no_scan(*args, **kwargs):
         raise AssertionError("scanned although --plot is unwritable")
 
-    monkeypatch.setattr(ctcdoctor.scan, "read_all", no_scan)
+    monkeypatch.setattr(ctcdoctor.scan.run, "read_all", no_scan)
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     result = CliRunner().invoke(app, ["scan", str(ROOT / "examples/ocr_crnn.py"), "--plot", str(blocker / "s.png")])

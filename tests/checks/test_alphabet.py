@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ctcdoctor.checks.alphabet import alphabet_problems
-from ctcdoctor.labels_file import alphabet_problems as analyse
+from ctcdoctor.labels import alphabet_problems as analyse
 
 
 def kinds(alphabet):

@@ -60,8 +60,8 @@ def test_zero_infinity_hides_infeasible_samples():
 # ---------------------------------------------------------------- direct, small cases
 
 def _item(layout="TNC", T=12, N=4, C=6, seed=0):
-    from ctcdoctor.batches import normalise_batch
-    from ctcdoctor.inputs.model_checks import Prepared
+    from ctcdoctor.load.batches import normalise_batch
+    from ctcdoctor.measure.reference import Prepared
 
     generator = torch.Generator().manual_seed(seed)
     logits = torch.randn(T, N, C, generator=generator)
@@ -76,7 +76,7 @@ def _item(layout="TNC", T=12, N=4, C=6, seed=0):
 
 
 def test_agreeing_criterion_agrees():
-    from ctcdoctor.inputs.model_checks import audit_criterion
+    from ctcdoctor.measure.criterion import audit_criterion
 
     item = _item()
 
@@ -89,7 +89,7 @@ def test_agreeing_criterion_agrees():
 
 
 def test_missing_transpose_that_raises_is_named_layout():
-    from ctcdoctor.inputs.model_checks import audit_criterion
+    from ctcdoctor.measure.criterion import audit_criterion
 
     item = _item(layout="NTC")
 
@@ -102,7 +102,7 @@ def test_missing_transpose_that_raises_is_named_layout():
 
 
 def test_swapped_lengths_that_raise_are_named():
-    from ctcdoctor.inputs.model_checks import audit_criterion
+    from ctcdoctor.measure.criterion import audit_criterion
 
     item = _item()
 
@@ -116,7 +116,7 @@ def test_swapped_lengths_that_raise_are_named():
 
 def test_criterion_that_raises_is_reported():
     from ctcdoctor.checks.criterion import criterion_disagrees
-    from ctcdoctor.inputs.model_checks import CriterionAudits, audit_criterion
+    from ctcdoctor.measure.criterion import CriterionAudits, audit_criterion
 
     def criterion(output, batch):
         raise KeyError("log_probs")
@@ -129,7 +129,7 @@ def test_criterion_that_raises_is_reported():
 
 def test_unexplained_difference_is_still_reported():
     from ctcdoctor.checks.criterion import criterion_disagrees
-    from ctcdoctor.inputs.model_checks import CriterionAudits, audit_criterion
+    from ctcdoctor.measure.criterion import CriterionAudits, audit_criterion
 
     def criterion(output, batch):
         return torch.tensor(123.0)
@@ -140,8 +140,8 @@ def test_unexplained_difference_is_still_reported():
 
 
 def _prepared(targets, output_lengths, input_lengths, T=12, C=6, seed=0):
-    from ctcdoctor.batches import normalise_batch
-    from ctcdoctor.inputs.model_checks import Prepared
+    from ctcdoctor.load.batches import normalise_batch
+    from ctcdoctor.measure.reference import Prepared
 
     generator = torch.Generator().manual_seed(seed)
     N = targets.shape[0]
@@ -154,7 +154,7 @@ def _prepared(targets, output_lengths, input_lengths, T=12, C=6, seed=0):
 def test_wrong_blank_names_both_indices_and_blames_setup_blank_when_the_targets_use_it():
     # Targets use 0..4 and the loss uses blank=5 (the last class): Setup.blank = 0 is what is wrong.
     from ctcdoctor.checks.criterion import criterion_disagrees
-    from ctcdoctor.inputs.model_checks import CriterionAudits, audit_criterion
+    from ctcdoctor.measure.criterion import CriterionAudits, audit_criterion
 
     targets = torch.tensor([[0, 1, 2], [3, 4, 0], [2, 0, 1], [4, 3, 2]])
     lengths = torch.full((4,), 12)
@@ -173,7 +173,7 @@ def test_wrong_blank_names_both_indices_and_blames_setup_blank_when_the_targets_
 def test_raw_input_lengths_cut_to_the_output_are_recognised():
     # The model halves the time axis; the criterion passes the raw lengths, clamped to T to avoid F.ctc_loss's error.
     from ctcdoctor.checks.criterion import criterion_disagrees
-    from ctcdoctor.inputs.model_checks import CriterionAudits, audit_criterion
+    from ctcdoctor.measure.criterion import CriterionAudits, audit_criterion
 
     targets = torch.tensor([[1, 2, 3], [3, 4, 1], [2, 5, 1], [4, 3, 2]])
     output_lengths = torch.tensor([12, 9, 7, 10])

@@ -40,8 +40,8 @@ def test_healthy_examples_raise_none_of_these_codes(example):
 
 
 def test_user_model_is_left_exactly_as_found():
-    from ctcdoctor.context import Context
-    from ctcdoctor.loading import load_setup
+    from ctcdoctor.engine import Context
+    from ctcdoctor.load.spec import load_setup
 
     setup = load_setup(str(ROOT / "examples/ocr_crnn.py"))
     setup.model.train()
@@ -55,8 +55,8 @@ def test_user_model_is_left_exactly_as_found():
 
 
 def test_layers_are_ordered_by_execution():
-    from ctcdoctor.context import Context
-    from ctcdoctor.loading import load_setup
+    from ctcdoctor.engine import Context
+    from ctcdoctor.load.spec import load_setup
 
     setup = load_setup(str(ROOT / "examples/broken/grad_where_log.py"))
     layers = Context(setup).get("gradients").layers
@@ -65,8 +65,8 @@ def test_layers_are_ordered_by_execution():
 
 def test_frozen_parameters_are_not_reported():
     from ctcdoctor.checks.gradients import parameters_without_gradient
-    from ctcdoctor.context import Context
-    from ctcdoctor.loading import load_setup
+    from ctcdoctor.engine import Context
+    from ctcdoctor.load.spec import load_setup
 
     setup = load_setup(str(ROOT / "examples/ocr_crnn.py"))
     setup.model.cnn.requires_grad_(False)
@@ -84,7 +84,7 @@ def test_gradient_findings_on_constant_inputs_point_at_the_inputs_not_at_detach(
 
 def test_gradient_findings_leave_healthy_inputs_alone():
     from ctcdoctor.checks.gradients import _blame_inputs
-    from ctcdoctor.input_stats import InputStats
+    from ctcdoctor.measure.inputs import InputStats
 
     healthy = InputStats(8, (), 0, 0, 0.0, 1.0, -3.0, 3.0, False, (), 800)
     assert _blame_inputs("m.", "H.", healthy, "x") == ("m.", "H.")

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from ctcdoctor.checks.init_loss import init_loss_too_high, nonfinite_init_loss
 from ctcdoctor.cli import app
-from ctcdoctor.inputs.model_checks import InitLoss
+from ctcdoctor.measure.init_loss import InitLoss
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,7 +6,7 @@ import torch
 from ctcdoctor.checks import lengths
 from ctchelpers import TinyCTC, codes_of, healthy_setup, make_batches, run_codes
 from ctcdoctor import Setup
-from ctcdoctor.context import Options
+from ctcdoctor.engine import Options
 
 
 def test_healthy_setup_has_no_length_findings():

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ctcdoctor.checks.spikiness import spiky_outputs
-from ctcdoctor.inputs.model_checks import OutputSpikiness
+from ctcdoctor.measure.spikiness import OutputSpikiness
 
 
 def test_blank_collapsed_outputs_are_reported():
@@ -10,8 +10,8 @@ def test_blank_collapsed_outputs_are_reported():
 
     import torch
 
-    from ctcdoctor.context import Context
-    from ctcdoctor.loading import load_setup
+    from ctcdoctor.engine import Context
+    from ctcdoctor.load.spec import load_setup
 
     setup = load_setup(str(Path(__file__).resolve().parents[2] / "examples/ocr_crnn.py"))
     context = Context(setup)

@@ -71,10 +71,11 @@ def test_bad_arguments(kw, match):
 
 
 def test_plot(runs, tmp_path):
-    from ctcdoctor.plots import plot_simulation
+    from ctcdoctor.render.plot_simulate import plot as plot_simulation
 
     path = tmp_path / "sim.png"
-    fig = plot_simulation(runs["alpha"], path)
+    fig = plot_simulation(runs["alpha"])
+    fig.savefig(path)
     assert path.stat().st_size > 10_000
     assert len([a for a in fig.axes if a.get_visible()]) == len(runs["alpha"].snapshots)
     ax = fig.axes[0]

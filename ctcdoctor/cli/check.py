@@ -1,0 +1,43 @@
+"""`ctcdoctor check SPEC`: load the spec, run every selected check, report."""
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from ctcdoctor.cli import options as opt
+from ctcdoctor.cli.output import Emit, emit, guarded, stderr_console
+
+
+def check(
+    spec: opt.Spec,
+    output_format: opt.Format = opt.OutputFormat.text,
+    output: opt.Output = None,
+    select: opt.Select = [],  # noqa: B006 - typer reads the default, never mutates it
+    ignore: opt.Ignore = [],  # noqa: B006
+    fail_on: opt.FailOnOption = None,
+    max_batches: Annotated[Optional[int], typer.Option("--max-batches", min=1, help="Batches the model is run on [default: 2].", show_default=False)] = None,
+    scan_batches: Annotated[Optional[int], typer.Option("--scan-batches", min=1, help="Batches the label and length checks read [default: 32].", show_default=False)] = None,
+    device: opt.Device = None,
+    verbose: opt.Verbose = False,
+    debug: opt.Debug = False,
+) -> None:
+    """Load SPEC's model and data and run every check on them."""
+
+    def work() -> int:
+        from ctcdoctor.config import resolve_settings, spec_folder
+        from ctcdoctor.engine import check_spec
+
+        opt.ensure_writable(output, "--output")
+        settings = resolve_settings(
+            spec_folder(spec), fail_on=fail_on, select=select, ignore=ignore,
+            max_batches=max_batches, scan_batches=scan_batches, device=device,
+        )
+        if output_format is opt.OutputFormat.text:
+            with stderr_console().status("checking…") as status:
+                report = check_spec(spec, settings, on_check=lambda info: status.update(f"{info.code} {info.title}"))
+        else:
+            report = check_spec(spec, settings)
+        return emit(report, Emit(output_format, output, verbose), settings.fail_on)
+
+    guarded(debug, work)

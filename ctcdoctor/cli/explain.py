@@ -1,0 +1,41 @@
+"""`ctcdoctor explain CODE` and `ctcdoctor codes`: the documentation of the finding codes. No torch here."""
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from ctcdoctor.cli.output import fail
+
+
+def explain(code: Annotated[str, typer.Argument(help="A finding code such as CTC001.", show_default=False)]) -> None:
+    """Print the documentation of a finding code."""
+    from rich.markdown import Markdown
+
+    from ctcdoctor.registry import all_codes, get_code
+
+    info = get_code(code.strip())
+    if info is None:
+        known = ", ".join(item.code for item in all_codes())
+        fail(f"unknown code {code!r}", f"Known codes: {known}.")
+        return
+    console = Console()
+    console.print(f"[bold]{info.code}[/] ({info.severity.value}) — {escape(info.title)}\n")
+    console.print(Markdown(info.doc))
+
+
+def codes() -> None:
+    """List every finding code with its severity and title."""
+    from rich.table import Table
+
+    from ctcdoctor.registry import all_codes
+
+    table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
+    table.add_column("code")
+    table.add_column("severity")
+    table.add_column("title")
+    for info in all_codes():
+        table.add_row(info.code, info.severity.value, escape(info.title))
+    Console().print(table)

@@ -1,0 +1,73 @@
+"""The options shared by the commands, declared once so a flag means the same thing everywhere,
+and the check that an output path is writable before the work starts."""
+from __future__ import annotations
+
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import typer
+
+from ctcdoctor.errors import UserInputError
+
+
+class OutputFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+class FailOn(str, Enum):
+    error = "error"
+    warning = "warning"
+    info = "info"
+
+
+SPEC_HELP = "Your module and function: path/to/file.py[:build] or package.module[:build]."
+
+Spec = Annotated[str, typer.Argument(help=SPEC_HELP, show_default=False, metavar="SPEC")]
+Format = Annotated[OutputFormat, typer.Option("--format", "-f", metavar="text|json", help="text for people, json for CI (stdout carries only the JSON).")]
+Output = Annotated[Optional[Path], typer.Option("--output", "-o", metavar="FILE", help="Also write the JSON report to this file.", show_default=False)]
+Select = Annotated[List[str], typer.Option("--select", metavar="CODES", help="Report only these codes or prefixes (repeat or comma-separate).", show_default=False)]
+Ignore = Annotated[List[str], typer.Option("--ignore", metavar="CODES", help="Skip these codes or prefixes (repeat or comma-separate).", show_default=False)]
+FailOnOption = Annotated[Optional[FailOn], typer.Option("--fail-on", metavar="error|warning|info", help="Exit 1 on findings at or above this severity [default: error].", show_default=False)]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show every check with its status and time.")]
+Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+Plot = Annotated[Optional[Path], typer.Option("--plot", metavar="FILE", help="Write the figure to this file (.png, .pdf or .svg).", show_default=False)]
+Device = Annotated[Optional[str], typer.Option("--device", metavar="DEVICE", help="Run a copy of the model on this device: auto, cpu, cuda or cuda:N [default: where it is].", show_default=False)]
+
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def ensure_writable(path: Path | None, option: str) -> None:
+    """Raise UserInputError (exit 2) naming `option` and `path` when a file cannot be written there.
+
+    A run of `overfit` or `scan` can take minutes; finding out at the end that the figure or the
+    report cannot be written throws that work away, so this tries the path up front: it creates
+    the missing parent folders (the command would create them anyway) and opens the file for
+    appending, removing it again if it did not exist. Permission bits alone do not tell (root
+    may write anywhere, yet not into /proc).
+    """
+    if path is None:
+        return
+    if path.is_dir():
+        raise UserInputError(f"{option} {path} is a folder", f"Give a file name, e.g. {path / 'report'}{path.suffix or '.png'}.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        existed = path.exists()
+        with open(path, "ab"):
+            pass
+        if not existed:
+            os.unlink(path)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise UserInputError(f"cannot write {option} {path}: {reason}", "Choose a path in a folder you can write to.") from None
+
+
+def ensure_plot_path(path: Path | None, option: str = "--plot") -> None:
+    """A figure path must have a suffix matplotlib writes and must be writable."""
+    if path is None:
+        return
+    if path.suffix.lower() not in PLOT_SUFFIXES:
+        raise UserInputError(f"{option} {path}: write a .png (or .pdf/.svg) file", f"Use e.g. {option} figure.png.")
+    ensure_writable(path, option)

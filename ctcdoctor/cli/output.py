@@ -1,0 +1,119 @@
+"""Running a command body and emitting its report: the documented exit codes, stdout kept for
+the report alone, chatter and errors on stderr.
+
+With `--format json` stdout must carry the JSON document and nothing else, so the user's own
+`print()` calls (in their module, data set or `forward`) go to stderr while a command runs.
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+import traceback
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Callable, Iterator
+
+import typer
+from rich.console import Console
+
+from ctcdoctor.cli.options import OutputFormat
+from ctcdoctor.errors import ExitCode, UserInputError
+
+#: The stdout the report goes to: the process's stdout at the start of the command, before the
+#: user's prints were redirected to stderr.
+_REPORT_STREAM: ContextVar[IO[str] | None] = ContextVar("report_stream", default=None)
+
+
+def stderr_console() -> Console:
+    """Progress, status lines and errors: stderr, wrapped only in a terminal."""
+    return Console(stderr=True, soft_wrap=not sys.stderr.isatty())
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def fail(message: str, hint: str = "", code: ExitCode = ExitCode.USAGE) -> None:
+    console = stderr_console()
+    # soft_wrap: one logical line each, so logs and greps keep the whole cause.
+    console.print(f"[bold red]error:[/] {_escape(message)}", soft_wrap=True)
+    if hint:
+        console.print(f"[green]fix:[/] {_escape(hint)}", soft_wrap=True)
+    raise typer.Exit(int(code))
+
+
+@contextlib.contextmanager
+def _user_prints_to_stderr() -> Iterator[None]:
+    token = _REPORT_STREAM.set(sys.stdout)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _REPORT_STREAM.reset(token)
+
+
+def guarded(debug: bool, work: Callable[[], int]) -> None:
+    """Run a command body and map its end to the documented exit codes; a traceback only with --debug."""
+    try:
+        with _user_prints_to_stderr():
+            code = work()
+    except typer.Exit:
+        raise
+    except UserInputError as error:
+        if debug:
+            traceback.print_exc()
+        fail(error.message, error.hint, ExitCode.USAGE)
+    except KeyboardInterrupt:
+        stderr_console().print("interrupted")
+        raise typer.Exit(130) from None
+    except Exception as error:  # an internal error of ctcdoctor, not a finding
+        if debug:
+            traceback.print_exc()
+        fail(
+            f"internal error: {type(error).__name__}: {error}",
+            "Run again with --debug and report the traceback at the ctcdoctor issue tracker.",
+            ExitCode.INTERNAL,
+        )
+    raise typer.Exit(code)
+
+
+@dataclass(frozen=True)
+class Emit:
+    """How a command wants its report shown."""
+
+    output_format: OutputFormat = OutputFormat.text
+    output: Path | None = None
+    verbose: bool = False
+    every: int | None = None
+    """For `simulate`: print the metrics table every this many steps."""
+
+
+def report_stream() -> IO[str]:
+    return _REPORT_STREAM.get() or sys.stdout
+
+
+def emit(report, how: Emit, fail_on) -> int:  # noqa: ANN001 - Report and Severity, imported lazily
+    """Print the report (JSON alone on stdout with --format json), write --output, return the exit code."""
+    from ctcdoctor.findings import fails
+    from ctcdoctor.render.json import render_json
+
+    document = render_json(report)
+    if how.output is not None:
+        try:
+            how.output.parent.mkdir(parents=True, exist_ok=True)
+            how.output.write_text(document + "\n", encoding="utf-8")
+        except OSError as error:
+            raise UserInputError(f"cannot write --output {how.output}: {error.strerror or error}", "Choose a writable path.") from error
+    stream = report_stream()
+    if how.output_format is OutputFormat.json:
+        stream.write(document + "\n")
+        stream.flush()
+    else:
+        from ctcdoctor.render.console import RenderOptions, render_console
+
+        console = Console(file=stream, soft_wrap=not stream.isatty())
+        render_console(report, console, RenderOptions(verbose=how.verbose, every=how.every))
+    return int(ExitCode.FINDINGS if fails(list(report.findings), fail_on) else ExitCode.OK)

@@ -1,0 +1,69 @@
+"""`ctcdoctor simulate`: the Li & Wang CTC training simulator, with progress, metrics and a figure."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ctcdoctor.cli import options as opt
+from ctcdoctor.cli.output import Emit, emit, guarded, stderr_console
+
+
+def simulate(
+    label: Annotated[str, typer.Option("--label", help="Label text; its distinct characters become the classes (blank is 0).")] = "abcd",
+    frames: Annotated[int, typer.Option("--frames", min=1, help="Output frames T of the free logit matrix.")] = 40,
+    steps: Annotated[int, typer.Option("--steps", min=0, help="Gradient-descent steps.")] = 200,
+    alpha: Annotated[Optional[float], typer.Option("--alpha", help="Non-blank proportion of the pseudo ground truth, in (0, 1).", show_default=False)] = None,
+    gamma: Annotated[float, typer.Option("--gamma", min=0.0, help="Key-frame weighting exponent (0 = plain CTC).")] = 0.0,
+    lr: Annotated[float, typer.Option("--lr", help="SGD learning rate on the logits.")] = 1.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the initial logits.")] = 0,
+    every: Annotated[Optional[int], typer.Option("--every", min=1, help="Print metrics every N steps [default: steps/10].", show_default=False)] = None,
+    plot: opt.Plot = None,
+    out: Annotated[Optional[Path], typer.Option("--out", hidden=True, help="Old name of --plot.")] = None,
+    output_format: opt.Format = opt.OutputFormat.text,
+    output: opt.Output = None,
+    fail_on: opt.FailOnOption = None,
+    debug: opt.Debug = False,
+) -> None:
+    """Train a free logit matrix on one label under (modified) CTC and watch it turn spiky.
+
+    Plain CTC goes through a suppression phase (blank wins every frame) and a peaking phase (labels return as one-frame spikes); --alpha 0.5 keeps about half the frames non-blank, --gamma 1 concentrates the gradient on the frames still far from their target.
+    """
+
+    def work() -> int:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from ctcdoctor.config import resolve_settings
+        from ctcdoctor.errors import UserInputError
+        from ctcdoctor.findings import Report
+        from ctcdoctor.simulate import simulate as run_simulation
+
+        settings = resolve_settings(fail_on=fail_on)
+        if plot is not None and out is not None and plot != out:
+            raise UserInputError(f"--plot {plot} and --out {out} name two figures", "Give --plot only (--out is its old name).")
+        figure = plot or out
+        opt.ensure_plot_path(figure, "--plot" if plot is not None else "--out")  # before the run: a failed write must not throw it away
+        opt.ensure_writable(output, "--output")
+        with Progress(
+            TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+            TimeElapsedColumn(), console=stderr_console(), transient=True,
+        ) as progress:
+            task = progress.add_task("simulate", total=steps, loss="…")
+            try:
+                result = run_simulation(label, frames, steps=steps, alpha=alpha, gamma=gamma, lr=lr, seed=seed,
+                                        on_step=lambda metrics: progress.update(task, completed=metrics.step, loss=f"{metrics.loss:.3f}"))
+            except ValueError as error:
+                raise UserInputError(f"simulate: {error}", "Adjust the options; see `ctcdoctor simulate --help`.") from error
+        document = result.as_dict(history=True)
+        if figure is not None:
+            from ctcdoctor.render.figures import save
+            from ctcdoctor.render.plot_simulate import plot as draw
+
+            save(draw(result), figure)
+            document["plot"] = str(figure)
+        spec = f"--label {label!r} --frames {frames}" + (f" --alpha {alpha}" if alpha is not None else "") + (f" --gamma {gamma}" if gamma else "")
+        report = Report("simulate", spec, (), (), document, config=str(settings.config_path) if settings.config_path else None)
+        return emit(report, Emit(output_format, output, every=every), settings.fail_on)
+
+    guarded(debug, work)

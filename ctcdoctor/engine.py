@@ -1,0 +1,262 @@
+"""The engine of `check`: lazily computed inputs, and running the selected checks on them.
+
+An input (running the model on a batch, probing the layout, one backward pass) is computed
+once, on first request, and shared by every check that names it; a failure is cached too, so
+a model that raises is run, and reported, once. Providers are registered with
+`@provides(name)` in the modules of `ctcdoctor.measure`; adding an input never requires
+touching this file.
+
+A check that raises becomes a CTC999 finding and the others still run; a check whose inputs
+could not be built is reported as skipped, with the reason.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import importlib
+import pkgutil
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ctcdoctor.config import Settings
+from ctcdoctor.errors import BatchError, UserInputError
+from ctcdoctor.findings import CheckResult, Finding, Report
+from ctcdoctor.protocol import Setup
+from ctcdoctor.registry import CodeInfo, SkipCheck, apply_ignore, document, finding, select_checks, sort_findings
+
+_PROVIDERS: dict[str, Callable[["Context"], Any]] = {}
+
+
+def provides(name: str) -> Callable[[Callable[["Context"], Any]], Callable[["Context"], Any]]:
+    def decorate(function: Callable[["Context"], Any]) -> Callable[["Context"], Any]:
+        _PROVIDERS[name] = function
+        return function
+
+    return decorate
+
+
+def load_providers() -> None:
+    import ctcdoctor.measure as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{module.name}")
+
+
+@dataclass(frozen=True)
+class Options:
+    max_batches: int = 2
+    """How many batches the model is run on."""
+    scan_batches: int = 32
+    """How many batches the label and length checks read (at least max_batches)."""
+    device: str | None = None
+    """Run the model on this device (on a copy of the model); None keeps it where it is."""
+
+
+class InputUnavailable(Exception):
+    """An input could not be computed; carries the original exception."""
+
+    def __init__(self, name: str, error: BaseException) -> None:
+        super().__init__(f"{name}: {type(error).__name__}: {error}")
+        self.name = name
+        self.error = error
+
+
+class Context:
+    """Everything the checks may ask for about one user set-up."""
+
+    def __init__(self, setup: Setup, options: Options | None = None, overrides: dict[str, Any] | None = None) -> None:
+        load_providers()
+        self.setup = setup
+        self.options = options or Options()
+        self._values: dict[str, Any] = {"setup": setup, "options": self.options, **(overrides or {})}
+        self._errors: dict[str, InputUnavailable] = {}
+        self._local: dict[str, Callable[[], Any]] = {}
+        self._model: Any = None
+
+    def put(self, name: str, compute: Callable[[], Any]) -> None:
+        """Compute input `name` this way in this context only (lazily, once), instead of its provider."""
+        self._local[name] = compute
+
+    @property
+    def model(self) -> Any:
+        """The user's model, or a copy of it on `--device`; never moved in place."""
+        if self._model is None:
+            from ctcdoctor.load.device import resolve_device
+
+            model = self.setup.model
+            if self.options.device:
+                wanted = resolve_device(self.options.device)
+                current = next(iter(model.parameters()), None)
+                if current is None or current.device != wanted:
+                    model = copy.deepcopy(model).to(wanted)
+            self._model = model
+        return self._model
+
+    def get(self, name: str) -> Any:
+        if name in self._values:
+            return self._values[name]
+        if name in self._errors:
+            raise self._errors[name]
+        local = self._local.get(name)
+        provider = _PROVIDERS.get(name)
+        if local is None and provider is None:
+            raise KeyError(f"no input named {name!r}; known inputs: {sorted(set(_PROVIDERS) | set(self._values))}")
+        try:
+            value = local() if local is not None else provider(self)  # type: ignore[misc]
+        except UserInputError:
+            # Not a batch, an empty loader: the command ends with exit 2, not a finding.
+            raise
+        except InputUnavailable as error:
+            # An input that depends on a failed input fails for the same reason: report the root once.
+            self._errors[name] = error
+            raise
+        except Exception as error:
+            self._errors[name] = InputUnavailable(name, error)
+            raise self._errors[name] from error
+        self._values[name] = value
+        return value
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self.get(name)
+
+
+def _crash(info: CodeInfo, error: BaseException) -> Finding:
+    return finding(
+        "CTC999",
+        f"check {info.check_name} ({info.code}) raised {type(error).__name__}: {error}",
+        "This is a bug in ctcdoctor or in an assumption it makes about your set-up: "
+        "run with --debug and report the traceback.",
+        {"check": info.check_name, "code": info.code, "exception": type(error).__name__,
+         "traceback": traceback.format_exception_only(type(error), error)[-1].strip()},
+    )
+
+
+def _unavailable(error: InputUnavailable, needed_by: list[str]) -> Finding:
+    """One finding for an input that could not be built, naming the checks it took down."""
+    cause = error.error
+    model_failed = str(cause).startswith("model(inputs) failed")
+    what = str(cause) if model_failed else f"could not compute {error.name!r}: {type(cause).__name__}: {cause}"
+    return finding(
+        "CTC999",
+        f"{what}. {len(needed_by)} checks that need it were skipped ({', '.join(item.split()[0] for item in needed_by)}).",
+        "Run one batch through the model by hand (model(inputs)) and fix the error, then run ctcdoctor again."
+        if model_failed else
+        "Fix the error above in your model or data, then run again; if it comes from ctcdoctor, report it with --debug.",
+        {"input": error.name, "exception": type(cause).__name__, "skipped": needed_by},
+        title="the model failed on a batch" if model_failed else f"could not compute {error.name}",
+    )
+
+
+def _skip_reason(error: InputUnavailable) -> str:
+    cause = error.error
+    text = str(cause) if str(cause).startswith("model(inputs) failed") else f"{type(cause).__name__}: {cause}"
+    return f"input {error.name!r} unavailable: {text}"
+
+
+def run_checks(
+    context: Context,
+    selected: list[CodeInfo],
+    on_check: Callable[[CodeInfo], None] | None = None,
+) -> tuple[list[Finding], list[CheckResult]]:
+    """Run each selected check on the inputs it names; never raises for a check's own failure."""
+    findings: list[Finding] = []
+    results: list[CheckResult] = []
+    failed_inputs: dict[str, tuple[InputUnavailable, list[str]]] = {}
+    for info in selected:
+        if on_check is not None:
+            on_check(info)
+        started = time.perf_counter()
+        status, reason = "passed", ""
+        try:
+            arguments = {name: context.get(name) for name in info.inputs}
+            produced = list(info.check(**arguments) or [])  # type: ignore[misc]
+            findings.extend(produced)
+            if produced:
+                status = "findings"
+        except UserInputError:
+            raise
+        except SkipCheck as skip:
+            status, reason = "skipped", skip.reason
+        except InputUnavailable as error:
+            status, reason = "skipped", _skip_reason(error)
+            failed_inputs.setdefault(str(error), (error, []))[1].append(f"{info.code} ({info.check_name})")
+        except Exception as error:
+            status, reason = "crashed", f"{type(error).__name__}: {error}"
+            findings.append(_crash(info, error))
+        results.append(CheckResult(info.check_name or info.code, info.code, status, time.perf_counter() - started, reason))
+    for error, needed_by in failed_inputs.values():
+        findings.append(_unavailable(error, needed_by))
+    return findings, results
+
+
+
+def check_setup(
+    setup: Setup,
+    settings: Settings | None = None,
+    spec: str = "",
+    on_check: Callable[[CodeInfo], None] | None = None,
+) -> Report:
+    """Run the selected checks on a loaded set-up and return the report (findings sorted, worst first)."""
+    settings = settings or Settings()
+    started = time.perf_counter()
+    selected = select_checks(settings.select, settings.ignore)
+    if not selected:
+        # A gate that runs nothing must not pass silently.
+        raise UserInputError(
+            f"--select {','.join(settings.select) or '-'} --ignore {','.join(settings.ignore) or '-'} leaves no check to run",
+            "See `ctcdoctor codes`; CTC07x are raised by `ctcdoctor overfit`, CTC090 by `ctcdoctor labels`.",
+        )
+    options = Options(max_batches=settings.max_batches, scan_batches=settings.scan_batches, device=settings.device)
+    if options.device:
+        from ctcdoctor.load.device import resolve_device
+
+        resolve_device(options.device)
+    context = Context(setup, options)
+    # Read the batches up front: a loader that yields non-batches is a usage error (exit 2), not a finding.
+    try:
+        context.get("batches")
+    except BatchError as error:
+        raise BatchError(f"spec {spec!r}: {error.message}" if spec else error.message, error.hint) from error
+    findings, results = run_checks(context, selected, on_check)
+    findings = apply_ignore(findings, settings.ignore)
+    return Report("check", spec, sort_findings(findings), tuple(results), seconds=time.perf_counter() - started,
+                  config=str(settings.config_path) if settings.config_path else None)
+
+
+def check_spec(spec: str, settings: Settings, on_check: Callable[[CodeInfo], None] | None = None) -> Report:
+    """Load `spec` (`path/to/file.py[:build]` or `package.module[:build]`) and check it."""
+    from ctcdoctor.load.spec import load_setup
+
+    started = time.perf_counter()
+    if settings.device:
+        from ctcdoctor.load.device import resolve_device
+
+        resolve_device(settings.device)
+    setup = load_setup(spec)
+    report = check_setup(setup, settings, spec, on_check)
+    # Wall time includes loading the spec, which the per-check timings do not.
+    return dataclasses.replace(report, seconds=time.perf_counter() - started)
+
+document(
+    "CTC999",
+    "error",
+    "a check crashed",
+    """
+    **What it means.** A check, or an input it needed (running the model on a batch,
+    probing the layout), raised an exception. The finding carries the exception text;
+    the other checks still ran.
+
+    **Example.** `model(inputs)` raises `RuntimeError: mat1 and mat2 shapes cannot be
+    multiplied` on batch 0: every check that needs the model output is skipped and one
+    CTC999 names the exception.
+
+    **Fix.** Read the exception in the message. If it comes from your model or data, fix
+    it there (run `model(inputs)` on one batch by hand); if it comes from ctcdoctor, run
+    again with `--debug` and report the traceback.
+    """,
+)
+

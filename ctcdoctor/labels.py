@@ -1,0 +1,378 @@
+"""Label files and alphabets: reading, tokenising, and what a silent encoder would drop.
+
+Pure functions (no torch, no rich): `ctcdoctor labels` renders their results, and
+`checks/alphabet.py` reuses `alphabet_problems` for `Setup.alphabet`.
+
+Line formats, detected per line:
+  `path<TAB>text`          everything after the first tab is the label
+  `path, "text"`           ICDAR style (quotes removed, `\\"` unescaped)
+  `path text`              everything after the first run of spaces is the label
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Sequence
+
+from ctcdoctor.render.phrases import listing, plural
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ctcdoctor.findings import Finding
+
+BOMS = {
+    b"\xef\xbb\xbf": "UTF-8",
+    b"\xff\xfe": "UTF-16 LE",
+    b"\xfe\xff": "UTF-16 BE",
+}
+ICDAR = re.compile(r'^(?P<path>[^,\s]+)\s*,\s*"(?P<text>.*)"\s*$')
+#: A single space is a legitimate symbol (the word separator); these are not.
+WHITESPACE_OK = {" "}
+
+
+@dataclass(frozen=True)
+class LabelLine:
+    number: int
+    """1-based line number in the file."""
+    path: str
+    text: str
+    format: str
+    """"tab", "icdar", "space" or "path-only"."""
+
+
+@dataclass
+class LabelFile:
+    lines: list[LabelLine] = field(default_factory=list)
+    bom: str | None = None
+    """Which byte-order mark the file starts with, if any."""
+    inner_boms: list[int] = field(default_factory=list)
+    """Line numbers holding U+FEFF after the start (concatenated files)."""
+    undecodable: list[tuple[int, str]] = field(default_factory=list)
+    """(line number, the bytes that are not UTF-8, as a repr)."""
+    blank_lines: int = 0
+
+
+def parse_line(text: str, number: int) -> LabelLine:
+    if "\t" in text:
+        path, _, label = text.partition("\t")
+        return LabelLine(number, path, label, "tab")
+    match = ICDAR.match(text)
+    if match:
+        return LabelLine(number, match["path"], match["text"].replace('\\"', '"'), "icdar")
+    parts = text.split(None, 1)
+    if len(parts) == 2:
+        # Keep inner spaces of the label; drop only the separator.
+        return LabelLine(number, parts[0], text[len(parts[0]):].lstrip(" "), "space")
+    return LabelLine(number, text.strip(), "", "path-only")
+
+
+def read_label_bytes(data: bytes) -> LabelFile:
+    result = LabelFile()
+    for mark, name in BOMS.items():
+        if data.startswith(mark):
+            result.bom = name
+            data = data[len(mark):]
+            break
+    if result.bom and result.bom.startswith("UTF-16"):
+        data = data.decode("utf-16-le" if result.bom.endswith("LE") else "utf-16-be", errors="replace").encode("utf-8")
+    pieces = data.split(b"\n")
+    if pieces and pieces[-1] == b"":
+        pieces.pop()  # the final newline ends the last line; it does not start a blank one
+    for number, raw in enumerate(pieces, start=1):
+        raw = raw[:-1] if raw.endswith(b"\r") else raw
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            result.undecodable.append((number, repr(raw[error.start:error.end + 3])))
+            text = raw.decode("utf-8", errors="replace")
+        if "\ufeff" in text:
+            result.inner_boms.append(number)
+            text = text.replace("\ufeff", "")
+        if not text.strip():
+            result.blank_lines += 1
+            continue
+        result.lines.append(parse_line(text, number))
+    return result
+
+
+def read_alphabet_arg(value: str) -> str | list[str]:
+    """`--alphabet`: a string of symbols, or `@file` (one line: its characters; several lines: one symbol per line)."""
+    if not value.startswith("@"):
+        return value
+    from pathlib import Path
+
+    text = Path(value[1:]).read_text(encoding="utf-8-sig")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+    if len(lines) == 1:
+        return lines[0]
+    return lines
+
+
+def tokenizer(alphabet: str | Sequence[str]):
+    """Greedy longest-match tokenisation over the alphabet's symbols (what an encoder of multi-character symbols does).
+
+    Returns a function text -> (tokens, unknown characters) where tokens are symbols or None for unknown characters.
+    """
+    symbols = set(alphabet)
+    longest = max((len(symbol) for symbol in symbols), default=1)
+
+    def tokenize(text: str) -> tuple[list[str], list[str]]:
+        tokens, unknown, position = [], [], 0
+        while position < len(text):
+            for size in range(min(longest, len(text) - position), 0, -1):
+                piece = text[position:position + size]
+                if piece in symbols:
+                    tokens.append(piece)
+                    position += size
+                    break
+            else:
+                unknown.append(text[position])
+                position += 1
+        return tokens, unknown
+
+    return tokenize
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str
+    message: str
+    hint: str
+    evidence: dict
+
+    @property
+    def title(self) -> str:
+        """The finding's title: the specific problem, not the code's whole family."""
+        return TITLES.get(self.kind, self.kind)
+
+
+TITLES = {
+    "bom": "the label file starts with a byte-order mark",
+    "inner_bom": "byte-order marks inside the label file",
+    "undecodable": "label lines that are not UTF-8",
+    "outside": "label symbols outside the alphabet",
+    "empty": "empty labels",
+    "duplicates": "duplicate symbols in the alphabet",
+    "whitespace": "empty or whitespace symbols in the alphabet",
+    "unicode": "alphabet symbols not in NFC Unicode form",
+    "round_trip": "alphabet symbols that do not survive encode→decode",
+}
+
+
+def _show(symbol: str) -> str:
+    return repr(symbol) if symbol.strip() == symbol and symbol.isprintable() else f"{symbol!r} (U+{ord(symbol[0]):04X}{'…' if len(symbol) > 1 else ''})"
+
+
+def alphabet_problems(alphabet: str | Sequence[str]) -> list[Problem]:
+    """Duplicates, whitespace-only or padded entries, non-NFC symbols, failed encode->decode round trips."""
+    symbols = list(alphabet)
+    problems: list[Problem] = []
+    counts = Counter(symbols)
+    duplicates = {symbol: count for symbol, count in counts.items() if count > 1}
+    if duplicates:
+        positions = {symbol: [i + 1 for i, s in enumerate(symbols) if s == symbol] for symbol in duplicates}
+        problems.append(Problem(
+            "duplicates",
+            f"{plural(len(duplicates), 'symbol appears', 'symbols appear')} more than once: "
+            + ", ".join(f"{_show(s)} at classes {positions[s]}" for s in list(duplicates)[:8])
+            + ". An encoder's dict keeps the last class, so the first one is never a target but still gets output mass.",
+            "Remove the duplicates (e.g. alphabet = ''.join(dict.fromkeys(alphabet))) and shrink the output layer to match.",
+            {"duplicates": {s: positions[s] for s in list(duplicates)[:20]}},
+        ))
+    empty = [i + 1 for i, s in enumerate(symbols) if s == ""]
+    whitespace = [(i + 1, s) for i, s in enumerate(symbols) if s and not s.strip() and s not in WHITESPACE_OK]
+    padded = [(i + 1, s) for i, s in enumerate(symbols) if s.strip() and s != s.strip()]
+    if empty or whitespace or padded:
+        parts = []
+        if empty:
+            parts.append(f"empty symbols at classes {empty[:8]}")
+        if whitespace:
+            parts.append("whitespace-only symbols " + ", ".join(f"{_show(s)} at class {i}" for i, s in whitespace[:8]))
+        if padded:
+            parts.append("symbols with surrounding whitespace " + ", ".join(f"{s!r} at class {i}" for i, s in padded[:8]))
+        problems.append(Problem(
+            "whitespace",
+            "; ".join(parts) + " (a single ' ' is accepted as the word separator). They usually come from reading an "
+            "alphabet file with a trailing newline or tab, and match no label text.",
+            "Strip each alphabet entry of newlines/tabs when reading it (keep a single ' ' only if labels contain spaces).",
+            {"empty": empty[:20], "whitespace": [[i, s] for i, s in whitespace[:20]], "padded": [[i, s] for i, s in padded[:20]]},
+        ))
+    not_nfc = [(i + 1, s) for i, s in enumerate(symbols) if unicodedata.normalize("NFC", s) != s]
+    combining = [(i + 1, s) for i, s in enumerate(symbols) if len(s) == 1 and unicodedata.combining(s)]
+    if not_nfc or combining:
+        shown = not_nfc or combining
+        problems.append(Problem(
+            "unicode",
+            "symbols in decomposed (non-NFC) Unicode form: " + ", ".join(f"{_show(s)} at class {i}" for i, s in shown[:8])
+            + ". Label text is usually NFC (é as one code point), so it never matches them.",
+            "Normalise both the alphabet and the labels with unicodedata.normalize('NFC', text).",
+            {"symbols": [[i, s] for i, s in shown[:20]]},
+        ))
+    # Round trip: encode each symbol's text with a greedy longest-match encoder, decode the indices back.
+    index = {symbol: i + 1 for i, symbol in enumerate(symbols)}
+    tokenize = tokenizer(symbols)
+    failed = []
+    for position, symbol in enumerate(symbols, start=1):
+        if not symbol or symbol in duplicates:
+            continue  # a duplicate fails the round trip by definition: reported once, above
+        tokens, unknown = tokenize(symbol)
+        decoded = "".join(symbols[index[token] - 1] for token in tokens)
+        if unknown or decoded != symbol or [index[token] for token in tokens] != [position]:
+            failed.append({"class": position, "symbol": symbol, "encoded": [index[token] for token in tokens]})
+    if failed:
+        problems.append(Problem(
+            "round_trip",
+            f"encode→decode does not give back {plural(len(failed), 'symbol')}: "
+            + ", ".join(f"{_show(item['symbol'])} (class {item['class']}) encodes to {item['encoded']}" for item in failed[:8])
+            + ". Symbols that are made of other symbols make the encoding ambiguous.",
+            "Make every symbol unique and encode labels with the same tokenisation the decoder inverts.",
+            {"failed": failed[:20]},
+        ))
+    return problems
+
+
+@dataclass
+class LabelReport:
+    """What `ctcdoctor labels` found; all counts over non-blank lines."""
+
+    lines: int
+    formats: dict
+    outside: Counter
+    """Symbol -> occurrences of characters outside the alphabet."""
+    outside_examples: dict
+    """Symbol -> [(line, text, what a silent encoder keeps)]."""
+    lines_with_outside: int
+    empty: list[int]
+    """Line numbers with an empty label."""
+    emptied: list[int]
+    """Line numbers whose label becomes empty once unknown symbols are dropped."""
+    longest: list[tuple[int, int, str]]
+    """(tokens, line, text) of the longest labels."""
+    lengths: list[int]
+
+
+def analyse_labels(parsed: LabelFile, alphabet: str | Sequence[str] | None, top: int = 5) -> LabelReport:
+    tokenize = tokenizer(alphabet) if alphabet is not None else None
+    outside: Counter = Counter()
+    examples: dict = {}
+    lines_with_outside = 0
+    empty, emptied, sized, lengths = [], [], [], []
+    formats = Counter(line.format for line in parsed.lines)
+    for line in parsed.lines:
+        if line.text == "":
+            empty.append(line.number)
+            lengths.append(0)
+            continue
+        if tokenize is not None:
+            tokens, unknown = tokenize(line.text)
+            if unknown:
+                lines_with_outside += 1
+                outside.update(unknown)
+                kept = "".join(tokens)
+                for symbol in set(unknown):
+                    bucket = examples.setdefault(symbol, [])
+                    if len(bucket) < 3:
+                        bucket.append((line.number, line.text, kept))
+                if not tokens:
+                    emptied.append(line.number)
+            size = len(tokens)
+        else:
+            size = len(line.text)
+        lengths.append(size)
+        sized.append((size, line.number, line.text))
+    longest = sorted(sized, key=lambda item: (-item[0], item[1]))[:top]
+    return LabelReport(len(parsed.lines), dict(formats), outside, examples, lines_with_outside, empty, emptied, longest, lengths)
+
+
+def label_problems(parsed: LabelFile, report: LabelReport, alphabet) -> list[Problem]:
+    """CTC090 problems of a label file."""
+    problems: list[Problem] = []
+    if parsed.bom:
+        problems.append(Problem(
+            "bom",
+            f"the file starts with a {parsed.bom} byte-order mark: read as plain UTF-8, the first path (or label) starts "
+            "with U+FEFF, an invisible symbol outside any alphabet.",
+            "Open the file with encoding='utf-8-sig', or re-save it without a BOM.",
+            {"bom": parsed.bom},
+        ))
+    if parsed.inner_boms:
+        problems.append(Problem(
+            "inner_bom",
+            f"U+FEFF (a byte-order mark) appears inside {plural(len(parsed.inner_boms), 'line')}: {listing(parsed.inner_boms)} "
+            "(files concatenated with their BOMs).",
+            "Strip '\\ufeff' from every line when reading the labels.",
+            {"lines": parsed.inner_boms[:50]},
+        ))
+    if parsed.undecodable:
+        problems.append(Problem(
+            "undecodable",
+            f"{plural(len(parsed.undecodable), 'line')} {'is' if len(parsed.undecodable) == 1 else 'are'} not valid UTF-8: "
+            + ", ".join(f"line {number} ({raw})" for number, raw in parsed.undecodable[:5])
+            + ". The file is probably Latin-1/cp1252, or mixes encodings.",
+            "Convert the file to UTF-8 (e.g. iconv -f cp1252 -t utf-8), or open it with the encoding it was written in.",
+            {"lines": [number for number, _ in parsed.undecodable[:50]]},
+        ))
+    if report.outside:
+        total = sum(report.outside.values())
+        listed = []
+        for symbol, count in report.outside.most_common(8):
+            number, text, kept = report.outside_examples[symbol][0]
+            listed.append(f"{_show(symbol)} ×{count} (line {number}: {text!r} → {kept!r})")
+        lower_fixes = alphabet is not None and all(symbol.lower() in set(alphabet) for symbol in report.outside)
+        hint = ("Every unknown symbol is an upper-case letter whose lower case is in the alphabet: lower-case the labels "
+                "(text.lower()) or add the capitals to the alphabet." if lower_fixes else
+                "Add these symbols to the alphabet (and one output class each), or map/remove them explicitly and log it.")
+        problems.append(Problem(
+            "outside",
+            f"{total} characters in {report.lines_with_outside} of {report.lines} labels are outside the alphabet "
+            f"({len(report.outside)} distinct); an encoder that skips unknown symbols would silently drop them: "
+            + "; ".join(listed) + ".",
+            hint,
+            {"symbols": {s: c for s, c in report.outside.most_common(50)}, "lines_affected": report.lines_with_outside,
+             "examples": {s: [{"line": n, "text": t, "kept": k} for n, t, k in v] for s, v in list(report.outside_examples.items())[:20]}},
+        ))
+    if report.empty or report.emptied:
+        parts = []
+        if report.empty:
+            parts.append(f"{plural(len(report.empty), 'label')} {'is' if len(report.empty) == 1 else 'are'} empty (lines {listing(report.empty)})")
+        if report.emptied:
+            parts.append(f"{plural(len(report.emptied), 'label')} {'becomes' if len(report.emptied) == 1 else 'become'} empty once symbols outside the alphabet are dropped "
+                         f"(lines {listing(report.emptied)})")
+        problems.append(Problem(
+            "empty",
+            "; ".join(parts) + ": those samples teach the model to output only blanks.",
+            "Drop these samples or fix their text; keep empty labels only for deliberate silence/blank images.",
+            {"empty": report.empty[:50], "emptied": report.emptied[:50]},
+        ))
+    return problems
+
+
+def check_labels(data: bytes, symbols: str | Sequence[str] | None, top: int = 5, file: str = "") -> tuple[list[Finding], dict[str, Any]]:
+    """The findings (CTC090 for the labels, CTC091 for the alphabet) and the `result` of `ctcdoctor labels`."""
+    from ctcdoctor.registry import finding
+
+    parsed = read_label_bytes(data)
+    report = analyse_labels(parsed, symbols, top)
+    found = [finding("CTC090", p.message, p.hint, {"problem": p.kind, **p.evidence}, title=p.title)
+             for p in label_problems(parsed, report, symbols)]
+    if symbols is not None:
+        found += [finding("CTC091", p.message, p.hint, {"problem": p.kind, **p.evidence}, title=p.title)
+                  for p in alphabet_problems(symbols)]
+    lengths = sorted(report.lengths)
+    result = {
+        "file": file,
+        "lines": report.lines,
+        "blank_lines": parsed.blank_lines,
+        "formats": report.formats,
+        "alphabet_size": len(symbols) if symbols is not None else None,
+        "outside_symbols": dict(report.outside.most_common()),
+        "empty_labels": report.empty,
+        "longest": [{"line": line, "length": size, "text": text} for size, line, text in report.longest],
+        "max_length": lengths[-1] if lengths else 0,
+        "median_length": lengths[len(lengths) // 2] if lengths else 0,
+    }
+    return found, result

@@ -1,0 +1,382 @@
+"""Normalise the user's batches, and gather every scanned target into one table.
+
+A batch is `(inputs, targets, input_lengths, target_lengths)` or a mapping with those
+keys; targets are padded `(N, S)` or concatenated 1-D, as in `F.ctc_loss`. Structural
+problems (not a batch at all) raise `BatchError` (exit 2); inconsistent lengths are left
+for the label checks to report as findings.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ctcdoctor.errors import BatchError
+
+BATCH_KEYS = ("inputs", "targets", "input_lengths", "target_lengths")
+BATCH_HINT = (
+    "Make the loader yield (inputs, targets, input_lengths, target_lengths) tuples, or dicts with those keys, "
+    "as torch.nn.functional.ctc_loss takes them."
+)
+
+
+@dataclass(frozen=True)
+class Batch:
+    inputs: Any
+    """Whatever `model(inputs)` takes; usually a tensor whose first axis is the batch."""
+    targets: torch.Tensor
+    input_lengths: torch.Tensor
+    target_lengths: torch.Tensor
+    index: int
+    """Position of the batch in the loader."""
+    first_sample: int
+    """Running index of the batch's first sample over the scanned batches."""
+    raw: Any
+    """The batch exactly as the loader yielded it (passed to the user's criterion)."""
+
+    @property
+    def size(self) -> int:
+        return int(self.input_lengths.shape[0])
+
+    @property
+    def concatenated(self) -> bool:
+        return self.targets.dim() == 1
+
+
+def _as_lengths(value: Any, name: str, batch_index: int) -> torch.Tensor:
+    try:
+        tensor = torch.as_tensor(value)
+    except Exception as error:
+        raise BatchError(f"batch {batch_index}: {name} is a {type(value).__name__} that is not a tensor ({error})", BATCH_HINT) from error
+    if tensor.dim() == 0:
+        tensor = tensor.reshape(1)
+    if tensor.dim() != 1:
+        raise BatchError(f"batch {batch_index}: {name} has shape {tuple(tensor.shape)}; it must be 1-D, one length per sample", BATCH_HINT)
+    if tensor.is_floating_point():
+        if not torch.equal(tensor, tensor.round()):
+            raise BatchError(f"batch {batch_index}: {name} holds fractional values", "Lengths are whole numbers of frames / labels: use an integer tensor.")
+    elif tensor.dtype not in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8):
+        raise BatchError(f"batch {batch_index}: {name} has dtype {tensor.dtype}", "Use an integer tensor of lengths.")
+    return tensor.detach().to("cpu", torch.long)
+
+
+def normalise_batch(raw: Any, index: int, first_sample: int) -> Batch:
+    """Turn one loader item into a `Batch`, or raise `BatchError` naming what is wrong."""
+    if isinstance(raw, Mapping):
+        missing = [key for key in BATCH_KEYS if key not in raw]
+        if missing:
+            raise BatchError(
+                f"batch {index}: the dict has keys {sorted(map(str, raw))} but lacks {missing}",
+                f"Use the keys {list(BATCH_KEYS)}.",
+            )
+        parts = [raw[key] for key in BATCH_KEYS]
+    elif isinstance(raw, (tuple, list)):
+        if len(raw) != 4:
+            raise BatchError(
+                f"batch {index}: the loader yielded a {type(raw).__name__} of {len(raw)} items, not 4",
+                BATCH_HINT,
+            )
+        parts = list(raw)
+    else:
+        raise BatchError(f"batch {index}: the loader yielded a {type(raw).__name__}, not a batch", BATCH_HINT)
+    inputs, targets, input_lengths, target_lengths = parts
+    if isinstance(targets, str) or (isinstance(targets, (list, tuple)) and targets and isinstance(targets[0], str)):
+        raise BatchError(
+            f"batch {index}: targets are text ({targets[0] if not isinstance(targets, str) else targets!r:.40}…), not class indices",
+            "Encode each label to class indices in the dataset or collate function "
+            "(e.g. [alphabet.index(ch) + 1 for ch in text] with blank 0), and pass target_lengths.",
+        )
+    try:
+        targets = torch.as_tensor(targets)
+    except Exception as error:
+        raise BatchError(f"batch {index}: targets are a {type(targets).__name__} that is not a tensor ({error})", BATCH_HINT) from error
+    if targets.dim() not in (1, 2):
+        raise BatchError(f"batch {index}: targets have shape {tuple(targets.shape)}; they must be padded (N, S) or concatenated 1-D", BATCH_HINT)
+    if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
+        raise BatchError(f"batch {index}: targets have dtype {targets.dtype}", "Encode labels as integer class indices (torch.long).")
+    input_lengths = _as_lengths(input_lengths, "input_lengths", index)
+    target_lengths = _as_lengths(target_lengths, "target_lengths", index)
+    if input_lengths.shape[0] != target_lengths.shape[0]:
+        raise BatchError(
+            f"batch {index}: {input_lengths.shape[0]} input lengths but {target_lengths.shape[0]} target lengths",
+            "Give one input length and one target length per sample.",
+        )
+    if isinstance(inputs, torch.Tensor) and inputs.dim() > 0 and inputs.shape[0] != input_lengths.shape[0]:
+        raise BatchError(
+            f"batch {index}: inputs have {inputs.shape[0]} samples on their first axis but input_lengths has {input_lengths.shape[0]}",
+            "Put the batch first in inputs (N, ...), one input length per sample.",
+        )
+    if targets.dim() == 2 and targets.shape[0] != input_lengths.shape[0]:
+        raise BatchError(
+            f"batch {index}: padded targets have {targets.shape[0]} rows for {input_lengths.shape[0]} samples",
+            "Padded targets are (N, S): one row per sample.",
+        )
+    return Batch(inputs, targets.detach().to("cpu", torch.long), input_lengths, target_lengths, index, first_sample, raw)
+
+
+def time_axis(inputs: Any, input_lengths: torch.Tensor) -> int | None:
+    """The input axis that input_lengths measure: the last one as long as the longest sample."""
+    if not isinstance(inputs, torch.Tensor) or inputs.dim() < 2 or input_lengths.numel() == 0:
+        return None
+    longest = int(input_lengths.max())
+    exact = [axis for axis in range(1, inputs.dim()) if inputs.shape[axis] == longest]
+    if exact:
+        return exact[-1]
+    longer = [axis for axis in range(1, inputs.dim()) if inputs.shape[axis] > longest]
+    return longer[-1] if len(longer) == 1 else None
+
+
+
+@dataclass(frozen=True)
+class TargetTable:
+    """Every scanned sample's target as one padded table, so checks stay vectorised."""
+
+    labels: torch.Tensor
+    """(M, S) long; entries past a sample's length are 0 (see `mask`)."""
+    mask: torch.Tensor
+    """(M, S) bool; True where `labels` holds a real label."""
+    lengths: torch.Tensor
+    """(M,) target lengths as given (may be inconsistent: see `length_problems`)."""
+    input_lengths: torch.Tensor
+    """(M,) input lengths as given."""
+    batch_index: torch.Tensor
+    """(M,) which batch each sample came from."""
+    length_problems: tuple[str, ...]
+    """Inconsistencies between targets and target_lengths, one sentence each (CTC012)."""
+    cache: dict[str, torch.Tensor] = field(default_factory=dict, compare=False, repr=False)
+    """`valid_lengths`, `repeats()` and `required_frames()`, computed once (several checks ask)."""
+
+    @property
+    def size(self) -> int:
+        return int(self.lengths.shape[0])
+
+    @property
+    def valid_lengths(self) -> torch.Tensor:
+        """Lengths clipped to what the targets actually hold."""
+        if "valid" not in self.cache:
+            self.cache["valid"] = self.mask.sum(dim=1)
+        return self.cache["valid"]
+
+    def repeats(self) -> torch.Tensor:
+        """(M,) adjacent equal labels per sample: each needs a blank frame between the two."""
+        if "repeats" not in self.cache:
+            if self.labels.shape[1] < 2:
+                self.cache["repeats"] = torch.zeros(self.size, dtype=torch.long)
+            else:
+                equal = (self.labels[:, :-1] == self.labels[:, 1:]) & self.mask[:, 1:]
+                # A byte view sums several times faster than a bool tensor.
+                self.cache["repeats"] = equal.view(torch.uint8).sum(dim=1, dtype=torch.int32).long()
+        return self.cache["repeats"]
+
+    def required_frames(self) -> torch.Tensor:
+        """(M,) minimum output frames for a CTC alignment: U + adjacent repeats."""
+        if "required" not in self.cache:
+            self.cache["required"] = self.valid_lengths + self.repeats()
+        return self.cache["required"]
+
+
+def _ids(batch: Batch, positions: torch.Tensor) -> list[int]:
+    return [batch.first_sample + int(p) for p in positions[:10]]
+
+
+def batch_targets(batch: Batch) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """The one target splitter: (labels (N, S), unmasked past each sample's end; labels kept per sample (N,),
+    clipped to what exists; the inconsistencies met) for one batch, padded or concatenated."""
+    lengths = batch.target_lengths
+    problems: list[str] = []
+    negative = (lengths < 0).nonzero().flatten()
+    if negative.numel():
+        problems.append(f"batch {batch.index}: target_lengths are negative for samples {_ids(batch, negative)}")
+    clipped = lengths.clamp(min=0)
+    if batch.concatenated:
+        total = int(clipped.sum())
+        available = batch.targets.shape[0]
+        if total != available:
+            problems.append(
+                f"batch {batch.index}: target_lengths sum to {total} but the concatenated targets hold {available} labels"
+            )
+        offsets = torch.cumsum(clipped, 0) - clipped
+        # A sample gets the labels that exist: clip at the end of the concatenated targets.
+        kept = (available - offsets).clamp(min=0).minimum(clipped)
+        width = int(kept.max()) if kept.numel() else 0
+        positions = (offsets.unsqueeze(1) + torch.arange(width).unsqueeze(0)).clamp(max=max(available - 1, 0))
+        labels = batch.targets[positions] if available else torch.zeros_like(positions)
+        return labels, kept, problems
+    width_all = batch.targets.shape[1]
+    too_long = (lengths > width_all).nonzero().flatten()
+    if too_long.numel():
+        problems.append(
+            f"batch {batch.index}: target_lengths exceed the padded width {width_all} for samples {_ids(batch, too_long)} "
+            f"(longest {int(lengths.max())})"
+        )
+    kept = clipped.clamp(max=width_all)
+    return batch.targets, kept, problems
+
+
+
+
+def split_targets(batch: Batch) -> tuple[list[torch.Tensor], list[str]]:
+    """Per-sample label sequences of a batch, clipped to what exists, plus the problems met."""
+    labels, kept, problems = batch_targets(batch)
+    return [labels[row, :length] for row, length in enumerate(kept.tolist())], problems
+
+
+@dataclass
+class TargetParts:
+    """Per-batch pieces of the target table, gathered while the loader runs; masked once at the end."""
+
+    labels: list[torch.Tensor]
+    kept: list[torch.Tensor]
+    lengths: list[torch.Tensor]
+    input_lengths: list[torch.Tensor]
+    batch_index: list[torch.Tensor]
+    problems: list[str]
+
+    @classmethod
+    def empty(cls) -> "TargetParts":
+        return cls([], [], [], [], [], [])
+
+    def add(self, batch: Batch) -> None:
+        labels, kept, problems = batch_targets(batch)
+        self.labels.append(labels)
+        self.kept.append(kept)
+        self.lengths.append(batch.target_lengths)
+        self.input_lengths.append(batch.input_lengths)
+        self.batch_index.append(torch.full((batch.size,), batch.index, dtype=torch.long))
+        self.problems.extend(problems)
+
+    def table(self) -> TargetTable:
+        if not self.labels:
+            empty = torch.zeros(0, dtype=torch.long)
+            return TargetTable(torch.zeros((0, 0), dtype=torch.long), torch.zeros((0, 0), dtype=torch.bool), empty, empty, empty, ())
+        width = max(labels.shape[1] for labels in self.labels)
+        kept = torch.cat(self.kept)
+        labels = torch.zeros((kept.shape[0], width), dtype=torch.long)
+        row = 0
+        for part in self.labels:
+            labels[row : row + part.shape[0], : part.shape[1]] = part
+            row += part.shape[0]
+        mask = torch.arange(width).unsqueeze(0) < kept.unsqueeze(1)
+        labels.masked_fill_(~mask, 0)
+        return TargetTable(labels, mask, torch.cat(self.lengths), torch.cat(self.input_lengths), torch.cat(self.batch_index),
+                         tuple(self.problems), {"valid": kept})
+
+
+def build_target_table(batches: list[Batch]) -> TargetTable:
+    parts = TargetParts.empty()
+    for batch in batches:
+        parts.add(batch)
+    return parts.table()
+
+
+def in_dataset_order(loader: Iterable[Any]) -> Iterable[Any]:
+    """A shuffling DataLoader re-made without shuffling, so that sample numbers in findings are
+    data set indices (what `overfit --sample N` takes), not positions in one random order."""
+    from torch.utils.data import DataLoader, IterableDataset, RandomSampler
+
+    if not isinstance(loader, DataLoader) or isinstance(loader.dataset, IterableDataset):
+        return loader
+    if loader.batch_size is None or not isinstance(loader.sampler, RandomSampler):
+        return loader  # a custom (bucketing, weighted) sampler decides the batches: keep it
+    return DataLoader(
+        loader.dataset,
+        batch_size=loader.batch_size,
+        shuffle=False,
+        collate_fn=loader.collate_fn,
+        num_workers=loader.num_workers,
+        drop_last=loader.drop_last,
+        worker_init_fn=loader.worker_init_fn,
+        multiprocessing_context=loader.multiprocessing_context if loader.num_workers else None,
+        persistent_workers=False,
+    )
+
+
+def iterate_batches(loader: Iterable[Any], limit: int | None = None) -> Iterator[Batch]:
+    """Normalised batches from the loader (in data set order), at most `limit`; a loader that
+    raises or yields nothing ends the command with exit 2 (`BatchError`), naming the batch and
+    the cause."""
+    iterator = iter(in_dataset_order(loader))
+    first_sample = 0
+    index = 0
+    while limit is None or index < limit:
+        try:
+            raw = next(iterator)
+        except StopIteration:
+            break
+        except Exception as error:
+            raise BatchError(
+                f"iterating the loader raised {type(error).__name__} at batch {index}: {error}",
+                "Fix the dataset or collate function (iterate it once by hand to see the error); use --debug for the traceback.",
+            ) from error
+        batch = normalise_batch(raw, index, first_sample)
+        yield batch
+        first_sample += batch.size
+        index += 1
+    if index == 0:
+        raise BatchError("the loader yielded no batches", "Check that the dataset is not empty and drop_last does not drop everything.")
+
+
+# ---------------------------------------------------------------- taking samples out of inputs
+
+def index_inputs(inputs: Any, index: torch.Tensor, size: int) -> Any:
+    """The samples `index` of `inputs` (a tensor, or tuples/lists/dicts of them): every tensor whose
+    first axis has the batch size `size` is indexed on it; anything else passes through."""
+    if isinstance(inputs, torch.Tensor):
+        if inputs.dim() > 0 and inputs.shape[0] == size:
+            return inputs[index.to(inputs.device)]
+        return inputs
+    if isinstance(inputs, tuple) and hasattr(inputs, "_fields"):  # a named tuple: rebuild field by field
+        return type(inputs)(*(index_inputs(item, index, size) for item in inputs))
+    if isinstance(inputs, (tuple, list)):
+        return type(inputs)(index_inputs(item, index, size) for item in inputs)
+    if isinstance(inputs, Mapping):
+        return {key: index_inputs(item, index, size) for key, item in inputs.items()}
+    return inputs
+
+
+def resize_batch(inputs: Any, count: int, size: int) -> Any:
+    """`inputs` cut or repeated to `count` samples (to run the model at another batch size)."""
+    repeats = -(-count // max(size, 1))
+    index = torch.arange(size).repeat(repeats)[:count]
+    return index_inputs(inputs, index, size)
+
+
+def select_samples(batch: Batch, indices: list[int]) -> Batch:
+    """A sub-batch of the given positions of `batch`, targets and lengths included."""
+    index = torch.tensor(indices, dtype=torch.long)
+    if batch.concatenated:
+        ends = torch.cumsum(batch.target_lengths.clamp_min(0), 0)
+        starts = ends - batch.target_lengths.clamp_min(0)
+        targets = torch.cat([batch.targets[int(starts[i]):int(ends[i])] for i in indices])
+    else:
+        targets = batch.targets[index]
+    return dataclasses.replace(
+        batch, inputs=index_inputs(batch.inputs, index, batch.size), targets=targets,
+        input_lengths=batch.input_lengths[index], target_lengths=batch.target_lengths[index], raw=None,
+    )
+
+
+def concat_inputs(items: list[Any]) -> Any:
+    """Single-sample inputs joined into one batch; tensors right-padded with zeros to a common shape."""
+    first = items[0]
+    if isinstance(first, torch.Tensor):
+        if len(items) == 1:
+            return first
+        shape = [max(item.shape[axis] for item in items) for axis in range(first.dim())]
+        padded = []
+        for item in items:
+            pad: list[int] = []
+            for axis in reversed(range(1, item.dim())):
+                pad.extend([0, shape[axis] - item.shape[axis]])
+            padded.append(torch.nn.functional.pad(item, pad) if any(pad) else item)
+        return torch.cat(padded)
+    if isinstance(first, tuple) and hasattr(first, "_fields"):
+        return type(first)(*(concat_inputs([item[k] for item in items]) for k in range(len(first))))
+    if isinstance(first, (tuple, list)):
+        return type(first)(concat_inputs([item[k] for item in items]) for k in range(len(first)))
+    if isinstance(first, Mapping):
+        return {key: concat_inputs([item[key] for item in items]) for key in first}
+    return first

@@ -1,0 +1,126 @@
+"""Pick single samples out of a user's loader, as one batch (used by `overfit`).
+
+Index the DataLoader's data set and reuse its collate function when there is one (the
+batch then looks exactly like training's); otherwise walk the loader and unbatch.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ctcdoctor.errors import UserInputError
+
+
+def parse_samples(text: str | None, default: Sequence[int] = (0,)) -> tuple[int, ...]:
+    """`"0,3,7"` -> (0, 3, 7); ranges `"0-3"` too. Raises UserInputError on junk."""
+    if text is None or not str(text).strip():
+        return tuple(default)
+    picked: list[int] = []
+    for part in str(text).replace(" ", "").split(","):
+        if not part:
+            continue
+        try:
+            if "-" in part:
+                low, high = part.split("-", 1)
+                picked.extend(range(int(low), int(high) + 1))
+            else:
+                picked.append(int(part))
+        except ValueError:
+            raise UserInputError(f"--samples {text!r}: {part!r} is not a sample index", "Write indices like 0 or 0,3,7 or 0-3.") from None
+    if not picked:
+        raise UserInputError(f"--samples {text!r} names no sample", "Write indices like 0 or 0,3,7.")
+    if any(index < 0 for index in picked):
+        raise UserInputError(f"--samples {text!r}: sample indices start at 0", "Use non-negative indices.")
+    return tuple(dict.fromkeys(picked))
+
+
+def pick_samples(loader: Any, indices: Sequence[int]) -> tuple[Any, str]:
+    """One raw batch holding exactly the chosen samples, and how it was obtained.
+
+    A DataLoader over a map-style data set: `collate_fn([dataset[i] for i in indices])`, so
+    sample i is `dataset[i]` whatever the loader's shuffling. Anything else: iterate the
+    loader and cut the samples out of their batches (inputs sliced on the first axis;
+    samples from different batches are right-padded with zeros to a common shape).
+    """
+    from torch.utils.data import DataLoader, IterableDataset
+
+    if isinstance(loader, DataLoader) and loader.batch_size is not None and not isinstance(loader.dataset, IterableDataset):
+        dataset = loader.dataset
+        try:
+            size = len(dataset)
+        except TypeError:
+            size = None
+        if size == 0:
+            raise _empty("the loader's data set is empty (len(dataset) == 0)")
+        outside = [i for i in indices if size is not None and i >= size]
+        if outside:
+            raise UserInputError(
+                f"sample {outside[0]} does not exist: the loader's data set has {size} samples",
+                f"Pick --sample between 0 and {size - 1}.",
+            )
+        try:
+            items = [dataset[i] for i in indices]
+            raw = loader.collate_fn(items)
+        except Exception as error:
+            raise UserInputError(
+                f"taking samples {list(indices)} from the loader's data set raised {type(error).__name__}: {error}",
+                "Make dataset[i] and the loader's collate_fn work on a list of items (try it by hand); use --debug for the traceback.",
+            ) from error
+        return raw, "dataset[i] + loader.collate_fn"
+    return _unbatch(loader, indices), "cut from the loader's batches"
+
+
+def _unbatch(loader: Any, indices: Sequence[int]) -> tuple[Any, ...]:
+    import torch
+
+    from ctcdoctor.load.batches import concat_inputs, index_inputs, normalise_batch, split_targets
+
+    wanted = set(indices)
+    found: dict[int, tuple[Any, torch.Tensor, int, int]] = {}
+    seen = 0
+    try:
+        for position, raw in enumerate(loader):
+            batch = normalise_batch(raw, position, seen)
+            sequences, _ = split_targets(batch)
+            for offset in range(batch.size):
+                index = seen + offset
+                if index in wanted:
+                    found[index] = (
+                        index_inputs(batch.inputs, torch.tensor([offset]), batch.size),
+                        sequences[offset],
+                        int(batch.input_lengths[offset]),
+                        int(batch.target_lengths[offset]),
+                    )
+            seen += batch.size
+            if len(found) == len(wanted):
+                break
+    except UserInputError:
+        raise
+    except Exception as error:
+        raise UserInputError(
+            f"iterating the loader raised {type(error).__name__}: {error}",
+            "Fix the data set or collate function (iterate it once by hand); use --debug for the traceback.",
+        ) from error
+    if seen == 0:
+        raise _empty("the loader yields no samples")
+    missing = [i for i in indices if i not in found]
+    if missing:
+        raise UserInputError(
+            f"sample {missing[0]} does not exist: the loader yields {seen} samples",
+            f"Pick --sample between 0 and {max(seen - 1, 0)}.",
+        )
+    parts = [found[i] for i in indices]
+    inputs = concat_inputs([part[0] for part in parts])
+    width = max((len(part[1]) for part in parts), default=0)
+    targets = torch.zeros(len(parts), width, dtype=torch.long)
+    for row, part in enumerate(parts):
+        targets[row, : len(part[1])] = part[1]
+    input_lengths = torch.tensor([part[2] for part in parts], dtype=torch.long)
+    target_lengths = torch.tensor([min(part[3], len(part[1])) for part in parts], dtype=torch.long)
+    return inputs, targets, input_lengths, target_lengths
+
+
+def _empty(what: str) -> UserInputError:
+    return UserInputError(
+        f"{what}: there is no sample to overfit",
+        "Check the data path and filters in build() (list the files it reads), then run again.",
+    )

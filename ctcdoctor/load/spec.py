@@ -1,0 +1,206 @@
+"""Load a user's `Setup` from a spec: `package.module:function` or `path/to/file.py:function`."""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import inspect
+import os
+import shlex
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Iterator
+
+from ctcdoctor.errors import SpecError
+from ctcdoctor.protocol import Setup
+
+DEFAULT_FUNCTION = "build"
+
+
+@dataclass(frozen=True)
+class ParsedSpec:
+    text: str
+    module: str
+    """A file path (ends with .py or contains a path separator) or a dotted module name."""
+    function: str
+    is_file: bool
+
+
+def parse_spec(spec: str) -> ParsedSpec:
+    text = spec.strip()
+    if not text:
+        raise SpecError("the spec is empty", "Pass a module and function, e.g. `ctcdoctor check mymodel:build`.")
+    module, function = text, DEFAULT_FUNCTION
+    # rsplit keeps Windows drive letters ("C:\\x.py") in the module part.
+    head, sep, tail = text.rpartition(":")
+    if sep and "/" not in tail and "\\" not in tail and not tail.endswith(".py") and (tail or head):
+        module, function = head, tail or DEFAULT_FUNCTION
+    if not function.isidentifier():
+        raise SpecError(
+            f"spec {spec!r}: {function!r} is not a function name",
+            "Write the spec as `path/to/file.py:function` or `package.module:function`.",
+        )
+    is_file = module.endswith(".py") or os.sep in module or "/" in module
+    return ParsedSpec(text, module, function, is_file)
+
+
+@contextlib.contextmanager
+def _importable(*folders: Path) -> Iterator[None]:
+    """Make the module's folder and the working directory importable while it loads."""
+    added = [str(folder) for folder in folders if str(folder) not in sys.path]
+    sys.path[:0] = added
+    try:
+        yield
+    finally:
+        for folder in added:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(folder)
+
+
+def _import_file(parsed: ParsedSpec) -> ModuleType:
+    path = Path(parsed.module).expanduser()
+    if not path.is_file():
+        hint = "Check the path; it is relative to the current directory."
+        if path.with_suffix(".py").is_file():
+            hint = f"Did you mean `{path.with_suffix('.py')}`?"
+        raise SpecError(f"spec {parsed.text!r}: no such file {str(path)!r}", hint)
+    path = path.resolve()
+    # A unique module name: two specs with the same file stem must not collide in sys.modules.
+    name = f"ctcdoctor_user_{path.stem}_{uuid.uuid4().hex[:8]}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise SpecError(f"spec {parsed.text!r}: {str(path)!r} cannot be imported as Python", "Point at a .py file.")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    with _importable(path.parent, Path.cwd()):
+        try:
+            spec.loader.exec_module(module)
+        except Exception as error:
+            sys.modules.pop(name, None)
+            hint = f"Fix the error in your module (run `python {shlex.quote(str(path))}` to see it), or use --debug for the traceback."
+            if isinstance(error, ImportError) and "relative import" in str(error):
+                dotted, root = _dotted_name(path)
+                hint = (
+                    f"The file is part of a package: run `ctcdoctor ... {dotted}:{parsed.function}` from {shlex.quote(str(root))}."
+                    if dotted else "Give the module as a dotted name (package.module:function) from the package's parent folder."
+                )
+            raise SpecError(f"spec {parsed.text!r}: importing {path.name} raised {type(error).__name__}: {error}", hint) from error
+    return module
+
+
+def _dotted_name(path: Path) -> tuple[str | None, Path]:
+    """`pkg/sub/mod.py` inside packages (folders with __init__.py) -> ("pkg.sub.mod", parent of pkg)."""
+    parts = [path.stem]
+    folder = path.parent
+    while (folder / "__init__.py").is_file():
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    return (".".join(parts), folder) if len(parts) > 1 else (None, folder)
+
+
+def _import_module(parsed: ParsedSpec) -> ModuleType:
+    with _importable(Path.cwd()):
+        try:
+            return importlib.import_module(parsed.module)
+        except ModuleNotFoundError as error:
+            if error.name and parsed.module.startswith(error.name):
+                raise SpecError(
+                    f"spec {parsed.text!r}: no module named {parsed.module!r}",
+                    "Run from the folder that contains it, or give a file path such as `path/to/model.py:build`.",
+                ) from error
+            raise SpecError(
+                f"spec {parsed.text!r}: importing {parsed.module} raised ModuleNotFoundError: {error}",
+                "Install the missing package, or fix the import in your module.",
+            ) from error
+        except Exception as error:
+            raise SpecError(
+                f"spec {parsed.text!r}: importing {parsed.module} raised {type(error).__name__}: {error}",
+                "Fix the error in your module, or use --debug for the traceback.",
+            ) from error
+
+
+def as_setup(value: Any, where: str = "the set-up", function: str = "build") -> Setup:
+    """A `Setup` from what `build()` returned (a Setup or a `(model, loader)` pair), validated."""
+    if isinstance(value, Setup):
+        setup = value
+    elif isinstance(value, (tuple, list)) and len(value) == 2:
+        setup = Setup(model=value[0], loader=value[1])
+    else:
+        raise SpecError(
+            f"{where}: {function}() returned {type(value).__name__}, not a ctcdoctor.Setup or a (model, loader) tuple",
+            "Return `Setup(model=model, loader=loader, ...)` or `(model, loader)`.",
+        )
+    _validate(where, setup)
+    return setup
+
+
+def _validate(where: str, setup: Setup) -> None:
+    import torch
+
+    if not isinstance(setup.model, torch.nn.Module):
+        raise SpecError(
+            f"{where}: the model is a {type(setup.model).__name__}, not a torch.nn.Module",
+            "Return the network itself (an nn.Module) as the model.",
+        )
+    if isinstance(setup.loader, (str, bytes)) or not hasattr(setup.loader, "__iter__"):
+        raise SpecError(
+            f"{where}: the loader is a {type(setup.loader).__name__}, which cannot be iterated over batches",
+            "Return a DataLoader, or any iterable of (inputs, targets, input_lengths, target_lengths) batches.",
+        )
+    if not isinstance(setup.blank, int) or isinstance(setup.blank, bool) or setup.blank < 0:
+        raise SpecError(f"{where}: Setup.blank is {setup.blank!r}, not a class index", "Set blank to an int >= 0.")
+    if setup.layout is not None and setup.layout not in ("TNC", "NTC"):
+        raise SpecError(
+            f"{where}: Setup.layout is {setup.layout!r}",
+            'Use "TNC" (time first, like F.ctc_loss) or "NTC" (batch first), or None to infer it.',
+        )
+    for name in ("criterion", "output_lengths", "optimizer"):
+        value = getattr(setup, name)
+        if value is not None and not callable(value):
+            raise SpecError(f"{where}: Setup.{name} is a {type(value).__name__}, not callable", f"Pass a function as {name}, or None.")
+    if setup.alphabet is not None and not isinstance(setup.alphabet, (str, list, tuple)):
+        raise SpecError(
+            f"{where}: Setup.alphabet is a {type(setup.alphabet).__name__}",
+            "Pass a string or a sequence of symbols for the non-blank classes, in class order.",
+        )
+
+
+def load_setup(spec: str) -> Setup:
+    """Import the spec's module, call its function, and return the validated `Setup`."""
+    parsed = parse_spec(spec)
+    module = _import_file(parsed) if parsed.is_file else _import_module(parsed)
+    function = getattr(module, parsed.function, None)
+    if function is None:
+        available = sorted(
+            name for name, value in vars(module).items()
+            if inspect.isfunction(value) and value.__module__ == module.__name__ and not name.startswith("_")
+        )
+        shown = ", ".join(available[:8]) or "none"
+        raise SpecError(
+            f"spec {parsed.text!r}: the module has no function {parsed.function!r} (functions defined there: {shown})",
+            f"Define `def {parsed.function}():` returning a Setup, or name another function after the colon.",
+        )
+    if not callable(function):
+        raise SpecError(f"spec {parsed.text!r}: {parsed.function} is not callable", "Point the spec at a function.")
+    folder = Path(module.__file__).resolve().parent if getattr(module, "__file__", None) else Path.cwd()
+    try:
+        inspect.signature(function).bind()
+    except TypeError as error:
+        raise SpecError(
+            f"spec {parsed.text!r}: {parsed.function}() cannot be called without arguments ({error})",
+            "ctcdoctor calls the function with no arguments: give every parameter a default.",
+        ) from error
+    except ValueError:
+        pass  # builtins without a signature: just call them
+    with _importable(folder, Path.cwd()):
+        try:
+            value = function()
+        except Exception as error:
+            raise SpecError(
+                f"spec {parsed.text!r}: {parsed.function}() raised {type(error).__name__}: {error}",
+                "Fix the error in your build function; use --debug for the traceback.",
+            ) from error
+    return as_setup(value, f"spec {parsed.text!r}", parsed.function)

@@ -1,0 +1,285 @@
+"""CTC030/CTC031: the user's criterion against reference CTC on the same batch, and which known
+mistake (swapped lengths, layout, wrong blank, probabilities, raw logits, reduction) reproduces it."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from ctcdoctor.engine import Context, provides
+from ctcdoctor.measure.model import to_tnc
+from ctcdoctor.measure.reference import (
+    REDUCTIONS,
+    Prepared,
+    close,
+    per_sample_ctc,
+    reduce_losses,
+)
+
+# ---------------------------------------------------------------- CTC030 / CTC031: the criterion audit
+
+@dataclass(frozen=True)
+class Candidate:
+    mistake: str
+    """Machine-readable name: swapped_lengths, layout, wrong_blank, probabilities, raw_logits, raw_input_lengths."""
+    variant: str
+    """What exactly the call did, in words."""
+    per_sample: torch.Tensor
+    corrected: str
+    """The corrected call."""
+    details: dict = field(default_factory=dict)
+    """Numbers the finding names (for wrong_blank: both blank indices and whether the targets use them)."""
+
+
+@dataclass(frozen=True)
+class CriterionAudit:
+    """The user's criterion against reference CTC on one batch."""
+
+    batch: int
+    first_sample: int
+    size: int
+    user: float | None
+    """The criterion's value (None when it raised)."""
+    user_error: str | None
+    reference: float
+    """F.ctc_loss(log_probs, targets, output_lengths, target_lengths, blank, reduction="mean")."""
+    reference_zero_infinity: float
+    agrees: bool
+    """The user's value equals the reference with the same reduction and zero_infinity=False."""
+    mistake: str | None
+    """None when agreeing or unexplained; else the mistake's name (see Candidate.mistake), or "reduction"."""
+    variant: str = ""
+    reduction: str = "mean"
+    zero_infinity: bool = False
+    """The user's value is reproduced only when infeasible samples count as 0."""
+    explained_value: float | None = None
+    corrected: str = ""
+    infeasible: tuple[int, ...] = ()
+    """Global indices of samples whose reference loss is +inf."""
+    per_sample_reference: tuple[float, ...] = ()
+    details: dict = field(default_factory=dict)
+    """The explaining candidate's details (see Candidate.details)."""
+
+
+@dataclass(frozen=True)
+class CriterionAudits:
+    audits: tuple[CriterionAudit, ...] = ()
+    skipped: str | None = None
+
+
+def _call_ctc(function: Callable[[], torch.Tensor]) -> torch.Tensor | None:
+    try:
+        with torch.no_grad():
+            value = function()
+    except Exception:
+        return None
+    return value.detach().double().cpu()
+
+
+def _user_value(criterion, item: Prepared, output) -> tuple[torch.Tensor | None, str | None]:
+    try:
+        with torch.no_grad():
+            value = criterion(output, item.batch.raw)
+    except Exception as error:
+        return None, f"{type(error).__name__}: {error}"
+    try:
+        tensor = torch.as_tensor(value.detach() if isinstance(value, torch.Tensor) else value).double().cpu().reshape(-1)
+    except Exception as error:
+        return None, f"the criterion returned a {type(value).__name__}, not a tensor or number ({error})"
+    return tensor, None
+
+
+def _corrected_call(blank: int, layout: str | None, kind: str | None, reduction: str = "mean") -> str:
+    output = "output.transpose(0, 1)" if layout == "NTC" else "output"
+    if kind == "logits":
+        output += ".log_softmax(-1)"
+    elif kind == "probs":
+        output = f"{output}.log()"
+    tail = f', reduction="{reduction}"' if reduction != "mean" else ""
+    call = f"F.ctc_loss({output}, targets, output_lengths, target_lengths, blank={blank}{tail})"
+    if kind == "probs":
+        # log() of a softmax underflows to -inf for confident outputs: the real fix is at the head.
+        call += " — better, end the model with log_softmax(dim=-1) and pass its output as is"
+    return call
+
+
+def _candidates(item: Prepared, blank: int, num_classes: int, corrected: str) -> list[Candidate]:
+    log_probs, targets, batch = item.log_probs, item.batch.targets, item.batch
+    lengths, target_lengths = item.lengths, batch.target_lengths
+    found: list[Candidate] = []
+
+    def add(mistake: str, variant: str, function: Callable[[], torch.Tensor], fix: str, details: dict | None = None) -> None:
+        value = _call_ctc(function)
+        if value is not None and value.shape[0] == batch.size:
+            found.append(Candidate(mistake, variant, value, fix, details or {}))
+
+    add("swapped_lengths", "input (frame) lengths and target lengths swapped",
+        lambda: per_sample_ctc(log_probs, targets, target_lengths, lengths, blank),
+        corrected + "  # frame lengths third, target lengths fourth")
+    if item.layout == "NTC":
+        native = log_probs.transpose(0, 1)  # (N, T, C) as the model returned it
+        add("layout", "the batch-first (N, T, C) output passed as (T, N, C) without a transpose",
+            lambda: per_sample_ctc(native, targets, lengths, target_lengths, blank),
+            corrected.replace("output", "output.transpose(0, 1)", 1) if "transpose" not in corrected else corrected)
+        T, N, C = log_probs.shape
+        add("layout", "the batch-first (N, T, C) output reshaped/viewed to (T, N, C) instead of transposed",
+            lambda: per_sample_ctc(native.reshape(T, N, C), targets, lengths, target_lengths, blank),
+            corrected + "  # use .transpose(0, 1), never .view/.reshape, to swap axes")
+    else:
+        add("layout", "the time-first (T, N, C) output transposed to (N, T, C) before the loss",
+            lambda: per_sample_ctc(log_probs.transpose(0, 1), targets, lengths, target_lengths, blank),
+            corrected + "  # the output is already (T, N, C): drop the transpose")
+    other = num_classes - 1 if blank == 0 else 0
+    used = _target_classes(batch)
+    add("wrong_blank", f"the loss uses blank={other} while Setup.blank is {blank}",
+        lambda: per_sample_ctc(log_probs, targets, lengths, target_lengths, other), corrected,
+        {"criterion_blank": other, "setup_blank": blank, "targets_use_criterion_blank": other in used,
+         "targets_use_setup_blank": blank in used})
+    add("probabilities", "probabilities (softmax) passed where log-probabilities are needed",
+        lambda: per_sample_ctc(log_probs.exp(), targets, lengths, target_lengths, blank), corrected)
+    if item.kind in ("logits", "wrong_axis"):
+        raw = to_tnc(item.output, item.layout).float().cpu()
+        if item.kind == "logits":
+            add("raw_logits", "raw logits passed where log-probabilities are needed",
+                lambda: per_sample_ctc(raw, targets, lengths, target_lengths, blank), corrected)
+        else:
+            add("wrong_axis", "an output normalised over the time or batch axis, not the classes (CTC024), passed as it is",
+                lambda: per_sample_ctc(raw, targets, lengths, target_lengths, blank),
+                corrected.replace("output", "output.log_softmax(-1)", 1))
+    raw_lengths = batch.input_lengths.to(lengths.device, torch.long)
+    frames = log_probs.shape[0]
+    if not torch.equal(raw_lengths, lengths):
+        if int(raw_lengths.max()) <= frames:
+            add("raw_input_lengths", "the raw input lengths passed instead of the output (frame) lengths",
+                lambda: per_sample_ctc(log_probs, targets, raw_lengths, target_lengths, blank), corrected)
+        else:
+            # F.ctc_loss raises on lengths above T, so a criterion that runs must have cut them to T:
+            # input_lengths.clamp(max=T) is the usual way to silence that error.
+            clamped = raw_lengths.clamp(max=frames)
+            if not torch.equal(clamped, lengths):
+                add("raw_input_lengths",
+                    f"the raw input lengths, cut to the {frames} output frames, passed instead of the output (frame) lengths",
+                    lambda: per_sample_ctc(log_probs, targets, clamped, target_lengths, blank), corrected)
+    return found
+
+
+def _target_classes(batch) -> set[int]:
+    """The class indices the batch's targets use (within their lengths)."""
+    from ctcdoctor.load.batches import split_targets
+
+    sequences, _ = split_targets(batch)
+    return {int(value) for sequence in sequences for value in sequence.unique().tolist()}
+
+
+_SIZE_PATTERN = re.compile(r"size (?:at least )?(\d+)")
+
+
+def _explain_error(error: str, item: Prepared) -> tuple[str, str] | None:
+    """Name the mistake behind an exception of F.ctc_loss, from the numbers in its message."""
+    numbers = {int(value) for value in _SIZE_PATTERN.findall(error)}
+    lengths = item.lengths
+    if "'targets'" in error and lengths.numel() and (int(lengths.max()) in numbers or int(lengths.sum()) in numbers):
+        return "swapped_lengths", "input (frame) lengths and target lengths swapped: F.ctc_loss raised " + error
+    if "input_lengths must be of size batch_size" in error or "batch_size" in error:
+        return "layout", "the output's batch axis is not where F.ctc_loss expects it (axis 1): it raised " + error
+    if "input_lengths to have value at most" in error:
+        return "raw_input_lengths", (
+            "the input lengths passed are longer than the output: the raw input lengths instead of the output (frame) "
+            "lengths? F.ctc_loss raised " + error
+        )
+    return None
+
+
+def audit_criterion(criterion, item: Prepared, blank: int, num_classes: int) -> CriterionAudit:
+    batch = item.batch
+    target_lengths = batch.target_lengths
+    reference = _call_ctc(lambda: per_sample_ctc(item.log_probs, batch.targets, item.lengths, target_lengths, blank))
+    if reference is None:
+        raise RuntimeError("reference F.ctc_loss failed on this batch")
+    infeasible = tuple(int(batch.first_sample + i) for i in torch.isposinf(reference).nonzero().flatten().tolist())
+    ref_mean = reduce_losses(reference, target_lengths, "mean")
+    ref_zi = reduce_losses(reference, target_lengths, "mean", zero_infinity=True)
+    corrected = _corrected_call(blank, item.layout, item.kind)
+    common = dict(
+        batch=batch.index, first_sample=batch.first_sample, size=batch.size, reference=ref_mean,
+        reference_zero_infinity=ref_zi, infeasible=infeasible, per_sample_reference=tuple(float(v) for v in reference),
+    )
+    user, error = _user_value(criterion, item, item.output)
+    if error is not None:
+        # F.ctc_loss raising on the batch axis: does the criterion work once the output is transposed?
+        if item.layout is not None:
+            transposed, transposed_error = _user_value(criterion, item, item.output.transpose(0, 1))
+            if transposed is not None and transposed.numel() == 1 and close(float(transposed), ref_mean):
+                return CriterionAudit(
+                    user=None, user_error=error, agrees=False, mistake="layout",
+                    variant="the output's batch axis is not where F.ctc_loss expects it: the criterion raised, "
+                    "and works once the output is transposed", explained_value=float(transposed),
+                    corrected=_corrected_call(blank, item.layout, item.kind), **common)
+        explained = _explain_error(error, item)
+        if explained is not None:
+            return CriterionAudit(user=None, user_error=error, agrees=False, mistake=explained[0], variant=explained[1],
+                                  corrected=corrected, **common)
+        return CriterionAudit(user=None, user_error=error, agrees=False, mistake="raises", variant=error,
+                              corrected=corrected, **common)
+    assert user is not None
+    if user.numel() == batch.size and batch.size != 1:
+        # reduction="none": compare sample by sample.
+        matches = all(close(float(u), float(r)) for u, r in zip(user, reference))
+        if matches:
+            return CriterionAudit(user=float(user.mean()), user_error=None, agrees=True, mistake=None, reduction="none", **common)
+        for candidate in _candidates(item, blank, num_classes, corrected):
+            if all(close(float(u), float(c)) for u, c in zip(user, candidate.per_sample)):
+                return CriterionAudit(user=float(user.mean()), user_error=None, agrees=False, mistake=candidate.mistake,
+                                      variant=candidate.variant, reduction="none", corrected=candidate.corrected,
+                                      details=candidate.details, **common)
+        return CriterionAudit(user=float(user.mean()), user_error=None, agrees=False, mistake=None, reduction="none", **common)
+    if user.numel() != 1:
+        return CriterionAudit(user=None, user_error=f"the criterion returned {user.numel()} values for a batch of {batch.size}; "
+                              "return one scalar", agrees=False, mistake="raises",
+                              variant="returned a tensor that is neither a scalar nor one value per sample", corrected=corrected, **common)
+    value = float(user)
+    for zero_infinity in (False, True):
+        for how in REDUCTIONS:
+            if close(value, reduce_losses(reference, target_lengths, how, zero_infinity)):
+                agrees = how == "mean" and not zero_infinity
+                return CriterionAudit(
+                    user=value, user_error=None, agrees=agrees, mistake=None if how == "mean" else "reduction",
+                    variant="" if how == "mean" else _reduction_words(how), reduction=how, zero_infinity=zero_infinity,
+                    explained_value=reduce_losses(reference, target_lengths, how, zero_infinity),
+                    corrected=_corrected_call(blank, item.layout, item.kind), **common)
+    for candidate in _candidates(item, blank, num_classes, corrected):
+        for zero_infinity in (False, True):
+            for how in REDUCTIONS:
+                explained = reduce_losses(candidate.per_sample, target_lengths, how, zero_infinity)
+                if close(value, explained):
+                    return CriterionAudit(
+                        user=value, user_error=None, agrees=False, mistake=candidate.mistake, variant=candidate.variant,
+                        reduction=how, zero_infinity=zero_infinity, explained_value=explained,
+                        corrected=candidate.corrected, details=candidate.details, **common)
+    return CriterionAudit(user=value, user_error=None, agrees=False, mistake=None, corrected=corrected, **common)
+
+
+def _reduction_words(how: str) -> str:
+    return {
+        "sum": 'reduction="sum": per-sample losses summed over the batch',
+        "batch_mean": "per-sample losses averaged over the batch without dividing by target lengths "
+        '(reduction="none" then .mean())',
+        "mean": 'reduction="mean"',
+        "none": 'reduction="none"',
+    }[how]
+
+
+@provides("criterion_audit")
+def _criterion_audit(context: Context) -> CriterionAudits:
+    criterion = context.setup.criterion
+    if criterion is None:
+        return CriterionAudits((), "no Setup.criterion")
+    prepared = context.ctc_batches
+    if prepared.skipped:
+        return CriterionAudits((), prepared.skipped)
+    audits = tuple(audit_criterion(criterion, item, context.setup.blank, context.num_classes) for item in prepared.items)
+    return CriterionAudits(audits)
+
+

@@ -1,0 +1,212 @@
+"""CTC060-CTC063: one backward pass of reference CTC on a deep copy of the model, per-layer norms."""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ctcdoctor.engine import Context, provides
+from ctcdoctor.load.batches import select_samples
+from ctcdoctor.measure.model import execution_order, model_device, move_inputs, to_tnc
+from ctcdoctor.measure.reference import Prepared, normalised_log_probs
+
+# ---------------------------------------------------------------- CTC060-CTC063: one backward pass
+
+@dataclass(frozen=True)
+class LayerGradient:
+    name: str
+    kind: str
+    parameters: int
+    trainable: int
+    grad_norm: float | None
+    """L2 norm of the gradients of the layer's own parameters; None when none received one."""
+    weight_norm: float
+    nonfinite: tuple[str, ...] = ()
+    """Parameters (full names) whose gradient holds NaN or Inf."""
+    no_grad: tuple[str, ...] = ()
+    """Trainable parameters whose gradient is None."""
+    zero_grad: tuple[str, ...] = ()
+    """Trainable parameters whose gradient is exactly zero everywhere."""
+
+
+@dataclass(frozen=True)
+class Gradients:
+    layers: tuple[LayerGradient, ...] = ()
+    global_norm: float | None = None
+    loss: float | None = None
+    batch: int | None = None
+    samples_used: int = 0
+    samples_left_out: tuple[int, ...] = ()
+    mode: str = ""
+    skipped: str | None = None
+
+    @property
+    def with_grad(self) -> list[LayerGradient]:
+        return [layer for layer in self.layers if layer.grad_norm is not None and math.isfinite(layer.grad_norm) and layer.grad_norm > 0]
+
+    def first_last_ratio(self) -> float | None:
+        """Gradient norm of the first layer over that of the last (in execution order)."""
+        layers = self.with_grad
+        if len(layers) < 2:
+            return None
+        return layers[0].grad_norm / layers[-1].grad_norm
+
+    def table(self) -> dict[str, Any]:
+        rows = []
+        for layer in self.layers:
+            if layer.trainable == 0:
+                continue
+            if layer.nonfinite:
+                grad = "nan/inf"
+            elif layer.grad_norm is None:
+                grad = "none"
+            else:
+                grad = f"{layer.grad_norm:.3g}"
+            ratio = (
+                f"{layer.grad_norm / layer.weight_norm:.3g}"
+                if layer.grad_norm is not None and math.isfinite(layer.grad_norm) and layer.weight_norm > 0 else "-"
+            )
+            rows.append([layer.name, layer.kind, f"{layer.trainable:,}", grad, f"{layer.weight_norm:.3g}", ratio])
+        return {"columns": ["layer", "type", "params", "grad norm", "weight norm", "grad/weight"], "rows": rows}
+
+    def evidence_layers(self) -> list[dict[str, Any]]:
+        return [
+            {"layer": layer.name, "type": layer.kind, "params": layer.trainable, "grad_norm": layer.grad_norm,
+             "weight_norm": layer.weight_norm}
+            for layer in self.layers if layer.trainable
+        ]
+
+
+def _dropout_off(model: torch.nn.Module) -> None:
+    """Train mode (BatchNorm uses batch statistics, as in training) with dropout off, for a deterministic pass."""
+    model.train()
+    for module in model.modules():
+        if isinstance(module, (torch.nn.modules.dropout._DropoutNd, torch.nn.RNNBase)):
+            module.eval()
+
+
+def backward_pass(model: torch.nn.Module, item: Prepared, keep: torch.Tensor, blank: int):
+    """Reference CTC and one backward on a deep copy of `model`.
+
+    Returns (copy, loss, mode, names of the modules with parameters in the order they ran).
+    """
+    clone = copy.deepcopy(model)
+    clone.zero_grad(set_to_none=True)
+    batch = item.batch
+    mode = "train mode (batch statistics), dropout off"
+    _dropout_off(clone)
+    with execution_order(clone) as order:
+        try:
+            raw = clone(move_inputs(batch.inputs, model_device(clone)))
+        except Exception:
+            # BatchNorm refuses batch statistics on one value per channel: fall back to eval mode.
+            clone.eval()
+            mode = "eval mode"
+            order.clear()
+            raw = clone(move_inputs(batch.inputs, model_device(clone)))
+    output = raw[0] if isinstance(raw, (tuple, list)) else raw
+    tnc = to_tnc(output, item.layout)
+    log_probs = normalised_log_probs(tnc, item.kind)
+    device = log_probs.device
+    losses = F.ctc_loss(log_probs, batch.targets.to(device), item.lengths.to(device), batch.target_lengths.to(device),
+                        blank=blank, reduction="none", zero_infinity=True)
+    weights = keep.to(device).double() / batch.target_lengths.to(device).clamp_min(1).double()
+    loss = (losses.double() * weights).sum() / keep.sum().clamp_min(1)
+    loss.backward()
+    return clone, float(loss.detach()), mode, tuple(order)
+
+
+def layer_gradients(model: torch.nn.Module, call_order: tuple[str, ...] = ()) -> tuple[tuple[LayerGradient, ...], float]:
+    """Per-layer gradient norms, layers in execution order (modules that never ran last)."""
+    layers = []
+    total = 0.0
+    order = {name: position for position, name in enumerate(call_order)}
+    modules = sorted(model.named_modules(), key=lambda item: order.get(item[0], len(order)))  # stable: uncalled keep their place
+    for name, module in modules:
+        parameters = list(module.named_parameters(recurse=False))
+        if not parameters:
+            continue
+        prefix = f"{name}." if name else ""
+        squared, weight_squared, seen = 0.0, 0.0, False
+        nonfinite, no_grad, zero_grad = [], [], []
+        trainable = 0
+        for pname, parameter in parameters:
+            weight_squared += float(parameter.detach().double().pow(2).sum())
+            if not parameter.requires_grad:
+                continue
+            trainable += parameter.numel()
+            grad = parameter.grad
+            if grad is None:
+                no_grad.append(prefix + pname)
+                continue
+            seen = True
+            grad = grad.detach().double()
+            if not bool(torch.isfinite(grad).all()):
+                nonfinite.append(prefix + pname)
+                squared = float("nan")
+                continue
+            if not bool(grad.any()):
+                zero_grad.append(prefix + pname)
+            squared += float(grad.pow(2).sum())
+        norm = math.sqrt(squared) if seen and not math.isnan(squared) else (float("nan") if nonfinite else None)
+        if norm is not None and math.isfinite(norm):
+            total += norm * norm
+        layers.append(LayerGradient(
+            name or "(model)", type(module).__name__, sum(p.numel() for _, p in parameters), trainable, norm,
+            math.sqrt(weight_squared), tuple(nonfinite), tuple(no_grad), tuple(zero_grad)))
+    return tuple(layers), math.sqrt(total)
+
+
+#: The backward pass uses at most this many samples of the first model batch (cost grows with it).
+GRAD_SAMPLES = 8
+
+
+def _select(item: Prepared, indices: list[int]) -> Prepared:
+    """The prepared batch cut down to the given samples."""
+    import dataclasses
+
+    index = torch.tensor(indices, dtype=torch.long)
+    return dataclasses.replace(item, batch=select_samples(item.batch, indices), lengths=item.lengths[index])
+
+
+@provides("gradients")
+def _gradients(context: Context) -> Gradients:
+    prepared = context.ctc_batches
+    if prepared.skipped:
+        return Gradients(skipped=prepared.skipped)
+    if not any(parameter.requires_grad for parameter in context.model.parameters()):
+        return Gradients(skipped="the model has no trainable parameters")
+    item = prepared.items[0]
+    init = context.init_loss
+    first = item.batch.first_sample
+    per_sample = torch.tensor(init.loss[: item.batch.size]) if init.samples and init.samples[0] == first else None
+    if per_sample is None:
+        return Gradients(skipped="no loss at initialisation")
+    keep = torch.isfinite(per_sample)
+    left_out = tuple(first + i for i in (~keep).nonzero().flatten().tolist())
+    if not bool(keep.any()):
+        return Gradients(skipped="every sample of the batch has a non-finite loss (CTC001/CTC050)", samples_left_out=left_out)
+    chosen = keep.nonzero().flatten().tolist()[:GRAD_SAMPLES]
+    result = None
+    if isinstance(item.batch.inputs, torch.Tensor) and len(chosen) < item.batch.size:
+        # Only finite samples, and few of them: a NaN sample would spread through BatchNorm's batch statistics.
+        small = _select(item, chosen)
+        try:
+            result = backward_pass(context.model, small, torch.ones(len(chosen), dtype=torch.bool), context.setup.blank)
+            item, keep = small, torch.ones(len(chosen), dtype=torch.bool)
+        except Exception:
+            result = None  # a model that only runs at its own batch size: use the whole batch
+    if result is None:
+        result = backward_pass(context.model, item, keep, context.setup.blank)
+    clone, loss, mode, call_order = result
+    if not math.isfinite(loss):
+        return Gradients(skipped=f"the loss of the backward pass is {loss} (see CTC050)", samples_left_out=left_out)
+    layers, norm = layer_gradients(clone, call_order)
+    del clone
+    return Gradients(layers, norm, loss, item.batch.index, int(keep.sum()), left_out, mode)
+
+

@@ -1,0 +1,240 @@
+"""Output lengths: how many frames each sample gets after the model's downsampling, and where
+that number comes from (one rule, shared by `check` and `scan`); a length model probed from
+the model; the comparison of declared lengths with the probed ones (CTC004)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from ctcdoctor.engine import Context, provides
+from ctcdoctor.load.batches import Batch, time_axis
+from ctcdoctor.measure.model import (
+    ModelRun,
+    evaluating,
+    model_device,
+    move_inputs,
+    split_output,
+)
+
+
+def _resize(sample: torch.Tensor, axis: int, length: int) -> torch.Tensor:
+    current = sample.shape[axis]
+    if length <= current:
+        return sample.narrow(axis, 0, length)
+    pad_shape = list(sample.shape)
+    pad_shape[axis] = length - current
+    return torch.cat([sample, sample.new_zeros(pad_shape)], dim=axis)
+
+
+@dataclass(frozen=True)
+class LengthModel:
+    """Output frames as a function of input length, measured by running the model.
+
+    Integer-stride subsampling stacks compose to `floor((L + offset) / stride)`; when the
+    measurements fit that form it is used, otherwise the measured points are interpolated.
+    """
+
+    probed: tuple[tuple[int, int], ...]
+    """(input length, output frames) pairs measured on the model."""
+    stride: int | None
+    offset: int | None
+
+    def __call__(self, input_lengths: torch.Tensor) -> torch.Tensor:
+        lengths = input_lengths.to(torch.long)
+        if self.stride is not None and self.offset is not None:
+            return torch.div(lengths + self.offset, self.stride, rounding_mode="floor").clamp(min=0)
+        xs = torch.tensor([point[0] for point in self.probed], dtype=torch.float64)
+        ys = torch.tensor([point[1] for point in self.probed], dtype=torch.float64)
+        positions = torch.searchsorted(xs, lengths.to(torch.float64)).clamp(1, len(xs) - 1)
+        x0, x1, y0, y1 = xs[positions - 1], xs[positions], ys[positions - 1], ys[positions]
+        slope = (y1 - y0) / (x1 - x0).clamp(min=1)
+        return (y0 + slope * (lengths - x0)).floor().to(torch.long).clamp(min=0)
+
+    def describe(self) -> str:
+        if self.stride is not None and self.offset is not None:
+            if self.offset == 0:
+                return f"frames = floor(L / {self.stride})" if self.stride > 1 else "frames = L"
+            sign = "+" if self.offset > 0 else "-"
+            return f"frames = floor((L {sign} {abs(self.offset)}) / {self.stride})"
+        return "interpolated between " + ", ".join(f"{x}->{y}" for x, y in self.probed)
+
+
+def _fit(points: list[tuple[int, int]]) -> tuple[int | None, int | None]:
+    (low_in, low_out), (high_in, high_out) = points[0], points[-1]
+    if high_out == low_out:
+        return None, None
+    stride = max(1, round((high_in - low_in) / (high_out - low_out)))
+    for offset in sorted(range(-4 * stride, 4 * stride + 1), key=abs):
+        if all((length + offset) // stride == frames for length, frames in points):
+            return stride, offset
+    return None, None
+
+
+def probe_lengths(
+    model: torch.nn.Module,
+    batch: Batch,
+    layout: str | None,
+    wanted: torch.Tensor,
+    max_probes: int = 8,
+) -> LengthModel:
+    """Run the model on one sample cut or padded to several lengths and fit the frame counts."""
+    axis = time_axis(batch.inputs, batch.input_lengths)
+    if axis is None:
+        raise ValueError(
+            "cannot tell which input axis input_lengths measure "
+            f"(inputs {tuple(getattr(batch.inputs, 'shape', ()))}, longest length {int(batch.input_lengths.max())})"
+        )
+    sample = batch.inputs[:1]
+    distinct = sorted(set(int(length) for length in wanted.tolist() if length > 0))
+    if len(distinct) > max_probes:
+        picks = torch.linspace(0, len(distinct) - 1, max_probes).round().long().tolist()
+        distinct = sorted({distinct[pick] for pick in picks})
+    if len(distinct) < 2:
+        top = distinct[0] if distinct else int(batch.input_lengths.max())
+        distinct = sorted({max(1, top // 2), top})
+    time_dim = 1 if layout == "NTC" else 0
+    points = []
+    with evaluating(model):
+        for length in distinct:
+            output, _ = split_output(model(move_inputs(_resize(sample, axis, length), model_device(model))))
+            points.append((length, int(output.shape[time_dim])))
+    stride, offset = _fit(points)
+    return LengthModel(tuple(points), stride, offset)
+
+
+def call_length_function(function: Callable[..., Any], input_lengths: torch.Tensor) -> torch.Tensor:
+    """Apply `Setup.output_lengths`, accepting tensor-, list- or int-valued functions."""
+    try:
+        result = function(input_lengths.clone())
+    except Exception:
+        result = [function(int(length)) for length in input_lengths.tolist()]
+    result = torch.as_tensor(result)
+    if result.is_floating_point():
+        result = result.floor()
+    return result.to("cpu", torch.long).reshape(-1)
+
+
+@dataclass(frozen=True)
+class OutputLengths:
+    """Frames each sample gets after the model's downsampling, and where that number came from."""
+
+    scanned: torch.Tensor
+    """(M,) for every scanned sample; -1 where unknown."""
+    per_run: tuple[torch.Tensor, ...]
+    """(N,) for each batch the model ran on."""
+    source: str
+    """"model" (returned by the model), "setup" (Setup.output_lengths), "full" (every input has the full
+    length, so every output has T frames), "probed" (estimated from the model), or "unknown"."""
+    detail: str
+
+    @property
+    def known(self) -> bool:
+        return self.source != "unknown"
+
+
+def _frames(run: ModelRun, layout: str | None) -> int:
+    return int(run.output.shape[1] if layout == "NTC" else run.output.shape[0])
+
+
+def resolve_output_lengths(
+    setup_lengths: Callable[..., Any] | None,
+    runs: list[ModelRun],
+    input_lengths: torch.Tensor,
+    layout: str | None,
+    length_model: Callable[[], LengthModel],
+    probe_uncovered: bool = False,
+) -> OutputLengths:
+    """Output lengths for every scanned sample, by the one precedence rule of DESIGN §2.
+
+    In order: the lengths the model returns (for the samples it ran on); `Setup.output_lengths`;
+    all `T` frames when every input has the same length; a length model probed from the model.
+    `input_lengths` covers every scanned sample, the runs' batches first. With
+    `probe_uncovered` (scan: the model runs on one batch only), samples the model did not run
+    on get the probed length model's estimate when the model returns its own lengths.
+    """
+    unknown = torch.full_like(input_lengths, -1)
+    if runs[0].returned_lengths is not None:
+        per_run = tuple(run.returned_lengths for run in runs if run.returned_lengths is not None)
+        scanned = unknown.clone()
+        covered = sum(run.batch.size for run in runs)
+        returned = torch.cat(per_run)
+        if returned.shape[0] == covered:
+            scanned[:covered] = returned
+        if input_lengths.shape[0] > covered:
+            if setup_lengths is not None:
+                scanned[covered:] = call_length_function(setup_lengths, input_lengths[covered:])
+            elif probe_uncovered:
+                try:
+                    scanned[covered:] = length_model()(input_lengths[covered:])
+                except Exception:
+                    pass
+        return OutputLengths(scanned, per_run, "model", "returned by the model with its output")
+    if setup_lengths is not None:
+        scanned = call_length_function(setup_lengths, input_lengths)
+        per_run = tuple(call_length_function(setup_lengths, run.batch.input_lengths) for run in runs)
+        return OutputLengths(scanned, per_run, "setup", "from Setup.output_lengths")
+    if input_lengths.numel() and int(input_lengths.min()) == int(input_lengths.max()):
+        frames = _frames(runs[0], layout)
+        per_run = tuple(torch.full_like(run.batch.input_lengths, _frames(run, layout)) for run in runs)
+        return OutputLengths(
+            torch.full_like(input_lengths, frames), per_run, "full",
+            f"every input has the same length, so every sample gets all {frames} frames",
+        )
+    try:
+        model = length_model()
+    except Exception as error:
+        cause = getattr(error, "error", error)
+        return OutputLengths(unknown, tuple(torch.full_like(run.batch.input_lengths, -1) for run in runs), "unknown", str(cause))
+    per_run = tuple(model(run.batch.input_lengths) for run in runs)
+    return OutputLengths(model(input_lengths), per_run, "probed", f"estimated by probing the model: {model.describe()}")
+
+
+@provides("output_lengths")
+def _output_lengths(context: Context) -> OutputLengths:
+    return resolve_output_lengths(
+        context.setup.output_lengths, context.runs, context.targets.input_lengths, context.layout.layout,
+        lambda: context.length_model,
+    )
+
+
+@provides("length_model")
+def _length_model(context: Context) -> LengthModel:
+    return probe_lengths(context.model, context.runs[0].batch, context.layout.layout, context.targets.input_lengths)
+
+
+@dataclass(frozen=True)
+class DeclaredLengths:
+    """Declared output lengths (Setup.output_lengths or the model's own) next to the probed ones (CTC004)."""
+
+    who: str
+    """"Setup.output_lengths" or "the lengths the model returns"."""
+    source: str
+    input_lengths: torch.Tensor
+    declared: torch.Tensor
+    measured: torch.Tensor
+    formula: str
+    """The probed length model in words, e.g. "frames = floor(L / 4)"."""
+
+
+@provides("declared_lengths")
+def _declared_lengths(context: Context) -> DeclaredLengths | None:
+    """None when there is nothing to compare: lengths not declared, or the model cannot be probed (CTC003 covers it)."""
+    lengths = context.output_lengths
+    if lengths.source not in ("setup", "model"):
+        return None
+    try:
+        model = context.length_model
+    except Exception:
+        return None
+    if lengths.source == "setup":
+        inputs = torch.tensor([point[0] for point in model.probed])
+        measured = torch.tensor([point[1] for point in model.probed])
+        declared = call_length_function(context.setup.output_lengths, inputs)
+        return DeclaredLengths("Setup.output_lengths", "setup", inputs, declared, measured, model.describe())
+    inputs = torch.cat([run.batch.input_lengths for run in context.runs])
+    declared = torch.cat(lengths.per_run)
+    if declared.shape != inputs.shape:
+        return None  # CTC003 reports the count mismatch
+    return DeclaredLengths("the lengths the model returns", "model", inputs, declared, model(inputs), model.describe())

@@ -1,0 +1,197 @@
+"""Run the user's model and measure what it does: layout, class count, frame counts.
+
+Everything here leaves the user's model as found: eval mode under `no_grad` for the
+probe, the original train/eval mode restored in `finally`.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+
+from ctcdoctor.engine import Context, provides
+from ctcdoctor.load.batches import Batch, iterate_batches, resize_batch
+
+
+@contextlib.contextmanager
+def evaluating(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Eval mode and no autograd for a probe; the model's own modes come back afterwards."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def split_output(value: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`model(inputs)` returns the output tensor or `(output, output_lengths)`."""
+    lengths = None
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise TypeError(
+                f"model(inputs) returned a {type(value).__name__} of {len(value)} items; "
+                "return the output tensor or (output, output_lengths)"
+            )
+        value, lengths = value
+        if lengths is not None:
+            lengths = torch.as_tensor(lengths).detach().to("cpu", torch.long).reshape(-1)
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"model(inputs) returned a {type(value).__name__}, not a tensor of shape (T, N, C) or (N, T, C)")
+    if value.dim() != 3:
+        raise TypeError(
+            f"model(inputs) returned a tensor of shape {tuple(value.shape)}; CTC needs 3 axes, (T, N, C) or (N, T, C)"
+        )
+    return value.detach(), lengths
+
+
+def move_inputs(inputs: Any, device: torch.device | None) -> Any:
+    if device is None:
+        return inputs
+    if isinstance(inputs, torch.Tensor):
+        return inputs.to(device)
+    if isinstance(inputs, (tuple, list)):
+        return type(inputs)(move_inputs(item, device) for item in inputs)
+    if isinstance(inputs, dict):
+        return {key: move_inputs(item, device) for key, item in inputs.items()}
+    return inputs
+
+
+def model_device(model: torch.nn.Module) -> torch.device | None:
+    for parameter in model.parameters():
+        return parameter.device
+    return None
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    """The model's output on one batch."""
+
+    batch: Batch
+    output: torch.Tensor
+    """Exactly as returned (detached), in the model's own layout and dtype."""
+    returned_lengths: torch.Tensor | None
+    """Output lengths the model returned alongside its output, if any."""
+
+
+def run_model(model: torch.nn.Module, batch: Batch) -> ModelRun:
+    with evaluating(model):
+        raw = model(move_inputs(batch.inputs, model_device(model)))
+    output, lengths = split_output(raw)
+    return ModelRun(batch, output, lengths)
+
+
+@dataclass(frozen=True)
+class LayoutDecision:
+    layout: str | None
+    """"TNC", "NTC", or None when it could not be decided."""
+    source: str
+    """"setup", "shape", "probe" or "undecided"."""
+    detail: str
+
+
+def decide_layout(model: torch.nn.Module, run: ModelRun, declared: str | None) -> LayoutDecision:
+    """Which output axis is time: declared, read off the shape, or probed with another batch size."""
+    first, second = run.output.shape[0], run.output.shape[1]
+    size = run.batch.size
+    if declared is not None:
+        return LayoutDecision(declared, "setup", f"Setup.layout = {declared!r}")
+    if first == size and second != size:
+        return LayoutDecision("NTC", "shape", f"output {tuple(run.output.shape)}: axis 0 has the batch size {size}")
+    if second == size and first != size:
+        return LayoutDecision("TNC", "shape", f"output {tuple(run.output.shape)}: axis 1 has the batch size {size}")
+    if first != size and second != size:
+        return LayoutDecision(
+            None, "undecided", f"output {tuple(run.output.shape)} has no axis of the batch size {size}"
+        )
+    probe_size = size - 1 if size > 1 else 2
+    try:
+        with evaluating(model):
+            probed, _ = split_output(model(move_inputs(resize_batch(run.batch.inputs, probe_size, size), model_device(model))))
+    except Exception as error:  # a model that only runs at one batch size cannot be probed
+        return LayoutDecision(
+            None,
+            "undecided",
+            f"T == N == {size} and the model failed on a batch of {probe_size} ({type(error).__name__}: {error})",
+        )
+    if probed.shape[0] == probe_size and probed.shape[1] != probe_size:
+        return LayoutDecision("NTC", "probe", f"T == N == {size}; a batch of {probe_size} moved axis 0")
+    if probed.shape[1] == probe_size and probed.shape[0] != probe_size:
+        return LayoutDecision("TNC", "probe", f"T == N == {size}; a batch of {probe_size} moved axis 1")
+    return LayoutDecision(None, "undecided", f"T == N == {size} and a batch of {probe_size} gave {tuple(probed.shape)}")
+
+
+@contextlib.contextmanager
+def execution_order(model: torch.nn.Module, when: str = "pre") -> Iterator[list[str]]:
+    """Record the names of the modules owning parameters, in the order they run (`pre`: as they
+    start, `post`: as they finish) while the block calls the model. "First" and "last" layer in
+    findings mean execution order, not definition order."""
+    order: list[str] = []
+    names = {id(module): name for name, module in model.named_modules()}
+
+    def record(module: torch.nn.Module, *_: Any) -> None:
+        name = names.get(id(module), "")
+        if name not in order:
+            order.append(name)
+
+    owners = [module for module in model.modules() if next(module.parameters(recurse=False), None) is not None]
+    register = "register_forward_pre_hook" if when == "pre" else "register_forward_hook"
+    hooks = [getattr(module, register)(record) for module in owners]
+    try:
+        yield order
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def to_tnc(output: torch.Tensor, layout: str | None) -> torch.Tensor:
+    """A (T, N, C) view; an undecided layout is read as TNC, F.ctc_loss's own."""
+    return output.transpose(0, 1) if layout == "NTC" else output
+
+
+# ---------------------------------------------------------------- inputs the checks ask for
+
+@provides("batches")
+def _batches(context: Context) -> list[Batch]:
+    """Read up to `scan_batches` batches; a loader that yields non-batches ends the command (exit 2)."""
+    wanted = max(context.options.scan_batches, context.options.max_batches)
+    return list(iterate_batches(context.setup.loader, wanted))
+
+
+@provides("model_batches")
+def _model_batches(context: Context) -> list[Batch]:
+    return context.batches[: context.options.max_batches]
+
+
+@provides("runs")
+def _runs(context: Context) -> list[ModelRun]:
+    runs = []
+    for batch in context.model_batches:
+        try:
+            runs.append(run_model(context.model, batch))
+        except Exception as error:
+            shape = tuple(batch.inputs.shape) if isinstance(batch.inputs, torch.Tensor) else type(batch.inputs).__name__
+            raise RuntimeError(f"model(inputs) failed on batch {batch.index} (inputs {shape}): {type(error).__name__}: {error}") from error
+    return runs
+
+
+@provides("layout")
+def _layout(context: Context) -> LayoutDecision:
+    return decide_layout(context.model, context.runs[0], context.setup.layout)
+
+
+@provides("num_classes")
+def _num_classes(context: Context) -> int:
+    return int(context.runs[0].output.shape[-1])
+
+
+@provides("outputs")
+def _outputs(context: Context) -> list[torch.Tensor]:
+    """Each run's output as a (T, N, C) view, in the dtype the model produced."""
+    return [to_tnc(run.output, context.layout.layout) for run in context.runs]
+
+

@@ -1,0 +1,140 @@
+"""Model batches made ready for reference CTC: normalised log-probs and output lengths, or why not.
+
+The criterion audit, the loss at initialisation, the backward pass and the spikiness metric all
+start from these. A set-up that cannot support reference CTC (unknown output lengths, targets
+outside the class range) degrades to a "skipped" reason instead of raising: those problems
+have their own codes, and must not turn into a second, louder CTC999.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ctcdoctor.engine import Context, provides
+from ctcdoctor.measure.model import to_tnc
+
+#: Relative tolerance when comparing the user's loss with a reference value.
+RTOL = 1e-3
+#: Absolute slack added to RTOL (for losses near 0).
+ATOL = 1e-5
+
+REDUCTIONS = ("mean", "sum", "batch_mean")
+
+
+# ---------------------------------------------------------------- shared helpers
+
+def normalised_log_probs(output: torch.Tensor, kind: str | None) -> torch.Tensor:
+    """float32 log-probabilities of a (T, N, C) output, whatever the model emitted.
+
+    Probabilities are logged (clamped at the smallest normal float); logits and
+    log-probabilities go through log_softmax (the identity for log-probabilities).
+    Differentiable, so the gradient pass uses it too.
+    """
+    values = output.float()
+    if kind == "probs":
+        values = values.clamp_min(torch.finfo(torch.float32).tiny).log()
+    return values.log_softmax(-1)
+
+
+def per_sample_ctc(log_probs, targets, input_lengths, target_lengths, blank: int) -> torch.Tensor:
+    """Unreduced CTC (N,), no zero_infinity: infeasible samples are +inf."""
+    return F.ctc_loss(
+        log_probs, targets, input_lengths, target_lengths, blank=blank, reduction="none", zero_infinity=False
+    )
+
+
+def reduce_losses(per_sample: torch.Tensor, target_lengths: torch.Tensor, how: str, zero_infinity: bool = False) -> float:
+    """Reduce per-sample losses as F.ctc_loss would (`mean` divides by target length first)."""
+    values = per_sample.double()
+    if zero_infinity:
+        values = torch.where(torch.isinf(values), torch.zeros_like(values), values)
+    if how == "mean":
+        return float((values / target_lengths.clamp_min(1).double()).mean())
+    if how == "sum":
+        return float(values.sum())
+    if how == "batch_mean":
+        return float(values.mean())
+    raise ValueError(how)
+
+
+def close(user: float, candidate: float) -> bool:
+    if math.isnan(user) or math.isnan(candidate):
+        return math.isnan(user) and math.isnan(candidate)
+    if math.isinf(user) or math.isinf(candidate):
+        return user == candidate
+    return abs(user - candidate) <= RTOL * abs(candidate) + ATOL
+
+
+def _kinds(context: Context) -> list[str | None]:
+    """"log_probs", "probs", "logits", or "wrong_axis" (normalised over time or batch, CTC024), per run."""
+    try:
+        return [kind.kind if kind.axis == 2 or kind.kind not in ("log_probs", "probs") else "wrong_axis"
+                for kind in context.output_kinds]
+    except Exception:
+        return [None] * len(context.runs)
+
+
+def _targets_usable(batch, num_classes: int, blank: int) -> str | None:
+    """Why F.ctc_loss cannot be trusted on this batch's targets (CTC010-012 report it), or None."""
+    from ctcdoctor.load.batches import split_targets
+
+    sequences, problems = split_targets(batch)
+    if problems:
+        return "target_lengths are inconsistent with the targets (CTC012)"
+    for sequence in sequences:
+        if sequence.numel() and (int(sequence.min()) < 0 or int(sequence.max()) >= num_classes):
+            return "targets hold indices outside [0, C) (CTC010)"
+    return None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One model batch ready for reference CTC."""
+
+    batch: Any
+    output: torch.Tensor
+    """As returned by the model (detached), in its own layout."""
+    log_probs: torch.Tensor
+    """(T, N, C) float32 log-probabilities."""
+    lengths: torch.Tensor
+    """(N,) output lengths."""
+    kind: str | None
+    layout: str | None
+
+
+@dataclass(frozen=True)
+class PreparedBatches:
+    items: tuple[Prepared, ...]
+    skipped: str | None = None
+
+
+@provides("ctc_batches")
+def _ctc_batches(context: Context) -> PreparedBatches:
+    """The model batches with normalised log-probs and output lengths, or why reference CTC cannot run."""
+    lengths = context.output_lengths
+    if not lengths.known:
+        return PreparedBatches((), "output lengths are unknown (CTC003)")
+    layout = context.layout.layout
+    num_classes = context.num_classes
+    blank = context.setup.blank
+    if not 0 <= blank < num_classes:
+        return PreparedBatches((), f"blank {blank} is outside the {num_classes} classes")
+    items = []
+    kinds = _kinds(context)
+    for run, out_lengths, kind in zip(context.runs, lengths.per_run, kinds):
+        reason = _targets_usable(run.batch, num_classes, blank)
+        if reason:
+            return PreparedBatches((), reason)
+        tnc = to_tnc(run.output, layout)
+        frames = tnc.shape[0]
+        if out_lengths.shape[0] != run.batch.size or bool((out_lengths < 0).any()) or bool((out_lengths > frames).any()):
+            return PreparedBatches((), "output lengths do not fit the output tensor (CTC003)")
+        log_probs = normalised_log_probs(tnc.detach().cpu(), kind)
+        items.append(Prepared(run.batch, run.output, log_probs, out_lengths.cpu(), kind, layout))
+    return PreparedBatches(tuple(items))
+
+

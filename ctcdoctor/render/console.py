@@ -1,0 +1,112 @@
+"""Rich text report for a terminal: findings grouped by severity, the command's own result,
+the checks (with -v), the configuration that applied, then a summary line."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.console import Console, Group
+from rich.markup import escape
+from rich.padding import Padding
+from rich.table import Table
+from rich.text import Text
+
+from ctcdoctor.findings import Finding, Report, Severity, count_by_severity
+from ctcdoctor.render.results import RESULTS
+
+STYLES = {Severity.ERROR: "bold red", Severity.WARNING: "bold yellow", Severity.INFO: "bold cyan"}
+MARKS = {Severity.ERROR: "✖", Severity.WARNING: "▲", Severity.INFO: "ℹ"}
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    verbose: bool = False
+    """List every check with its status, time and, when skipped, why."""
+    every: int | None = None
+    """`simulate`: a metrics row every this many steps."""
+
+
+def _finding_block(finding: Finding) -> Group:
+    style = STYLES[finding.severity]
+    head = Text.assemble(
+        (f"{MARKS[finding.severity]} {finding.severity.value:<7} ", style),
+        (f"{finding.code}  ", "bold"),
+        (finding.title, style),
+    )
+    # Padding keeps wrapped lines indented under the heading.
+    lines: list = [head, Padding(Text(finding.message), (0, 0, 0, 4), expand=False)]
+    if finding.hint:
+        lines.append(Padding(Text.assemble(("fix: ", "green bold"), (finding.hint, "green")), (0, 0, 0, 4), expand=False))
+    table = finding.evidence.get("table") if isinstance(finding.evidence, dict) else None
+    if isinstance(table, dict) and table.get("columns"):
+        grid = Table(show_header=True, header_style="bold", box=None, padding=(0, 2), pad_edge=False)
+        for column in table["columns"]:
+            grid.add_column(escape(str(column)))
+        for row in table.get("rows", []):
+            grid.add_row(*(escape(str(cell)) for cell in row))
+        lines.append(Text(""))
+        lines.append(grid)
+    return Group(*lines)
+
+
+def _checks_table(report: Report) -> Table:
+    table = Table(title="checks", show_header=True, header_style="bold", box=None, padding=(0, 2))
+    table.add_column("code")
+    table.add_column("check")
+    table.add_column("status")
+    table.add_column("seconds", justify="right")
+    reasons = any(result.reason for result in report.checks)
+    if reasons:
+        table.add_column("why", overflow="fold")
+    for result in report.checks:
+        cells = [result.code, result.name, result.status, f"{result.seconds:.3f}"]
+        table.add_row(*cells, *([escape(result.reason)] if reasons else []))
+    return table
+
+
+def _skipped_line(report: Report) -> Text | None:
+    """Checks that could not run are never silently counted as passed (pytest's -rs)."""
+    skipped = [result for result in report.checks if result.status == "skipped"]
+    if not skipped:
+        return None
+    codes = ", ".join(result.code for result in skipped)
+    reasons = sorted({result.reason for result in skipped})
+    return Text.assemble(
+        (f"{len(skipped)} check{'s' if len(skipped) != 1 else ''} skipped ", "yellow"),
+        f"({codes}): {'; '.join(reasons)}",
+    )
+
+
+def summary_line(report: Report) -> Text:
+    counts = count_by_severity(list(report.findings))
+    seconds = report.seconds if report.seconds is not None else sum(result.seconds for result in report.checks)
+    parts = [
+        (f"{counts['error']} error{'s' if counts['error'] != 1 else ''}", "bold red" if counts["error"] else "dim"),
+        (", ", ""),
+        (f"{counts['warning']} warning{'s' if counts['warning'] != 1 else ''}", "bold yellow" if counts["warning"] else "dim"),
+        (", ", ""),
+        (f"{counts['info']} info", "bold cyan" if counts["info"] else "dim"),
+    ]
+    ran = len(report.checks)
+    tail = f" ({ran} check{'s' if ran != 1 else ''} in {seconds:.1f} s)" if report.checks and report.command == "check" else ""
+    return Text.assemble((f"ctcdoctor {report.command} {report.invocation or report.spec}: ", "bold"), *parts, (tail, "dim"))
+
+
+def render_console(report: Report, console: Console, options: RenderOptions | None = None) -> None:
+    options = options or RenderOptions()
+    if not report.findings and report.command in ("check", "scan", "labels", "logs"):
+        console.print(Text("✔ no problems found", style="bold green"))
+    for severity in (Severity.ERROR, Severity.WARNING, Severity.INFO):
+        for finding in (item for item in report.findings if item.severity is severity):
+            console.print(_finding_block(finding))
+            console.print()
+    renderer = RESULTS.get(report.command)
+    if renderer is not None and report.result is not None:
+        console.print(renderer(report.result, options.every))
+    if options.verbose and report.checks:
+        console.print(_checks_table(report))
+    skipped = _skipped_line(report)
+    if skipped is not None:
+        console.print(skipped)
+    if report.config:
+        console.print(Text(f"settings from {report.config} [tool.ctcdoctor]", style="dim"))
+    console.print(summary_line(report))

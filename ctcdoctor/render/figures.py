@@ -1,0 +1,57 @@
+"""How every figure starts and ends: matplotlib imported lazily on the Agg backend, a Figure
+object without pyplot's global state, one palette, one way to save.
+
+Plots are pure functions `plot(result, ax=None) -> Figure` in the `plot_*` modules; the command
+saves the figure with `save`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ctcdoctor.errors import UserInputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+BLANK_COLOUR = "0.45"
+"""The blank is always grey; no label colour is grey (see `label_colour`)."""
+LINE_STYLES = ("-", (0, (4, 1.5)), (0, (1, 1)), (0, (4, 1.5, 1, 1.5)))
+"""Past 20 labels the colours repeat with another dash pattern, so 80 classes stay distinguishable."""
+
+
+def new_figure(width: float, height: float, rows: int = 1, cols: int = 1, **subplots: Any) -> tuple["Figure", Any]:
+    """A Figure and its axes (a single Axes when rows == cols == 1, else an array), no pyplot state."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=110)
+    axes = figure.subplots(rows, cols, **subplots)
+    return figure, axes
+
+
+def label_colour(index: int) -> tuple[Any, Any]:
+    """(colour, line style) of the `index`-th non-blank class shown (0-based): tab20 without its greys."""
+    import matplotlib
+
+    palette = [colour for position, colour in enumerate(matplotlib.colormaps["tab20"].colors) if position not in (14, 15)]
+    return palette[index % len(palette)], LINE_STYLES[(index // len(palette)) % len(LINE_STYLES)]
+
+
+def symbol_list(symbols: list[str] | tuple[str, ...]) -> str:
+    """Symbols for a title: joined as text when each is one character, space-separated otherwise
+    ("dinner", but "▁the ca t" would misread for word pieces: "'▁the' 'ca' 't'")."""
+    if all(len(symbol) == 1 for symbol in symbols):
+        return "".join(symbols)
+    return " ".join(repr(symbol) for symbol in symbols)
+
+
+def save(figure: "Figure", path: Path) -> None:
+    """Write the figure; an unwritable path is a usage error naming it."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=110, bbox_inches="tight")
+    except OSError as error:
+        raise UserInputError(f"cannot write --plot {path}: {error.strerror or error}", "Choose a writable path.") from error

@@ -1,0 +1,47 @@
+"""The JSON envelope shared by every reporting command (DESIGN §4)."""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from ctcdoctor import __version__
+from ctcdoctor.findings import Report, count_by_severity
+
+SCHEMA = 1
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN/Infinity: write them as strings so strict parsers accept the document."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return value
+    if isinstance(value, dict):
+        return {str(key): _clean(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(item) for item in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        return _clean(value.item())
+    return value
+
+
+def to_document(report: Report) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "schema": SCHEMA,
+        "command": report.command,
+        "version": __version__,
+        "spec": report.spec,
+        "findings": [finding.to_dict() for finding in report.findings],
+        "summary": count_by_severity(list(report.findings)),
+        "checks": [result.to_dict() for result in report.checks],
+    }
+    if report.result is not None:
+        document["result"] = report.result
+    return _clean(document)
+
+
+def render_json(report: Report) -> str:
+    return json.dumps(to_document(report), indent=2, allow_nan=False)

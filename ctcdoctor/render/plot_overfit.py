@@ -1,0 +1,101 @@
+"""The `overfit --plot` figure: a pure function of an `OverfitResult`.
+
+Top: the loss of every step (log scale) and the CER at each evaluation. Bottom: for the
+first chosen sample after training, the output probability of the blank and of each
+target label per frame (solid), with the pseudo ground truth `ctcdoctor.ctc.posterior`
+(alpha-rescaled with `--alpha`) dashed in the same colour, as in Li & Wang's figure 7:
+where the two agree the model has fitted its alignment; a solid blank line at 1 with
+label spikes missing is a blank collapse.
+
+matplotlib starts as every figure does (`ctcdoctor.render.figures`); the command saves the figure.
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from ctcdoctor.render.figures import BLANK_COLOUR, label_colour, new_figure
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+
+def plot(result: Any, ax: Any = None) -> Figure:
+    """Draw `result` (an `ctcdoctor.overfit.result.OverfitResult`) and return the Figure.
+
+    With `ax`, only the loss/CER panel is drawn, on that Axes.
+    """
+    if ax is not None:
+        _curves(ax, result)
+        return ax.figure
+    figure, (top, bottom) = new_figure(10, 7.5, 2, 1, gridspec_kw={"height_ratios": [1, 1.25]})
+    samples = ", ".join(map(str, result.samples))
+    verdict = "fitted" if result.fitted else f"did not fit ({result.diagnosis})" if result.trained else "not trained"
+    targets = ", ".join(f'"{target}"' for target in result.targets)
+    figure.suptitle(f"overfit sample {samples}: {targets} — {verdict}", fontsize=12)
+    _curves(top, result)
+    _frames(bottom, result)
+    figure.tight_layout()
+    return figure
+
+
+def _curves(top: Any, result: Any) -> None:
+    """The loss of every step (log scale when positive) and the CER at each evaluation, on twin axes."""
+    losses = list(result.losses)
+    steps = list(range(1, len(losses) + 1))
+    finite = [(s, v) for s, v in zip(steps, losses) if math.isfinite(v)]
+    positive = all(v > 0 for _, v in finite)
+    if finite:
+        top.plot([s for s, _ in finite], [v for _, v in finite], color="tab:blue", linewidth=1.2, label="CTC loss (every step)")
+        if positive:
+            top.set_yscale("log")
+    if result.nonfinite_step is not None:
+        top.axvline(result.nonfinite_step, color="tab:red", linestyle=":", label=f"non-finite at step {result.nonfinite_step}")
+    if result.steps_to_fit is not None:
+        top.axvline(result.steps_to_fit, color="tab:green", linestyle="--", linewidth=1, label=f"decode correct from step {result.steps_to_fit}")
+    top.set_xlabel("step")
+    top.set_ylabel("loss" + (" (log scale)" if finite and positive else ""), color="tab:blue")
+    top.grid(True, alpha=0.3)
+    cer_axis = top.twinx()
+    evaluations = list(result.evaluations)
+    if evaluations:
+        cer_axis.plot([e.step for e in evaluations], [e.cer for e in evaluations], color="tab:orange", marker="o",
+                      markersize=3, linewidth=1.2, label="CER (greedy decode)")
+    cer_axis.set_ylabel("CER", color="tab:orange")
+    cer_axis.set_ylim(bottom=0, top=max([1.0] + [e.cer * 1.05 for e in evaluations]))
+    handles, labels = top.get_legend_handles_labels()
+    more_handles, more_labels = cer_axis.get_legend_handles_labels()
+    if handles or more_handles:
+        # Outside the axes, above them: a legend must never cover the curves it explains.
+        top.legend(handles + more_handles, labels + more_labels, loc="lower left", bbox_to_anchor=(0.0, 1.02),
+                   ncol=3, fontsize=8, frameon=False)
+
+
+def _frames(bottom: Any, result: Any) -> None:
+    """Per-frame outputs (solid) against the pseudo ground truth (dashed) of the first sample."""
+    frames = result.frames
+    if frames is None:
+        bottom.text(0.5, 0.5, "no per-frame outputs (training skipped or outputs not finite)", ha="center", va="center",
+                    transform=bottom.transAxes)
+        bottom.set_axis_off()
+        return
+    count = len(frames.probs)
+    x = list(range(count))
+    for column, name in enumerate(frames.names):
+        if column == 0:
+            colour, style = BLANK_COLOUR, "-"
+        else:
+            colour, style = label_colour(column - 1)
+        shown = "blank" if column == 0 else f"'{name}'"
+        bottom.plot(x, [row[column] for row in frames.probs], color=colour, linewidth=1.6, linestyle=style, label=f"{shown} output")
+        if frames.pseudo is not None:
+            bottom.plot(x, [row[column] for row in frames.pseudo], color=colour, linewidth=1.3, linestyle="--")
+    bottom.plot([], [], color="black", linestyle="--", label="pseudo ground truth (posterior)")
+    bottom.set_xlim(-0.5, count - 0.5)
+    bottom.set_ylim(-0.03, 1.03)
+    bottom.set_xlabel("output frame")
+    bottom.set_ylabel("probability")
+    decode = result.final_decode[0] if result.final_decode else ""
+    bottom.set_title(f'sample {result.samples[0]} after training: target "{frames.target}", decode "{decode}"', fontsize=10)
+    bottom.grid(True, alpha=0.3)
+    bottom.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)

@@ -1,0 +1,43 @@
+"""The spare-frames figure of `ctcdoctor scan --plot`: a pure function of the scan result."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ctcdoctor.render.figures import new_figure
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+#: How each output-lengths source reads in the title.
+LENGTH_SOURCES = {
+    "setup": "from Setup.output_lengths",
+    "model": "returned by the model",
+    "full": "all frames (every input has the same length)",
+    "probed": "estimated by probing the model",
+    "unknown": "unknown",
+}
+
+
+def plot(result: dict[str, Any], ax: Any = None) -> Figure:
+    """Bar chart of the spare-frames histogram (output frames minus needed frames per sample).
+
+    Bars are centred on whole numbers of frames (a bin from 2 to 3 spans 1.5 to 3.5), so the
+    line between -1 and 0 separates the samples CTC cannot align (red) from the rest.
+    """
+    if ax is None:
+        figure, ax = new_figure(7, 3.5)
+    else:
+        figure = ax.figure
+    bins = result.get("spare_frames", {}).get("histogram", [])
+    lefts = [item["from"] - 0.5 for item in bins]
+    widths = [item["to"] - item["from"] + 1 for item in bins]
+    counts = [item["count"] for item in bins]
+    colours = ["#d62728" if item["to"] < 0 else "#1f77b4" for item in bins]
+    ax.bar(lefts, counts, width=widths, align="edge", color=colours, edgecolor="white")
+    ax.axvline(-0.5, color="black", linewidth=1)
+    ax.set_xlabel("spare frames (output frames − labels − repeats); red: cannot align")
+    ax.set_ylabel("samples")
+    source = result.get("lengths_source", "unknown")
+    ax.set_title(f"{result.get('samples', sum(counts)):,} samples; output lengths {LENGTH_SOURCES.get(source, source)}")
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,162 @@
+"""Each command's own `result` (the JSON `result` object) as Rich renderables for the terminal.
+
+Pure functions of the JSON-ready dictionaries, so a saved report renders the same as a live one.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from rich.console import Group, RenderableType
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from ctcdoctor.render.phrases import number
+
+BAR_WIDTH = 40
+
+
+def overfit(result: dict[str, Any], every: int | None = None) -> RenderableType:
+    """A headline (fitted / did not fit / not run), then the numbers behind it."""
+    targets = ", ".join(f'"{t}"' for t in result["targets"])
+    chosen = result["samples"]
+    samples = ("sample " if len(chosen) == 1 else "samples ") + ", ".join(map(str, chosen))
+    if not result["trained"]:
+        head = Text.assemble(
+            ("■ overfit not run ", "bold red"),
+            f"on {samples} ({targets}): fix {', '.join(result['skipped_because'])} above first; training could not succeed.",
+        )
+        return Group(head, Text(""))
+    if result["fitted"]:
+        head = Text.assemble(
+            ("✔ fitted ", "bold green"),
+            f"{samples} ({targets}) in {result['steps_to_fit']} steps, {result['seconds_to_fit']:.1f} s "
+            f"(stopped after {result['steps']} steps, {result['seconds']:.1f} s)",
+        )
+    else:
+        head = Text.assemble(
+            (f"✖ did not fit ({result['diagnosis']}) ", "bold red"),
+            f"{samples} ({targets}) in {result['steps']} steps, {result['seconds']:.1f} s",
+        )
+    return Group(head, _overfit_table(result), Text(""))
+
+
+def _overfit_table(result: dict[str, Any]) -> Table:
+    table = Table(show_header=False, box=None, padding=(0, 2), pad_edge=False)
+    table.add_column(style="dim")
+    table.add_column()
+    decode = ", ".join(f'"{d}"' for d in result["final_decode"]) or "-"
+    distances = ", ".join(str(distance) for distance in result["edit_distance"])
+    cer = result["cer"] if result["cer"] is not None else float("nan")
+    table.add_row("final decode", escape(f"{decode}  (edit distance {distances}, CER {cer:.2f})"))
+    loss = result["loss"]
+    table.add_row("loss", f"{number(loss['first'])} → {number(loss['last'])} (best {number(loss['best'])} at step {loss['best_step']})")
+    table.add_row("CTC path", escape(f"{result['ctc_path']}, {result['loss_function']}"))
+    table.add_row("optimizer", escape(f"{result['optimizer']} on {result['device']}, seed {result['seed']}"))
+    clipping = result["clipping"]
+    if clipping.get("max_norm"):
+        table.add_row(
+            "clipping",
+            f"max norm {clipping['max_norm']:g}: clipped {clipping['clipped_steps']} of {clipping['steps']} steps "
+            f"(median grad norm {number(clipping.get('median_grad_norm'))}, max {number(clipping.get('max_grad_norm'))})",
+        )
+    else:
+        table.add_row("clipping", "off")
+    parameters = result["parameters"]
+    trained = f"{parameters.get('trainable', 0):,} of {parameters.get('total', 0):,} parameters trained"
+    if parameters.get("freeze_except_head"):
+        trained += f" (only the head: {result['head']})"
+    table.add_row("parameters", escape(trained))
+    if result.get("spikiness"):
+        s = result["spikiness"]
+        table.add_row(
+            "spikiness",
+            f"blank ratio {s['blank_ratio']:.2f}, spike width {s['spike_width']:.2f} frames, "
+            f"peak p {s['peak_prob']:.2f}, entropy {s['entropy']:.2f} nats",
+        )
+    table.add_row("output", escape(result["normalisation"]))
+    for note in result["notes"]:
+        table.add_row("note", escape(note))
+    if result.get("plot"):
+        table.add_row("plot", escape(result["plot"]))
+    return table
+
+
+def scan(result: dict[str, Any], every: int | None = None) -> RenderableType:
+    """The spare-frames histogram and the tightest samples (nothing when the lengths are unknown)."""
+    parts: list[RenderableType] = []
+    if result["spare_frames"].get("known"):
+        parts += [_histogram(result), _worst(result)]
+    if result.get("plot"):
+        parts.append(Text(f"plot written to {result['plot']}", style="dim"))
+    return Group(*parts)
+
+
+def _histogram(result: dict[str, Any]) -> Table:
+    bins = result["spare_frames"].get("histogram", [])
+    table = Table(title="spare frames per sample (output frames − labels − repeats)", box=None, padding=(0, 1),
+                  header_style="bold", title_justify="left")
+    table.add_column("spare", justify="right")
+    table.add_column("samples", justify="right")
+    table.add_column("")
+    top = max((item["count"] for item in bins), default=0) or 1
+    for item in bins:
+        label = str(item["from"]) if item["from"] == item["to"] else f"{item['from']}..{item['to']}"
+        bar = "█" * max(1 if item["count"] else 0, round(BAR_WIDTH * item["count"] / top))
+        table.add_row(label, f"{item['count']:,}", Text(bar, style="red" if item["to"] < 0 else "cyan"))
+    return table
+
+
+def _worst(result: dict[str, Any]) -> Table:
+    table = Table(title="tightest samples", box=None, padding=(0, 1), header_style="bold", title_justify="left")
+    columns = ("sample", "frames", "labels", "repeats", "needed", "spare")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for item in result["worst"]:
+        table.add_row(*(str(item[key]) for key in columns))
+    return table
+
+
+def labels(result: dict[str, Any], every: int | None = None) -> RenderableType:
+    """The longest labels of the file."""
+    table = Table(title=f"{result['lines']} labels; longest", box=None, padding=(0, 2), header_style="bold")
+    table.add_column("line", justify="right")
+    table.add_column("symbols", justify="right")
+    table.add_column("text")
+    for item in result["longest"]:
+        table.add_row(str(item["line"]), str(item["length"]), escape(item["text"]))
+    return table
+
+
+def simulate(result: dict[str, Any], every: int | None = None) -> RenderableType:
+    """The metrics every `every` steps (default: a tenth of the run), then when the decode first came right."""
+    steps = result["steps"]
+    every = every or max(1, steps // 10)
+    table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
+    for column in ("step", "loss", "blank ratio", "non-blank mass", "spike width", "peak prob", "entropy", "decode"):
+        table.add_column(column, justify="left" if column == "decode" else "right")
+    for metrics in result.get("history", []):
+        if metrics["step"] % every == 0 or metrics["step"] == steps:
+            decoded = metrics["decoded"] if isinstance(metrics["decoded"], str) else " ".join(map(str, metrics["decoded"]))
+            table.add_row(
+                str(metrics["step"]), f"{metrics['loss']:.3f}", f"{metrics['blank_ratio']:.2f}", f"{metrics['nonblank_mass']:.2f}",
+                f"{metrics['spike_width']:.2f}", f"{metrics['peak_prob']:.2f}", f"{metrics['entropy']:.2f}", escape(repr(decoded)),
+            )
+    first = result["first_correct_step"]
+    verdict = Text(
+        f"first correct greedy decode at step {first}" if first is not None else f"never decoded correctly in {steps} steps",
+        style="bold green" if first is not None else "bold yellow",
+    )
+    parts: list[RenderableType] = [table, verdict]
+    if result.get("plot"):
+        parts.append(Text(f"figure written to {result['plot']}", style="dim"))
+    return Group(*parts)
+
+
+#: command -> renderer of its `result`.
+RESULTS: dict[str, Callable[[dict[str, Any], int | None], RenderableType]] = {
+    "overfit": overfit,
+    "scan": scan,
+    "labels": labels,
+    "simulate": simulate,
+}
