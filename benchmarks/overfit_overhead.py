@@ -29,12 +29,12 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from ctcdoctor.load.batches import normalise_batch  # noqa: E402
-from ctcdoctor.load.spec import load_setup  # noqa: E402
-from ctcdoctor.overfit.result import OverfitOptions  # noqa: E402
-from ctcdoctor.overfit.train import run_overfit  # noqa: E402
 from ctcdoctor.load.samples import pick_samples  # noqa: E402
+from ctcdoctor.load.spec import load_setup  # noqa: E402
 from ctcdoctor.measure.lengths import call_length_function  # noqa: E402
 from ctcdoctor.measure.model import split_output  # noqa: E402
+from ctcdoctor.overfit.result import OverfitOptions  # noqa: E402
+from ctcdoctor.overfit.train import run_overfit  # noqa: E402
 
 DEFAULT_SPEC = str(Path(__file__).resolve().parents[1] / "examples" / "ocr_crnn.py")
 

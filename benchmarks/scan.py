@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 def per_sample_scan(batches: Iterable[Any], num_classes: int, blank: int, output_lengths: Callable) -> dict[str, int]:
     """The same length and label tests written as a per-sample Python loop, the baseline."""
     counts = {"infeasible": 0, "tight": 0, "out_of_range": 0, "blank": 0, "empty": 0, "samples": 0}
-    for inputs, targets, input_lengths, target_lengths in batches:
+    for _inputs, targets, input_lengths, target_lengths in batches:
         frames = output_lengths(input_lengths)
         for n in range(len(target_lengths)):
             length = int(target_lengths[n])

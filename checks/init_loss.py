@@ -119,7 +119,7 @@ def init_loss_too_high(init_loss: InitLoss) -> list[Finding]:
             "scales or temperatures at init, and normalise the inputs (CTC041).",
             {"mean_loss_per_label": mean_loss, "uniform_loss_per_label": mean_uniform, "ratio": ratio,
              "threshold_ratio": RATIO, "threshold_margin": MARGIN, "samples": len(pairs),
-             "worst": [{"sample": s, "loss_per_label": l, "uniform_per_label": u} for s, l, u in worst]},
+             "worst": [{"sample": s, "loss_per_label": loss, "uniform_per_label": u} for s, loss, u in worst]},
         )
     ]
 

@@ -133,7 +133,8 @@ def target_lengths_inconsistent(targets: TargetTable) -> list[Finding]:
     return [
         finding(
             "CTC012",
-            "; ".join(targets.length_problems[:5]) + ("." if len(targets.length_problems) <= 5 else f"; and {len(targets.length_problems) - 5} more."),
+            "; ".join(targets.length_problems[:5])
+            + ("." if len(targets.length_problems) <= 5 else f"; and {len(targets.length_problems) - 5} more."),
             "Compute target_lengths from the encoded labels themselves (after filtering), one per sample.",
             {"problems": list(targets.length_problems[:20])},
         )

@@ -95,7 +95,8 @@ def infeasible_alignment(targets: TargetTable, output_lengths: OutputLengths) ->
     )
     if only_repeats:
         message += (
-            " It would fit without its adjacent repeated labels" if count == 1 else " Every one of them would fit without its adjacent repeated labels"
+            " It would fit without its adjacent repeated labels"
+            if count == 1 else " Every one of them would fit without its adjacent repeated labels"
         ) + ": CTC needs a blank frame between equal neighbours."
     hint = (
         "Reduce the downsampling along time (smaller pooling/stride on the time or width axis), feed longer inputs, "

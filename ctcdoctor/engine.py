@@ -17,8 +17,9 @@ import importlib
 import pkgutil
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from ctcdoctor.config import Settings
 from ctcdoctor.errors import BatchError, UserInputError
@@ -26,11 +27,11 @@ from ctcdoctor.findings import CheckResult, Finding, Report
 from ctcdoctor.protocol import Setup
 from ctcdoctor.registry import CodeInfo, SkipCheck, apply_ignore, document, finding, select_checks, sort_findings
 
-_PROVIDERS: dict[str, Callable[["Context"], Any]] = {}
+_PROVIDERS: dict[str, Callable[[Context], Any]] = {}
 
 
-def provides(name: str) -> Callable[[Callable[["Context"], Any]], Callable[["Context"], Any]]:
-    def decorate(function: Callable[["Context"], Any]) -> Callable[["Context"], Any]:
+def provides(name: str) -> Callable[[Callable[[Context], Any]], Callable[[Context], Any]]:
+    def decorate(function: Callable[[Context], Any]) -> Callable[[Context], Any]:
         _PROVIDERS[name] = function
         return function
 

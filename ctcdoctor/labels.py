@@ -13,8 +13,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ctcdoctor.render.phrases import listing, plural
 
@@ -164,55 +165,72 @@ TITLES = {
 
 
 def _show(symbol: str) -> str:
-    return repr(symbol) if symbol.strip() == symbol and symbol.isprintable() else f"{symbol!r} (U+{ord(symbol[0]):04X}{'…' if len(symbol) > 1 else ''})"
+    if symbol.strip() == symbol and symbol.isprintable():
+        return repr(symbol)
+    return f"{symbol!r} (U+{ord(symbol[0]):04X}{'…' if len(symbol) > 1 else ''})"
 
 
 def alphabet_problems(alphabet: str | Sequence[str]) -> list[Problem]:
     """Duplicates, whitespace-only or padded entries, non-NFC symbols, failed encode->decode round trips."""
     symbols = list(alphabet)
-    problems: list[Problem] = []
-    counts = Counter(symbols)
-    duplicates = {symbol: count for symbol, count in counts.items() if count > 1}
-    if duplicates:
-        positions = {symbol: [i + 1 for i, s in enumerate(symbols) if s == symbol] for symbol in duplicates}
-        problems.append(Problem(
-            "duplicates",
-            f"{plural(len(duplicates), 'symbol appears', 'symbols appear')} more than once: "
-            + ", ".join(f"{_show(s)} at classes {positions[s]}" for s in list(duplicates)[:8])
-            + ". An encoder's dict keeps the last class, so the first one is never a target but still gets output mass.",
-            "Remove the duplicates (e.g. alphabet = ''.join(dict.fromkeys(alphabet))) and shrink the output layer to match.",
-            {"duplicates": {s: positions[s] for s in list(duplicates)[:20]}},
-        ))
+    duplicates = {symbol: count for symbol, count in Counter(symbols).items() if count > 1}
+    found = [_duplicates(symbols, duplicates), _whitespace(symbols), _unicode(symbols), _round_trip(symbols, duplicates)]
+    return [problem for problem in found if problem is not None]
+
+
+def _duplicates(symbols: list[str], duplicates: dict[str, int]) -> Problem | None:
+    if not duplicates:
+        return None
+    positions = {symbol: [i + 1 for i, s in enumerate(symbols) if s == symbol] for symbol in duplicates}
+    return Problem(
+        "duplicates",
+        f"{plural(len(duplicates), 'symbol appears', 'symbols appear')} more than once: "
+        + ", ".join(f"{_show(s)} at classes {positions[s]}" for s in list(duplicates)[:8])
+        + ". An encoder's dict keeps the last class, so the first one is never a target but still gets output mass.",
+        "Remove the duplicates (e.g. alphabet = ''.join(dict.fromkeys(alphabet))) and shrink the output layer to match.",
+        {"duplicates": {s: positions[s] for s in list(duplicates)[:20]}},
+    )
+
+
+def _whitespace(symbols: list[str]) -> Problem | None:
     empty = [i + 1 for i, s in enumerate(symbols) if s == ""]
     whitespace = [(i + 1, s) for i, s in enumerate(symbols) if s and not s.strip() and s not in WHITESPACE_OK]
     padded = [(i + 1, s) for i, s in enumerate(symbols) if s.strip() and s != s.strip()]
-    if empty or whitespace or padded:
-        parts = []
-        if empty:
-            parts.append(f"empty symbols at classes {empty[:8]}")
-        if whitespace:
-            parts.append("whitespace-only symbols " + ", ".join(f"{_show(s)} at class {i}" for i, s in whitespace[:8]))
-        if padded:
-            parts.append("symbols with surrounding whitespace " + ", ".join(f"{s!r} at class {i}" for i, s in padded[:8]))
-        problems.append(Problem(
-            "whitespace",
-            "; ".join(parts) + " (a single ' ' is accepted as the word separator). They usually come from reading an "
-            "alphabet file with a trailing newline or tab, and match no label text.",
-            "Strip each alphabet entry of newlines/tabs when reading it (keep a single ' ' only if labels contain spaces).",
-            {"empty": empty[:20], "whitespace": [[i, s] for i, s in whitespace[:20]], "padded": [[i, s] for i, s in padded[:20]]},
-        ))
+    if not (empty or whitespace or padded):
+        return None
+    parts = []
+    if empty:
+        parts.append(f"empty symbols at classes {empty[:8]}")
+    if whitespace:
+        parts.append("whitespace-only symbols " + ", ".join(f"{_show(s)} at class {i}" for i, s in whitespace[:8]))
+    if padded:
+        parts.append("symbols with surrounding whitespace " + ", ".join(f"{s!r} at class {i}" for i, s in padded[:8]))
+    return Problem(
+        "whitespace",
+        "; ".join(parts) + " (a single ' ' is accepted as the word separator). They usually come from reading an "
+        "alphabet file with a trailing newline or tab, and match no label text.",
+        "Strip each alphabet entry of newlines/tabs when reading it (keep a single ' ' only if labels contain spaces).",
+        {"empty": empty[:20], "whitespace": [[i, s] for i, s in whitespace[:20]], "padded": [[i, s] for i, s in padded[:20]]},
+    )
+
+
+def _unicode(symbols: list[str]) -> Problem | None:
     not_nfc = [(i + 1, s) for i, s in enumerate(symbols) if unicodedata.normalize("NFC", s) != s]
     combining = [(i + 1, s) for i, s in enumerate(symbols) if len(s) == 1 and unicodedata.combining(s)]
-    if not_nfc or combining:
-        shown = not_nfc or combining
-        problems.append(Problem(
-            "unicode",
-            "symbols in decomposed (non-NFC) Unicode form: " + ", ".join(f"{_show(s)} at class {i}" for i, s in shown[:8])
-            + ". Label text is usually NFC (é as one code point), so it never matches them.",
-            "Normalise both the alphabet and the labels with unicodedata.normalize('NFC', text).",
-            {"symbols": [[i, s] for i, s in shown[:20]]},
-        ))
-    # Round trip: encode each symbol's text with a greedy longest-match encoder, decode the indices back.
+    shown = not_nfc or combining
+    if not shown:
+        return None
+    return Problem(
+        "unicode",
+        "symbols in decomposed (non-NFC) Unicode form: " + ", ".join(f"{_show(s)} at class {i}" for i, s in shown[:8])
+        + ". Label text is usually NFC (é as one code point), so it never matches them.",
+        "Normalise both the alphabet and the labels with unicodedata.normalize('NFC', text).",
+        {"symbols": [[i, s] for i, s in shown[:20]]},
+    )
+
+
+def _round_trip(symbols: list[str], duplicates: dict[str, int]) -> Problem | None:
+    """Encode each symbol's text with a greedy longest-match encoder and decode the indices back."""
     index = {symbol: i + 1 for i, symbol in enumerate(symbols)}
     tokenize = tokenizer(symbols)
     failed = []
@@ -223,16 +241,16 @@ def alphabet_problems(alphabet: str | Sequence[str]) -> list[Problem]:
         decoded = "".join(symbols[index[token] - 1] for token in tokens)
         if unknown or decoded != symbol or [index[token] for token in tokens] != [position]:
             failed.append({"class": position, "symbol": symbol, "encoded": [index[token] for token in tokens]})
-    if failed:
-        problems.append(Problem(
-            "round_trip",
-            f"encode→decode does not give back {plural(len(failed), 'symbol')}: "
-            + ", ".join(f"{_show(item['symbol'])} (class {item['class']}) encodes to {item['encoded']}" for item in failed[:8])
-            + ". Symbols that are made of other symbols make the encoding ambiguous.",
-            "Make every symbol unique and encode labels with the same tokenisation the decoder inverts.",
-            {"failed": failed[:20]},
-        ))
-    return problems
+    if not failed:
+        return None
+    return Problem(
+        "round_trip",
+        f"encode→decode does not give back {plural(len(failed), 'symbol')}: "
+        + ", ".join(f"{_show(item['symbol'])} (class {item['class']}) encodes to {item['encoded']}" for item in failed[:8])
+        + ". Symbols that are made of other symbols make the encoding ambiguous.",
+        "Make every symbol unique and encode labels with the same tokenisation the decoder inverts.",
+        {"failed": failed[:20]},
+    )
 
 
 @dataclass
@@ -340,7 +358,8 @@ def label_problems(parsed: LabelFile, report: LabelReport, alphabet) -> list[Pro
         if report.empty:
             parts.append(f"{plural(len(report.empty), 'label')} {'is' if len(report.empty) == 1 else 'are'} empty (lines {listing(report.empty)})")
         if report.emptied:
-            parts.append(f"{plural(len(report.emptied), 'label')} {'becomes' if len(report.emptied) == 1 else 'become'} empty once symbols outside the alphabet are dropped "
+            verb = "becomes" if len(report.emptied) == 1 else "become"
+            parts.append(f"{plural(len(report.emptied), 'label')} {verb} empty once symbols outside the alphabet are dropped "
                          f"(lines {listing(report.emptied)})")
         problems.append(Problem(
             "empty",

@@ -4,13 +4,14 @@ Kept free of torch imports so that `ctcdoctor --help` and `explain` start fast.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-Alphabet = Optional[Union[str, Sequence[str]]]
+Alphabet = str | Sequence[str] | None
 """The symbols of the non-blank classes, in class order (blank skipped), or None when unknown."""
 
 
@@ -21,7 +22,7 @@ class Setup:
     A user's `build()` returns one of these (or a plain `(model, loader)` tuple).
     """
 
-    model: "torch.nn.Module"
+    model: torch.nn.Module
     """The network; `model(inputs)` returns `(T, N, C)` / `(N, T, C)` or `(output, output_lengths)`."""
     loader: Iterable[Any]
     """A DataLoader or any iterable of batches `(inputs, targets, input_lengths, target_lengths)`."""

@@ -14,8 +14,9 @@ import importlib
 import inspect
 import pkgutil
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, TypeVar
 
 from ctcdoctor.findings import Finding, Severity
 

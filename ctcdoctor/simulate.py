@@ -10,8 +10,8 @@ frame) and "peaking" phase (labels come back as one-frame spikes), and how the a
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 import torch

@@ -26,7 +26,7 @@ Class indices follow the usual convention: blank = 0, symbol ``i`` of the alphab
 from __future__ import annotations
 
 import functools
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -115,7 +115,7 @@ _FONT_SIZE = 22.0  # px at dpi 72: ascenders reach row ~7, descenders row ~28 of
 _BASELINE = 8  # px above the bottom edge, leaving room for descenders (g, j, p, q, y)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def glyphs(font: str = "DejaVu Sans", alphabet: str = ALPHABET) -> dict[str, np.ndarray]:
     """Rasterise each symbol of ``alphabet`` once in ``font``; cached per (font, alphabet).
 
@@ -287,7 +287,7 @@ N_MELS = 40
 """Number of mel-like frequency bins of the toy speech features."""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _phone_patterns(n_symbols: int, n_mels: int) -> np.ndarray:
     """One spectral envelope per symbol, in [0, 1]; fixed (seed-independent) so that a
     symbol sounds the same in every data set built with any seed."""

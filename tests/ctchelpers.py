@@ -11,8 +11,7 @@ import torch
 from torch import nn
 
 from ctcdoctor import Setup
-from ctcdoctor.engine import Context, Options
-from ctcdoctor.engine import run_checks
+from ctcdoctor.engine import Context, Options, run_checks
 from ctcdoctor.registry import select_checks as select
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,8 +10,8 @@ import textwrap
 import pytest
 from typer.testing import CliRunner
 
-from ctchelpers import ROOT
 from ctcdoctor.cli import app
+from ctchelpers import ROOT
 
 runner = CliRunner()
 

@@ -6,10 +6,9 @@ import os
 
 from rich.console import Console
 
-from ctchelpers import ROOT
-from ctcdoctor.findings import Finding, Severity
+from ctcdoctor.findings import CheckResult, Finding, Report, Severity
 from ctcdoctor.render.console import RenderOptions, render_console
-from ctcdoctor.findings import CheckResult, Report
+from ctchelpers import ROOT
 
 GOLDEN = ROOT / "tests" / "golden" / "check_report.txt"
 

@@ -12,14 +12,13 @@ import importlib
 import json
 import os
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
-from ctchelpers import ROOT
 from ctcdoctor.cli import app
+from ctchelpers import ROOT
 
 GOLDEN = ROOT / "tests" / "golden" / "json"
 VOLATILE_KEYS = {"seconds", "version", "seconds_to_fit", "seconds_per_step", "samples_per_second"}
@@ -134,3 +133,31 @@ def test_every_dotted_name_in_the_docs_resolves(where, dotted):
 def test_the_docs_name_some_dotted_names():
     """Guard the guard: the docs test above must have something to check."""
     assert len(_documented_names()) >= 5
+
+
+def test_the_installed_command_returns_the_documented_exit_codes():
+    """Through the console script and `python -m ctcdoctor`, not only through CliRunner."""
+    import shutil
+    import subprocess
+    import sys
+
+    script = shutil.which("ctcdoctor")
+    assert script is not None
+    broken = subprocess.run([script, "check", "examples/broken/no_blank_slot.py", "--select", "CTC01"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    usage = subprocess.run([sys.executable, "-m", "ctcdoctor", "check", "no/such/file.py"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=300)
+    assert usage.returncode == 2 and "no such file" in usage.stderr
+
+
+def test_output_that_is_not_a_terminal_keeps_each_message_on_one_unpadded_line():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "ctcdoctor", "labels", "examples/labels/gt.txt", "--alphabet",
+                             "@examples/labels/alphabet.txt"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    lines = result.stdout.splitlines()
+    message = next(line for line in lines if "outside the alphabet (3 distinct)" in line)
+    assert message.endswith("'café' → 'caf')."), message  # the whole sentence, not cut at 80 columns
+    assert not [line for line in lines if line.endswith(" ")]

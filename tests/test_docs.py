@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import re
 
-from ctchelpers import ROOT
-from ctcdoctor.render.docgen import render
 from ctcdoctor.registry import all_codes
+from ctcdoctor.render.docgen import render
+from ctchelpers import ROOT
 
 
 def test_checks_md_is_generated_from_the_registry():

@@ -7,8 +7,8 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from ctchelpers import ROOT
 from ctcdoctor.cli import app
+from ctchelpers import ROOT
 
 BROKEN = sorted(path for path in (ROOT / "examples" / "broken").glob("*.py") if not path.name.startswith("_"))
 HEALTHY = [ROOT / "examples" / "ocr_crnn.py", ROOT / "examples" / "speech_ctc.py"]

@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 
 from ctcdoctor import Setup
 from ctcdoctor.cli import app
+from ctcdoctor.load.samples import parse_samples, pick_samples
+from ctcdoctor.overfit.diagnose import classify_failure
 from ctcdoctor.overfit.result import OverfitOptions
 from ctcdoctor.overfit.train import find_head, run_overfit
-from ctcdoctor.overfit.diagnose import classify_failure
-from ctcdoctor.load.samples import parse_samples, pick_samples
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,9 +8,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from ctcdoctor.load.batches import build_target_table, normalise_batch
 from ctcdoctor.cli import app
-from ctcdoctor.load.batches import TargetParts
+from ctcdoctor.load.batches import TargetParts, build_target_table, normalise_batch
 from ctcdoctor.scan.run import histogram
 
 ROOT = Path(__file__).resolve().parents[1]

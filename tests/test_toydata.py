@@ -15,7 +15,7 @@ def test_glyphs_differ_between_letters_and_share_a_baseline():
     assert set(table) == set(td.ALPHABET)
     for ch, g in table.items():
         assert g.dtype == np.float32 and g.shape[0] == td.GLYPH_HEIGHT
-        assert 0.0 <= g.min() and g.max() <= 1.0 and g.sum() > 5, ch  # real ink, not a blank cell
+        assert g.min() >= 0.0 and g.max() <= 1.0 and g.sum() > 5, ch  # real ink, not a blank cell
     # Every pair of letters renders differently (compare on a common width).
     w = max(g.shape[1] for g in table.values())
     padded = {ch: np.pad(g, ((0, 0), (0, w - g.shape[1]))) for ch, g in table.items()}

@@ -1,4 +1,5 @@
 """`python -m ctcdoctor.cli` is `python -m ctcdoctor`."""
+
 import sys
 
 from ctcdoctor.cli import main

@@ -4,10 +4,12 @@ Start-up stays light: nothing here imports torch at module level, so `--help`, `
 `codes` and `labels` answer at once; each command imports what it needs when it runs.
 Each command lives in a module of its own here; this file only registers them.
 """
+
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Sequence
+from collections.abc import Sequence
+from typing import Annotated
 
 import click
 import typer
@@ -58,7 +60,8 @@ app.command()(codes)
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line on `argv` (default: the process's arguments) and return the exit code."""
     try:
-        app(args=list(argv) if argv is not None else None, prog_name="ctcdoctor", standalone_mode=False)
+        # standalone_mode=False: click returns the command's exit code instead of calling sys.exit.
+        code = app(args=list(argv) if argv is not None else None, prog_name="ctcdoctor", standalone_mode=False)
     except click.exceptions.Exit as done:
         return int(done.exit_code)
     except click.ClickException as error:
@@ -67,4 +70,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.exceptions.Abort:
         print("aborted", file=sys.stderr)
         return 130
-    return int(ExitCode.OK)
+    return int(code) if isinstance(code, int) else int(ExitCode.OK)

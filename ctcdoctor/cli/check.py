@@ -1,11 +1,12 @@
 """`ctcdoctor check SPEC`: load the spec, run every selected check, report."""
+
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from ctcdoctor.cli import options as opt
+import ctcdoctor.cli.options as opt
 from ctcdoctor.cli.output import Emit, emit, guarded, stderr_console
 
 
@@ -16,8 +17,12 @@ def check(
     select: opt.Select = [],  # noqa: B006 - typer reads the default, never mutates it
     ignore: opt.Ignore = [],  # noqa: B006
     fail_on: opt.FailOnOption = None,
-    max_batches: Annotated[Optional[int], typer.Option("--max-batches", min=1, help="Batches the model is run on [default: 2].", show_default=False)] = None,
-    scan_batches: Annotated[Optional[int], typer.Option("--scan-batches", min=1, help="Batches the label and length checks read [default: 32].", show_default=False)] = None,
+    max_batches: Annotated[
+        int | None, typer.Option("--max-batches", min=1, help="Batches the model is run on [default: 2].", show_default=False)
+    ] = None,
+    scan_batches: Annotated[
+        int | None, typer.Option("--scan-batches", min=1, help="Batches the label and length checks read [default: 32].", show_default=False)
+    ] = None,
     device: opt.Device = None,
     verbose: opt.Verbose = False,
     debug: opt.Debug = False,
@@ -30,8 +35,13 @@ def check(
 
         opt.ensure_writable(output, "--output")
         settings = resolve_settings(
-            spec_folder(spec), fail_on=fail_on, select=select, ignore=ignore,
-            max_batches=max_batches, scan_batches=scan_batches, device=device,
+            spec_folder(spec),
+            fail_on=fail_on,
+            select=select,
+            ignore=ignore,
+            max_batches=max_batches,
+            scan_batches=scan_batches,
+            device=device,
         )
         if output_format is opt.OutputFormat.text:
             with stderr_console().status("checking…") as status:

@@ -1,4 +1,5 @@
 """`ctcdoctor explain CODE` and `ctcdoctor codes`: the documentation of the finding codes. No torch here."""
+
 from __future__ import annotations
 
 from typing import Annotated
@@ -32,7 +33,7 @@ def codes() -> None:
 
     from ctcdoctor.registry import all_codes
 
-    table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
+    table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2), pad_edge=False)
     table.add_column("code")
     table.add_column("severity")
     table.add_column("title")

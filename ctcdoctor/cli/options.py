@@ -1,11 +1,12 @@
 """The options shared by the commands, declared once so a flag means the same thing everywhere,
 and the check that an output path is writable before the work starts."""
+
 from __future__ import annotations
 
 import os
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Annotated
 
 import typer
 
@@ -26,15 +27,34 @@ class FailOn(str, Enum):
 SPEC_HELP = "Your module and function: path/to/file.py[:build] or package.module[:build]."
 
 Spec = Annotated[str, typer.Argument(help=SPEC_HELP, show_default=False, metavar="SPEC")]
-Format = Annotated[OutputFormat, typer.Option("--format", "-f", metavar="text|json", help="text for people, json for CI (stdout carries only the JSON).")]
-Output = Annotated[Optional[Path], typer.Option("--output", "-o", metavar="FILE", help="Also write the JSON report to this file.", show_default=False)]
-Select = Annotated[List[str], typer.Option("--select", metavar="CODES", help="Report only these codes or prefixes (repeat or comma-separate).", show_default=False)]
-Ignore = Annotated[List[str], typer.Option("--ignore", metavar="CODES", help="Skip these codes or prefixes (repeat or comma-separate).", show_default=False)]
-FailOnOption = Annotated[Optional[FailOn], typer.Option("--fail-on", metavar="error|warning|info", help="Exit 1 on findings at or above this severity [default: error].", show_default=False)]
+Format = Annotated[
+    OutputFormat, typer.Option("--format", "-f", metavar="text|json", help="text for people, json for CI (stdout carries only the JSON).")
+]
+Output = Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE", help="Also write the JSON report to this file.", show_default=False)]
+Select = Annotated[
+    list[str], typer.Option("--select", metavar="CODES", help="Report only these codes or prefixes (repeat or comma-separate).", show_default=False)
+]
+Ignore = Annotated[
+    list[str], typer.Option("--ignore", metavar="CODES", help="Skip these codes or prefixes (repeat or comma-separate).", show_default=False)
+]
+FailOnOption = Annotated[
+    FailOn | None,
+    typer.Option(
+        "--fail-on", metavar="error|warning|info", help="Exit 1 on findings at or above this severity [default: error].", show_default=False
+    ),
+]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show every check with its status and time.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
-Plot = Annotated[Optional[Path], typer.Option("--plot", metavar="FILE", help="Write the figure to this file (.png, .pdf or .svg).", show_default=False)]
-Device = Annotated[Optional[str], typer.Option("--device", metavar="DEVICE", help="Run a copy of the model on this device: auto, cpu, cuda or cuda:N [default: where it is].", show_default=False)]
+Plot = Annotated[Path | None, typer.Option("--plot", metavar="FILE", help="Write the figure to this file (.png, .pdf or .svg).", show_default=False)]
+Device = Annotated[
+    str | None,
+    typer.Option(
+        "--device",
+        metavar="DEVICE",
+        help="Run a copy of the model on this device: auto, cpu, cuda or cuda:N [default: where it is].",
+        show_default=False,
+    ),
+]
 
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 

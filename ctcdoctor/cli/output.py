@@ -4,15 +4,19 @@ the report alone, chatter and errors on stderr.
 With `--format json` stdout must carry the JSON document and nothing else, so the user's own
 `print()` calls (in their module, data set or `forward`) go to stderr while a command runs.
 """
+
 from __future__ import annotations
 
 import contextlib
+import io
+import re
 import sys
 import traceback
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO
 
 import typer
 from rich.console import Console
@@ -25,9 +29,44 @@ from ctcdoctor.errors import ExitCode, UserInputError
 _REPORT_STREAM: ContextVar[IO[str] | None] = ContextVar("report_stream", default=None)
 
 
+#: Width for output that is not a terminal (CI logs, pipes, files): wide enough that no message is
+#: ever wrapped or cut, so each stays one greppable line without trailing padding.
+LOG_WIDTH = 100_000
+
+
+class _Unpadded(io.TextIOBase):
+    """A text stream that drops the spaces Rich pads table cells with at the end of a line."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._spaces = ""
+
+    def write(self, text: str) -> int:
+        text = self._spaces + text
+        stripped = re.sub(r" +\n", "\n", text)
+        body = stripped.rstrip(" ")
+        self._spaces = stripped[len(body):]  # held back: spaces before a newline that has not come yet
+        self._stream.write(body)
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+def console_for(stream: IO[str], stderr: bool = False) -> Console:
+    """A Console on `stream`: the terminal's width in a terminal; anywhere else (CI logs, pipes,
+    files) lines that are never wrapped or cut and carry no trailing padding."""
+    if stream.isatty():
+        return Console(file=stream, stderr=stderr)
+    return Console(file=_Unpadded(stream), stderr=stderr, width=LOG_WIDTH, soft_wrap=True)
+
+
 def stderr_console() -> Console:
     """Progress, status lines and errors: stderr, wrapped only in a terminal."""
-    return Console(stderr=True, soft_wrap=not sys.stderr.isatty())
+    return console_for(sys.stderr, stderr=True)
 
 
 def _escape(text: str) -> str:
@@ -114,6 +153,6 @@ def emit(report, how: Emit, fail_on) -> int:  # noqa: ANN001 - Report and Severi
     else:
         from ctcdoctor.render.console import RenderOptions, render_console
 
-        console = Console(file=stream, soft_wrap=not stream.isatty())
+        console = console_for(stream)
         render_console(report, console, RenderOptions(verbose=how.verbose, every=how.every))
     return int(ExitCode.FINDINGS if fails(list(report.findings), fail_on) else ExitCode.OK)

@@ -1,12 +1,13 @@
 """`ctcdoctor overfit SPEC --sample N`: make a copy of the model memorise one sample, or say why it cannot."""
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
-from ctcdoctor.cli import options as opt
+import ctcdoctor.cli.options as opt
 from ctcdoctor.cli.output import Emit, emit, guarded, stderr_console
 from ctcdoctor.overfit.result import DEFAULT_CLIP, DEFAULT_EVAL_EVERY, DEFAULT_PATIENCE, DEFAULT_STEPS
 
@@ -14,18 +15,30 @@ from ctcdoctor.overfit.result import DEFAULT_CLIP, DEFAULT_EVAL_EVERY, DEFAULT_P
 def overfit(
     spec: opt.Spec,
     sample: Annotated[int, typer.Option("--sample", min=0, help="Index of the sample to memorise (dataset[i] for a DataLoader).")] = 0,
-    samples: Annotated[Optional[str], typer.Option("--samples", help="Several samples at once: 0,3,7 or 0-3 (overrides --sample).", show_default=False)] = None,
-    steps: Annotated[int, typer.Option("--steps", min=1, help="Step budget; fitting stops early. Small models fit one sample in 150-600.")] = DEFAULT_STEPS,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (overrides Setup.optimizer's) [default: Adam 1e-3].", show_default=False)] = None,
-    alpha: Annotated[Optional[float], typer.Option("--alpha", help="Modified CTC: non-blank proportion of the pseudo ground truth, in (0, 1).", show_default=False)] = None,
+    samples: Annotated[
+        str | None, typer.Option("--samples", help="Several samples at once: 0,3,7 or 0-3 (overrides --sample).", show_default=False)
+    ] = None,
+    steps: Annotated[
+        int, typer.Option("--steps", min=1, help="Step budget; fitting stops early. Small models fit one sample in 150-600.")
+    ] = DEFAULT_STEPS,
+    lr: Annotated[
+        float | None, typer.Option("--lr", help="Learning rate (overrides Setup.optimizer's) [default: Adam 1e-3].", show_default=False)
+    ] = None,
+    alpha: Annotated[
+        float | None, typer.Option("--alpha", help="Modified CTC: non-blank proportion of the pseudo ground truth, in (0, 1).", show_default=False)
+    ] = None,
     gamma: Annotated[float, typer.Option("--gamma", min=0.0, help="Modified CTC: key-frame weighting exponent (0 = plain CTC).")] = 0.0,
     freeze_except_head: Annotated[bool, typer.Option("--freeze-except-head", help="Train only the final layer with parameters.")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (dropout, initial state of the copy's RNG).")] = 0,
     device: opt.Device = None,
     clip: Annotated[float, typer.Option("--clip", min=0.0, help="Gradient clipping max norm (0 turns clipping off).")] = DEFAULT_CLIP,
     eval_every: Annotated[int, typer.Option("--eval-every", min=1, help="Decode and check every this many steps.")] = DEFAULT_EVAL_EVERY,
-    patience: Annotated[int, typer.Option("--patience", min=1, help="Fitted = decode equals target at this many checks in a row.")] = DEFAULT_PATIENCE,
-    threads: Annotated[int, typer.Option("--threads", min=0, help="CPU threads while training (0 = torch's default); one sample trains fastest on one.")] = 1,
+    patience: Annotated[
+        int, typer.Option("--patience", min=1, help="Fitted = decode equals target at this many checks in a row.")
+    ] = DEFAULT_PATIENCE,
+    threads: Annotated[
+        int, typer.Option("--threads", min=0, help="CPU threads while training (0 = torch's default); one sample trains fastest on one.")
+    ] = 1,
     plot: opt.Plot = None,
     output_format: opt.Format = opt.OutputFormat.text,
     output: opt.Output = None,
@@ -37,9 +50,11 @@ def overfit(
 ) -> None:
     """Train a copy of the model on one sample until it decodes it exactly; diagnose it when it cannot.
 
-    Runs the length, label and output checks on the sample first (an infeasible length is reported as CTC001 and training is skipped).
+    Runs the length, label and output checks on the sample first (an infeasible length
+    is reported as CTC001 and training is skipped).
 
-    Exit 0: fitted. Exit 1: CTC070 (did not fit in the budget), CTC071 (collapsed to blanks), CTC072 (diverged, oscillated or NaN), or a static error.
+    Exit 0: fitted. Exit 1: CTC070 (did not fit in the budget), CTC071 (collapsed to
+    blanks), CTC072 (diverged, oscillated or NaN), or a static error.
     """
 
     def work() -> int:
@@ -57,8 +72,17 @@ def overfit(
             raise UserInputError(f"--alpha {alpha}: must lie in (0, 1)", "Try --alpha 0.5 (half the frames non-blank).")
         chosen = parse_samples(samples, default=(sample,))
         options = OverfitOptions(
-            samples=chosen, steps=steps, lr=lr, alpha=alpha, gamma=gamma, freeze_except_head=freeze_except_head,
-            seed=seed, device=settings.device or "auto", clip=clip, eval_every=eval_every, patience=patience,
+            samples=chosen,
+            steps=steps,
+            lr=lr,
+            alpha=alpha,
+            gamma=gamma,
+            freeze_except_head=freeze_except_head,
+            seed=seed,
+            device=settings.device or "auto",
+            clip=clip,
+            eval_every=eval_every,
+            patience=patience,
             threads=threads or None,
         )
         opt.ensure_plot_path(plot)  # before training: a failed write must not throw the run away
@@ -80,8 +104,14 @@ def overfit(
 
             findings = [item for item in findings if matches(item.code, settings.select)]
         report = Report(
-            "overfit", spec, sort_findings(findings), tuple(checks), result=result_document, seconds=result.seconds,
-            invocation=invocation, config=str(settings.config_path) if settings.config_path else None,
+            "overfit",
+            spec,
+            sort_findings(findings),
+            tuple(checks),
+            result=result_document,
+            seconds=result.seconds,
+            invocation=invocation,
+            config=str(settings.config_path) if settings.config_path else None,
         )
         return emit(report, Emit(output_format, output, verbose), settings.fail_on)
 
@@ -141,8 +171,8 @@ def _write_plot(result: Any, path: Path) -> str | None:
     """Save the overfit figure; None (and no file) when training was skipped."""
     if not result.trained:
         return None
-    from ctcdoctor.render.plot_overfit import plot
     from ctcdoctor.render.figures import save
+    from ctcdoctor.render.plot_overfit import plot
 
     save(plot(result), path)
     return str(path)

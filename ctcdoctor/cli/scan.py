@@ -1,11 +1,12 @@
 """`ctcdoctor scan SPEC`: the length and label checks (CTC001-003, CTC005, CTC010-013) over the whole data set."""
+
 from __future__ import annotations
 
 from typing import Annotated
 
 import typer
 
-from ctcdoctor.cli import options as opt
+import ctcdoctor.cli.options as opt
 from ctcdoctor.cli.output import Emit, emit, guarded, stderr_console
 
 
@@ -41,8 +42,14 @@ def scan(
             total = None
         stderr = stderr_console()
         progress = Progress(
-            TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), TextColumn("samples"),
-            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=stderr, transient=True,
+            TextColumn("scanning"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("samples"),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            console=stderr,
+            transient=True,
         )
         with progress:
             task = progress.add_task("scan", total=total, rate="")
@@ -62,10 +69,13 @@ def scan(
             save(draw(result), plot)
             result["plot"] = str(plot)
         if output_format is opt.OutputFormat.text:
-            stderr.print(f"scanned {result['samples']:,} samples in {data.batches:,} batches in {data.seconds:.2f} s; "
-                         f"{lengths_status(result['lengths_source'], result['lengths_detail'])}", markup=False, highlight=False)
-        report = Report("scan", spec, tuple(findings), tuple(results), result,
-                        config=str(settings.config_path) if settings.config_path else None)
+            stderr.print(
+                f"scanned {result['samples']:,} samples in {data.batches:,} batches in {data.seconds:.2f} s; "
+                f"{lengths_status(result['lengths_source'], result['lengths_detail'])}",
+                markup=False,
+                highlight=False,
+            )
+        report = Report("scan", spec, tuple(findings), tuple(results), result, config=str(settings.config_path) if settings.config_path else None)
         return emit(report, Emit(output_format, output, verbose), settings.fail_on)
 
     guarded(debug, work)

@@ -1,12 +1,13 @@
 """`ctcdoctor simulate`: the Li & Wang CTC training simulator, with progress, metrics and a figure."""
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from ctcdoctor.cli import options as opt
+import ctcdoctor.cli.options as opt
 from ctcdoctor.cli.output import Emit, emit, guarded, stderr_console
 
 
@@ -14,13 +15,15 @@ def simulate(
     label: Annotated[str, typer.Option("--label", help="Label text; its distinct characters become the classes (blank is 0).")] = "abcd",
     frames: Annotated[int, typer.Option("--frames", min=1, help="Output frames T of the free logit matrix.")] = 40,
     steps: Annotated[int, typer.Option("--steps", min=0, help="Gradient-descent steps.")] = 200,
-    alpha: Annotated[Optional[float], typer.Option("--alpha", help="Non-blank proportion of the pseudo ground truth, in (0, 1).", show_default=False)] = None,
+    alpha: Annotated[
+        float | None, typer.Option("--alpha", help="Non-blank proportion of the pseudo ground truth, in (0, 1).", show_default=False)
+    ] = None,
     gamma: Annotated[float, typer.Option("--gamma", min=0.0, help="Key-frame weighting exponent (0 = plain CTC).")] = 0.0,
     lr: Annotated[float, typer.Option("--lr", help="SGD learning rate on the logits.")] = 1.0,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the initial logits.")] = 0,
-    every: Annotated[Optional[int], typer.Option("--every", min=1, help="Print metrics every N steps [default: steps/10].", show_default=False)] = None,
+    every: Annotated[int | None, typer.Option("--every", min=1, help="Print metrics every N steps [default: steps/10].", show_default=False)] = None,
     plot: opt.Plot = None,
-    out: Annotated[Optional[Path], typer.Option("--out", hidden=True, help="Old name of --plot.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", hidden=True, help="Old name of --plot.")] = None,
     output_format: opt.Format = opt.OutputFormat.text,
     output: opt.Output = None,
     fail_on: opt.FailOnOption = None,
@@ -28,7 +31,9 @@ def simulate(
 ) -> None:
     """Train a free logit matrix on one label under (modified) CTC and watch it turn spiky.
 
-    Plain CTC goes through a suppression phase (blank wins every frame) and a peaking phase (labels return as one-frame spikes); --alpha 0.5 keeps about half the frames non-blank, --gamma 1 concentrates the gradient on the frames still far from their target.
+    Plain CTC goes through a suppression phase (blank wins every frame) and a peaking phase
+    (labels return as one-frame spikes); --alpha 0.5 keeps about half the frames non-blank,
+    --gamma 1 concentrates the gradient on the frames still far from their target.
     """
 
     def work() -> int:
@@ -46,13 +51,26 @@ def simulate(
         opt.ensure_plot_path(figure, "--plot" if plot is not None else "--out")  # before the run: a failed write must not throw it away
         opt.ensure_writable(output, "--output")
         with Progress(
-            TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
-            TimeElapsedColumn(), console=stderr_console(), transient=True,
+            TextColumn("simulating"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TimeElapsedColumn(),
+            console=stderr_console(),
+            transient=True,
         ) as progress:
             task = progress.add_task("simulate", total=steps, loss="…")
             try:
-                result = run_simulation(label, frames, steps=steps, alpha=alpha, gamma=gamma, lr=lr, seed=seed,
-                                        on_step=lambda metrics: progress.update(task, completed=metrics.step, loss=f"{metrics.loss:.3f}"))
+                result = run_simulation(
+                    label,
+                    frames,
+                    steps=steps,
+                    alpha=alpha,
+                    gamma=gamma,
+                    lr=lr,
+                    seed=seed,
+                    on_step=lambda metrics: progress.update(task, completed=metrics.step, loss=f"{metrics.loss:.3f}"),
+                )
             except ValueError as error:
                 raise UserInputError(f"simulate: {error}", "Adjust the options; see `ctcdoctor simulate --help`.") from error
         document = result.as_dict(history=True)

@@ -7,8 +7,8 @@ for the label checks to report as findings.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
 import dataclasses
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,7 +57,8 @@ def _as_lengths(value: Any, name: str, batch_index: int) -> torch.Tensor:
         raise BatchError(f"batch {batch_index}: {name} has shape {tuple(tensor.shape)}; it must be 1-D, one length per sample", BATCH_HINT)
     if tensor.is_floating_point():
         if not torch.equal(tensor, tensor.round()):
-            raise BatchError(f"batch {batch_index}: {name} holds fractional values", "Lengths are whole numbers of frames / labels: use an integer tensor.")
+            raise BatchError(f"batch {batch_index}: {name} holds fractional values",
+                             "Lengths are whole numbers of frames / labels: use an integer tensor.")
     elif tensor.dtype not in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8):
         raise BatchError(f"batch {batch_index}: {name} has dtype {tensor.dtype}", "Use an integer tensor of lengths.")
     return tensor.detach().to("cpu", torch.long)
@@ -236,7 +237,7 @@ class TargetParts:
     problems: list[str]
 
     @classmethod
-    def empty(cls) -> "TargetParts":
+    def empty(cls) -> TargetParts:
         return cls([], [], [], [], [], [])
 
     def add(self, batch: Batch) -> None:

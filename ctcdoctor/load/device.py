@@ -9,7 +9,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 
-def resolve_device(choice: str | None, default: str = "auto") -> "torch.device":
+def resolve_device(choice: str | None, default: str = "auto") -> torch.device:
     """`auto` picks CUDA when there is one; an unknown or unavailable device is exit 2, not a finding."""
     import torch
 

@@ -5,7 +5,8 @@ batch then looks exactly like training's); otherwise walk the loader and unbatch
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ctcdoctor.errors import UserInputError
 

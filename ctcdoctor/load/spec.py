@@ -9,10 +9,11 @@ import os
 import shlex
 import sys
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterator
+from typing import Any
 
 from ctcdoctor.errors import SpecError
 from ctcdoctor.protocol import Setup

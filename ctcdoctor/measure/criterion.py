@@ -3,8 +3,9 @@ mistake (swapped lengths, layout, wrong blank, probabilities, raw logits, reduct
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any
 
 import torch
 
@@ -192,63 +193,79 @@ def _explain_error(error: str, item: Prepared) -> tuple[str, str] | None:
     return None
 
 
-def audit_criterion(criterion, item: Prepared, blank: int, num_classes: int) -> CriterionAudit:
+def audit_criterion(criterion: Callable[..., Any], item: Prepared, blank: int, num_classes: int) -> CriterionAudit:
+    """The user's criterion on one prepared batch against reference CTC, and the mistake that explains a difference."""
     batch = item.batch
     target_lengths = batch.target_lengths
     reference = _call_ctc(lambda: per_sample_ctc(item.log_probs, batch.targets, item.lengths, target_lengths, blank))
     if reference is None:
         raise RuntimeError("reference F.ctc_loss failed on this batch")
     infeasible = tuple(int(batch.first_sample + i) for i in torch.isposinf(reference).nonzero().flatten().tolist())
-    ref_mean = reduce_losses(reference, target_lengths, "mean")
-    ref_zi = reduce_losses(reference, target_lengths, "mean", zero_infinity=True)
-    corrected = _corrected_call(blank, item.layout, item.kind)
     common = dict(
-        batch=batch.index, first_sample=batch.first_sample, size=batch.size, reference=ref_mean,
-        reference_zero_infinity=ref_zi, infeasible=infeasible, per_sample_reference=tuple(float(v) for v in reference),
+        batch=batch.index, first_sample=batch.first_sample, size=batch.size,
+        reference=reduce_losses(reference, target_lengths, "mean"),
+        reference_zero_infinity=reduce_losses(reference, target_lengths, "mean", zero_infinity=True),
+        infeasible=infeasible, per_sample_reference=tuple(float(v) for v in reference),
     )
+    corrected = _corrected_call(blank, item.layout, item.kind)
     user, error = _user_value(criterion, item, item.output)
     if error is not None:
-        # F.ctc_loss raising on the batch axis: does the criterion work once the output is transposed?
-        if item.layout is not None:
-            transposed, transposed_error = _user_value(criterion, item, item.output.transpose(0, 1))
-            if transposed is not None and transposed.numel() == 1 and close(float(transposed), ref_mean):
-                return CriterionAudit(
-                    user=None, user_error=error, agrees=False, mistake="layout",
-                    variant="the output's batch axis is not where F.ctc_loss expects it: the criterion raised, "
-                    "and works once the output is transposed", explained_value=float(transposed),
-                    corrected=_corrected_call(blank, item.layout, item.kind), **common)
-        explained = _explain_error(error, item)
-        if explained is not None:
-            return CriterionAudit(user=None, user_error=error, agrees=False, mistake=explained[0], variant=explained[1],
-                                  corrected=corrected, **common)
-        return CriterionAudit(user=None, user_error=error, agrees=False, mistake="raises", variant=error,
-                              corrected=corrected, **common)
+        return _audit_raised(criterion, item, error, blank, corrected, common)
     assert user is not None
     if user.numel() == batch.size and batch.size != 1:
-        # reduction="none": compare sample by sample.
-        matches = all(close(float(u), float(r)) for u, r in zip(user, reference))
-        if matches:
-            return CriterionAudit(user=float(user.mean()), user_error=None, agrees=True, mistake=None, reduction="none", **common)
-        for candidate in _candidates(item, blank, num_classes, corrected):
-            if all(close(float(u), float(c)) for u, c in zip(user, candidate.per_sample)):
-                return CriterionAudit(user=float(user.mean()), user_error=None, agrees=False, mistake=candidate.mistake,
-                                      variant=candidate.variant, reduction="none", corrected=candidate.corrected,
-                                      details=candidate.details, **common)
-        return CriterionAudit(user=float(user.mean()), user_error=None, agrees=False, mistake=None, reduction="none", **common)
+        return _audit_per_sample(user, reference, item, blank, num_classes, corrected, common)
     if user.numel() != 1:
         return CriterionAudit(user=None, user_error=f"the criterion returned {user.numel()} values for a batch of {batch.size}; "
                               "return one scalar", agrees=False, mistake="raises",
                               variant="returned a tensor that is neither a scalar nor one value per sample", corrected=corrected, **common)
-    value = float(user)
+    return _audit_scalar(float(user), reference, item, blank, num_classes, corrected, common)
+
+
+def _audit_raised(criterion: Callable[..., Any], item: Prepared, error: str, blank: int, corrected: str,
+                  common: dict[str, Any]) -> CriterionAudit:
+    """The criterion raised: a batch axis F.ctc_loss did not expect, or an error a known mistake explains."""
+    if item.layout is not None:
+        # F.ctc_loss raising on the batch axis: does the criterion work once the output is transposed?
+        transposed, _ = _user_value(criterion, item, item.output.transpose(0, 1))
+        if transposed is not None and transposed.numel() == 1 and close(float(transposed), common["reference"]):
+            return CriterionAudit(
+                user=None, user_error=error, agrees=False, mistake="layout",
+                variant="the output's batch axis is not where F.ctc_loss expects it: the criterion raised, "
+                "and works once the output is transposed", explained_value=float(transposed),
+                corrected=corrected, **common)
+    explained = _explain_error(error, item)
+    if explained is not None:
+        return CriterionAudit(user=None, user_error=error, agrees=False, mistake=explained[0], variant=explained[1],
+                              corrected=corrected, **common)
+    return CriterionAudit(user=None, user_error=error, agrees=False, mistake="raises", variant=error, corrected=corrected, **common)
+
+
+def _audit_per_sample(user: torch.Tensor, reference: torch.Tensor, item: Prepared, blank: int, num_classes: int,
+                      corrected: str, common: dict[str, Any]) -> CriterionAudit:
+    """reduction="none": compare sample by sample."""
+    mean = float(user.mean())
+    if all(close(float(u), float(r)) for u, r in zip(user, reference)):
+        return CriterionAudit(user=mean, user_error=None, agrees=True, mistake=None, reduction="none", **common)
+    for candidate in _candidates(item, blank, num_classes, corrected):
+        if all(close(float(u), float(c)) for u, c in zip(user, candidate.per_sample)):
+            return CriterionAudit(user=mean, user_error=None, agrees=False, mistake=candidate.mistake,
+                                  variant=candidate.variant, reduction="none", corrected=candidate.corrected,
+                                  details=candidate.details, **common)
+    return CriterionAudit(user=mean, user_error=None, agrees=False, mistake=None, reduction="none", **common)
+
+
+def _audit_scalar(value: float, reference: torch.Tensor, item: Prepared, blank: int, num_classes: int,
+                  corrected: str, common: dict[str, Any]) -> CriterionAudit:
+    """One value: the reference under each reduction first, then each known mistake under each reduction."""
+    target_lengths = item.batch.target_lengths
     for zero_infinity in (False, True):
         for how in REDUCTIONS:
-            if close(value, reduce_losses(reference, target_lengths, how, zero_infinity)):
-                agrees = how == "mean" and not zero_infinity
+            explained = reduce_losses(reference, target_lengths, how, zero_infinity)
+            if close(value, explained):
                 return CriterionAudit(
-                    user=value, user_error=None, agrees=agrees, mistake=None if how == "mean" else "reduction",
-                    variant="" if how == "mean" else _reduction_words(how), reduction=how, zero_infinity=zero_infinity,
-                    explained_value=reduce_losses(reference, target_lengths, how, zero_infinity),
-                    corrected=_corrected_call(blank, item.layout, item.kind), **common)
+                    user=value, user_error=None, agrees=how == "mean" and not zero_infinity,
+                    mistake=None if how == "mean" else "reduction", variant="" if how == "mean" else _reduction_words(how),
+                    reduction=how, zero_infinity=zero_infinity, explained_value=explained, corrected=corrected, **common)
     for candidate in _candidates(item, blank, num_classes, corrected):
         for zero_infinity in (False, True):
             for how in REDUCTIONS:

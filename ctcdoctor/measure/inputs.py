@@ -44,7 +44,9 @@ def input_statistics(batches: list[Batch]) -> InputStats | None:
     nonfinite: list[int] = []
     constant: list[int] = []
     for batch in batches:
-        if not isinstance(batch.inputs, torch.Tensor) or not (batch.inputs.is_floating_point() or batch.inputs.dtype in (torch.uint8, torch.int16, torch.int32, torch.int64)):
+        numeric = isinstance(batch.inputs, torch.Tensor) and (
+            batch.inputs.is_floating_point() or batch.inputs.dtype in (torch.uint8, torch.int16, torch.int32, torch.int64))
+        if not numeric:
             return None
         inputs = batch.inputs.detach().to("cpu")
         axis = time_axis(inputs, batch.input_lengths)

@@ -3,8 +3,10 @@ that number comes from (one rule, shared by `check` and `scan`); a length model 
 the model; the comparison of declared lengths with the probed ones (CTC004)."""
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -166,10 +168,8 @@ def resolve_output_lengths(
             if setup_lengths is not None:
                 scanned[covered:] = call_length_function(setup_lengths, input_lengths[covered:])
             elif probe_uncovered:
-                try:
+                with contextlib.suppress(Exception):  # no estimate: those samples stay unknown (-1)
                     scanned[covered:] = length_model()(input_lengths[covered:])
-                except Exception:
-                    pass
         return OutputLengths(scanned, per_run, "model", "returned by the model with its output")
     if setup_lengths is not None:
         scanned = call_length_function(setup_lengths, input_lengths)

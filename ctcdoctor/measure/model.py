@@ -6,8 +6,9 @@ probe, the original train/eval mode restored in `finally`.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 

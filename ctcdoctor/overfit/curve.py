@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 TREND_MIN_STEPS = 8
 """The trend is read over the last quarter of the steps, and at least this many."""

@@ -4,8 +4,9 @@ Pure functions of the run's numbers; `ctcdoctor.overfit` calls them and attaches
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ctcdoctor.findings import Finding
 from ctcdoctor.overfit.curve import loss_trend, median
@@ -103,7 +104,7 @@ def _collapse_repeats(sequence: Sequence[Any]) -> list[Any]:
     return [item for position, item in enumerate(sequence) if position == 0 or item != sequence[position - 1]]
 
 
-def collapse_causes(result: "OverfitResult", context: dict[str, Any]) -> list[str]:
+def collapse_causes(result: OverfitResult, context: dict[str, Any]) -> list[str]:
     """Measured reasons for an all-blank output other than too few steps (empty: none measured)."""
     causes: list[str] = []
     gap = context.get("blank_bias_gap")
@@ -136,7 +137,7 @@ def _trend_words(summary: dict[str, Any]) -> str:
 
 def explain_failure(
     verdict: Verdict,
-    result: "OverfitResult",
+    result: OverfitResult,
     static: Sequence[Finding],
     context: dict[str, Any],
 ) -> Finding:
@@ -227,7 +228,8 @@ def explain_failure(
             list(d) != list(t) and list(d) == _collapse_repeats(list(t)) for d, t in zip(decodes, result.targets)
         )
         if missing_repeats:
-            causes.append("the decode only lacks doubled labels: the model has not learned the blank between equal neighbours (more frames per label helps, CTC002)")
+            causes.append("the decode only lacks doubled labels: the model has not learned the blank between equal neighbours "
+                          "(more frames per label helps, CTC002)")
         if lr is not None and lr < SMALL_LR:
             causes.append(f"learning rate {lr:g} is small: try {DEFAULT_LR:g}")
         by_flag = result.parameters.get("freeze_except_head")
@@ -239,7 +241,8 @@ def explain_failure(
             hint = f"The loss was still falling: run longer (--steps {more})"
             hint += f" or raise the learning rate to {DEFAULT_LR:g} (--lr {DEFAULT_LR:g})." if lr is not None and lr < SMALL_LR else "."
             if by_flag:
-                hint += " If it still does not fit, run without --freeze-except-head: if the whole model fits, the head alone is too small (not a bug)."
+                hint += (" If it still does not fit, run without --freeze-except-head: if the whole model fits, "
+                         "the head alone is too small (not a bug).")
         elif by_flag:
             hint = (
                 "The loss stopped falling: run without --freeze-except-head; if the whole model fits, the head alone "

@@ -27,7 +27,8 @@ import copy
 import dataclasses
 import math
 import time
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ctcdoctor.errors import UserInputError
 from ctcdoctor.findings import Finding
@@ -59,7 +60,7 @@ if TYPE_CHECKING:  # pragma: no cover
 # ----------------------------------------------------------------------------- CTC path
 
 
-def ctc_path(log_probs: "torch.Tensor") -> str:
+def ctc_path(log_probs: torch.Tensor) -> str:
     """Which CTC implementation `ctcdoctor.ctc.ctc_loss` runs on `log_probs` (asked of its own dispatch).
 
     A `CTCDOCTOR_KERNEL` setting that cannot run here is a usage error (exit 2).
@@ -75,7 +76,7 @@ def ctc_path(log_probs: "torch.Tensor") -> str:
 # ----------------------------------------------------------------------------- model helpers
 
 
-def find_head(model: "torch.nn.Module", inputs: Any) -> str:
+def find_head(model: torch.nn.Module, inputs: Any) -> str:
     """Name of the final layer with parameters: the last module owning parameters to finish its
     forward on `inputs` (so definition order does not matter), or the last such module in
     `model.modules()` order when the forward cannot be traced."""
@@ -94,7 +95,7 @@ def find_head(model: "torch.nn.Module", inputs: Any) -> str:
     return finished[-1] if finished else owners[-1]
 
 
-def _blank_bias_gap(model: "torch.nn.Module", head: str | None, blank: int, num_classes: int) -> float | None:
+def _blank_bias_gap(model: torch.nn.Module, head: str | None, blank: int, num_classes: int) -> float | None:
     """How many nats the head's bias favours blank over the mean other class (None if unknown)."""
     if head is None:
         return None
@@ -107,12 +108,12 @@ def _blank_bias_gap(model: "torch.nn.Module", head: str | None, blank: int, num_
     return float(values[blank] - others)
 
 
-def _last_parameter_owner(model: "torch.nn.Module") -> str | None:
+def _last_parameter_owner(model: torch.nn.Module) -> str | None:
     owners = [name for name, module in model.named_modules() if next(module.parameters(recurse=False), None) is not None]
     return owners[-1] if owners else None
 
 
-def _forward(model: "torch.nn.Module", inputs: Any) -> tuple["torch.Tensor", "torch.Tensor | None"]:
+def _forward(model: torch.nn.Module, inputs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
     """model(inputs) -> (output, returned lengths or None), keeping autograd (unlike probe.split_output)."""
     import torch
 
@@ -147,7 +148,7 @@ def normalisation_note(kind: str | None, axis: int | None) -> str:
 # ----------------------------------------------------------------------------- the run
 
 
-def _static_checks(setup: "Setup", model: "torch.nn.Module", raw: Any, spec: str, samples: Sequence[int]):
+def _static_checks(setup: Setup, model: torch.nn.Module, raw: Any, spec: str, samples: Sequence[int]):
     from ctcdoctor.engine import Context, Options, run_checks
     from ctcdoctor.registry import select_checks
 
@@ -172,12 +173,12 @@ def _describe_optimizer(optimizer: Any) -> tuple[str, float | None]:
 
 
 def run_overfit(
-    setup: "Setup",
+    setup: Setup,
     spec: str,
     options: OverfitOptions,
     on_progress: Callable[[Progress], None] | None = None,
     on_phase: Callable[[str], None] | None = None,
-) -> tuple[list[Finding], list["CheckResult"], OverfitResult]:
+) -> tuple[list[Finding], list[CheckResult], OverfitResult]:
     """Run the overfit test. Returns (findings, static check results, result)."""
     import torch
 
@@ -293,7 +294,8 @@ def _run_overfit(setup, spec, options, on_progress, on_phase):
         try:
             optimizer = setup.optimizer(params)
         except Exception as error:
-            raise UserInputError(f"Setup.optimizer(params) raised {type(error).__name__}: {error}", "Make it return a torch.optim.Optimizer for the given parameters.") from error
+            raise UserInputError(f"Setup.optimizer(params) raised {type(error).__name__}: {error}",
+                                 "Make it return a torch.optim.Optimizer for the given parameters.") from error
         if options.lr is not None:
             for group in optimizer.param_groups:
                 group["lr"] = options.lr
@@ -429,7 +431,8 @@ def _run_overfit(setup, spec, options, on_progress, on_phase):
     return list(findings), list(check_results), result
 
 
-def _final_state(result, model, inputs, layout, out_lengths, targets, target_lengths, target_lists, blank, alpha, text, model_returns_lengths) -> None:
+def _final_state(result, model, inputs, layout, out_lengths, targets, target_lengths, target_lists, blank, alpha, text,
+                 model_returns_lengths) -> None:
     """Eval-mode decode, edit distance, spikiness and the per-frame plot data of the first sample."""
     import warnings
 

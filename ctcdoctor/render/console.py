@@ -49,7 +49,7 @@ def _finding_block(finding: Finding) -> Group:
 
 
 def _checks_table(report: Report) -> Table:
-    table = Table(title="checks", show_header=True, header_style="bold", box=None, padding=(0, 2))
+    table = Table(title="checks", show_header=True, header_style="bold", box=None, padding=(0, 2), pad_edge=False)
     table.add_column("code")
     table.add_column("check")
     table.add_column("status")

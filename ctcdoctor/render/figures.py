@@ -20,7 +20,7 @@ LINE_STYLES = ("-", (0, (4, 1.5)), (0, (1, 1)), (0, (4, 1.5, 1, 1.5)))
 """Past 20 labels the colours repeat with another dash pattern, so 80 classes stay distinguishable."""
 
 
-def new_figure(width: float, height: float, rows: int = 1, cols: int = 1, **subplots: Any) -> tuple["Figure", Any]:
+def new_figure(width: float, height: float, rows: int = 1, cols: int = 1, **subplots: Any) -> tuple[Figure, Any]:
     """A Figure and its axes (a single Axes when rows == cols == 1, else an array), no pyplot state."""
     import matplotlib
 
@@ -48,7 +48,7 @@ def symbol_list(symbols: list[str] | tuple[str, ...]) -> str:
     return " ".join(repr(symbol) for symbol in symbols)
 
 
-def save(figure: "Figure", path: Path) -> None:
+def save(figure: Figure, path: Path) -> None:
     """Write the figure; an unwritable path is a usage error naming it."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

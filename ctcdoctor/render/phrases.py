@@ -1,7 +1,7 @@
 """Small helpers that turn numbers into the phrases findings are made of."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def plural(count: int, word: str, words: str | None = None) -> str:

@@ -1,7 +1,8 @@
 """The `simulate --plot` figure: outputs against the pseudo ground truth at snapshot steps."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from ctcdoctor.render.figures import BLANK_COLOUR, label_colour, new_figure, symbol_list
 

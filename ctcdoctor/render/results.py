@@ -4,7 +4,8 @@ Pure functions of the JSON-ready dictionaries, so a saved report renders the sam
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.markup import escape
@@ -95,7 +96,7 @@ def scan(result: dict[str, Any], every: int | None = None) -> RenderableType:
 def _histogram(result: dict[str, Any]) -> Table:
     bins = result["spare_frames"].get("histogram", [])
     table = Table(title="spare frames per sample (output frames − labels − repeats)", box=None, padding=(0, 1),
-                  header_style="bold", title_justify="left")
+                  header_style="bold", title_justify="left", pad_edge=False)
     table.add_column("spare", justify="right")
     table.add_column("samples", justify="right")
     table.add_column("")
@@ -108,7 +109,7 @@ def _histogram(result: dict[str, Any]) -> Table:
 
 
 def _worst(result: dict[str, Any]) -> Table:
-    table = Table(title="tightest samples", box=None, padding=(0, 1), header_style="bold", title_justify="left")
+    table = Table(title="tightest samples", box=None, padding=(0, 1), header_style="bold", title_justify="left", pad_edge=False)
     columns = ("sample", "frames", "labels", "repeats", "needed", "spare")
     for column in columns:
         table.add_column(column, justify="right")
@@ -119,7 +120,7 @@ def _worst(result: dict[str, Any]) -> Table:
 
 def labels(result: dict[str, Any], every: int | None = None) -> RenderableType:
     """The longest labels of the file."""
-    table = Table(title=f"{result['lines']} labels; longest", box=None, padding=(0, 2), header_style="bold")
+    table = Table(title=f"{result['lines']} labels; longest", box=None, padding=(0, 2), header_style="bold", pad_edge=False)
     table.add_column("line", justify="right")
     table.add_column("symbols", justify="right")
     table.add_column("text")
@@ -132,7 +133,7 @@ def simulate(result: dict[str, Any], every: int | None = None) -> RenderableType
     """The metrics every `every` steps (default: a tenth of the run), then when the decode first came right."""
     steps = result["steps"]
     every = every or max(1, steps // 10)
-    table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
+    table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2), pad_edge=False)
     for column in ("step", "loss", "blank ratio", "non-blank mass", "spike width", "peak prob", "entropy", "decode"):
         table.add_column(column, justify="left" if column == "decode" else "right")
     for metrics in result.get("history", []):

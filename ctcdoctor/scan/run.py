@@ -10,18 +10,19 @@ No printing here: the command module renders.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import torch
 
 from ctcdoctor.config import Settings
 from ctcdoctor.engine import Context, Options, run_checks
 from ctcdoctor.findings import CheckResult, Finding
-from ctcdoctor.registry import apply_ignore, select_checks, sort_findings
 from ctcdoctor.load.batches import Batch, TargetParts, TargetTable, iterate_batches
 from ctcdoctor.measure.lengths import resolve_output_lengths
 from ctcdoctor.protocol import Setup
+from ctcdoctor.registry import apply_ignore, select_checks, sort_findings
 
 #: Codes `scan` runs: lengths and labels, minus CTC004 (it compares with the model per batch) and CTC014.
 #: CTC005 says the lengths were estimated by probing the model, as `check` does.

@@ -15,10 +15,10 @@ Expected mistake: raw_logits
 """
 from __future__ import annotations
 
+import _base
 import torch
 import torch.nn.functional as F
 
-import _base
 from ctcdoctor import Setup
 from ctcdoctor.toydata import ALPHABET, WordImageDataset
 

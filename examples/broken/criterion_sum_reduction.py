@@ -15,10 +15,10 @@ Expected exit: 0 (an info note does not fail the check, even with fail-on = "war
 """
 from __future__ import annotations
 
+import _base
 import torch
 import torch.nn.functional as F
 
-import _base
 from ctcdoctor import Setup
 from ctcdoctor.toydata import ALPHABET, WordImageDataset
 

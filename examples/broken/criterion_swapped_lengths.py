@@ -18,10 +18,10 @@ Expected mistake: swapped_lengths
 """
 from __future__ import annotations
 
+import _base
 import torch
 import torch.nn.functional as F
 
-import _base
 from ctcdoctor import Setup
 from ctcdoctor.toydata import ALPHABET, WordImageDataset, collate_images
 

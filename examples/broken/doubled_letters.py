@@ -18,9 +18,9 @@ Expected finding: CTC001
 """
 from __future__ import annotations
 
+import _base
 import torch.nn.functional as F
 
-import _base
 from ctcdoctor import Setup
 from ctcdoctor.toydata import ALPHABET, WordImageDataset
 

@@ -14,10 +14,10 @@ Expected finding: CTC063
 """
 from __future__ import annotations
 
+import _base
 import torch
 import torch.nn.functional as F
 
-import _base
 from ctcdoctor import Setup
 from ctcdoctor.toydata import ALPHABET, WordImageDataset
 

@@ -15,10 +15,10 @@ Expected finding: CTC061
 """
 from __future__ import annotations
 
+import _base
 import torch
 from torch import nn
 
-import _base
 from ctcdoctor import Setup
 from ctcdoctor.toydata import N_MELS, PHONES, SpeechDataset, collate_speech
 

@@ -17,10 +17,10 @@ Expected finding: CTC062
 """
 from __future__ import annotations
 
+import _base
 import torch
 from torch import nn
 
-import _base
 from ctcdoctor import Setup
 from ctcdoctor.toydata import ALPHABET, WordImageDataset
 

@@ -20,10 +20,10 @@ Expected finding: CTC060
 """
 from __future__ import annotations
 
+import _base
 import torch
 import torch.nn.functional as F
 
-import _base
 from ctcdoctor import Setup
 from ctcdoctor.toydata import ALPHABET, WordImageDataset
 

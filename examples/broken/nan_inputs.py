@@ -16,9 +16,9 @@ Expected finding: CTC040
 """
 from __future__ import annotations
 
+import _base
 import torch
 
-import _base
 from ctcdoctor import Setup
 from ctcdoctor.toydata import PHONES, SpeechDataset, collate_speech
 

@@ -17,6 +17,7 @@ Expected finding: CTC010
 from __future__ import annotations
 
 import _base
+
 from ctcdoctor import Setup
 from ctcdoctor.toydata import ALPHABET, WordImageDataset
 

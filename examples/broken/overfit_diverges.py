@@ -17,9 +17,9 @@ Expected overfit finding: CTC072
 """
 from __future__ import annotations
 
+import _base
 import torch
 
-import _base
 from ctcdoctor import Setup
 from ctcdoctor.toydata import ALPHABET, WordImageDataset
 

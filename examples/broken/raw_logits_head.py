@@ -15,9 +15,9 @@ Expected finding: CTC021
 """
 from __future__ import annotations
 
+import _base
 import torch
 
-import _base
 from ctcdoctor import Setup
 from ctcdoctor.toydata import ALPHABET, WordImageDataset
 

@@ -20,6 +20,7 @@ Expected finding: CTC041
 from __future__ import annotations
 
 import _base
+
 from ctcdoctor import Setup
 from ctcdoctor.toydata import ALPHABET, WordImageDataset
 

@@ -20,9 +20,9 @@ Expected finding: CTC022
 """
 from __future__ import annotations
 
+import _base
 import torch
 
-import _base
 from ctcdoctor import Setup
 from ctcdoctor.toydata import ALPHABET, WORDS, WordImageDataset
 

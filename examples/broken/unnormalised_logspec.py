@@ -20,11 +20,11 @@ Expected finding: CTC041
 """
 from __future__ import annotations
 
+import _base
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-import _base
 from ctcdoctor import Setup
 from ctcdoctor.toydata import N_MELS, PHONES, SpeechDataset, collate_speech
 

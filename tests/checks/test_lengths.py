@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import torch
 
-from ctcdoctor.checks import lengths
-from ctchelpers import TinyCTC, codes_of, healthy_setup, make_batches, run_codes
 from ctcdoctor import Setup
+from ctcdoctor.checks import lengths
 from ctcdoctor.engine import Options
+from ctchelpers import TinyCTC, codes_of, healthy_setup, make_batches, run_codes
 
 
 def test_healthy_setup_has_no_length_findings():
