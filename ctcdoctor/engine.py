@@ -189,8 +189,8 @@ def run_checks(
             status, reason = "crashed", f"{type(error).__name__}: {error}"
             findings.append(_crash(info, error))
         results.append(CheckResult(info.check_name or info.code, info.code, status, time.perf_counter() - started, reason))
-    for error, needed_by in failed_inputs.values():
-        findings.append(_unavailable(error, needed_by))
+    for unavailable, needed_by in failed_inputs.values():
+        findings.append(_unavailable(unavailable, needed_by))
     return findings, results
 
 

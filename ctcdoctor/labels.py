@@ -233,7 +233,7 @@ def _round_trip(symbols: list[str], duplicates: dict[str, int]) -> Problem | Non
     """Encode each symbol's text with a greedy longest-match encoder and decode the indices back."""
     index = {symbol: i + 1 for i, symbol in enumerate(symbols)}
     tokenize = tokenizer(symbols)
-    failed = []
+    failed: list[dict[str, Any]] = []
     for position, symbol in enumerate(symbols, start=1):
         if not symbol or symbol in duplicates:
             continue  # a duplicate fails the round trip by definition: reported once, above

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -92,7 +93,7 @@ class SimulationResult:
 
     def as_dict(self, history: bool = True, snapshots: bool = False) -> dict:
         """JSON-serialisable view (the CLI's `result` object)."""
-        out = {
+        out: dict[str, Any] = {
             "label": list(self.label),
             "text": self.text,
             "frames": self.frames,
@@ -217,8 +218,8 @@ def _run(ids, names, C, frames, steps, alpha, gamma, lr, seed, snaps_at, init_sc
 
         out = lp3.detach()
         sp = spikiness(out, blank=BLANK)
-        decoded = greedy_decode(out, blank=BLANK, alphabet=alphabet)[0]
-        decoded = decoded if isinstance(decoded, str) else tuple(decoded)
+        best = greedy_decode(out, blank=BLANK, alphabet=alphabet)[0]
+        decoded: str | tuple[int, ...] = best if isinstance(best, str) else tuple(best)
         m = StepMetrics(
             step=step,
             loss=float(loss.detach()),

@@ -61,7 +61,7 @@ def console_for(stream: IO[str], stderr: bool = False) -> Console:
     files) lines that are never wrapped or cut and carry no trailing padding."""
     if stream.isatty():
         return Console(file=stream, stderr=stderr)
-    return Console(file=_Unpadded(stream), stderr=stderr, width=LOG_WIDTH, soft_wrap=True)
+    return Console(file=_Unpadded(stream), stderr=stderr, width=LOG_WIDTH, soft_wrap=True)  # type: ignore[arg-type]
 
 
 def stderr_console() -> Console:

@@ -46,8 +46,9 @@ def pick_samples(loader: Any, indices: Sequence[int]) -> tuple[Any, str]:
 
     if isinstance(loader, DataLoader) and loader.batch_size is not None and not isinstance(loader.dataset, IterableDataset):
         dataset = loader.dataset
+        size: int | None
         try:
-            size = len(dataset)
+            size = len(dataset)  # type: ignore[arg-type]
         except TypeError:
             size = None
         if size == 0:
@@ -56,7 +57,7 @@ def pick_samples(loader: Any, indices: Sequence[int]) -> tuple[Any, str]:
         if outside:
             raise UserInputError(
                 f"sample {outside[0]} does not exist: the loader's data set has {size} samples",
-                f"Pick --sample between 0 and {size - 1}.",
+                f"Pick --sample between 0 and {(size or 1) - 1}.",
             )
         try:
             items = [dataset[i] for i in indices]

@@ -186,7 +186,7 @@ def load_setup(spec: str) -> Setup:
         )
     if not callable(function):
         raise SpecError(f"spec {parsed.text!r}: {parsed.function} is not callable", "Point the spec at a function.")
-    folder = Path(module.__file__).resolve().parent if getattr(module, "__file__", None) else Path.cwd()
+    folder = Path(module.__file__).resolve().parent if module.__file__ else Path.cwd()
     try:
         inspect.signature(function).bind()
     except TypeError as error:

@@ -53,7 +53,9 @@ class Gradients:
         layers = self.with_grad
         if len(layers) < 2:
             return None
-        return layers[0].grad_norm / layers[-1].grad_norm
+        first, last = layers[0].grad_norm, layers[-1].grad_norm
+        assert first is not None and last is not None  # with_grad keeps only layers with a finite norm
+        return first / last
 
     def table(self) -> dict[str, Any]:
         rows = []

@@ -32,7 +32,10 @@ def _init_loss(context: Context) -> InitLoss:
     if prepared.skipped:
         return InitLoss(skipped=prepared.skipped)
     blank = context.setup.blank
-    samples, losses, uniform, target_lengths = [], [], [], []
+    samples: list[int] = []
+    losses: list[float] = []
+    uniform: list[float] = []
+    target_lengths: list[int] = []
     for item in prepared.items:
         batch = item.batch
         with torch.no_grad():

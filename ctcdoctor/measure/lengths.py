@@ -228,7 +228,7 @@ def _declared_lengths(context: Context) -> DeclaredLengths | None:
         model = context.length_model
     except Exception:
         return None
-    if lengths.source == "setup":
+    if lengths.source == "setup" and context.setup.output_lengths is not None:
         inputs = torch.tensor([point[0] for point in model.probed])
         measured = torch.tensor([point[1] for point in model.probed])
         declared = call_length_function(context.setup.output_lengths, inputs)

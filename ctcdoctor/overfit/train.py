@@ -28,7 +28,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ctcdoctor.errors import UserInputError
 from ctcdoctor.findings import Finding
@@ -366,7 +366,7 @@ def _run_overfit(setup, spec, options, on_progress, on_phase):
         bad = next((i for i, v in enumerate(values) if not math.isfinite(v)), None)
         if bad is not None:
             result.nonfinite_step = len(losses) - len(values) + bad + 1
-        decodes = greedy_decode(log_probs.detach(), out_lengths, blank=blank)
+        decodes = cast("list[list[int]]", greedy_decode(log_probs.detach(), out_lengths, blank=blank))  # no alphabet: indices
         last_decodes = decodes
         distance = sum(edit_distance(d, t) for d, t in zip(decodes, target_lists))
         cer = distance / total_label

@@ -36,7 +36,8 @@ def label_colour(index: int) -> tuple[Any, Any]:
     """(colour, line style) of the `index`-th non-blank class shown (0-based): tab20 without its greys."""
     import matplotlib
 
-    palette = [colour for position, colour in enumerate(matplotlib.colormaps["tab20"].colors) if position not in (14, 15)]
+    colours = matplotlib.colormaps["tab20"].colors  # type: ignore[attr-defined]  # a ListedColormap
+    palette = [colour for position, colour in enumerate(colours) if position not in (14, 15)]
     return palette[index % len(palette)], LINE_STYLES[(index // len(palette)) % len(LINE_STYLES)]
 
 

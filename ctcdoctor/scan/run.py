@@ -70,6 +70,7 @@ def read_all(loader: Iterable, on_batch: Callable[[int], None] | None = None) ->
         count += 1
         if on_batch is not None:
             on_batch(batch.size)
+    assert first is not None  # iterate_batches raises BatchError on a loader that yields nothing
     return ScanData(parts.table(), first, count, time.perf_counter() - started)
 
 
