@@ -139,7 +139,8 @@ def label_line(evidence: Mapping[str, Any]) -> int | None:
                 return examples[symbol][0].get("line")
         return _smallest(item.get("line") for items in examples.values() for item in items)
     if problem == "empty":
-        return _smallest([*(evidence.get("empty") or []), *(evidence.get("emptied") or [])])
+        # The message lists the empty labels first, then those emptied by dropping unknown symbols.
+        return _smallest(evidence.get("empty")) or _smallest(evidence.get("emptied"))
     # inner_bom, undecodable, and any later problem that names its line(s).
     if isinstance(evidence.get("line"), int):
         return evidence["line"]
