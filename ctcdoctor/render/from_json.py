@@ -3,22 +3,20 @@ in another format (JUnit, SARIF, a GitHub summary) without re-running the checks
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ctcdoctor.findings import CheckResult, Finding, Report, Severity
 
 
 def _check(item: Mapping[str, Any]) -> CheckResult:
-    values = {
-        "name": str(item.get("name", "")),
-        "code": str(item.get("code", "")),
-        "status": str(item.get("status", "passed")),
-        "seconds": float(item.get("seconds") or 0.0),
-    }
+    name, code = str(item.get("name", "")), str(item.get("code", ""))
+    status, seconds = str(item.get("status", "passed")), float(item.get("seconds") or 0.0)
     if item.get("reason") and "reason" in getattr(CheckResult, "__dataclass_fields__", {}):
-        values["reason"] = str(item["reason"])  # once CheckResult carries the reason for skipped checks
-    return CheckResult(**values)
+        # Once CheckResult carries the reason a check was skipped.
+        return CheckResult(name, code, status, seconds, reason=str(item["reason"]))  # type: ignore[call-arg]
+    return CheckResult(name, code, status, seconds)
 
 
 def report_from_json(document: str | Mapping[str, Any]) -> Report:

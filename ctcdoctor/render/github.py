@@ -14,9 +14,10 @@ from __future__ import annotations
 import html
 import os
 import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, TextIO
+from typing import Any, TextIO
 
 from ctcdoctor.findings import Finding, Report, Severity, count_by_severity, fails
 from ctcdoctor.render.locations import Location, locate, repo_root
@@ -237,12 +238,13 @@ def summary_sections(report: Report, fail_on: Severity, root: Path, cwd: Path | 
             path, line = _where(locate(report, finding, cwd), root)
             where = f"`{path.replace('`', '')}{f':{line}' if line else ''}`" if path else ""
             sections.append(f"| {MARKS[finding.severity]} {finding.severity.value} | {finding.code} | {md(finding.title)} | {where} |\n")
-        worst = [(finding, evidence_rows(finding.evidence)) for finding in report.findings]
-        worst = [(finding, rows) for finding, rows in worst if rows and rows[1]]
+        worst = []
+        for finding in report.findings:
+            table = evidence_rows(finding.evidence)
+            if table is not None and table[1]:
+                worst.append(f"\n**{finding.code}** {md(finding.title)}\n\n{_table(*table)}\n")
         if worst:
-            sections.append("\n#### Worst samples\n")
-            for finding, (columns, rows) in worst:
-                sections.append(f"\n**{finding.code}** {md(finding.title)}\n\n{_table(columns, rows)}\n")
+            sections += ["\n#### Worst samples\n", *worst]
         sections.append("\n#### Details\n\n")
         sections += [_details(finding) for finding in report.findings]
     skipped = [check for check in report.checks if check.status == "skipped"]

@@ -92,8 +92,8 @@ def render_junit(report: Report, fail_on: Severity, *, root: Path | None = None,
     total_seconds = sum(case.seconds for case in cases)
     suite = ET.Element("testsuite", name=xml_text(f"ctcdoctor {report.command} {report.spec}".strip()))
     properties = ET.SubElement(suite, "properties")
-    for key, value in (("command", report.command), ("spec", report.spec), ("fail_on", fail_on.value)):
-        ET.SubElement(properties, "property", name=key, value=xml_text(value))
+    for key, text in (("command", report.command), ("spec", report.spec), ("fail_on", fail_on.value)):
+        ET.SubElement(properties, "property", name=key, value=xml_text(text))
     for case in cases:
         name = _case_name(case.code, case.name, case.findings) if case.code else f"ctcdoctor {report.command}: no findings"
         element = ET.SubElement(suite, "testcase", classname=suite_id, name=xml_text(name), time=f"{case.seconds:.3f}")
@@ -125,11 +125,11 @@ def render_junit(report: Report, fail_on: Severity, *, root: Path | None = None,
             ET.SubElement(element, "skipped", message=xml_text(reason))
         if below:
             ET.SubElement(element, "system-out").text = xml_text("\n\n".join(finding_text(item) for item in below))
-    for key, value in counts.items():
-        suite.set(key, str(value))
-    suite.set("time", f"{total_seconds:.3f}")
-    suites = ET.Element("testsuites", name="ctcdoctor", time=f"{total_seconds:.3f}",
-                        **{key: str(value) for key, value in counts.items()})
+    suites = ET.Element("testsuites", name="ctcdoctor")
+    for element in (suites, suite):
+        for key, value in counts.items():
+            element.set(key, str(value))
+        element.set("time", f"{total_seconds:.3f}")
     suites.append(suite)
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"

@@ -15,10 +15,11 @@ from __future__ import annotations
 import ast
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ctcdoctor.findings import Finding, Report
 

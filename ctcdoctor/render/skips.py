@@ -1,7 +1,7 @@
 """Why a check was skipped, for the CI formats that show skipped checks (JUnit `<skipped>`, the GitHub summary)."""
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from ctcdoctor.findings import CheckResult, Finding
 

@@ -29,7 +29,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([ctcdoctor_exe(), *args], cwd=cwd, env=env or clean_env(), capture_output=True, text=True,
+    return subprocess.run([ctcdoctor_exe(), *args], check=False, cwd=cwd, env=env or clean_env(), capture_output=True, text=True,
                           timeout=timeout)
 
 
