@@ -236,7 +236,9 @@ def summary_sections(report: Report, fail_on: Severity, root: Path, cwd: Path | 
         sections.append("\n| | code | problem | where |\n| --- | --- | --- | --- |\n")
         for finding in report.findings:
             path, line = _where(locate(report, finding, cwd), root)
-            where = f"`{path.replace('`', '')}{f':{line}' if line else ''}`" if path else ""
+            # GFM splits table cells on '|' before reading code spans: escape it even there.
+            shown = (path or "").replace("`", "").replace("|", "\\|") + (f":{line}" if line else "")
+            where = f"`{shown}`" if path else ""
             sections.append(f"| {MARKS[finding.severity]} {finding.severity.value} | {finding.code} | {md(finding.title)} | {where} |\n")
         worst = []
         for finding in report.findings:

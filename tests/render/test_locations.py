@@ -108,3 +108,23 @@ def test_alphabet_findings_point_at_the_alphabet_file(tmp_path, monkeypatch):
     # A one-line alphabet file holds its symbols as characters: line 1.
     (tmp_path / "alphabet.txt").write_text("abcb\n", encoding="utf-8")
     assert locate(with_file, duplicate, tmp_path).line == 1
+
+
+def test_ci_renderers_do_not_import_torch(tmp_path):
+    """`ctcdoctor labels` (and its pre-commit hook) stays fast with every CI format turned on."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, json\n"
+        "from ctcdoctor.findings import Finding, Report, Severity\n"
+        "from ctcdoctor.render import github, junit, sarif\n"
+        "report = Report('labels', 'gt.txt', (Finding('CTC090', Severity.WARNING, 't', 'm', 'h', {'problem': 'bom'}),))\n"
+        "github.render_github_summary(report, Severity.ERROR); github.github_commands(report, Severity.ERROR)\n"
+        "junit.render_junit(report, Severity.ERROR); sarif.render_sarif(report, Severity.ERROR)\n"
+        "print(json.dumps(sorted(name for name in sys.modules if name.split('.')[0] in ('torch', 'numpy', 'rich'))))\n"
+    )
+    (tmp_path / "gt.txt").write_text("a.png\tab\n", encoding="utf-8")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=False, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
