@@ -1,5 +1,6 @@
 """Rebuild a `Report` from the JSON envelope (DESIGN §4), so a saved `--output` file can be rendered again
 in another format (JUnit, SARIF, a GitHub summary) without re-running the checks."""
+
 from __future__ import annotations
 
 import json

@@ -9,6 +9,7 @@ GitHub shows at most 10 annotations of each level per step, so the commands carr
 (the worst finding of that code, and how many there are), and fold the codes past the ninth of a level into
 one last annotation.
 """
+
 from __future__ import annotations
 
 import html
@@ -97,7 +98,9 @@ def group_by_code(findings: Iterable[Finding]) -> list[CodeGroup]:
     by_code: dict[str, list[Finding]] = {}
     for finding in findings:
         by_code.setdefault(finding.code, []).append(finding)
-    groups = [CodeGroup(code, tuple(sorted(items, key=lambda item: -item.severity.rank))) for code, items in by_code.items()]
+    groups = [
+        CodeGroup(code, tuple(sorted(items, key=lambda item: -item.severity.rank))) for code, items in by_code.items()
+    ]
     return sorted(groups, key=lambda group: (-group.severity.rank, group.code))
 
 
@@ -119,7 +122,9 @@ def _group_message(group: CodeGroup) -> str:
     return _clip(text, MESSAGE_LIMIT)
 
 
-def github_commands(report: Report, fail_on: Severity, *, root: Path | None = None, cwd: Path | None = None) -> list[str]:
+def github_commands(
+    report: Report, fail_on: Severity, *, root: Path | None = None, cwd: Path | None = None
+) -> list[str]:
     """Workflow commands annotating the report: one per code, at most `ANNOTATIONS_PER_LEVEL` per level.
 
     Each sits on the file and line the finding points at (the spec's build function; the label file's line),
@@ -137,17 +142,26 @@ def github_commands(report: Report, fail_on: Severity, *, root: Path | None = No
         for group in shown:
             path, line = _where(locate(report, group.worst, cwd), root)
             count = f" (×{len(group.findings)})" if len(group.findings) > 1 else ""
-            properties = {"file": path, "line": line if path else None, "title": f"{group.code} {group.worst.title}{count}"}
+            properties = {
+                "file": path,
+                "line": line if path else None,
+                "title": f"{group.code} {group.worst.title}{count}",
+            }
             commands.append(workflow_command(LEVELS[severity], _group_message(group), properties))
-        rest = groups[len(shown):]
+        rest = groups[len(shown) :]
         if rest:
             listed = "; ".join(f"{group.code} {group.worst.title}" for group in rest)
-            commands.append(workflow_command(
-                LEVELS[severity],
-                _clip(f"{len(rest)} more {severity.value} codes: {listed}. The job summary and the report list them all.",
-                      MESSAGE_LIMIT),
-                {"title": f"ctcdoctor: {len(rest)} more {severity.value} codes"},
-            ))
+            commands.append(
+                workflow_command(
+                    LEVELS[severity],
+                    _clip(
+                        f"{len(rest)} more {severity.value} codes: {listed}. "
+                        "The job summary and the report list them all.",
+                        MESSAGE_LIMIT,
+                    ),
+                    {"title": f"ctcdoctor: {len(rest)} more {severity.value} codes"},
+                )
+            )
     return commands
 
 
@@ -174,8 +188,12 @@ def evidence_rows(evidence: Mapping[str, Any], limit: int = EVIDENCE_ROWS) -> tu
     records: list[Mapping[str, Any]] = []
     examples = evidence.get("examples")
     if isinstance(examples, Mapping):
-        records = [{"symbol": symbol, **item} for symbol, items in examples.items() for item in items[:1]
-                   if isinstance(item, Mapping)]
+        records = [
+            {"symbol": symbol, **item}
+            for symbol, items in examples.items()
+            for item in items[:1]
+            if isinstance(item, Mapping)
+        ]
     for key in ("worst", "failed"):
         if not records and isinstance(evidence.get(key), list):
             records = [item for item in evidence[key] if isinstance(item, Mapping)]
@@ -209,9 +227,13 @@ def _status_line(report: Report) -> str:
 def _heading(report: Report, fail_on: Severity) -> str:
     counts = count_by_severity(list(report.findings))
     failed = fails(list(report.findings), fail_on)
-    tally = ", ".join(f"{counts[key]} {key}{'s' if counts[key] != 1 and key != 'info' else ''}"
-                      for key in ("error", "warning", "info"))
-    verdict = f"❌ failed: {tally}" if failed else (f"✅ passed: {tally}" if report.findings else "✅ passed: no findings")
+    tally = ", ".join(
+        f"{counts[key]} {key}{'s' if counts[key] != 1 and key != 'info' else ''}"
+        for key in ("error", "warning", "info")
+    )
+    verdict = (
+        f"❌ failed: {tally}" if failed else (f"✅ passed: {tally}" if report.findings else "✅ passed: no findings")
+    )
     gate = f"fails on {fail_on.value}" + (" or worse" if fail_on is not Severity.ERROR else "")
     facts = [f"`{report.spec.replace('`', '')}`", gate]
     status = _status_line(report)
@@ -225,8 +247,11 @@ def _details(finding: Finding) -> str:
     if finding.hint:
         body.append(f"**Fix:** {md(_clip(finding.hint, DETAIL_LIMIT))}")
     body.append(f"More: `ctcdoctor explain {finding.code}`")
-    return (f"<details><summary>{MARKS[finding.severity]} <b>{finding.code}</b> {html.escape(finding.title)}</summary>\n\n"
-            + "\n\n".join(body) + "\n\n</details>\n")
+    return (
+        f"<details><summary>{MARKS[finding.severity]} <b>{finding.code}</b> {html.escape(finding.title)}</summary>\n\n"
+        + "\n\n".join(body)
+        + "\n\n</details>\n"
+    )
 
 
 def summary_sections(report: Report, fail_on: Severity, root: Path, cwd: Path | None = None) -> list[str]:
@@ -239,7 +264,8 @@ def summary_sections(report: Report, fail_on: Severity, root: Path, cwd: Path | 
             # GFM splits table cells on '|' before reading code spans: escape it even there.
             shown = (path or "").replace("`", "").replace("|", "\\|") + (f":{line}" if line else "")
             where = f"`{shown}`" if path else ""
-            sections.append(f"| {MARKS[finding.severity]} {finding.severity.value} | {finding.code} | {md(finding.title)} | {where} |\n")
+            mark = f"{MARKS[finding.severity]} {finding.severity.value}"
+            sections.append(f"| {mark} | {finding.code} | {md(finding.title)} | {where} |\n")
         worst = []
         for finding in report.findings:
             table = evidence_rows(finding.evidence)
@@ -252,12 +278,20 @@ def summary_sections(report: Report, fail_on: Severity, root: Path, cwd: Path | 
     skipped = [check for check in report.checks if check.status == "skipped"]
     if skipped:
         sections.append("\n#### Skipped checks\n\n")
-        sections += [f"- {check.code} `{check.name}`: {md(_clip(skip_reason(check, report.findings), 500))}\n" for check in skipped]
+        sections += [
+            f"- {check.code} `{check.name}`: {md(_clip(skip_reason(check, report.findings), 500))}\n"
+            for check in skipped
+        ]
     return sections
 
 
 def render_github_summary(
-    report: Report, fail_on: Severity, *, root: Path | None = None, cwd: Path | None = None, limit: int = SUMMARY_LIMIT,
+    report: Report,
+    fail_on: Severity,
+    *,
+    root: Path | None = None,
+    cwd: Path | None = None,
+    limit: int = SUMMARY_LIMIT,
 ) -> str:
     """Markdown for `$GITHUB_STEP_SUMMARY`: verdict, a findings table, the worst samples, collapsed details.
 
@@ -272,8 +306,10 @@ def render_github_summary(
         length = len(section.encode("utf-8"))
         if size + length + reserve > limit:
             left = len(sections) - index
-            note = (f"\n\n_Summary cut at {limit // 1024} KiB: {left} more blocks left out. "
-                    f"The full report: `ctcdoctor {md(report.command)} ... --format json --output FILE`._\n")
+            note = (
+                f"\n\n_Summary cut at {limit // 1024} KiB: {left} more blocks left out. "
+                f"The full report: `ctcdoctor {md(report.command)} ... --format json --output FILE`._\n"
+            )
             return "".join(kept) + note
         kept.append(section)
         size += length

@@ -11,6 +11,7 @@ CTC999 for an input that could not be computed) get one `<testcase>` per code. A
 So the report fails the gate exactly when `failures + errors > 0`. A report with neither checks nor findings
 still has one passing test case: Jenkins treats a report without test cases as an error.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,10 @@ _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 def xml_text(text: str) -> str:
     """Text XML 1.0 can carry: control characters become visible `\\xNN` escapes (e.g. an ESC in a label)."""
-    return _NOT_XML.sub(lambda match: f"\\x{ord(match.group()):02x}" if ord(match.group()) < 0x100
-                        else f"\\u{ord(match.group()):04x}", str(text))
+    return _NOT_XML.sub(
+        lambda match: f"\\x{ord(match.group()):02x}" if ord(match.group()) < 0x100 else f"\\u{ord(match.group()):04x}",
+        str(text),
+    )
 
 
 def finding_text(finding: Finding) -> str:
@@ -58,7 +61,14 @@ def _case_name(code: str, name: str | None, findings: list[Finding]) -> str:
 
 
 class _Case:
-    def __init__(self, code: str, name: str | None, seconds: float = 0.0, status: str = "passed", check: CheckResult | None = None):
+    def __init__(
+        self,
+        code: str,
+        name: str | None,
+        seconds: float = 0.0,
+        status: str = "passed",
+        check: CheckResult | None = None,
+    ):
         self.code, self.name, self.seconds, self.status, self.check = code, name, seconds, status, check
         self.findings: list[Finding] = []
 
@@ -95,7 +105,9 @@ def render_junit(report: Report, fail_on: Severity, *, root: Path | None = None,
     for key, text in (("command", report.command), ("spec", report.spec), ("fail_on", fail_on.value)):
         ET.SubElement(properties, "property", name=key, value=xml_text(text))
     for case in cases:
-        name = _case_name(case.code, case.name, case.findings) if case.code else f"ctcdoctor {report.command}: no findings"
+        name = (
+            _case_name(case.code, case.name, case.findings) if case.code else f"ctcdoctor {report.command}: no findings"
+        )
         element = ET.SubElement(suite, "testcase", classname=suite_id, name=xml_text(name), time=f"{case.seconds:.3f}")
         location = locate(report, case.findings[0], cwd) if case.findings else None
         path = location.relative_to(root) if location is not None else None
@@ -108,20 +120,31 @@ def render_junit(report: Report, fail_on: Severity, *, root: Path | None = None,
         below = [item for item in case.findings if item not in failing and item not in crash]
         if crash:
             counts["errors"] += 1
-            error = ET.SubElement(element, "error", type=xml_text(crash[0].evidence.get("exception") or "CTC999"),
-                                  message=xml_text(crash[0].message))
+            error = ET.SubElement(
+                element,
+                "error",
+                type=xml_text(crash[0].evidence.get("exception") or "CTC999"),
+                message=xml_text(crash[0].message),
+            )
             error.text = xml_text("\n\n".join(finding_text(item) for item in crash + failing))
         elif failing:
             counts["failures"] += 1
             worst = max(failing, key=lambda item: item.severity.rank)
             more = f" (+{len(failing) - 1} more)" if len(failing) > 1 else ""
-            failure = ET.SubElement(element, "failure", type=f"{worst.code} {worst.severity.value}",
-                                    message=xml_text(f"{worst.title}{more}"))
+            failure = ET.SubElement(
+                element,
+                "failure",
+                type=f"{worst.code} {worst.severity.value}",
+                message=xml_text(f"{worst.title}{more}"),
+            )
             failure.text = xml_text("\n\n".join(finding_text(item) for item in failing))
         elif case.status == "skipped" or (case.status == "crashed" and not case.findings):
             counts["skipped"] += 1
-            reason = (skip_reason(case.check, report.findings) if case.status == "skipped" and case.check is not None
-                      else "the check crashed and its CTC999 finding is ignored")
+            reason = (
+                skip_reason(case.check, report.findings)
+                if case.status == "skipped" and case.check is not None
+                else "the check crashed and its CTC999 finding is ignored"
+            )
             ET.SubElement(element, "skipped", message=xml_text(reason))
         if below:
             ET.SubElement(element, "system-out").text = xml_text("\n\n".join(finding_text(item) for item in below))

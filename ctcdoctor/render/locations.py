@@ -10,6 +10,7 @@
 CI formats need paths relative to the repository root (GitHub annotations, SARIF `artifactLocation.uri`);
 `repo_root` finds that root. Nothing here imports torch: `ctcdoctor labels` stays fast.
 """
+
 from __future__ import annotations
 
 import ast
@@ -123,7 +124,9 @@ def spec_location(spec: str, cwd: Path | None = None) -> Location | None:
 
 
 def _smallest(values: Any) -> int | None:
-    numbers = [value for value in (values or []) if isinstance(value, int) and not isinstance(value, bool) and value > 0]
+    numbers = [
+        value for value in (values or []) if isinstance(value, int) and not isinstance(value, bool) and value > 0
+    ]
     return min(numbers) if numbers else None
 
 

@@ -10,6 +10,7 @@ What code scanning needs, and this writes: `version`, `$schema`, `runs[].tool.dr
 `ruleId`, `level`, `message.text` and a location with a repository-relative `artifactLocation.uri` and
 `region.startLine`. Fingerprints are left to `upload-sarif`, which computes them from the source.
 """
+
 from __future__ import annotations
 
 import json
@@ -89,34 +90,47 @@ def render_sarif(report: Report, fail_on: Severity, *, root: Path | None = None,
         if finding.code not in rule_index:
             rule_index[finding.code] = len(rules)
             rules.append(_rule(finding.code, finding, get_code(finding.code)))
-        results.append({
-            "ruleId": finding.code,
-            "ruleIndex": rule_index[finding.code],
-            "level": LEVELS[finding.severity],
-            "message": {"text": _message(finding)},
-            "locations": [{
-                "physicalLocation": {
-                    "artifactLocation": {"uri": uri, "uriBaseId": "%SRCROOT%"},
-                    # A file-level finding (no line known) sits on line 1, where GitHub shows file-level alerts.
-                    "region": {"startLine": location.line or 1},
-                },
-            }],
-            "properties": {"title": finding.title},
-        })
+        results.append(
+            {
+                "ruleId": finding.code,
+                "ruleIndex": rule_index[finding.code],
+                "level": LEVELS[finding.severity],
+                "message": {"text": _message(finding)},
+                "locations": [
+                    {
+                        "physicalLocation": {
+                            "artifactLocation": {"uri": uri, "uriBaseId": "%SRCROOT%"},
+                            # A file-level finding (no line known) sits on line 1, where GitHub shows file-level alerts.
+                            "region": {"startLine": location.line or 1},
+                        },
+                    }
+                ],
+                "properties": {"title": finding.title},
+            }
+        )
     run: dict[str, Any] = {
-        "tool": {"driver": {
-            "name": "ctcdoctor",
-            "version": __version__,
-            "semanticVersion": __version__,
-            "rules": rules,
-        }},
-        "invocations": [{
-            "executionSuccessful": True,
-            "exitCode": 1 if fails(list(report.findings), fail_on) else 0,
-        }],
+        "tool": {
+            "driver": {
+                "name": "ctcdoctor",
+                "version": __version__,
+                "semanticVersion": __version__,
+                "rules": rules,
+            }
+        },
+        "invocations": [
+            {
+                "executionSuccessful": True,
+                "exitCode": 1 if fails(list(report.findings), fail_on) else 0,
+            }
+        ],
         "results": results,
-        "properties": {"command": report.command, "spec": report.spec, "fail_on": fail_on.value,
-                       "findings": len(report.findings), "findings_without_location": omitted},
+        "properties": {
+            "command": report.command,
+            "spec": report.spec,
+            "fail_on": fail_on.value,
+            "findings": len(report.findings),
+            "findings_without_location": omitted,
+        },
     }
     log = {"$schema": SCHEMA, "version": VERSION, "runs": [run]}
     return json.dumps(log, indent=2, ensure_ascii=False, default=str)

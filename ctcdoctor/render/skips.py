@@ -1,4 +1,5 @@
 """Why a check was skipped, for the CI formats that show skipped checks (JUnit `<skipped>`, the GitHub summary)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable

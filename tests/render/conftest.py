@@ -1,5 +1,6 @@
 """Real reports for the CI-format tests: today's `ctcdoctor check --format json` on the bundled broken examples
 (and on a model that fails on its batch, so checks are skipped), rebuilt into `Report`s."""
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,7 @@ from ctcdoctor.render.from_json import report_from_json
 #: (CTC001, CTC002), three errors (NaN inputs), and two errors on a model without a blank slot.
 EXAMPLES = ("too_much_pooling", "nan_inputs", "no_blank_slot")
 
-MODEL_FAILS = '''
+MODEL_FAILS = """
 import torch
 from torch import nn
 
@@ -34,7 +35,7 @@ def build():
     inputs = torch.randn(2, 10, 4)
     targets = torch.tensor([[1, 2], [3, 4]])
     return Broken(), [(inputs, targets, torch.tensor([10, 10]), torch.tensor([2, 2]))]
-'''
+"""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
 """Helpers for the CI-format tests: running the real CLI, and reading its outputs the way the consumers do."""
+
 from __future__ import annotations
 
 import json
@@ -28,9 +29,18 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([ctcdoctor_exe(), *args], check=False, cwd=cwd, env=env or clean_env(), capture_output=True, text=True,
-                          timeout=timeout)
+def run_cli(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 180
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [ctcdoctor_exe(), *args],
+        check=False,
+        cwd=cwd,
+        env=env or clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def def_line(path: Path, name: str = "build") -> int:
@@ -61,7 +71,7 @@ def parse_workflow_command(line: str) -> tuple[str, dict[str, str], str]:
     """(command, properties, message) as the Actions runner reads `::command k=v,k=v::message`."""
     assert line.startswith("::"), line
     end = line.index("::", 2)
-    head, message = line[2:end], line[end + 2:]
+    head, message = line[2:end], line[end + 2 :]
     command, _, props = head.partition(" ")
     properties = {}
     for item in filter(None, props.split(",")):

@@ -1,5 +1,6 @@
 """The CI recipes in the docs: each YAML block parses, names only real options and hooks, and the
 pre-commit recipes run through the real CLI."""
+
 from __future__ import annotations
 
 import re
@@ -18,7 +19,9 @@ PENDING = {"--junit-xml", "--sarif", "--no-github"}
 
 
 def yaml_blocks() -> list:
-    return [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", DOC.read_text(encoding="utf-8"), re.DOTALL)]
+    return [
+        yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", DOC.read_text(encoding="utf-8"), re.DOTALL)
+    ]
 
 
 def block_with(key: str):
@@ -76,8 +79,11 @@ def test_gitlab_recipe():
 
 
 def precommit_configs() -> list[list[dict]]:
-    return [[hook for repo in block["repos"] for hook in repo["hooks"]]
-            for block in yaml_blocks() if isinstance(block, dict) and "repos" in block]
+    return [
+        [hook for repo in block["repos"] for hook in repo["hooks"]]
+        for block in yaml_blocks()
+        if isinstance(block, dict) and "repos" in block
+    ]
 
 
 def defined_hooks() -> dict[str, dict]:
@@ -85,7 +91,7 @@ def defined_hooks() -> dict[str, dict]:
 
 
 def run_hook(hook: dict, filenames: list[str], cwd):
-    """What pre-commit runs: the hook's entry, the config's args, then the matching files unless pass_filenames is false."""
+    """What pre-commit runs: entry, then the config's args, then the matching files (unless pass_filenames: false)."""
     matching = [name for name in filenames if re.search(hook.get("files", ""), name)]
     argv = shlex.split(hook["entry"]) + list(hook.get("args", []))
     argv += matching if hook.get("pass_filenames", True) else []
@@ -105,7 +111,9 @@ def test_precommit_recipes_name_real_hooks():
 
 
 def test_precommit_recipe_runs_on_changed_label_files(tmp_path):
-    (hook,) = [{**defined_hooks()[item["id"]], **item} for item in precommit_configs()[0] if item["id"] == "ctcdoctor-labels"]
+    (hook,) = [
+        {**defined_hooks()[item["id"]], **item} for item in precommit_configs()[0] if item["id"] == "ctcdoctor-labels"
+    ]
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "alphabet.txt").write_text("a\nb\nc\n \n", encoding="utf-8")
     (tmp_path / "data" / "train.tsv").write_text("x.png\tab ba\ny.png\tABC\n", encoding="utf-8")

@@ -1,4 +1,5 @@
 """GitHub Actions: workflow commands (annotations) and the Markdown job summary."""
+
 from __future__ import annotations
 
 import io
@@ -51,12 +52,16 @@ def test_escape_rules():
 
 
 def test_one_annotation_per_code_with_the_worst_and_the_count():
-    report = Report("labels", "gt.txt", (
-        finding("CTC090", Severity.WARNING, "the label file starts with a byte-order mark", "BOM found"),
-        finding("CTC090", Severity.WARNING, "label symbols outside the alphabet", "12 characters outside"),
-        finding("CTC090", Severity.WARNING, "empty labels", "2 labels are empty"),
-        finding("CTC080", Severity.INFO, "spiky outputs", "blank-dominated"),
-    ))
+    report = Report(
+        "labels",
+        "gt.txt",
+        (
+            finding("CTC090", Severity.WARNING, "the label file starts with a byte-order mark", "BOM found"),
+            finding("CTC090", Severity.WARNING, "label symbols outside the alphabet", "12 characters outside"),
+            finding("CTC090", Severity.WARNING, "empty labels", "2 labels are empty"),
+            finding("CTC080", Severity.INFO, "spiky outputs", "blank-dominated"),
+        ),
+    )
     commands = [parse_workflow_command(line) for line in github_commands(report, Severity.ERROR)]
     assert [command for command, _, _ in commands] == ["warning", "notice"]
     _, properties, message = commands[0]
@@ -68,7 +73,10 @@ def test_one_annotation_per_code_with_the_worst_and_the_count():
 def test_never_more_than_ten_annotations_of_a_level():
     errors = [finding(f"CTC{100 + i:03d}", Severity.ERROR, f"problem {i}") for i in range(25)]
     warnings = [finding(f"CTC{200 + i:03d}", Severity.WARNING, f"issue {i}") for i in range(4)]
-    commands = [parse_workflow_command(line) for line in github_commands(Report("check", "x.py", tuple(errors + warnings)), Severity.ERROR)]
+    commands = [
+        parse_workflow_command(line)
+        for line in github_commands(Report("check", "x.py", tuple(errors + warnings)), Severity.ERROR)
+    ]
     levels = [command for command, _, _ in commands]
     assert levels.count("error") == ANNOTATIONS_PER_LEVEL and levels.count("warning") == 4
     _, properties, message = [item for item in commands if item[0] == "error"][-1]
@@ -110,9 +118,11 @@ def table_rows(markdown: str) -> list[list[str]]:
 
 
 def test_summary_table_escapes_user_text():
-    report = Report("labels", "gt.txt", (
-        finding("CTC090", Severity.WARNING, "label | with <script>alert(1)</script> and *stars*", "m\nsecond line"),
-    ))
+    report = Report(
+        "labels",
+        "gt.txt",
+        (finding("CTC090", Severity.WARNING, "label | with <script>alert(1)</script> and *stars*", "m\nsecond line"),),
+    )
     summary = render_github_summary(report, Severity.WARNING)
     header, row = table_rows(summary)
     assert len(row) == len(header) == 4  # the pipe in the title did not add a column
@@ -123,9 +133,17 @@ def test_summary_table_escapes_user_text():
 
 
 def test_summary_passed_and_skipped_checks():
-    checks = (CheckResult("infeasible_alignment", "CTC001", "skipped", 0.0), CheckResult("nonfinite_output", "CTC023", "passed", 0.1))
-    crash = finding("CTC999", Severity.WARNING, "the model failed on a batch", "model(inputs) failed on batch 0",
-                    skipped=["CTC001 (infeasible_alignment)"])
+    checks = (
+        CheckResult("infeasible_alignment", "CTC001", "skipped", 0.0),
+        CheckResult("nonfinite_output", "CTC023", "passed", 0.1),
+    )
+    crash = finding(
+        "CTC999",
+        Severity.WARNING,
+        "the model failed on a batch",
+        "model(inputs) failed on batch 0",
+        skipped=["CTC001 (infeasible_alignment)"],
+    )
     summary = render_github_summary(Report("check", "x.py", (crash,), checks), Severity.ERROR)
     assert "✅ passed: 0 errors, 1 warning, 0 info" in summary
     assert "2 checks: 1 passed, 1 skipped" in summary
@@ -145,10 +163,17 @@ def test_summary_is_capped_with_a_note():
 
 def test_evidence_rows_of_each_shape():
     assert evidence_rows({"worst": [{"sample": 3, "frames": 2}, {"sample": 9, "frames": 1}]}) == (
-        ["sample", "frames"], [[3, 2], [9, 1]])
-    assert evidence_rows({"table": {"columns": ["layer", "norm"], "rows": [["fc", 0.1]]}}) == (["layer", "norm"], [["fc", 0.1]])
+        ["sample", "frames"],
+        [[3, 2], [9, 1]],
+    )
+    assert evidence_rows({"table": {"columns": ["layer", "norm"], "rows": [["fc", 0.1]]}}) == (
+        ["layer", "norm"],
+        [["fc", 0.1]],
+    )
     assert evidence_rows({"examples": {"É": [{"line": 3, "text": "École", "kept": "cole"}]}}) == (
-        ["symbol", "line", "text", "kept"], [["É", 3, "École", "cole"]])
+        ["symbol", "line", "text", "kept"],
+        [["É", 3, "École", "cole"]],
+    )
     assert evidence_rows({"samples": [1, 2]}) is None
 
 
@@ -186,7 +211,11 @@ def test_github_output_lists_skipped_checks_of_a_failing_model(model_fails_run):
     assert summary.count("model(inputs) failed on batch 0") == len(skipped) + 1  # each skip's reason, and the details
     (line,) = github_commands(model_fails_run.report, model_fails_run.fail_on, cwd=model_fails_run.cwd)
     command, properties, message = parse_workflow_command(line)
-    assert (command, properties["file"], properties["line"]) == ("error", "train.py", str(def_line(model_fails_run.spec_file)))
+    assert (command, properties["file"], properties["line"]) == (
+        "error",
+        "train.py",
+        str(def_line(model_fails_run.spec_file)),
+    )
     assert "planted" in message
 
 
@@ -199,8 +228,20 @@ def _cli_wired() -> bool:
 def test_cli_on_github_actions_keeps_stdout_json(tmp_path):
     summary_file = tmp_path / "summary.md"
     env = clean_env(GITHUB_ACTIONS="true", GITHUB_STEP_SUMMARY=str(summary_file), GITHUB_WORKSPACE=str(ROOT))
-    done = run_cli(["check", "examples/broken/no_blank_slot.py", "--format", "json",
-                    "--junit-xml", str(tmp_path / "junit.xml"), "--sarif", str(tmp_path / "ctc.sarif")], ROOT, env)
+    done = run_cli(
+        [
+            "check",
+            "examples/broken/no_blank_slot.py",
+            "--format",
+            "json",
+            "--junit-xml",
+            str(tmp_path / "junit.xml"),
+            "--sarif",
+            str(tmp_path / "ctc.sarif"),
+        ],
+        ROOT,
+        env,
+    )
     assert done.returncode == 1
     document = json.loads(done.stdout)  # workflow commands did not leak into stdout
     annotated = [parse_workflow_command(line) for line in done.stderr.splitlines() if line.startswith("::")]

@@ -1,4 +1,5 @@
 """JUnit XML: parsed as GitLab and Jenkins parse it; counts match the report."""
+
 from __future__ import annotations
 
 import json
@@ -49,8 +50,12 @@ def counts(suite: ET.Element) -> dict[str, int]:
 
 def assert_counts_match(suite: ET.Element, cases: list[ET.Element]) -> None:
     outcomes = [outcome(case) for case in cases]
-    assert counts(suite) == {"tests": len(cases), "failures": outcomes.count("failure"),
-                             "errors": outcomes.count("error"), "skipped": outcomes.count("skipped")}
+    assert counts(suite) == {
+        "tests": len(cases),
+        "failures": outcomes.count("failure"),
+        "errors": outcomes.count("error"),
+        "skipped": outcomes.count("skipped"),
+    }
 
 
 @pytest.mark.parametrize("name", ["too_much_pooling", "nan_inputs", "no_blank_slot"])
@@ -101,8 +106,14 @@ def test_crashed_check_is_an_error_and_findings_below_fail_on_pass():
         CheckResult("spiky_outputs", "CTC080", "findings", 0.0),
     )
     findings = (
-        Finding("CTC999", Severity.ERROR, "a check crashed", "check infeasible_alignment (CTC001) raised KeyError: 'x'",
-                "report it", {"check": "infeasible_alignment", "code": "CTC001", "exception": "KeyError"}),
+        Finding(
+            "CTC999",
+            Severity.ERROR,
+            "a check crashed",
+            "check infeasible_alignment (CTC001) raised KeyError: 'x'",
+            "report it",
+            {"check": "infeasible_alignment", "code": "CTC001", "exception": "KeyError"},
+        ),
         Finding("CTC002", Severity.WARNING, "length budget tight", "3 of 8 samples", "leave room"),
         Finding("CTC080", Severity.INFO, "spiky outputs", "95% blank frames", ""),
     )
@@ -122,15 +133,20 @@ def test_crashed_check_is_an_error_and_findings_below_fail_on_pass():
 def test_labels_one_case_per_code_and_a_case_when_clean(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "gt.txt").write_text("\ufeffa.png\tHi\x1b there\nb.png\n", encoding="utf-8")
-    result = CliRunner().invoke(app, ["labels", "gt.txt", "--alphabet", "abcdefghijklmnopqrstuvwxyz \t\t", "--format", "json"])
+    result = CliRunner().invoke(
+        app, ["labels", "gt.txt", "--alphabet", "abcdefghijklmnopqrstuvwxyz \t\t", "--format", "json"]
+    )
     report = report_from_json(json.loads(result.stdout))
     assert {item.code for item in report.findings} == {"CTC090", "CTC091"} and len(report.findings) >= 4
     xml = render_junit(report, Severity.WARNING, root=tmp_path, cwd=tmp_path)
     _, suite, cases = parse(xml)  # the ESC in a label did not make the XML unparsable
-    assert [case.get("name") for case in cases] == [f"{code} {title}" for code, title in (
-        ("CTC090", "label text problems: byte-order mark, bad bytes, symbols outside the alphabet, empty labels"),
-        ("CTC091", "alphabet problems: duplicates, whitespace-only symbols, failed round trip"),
-    )]
+    assert [case.get("name") for case in cases] == [
+        f"{code} {title}"
+        for code, title in (
+            ("CTC090", "label text problems: byte-order mark, bad bytes, symbols outside the alphabet, empty labels"),
+            ("CTC091", "alphabet problems: duplicates, whitespace-only symbols, failed round trip"),
+        )
+    ]
     assert [outcome(case) for case in cases] == ["failure", "failure"]
     assert cases[0].get("file") == "gt.txt" and cases[0].get("line") == "1"
     assert "(+" in cases[0].find("failure").get("message")  # several CTC090 findings in one case

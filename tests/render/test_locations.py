@@ -1,4 +1,5 @@
 """Where findings point: the spec's build function, the label file's line, the alphabet file's line."""
+
 from __future__ import annotations
 
 import json
@@ -36,7 +37,9 @@ FINDING = Finding("CTC001", Severity.ERROR, "title", "message")
 def test_spec_file_and_function_lines(tmp_path):
     (tmp_path / "train.py").write_text(MODULE, encoding="utf-8")
     # The decorated build(): its `def` line, not the decorator's.
-    assert spec_location("train.py", tmp_path) == Location((tmp_path / "train.py").resolve(), def_line(tmp_path / "train.py"))
+    assert spec_location("train.py", tmp_path) == Location(
+        (tmp_path / "train.py").resolve(), def_line(tmp_path / "train.py")
+    )
     assert spec_location("train.py:make_small", tmp_path).line == def_line(tmp_path / "train.py", "make_small")
     assert spec_location(f"{tmp_path / 'train.py'}:build", Path("/")).line == 10  # absolute path, any cwd
     assert spec_location("train.py:missing", tmp_path) == Location((tmp_path / "train.py").resolve(), None)
@@ -79,11 +82,11 @@ def labels_report(tmp_path, monkeypatch, *args: str) -> Report:
 
 
 LABELS = (
-    "\ufeffimg1.png\tcat\n"        # 1: byte-order mark
-    "img2.png\tHello\n"            # 2: 'H' outside the alphabet, once
-    "img3.png\tÉcole École\n"      # 3: 'É' twice: the most frequent outside symbol
-    "img4.png\n"                   # 4: empty label
-    "img5.png\tÉté\n"              # 5: 'É' again
+    "\ufeffimg1.png\tcat\n"  # 1: byte-order mark
+    "img2.png\tHello\n"  # 2: 'H' outside the alphabet, once
+    "img3.png\tÉcole École\n"  # 3: 'É' twice: the most frequent outside symbol
+    "img4.png\n"  # 4: empty label
+    "img5.png\tÉté\n"  # 5: 'É' again
 )
 
 
@@ -119,12 +122,15 @@ def test_ci_renderers_do_not_import_torch(tmp_path):
         "import sys, json\n"
         "from ctcdoctor.findings import Finding, Report, Severity\n"
         "from ctcdoctor.render import github, junit, sarif\n"
-        "report = Report('labels', 'gt.txt', (Finding('CTC090', Severity.WARNING, 't', 'm', 'h', {'problem': 'bom'}),))\n"
+        "bom = Finding('CTC090', Severity.WARNING, 't', 'm', 'h', {'problem': 'bom'})\n"
+        "report = Report('labels', 'gt.txt', (bom,))\n"
         "github.render_github_summary(report, Severity.ERROR); github.github_commands(report, Severity.ERROR)\n"
         "junit.render_junit(report, Severity.ERROR); sarif.render_sarif(report, Severity.ERROR)\n"
         "print(json.dumps(sorted(name for name in sys.modules if name.split('.')[0] in ('torch', 'numpy', 'rich'))))\n"
     )
     (tmp_path / "gt.txt").write_text("a.png\tab\n", encoding="utf-8")
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=False, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=False, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == []

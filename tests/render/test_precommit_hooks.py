@@ -1,4 +1,5 @@
 """.pre-commit-hooks.yaml: the hooks parse, and the labels hook runs the real CLI as pre-commit would."""
+
 from __future__ import annotations
 
 import re
@@ -24,7 +25,9 @@ def test_hooks_are_well_formed():
     labels, check = found["ctcdoctor-labels"], found["ctcdoctor-check"]
     assert shlex.split(labels["entry"])[:2] == ["ctcdoctor", "labels"] and labels.get("pass_filenames", True)
     pattern = re.compile(labels["files"])
-    assert all(pattern.search(path) for path in ("data/gt.txt", "labels.tsv", "train/labels_train.csv", "ground_truth.txt"))
+    assert all(
+        pattern.search(path) for path in ("data/gt.txt", "labels.tsv", "train/labels_train.csv", "ground_truth.txt")
+    )
     assert not any(pattern.search(path) for path in ("README.txt", "requirements.txt", "gt/notes.md", "src/labels.py"))
     assert shlex.split(check["entry"]) == ["ctcdoctor", "check"]
     assert check["stages"] == ["manual"] and check["pass_filenames"] is False and check["always_run"] is True
@@ -70,10 +73,14 @@ def test_documented_pair_recipe_rechecks_on_alphabet_edits(tmp_path):
     assert done.returncode == 1 and "CTC091" in done.stdout, done.stdout + done.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="`ctcdoctor labels` takes one FILE; pre-commit may pass several (report to the lead)")
+@pytest.mark.xfail(
+    strict=True, reason="`ctcdoctor labels` takes one FILE; pre-commit may pass several (report to the lead)"
+)
 def test_labels_hook_with_two_changed_label_files(tmp_path):
     hook = hooks()["ctcdoctor-labels"]
     for name in ("gt_train.txt", "gt_val.txt"):
         (tmp_path / name).write_text("img.png\tabc\n", encoding="utf-8")
-    done = run_cli(precommit_argv(hook, ["--alphabet", "abc"], ["gt_train.txt", "gt_val.txt"])[1:], tmp_path, timeout=60)
+    done = run_cli(
+        precommit_argv(hook, ["--alphabet", "abc"], ["gt_train.txt", "gt_val.txt"])[1:], tmp_path, timeout=60
+    )
     assert done.returncode == 0, done.stderr

@@ -1,4 +1,5 @@
 """SARIF 2.1.0: the fields GitHub code scanning needs, on located findings."""
+
 from __future__ import annotations
 
 import json
@@ -46,11 +47,19 @@ def test_labels_results_at_their_lines(tmp_path, monkeypatch):
     (tmp_path / "data" / "alphabet.txt").write_text("a\nb\nc\na\n", encoding="utf-8")
     result = CliRunner().invoke(app, ["labels", "data/gt.txt", "--alphabet", "@data/alphabet.txt", "--format", "json"])
     report = report_from_json(json.loads(result.stdout))
-    report = replace(report, result={**report.result, "alphabet_file": "data/alphabet.txt"})  # see the report to the lead
+    report = replace(
+        report, result={**report.result, "alphabet_file": "data/alphabet.txt"}
+    )  # see the report to the lead
     log = json.loads(render_sarif(report, Severity.ERROR, root=tmp_path, cwd=tmp_path))
     results = check_sarif_for_code_scanning(log, tmp_path)
-    where = {(item["ruleId"], item["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
-              item["locations"][0]["physicalLocation"]["region"]["startLine"]) for item in results}
+    where = {
+        (
+            item["ruleId"],
+            item["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+            item["locations"][0]["physicalLocation"]["region"]["startLine"],
+        )
+        for item in results
+    }
     assert where == {("CTC090", "data/gt.txt", 2), ("CTC090", "data/gt.txt", 3), ("CTC091", "data/alphabet.txt", 4)}
     assert log["runs"][0]["invocations"][0]["exitCode"] == 0  # warnings only, --fail-on error
 
@@ -58,11 +67,18 @@ def test_labels_results_at_their_lines(tmp_path, monkeypatch):
 def test_findings_without_a_file_are_left_out_and_counted(tmp_path):
     (tmp_path / "inside.py").write_text("def build():\n    pass\n", encoding="utf-8")
     finding = Finding("CTC001", Severity.ERROR, "t", "m", "h")
-    outside = json.loads(render_sarif(Report("check", "inside.py", (finding,)), Severity.ERROR, root=tmp_path / "sub", cwd=tmp_path))
+    outside = json.loads(
+        render_sarif(Report("check", "inside.py", (finding,)), Severity.ERROR, root=tmp_path / "sub", cwd=tmp_path)
+    )
     assert outside["runs"][0]["results"] == [] and outside["runs"][0]["properties"]["findings_without_location"] == 1
     check_sarif_for_code_scanning(outside, tmp_path)
-    string_alphabet = Report("labels", "gt.txt", (Finding("CTC091", Severity.WARNING, "t", "m", "h", {"problem": "duplicates"}),))
-    assert json.loads(render_sarif(string_alphabet, Severity.ERROR, root=tmp_path, cwd=tmp_path))["runs"][0]["results"] == []
+    string_alphabet = Report(
+        "labels", "gt.txt", (Finding("CTC091", Severity.WARNING, "t", "m", "h", {"problem": "duplicates"}),)
+    )
+    assert (
+        json.loads(render_sarif(string_alphabet, Severity.ERROR, root=tmp_path, cwd=tmp_path))["runs"][0]["results"]
+        == []
+    )
 
 
 def test_write_sarif(tmp_path):
