@@ -14,6 +14,9 @@ def check(
     spec: opt.Spec,
     output_format: opt.Format = opt.OutputFormat.text,
     output: opt.Output = None,
+    junit_xml: opt.JunitXml = None,
+    sarif: opt.Sarif = None,
+    no_github: opt.NoGithub = False,
     select: opt.Select = [],  # noqa: B006 - typer reads the default, never mutates it
     ignore: opt.Ignore = [],  # noqa: B006
     fail_on: opt.FailOnOption = None,
@@ -30,10 +33,11 @@ def check(
     """Load SPEC's model and data and run every check on them."""
 
     def work() -> int:
+        how = Emit(output_format, output, verbose, junit_xml=junit_xml, sarif=sarif, no_github=no_github)
         from ctcdoctor.config import resolve_settings, spec_folder
         from ctcdoctor.engine import check_spec
 
-        opt.ensure_writable(output, "--output")
+        how.check_paths()
         settings = resolve_settings(
             spec_folder(spec),
             fail_on=fail_on,
@@ -48,6 +52,6 @@ def check(
                 report = check_spec(spec, settings, on_check=lambda info: status.update(f"{info.code} {info.title}"))
         else:
             report = check_spec(spec, settings)
-        return emit(report, Emit(output_format, output, verbose), settings.fail_on)
+        return emit(report, how, settings.fail_on)
 
     guarded(debug, work)

@@ -56,6 +56,17 @@ Device = Annotated[
     ),
 ]
 
+JunitXml = Annotated[
+    Path | None,
+    typer.Option("--junit-xml", metavar="FILE", help="Also write a JUnit XML report (GitLab, Jenkins, Azure).", show_default=False),
+]
+Sarif = Annotated[
+    Path | None,
+    typer.Option("--sarif", metavar="FILE", help="Also write SARIF 2.1.0 (GitHub code scanning) for findings with a file and line.",
+                 show_default=False),
+]
+NoGithub = Annotated[bool, typer.Option("--no-github", help="No job summary or annotations, even when GITHUB_ACTIONS=true.")]
+
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
 

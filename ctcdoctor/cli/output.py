@@ -128,6 +128,18 @@ class Emit:
     verbose: bool = False
     every: int | None = None
     """For `simulate`: print the metrics table every this many steps."""
+    junit_xml: Path | None = None
+    sarif: Path | None = None
+    no_github: bool = False
+    """No GitHub job summary or annotations even when GITHUB_ACTIONS=true."""
+
+    def check_paths(self) -> None:
+        """Every report file can be written: found out before the work, not after it."""
+        from ctcdoctor.cli.options import ensure_writable
+
+        ensure_writable(self.output, "--output")
+        ensure_writable(self.junit_xml, "--junit-xml")
+        ensure_writable(self.sarif, "--sarif")
 
 
 def report_stream() -> IO[str]:
@@ -155,4 +167,29 @@ def emit(report, how: Emit, fail_on) -> int:  # noqa: ANN001 - Report and Severi
 
         console = console_for(stream)
         render_console(report, console, RenderOptions(verbose=how.verbose, every=how.every))
+    _ci_formats(report, how, fail_on)
     return int(ExitCode.FINDINGS if fails(list(report.findings), fail_on) else ExitCode.OK)
+
+
+def _ci_formats(report, how: Emit, fail_on) -> None:  # noqa: ANN001 - Report and Severity, imported lazily
+    """The formats CI speaks, from the same findings: JUnit XML, SARIF, GitHub summary and annotations.
+
+    Workflow commands go to stderr: with --format json stdout carries only the JSON, and GitHub
+    reads workflow commands from both streams.
+    """
+    try:
+        if how.junit_xml is not None:
+            from ctcdoctor.render.junit import write_junit
+
+            write_junit(report, how.junit_xml, fail_on)
+        if how.sarif is not None:
+            from ctcdoctor.render.sarif import write_sarif
+
+            write_sarif(report, how.sarif, fail_on)
+    except OSError as error:
+        raise UserInputError(f"cannot write a report file: {error.strerror or error} ({error.filename})",
+                             "Choose a writable path.") from error
+    from ctcdoctor.render.github import github_enabled, write_github
+
+    if github_enabled(disabled=how.no_github):
+        write_github(report, fail_on, stream=sys.stderr)

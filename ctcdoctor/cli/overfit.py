@@ -42,6 +42,9 @@ def overfit(
     plot: opt.Plot = None,
     output_format: opt.Format = opt.OutputFormat.text,
     output: opt.Output = None,
+    junit_xml: opt.JunitXml = None,
+    sarif: opt.Sarif = None,
+    no_github: opt.NoGithub = False,
     select: opt.Select = [],  # noqa: B006 - typer reads the default, never mutates it
     ignore: opt.Ignore = [],  # noqa: B006
     fail_on: opt.FailOnOption = None,
@@ -58,6 +61,7 @@ def overfit(
     """
 
     def work() -> int:
+        how = Emit(output_format, output, verbose, junit_xml=junit_xml, sarif=sarif, no_github=no_github)
         from ctcdoctor.config import resolve_settings, spec_folder
         from ctcdoctor.errors import UserInputError
         from ctcdoctor.findings import Report
@@ -86,7 +90,7 @@ def overfit(
             threads=threads or None,
         )
         opt.ensure_plot_path(plot)  # before training: a failed write must not throw the run away
-        opt.ensure_writable(output, "--output")
+        how.check_paths()
         if options.device != "auto":
             from ctcdoctor.load.device import resolve_device
 
@@ -113,7 +117,7 @@ def overfit(
             invocation=invocation,
             config=str(settings.config_path) if settings.config_path else None,
         )
-        return emit(report, Emit(output_format, output, verbose), settings.fail_on)
+        return emit(report, how, settings.fail_on)
 
     guarded(debug, work)
 

@@ -14,6 +14,9 @@ def scan(
     spec: opt.Spec,
     output_format: opt.Format = opt.OutputFormat.text,
     output: opt.Output = None,
+    junit_xml: opt.JunitXml = None,
+    sarif: opt.Sarif = None,
+    no_github: opt.NoGithub = False,
     plot: opt.Plot = None,
     worst: Annotated[int, typer.Option("--worst", min=1, help="How many of the tightest samples to list.")] = 10,
     select: opt.Select = [],  # noqa: B006 - typer reads the default, never mutates it
@@ -25,6 +28,7 @@ def scan(
     """Run the length and label checks over the WHOLE data set, without running the model per batch."""
 
     def work() -> int:
+        how = Emit(output_format, output, verbose, junit_xml=junit_xml, sarif=sarif, no_github=no_github)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         from ctcdoctor.config import resolve_settings, spec_folder
@@ -34,7 +38,7 @@ def scan(
 
         settings = resolve_settings(spec_folder(spec), fail_on=fail_on, select=select, ignore=ignore)
         opt.ensure_plot_path(plot)  # before the scan: a failed write must not throw the run away
-        opt.ensure_writable(output, "--output")
+        how.check_paths()
         setup = load_setup(spec)
         try:
             total = len(setup.loader.dataset)  # type: ignore[attr-defined]
@@ -76,6 +80,6 @@ def scan(
                 highlight=False,
             )
         report = Report("scan", spec, tuple(findings), tuple(results), result, config=str(settings.config_path) if settings.config_path else None)
-        return emit(report, Emit(output_format, output, verbose), settings.fail_on)
+        return emit(report, how, settings.fail_on)
 
     guarded(debug, work)

@@ -26,6 +26,9 @@ def simulate(
     out: Annotated[Path | None, typer.Option("--out", hidden=True, help="Old name of --plot.")] = None,
     output_format: opt.Format = opt.OutputFormat.text,
     output: opt.Output = None,
+    junit_xml: opt.JunitXml = None,
+    sarif: opt.Sarif = None,
+    no_github: opt.NoGithub = False,
     fail_on: opt.FailOnOption = None,
     debug: opt.Debug = False,
 ) -> None:
@@ -37,6 +40,7 @@ def simulate(
     """
 
     def work() -> int:
+        how = Emit(output_format, output, every=every, junit_xml=junit_xml, sarif=sarif, no_github=no_github)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         from ctcdoctor.config import resolve_settings
@@ -49,7 +53,7 @@ def simulate(
             raise UserInputError(f"--plot {plot} and --out {out} name two figures", "Give --plot only (--out is its old name).")
         figure = plot or out
         opt.ensure_plot_path(figure, "--plot" if plot is not None else "--out")  # before the run: a failed write must not throw it away
-        opt.ensure_writable(output, "--output")
+        how.check_paths()
         with Progress(
             TextColumn("simulating"),
             BarColumn(),
@@ -82,6 +86,6 @@ def simulate(
             document["plot"] = str(figure)
         spec = f"--label {label!r} --frames {frames}" + (f" --alpha {alpha}" if alpha is not None else "") + (f" --gamma {gamma}" if gamma else "")
         report = Report("simulate", spec, (), (), document, config=str(settings.config_path) if settings.config_path else None)
-        return emit(report, Emit(output_format, output, every=every), settings.fail_on)
+        return emit(report, how, settings.fail_on)
 
     guarded(debug, work)

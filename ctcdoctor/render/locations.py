@@ -194,7 +194,7 @@ def locate(report: Report, finding: Finding, cwd: Path | None = None) -> Locatio
         if finding.code == "CTC091":
             alphabet_file = result.get("alphabet_file")
             return _alphabet_location(finding, alphabet_file, base) if alphabet_file else None
-        path = Path(str(result.get("file") or report.spec)).expanduser()
+        path = Path(str(finding.evidence.get("file") or result.get("file") or report.spec)).expanduser()
         path = (path if path.is_absolute() else base / path).resolve()
         if not path.is_file():
             return None

@@ -119,8 +119,11 @@ def _worst(result: dict[str, Any]) -> Table:
 
 
 def labels(result: dict[str, Any], every: int | None = None) -> RenderableType:
-    """The longest labels of the file."""
-    table = Table(title=f"{result['lines']} labels; longest", box=None, padding=(0, 2), header_style="bold", pad_edge=False)
+    """The longest labels of each file."""
+    if "files" in result:
+        return Group(*(labels(item) for item in result["files"]))
+    title = f"{result['file']}: {result['lines']} labels; longest" if result.get("file") else f"{result['lines']} labels; longest"
+    table = Table(title=title, box=None, padding=(0, 2), header_style="bold", pad_edge=False)
     table.add_column("line", justify="right")
     table.add_column("symbols", justify="right")
     table.add_column("text")

@@ -104,10 +104,12 @@ def test_alphabet_findings_point_at_the_alphabet_file(tmp_path, monkeypatch):
     report = labels_report(tmp_path, monkeypatch, "--alphabet", "@alphabet.txt")
     (duplicate,) = report.findings
     assert duplicate.code == "CTC091" and duplicate.evidence["problem"] == "duplicates"
-    # The labels command does not record the alphabet file yet: no place for an alphabet problem.
-    assert locate(report, duplicate, tmp_path) is None
-    with_file = replace(report, result={**(report.result or {}), "alphabet_file": "alphabet.txt"})
-    assert locate(with_file, duplicate, tmp_path) == Location((tmp_path / "alphabet.txt").resolve(), 4)
+    assert report.result is not None and report.result["alphabet_file"] == "alphabet.txt"
+    assert locate(report, duplicate, tmp_path) == Location((tmp_path / "alphabet.txt").resolve(), 4)
+    # Without the alphabet file (symbols given as a string) an alphabet problem has no place in a file.
+    without = replace(report, result={**report.result, "alphabet_file": None})
+    assert locate(without, duplicate, tmp_path) is None
+    with_file = report
     # A one-line alphabet file holds its symbols as characters: line 1.
     (tmp_path / "alphabet.txt").write_text("abcb\n", encoding="utf-8")
     assert locate(with_file, duplicate, tmp_path).line == 1

@@ -73,9 +73,6 @@ def test_documented_pair_recipe_rechecks_on_alphabet_edits(tmp_path):
     assert done.returncode == 1 and "CTC091" in done.stdout, done.stdout + done.stderr
 
 
-@pytest.mark.xfail(
-    strict=True, reason="`ctcdoctor labels` takes one FILE; pre-commit may pass several (report to the lead)"
-)
 def test_labels_hook_with_two_changed_label_files(tmp_path):
     hook = hooks()["ctcdoctor-labels"]
     for name in ("gt_train.txt", "gt_val.txt"):
