@@ -36,13 +36,17 @@ class Settings:
     """Batches the label and length checks read (`check`)."""
     device: str | None = None
     """Where the model (a copy of it) runs; None: where it is (`check`) or auto (`overfit`)."""
+    timeout: float | None = None
+    """Wall-clock seconds the whole command may take; None: no limit."""
+    seed: int = 0
+    """Seed of torch, numpy and random before build() is called (reports are reproducible)."""
     config_path: Path | None = None
     """The pyproject.toml whose [tool.ctcdoctor] table applied, if any."""
 
 
 #: `[tool.ctcdoctor]` key -> Settings field.
 KEYS = {"fail-on": "fail_on", "select": "select", "ignore": "ignore", "max-batches": "max_batches",
-        "scan-batches": "scan_batches", "device": "device"}
+        "scan-batches": "scan_batches", "device": "device", "timeout": "timeout", "seed": "seed"}
 
 
 def find_pyproject(start: Path) -> Path | None:
@@ -146,6 +150,12 @@ def validate(table: dict[str, Any], path: Path) -> None:
             as_code_list(value, f"{path}: [tool.ctcdoctor] {key}")
     if "device" in table and not isinstance(table["device"], str):
         raise bad("device", "is not a device name", 'Write e.g. device = "cpu".')
+    value = table.get("timeout")
+    if "timeout" in table and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
+        raise bad("timeout", "is not a number of seconds > 0", "Write e.g. timeout = 600 (no quotes).")
+    value = table.get("seed")
+    if "seed" in table and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise bad("seed", "is not a whole number >= 0", "Write e.g. seed = 0 (no quotes).")
 
 
 def resolve_settings(*starts: Path | None, **flags: Any) -> Settings:

@@ -67,6 +67,16 @@ Sarif = Annotated[
 ]
 NoGithub = Annotated[bool, typer.Option("--no-github", help="No job summary or annotations, even when GITHUB_ACTIONS=true.")]
 
+Timeout = Annotated[
+    float | None,
+    typer.Option("--timeout", metavar="SECONDS", min=0.001, help="End with exit 2, naming what was running, after this long.",
+                 show_default=False),
+]
+Seed = Annotated[
+    int | None,
+    typer.Option("--seed", metavar="N", min=0, help="Seed torch, numpy and random before build() [default: 0].", show_default=False),
+]
+
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
 

@@ -95,7 +95,11 @@ def _user_prints_to_stderr() -> Iterator[None]:
 
 
 def guarded(debug: bool, work: Callable[[], int]) -> None:
-    """Run a command body and map its end to the documented exit codes; a traceback only with --debug."""
+    """Run a command body and map its end to the documented exit codes; a traceback only with --debug.
+
+    A command arms its `--timeout` inside `work`, once its settings are resolved:
+    `with ctcdoctor.load.limits.deadline(settings.timeout): ...`.
+    """
     try:
         with _user_prints_to_stderr():
             code = work()

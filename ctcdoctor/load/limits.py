@@ -1,0 +1,64 @@
+"""Bounded work: `--timeout` for a whole command, and what the command was doing when it ran out.
+
+A data loader can be infinite and a model can be slow; a CI gate must end. The command line
+arms a wall-clock deadline around the command (`deadline`); the long phases say what they are
+doing (`doing`), so a timeout names it: "ran past --timeout 60 s while running the model on
+batch 3 (check CTC050)".
+"""
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+
+from ctcdoctor.errors import UserInputError
+
+_activity: list[str] = []
+
+
+class CommandTimeout(UserInputError):
+    """The command ran past `--timeout` (exit 2, naming what was running)."""
+
+
+def current_activity() -> str:
+    return _activity[-1] if _activity else "starting"
+
+
+@contextlib.contextmanager
+def doing(what: str) -> Iterator[None]:
+    """Record what the command is doing while the block runs (for the timeout message)."""
+    _activity.append(what)
+    try:
+        yield
+    finally:
+        _activity.pop()
+
+
+@contextlib.contextmanager
+def deadline(seconds: float | None) -> Iterator[None]:
+    """Raise CommandTimeout in the main thread once `seconds` of wall time have passed.
+
+    Uses SIGALRM, so it interrupts Python code anywhere (a loader's `__iter__`, a model's
+    `forward` between ops); off the main thread or without SIGALRM (Windows) it is a no-op.
+    """
+    usable = seconds is not None and seconds > 0 and hasattr(signal, "SIGALRM") \
+        and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def expire(_signum: int, _frame: object) -> None:
+        raise CommandTimeout(
+            f"ran past --timeout {seconds:g} s while {current_activity()}",
+            "Give it more time (--timeout), or bound the work: fewer batches (--max-batches/--scan-batches), "
+            "a finite loader, a smaller --steps.",
+        )
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, float(seconds))  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
