@@ -17,7 +17,7 @@ MEAN = 'ctc_loss_reduction="mean"'
 
 
 def _seconds(hf, frames: int) -> str:
-    return f", {frames / hf.frames_per_second:.2f} s" if hf.frames_per_second else ""
+    return f" ({frames / hf.frames_per_second:.2f} s)" if hf.frames_per_second else ""
 
 
 def _load_with(hf, setting: str) -> str:
@@ -479,8 +479,9 @@ def labels_hold_pad_id(hf):
     trailing = [s for s in hf.samples if s.pad_labels_trailing]
     if trailing:
         if hf.labels_drop_blank:
-            effect = ("this transformers drops them, but transformers 4 (labels >= 0) trains them as blank targets, "
-                      "and the model learns to emit the blank as a character")
+            effect = ("the installed transformers drops them (its loss ignores labels equal to the blank), but "
+                      "transformers 4 (labels >= 0) trains them as blank targets, and the model learns to emit the blank "
+                      "as a character")
             severity = None
         else:
             effect = ("the model's loss (labels >= 0) trains them as blank targets (CTC011): the model learns to emit the "

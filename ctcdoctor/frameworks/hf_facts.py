@@ -8,6 +8,7 @@ types only, and `ctcdoctor explain` must start without them.
 """
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,9 +36,9 @@ class SampleFacts:
     unknown: int = 0
     """Labels equal to the tokenizer's unknown-token id."""
     pad_labels_trailing: int = 0
-    """Label positions after the last real label that hold config.pad_token_id (padding with the pad id, not -100)."""
+    """config.pad_token_id values that end the label row: padding with the pad id instead of -100."""
     pad_labels_inside: int = 0
-    """Labels equal to config.pad_token_id before the last real label (a symbol that is the blank)."""
+    """Other labels equal to config.pad_token_id: a transcript symbol that is the blank."""
     padding: int = 0
     """Trailing padding in a batch without attention_mask: the length of the constant run that ends the sample,
     when it spans at least two frames' worth of input (0 when the batch has a mask)."""
@@ -192,18 +193,22 @@ def _trailing_run(values: Any) -> tuple[Any, Any]:
 
 
 def _label_facts(labels: Any, blank: int | None, unk_id: int | None, keep: Any) -> list[tuple[int, int, int, int, int]]:
-    """Per row: (kept labels, adjacent repeats among them, unknown tokens, pad ids after the last real label,
-    pad ids before it)."""
+    """Per row: (kept labels, adjacent repeats among them, unknown tokens, pad ids padding the row, other pad ids).
+
+    Padding with the pad id fills the row up to the batch width, so it is the run of pad ids that ends the
+    row; a pad id followed by anything (a label, or -100 padding) is a transcript symbol equal to the blank.
+    """
     rows = []
     for row, kept_mask in zip(labels.tolist(), keep.tolist()):
         kept = [value for value, k in zip(row, kept_mask) if k]
-        repeats = sum(1 for a, b in zip(kept, kept[1:]) if a == b)
+        repeats = sum(1 for a, b in itertools.pairwise(kept) if a == b)
         unknown = sum(1 for value in kept if unk_id is not None and value == unk_id)
-        real = [position for position, value in enumerate(row) if value != IGNORE_INDEX and value != blank and value >= 0]
-        last = real[-1] if real else -1
-        trailing = sum(1 for value in row[last + 1:] if blank is not None and value == blank)
-        inside = sum(1 for value in row[: last + 1] if blank is not None and value == blank)
-        rows.append((len(kept), repeats, unknown, trailing, inside))
+        total = sum(1 for value in row if blank is not None and value == blank)
+        trailing = 0
+        while trailing < len(row) and blank is not None and row[len(row) - 1 - trailing] == blank:
+            trailing += 1
+        trailing = min(trailing, len(row) - 1)  # a row of pad ids alone: count one of them as the transcript
+        rows.append((len(kept), repeats, unknown, max(trailing, 0), total - max(trailing, 0)))
     return rows
 
 

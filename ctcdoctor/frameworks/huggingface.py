@@ -47,7 +47,7 @@ def _transformers() -> Any:
 
 def not_ctc_reason(model: Any) -> str | None:
     """Why `model` is not a transformers CTC model, in one sentence; None when it is one."""
-    if "transformers" not in sys.modules:
+    if sys.modules.get("transformers") is None:
         # An instance of a transformers class implies the module is loaded: no need to import it here.
         return f"{type(model).__name__} is not a transformers model (transformers is not loaded)"
     from transformers import PreTrainedModel
