@@ -52,22 +52,24 @@ def vocab_size_mismatch(hf):
         return []
     size, classes = hf.tokenizer_size, hf.vocab_size
     hint = f"Build the head for this tokenizer: {_load_with(hf, 'vocab_size=len(processor.tokenizer)')} (= {size})."
-    evidence = {"vocab_size": classes, "tokenizer_size": size, "beyond_head": [list(item) for item in hf.beyond_head[:20]]}
+    evidence = {"vocab_size": classes, "tokenizer_size": size,
+                "beyond_head": [list(item) for item in hf.beyond_head[:20]]}
     if hf.beyond_head:
         shown = ", ".join(f"{token!r} (id {index})" for index, token in hf.beyond_head[:WORST])
         more = f" and {len(hf.beyond_head) - WORST} more" if len(hf.beyond_head) > WORST else ""
         return [finding(
             "CTC100",
-            f"config.vocab_size is {classes} but the tokenizer has {size} tokens: the CTC head has no row for {shown}{more}. "
-            f"A batch whose labels hold one of them fails ({hf.model_class} raises 'Label values must be <= vocab_size').",
+            f"config.vocab_size is {classes} but the tokenizer has {size} tokens: the CTC head has no row for "
+            f"{shown}{more}. A batch whose labels hold one of them fails ({hf.model_class} raises 'Label values must "
+            "be <= vocab_size').",
             hint,
             evidence,
         )]
     if classes > size:
         return [finding(
             "CTC100",
-            f"config.vocab_size is {classes} but the tokenizer has {size} tokens: output classes {size} to {classes - 1} "
-            "have no token, so no label ever uses them (a config or head made for another vocabulary?).",
+            f"config.vocab_size is {classes} but the tokenizer has {size} tokens: output classes {size} to "
+            f"{classes - 1} have no token, so no label ever uses them (a config or head made for another vocabulary?).",
             f"Make the head match the tokenizer: {_load_with(hf, f'vocab_size={size}, ignore_mismatched_sizes=True')}.",
             evidence,
             severity="warning",
@@ -105,22 +107,24 @@ def blank_not_tokenizer_pad(hf):
     if not 0 <= blank < hf.vocab_size:
         return [finding(
             "CTC101",
-            f"config.pad_token_id is {blank}, outside the {hf.vocab_size} output classes: the CTC loss has no such blank class.",
-            f"Set pad_token_id to the tokenizer's pad id: {_load_with(hf, 'pad_token_id=processor.tokenizer.pad_token_id')}.",
+            f"config.pad_token_id is {blank}, outside the {hf.vocab_size} output classes: the CTC loss has no such "
+            "blank class.",
+            "Set pad_token_id to the tokenizer's pad id: "
+            f"{_load_with(hf, 'pad_token_id=processor.tokenizer.pad_token_id')}.",
             {"pad_token_id": blank, "vocab_size": hf.vocab_size},
         )]
     if hf.tokenizer_pad_id is None or hf.tokenizer_pad_id == blank:
         return []
     name = f"{hf.blank_token!r} in the tokenizer" if hf.blank_token is not None else "no token in the tokenizer"
     if hf.labels_drop_blank:
-        effect = (f"transformers drops every label {blank} from the targets (its loss masks labels equal to the blank), "
-                  f"so {hf.blank_token!r} is never learned") if hf.blank_token is not None else ""
+        effect = (f"transformers drops every label {blank} from the targets (its loss masks labels equal to the "
+                  f"blank), so {hf.blank_token!r} is never learned") if hf.blank_token is not None else ""
     else:
         effect = f"labels {blank} are trained as blank targets (CTC011)"
     message = (
-        f"config.pad_token_id is {blank} ({name}) but the tokenizer pads with {hf.tokenizer_pad_token!r} (id {hf.tokenizer_pad_id}): "
-        f"the CTC loss uses class {blank} as its blank, and tokenizer.batch_decode drops {hf.tokenizer_pad_token!r} instead, "
-        "so decoded predictions are wrong"
+        f"config.pad_token_id is {blank} ({name}) but the tokenizer pads with {hf.tokenizer_pad_token!r} "
+        f"(id {hf.tokenizer_pad_id}): the CTC loss uses class {blank} as its blank, and tokenizer.batch_decode drops "
+        f"{hf.tokenizer_pad_token!r} instead, so decoded predictions are wrong"
         + (f"; {effect}." if effect else ".")
     )
     return [finding(
@@ -277,8 +281,8 @@ def zero_infinity_setting(hf):
             "CTC104",
             f"{head} and config.ctc_zero_infinity is False: the model's loss is inf on every batch that holds one, and "
             "its gradients NaN, so one such training step turns every weight into NaN.",
-            "Drop the utterances whose transcripts need more frames than their audio gives (CTC001); until then load the "
-            f"model with {_load_with(hf, 'ctc_zero_infinity=True')} so that they cost nothing instead of NaN.",
+            "Drop the utterances whose transcripts need more frames than their audio gives (CTC001); until then load "
+            f"the model with {_load_with(hf, 'ctc_zero_infinity=True')} so that they cost nothing instead of NaN.",
             evidence,
         )]
     return [finding(
@@ -340,15 +344,16 @@ def padding_without_attention_mask(hf):
     shifted = sorted({round(s.padding_value, 4) for s in padded if s.padding_value not in (None, 0.0)})
     if shifted:
         message += (f" The padding holds {listing(shifted, 3)}, not 0: the batch was normalised after padding "
-                    "(do_normalize=True without attention_mask), so the padding also shifted each sample's mean and variance.")
+                    "(do_normalize=True without attention_mask), so the padding also shifted each sample's mean and "
+                    "variance.")
     return [finding(
         "CTC105",
         message,
         "Return the attention mask from the collator and pass it with the batch: processor.pad(features, padding=True, "
         "return_attention_mask=True, return_tensors='pt'); normalise each utterance before padding.",
         {"count": len(padded), "total": len(hf.samples), "feat_extract_norm": hf.feat_extract_norm,
-         "samples": [{"sample": s.index, "padding": s.padding, "length": s.input_length, "padding_frames": s.padding_frames,
-                      "frames": s.frames} for s in worst]},
+         "samples": [{"sample": s.index, "padding": s.padding, "length": s.input_length,
+                      "padding_frames": s.padding_frames, "frames": s.frames} for s in worst]},
     )]
 
 
@@ -412,7 +417,8 @@ def spec_augment_too_long(hf):
             + (f"; scanned batch {listing(failing, 3)} already would." if failing else "."),
             f"Drop utterances shorter than {span} frames{seconds} from the training set, or load the model with "
             f"mask_time_length={max(1, min(s.encoder_frames for s in known))} or less.",
-            {**evidence, "count": len(too_short), "samples": [s.index for s in too_short[:50]], "failing_batches": failing},
+            {**evidence, "count": len(too_short), "samples": [s.index for s in too_short[:50]],
+             "failing_batches": failing},
         ))
     if crowded:
         worst = sorted(crowded, key=lambda s: (s.encoder_frames, s.index))[:WORST]
@@ -423,7 +429,8 @@ def spec_augment_too_long(hf):
             f"{least * span}) in every training utterance, but "
             f"{of_total(len(crowded), len(known), 'sample', 'has', 'have')} fewer frames ("
             + "; ".join(f"sample {s.index}: {s.encoder_frames} frames" for s in worst)
-            + f"): up to {min(100, round(100 * least * span / shortest))}% of such an utterance is hidden at every step.",
+            + f"): up to {min(100, round(100 * least * span / shortest))}% of such an utterance is hidden at "
+            "every step.",
             f"Lower mask_time_min_masks (e.g. to 1) or mask_time_length when loading the model, or drop utterances "
             f"shorter than {least * span} frames.",
             {**evidence, "count": len(crowded), "samples": [s.index for s in crowded[:50]]},
@@ -467,11 +474,12 @@ def labels_hold_pad_id(hf):
         token = f" ({hf.blank_token!r})" if hf.blank_token is not None else ""
         found.append(finding(
             "CTC107",
-            f"{of_total(len(inside), len(hf.samples), 'sample', 'holds', 'hold')} config.pad_token_id {blank}{token} inside "
-            f"the transcript ({plural(count, 'label')}, samples {listing([s.index for s in inside])}): the model's loss drops "
-            "labels equal to the blank, so that symbol silently vanishes from every transcript and is never learned.",
-            "Make the blank a class no transcript uses: give the tokenizer a pad token of its own and load the model with "
-            f"{_load_with(hf, 'pad_token_id=processor.tokenizer.pad_token_id')}.",
+            f"{of_total(len(inside), len(hf.samples), 'sample', 'holds', 'hold')} config.pad_token_id "
+            f"{blank}{token} inside the transcript ({plural(count, 'label')}, samples "
+            f"{listing([s.index for s in inside])}): the model's loss drops labels equal to the blank, so that symbol "
+            "silently vanishes from every transcript and is never learned.",
+            "Make the blank a class no transcript uses: give the tokenizer a pad token of its own and load the model "
+            f"with {_load_with(hf, 'pad_token_id=processor.tokenizer.pad_token_id')}.",
             {"pad_token_id": blank, "count": count, "samples": [s.index for s in inside[:50]]},
             severity="error",
             title="a transcript symbol is the blank (config.pad_token_id)",
@@ -480,17 +488,18 @@ def labels_hold_pad_id(hf):
     if trailing:
         if hf.labels_drop_blank:
             effect = ("the installed transformers drops them (its loss ignores labels equal to the blank), but "
-                      "transformers 4 (labels >= 0) trains them as blank targets, and the model learns to emit the blank "
-                      "as a character")
+                      "transformers 4 (labels >= 0) trains them as blank targets, and the model learns to emit the "
+                      "blank as a character")
             severity = None
         else:
-            effect = ("the model's loss (labels >= 0) trains them as blank targets (CTC011): the model learns to emit the "
-                      "blank as a character")
+            effect = ("the model's loss (labels >= 0) trains them as blank targets (CTC011): the model learns to emit "
+                      "the blank as a character")
             severity = "error"
         found.append(finding(
             "CTC107",
-            f"{of_total(len(trailing), len(hf.samples), 'sample', 'has', 'have')} labels padded with config.pad_token_id "
-            f"({blank}) instead of -100 (samples {listing([s.index for s in trailing])}): {effect}.",
+            f"{of_total(len(trailing), len(hf.samples), 'sample', 'has', 'have')} labels padded with "
+            f"config.pad_token_id ({blank}) instead of -100 (samples {listing([s.index for s in trailing])}): "
+            f"{effect}.",
             "Pad labels with -100 in the collator: labels = labels_batch['input_ids'].masked_fill("
             "labels_batch.attention_mask.ne(1), -100).",
             {"pad_token_id": blank, "count": len(trailing), "samples": [s.index for s in trailing[:50]],

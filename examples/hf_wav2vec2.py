@@ -32,7 +32,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from transformers import Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC, Wav2Vec2Processor
+from transformers import (
+    Wav2Vec2Config,
+    Wav2Vec2CTCTokenizer,
+    Wav2Vec2FeatureExtractor,
+    Wav2Vec2ForCTC,
+    Wav2Vec2Processor,
+)
 
 RATE = 16000
 LETTERS = "abcdehlnorst"
@@ -42,7 +48,9 @@ TEXTS = (
 )
 
 
-def make_processor(letters: str = LETTERS, do_normalize: bool = True, return_attention_mask: bool = True) -> Wav2Vec2Processor:
+def make_processor(
+    letters: str = LETTERS, do_normalize: bool = True, return_attention_mask: bool = True
+) -> Wav2Vec2Processor:
     """The guides' tokenizer (letters, "|", "[UNK]", "[PAD]") and feature extractor, in one processor."""
     vocab = {letter: index for index, letter in enumerate(sorted(letters))}
     vocab["|"] = len(vocab)
@@ -128,7 +136,9 @@ class DataCollatorCTCWithPadding:
         return batch
 
 
-def make_loader(processor: Wav2Vec2Processor, dataset: Dataset | None = None, collator=None, batch_size: int = 8) -> DataLoader:
+def make_loader(
+    processor: Wav2Vec2Processor, dataset: Dataset | None = None, collator=None, batch_size: int = 8
+) -> DataLoader:
     return DataLoader(dataset if dataset is not None else SpeechDataset(processor), batch_size=batch_size,
                       shuffle=True, collate_fn=collator or DataCollatorCTCWithPadding(processor))
 

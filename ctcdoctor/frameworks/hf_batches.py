@@ -49,7 +49,10 @@ class BatchConverter:
         if labels.dim() == 1 and values.dim() >= 1 and values.shape[0] == 1:
             labels = labels[None]
         if labels.dim() != 2 or labels.is_floating_point():
-            raise BatchError(f"labels have shape {tuple(labels.shape)} and dtype {labels.dtype}; they must be (N, S) integer ids", hint)
+            raise BatchError(
+                f"labels have shape {tuple(labels.shape)} and dtype {labels.dtype}; they must be (N, S) integer ids",
+                hint,
+            )
         mask = raw.get("attention_mask")
         mask = None if mask is None else _tensor(mask, "attention_mask", hint)
         if mask is not None:
@@ -83,7 +86,9 @@ def _tensor(value: Any, name: str, hint: str) -> torch.Tensor:
     try:
         return torch.as_tensor(value)
     except Exception as error:
-        raise BatchError(f"{name} is a {type(value).__name__} that is not a tensor ({error}); pad it in the collator", hint) from error
+        raise BatchError(
+            f"{name} is a {type(value).__name__} that is not a tensor ({error}); pad it in the collator", hint
+        ) from error
 
 
 class ConvertingCollate:
@@ -134,8 +139,8 @@ def convert_loader(loader: Iterable[Any], convert: BatchConverter) -> Iterable[A
         generator=loader.generator,
     )
     if loader.num_workers:
-        kwargs.update(multiprocessing_context=loader.multiprocessing_context, persistent_workers=loader.persistent_workers,
-                      prefetch_factor=loader.prefetch_factor)
+        kwargs.update(multiprocessing_context=loader.multiprocessing_context,
+                      persistent_workers=loader.persistent_workers, prefetch_factor=loader.prefetch_factor)
     if not isinstance(loader.dataset, IterableDataset):
         kwargs["sampler"] = loader.sampler
     return DataLoader(loader.dataset, **kwargs)

@@ -76,8 +76,12 @@ class HFFacts:
     mask_feature_prob: float = 0.0
     mask_feature_length: int = 10
     hidden_size: int = 768
+    layerdrop: float = 0.0
+    """Probability that a transformer layer is skipped at each training step (config.layerdrop): a train-mode
+    backward pass then leaves the skipped layers without gradient."""
     labels_drop_blank: bool = True
-    """The installed loss drops labels equal to pad_token_id (transformers 5); else it trains on them as blank targets."""
+    """The installed loss drops labels equal to pad_token_id (transformers 5); else it trains on them as blank
+    targets (transformers 4)."""
     label_rule: str = ""
     # ------------------------------------------------------------------ tokenizer
     tokenizer_class: str | None = None
@@ -139,8 +143,10 @@ def _tokenizer_facts(tokenizer: Any, vocab_size: int, pad_token_id: int | None) 
     vocab: dict[str, int] = dict(tokenizer.get_vocab())
     by_id = {index: token for token, index in vocab.items()}
     # Sentence markers never appear in CTC labels: a head without rows for them is fine.
-    markers = {getattr(tokenizer, name, None) for name in ("bos_token", "eos_token", "cls_token", "sep_token", "mask_token")}
-    beyond = tuple(sorted((index, token) for token, index in vocab.items() if index >= vocab_size and token not in markers))
+    names = ("bos_token", "eos_token", "cls_token", "sep_token", "mask_token")
+    markers = {getattr(tokenizer, name, None) for name in names}
+    beyond = tuple(sorted((index, token) for token, index in vocab.items()
+                          if index >= vocab_size and token not in markers))
     return dict(
         tokenizer_class=type(tokenizer).__name__,
         tokenizer_size=len(tokenizer),
@@ -212,7 +218,9 @@ def _label_facts(labels: Any, blank: int | None, unk_id: int | None, keep: Any) 
     return rows
 
 
-def describe_hf(model: Any, batches: Iterable[Mapping[str, Any]], tokenizer: Any = None, processor: Any = None) -> HFFacts | None:
+def describe_hf(
+    model: Any, batches: Iterable[Mapping[str, Any]], tokenizer: Any = None, processor: Any = None
+) -> HFFacts | None:
     """Facts about a transformers CTC model and its collator batches; None when `model` is not one.
 
     `model` may be the `*ForCTC` model or `setup_from_hf`'s wrapper; `batches` are the collator's mappings
@@ -272,7 +280,8 @@ def describe_hf(model: Any, batches: Iterable[Mapping[str, Any]], tokenizer: Any
         encoder = encoder_frames(model, lengths)
         batch_frames.append(int(encoder_frames(model, torch.tensor([width]))[0]))
         keep = rule.keep(labels, blank if blank is not None else -1)
-        for row, (label_count, repeats, unknown, trailing, inside) in enumerate(_label_facts(labels, blank, unk_id, keep)):
+        label_facts = _label_facts(labels, blank, unk_id, keep)
+        for row, (label_count, repeats, unknown, trailing, inside) in enumerate(label_facts):
             samples.append(SampleFacts(
                 index=len(samples), batch=batch_index, input_length=int(lengths[row]), frames=int(frames[row]),
                 encoder_frames=int(encoder[row]),
@@ -304,6 +313,7 @@ def describe_hf(model: Any, batches: Iterable[Mapping[str, Any]], tokenizer: Any
         mask_feature_prob=float(getattr(config, "mask_feature_prob", 0.0) or 0.0),
         mask_feature_length=int(getattr(config, "mask_feature_length", 1) or 1),
         hidden_size=int(config.hidden_size),  # SpecAugment masks features before the encoder and adapter
+        layerdrop=float(getattr(config, "layerdrop", 0.0) or 0.0),
         labels_drop_blank=rule.drops_blank,
         label_rule=rule.source,
         samples=tuple(samples),

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -89,7 +88,9 @@ class HFCTCModel(nn.Module):
     """`model(inputs)` for ctcdoctor: inputs are the main tensor alone or a mapping of the model's keyword
     arguments; the result is `(N, T, C)` float32 log-probabilities."""
 
-    def __init__(self, model: nn.Module, input_name: str | None = None, tokenizer: Any = None, processor: Any = None) -> None:
+    def __init__(
+        self, model: nn.Module, input_name: str | None = None, tokenizer: Any = None, processor: Any = None
+    ) -> None:
         super().__init__()
         self.model = model
         self.input_name = input_name or main_input_name(model)
@@ -140,7 +141,8 @@ class LabelRule:
     """Which label values the model's loss drops before F.ctc_loss."""
 
     drops_blank: bool
-    """Labels equal to `config.pad_token_id` are dropped (transformers 5's ForCTCLoss); else they stay, as blank targets."""
+    """Labels equal to `config.pad_token_id` are dropped (transformers 5's ForCTCLoss); else they stay, as blank
+    targets."""
     drops_negative: bool
     """Every negative label is dropped (transformers 4: `labels >= 0`); else only -100."""
     source: str
@@ -157,7 +159,8 @@ class LabelRule:
 #: transformers 4.x: `labels_mask = labels >= 0` inside each *ForCTC.forward.
 RULE_V4 = LabelRule(drops_blank=False, drops_negative=True, source="labels >= 0 (transformers 4)")
 #: transformers 5.x: `ForCTCLoss` masks `(labels != -100) & (labels != blank)`.
-RULE_V5 = LabelRule(drops_blank=True, drops_negative=False, source="labels != -100 and != pad_token_id (transformers 5 ForCTCLoss)")
+RULE_V5 = LabelRule(drops_blank=True, drops_negative=False,
+                    source="labels != -100 and != pad_token_id (transformers 5 ForCTCLoss)")
 
 
 def label_rule(model: nn.Module) -> LabelRule:

@@ -41,7 +41,9 @@ def _transformers() -> Any:
     try:
         import transformers
     except ImportError as error:
-        raise UserInputError(f"a Hugging Face set-up needs transformers, which is not installed ({error})", INSTALL_HINT) from None
+        raise UserInputError(
+            f"a Hugging Face set-up needs transformers, which is not installed ({error})", INSTALL_HINT
+        ) from None
     return transformers
 
 
@@ -153,5 +155,6 @@ def hf_input(context: Any) -> HFFacts | None:
 
     tokenizer = getattr(context.setup, "tokenizer", None)
     processor = getattr(context.setup, "processor", None)
-    batches = [batch.raw[HF_KEY] if isinstance(batch.raw, dict) and HF_KEY in batch.raw else batch.raw for batch in context.batches]
+    batches = [batch.raw[HF_KEY] if isinstance(batch.raw, dict) and HF_KEY in batch.raw else batch.raw
+               for batch in context.batches]
     return describe_hf(model, batches, tokenizer=tokenizer, processor=processor)

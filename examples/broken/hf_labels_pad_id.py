@@ -26,7 +26,8 @@ class Collator(hf.DataCollatorCTCWithPadding):
     def __call__(self, features):
         batch = self.processor.feature_extractor.pad([{"input_values": f["input_values"]} for f in features],
                                                      padding=True, return_tensors="pt")
-        labels = self.processor.tokenizer.pad([{"input_ids": f["labels"]} for f in features], padding=True, return_tensors="pt")
+        labels = self.processor.tokenizer.pad([{"input_ids": f["labels"]} for f in features], padding=True,
+                                              return_tensors="pt")
         batch["labels"] = labels["input_ids"]  # BUG: padded with the pad id (the blank), not -100
         return batch
 

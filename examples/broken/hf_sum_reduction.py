@@ -1,4 +1,4 @@
-"""Broken (Hugging Face): the loss is summed over the batch (Wav2Vec2Config's default) with a learning rate tuned for 'mean'.
+"""Broken (Hugging Face): the loss is summed (Wav2Vec2Config's default) with a learning rate tuned for 'mean'.
 
 The bug: the model was created without ``ctc_loss_reduction="mean"``; ``Wav2Vec2Config``
 defaults to ``"sum"`` (so do Hubert, Data2VecAudio, Wav2Vec2-Conformer and Wav2Vec2-BERT).

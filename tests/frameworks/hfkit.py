@@ -62,7 +62,8 @@ def processor(**kwargs: Any):
 def audio_model(name: str = "Wav2Vec2ForCTC", proc: Any = None, seed: int = 0, **overrides: Any) -> torch.nn.Module:
     proc = proc or processor()
     config_name, own = AUDIO_MODELS[name]
-    settings = {**COMMON, **own, "pad_token_id": proc.tokenizer.pad_token_id, "vocab_size": len(proc.tokenizer), **overrides}
+    settings = {**COMMON, **own, "pad_token_id": proc.tokenizer.pad_token_id, "vocab_size": len(proc.tokenizer),
+                **overrides}
     torch.manual_seed(seed)
     return getattr(transformers, name)(getattr(transformers, config_name)(**settings))
 

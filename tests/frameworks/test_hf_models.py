@@ -49,7 +49,8 @@ def test_audio_ctc_model_checks_clean_and_lengths_match_the_model(proc, name):
 
 def test_mms_style_adapter_lengths_and_check(proc):
     """MMS is Wav2Vec2ForCTC with adapters; add_adapter shortens the output, and the formula must count it."""
-    model = audio_model("Wav2Vec2ForCTC", proc, add_adapter=True, num_adapter_layers=1, adapter_stride=2, output_hidden_size=32)
+    model = audio_model("Wav2Vec2ForCTC", proc, add_adapter=True, num_adapter_layers=1, adapter_stride=2,
+                        output_hidden_size=32)
     context = check_clean("Wav2Vec2ForCTC", setup_from_hf(model, loader(proc), processor=proc))
     frames = context.runs[0].output.shape[1]
     conv = int(model._get_feat_extract_output_lengths(torch.tensor(context.batches[0].inputs["input_values"].shape[1]),
@@ -77,8 +78,9 @@ def features_loader(proc, batch_size=8):
 
 def test_wav2vec2_bert_takes_input_features(proc):
     config = transformers.Wav2Vec2BertConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, feature_projection_input_dim=160,
-        conv_depthwise_kernel_size=3, layerdrop=0.0, ctc_loss_reduction="mean", hidden_dropout=0.0, attention_dropout=0.0,
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        feature_projection_input_dim=160, conv_depthwise_kernel_size=3, layerdrop=0.0, ctc_loss_reduction="mean",
+        hidden_dropout=0.0, attention_dropout=0.0,
         feat_proj_dropout=0.0, add_adapter=True, num_adapter_layers=1, adapter_stride=2, output_hidden_size=32,
         pad_token_id=proc.tokenizer.pad_token_id, vocab_size=len(proc.tokenizer))
     torch.manual_seed(0)

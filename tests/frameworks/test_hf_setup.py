@@ -1,7 +1,6 @@
 """setup_from_hf: a transformers *ForCTC model and collator batches become a Setup today's pipeline handles."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import textwrap
@@ -21,7 +20,7 @@ from ctcdoctor.batches import iterate_batches  # noqa: E402
 from ctcdoctor.cli import app  # noqa: E402
 from ctcdoctor.errors import UserInputError  # noqa: E402
 from ctcdoctor.frameworks.hf_model import RULE_V4, RULE_V5, label_rule  # noqa: E402
-from ctcdoctor.frameworks.huggingface import is_hf_ctc_model, not_ctc_reason, setup_from_hf  # noqa: E402
+from ctcdoctor.frameworks.huggingface import is_hf_ctc_model, setup_from_hf  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +52,9 @@ def test_sequence_classification_is_a_usage_error_with_a_one_line_reason(model):
     classifier = transformers.Wav2Vec2ForSequenceClassification(model.config)
     with pytest.raises(UserInputError) as caught:
         setup_from_hf(classifier, [])
-    assert caught.value.message == "Wav2Vec2ForSequenceClassification has no CTC head: it does not output class scores per frame for a CTC loss"
+    assert caught.value.message == (
+        "Wav2Vec2ForSequenceClassification has no CTC head: it does not output class scores per frame for a CTC loss"
+    )
     assert "Wav2Vec2ForCTC.from_pretrained" in caught.value.hint
     with pytest.raises(UserInputError, match="not a transformers PreTrainedModel"):
         setup_from_hf(nn.Linear(2, 2), [])
@@ -91,7 +92,7 @@ def test_import_ctcdoctor_and_the_hf_modules_without_transformers():
         except UserInputError as error:
             print(error.hint)
     ''')
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "pip install 'ctcdoctor[hf]'" in result.stdout
 
@@ -145,8 +146,8 @@ def test_output_is_float32_log_softmax_of_the_logits(proc, model):
 
 @pytest.mark.parametrize("adapter", [False, True], ids=["plain", "adapter"])
 def test_output_lengths_are_the_frames_each_sample_gets_alone(proc, adapter):
-    settings = {"add_adapter": True, "num_adapter_layers": 2, "adapter_stride": 2, "output_hidden_size": 32} if adapter else {}
-    model = audio_model("Wav2Vec2ForCTC", proc, **settings).eval()
+    settings = {"add_adapter": True, "num_adapter_layers": 2, "adapter_stride": 2, "output_hidden_size": 32}
+    model = audio_model("Wav2Vec2ForCTC", proc, **(settings if adapter else {})).eval()
     setup = setup_from_hf(model, loader(proc), processor=proc)
     batch = first_batch(setup)
     values, mask = batch.inputs["input_values"], batch.inputs["attention_mask"]
@@ -241,7 +242,8 @@ class V4Wav2Vec2ForCTC(transformers.Wav2Vec2ForCTC):
         logits = self.lm_head(self.dropout(outputs.last_hidden_state))
         loss = None
         if labels is not None:
-            attention_mask = attention_mask if attention_mask is not None else torch.ones_like(input_values, dtype=torch.long)
+            if attention_mask is None:
+                attention_mask = torch.ones_like(input_values, dtype=torch.long)
             input_lengths = self._get_feat_extract_output_lengths(attention_mask.sum(-1)).to(torch.long)
             labels_mask = labels >= 0
             log_probs = F.log_softmax(logits, dim=-1, dtype=torch.float32).transpose(0, 1)
