@@ -1,0 +1,216 @@
+"""A transformers `*ForCTC` model seen through ctcdoctor's protocol.
+
+`HFCTCModel` wraps the user's model (the same object, never a copy): `wrapper(inputs)` calls
+`model(**inputs)` and returns `log_softmax(logits)` in float32, `(N, T, C)`, as the Hugging
+Face CTC loss computes it. `HFModelLoss` is the model's own loss, evaluated in eval mode.
+`LabelRule` says which label values that loss ignores: it changed between transformers 4
+(`labels >= 0`) and 5 (`labels != -100` and `labels != pad_token_id`).
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+#: The label value Hugging Face collators pad with, and its losses ignore.
+IGNORE_INDEX = -100
+#: The key of a converted batch that keeps the collator's batch (model inputs and labels).
+HF_KEY = "hf"
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode (no SpecAugment, dropout or layerdrop) with every module's own mode restored afterwards."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def model_device(model: nn.Module) -> torch.device | None:
+    for parameter in model.parameters():
+        return parameter.device
+    return None
+
+
+def to_device(value: Any, device: torch.device | None) -> Any:
+    if device is None:
+        return value
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, Mapping):
+        return {key: to_device(item, device) for key, item in value.items()}
+    return value
+
+
+def main_input_name(model: nn.Module) -> str:
+    """`input_values` (raw audio) for most CTC models, `input_features` for Wav2Vec2-BERT."""
+    return str(getattr(model, "main_input_name", None) or "input_values")
+
+
+def forward_keys(model: nn.Module) -> tuple[str, ...]:
+    """Named inputs of `model.forward` besides `labels`: the batch keys passed to the model, as `Trainer` keeps them."""
+    parameters = inspect.signature(model.forward).parameters.values()
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return tuple(p.name for p in parameters if p.kind in named and p.name != "labels")
+
+
+def output_lengths(model: nn.Module, input_lengths: torch.Tensor) -> torch.Tensor:
+    """Frames per sample by the model's own formula (conv feature encoder, adapter layers included).
+
+    This is the call the model's forward makes for its loss: `_get_feat_extract_output_lengths(
+    attention_mask.sum(-1))`, with `config.add_adapter` deciding whether the adapter counts.
+    """
+    lengths = torch.as_tensor(input_lengths).to("cpu", torch.long)
+    return torch.as_tensor(model._get_feat_extract_output_lengths(lengths)).to("cpu", torch.long)
+
+
+def encoder_frames(model: nn.Module, input_lengths: torch.Tensor) -> torch.Tensor:
+    """Frames of the feature encoder without the adapter layers: the sequence SpecAugment masks (the adapter
+    runs after the transformer)."""
+    lengths = torch.as_tensor(input_lengths).to("cpu", torch.long)
+    try:
+        frames = model._get_feat_extract_output_lengths(lengths, add_adapter=False)
+    except TypeError:  # models without adapters take no add_adapter argument
+        frames = model._get_feat_extract_output_lengths(lengths)
+    return torch.as_tensor(frames).to("cpu", torch.long)
+
+
+class HFCTCModel(nn.Module):
+    """`model(inputs)` for ctcdoctor: inputs are the main tensor alone or a mapping of the model's keyword
+    arguments; the result is `(N, T, C)` float32 log-probabilities."""
+
+    def __init__(
+        self, model: nn.Module, input_name: str | None = None, tokenizer: Any = None, processor: Any = None
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.input_name = input_name or main_input_name(model)
+        # Kept for the Hugging Face checks (the `hf` input), which read the vocabulary and feature extractor.
+        self.tokenizer = tokenizer
+        self.processor = processor
+
+    def forward(self, inputs: Any) -> torch.Tensor:
+        kwargs = dict(inputs) if isinstance(inputs, Mapping) else {self.input_name: inputs}
+        output = self.model(**kwargs)
+        logits = getattr(output, "logits", None)
+        if logits is None:  # return_dict=False: a tuple whose first item is the logits when no labels are given
+            logits = output[0]
+        # The Hugging Face CTC loss takes log_softmax over classes in float32 (ctc_loss has no half kernel).
+        return logits.float().log_softmax(-1)
+
+    def output_lengths(self, input_lengths: torch.Tensor) -> torch.Tensor:
+        return output_lengths(self.model, input_lengths)
+
+
+class HFModelLoss:
+    """The model's own CTC loss on a converted batch: `model(**inputs, labels=labels).loss` in eval mode.
+
+    Called by ctcdoctor as `criterion(output, batch)`; the output is not used, the model runs again
+    on the collator's batch so that its own length and label handling is what gets compared with
+    reference CTC. Eval mode because train mode adds SpecAugment, dropout and layerdrop noise, and
+    the comparison would fail for that reason alone.
+    """
+
+    def __init__(self, model: nn.Module, keys: tuple[str, ...]) -> None:
+        self.model = model
+        self.keys = keys
+
+    def __call__(self, output: Any, batch: Any) -> torch.Tensor:
+        if not isinstance(batch, Mapping) or HF_KEY not in batch:
+            raise TypeError("the Hugging Face loss needs the batch as setup_from_hf's loader yields it")
+        original = batch[HF_KEY]
+        device = model_device(self.model)
+        kwargs = {key: to_device(original[key], device) for key in self.keys if original.get(key) is not None}
+        with eval_mode(self.model):
+            result = self.model(**kwargs, labels=to_device(original["labels"], device))
+        loss = getattr(result, "loss", None)
+        return loss if loss is not None else result[0]
+
+
+@dataclass(frozen=True)
+class LabelRule:
+    """Which label values the model's loss drops before F.ctc_loss."""
+
+    drops_blank: bool
+    """Labels equal to `config.pad_token_id` are dropped (transformers 5's ForCTCLoss); else they stay, as blank
+    targets."""
+    drops_negative: bool
+    """Every negative label is dropped (transformers 4: `labels >= 0`); else only -100."""
+    source: str
+    """How the rule was found, for messages."""
+
+    def keep(self, labels: torch.Tensor, blank: int) -> torch.Tensor:
+        """Boolean mask of the labels the loss trains on."""
+        mask = labels >= 0 if self.drops_negative else labels != IGNORE_INDEX
+        if self.drops_blank:
+            mask &= labels != blank
+        return mask
+
+
+#: transformers 4.x: `labels_mask = labels >= 0` inside each *ForCTC.forward.
+RULE_V4 = LabelRule(drops_blank=False, drops_negative=True, source="labels >= 0 (transformers 4)")
+#: transformers 5.x: `ForCTCLoss` masks `(labels != -100) & (labels != blank)`.
+RULE_V5 = LabelRule(drops_blank=True, drops_negative=False,
+                    source="labels != -100 and != pad_token_id (transformers 5 ForCTCLoss)")
+
+
+def label_rule(model: nn.Module) -> LabelRule:
+    """The label masking of this model's loss, read from the forward that computes it.
+
+    A forward that calls `self.loss_function` (transformers 5) is tested on two tiny inputs: does a
+    trailing blank label change the loss? A forward that masks `labels >= 0` is transformers 4.
+    Unrecognised code gets the transformers 4 rule; if that is wrong, CTC030 reports the model's
+    loss disagreeing with reference CTC.
+    """
+    for cls in type(model).__mro__:
+        forward = cls.__dict__.get("forward")
+        if forward is None:
+            continue
+        try:
+            source = inspect.getsource(forward)
+        except (OSError, TypeError):
+            continue
+        if "loss_function" in source:
+            return _probe_loss_function(model)
+        if "labels >= 0" in source:
+            return RULE_V4
+    return RULE_V4
+
+
+def _probe_loss_function(model: nn.Module) -> LabelRule:
+    config = model.config
+    blank, classes = int(config.pad_token_id), int(config.vocab_size)
+    other = 1 if blank != 1 else 0
+    if classes < 2 or not 0 <= blank < classes:
+        return RULE_V5
+    function = model.loss_function
+    logits = torch.zeros(1, 4, classes)
+    lengths = torch.tensor([4])
+
+    def loss(labels: list[int]) -> float:
+        return float(function(logits=logits, labels=torch.tensor([labels]), logit_lengths=lengths,
+                              blank_token_id=blank, reduction="sum", zero_infinity=False))
+
+    try:
+        drops_blank = loss([other, blank]) == loss([other])
+        drops_negative = loss([other, -1]) == loss([other])
+    except Exception:
+        drops_negative = False  # a negative label that is kept makes F.ctc_loss raise
+        try:
+            drops_blank = loss([other, blank]) == loss([other])
+        except Exception:
+            return RULE_V5
+    if drops_blank and not drops_negative:
+        return RULE_V5
+    if not drops_blank and drops_negative:
+        return RULE_V4
+    return LabelRule(drops_blank, drops_negative, "measured on model.loss_function")

@@ -1,0 +1,160 @@
+"""Hugging Face transformers CTC models (`Wav2Vec2ForCTC`, `HubertForCTC`, `WavLMForCTC`, ...) as a `Setup`.
+
+    from ctcdoctor.frameworks.huggingface import setup_from_hf
+
+    def build():
+        model = Wav2Vec2ForCTC.from_pretrained(...)
+        return setup_from_hf(model, train_loader, processor=processor)
+
+What is read from the model, so that `(model, loader)` is enough:
+
+- batches are the collator's mappings (`input_values` or `input_features`, optional `attention_mask`,
+  `labels` padded with -100); the model gets the keys its `forward` names, as `Trainer` passes them;
+- the output is `log_softmax(logits)` in float32, `(N, T, C)`, as the model's loss computes it;
+- blank = `config.pad_token_id`, C = `config.vocab_size`;
+- input lengths = `attention_mask.sum(-1)` (the full width without a mask), output lengths by the
+  model's own `_get_feat_extract_output_lengths` (adapter layers included);
+- targets = the labels the model's loss keeps (-100 dropped; in transformers 5 also the pad id);
+- the criterion is the model's own loss, in eval mode (train mode adds SpecAugment and dropout noise);
+- the alphabet is the tokenizer's vocabulary in id order, the blank skipped.
+
+Nothing here imports transformers or torch at import time; the user's model, config and loader are
+not modified (the model's train/eval mode is restored after every use).
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+from ctcdoctor.errors import UserInputError
+from ctcdoctor.frameworks.hf_facts import HFFacts, SampleFacts, describe_hf, split_processor
+from ctcdoctor.protocol import Setup
+
+__all__ = ["HFFacts", "SampleFacts", "describe_hf", "hf_input", "is_hf_ctc_model", "not_ctc_reason", "setup_from_hf"]
+
+INSTALL_HINT = "Install the Hugging Face extra: pip install 'ctcdoctor[hf]' (or pip install transformers)."
+
+
+def _transformers() -> Any:
+    try:
+        import transformers
+    except ImportError as error:
+        raise UserInputError(
+            f"a Hugging Face set-up needs transformers, which is not installed ({error})", INSTALL_HINT
+        ) from None
+    return transformers
+
+
+def not_ctc_reason(model: Any) -> str | None:
+    """Why `model` is not a transformers CTC model, in one sentence; None when it is one."""
+    if sys.modules.get("transformers") is None:
+        # An instance of a transformers class implies the module is loaded: no need to import it here.
+        return f"{type(model).__name__} is not a transformers model (transformers is not loaded)"
+    from transformers import PreTrainedModel
+
+    name = type(model).__name__
+    if not isinstance(model, PreTrainedModel):
+        return f"{name} is not a transformers PreTrainedModel"
+    config = model.config
+    missing = [key for key in ("pad_token_id", "ctc_loss_reduction", "vocab_size") if not hasattr(config, key)]
+    if missing:
+        return f"{name}'s config ({type(config).__name__}) has no {', '.join(missing)}: it is not a CTC model's config"
+    # Wav2Vec2Config also serves Wav2Vec2ForSequenceClassification, so the config alone does not make a CTC model.
+    has_head = any(cls.__name__.endswith("ForCTC") for cls in type(model).__mro__)
+    if not has_head or not hasattr(model, "_get_feat_extract_output_lengths"):
+        return f"{name} has no CTC head: it does not output class scores per frame for a CTC loss"
+    return None
+
+
+def is_hf_ctc_model(model: Any) -> bool:
+    """A transformers `PreTrainedModel` with a CTC head whose config has `pad_token_id` and `ctc_loss_reduction`.
+
+    Never imports transformers: a model that is an instance of its classes has loaded it already.
+    """
+    return not_ctc_reason(model) is None
+
+
+def _ctc_class_hint(model: Any) -> str:
+    name = type(model).__name__
+    family = name.split("For", 1)[0] if "For" in name else name.removesuffix("Model")
+    candidate = f"{family}ForCTC"
+    if family and hasattr(sys.modules.get("transformers"), candidate):
+        return f"Load the model with {candidate}.from_pretrained(...) (a CTC head on the same encoder)."
+    return "Pass a transformers *ForCTC model (Wav2Vec2ForCTC, HubertForCTC, WavLMForCTC, ...)."
+
+
+def alphabet_from_tokenizer(tokenizer: Any, num_classes: int, blank: int) -> list[str] | None:
+    """The tokenizer's token for every class id except the blank, in id order (ids without a token get a
+    visible placeholder, so that class numbers stay aligned and CTC100 reports the size mismatch)."""
+    if tokenizer is None:
+        return None
+    by_id = {index: token for token, index in tokenizer.get_vocab().items()}
+    return [str(by_id.get(index, f"<unused {index}>")) for index in range(num_classes) if index != blank]
+
+
+def setup_from_hf(
+    model: Any,
+    loader: Iterable[Any],
+    *,
+    tokenizer: Any = None,
+    processor: Any = None,
+    **setup_overrides: Any,
+) -> Setup:
+    """A `Setup` for a transformers `*ForCTC` model and a loader of collator batches.
+
+    `processor` may be a `Wav2Vec2Processor` (tokenizer + feature extractor) or a feature extractor;
+    `tokenizer` gives the alphabet and the vocabulary checks. `setup_overrides` replace fields of the
+    result (`alphabet=...`, `optimizer=...`). Raises `UserInputError` (exit 2) for a model that is not a
+    transformers CTC model, with the reason in one line.
+    """
+    _transformers()
+    from ctcdoctor.frameworks.hf_batches import BatchConverter, convert_loader
+    from ctcdoctor.frameworks.hf_model import HFCTCModel, HFModelLoss, forward_keys, label_rule, main_input_name
+
+    reason = not_ctc_reason(model)
+    if reason is not None:
+        raise UserInputError(reason, _ctc_class_hint(model))
+    config = model.config
+    if config.pad_token_id is None:
+        raise UserInputError(
+            f"{type(model).__name__}: config.pad_token_id is None, so its CTC loss has no blank",
+            "Pass pad_token_id=processor.tokenizer.pad_token_id to from_pretrained (or to the config).",
+        )
+    unknown = sorted(set(setup_overrides) - {item.name for item in dataclasses.fields(Setup)})
+    if unknown:
+        raise UserInputError(f"setup_from_hf got unknown Setup fields {unknown}",
+                             f"Use fields of ctcdoctor.Setup: {[item.name for item in dataclasses.fields(Setup)]}.")
+    tokenizer, _ = split_processor(tokenizer, processor)
+    blank = int(config.pad_token_id)
+    input_name = main_input_name(model)
+    keys = forward_keys(model)
+    wrapper = HFCTCModel(model, input_name, tokenizer=tokenizer, processor=processor)
+    convert = BatchConverter(input_name, keys, blank, label_rule(model))
+    setup = Setup(
+        model=wrapper,
+        loader=convert_loader(loader, convert),
+        blank=blank,
+        alphabet=alphabet_from_tokenizer(tokenizer, int(config.vocab_size), blank),
+        criterion=HFModelLoss(model, keys),
+        output_lengths=wrapper.output_lengths,
+        layout="NTC",
+    )
+    return dataclasses.replace(setup, **setup_overrides)
+
+
+def hf_input(context: Any) -> HFFacts | None:
+    """The `hf` input of the Hugging Face checks: facts about the set-up's model and scanned batches, or None
+    when the set-up is not a Hugging Face one. Registered as a provider by `checks/huggingface.py`."""
+    model = context.setup.model
+    wrapped = getattr(model, "model", None)
+    if not is_hf_ctc_model(model) and not is_hf_ctc_model(wrapped):
+        return None
+    from ctcdoctor.frameworks.hf_model import HF_KEY
+
+    tokenizer = getattr(context.setup, "tokenizer", None)
+    processor = getattr(context.setup, "processor", None)
+    batches = [batch.raw[HF_KEY] if isinstance(batch.raw, dict) and HF_KEY in batch.raw else batch.raw
+               for batch in context.batches]
+    return describe_hf(model, batches, tokenizer=tokenizer, processor=processor)
