@@ -6,8 +6,8 @@ CTC041's job (inputs not normalised).
 """
 from __future__ import annotations
 
-from ctcdoctor.describe import listing, of_total, plural
 from ctcdoctor.registry import check, finding
+from ctcdoctor.render.phrases import listing, of_total, plural
 
 #: A sample whose labels are at least this fraction unknown tokens counts for CTC102.
 UNKNOWN_RATE = 0.10
@@ -508,13 +508,3 @@ def labels_hold_pad_id(hf):
         ))
     return found
 
-
-def _register_input() -> None:
-    """The `hf` input these checks take (kept next to them until the provider moves to ctcdoctor/measure/)."""
-    from ctcdoctor.context import provides
-    from ctcdoctor.frameworks.huggingface import hf_input
-
-    provides("hf")(hf_input)
-
-
-_register_input()

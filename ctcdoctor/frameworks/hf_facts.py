@@ -218,6 +218,92 @@ def _label_facts(labels: Any, blank: int | None, unk_id: int | None, keep: Any) 
     return rows
 
 
+@dataclass
+class _Scan:
+    """What the batch loop of `describe_hf` gathers."""
+
+    samples: list[SampleFacts] = field(default_factory=list)
+    batch_frames: list[int] = field(default_factory=list)
+    peak: float = 0.0
+    integral: bool = True
+    audio_seen: bool = False
+
+    def audio(self, valid: Any) -> None:
+        """Peak and integrality of one sample's audio within its valid length."""
+        import torch
+
+        if not valid.numel():
+            return
+        self.audio_seen = True
+        finite = valid[torch.isfinite(valid)]
+        if finite.numel():
+            self.peak = max(self.peak, float(finite.abs().max()))
+            self.integral = self.integral and bool((finite == finite.round()).all())
+
+
+def _scan_batch(scan: _Scan, model: Any, batch: Mapping[str, Any], batch_index: int, input_name: str, rule: Any,
+                blank: int | None, unk_id: int | None, stride: int) -> None:
+    import torch
+
+    from ctcdoctor.frameworks.hf_model import encoder_frames, output_lengths
+
+    values = torch.as_tensor(batch[input_name]).detach().cpu()
+    labels = torch.as_tensor(batch["labels"]).detach().cpu().to(torch.long)
+    if labels.dim() == 1:
+        labels = labels[None]
+    mask = batch.get("attention_mask")
+    width = int(values.shape[1])
+    if mask is not None:
+        lengths = torch.as_tensor(mask).detach().cpu().to(torch.long).sum(-1)
+        padding, constant = torch.zeros_like(lengths), torch.zeros(lengths.shape[0])
+    else:
+        lengths = torch.full((values.shape[0],), width, dtype=torch.long)
+        padding, constant = _trailing_run(values)
+        # A run shorter than two frames of input is a sample's own last values, not padding.
+        padding = torch.where(padding >= 2 * (stride if input_name == "input_values" else 1), padding, 0)
+    frames = output_lengths(model, lengths)
+    padding_frames = frames - output_lengths(model, lengths - padding).clamp(min=0)
+    encoder = encoder_frames(model, lengths)
+    scan.batch_frames.append(int(encoder_frames(model, torch.tensor([width]))[0]))
+    keep = rule.keep(labels, blank if blank is not None else -1)
+    for row, (label_count, repeats, unknown, trailing, inside) in enumerate(_label_facts(labels, blank, unk_id, keep)):
+        scan.samples.append(SampleFacts(
+            index=len(scan.samples), batch=batch_index, input_length=int(lengths[row]), frames=int(frames[row]),
+            encoder_frames=int(encoder[row]), labels=label_count, repeats=repeats, unknown=unknown,
+            pad_labels_trailing=trailing, pad_labels_inside=inside, padding=int(padding[row]),
+            padding_frames=int(padding_frames[row]),
+            padding_value=float(constant[row]) if int(padding[row]) else None, masked=mask is not None,
+        ))
+        if input_name == "input_values" and values.dim() == 2:
+            scan.audio(values[row, : int(lengths[row]) - int(padding[row])].to(torch.float64))
+
+
+def _config_facts(config: Any) -> dict[str, Any]:
+    return dict(
+        ctc_loss_reduction=str(getattr(config, "ctc_loss_reduction", "mean")),
+        ctc_zero_infinity=bool(getattr(config, "ctc_zero_infinity", False)),
+        feat_extract_norm=getattr(config, "feat_extract_norm", None),
+        apply_spec_augment=bool(getattr(config, "apply_spec_augment", True)),
+        mask_time_prob=float(getattr(config, "mask_time_prob", 0.0) or 0.0),
+        mask_time_length=int(getattr(config, "mask_time_length", 1) or 1),
+        mask_time_min_masks=int(getattr(config, "mask_time_min_masks", 0) or 0),
+        mask_feature_prob=float(getattr(config, "mask_feature_prob", 0.0) or 0.0),
+        mask_feature_length=int(getattr(config, "mask_feature_length", 1) or 1),
+        hidden_size=int(config.hidden_size),  # SpecAugment masks features before the encoder and adapter
+        layerdrop=float(getattr(config, "layerdrop", 0.0) or 0.0),
+    )
+
+
+def _frames_per_second(config: Any, rate: int | None, input_name: str) -> tuple[int, float | None]:
+    """(total conv stride, output frames a second of audio); every *ForCTC checkpoint on the Hub takes 16 kHz."""
+    stride = 1
+    for value in getattr(config, "conv_stride", ()) or ():
+        stride *= int(value)
+    if input_name != "input_values":
+        return stride, None
+    return stride, (rate or 16000) / stride
+
+
 def describe_hf(
     model: Any, batches: Iterable[Mapping[str, Any]], tokenizer: Any = None, processor: Any = None
 ) -> HFFacts | None:
@@ -226,9 +312,7 @@ def describe_hf(
     `model` may be the `*ForCTC` model or `setup_from_hf`'s wrapper; `batches` are the collator's mappings
     (`input_values`/`input_features`, optional `attention_mask`, `labels` padded with -100).
     """
-    import torch
-
-    from ctcdoctor.frameworks.hf_model import HFCTCModel, encoder_frames, label_rule, main_input_name, output_lengths
+    from ctcdoctor.frameworks.hf_model import HFCTCModel, label_rule, main_input_name
     from ctcdoctor.frameworks.huggingface import is_hf_ctc_model
 
     if isinstance(model, HFCTCModel):
@@ -245,81 +329,24 @@ def describe_hf(
     input_name = main_input_name(model)
     token = _tokenizer_facts(tokenizer, vocab_size, blank)
     extractor = _feature_extractor_facts(feature_extractor)
-    stride = 1
-    for value in getattr(config, "conv_stride", ()) or ():
-        stride *= int(value)
-    rate = extractor.get("sampling_rate")
-    frames_per_second = rate / stride if rate and input_name == "input_values" else None
-    if input_name == "input_values" and rate is None:
-        frames_per_second = 16000 / stride  # every *ForCTC checkpoint on the Hub takes 16 kHz audio
-
-    samples: list[SampleFacts] = []
-    batch_frames: list[int] = []
-    peak, integral, audio_seen = 0.0, True, False
-    unk_id = token.get("unk_id")
+    stride, frames_per_second = _frames_per_second(config, extractor.get("sampling_rate"), input_name)
+    scan = _Scan()
     for batch_index, batch in enumerate(batches):
-        if not isinstance(batch, Mapping) or input_name not in batch or "labels" not in batch:
-            continue
-        values = torch.as_tensor(batch[input_name]).detach().cpu()
-        labels = torch.as_tensor(batch["labels"]).detach().cpu().to(torch.long)
-        if labels.dim() == 1:
-            labels = labels[None]
-        mask = batch.get("attention_mask")
-        time_axis = 1
-        width = int(values.shape[time_axis])
-        if mask is not None:
-            lengths = torch.as_tensor(mask).detach().cpu().to(torch.long).sum(-1)
-            padding, constant = torch.zeros_like(lengths), torch.zeros(lengths.shape[0])
-        else:
-            lengths = torch.full((values.shape[0],), width, dtype=torch.long)
-            padding, constant = _trailing_run(values)
-            # A run shorter than two frames of input is a sample's own last values, not padding.
-            padding = torch.where(padding >= 2 * (stride if input_name == "input_values" else 1), padding, 0)
-        frames = output_lengths(model, lengths)
-        padding_frames = frames - output_lengths(model, lengths - padding).clamp(min=0)
-        encoder = encoder_frames(model, lengths)
-        batch_frames.append(int(encoder_frames(model, torch.tensor([width]))[0]))
-        keep = rule.keep(labels, blank if blank is not None else -1)
-        label_facts = _label_facts(labels, blank, unk_id, keep)
-        for row, (label_count, repeats, unknown, trailing, inside) in enumerate(label_facts):
-            samples.append(SampleFacts(
-                index=len(samples), batch=batch_index, input_length=int(lengths[row]), frames=int(frames[row]),
-                encoder_frames=int(encoder[row]),
-                labels=label_count, repeats=repeats, unknown=unknown, pad_labels_trailing=trailing,
-                pad_labels_inside=inside, padding=int(padding[row]), padding_frames=int(padding_frames[row]),
-                padding_value=float(constant[row]) if int(padding[row]) else None, masked=mask is not None,
-            ))
-            if input_name == "input_values" and values.dim() == 2:
-                valid = values[row, : int(lengths[row]) - int(padding[row])].to(torch.float64)
-                if valid.numel():
-                    audio_seen = True
-                    finite = valid[torch.isfinite(valid)]
-                    if finite.numel():
-                        peak = max(peak, float(finite.abs().max()))
-                        integral = integral and bool((finite == finite.round()).all())
+        if isinstance(batch, Mapping) and input_name in batch and "labels" in batch:
+            _scan_batch(scan, model, batch, batch_index, input_name, rule, blank, token.get("unk_id"), stride)
     return HFFacts(
         model_class=type(model).__name__,
         input_name=input_name,
         vocab_size=vocab_size,
         pad_token_id=blank,
-        ctc_loss_reduction=str(getattr(config, "ctc_loss_reduction", "mean")),
-        ctc_zero_infinity=bool(getattr(config, "ctc_zero_infinity", False)),
-        feat_extract_norm=getattr(config, "feat_extract_norm", None),
         frames_per_second=frames_per_second,
-        apply_spec_augment=bool(getattr(config, "apply_spec_augment", True)),
-        mask_time_prob=float(getattr(config, "mask_time_prob", 0.0) or 0.0),
-        mask_time_length=int(getattr(config, "mask_time_length", 1) or 1),
-        mask_time_min_masks=int(getattr(config, "mask_time_min_masks", 0) or 0),
-        mask_feature_prob=float(getattr(config, "mask_feature_prob", 0.0) or 0.0),
-        mask_feature_length=int(getattr(config, "mask_feature_length", 1) or 1),
-        hidden_size=int(config.hidden_size),  # SpecAugment masks features before the encoder and adapter
-        layerdrop=float(getattr(config, "layerdrop", 0.0) or 0.0),
         labels_drop_blank=rule.drops_blank,
         label_rule=rule.source,
-        samples=tuple(samples),
-        batch_frames=tuple(batch_frames),
-        input_peak=peak if audio_seen else None,
-        input_integral=integral and audio_seen,
+        samples=tuple(scan.samples),
+        batch_frames=tuple(scan.batch_frames),
+        input_peak=scan.peak if scan.audio_seen else None,
+        input_integral=scan.integral and scan.audio_seen,
+        **_config_facts(config),
         **token,
         **extractor,
     )

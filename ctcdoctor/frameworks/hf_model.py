@@ -63,7 +63,7 @@ def forward_keys(model: nn.Module) -> tuple[str, ...]:
     return tuple(p.name for p in parameters if p.kind in named and p.name != "labels")
 
 
-def output_lengths(model: nn.Module, input_lengths: torch.Tensor) -> torch.Tensor:
+def output_lengths(model: Any, input_lengths: torch.Tensor) -> torch.Tensor:
     """Frames per sample by the model's own formula (conv feature encoder, adapter layers included).
 
     This is the call the model's forward makes for its loss: `_get_feat_extract_output_lengths(
@@ -73,7 +73,7 @@ def output_lengths(model: nn.Module, input_lengths: torch.Tensor) -> torch.Tenso
     return torch.as_tensor(model._get_feat_extract_output_lengths(lengths)).to("cpu", torch.long)
 
 
-def encoder_frames(model: nn.Module, input_lengths: torch.Tensor) -> torch.Tensor:
+def encoder_frames(model: Any, input_lengths: torch.Tensor) -> torch.Tensor:
     """Frames of the feature encoder without the adapter layers: the sequence SpecAugment masks (the adapter
     runs after the transformer)."""
     lengths = torch.as_tensor(input_lengths).to("cpu", torch.long)
@@ -186,7 +186,7 @@ def label_rule(model: nn.Module) -> LabelRule:
     return RULE_V4
 
 
-def _probe_loss_function(model: nn.Module) -> LabelRule:
+def _probe_loss_function(model: Any) -> LabelRule:
     config = model.config
     blank, classes = int(config.pad_token_id), int(config.vocab_size)
     other = 1 if blank != 1 else 0

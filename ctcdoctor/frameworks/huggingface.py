@@ -32,7 +32,7 @@ from ctcdoctor.errors import UserInputError
 from ctcdoctor.frameworks.hf_facts import HFFacts, SampleFacts, describe_hf, split_processor
 from ctcdoctor.protocol import Setup
 
-__all__ = ["HFFacts", "SampleFacts", "describe_hf", "hf_input", "is_hf_ctc_model", "not_ctc_reason", "setup_from_hf"]
+__all__ = ["HFFacts", "SampleFacts", "describe_hf", "is_hf_ctc_model", "not_ctc_reason", "setup_from_hf"]
 
 INSTALL_HINT = "Install the Hugging Face extra: pip install 'ctcdoctor[hf]' (or pip install transformers)."
 
@@ -143,18 +143,3 @@ def setup_from_hf(
     )
     return dataclasses.replace(setup, **setup_overrides)
 
-
-def hf_input(context: Any) -> HFFacts | None:
-    """The `hf` input of the Hugging Face checks: facts about the set-up's model and scanned batches, or None
-    when the set-up is not a Hugging Face one. Registered as a provider by `checks/huggingface.py`."""
-    model = context.setup.model
-    wrapped = getattr(model, "model", None)
-    if not is_hf_ctc_model(model) and not is_hf_ctc_model(wrapped):
-        return None
-    from ctcdoctor.frameworks.hf_model import HF_KEY
-
-    tokenizer = getattr(context.setup, "tokenizer", None)
-    processor = getattr(context.setup, "processor", None)
-    batches = [batch.raw[HF_KEY] if isinstance(batch.raw, dict) and HF_KEY in batch.raw else batch.raw
-               for batch in context.batches]
-    return describe_hf(model, batches, tokenizer=tokenizer, processor=processor)

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
 from _hf_base import hf
+
 from ctcdoctor.frameworks.huggingface import setup_from_hf
 
 

@@ -18,8 +18,8 @@ Expected exit: 0
 from __future__ import annotations
 
 import torch
-
 from _hf_base import hf
+
 from ctcdoctor.frameworks.huggingface import setup_from_hf
 
 

@@ -16,8 +16,8 @@ Expected finding: CTC102
 from __future__ import annotations
 
 import torch
-
 from _hf_base import hf
+
 from ctcdoctor.frameworks.huggingface import setup_from_hf
 
 

@@ -19,8 +19,8 @@ Expected finding: CTC106
 from __future__ import annotations
 
 import torch
-
 from _hf_base import hf
+
 from ctcdoctor.frameworks.huggingface import setup_from_hf
 
 

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 import transformers
 
-from ctcdoctor.context import Context, Options
-from ctcdoctor.runner import run_checks, select
+from ctcdoctor.engine import Context, Options, run_checks
+from ctcdoctor.registry import select_checks
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,7 +75,7 @@ def loader(proc: Any, dataset: Any = None, collator: Any = None, batch_size: int
 def run(setup: Any, *prefixes: str, max_batches: int = 2):
     """(findings, context) of the checks selected by code prefix (all when none)."""
     context = Context(setup, Options(max_batches=max_batches))
-    findings, _ = run_checks(context, select(prefixes))
+    findings, _ = run_checks(context, select_checks(list(prefixes)))
     return findings, context
 
 

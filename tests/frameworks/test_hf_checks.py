@@ -9,11 +9,11 @@ import pytest
 transformers = pytest.importorskip("transformers")
 
 import torch  # noqa: E402
-
 from hfkit import audio_model, example, loader, processor  # noqa: E402
-from ctcdoctor.batches import in_dataset_order  # noqa: E402
+
 from ctcdoctor.checks import huggingface as hfchecks  # noqa: E402
 from ctcdoctor.frameworks.huggingface import HFFacts, SampleFacts, describe_hf  # noqa: E402
+from ctcdoctor.load.batches import in_dataset_order  # noqa: E402
 
 CHECKS = (hfchecks.vocab_size_mismatch, hfchecks.blank_not_tokenizer_pad, hfchecks.unknown_labels, hfchecks.summed_loss,
           hfchecks.zero_infinity_setting, hfchecks.padding_without_attention_mask, hfchecks.spec_augment_too_long,

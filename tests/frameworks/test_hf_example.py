@@ -7,9 +7,9 @@ import pytest
 
 transformers = pytest.importorskip("transformers")
 
+from hfkit import ROOT, example  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-from hfkit import ROOT, example  # noqa: E402
 from ctcdoctor.cli import app  # noqa: E402
 
 SPEC = str(ROOT / "examples" / "hf_wav2vec2.py") + ":build_setup"

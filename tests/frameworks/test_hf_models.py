@@ -7,11 +7,11 @@ import pytest
 transformers = pytest.importorskip("transformers")
 
 import torch  # noqa: E402
+from hfkit import AUDIO_MODELS, audio_model, example, loader, processor, run, serious  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from hfkit import AUDIO_MODELS, audio_model, example, loader, processor, run, serious  # noqa: E402
-from ctcdoctor.batches import iterate_batches  # noqa: E402
 from ctcdoctor.frameworks.huggingface import setup_from_hf  # noqa: E402
+from ctcdoctor.load.batches import iterate_batches  # noqa: E402
 
 #: Warnings of today's generic checks that are not about the user's set-up (see the report to the lead):
 #: SEW-D reads rel_embeddings.weight without calling the module, so CTC062 takes it as the "last layer";

@@ -11,16 +11,16 @@ transformers = pytest.importorskip("transformers")
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from hfkit import ROOT, audio_model, codes, loader, processor, run, serious  # noqa: E402
 from torch import nn  # noqa: E402
 from transformers.modeling_outputs import CausalLMOutput  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-from hfkit import ROOT, audio_model, codes, loader, processor, run, serious  # noqa: E402
-from ctcdoctor.batches import iterate_batches  # noqa: E402
 from ctcdoctor.cli import app  # noqa: E402
 from ctcdoctor.errors import UserInputError  # noqa: E402
 from ctcdoctor.frameworks.hf_model import RULE_V4, RULE_V5, label_rule  # noqa: E402
 from ctcdoctor.frameworks.huggingface import is_hf_ctc_model, setup_from_hf  # noqa: E402
+from ctcdoctor.load.batches import iterate_batches  # noqa: E402
 
 
 @pytest.fixture(scope="module")
