@@ -23,7 +23,8 @@ class Setup:
     """
 
     model: torch.nn.Module
-    """The network; `model(inputs)` returns `(T, N, C)` / `(N, T, C)` or `(output, output_lengths)`."""
+    """The network; `model(inputs)` returns `(T, N, C)` / `(N, T, C)` / `(N, C, T)`, or `(output, output_lengths)`,
+    or a framework's output object with `.logits` (a transformers `*ForCTC` model is recognised as it is)."""
     loader: Iterable[Any]
     """A DataLoader or any iterable of batches `(inputs, targets, input_lengths, target_lengths)`."""
     blank: int = 0
@@ -31,10 +32,19 @@ class Setup:
     alphabet: str | Sequence[str] | None = None
     """Symbols of the non-blank classes, in class order, blank skipped."""
     criterion: Callable[..., Any] | None = None
-    """The user's own loss: `criterion(model_output, batch) -> scalar tensor`."""
+    """The user's own loss: `criterion(model_output, batch) -> scalar tensor`, called with exactly what
+    `model(inputs)` returned and the batch as the loader yielded it (see docs/protocol.md)."""
     output_lengths: Callable[..., Any] | None = None
     """`input_lengths -> output lengths` (frames after downsampling)."""
     layout: str | None = None
-    """`"TNC"` or `"NTC"`; inferred by probing the model when None."""
+    """`"TNC"`, `"NTC"` or `"NCT"` (classes in the middle, as a Conv1d head gives); inferred when None."""
     optimizer: Callable[..., Any] | None = None
     """`params -> torch.optim.Optimizer`, used by `overfit` (default Adam, lr 1e-3)."""
+    batch_axis: int | None = None
+    """The axis of the input tensors that holds the samples: 0 (batch first) or 1 (time-major `(T, N, ...)`,
+    as `nn.LSTM` takes by default); found from `input_lengths` when None."""
+    tokenizer: Any = None
+    """A Hugging Face tokenizer (or any object with `get_vocab()` and `pad_token_id`): the alphabet, and advice
+    in its tokens' names. Optional."""
+    processor: Any = None
+    """A Hugging Face processor (tokenizer + feature extractor) or feature extractor. Optional."""

@@ -1,12 +1,13 @@
 """A healthy Hugging Face CTC fine-tuning set-up: Wav2Vec2ForCTC, a Wav2Vec2Processor and the
 collator of the fine-tuning guides, all tiny and random (no download).
 
-Run:  ctcdoctor check examples/hf_wav2vec2.py:build_setup
-      ctcdoctor overfit examples/hf_wav2vec2.py:build_setup --sample 0
+Run:  ctcdoctor check examples/hf_wav2vec2.py
+      ctcdoctor overfit examples/hf_wav2vec2.py --sample 0
 
-`build()` returns `(model, loader)` exactly as a training script has them; `build_setup()` passes
-them through `ctcdoctor.frameworks.huggingface.setup_from_hf` with the processor, which reads the
-blank, the class count, the lengths and the loss from the model.
+`build()` returns the model and loader exactly as a training script has them, with the processor,
+in a `ctcdoctor.Setup`: no adapter code. ctcdoctor recognises the transformers `*ForCTC` model and
+reads the blank, the class count, the lengths and the loss from it. `build_plain()` returns the
+bare `(model, loader)` pair, which works too (without the tokenizer's alphabet).
 
 Model: a 2-layer Wav2Vec2 with hidden size 32 and a 3-layer conv feature encoder of total stride
 320 (50 frames a second of 16 kHz audio, as the real models), layer-norm feature encoder (as
@@ -39,6 +40,8 @@ from transformers import (
     Wav2Vec2ForCTC,
     Wav2Vec2Processor,
 )
+
+from ctcdoctor import Setup
 
 RATE = 16000
 LETTERS = "abcdehlnorst"
@@ -144,17 +147,16 @@ def make_loader(
 
 
 def build():
-    """What a training script has: the model and the train loader (the Trainer's own DataLoader is the same)."""
+    """What a training script has: the model, the train loader (the Trainer's own DataLoader is the same) and the
+    processor. ctcdoctor recognises the Wav2Vec2ForCTC and reads the blank, the class count, the lengths and the
+    loss from it; the processor gives the alphabet and the vocabulary checks."""
+    torch.manual_seed(0)
+    processor = make_processor()
+    return Setup(model=make_model(processor), loader=make_loader(processor), processor=processor)
+
+
+def build_plain():
+    """The least a user can hand over: `(model, loader)`, no tokenizer (no alphabet, no vocabulary checks)."""
     torch.manual_seed(0)
     processor = make_processor()
     return make_model(processor), make_loader(processor)
-
-
-def build_setup():
-    """The same, as a ctcdoctor Setup: blank, classes, lengths, loss and alphabet read from the model and processor."""
-    from ctcdoctor.frameworks.huggingface import setup_from_hf
-
-    torch.manual_seed(0)
-    processor = make_processor()
-    model, loader = make_model(processor), make_loader(processor)
-    return setup_from_hf(model, loader, processor=processor)

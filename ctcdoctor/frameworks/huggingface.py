@@ -140,6 +140,78 @@ def setup_from_hf(
         criterion=HFModelLoss(model, keys),
         output_lengths=wrapper.output_lengths,
         layout="NTC",
+        tokenizer=tokenizer,
+        processor=processor,
     )
+    if setup_overrides.get("criterion") is not None:
+        setup_overrides["criterion"] = HFUserCriterion(setup_overrides["criterion"], model, keys)
     return dataclasses.replace(setup, **setup_overrides)
+
+
+#: Setup fields that `adopt_setup` never takes as overrides: the model and loader are what get converted,
+#: the tokenizer and processor are passed as such.
+_CONVERTED = ("model", "loader", "tokenizer", "processor")
+
+
+def explicit_fields(setup: Setup) -> dict[str, Any]:
+    """The Setup fields the user set: those that differ from the dataclass defaults (model and loader aside)."""
+    explicit = {}
+    for item in dataclasses.fields(Setup):
+        value = getattr(setup, item.name)
+        if item.name in _CONVERTED or value is item.default:
+            continue
+        try:
+            same = bool(value == item.default)
+        except Exception:  # an array-valued field: not the default
+            same = False
+        if not same:
+            explicit[item.name] = value
+    return explicit
+
+
+def is_transformers_model(model: Any) -> bool:
+    """A transformers `PreTrainedModel` (any head); never imports transformers."""
+    module = sys.modules.get("transformers")
+    if module is None:
+        return False
+    from transformers import PreTrainedModel
+
+    return isinstance(model, PreTrainedModel)
+
+
+def adopt_setup(setup: Setup) -> Setup | None:
+    """The Hugging Face Setup when `setup.model` is a transformers model (None for any other model).
+
+    This is what makes `return model, loader` enough: `load.spec.as_setup` calls it for every set-up. The fields
+    the user set on `setup` (those that differ from their defaults: `alphabet`, `criterion`, `optimizer`, ...)
+    replace what is read from the model. A transformers model without a CTC head raises `UserInputError`.
+    `batch_axis` does not apply (the batches are the collator's mappings) and is dropped.
+    """
+    if not is_transformers_model(setup.model):
+        return None
+    overrides = explicit_fields(setup)
+    overrides.pop("batch_axis", None)
+    return setup_from_hf(setup.model, setup.loader, tokenizer=setup.tokenizer, processor=setup.processor, **overrides)
+
+
+class HFUserCriterion:
+    """The user's own criterion for a Hugging Face model, called as their training step would call it:
+    `criterion(model(**inputs), collator_batch)`, with the model's `ModelOutput` (no labels passed, so no
+    `.loss`) and the collator's batch as the loader yielded it (`labels` padded with -100). The model runs
+    in eval mode, as every criterion audit does."""
+
+    def __init__(self, criterion: Any, model: Any, keys: tuple[str, ...]) -> None:
+        self.criterion = criterion
+        self.model = model
+        self.keys = keys
+
+    def __call__(self, output: Any, batch: Any) -> Any:
+        from ctcdoctor.frameworks.hf_model import HF_KEY, eval_mode, model_device, to_device
+
+        original = batch[HF_KEY] if isinstance(batch, dict) and HF_KEY in batch else batch
+        device = model_device(self.model)
+        kwargs = {key: to_device(original[key], device) for key in self.keys if original.get(key) is not None}
+        with eval_mode(self.model):
+            returned = self.model(**kwargs)
+        return self.criterion(returned, original)
 

@@ -134,8 +134,24 @@ def as_setup(value: Any, where: str = "the set-up", function: str = "build") -> 
             f"{where}: {function}() returned {type(value).__name__}, not a ctcdoctor.Setup or a (model, loader) tuple",
             "Return `Setup(model=model, loader=loader, ...)` or `(model, loader)`.",
         )
+    setup = _framework_setup(where, setup)
     _validate(where, setup)
     return setup
+
+
+def _framework_setup(where: str, setup: Setup) -> Setup:
+    """A model family's conventions turned into a plain Setup: a transformers `*ForCTC` model becomes the Hugging
+    Face Setup (fields set explicitly win). Nothing is imported unless the user's code loaded transformers."""
+    if sys.modules.get("transformers") is None:
+        return setup
+    from ctcdoctor.errors import UserInputError
+    from ctcdoctor.frameworks.huggingface import adopt_setup
+
+    try:
+        adopted = adopt_setup(setup)
+    except UserInputError as error:
+        raise SpecError(f"{where}: {error.message}", error.hint) from error
+    return setup if adopted is None else adopted
 
 
 def _validate(where: str, setup: Setup) -> None:
@@ -153,10 +169,16 @@ def _validate(where: str, setup: Setup) -> None:
         )
     if not isinstance(setup.blank, int) or isinstance(setup.blank, bool) or setup.blank < 0:
         raise SpecError(f"{where}: Setup.blank is {setup.blank!r}, not a class index", "Set blank to an int >= 0.")
-    if setup.layout is not None and setup.layout not in ("TNC", "NTC"):
+    if setup.layout is not None and setup.layout not in ("TNC", "NTC", "NCT"):
         raise SpecError(
             f"{where}: Setup.layout is {setup.layout!r}",
-            'Use "TNC" (time first, like F.ctc_loss) or "NTC" (batch first), or None to infer it.',
+            'Use "TNC" (time first, like F.ctc_loss), "NTC" (batch first) or "NCT" (classes in the middle, as a Conv1d '
+            "head gives), or None to infer it.",
+        )
+    if setup.batch_axis is not None and (isinstance(setup.batch_axis, bool) or setup.batch_axis not in (0, 1)):
+        raise SpecError(
+            f"{where}: Setup.batch_axis is {setup.batch_axis!r}",
+            "Use 0 (inputs (N, T, ...), batch first) or 1 (time-major inputs (T, N, ...)), or None to find it.",
         )
     for name in ("criterion", "output_lengths", "optimizer"):
         value = getattr(setup, name)

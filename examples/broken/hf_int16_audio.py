@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from _hf_base import hf
 
-from ctcdoctor.frameworks.huggingface import setup_from_hf
+from ctcdoctor import Setup
 
 
 def build():
@@ -30,4 +30,4 @@ def build():
     for item in data.items:
         item["input_values"] = np.round(item["input_values"] * 32767).astype(np.float32)  # int16 samples as floats
     model = hf.make_model(processor, feat_extract_norm="group", do_stable_layer_norm=False)
-    return setup_from_hf(model, hf.make_loader(processor, data), processor=processor)
+    return Setup(model=model, loader=hf.make_loader(processor, data), processor=processor)

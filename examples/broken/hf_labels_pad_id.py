@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from _hf_base import hf
 
-from ctcdoctor.frameworks.huggingface import setup_from_hf
+from ctcdoctor import Setup
 
 
 class Collator(hf.DataCollatorCTCWithPadding):
@@ -36,4 +36,4 @@ def build():
     torch.manual_seed(0)
     processor = hf.make_processor()
     loader = hf.make_loader(processor, collator=Collator(processor))
-    return setup_from_hf(hf.make_model(processor), loader, processor=processor)
+    return Setup(model=hf.make_model(processor), loader=loader, processor=processor)

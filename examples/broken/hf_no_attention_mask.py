@@ -19,10 +19,10 @@ from __future__ import annotations
 import torch
 from _hf_base import hf
 
-from ctcdoctor.frameworks.huggingface import setup_from_hf
+from ctcdoctor import Setup
 
 
 def build():
     torch.manual_seed(0)
     processor = hf.make_processor(return_attention_mask=False)  # BUG: this model takes a mask
-    return setup_from_hf(hf.make_model(processor), hf.make_loader(processor), processor=processor)
+    return Setup(model=hf.make_model(processor), loader=hf.make_loader(processor), processor=processor)

@@ -19,11 +19,11 @@ from __future__ import annotations
 import torch
 from _hf_base import hf
 
-from ctcdoctor.frameworks.huggingface import setup_from_hf
+from ctcdoctor import Setup
 
 
 def build():
     torch.manual_seed(0)
     processor = hf.make_processor()
     model = hf.make_model(processor, pad_token_id=0)  # BUG: Wav2Vec2Config's default, the letter "a" here
-    return setup_from_hf(model, hf.make_loader(processor), processor=processor)
+    return Setup(model=model, loader=hf.make_loader(processor), processor=processor)

@@ -20,12 +20,12 @@ from __future__ import annotations
 import torch
 from _hf_base import hf
 
-from ctcdoctor.frameworks.huggingface import setup_from_hf
+from ctcdoctor import Setup
 
 
 def build():
     torch.manual_seed(0)
     processor = hf.make_processor()
     model = hf.make_model(processor, ctc_loss_reduction="sum")  # BUG: the default of Wav2Vec2Config
-    return setup_from_hf(model, hf.make_loader(processor), processor=processor,
-                         optimizer=lambda params: torch.optim.AdamW(params, lr=3e-4))
+    return Setup(model=model, loader=hf.make_loader(processor), processor=processor,
+                 optimizer=lambda params: torch.optim.AdamW(params, lr=3e-4))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from _hf_base import hf
 
-from ctcdoctor.frameworks.huggingface import setup_from_hf
+from ctcdoctor import Setup
 
 
 def build():
@@ -26,4 +26,4 @@ def build():
     processor = hf.make_processor()
     transcripts = [text.upper() for text in hf.TEXTS]  # BUG: the vocabulary is lower case
     data = hf.SpeechDataset(processor, transcripts=transcripts)
-    return setup_from_hf(hf.make_model(processor), hf.make_loader(processor, data), processor=processor)
+    return Setup(model=hf.make_model(processor), loader=hf.make_loader(processor, data), processor=processor)

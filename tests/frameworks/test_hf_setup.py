@@ -16,11 +16,13 @@ from torch import nn  # noqa: E402
 from transformers.modeling_outputs import CausalLMOutput  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
+import ctcdoctor  # noqa: E402
 from ctcdoctor.cli import app  # noqa: E402
 from ctcdoctor.errors import UserInputError  # noqa: E402
-from ctcdoctor.frameworks.hf_model import RULE_V4, RULE_V5, label_rule  # noqa: E402
+from ctcdoctor.frameworks.hf_model import RULE_V4, RULE_V5, HFCTCModel, label_rule  # noqa: E402
 from ctcdoctor.frameworks.huggingface import is_hf_ctc_model, setup_from_hf  # noqa: E402
 from ctcdoctor.load.batches import iterate_batches  # noqa: E402
+from ctcdoctor.load.spec import as_setup  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -66,16 +68,65 @@ def test_sequence_classification_exits_2_from_the_cli(write_module):
         sys.path.insert(0, {str(ROOT / "tests" / "frameworks")!r})
         import transformers
         from hfkit import audio_model, loader, processor
-        from ctcdoctor.frameworks.huggingface import setup_from_hf
 
         def build():
             proc = processor()
             model = transformers.Wav2Vec2ForSequenceClassification(audio_model(proc=proc).config)
-            return setup_from_hf(model, loader(proc), processor=proc)
+            return model, loader(proc)
     '''))
     result = CliRunner().invoke(app, ["check", str(path)])
     assert result.exit_code == 2, result.output
-    assert "has no CTC head" in result.output
+    assert "Wav2Vec2ForSequenceClassification has no CTC head" in result.output
+    assert "Wav2Vec2ForCTC.from_pretrained" in result.output
+
+
+# ---------------------------------------------------------------- recognised automatically
+
+
+def test_a_plain_model_and_loader_become_the_hf_setup(proc, model):
+    setup = as_setup((model, loader(proc)))
+    assert isinstance(setup.model, HFCTCModel) and setup.model.model is model
+    assert setup.blank == proc.tokenizer.pad_token_id and setup.layout == "NTC"
+    assert setup.alphabet is None and setup.tokenizer is None  # nothing to read it from
+    batch = first_batch(setup)
+    assert torch.equal(batch.input_lengths, batch.raw["hf"]["attention_mask"].sum(-1))
+
+
+def test_a_setup_with_a_processor_keeps_the_fields_the_user_set(proc, model):
+    def optimizer(params):
+        return torch.optim.SGD(params, lr=0.1)
+
+    setup = as_setup(ctcdoctor.Setup(model=model, loader=loader(proc), processor=proc, optimizer=optimizer,
+                                     alphabet="custom"))
+    assert setup.optimizer is optimizer and setup.alphabet == "custom"  # set explicitly: they win
+    assert setup.blank == 14 and setup.tokenizer is proc.tokenizer and setup.processor is proc
+    assert setup.output_lengths is not None and setup.criterion is not None  # read from the model
+    read = as_setup(ctcdoctor.Setup(model=model, loader=loader(proc), tokenizer=proc.tokenizer))
+    assert read.alphabet is not None and len(read.alphabet) + 1 == model.config.vocab_size
+
+
+def test_the_python_facade_checks_a_plain_pair(proc, model):
+    report = ctcdoctor.check((model, loader(proc)), select=["CTC00", "CTC01", "CTC03", "CTC10"])
+    assert not [item for item in report.findings if item.severity.value != "info"], report.findings
+    statuses = {item.code: item.status for item in report.checks}
+    assert statuses["CTC030"] == "passed" and statuses["CTC101"] == "passed"
+
+
+def test_a_users_criterion_sees_the_model_output_and_the_collator_batch(proc, model):
+    seen = []
+
+    def criterion(output, batch):
+        seen.append((type(output).__name__, sorted(batch)))
+        log_probs = output.logits.float().log_softmax(-1).transpose(0, 1)
+        labels = batch["labels"]
+        keep = labels != -100
+        lengths = model._get_feat_extract_output_lengths(batch["attention_mask"].sum(-1))
+        return F.ctc_loss(log_probs, labels[keep], lengths, keep.sum(-1), blank=model.config.pad_token_id)
+
+    report = ctcdoctor.check(ctcdoctor.Setup(model=model, loader=loader(proc), criterion=criterion), select=["CTC03"])
+    assert seen and seen[0] == ("CausalLMOutput", ["attention_mask", "input_values", "labels"])
+    assert not report.findings, report.findings
+    assert {item.code: item.status for item in report.checks}["CTC030"] == "passed"
 
 
 def test_import_ctcdoctor_and_the_hf_modules_without_transformers():
