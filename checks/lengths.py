@@ -179,7 +179,7 @@ def inconsistent_output_lengths(runs: list[ModelRun], layout: LayoutDecision, ou
             finding(
                 "CTC003",
                 f"the output has no batch axis: {layout.detail}.",
-                "Return the output as (T, N, C) or (N, T, C) with N the batch size; check reshapes/views in forward().",
+                "Return the output as (T, N, C), (N, T, C) or (N, C, T) with N the batch size; check reshapes/views in forward().",
                 {"detail": layout.detail},
             )
         )
@@ -197,7 +197,7 @@ def inconsistent_output_lengths(runs: list[ModelRun], layout: LayoutDecision, ou
         )
         return found
     # One finding per kind of problem across all model batches, not one per batch.
-    time_axis = 1 if layout.layout == "NTC" else 0
+    time_axis = {"NTC": 1, "NCT": 2}.get(layout.layout or "TNC", 0)
     miscounted, too_long, negative = [], [], []
     total = 0
     for run, lengths in zip(runs, output_lengths.per_run):

@@ -36,6 +36,8 @@ class Batch:
     """Running index of the batch's first sample over the scanned batches."""
     raw: Any
     """The batch exactly as the loader yielded it (passed to the user's criterion)."""
+    batch_axis: int = 0
+    """The axis of the input tensors that holds the samples: 0, or 1 for time-major `(T, N, ...)` inputs."""
 
     @property
     def size(self) -> int:
@@ -64,8 +66,10 @@ def _as_lengths(value: Any, name: str, batch_index: int) -> torch.Tensor:
     return tensor.detach().to("cpu", torch.long)
 
 
-def normalise_batch(raw: Any, index: int, first_sample: int) -> Batch:
-    """Turn one loader item into a `Batch`, or raise `BatchError` naming what is wrong."""
+def normalise_batch(raw: Any, index: int, first_sample: int, batch_axis: int | None = None) -> Batch:
+    """Turn one loader item into a `Batch`, or raise `BatchError` naming what is wrong.
+
+    `batch_axis` is `Setup.batch_axis`: None finds it from `input_lengths` (see `find_batch_axis`)."""
     if isinstance(raw, Mapping):
         missing = [key for key in BATCH_KEYS if key not in raw]
         if missing:
@@ -105,28 +109,66 @@ def normalise_batch(raw: Any, index: int, first_sample: int) -> Batch:
             f"batch {index}: {input_lengths.shape[0]} input lengths but {target_lengths.shape[0]} target lengths",
             "Give one input length and one target length per sample.",
         )
-    if isinstance(inputs, torch.Tensor) and inputs.dim() > 0 and inputs.shape[0] != input_lengths.shape[0]:
-        raise BatchError(
-            f"batch {index}: inputs have {inputs.shape[0]} samples on their first axis but input_lengths has {input_lengths.shape[0]}",
-            "Put the batch first in inputs (N, ...), one input length per sample.",
-        )
+    axis = find_batch_axis(inputs, int(input_lengths.shape[0]), batch_axis, index)
     if targets.dim() == 2 and targets.shape[0] != input_lengths.shape[0]:
         raise BatchError(
             f"batch {index}: padded targets have {targets.shape[0]} rows for {input_lengths.shape[0]} samples",
             "Padded targets are (N, S): one row per sample.",
         )
-    return Batch(inputs, targets.detach().to("cpu", torch.long), input_lengths, target_lengths, index, first_sample, raw)
+    return Batch(inputs, targets.detach().to("cpu", torch.long), input_lengths, target_lengths, index, first_sample, raw, axis)
 
 
-def time_axis(inputs: Any, input_lengths: torch.Tensor) -> int | None:
-    """The input axis that input_lengths measure: the last one as long as the longest sample."""
+def main_tensor(inputs: Any) -> torch.Tensor | None:
+    """The tensor that decides the batch axis: the inputs themselves, or the first tensor of two or more axes in a
+    tuple, list or mapping (a PackedSequence has no batch axis: None)."""
+    if is_packed(inputs):
+        return None
+    if isinstance(inputs, torch.Tensor):
+        return inputs if inputs.dim() > 0 else None
+    items = list(inputs.values()) if isinstance(inputs, Mapping) else list(inputs) if isinstance(inputs, (tuple, list)) else []
+    tensors = [tensor for tensor in (main_tensor(item) for item in items) if tensor is not None]
+    return next((tensor for tensor in tensors if tensor.dim() >= 2), tensors[0] if tensors else None)
+
+
+def find_batch_axis(inputs: Any, size: int, declared: int | None = None, index: int = 0) -> int:
+    """Which input axis holds the `size` samples: `declared` (Setup.batch_axis) when given; else 0 when the first
+    axis has `size` entries, 1 when only the second has (time-major `(T, N, ...)`, as `nn.LSTM` takes by default).
+    Structured inputs are judged by their first tensor of two or more axes. Raises `BatchError` when an input
+    tensor has no such axis."""
+    tensor = main_tensor(inputs)
+    if tensor is None:
+        return 0 if declared is None else declared
+    shape = tuple(tensor.shape)
+    if declared is not None:
+        if tensor.dim() <= declared or shape[declared] != size:
+            raise BatchError(
+                f"batch {index}: Setup.batch_axis is {declared} but inputs {shape} do not have {size} samples on that axis",
+                f"Set Setup.batch_axis to the axis of the inputs that has one entry per sample (input_lengths has {size}).",
+            )
+        return declared
+    if shape[0] == size:
+        return 0
+    if tensor.dim() >= 2 and shape[1] == size:
+        return 1
+    if not isinstance(inputs, torch.Tensor):
+        return 0  # structured inputs: the model may take tensors that are not per sample
+    raise BatchError(
+        f"batch {index}: inputs have shape {shape}, but input_lengths has {size} samples: no input axis of {size}",
+        "Give one input length per sample, and put the batch first (N, ...) or second (T, N, ...) in the inputs.",
+    )
+
+
+def time_axis(inputs: Any, input_lengths: torch.Tensor, batch_axis: int = 0) -> int | None:
+    """The input axis that input_lengths measure: the last one as long as the longest sample (never the batch axis;
+    for time-major inputs `(T, N, ...)` it is usually axis 0)."""
     if not isinstance(inputs, torch.Tensor) or inputs.dim() < 2 or input_lengths.numel() == 0:
         return None
     longest = int(input_lengths.max())
-    exact = [axis for axis in range(1, inputs.dim()) if inputs.shape[axis] == longest]
+    axes = [axis for axis in range(inputs.dim()) if axis != batch_axis]
+    exact = [axis for axis in axes if inputs.shape[axis] == longest]
     if exact:
         return exact[-1]
-    longer = [axis for axis in range(1, inputs.dim()) if inputs.shape[axis] > longest]
+    longer = [axis for axis in axes if inputs.shape[axis] > longest]
     return longer[-1] if len(longer) == 1 else None
 
 
@@ -295,7 +337,7 @@ def in_dataset_order(loader: Iterable[Any]) -> Iterable[Any]:
     )
 
 
-def iterate_batches(loader: Iterable[Any], limit: int | None = None) -> Iterator[Batch]:
+def iterate_batches(loader: Iterable[Any], limit: int | None = None, batch_axis: int | None = None) -> Iterator[Batch]:
     """Normalised batches from the loader (in data set order), at most `limit`; a loader that
     raises or yields nothing ends the command with exit 2 (`BatchError`), naming the batch and
     the cause."""
@@ -312,7 +354,7 @@ def iterate_batches(loader: Iterable[Any], limit: int | None = None) -> Iterator
                 f"iterating the loader raised {type(error).__name__} at batch {index}: {error}",
                 "Fix the dataset or collate function (iterate it once by hand to see the error); use --debug for the traceback.",
             ) from error
-        batch = normalise_batch(raw, index, first_sample)
+        batch = normalise_batch(raw, index, first_sample, batch_axis)
         yield batch
         first_sample += batch.size
         index += 1
@@ -322,27 +364,51 @@ def iterate_batches(loader: Iterable[Any], limit: int | None = None) -> Iterator
 
 # ---------------------------------------------------------------- taking samples out of inputs
 
-def index_inputs(inputs: Any, index: torch.Tensor, size: int) -> Any:
-    """The samples `index` of `inputs` (a tensor, or tuples/lists/dicts of them): every tensor whose
-    first axis has the batch size `size` is indexed on it; anything else passes through."""
+def is_packed(value: Any) -> bool:
+    """A `torch.nn.utils.rnn.PackedSequence` (a named tuple whose fields are not per-sample tensors)."""
+    from torch.nn.utils.rnn import PackedSequence
+
+    return isinstance(value, PackedSequence)
+
+
+def _index_packed(packed: Any, index: torch.Tensor) -> Any:
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    padded, lengths = pad_packed_sequence(packed, batch_first=True)  # in the samples' own order
+    index = index.to(lengths.device)
+    return pack_padded_sequence(padded[index.to(padded.device)], lengths[index], batch_first=True, enforce_sorted=False)
+
+
+def _index_tensor(tensor: torch.Tensor, index: torch.Tensor, size: int, axis: int) -> torch.Tensor:
+    if tensor.dim() > axis and tensor.shape[axis] == size:
+        return tensor.index_select(axis, index.to(tensor.device))
+    if tensor.dim() > 0 and tensor.shape[0] == size:  # per-sample side inputs (lengths) of time-major inputs
+        return tensor[index.to(tensor.device)]
+    return tensor
+
+
+def index_inputs(inputs: Any, index: torch.Tensor, size: int, axis: int = 0) -> Any:
+    """The samples `index` of `inputs` (a tensor, a PackedSequence, or tuples/named tuples/lists/dicts of them):
+    every tensor with `size` entries on the batch `axis` is indexed on it (a tensor with `size` entries on its
+    first axis only, such as lengths beside time-major inputs, on that one); anything else passes through."""
     if isinstance(inputs, torch.Tensor):
-        if inputs.dim() > 0 and inputs.shape[0] == size:
-            return inputs[index.to(inputs.device)]
-        return inputs
+        return _index_tensor(inputs, index, size, axis)
+    if is_packed(inputs):
+        return _index_packed(inputs, index) if int(inputs.batch_sizes[0]) == size else inputs
     if isinstance(inputs, tuple) and hasattr(inputs, "_fields"):  # a named tuple: rebuild field by field
-        return type(inputs)(*(index_inputs(item, index, size) for item in inputs))
+        return type(inputs)(*(index_inputs(item, index, size, axis) for item in inputs))
     if isinstance(inputs, (tuple, list)):
-        return type(inputs)(index_inputs(item, index, size) for item in inputs)
+        return type(inputs)(index_inputs(item, index, size, axis) for item in inputs)
     if isinstance(inputs, Mapping):
-        return {key: index_inputs(item, index, size) for key, item in inputs.items()}
+        return {key: index_inputs(item, index, size, axis) for key, item in inputs.items()}
     return inputs
 
 
-def resize_batch(inputs: Any, count: int, size: int) -> Any:
+def resize_batch(inputs: Any, count: int, size: int, axis: int = 0) -> Any:
     """`inputs` cut or repeated to `count` samples (to run the model at another batch size)."""
     repeats = -(-count // max(size, 1))
     index = torch.arange(size).repeat(repeats)[:count]
-    return index_inputs(inputs, index, size)
+    return index_inputs(inputs, index, size, axis)
 
 
 def select_samples(batch: Batch, indices: list[int]) -> Batch:
@@ -355,29 +421,63 @@ def select_samples(batch: Batch, indices: list[int]) -> Batch:
     else:
         targets = batch.targets[index]
     return dataclasses.replace(
-        batch, inputs=index_inputs(batch.inputs, index, batch.size), targets=targets,
+        batch, inputs=index_inputs(batch.inputs, index, batch.size, batch.batch_axis), targets=targets,
         input_lengths=batch.input_lengths[index], target_lengths=batch.target_lengths[index], raw=None,
     )
 
 
-def concat_inputs(items: list[Any]) -> Any:
-    """Single-sample inputs joined into one batch; tensors right-padded with zeros to a common shape."""
+def batch_first(inputs: Any, axis: int) -> Any:
+    """`inputs` with the batch axis of every tensor moved first (for statistics per sample); a no-op for axis 0."""
+    if axis == 0:
+        return inputs
+    if isinstance(inputs, torch.Tensor):
+        return inputs.movedim(axis, 0) if inputs.dim() > axis else inputs
+    if isinstance(inputs, tuple) and hasattr(inputs, "_fields") and not is_packed(inputs):
+        return type(inputs)(*(batch_first(item, axis) for item in inputs))
+    if isinstance(inputs, (tuple, list)):
+        return type(inputs)(batch_first(item, axis) for item in inputs)
+    if isinstance(inputs, Mapping):
+        return {key: batch_first(item, axis) for key, item in inputs.items()}
+    return inputs
+
+
+def _concat_tensors(items: list[torch.Tensor], axis: int) -> torch.Tensor:
+    first = items[0]
+    if len(items) == 1:
+        return first
+    # Single samples have one entry on the batch axis; a per-sample side tensor (lengths) has it on axis 0.
+    axis = axis if first.dim() > axis and all(item.shape[axis] == 1 for item in items) else 0
+    shape = [max(item.shape[dim] for item in items) for dim in range(first.dim())]
+    padded = []
+    for item in items:
+        pad: list[int] = []
+        for dim in reversed(range(item.dim())):
+            pad.extend([0, 0 if dim == axis else shape[dim] - item.shape[dim]])
+        padded.append(torch.nn.functional.pad(item, pad) if any(pad) else item)
+    return torch.cat(padded, dim=axis)
+
+
+def _concat_packed(items: list[Any]) -> Any:
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    parts = [pad_packed_sequence(item, batch_first=True) for item in items]
+    padded = _concat_tensors([part[0] for part in parts], 0)
+    lengths = torch.cat([part[1] for part in parts])
+    return pack_padded_sequence(padded, lengths, batch_first=True, enforce_sorted=False)
+
+
+def concat_inputs(items: list[Any], axis: int = 0) -> Any:
+    """Single-sample inputs joined into one batch along the batch `axis`; tensors right-padded with zeros to a
+    common shape; PackedSequences re-packed."""
     first = items[0]
     if isinstance(first, torch.Tensor):
-        if len(items) == 1:
-            return first
-        shape = [max(item.shape[axis] for item in items) for axis in range(first.dim())]
-        padded = []
-        for item in items:
-            pad: list[int] = []
-            for axis in reversed(range(1, item.dim())):
-                pad.extend([0, shape[axis] - item.shape[axis]])
-            padded.append(torch.nn.functional.pad(item, pad) if any(pad) else item)
-        return torch.cat(padded)
+        return _concat_tensors(items, axis)
+    if is_packed(first):
+        return _concat_packed(items)
     if isinstance(first, tuple) and hasattr(first, "_fields"):
-        return type(first)(*(concat_inputs([item[k] for item in items]) for k in range(len(first))))
+        return type(first)(*(concat_inputs([item[k] for item in items], axis) for k in range(len(first))))
     if isinstance(first, (tuple, list)):
-        return type(first)(concat_inputs([item[k] for item in items]) for k in range(len(first)))
+        return type(first)(concat_inputs([item[k] for item in items], axis) for k in range(len(first)))
     if isinstance(first, Mapping):
-        return {key: concat_inputs([item[key] for item in items]) for key in first}
+        return {key: concat_inputs([item[key] for item in items], axis) for key in first}
     return first

@@ -34,13 +34,14 @@ def parse_samples(text: str | None, default: Sequence[int] = (0,)) -> tuple[int,
     return tuple(dict.fromkeys(picked))
 
 
-def pick_samples(loader: Any, indices: Sequence[int]) -> tuple[Any, str]:
+def pick_samples(loader: Any, indices: Sequence[int], batch_axis: int | None = None) -> tuple[Any, str]:
     """One raw batch holding exactly the chosen samples, and how it was obtained.
 
     A DataLoader over a map-style data set: `collate_fn([dataset[i] for i in indices])`, so
     sample i is `dataset[i]` whatever the loader's shuffling. Anything else: iterate the
-    loader and cut the samples out of their batches (inputs sliced on the first axis;
-    samples from different batches are right-padded with zeros to a common shape).
+    loader and cut the samples out of their batches (inputs sliced on their batch axis, `batch_axis`
+    or found from the input lengths; samples from different batches are right-padded with zeros to a
+    common shape).
     """
     from torch.utils.data import DataLoader, IterableDataset
 
@@ -68,10 +69,10 @@ def pick_samples(loader: Any, indices: Sequence[int]) -> tuple[Any, str]:
                 "Make dataset[i] and the loader's collate_fn work on a list of items (try it by hand); use --debug for the traceback.",
             ) from error
         return raw, "dataset[i] + loader.collate_fn"
-    return _unbatch(loader, indices), "cut from the loader's batches"
+    return _unbatch(loader, indices, batch_axis), "cut from the loader's batches"
 
 
-def _unbatch(loader: Any, indices: Sequence[int]) -> tuple[Any, ...]:
+def _unbatch(loader: Any, indices: Sequence[int], batch_axis: int | None = None) -> tuple[Any, ...]:
     import torch
 
     from ctcdoctor.load.batches import concat_inputs, index_inputs, normalise_batch, split_targets
@@ -79,15 +80,17 @@ def _unbatch(loader: Any, indices: Sequence[int]) -> tuple[Any, ...]:
     wanted = set(indices)
     found: dict[int, tuple[Any, torch.Tensor, int, int]] = {}
     seen = 0
+    axis = 0
     try:
         for position, raw in enumerate(loader):
-            batch = normalise_batch(raw, position, seen)
+            batch = normalise_batch(raw, position, seen, batch_axis)
+            axis = batch.batch_axis
             sequences, _ = split_targets(batch)
             for offset in range(batch.size):
                 index = seen + offset
                 if index in wanted:
                     found[index] = (
-                        index_inputs(batch.inputs, torch.tensor([offset]), batch.size),
+                        index_inputs(batch.inputs, torch.tensor([offset]), batch.size, batch.batch_axis),
                         sequences[offset],
                         int(batch.input_lengths[offset]),
                         int(batch.target_lengths[offset]),
@@ -111,7 +114,7 @@ def _unbatch(loader: Any, indices: Sequence[int]) -> tuple[Any, ...]:
             f"Pick --sample between 0 and {max(seen - 1, 0)}.",
         )
     parts = [found[i] for i in indices]
-    inputs = concat_inputs([part[0] for part in parts])
+    inputs = concat_inputs([part[0] for part in parts], axis)
     width = max((len(part[1]) for part in parts), default=0)
     targets = torch.zeros(len(parts), width, dtype=torch.long)
     for row, part in enumerate(parts):

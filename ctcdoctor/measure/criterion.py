@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from ctcdoctor.engine import Context, provides
-from ctcdoctor.measure.model import to_tnc
+from ctcdoctor.measure.model import evaluating, to_tnc
 from ctcdoctor.measure.reference import (
     REDUCTIONS,
     Prepared,
@@ -79,6 +79,17 @@ def _call_ctc(function: Callable[[], torch.Tensor]) -> torch.Tensor | None:
     return value.detach().double().cpu()
 
 
+def as_returned(item: Prepared, output: torch.Tensor) -> Any:
+    """`output` in the form `model(inputs)` returned it: the tensor, `(output, lengths)` (a tuple or list of the
+    same type), or the framework's output object as it is (its own `.logits` stays; `output` is then unused)."""
+    returned = item.returned
+    if returned is None or isinstance(returned, torch.Tensor):
+        return output
+    if isinstance(returned, (tuple, list)) and len(returned) == 2 and not hasattr(returned, "logits"):
+        return type(returned)((output, returned[1]))
+    return returned
+
+
 def _user_value(criterion, item: Prepared, output) -> tuple[torch.Tensor | None, str | None]:
     try:
         with torch.no_grad():
@@ -93,7 +104,7 @@ def _user_value(criterion, item: Prepared, output) -> tuple[torch.Tensor | None,
 
 
 def _corrected_call(blank: int, layout: str | None, kind: str | None, reduction: str = "mean") -> str:
-    output = "output.transpose(0, 1)" if layout == "NTC" else "output"
+    output = {"NTC": "output.transpose(0, 1)", "NCT": "output.permute(2, 0, 1)"}.get(layout or "TNC", "output")
     if kind == "logits":
         output += ".log_softmax(-1)"
     elif kind == "probs":
@@ -128,6 +139,10 @@ def _candidates(item: Prepared, blank: int, num_classes: int, corrected: str) ->
         add("layout", "the batch-first (N, T, C) output reshaped/viewed to (T, N, C) instead of transposed",
             lambda: per_sample_ctc(native.reshape(T, N, C), targets, lengths, target_lengths, blank),
             corrected + "  # use .transpose(0, 1), never .view/.reshape, to swap axes")
+    elif item.layout == "NCT":
+        add("layout", "the (N, C, T) output turned into (N, T, C) (transpose(1, 2)) and passed as (T, N, C)",
+            lambda: per_sample_ctc(log_probs.transpose(0, 1), targets, lengths, target_lengths, blank),
+            corrected + "  # (N, C, T) -> (T, N, C) is permute(2, 0, 1)")
     else:
         add("layout", "the time-first (T, N, C) output transposed to (N, T, C) before the loss",
             lambda: per_sample_ctc(log_probs.transpose(0, 1), targets, lengths, target_lengths, blank),
@@ -208,7 +223,12 @@ def audit_criterion(criterion: Callable[..., Any], item: Prepared, blank: int, n
         infeasible=infeasible, per_sample_reference=tuple(float(v) for v in reference),
     )
     corrected = _corrected_call(blank, item.layout, item.kind)
-    user, error = _user_value(criterion, item, item.output)
+    user, error = _user_value(criterion, item, as_returned(item, item.output))
+    if error is not None and as_returned(item, item.output) is not item.output:
+        # The protocol before 0.3 gave the criterion the output tensor alone, also for (output, lengths) models.
+        alone, alone_error = _user_value(criterion, item, item.output)
+        if alone_error is None:
+            user, error = alone, None
     if error is not None:
         return _audit_raised(criterion, item, error, blank, corrected, common)
     assert user is not None
@@ -226,7 +246,7 @@ def _audit_raised(criterion: Callable[..., Any], item: Prepared, error: str, bla
     """The criterion raised: a batch axis F.ctc_loss did not expect, or an error a known mistake explains."""
     if item.layout is not None:
         # F.ctc_loss raising on the batch axis: does the criterion work once the output is transposed?
-        transposed, _ = _user_value(criterion, item, item.output.transpose(0, 1))
+        transposed, _ = _user_value(criterion, item, as_returned(item, item.output.transpose(0, 1)))
         if transposed is not None and transposed.numel() == 1 and close(float(transposed), common["reference"]):
             return CriterionAudit(
                 user=None, user_error=error, agrees=False, mistake="layout",
@@ -296,7 +316,10 @@ def _criterion_audit(context: Context) -> CriterionAudits:
     prepared = context.ctc_batches
     if prepared.skipped:
         return CriterionAudits((), prepared.skipped)
-    audits = tuple(audit_criterion(criterion, item, context.setup.blank, context.num_classes) for item in prepared.items)
+    # Eval mode: a criterion that runs the model itself (a Hugging Face model's own loss) must not see dropout or
+    # SpecAugment noise, which would read as a mismatch with reference CTC.
+    with evaluating(context.setup.model):
+        audits = tuple(audit_criterion(criterion, item, context.setup.blank, context.num_classes) for item in prepared.items)
     return CriterionAudits(audits)
 
 

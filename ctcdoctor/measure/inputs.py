@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 
 from ctcdoctor.engine import Context, provides
-from ctcdoctor.load.batches import Batch, time_axis
+from ctcdoctor.load.batches import Batch, batch_first, time_axis
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def input_statistics(batches: list[Batch]) -> InputStats | None:
             batch.inputs.is_floating_point() or batch.inputs.dtype in (torch.uint8, torch.int16, torch.int32, torch.int64))
         if not numeric:
             return None
-        inputs = batch.inputs.detach().to("cpu")
+        inputs = batch_first(batch.inputs, batch.batch_axis).detach().to("cpu")  # time-major (T, N, ...) -> (N, T, ...)
         axis = time_axis(inputs, batch.input_lengths)
         for row in range(inputs.shape[0]):
             values = _valid_region(inputs, batch.input_lengths, axis, row).to(torch.float64).flatten()

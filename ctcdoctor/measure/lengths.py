@@ -18,6 +18,7 @@ from ctcdoctor.measure.model import (
     model_device,
     move_inputs,
     split_output,
+    time_dim,
 )
 
 
@@ -82,13 +83,13 @@ def probe_lengths(
     max_probes: int = 8,
 ) -> LengthModel:
     """Run the model on one sample cut or padded to several lengths and fit the frame counts."""
-    axis = time_axis(batch.inputs, batch.input_lengths)
+    axis = time_axis(batch.inputs, batch.input_lengths, batch.batch_axis)
     if axis is None:
         raise ValueError(
             "cannot tell which input axis input_lengths measure "
             f"(inputs {tuple(getattr(batch.inputs, 'shape', ()))}, longest length {int(batch.input_lengths.max())})"
         )
-    sample = batch.inputs[:1]
+    sample = batch.inputs.narrow(batch.batch_axis, 0, 1)
     distinct = sorted(set(int(length) for length in wanted.tolist() if length > 0))
     if len(distinct) > max_probes:
         picks = torch.linspace(0, len(distinct) - 1, max_probes).round().long().tolist()
@@ -96,12 +97,12 @@ def probe_lengths(
     if len(distinct) < 2:
         top = distinct[0] if distinct else int(batch.input_lengths.max())
         distinct = sorted({max(1, top // 2), top})
-    time_dim = 1 if layout == "NTC" else 0
+    frames_axis = time_dim(layout)
     points = []
     with evaluating(model):
         for length in distinct:
             output, _ = split_output(model(move_inputs(_resize(sample, axis, length), model_device(model))))
-            points.append((length, int(output.shape[time_dim])))
+            points.append((length, int(output.shape[frames_axis])))
     stride, offset = _fit(points)
     return LengthModel(tuple(points), stride, offset)
 
@@ -137,7 +138,7 @@ class OutputLengths:
 
 
 def _frames(run: ModelRun, layout: str | None) -> int:
-    return int(run.output.shape[1] if layout == "NTC" else run.output.shape[0])
+    return int(run.output.shape[time_dim(layout)])
 
 
 def resolve_output_lengths(

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ctcdoctor.engine import Context, provides
-from ctcdoctor.load.batches import Batch, iterate_batches, resize_batch
+from ctcdoctor.load.batches import Batch, index_inputs, iterate_batches, resize_batch
 
 
 @contextlib.contextmanager
@@ -30,8 +30,12 @@ def evaluating(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
 
 
 def split_output(value: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """`model(inputs)` returns the output tensor or `(output, output_lengths)`."""
+    """`model(inputs)` returns the output tensor, `(output, output_lengths)`, or a framework's output object whose
+    `.logits` is the output (a transformers `ModelOutput`)."""
     lengths = None
+    logits = getattr(value, "logits", None)
+    if not isinstance(value, torch.Tensor) and isinstance(logits, torch.Tensor):
+        value = logits
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise TypeError(
@@ -42,22 +46,29 @@ def split_output(value: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
         if lengths is not None:
             lengths = torch.as_tensor(lengths).detach().to("cpu", torch.long).reshape(-1)
     if not isinstance(value, torch.Tensor):
-        raise TypeError(f"model(inputs) returned a {type(value).__name__}, not a tensor of shape (T, N, C) or (N, T, C)")
+        raise TypeError(f"model(inputs) returned a {type(value).__name__}, not a tensor of shape (T, N, C), (N, T, C) or (N, C, T)")
     if value.dim() != 3:
         raise TypeError(
-            f"model(inputs) returned a tensor of shape {tuple(value.shape)}; CTC needs 3 axes, (T, N, C) or (N, T, C)"
+            f"model(inputs) returned a tensor of shape {tuple(value.shape)}; CTC needs 3 axes, (T, N, C), (N, T, C) or (N, C, T)"
         )
     return value.detach(), lengths
 
 
 def move_inputs(inputs: Any, device: torch.device | None) -> Any:
+    """`inputs` on `device`: tensors, PackedSequences, and tuples, named tuples, lists and mappings of them."""
+    from collections.abc import Mapping
+
+    from ctcdoctor.load.batches import is_packed
+
     if device is None:
         return inputs
-    if isinstance(inputs, torch.Tensor):
+    if isinstance(inputs, torch.Tensor) or is_packed(inputs):
         return inputs.to(device)
+    if isinstance(inputs, tuple) and hasattr(inputs, "_fields"):  # a named tuple takes its fields as arguments
+        return type(inputs)(*(move_inputs(item, device) for item in inputs))
     if isinstance(inputs, (tuple, list)):
         return type(inputs)(move_inputs(item, device) for item in inputs)
-    if isinstance(inputs, dict):
+    if isinstance(inputs, Mapping):
         return {key: move_inputs(item, device) for key, item in inputs.items()}
     return inputs
 
@@ -77,32 +88,99 @@ class ModelRun:
     """Exactly as returned (detached), in the model's own layout and dtype."""
     returned_lengths: torch.Tensor | None
     """Output lengths the model returned alongside its output, if any."""
+    returned: Any = None
+    """Exactly what `model(inputs)` returned (a tensor, `(output, lengths)`, a framework's output object): what the
+    user's criterion is given."""
 
 
 def run_model(model: torch.nn.Module, batch: Batch) -> ModelRun:
     with evaluating(model):
         raw = model(move_inputs(batch.inputs, model_device(model)))
     output, lengths = split_output(raw)
-    return ModelRun(batch, output, lengths)
+    return ModelRun(batch, output, lengths, raw)
+
+
+#: Where time, batch and classes sit in each output layout.
+LAYOUT_AXES = {"TNC": (0, 1, 2), "NTC": (1, 0, 2), "NCT": (2, 0, 1)}
+
+
+def time_dim(layout: str | None) -> int:
+    """The output axis of time; an undecided layout is read as TNC, F.ctc_loss's own."""
+    return LAYOUT_AXES.get(layout or "TNC", LAYOUT_AXES["TNC"])[0]
+
+
+def class_dim(layout: str | None) -> int:
+    """The output axis of the classes (the middle one for NCT, the last one otherwise)."""
+    return LAYOUT_AXES.get(layout or "TNC", LAYOUT_AXES["TNC"])[2]
 
 
 @dataclass(frozen=True)
 class LayoutDecision:
     layout: str | None
-    """"TNC", "NTC", or None when it could not be decided."""
+    """"TNC", "NTC", "NCT", or None when it could not be decided."""
     source: str
-    """"setup", "shape", "probe" or "undecided"."""
+    """"setup", "shape", "probe", "alphabet", "assumed" or "undecided"."""
     detail: str
 
 
-def decide_layout(model: torch.nn.Module, run: ModelRun, declared: str | None) -> LayoutDecision:
-    """Which output axis is time: declared, read off the shape, or probed with another batch size."""
+def _normalised(output: torch.Tensor, dim: int) -> bool:
+    """99% of the finite slices along `dim` sum to one, as probabilities or as log-probabilities."""
+    values = output.detach().to("cpu", torch.float64)
+    if values.shape[dim] < 2 or values.numel() == 0:
+        return False
+    for totals in (values.sum(dim) - 1, torch.logsumexp(values, dim)):
+        judged = torch.isfinite(totals)
+        if bool(judged.any()) and float((totals[judged].abs() < 1e-3).double().mean()) >= 0.99:
+            return True
+    return False
+
+
+def _shorter_input(batch: Batch) -> Any | None:
+    """The first sample's input cut to about half its length on the time axis, or None when there is none."""
+    from ctcdoctor.load.batches import time_axis
+
+    axis = time_axis(batch.inputs, batch.input_lengths, batch.batch_axis)
+    if axis is None:
+        return None
+    single = index_inputs(batch.inputs, torch.tensor([0]), batch.size, batch.batch_axis)
+    length = int(single.shape[axis])
+    return single.narrow(axis, 0, max(1, length // 2)) if length >= 2 else None
+
+
+def _time_or_classes(model: torch.nn.Module, run: ModelRun, alphabet: Any) -> LayoutDecision:
+    """A batch-first output `(N, A, B)`: which of A and B is time? Normalised over the last axis only: classes
+    last. Else cut the input in half and see which axis follows; else the alphabet's size; else NTC."""
+    shape = tuple(run.output.shape)
+    if _normalised(run.output, 2) and not _normalised(run.output, 1):
+        return LayoutDecision("NTC", "shape", f"output {shape}: axis 0 has the batch size, the last axis sums to one")
+    shorter = _shorter_input(run.batch)
+    if shorter is not None and shape[1] != shape[2]:
+        try:
+            with evaluating(model):
+                probed, _ = split_output(model(move_inputs(shorter, model_device(model))))
+        except Exception:
+            probed = None
+        if probed is not None and probed.shape[1] != shape[1] and probed.shape[2] == shape[2]:
+            return LayoutDecision("NTC", "probe", f"output {shape}: a shorter input shortened axis 1 ({probed.shape[1]})")
+        if probed is not None and probed.shape[2] != shape[2] and probed.shape[1] == shape[1]:
+            return LayoutDecision("NCT", "probe", f"output {shape}: a shorter input shortened axis 2 ({probed.shape[2]}), "
+                                  "so the classes are in the middle")
+    classes = len(alphabet) + 1 if alphabet is not None else None
+    if classes is not None and classes in shape[1:] and shape[1] != shape[2]:
+        layout = "NTC" if shape[2] == classes else "NCT"
+        return LayoutDecision(layout, "alphabet", f"output {shape}: len(alphabet) + 1 = {classes} classes")
+    return LayoutDecision("NTC", "assumed", f"output {shape}: axis 0 has the batch size; classes assumed last")
+
+
+def decide_layout(model: torch.nn.Module, run: ModelRun, declared: str | None, alphabet: Any = None) -> LayoutDecision:
+    """Which output axis is time, batch, classes: declared, read off the shape, or probed with another batch size
+    (and, for a batch-first output, with a shorter input: `(N, T, C)` or `(N, C, T)`)."""
     first, second = run.output.shape[0], run.output.shape[1]
     size = run.batch.size
     if declared is not None:
         return LayoutDecision(declared, "setup", f"Setup.layout = {declared!r}")
     if first == size and second != size:
-        return LayoutDecision("NTC", "shape", f"output {tuple(run.output.shape)}: axis 0 has the batch size {size}")
+        return _time_or_classes(model, run, alphabet)
     if second == size and first != size:
         return LayoutDecision("TNC", "shape", f"output {tuple(run.output.shape)}: axis 1 has the batch size {size}")
     if first != size and second != size:
@@ -112,7 +190,8 @@ def decide_layout(model: torch.nn.Module, run: ModelRun, declared: str | None) -
     probe_size = size - 1 if size > 1 else 2
     try:
         with evaluating(model):
-            probed, _ = split_output(model(move_inputs(resize_batch(run.batch.inputs, probe_size, size), model_device(model))))
+            resized = resize_batch(run.batch.inputs, probe_size, size, run.batch.batch_axis)
+            probed, _ = split_output(model(move_inputs(resized, model_device(model))))
     except Exception as error:  # a model that only runs at one batch size cannot be probed
         return LayoutDecision(
             None,
@@ -120,7 +199,8 @@ def decide_layout(model: torch.nn.Module, run: ModelRun, declared: str | None) -
             f"T == N == {size} and the model failed on a batch of {probe_size} ({type(error).__name__}: {error})",
         )
     if probed.shape[0] == probe_size and probed.shape[1] != probe_size:
-        return LayoutDecision("NTC", "probe", f"T == N == {size}; a batch of {probe_size} moved axis 0")
+        decision = _time_or_classes(model, run, alphabet)
+        return LayoutDecision(decision.layout, "probe", f"T == N == {size}; a batch of {probe_size} moved axis 0; {decision.detail}")
     if probed.shape[1] == probe_size and probed.shape[0] != probe_size:
         return LayoutDecision("TNC", "probe", f"T == N == {size}; a batch of {probe_size} moved axis 1")
     return LayoutDecision(None, "undecided", f"T == N == {size} and a batch of {probe_size} gave {tuple(probed.shape)}")
@@ -151,7 +231,11 @@ def execution_order(model: torch.nn.Module, when: str = "pre") -> Iterator[list[
 
 def to_tnc(output: torch.Tensor, layout: str | None) -> torch.Tensor:
     """A (T, N, C) view; an undecided layout is read as TNC, F.ctc_loss's own."""
-    return output.transpose(0, 1) if layout == "NTC" else output
+    if layout == "NTC":
+        return output.transpose(0, 1)
+    if layout == "NCT":
+        return output.permute(2, 0, 1)
+    return output
 
 
 # ---------------------------------------------------------------- inputs the checks ask for
@@ -160,7 +244,7 @@ def to_tnc(output: torch.Tensor, layout: str | None) -> torch.Tensor:
 def _batches(context: Context) -> list[Batch]:
     """Read up to `scan_batches` batches; a loader that yields non-batches ends the command (exit 2)."""
     wanted = max(context.options.scan_batches, context.options.max_batches)
-    return list(iterate_batches(context.setup.loader, wanted))
+    return list(iterate_batches(context.setup.loader, wanted, getattr(context.setup, "batch_axis", None)))
 
 
 @provides("model_batches")
@@ -182,12 +266,12 @@ def _runs(context: Context) -> list[ModelRun]:
 
 @provides("layout")
 def _layout(context: Context) -> LayoutDecision:
-    return decide_layout(context.model, context.runs[0], context.setup.layout)
+    return decide_layout(context.model, context.runs[0], context.setup.layout, context.setup.alphabet)
 
 
 @provides("num_classes")
 def _num_classes(context: Context) -> int:
-    return int(context.runs[0].output.shape[-1])
+    return int(context.runs[0].output.shape[class_dim(context.layout.layout)])
 
 
 @provides("outputs")

@@ -104,6 +104,8 @@ class Prepared:
     """(N,) output lengths."""
     kind: str | None
     layout: str | None
+    returned: Any = None
+    """Exactly what `model(inputs)` returned (see `ModelRun.returned`): what the user's criterion is given."""
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,7 @@ def _ctc_batches(context: Context) -> PreparedBatches:
         if out_lengths.shape[0] != run.batch.size or bool((out_lengths < 0).any()) or bool((out_lengths > frames).any()):
             return PreparedBatches((), "output lengths do not fit the output tensor (CTC003)")
         log_probs = normalised_log_probs(tnc.detach().cpu(), kind)
-        items.append(Prepared(run.batch, run.output, log_probs, out_lengths.cpu(), kind, layout))
+        items.append(Prepared(run.batch, run.output, log_probs, out_lengths.cpu(), kind, layout, run.returned))
     return PreparedBatches(tuple(items))
 
 

@@ -198,7 +198,7 @@ def _run_overfit(setup, spec, options, on_progress, on_phase):
 
     from ctcdoctor.ctc import edit_distance
     from ctcdoctor.load.batches import normalise_batch, split_targets
-    from ctcdoctor.measure.model import move_inputs, to_tnc
+    from ctcdoctor.measure.model import class_dim, move_inputs, time_dim, to_tnc
 
     phase = on_phase or (lambda text: None)
     if options.steps < 1:
@@ -209,8 +209,8 @@ def _run_overfit(setup, spec, options, on_progress, on_phase):
 
     device = resolve_device(options.device)
     phase("taking the sample(s)")
-    raw, source = pick_samples(setup.loader, options.samples)
-    batch = normalise_batch(raw, 0, 0)
+    raw, source = pick_samples(setup.loader, options.samples, setup.batch_axis)
+    batch = normalise_batch(raw, 0, 0, setup.batch_axis)
     sequences, problems = split_targets(batch)
     blank = setup.blank
     torch.manual_seed(options.seed)
@@ -326,7 +326,7 @@ def _run_overfit(setup, spec, options, on_progress, on_phase):
     elif lengths is not None:
         out_lengths = lengths.to(device)
     else:
-        frames = output.shape[1] if layout == "NTC" else output.shape[0]
+        frames = output.shape[time_dim(layout)]
         out_lengths = torch.full((batch.size,), frames, dtype=torch.long, device=device)
         result.notes.append(f"output lengths unknown: every sample uses all {frames} frames")
     model_returns_lengths = returned is not None
@@ -416,7 +416,7 @@ def _run_overfit(setup, spec, options, on_progress, on_phase):
         final_blank = result.evaluations[-1].blank_ratio if result.evaluations else 0.0
         empty = bool(last_decodes) and all(len(d) == 0 for d in last_decodes) and any(target_lists)
         context = {
-            "blank_bias_gap": _blank_bias_gap(model, result.head, blank, int(output.shape[-1])),
+            "blank_bias_gap": _blank_bias_gap(model, result.head, blank, int(output.shape[class_dim(layout)])),
             "frozen_modules": frozen_modules,
         }
         explained = bool(collapse_causes(result, context)) or any(item.severity.value == "error" for item in findings)
