@@ -162,7 +162,7 @@ def wrong_softmax_axis(output_kinds: list[OutputKind], layout: LayoutDecision) -
     log-probabilities over the time axis, not over the classes.`
 
     **Fix.** Take `log_softmax(dim=-1)`: the class axis is last in both `(T, N, C)` and
-    `(N, T, C)`.
+    `(N, T, C)`; for an `(N, C, T)` output (a `Conv1d` head) it is `dim=1`.
     """
     for kind in output_kinds:
         if kind.wrong_axis:
@@ -175,7 +175,8 @@ def wrong_softmax_axis(output_kinds: list[OutputKind], layout: LayoutDecision) -
                     "CTC024",
                     f"the output is {what} over the {axis_name} axis, not over the classes: "
                     f"it sums to 1 along the {axis_name} axis of the (T, N, C) view.",
-                    "Take log_softmax(dim=-1): the class axis is the last one.",
+                    "Take log_softmax(dim=1): the class axis of an (N, C, T) output is the middle one."
+                    if layout.layout == "NCT" else "Take log_softmax(dim=-1): the class axis is the last one.",
                     {"axis": axis_name, "kind": kind.kind, "layout": layout.layout},
                 )
             ]

@@ -11,7 +11,8 @@ from ctcdoctor.cli import app
 from ctchelpers import ROOT
 
 BROKEN = sorted(path for path in (ROOT / "examples" / "broken").glob("*.py") if not path.name.startswith("_"))
-HEALTHY = [ROOT / "examples" / "ocr_crnn.py", ROOT / "examples" / "speech_ctc.py"]
+HEALTHY = [ROOT / "examples" / name for name in ("ocr_crnn.py", "speech_ctc.py", "speech_lstm_time_major.py",
+                                                "speech_conv1d_nct.py")]
 
 
 def expected_codes(path) -> set[str]:

@@ -163,7 +163,7 @@ def _candidates(item: Prepared, blank: int, num_classes: int, corrected: str) ->
         else:
             add("wrong_axis", "an output normalised over the time or batch axis, not the classes (CTC024), passed as it is",
                 lambda: per_sample_ctc(raw, targets, lengths, target_lengths, blank),
-                corrected.replace("output", "output.log_softmax(-1)", 1))
+                _corrected_call(blank, item.layout, "logits"))
     raw_lengths = batch.input_lengths.to(lengths.device, torch.long)
     frames = log_probs.shape[0]
     if not torch.equal(raw_lengths, lengths):

@@ -123,18 +123,6 @@ class LayoutDecision:
     detail: str
 
 
-def _normalised(output: torch.Tensor, dim: int) -> bool:
-    """99% of the finite slices along `dim` sum to one, as probabilities or as log-probabilities."""
-    values = output.detach().to("cpu", torch.float64)
-    if values.shape[dim] < 2 or values.numel() == 0:
-        return False
-    for totals in (values.sum(dim) - 1, torch.logsumexp(values, dim)):
-        judged = torch.isfinite(totals)
-        if bool(judged.any()) and float((totals[judged].abs() < 1e-3).double().mean()) >= 0.99:
-            return True
-    return False
-
-
 def _shorter_input(batch: Batch) -> Any | None:
     """The first sample's input cut to about half its length on the time axis, or None when there is none."""
     from ctcdoctor.load.batches import time_axis
@@ -147,24 +135,33 @@ def _shorter_input(batch: Batch) -> Any | None:
     return single.narrow(axis, 0, max(1, length // 2)) if length >= 2 else None
 
 
-def _time_or_classes(model: torch.nn.Module, run: ModelRun, alphabet: Any) -> LayoutDecision:
-    """A batch-first output `(N, A, B)`: which of A and B is time? Normalised over the last axis only: classes
-    last. Else cut the input in half and see which axis follows; else the alphabet's size; else NTC."""
+def _probe_time(model: torch.nn.Module, run: ModelRun) -> LayoutDecision | None:
+    """Cut the first sample's input in half and see which output axis follows: that one is time."""
     shape = tuple(run.output.shape)
-    if _normalised(run.output, 2) and not _normalised(run.output, 1):
-        return LayoutDecision("NTC", "shape", f"output {shape}: axis 0 has the batch size, the last axis sums to one")
     shorter = _shorter_input(run.batch)
-    if shorter is not None and shape[1] != shape[2]:
-        try:
-            with evaluating(model):
-                probed, _ = split_output(model(move_inputs(shorter, model_device(model))))
-        except Exception:
-            probed = None
-        if probed is not None and probed.shape[1] != shape[1] and probed.shape[2] == shape[2]:
-            return LayoutDecision("NTC", "probe", f"output {shape}: a shorter input shortened axis 1 ({probed.shape[1]})")
-        if probed is not None and probed.shape[2] != shape[2] and probed.shape[1] == shape[1]:
-            return LayoutDecision("NCT", "probe", f"output {shape}: a shorter input shortened axis 2 ({probed.shape[2]}), "
-                                  "so the classes are in the middle")
+    if shorter is None or shape[1] == shape[2]:
+        return None
+    try:
+        with evaluating(model):
+            probed, _ = split_output(model(move_inputs(shorter, model_device(model))))
+    except Exception:
+        return None
+    if probed.shape[1] != shape[1] and probed.shape[2] == shape[2]:
+        return LayoutDecision("NTC", "probe", f"output {shape}: a shorter input shortened axis 1 ({probed.shape[1]} frames)")
+    if probed.shape[2] != shape[2] and probed.shape[1] == shape[1]:
+        return LayoutDecision("NCT", "probe", f"output {shape}: a shorter input shortened axis 2 ({probed.shape[2]} frames), "
+                              "so the classes are in the middle")
+    return None
+
+
+def _time_or_classes(model: torch.nn.Module, run: ModelRun, alphabet: Any) -> LayoutDecision:
+    """A batch-first output `(N, A, B)`: which of A and B is time? The axis that follows a shorter input; else the
+    one that is not `len(alphabet) + 1`; else NTC, the common case (a model whose time axis cannot be probed and
+    that returns `(N, C, T)` needs `Setup.layout = "NCT"`)."""
+    probed = _probe_time(model, run)
+    if probed is not None:
+        return probed
+    shape = tuple(run.output.shape)
     classes = len(alphabet) + 1 if alphabet is not None else None
     if classes is not None and classes in shape[1:] and shape[1] != shape[2]:
         layout = "NTC" if shape[2] == classes else "NCT"

@@ -1,0 +1,142 @@
+"""CTC026: does a sample's output depend on the other samples of its batch?
+
+In eval mode it must not: every layer of a CTC model works per sample along the batch axis. The
+usual way it fails is a recurrent or attention layer that reads another axis as the batch (an
+`nn.LSTM` with its default `batch_first=False` fed `(N, T, F)` recurs over the samples, one
+sample's state flowing into the next). The measure: run a few samples of the first model batch
+alone, padded as they are in the batch, and compare with their slice of the batch output.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ctcdoctor.engine import Context, provides
+from ctcdoctor.load.batches import index_inputs, is_packed
+from ctcdoctor.measure.model import ModelRun, evaluating, model_device, move_inputs, split_output
+
+#: The largest difference allowed, relative to max(1, largest |value|) of the sample's output, by output dtype.
+TOLERANCE = {torch.float16: 2e-2, torch.bfloat16: 5e-2}
+DEFAULT_TOLERANCE = 1e-3
+#: How many samples (besides the first) are run alone.
+SAMPLES = 2
+#: Output axis of the samples, by layout.
+OUTPUT_BATCH_AXIS = {"TNC": 1, "NTC": 0, "NCT": 0}
+
+
+@dataclass(frozen=True)
+class SequenceLayer:
+    """A recurrent or attention layer and the input it got in the batch forward."""
+
+    name: str
+    kind: str
+    batch_first: bool
+    input_shape: tuple[int, ...]
+
+    def reads_samples_as_time(self, size: int) -> bool:
+        """Time-major (batch_first=False) but given the samples on axis 0: it mixes them."""
+        shape = self.input_shape
+        return not self.batch_first and len(shape) >= 2 and shape[0] == size and shape[1] != size
+
+
+@dataclass(frozen=True)
+class BatchIndependence:
+    batch: int = 0
+    batch_axis: int = 0
+    """The input axis that holds the samples."""
+    input_shape: tuple[int, ...] = ()
+    compared: tuple[int, ...] = ()
+    """Global indices of the samples run alone."""
+    differences: tuple[float, ...] = ()
+    """Largest |alone - inside the batch| per compared sample."""
+    scales: tuple[float, ...] = ()
+    tolerance: float = DEFAULT_TOLERANCE
+    layers: tuple[SequenceLayer, ...] = field(default=())
+    skipped: str | None = None
+
+    def mixed(self) -> list[int]:
+        """Positions (in `compared`) whose outputs disagree."""
+        return [i for i, (d, s) in enumerate(zip(self.differences, self.scales)) if not d <= self.tolerance * max(1.0, s)]
+
+
+@contextlib.contextmanager
+def sequence_layers(model: torch.nn.Module) -> Iterator[list[SequenceLayer]]:
+    """Record every RNN/LSTM/GRU and MultiheadAttention call (its batch_first and input shape) while the block runs."""
+    seen: list[SequenceLayer] = []
+    hooks = []
+
+    def hook(name: str):
+        def record(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any] | None = None) -> None:
+            first = args[0] if args else next(iter((kwargs or {}).values()), None)
+            if isinstance(first, torch.Tensor) and not is_packed(first):
+                seen.append(SequenceLayer(name, type(module).__name__, bool(getattr(module, "batch_first", False)),
+                                          tuple(first.shape)))
+        return record
+
+    for name, module in model.named_modules():
+        if isinstance(module, (torch.nn.RNNBase, torch.nn.MultiheadAttention)):
+            hooks.append(module.register_forward_pre_hook(hook(name), with_kwargs=True))
+    try:
+        yield seen
+    finally:
+        for handle in hooks:
+            handle.remove()
+
+
+def _chosen(size: int) -> list[int]:
+    """Samples other than the first (an RNN recurring over the batch gives sample 0 its own state): the last and
+    the middle one."""
+    return sorted({size - 1, size // 2} - {0})[:SAMPLES]
+
+
+def measure_independence(model: torch.nn.Module, run: ModelRun, layout: str | None) -> BatchIndependence:
+    batch = run.batch
+    size = batch.size
+    shape = tuple(getattr(batch.inputs, "shape", ()))
+    if size < 2:
+        return BatchIndependence(batch.index, batch.batch_axis, shape, skipped="the first batch holds one sample")
+    if layout not in OUTPUT_BATCH_AXIS:
+        return BatchIndependence(batch.index, batch.batch_axis, shape, skipped="the output layout is unknown (CTC022)")
+    out_axis = OUTPUT_BATCH_AXIS[layout]
+    device = model_device(model)
+    differences, scales, compared = [], [], []
+    for position in _chosen(size):
+        single = index_inputs(batch.inputs, torch.tensor([position]), size, batch.batch_axis)
+        try:
+            with evaluating(model):
+                alone, _ = split_output(model(move_inputs(single, device)))
+        except Exception as error:
+            return BatchIndependence(batch.index, batch.batch_axis, shape, skipped=f"the model cannot run one sample "
+                                     f"alone ({type(error).__name__}: {error})")
+        inside = run.output.narrow(out_axis, position, 1)
+        if tuple(alone.shape) != tuple(inside.shape):
+            continue  # a model whose output shape depends on the batch: nothing to compare frame by frame
+        alone64, inside64 = alone.detach().to("cpu", torch.float64), inside.detach().to("cpu", torch.float64)
+        finite = torch.isfinite(alone64) & torch.isfinite(inside64)
+        if not bool(finite.any()):
+            continue
+        differences.append(float((alone64 - inside64)[finite].abs().max()))
+        scales.append(float(inside64[finite].abs().max()))
+        compared.append(batch.first_sample + position)
+    if not compared:
+        return BatchIndependence(batch.index, batch.batch_axis, shape, skipped="a sample alone gives an output of "
+                                 "another shape than its slice of the batch output")
+    tolerance = TOLERANCE.get(run.output.dtype, DEFAULT_TOLERANCE)
+    result = BatchIndependence(batch.index, batch.batch_axis, shape, tuple(compared), tuple(differences), tuple(scales),
+                               tolerance)
+    if not result.mixed():
+        return result
+    # Only now pay for another forward pass of the batch: to name the layers that read the batch as time.
+    with evaluating(model), sequence_layers(model) as layers:
+        model(move_inputs(batch.inputs, device))
+    return dataclasses.replace(result, layers=tuple(layers))
+
+
+@provides("batch_independence")
+def _batch_independence(context: Context) -> BatchIndependence:
+    return measure_independence(context.model, context.runs[0], context.layout.layout)
