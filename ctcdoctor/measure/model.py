@@ -139,7 +139,7 @@ def _probe_time(model: torch.nn.Module, run: ModelRun) -> LayoutDecision | None:
     """Cut the first sample's input in half and see which output axis follows: that one is time."""
     shape = tuple(run.output.shape)
     shorter = _shorter_input(run.batch)
-    if shorter is None or shape[1] == shape[2]:
+    if shorter is None:
         return None
     try:
         with evaluating(model):
