@@ -31,6 +31,9 @@ class LayerGradient:
     """Trainable parameters whose gradient is None."""
     zero_grad: tuple[str, ...] = ()
     """Trainable parameters whose gradient is exactly zero everywhere."""
+    ran: bool = True
+    """The module's forward ran in the backward pass's forward. One that did not (skipped by layerdrop, built and
+    never called, or whose weight another module reads) is left out of CTC061-CTC063: no gradient is expected."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,9 @@ class Gradients:
 
     @property
     def with_grad(self) -> list[LayerGradient]:
-        return [layer for layer in self.layers if layer.grad_norm is not None and math.isfinite(layer.grad_norm) and layer.grad_norm > 0]
+        """Layers that ran and received a finite, non-zero gradient, in execution order."""
+        return [layer for layer in self.layers
+                if layer.ran and layer.grad_norm is not None and math.isfinite(layer.grad_norm) and layer.grad_norm > 0]
 
     def first_last_ratio(self) -> float | None:
         """Gradient norm of the first layer over that of the last (in execution order)."""
@@ -65,7 +70,7 @@ class Gradients:
             if layer.nonfinite:
                 grad = "nan/inf"
             elif layer.grad_norm is None:
-                grad = "none"
+                grad = "none" if layer.ran else "not run"
             else:
                 grad = f"{layer.grad_norm:.3g}"
             ratio = (
@@ -78,7 +83,7 @@ class Gradients:
     def evidence_layers(self) -> list[dict[str, Any]]:
         return [
             {"layer": layer.name, "type": layer.kind, "params": layer.trainable, "grad_norm": layer.grad_norm,
-             "weight_norm": layer.weight_norm}
+             "weight_norm": layer.weight_norm, **({} if layer.ran else {"ran": False})}
             for layer in self.layers if layer.trainable
         ]
 
@@ -157,9 +162,12 @@ def layer_gradients(model: torch.nn.Module, call_order: tuple[str, ...] = ()) ->
         norm = math.sqrt(squared) if seen and not math.isnan(squared) else (float("nan") if nonfinite else None)
         if norm is not None and math.isfinite(norm):
             total += norm * norm
+        ran = not order or name in order  # no record at all (hooks bypassed): judge every module
+        if not ran:
+            no_grad, zero_grad = [], []  # nothing ran through it: no gradient is what it should get
         layers.append(LayerGradient(
             name or "(model)", type(module).__name__, sum(p.numel() for _, p in parameters), trainable, norm,
-            math.sqrt(weight_squared), tuple(nonfinite), tuple(no_grad), tuple(zero_grad)))
+            math.sqrt(weight_squared), tuple(nonfinite), tuple(no_grad), tuple(zero_grad), ran))
     return tuple(layers), math.sqrt(total)
 
 
