@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 @check("CTC020", "error", "model output is probabilities, not log-probabilities")
-def probabilities_output(output_kinds: list[OutputKind]) -> list[Finding]:
+def probabilities_output(output_kinds: list[OutputKind], criterion_audit: CriterionAudits) -> list[Finding]:
     """
     **What it checks.** Whether the model's output lies in [0, 1] and sums to 1 over the
     class axis: `softmax` was applied where CTC needs `log_softmax`.
@@ -27,18 +27,35 @@ def probabilities_output(output_kinds: list[OutputKind]) -> list[Finding]:
     **Example.** `x = self.fc(x).softmax(-1)`: `error CTC020 the output lies in [0.0003, 0.98]
     and sums to 1 over the classes: these are probabilities.`
 
+    When `Setup.criterion` takes the `log` itself (its value equals reference CTC on
+    `log(output)`), training is correct and the finding is a warning: `log` of a softmax
+    underflows to `-inf` once the model is confident (a probability below 1e-45 in float32).
+
     **Fix.** End the model with `log_softmax(dim=-1)` (or return logits and apply
     `log_softmax` in the loss). Never take `log` of a softmax: it underflows to `-inf`.
     """
     for kind in output_kinds:
         if kind.kind == "probs" and kind.axis == 2:
+            evidence = {"min": kind.min, "max": kind.max}
+            if _criterion_normalises(criterion_audit):
+                return [finding(
+                    "CTC020",
+                    f"the output lies in [{kind.min:.3g}, {kind.max:.3g}] and sums to 1 over the class axis: these are "
+                    "probabilities. Your criterion takes their log (it matches reference CTC), so training is right, but "
+                    "log(softmax) underflows to -inf for classes the model becomes sure are absent, and the loss turns inf.",
+                    "Return log_softmax(dim=-1) from the model (or logits, with log_softmax in the loss) and drop the log "
+                    "in the criterion.",
+                    {**evidence, "criterion_takes_log": True},
+                    severity="warning",
+                    title="model output is probabilities; the criterion takes their log",
+                )]
             return [
                 finding(
                     "CTC020",
                     f"the output lies in [{kind.min:.3g}, {kind.max:.3g}] and sums to 1 over the class axis: "
                     "these are probabilities, and F.ctc_loss expects log-probabilities.",
                     "Replace softmax with log_softmax(dim=-1) at the head (or apply log_softmax to logits in the loss).",
-                    {"min": kind.min, "max": kind.max},
+                    evidence,
                 )
             ]
     return []
