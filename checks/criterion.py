@@ -10,6 +10,7 @@ from ctcdoctor.render.phrases import listing, plural
 if TYPE_CHECKING:  # pragma: no cover
     from ctcdoctor.findings import Finding
     from ctcdoctor.measure.criterion import CriterionAudits
+    from ctcdoctor.measure.vocabulary import Vocabulary
     from ctcdoctor.protocol import Setup
 
 MISTAKE_WORDS = {
@@ -34,7 +35,7 @@ def _value(value) -> str:
 
 
 @check("CTC030", "error", "the criterion disagrees with reference CTC")
-def criterion_disagrees(criterion_audit: CriterionAudits, setup: Setup) -> list[Finding]:
+def criterion_disagrees(criterion_audit: CriterionAudits, setup: Setup, vocabulary: Vocabulary | None = None) -> list[Finding]:
     """
     **What it checks.** When `Setup.criterion` is given, ctcdoctor calls
     `criterion(output, batch)` on the model's output for each model batch and compares it
@@ -81,7 +82,7 @@ def criterion_disagrees(criterion_audit: CriterionAudits, setup: Setup) -> list[
             continue
         if audit.zero_infinity and audit.mistake is None:
             continue  # zero_infinity hiding infeasible samples: CTC031
-        return [_finding(audit, setup)]
+        return [_finding(audit, setup, vocabulary)]
     return []
 
 
@@ -91,10 +92,13 @@ def _call(prefix: str, corrected: str) -> str:
     return f"{prefix} {call.rstrip()}" + (f" ({note.strip()})" if note else "") + "."
 
 
-def _wrong_blank(audit, where: str, user: str, reference: str, evidence: dict):
-    """CTC030 for a criterion that uses another blank index: name both, and say which side is likely wrong."""
+def _wrong_blank(audit, where: str, user: str, reference: str, evidence: dict, vocabulary: Vocabulary | None = None):
+    """CTC030 for a criterion that uses another blank index: name both (with their tokens when a tokenizer is
+    given), and say which side is likely wrong."""
     details = audit.details
     other, blank = details.get("criterion_blank"), details.get("setup_blank")
+    if vocabulary is not None and vocabulary.tokens:
+        return _wrong_blank_tokens(audit, where, user, reference, evidence, vocabulary)
     how = f"recomputing CTC with blank={other}" + (f", {_reduction_short(audit.reduction)}" if audit.reduction != "mean" else "")
     how += " with zero_infinity=True" if audit.zero_infinity else ""
     message = (
@@ -122,7 +126,25 @@ def _wrong_blank(audit, where: str, user: str, reference: str, evidence: dict):
     return finding("CTC030", message, hint, evidence)
 
 
-def _finding(audit, setup):
+def _wrong_blank_tokens(audit, where: str, user: str, reference: str, evidence: dict, vocabulary: Vocabulary):
+    """The wrong-blank finding in the tokenizer's words: the blank must be its pad token."""
+    other, blank = int(audit.details["criterion_blank"]), int(audit.details["setup_blank"])
+    pad = vocabulary.pad_id
+    message = (f"{where}: the criterion gives {user} but reference CTC with the blank {vocabulary.name(blank)} gives "
+               f"{reference}: the loss uses {vocabulary.name(other)} as its blank (recomputing CTC that way reproduces "
+               f"{_value(audit.explained_value)}).")
+    if pad is not None:
+        message += f" The tokenizer pads (and its decoder drops) {vocabulary.name(pad)}."
+    right = pad if pad in (blank, other) else blank
+    if right == other:
+        hint = f"The loss is right, ctcdoctor was told the wrong blank: {vocabulary.set_blank(other)}."
+    else:
+        hint = _call(f"Call the loss with blank={right} ({vocabulary.name(right)}):", audit.corrected)
+    evidence.update({"criterion_blank": other, "setup_blank": blank, "tokenizer_pad_id": pad})
+    return finding("CTC030", message, hint, evidence)
+
+
+def _finding(audit, setup, vocabulary=None):
     where = f"batch {audit.batch}"
     reference = _value(audit.reference)
     evidence = {
@@ -177,7 +199,7 @@ def _finding(audit, setup):
             title="the criterion reduces the batch differently from reference CTC",
         )
     if audit.mistake == "wrong_blank" and audit.details:
-        return _wrong_blank(audit, where, user, reference, evidence)
+        return _wrong_blank(audit, where, user, reference, evidence, vocabulary)
     reduction = "" if audit.reduction == "mean" else f', {_reduction_short(audit.reduction)}'
     return finding(
         "CTC030",

@@ -9,6 +9,7 @@ from ctcdoctor.render.phrases import listing, plural
 if TYPE_CHECKING:  # pragma: no cover
     from ctcdoctor.findings import Finding
     from ctcdoctor.load.batches import TargetTable
+    from ctcdoctor.measure.vocabulary import ClassCount, Vocabulary
     from ctcdoctor.protocol import Alphabet
 
 
@@ -17,7 +18,9 @@ def _samples_with(mask) -> list[int]:
 
 
 @check("CTC010", "error", "a target index lies outside [0, C)")
-def label_out_of_range(targets: TargetTable, num_classes: int) -> list[Finding]:
+def label_out_of_range(
+    targets: TargetTable, num_classes: int, class_count: ClassCount | None = None, vocabulary: Vocabulary | None = None
+) -> list[Finding]:
     """
     **What it checks.** Every label (within its `target_length`) is a class index the model
     can output: `0 <= label < C`, where `C` is the size of the model's class axis.
@@ -30,7 +33,9 @@ def label_out_of_range(targets: TargetTable, num_classes: int) -> list[Finding]:
     has 26 outputs: `error CTC010 12 labels in 12 samples lie outside [0, 26): largest 26.`
 
     **Fix.** Make the final layer output `len(alphabet) + 1` classes (one for the blank), or
-    fix the encoder; exclude padding from `target_lengths`.
+    fix the encoder; exclude padding from `target_lengths`. The class count the hint gives is
+    the one CTC014 gives: the largest of `len(alphabet) + 1`, `len(tokenizer)` and the
+    largest label + 1.
     """
     values = targets.labels
     outside = targets.mask & ((values < 0) | (values >= num_classes))
@@ -45,15 +50,17 @@ def label_out_of_range(targets: TargetTable, num_classes: int) -> list[Finding]:
         parts.append(f"largest {largest}")
     if smallest < 0:
         parts.append(f"smallest {smallest}")
+    needed, reasons = _needed(class_count, largest + 1)
+    set_classes = vocabulary.set_classes if vocabulary is not None else _final_layer
     if largest == num_classes:
         hint = (
             f"The top label equals C = {num_classes}: the output layer has no slot for it, usually a forgotten blank slot. "
-            f"Make the final layer output {num_classes + 1} classes (alphabet + blank)."
+            f"{_capital(set_classes(needed))} ({reasons})."
         )
     elif smallest < 0:
         hint = "Negative labels are usually padding counted inside target_lengths: pass the true lengths, or pad with a valid index."
     else:
-        hint = f"Encode labels into 0..{num_classes - 1}, or give the final layer {largest + 1} or more classes."
+        hint = f"Encode labels into 0..{num_classes - 1}, or {set_classes(needed)} ({reasons})."
     return [
         finding(
             "CTC010",
@@ -66,7 +73,7 @@ def label_out_of_range(targets: TargetTable, num_classes: int) -> list[Finding]:
 
 
 @check("CTC011", "error", "a target contains the blank index")
-def blank_in_targets(targets: TargetTable, blank: int, alphabet: Alphabet) -> list[Finding]:
+def blank_in_targets(targets: TargetTable, blank: int, alphabet: Alphabet, vocabulary: Vocabulary | None = None) -> list[Finding]:
     """
     **What it checks.** No label (within its `target_length`) equals `Setup.blank`.
 
@@ -87,7 +94,9 @@ def blank_in_targets(targets: TargetTable, blank: int, alphabet: Alphabet) -> li
     samples = _samples_with(is_blank)
     used = set(targets.labels[targets.mask].tolist())
     last = len(alphabet) if alphabet is not None else None
-    if blank == 0 and last is not None and last not in used:
+    if vocabulary is not None and vocabulary.tokens:
+        hint = _blank_hint_with_tokens(vocabulary, blank, used)
+    elif blank == 0 and last is not None and last not in used:
         # Labels 0..len(alphabet)-1 with the last class free: the loss most likely uses blank=len(alphabet).
         hint = (
             f"If your loss uses blank={last} (the last class, never used by the labels), set Setup.blank = {last}; "
@@ -100,15 +109,45 @@ def blank_in_targets(targets: TargetTable, blank: int, alphabet: Alphabet) -> li
         )
     else:
         hint = f"Encode characters so none maps to {blank}, or set Setup.blank (and your loss's blank=) to the index you reserved."
+    blank_name = f" ({vocabulary.tokens[blank]!r})" if vocabulary is not None and blank in vocabulary.tokens else ""
     return [
         finding(
             "CTC011",
-            f"the blank index {blank} appears {plural(count, 'time')} in {len(samples)} of {targets.size} samples "
+            f"the blank index {blank}{blank_name} appears {plural(count, 'time')} in {len(samples)} of {targets.size} samples "
             f"(samples {listing(samples)}).",
             hint,
             {"blank": blank, "count": count, "samples": samples[:20]},
         )
     ]
+
+
+def _final_layer(count: int) -> str:
+    return f"make the final layer output {count} classes"
+
+
+def _needed(class_count: ClassCount | None, fallback: int) -> tuple[int, str]:
+    """The one class count CTC010 and CTC014 advise, and why (see measure/vocabulary.py)."""
+    if class_count is None:
+        return fallback, f"{fallback} needed"
+    return class_count.needed, ", ".join(class_count.reasons)
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _blank_hint_with_tokens(vocabulary: Vocabulary, blank: int, used: set[int]) -> str:
+    """CTC011's fix in the tokenizer's words: the blank is its pad token (never "the last class", which may be `</s>`)."""
+    pad = vocabulary.pad_id
+    if pad is not None and pad != blank:
+        unused = "" if pad in used else ", which no label uses"
+        return (f"The tokenizer pads with {vocabulary.pad_token!r} (id {pad}){unused}: make it the blank: "
+                f"{vocabulary.set_blank(pad)}.")
+    if pad == blank:
+        return (f"The labels hold the pad token {vocabulary.pad_token!r} (id {pad}), which is the blank: pad labels with "
+                "-100 (or count only real labels in target_lengths), never with the pad id.")
+    return (f"Give the tokenizer a pad token that no transcript uses and make its id the blank "
+            f"({vocabulary.set_blank(len(vocabulary.tokens))} after adding it).")
 
 
 @check("CTC012", "error", "target_lengths inconsistent with targets")
@@ -169,7 +208,9 @@ def empty_targets(targets: TargetTable) -> list[Finding]:
 
 
 @check("CTC014", "error", "class count differs from len(alphabet) + 1")
-def class_count_mismatch(num_classes: int, alphabet: Alphabet) -> list[Finding]:
+def class_count_mismatch(
+    num_classes: int, alphabet: Alphabet, class_count: ClassCount | None = None, vocabulary: Vocabulary | None = None
+) -> list[Finding]:
     """
     **What it checks.** When `Setup.alphabet` is given, the model's class axis has
     `len(alphabet) + 1` entries: one per symbol plus the blank.
@@ -189,15 +230,22 @@ def class_count_mismatch(num_classes: int, alphabet: Alphabet) -> list[Finding]:
     expected = len(alphabet) + 1
     if num_classes == expected:
         return []
-    if num_classes == len(alphabet):
-        hint = f"The blank slot is missing: make the final layer output {expected} classes (nn.Linear(hidden, len(alphabet) + 1))."
+    needed, reasons = _needed(class_count, expected)
+    set_classes = vocabulary.set_classes if vocabulary is not None else _final_layer
+    if needed != expected:
+        # The labels (or the tokenizer) need more classes than the alphabet has: the alphabet is not the encoder's.
+        hint = (f"{_capital(set_classes(needed))} ({reasons}), and pass the alphabet your encoder really uses "
+                f"(len(alphabet) + 1 = {expected} is too few).")
+    elif num_classes == len(alphabet):
+        hint = f"The blank slot is missing: {set_classes(expected)} (nn.Linear(hidden, len(alphabet) + 1))."
     else:
-        hint = f"Make the final layer output len(alphabet) + 1 = {expected} classes, or pass the alphabet your encoder really uses."
+        hint = f"{_capital(set_classes(expected))} (len(alphabet) + 1), or pass the alphabet your encoder really uses."
     return [
         finding(
             "CTC014",
             f"the model outputs {num_classes} classes but the alphabet has {len(alphabet)} symbols (+1 blank = {expected}).",
             hint,
-            {"num_classes": num_classes, "alphabet_size": len(alphabet), "expected": expected},
+            {"num_classes": num_classes, "alphabet_size": len(alphabet), "expected": expected,
+             **({"needed": needed} if needed != expected else {})},
         )
     ]

@@ -2,6 +2,7 @@
 mistake (swapped lengths, layout, wrong blank, probabilities, raw logits, reduction) reproduces it."""
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -86,7 +87,7 @@ def as_returned(item: Prepared, output: torch.Tensor) -> Any:
     if returned is None or isinstance(returned, torch.Tensor):
         return output
     if isinstance(returned, (tuple, list)) and len(returned) == 2 and not hasattr(returned, "logits"):
-        return type(returned)((output, returned[1]))
+        return [output, returned[1]] if isinstance(returned, list) else (output, returned[1])
     return returned
 
 
@@ -117,7 +118,7 @@ def _corrected_call(blank: int, layout: str | None, kind: str | None, reduction:
     return call
 
 
-def _candidates(item: Prepared, blank: int, num_classes: int, corrected: str) -> list[Candidate]:
+def _candidates(item: Prepared, blank: int, num_classes: int, corrected: str, extra_blanks: tuple[int, ...] = ()) -> list[Candidate]:
     log_probs, targets, batch = item.log_probs, item.batch.targets, item.batch
     lengths, target_lengths = item.lengths, batch.target_lengths
     found: list[Candidate] = []
@@ -147,12 +148,14 @@ def _candidates(item: Prepared, blank: int, num_classes: int, corrected: str) ->
         add("layout", "the time-first (T, N, C) output transposed to (N, T, C) before the loss",
             lambda: per_sample_ctc(log_probs.transpose(0, 1), targets, lengths, target_lengths, blank),
             corrected + "  # the output is already (T, N, C): drop the transpose")
-    other = num_classes - 1 if blank == 0 else 0
     used = _target_classes(batch)
-    add("wrong_blank", f"the loss uses blank={other} while Setup.blank is {blank}",
-        lambda: per_sample_ctc(log_probs, targets, lengths, target_lengths, other), corrected,
-        {"criterion_blank": other, "setup_blank": blank, "targets_use_criterion_blank": other in used,
-         "targets_use_setup_blank": blank in used})
+    # The other end of the classes, and the tokenizer's pad id when there is one (the blank its decoder drops).
+    others = dict.fromkeys([num_classes - 1 if blank == 0 else 0, *extra_blanks])
+    for other in [value for value in others if value != blank and 0 <= value < num_classes]:
+        add("wrong_blank", f"the loss uses blank={other} while Setup.blank is {blank}",
+            functools.partial(per_sample_ctc, log_probs, targets, lengths, target_lengths, other), corrected,
+            {"criterion_blank": other, "setup_blank": blank, "targets_use_criterion_blank": other in used,
+             "targets_use_setup_blank": blank in used})
     add("probabilities", "probabilities (softmax) passed where log-probabilities are needed",
         lambda: per_sample_ctc(log_probs.exp(), targets, lengths, target_lengths, blank), corrected)
     if item.kind in ("logits", "wrong_axis"):
@@ -208,8 +211,10 @@ def _explain_error(error: str, item: Prepared) -> tuple[str, str] | None:
     return None
 
 
-def audit_criterion(criterion: Callable[..., Any], item: Prepared, blank: int, num_classes: int) -> CriterionAudit:
-    """The user's criterion on one prepared batch against reference CTC, and the mistake that explains a difference."""
+def audit_criterion(criterion: Callable[..., Any], item: Prepared, blank: int, num_classes: int,
+                    extra_blanks: tuple[int, ...] = ()) -> CriterionAudit:
+    """The user's criterion on one prepared batch against reference CTC, and the mistake that explains a difference.
+    `extra_blanks`: blank indices the criterion may use besides the other end of the classes (a tokenizer's pad id)."""
     batch = item.batch
     target_lengths = batch.target_lengths
     reference = _call_ctc(lambda: per_sample_ctc(item.log_probs, batch.targets, item.lengths, target_lengths, blank))
@@ -233,12 +238,12 @@ def audit_criterion(criterion: Callable[..., Any], item: Prepared, blank: int, n
         return _audit_raised(criterion, item, error, blank, corrected, common)
     assert user is not None
     if user.numel() == batch.size and batch.size != 1:
-        return _audit_per_sample(user, reference, item, blank, num_classes, corrected, common)
+        return _audit_per_sample(user, reference, item, blank, num_classes, corrected, common, extra_blanks)
     if user.numel() != 1:
         return CriterionAudit(user=None, user_error=f"the criterion returned {user.numel()} values for a batch of {batch.size}; "
                               "return one scalar", agrees=False, mistake="raises",
                               variant="returned a tensor that is neither a scalar nor one value per sample", corrected=corrected, **common)
-    return _audit_scalar(float(user), reference, item, blank, num_classes, corrected, common)
+    return _audit_scalar(float(user), reference, item, blank, num_classes, corrected, common, extra_blanks)
 
 
 def _audit_raised(criterion: Callable[..., Any], item: Prepared, error: str, blank: int, corrected: str,
@@ -261,12 +266,12 @@ def _audit_raised(criterion: Callable[..., Any], item: Prepared, error: str, bla
 
 
 def _audit_per_sample(user: torch.Tensor, reference: torch.Tensor, item: Prepared, blank: int, num_classes: int,
-                      corrected: str, common: dict[str, Any]) -> CriterionAudit:
+                      corrected: str, common: dict[str, Any], extra_blanks: tuple[int, ...] = ()) -> CriterionAudit:
     """reduction="none": compare sample by sample."""
     mean = float(user.mean())
     if all(close(float(u), float(r)) for u, r in zip(user, reference)):
         return CriterionAudit(user=mean, user_error=None, agrees=True, mistake=None, reduction="none", **common)
-    for candidate in _candidates(item, blank, num_classes, corrected):
+    for candidate in _candidates(item, blank, num_classes, corrected, extra_blanks):
         if all(close(float(u), float(c)) for u, c in zip(user, candidate.per_sample)):
             return CriterionAudit(user=mean, user_error=None, agrees=False, mistake=candidate.mistake,
                                   variant=candidate.variant, reduction="none", corrected=candidate.corrected,
@@ -275,7 +280,7 @@ def _audit_per_sample(user: torch.Tensor, reference: torch.Tensor, item: Prepare
 
 
 def _audit_scalar(value: float, reference: torch.Tensor, item: Prepared, blank: int, num_classes: int,
-                  corrected: str, common: dict[str, Any]) -> CriterionAudit:
+                  corrected: str, common: dict[str, Any], extra_blanks: tuple[int, ...] = ()) -> CriterionAudit:
     """One value: the reference under each reduction first, then each known mistake under each reduction."""
     target_lengths = item.batch.target_lengths
     for zero_infinity in (False, True):
@@ -286,7 +291,7 @@ def _audit_scalar(value: float, reference: torch.Tensor, item: Prepared, blank: 
                     user=value, user_error=None, agrees=how == "mean" and not zero_infinity,
                     mistake=None if how == "mean" else "reduction", variant="" if how == "mean" else _reduction_words(how),
                     reduction=how, zero_infinity=zero_infinity, explained_value=explained, corrected=corrected, **common)
-    for candidate in _candidates(item, blank, num_classes, corrected):
+    for candidate in _candidates(item, blank, num_classes, corrected, extra_blanks):
         for zero_infinity in (False, True):
             for how in REDUCTIONS:
                 explained = reduce_losses(candidate.per_sample, target_lengths, how, zero_infinity)
@@ -318,8 +323,11 @@ def _criterion_audit(context: Context) -> CriterionAudits:
         return CriterionAudits((), prepared.skipped)
     # Eval mode: a criterion that runs the model itself (a Hugging Face model's own loss) must not see dropout or
     # SpecAugment noise, which would read as a mismatch with reference CTC.
+    pad = context.vocabulary.pad_id
+    extra = () if pad is None else (pad,)
     with evaluating(context.setup.model):
-        audits = tuple(audit_criterion(criterion, item, context.setup.blank, context.num_classes) for item in prepared.items)
+        audits = tuple(audit_criterion(criterion, item, context.setup.blank, context.num_classes, extra)
+                       for item in prepared.items)
     return CriterionAudits(audits)
 
 

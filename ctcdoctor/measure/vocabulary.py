@@ -1,0 +1,90 @@
+"""The user's vocabulary, so that advice names their tokens and their settings: the tokenizer's token per class
+id and pad id, where the blank is set (`Setup.blank`, or `config.pad_token_id` for a Hugging Face model), and the
+one class count that CTC010 and CTC014 both advise."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ctcdoctor.engine import Context, provides
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    tokens: dict[int, str]
+    """Token of each class id, from the tokenizer (empty without one)."""
+    pad_id: int | None = None
+    """The tokenizer's pad id: the blank a Hugging Face CTC set-up should use."""
+    pad_token: str | None = None
+    blank_setting: str = "Setup.blank"
+    """Where the user sets the blank."""
+    classes_setting: str = "the final layer"
+    """What decides the class count."""
+
+    def name(self, index: int) -> str:
+        """`class 14 ('[PAD]')`, or `class 14` without a tokenizer."""
+        token = self.tokens.get(index)
+        return f"class {index} ({token!r})" if token is not None else f"class {index}"
+
+    def set_blank(self, index: int) -> str:
+        """The imperative that makes `index` the blank, in the user's own setting."""
+        if self.blank_setting == "config.pad_token_id":
+            return f"load the model with pad_token_id={index} (from_pretrained(..., pad_token_id=tokenizer.pad_token_id))"
+        return f"set Setup.blank = {index}"
+
+    def set_classes(self, count: int) -> str:
+        """The imperative that gives the model `count` output classes."""
+        if self.classes_setting == "config.vocab_size":
+            return f"load the model with vocab_size={count} (from_pretrained(..., vocab_size=len(tokenizer)))"
+        return f"make the final layer output {count} classes"
+
+
+def _tokenizer(setup: Any) -> Any:
+    from ctcdoctor.frameworks.hf_facts import split_processor
+
+    tokenizer, _ = split_processor(getattr(setup, "tokenizer", None), getattr(setup, "processor", None))
+    return tokenizer if tokenizer is not None and hasattr(tokenizer, "get_vocab") else None
+
+
+@provides("vocabulary")
+def _vocabulary(context: Context) -> Vocabulary:
+    from ctcdoctor.frameworks.hf_model import HFCTCModel
+
+    setup = context.setup
+    tokenizer = _tokenizer(setup)
+    hugging_face = isinstance(setup.model, HFCTCModel)
+    blank_setting = "config.pad_token_id" if hugging_face else "Setup.blank"
+    classes_setting = "config.vocab_size" if hugging_face else "the final layer"
+    if tokenizer is None:
+        return Vocabulary({}, blank_setting=blank_setting, classes_setting=classes_setting)
+    tokens = {int(index): str(token) for token, index in tokenizer.get_vocab().items()}
+    pad_id = getattr(tokenizer, "pad_token_id", None)
+    return Vocabulary(tokens, int(pad_id) if pad_id is not None else None, getattr(tokenizer, "pad_token", None),
+                      blank_setting, classes_setting)
+
+
+@dataclass(frozen=True)
+class ClassCount:
+    """How many output classes the set-up needs: the largest of what each source asks for."""
+
+    needed: int
+    reasons: tuple[str, ...]
+    """Each source, in words: "len(alphabet) + 1 = 27", "labels up to 28 need 29"."""
+
+
+@provides("class_count")
+def _class_count(context: Context) -> ClassCount:
+    """The one number CTC010 and CTC014 advise: max(len(alphabet) + 1, len(tokenizer), largest label + 1, blank + 1)."""
+    setup, targets = context.setup, context.targets
+    asks: list[tuple[int, str]] = [(setup.blank + 1, f"the blank {setup.blank} needs {setup.blank + 1}")]
+    if setup.alphabet is not None:
+        asks.append((len(setup.alphabet) + 1, f"len(alphabet) + 1 = {len(setup.alphabet) + 1}"))
+    tokenizer = _tokenizer(setup)
+    if tokenizer is not None:
+        asks.append((len(tokenizer), f"len(tokenizer) = {len(tokenizer)}"))
+    labels = targets.labels[targets.mask]
+    if labels.numel():
+        top = int(labels.max())
+        asks.append((top + 1, f"labels up to {top} need {top + 1}"))
+    needed = max(count for count, _ in asks)
+    return ClassCount(needed, tuple(words for count, words in asks if count == needed))
