@@ -1,0 +1,193 @@
+"""`CTCDoctorCallback`: run `ctcdoctor check` when a Hugging Face `Trainer` starts, and stop a broken run.
+
+    from ctcdoctor.integrations.transformers import CTCDoctorCallback
+
+    trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=collator,
+                      processing_class=processor, callbacks=[CTCDoctorCallback()])
+    trainer.train()
+
+At `on_train_begin` the callback checks the trainer's model (a transformers `*ForCTC` model, read through
+ctcdoctor's Hugging Face conventions) on the first batches of the train data (the train dataloader's own data
+set and collator, in data set order, on a loader of its own: the trainer's loader, its sampler and the random
+state are left untouched), prints the report, writes the JSON report (`ctcdoctor_check.json` in
+`args.output_dir`, or `report_path`), and sets `control.should_training_stop` when a finding reaches `stop_on`.
+`Trainer` reads that flag after each optimizer step, so a stopped run ends after its first step.
+
+Under several processes (torchrun, accelerate) the check runs once, on the process of rank 0; its decision is
+broadcast, so that every rank stops together (or none does). A set-up ctcdoctor cannot check (a model without
+a CTC head, batches it cannot read) is reported and training goes on.
+
+This module imports transformers at import time: import it only where you use the callback.
+"""
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+try:
+    from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+except ImportError as error:  # pragma: no cover - exercised in a subprocess without transformers
+    raise ImportError(
+        f"ctcdoctor.integrations.transformers needs transformers, which cannot be imported ({error}). "
+        "Install the Hugging Face extra: pip install 'ctcdoctor[hf]'"
+    ) from error
+
+from ctcdoctor.findings import Report, Severity
+
+__all__ = ["CTCDoctorCallback", "REPORT_NAME"]
+
+#: The JSON report's file name in `args.output_dir`.
+REPORT_NAME = "ctcdoctor_check.json"
+#: `stop_on` values: the lowest severity that stops training (None never stops).
+STOP_LEVELS = ("error", "warning", "info")
+
+
+def check_loader(train_dataloader: Any, batch_size: int) -> Any:
+    """A plain loader over the train dataloader's data set and collate function, in data set order.
+
+    Iterating the trainer's own loader would move its sampler's random state and, under accelerate, start a
+    collective that the other ranks are not in; this loader does neither."""
+    from torch.utils.data import DataLoader, IterableDataset
+
+    dataset = getattr(train_dataloader, "dataset", None)
+    if dataset is None:
+        return train_dataloader  # any iterable of batches: read it as it is
+    size = getattr(train_dataloader, "batch_size", None) or batch_size
+    shuffle = False if isinstance(dataset, IterableDataset) else None
+    return DataLoader(dataset, batch_size=size, shuffle=shuffle, collate_fn=getattr(train_dataloader, "collate_fn", None))
+
+
+def share_decision(decision: dict[str, Any] | None) -> dict[str, Any]:
+    """Rank 0's decision on every rank (a no-op in a single process)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        box = [decision]
+        dist.broadcast_object_list(box, src=0)
+        decision = box[0]
+    return decision or {"stop": False}
+
+
+class CTCDoctorCallback(TrainerCallback):
+    """Check the set-up when training begins; stop the run when a finding reaches `stop_on`.
+
+    Args:
+        stop_on: "error" (default), "warning" or "info": the lowest severity that stops training; None reports
+            and never stops.
+        report_path: where the JSON report goes (default `args.output_dir / "ctcdoctor_check.json"`).
+        every: checks during training every this many steps (kept for the training monitor; the start-of-training
+            check does not use it).
+        max_batches: batches the model runs on; scan_batches: batches the label and length checks read.
+        select, ignore: finding codes or prefixes, as `ctcdoctor check --select/--ignore`.
+        print_report: print the report on the rank-0 process's stdout.
+    """
+
+    def __init__(
+        self,
+        *,
+        stop_on: str | None = "error",
+        report_path: str | Path | None = None,
+        every: int | None = None,
+        max_batches: int = 2,
+        scan_batches: int = 8,
+        select: Sequence[str] = (),
+        ignore: Sequence[str] = (),
+        print_report: bool = True,
+    ) -> None:
+        if stop_on is not None and str(stop_on).lower() not in STOP_LEVELS:
+            raise ValueError(f"stop_on={stop_on!r}: use one of {STOP_LEVELS} or None")
+        if every is not None and (isinstance(every, bool) or int(every) < 1):
+            raise ValueError(f"every={every!r}: use a number of steps >= 1, or None")
+        self.stop_on = None if stop_on is None else Severity.parse(str(stop_on).lower())
+        self.report_path = None if report_path is None else Path(report_path)
+        self.every = None if every is None else int(every)
+        self.max_batches, self.scan_batches = max_batches, max(scan_batches, max_batches)
+        self.select, self.ignore = tuple(select), tuple(ignore)
+        self.print_report = print_report
+        self.report: Report | None = None
+        """The report of the start-of-training check (on the rank-0 process), once it ran."""
+        self.stopped = False
+        """Whether this callback stopped training (on every rank)."""
+        self.written: Path | None = None
+
+    # ------------------------------------------------------------------ the trainer's events
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> TrainerControl:
+        decision = None
+        if state.is_world_process_zero:
+            decision = self._decide(args, kwargs)
+        decision = share_decision(decision)
+        if decision["stop"]:
+            control.should_training_stop = True
+            self.stopped = True
+        return control
+
+    # ------------------------------------------------------------------ rank 0
+
+    def _decide(self, args: TrainingArguments, kwargs: dict[str, Any]) -> dict[str, Any]:
+        from ctcdoctor.errors import UserInputError
+
+        try:
+            report = self._check(args, kwargs)
+        except UserInputError as error:
+            self._say(f"ctcdoctor could not check this set-up: {error.message}" + (f" ({error.hint})" if error.hint else "")
+                      + "; training goes on unchecked.")
+            return {"stop": False, "reason": error.message}
+        except Exception as error:  # ctcdoctor's own failure must not end a training run
+            self._say(f"ctcdoctor crashed while checking ({type(error).__name__}: {error}); training goes on unchecked. "
+                      "Please report it with the traceback of `ctcdoctor check --debug`.")
+            return {"stop": False, "reason": f"{type(error).__name__}: {error}"}
+        self.report = report
+        self.written = self._write(args, report)
+        self._show(report)
+        stopping = [item for item in report.findings if self.stop_on is not None and item.severity.rank >= self.stop_on.rank]
+        if stopping:
+            codes = ", ".join(sorted({item.code for item in stopping}))
+            self._say(f"ctcdoctor: stopping training: {len(stopping)} finding(s) at or above {self.stop_on.value} "
+                      f"({codes}); report in {self.written}.")
+        return {"stop": bool(stopping), "codes": sorted({item.code for item in stopping})}
+
+    def _check(self, args: TrainingArguments, kwargs: dict[str, Any]) -> Report:
+        from ctcdoctor.config import Settings, as_code_list
+        from ctcdoctor.engine import check_setup
+        from ctcdoctor.errors import UserInputError
+        from ctcdoctor.load.spec import as_setup
+        from ctcdoctor.protocol import Setup
+
+        model, dataloader = kwargs.get("model"), kwargs.get("train_dataloader")
+        if model is None or dataloader is None:
+            raise UserInputError("the trainer passed no model or no train dataloader to on_train_begin",
+                                 "Give the Trainer a train_dataset.")
+        processor = kwargs.get("processing_class") or kwargs.get("tokenizer")
+        loader = check_loader(dataloader, int(args.per_device_train_batch_size))
+        setup = as_setup(Setup(model=model, loader=loader, processor=processor), "the trainer's set-up")
+        settings = Settings(select=as_code_list(list(self.select)), ignore=as_code_list(list(self.ignore)),
+                            max_batches=self.max_batches, scan_batches=self.scan_batches)
+        return check_setup(setup, settings, spec="Trainer")
+
+    def _write(self, args: TrainingArguments, report: Report) -> Path:
+        from ctcdoctor.render.json import render_json
+
+        path = self.report_path or Path(args.output_dir or ".") / REPORT_NAME
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render_json(report) + "\n", encoding="utf-8")
+        return path
+
+    def _show(self, report: Report) -> None:
+        if not self.print_report:
+            return
+        from rich.console import Console
+
+        from ctcdoctor.render.console import render_console
+
+        # In a terminal its width; in a log (the usual place of a training run's output), one line per message.
+        console = Console(file=sys.stdout) if sys.stdout.isatty() else Console(file=sys.stdout, width=100_000, soft_wrap=True)
+        render_console(report, console)
+
+    def _say(self, text: str) -> None:
+        if self.print_report:
+            print(text, file=sys.stdout, flush=True)

@@ -1,0 +1,100 @@
+"""CTCDoctorCallback inside a real (tiny, CPU) Hugging Face Trainer: it stops a broken run, lets a healthy one
+train, writes the JSON report, and under two processes checks once and stops every rank together."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("transformers")
+
+from ctchelpers import ROOT  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from trainer_run import make_trainer  # noqa: E402
+
+
+def test_a_broken_setup_is_stopped_after_the_first_step(tmp_path):
+    trainer, callback = make_trainer(str(tmp_path), broken=True, steps=6)
+    trainer.train()
+    assert callback.stopped and trainer.state.global_step == 1  # Trainer reads the flag after each step
+    document = json.loads((tmp_path / "ctcdoctor_check.json").read_text())
+    assert document["command"] == "check" and document["spec"] == "Trainer"
+    assert {"CTC001", "CTC104"} <= {item["code"] for item in document["findings"]}
+
+
+def test_a_healthy_setup_trains_to_the_end(tmp_path, capsys):
+    trainer, callback = make_trainer(str(tmp_path), broken=False, steps=3)
+    trainer.train()
+    assert not callback.stopped and trainer.state.global_step == 3
+    assert callback.report is not None and not [f for f in callback.report.findings if f.severity.value != "info"]
+    assert "no problems found" in capsys.readouterr().out
+    assert json.loads((tmp_path / "ctcdoctor_check.json").read_text())["summary"]["error"] == 0
+
+
+def test_stop_on_none_reports_and_never_stops(tmp_path):
+    report = tmp_path / "reports" / "start.json"
+    trainer, callback = make_trainer(str(tmp_path), broken=True, steps=2, stop_on=None, report_path=report, every=50)
+    trainer.train()
+    assert not callback.stopped and trainer.state.global_step == 2 and callback.every == 50
+    assert "CTC001" in {item["code"] for item in json.loads(report.read_text())["findings"]}
+
+
+def test_the_constructor_refuses_unknown_levels():
+    from ctcdoctor.integrations.transformers import CTCDoctorCallback
+
+    with pytest.raises(ValueError, match="stop_on='fatal'"):
+        CTCDoctorCallback(stop_on="fatal")
+    with pytest.raises(ValueError, match="every=0"):
+        CTCDoctorCallback(every=0)
+
+
+def test_a_model_ctcdoctor_cannot_check_is_reported_and_training_goes_on(tmp_path, capsys):
+    import transformers
+
+    trainer, callback = make_trainer(str(tmp_path), broken=False, steps=1)
+    trainer.model = transformers.Wav2Vec2ForSequenceClassification(trainer.model.config)
+    callback.on_train_begin(trainer.args, trainer.state, trainer.control, model=trainer.model,
+                            train_dataloader=trainer.get_train_dataloader())
+    assert not callback.stopped and "has no CTC head" in capsys.readouterr().out
+
+
+def test_without_transformers_the_callback_names_the_extra():
+    code = textwrap.dedent('''
+        import sys
+        sys.modules["transformers"] = None
+        try:
+            import ctcdoctor.integrations.transformers
+        except ImportError as error:
+            print(error)
+    ''')
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert "pip install 'ctcdoctor[hf]'" in result.stdout, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("mode", ["broken", "healthy"])
+def test_two_processes_on_gloo_check_once_and_stop_together(tmp_path, mode):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT / "tests")])}
+    with socket.socket() as probe:  # a free port (torchrun's --master_port 0 is not portable)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+               "--master_port", str(port),
+               str(HERE / "trainer_run.py"), str(tmp_path), mode, "4"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    records = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert [record["world"] for record in records] == [2, 2]
+    assert [record["checked"] for record in records] == [True, False]  # checked once, on rank 0
+    if mode == "broken":
+        assert [(record["stopped"], record["global_step"]) for record in records] == [(True, 1), (True, 1)]
+    else:
+        assert [(record["stopped"], record["global_step"]) for record in records] == [(False, 4), (False, 4)]

@@ -1,0 +1,52 @@
+"""A tiny Hugging Face Trainer run with CTCDoctorCallback, for the callback tests (run in-process, or under
+torchrun for the two-process test): `python trainer_run.py OUTPUT_DIR healthy|broken [STEPS]`.
+
+Each process writes `rank<R>.json` (its global step, whether the callback stopped training) to OUTPUT_DIR.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "frameworks"))
+
+import torch  # noqa: E402
+from hfkit import audio_model, example, processor  # noqa: E402
+from transformers import Trainer, TrainingArguments  # noqa: E402
+
+from ctcdoctor.integrations.transformers import CTCDoctorCallback  # noqa: E402
+
+
+def make_trainer(output_dir: str, broken: bool, steps: int = 4, **callback_options) -> tuple[Trainer, CTCDoctorCallback]:
+    proc = processor()
+    model = audio_model("Wav2Vec2ForCTC", proc)
+    data = example.SpeechDataset(proc)
+    if broken:  # clips cut to 0.2 s, transcripts not: 10 frames for up to 12 labels (CTC001, CTC104)
+        for item in data.items[::4]:
+            item["input_values"] = item["input_values"][: int(0.2 * example.RATE)]
+    callback = CTCDoctorCallback(**callback_options)
+    args = TrainingArguments(output_dir=output_dir, max_steps=steps, per_device_train_batch_size=4, use_cpu=True,
+                             report_to=[], save_strategy="no", logging_steps=1, disable_tqdm=True, learning_rate=1e-4,
+                             dataloader_num_workers=0, seed=0)
+    trainer = Trainer(model=model, args=args, train_dataset=data,
+                      data_collator=example.DataCollatorCTCWithPadding(proc), processing_class=proc, callbacks=[callback])
+    return trainer, callback
+
+
+def main() -> None:
+    output_dir, mode = sys.argv[1], sys.argv[2]
+    steps = int(sys.argv[3]) if len(sys.argv) > 3 else 4
+    torch.manual_seed(0)
+    trainer, callback = make_trainer(output_dir, mode == "broken", steps)
+    trainer.train()
+    rank = int(os.environ.get("RANK", "0"))
+    record = {"rank": rank, "world": int(os.environ.get("WORLD_SIZE", "1")), "global_step": trainer.state.global_step,
+              "stopped": callback.stopped, "checked": callback.report is not None}
+    Path(output_dir, f"rank{rank}.json").write_text(json.dumps(record), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
