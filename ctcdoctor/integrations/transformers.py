@@ -144,10 +144,11 @@ class CTCDoctorCallback(TrainerCallback):
         self.report = report
         self.written = self._write(args, report)
         self._show(report)
-        stopping = [item for item in report.findings if self.stop_on is not None and item.severity.rank >= self.stop_on.rank]
-        if stopping:
+        stop_on = self.stop_on
+        stopping = [item for item in report.findings if stop_on is not None and item.severity.rank >= stop_on.rank]
+        if stopping and stop_on is not None:
             codes = ", ".join(sorted({item.code for item in stopping}))
-            self._say(f"ctcdoctor: stopping training: {len(stopping)} finding(s) at or above {self.stop_on.value} "
+            self._say(f"ctcdoctor: stopping training: {len(stopping)} finding(s) at or above {stop_on.value} "
                       f"({codes}); report in {self.written}.")
         return {"stop": bool(stopping), "codes": sorted({item.code for item in stopping})}
 

@@ -118,19 +118,9 @@ def _corrected_call(blank: int, layout: str | None, kind: str | None, reduction:
     return call
 
 
-def _candidates(item: Prepared, blank: int, num_classes: int, corrected: str, extra_blanks: tuple[int, ...] = ()) -> list[Candidate]:
-    log_probs, targets, batch = item.log_probs, item.batch.targets, item.batch
-    lengths, target_lengths = item.lengths, batch.target_lengths
-    found: list[Candidate] = []
-
-    def add(mistake: str, variant: str, function: Callable[[], torch.Tensor], fix: str, details: dict | None = None) -> None:
-        value = _call_ctc(function)
-        if value is not None and value.shape[0] == batch.size:
-            found.append(Candidate(mistake, variant, value, fix, details or {}))
-
-    add("swapped_lengths", "input (frame) lengths and target lengths swapped",
-        lambda: per_sample_ctc(log_probs, targets, target_lengths, lengths, blank),
-        corrected + "  # frame lengths third, target lengths fourth")
+def _layout_candidates(item: Prepared, blank: int, corrected: str, add: Callable[..., None]) -> None:
+    """The output reaching the loss in another layout than its own (see `_candidates`)."""
+    log_probs, targets, lengths, target_lengths = item.log_probs, item.batch.targets, item.lengths, item.batch.target_lengths
     if item.layout == "NTC":
         native = log_probs.transpose(0, 1)  # (N, T, C) as the model returned it
         add("layout", "the batch-first (N, T, C) output passed as (T, N, C) without a transpose",
@@ -148,6 +138,22 @@ def _candidates(item: Prepared, blank: int, num_classes: int, corrected: str, ex
         add("layout", "the time-first (T, N, C) output transposed to (N, T, C) before the loss",
             lambda: per_sample_ctc(log_probs.transpose(0, 1), targets, lengths, target_lengths, blank),
             corrected + "  # the output is already (T, N, C): drop the transpose")
+
+
+def _candidates(item: Prepared, blank: int, num_classes: int, corrected: str, extra_blanks: tuple[int, ...] = ()) -> list[Candidate]:
+    log_probs, targets, batch = item.log_probs, item.batch.targets, item.batch
+    lengths, target_lengths = item.lengths, batch.target_lengths
+    found: list[Candidate] = []
+
+    def add(mistake: str, variant: str, function: Callable[[], torch.Tensor], fix: str, details: dict | None = None) -> None:
+        value = _call_ctc(function)
+        if value is not None and value.shape[0] == batch.size:
+            found.append(Candidate(mistake, variant, value, fix, details or {}))
+
+    add("swapped_lengths", "input (frame) lengths and target lengths swapped",
+        lambda: per_sample_ctc(log_probs, targets, target_lengths, lengths, blank),
+        corrected + "  # frame lengths third, target lengths fourth")
+    _layout_candidates(item, blank, corrected, add)
     used = _target_classes(batch)
     # The other end of the classes, and the tokenizer's pad id when there is one (the blank its decoder drops).
     others = dict.fromkeys([num_classes - 1 if blank == 0 else 0, *extra_blanks])
