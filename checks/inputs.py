@@ -8,6 +8,7 @@ from ctcdoctor.render.phrases import listing
 
 if TYPE_CHECKING:  # pragma: no cover
     from ctcdoctor.findings import Finding
+    from ctcdoctor.frameworks.hf_facts import HFFacts
     from ctcdoctor.measure.inputs import InputStats
 
 #: |mean| above this (in units of the data) reads as "not centred".
@@ -47,7 +48,7 @@ def nonfinite_inputs(input_stats: InputStats | None) -> list[Finding]:
 
 
 @check("CTC041", "warning", "inputs not normalised")
-def unnormalised_inputs(input_stats: InputStats | None) -> list[Finding]:
+def unnormalised_inputs(input_stats: InputStats | None, hf: HFFacts | None = None) -> list[Finding]:
     """
     **What it checks.** The mean and spread of the inputs over the valid regions of the
     scanned samples. Thresholds: whole-number data above 10 reads as raw 0–255 pixels; a
@@ -62,7 +63,9 @@ def unnormalised_inputs(input_stats: InputStats | None) -> list[Finding]:
     mean -38.2 and std 9.1: far below zero, as unnormalised log-spectrograms are.`
 
     **Fix.** Scale images to [0, 1] (`x / 255`) and optionally standardise; standardise
-    features per channel (`(x - mean) / std` from the training set), or per utterance.
+    features per channel (`(x - mean) / std` from the training set), or per utterance. For a
+    Hugging Face audio model: `Wav2Vec2FeatureExtractor(..., do_normalize=True)`, and int16
+    audio divided by 32768 when it is read.
     """
     stats = input_stats
     if stats is None or stats.values == 0:
@@ -92,11 +95,21 @@ def unnormalised_inputs(input_stats: InputStats | None) -> list[Finding]:
             finding(
                 "CTC041",
                 f"inputs are not normalised ({numbers}).",
-                "Standardise the inputs to mean 0 and std 1 (or scale to [0, 1]).",
+                _hf_audio_hint(hf) or "Standardise the inputs to mean 0 and std 1 (or scale to [0, 1]).",
                 evidence,
             )
         ]
     return []
+
+
+def _hf_audio_hint(hf: HFFacts | None) -> str | None:
+    """The fix in Hugging Face terms for raw audio (`input_values`): the feature extractor's do_normalize."""
+    if hf is None or hf.input_name != "input_values":
+        return None
+    int16 = " (the values are whole numbers: int16 samples; divide them by 32768 when reading the audio)" if hf.input_integral else ""
+    return (f"Normalise each utterance in the feature extractor: Wav2Vec2FeatureExtractor(..., do_normalize=True) "
+            f"(now {hf.do_normalize}){int16}." if hf.do_normalize is not None else
+            f"Normalise each utterance: Wav2Vec2FeatureExtractor(..., do_normalize=True){int16}.")
 
 
 @check("CTC042", "warning", "inputs constant or nearly constant")

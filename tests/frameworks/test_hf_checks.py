@@ -315,3 +315,21 @@ def test_ctc107_a_transcript_symbol_that_is_the_blank():
     assert len(inside) == 1 and "('a') inside the transcript" in inside[0].message
     # A sample ending in 'a' before its -100 padding is a symbol, not padding.
     assert not [item for item in found(hfchecks.labels_hold_pad_id, hf) if "instead of -100" in item.message]
+
+
+# ---------------------------------------------------------------- CTC041, in Hugging Face terms
+
+
+def test_int16_audio_is_ctc041_with_the_feature_extractors_do_normalize():
+    from hfkit import run
+
+    from ctcdoctor.frameworks.huggingface import setup_from_hf
+
+    proc = processor(do_normalize=False, return_attention_mask=False)
+    data = example.SpeechDataset(proc)
+    for item in data.items:
+        item["input_values"] = np.round(item["input_values"] * 32767).astype(np.float32)
+    model = audio_model("Wav2Vec2ForCTC", proc, feat_extract_norm="group", do_stable_layer_norm=False)
+    findings, _ = run(setup_from_hf(model, loader(proc, data), processor=proc), "CTC041")
+    (found,) = findings
+    assert "do_normalize=True (now False)" in found.hint and "32768" in found.hint
