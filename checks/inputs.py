@@ -106,10 +106,9 @@ def _hf_audio_hint(hf: HFFacts | None) -> str | None:
     """The fix in Hugging Face terms for raw audio (`input_values`): the feature extractor's do_normalize."""
     if hf is None or hf.input_name != "input_values":
         return None
-    int16 = " (the values are whole numbers: int16 samples; divide them by 32768 when reading the audio)" if hf.input_integral else ""
-    return (f"Normalise each utterance in the feature extractor: Wav2Vec2FeatureExtractor(..., do_normalize=True) "
-            f"(now {hf.do_normalize}){int16}." if hf.do_normalize is not None else
-            f"Normalise each utterance: Wav2Vec2FeatureExtractor(..., do_normalize=True){int16}.")
+    int16 = "; the values are whole numbers (int16 samples): divide them by 32768 when reading the audio" if hf.input_integral else ""
+    now = f" (it is {hf.do_normalize} now)" if hf.do_normalize is not None else ""
+    return f"Normalise each utterance in the feature extractor: Wav2Vec2FeatureExtractor(..., do_normalize=True){now}{int16}."
 
 
 @check("CTC042", "warning", "inputs constant or nearly constant")

@@ -332,4 +332,4 @@ def test_int16_audio_is_ctc041_with_the_feature_extractors_do_normalize():
     model = audio_model("Wav2Vec2ForCTC", proc, feat_extract_norm="group", do_stable_layer_norm=False)
     findings, _ = run(setup_from_hf(model, loader(proc, data), processor=proc), "CTC041")
     (found,) = findings
-    assert "do_normalize=True (now False)" in found.hint and "32768" in found.hint
+    assert "do_normalize=True) (it is False now)" in found.hint and "divide them by 32768" in found.hint
