@@ -98,8 +98,8 @@ def measure_independence(model: torch.nn.Module, run: ModelRun, layout: str | No
     batch = run.batch
     size = batch.size
     shape = tuple(getattr(batch.inputs, "shape", ()))
-    if size < 2:
-        return BatchIndependence(batch.index, batch.batch_axis, shape, skipped="the first batch holds one sample")
+    if size < 2:  # nothing to mix with (in training either, when batches hold one sample): nothing to compare
+        return BatchIndependence(batch.index, batch.batch_axis, shape)
     if layout not in OUTPUT_BATCH_AXIS:
         return BatchIndependence(batch.index, batch.batch_axis, shape, skipped="the output layout is unknown (CTC022)")
     out_axis = OUTPUT_BATCH_AXIS[layout]

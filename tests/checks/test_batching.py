@@ -89,10 +89,20 @@ def test_statistics_over_the_batch_get_the_generic_advice():
     assert "a layer in forward() combines them" in finding.message and "statistics taken over the batch" in finding.hint
 
 
-def test_a_batch_of_one_is_skipped_with_the_reason():
+def test_batches_of_one_sample_cannot_mix_and_pass():
     torch.manual_seed(0)
     single = [(b[0][:1], b[1][:1], b[2][:1], b[3][:1]) for b in batch_first_batches()]
-    found, status = run(RecurrentHead(batch_first=False), single)
+    assert run(RecurrentHead(batch_first=False), single) == ([], "passed")
+
+
+def test_a_model_that_runs_at_one_batch_size_only_is_skipped_with_the_reason():
+    class FixedBatch(RecurrentHead):
+        def forward(self, x):
+            assert x.shape[0] == 3, "hard-coded batch size"
+            return super().forward(x)
+
+    torch.manual_seed(0)
+    found, status = run(FixedBatch(batch_first=True))
     assert found == [] and status == "skipped"
 
 
