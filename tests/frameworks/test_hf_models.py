@@ -10,8 +10,10 @@ import torch  # noqa: E402
 from hfkit import AUDIO_MODELS, audio_model, example, loader, processor, run, serious  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
+from ctcdoctor import Setup  # noqa: E402
 from ctcdoctor.frameworks.huggingface import setup_from_hf  # noqa: E402
 from ctcdoctor.load.batches import iterate_batches  # noqa: E402
+from ctcdoctor.load.spec import as_setup  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +31,7 @@ def check_clean(name, setup):
 @pytest.mark.parametrize("name", sorted(AUDIO_MODELS))
 def test_audio_ctc_model_checks_clean_and_lengths_match_the_model(proc, name):
     model = audio_model(name, proc)
-    setup = setup_from_hf(model, loader(proc), processor=proc)
+    setup = as_setup(Setup(model=model, loader=loader(proc), processor=proc))  # recognised: no adapter code
     context = check_clean(name, setup)
     assert context.output_lengths.source == "setup"
     batch = context.batches[0]
