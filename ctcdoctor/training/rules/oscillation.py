@@ -24,8 +24,9 @@ document(
     Not this: the ordinary noise of a CTC loss. Per-batch CTC losses vary with the lengths
     and difficulty in each batch, and near convergence the relative noise gets large while
     the absolute swings are tiny. A sawtooth counts only when the swings (10th to 90th
-    percentile around the smoothed level) are at least half the level and at least 5% of
-    the loss the run started from, and the level is not falling.
+    percentile around the smoothed level) are at least half the level and at least 10% of
+    the loss the run started from (a tenth of the height of a linear plot of the run), and the
+    level is not falling.
 
     **Example.** `warning CTC206 the loss swings without progress over steps 2,000-3,000:
     the middle 80% of values spans 1.9 around a level of 2.4 (0.8x the level); the level
@@ -43,15 +44,16 @@ MIN_POINTS = 20
 """... when it holds at least this many."""
 SWING_OF_LEVEL = 0.5
 """Swings (10th-90th percentile of the residuals) at least this share of the level..."""
-SWING_OF_START = 0.05
+SWING_OF_START = 0.10
 """... and at least this share of the starting loss (near-converged noise is tiny in absolute terms)..."""
 MAX_DROP = 0.20
 """... while the level fell less than 20% over the window."""
 BLOWUP_RATIO = 2.0
 """A blow-up: the smoothed loss at least 2x its best so far..."""
 BLOWUP_SHARE = 0.10
-"""... and at least 10% of the range descended so far above it, for at least 2 bins, then back
-below 1.5x the best so far."""
+"""... and at least 10% of the range descended so far above it, for at least 2 bins..."""
+BLOWUP_POINTS = 5
+"""... and 5 logged values (a spike of one or two bad batches is noise), then back below 1.5x the best so far."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ def find_blowups(curve: Curve, until_bin: int) -> list[Blowup]:
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
     found = []
     for first, last in zip(starts.tolist(), ends.tolist()):
-        if last - first + 1 < 2 or last + 1 >= smooth.size:
+        if last - first + 1 < 2 or (last - first + 1) * curve.bin_size < BLOWUP_POINTS or last + 1 >= smooth.size:
             continue
         before = float(best_so_far[first])
         if np.min(smooth[last + 1 :]) > 1.5 * before:  # never came back: that is a divergence

@@ -127,7 +127,9 @@ EARLY_MIN_SHARE = 0.05
 EARLY_STARTS_BEFORE = 0.5
 """... begins in the first half of the run..."""
 EARLY_THEN_DROP = 0.30
-"""... and is followed by a fall of at least 30% below its level."""
+"""... and is followed by a fall of at least 30% below its level..."""
+EARLY_ACCELERATION = 3.0
+"""... at least 3x faster (in log-loss per step) than the level moved within the plateau."""
 
 
 @dataclass(frozen=True)
@@ -293,7 +295,16 @@ def _early_plateau(analysis: Analysis, tail: Tail | None) -> list[Finding]:
         if segment.start_step > curve.first_step + EARLY_STARTS_BEFORE * curve.span:
             break
         after = curve.smooth[segment.last + 1 :]
-        if not after.size or float(after.min()) > (1 - EARLY_THEN_DROP) * segment.level:
+        target = (1 - EARLY_THEN_DROP) * segment.level
+        if not after.size or float(after.min()) > target:
+            continue
+        # A plateau is followed by a faster fall than within it; a curve that just decelerates
+        # (a power law) has short flat-looking stretches followed by slower falls.
+        reached = int(curve.bin_last_step[segment.last + 1 + int(np.argmax(after <= target))])
+        inside = max(curve.drop_within(segment), 0.0)
+        slope_in = -np.log1p(-min(inside, 0.99)) / max(1, segment.end_step - segment.start_step)
+        slope_after = -np.log1p(-EARLY_THEN_DROP) / max(1, reached - segment.end_step)
+        if slope_after < EARLY_ACCELERATION * slope_in:
             continue
         return [_early_finding(analysis, segment, float(after.min()))]
     return []

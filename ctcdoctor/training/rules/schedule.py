@@ -49,9 +49,11 @@ document(
 
 CONSTANT = 1.05
 """Constant: max / min of the logged learning rate over the stretch at most this."""
+STILL_RISING = 1.05
+"""Rising into the divergence: the rate at the onset at least 1.05x the rate at the best step or a tenth
+of the run earlier, whichever is earlier..."""
 RISING = 1.2
-"""Rising: the rate at the onset at least 1.2x the rate at the best step or a tenth of the run earlier,
-whichever is earlier (a slow linear warm-up rises little over a tenth of the run)."""
+"""... and at least 1.2x the rate at the start of the log (a warm-up or a restart raised it)."""
 
 
 def check_schedule(analysis: Analysis) -> list[Finding]:
@@ -76,10 +78,10 @@ def check_schedule(analysis: Analysis) -> list[Finding]:
         earlier_step = min(divergence.best_step, max(analysis.loss.first_step, onset - analysis.loss.span // 10))
         at_onset = _value_at(lr.steps, lr.values, onset)
         earlier = _value_at(lr.steps, lr.values, earlier_step)
+        first = _value_at(lr.steps, lr.values, analysis.loss.first_step)
         finite = np.isfinite(lr.values)
-        if at_onset and earlier and at_onset >= RISING * earlier and finite.any():
+        if at_onset and earlier and first and at_onset >= STILL_RISING * earlier and at_onset >= RISING * first:
             peak_index = int(np.argmax(np.where(finite, lr.values, -np.inf)))
-            first = _value_at(lr.steps, lr.values, analysis.loss.first_step) or earlier
             message = (f"the divergence began at {analysis.step(onset)} while {analysis.called(lr, 'learning rate')} was rising: "
                        f"{fmt(at_onset)} there, up from {fmt(first)} at {analysis.step(analysis.loss.first_step)}; it "
                        f"peaked at {fmt(float(lr.values[peak_index]))} at {analysis.step(int(lr.steps[peak_index]))}.")
