@@ -30,7 +30,7 @@ IGNORED = {"runtime", "samples", "per", "second", "flos", "steps"}
 ERROR_RATES = {"cer": "cer", "wer": "wer", "per": "per", "ler": "ler", "ter": "ler"}
 
 _SPLIT = re.compile(r"[^a-z0-9]+")
-_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z][a-z])")
 
 
 def words(tag: str) -> list[str]:
@@ -171,9 +171,9 @@ def resolve(
         metrics.append(Metric(_as_fraction(series, notes), kind, held_out(words(series.tag))))
     else:
         for tag, tag_words in sorted(tagged.items()):
-            kind = metric_kind(tag_words)
-            if kind is not None and tag not in chosen and "blank" not in tag_words:
-                metrics.append(Metric(_as_fraction(run.scalars[tag], notes), kind, held_out(tag_words)))
+            found_kind = metric_kind(tag_words)
+            if found_kind is not None and tag not in chosen and "blank" not in tag_words:
+                metrics.append(Metric(_as_fraction(run.scalars[tag], notes), found_kind, held_out(tag_words)))
     # eval metrics first: they are the ones a user judges a run by
     metrics.sort(key=lambda item: (not item.eval, item.kind == "accuracy", item.series.tag))
 

@@ -51,7 +51,7 @@ def _series_from_columns(
 ) -> dict[str, Series]:
     scalars = {}
     for name, (steps, values) in columns.items():
-        if name == step_name or name.strip().lower() in NOT_SCALARS or not values:
+        if name == step_name or name.strip().lower() in NOT_SCALARS or len(values) == 0:
             continue
         scalars[name] = Series.from_points(name, steps, values)
     return scalars

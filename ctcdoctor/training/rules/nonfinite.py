@@ -143,8 +143,8 @@ def check_nonfinite(analysis: Analysis) -> list[Finding]:
 
 def _parts(analysis: Analysis) -> list[Finding]:
     parts = analysis.curves.parts
-    broken = [(first_nonfinite(part), part) for part in parts]
-    broken = sorted(((step, part) for step, part in broken if step is not None), key=lambda item: item[0])
+    firsts = [(first_nonfinite(part), part) for part in parts]
+    broken = sorted(((step, part) for step, part in firsts if step is not None), key=lambda item: item[0])
     if not broken:
         return []
     step, part = broken[0]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from synthetic import cosine_lr, ctc_level, curves, healthy_eval, noisy, series
+from logcurves import cosine_lr, ctc_level, curves, healthy_eval, noisy, series
 
 from ctcdoctor.findings import Severity
 from ctcdoctor.training.rules import Options, diagnose
