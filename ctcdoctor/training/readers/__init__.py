@@ -30,6 +30,7 @@ SPLIT_FOLDERS = {"train", "training", "validation", "valid", "val", "eval", "eva
 MAX_DEPTH = 4
 MAX_FILES = 20000
 SKIPPED_FOLDERS = {".git", ".venv", "venv", "node_modules", "__pycache__", "wandb", ".ipynb_checkpoints"}
+EMPTY_HINT = "If the run has just started, wait for the first logging step to be flushed; otherwise pass another log."
 PRIORITY = ("monitor", "huggingface", "lightning", "tensorboard", "keras", "csv", "jsonl")
 EXPECTED = (
     "TensorBoard event files (events.out.tfevents.*), a Hugging Face trainer_state.json, Lightning's metrics.csv, "
@@ -150,13 +151,16 @@ def read_run(path: str | os.PathLike, *, allow_truncated: bool = False) -> Run:
     """Read the training log at `path` (a log file or a run folder)."""
     root = Path(path)
     if not root.exists():
-        raise UserInputError(f"{root} does not exist: expected a training log or a run folder")
+        raise UserInputError(f"{root} does not exist: expected a training log or a run folder",
+                             "Pass the folder your trainer logs to (output_dir, lightning_logs, the TensorBoard log_dir) "
+                             "or the log file itself.")
     if root.is_file():
         kind = classify(root)
         if kind is None:
-            raise UserInputError(f"{root} is not a training log ctcdoctor reads: expected {EXPECTED}")
+            raise UserInputError(f"{root} is not a training log ctcdoctor reads: expected {EXPECTED}",
+                                 "Pass the log file your trainer writes, or its folder.")
         if root.stat().st_size == 0:
-            raise UserInputError(f"{root} is empty: expected {_what(kind)}")
+            raise UserInputError(f"{root} is empty: expected {_what(kind)}", EMPTY_HINT)
         return _read_file(root, kind, allow_truncated)
 
     files = _walk(root)
@@ -168,7 +172,9 @@ def read_run(path: str | os.PathLike, *, allow_truncated: bool = False) -> Run:
     if not by_kind:
         shown = ", ".join(_relative(file, root) for file in files[:5]) + (" ..." if len(files) > 5 else "")
         found = f"{len(files)} files ({shown})" if files else "no files"
-        raise UserInputError(f"no training log in {root}: found {found}; expected {EXPECTED}")
+        raise UserInputError(f"no training log in {root}: found {found}; expected {EXPECTED}",
+                             "Pass the folder your trainer logs to (output_dir, lightning_logs, the TensorBoard log_dir) "
+                             "or the log file itself.")
     kind = next(kind for kind in PRIORITY if kind in by_kind)
     candidates = sorted(by_kind[kind], key=_numbered, reverse=True)
     if kind == "tensorboard":
@@ -176,7 +182,7 @@ def read_run(path: str | os.PathLike, *, allow_truncated: bool = False) -> Run:
     else:
         chosen = candidates[0]
         if chosen.stat().st_size == 0:
-            raise UserInputError(f"{chosen} is empty: expected {_what(kind)}")
+            raise UserInputError(f"{chosen} is empty: expected {_what(kind)}", EMPTY_HINT)
         run = _read_file(chosen, kind, allow_truncated)
         notes = []
         if len(candidates) > 1:
