@@ -56,6 +56,41 @@ def rolling_median(values: np.ndarray, window: int) -> np.ndarray:
     return np.nanmedian(windows, axis=1)
 
 
+def flat_extent(values: np.ndarray, width: float) -> np.ndarray:
+    """For each i, the last j >= i with max(values[i..j]) - min(values[i..j]) <= width.
+
+    Two pointers with monotonic deques: O(n). The end only moves forward, because dropping the
+    first value of a window never widens its range."""
+    from collections import deque
+
+    n = values.size
+    extent = np.empty(n, dtype=np.int64)
+    highs: deque[int] = deque()
+    lows: deque[int] = deque()
+    j = -1
+    for i in range(n):
+        while j + 1 < n:
+            candidate = values[j + 1]
+            high = max(candidate, values[highs[0]]) if highs else candidate
+            low = min(candidate, values[lows[0]]) if lows else candidate
+            if high - low > width:
+                break
+            j += 1
+            while highs and values[highs[-1]] <= candidate:
+                highs.pop()
+            highs.append(j)
+            while lows and values[lows[-1]] >= candidate:
+                lows.pop()
+            lows.append(j)
+        extent[i] = max(j, i)
+        if highs and highs[0] == i:
+            highs.popleft()
+        if lows and lows[0] == i:
+            lows.popleft()
+        j = max(j, i)  # keeps the window valid (a window of one value always fits the band)
+    return extent
+
+
 @dataclass(frozen=True)
 class Segment:
     """A stretch of bins [first, last] (inclusive) and the steps it spans."""
@@ -208,19 +243,13 @@ class Curve:
 
     def flat_segments(self, min_bins: int) -> list[Segment]:
         """Maximal stretches (left to right, not overlapping) whose smoothed level varies by at most
-        +-FLAT_BAND, at least `min_bins` long. Bins are few (<= MAX_BINS), so a plain scan is cheap."""
+        +-FLAT_BAND, at least `min_bins` long."""
         if not self.positive or self.bins < min_bins:
             return []
-        logs = np.log(self.smooth)
-        width = 2 * math.log1p(FLAT_BAND)
+        extent = flat_extent(np.log(self.smooth), 2 * math.log1p(FLAT_BAND))
         segments, i = [], 0
         while i < self.bins:
-            j, low, high = i, logs[i], logs[i]
-            while j + 1 < self.bins:
-                low, high = min(low, logs[j + 1]), max(high, logs[j + 1])
-                if high - low > width:
-                    break
-                j += 1
+            j = int(extent[i])
             if j - i + 1 >= min_bins:
                 level = float(np.median(self.level[i : j + 1]))
                 segments.append(Segment(i, j, int(self.bin_first_step[i]), int(self.bin_last_step[j]), level))

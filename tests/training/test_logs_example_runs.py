@@ -1,6 +1,8 @@
 """The committed example runs (examples/runs/, made by make_runs.py) give their documented verdicts."""
 from __future__ import annotations
 
+import json
+
 import pytest
 from ctchelpers import ROOT
 
@@ -25,6 +27,8 @@ def test_example_run_verdict(name):
     assert result.format == form
     problems = {found.code for found in result.findings if found.severity != Severity.INFO}
     assert problems == expected, [found.message for found in result.findings]
+    json.dumps(result.to_dict(), allow_nan=False)
+    json.dumps([found.to_dict() for found in result.findings], allow_nan=False)
 
 
 def test_the_verdicts_are_the_ones_the_script_documents():

@@ -1,6 +1,8 @@
 """Every curve rule (CTC200-CTC215) on synthetic curves: a case it must catch and a near miss it must not."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from logcurves import cosine_lr, ctc_level, curves, healthy_eval, noisy, series
@@ -13,6 +15,8 @@ from ctcdoctor.training.series import Curves, Metric
 def run(c: Curves, **options) -> dict[str, list]:
     found: dict[str, list] = {}
     for item in diagnose(c, Options(**options)):
+        json.dumps(item.to_dict(), allow_nan=False)  # evidence is plain JSON (the envelope needs it)
+        assert item.message.endswith(".") and item.hint.endswith(".")
         found.setdefault(item.code, []).append(item)
     return found
 
@@ -366,3 +370,20 @@ def test_rules_are_fast_on_a_million_points():
     started = time.perf_counter()
     diagnose(c)
     assert time.perf_counter() - started < 2.0
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_rules_never_crash_on_odd_curves(seed):
+    """Empty, constant, all-NaN, zero, negative, one-point and spiky series: findings, never an exception."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.choice([0, 1, 2, 5, 19, 20, 61, 300]))
+    loss = rng.choice([rng.normal(1, 1, n), np.full(n, 3.0), np.full(n, np.nan), np.zeros(n),
+                       np.exp(rng.normal(0, 3, n)), -np.abs(rng.normal(0, 1, n))])
+    loss = np.where(rng.random(n) < 0.1, rng.choice([np.nan, np.inf, -np.inf, 0.0]), loss)
+    evals = np.arange(0, n, 7)
+    c = curves(loss, eval_loss=(evals, rng.choice([np.abs(rng.normal(1, 1, evals.size)), np.full(evals.size, np.nan)])),
+               lr=rng.choice([np.full(n, 1e-3), np.zeros(n), np.abs(rng.normal(0, 1, n))]),
+               cer=(evals, np.clip(rng.normal(0.9, 0.2, evals.size), 0, 1.5)), grad_norm=rng.normal(1, 1, n),
+               blank=(evals, rng.random(evals.size)), parts=[("loss_ctc", loss * 0.5)])
+    for options in ({}, {"classes": 27, "label_length": 6.0}, {"patience": 100}):
+        run(c, **options)

@@ -63,10 +63,11 @@ def classify(path: Path) -> str | None:
             return "huggingface"
         if head.startswith("{") and head.endswith("}"):
             try:
-                json.loads(head)
-                return "jsonl"  # one object per line, named .json
+                first = json.loads(head)
             except json.JSONDecodeError:
                 return None
+            # one object per line named .json (detectron2's metrics.json), not a config or a vocabulary
+            return "jsonl" if isinstance(first, dict) and step_column(first) is not None else None
         return None
     if suffix in (".jsonl", ".ndjson"):
         head = _first_line(path)
