@@ -113,6 +113,58 @@ def _as_fraction(series: Series, notes: list[str]) -> Series:
     return series
 
 
+def _train_loss(run: Run, tagged: dict[str, list[str]], given: str | None) -> Series:
+    if given:
+        return _pick(run, given, "loss")
+    candidates = [
+        (tag, tag_words) for tag, tag_words in tagged.items()
+        if is_loss(tag_words) and not held_out(tag_words) and len(run.scalars[tag])
+    ]
+    if not candidates:
+        raise UserInputError(
+            f"no training loss in {run.source} ({run.format} log): found {_listing(run)}",
+            "Log the training loss under a name containing 'loss' (train_loss, loss, Loss/train), or pass --loss TAG.",
+        )
+    candidates.sort(key=lambda item: _loss_rank(run.scalars[item[0]], item[1]))
+    return run.scalars[candidates[0][0]]
+
+
+def _eval_loss(run: Run, tagged: dict[str, list[str]], given: str | None) -> Series | None:
+    if given:
+        return _pick(run, given, "eval_loss")
+    held = [(tag, tag_words) for tag, tag_words in tagged.items() if is_loss(tag_words) and held_out(tag_words)]
+    plain_held = [item for item in held if not _qualifiers(item[1])] or held
+    plain_held.sort(key=lambda item: _eval_rank(run.scalars[item[0]], item[1]))
+    return run.scalars[plain_held[0][0]] if plain_held else None
+
+
+def _first(run: Run, tagged: dict[str, list[str]], chosen: set[str], predicate, given: str | None,
+           role: str) -> Series | None:
+    """The series chosen by tag, else the shortest-named unchosen tag the predicate accepts."""
+    if given:
+        return _pick(run, given, role)
+    matches = sorted((tag for tag, tag_words in tagged.items() if tag not in chosen and predicate(tag_words)),
+                     key=lambda tag: (len(tagged[tag]), -len(run.scalars[tag])))
+    return run.scalars[matches[0]] if matches else None
+
+
+def _metrics(run: Run, tagged: dict[str, list[str]], chosen: set[str], given: str | None,
+             notes: list[str]) -> tuple[Metric, ...]:
+    metrics: list[Metric] = []
+    if given:
+        series = _pick(run, given, "metric")
+        kind = metric_kind(words(series.tag)) or "error"
+        metrics.append(Metric(_as_fraction(series, notes), kind, held_out(words(series.tag))))
+    else:
+        for tag, tag_words in sorted(tagged.items()):
+            found_kind = metric_kind(tag_words)
+            if found_kind is not None and tag not in chosen and "blank" not in tag_words:
+                metrics.append(Metric(_as_fraction(run.scalars[tag], notes), found_kind, held_out(tag_words)))
+    # eval metrics first: they are the ones a user judges a run by
+    metrics.sort(key=lambda item: (not item.eval, item.kind == "accuracy", item.series.tag))
+    return tuple(metrics)
+
+
 def resolve(
     run: Run,
     *,
@@ -126,70 +178,21 @@ def resolve(
     notes: list[str] = []
     tagged = {tag: words(tag) for tag in run.scalars}
     chosen = {value for value in (loss, eval_loss, metric, lr, grad_norm) if value}
-
-    if loss:
-        loss_series = _pick(run, loss, "loss")
-    else:
-        candidates = [
-            (tag, tag_words) for tag, tag_words in tagged.items()
-            if is_loss(tag_words) and not held_out(tag_words) and len(run.scalars[tag])
-        ]
-        if not candidates:
-            raise UserInputError(
-                f"no training loss in {run.source} ({run.format} log): found {_listing(run)}",
-                "Log the training loss under a name containing 'loss' (train_loss, loss, Loss/train), or pass --loss TAG.",
-            )
-        candidates.sort(key=lambda item: _loss_rank(run.scalars[item[0]], item[1]))
-        loss_series = run.scalars[candidates[0][0]]
+    loss_series = _train_loss(run, tagged, loss)
     chosen.add(loss_series.tag)
-
-    if eval_loss:
-        eval_series: Series | None = _pick(run, eval_loss, "eval_loss")
-    else:
-        held = [(tag, tag_words) for tag, tag_words in tagged.items() if is_loss(tag_words) and held_out(tag_words)]
-        plain_held = [item for item in held if not _qualifiers(item[1])] or held
-        plain_held.sort(key=lambda item: _eval_rank(run.scalars[item[0]], item[1]))
-        eval_series = run.scalars[plain_held[0][0]] if plain_held else None
+    eval_series = _eval_loss(run, tagged, eval_loss)
     if eval_series is not None:
         chosen.add(eval_series.tag)
-
-    def first(predicate, given: str | None, role: str) -> Series | None:
-        if given:
-            return _pick(run, given, role)
-        matches = sorted((tag for tag, tag_words in tagged.items() if tag not in chosen and predicate(tag_words)),
-                         key=lambda tag: (len(tagged[tag]), -len(run.scalars[tag])))
-        return run.scalars[matches[0]] if matches else None
-
-    lr_series = first(is_lr, lr, "lr")
-    grad_series = first(is_grad_norm, grad_norm, "grad_norm")
-    blank_series = first(lambda tag_words: "blank" in tag_words and metric_kind(tag_words) is None, None, "blank_ratio")
-
-    metrics: list[Metric] = []
-    if metric:
-        series = _pick(run, metric, "metric")
-        kind = metric_kind(words(series.tag)) or "error"
-        metrics.append(Metric(_as_fraction(series, notes), kind, held_out(words(series.tag))))
-    else:
-        for tag, tag_words in sorted(tagged.items()):
-            found_kind = metric_kind(tag_words)
-            if found_kind is not None and tag not in chosen and "blank" not in tag_words:
-                metrics.append(Metric(_as_fraction(run.scalars[tag], notes), found_kind, held_out(tag_words)))
-    # eval metrics first: they are the ones a user judges a run by
-    metrics.sort(key=lambda item: (not item.eval, item.kind == "accuracy", item.series.tag))
-
+    lr_series = _first(run, tagged, chosen, is_lr, lr, "lr")
+    grad_series = _first(run, tagged, chosen, is_grad_norm, grad_norm, "grad_norm")
+    blank_series = _first(run, tagged, chosen, lambda tag_words: "blank" in tag_words and metric_kind(tag_words) is None,
+                          None, "blank_ratio")
+    metrics = _metrics(run, tagged, chosen, metric, notes)
     used = chosen | {series.tag for series in (lr_series, grad_series, blank_series) if series is not None}
     parts = tuple(
         run.scalars[tag] for tag, tag_words in sorted(tagged.items())
         if tag not in used and is_loss(tag_words) and not held_out(tag_words) and _qualifiers(tag_words)
     )
-    curves = Curves(
-        loss=loss_series,
-        eval_loss=eval_series,
-        lr=lr_series,
-        grad_norm=grad_series,
-        metrics=tuple(metrics),
-        blank_ratio=blank_series,
-        parts=parts,
-        unit=run.unit,
-    )
+    curves = Curves(loss=loss_series, eval_loss=eval_series, lr=lr_series, grad_norm=grad_series, metrics=metrics,
+                    blank_ratio=blank_series, parts=parts, unit=run.unit)
     return curves, notes

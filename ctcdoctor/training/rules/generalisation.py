@@ -109,43 +109,45 @@ def prechelt(errors: np.ndarray, after: int = 0) -> tuple[np.ndarray, int | None
 
 def check_generalisation(analysis: Analysis) -> list[Finding]:
     held = _held_out(analysis)
-    if held is None:
+    if held is None or analysis.loss.n < 2:
         return []
     series, raw = held
     finite = np.isfinite(raw)
     steps, errors = series.steps[finite], raw[finite]
     if errors.size < MIN_EVALS or errors.min() <= 0:
         return []
-    train = analysis.loss
-    if train.n < 2:
-        return []
     best = int(np.argmin(errors))
-    last = max(1, min(3, errors.size - best - 1))
-    end = float(np.median(errors[-last:]))
-    what = "eval loss" if series is analysis.curves.eval_loss else "eval error rate"
+    end = float(np.median(errors[-max(1, min(3, errors.size - best - 1)):]))
+    if best == 0:  # never better than the first evaluation
+        return _from_start(analysis, series, steps, errors, end)
+    return _overfitting(analysis, series, steps, errors, best, end)
 
-    # CTC208: never better than the first evaluation
-    if best == 0 and end >= FROM_START_RISE * errors[0]:
-        train_from, train_to = train.value_at(int(steps[0])), train.end
-        if train_from > 0 and (train_from - train_to) / train_from >= FROM_START_TRAIN_FALL:
-            message = (f"{series.tag} was best at its first evaluation ({analysis.step(int(steps[0]))}: "
-                       f"{fmt(float(errors[0]))}) and rose to {fmt(end)} at the end while {analysis.called(train.series, 'train loss')} "
-                       f"fell from {fmt(train_from)} to {fmt(train_to)}")
-            hint = ("Compare the eval pipeline with the training one (normalisation, sample rate or image height, "
-                    "the alphabet/tokenizer and blank index), evaluate under model.eval() and torch.no_grad(), and "
-                    "check the size of the training set.")
-            evidence = {"series": series.tag, "steps": [int(steps[0]), int(steps[-1])], "first": float(errors[0]),
-                        "end": end, "train_from": train_from, "train_to": train_to}
-            return [finding("CTC208", message + ".", hint, evidence)]
-        return []
 
-    if errors.size - best - 1 < MIN_AFTER_BEST:
+def _from_start(analysis: Analysis, series: Series, steps: np.ndarray, errors: np.ndarray, end: float) -> list[Finding]:
+    """CTC208: the eval loss rose from its first evaluation while the train loss fell."""
+    train = analysis.loss
+    train_from, train_to = train.value_at(int(steps[0])), train.end
+    if end < FROM_START_RISE * errors[0] or train_from <= 0 or (train_from - train_to) / train_from < FROM_START_TRAIN_FALL:
         return []
-    best_value = float(errors[best])
+    message = (f"{series.tag} was best at its first evaluation ({analysis.step(int(steps[0]))}: "
+               f"{fmt(float(errors[0]))}) and rose to {fmt(end)} at the end while "
+               f"{analysis.called(train.series, 'train loss')} fell from {fmt(train_from)} to {fmt(train_to)}")
+    hint = ("Compare the eval pipeline with the training one (normalisation, sample rate or image height, "
+            "the alphabet/tokenizer and blank index), evaluate under model.eval() and torch.no_grad(), and "
+            "check the size of the training set.")
+    evidence = {"series": series.tag, "steps": [int(steps[0]), int(steps[-1])], "first": float(errors[0]),
+                "end": end, "train_from": train_from, "train_to": train_to}
+    return [finding("CTC208", message + ".", hint, evidence)]
+
+
+def _overfitting(analysis: Analysis, series: Series, steps: np.ndarray, errors: np.ndarray, best: int,
+                 end: float) -> list[Finding]:
+    """CTC207: the eval loss ends GL >= 10 above its best, at least 3 evaluations on, the train loss not rising."""
+    train = analysis.loss
+    best_value, best_step = float(errors[best]), int(steps[best])
     gl_end = 100.0 * (end / best_value - 1.0)
-    if gl_end < GL_END:
+    if errors.size - best - 1 < MIN_AFTER_BEST or gl_end < GL_END:
         return []
-    best_step = int(steps[best])
     train_at_best, train_end = train.value_at(best_step), train.end
     if train_at_best > 0 and train_end > TRAIN_RISE * train_at_best:
         return []  # the train loss rose too: a divergence, not overfitting
@@ -159,8 +161,9 @@ def check_generalisation(analysis: Analysis) -> list[Finding]:
                f"{analysis.step(best_step)}, {fmt(end)} at the end (GL {gl_end:.0f})")
     if stops:
         message += "; " + ", ".join(stops)
-    message += (f"; {analysis.called(train.series, 'train loss')} went from {fmt(train_at_best)} to {fmt(train_end)} over the same "
-                f"{analysis.unit}s")
+    message += (f"; {analysis.called(train.series, 'train loss')} went from {fmt(train_at_best)} to "
+                f"{fmt(train_end)} over the same {analysis.unit}s")
+    what = "eval loss" if series is analysis.curves.eval_loss else "eval error rate"
     hint = (f"Keep the checkpoint from {analysis.step(best_step)} (load_best_model_at_end / ModelCheckpoint on the "
             f"{what}), stop early (patience 3 evaluations), and regularise: augmentation (SpecAugment, random crops), "
             "dropout, weight decay, or more data.")
