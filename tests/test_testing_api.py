@@ -8,7 +8,6 @@ import re
 import textwrap
 
 import pytest
-from ctchelpers import healthy_setup
 from typer.testing import CliRunner
 
 import ctcdoctor
@@ -17,6 +16,7 @@ from ctcdoctor.errors import UserInputError
 from ctcdoctor.findings import Severity
 from ctcdoctor.integrations.pytest_plugin import CHECK_SETTINGS, OVERFIT_SETTINGS, _with_settings
 from ctcdoctor.testing import assert_can_overfit, assert_ctc_ready, render_text
+from ctchelpers import healthy_setup
 
 # A per-frame MLP over random features (as in test_overfit.py): memorises a sample in ~100 Adam steps at 1e-2.
 USER_MODULE = textwrap.dedent(
