@@ -159,6 +159,18 @@ def test_the_fixture_reads_the_projects_settings(suite):
     assert re.search(r"^E\s+▲ warning CTC021  ", text, flags=re.MULTILINE), text
 
 
+def test_the_failure_shown_in_docs_ci_md_is_what_pytest_prints(suite):
+    page = (ROOT / "docs" / "ci.md").read_text(encoding="utf-8").split("\n## pytest\n", 1)[1]
+    (shown,) = re.findall(r"```text\n(.*?)```", page.split("\n## ", 1)[0], re.DOTALL)
+
+    def error_lines(text: str) -> list[str]:
+        text = re.sub(r"checks in [0-9.]+ s", "checks in _ s", text)
+        return [line.rstrip() for line in text.splitlines() if line.startswith("E ") or line == "E"]
+
+    printed = suite.failures["test_broken_example_is_ready"].replace(f"{EXAMPLES}/broken/no_blank_slot.py", "train.py:build")
+    assert len(error_lines(shown)) > 10 and error_lines(shown) == error_lines(printed)
+
+
 # ----------------------------------------------------------------------------- the plugin itself
 
 
