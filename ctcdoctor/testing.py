@@ -105,7 +105,7 @@ def assert_can_overfit(
     from ctcdoctor.overfit.train import run_overfit
     from ctcdoctor.registry import sort_findings
 
-    samples = (sample,) if isinstance(sample, int) else tuple(sample)
+    samples = tuple(int(index) for index in sample) if isinstance(sample, Sequence) else (int(sample),)  # numpy ints too
     given: dict[str, Any] = {"steps": steps, "lr": lr, "seed": seed, "device": device}
     # Unset arguments keep OverfitOptions' own defaults (the command's budget, auto device).
     chosen = {key: value for key, value in given.items() if value is not None}
