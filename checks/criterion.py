@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from ctcdoctor.registry import check, finding
+from ctcdoctor.registry import SkipCheck, check, finding
 from ctcdoctor.render.phrases import listing, plural
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -23,6 +23,14 @@ MISTAKE_WORDS = {
     "reduction": "the loss reduces the batch differently",
     "raises": "the criterion raises",
 }
+
+
+def _skip_unless_audited(audits: CriterionAudits) -> None:
+    """No criterion given is no problem (not applicable); a criterion that could not be audited is a skip worth reading."""
+    from ctcdoctor.measure.criterion import NO_CRITERION
+
+    if audits.skipped:
+        raise SkipCheck(audits.skipped, applicable=audits.skipped != NO_CRITERION)
 
 
 def _value(value) -> str:
@@ -74,8 +82,7 @@ def criterion_disagrees(criterion_audit: CriterionAudits, setup: Setup) -> list[
     `log_softmax` output, lengths in frames after downsampling, and the blank your targets
     reserve.
     """
-    if criterion_audit.skipped:
-        return []
+    _skip_unless_audited(criterion_audit)
     for audit in criterion_audit.audits:
         if audit.agrees:
             continue
@@ -212,8 +219,7 @@ def zero_infinity_hides(criterion_audit: CriterionAudits) -> list[Finding]:
     instead of vanishing; or filter such samples out of the data on purpose and log how
     many.
     """
-    if criterion_audit.skipped:
-        return []
+    _skip_unless_audited(criterion_audit)
     hidden = [audit for audit in criterion_audit.audits if audit.zero_infinity and audit.infeasible]
     if not hidden:
         return []

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ctcdoctor.registry import check, finding
+from ctcdoctor.registry import SkipCheck, check, finding
 from ctcdoctor.render.phrases import listing, of_total, plural
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -54,7 +54,7 @@ def infeasible_alignment(targets: TargetTable, output_lengths: OutputLengths) ->
     letter costs an extra frame.
     """
     if not output_lengths.known:
-        return []
+        raise SkipCheck("output lengths are unknown (CTC003)")
     required = targets.required_frames()
     available = output_lengths.scanned
     repeats = targets.repeats()
@@ -129,7 +129,7 @@ def tight_length_budget(targets: TargetTable, output_lengths: OutputLengths) -> 
     last block), or use shorter label chunks.
     """
     if not output_lengths.known:
-        return []
+        raise SkipCheck("output lengths are unknown (CTC003)")
     required = targets.required_frames()
     available = output_lengths.scanned
     tight = (available >= required) & (required > 0) & (available.double() < TIGHT_RATIO * required.double())
@@ -243,7 +243,7 @@ def inconsistent_output_lengths(runs: list[ModelRun], layout: LayoutDecision, ou
 
 
 @check("CTC004", "error", "declared output lengths disagree with the model")
-def declared_lengths_disagree(declared_lengths: DeclaredLengths | None) -> list[Finding]:
+def declared_lengths_disagree(declared_lengths: DeclaredLengths) -> list[Finding]:
     """
     **What it checks.** When you give output lengths (`Setup.output_lengths`, or lengths the
     model returns), ctcdoctor runs the model on one sample cut to several input lengths,
@@ -261,8 +261,6 @@ def declared_lengths_disagree(declared_lengths: DeclaredLengths | None) -> list[
     `frames = floor((L + 3) / 4)`, or derive it layer by layer:
     `L_out = floor((L + 2*padding - kernel) / stride) + 1` for each conv/pool along time.
     """
-    if declared_lengths is None:
-        return []
     comparison = declared_lengths
     declared, measured, probed_inputs = comparison.declared, comparison.measured, comparison.input_lengths
     wrong = (declared != measured).nonzero().flatten()

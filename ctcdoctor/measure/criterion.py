@@ -64,6 +64,9 @@ class CriterionAudit:
     """The explaining candidate's details (see Candidate.details)."""
 
 
+NO_CRITERION = "no Setup.criterion given"
+
+
 @dataclass(frozen=True)
 class CriterionAudits:
     audits: tuple[CriterionAudit, ...] = ()
@@ -292,7 +295,7 @@ def _reduction_words(how: str) -> str:
 def _criterion_audit(context: Context) -> CriterionAudits:
     criterion = context.setup.criterion
     if criterion is None:
-        return CriterionAudits((), "no Setup.criterion")
+        return CriterionAudits((), NO_CRITERION)
     prepared = context.ctc_batches
     if prepared.skipped:
         return CriterionAudits((), prepared.skipped)

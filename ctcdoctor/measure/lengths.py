@@ -19,6 +19,7 @@ from ctcdoctor.measure.model import (
     move_inputs,
     split_output,
 )
+from ctcdoctor.registry import SkipCheck
 
 
 def _resize(sample: torch.Tensor, axis: int, length: int) -> torch.Tensor:
@@ -219,15 +220,17 @@ class DeclaredLengths:
 
 
 @provides("declared_lengths")
-def _declared_lengths(context: Context) -> DeclaredLengths | None:
-    """None when there is nothing to compare: lengths not declared, or the model cannot be probed (CTC003 covers it)."""
+def _declared_lengths(context: Context) -> DeclaredLengths:
+    """A skip when there is nothing to compare: lengths not declared (no problem), or the model cannot be probed."""
     lengths = context.output_lengths
     if lengths.source not in ("setup", "model"):
-        return None
+        raise SkipCheck("no output lengths declared (Setup.output_lengths, or lengths returned by the model) to compare",
+                        applicable=False)
     try:
         model = context.length_model
-    except Exception:
-        return None
+    except Exception as error:
+        cause = getattr(error, "error", error)
+        raise SkipCheck(f"the model could not be probed at other input lengths: {type(cause).__name__}: {cause}") from None
     if lengths.source == "setup" and context.setup.output_lengths is not None:
         inputs = torch.tensor([point[0] for point in model.probed])
         measured = torch.tensor([point[1] for point in model.probed])
@@ -236,5 +239,5 @@ def _declared_lengths(context: Context) -> DeclaredLengths | None:
     inputs = torch.cat([run.batch.input_lengths for run in context.runs])
     declared = torch.cat(lengths.per_run)
     if declared.shape != inputs.shape:
-        return None  # CTC003 reports the count mismatch
+        raise SkipCheck("the model returns a different number of lengths than samples (CTC003)")
     return DeclaredLengths("the lengths the model returns", "model", inputs, declared, model(inputs), model.describe())

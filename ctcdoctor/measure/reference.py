@@ -115,6 +115,7 @@ class PreparedBatches:
 @provides("ctc_batches")
 def _ctc_batches(context: Context) -> PreparedBatches:
     """The model batches with normalised log-probs and output lengths, or why reference CTC cannot run."""
+    context.outputs  # noqa: B018 - an output that cannot hold scores (CTC026) skips everything built on it
     lengths = context.output_lengths
     if not lengths.known:
         return PreparedBatches((), "output lengths are unknown (CTC003)")
@@ -122,7 +123,7 @@ def _ctc_batches(context: Context) -> PreparedBatches:
     num_classes = context.num_classes
     blank = context.setup.blank
     if not 0 <= blank < num_classes:
-        return PreparedBatches((), f"blank {blank} is outside the {num_classes} classes")
+        return PreparedBatches((), f"Setup.blank {blank} is outside the {num_classes} classes (CTC015)")
     items = []
     kinds = _kinds(context)
     for run, out_lengths, kind in zip(context.runs, lengths.per_run, kinds):
@@ -131,6 +132,8 @@ def _ctc_batches(context: Context) -> PreparedBatches:
             return PreparedBatches((), reason)
         tnc = to_tnc(run.output, layout)
         frames = tnc.shape[0]
+        if frames == 0:
+            return PreparedBatches((), f"the output of batch {run.batch.index} has 0 frames (CTC001, CTC003)")
         if out_lengths.shape[0] != run.batch.size or bool((out_lengths < 0).any()) or bool((out_lengths > frames).any()):
             return PreparedBatches((), "output lengths do not fit the output tensor (CTC003)")
         log_probs = normalised_log_probs(tnc.detach().cpu(), kind)
