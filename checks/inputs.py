@@ -40,8 +40,9 @@ def nonfinite_inputs(input_stats: list[InputStats]) -> list[Finding]:
     **What it checks.** NaN and Inf values in the inputs, within each sample's valid length.
     Structured inputs (a tuple such as `(padded, lengths)`, a mapping, a named tuple, a
     `PackedSequence`) are measured tensor by tensor: every floating-point tensor whose first
-    axis is the batch (integer tensors and 0/1 masks are left out). CTC041 and CTC042 judge
-    the same tensors.
+    axis is the batch and that holds more than one number per sample (integer tensors, 0/1
+    masks and per-sample scalars such as float lengths are left out). CTC041 and CTC042
+    judge the same tensors.
 
     **Why it matters.** A single NaN input turns the output, the loss and every gradient
     into NaN; after one optimizer step all weights are NaN.

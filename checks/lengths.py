@@ -18,6 +18,21 @@ TIGHT_RATIO = 1.25
 WORST = 5
 
 
+def _coverage(targets, output_lengths) -> tuple[int, str]:
+    """(samples whose output length is known, a sentence saying what was not covered, or "").
+
+    When the model returns its own output lengths, only the samples of the batches it ran on have
+    one: say so, and point to `scan`, which runs the model on every batch."""
+    covered = int((output_lengths.scanned >= 0).sum())
+    if covered == targets.size:
+        return covered, ""
+    return covered, (
+        f" Only the {covered} samples of the batches the model ran on were checked ({targets.size - covered} more were read): "
+        "the model returns its own output lengths, so the others have none. Run `ctcdoctor scan` on the same spec to "
+        "check every sample (or set Setup.output_lengths)."
+    )
+
+
 def _downsampling_phrase(targets, output_lengths) -> str:
     known = (output_lengths.scanned > 0) & (targets.input_lengths > 0)
     if not bool(known.any()):
@@ -47,6 +62,10 @@ def infeasible_alignment(targets: TargetTable, output_lengths: OutputLengths) ->
     error CTC001 3 of 64 samples need more frames than the model gives:
       sample 7 has 8 frames for 10 labels + 3 repeats (needs 13, 5 short)
     ```
+
+    When the model returns its own output lengths, only the samples of the batches it ran on
+    (`--max-batches`) have one: the finding says how many were checked and points to
+    `ctcdoctor scan`, which runs the model on every batch.
 
     **Fix.** Give the model more output frames: reduce the time (width) downsampling —
     smaller pooling or conv strides along time — or feed longer inputs; or cut long labels
@@ -87,11 +106,13 @@ def infeasible_alignment(targets: TargetTable, output_lengths: OutputLengths) ->
             f"(needs {item['needed']}, {item['short_by']} short)"
         )
 
+    covered, coverage = _coverage(targets, output_lengths)
     message = (
-        f"{of_total(count, targets.size, 'sample', 'needs', 'need')} more frames than the model gives: "
+        f"{of_total(count, covered, 'sample', 'needs', 'need')} more frames than the model gives: "
         + "; ".join(describe(item) for item in worst)
         + "."
         + _downsampling_phrase(targets, output_lengths)
+        + coverage
     )
     if only_repeats:
         message += (
@@ -107,7 +128,8 @@ def infeasible_alignment(targets: TargetTable, output_lengths: OutputLengths) ->
             "CTC001",
             message,
             hint,
-            {"count": count, "total": targets.size, "worst": worst, "only_repeats": only_repeats, "lengths_source": output_lengths.source},
+            {"count": count, "total": covered, "scanned": targets.size, "worst": worst, "only_repeats": only_repeats,
+             "lengths_source": output_lengths.source},
         )
     ]
 
@@ -140,17 +162,19 @@ def tight_length_budget(targets: TargetTable, output_lengths: OutputLengths) -> 
     ratio = available[indices].double() / required[indices].double()
     order = indices[ratio.argsort(stable=True)][:WORST]
     worst = [{"sample": int(i), "frames": int(available[i]), "needed": int(required[i])} for i in order]
+    covered, coverage = _coverage(targets, output_lengths)
     message = (
-        f"{of_total(count, targets.size, 'sample', 'has', 'have')} almost no spare frames (fewer than {TIGHT_RATIO} per needed frame): "
+        f"{of_total(count, covered, 'sample', 'has', 'have')} almost no spare frames (fewer than {TIGHT_RATIO} per needed frame): "
         + "; ".join(f"sample {item['sample']} has {item['frames']} frames for {item['needed']} needed" for item in worst)
         + "."
+        + coverage
     )
     return [
         finding(
             "CTC002",
             message,
             "Leave more room: reduce the time downsampling slightly or shorten the label chunks.",
-            {"count": count, "total": targets.size, "ratio_threshold": TIGHT_RATIO, "worst": worst},
+            {"count": count, "total": covered, "scanned": targets.size, "ratio_threshold": TIGHT_RATIO, "worst": worst},
         )
     ]
 

@@ -12,14 +12,22 @@ import signal
 import threading
 from collections.abc import Iterator
 
-from ctcdoctor.errors import UserInputError
-
 _activity: list[str] = []
 _purpose: list[str] = []
 
 
-class CommandTimeout(UserInputError):
-    """The command ran past `--timeout` (exit 2, naming what was running)."""
+class CommandTimeout(BaseException):
+    """The command ran past `--timeout` (exit 2, naming what was running).
+
+    A BaseException, like KeyboardInterrupt: the deadline fires anywhere, also inside the many
+    `except Exception` that turn a failing model or criterion into a finding, and it must end the
+    command rather than become one. `ctcdoctor.cli.output.guarded` turns it into exit 2.
+    """
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
 
 
 def current_activity() -> str:

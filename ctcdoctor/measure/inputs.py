@@ -5,7 +5,8 @@ Inputs are a tensor, or a structure holding several: a tuple `(padded, lengths)`
 tensor inside whose first axis is the batch is measured on its own (a normalised spectrogram
 next to raw ±15,000 audio must not average out); a plain tensor input is measured whatever its
 dtype (raw 0–255 pixels come as uint8). Inside a structure, integer tensors (lengths, token ids,
-attention masks) and tensors holding only 0 and 1 (float masks) are left out.
+attention masks), tensors holding only 0 and 1 (float masks) and 1-D tensors (one number per
+sample: float lengths, an SNR) are left out.
 """
 from __future__ import annotations
 
@@ -118,7 +119,8 @@ def measured_tensors(batch: Batch) -> Iterator[tuple[str, torch.Tensor, torch.Te
 
 def _structured(value: Any, path: str, batch: Batch) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
     if isinstance(value, torch.Tensor):
-        if value.is_floating_point() and value.dim() > 0 and value.shape[0] == batch.size:
+        # (N,) holds one number per sample (lengths, an SNR, a speaker id), not features: left out.
+        if value.is_floating_point() and value.dim() > 1 and value.shape[0] == batch.size:
             tensor = value.detach().to("cpu")
             if not _is_mask(tensor):
                 yield path, tensor, batch.input_lengths
