@@ -24,7 +24,7 @@ from rich.console import Console
 
 from ctcdoctor.cli.options import OutputFormat
 from ctcdoctor.errors import ExitCode, UserInputError
-from ctcdoctor.load.limits import CommandTimeout
+from ctcdoctor.load.limits import CommandTimeout, current_activity
 
 #: The stdout the report goes to: the process's stdout at the start of the command, before the
 #: user's prints were redirected to stderr.
@@ -133,6 +133,13 @@ def guarded(debug: bool, work: Callable[[], int]) -> None:
         if debug:
             traceback.print_exc()
         fail(error.message, error.hint, ExitCode.USAGE)
+    except SystemExit as error:
+        # Only the user's code calls sys.exit inside a command (ctcdoctor raises typer.Exit): never our exit code.
+        if debug:
+            traceback.print_exc()
+        fail(f"your code called sys.exit({'' if error.code is None else repr(error.code)}) while ctcdoctor was "
+             f"{current_activity()}", "Raise an exception instead of calling sys.exit() in code that ctcdoctor runs.",
+             ExitCode.USAGE)
     except KeyboardInterrupt:
         stderr_console().print("interrupted")
         raise typer.Exit(130) from None
