@@ -26,10 +26,10 @@ def _coverage(targets, output_lengths) -> tuple[int, str]:
     covered = int((output_lengths.scanned >= 0).sum())
     if covered == targets.size:
         return covered, ""
+    why = getattr(output_lengths, "uncovered", "") or "the others have no known output length"
     return covered, (
         f" Only the {covered} samples of the batches the model ran on were checked ({targets.size - covered} more were read): "
-        "the model returns its own output lengths, so the others have none. Run `ctcdoctor scan` on the same spec to "
-        "check every sample (or set Setup.output_lengths)."
+        f"{why}."
     )
 
 

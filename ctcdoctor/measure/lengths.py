@@ -131,6 +131,8 @@ class OutputLengths:
     """"model" (returned by the model), "setup" (Setup.output_lengths), "full" (every input has the full
     length, so every output has T frames), "probed" (estimated from the model), or "unknown"."""
     detail: str
+    uncovered: str = ""
+    """Why some scanned samples have no length (-1), as a clause for a finding; empty when every sample has one."""
 
     @property
     def known(self) -> bool:
@@ -165,13 +167,19 @@ def resolve_output_lengths(
         returned = torch.cat(per_run)
         if returned.shape[0] == covered:
             scanned[:covered] = returned
+        uncovered = ""
         if input_lengths.shape[0] > covered:
             if setup_lengths is not None:
                 scanned[covered:] = call_length_function(setup_lengths, input_lengths[covered:])
             elif probe_uncovered:
                 with contextlib.suppress(Exception):  # no estimate: those samples stay unknown (-1)
                     scanned[covered:] = length_model()(input_lengths[covered:])
-        return OutputLengths(scanned, per_run, "model", "returned by the model with its output")
+                uncovered = "" if bool((scanned >= 0).all()) else (
+                    "the model returns its own output lengths, and probing it for the other samples failed")
+            else:
+                uncovered = ("the model returns its own output lengths, so the others have none; run `ctcdoctor scan` "
+                             "on the same spec to check every sample (or set Setup.output_lengths)")
+        return OutputLengths(scanned, per_run, "model", "returned by the model with its output", uncovered)
     if setup_lengths is not None:
         scanned = call_length_function(setup_lengths, input_lengths)
         per_run = tuple(call_length_function(setup_lengths, run.batch.input_lengths) for run in runs)
