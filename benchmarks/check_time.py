@@ -35,12 +35,12 @@ imported = time.perf_counter()
 from ctcdoctor.config import Settings
 from ctcdoctor.engine import check_setup
 from ctcdoctor.load.spec import load_setup
-from ctcdoctor.load.state import CHECK_THREADS, seeded, torch_threads
+from ctcdoctor.load.state import seeded
 engine = time.perf_counter()
-with seeded(0), torch_threads(CHECK_THREADS):
+with seeded(0):
     setup = load_setup(sys.argv[1])
     loaded = time.perf_counter()
-    report = check_setup(setup, Settings(), sys.argv[1])
+    report = check_setup(setup, Settings(), sys.argv[1])  # on CHECK_THREADS threads, as `check` runs
 done = time.perf_counter()
 print(json.dumps({"cli": cli - started, "torch": imported - cli, "engine": engine - imported, "load": loaded - engine,
                   "checks": done - loaded, "total": done - started,

@@ -271,14 +271,15 @@ def check_spec(spec: str, settings: Settings, on_check: Callable[[CodeInfo], Non
     the same seed builds the same model and the same batches; the caller's states come back after.
     """
     from ctcdoctor.load.spec import load_setup
-    from ctcdoctor.load.state import CHECK_THREADS, seeded, torch_threads
+    from ctcdoctor.load.state import seeded
 
     started = time.perf_counter()
     if settings.device:
         from ctcdoctor.load.device import resolve_device
 
         resolve_device(settings.device)
-    with seeded(settings.seed), torch_threads(CHECK_THREADS):
+    # build() runs with the caller's thread count (it is the user's code); the checks set their own.
+    with seeded(settings.seed):
         with doing(f"loading {spec}"):
             setup = load_setup(spec)
         report = check_setup(setup, settings, spec, on_check)
