@@ -13,6 +13,7 @@ RUNS = {
     "ctc_cpu.py": (["--reps", "1"], "F.ctc_loss fwd+bwd"),
     "overfit_overhead.py": (["--steps", "3", "--rounds", "1"], "ratio overfit / plain"),
     "ctc_gpu.py": (["--reps", "1"], "needs a CUDA device"),
+    "check_time.py": (["examples/speech_ctc.py", "--rounds", "1"], "ratio ctcdoctor's own share / torch import"),
 }
 
 
