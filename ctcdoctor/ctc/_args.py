@@ -36,6 +36,9 @@ class CTCArgs:
     host_lengths_lists: tuple[list, list] | None = None
     host_labels: np.ndarray | None = None
     host_used: np.ndarray | None = None
+    # (sample, position) of every real label equal to the blank, found while the labels are on the
+    # host anyway; empty when there is none. See `blank_label_message`.
+    blank_labels: tuple[tuple[int, int], ...] = ()
 
 
 def _as_lengths(x: Lengths, name: str, device: torch.device) -> torch.Tensor:
@@ -141,9 +144,31 @@ def normalise(
             f"target indices must lie in [0, C={C}), got min {int(real.min())} max {int(real.max())}; "
             "check the alphabet size and the output layer width"
         )
+    # Padding is the blank too, so the real positions are those that `used` marks.
+    hits = np.argwhere((labels == blank) & used) if labels.size else np.zeros((0, 2), dtype=np.int64)
     return CTCArgs(
-        log_probs, targets, in_lens, tg_lens, blank, unbatched, il, tl, tg, (il_list, tl_list), labels, used
+        log_probs, targets, in_lens, tg_lens, blank, unbatched, il, tl, tg, (il_list, tl_list), labels, used,
+        tuple((int(n), int(j)) for n, j in hits[:10]) if hits.size else (),
     )
+
+
+def blank_label_message(args: CTCArgs) -> str:
+    """Why a target equal to the blank is refused (or warned about), with where it sits."""
+    n, j = args.blank_labels[0]
+    more = f" (and {len(args.blank_labels) - 1} more shown of the first 10)" if len(args.blank_labels) > 1 else ""
+    return (
+        f"target of sample {n} holds the blank index {args.blank} at position {j}{more}: CTC drops blanks when it "
+        "collapses a path, so no alignment can produce that label, and the occupancy is undefined there "
+        "(PyTorch's own backward gives posterior rows that do not sum to 1). Encode the labels so that none "
+        f"equals the blank (e.g. shift them by one with blank 0), or pass the blank index your labels reserve"
+    )
+
+
+def refuse_blank_labels(args: CTCArgs) -> None:
+    """Raise ValueError when a target holds the blank: posterior, pseudo ground truth and the
+    alpha/gamma gradient are built from the occupancy, which is undefined there."""
+    if args.blank_labels:
+        raise ValueError(blank_label_message(args))
 
 
 def frame_mask(input_lengths: torch.Tensor, T: int) -> torch.Tensor:

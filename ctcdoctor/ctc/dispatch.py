@@ -50,7 +50,7 @@ def describe_path(log_probs: torch.Tensor) -> str:
     return f"torch native ({'CUDA' if log_probs.is_cuda else 'CPU'})"
 
 
-class _PrecomputedCTC(torch.autograd.Function):
+class PrecomputedCTC(torch.autograd.Function):
     """Loss from per-sample NLL and a gradient the kernel already formed; backward only scales it."""
 
     @staticmethod
@@ -85,11 +85,13 @@ def triton_ctc_loss(args, reduction: str, zero_infinity: bool, alpha, gamma: flo
     )
     # The loss stays float32 even for half inputs (as autocast runs CTC): per-utterance NLLs of
     # hundreds summed over a batch overflow float16.
-    infeasible = torch.isinf(nll)
-    if zero_infinity and bool(infeasible.any()):
+    if zero_infinity:
+        # Unconditionally, without asking the device whether any sample is infeasible: a host
+        # sync per call would stall the queue.
+        infeasible = torch.isinf(nll)
         nll = torch.where(infeasible, torch.zeros_like(nll), nll)
         grad = grad.masked_fill(infeasible.view(1, -1, 1), 0.0)
-    return _PrecomputedCTC.apply(args.log_probs, nll, grad, args.target_lengths, reduction)
+    return PrecomputedCTC.apply(args.log_probs, nll, grad, args.target_lengths, reduction)
 
 
 def triton_posterior(args) -> tuple[torch.Tensor, torch.Tensor]:
