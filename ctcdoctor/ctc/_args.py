@@ -137,18 +137,20 @@ def normalise(
         raise ValueError(f"targets must be padded (N, S) or concatenated 1-D, got shape {tuple(targets.shape)}")
     # Padding beyond each length is ignored (any value), exactly as F.ctc_loss does: it becomes
     # the blank, which is in range, so the bounds of the padded array are those of the labels.
-    labels = np.where(used, labels, blank)
-    if labels.size and (labels.min() < 0 or labels.max() >= C):
+    labels = np.where(used, labels, blank).astype(np.int64, copy=False)
+    # One reduction for both bounds: as unsigned, a negative label is larger than any C.
+    if labels.size and labels.view(np.uint64).max() >= C:
         real = labels[used]  # the error path: report the bounds of the real labels alone
         raise ValueError(
             f"target indices must lie in [0, C={C}), got min {int(real.min())} max {int(real.max())}; "
             "check the alphabet size and the output layer width"
         )
-    # Padding is the blank too, so the real positions are those that `used` marks.
-    hits = np.argwhere((labels == blank) & used) if labels.size else np.zeros((0, 2), dtype=np.int64)
+    # Padding is the blank too: a real label equals the blank when there are more blanks than padding.
+    blanks = tuple()
+    if np.count_nonzero(labels == blank) > labels.size - sum(tl_list):
+        blanks = tuple((int(n), int(j)) for n, j in np.argwhere((labels == blank) & used)[:10])
     return CTCArgs(
-        log_probs, targets, in_lens, tg_lens, blank, unbatched, il, tl, tg, (il_list, tl_list), labels, used,
-        tuple((int(n), int(j)) for n, j in hits[:10]) if hits.size else (),
+        log_probs, targets, in_lens, tg_lens, blank, unbatched, il, tl, tg, (il_list, tl_list), labels, used, blanks
     )
 
 

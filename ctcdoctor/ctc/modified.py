@@ -38,7 +38,7 @@ def alpha_rescale(occ: torch.Tensor, args: CTCArgs, alpha: float) -> torch.Tenso
     used = torch.as_tensor(args.host_used, device=occ.device, dtype=torch.float64)
     counts = torch.zeros(N, C, dtype=torch.float64, device=occ.device).scatter_add_(1, labels, used)
     counts[:, args.blank] = 0.0
-    V = occ.double().sum(0)
+    V = occ.sum(0).double()  # class totals in the input's precision, the factors in float64
     U = args.target_lengths.double()
     f = torch.where((counts > 0) & (V > 0), alpha * counts / V, 0.0)
     f[:, args.blank] = (1.0 - alpha) * U / V[:, args.blank]

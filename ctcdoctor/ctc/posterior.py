@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ctcdoctor.ctc._args import CTCArgs, Lengths, normalise, refuse_blank_labels
-from ctcdoctor.ctc.occupancy import SubsetOccupancy, alpha_rescale_subset, spread, subset_occupancy
+from ctcdoctor.ctc.occupancy import SubsetOccupancy, full_occupancy, spread, subset_occupancy
 
 
 class InfeasibleSampleWarning(UserWarning):
@@ -34,8 +34,11 @@ def _warn_infeasible(infeasible: np.ndarray, args: CTCArgs) -> None:
 
 def _finish(sub: SubsetOccupancy, args: CTCArgs, values: torch.Tensor) -> torch.Tensor:
     """Subset values (T, N, K) spread to (T, N, C); an infeasible sample's rows NaN, and a warning."""
-    full = spread(values, sub.columns, args.log_probs.shape)
-    infeasible = np.isinf(sub.nll.cpu().numpy())
+    return _mark_infeasible(spread(values, sub.columns, args.log_probs.shape), sub.nll, args)
+
+
+def _mark_infeasible(full: torch.Tensor, nll: torch.Tensor, args: CTCArgs) -> torch.Tensor:
+    infeasible = np.isinf(nll.cpu().numpy())
     if infeasible.any():
         rows = torch.from_numpy(np.arange(full.shape[0])[:, None] < args.host_input_lengths[None, :])
         rows = rows & torch.from_numpy(infeasible)[None, :]
@@ -100,5 +103,15 @@ def pseudo_ground_truth(
     T, N, _ = args.log_probs.shape
     if N == 0 or T == 0:
         return _empty(args)
+    if alpha is not None and args.log_probs.device.type != "cpu":
+        from ctcdoctor.ctc.modified import alpha_rescale  # the plain definition, on any device
+
+        nll, occ = full_occupancy(args)
+        return _mark_infeasible(alpha_rescale(occ, args, alpha), nll, args)
     sub = subset_occupancy(args)
-    return _finish(sub, args, sub.occ if alpha is None else alpha_rescale_subset(sub, args, alpha))
+    if alpha is None:
+        return _finish(sub, args, sub.occ)
+    from ctcdoctor.ctc.fast_cpu import alpha_rescale_cpu
+
+    alpha_rescale_cpu(sub, args, alpha)  # rescales sub.occ in place
+    return _finish(sub, args, sub.occ)
