@@ -20,9 +20,12 @@ class CTCArgs:
     """Batched, validated view of the CTC arguments."""
 
     log_probs: torch.Tensor  # (T, N, C)
-    targets: torch.Tensor  # (N, S) padded or (sum U,) concatenated, int64
-    input_lengths: torch.Tensor  # (N,) int64, on log_probs' device
-    target_lengths: torch.Tensor  # (N,) int64, on log_probs' device
+    targets: torch.Tensor  # (N, S) padded or (sum U,) concatenated, int64, contiguous, on the device given
+    # (N,) int64 on the host. F.ctc_loss reads lengths on the host anyway (it copies device lengths
+    # back), and the Triton path copies them without a sync (pinned, non-blocking): keeping them
+    # here avoids a device round trip that would stall the queue on every call.
+    input_lengths: torch.Tensor
+    target_lengths: torch.Tensor
     blank: int
     unbatched: bool
     # Host (numpy) copies of input_lengths, target_lengths and targets, for the bookkeeping that
@@ -41,13 +44,14 @@ class CTCArgs:
     blank_labels: tuple[tuple[int, int], ...] = ()
 
 
-def _as_lengths(x: Lengths, name: str, device: torch.device) -> torch.Tensor:
+def _as_lengths(x: Lengths, name: str) -> torch.Tensor:
     t = torch.as_tensor(x)
     if t.numel() == 0:
         t = t.long()  # torch.as_tensor([]) is float32: an empty batch has no lengths to judge
     if t.is_floating_point() or t.is_complex():
         raise ValueError(f"{name} must hold integers, got dtype {t.dtype}; pass a LongTensor or a list of ints")
-    return t.to(device=device, dtype=torch.long).reshape(-1)
+    # One transfer if they live on a device (the checks below read them on the host).
+    return t.to(device="cpu", dtype=torch.long).reshape(-1)
 
 
 def check_log_probs(log_probs: torch.Tensor, blank: int) -> None:
@@ -74,7 +78,6 @@ def normalise(
 ) -> CTCArgs:
     """Validate CTC arguments like F.ctc_loss expects them and return a batched view."""
     check_log_probs(log_probs, blank)
-    dev = log_probs.device
     targets = torch.as_tensor(targets)
     if targets.is_floating_point() or targets.is_complex():
         raise ValueError(f"targets must hold integer class indices, got dtype {targets.dtype}")
@@ -85,19 +88,18 @@ def normalise(
         log_probs = log_probs.unsqueeze(1)
         targets = targets.unsqueeze(0)
     T, N, C = log_probs.shape
-    in_lens = _as_lengths(input_lengths, "input_lengths", dev)
-    tg_lens = _as_lengths(target_lengths, "target_lengths", dev)
+    in_lens = _as_lengths(input_lengths, "input_lengths")
+    tg_lens = _as_lengths(target_lengths, "target_lengths")
     if in_lens.numel() != N:
         raise ValueError(f"input_lengths has {in_lens.numel()} entries for a batch of N={N}; give one per sample")
     if tg_lens.numel() != N:
         raise ValueError(f"target_lengths has {tg_lens.numel()} entries for a batch of N={N}; give one per sample")
     if N == 0:
-        return CTCArgs(log_probs, targets.to(dev, torch.long), in_lens, tg_lens, blank, unbatched)
-    # The bounds are read on the host: a view of CPU tensors (one transfer each on CUDA rather
-    # than a sync per bound). Python's min/max on the int lists (which the native kernels take
-    # anyway) cost less than numpy reductions.
-    il = in_lens.cpu().numpy()
-    tl = tg_lens.cpu().numpy()
+        return CTCArgs(log_probs, targets.long(), in_lens, tg_lens, blank, unbatched)
+    # Python's min/max on the int lists (which the native kernels take anyway) cost less than
+    # numpy reductions.
+    il = in_lens.numpy()
+    tl = tg_lens.numpy()
     il_list, tl_list = il.tolist(), tl.tolist()
     il_min, il_max = min(il_list), max(il_list)
     if il_min < 0 or il_max > T:
@@ -109,8 +111,10 @@ def normalise(
     if tl_min < 0:
         raise ValueError(f"target_lengths must be >= 0, got {tl_min}")
     # Contiguous: PyTorch's CPU kernel indexes 1-D targets ignoring their stride, so a strided
-    # view would silently be read as other labels.
-    targets = targets.to(dev, torch.long).contiguous()
+    # view would silently be read as other labels. Targets stay on their device: the range and
+    # blank checks read a host copy (one transfer for device targets: pass them on the CPU, as
+    # cuDNN wants them, and the call never waits for the GPU).
+    targets = targets.long().contiguous()
     used = np.arange(width) < tl[:, None]  # (N, max U): position j is a real label of sample n
     if targets.dim() == 2:
         if targets.shape[0] != N:
@@ -173,6 +177,7 @@ def refuse_blank_labels(args: CTCArgs) -> None:
         raise ValueError(blank_label_message(args))
 
 
-def frame_mask(input_lengths: torch.Tensor, T: int) -> torch.Tensor:
-    """(T, N) bool: frame t of sample n is real (t < input_lengths[n])."""
-    return torch.arange(T, device=input_lengths.device)[:, None] < input_lengths[None, :]
+def frame_mask(input_lengths: torch.Tensor, T: int, device: torch.device | None = None) -> torch.Tensor:
+    """(T, N) bool on `device` (input_lengths' by default): frame t of sample n is real (t < input_lengths[n])."""
+    lengths = input_lengths if device is None else input_lengths.to(device)
+    return torch.arange(T, device=lengths.device)[:, None] < lengths[None, :]

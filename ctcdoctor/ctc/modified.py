@@ -39,7 +39,7 @@ def alpha_rescale(occ: torch.Tensor, args: CTCArgs, alpha: float) -> torch.Tenso
     counts = torch.zeros(N, C, dtype=torch.float64, device=occ.device).scatter_add_(1, labels, used)
     counts[:, args.blank] = 0.0
     V = occ.sum(0).double()  # class totals in the input's precision, the factors in float64
-    U = args.target_lengths.double()
+    U = args.target_lengths.to(occ.device, torch.float64)
     f = torch.where((counts > 0) & (V > 0), alpha * counts / V, 0.0)
     f[:, args.blank] = (1.0 - alpha) * U / V[:, args.blank]
     keep = (U == 0) | ~(V[:, args.blank] > 0)
@@ -76,11 +76,12 @@ def modified_gradient(
         nll, occ = full_occupancy(args)
         y = args.log_probs.detach().exp()
         target = occ if alpha is None else alpha_rescale(occ, args, alpha)
-        valid = frame_mask(args.input_lengths, T)
-        omega = frame_weights(target, y, valid, args.input_lengths, gamma)
+        in_lens = args.input_lengths.to(y.device)
+        valid = frame_mask(in_lens, T)
+        omega = frame_weights(target, y, valid, in_lens, gamma)
         grad = torch.where(valid[..., None], omega[..., None] * (y - target), 0.0)
         infeasible = torch.isinf(nll)
-        rows = (valid & infeasible[None, :])[..., None]
+        rows = (valid & infeasible[None, :])[..., None]  # without asking the host: no sync
         grad = torch.where(rows, 0.0 if zero_infinity else float("nan"), grad)
         if zero_infinity:
             nll = torch.where(infeasible, 0.0, nll)

@@ -147,9 +147,10 @@ def full_occupancy(args: CTCArgs) -> tuple[torch.Tensor, torch.Tensor]:
     """Plain version: NLL (N,) of the scores as given and y' (T, N, C) over every class."""
     lp = args.log_probs.detach()
     lengths = _lengths(args)
-    nll, _ = native_nll(lp, args.targets, lengths, args.blank)
+    targets = args.targets.to(lp.device)
+    nll, _ = native_nll(lp, targets, lengths, args.blank)
     shifted_lp, _, has_neginf = occupancy_input(lp)
-    _, occ = native_occupancy(shifted_lp, args.targets, lengths, args.blank)
+    _, occ = native_occupancy(shifted_lp, targets, lengths, args.blank)
     return nll, zero_where_impossible(occ, lp) if has_neginf else occ
 
 
