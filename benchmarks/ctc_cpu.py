@@ -7,7 +7,7 @@ For each shape and thread count it prints, against F.ctc_loss forward+backward (
   order (drift and other processes then hit all of them alike); a contender's ratio in a round is
   its median over the peer's median in that round; the table shows the median over rounds;
 - peak memory: the rise of the process's peak resident set (VmHWM, reset through
-  /proc/self/clear_refs after malloc_trim) during one call, median of 3; Linux only;
+  /proc/self/clear_refs after malloc_trim) during one call, median of 5; Linux only;
 - aten ops: how many ops one call dispatches (all / not counting views and other metadata-only
   ops), counted with a TorchDispatchMode.
 The machine may be shared: say what else ran when quoting these numbers.
@@ -117,7 +117,7 @@ def _status_kb(key: str) -> int:
     raise KeyError(key)
 
 
-def peak_kb(fn, lp: torch.Tensor, repeats: int = 3) -> float:
+def peak_kb(fn, lp: torch.Tensor, repeats: int = 5) -> float:
     """Median rise of the peak resident set during one call, KiB."""
     rises = []
     for _ in range(repeats):

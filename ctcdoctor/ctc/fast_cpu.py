@@ -87,10 +87,13 @@ def modified_ctc_cpu(args: CTCArgs, alpha: float | None, gamma: float, zero_infi
         y = sub.lp.numpy()
         with np.errstate(over="ignore", invalid="ignore"):  # logits: exp may overflow, as torch's does silently
             np.add(np.exp(y, out=y), neg_target, out=y)
-        with one_thread():
-            # A min over the short last axis is one scalar loop per frame; over a leading axis it
-            # vectorises across (t, n). min is exact, so the layout cannot change it.
-            w = np.negative(sub.lp.permute(2, 0, 1).contiguous().amin(0).numpy())
+        # The min over the short class axis column by column: each step vectorises across (t, n),
+        # where a reduction over the last axis runs one scalar loop per frame, and no (T, N, K)
+        # copy is made (one would land on fresh pages at the call's memory peak).
+        w = y[..., 0].copy()
+        for k in range(1, y.shape[-1]):
+            np.minimum(w, y[..., k], out=w)
+        np.negative(w, out=w)
         omega = _frame_weights(w, valid, in_lens, gamma)
     nll = sub.nll
     infeasible = np.isinf(nll.numpy())
