@@ -45,6 +45,8 @@ class CTCArgs:
 
 
 def _as_lengths(x: Lengths, name: str) -> torch.Tensor:
+    if isinstance(x, torch.Tensor) and x.dtype == torch.long and x.dim() == 1 and x.device.type == "cpu":
+        return x  # the common case, without four dispatches
     t = torch.as_tensor(x)
     if t.numel() == 0:
         t = t.long()  # torch.as_tensor([]) is float32: an empty batch has no lengths to judge

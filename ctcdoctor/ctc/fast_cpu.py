@@ -71,10 +71,11 @@ def alpha_rescale_cpu(sub: SubsetOccupancy, args: CTCArgs, alpha: float, sign: f
 def modified_ctc_cpu(args: CTCArgs, alpha: float | None, gamma: float, zero_infinity: bool) -> FastModified:
     """The alpha/gamma gradient's parts for a CPU batch, float32 or float64 (see the module doc)."""
     T = args.log_probs.shape[0]
-    sub = subset_occupancy(args)
     if alpha is None:
-        neg_target = np.negative(sub.occ.numpy(), out=sub.occ.numpy())
+        sub = subset_occupancy(args, sign=-1.0)  # -y' straight from the native call
+        neg_target = sub.occ.numpy()
     else:
+        sub = subset_occupancy(args)
         neg_target = alpha_rescale_cpu(sub, args, alpha, sign=-1.0)
     in_lens = args.host_input_lengths
     valid = np.arange(T)[:, None] < in_lens
@@ -152,7 +153,7 @@ class FastModifiedCTC(torch.autograd.Function):
         parts = modified_ctc_cpu(args, alpha, gamma, zero_infinity)
         ctx.save_for_backward(log_probs)
         ctx.parts, ctx.reduction = parts, reduction
-        ctx.lengths = args.host_target_lengths
+        ctx.divisor = np.maximum(args.host_target_lengths, 1)  # "mean": max(U_n, 1)
         nll = parts.nll
         if reduction == "none":
             return nll
@@ -162,19 +163,18 @@ class FastModifiedCTC(torch.autograd.Function):
         if reduction == "sum":
             value = x.sum()
         else:
-            value = np.add.reduce(x / np.maximum(ctx.lengths, 1).astype(x.dtype)) / len(x)
+            value = np.add.reduce(x / ctx.divisor.astype(x.dtype)) / len(x)
         return torch.from_numpy(np.asarray(value, dtype=x.dtype))
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
         (log_probs,) = ctx.saved_tensors
-        g = grad_out.detach().cpu().numpy().astype(np.float64)
         N = log_probs.shape[1]
         if ctx.reduction == "none":
-            factor = g.reshape(N)
+            factor = grad_out.detach().cpu().numpy().astype(np.float64).reshape(N)
         elif ctx.reduction == "sum":
-            factor = np.full(N, float(g))
+            factor = np.full(N, grad_out.item())
         else:
-            factor = float(g) / (np.maximum(ctx.lengths, 1) * N)
+            factor = grad_out.item() / (ctx.divisor * float(N))
         return assemble_gradient(log_probs, ctx.parts, factor), None, None, None, None, None

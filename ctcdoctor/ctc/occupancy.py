@@ -98,9 +98,10 @@ def native_nll(lp: torch.Tensor, targets: torch.Tensor, lengths: tuple[list, lis
 
 
 def native_occupancy(
-    lp: torch.Tensor, targets: torch.Tensor, lengths: tuple[list, list], blank: int
+    lp: torch.Tensor, targets: torch.Tensor, lengths: tuple[list, list], blank: int, sign: float = 1.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """NLL (N,) of `lp` and the occupancy y' (T, N, C') on `lp`'s columns, in log space (see above).
+    """NLL (N,) of `lp` and sign * the occupancy y' (T, N, C') on `lp`'s columns, in log space
+    (see above); sign -1 gives -y' at no extra cost (grad_out's sign).
 
     `lp` must not hold scores so large that exp(lp) swamps y' e^K (`occupancy_input` sees to that).
     """
@@ -108,10 +109,13 @@ def native_occupancy(
     il, tl = lengths
     with torch.no_grad():
         nll, log_alpha = _CTC_FORWARD(lp, targets, il, tl, blank, False)
-        grad_out = torch.full_like(nll, -math.exp(-K))
+        grad_out = torch.full_like(nll, -sign * math.exp(-K))
         occ = _CTC_BACKWARD(grad_out, lp, targets, il, tl, nll + K, log_alpha, blank, False)
-        with one_thread():
-            occ.clamp_min_(0.0)  # NaN (infeasible rows, -inf log-probs) passes through
+        with one_thread():  # NaN (infeasible rows, -inf log-probs) passes through
+            if sign > 0:
+                occ.clamp_min_(0.0)
+            else:
+                occ.clamp_max_(0.0)
     return nll, occ
 
 
@@ -217,12 +221,12 @@ class SubsetOccupancy:
 
     nll: torch.Tensor  # (N,) plain per-sample NLL of the scores as given; +inf when infeasible
     lp: torch.Tensor  # (T, N, K) the scores on the subset columns (ours: callers may reuse the buffer)
-    occ: torch.Tensor  # (T, N, K) y' on the subset; 0 past T_n and on padding columns, NaN rows if infeasible
+    occ: torch.Tensor  # (T, N, K) y' (or -y') on the subset; 0 past T_n and on padding columns, NaN rows if infeasible
     columns: TargetColumns
 
 
-def subset_occupancy(args: CTCArgs, columns: TargetColumns | None = None) -> SubsetOccupancy:
-    """NLL and y' from one native forward+backward on the subset columns."""
+def subset_occupancy(args: CTCArgs, columns: TargetColumns | None = None, sign: float = 1.0) -> SubsetOccupancy:
+    """NLL and sign * y' from one native forward+backward on the subset columns."""
     columns = target_columns(args) if columns is None else columns
     lengths = _lengths(args)
     with torch.no_grad():
@@ -230,7 +234,7 @@ def subset_occupancy(args: CTCArgs, columns: TargetColumns | None = None) -> Sub
             lp = args.log_probs.detach().gather(2, columns.index)
             targets = torch.from_numpy(columns.remapped).to(lp.device)
             ready, shifted, has_neginf = occupancy_input(lp)
-        nll, occ = native_occupancy(ready, targets, lengths, 0)
+        nll, occ = native_occupancy(ready, targets, lengths, 0, sign)
         if shifted:  # the loss comes from the scores as given, not from the shifted ones
             nll, _ = native_nll(lp, targets, lengths, 0)
         if has_neginf:
