@@ -54,8 +54,9 @@ def environment() -> dict:
     info = {"python": platform.python_version(), "torch": torch.__version__, "triton": triton.__version__,
             "cuda_available": torch.cuda.is_available()}
     if torch.cuda.is_available():
-        info.update(device=torch.cuda.get_device_name(), capability=".".join(map(str, torch.cuda.get_device_capability())),
-                    cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
+        capability = ".".join(map(str, torch.cuda.get_device_capability()))
+        info.update(device=torch.cuda.get_device_name(), capability=capability, cuda=torch.version.cuda,
+                    cudnn=torch.backends.cudnn.version())
     return info
 
 

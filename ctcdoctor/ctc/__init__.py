@@ -10,7 +10,11 @@ Triton kernel), then `decode` and `metrics`.
 from ctcdoctor.ctc.decode import cer, edit_distance, greedy_decode, wer
 from ctcdoctor.ctc.loss import BlankLabelWarning, ctc_loss
 from ctcdoctor.ctc.metrics import Spikiness, spikiness
-from ctcdoctor.ctc.posterior import InfeasibleSampleWarning, posterior, pseudo_ground_truth
+from ctcdoctor.ctc.posterior import (
+    InfeasibleSampleWarning,
+    posterior,
+    pseudo_ground_truth,
+)
 from ctcdoctor.ctc.reference import forward_backward, reference_ctc, reference_ctc_loss
 
 __all__ = [

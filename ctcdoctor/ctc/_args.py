@@ -6,13 +6,13 @@ lengths and targets, which are tiny next to log_probs, so they cost microseconds
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence, Union
 
 import numpy as np
 import torch
 
-Lengths = Union[torch.Tensor, Sequence[int], int]
+Lengths = torch.Tensor | Sequence[int] | int
 
 
 @dataclass(frozen=True)
@@ -28,17 +28,15 @@ class CTCArgs:
     target_lengths: torch.Tensor
     blank: int
     unbatched: bool
-    # Host (numpy) copies of input_lengths, target_lengths and targets, for the bookkeeping that
-    # runs on the host anyway: one transfer each instead of a sync per value read.
-    host_input_lengths: np.ndarray | None = None
-    host_target_lengths: np.ndarray | None = None
-    host_targets: np.ndarray | None = None
+    # numpy views of input_lengths and target_lengths, for the bookkeeping that runs on the host.
+    host_input_lengths: np.ndarray
+    host_target_lengths: np.ndarray
     # The lengths as int lists (the native kernels take lists), and the targets as an (N, max U)
     # array padded with the blank past each length plus its mask: normalise builds them for
     # its range check, and target_columns reuses them instead of a second pass.
-    host_lengths_lists: tuple[list, list] | None = None
-    host_labels: np.ndarray | None = None
-    host_used: np.ndarray | None = None
+    host_lengths_lists: tuple[list[int], list[int]]
+    host_labels: np.ndarray
+    host_used: np.ndarray
     # (sample, position) of every real label equal to the blank, found while the labels are on the
     # host anyway; empty when there is none. See `blank_label_message`.
     blank_labels: tuple[tuple[int, int], ...] = ()
@@ -97,7 +95,9 @@ def normalise(
     if tg_lens.numel() != N:
         raise ValueError(f"target_lengths has {tg_lens.numel()} entries for a batch of N={N}; give one per sample")
     if N == 0:
-        return CTCArgs(log_probs, targets.long(), in_lens, tg_lens, blank, unbatched)
+        none = np.zeros((0, 0), dtype=np.int64)
+        return CTCArgs(log_probs, targets.long(), in_lens, tg_lens, blank, unbatched, in_lens.numpy(),
+                       tg_lens.numpy(), ([], []), none, none.astype(bool))
     # Python's min/max on the int lists (which the native kernels take anyway) cost less than
     # numpy reductions.
     il = in_lens.numpy()
@@ -152,11 +152,11 @@ def normalise(
             "check the alphabet size and the output layer width"
         )
     # Padding is the blank too: a real label equals the blank when there are more blanks than padding.
-    blanks = tuple()
+    blanks: tuple[tuple[int, int], ...] = ()
     if np.count_nonzero(labels == blank) > labels.size - sum(tl_list):
         blanks = tuple((int(n), int(j)) for n, j in np.argwhere((labels == blank) & used)[:10])
     return CTCArgs(
-        log_probs, targets, in_lens, tg_lens, blank, unbatched, il, tl, tg, (il_list, tl_list), labels, used, blanks
+        log_probs, targets, in_lens, tg_lens, blank, unbatched, il, tl, (il_list, tl_list), labels, used, blanks
     )
 
 

@@ -18,7 +18,9 @@ CHOICES = ("auto", "torch", "triton")
 def requested() -> str:
     choice = os.environ.get(ENVIRONMENT, "auto").strip().lower() or "auto"
     if choice not in CHOICES:
-        raise ValueError(f"{ENVIRONMENT}={choice!r} is not one of {', '.join(CHOICES)}; unset it to choose automatically")
+        raise ValueError(
+            f"{ENVIRONMENT}={choice!r} is not one of {', '.join(CHOICES)}; unset it to choose automatically"
+        )
     return choice
 
 
@@ -34,7 +36,8 @@ def kernel_path(log_probs: torch.Tensor) -> str:
             raise RuntimeError(f"{ENVIRONMENT}=triton but triton does not import: pip install 'ctcdoctor[gpu]'")
         if not log_probs.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
             raise RuntimeError(
-                f"{ENVIRONMENT}=triton on CPU tensors needs the Triton interpreter: set TRITON_INTERPRET=1, or move the tensors to CUDA"
+                f"{ENVIRONMENT}=triton on CPU tensors needs the Triton interpreter: set TRITON_INTERPRET=1, "
+                "or move the tensors to CUDA"
             )
         return "triton"
     # float64 stays native: the kernel accumulates in float32, and a drop-in must not lose digits.
@@ -68,7 +71,8 @@ class PrecomputedCTC(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         grad, divisor = ctx.saved_tensors
-        return grad * _sample_factor(grad_out, divisor, ctx.reduction).to(grad.dtype).view(1, -1, 1), None, None, None, None
+        factor = _sample_factor(grad_out, divisor, ctx.reduction).to(grad.dtype)
+        return grad * factor.view(1, -1, 1), None, None, None, None
 
 
 def _sample_factor(grad_out: torch.Tensor, divisor: torch.Tensor, reduction: str) -> torch.Tensor:

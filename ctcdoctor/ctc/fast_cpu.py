@@ -160,10 +160,7 @@ class FastModifiedCTC(torch.autograd.Function):
         # The (N,) reductions in numpy: a torch op costs more than the arithmetic. "mean" as
         # F.ctc_loss: sample n divided by max(U_n, 1), then by N.
         x = nll.numpy()
-        if reduction == "sum":
-            value = x.sum()
-        else:
-            value = np.add.reduce(x / ctx.divisor.astype(x.dtype)) / len(x)
+        value = x.sum() if reduction == "sum" else np.add.reduce(x / ctx.divisor.astype(x.dtype)) / len(x)
         return torch.from_numpy(np.asarray(value, dtype=x.dtype))
 
     @staticmethod

@@ -24,7 +24,12 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from ctcdoctor.ctc._args import Lengths, blank_label_message, normalise, refuse_blank_labels
+from ctcdoctor.ctc._args import (
+    Lengths,
+    blank_label_message,
+    normalise,
+    refuse_blank_labels,
+)
 from ctcdoctor.ctc.dispatch import PrecomputedCTC, kernel_path, triton_ctc_loss
 from ctcdoctor.ctc.fast_cpu import FastModifiedCTC
 from ctcdoctor.ctc.modified import modified_gradient

@@ -46,7 +46,10 @@ def spikiness(
     lp = log_probs.detach()
     lp3 = lp.unsqueeze(1) if lp.dim() == 2 else lp
     T, N, C = lp3.shape
-    lens = torch.full((N,), T, dtype=torch.long) if output_lengths is None else torch.as_tensor(output_lengths).reshape(-1).long()
+    if output_lengths is None:
+        lens = torch.full((N,), T, dtype=torch.long)
+    else:
+        lens = torch.as_tensor(output_lengths).reshape(-1).long()
     lens = lens.to(lp3.device)
     valid = frame_mask(lens, T)
     n_frames = max(int(valid.sum()), 1)
@@ -71,7 +74,8 @@ def spikiness(
             raise ValueError("targets given without target_lengths; pass both to get nonblank_posterior_mass")
         from ctcdoctor.ctc.posterior import posterior
 
-        occ = posterior(lp3, targets if lp.dim() == 3 else torch.as_tensor(targets).reshape(1, -1), lens, target_lengths, blank)
+        batched = targets if lp.dim() == 3 else torch.as_tensor(targets).reshape(1, -1)
+        occ = posterior(lp3, batched, lens, target_lengths, blank)
         feasible = valid & ~torch.isnan(occ).any(-1)
         denom = int(feasible.sum())
         nb = (1.0 - occ[..., blank].double()).where(feasible, torch.zeros((), dtype=torch.float64))

@@ -150,18 +150,12 @@ def zero_where_impossible(occ: torch.Tensor, lp: torch.Tensor) -> torch.Tensor:
 def full_occupancy(args: CTCArgs) -> tuple[torch.Tensor, torch.Tensor]:
     """Plain version: NLL (N,) of the scores as given and y' (T, N, C) over every class."""
     lp = args.log_probs.detach()
-    lengths = _lengths(args)
+    lengths = args.host_lengths_lists
     targets = args.targets.to(lp.device)
     nll, _ = native_nll(lp, targets, lengths, args.blank)
     shifted_lp, _, has_neginf = occupancy_input(lp)
     _, occ = native_occupancy(shifted_lp, targets, lengths, args.blank)
     return nll, zero_where_impossible(occ, lp) if has_neginf else occ
-
-
-def _lengths(args: CTCArgs) -> tuple[list, list]:
-    if args.host_lengths_lists is not None:
-        return args.host_lengths_lists
-    return args.input_lengths.tolist(), args.target_lengths.tolist()
 
 
 @dataclass(frozen=True)
@@ -182,7 +176,7 @@ class TargetColumns:
 def target_columns(args: CTCArgs) -> TargetColumns:
     """The subset columns of every sample, in numpy (an op costs ~1 us there, ~10 us in torch)."""
     T, N, C = args.log_probs.shape
-    labels, _ = _padded_labels(args)
+    labels = args.host_labels  # (N, max U), padded with the blank
     rows = np.arange(N)[:, None]
     counts = np.bincount((labels + rows * C).ravel(), minlength=N * C).reshape(N, C)
     counts[:, args.blank] = 0  # padding is the blank: it counts nowhere
@@ -206,15 +200,6 @@ def target_columns(args: CTCArgs) -> TargetColumns:
                          index.unsqueeze(0).expand(T, -1, -1))
 
 
-def _padded_labels(args: CTCArgs) -> tuple[np.ndarray, np.ndarray]:
-    """Targets as an (N, max U) array padded with the blank, and the mask of real positions
-    (normalise builds them for its range check)."""
-    if args.host_labels is not None:
-        return args.host_labels, args.host_used
-    N = args.log_probs.shape[1]
-    return np.full((N, 0), args.blank, dtype=np.int64), np.zeros((N, 0), dtype=bool)
-
-
 @dataclass(frozen=True)
 class SubsetOccupancy:
     """The native pass on the K subset columns of each sample."""
@@ -228,7 +213,7 @@ class SubsetOccupancy:
 def subset_occupancy(args: CTCArgs, columns: TargetColumns | None = None, sign: float = 1.0) -> SubsetOccupancy:
     """NLL and sign * y' from one native forward+backward on the subset columns."""
     columns = target_columns(args) if columns is None else columns
-    lengths = _lengths(args)
+    lengths = args.host_lengths_lists
     with torch.no_grad():
         with one_thread():
             lp = args.log_probs.detach().gather(2, columns.index)

@@ -12,7 +12,12 @@ import numpy as np
 import torch
 
 from ctcdoctor.ctc._args import CTCArgs, Lengths, normalise, refuse_blank_labels
-from ctcdoctor.ctc.occupancy import SubsetOccupancy, full_occupancy, spread, subset_occupancy
+from ctcdoctor.ctc.occupancy import (
+    SubsetOccupancy,
+    full_occupancy,
+    spread,
+    subset_occupancy,
+)
 
 
 class InfeasibleSampleWarning(UserWarning):
@@ -104,7 +109,9 @@ def pseudo_ground_truth(
     if N == 0 or T == 0:
         return _empty(args)
     if alpha is not None and args.log_probs.device.type != "cpu":
-        from ctcdoctor.ctc.modified import alpha_rescale  # the plain definition, on any device
+        from ctcdoctor.ctc.modified import (
+            alpha_rescale,  # the plain definition, on any device
+        )
 
         nll, occ = full_occupancy(args)
         return _mark_infeasible(alpha_rescale(occ, args, alpha), nll, args)

@@ -17,8 +17,8 @@ Notation (Graves et al. 2006; Li & Wang, "Reinterpreting CTC Training as Iterati
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 

@@ -265,7 +265,7 @@ def _frame_kernel(
             sc = sc * tl.load(omega_ptr + n * T + t)
     if MODE != 2:
         # 1. The whole row, densely: scale * exp(log_probs) (GRAD) or 0 (POST); 0 past T_n.
-        if MODE == 0:
+        if MODE == 0:  # noqa: SIM108 - constexpr branches: Triton compiles only the one taken
             fill = tl.load(bad_ptr + n)
         else:
             fill = float("nan")
@@ -308,7 +308,7 @@ def _frame_kernel(
             if HAS_ALPHA:
                 f_i = tl.load(f_ptr + n * S_max + 2 * i + 1, mask=im, other=0.0)
                 target_j += tl.sum(tl.where(eq, (occ_i * f_i)[None, :], 0.0), axis=1)
-        if HAS_ALPHA:
+        if HAS_ALPHA:  # noqa: SIM108 - constexpr branches: Triton compiles only the one taken
             target_j = target_j * inv_norm
         else:
             target_j = post_j

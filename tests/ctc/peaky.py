@@ -35,7 +35,7 @@ class Case:
 
 
 def min_frames(labels: list[int]) -> int:
-    return len(labels) + sum(a == b for a, b in zip(labels, labels[1:]))
+    return len(labels) + sum(a == b for a, b in zip(labels, labels[1:], strict=False))
 
 
 @st.composite

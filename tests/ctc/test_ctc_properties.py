@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 from hypothesis import HealthCheck, assume, given, settings
+from peaky import Case, float32_reachable, peaky_cases, reference_result, rel_err
 
 from ctcdoctor.ctc import ctc_loss, posterior
-from peaky import Case, float32_reachable, peaky_cases, reference_result, rel_err
 
 TOL = 2e-5  # float32, relative to max(1, |largest entry|): see rel_err
 
