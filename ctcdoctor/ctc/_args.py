@@ -98,35 +98,54 @@ def normalise(
         none = np.zeros((0, 0), dtype=np.int64)
         return CTCArgs(log_probs, targets.long(), in_lens, tg_lens, blank, unbatched, in_lens.numpy(),
                        tg_lens.numpy(), ([], []), none, none.astype(bool))
-    # Python's min/max on the int lists (which the native kernels take anyway) cost less than
-    # numpy reductions.
-    il = in_lens.numpy()
-    tl = tg_lens.numpy()
-    il_list, tl_list = il.tolist(), tl.tolist()
+    il_list, tl_list = _checked_length_lists(in_lens, tg_lens, T)
+    # Contiguous: PyTorch's CPU kernel indexes 1-D targets ignoring their stride, so a strided
+    # view would silently be read as other labels. Targets stay on their device: the range and
+    # blank checks read a host copy (one transfer for device targets: pass them on the CPU, as
+    # cuDNN wants them, and the call never waits for the GPU).
+    targets = targets.long().contiguous()
+    labels, used = _padded_labels(targets, tg_lens.numpy(), max(tl_list), N, blank)
+    # One reduction for both bounds: as unsigned, a negative label is larger than any C.
+    if labels.size and labels.view(np.uint64).max() >= C:
+        real = labels[used]  # the error path: report the bounds of the real labels alone
+        raise ValueError(
+            f"target indices must lie in [0, C={C}), got min {int(real.min())} max {int(real.max())}; "
+            "check the alphabet size and the output layer width"
+        )
+    # Padding is the blank too: a real label equals the blank when there are more blanks than padding.
+    blanks: tuple[tuple[int, int], ...] = ()
+    if np.count_nonzero(labels == blank) > labels.size - sum(tl_list):
+        blanks = tuple((int(n), int(j)) for n, j in np.argwhere((labels == blank) & used)[:10])
+    return CTCArgs(log_probs, targets, in_lens, tg_lens, blank, unbatched, in_lens.numpy(), tg_lens.numpy(),
+                   (il_list, tl_list), labels, used, blanks)
+
+
+def _checked_length_lists(in_lens: torch.Tensor, tg_lens: torch.Tensor, T: int) -> tuple[list[int], list[int]]:
+    """The lengths as int lists (the native kernels take lists), after the range checks; Python's
+    min/max on the lists cost less than numpy reductions."""
+    il_list, tl_list = in_lens.tolist(), tg_lens.tolist()
     il_min, il_max = min(il_list), max(il_list)
     if il_min < 0 or il_max > T:
         raise ValueError(
             f"input_lengths must lie in [0, T={T}], got min {il_min} max {il_max}; "
             "pass the number of output frames per sample (after any downsampling)"
         )
-    tl_min, width = min(tl_list), max(tl_list)
-    if tl_min < 0:
-        raise ValueError(f"target_lengths must be >= 0, got {tl_min}")
-    # Contiguous: PyTorch's CPU kernel indexes 1-D targets ignoring their stride, so a strided
-    # view would silently be read as other labels. Targets stay on their device: the range and
-    # blank checks read a host copy (one transfer for device targets: pass them on the CPU, as
-    # cuDNN wants them, and the call never waits for the GPU).
-    targets = targets.long().contiguous()
-    used = np.arange(width) < tl[:, None]  # (N, max U): position j is a real label of sample n
+    if min(tl_list) < 0:
+        raise ValueError(f"target_lengths must be >= 0, got {min(tl_list)}")
+    return il_list, tl_list
+
+
+def _padded_labels(targets: torch.Tensor, tl: np.ndarray, width: int, N: int, blank: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Targets on the host as an (N, max U) int64 array, the blank past each length, and the
+    (N, max U) mask of real positions. Checks the targets' shape against the lengths."""
+    used = np.arange(width) < tl[:, None]
     if targets.dim() == 2:
         if targets.shape[0] != N:
             raise ValueError(f"padded targets have {targets.shape[0]} rows for a batch of N={N}")
         if width > targets.shape[1]:
-            raise ValueError(
-                f"a target length ({width}) exceeds the padded target width ({targets.shape[1]})"
-            )
-        tg = targets.cpu().numpy()
-        labels = tg[:, :width]
+            raise ValueError(f"a target length ({width}) exceeds the padded target width ({targets.shape[1]})")
+        labels = targets.cpu().numpy()[:, :width]
     elif targets.dim() == 1:
         total = int(tl.sum())
         if targets.numel() < total:
@@ -143,21 +162,7 @@ def normalise(
         raise ValueError(f"targets must be padded (N, S) or concatenated 1-D, got shape {tuple(targets.shape)}")
     # Padding beyond each length is ignored (any value), exactly as F.ctc_loss does: it becomes
     # the blank, which is in range, so the bounds of the padded array are those of the labels.
-    labels = np.where(used, labels, blank).astype(np.int64, copy=False)
-    # One reduction for both bounds: as unsigned, a negative label is larger than any C.
-    if labels.size and labels.view(np.uint64).max() >= C:
-        real = labels[used]  # the error path: report the bounds of the real labels alone
-        raise ValueError(
-            f"target indices must lie in [0, C={C}), got min {int(real.min())} max {int(real.max())}; "
-            "check the alphabet size and the output layer width"
-        )
-    # Padding is the blank too: a real label equals the blank when there are more blanks than padding.
-    blanks: tuple[tuple[int, int], ...] = ()
-    if np.count_nonzero(labels == blank) > labels.size - sum(tl_list):
-        blanks = tuple((int(n), int(j)) for n, j in np.argwhere((labels == blank) & used)[:10])
-    return CTCArgs(
-        log_probs, targets, in_lens, tg_lens, blank, unbatched, il, tl, (il_list, tl_list), labels, used, blanks
-    )
+    return np.where(used, labels, blank).astype(np.int64, copy=False), used
 
 
 def blank_label_message(args: CTCArgs) -> str:

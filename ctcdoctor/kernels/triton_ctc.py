@@ -82,6 +82,72 @@ def _emission(lp_row, t, stride_lt, ok, valid):
 
 
 @triton.jit
+def _alpha_pass(lp_row, la_row, loss_ptr, n, s, valid, skip_in, T_n, U, S, S_max, stride_lt, SHIFT: tl.constexpr):
+    # alpha_t(s): probability of the prefix ending in state s at frame t, emission included.
+    e = _emission(lp_row, 0, stride_lt, T_n > 0, valid)
+    a = tl.where(valid & (s < 2), e, float("-inf"))
+    a, log_scale = _shift_to_zero(a)
+    tl.store(la_row, a, mask=tl.where(T_n > 0, valid, False))
+    # Emissions of the next four frames are in flight while the chain works on this one: one
+    # step (~0.2 us) is shorter than a load from HBM.
+    e1 = _emission(lp_row, 1, stride_lt, T_n > 1, valid)
+    e2 = _emission(lp_row, 2, stride_lt, T_n > 2, valid)
+    e3 = _emission(lp_row, 3, stride_lt, T_n > 3, valid)
+    e4 = _emission(lp_row, 4, stride_lt, T_n > 4, valid)
+    for t in range(1, T_n):
+        e = e1
+        e1 = e2
+        e2 = e3
+        e3 = e4
+        e4 = _emission(lp_row, t + 4, stride_lt, t + 4 < T_n, valid)
+        a1 = tl.where(s >= 1, tl.gather(a, tl.maximum(s - 1, 0), 0), float("-inf"))
+        a2 = tl.where(skip_in, tl.gather(a, tl.maximum(s - 2, 0), 0), float("-inf"))
+        a = tl.where(valid, _lse3(a, a1, a2) + e, float("-inf"))
+        # A full max-reduction costs a cross-lane round trip; every few steps keeps the values
+        # within a few frames' log-probs of 0.
+        if t % SHIFT == 0:
+            a, m = _shift_to_zero(a)
+            log_scale += m
+        tl.store(la_row + t * S_max, a, mask=valid)
+    # A path may end in the last label or the trailing blank.
+    final = tl.where(valid & (s >= S - 2), a, float("-inf"))
+    m = tl.max(final, axis=0)
+    m = tl.where(m == float("-inf"), 0.0, m)
+    loss = -(log_scale + m + tl.log(tl.sum(tl.exp(final - m), axis=0)))
+    # No frames: only the empty target has a (zero-length) path.
+    loss = tl.where(T_n > 0, loss, tl.where(U == 0, 0.0, float("inf")))
+    tl.store(loss_ptr + n, loss)
+
+
+@triton.jit
+def _beta_pass(lp_row, lb_row, s, valid, skip_out, T_n, S, S_max, stride_lt,
+               BLOCK_S: tl.constexpr, SHIFT: tl.constexpr):
+    # beta_t(s): probability of frames t+1..T_n-1 given state s at frame t, emission at t
+    # excluded, so that alpha_t(s) * beta_t(s) is the joint of the path through (t, s).
+    t0 = T_n - 1
+    b = tl.where(valid & (s >= S - 2), 0.0, float("-inf"))
+    tl.store(lb_row + t0 * S_max, b, mask=tl.where(T_n > 0, valid, False))
+    e1 = _emission(lp_row, t0, stride_lt, T_n > 1, valid)
+    e2 = _emission(lp_row, t0 - 1, stride_lt, T_n > 2, valid)
+    e3 = _emission(lp_row, t0 - 2, stride_lt, T_n > 3, valid)
+    e4 = _emission(lp_row, t0 - 3, stride_lt, T_n > 4, valid)
+    for i in range(1, T_n):
+        t = t0 - i
+        e = e1  # emission at t + 1
+        e1 = e2
+        e2 = e3
+        e3 = e4
+        e4 = _emission(lp_row, t - 3, stride_lt, t >= 4, valid)
+        x = b + e
+        x1 = tl.where(s + 1 < S, tl.gather(x, tl.minimum(s + 1, BLOCK_S - 1), 0), float("-inf"))
+        x2 = tl.where(skip_out, tl.gather(x, tl.minimum(s + 2, BLOCK_S - 1), 0), float("-inf"))
+        b = tl.where(valid, _lse3(x, x1, x2), float("-inf"))
+        if i % SHIFT == 0:
+            b, m = _shift_to_zero(b)
+        tl.store(lb_row + t * S_max, b, mask=valid)
+
+
+@triton.jit
 def _alpha_beta_kernel(
     lp_ptr, tgt_ptr, tgt_off_ptr, in_len_ptr, tgt_len_ptr,
     la_ptr, lb_ptr, loss_ptr,
@@ -90,77 +156,18 @@ def _alpha_beta_kernel(
     BLOCK_S: tl.constexpr, SHIFT: tl.constexpr,
 ):
     n = tl.program_id(0)
-    direction = tl.program_id(1)
     T_n = tl.load(in_len_ptr + n)
     U = tl.load(tgt_len_ptr + n)
     S = 2 * U + 1
-    tgt_base = tl.load(tgt_off_ptr + n)
     s = tl.arange(0, BLOCK_S)
     valid = s < S
-    lab, skip_in, skip_out = _load_labels(tgt_ptr, tgt_base, stride_tgt, s, U, blank)
+    lab, skip_in, skip_out = _load_labels(tgt_ptr, tl.load(tgt_off_ptr + n), stride_tgt, s, U, blank)
     lp_row = lp_ptr + n.to(tl.int64) * stride_ln + lab * stride_lc
     scratch = n.to(tl.int64) * T * S_max + s
-
-    if direction == 0:
-        # alpha_t(s): probability of the prefix ending in state s at frame t, emission included.
-        e = _emission(lp_row, 0, stride_lt, T_n > 0, valid)
-        a = tl.where(valid & (s < 2), e, float("-inf"))
-        a, log_scale = _shift_to_zero(a)
-        tl.store(la_ptr + scratch, a, mask=tl.where(T_n > 0, valid, False))
-        # Emissions of the next four frames are in flight while the chain works on this one:
-        # one step (~0.2 us) is shorter than a load from HBM.
-        e1 = _emission(lp_row, 1, stride_lt, T_n > 1, valid)
-        e2 = _emission(lp_row, 2, stride_lt, T_n > 2, valid)
-        e3 = _emission(lp_row, 3, stride_lt, T_n > 3, valid)
-        e4 = _emission(lp_row, 4, stride_lt, T_n > 4, valid)
-        for t in range(1, T_n):
-            e = e1
-            e1 = e2
-            e2 = e3
-            e3 = e4
-            e4 = _emission(lp_row, t + 4, stride_lt, t + 4 < T_n, valid)
-            a1 = tl.where(s >= 1, tl.gather(a, tl.maximum(s - 1, 0), 0), float("-inf"))
-            a2 = tl.where(skip_in, tl.gather(a, tl.maximum(s - 2, 0), 0), float("-inf"))
-            a = tl.where(valid, _lse3(a, a1, a2) + e, float("-inf"))
-            # A full max-reduction costs a cross-lane round trip; every few steps keeps the
-            # values within a few frames' log-probs of 0.
-            if t % SHIFT == 0:
-                a, m = _shift_to_zero(a)
-                log_scale += m
-            tl.store(la_ptr + scratch + t * S_max, a, mask=valid)
-        # A path may end in the last label or the trailing blank.
-        final = tl.where(valid & (s >= S - 2), a, float("-inf"))
-        m = tl.max(final, axis=0)
-        m = tl.where(m == float("-inf"), 0.0, m)
-        log_p = log_scale + m + tl.log(tl.sum(tl.exp(final - m), axis=0))
-        loss = -log_p
-        # No frames: only the empty target has a (zero-length) path.
-        loss = tl.where(T_n > 0, loss, tl.where(U == 0, 0.0, float("inf")))
-        tl.store(loss_ptr + n, loss)
+    if tl.program_id(1) == 0:
+        _alpha_pass(lp_row, la_ptr + scratch, loss_ptr, n, s, valid, skip_in, T_n, U, S, S_max, stride_lt, SHIFT)
     else:
-        # beta_t(s): probability of frames t+1..T_n-1 given state s at frame t, emission at t
-        # excluded, so that alpha_t(s) * beta_t(s) is the joint of the path through (t, s).
-        t0 = T_n - 1
-        b = tl.where(valid & (s >= S - 2), 0.0, float("-inf"))
-        tl.store(lb_ptr + scratch + t0 * S_max, b, mask=tl.where(T_n > 0, valid, False))
-        e1 = _emission(lp_row, t0, stride_lt, T_n > 1, valid)
-        e2 = _emission(lp_row, t0 - 1, stride_lt, T_n > 2, valid)
-        e3 = _emission(lp_row, t0 - 2, stride_lt, T_n > 3, valid)
-        e4 = _emission(lp_row, t0 - 3, stride_lt, T_n > 4, valid)
-        for i in range(1, T_n):
-            t = t0 - i
-            e = e1
-            e1 = e2
-            e2 = e3
-            e3 = e4
-            e4 = _emission(lp_row, t - 3, stride_lt, t >= 4, valid)
-            x = b + e
-            x1 = tl.where(s + 1 < S, tl.gather(x, tl.minimum(s + 1, BLOCK_S - 1), 0), float("-inf"))
-            x2 = tl.where(skip_out, tl.gather(x, tl.minimum(s + 2, BLOCK_S - 1), 0), float("-inf"))
-            b = tl.where(valid, _lse3(x, x1, x2), float("-inf"))
-            if i % SHIFT == 0:
-                b, m = _shift_to_zero(b)
-            tl.store(lb_ptr + scratch + t * S_max, b, mask=valid)
+        _beta_pass(lp_row, lb_ptr + scratch, s, valid, skip_out, T_n, S, S_max, stride_lt, BLOCK_S, SHIFT)
 
 
 @triton.jit
@@ -223,79 +230,33 @@ def _alpha_factor_kernel(
 
 
 @triton.jit
-def _frame_kernel(
-    lp_ptr, tgt_ptr, tgt_off_ptr, in_len_ptr, tgt_len_ptr,
-    la_ptr, lb_ptr, f_ptr, omega_ptr, scale_ptr, bad_ptr,
-    out_ptr, w_ptr,
-    stride_lt, stride_ln, stride_lc, stride_tgt, stride_ot, stride_on,
-    T, S_max, C, blank,
-    BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr, CH: tl.constexpr,
-    MODE: tl.constexpr, HAS_ALPHA: tl.constexpr, HAS_OMEGA: tl.constexpr,
-):
-    t = tl.program_id(0)
-    n = tl.program_id(1)
-    T_n = tl.load(in_len_ptr + n)
-    U = tl.load(tgt_len_ptr + n)
-    S = 2 * U + 1
-    tgt_base = tl.load(tgt_off_ptr + n)
-    active = t < T_n
-    s = tl.arange(0, BLOCK_S)
-    smask = tl.where(active, s < S, False)
-    row = (n.to(tl.int64) * T + t) * S_max
-    x, z = _frame_log_norm(la_ptr, lb_ptr, row, s, smask)
-    occ = tl.where(smask, tl.exp(x - z), 0.0)
-    # No path through this frame (infeasible sample, or NaN inputs): the whole row is NaN, like
-    # F.ctc_loss's gradient there (or 0 with zero_infinity: bad_ptr holds the fill per sample).
-    bad = ~(z > float("-inf"))
-    fix = active & ~bad
-    even = smask & (s % 2 == 0)
-    post_blank = tl.sum(tl.where(even, occ, 0.0), axis=0)
-    if HAS_ALPHA:
-        f = tl.load(f_ptr + n * S_max + s, mask=smask, other=0.0)
-        inv_norm = 1.0 / tl.sum(occ * f, axis=0)
-        target_blank = tl.sum(tl.where(even, occ * f, 0.0), axis=0) * inv_norm
-    else:
-        target_blank = post_blank
-    lp_row = lp_ptr + t.to(tl.int64) * stride_lt + n.to(tl.int64) * stride_ln
-    out_row = out_ptr + t.to(tl.int64) * stride_ot + n.to(tl.int64) * stride_on
-    sc = 1.0
-    if MODE == 0:
-        sc = tl.load(scale_ptr + n)
-        if HAS_OMEGA:
-            sc = sc * tl.load(omega_ptr + n * T + t)
-    if MODE != 2:
-        # 1. The whole row, densely: scale * exp(log_probs) (GRAD) or 0 (POST); 0 past T_n.
-        if MODE == 0:  # noqa: SIM108 - constexpr branches: Triton compiles only the one taken
-            fill = tl.load(bad_ptr + n)
+def _dense_row(lp_row, out_row, active, bad, fill, sc, C, stride_lc, BLOCK_C: tl.constexpr, MODE: tl.constexpr):
+    # The whole row: scale * exp(log_probs) (GRAD) or 0 (POST); 0 past T_n; `fill` on a bad row.
+    for c0 in range(0, C, BLOCK_C):
+        k = c0 + tl.arange(0, BLOCK_C)
+        km = k < C
+        if MODE == 0:
+            y = tl.exp(tl.load(lp_row + k * stride_lc, mask=tl.where(active, km, False),
+                               other=float("-inf")).to(tl.float32))
+            v = tl.where(active, sc * y, 0.0)
         else:
-            fill = float("nan")
-        for c0 in range(0, C, BLOCK_C):
-            k = c0 + tl.arange(0, BLOCK_C)
-            km = k < C
-            if MODE == 0:
-                y = tl.exp(tl.load(lp_row + k * stride_lc, mask=tl.where(active, km, False),
-                                   other=float("-inf")).to(tl.float32))
-                v = tl.where(active, sc * y, 0.0)
-            else:
-                v = tl.zeros([BLOCK_C], dtype=tl.float32)
-            v = tl.where(active & bad, fill, v)
-            tl.store(out_row + k, v.to(out_ptr.dtype.element_ty), mask=km)
-        # The fix-up below rewrites some of these addresses from other threads of this program.
-        tl.debug_barrier()
-    # 2. The classes that carry occupancy: the blank, then the labels chunk by chunk.
-    y_blank = tl.exp(tl.load(lp_row + blank * stride_lc, mask=fix, other=float("-inf")).to(tl.float32))
-    w = target_blank - y_blank
-    if MODE == 0:
-        tl.store(out_row + blank, (sc * (y_blank - target_blank)).to(out_ptr.dtype.element_ty), mask=fix)
-    if MODE == 1:
-        tl.store(out_row + blank, post_blank, mask=fix)
+            v = tl.zeros([BLOCK_C], dtype=tl.float32)
+        v = tl.where(active & bad, fill, v)
+        tl.store(out_row + k, v.to(out_row.dtype.element_ty), mask=km)
+
+
+@triton.jit
+def _label_classes(lp_row, out_row, tgt_ptr, tgt_base, stride_tgt, la_ptr, lb_ptr, f_ptr, row, n, z, U, S_max,
+                   fix, sc, inv_norm, stride_lc, w,
+                   CH: tl.constexpr, MODE: tl.constexpr, HAS_ALPHA: tl.constexpr):
+    # The target labels, chunk by chunk: class sums over every state of the same label through a
+    # (labels x labels) equality tile, then the GRAD / POST value of that class, or the running w.
     for j0 in range(0, U, CH):
         j = j0 + tl.arange(0, CH)
         jm = tl.where(fix, j < U, False)
         lab_j = tl.load(tgt_ptr + tgt_base + j * stride_tgt, mask=jm, other=-1).to(tl.int32)
         post_j = tl.zeros([CH], dtype=tl.float32)
         target_j = tl.zeros([CH], dtype=tl.float32)
-        # Class sums over every state of the same label: a (labels x labels) equality tile.
         for i0 in range(0, U, CH):
             i = i0 + tl.arange(0, CH)
             im = tl.where(fix, i < U, False)
@@ -315,10 +276,69 @@ def _frame_kernel(
         y_j = tl.exp(tl.load(lp_row + lab_j * stride_lc, mask=jm, other=float("-inf")).to(tl.float32))
         # Repeated labels write the same value to the same class: no race on the result.
         if MODE == 0:
-            tl.store(out_row + lab_j, (sc * (y_j - target_j)).to(out_ptr.dtype.element_ty), mask=jm)
+            tl.store(out_row + lab_j, (sc * (y_j - target_j)).to(out_row.dtype.element_ty), mask=jm)
         if MODE == 1:
             tl.store(out_row + lab_j, post_j, mask=jm)
         w = tl.maximum(w, tl.max(tl.where(jm, target_j - y_j, float("-inf")), axis=0))
+    return w
+
+
+@triton.jit
+def _frame_kernel(
+    lp_ptr, tgt_ptr, tgt_off_ptr, in_len_ptr, tgt_len_ptr,
+    la_ptr, lb_ptr, f_ptr, omega_ptr, scale_ptr, bad_ptr,
+    out_ptr, w_ptr,
+    stride_lt, stride_ln, stride_lc, stride_tgt, stride_ot, stride_on,
+    T, S_max, C, blank,
+    BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr, CH: tl.constexpr,
+    MODE: tl.constexpr, HAS_ALPHA: tl.constexpr, HAS_OMEGA: tl.constexpr,
+):
+    t = tl.program_id(0)
+    n = tl.program_id(1)
+    T_n = tl.load(in_len_ptr + n)
+    U = tl.load(tgt_len_ptr + n)
+    tgt_base = tl.load(tgt_off_ptr + n)
+    active = t < T_n
+    s = tl.arange(0, BLOCK_S)
+    smask = tl.where(active, s < 2 * U + 1, False)
+    row = (n.to(tl.int64) * T + t) * S_max
+    x, z = _frame_log_norm(la_ptr, lb_ptr, row, s, smask)
+    occ = tl.where(smask, tl.exp(x - z), 0.0)
+    # No path through this frame (infeasible sample, or NaN inputs): the whole row is NaN, like
+    # F.ctc_loss's gradient there (or 0 with zero_infinity: bad_ptr holds the fill per sample).
+    bad = ~(z > float("-inf"))
+    fix = active & ~bad
+    even = smask & (s % 2 == 0)
+    post_blank = tl.sum(tl.where(even, occ, 0.0), axis=0)
+    inv_norm = 1.0
+    target_blank = post_blank
+    if HAS_ALPHA:
+        f = tl.load(f_ptr + n * S_max + s, mask=smask, other=0.0)
+        inv_norm = 1.0 / tl.sum(occ * f, axis=0)
+        target_blank = tl.sum(tl.where(even, occ * f, 0.0), axis=0) * inv_norm
+    lp_row = lp_ptr + t.to(tl.int64) * stride_lt + n.to(tl.int64) * stride_ln
+    out_row = out_ptr + t.to(tl.int64) * stride_ot + n.to(tl.int64) * stride_on
+    sc = 1.0
+    if MODE == 0:
+        sc = tl.load(scale_ptr + n)
+        if HAS_OMEGA:
+            sc = sc * tl.load(omega_ptr + n * T + t)
+    if MODE != 2:
+        if MODE == 0:  # noqa: SIM108 - constexpr branches: Triton compiles only the one taken
+            fill = tl.load(bad_ptr + n)
+        else:
+            fill = float("nan")
+        _dense_row(lp_row, out_row, active, bad, fill, sc, C, stride_lc, BLOCK_C, MODE)
+        # The fix-up below rewrites some of these addresses from other threads of this program.
+        tl.debug_barrier()
+    # The classes that carry occupancy: the blank, then the labels.
+    y_blank = tl.exp(tl.load(lp_row + blank * stride_lc, mask=fix, other=float("-inf")).to(tl.float32))
+    if MODE == 0:
+        tl.store(out_row + blank, (sc * (y_blank - target_blank)).to(out_ptr.dtype.element_ty), mask=fix)
+    if MODE == 1:
+        tl.store(out_row + blank, post_blank, mask=fix)
+    w = _label_classes(lp_row, out_row, tgt_ptr, tgt_base, stride_tgt, la_ptr, lb_ptr, f_ptr, row, n, z, U, S_max,
+                       fix, sc, inv_norm, stride_lc, target_blank - y_blank, CH, MODE, HAS_ALPHA)
     if MODE == 2:
         # Elsewhere y'' = 0, so y'' - y <= 0: the max over these classes, clamped at 0 by the
         # caller, is the max over every class. NaN on a bad frame (the sample is NaN anyway).
@@ -380,26 +400,24 @@ class CTCState:
     s_max: int
 
 
-def prepare(log_probs, targets, input_lengths, target_lengths, blank=0, alpha=None, gamma=0.0,
-            max_lengths=None) -> CTCState:
-    """Loss and everything the gradient and posterior need, without touching (T, N, C) outputs.
-
-    max_lengths: (max target length, max input length) when the caller knows them on the host;
-    otherwise they are read from the device (the one host sync of this function).
-    """
+def _check(log_probs, blank, alpha, gamma) -> None:
     if log_probs.dim() != 3:
         raise ValueError(f"log_probs must be (T, N, C), got shape {tuple(log_probs.shape)}")
     if alpha is not None and not 0.0 < float(alpha) < 1.0:
         raise ValueError(f"alpha must be None or in (0, 1), got {alpha}")
     if gamma < 0:
         raise ValueError(f"gamma must be >= 0, got {gamma}")
-    T, N, C = log_probs.shape
-    device = log_probs.device
     if log_probs.numel() >= 2**31:
         # Output offsets are 32-bit products inside the kernels.
         raise ValueError(f"log_probs has {log_probs.numel()} elements; the kernel supports < 2**31")
-    if not 0 <= blank < C:
-        raise ValueError(f"blank {blank} outside [0, {C})")
+    if not 0 <= blank < log_probs.shape[2]:
+        raise ValueError(f"blank {blank} outside [0, {log_probs.shape[2]})")
+
+
+def _new_state(log_probs, targets, input_lengths, target_lengths, blank, max_lengths) -> CTCState:
+    """Arguments on the device (no host sync unless max_lengths is None) and empty scratch."""
+    T, N, _ = log_probs.shape
+    device = log_probs.device
     in_len = _on_device(input_lengths, device, torch.int32)
     tgt_len = _on_device(target_lengths, device, torch.int32)
     targets = _on_device(targets, device)
@@ -416,35 +434,47 @@ def prepare(log_probs, targets, input_lengths, target_lengths, blank=0, alpha=No
     if t_max > T:
         raise ValueError(f"input_lengths up to {t_max} exceed the {T} frames of log_probs")
     S_max = 2 * u_max + 1
-    BLOCK_S = max(2, _next_pow2(S_max))
     f32 = torch.float32
-    loss = torch.empty((N,), dtype=f32, device=device)
     # Compact scratch: log alpha and log beta, (N, T, S_max). Unwritten rows (t >= T_n) are never read.
     la = torch.empty((N, T, S_max), dtype=f32, device=device)
     lb = torch.empty((N, T, S_max), dtype=f32, device=device)
-    state = CTCState(log_probs, targets, tgt_off, stride_tgt, in_len, tgt_len, la, lb, loss, None, None,
-                     blank, BLOCK_S, S_max)
+    loss = torch.empty((N,), dtype=f32, device=device)
+    return CTCState(log_probs, targets, tgt_off, stride_tgt, in_len, tgt_len, la, lb, loss, None, None,
+                    blank, max(2, _next_pow2(S_max)), S_max)
+
+
+def prepare(log_probs, targets, input_lengths, target_lengths, blank=0, alpha=None, gamma=0.0,
+            max_lengths=None) -> CTCState:
+    """Loss and everything the gradient and posterior need, without touching (T, N, C) outputs.
+
+    max_lengths: (max target length, max input length) when the caller knows them on the host;
+    otherwise they are read from the device (the one host sync of this function).
+    """
+    _check(log_probs, blank, alpha, gamma)
+    state = _new_state(log_probs, targets, input_lengths, target_lengths, blank, max_lengths)
+    T, N, _ = log_probs.shape
     if N == 0 or T == 0:
         if N:  # no frames: only the empty target has a (zero-length) path
-            loss.copy_(torch.where(tgt_len == 0, 0.0, float("inf")))
+            state.loss.copy_(torch.where(state.tgt_len == 0, 0.0, float("inf")))
         return state
     sl = log_probs.stride()
     # One warp keeps the state-vector shifts in register shuffles. Past 128 states the sm_90
     # lowering of tl.gather in one warp grows to hundreds of shuffles per step, while 4 warps
     # route it through shared memory; the crossover is a guess until measured (docs/kernels.md).
     _alpha_beta_kernel[(N, 2)](
-        log_probs, targets, tgt_off, in_len, tgt_len, la, lb, loss,
-        sl[0], sl[1], sl[2], stride_tgt, T, S_max, blank,
-        BLOCK_S=BLOCK_S, SHIFT=SHIFT_EVERY, num_warps=_chain_warps(BLOCK_S))
+        log_probs, state.targets, state.tgt_off, state.in_len, state.tgt_len, state.la, state.lb, state.loss,
+        sl[0], sl[1], sl[2], state.stride_tgt, T, state.s_max, blank,
+        BLOCK_S=state.block_s, SHIFT=SHIFT_EVERY, num_warps=_chain_warps(state.block_s))
     if alpha is not None:
-        state.f = torch.empty((N, S_max), dtype=f32, device=device)
+        state.f = torch.empty((N, state.s_max), dtype=torch.float32, device=log_probs.device)
         _alpha_factor_kernel[(N,)](
-            la, lb, targets, tgt_off, in_len, tgt_len, state.f, T, S_max, stride_tgt, blank, float(alpha),
-            BLOCK_S=BLOCK_S, CH=16, num_warps=4)
+            state.la, state.lb, state.targets, state.tgt_off, state.in_len, state.tgt_len, state.f,
+            T, state.s_max, state.stride_tgt, blank, float(alpha),
+            BLOCK_S=state.block_s, CH=16, num_warps=4)
     if gamma != 0:
-        w = torch.empty((N, T), dtype=f32, device=device)
+        w = torch.empty((N, T), dtype=torch.float32, device=log_probs.device)
         _launch_frame(state, W, None, None, w)
-        state.omega = _frame_weights(w, in_len, float(gamma))
+        state.omega = _frame_weights(w, state.in_len, float(gamma))
     return state
 
 
