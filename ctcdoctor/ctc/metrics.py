@@ -46,10 +46,7 @@ def spikiness(
     lp = log_probs.detach()
     lp3 = lp.unsqueeze(1) if lp.dim() == 2 else lp
     T, N, C = lp3.shape
-    if output_lengths is None:
-        lens = torch.full((N,), T, dtype=torch.long)
-    else:
-        lens = torch.as_tensor(output_lengths).reshape(-1).long()
+    lens = torch.full((N,), T, dtype=torch.long) if output_lengths is None else torch.as_tensor(output_lengths).reshape(-1).long()
     lens = lens.to(lp3.device)
     valid = frame_mask(lens, T)
     n_frames = max(int(valid.sum()), 1)
