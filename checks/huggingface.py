@@ -6,7 +6,7 @@ CTC041's job (inputs not normalised).
 """
 from __future__ import annotations
 
-from ctcdoctor.registry import check, finding
+from ctcdoctor.registry import SkipCheck, check, finding
 from ctcdoctor.render.phrases import listing, of_total, plural
 
 #: A sample whose labels are at least this fraction unknown tokens counts for CTC102.
@@ -14,6 +14,16 @@ UNKNOWN_RATE = 0.10
 #: How many samples a message names.
 WORST = 5
 MEAN = 'ctc_loss_reduction="mean"'
+NOT_HF = "not a Hugging Face transformers CTC model"
+NO_TOKENIZER = "no tokenizer or processor given"
+
+
+def _applies(hf, needs_tokenizer: bool = False) -> None:
+    """Skip, quietly ("not applicable"), a set-up these checks have nothing to examine in."""
+    if hf is None:
+        raise SkipCheck(NOT_HF, applicable=False)
+    if needs_tokenizer and hf.tokenizer_size is None:
+        raise SkipCheck(NO_TOKENIZER, applicable=False)
 
 
 def _seconds(hf, frames: int) -> str:
@@ -48,8 +58,7 @@ def vocab_size_mismatch(hf):
     vocab_size=len(processor.tokenizer), pad_token_id=processor.tokenizer.pad_token_id,
     ignore_mismatched_sizes=True)`.
     """
-    if hf is None or hf.tokenizer_size is None:
-        return []
+    _applies(hf, needs_tokenizer=True)
     size, classes = hf.tokenizer_size, hf.vocab_size
     hint = f"Build the head for this tokenizer: {_load_with(hf, 'vocab_size=len(processor.tokenizer)')} (= {size})."
     evidence = {"vocab_size": classes, "tokenizer_size": size,
@@ -101,7 +110,8 @@ def blank_not_tokenizer_pad(hf):
     **Fix.** `Wav2Vec2ForCTC.from_pretrained(checkpoint, pad_token_id=processor.tokenizer.pad_token_id,
     vocab_size=len(processor.tokenizer))`.
     """
-    if hf is None or hf.pad_token_id is None:
+    _applies(hf)
+    if hf.pad_token_id is None:
         return []
     blank = hf.pad_token_id
     if not 0 <= blank < hf.vocab_size:
@@ -160,7 +170,11 @@ def unknown_labels(hf):
     punctuation) before tokenizing, or add the missing characters to `vocab.json`.
     `Wav2Vec2CTCTokenizer(do_lower_case=True)` upper-cases text, for upper-case vocabularies.
     """
-    if hf is None or hf.unk_id is None or not hf.samples:
+    _applies(hf)
+    if hf.unk_id is None:
+        raise SkipCheck(NO_TOKENIZER if hf.tokenizer_size is None else "the tokenizer has no unknown token",
+                        applicable=False)
+    if not hf.samples:
         return []
     flagged = [s for s in hf.samples if s.labels and s.unknown / s.labels >= UNKNOWN_RATE]
     if not flagged:
@@ -219,7 +233,8 @@ def summed_loss(hf):
     **Fix.** `Wav2Vec2ForCTC.from_pretrained(checkpoint, ctc_loss_reduction="mean")`, as the
     guides do; or keep `"sum"` and divide the learning rate by the factor in the message.
     """
-    if hf is None or hf.ctc_loss_reduction != "sum":
+    _applies(hf)
+    if hf.ctc_loss_reduction != "sum":
         return []
     per_batch: dict[int, int] = {}
     for sample in hf.samples:
@@ -264,8 +279,7 @@ def zero_infinity_setting(hf):
     (CTC001 lists them). Until then `ctc_zero_infinity=True` keeps training finite; once the
     data is clean, set it back to `False`, so that a new impossible sample shows up as `inf`.
     """
-    if hf is None:
-        return []
+    _applies(hf)
     bad = hf.infeasible
     if not bad:
         return []
@@ -324,7 +338,8 @@ def padding_without_attention_mask(hf):
     `processor.pad(features, padding=True, return_attention_mask=True, return_tensors="pt")`,
     or create the feature extractor with `return_attention_mask=True`.
     """
-    if hf is None or not hf.expects_attention_mask:
+    _applies(hf)
+    if not hf.expects_attention_mask:
         return []
     padded = [s for s in hf.samples if not s.masked and s.padding and s.padding_frames > 0]
     if not padded:
@@ -384,7 +399,8 @@ def spec_augment_too_long(hf):
     training set, or lower `mask_time_length` (and `mask_time_min_masks`) when loading the
     model: `from_pretrained(checkpoint, mask_time_length=5, mask_time_min_masks=1)`.
     """
-    if hf is None or not hf.apply_spec_augment:
+    _applies(hf)
+    if not hf.apply_spec_augment:
         return []
     found = []
     if hf.mask_feature_prob > 0 and hf.mask_feature_length > hf.hidden_size:
@@ -464,7 +480,8 @@ def labels_hold_pad_id(hf):
     `labels = batch["input_ids"].masked_fill(batch.attention_mask.ne(1), -100)`; and keep
     the blank a class that no transcript uses (`pad_token_id=tokenizer.pad_token_id`).
     """
-    if hf is None or hf.pad_token_id is None:
+    _applies(hf)
+    if hf.pad_token_id is None:
         return []
     blank = hf.pad_token_id
     found = []

@@ -163,7 +163,7 @@ def test_output_that_is_not_a_terminal_keeps_each_message_on_one_unpadded_line()
     assert not [line for line in lines if line.endswith(" ")]
 
 
-PATHS = re.compile(r"`((?:ctcdoctor|checks|benchmarks|examples|tests)/[\w/.-]+\.(?:py|md|json|txt))")
+PATHS = re.compile(r"`((?:ctcdoctor|checks|benchmarks|examples|tests)/[\w/.-]+\.(?:py|md|json|jsonl|txt|csv))(?![\w])")
 
 
 def _documented_paths() -> list[tuple[str, str]]:

@@ -98,7 +98,7 @@ def measure_independence(model: torch.nn.Module, run: ModelRun, layout: str | No
     batch = run.batch
     size = batch.size
     shape = tuple(getattr(batch.inputs, "shape", ()))
-    if size < 2:  # nothing to mix with (in training either, when batches hold one sample): nothing to compare
+    if size < 2 or run.output.numel() == 0:  # one sample, or no output frames at all: nothing can be mixed
         return BatchIndependence(batch.index, batch.batch_axis, shape)
     if layout not in OUTPUT_BATCH_AXIS:
         return BatchIndependence(batch.index, batch.batch_axis, shape, skipped="the output layout is unknown (CTC022)")
@@ -125,7 +125,7 @@ def measure_independence(model: torch.nn.Module, run: ModelRun, layout: str | No
         compared.append(batch.first_sample + position)
     if not compared:
         return BatchIndependence(batch.index, batch.batch_axis, shape, skipped="a sample alone gives an output of "
-                                 "another shape than its slice of the batch output")
+                                 "another shape than its slice of the batch output, or no finite values to compare")
     tolerance = TOLERANCE.get(run.output.dtype, DEFAULT_TOLERANCE)
     result = BatchIndependence(batch.index, batch.batch_axis, shape, tuple(compared), tuple(differences), tuple(scales),
                                tolerance)

@@ -14,6 +14,7 @@ from hfkit import audio_model, example, loader, processor  # noqa: E402
 from ctcdoctor.checks import huggingface as hfchecks  # noqa: E402
 from ctcdoctor.frameworks.huggingface import HFFacts, SampleFacts, describe_hf  # noqa: E402
 from ctcdoctor.load.batches import in_dataset_order  # noqa: E402
+from ctcdoctor.registry import SkipCheck  # noqa: E402
 
 CHECKS = (hfchecks.vocab_size_mismatch, hfchecks.blank_not_tokenizer_pad, hfchecks.unknown_labels, hfchecks.summed_loss,
           hfchecks.zero_infinity_setting, hfchecks.padding_without_attention_mask, hfchecks.spec_augment_too_long,
@@ -45,10 +46,12 @@ def found(check, hf) -> list:
     return list(check(hf) or [])
 
 
-def test_every_check_is_silent_without_hf_facts_and_on_healthy_facts():
+def test_every_check_is_not_applicable_without_hf_facts_and_silent_on_healthy_facts():
     for check in CHECKS:
-        assert found(check, None) == []
-        assert found(check, facts()) == [], check.__name__
+        with pytest.raises(SkipCheck) as skipped:
+            found(check, None)
+        assert skipped.value.reason == "not a Hugging Face transformers CTC model" and not skipped.value.applicable
+        assert found(check, facts(tokenizer_size=32, tokenizer_pad_id=0, unk_id=30)) == [], check.__name__
 
 
 def test_describe_hf_is_none_for_a_model_that_is_not_a_hf_ctc_model():
