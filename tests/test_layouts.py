@@ -248,3 +248,28 @@ def test_a_criterion_sees_what_forward_returned():
         assert {item.code: item.status for item in report.checks}["CTC030"] == "passed", report.findings
         assert not report.findings
     assert seen and set(seen) == {"tuple"}
+
+
+class MaskedConv(nn.Module):
+    """{"features": (N, T, F), "mask": (N, T)} -> (N, T // 2, C): the mask travels beside the features."""
+
+    def __init__(self, features: int = 5) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(features, CLASSES, kernel_size=2, stride=2)
+
+    def forward(self, inputs):
+        x = inputs["features"] * inputs["mask"][..., None]
+        return self.conv(x.transpose(1, 2)).transpose(1, 2).log_softmax(-1)
+
+
+def test_structured_inputs_are_probed_with_every_tensor_of_the_time_axis_cut_together():
+    torch.manual_seed(0)
+    batches = []
+    for b in time_major_batches():
+        features = b[0].transpose(0, 1)
+        mask = (torch.arange(features.shape[1])[None] < b[2][:, None]).float()
+        batches.append(({"features": features, "mask": mask}, *b[1:]))
+    context = Context(Setup(model=MaskedConv(), loader=batches))
+    lengths = context.output_lengths
+    assert lengths.source == "probed" and context.length_model.stride == 2
+    assert lengths.scanned.tolist() == [n // 2 for n in LENGTHS]

@@ -4,14 +4,14 @@ the model; the comparison of declared lengths with the probed ones (CTC004)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from ctcdoctor.engine import Context, provides
-from ctcdoctor.load.batches import Batch, time_axis
+from ctcdoctor.load.batches import Batch, index_inputs, is_packed, main_tensor, time_axis
 from ctcdoctor.measure.model import (
     ModelRun,
     evaluating,
@@ -76,6 +76,37 @@ def _fit(points: list[tuple[int, int]]) -> tuple[int | None, int | None]:
     return None, None
 
 
+def _map_tensors(value: Any, function: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """`value` with `function` applied to every tensor inside (tuples, named tuples, lists, mappings)."""
+    if isinstance(value, torch.Tensor):
+        return function(value)
+    if isinstance(value, tuple) and hasattr(value, "_fields") and not is_packed(value):
+        return type(value)(*(_map_tensors(item, function) for item in value))
+    if isinstance(value, (tuple, list)):
+        return type(value)(_map_tensors(item, function) for item in value)
+    if isinstance(value, Mapping):
+        return {key: _map_tensors(item, function) for key, item in value.items()}
+    return value
+
+
+def sample_resizer(batch: Batch) -> Callable[[int], Any] | None:
+    """`length -> the first sample's inputs with their time axis cut or zero-padded to length`, or None when no
+    input axis is measured by input_lengths. In structured inputs every tensor whose time axis is as wide as the
+    main one's is resized with it (an attention mask beside the audio: padded with zeros, i.e. masked)."""
+    main = main_tensor(batch.inputs)
+    axis = None if main is None else time_axis(main, batch.input_lengths, batch.batch_axis)
+    if main is None or axis is None:
+        return None
+    width = int(main.shape[axis])
+    sample = index_inputs(batch.inputs, torch.tensor([0]), batch.size, batch.batch_axis)
+
+    def resized(length: int) -> Any:
+        return _map_tensors(sample, lambda tensor: _resize(tensor, axis, length)
+                            if tensor.dim() > axis and tensor.shape[axis] == width else tensor)
+
+    return resized
+
+
 def probe_lengths(
     model: torch.nn.Module,
     batch: Batch,
@@ -84,13 +115,12 @@ def probe_lengths(
     max_probes: int = 8,
 ) -> LengthModel:
     """Run the model on one sample cut or padded to several lengths and fit the frame counts."""
-    axis = time_axis(batch.inputs, batch.input_lengths, batch.batch_axis)
-    if axis is None:
+    resized = sample_resizer(batch)
+    if resized is None:
         raise ValueError(
             "cannot tell which input axis input_lengths measure "
             f"(inputs {tuple(getattr(batch.inputs, 'shape', ()))}, longest length {int(batch.input_lengths.max())})"
         )
-    sample = batch.inputs.narrow(batch.batch_axis, 0, 1)
     distinct = sorted(set(int(length) for length in wanted.tolist() if length > 0))
     if len(distinct) > max_probes:
         picks = torch.linspace(0, len(distinct) - 1, max_probes).round().long().tolist()
@@ -102,7 +132,7 @@ def probe_lengths(
     points = []
     with evaluating(model):
         for length in distinct:
-            output, _ = split_output(model(move_inputs(_resize(sample, axis, length), model_device(model))))
+            output, _ = split_output(model(move_inputs(resized(length), model_device(model))))
             points.append((length, int(output.shape[frames_axis])))
     stride, offset = _fit(points)
     return LengthModel(tuple(points), stride, offset)

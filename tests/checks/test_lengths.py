@@ -53,8 +53,13 @@ def test_unknown_lengths_are_ctc003_and_probed_lengths_ctc005():
     assert codes_of(findings) == {"CTC005"}
     assert "frames = floor(L / 2)" in findings[0].message
 
-    # Inputs that are not tensors cannot be probed: lengths stay unknown.
+    # Structured inputs are probed too (every tensor of the time axis cut together): lengths estimated, CTC005.
     setup = Setup(model=DictModel(), loader=[({"x": torch.randn(2, 4, 10)}, torch.tensor([[1], [2]]), torch.tensor([10, 6]), torch.tensor([1, 1]))])
+    findings, _ = run_codes(setup, ("CTC003", "CTC005"))
+    assert codes_of(findings) == {"CTC005"} and "frames = floor(L / 2)" in findings[0].message
+
+    # Inputs with no axis that input_lengths can measure cannot be probed: lengths stay unknown.
+    setup = Setup(model=DictModel(), loader=[({"x": torch.randn(2, 4, 10)}, torch.tensor([[1], [2]]), torch.tensor([20, 6]), torch.tensor([1, 1]))])
     findings, _ = run_codes(setup, ("CTC003",))
     assert codes_of(findings) == {"CTC003"}
     assert "Setup.output_lengths" in findings[0].hint
