@@ -18,7 +18,7 @@ def _axis_words(independence: BatchIndependence) -> str:
     return f"{where} hold the samples on axis {independence.batch_axis}"
 
 
-@check("CTC027", "error", "the model mixes samples along the batch axis")
+@check("CTC028", "error", "the model mixes samples along the batch axis")
 def batch_mixing(batch_independence: BatchIndependence, output_kinds: list[OutputKind]) -> list[Finding]:
     """
     **What it checks.** In eval mode, a sample's output must not depend on the other samples
@@ -35,7 +35,7 @@ def batch_mixing(batch_independence: BatchIndependence, output_kinds: list[Outpu
 
     **Example.** `nn.LSTM(40, 96)` given `(16, 73, 40)` batches:
     ```
-    error CTC027 sample 15's output alone differs from its output inside batch 0 (largest difference
+    error CTC028 sample 15's output alone differs from its output inside batch 0 (largest difference
       0.84): the model mixes samples. inputs (16, 73, 40) hold the samples on axis 0, but LSTM 'rnn'
       has batch_first=False and got (16, 73, 40): it reads axis 0 as time and recurs over the samples.
     ```
@@ -76,4 +76,4 @@ def batch_mixing(batch_independence: BatchIndependence, output_kinds: list[Outpu
                 "differences": list(independence.differences), "tolerance": independence.tolerance,
                 "layers": [{"name": layer.name, "type": layer.kind, "batch_first": layer.batch_first,
                             "input_shape": list(layer.input_shape)} for layer in culprits]}
-    return [finding("CTC027", message, hint, evidence)]
+    return [finding("CTC028", message, hint, evidence)]

@@ -94,7 +94,7 @@ def test_a_time_major_rnn_checks_clean():
     assert not serious(report), serious(report)
     context = Context(setup)
     assert context.batches[0].batch_axis == 1 and context.layout.layout == "TNC"
-    assert {item.code: item.status for item in report.checks}["CTC027"] == "passed"
+    assert {item.code: item.status for item in report.checks}["CTC028"] == "passed"
 
 
 def test_time_major_samples_are_cut_along_axis_1():

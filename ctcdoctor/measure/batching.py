@@ -1,4 +1,4 @@
-"""CTC027: does a sample's output depend on the other samples of its batch?
+"""CTC028: does a sample's output depend on the other samples of its batch?
 
 In eval mode it must not: every layer of a CTC model works per sample along the batch axis. The
 usual way it fails is a recurrent or attention layer that reads another axis as the batch (an

@@ -12,7 +12,7 @@ model cannot learn the sequences, and at batch size 1 it has no recurrence at al
 
 Fix: `nn.LSTM(..., batch_first=True)`, or feed the LSTM `x.transpose(0, 1)`.
 
-Expected finding: CTC027
+Expected finding: CTC028
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CTC027: a sample's output alone must equal its slice of the batch output (eval mode)."""
+"""CTC028: a sample's output alone must equal its slice of the batch output (eval mode)."""
 from __future__ import annotations
 
 import pytest
@@ -52,8 +52,8 @@ def run(model, loader=None, **setup):
     torch.manual_seed(0)
     report = ctcdoctor.check(Setup(model=model, loader=loader or batch_first_batches(), output_lengths=lambda n: n,
                                    **setup), select=["CTC02"])
-    status = {item.code: item.status for item in report.checks}["CTC027"]
-    return [item for item in report.findings if item.code == "CTC027"], status
+    status = {item.code: item.status for item in report.checks}["CTC028"]
+    return [item for item in report.findings if item.code == "CTC028"], status
 
 
 def test_an_lstm_with_batch_first_false_fed_batch_first_inputs_mixes_samples():
@@ -107,7 +107,7 @@ def test_a_model_that_runs_at_one_batch_size_only_is_skipped_with_the_reason():
 
 
 def test_the_bundled_healthy_setup_is_clean():
-    report = ctcdoctor.check(healthy_setup(), select=["CTC027"])
+    report = ctcdoctor.check(healthy_setup(), select=["CTC028"])
     assert not report.findings and report.checks[0].status == "passed"
 
 
