@@ -157,10 +157,62 @@ def simulate(result: dict[str, Any], every: int | None = None) -> RenderableType
     return Group(*parts)
 
 
+def logs(result: dict[str, Any], every: int | None = None) -> RenderableType:
+    """Which log was read and what each curve did, then the notes (what was assumed or not seen)."""
+    series = result.get("series", {})
+    loss = series.get("loss", {})
+    head = Text.assemble(("read ", "dim"), (result["source"], "bold"), f" ({result['format']} log")
+    if loss.get("points"):
+        head.append(f", {loss['points']:,} values of {loss['tag']}, {result['unit']}s {loss.get('first_step', 0):,}-{loss.get('last_step', 0):,}")
+    head.append(")")
+    table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2), pad_edge=False)
+    for column in ("role", "tag", "values", "first", "last", "min", "max", "non-finite"):
+        table.add_column(column, justify="left" if column in ("role", "tag") else "right")
+    for role, item in series.items():
+        table.add_row(escape(role), escape(item["tag"]), f"{item['points']:,}", number(item.get("first")), number(item.get("last")),
+                      number(item.get("min")), number(item.get("max")), str(item["non_finite"] or ""))
+    parts: list[RenderableType] = [head, table]
+    if result.get("other_scalars"):
+        parts.append(Text("also logged: " + ", ".join(result["other_scalars"][:20]), style="dim"))
+    parts += [Text(f"note: {note}", style="yellow") for note in result.get("notes", [])]
+    if result.get("plot"):
+        parts.append(Text(f"plot written to {result['plot']}", style="dim"))
+    return Group(*parts, Text(""))
+
+
+def monitor(result: dict[str, Any], every: int | None = None) -> RenderableType:
+    """Where the run got to, what its outputs looked like at the last evaluation, and the files written."""
+    step = result.get("step")
+    head = Text.assemble(("step ", "dim"), (f"{step:,}" if step is not None else "-", "bold"),
+                         f" ({result['steps_seen']:,} steps seen, {result['evaluations']} evaluations every {result['every']})")
+    if result.get("stopped"):
+        head.append(f"; stopped at step {result['stopped']['step']:,} on {result['stopped']['code']}", style="bold red")
+    parts: list[RenderableType] = [head]
+    latest = result.get("latest")
+    if latest:
+        table = Table(show_header=False, box=None, padding=(0, 2), pad_edge=False)
+        table.add_column(style="dim")
+        table.add_column()
+        rates = f"CER {number(latest.get('cer'))}" + (f", WER {number(latest['wer'])}" if "wer" in latest else "")
+        table.add_row("decodes", rates + f", {number(latest.get('empty_rate'))} empty")
+        table.add_row("blank", f"argmax {number(latest.get('blank_ratio'))}, probability {number(latest.get('blank_prob'))}, "
+                      f"labels need {number(latest.get('label_density'))} of the frames")
+        table.add_row("infeasible", f"{int(latest.get('infeasible', 0))} of {int(latest.get('evaluated', 0))} samples")
+        for sample in latest.get("samples", []):
+            table.add_row("sample", escape(f"{sample['target']!r} → {sample['decoded']!r}"))
+        parts.append(table)
+    files = {name: path for name, path in (result.get("files") or {}).items() if path}
+    if files:
+        parts.append(Text("files: " + ", ".join(f"{name} {path}" for name, path in files.items()), style="dim"))
+    return Group(*parts, Text(""))
+
+
 #: command -> renderer of its `result`.
 RESULTS: dict[str, Callable[[dict[str, Any], int | None], RenderableType]] = {
     "overfit": overfit,
     "scan": scan,
     "labels": labels,
     "simulate": simulate,
+    "logs": logs,
+    "monitor": monitor,
 }
