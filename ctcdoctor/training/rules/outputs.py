@@ -353,8 +353,9 @@ def check_uniform(analysis: Analysis, evaluations: Evaluations) -> list[Finding]
         return []
     end = analysis.loss.last_step
     blank_prob = evaluations.get("blank_prob")[-1]
-    message = (f"the mean frame entropy stayed at {fmt(float(np.median(entropy)))} nats ({float(entropy.min()) / uniform:.0%}-"
-               f"{float(entropy.max()) / uniform:.0%} of ln({classes}) = {uniform:.3g}) over {analysis.steps(start, end)}")
+    low, high = f"{float(entropy.min()) / uniform:.0%}", f"{float(entropy.max()) / uniform:.0%}"
+    message = (f"the mean frame entropy stayed at {fmt(float(np.median(entropy)))} nats ({low if low == high else low + '-' + high} "
+               f"of ln({classes}) = {uniform:.3g}) over {analysis.steps(start, end)}")
     if np.isfinite(blank_prob):
         message += f"; the blank probability is {float(blank_prob):.3f} (1/C = {1 / classes:.3f})"
     grad = analysis.curves.grad_norm
