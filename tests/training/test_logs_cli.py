@@ -9,11 +9,11 @@ import threading
 import time
 
 import pytest
-from ctchelpers import ROOT
 from typer.testing import CliRunner
 
 from ctcdoctor.cli import app, main
 from ctcdoctor.training import monitor_format
+from ctchelpers import ROOT
 
 RUNS = ROOT / "examples" / "runs"
 runner = CliRunner()

@@ -4,10 +4,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from ctchelpers import ROOT
 
 from ctcdoctor.findings import Severity
 from ctcdoctor.training import diagnose_run
+from ctchelpers import ROOT
 
 RUNS = ROOT / "examples" / "runs"
 EXPECTED = {

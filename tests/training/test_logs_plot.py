@@ -7,11 +7,11 @@ matplotlib.use("Agg")
 
 import numpy as np
 import pytest
-from ctchelpers import ROOT
 from logcurves import ctc_level, noisy
 
 from ctcdoctor.training import diagnose_run, monitor_format
 from ctcdoctor.training.plot import plot
+from ctchelpers import ROOT
 
 
 def spans(ax) -> list[tuple[float, float]]:
