@@ -169,6 +169,7 @@ def logs(result: dict[str, Any], every: int | None = None) -> RenderableType:
     for column in ("role", "tag", "values", "first", "last", "min", "max", "non-finite"):
         table.add_column(column, justify="left" if column in ("role", "tag") else "right")
     for role, item in series.items():
+        role = role.split(":", 1)[0].replace("_", " ")  # "eval_cer:val_cer" -> "eval cer", "part:loss_ctc" -> "part"
         table.add_row(escape(role), escape(item["tag"]), f"{item['points']:,}", number(item.get("first")), number(item.get("last")),
                       number(item.get("min")), number(item.get("max")), str(item["non_finite"] or ""))
     parts: list[RenderableType] = [head, table]

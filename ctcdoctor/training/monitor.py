@@ -142,7 +142,7 @@ class Monitor:
         self.steps_seen = 0
         self.nonfinite_steps = 0
         self.seconds = 0.0
-        self._started = time.perf_counter()
+        self._started = self._update_started = time.perf_counter()
         self._printer = Printer(stream or sys.stdout, live) if echo else None
 
     # ------------------------------------------------------------------ feeding
@@ -176,7 +176,7 @@ class Monitor:
         `targets` (padded (N, S) or concatenated), `target_lengths` and `output_lengths`
         (frames per sample after subsampling; all T when omitted). Tensors or numpy arrays.
         """
-        started = time.perf_counter()
+        started = self._update_started = time.perf_counter()
         if self.closed:
             raise RuntimeError("Monitor.update() after close()")
         step = int(step)
@@ -248,7 +248,8 @@ class Monitor:
         previous = {found.code for found in self.findings}
         self._judge(final=False)
         if self._printer is not None and self._last is not None:
-            per_step = 1000 * self.seconds / max(self.steps_seen, 1)
+            spent = self.seconds + time.perf_counter() - self._update_started  # this evaluation included
+            per_step = 1000 * spent / max(self.steps_seen, 1)
             cells = metric_cells(self._last[0], self._last[1], self.nonfinite_steps, per_step)
             new = [found for found in self.findings if found.code not in previous]
             self._printer.evaluation(cells, stats.examples if stats is not None else (), new, self.findings)
