@@ -41,6 +41,10 @@ DEFAULT_PATIENCE = 2000
 """Steps the early blank phase (and a plateau) may last before it is an error."""
 
 
+def _detached(value: Any) -> Any:
+    return value.detach() if hasattr(value, "detach") and getattr(value, "requires_grad", False) else value
+
+
 def _floats(values: Sequence[Any]) -> list[float]:
     """Numbers, 0-d tensors and numpy scalars as floats, tensors read back together (one sync)."""
     tensors = [index for index, value in enumerate(values) if hasattr(value, "detach")]
@@ -180,7 +184,9 @@ class Monitor:
         if self.closed:
             raise RuntimeError("Monitor.update() after close()")
         step = int(step)
-        self._pending.append((step, loss, lr, grad_norm, {**self._early.pop(step, {}), **values}))
+        # detached now (no sync): a kept loss must not keep its step's autograd graph alive
+        self._pending.append((step, _detached(loss), _detached(lr), _detached(grad_norm),
+                              {**self._early.pop(step, {}), **{key: _detached(value) for key, value in values.items()}}))
         self.steps_seen += 1
         if self.wants_outputs(step):
             kinds = (("log_probs", log_probs), ("logits", logits), ("probs", probs), ("auto", outputs))

@@ -170,3 +170,32 @@ def test_outputs_given_twice_is_an_error():
     with pytest.raises(ValueError, match="one of"):
         monitor.update(1, 1.0, log_probs=torch.zeros(2, 1, 3), logits=torch.zeros(2, 1, 3), targets=torch.tensor([[1]]),
                        target_lengths=torch.tensor([1]))
+
+
+def test_a_saved_monitor_report_renders_in_the_console(tmp_path):
+    from rich.console import Console
+
+    from ctcdoctor.render.console import render_console
+    from ctcdoctor.render.from_json import report_from_json
+
+    monitor = quiet(every=10, report_path=tmp_path / "r.json", metrics_path=tmp_path / "m.jsonl", alphabet="abcde")
+    train(monitor, 40, nan_from=25)
+    monitor.close()
+    console = Console(record=True, width=200)
+    render_console(report_from_json((tmp_path / "r.json").read_text()), console)
+    text = console.export_text()
+    assert "CTC200" in text and "stopped at step 30 on CTC200" in text
+    assert "decodes" in text and "sample" in text and f"metrics {tmp_path / 'm.jsonl'}" in text
+    assert "ctcdoctor monitor training run: 1 error" in text
+
+
+def test_a_kept_loss_does_not_keep_its_autograd_graph():
+    """Losses wait for the next evaluation to be read back; holding them attached would keep every step's graph."""
+    monitor = quiet(every=100)
+    weights = torch.randn(50, requires_grad=True)
+    for step in range(1, 10):
+        loss = (weights * step).square().mean()
+        loss.backward()
+        monitor.update(step, loss, grad_norm=weights.grad.norm())
+    kept = [record[1] for record in monitor._pending]
+    assert kept and not any(value.requires_grad or value.grad_fn is not None for value in kept)
