@@ -116,8 +116,8 @@ def _read(run: Path, follow: float | None, idle: float | None, options: dict):  
         new = [item for item in result.findings if item.code not in shown]
         shown.update(item.code for item in result.findings)
         step = f"{result.curves.unit} {int(loss.steps[-1]):,}" if len(loss) else "no steps yet"
-        line = (f"{Path(result.source).name}: {step}, {len(loss):,} values; "
-                f"{counts['error']} errors, {counts['warning']} warnings, {counts['info']} info")
+        line = (f"{Path(result.source).name}: {step}, {len(loss):,} values; {counts['error']} error{'s' * (counts['error'] != 1)}, "
+                f"{counts['warning']} warning{'s' * (counts['warning'] != 1)}, {counts['info']} info")
         console.print(line + (f"; new: {', '.join(item.code for item in new)}" if new else ""), markup=False, highlight=False)
         for item in new:
             console.print(f"  {item.severity.value} {item.code} {item.title}", markup=False, highlight=False)

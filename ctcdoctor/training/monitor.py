@@ -139,6 +139,7 @@ class Monitor:
         self._last: tuple[int, dict[str, float]] | None = None
         self._lines: list[str] = []
         self._header_written = False
+        self._warned_step = False
         self._meta: dict[str, Any] = {}
         self._meta_frozen = False
         self._next_check: int | None = None
@@ -184,9 +185,11 @@ class Monitor:
         if self.closed:
             raise RuntimeError("Monitor.update() after close()")
         step = int(step)
+        self._check_step(step, values)
         # detached now (no sync): a kept loss must not keep its step's autograd graph alive
         self._pending.append((step, _detached(loss), _detached(lr), _detached(grad_norm),
-                              {**self._early.pop(step, {}), **{key: _detached(value) for key, value in values.items()}}))
+                              {**self._early.pop(step, {}),
+                               **{key: _detached(value) for key, value in values.items() if value is not None}}))
         self.steps_seen += 1
         if self.wants_outputs(step):
             kinds = (("log_probs", log_probs), ("logits", logits), ("probs", probs), ("auto", outputs))
@@ -197,6 +200,18 @@ class Monitor:
             self._evaluate(step, outputs, targets, target_lengths, output_lengths, layout or self.layout)
         self.seconds += time.perf_counter() - started
         return self.should_stop
+
+    def _check_step(self, step: int, values: dict[str, Any]) -> None:
+        for key, value in values.items():
+            if isinstance(value, (str, bytes, bool)):
+                raise TypeError(f"update(..., {key}={value!r}): expected a number or a 0-d tensor")
+        last = self._pending[-1][0] if self._pending else (self._last[0] if self._last is not None else None)
+        if last is not None and step < last and not self._warned_step:
+            import warnings
+
+            self._warned_step = True
+            warnings.warn(f"ctcdoctor monitor: the step went back from {last} to {step}; pass a global step (one that "
+                          "keeps counting across epochs), or the curves are read out of order", stacklevel=3)
 
     def log(self, step: int, **values: Any) -> None:
         """Add scalars to the record of `step` (eval_loss, eval_cer, a grad norm logged later).
@@ -255,7 +270,7 @@ class Monitor:
         self._judge(final=False)
         if self._printer is not None and self._last is not None:
             spent = self.seconds + time.perf_counter() - self._update_started  # this evaluation included
-            per_step = 1000 * spent / max(self.steps_seen, 1)
+            per_step = 1000 * spent / self.steps_seen if self.steps_seen > 1 else None  # step 1 pays for imports
             cells = metric_cells(self._last[0], self._last[1], self.nonfinite_steps, per_step)
             new = [found for found in self.findings if found.code not in previous]
             self._printer.evaluation(cells, stats.examples if stats is not None else (), new, self.findings)

@@ -199,3 +199,12 @@ def test_a_kept_loss_does_not_keep_its_autograd_graph():
         monitor.update(step, loss, grad_norm=weights.grad.norm())
     kept = [record[1] for record in monitor._pending]
     assert kept and not any(value.requires_grad or value.grad_fn is not None for value in kept)
+
+
+def test_a_step_that_goes_back_warns_once_and_text_values_are_refused():
+    monitor = quiet(every=100)
+    monitor.update(10, 1.0)
+    with pytest.warns(UserWarning, match="the step went back from 10 to 3"):
+        monitor.update(3, 1.0)
+    with pytest.raises(TypeError, match="phase='warm-up'"):
+        monitor.update(11, 1.0, phase="warm-up")
