@@ -47,6 +47,8 @@ def metric_cells(step: int, record: dict[str, float], nonfinite: int, per_step_m
         cells["lr"] = fmt(record["lr"])
     if nonfinite:
         cells["non-finite"] = f"{nonfinite} steps"
+    if record.get("nonfinite_outputs"):
+        cells["non-finite outputs"] = f"{int(record['nonfinite_outputs'])} frames"
     if per_step_ms is not None:
         cells["monitor"] = f"{per_step_ms:.2f} ms/step"
     return cells

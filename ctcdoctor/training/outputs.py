@@ -39,7 +39,8 @@ class OutputStats:
     cer: float
     """Corpus CER over the evaluated samples: total edit distance / total target labels."""
     wer: float | None
-    """Corpus WER when the alphabet holds the word delimiter; None otherwise."""
+    """Corpus WER when the alphabet holds the word delimiter; None otherwise. Rates are over the samples
+    whose outputs are finite (NaN when there are none)."""
     blank_ratio: float
     """Share of valid frames whose argmax is blank."""
     blank_prob: float
@@ -82,7 +83,7 @@ class OutputStats:
         )
         if self.alt_decode_rate is not None:
             values["alt_decode_rate"] = self.alt_decode_rate
-        return {key: round(value, 6) for key, value in values.items()}
+        return {key: round(value, 6) if math.isfinite(value) else value for key, value in values.items()}
 
 
 def as_tnc_log_probs(outputs: Any, kind: str, layout: str, max_samples: int) -> torch.Tensor:
@@ -175,34 +176,47 @@ def measure_outputs(
         raise ValueError(f"blank={blank} is out of range for outputs with C={classes} classes")
     frames = _lengths(output_lengths, count, frames_total, "output_lengths").clamp(0, frames_total)
     refs, required = _targets(targets, target_lengths, frames, count)
-    valid = (torch.arange(frames_total)[:, None] < frames[None, :]).to(log_probs.device)
-    finite_frames = torch.isfinite(log_probs).all(-1)
-    nonfinite = int((valid & ~finite_frames).sum())
-    safe = torch.where(finite_frames[..., None], log_probs, torch.zeros((), device=log_probs.device))
-    hyps: list[list[int]] = greedy_decode(safe, frames, blank=blank)  # type: ignore[assignment] # no alphabet: indices
-    shape = spikiness(safe, frames, blank=blank)
-    alt = classes - 1 if blank == 0 else 0
-    alt_rate = _corpus_rate(greedy_decode(safe, frames, blank=alt), refs) if classes > 2 and alt != blank else None
-    with_labels = [hyp for hyp, ref in zip(hyps, refs) if ref]
+    valid = torch.arange(frames_total)[:, None] < frames[None, :]
+    bad_frames = valid & ~torch.isfinite(log_probs).all(-1).cpu()
+    # A sample with a NaN/inf output has no decode worth reading: measured without it, counted apart.
+    kept = (~bad_frames.any(0)).nonzero().flatten()
+    decoded = _decode(log_probs[:, kept.to(log_probs.device)], frames[kept], [refs[i] for i in kept.tolist()], blank)
     infeasible = (frames < required).nonzero().flatten().tolist()
-    total_frames = max(int(frames.sum()), 1)
+    hyps, kept_refs = decoded.pop("hyps"), [refs[i] for i in kept.tolist()]
     return OutputStats(
         evaluated=count,
         classes=classes,
-        cer=_corpus_rate(hyps, refs),
-        wer=_wer(hyps, refs, alphabet, blank, word_delimiter),
-        blank_ratio=shape.blank_ratio,
-        blank_prob=1.0 - shape.nonblank_mass,
-        entropy=shape.entropy,
-        nonblank=1.0 - shape.blank_ratio,
-        label_density=sum(len(ref) for ref in refs) / total_frames,
-        empty_rate=sum(1 for hyp in with_labels if not hyp) / len(with_labels) if with_labels else 0.0,
+        wer=_wer(hyps, kept_refs, alphabet, blank, word_delimiter) if hyps else None,
+        label_density=sum(len(ref) for ref in refs) / max(int(frames.sum()), 1),
         infeasible=len(infeasible),
         infeasible_samples=tuple(infeasible[:10]),
-        nonfinite_outputs=nonfinite,
-        alt_blank=alt if alt_rate is not None else None,
-        alt_decode_rate=alt_rate,
+        nonfinite_outputs=int(bad_frames.sum()),
+        alt_blank=(classes - 1 if blank == 0 else 0) if classes > 2 else None,
         blank_in_targets=sum(ref.count(blank) for ref in refs),
         label_length=float(np.mean([len(ref) for ref in refs])) if refs else math.nan,
-        examples=tuple((_text(ref, alphabet, blank), _text(hyp, alphabet, blank)) for ref, hyp in zip(refs[:examples], hyps)),
+        examples=tuple((_text(ref, alphabet, blank), _text(hyp, alphabet, blank)) for ref, hyp in zip(kept_refs[:examples], hyps)),
+        **decoded,
     )
+
+
+def _decode(log_probs: torch.Tensor, frames: torch.Tensor, refs: list[list[int]], blank: int) -> dict[str, Any]:
+    """Greedy decodes and the rates of finite outputs (NaN rates when no sample is left)."""
+    classes = log_probs.shape[-1]
+    alt = classes - 1 if blank == 0 else 0
+    if not refs:
+        nan = math.nan
+        return {"hyps": [], "cer": nan, "blank_ratio": nan, "blank_prob": nan, "entropy": nan, "nonblank": nan,
+                "empty_rate": nan, "alt_decode_rate": nan if classes > 2 else None}
+    hyps: list[list[int]] = greedy_decode(log_probs, frames, blank=blank)  # type: ignore[assignment] # indices
+    shape = spikiness(log_probs, frames, blank=blank)
+    with_labels = [hyp for hyp, ref in zip(hyps, refs) if ref]
+    return {
+        "hyps": hyps,
+        "cer": _corpus_rate(hyps, refs),
+        "blank_ratio": shape.blank_ratio,
+        "blank_prob": 1.0 - shape.nonblank_mass,
+        "entropy": shape.entropy,
+        "nonblank": 1.0 - shape.blank_ratio,
+        "empty_rate": sum(1 for hyp in with_labels if not hyp) / len(with_labels) if with_labels else 0.0,
+        "alt_decode_rate": _corpus_rate(greedy_decode(log_probs, frames, blank=alt), refs) if classes > 2 else None,
+    }

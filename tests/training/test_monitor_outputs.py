@@ -99,12 +99,16 @@ def test_word_error_rate_needs_the_delimiter_in_the_alphabet():
     assert measure_outputs(spikes(paths), targets, torch.tensor([4, 3]), alphabet="abxc", word_delimiter="|").wer is None
 
 
-def test_non_finite_frames_are_counted_and_the_rest_still_measured():
+def test_samples_with_non_finite_outputs_are_counted_apart():
     log_probs = spikes([[0, 1, 0, 2], [3, 0, 3, 0]])
     log_probs[1, 0] = math.nan
-    stats = measure_outputs(log_probs, torch.tensor([[1, 2], [3, 3]]), torch.tensor([2, 2]))
-    assert stats.nonfinite_outputs == 1
-    assert np.isfinite(stats.cer) and np.isfinite(stats.blank_prob)
+    stats = measure_outputs(log_probs, torch.tensor([[1, 2], [3, 3]]), torch.tensor([2, 2]), alphabet="abcd")
+    assert stats.nonfinite_outputs == 1 and stats.evaluated == 2
+    assert stats.cer == 0.0 and stats.empty_rate == 0.0 and stats.examples == (("cc", "cc"),)  # sample 1 alone
+    everything = measure_outputs(log_probs * math.nan, torch.tensor([[1, 2], [3, 3]]), torch.tensor([2, 2]))
+    assert everything.nonfinite_outputs == 8 and math.isnan(everything.cer) and everything.examples == ()
+    assert all(not isinstance(value, float) or math.isfinite(value) or math.isnan(value)
+               for value in everything.record().values())
 
 
 def test_bad_arguments_name_the_problem():
