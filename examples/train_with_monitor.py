@@ -1,7 +1,7 @@
 """Train the bundled OCR example (examples/ocr_crnn.py) in a plain PyTorch loop with the ctcdoctor monitor.
 
 Run:  python examples/train_with_monitor.py                      # healthy: ends with no error verdict
-      python examples/train_with_monitor.py --lr-mistake         # Adam at lr 0.05 (meant 5e-4): stopped on an error
+      python examples/train_with_monitor.py --lr-mistake         # peak lr 1.0 (meant 2e-3): stopped on an error
       python examples/train_with_monitor.py --out runs/demo --every 25 --steps 600
 
 The loop is the one you already have; the monitor needs one call per step:
@@ -17,8 +17,8 @@ ctcdoctor command, `command: "monitor"`) and, at the end, `monitor.png`.
 
 The healthy run (Adam 2e-3, 30 warm-up steps, cosine decay, 600 steps of batch 16, about 1.5
 minutes on one CPU core) passes the early blank plateau around step 150 and ends with CER near
-0.01. With `--lr-mistake` the learning rate is 0.05, a slip of a digit: the loss blows up within
-the first hundred steps and the monitor stops the run with its verdict.
+0.01. With `--lr-mistake` the peak learning rate is 1.0: the loss blows up during the warm-up
+and the monitor stops the run at step 50 with its verdict (CTC203, the loss diverged).
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ from ctcdoctor.training.monitor import Monitor
 
 HEALTHY_LR = 2e-3
 MISTAKE_LR = 1.0
-"""Meant 5e-4: one digit off. Adam at 0.05 wrecks this CRNN within a hundred steps."""
+"""Meant 2e-3 (a lost `e-3`): Adam at 1.0 makes the loss blow up within the 30 warm-up steps."""
 
 
 def learning_rate(step: int, peak: float, steps: int, warmup: int = 30) -> float:
