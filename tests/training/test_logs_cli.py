@@ -131,3 +131,26 @@ def test_follow_rereads_a_growing_log_until_it_goes_idle(tmp_path):
     assert "CTC203" in {f["code"] for f in document["findings"]}
     progress = [line for line in result.stderr.splitlines() if line.startswith("metrics.jsonl: step")]
     assert len(progress) >= 3 and "new: CTC203" in result.stderr
+
+
+BLOCKER = """
+import sys, importlib.abc
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {blocked!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked by the test)")
+        return None
+sys.meta_path.insert(0, Block())
+from ctcdoctor.cli import main
+code = main(sys.argv[1:])
+print("torch imported:", "torch" in sys.modules)
+sys.exit(code)
+"""
+
+
+def test_logs_needs_neither_the_optional_dependencies_nor_torch():
+    blocked = {"transformers", "lightning", "pytorch_lightning", "keras", "tensorboard", "triton", "torch"}
+    done = subprocess.run([sys.executable, "-c", BLOCKER.format(blocked=blocked), "logs", "examples/runs/healthy"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "torch imported: False" in done.stdout and "CTC211" in done.stdout
