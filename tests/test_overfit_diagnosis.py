@@ -127,19 +127,22 @@ def test_a_dead_relu_head_stops_early_and_points_at_ctc027(module):
 # ----------------------------------------------------------------------------- the LR probe
 
 
-def _probe_run(lr, steps=None, verdict="CTC070 budget"):
+def _probe_run(lr, steps=None, verdict="CTC070 budget", best=0.5):
     return ProbeRun(lr, steps is not None, steps, None if steps is None else 1.0, steps or 1000, 2.0,
-                    "fitted" if steps else verdict, 0.5)
+                    "fitted" if steps else verdict, best)
 
 
 def test_the_probe_conclusion_names_the_rate_that_fits():
     low = conclude([_probe_run(1e-4), _probe_run(1e-3), _probe_run(1e-2, 150)], 1e-3)
-    assert low == {"verdict": "too_low", "suggested_lr": 1e-2, "conclusion":
+    assert low == {"verdict": "too_low", "suggested_lr": 1e-2, "fitted_at_suggested": True, "conclusion":
                    "the probe fits at 0.01 in 150 steps, not at 0.001 (CTC070 budget): the learning rate is too low"}
     high = conclude([_probe_run(0.1, 400), _probe_run(1.0, verdict="CTC072 diverged"), _probe_run(10.0)], 1.0)
     assert high["verdict"] == "too_high" and "not at 1 (CTC072 diverged)" in high["conclusion"]
     none = conclude([_probe_run(1e-4), _probe_run(1e-3), _probe_run(1e-2)], 1e-3)
     assert none["verdict"] == "not_lr" and "none of 0.0001, 0.001, 0.01" in none["conclusion"]
+    crawling = conclude([_probe_run(1e-7, best=5.8), _probe_run(1e-6, best=5.1), _probe_run(1e-5, best=0.78)], 1e-6)
+    assert crawling["verdict"] == "too_low" and crawling["suggested_lr"] == 1e-4 and not crawling["fitted_at_suggested"]
+    assert "the best loss falls as the learning rate grows (5.8 at 1e-07, 5.1 at 1e-06, 0.78 at 1e-05)" in crawling["conclusion"]
     fine = conclude([_probe_run(1e-4), _probe_run(1e-3, 300), _probe_run(1e-2, 100)], 1e-3)
     assert fine["verdict"] == "fine" and "(fastest at 0.01 in 100 steps)" in fine["conclusion"]
 

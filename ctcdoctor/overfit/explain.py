@@ -130,6 +130,12 @@ def _several_words(result: OverfitResult, decodes: Sequence[str], cer: float, cu
 # ----------------------------------------------------------------------------- what to change
 
 
+def _own_lr_fix(result: OverfitResult) -> bool:
+    """Whether the advice may suggest a learning rate of its own: not when the LR probe already measured one."""
+    probe = result.lr_probe or {}
+    return not (probe.get("verdict") in ("too_low", "too_high") and probe.get("suggested_lr"))
+
+
 def _suggested_lr(result: OverfitResult) -> float | None:
     lr = result.lr
     if lr is None:
@@ -155,6 +161,8 @@ def _too_fast(verdict: Verdict, result: OverfitResult) -> tuple[list[str], str]:
             f"gradients were clipped on {result.clipping['clipped_steps']} of {result.clipping['steps']} steps "
             f"(norm up to {_number(result.clipping.get('max_grad_norm'))}): the updates themselves are too large"
         )
+    if not _own_lr_fix(result):
+        return causes, "Keep gradient clipping on, and compute CTC in float32."
     hint = "Lower the learning rate (--lr " + (f"{suggested:g}" if suggested else "1e-4") + "), keep clipping on, and compute CTC in float32."
     return causes, hint
 
@@ -167,7 +175,7 @@ def _collapse(verdict: Verdict, result: OverfitResult, summary: dict[str, Any], 
     fixes = []
     if gap is not None and gap > BLANK_BIAS_NATS:
         fixes.append("reset the head's blank bias to 0")
-    if lr is not None and lr < SMALL_LR:
+    if lr is not None and lr < SMALL_LR and _own_lr_fix(result):
         fixes.append(f"raise the learning rate from {lr:g} to {DEFAULT_LR:g} (--lr {DEFAULT_LR:g})")
     if result.parameters.get("frozen") and not result.parameters.get("freeze_except_head"):
         fixes.append("unfreeze the layers frozen by mistake")
@@ -192,7 +200,7 @@ def _blank_phase(verdict: Verdict, result: OverfitResult, summary: dict[str, Any
         return [], f"Run longer: --steps {more} (CTC models output only blanks for their first steps, then the labels appear)."
     causes = collapse_causes(result, context)
     hint = f"Run longer (--steps {more}): the labels have only started to appear"
-    if result.lr is not None and result.lr < SMALL_LR:
+    if result.lr is not None and result.lr < SMALL_LR and _own_lr_fix(result):
         hint += (f"; better, raise the learning rate from {result.lr:g} to {DEFAULT_LR:g} (--lr {DEFAULT_LR:g}), "
                  "which leaves the blank phase in far fewer steps")
     return causes, hint + "."
@@ -248,7 +256,8 @@ def _budget(verdict: Verdict, result: OverfitResult, summary: dict[str, Any]) ->
         causes.append(f"only the head ({result.head}) was trained (--freeze-except-head): it may lack the capacity alone")
     if falling:
         hint = f"The loss was still falling: run longer (--steps {more})"
-        hint += f" or raise the learning rate to {DEFAULT_LR:g} (--lr {DEFAULT_LR:g})." if lr is not None and lr < SMALL_LR else "."
+        raise_lr = lr is not None and lr < SMALL_LR and _own_lr_fix(result)
+        hint += f" or raise the learning rate to {DEFAULT_LR:g} (--lr {DEFAULT_LR:g})." if raise_lr else "."
         if by_flag:
             hint += " If it still does not fit, run without --freeze-except-head: if the whole model fits, the head alone is too small (not a bug)."
     elif by_flag:
@@ -285,9 +294,11 @@ def _probe(result: OverfitResult) -> tuple[str, str] | None:
     if not probe or probe.get("verdict") not in ("too_low", "too_high", "not_lr"):
         return None
     suggested = probe.get("suggested_lr")
-    if probe["verdict"] == "not_lr":
+    if probe["verdict"] == "not_lr" or suggested is None:
         return probe["conclusion"], ""
-    return probe["conclusion"], f"Use --lr {suggested:g} (the learning rate that fitted in the probe)."
+    if probe.get("fitted_at_suggested"):
+        return probe["conclusion"], f"Use --lr {suggested:g} (the learning rate that fitted in the probe)."
+    return probe["conclusion"], f"Try --lr {suggested:g}, ten times further the way the probe's losses point (or --lr-probe from there)."
 
 
 def explain_failure(verdict: Verdict, result: OverfitResult, static: Sequence[Finding], context: dict[str, Any]) -> Finding:

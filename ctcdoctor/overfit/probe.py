@@ -62,19 +62,46 @@ def probe_jobs(requested: int | None, spec_loadable: bool) -> int:
     return 2 if spec_loadable and cores >= PARALLEL_CORES else 1
 
 
+TREND_GAIN = 0.9
+"""With no run fitting, the best losses "fall as the learning rate grows" when each is below this share of the last."""
+
+
+def _trend(runs: Sequence[ProbeRun]) -> dict[str, Any]:
+    """No run fitted: does the best loss move steadily with the learning rate? Then the rate is still too low (high)."""
+    rates = ", ".join(f"{run.lr:g}" for run in runs)
+    bests = [run.best_loss for run in runs]
+    losses = ", ".join(f"{run.best_loss:.3g} at {run.lr:g}" for run in runs if run.best_loss is not None)
+    if all(best is not None for best in bests):
+        values = [float(best) for best in bests if best is not None]
+        if all(b <= TREND_GAIN * a for a, b in zip(values, values[1:])):
+            return {"verdict": "too_low", "suggested_lr": float(f"{runs[-1].lr * 10:.12g}"), "fitted_at_suggested": False,
+                    "conclusion": f"the probe fits at none of {rates}, but the best loss falls as the learning rate grows "
+                                  f"({losses}): the learning rate is too low"}
+        if all(a <= TREND_GAIN * b for a, b in zip(values, values[1:])):
+            return {"verdict": "too_high", "suggested_lr": float(f"{runs[0].lr / 10:.12g}"), "fitted_at_suggested": False,
+                    "conclusion": f"the probe fits at none of {rates}, but the best loss falls as the learning rate "
+                                  f"shrinks ({losses}): the learning rate is too high"}
+    return {"verdict": "not_lr", "suggested_lr": None, "fitted_at_suggested": False,
+            "conclusion": f"the probe fits at none of {rates} and the best loss does not follow the learning rate "
+                          f"({losses}): the learning rate is not the cause"}
+
+
 def conclude(runs: Sequence[ProbeRun], base_lr: float) -> dict[str, Any]:
-    """The verdict on the learning rate: "fine", "too_low", "too_high", "not_lr" or "mixed", in words with the numbers."""
+    """The verdict on the learning rate: "fine", "too_low", "too_high", "not_lr" or "mixed", in words with the numbers.
+
+    `runs` are sorted by learning rate. When none fits, the best losses decide: falling steadily as the rate
+    grows means it is still too low (and the other way round); otherwise the learning rate is not the cause.
+    """
     fits = [run for run in runs if run.fitted]
     base = next(run for run in runs if run.lr == base_lr)
     fastest = min(fits, key=lambda run: (run.steps_to_fit or 0, run.lr)) if fits else None
     if fastest is None:
-        return {"verdict": "not_lr", "suggested_lr": None, "conclusion": (
-            f"the probe fits at none of {', '.join(f'{run.lr:g}' for run in runs)}: the learning rate is not the cause")}
+        return _trend(runs)
     if base.fitted:
         words = f"the probe fits at {base.words()}: the learning rate is fine"
         if fastest is not base and (fastest.steps_to_fit or 0) * 2 <= (base.steps_to_fit or 0):
             words += f" (fastest at {fastest.words()})"
-        return {"verdict": "fine", "suggested_lr": base.lr, "conclusion": words}
+        return {"verdict": "fine", "suggested_lr": base.lr, "fitted_at_suggested": True, "conclusion": words}
     higher = [run for run in fits if run.lr > base_lr]
     lower = [run for run in fits if run.lr < base_lr]
     if higher and not lower:
@@ -83,7 +110,7 @@ def conclude(runs: Sequence[ProbeRun], base_lr: float) -> dict[str, Any]:
         verdict, why = "too_high", "the learning rate is too high"
     else:
         verdict, why = "mixed", "a run-to-run difference rather than the learning rate"
-    return {"verdict": verdict, "suggested_lr": fastest.lr,
+    return {"verdict": verdict, "suggested_lr": fastest.lr, "fitted_at_suggested": True,
             "conclusion": f"the probe fits at {fastest.words()}, not at {base.words()}: {why}"}
 
 
