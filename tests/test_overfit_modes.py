@@ -41,6 +41,11 @@ def test_training_noise_does_not_hide_a_fit_judged_in_eval_mode(module):
     assert any(train != list(result.targets) and list(decode) == list(result.targets) for decode, train in
                ((list(d), list(t)) for d, t in history))
     assert result.stochastic[0] == {"kind": "masking", "where": "Masked (mask_time_prob=0.25)"}
+    from ctcdoctor.render.plot_overfit import plot
+
+    figure = plot(result)
+    labels = [line.get_label() for axis in figure.axes for line in axis.get_lines()]
+    assert "CER (eval-mode decode, judges the fit)" in labels and "CER (training steps' own decode)" in labels
 
 
 def test_a_disagreement_at_the_end_is_explained_by_what_the_model_contains(module):

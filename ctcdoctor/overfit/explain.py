@@ -248,7 +248,7 @@ def _budget(verdict: Verdict, result: OverfitResult, summary: dict[str, Any]) ->
     if any(list(d) != list(t) and list(d) == _collapse_repeats(list(t)) for d, t in zip(decodes, result.targets)):
         causes.append("the decode only lacks doubled labels: the model has not learned the blank between equal neighbours "
                       "(more frames per label helps, CTC002)")
-    if lr is not None and lr < SMALL_LR:
+    if lr is not None and lr < SMALL_LR and _own_lr_fix(result):
         causes.append(f"learning rate {lr:g} is small: try {DEFAULT_LR:g}")
     if result.parameters.get("frozen") and not by_flag:
         causes.append(f"{result.parameters['frozen']:,} of {result.parameters.get('total', 0):,} parameters are frozen (requires_grad=False)")
