@@ -137,6 +137,10 @@ USER_MODULE = textwrap.dedent(
         torch.manual_seed(0)
         return Setup(model=DeadHead(), loader=loader(), alphabet="abcde", optimizer=adam(1e-2))
 
+    def build_unseeded():
+        # build() leaves the model's initialisation to the global random state: --seed decides it.
+        return Setup(model=FrameMLP(), loader=loader(), alphabet="abcde", optimizer=adam(1e-2))
+
     def build_none_optimizer():
         torch.manual_seed(0)
         return Setup(model=FrameMLP(), loader=loader(), alphabet="abcde", optimizer=lambda p: None)

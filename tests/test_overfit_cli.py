@@ -59,6 +59,14 @@ def test_seed_is_the_shared_option_and_lands_in_the_result(module):
     assert json.loads(result.stdout)["result"]["seed"] == 3
 
 
+def test_seed_is_applied_before_build(module):
+    def first_loss(seed: str) -> float:
+        result = runner.invoke(app, ["overfit", f"{module}:build_unseeded", "--seed", seed, "--steps", "10", "--format", "json"])
+        return json.loads(result.stdout)["result"]["loss"]["first"]
+
+    assert first_loss("1") == first_loss("1") != first_loss("2")
+
+
 def test_plain_progress_lines_when_stderr_is_not_a_terminal(module):
     result = runner.invoke(app, ["overfit", str(module), "--steps", "400", "--progress-every", "20", "--format", "json"])
     assert result.exit_code == 0, result.output

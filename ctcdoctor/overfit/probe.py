@@ -119,10 +119,12 @@ def probe_child(spec: str, options: OverfitOptions) -> ProbeRun:
     import torch
 
     from ctcdoctor.load.spec import load_setup
+    from ctcdoctor.overfit.prepare import seed_everything
     from ctcdoctor.overfit.train import train_alone
 
     if options.threads:
         torch.set_num_threads(options.threads)
+    seed_everything(options.seed)  # as the command line did before its own build(): the same initial model
     with contextlib.redirect_stdout(sys.stderr):  # the parent's stdout may carry the JSON report: keep the user's prints off it
         result, verdict = train_alone(load_setup(spec), options)
     return probe_run(result, verdict)
