@@ -161,3 +161,9 @@ def test_the_users_model_is_untouched_and_the_rng_kept_with_the_criterion(module
     torch.testing.assert_close(torch.rand(2), expected)
     assert all(torch.equal(before[name], value) for name, value in setup.model.state_dict().items())
     assert setup.model.training  # as found (a fresh module is in train mode)
+
+
+def test_overfit_trains_even_when_called_under_no_grad(module):
+    with torch.no_grad():
+        _, _, result = _run(module, "build", steps=400)
+    assert result.fitted and torch.is_grad_enabled()

@@ -141,14 +141,14 @@ def _overfit_report(spec: str, options: Any, settings: Any, plot: Path | None, p
     from ctcdoctor.findings import Report
     from ctcdoctor.load.limits import doing
     from ctcdoctor.load.spec import load_setup
-    from ctcdoctor.overfit.prepare import seed_everything
+    from ctcdoctor.load.state import seeded
     from ctcdoctor.overfit.train import run_overfit
     from ctcdoctor.registry import apply_ignore, matches, sort_findings
 
-    seed_everything(options.seed)  # --seed: before build(), so the model it builds is reproducible
-    with doing(f"loading {spec}"):
-        setup = load_setup(spec)
-    findings, checks, result = _run_with_progress(run_overfit, setup, spec, options, progress)
+    with seeded(options.seed):  # --seed before build(), as check does: the same seed builds the same model
+        with doing(f"loading {spec}"):
+            setup = load_setup(spec)
+        findings, checks, result = _run_with_progress(run_overfit, setup, spec, options, progress)
     result_document = result.to_dict()
     if plot is not None:
         result_document["plot"] = _write_plot(result, plot)

@@ -93,19 +93,6 @@ class Run:
     frozen_modules: list[str]
 
 
-def seed_everything(seed: int) -> None:
-    """Seed torch, numpy and random before build() runs, so the model it builds is the same every time
-    (the command line and the LR probe's spawned processes; `run_overfit` itself keeps the caller's state)."""
-    import random
-
-    import numpy
-    import torch
-
-    random.seed(seed)
-    numpy.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def validate_options(options: OverfitOptions) -> None:
     """Settings that cannot train are usage errors (exit 2), not crashes inside the optimizer."""
     from ctcdoctor.overfit.result import LOSS_CHOICES

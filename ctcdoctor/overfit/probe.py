@@ -119,13 +119,14 @@ def probe_child(spec: str, options: OverfitOptions) -> ProbeRun:
     import torch
 
     from ctcdoctor.load.spec import load_setup
-    from ctcdoctor.overfit.prepare import seed_everything
+    from ctcdoctor.load.state import seeded
     from ctcdoctor.overfit.train import train_alone
 
     if options.threads:
         torch.set_num_threads(options.threads)
-    seed_everything(options.seed)  # as the command line did before its own build(): the same initial model
-    with contextlib.redirect_stdout(sys.stderr):  # the parent's stdout may carry the JSON report: keep the user's prints off it
+    # Seeded before build() as the command was: the same initial model as the main run. The parent's stdout
+    # may carry the JSON report: the user's prints go to stderr.
+    with seeded(options.seed), contextlib.redirect_stdout(sys.stderr):
         result, verdict = train_alone(load_setup(spec), options)
     return probe_run(result, verdict)
 

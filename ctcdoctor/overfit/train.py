@@ -192,16 +192,13 @@ def run_overfit(
     """
     import torch
 
+    from ctcdoctor.load.state import seeded, torch_threads
+
     validate_options(options)
-    previous_threads = torch.get_num_threads()
-    if options.threads and not str(options.device).lower().startswith("cuda"):
-        torch.set_num_threads(options.threads)
-    try:
-        # fork_rng: seeding for the run must not change the caller's global random state.
-        with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []):
-            return _run(setup, spec if loadable else None, options, Hooks(on_progress), on_phase or (lambda text: None))
-    finally:
-        torch.set_num_threads(previous_threads)
+    threads = options.threads if options.threads and not str(options.device).lower().startswith("cuda") else None
+    # seeded(None): seeding for the runs must not change the caller's random states (torch, numpy, random).
+    with seeded(None), torch_threads(threads), torch.enable_grad():
+        return _run(setup, spec if loadable else None, options, Hooks(on_progress), on_phase or (lambda text: None))
 
 
 def _run(setup: Setup, spec: str | None, options: OverfitOptions, hooks: Hooks,
