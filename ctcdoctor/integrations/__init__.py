@@ -1,6 +1,5 @@
-"""Thin adapters that run ctcdoctor inside a framework's training loop.
+"""Thin adapters between ctcdoctor and other tools (the pytest plugin, training frameworks).
 
-`ctcdoctor.integrations.transformers.CTCDoctorCallback` is a `transformers.TrainerCallback`. Each module
-here imports its framework at module level, so import the module you need (never this package's
-contents from elsewhere in ctcdoctor): `import ctcdoctor` works without any framework installed.
+Each module here may import its tool at module level; nothing else in ctcdoctor imports them
+at module level, so `import ctcdoctor` never pays for a tool you do not use.
 """
