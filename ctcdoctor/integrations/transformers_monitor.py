@@ -5,6 +5,7 @@
 
     monitor = TrainerMonitor(report_path=..., every=100, stop_on="error", processor=processor)
     on_train_begin(args, state, control, model=..., **kw):  monitor.attach(model, args, state)
+                                                            monitor.preflight(check_report, control)  # optional
     on_step_begin(args, state, control, **kw):               monitor.on_step_begin(args, state, control)
     on_step_end(args, state, control, **kw):                 monitor.on_step_end(args, state, control, **kw)
     on_log(args, state, control, logs=None, **kw):           monitor.on_log(args, state, control, logs)
@@ -99,6 +100,17 @@ class TrainerMonitor:
                                **options)
         self._model = model
         self._handle = model.register_forward_hook(self._hook, with_kwargs=True)
+
+    def preflight(self, report: Report, control: Any = None) -> bool:
+        """Hand the monitor the `ctcdoctor.check` report the callback made at on_train_begin (after `attach`):
+        its findings join every verdict and count for `stop_on`; sets `control.should_training_stop` and
+        returns True when they reach it."""
+        if self.monitor is None:
+            raise RuntimeError("TrainerMonitor.preflight() before attach()")
+        stop = self.monitor.preflight(report)
+        if stop and control is not None:
+            control.should_training_stop = True
+        return stop
 
     def _hook(self, module: Any, args: tuple, kwargs: dict, output: Any) -> None:
         if not module.training:

@@ -139,3 +139,21 @@ def test_the_alphabet_comes_from_the_tokenizer_without_the_blank(tmp_path):
     tokenizer = make_tokenizer(tmp_path)
     symbols, delimiter = tokenizer_alphabet(tokenizer, len(tokenizer), tokenizer.pad_token_id)
     assert symbols == [*"abcde|", "[UNK]", "<s>", "</s>"] and delimiter == "|"
+
+
+def test_the_callbacks_check_report_joins_the_verdict_and_can_stop_before_training(tmp_path):
+    from types import SimpleNamespace
+
+    from ctcdoctor.findings import Finding, Report, Severity
+
+    tokenizer = make_tokenizer(tmp_path)
+    config = transformers.Wav2Vec2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                                         conv_dim=(16,), conv_kernel=(10,), conv_stride=(5,), num_conv_pos_embeddings=8,
+                                         num_conv_pos_embedding_groups=2, pad_token_id=tokenizer.pad_token_id,
+                                         vocab_size=len(tokenizer))
+    monitor = TrainerMonitor(echo=False, tokenizer=tokenizer)
+    monitor.attach(transformers.Wav2Vec2ForCTC(config))
+    control = SimpleNamespace(should_training_stop=False)
+    error = Finding("CTC101", Severity.ERROR, "pad_token_id is not the tokenizer's pad id", "pad_token_id=0, tokenizer: 7")
+    assert monitor.preflight(Report("check", "model", (error,)), control) and control.should_training_stop
+    assert monitor.on_train_end().findings == (error,)
