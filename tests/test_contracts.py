@@ -33,6 +33,7 @@ COMMANDS: dict[str, list[str]] = {
     "scan": ["scan", "examples/ocr_crnn.py"],
     "labels": ["labels", "examples/labels/gt.txt", "--alphabet", "@examples/labels/alphabet.txt"],
     "simulate": ["simulate", "--label", "aab", "--frames", "12", "--steps", "30"],
+    "logs": ["logs", "examples/runs/lr_too_high"],
 }
 
 
@@ -46,7 +47,7 @@ def _blank(value: Any, volatile: set[str]) -> Any:
 
 def normalise(document: dict[str, Any]) -> dict[str, Any]:
     volatile = set(VOLATILE_KEYS)
-    if document.get("command") in ("overfit", "simulate"):
+    if document.get("command") in ("overfit", "simulate", "logs"):
         volatile |= OVERFIT_VOLATILE
         document = _round_floats(document)
     return _blank(document, volatile)
