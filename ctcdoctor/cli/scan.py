@@ -181,7 +181,7 @@ def run_scan(request, how: Emit) -> int:  # noqa: ANN001 - a scan.command.Reques
         else:
             shard = parse_shard(request.shard) if request.shard else Shard()
             state = _scan_state(request, settings, shard, quiet=False)
-        report = make_report(state, request, settings, request.spec or " ".join(request.targets) or str(request.manifest))
+        report = make_report(state, request, settings, state.spec)
     _status_line(state, how)
     return emit(report, how, settings.fail_on)
 
@@ -222,7 +222,7 @@ def _run_distributed(request, how: Emit, settings, world) -> int:  # noqa: ANN00
         assert gathered is not None
         first_error(gathered)
         state = merge_states([ScanState.from_json(item["state"]) for item in gathered])
-        report = make_report(state, request, settings, request.spec or "")
+        report = make_report(state, request, settings, state.spec)
         _status_line(state, how)
         code = emit(report, how, settings.fail_on)
     except Exception as error:
