@@ -162,11 +162,13 @@ def run_scan(request, how: Emit) -> int:  # noqa: ANN001 - a scan.command.Reques
     """One scan, a shard, a merge, a manifest or a torchrun rank: each ends in one state and one report."""
     from ctcdoctor.cli.output import emit
     from ctcdoctor.load.limits import deadline
-    from ctcdoctor.scan.command import make_report, merged_state, settings_for
+    from ctcdoctor.scan.command import make_report, merge_drop_lists, merged_state, settings_for
     from ctcdoctor.scan.distributed import detect_world
+    from ctcdoctor.scan.droplist import parse_reasons
     from ctcdoctor.scan.sources import Shard, parse_shard
 
     request.validate()
+    parse_reasons(request.drop)
     settings = settings_for(request)
     opt.ensure_plot_path(request.plot)  # before the scan: a failed write must not throw the run away
     how.check_paths()
@@ -178,31 +180,46 @@ def run_scan(request, how: Emit) -> int:  # noqa: ANN001 - a scan.command.Reques
     with deadline(settings.timeout):
         if request.merging:
             state = merged_state(request.targets[1:])
+            merge_drop_lists(state, request)
         else:
             shard = parse_shard(request.shard) if request.shard else Shard()
-            state = _scan_state(request, settings, shard, quiet=False)
+            state = _scan_state(request, settings, shard, quiet=False, drop_path=request.drop_list)
         report = make_report(state, request, settings, state.spec)
     _status_line(state, how)
     return emit(report, how, settings.fail_on)
 
 
-def _scan_state(request, settings, shard, quiet: bool):  # noqa: ANN001, ANN202 - scan types, imported lazily
-    from ctcdoctor.scan.command import spec_state
+def _scan_state(request, settings, shard, quiet: bool, drop_path: Path | None = None):  # noqa: ANN001, ANN202 - lazily imported types
+    """Scan a spec (or its shard) or a manifest into a state, writing the drop-list as it goes."""
+    import tempfile
 
+    from ctcdoctor.scan.command import drop_writer, finish_drops, spec_state
+
+    if drop_path is None and request.clean_manifest is not None:
+        drop_path = Path(tempfile.mkstemp(prefix="ctcdoctor-drop-", suffix=".txt")[1])
+    writer = drop_writer(request, drop_path)
     progress, advance = _progress(quiet or request.output_format is not opt.OutputFormat.text)
-    with progress:
-        if request.manifest is not None:
-            from ctcdoctor.scan.manifest import manifest_state
+    try:
+        with progress:
+            if request.manifest is not None:
+                from ctcdoctor.scan.metadata import manifest_state
 
-            return manifest_state(request, settings, advance)
-        return spec_state(request, settings, shard, advance)
+                state = manifest_state(request, settings, advance, writer)
+            else:
+                state = spec_state(request, settings, shard, advance, writer)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        raise
+    finish_drops(state, request, writer)
+    return state
 
 
 def _run_distributed(request, how: Emit, settings, world) -> int:  # noqa: ANN001 - scan types, imported lazily
     """Each rank scans its shard; rank 0 merges, reports and says the exit code every rank returns."""
     from ctcdoctor.cli.output import emit
     from ctcdoctor.load.limits import deadline
-    from ctcdoctor.scan.command import make_report
+    from ctcdoctor.scan.command import make_report, merge_drop_lists
     from ctcdoctor.scan.distributed import finish, first_error, gather_states
     from ctcdoctor.scan.sources import Shard
     from ctcdoctor.scan.state import ScanState, merge_states
@@ -211,8 +228,9 @@ def _run_distributed(request, how: Emit, settings, world) -> int:  # noqa: ANN00
         raise UserInputError("under torchrun each rank takes its own shard: drop --shard and --manifest",
                                  "Run torchrun --nproc-per-node K -m ctcdoctor scan SPEC.")
     shard = Shard(world.rank, world.size)
+    drop_path = Path(f"{request.drop_list}.rank{world.rank}") if request.drop_list is not None else None
     with deadline(settings.timeout):
-        gathered = gather_states(world, lambda: _scan_state(request, settings, shard, quiet=world.rank != 0).to_json(),
+        gathered = gather_states(world, lambda: _scan_state(request, settings, shard, world.rank != 0, drop_path).to_json(),
                                  settings.timeout)
     if world.rank != 0:
         return finish(world, 0)
@@ -222,6 +240,9 @@ def _run_distributed(request, how: Emit, settings, world) -> int:  # noqa: ANN00
         assert gathered is not None
         first_error(gathered)
         state = merge_states([ScanState.from_json(item["state"]) for item in gathered])
+        merge_drop_lists(state, request)
+        for rank in range(world.size if request.drop_list is not None else 0):
+            Path(f"{request.drop_list}.rank{rank}").unlink(missing_ok=True)
         report = make_report(state, request, settings, state.spec)
         _status_line(state, how)
         code = emit(report, how, settings.fail_on)

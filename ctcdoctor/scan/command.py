@@ -105,8 +105,6 @@ def make_report(state: ScanState, request: Request, settings: Settings, spec: st
 
         save(draw(result), request.plot)
         result["plot"] = str(request.plot)
-    if request.drop_list is not None or request.clean_manifest is not None:
-        result["drop_list"] = state.extra.get("drop_list")
     return Report("scan", spec, tuple(findings), tuple(results), result,
                   config=str(settings.config_path) if settings.config_path else None)
 
@@ -124,3 +122,43 @@ def spec_state(request: Request, settings: Settings, shard: Any, on_samples: Cal
                               on_samples=on_samples, on_chunk=on_chunk)
         return scan_setup(setup, request.spec, options)
 
+
+
+def drop_writer(request: Request, path: Path | None) -> Any:
+    """The drop-list writer for this scan (None without --drop-list / --clean-manifest)."""
+    if path is None:
+        return None
+    from ctcdoctor.scan.droplist import DropWriter, parse_reasons
+
+    return DropWriter(path, parse_reasons(request.drop))
+
+
+def finish_drops(state: ScanState, request: Request, writer: Any) -> None:
+    """Close the drop-list, write the clean manifest, and say both in the result."""
+    if writer is None:
+        return
+    info = writer.close()
+    if request.clean_manifest is not None and request.manifest is not None:
+        from ctcdoctor.scan.droplist import clean_manifest
+
+        kept = clean_manifest(request.manifest, writer.path, request.clean_manifest)
+        info["clean_manifest"] = {"file": str(request.clean_manifest), "kept": kept}
+    if request.drop_list is None:
+        writer.path.unlink(missing_ok=True)
+        info["file"] = None
+    state.extra["drop_list"] = info
+
+
+def merge_drop_lists(state: ScanState, request: Request) -> None:
+    """`scan merge --drop-list OUT`: join the parts' drop-lists (each written by its own shard) into OUT."""
+    if request.drop_list is None:
+        return
+    from ctcdoctor.scan.droplist import merge_lists
+
+    parts = state.extra.pop("drop_list_parts", [])
+    files = [Path(part["file"]) for part in parts if part.get("file")]
+    if len(files) != state.parts:
+        raise UserInputError(f"--drop-list: {len(files)} of the {state.parts} parts wrote a drop-list",
+                             "Run every shard with its own --drop-list FILE, then merge.")
+    count = merge_lists(files, request.drop_list)
+    state.extra["drop_list"] = {"file": str(request.drop_list), "count": count, "reasons": parts[0].get("reasons", [])}

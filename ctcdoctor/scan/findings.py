@@ -160,6 +160,34 @@ def empty_targets(scan: Summary) -> list[Finding]:
     )]
 
 
+def _show(symbol: str) -> str:
+    return repr(symbol) if symbol.isprintable() and symbol.strip() == symbol else f"{symbol!r} (U+{ord(symbol):04X})"
+
+
+def labels_outside_alphabet(scan: Summary, alphabet: Alphabet) -> list[Finding]:
+    """CTC090 of a manifest scan: text symbols outside the alphabet (kept as negative placeholders in the summary)."""
+    values, counts = scan.classes.items()
+    unknown = sorted(((chr(-value - 1), count) for value, count in zip(values, counts) if value < 0), key=lambda item: (-item[1], item[0]))
+    if not unknown:
+        return []
+    total, samples = sum(count for _, count in unknown), scan.out_of_range
+    symbols = set(alphabet or ())
+    lower_fixes = all(symbol.lower() in symbols for symbol, _ in unknown)
+    hint = ("Every unknown symbol is an upper-case letter whose lower case is in the alphabet: lower-case the labels "
+            "(text.lower()) or add the capitals to the alphabet." if lower_fixes else
+            "Add these symbols to the alphabet (and one output class each), or map/remove them explicitly and log it.")
+    return [finding(
+        "CTC090",
+        f"{total} characters in {len(samples)} of {scan.samples} labels are outside the alphabet ({len(unknown)} distinct): "
+        + ", ".join(f"{_show(symbol)} ×{count}" for symbol, count in unknown[:8])
+        + f"; samples {listing(samples)}. An encoder that skips unknown symbols would silently drop them "
+        "(the length checks count them as labels).",
+        hint,
+        {"problem": "outside", "symbols": dict(unknown[:50]), "lines_affected": len(samples), "samples": samples[:20]},
+        title="label symbols outside the alphabet",
+    )]
+
+
 #: code -> (function, the inputs it takes by name).
 SUMMARY_CHECKS = {
     "CTC001": (infeasible_alignment, ("scan", "output_lengths")),

@@ -63,7 +63,7 @@ class ScanOptions:
     labels_only: bool = True
     """Use `Setup.sample_labels` when the set-up has it."""
     on_samples: Callable[[int], None] | None = None
-    on_chunk: Callable[[Chunk, np.ndarray], None] | None = None
+    on_chunk: Callable[[Chunk, np.ndarray, int | None, int], None] | None = None
     """Called with each chunk and its output frames (the drop-list writer listens here)."""
 
 
@@ -186,7 +186,7 @@ def _digest(summary: Summary, chunk: Chunk, rule: FramesRule, facts: ModelFacts,
     frames = rule.frames(chunk.ids, chunk.input_lengths)
     summary.add(chunk, frames, facts.num_classes, blank)
     if options.on_chunk is not None:
-        options.on_chunk(chunk, frames)
+        options.on_chunk(chunk, frames, facts.num_classes, blank)
 
 
 def _stopped(status: ReadStatus, options: ScanOptions) -> str | None:

@@ -16,13 +16,15 @@ from ctcdoctor.config import Settings
 from ctcdoctor.engine import Context, Options, run_checks
 from ctcdoctor.errors import UserInputError
 from ctcdoctor.findings import CheckResult, Finding, Severity
-from ctcdoctor.registry import apply_ignore, select_checks, sort_findings
+from ctcdoctor.registry import all_codes, apply_ignore, matches, sort_findings
 from ctcdoctor.scan.findings import SUMMARY_CHECKS
 from ctcdoctor.scan.summary import Summary
 
 #: Codes `scan` runs: lengths and labels, minus CTC004 (it compares with the model per batch) and CTC014.
 #: CTC005 says the lengths were estimated by probing the model, as `check` does.
 SCAN_CODES = ("CTC001", "CTC002", "CTC003", "CTC005", "CTC010", "CTC011", "CTC012", "CTC013")
+#: Codes a manifest scan runs.
+MANIFEST_CODES = ("CTC001", "CTC002", "CTC011", "CTC012", "CTC013", "CTC090")
 #: Version of the `state` object in the JSON; `scan merge` refuses others.
 STATE_SCHEMA = 1
 #: When two parts decided the output lengths differently, the merged source is the least certain one.
@@ -96,9 +98,10 @@ def merge_states(states: list[ScanState]) -> ScanState:
         merged.num_classes = merged.num_classes if merged.num_classes is not None else state.num_classes
         merged.failure = merged.failure or state.failure
         merged.stopped = merged.stopped or state.stopped
-        for key, value in state.extra.items():
-            if isinstance(value, dict) and isinstance(merged.extra.get(key), dict):
-                merged.extra[key] = {k: merged.extra[key].get(k, 0) + v for k, v in value.items()}
+    merged.extra = {key: value for key, value in merged.extra.items() if key != "drop_list"}
+    lists = [state.extra["drop_list"] for state in states if state.extra.get("drop_list")]
+    if lists:
+        merged.extra["drop_list_parts"] = lists
     return merged
 
 
@@ -152,13 +155,15 @@ def _context(state: ScanState) -> Context:
 def judge(state: ScanState, settings: Settings, worst: int = 10) -> tuple[list[Finding], list[CheckResult], dict[str, Any]]:
     """(findings, check results, the JSON `result`) of a scan state under the command's settings."""
     from ctcdoctor.checks.lengths import estimated_output_lengths
+    from ctcdoctor.scan.findings import labels_outside_alphabet
 
     replaced = {**{code: function for code, (function, _) in SUMMARY_CHECKS.items()},
-                "CTC003": inconsistent_output_lengths, "CTC005": estimated_output_lengths}
-    chosen = [dataclasses.replace(info, check=replaced[info.code])
-              for info in select_checks(settings.select or SCAN_CODES, settings.ignore) if info.code in SCAN_CODES]
-    if state.num_classes is None and state.failure is None:  # a manifest: labels come from the alphabet, no model
-        chosen = [info for info in chosen if info.code not in ("CTC003", "CTC005", "CTC010")]
+                "CTC003": inconsistent_output_lengths, "CTC005": estimated_output_lengths, "CTC090": labels_outside_alphabet}
+    # A manifest: no model runs, classes come from the alphabet; symbols outside it are CTC090, not CTC010.
+    codes = MANIFEST_CODES if state.reader == "manifest" else SCAN_CODES
+    known = {info.code: info for info in all_codes()}
+    chosen = [dataclasses.replace(known[code], check=replaced[code]) for code in codes
+              if (not settings.select or matches(code, settings.select)) and not (settings.ignore and matches(code, settings.ignore))]
     findings, results = run_checks(_context(state), chosen)
     findings = apply_ignore(findings, settings.ignore)
     return list(sort_findings(findings)), results, scan_result(state, worst)
