@@ -71,16 +71,21 @@ class Encoder:
         self.single = all(len(symbol) == 1 for symbol in symbols)
         self.lookup = dict(zip(symbols, classes))
         top = max((ord(symbol) for symbol in symbols if len(symbol) == 1), default=0)
-        self.table = np.full(top + 1, -1, dtype=np.int64)
+        self.table = -(np.arange(top + 1, dtype=np.int64) + 1)
         for symbol, index in self.lookup.items():
             if len(symbol) == 1:
                 self.table[ord(symbol)] = index
 
     def code_points(self, cps: np.ndarray) -> np.ndarray:
-        """Classes of code points; -(code point + 1) for those outside the alphabet."""
-        inside = cps < self.table.shape[0]
-        classes = np.where(inside, self.table[np.minimum(cps, self.table.shape[0] - 1)], -1)
-        return np.where(classes >= 0, classes, -(cps.astype(np.int64) + 1))
+        """Classes of code points; -(code point + 1) for those outside the alphabet. One gather through a
+        table that covers every code point seen so far (unknown ones filled with their placeholder)."""
+        top = int(cps.max(initial=0))
+        if top >= self.table.shape[0]:
+            grown = -(np.arange(top + 1, dtype=np.int64) + 1)
+            known = self.table >= 0
+            grown[: self.table.shape[0]][known] = self.table[known]
+            self.table = grown
+        return self.table[cps]
 
     def texts(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(kept per text, flat classes) for multi-character symbols, greedy longest match."""
@@ -105,9 +110,10 @@ class Encoder:
 def spans_to_labels(cps: np.ndarray, starts: np.ndarray, ends: np.ndarray, encoder: Encoder) -> tuple[np.ndarray, np.ndarray]:
     """(kept, flat classes) of the text spans [starts, ends) of a code-point array, all at once."""
     kept = (ends - starts).astype(np.int64)
-    delta = np.bincount(starts, minlength=cps.shape[0] + 1)[: cps.shape[0] + 1] - np.bincount(ends, minlength=cps.shape[0] + 1)
-    inside = np.cumsum(delta[:-1]) > 0
-    return kept, encoder.code_points(cps[inside])
+    # Positions of every text code point, span after span: arange shifted by each span's start.
+    offsets = np.cumsum(kept) - kept
+    positions = np.arange(int(kept.sum()), dtype=np.int64) + np.repeat(starts - offsets, kept)
+    return kept, encoder.code_points(cps[positions])
 
 
 def encode_columns(columns: Columns, encoder: Encoder) -> tuple[np.ndarray, np.ndarray]:
@@ -154,24 +160,41 @@ def _read_blocks(path: Path, block: int = BLOCK) -> Iterator[bytes]:
 
 
 def _digits(cps: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Whole numbers written in the spans [starts, ends); -1 where a span is empty or not all digits."""
+    """Whole numbers written in the spans [starts, ends); -1 where a span is empty or not all digits.
+    Spans of each length are read at once as a (spans, digits) matrix."""
     lengths = ends - starts
-    value = np.zeros(starts.shape[0], dtype=np.int64)
-    valid = (lengths > 0) & (lengths < 12)
-    for k in range(int(lengths.max(initial=0))):
-        active = np.flatnonzero(valid & (lengths > k))
-        digit = cps[starts[active] + k].astype(np.int64) - 48
-        valid[active[(digit < 0) | (digit > 9)]] = False
-        value[active] = value[active] * 10 + digit
-    return np.where(valid, value, -1)
+    value = np.full(starts.shape[0], -1, dtype=np.int64)
+    for size in np.unique(lengths).tolist():
+        if not 0 < size < 12:
+            continue
+        rows = np.flatnonzero(lengths == size)
+        at = starts[rows]
+        number = np.zeros(rows.shape[0], dtype=np.int64)
+        good = np.ones(rows.shape[0], dtype=bool)
+        for k in range(size):
+            digit = cps[at + k].astype(np.int64) - 48
+            good &= (digit >= 0) & (digit <= 9)
+            number = number * 10 + digit
+        value[rows[good]] = number[good]
+    return value
+
+
+def _two_tabs(tabs: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(first, second) tab of each line when every line has exactly two (the usual path<TAB>width<TAB>text), else None."""
+    if tabs.shape[0] != 2 * starts.shape[0]:
+        return None
+    pairs = tabs.reshape(-1, 2)
+    if not ((pairs[:, 0] > starts) & (pairs[:, 1] < ends)).all() or not (pairs[1:, 0] > ends[:-1]).all():
+        return None
+    return pairs[:, 0], pairs[:, 1]
 
 
 def _first_per_line(positions: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(line of each position, first position per line or -1) for sorted positions."""
     lines = np.searchsorted(starts, positions, side="right") - 1
     first = np.full(starts.shape[0], -1, dtype=np.int64)
-    unique, where = np.unique(lines, return_index=True)
-    first[unique] = positions[where]
+    where = np.flatnonzero(np.diff(lines, prepend=-2) != 0)  # positions are sorted: a line's first is where its number starts
+    first[lines[where]] = positions[where]
     return lines, first
 
 
@@ -191,6 +214,12 @@ def label_block(data: bytes, first_id: int, where: str, line_offset: int, widths
     keep = ends > starts
     starts, ends, numbers = starts[keep], ends[keep], numbers[keep]
     tabs = np.flatnonzero(cps == 9)
+    pairs = _two_tabs(tabs, starts, ends) if widths else None
+    if pairs is not None:
+        first_tab, second_tab = pairs
+        width = _digits(cps, first_tab + 1, second_tab)
+        if (width >= 0).all():
+            return Columns(first_id, {"L": width.astype(np.float64)}, cps=cps, spans=(second_tab + 1, ends))
     lines, first_tab = _first_per_line(tabs, starts)
     if (first_tab < 0).any():
         line = int(numbers[np.flatnonzero(first_tab < 0)[0]])

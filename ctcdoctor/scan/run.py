@@ -28,6 +28,8 @@ from ctcdoctor.scan.sources import ReadStatus, Shard, loader_chunks, sample_labe
 from ctcdoctor.scan.state import SCAN_CODES, ScanState
 from ctcdoctor.scan.summary import Chunk, Summary
 
+#: Torch threads while scanning (benchmarks/scan.py --threads measures 1 against 2).
+SCAN_THREADS = 1
 #: Samples a loader without a length may yield before `scan` calls it endless (see --max-samples).
 ENDLESS = 20_000_000
 
@@ -68,7 +70,7 @@ class ScanOptions:
 
 
 @contextlib.contextmanager
-def isolated(seed: int, threads: int = 1) -> Iterator[None]:
+def isolated(seed: int, threads: int | None = None) -> Iterator[None]:
     """Seeded torch, numpy and random while the block runs, the caller's generators and thread count restored after.
 
     One thread: the scan's work is many small array operations on a shared machine (measured by
@@ -80,7 +82,7 @@ def isolated(seed: int, threads: int = 1) -> Iterator[None]:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    torch.set_num_threads(threads)
+    torch.set_num_threads(threads or SCAN_THREADS)
     try:
         yield
     finally:
