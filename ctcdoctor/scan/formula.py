@@ -53,7 +53,7 @@ class Frames:
             value = np.asarray(self._evaluate(self.tree, columns), dtype=np.float64)
         size = max((len(column) for column in columns.values()), default=1)
         value = np.broadcast_to(value, (size,))
-        return np.where(np.isfinite(value), np.floor(value), -1).astype(np.int64)
+        return np.where(np.isfinite(value), np.maximum(np.floor(value), 0), -1).astype(np.int64)
 
     def _evaluate(self, node: ast.AST, columns: Mapping[str, np.ndarray], dry: bool = False) -> np.ndarray:
         if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):

@@ -140,9 +140,9 @@ def _span_texts(columns: Columns) -> list[str]:
 # ---------------------------------------------------------------- label files (path, width, text)
 
 
-def _read_blocks(path: Path, block: int = BLOCK) -> Iterator[bytes]:
+def _read_blocks(path: Path, block: int | None = None) -> Iterator[bytes]:
     """The file in blocks that end at a line end (the last one completed with a newline)."""
-    rest = b""
+    block, rest = block or BLOCK, b""
     with open(path, "rb") as handle:
         while True:
             data = handle.read(block)
