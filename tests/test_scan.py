@@ -4,14 +4,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from ctcdoctor.cli import app
 from ctcdoctor.load.batches import TargetParts, build_target_table, normalise_batch
-import numpy as np
-
 from ctcdoctor.scan.counts import IntCounts
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -151,7 +151,7 @@ def test_parquet_with_text_and_with_label_ids(tmp_path):
 @pytest.mark.parametrize("text", ["__import__('os').system('true')", "L.real", "x + 1", "L +", "floor(L, base=2)"])
 def test_frames_expressions_refuse_anything_but_arithmetic(text):
     with pytest.raises(UserInputError):
-        Frames(text)(({"L": np.ones(3)}))
+        Frames(text)({"L": np.ones(3)})
 
 
 def test_frames_expressions_compute_whole_frames():

@@ -99,6 +99,7 @@ def merged_state(paths: list[str]) -> ScanState:
 
 def make_report(state: ScanState, request: Request, settings: Settings, spec: str) -> Report:
     findings, results, result = judge(state, settings, request.worst)
+    result["seed"] = settings.seed
     if request.plot is not None:
         from ctcdoctor.render.figures import save
         from ctcdoctor.render.plot_scan import plot as draw

@@ -14,7 +14,6 @@ round-trips through JSON. Memory depends on the values' range, never on how many
 from __future__ import annotations
 
 import heapq
-import math
 from collections.abc import Iterable, Sequence
 from typing import Any, overload
 
@@ -242,21 +241,21 @@ class FirstIds(Sequence[int]):
     def __init__(self, k: int = 20) -> None:
         self.k = k
         self.ids: list[int] = []
-        self.count = 0
+        self.total = 0
 
     def add(self, ids: np.ndarray) -> None:
         if ids.size == 0:
             return
-        self.count += int(ids.size)
+        self.total += int(ids.size)
         smallest = np.sort(ids)[: self.k].tolist() if ids.size > self.k else sorted(ids.tolist())
         self.ids = heapq.nsmallest(self.k, self.ids + smallest)
 
     def merge(self, other: FirstIds) -> None:
-        self.count += other.count
+        self.total += other.total
         self.ids = heapq.nsmallest(self.k, self.ids + other.ids)
 
     def __len__(self) -> int:
-        return self.count
+        return self.total
 
     @overload
     def __getitem__(self, index: int) -> int: ...
@@ -264,21 +263,17 @@ class FirstIds(Sequence[int]):
     def __getitem__(self, index: slice) -> list[int]: ...
     def __getitem__(self, index: int | slice) -> int | list[int]:
         if isinstance(index, slice):
-            stop = index.stop if index.stop is not None else self.count
-            if stop > len(self.ids) and len(self.ids) < self.count:
-                raise IndexError(f"only the first {len(self.ids)} of {self.count} ids are kept")
+            stop = index.stop if index.stop is not None else self.total
+            if stop > len(self.ids) and len(self.ids) < self.total:
+                raise IndexError(f"only the first {len(self.ids)} of {self.total} ids are kept")
             return self.ids[index]
         return self.ids[index]
 
     def to_json(self) -> dict[str, Any]:
-        return {"k": self.k, "ids": self.ids, "count": self.count}
+        return {"k": self.k, "ids": self.ids, "count": self.total}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FirstIds:
         made = cls(data["k"])
-        made.ids, made.count = list(data["ids"]), int(data["count"])
+        made.ids, made.total = list(data["ids"]), int(data["count"])
         return made
-
-
-def finite_or_none(value: float | None) -> float | None:
-    return None if value is None or math.isnan(value) else value

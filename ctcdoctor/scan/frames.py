@@ -19,7 +19,7 @@ import torch
 
 from ctcdoctor.engine import Context, InputUnavailable, Options
 from ctcdoctor.load.batches import Batch
-from ctcdoctor.measure.lengths import LengthModel, OutputLengths, call_length_function
+from ctcdoctor.measure.lengths import LengthModel, OutputLengths, call_length_function, probe_lengths
 from ctcdoctor.protocol import Setup
 
 
@@ -49,9 +49,18 @@ class ModelFacts:
         return self._probe
 
 
+def probe_points(first: Batch) -> torch.Tensor:
+    """Input lengths to probe the model at: the first batch's own, and a ladder up to its longest with two
+    neighbours at the top (so that the subsampling offset is pinned down, whatever the batch holds)."""
+    top = int(first.input_lengths.max()) if first.size else 0
+    ladder = torch.tensor([top // 4, top // 2, (3 * top) // 4, top - 1, top], dtype=torch.long)
+    return torch.unique(torch.cat([first.input_lengths, ladder]).clamp(min=1))
+
+
 def model_facts(setup: Setup, first: Batch, device: str | None = None) -> ModelFacts:
     """Run the model on the first batch through the check engine (one run, cached)."""
     context = Context(setup, Options(max_batches=1, scan_batches=1, device=device), {"batches": [first]})
+    context.put("length_model", lambda: probe_lengths(context.model, context.runs[0].batch, context.layout.layout, probe_points(first)))
     facts = ModelFacts(context, first)
     try:
         runs = context.get("runs")

@@ -124,7 +124,19 @@ def _check_sample_labels(setup: Setup, first: Batch) -> None:
             )
 
 
+def _refuse_endless(loader: Any, options: ScanOptions) -> None:
+    """itertools.cycle and repeat never end: say so before reading (other endless loaders meet the ENDLESS cap)."""
+    import itertools
+
+    if options.max_samples is None and isinstance(loader, (itertools.cycle, itertools.repeat)):
+        raise UserInputError(
+            f"the loader is an itertools.{type(loader).__name__}: it never ends, so a whole-data-set scan cannot finish",
+            "Pass the underlying finite loader (one epoch), or scan a bounded part with --max-samples N.",
+        )
+
+
 def _chunks(setup: Setup, options: ScanOptions, held: list[Batch], status: ReadStatus) -> Iterator[Chunk]:
+    _refuse_endless(setup.loader, options)
     total = _length(setup.loader)
     hook = getattr(setup, "sample_labels", None)
     if hook is not None and options.labels_only:
@@ -132,10 +144,10 @@ def _chunks(setup: Setup, options: ScanOptions, held: list[Batch], status: ReadS
             raise UserInputError("Setup.sample_labels is set but the loader's data set has no len()",
                                  "Use a DataLoader over a map-style data set, or leave sample_labels unset.")
         block = getattr(setup.loader, "batch_size", None) or 256
-        limit = total if options.max_samples is None else min(total, options.max_samples)
-        if limit < total:
-            status.capped = (limit, 0)
-        yield from sample_label_chunks(hook, limit, block, options.shard, options.on_samples)
+        end = total if options.max_samples is None else min(total, options.max_samples)
+        if end < total:
+            status.capped = (end, 0)
+        yield from sample_label_chunks(hook, end, block, options.shard, options.on_samples)
         return
     limit = options.max_samples if options.max_samples is not None else (None if total is not None else ENDLESS)
 
@@ -159,6 +171,11 @@ def _ctc003(facts: ModelFacts, rule: FramesRule, source: str, detail: str) -> li
 
 def scan_setup(setup: Setup, spec: str, options: ScanOptions) -> ScanState:
     """Scan the set-up's data (or the options' shard of it) into a mergeable state."""
+    with doing(f"reading the data of {spec} (use --max-samples N for a bounded part)"):
+        return _scan_setup(setup, spec, options)
+
+
+def _scan_setup(setup: Setup, spec: str, options: ScanOptions) -> ScanState:
     started = time.perf_counter()
     held: list[Batch] = []
     status = ReadStatus()
