@@ -220,7 +220,7 @@ def _run_distributed(request, how: Emit, settings, world) -> int:  # noqa: ANN00
     from ctcdoctor.cli.output import emit
     from ctcdoctor.load.limits import deadline
     from ctcdoctor.scan.command import make_report, merge_drop_lists
-    from ctcdoctor.scan.distributed import finish, first_error, gather_states
+    from ctcdoctor.scan.distributed import exit_together, finish, first_error, gather_states
     from ctcdoctor.scan.sources import Shard
     from ctcdoctor.scan.state import ScanState, merge_states
 
@@ -233,7 +233,7 @@ def _run_distributed(request, how: Emit, settings, world) -> int:  # noqa: ANN00
         gathered = gather_states(world, lambda: _scan_state(request, settings, shard, world.rank != 0, drop_path).to_json(),
                                  settings.timeout)
     if world.rank != 0:
-        return finish(world, 0)
+        exit_together(finish(world, 0))
     failure: BaseException | None = None
     code = 3
     try:
@@ -251,5 +251,6 @@ def _run_distributed(request, how: Emit, settings, world) -> int:  # noqa: ANN00
     code = finish(world, code)
     if failure is not None:
         raise failure
-    return code
+    exit_together(code)
+    return code  # pragma: no cover - exit_together does not return
 

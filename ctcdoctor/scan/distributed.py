@@ -71,13 +71,24 @@ def gather_states(world: World, work: Callable[[], dict[str, Any]], timeout: flo
 
 
 def finish(world: World, code: int) -> int:
-    """Broadcast rank 0's exit code to every rank and close the group."""
+    """Broadcast rank 0's exit code to every rank and close the group (after rank 0 has printed its report)."""
     import torch.distributed as dist
 
     box = [code]
     dist.broadcast_object_list(box, src=0, group=None)
+    dist.barrier()
     dist.destroy_process_group()
     return int(box[0])
+
+
+def exit_together(code: int) -> None:
+    """End this rank now, with the others: torchrun stops every rank (SIGTERM) as soon as one exits non-zero,
+    so ranks that each took their time to shut the interpreter down would not all end with `code`."""
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def first_error(gathered: list[dict[str, Any]]) -> None:
