@@ -279,13 +279,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--lines", type=int, default=8_900_000, help="label-file lines for the manifest tier (0: skip)")
+    parser.add_argument("--lines", type=int, default=None,
+                        help="label-file lines for the manifest tier (0: skip) [default: 8.9 per sample of the largest "
+                        "--samples: MJSynth's 8.9M with the default sizes]")
     parser.add_argument("--threads", action="store_true", help="also time the scan with 2 torch threads")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     loader_tier(args.samples, args.rounds, args.threads)
-    if args.lines:
-        manifest_tier(args.lines, args.rounds)
+    lines = args.lines if args.lines is not None else round(8.9 * max(args.samples))
+    if lines:
+        manifest_tier(lines, args.rounds)
 
 
 if __name__ == "__main__":
