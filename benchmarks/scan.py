@@ -122,7 +122,7 @@ def per_batch_loop(size: int) -> dict[str, int]:
     return counts
 
 
-def ctcdoctor_scan(size: int, function: str = "build") -> dict[str, int]:
+def ctcdoctor_scan(size: int, function: str = "build", *extra: str) -> dict[str, int]:
     """`ctcdoctor scan benchmarks/scan.py:FUNCTION --format json`, in this process; the counts of its findings."""
     import json
 
@@ -131,7 +131,7 @@ def ctcdoctor_scan(size: int, function: str = "build") -> dict[str, int]:
     os.environ["CTCDOCTOR_BENCH_SAMPLES"] = str(size)
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(io.StringIO()):
-        code = main(["scan", f"{ROOT / 'benchmarks' / 'scan.py'}:{function}", "--format", "json"])
+        code = main(["scan", f"{ROOT / 'benchmarks' / 'scan.py'}:{function}", "--format", "json", *extra])
     assert code in (0, 1), code
     summary = json.loads(stdout.getvalue())["result"]["state"]["summary"]
     return {"infeasible": summary["infeasible"], "out_of_range": summary["out_of_range"]["count"],
@@ -176,6 +176,7 @@ def loader_tier(sizes: list[int], rounds: int, threads: bool) -> None:
             "per-batch loop (DataLoader, .tolist())": lambda size=size: per_batch_loop(size),
             "ctcdoctor scan, Setup.sample_labels": lambda size=size: ctcdoctor_scan(size),
             "ctcdoctor scan, through the loader": lambda size=size: ctcdoctor_scan(size, "build_loader"),
+            "ctcdoctor scan, through the loader, --workers 2": lambda size=size: ctcdoctor_scan(size, "build_loader", "--workers", "2"),
         }
         if threads:
             sides["ctcdoctor scan, sample_labels, 2 threads"] = lambda size=size: two_threads(size)

@@ -125,3 +125,10 @@ def test_sample_labels_reads_labels_only_and_reports_what_the_loader_does(tmp_pa
 def test_sample_labels_that_disagree_with_the_loader_are_a_usage_error(tmp_path):
     result = CliRunner().invoke(app, ["scan", f"{spec(tmp_path, DATASET)}:build_wrong"])
     assert result.exit_code == 2 and "Setup.sample_labels(1) gives input length 10" in result.output
+
+
+def test_workers_read_the_same_data(tmp_path):
+    path = f"{spec(tmp_path, DATASET)}:build_loader"
+    plain = json.loads(CliRunner().invoke(app, ["scan", path, "--format", "json"]).stdout)
+    workers = json.loads(CliRunner().invoke(app, ["scan", path, "--workers", "2", "--format", "json"]).stdout)
+    assert workers["findings"] == plain["findings"] and workers["result"]["spare_frames"] == plain["result"]["spare_frames"]

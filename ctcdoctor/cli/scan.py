@@ -89,6 +89,9 @@ def scan(
     max_samples: Annotated[int | None, typer.Option("--max-samples", metavar="N", min=1, show_default=False,
                                                     help="Stop after about N samples (whole batches): a bounded look at a "
                                                     "large or endless loader.")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", metavar="N", min=0, show_default=False,
+                                                help="Read a DataLoader over a map-style data set with N worker processes "
+                                                "(its collate runs in them) [default: the loader's own num_workers].")] = None,
     output_format: opt.Format = opt.OutputFormat.text,
     output: opt.Output = None,
     junit_xml: opt.JunitXml = None,
@@ -111,7 +114,7 @@ def scan(
     request = Request(
         targets=list(targets or []), shard=shard, manifest=manifest, alphabet=alphabet, frames=frames, rate=rate, blank=blank,
         length_key=length_key, text_key=text_key, drop_list=drop_list, drop=drop, clean_manifest=clean_manifest,
-        max_samples=max_samples, plot=plot, worst=worst, select=select, ignore=ignore, fail_on=fail_on, device=device,
+        max_samples=max_samples, workers=workers, plot=plot, worst=worst, select=select, ignore=ignore, fail_on=fail_on, device=device,
         timeout=timeout, seed=seed, output_format=output_format,
     )
     how = Emit(output_format, output, verbose, junit_xml=junit_xml, sarif=sarif, no_github=no_github)

@@ -33,6 +33,7 @@ class Request:
     drop: str = "infeasible,empty,alphabet"
     clean_manifest: Path | None = None
     max_samples: int | None = None
+    workers: int | None = None
     plot: Path | None = None
     worst: int = 10
     select: list[str] = field(default_factory=list)
@@ -120,6 +121,7 @@ def spec_state(request: Request, settings: Settings, shard: Any, on_samples: Cal
     with isolated(settings.seed):
         setup = load_setup(request.spec)
         options = ScanOptions(shard=shard, worst=request.worst, max_samples=request.max_samples, device=settings.device,
+                              workers=request.workers,
                               on_samples=on_samples, on_chunk=on_chunk)
         return scan_setup(setup, request.spec, options)
 

@@ -62,6 +62,8 @@ class ScanOptions:
     max_samples: int | None = None
     """Stop after this many samples (a bounded look at an endless loader)."""
     device: str | None = None
+    workers: int | None = None
+    """Worker processes for a DataLoader over a map-style data set (None: the loader's own)."""
     labels_only: bool = True
     """Use `Setup.sample_labels` when the set-up has it."""
     on_samples: Callable[[int], None] | None = None
@@ -157,7 +159,7 @@ def _chunks(setup: Setup, options: ScanOptions, held: list[Batch], status: ReadS
         if options.on_samples is not None:
             options.on_samples(batch.size)
 
-    yield from loader_chunks(shard_batches(setup.loader, options.shard, limit, status), seen)
+    yield from loader_chunks(shard_batches(setup.loader, options.shard, limit, status, options.workers), seen)
 
 
 def _ctc003(facts: ModelFacts, rule: FramesRule, source: str, detail: str) -> list[dict[str, Any]] | None:

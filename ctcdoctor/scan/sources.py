@@ -74,19 +74,30 @@ class _StridedBatches:
         return len(range(self.shard.index, total, self.shard.count))
 
 
-def _sharded_loader(loader: Any, shard: Shard) -> tuple[Iterable[Any], _StridedBatches] | None:
-    """The DataLoader re-made to load only the shard's batches, or None when it cannot be."""
+def _remakeable(loader: Any) -> bool:
     from torch.utils.data import DataLoader, IterableDataset
 
-    if not isinstance(loader, DataLoader) or isinstance(loader.dataset, IterableDataset) or loader.batch_sampler is None:
+    return isinstance(loader, DataLoader) and not isinstance(loader.dataset, IterableDataset) and loader.batch_sampler is not None
+
+
+def _remade(loader: Any, batches: Iterable[list[int]], workers: int | None) -> Any:
+    """The DataLoader with another batch sampler and worker count (its data set and collate as they are)."""
+    from torch.utils.data import DataLoader
+
+    count = loader.num_workers if workers is None else workers
+    return DataLoader(
+        loader.dataset, batch_sampler=batches, collate_fn=loader.collate_fn, num_workers=count,
+        worker_init_fn=loader.worker_init_fn, multiprocessing_context=loader.multiprocessing_context if count else None,
+        pin_memory=False, timeout=loader.timeout if count else 0,
+    )
+
+
+def _sharded_loader(loader: Any, shard: Shard, workers: int | None) -> tuple[Iterable[Any], _StridedBatches] | None:
+    """The DataLoader re-made to load only the shard's batches, or None when it cannot be."""
+    if not _remakeable(loader):
         return None
     strided = _StridedBatches(loader.batch_sampler, shard)
-    remade = DataLoader(
-        loader.dataset, batch_sampler=strided, collate_fn=loader.collate_fn, num_workers=loader.num_workers,
-        worker_init_fn=loader.worker_init_fn, multiprocessing_context=loader.multiprocessing_context if loader.num_workers else None,
-        pin_memory=False, timeout=loader.timeout,
-    )
-    return remade, strided
+    return _remade(loader, strided, workers), strided
 
 
 def _raw_size(raw: Any) -> int | None:
@@ -117,11 +128,15 @@ class ReadStatus:
     capped: tuple[int, int] | None = None
 
 
-def shard_batches(loader: Iterable[Any], shard: Shard, limit: int | None, status: ReadStatus) -> Iterator[Batch]:
+def shard_batches(loader: Iterable[Any], shard: Shard, limit: int | None, status: ReadStatus,
+                  workers: int | None = None) -> Iterator[Batch]:
     """The shard's normalised batches in order, numbered as in a single scan; reading stops (and says so in
-    `status`) once `limit` samples of the whole stream have been read."""
+    `status`) once `limit` samples of the whole stream have been read. `workers` re-makes a DataLoader over a
+    map-style data set with that many worker processes (its collate runs in them)."""
     ordered = in_dataset_order(loader)
-    remade = _sharded_loader(ordered, shard) if shard.count > 1 and limit is None else None
+    if workers is not None and shard.count == 1 and _remakeable(ordered):
+        ordered = _remade(ordered, ordered.batch_sampler, workers)  # type: ignore[attr-defined]
+    remade = _sharded_loader(ordered, shard, workers) if shard.count > 1 and limit is None else None
     if remade is not None:
         source, strided = remade
         iterator = iter(source)
