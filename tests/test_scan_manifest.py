@@ -163,3 +163,18 @@ def test_frames_expressions_compute_whole_frames():
 def test_manifest_options_out_of_place_are_usage_errors(args, tmp_path):
     result = CliRunner().invoke(app, ["scan", "examples/ocr_crnn.py", *args])
     assert result.exit_code == 2, result.output
+
+
+def test_a_saved_hugging_face_data_set_folder(tmp_path):
+    """`Dataset.save_to_disk` writes Arrow IPC streams (data-0000X-of-0000N.arrow) in a folder."""
+    pa = pytest.importorskip("pyarrow")
+    folder = tmp_path / "train"
+    folder.mkdir()
+    for index, (lengths, texts) in enumerate([([64, 8], ["cat", "bookkeeper"]), ([40], ["dog"])]):
+        table = pa.table({"input_length": lengths, "text": texts})
+        with pa.OSFile(str(folder / f"data-0000{index}-of-00002.arrow"), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+    (folder / "state.json").write_text("{}")
+    _, report = scan("--manifest", str(folder), "-a", LETTERS, "--frames", "L // 4")
+    assert report["result"]["samples"] == 3
+    assert [item["sample"] for item in report["result"]["worst"]][:1] == [1]
