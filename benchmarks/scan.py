@@ -148,13 +148,22 @@ def median(values: list[float]) -> float:
     return sorted(values)[len(values) // 2]
 
 
+PEAK = """
+import contextlib, io, sys
+from ctcdoctor.cli import main
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    main(["scan", sys.argv[1], "--format", "json"])
+print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")))
+"""
+
+
 def peak_memory_mb(size: int, function: str = "build") -> float:
-    """Max RSS of `ctcdoctor scan` in a fresh process (MB)."""
+    """Peak RSS of `ctcdoctor scan` in a fresh process (MB): VmHWM of the process's own memory after exec
+    (ru_maxrss would include the forked image of this, much larger, parent)."""
     env = {**os.environ, "CTCDOCTOR_BENCH_SAMPLES": str(size)}
-    process = subprocess.Popen([sys.executable, "-m", "ctcdoctor", "scan", f"{ROOT / 'benchmarks' / 'scan.py'}:{function}",
-                                "--format", "json"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-    _, _, usage = os.wait4(process.pid, 0)
-    return usage.ru_maxrss / 1024
+    done = subprocess.run([sys.executable, "-c", PEAK, f"{ROOT / 'benchmarks' / 'scan.py'}:{function}"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, check=True)
+    return int(done.stdout.split()[-1]) / 1024
 
 
 def two_threads(size: int) -> None:
@@ -234,7 +243,7 @@ def numpy_block(data: bytes) -> int:
     return int((width // STRIDE < sizes + repeats).sum())
 
 
-def numpy_parse(path: Path, block: int = 32 << 20) -> int:
+def numpy_parse(path: Path, block: int = 4 << 20) -> int:
     """The peer: a plain vectorised numpy parse of the same file, a block of whole lines at a time; the infeasible count."""
     infeasible, rest = 0, b""
     with open(path, "rb") as handle:

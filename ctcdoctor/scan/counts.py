@@ -153,6 +153,24 @@ class ValueCounts:
         keys, counts = np.unique(values, return_counts=True)
         self.add_counts(keys.tolist(), counts.tolist())
 
+    def add_ratios(self, numerators: np.ndarray, denominators: np.ndarray) -> None:
+        """Add numerators / denominators (positive integers), counting distinct integer pairs first (no float sort)."""
+        if numerators.size == 0:
+            return
+        low_n, low_d = int(numerators.min()), int(denominators.min())
+        span_n, span_d = int(numerators.max()) - low_n + 1, int(denominators.max()) - low_d + 1
+        if span_n * span_d <= (1 << 22):  # a dense table of pairs: one bincount, no sort
+            counts = np.bincount((numerators - low_n) * span_d + (denominators - low_d), minlength=span_n * span_d)
+            pairs = np.flatnonzero(counts)
+            ratios = (pairs // span_d + low_n).astype(np.float64) / (pairs % span_d + low_d).astype(np.float64)
+            self.add_counts(ratios.tolist(), counts[pairs].tolist())
+        elif int(numerators.max()) < (1 << 38) and int(denominators.max()) < (1 << 24):
+            pairs, counts = np.unique(numerators.astype(np.int64) << 24 | denominators.astype(np.int64), return_counts=True)
+            ratios = (pairs >> 24).astype(np.float64) / (pairs & ((1 << 24) - 1)).astype(np.float64)
+            self.add_counts(ratios.tolist(), counts.tolist())
+        else:
+            self.add(numerators.astype(np.float64) / denominators.astype(np.float64))
+
     def add_counts(self, keys: Iterable[float], counts: Iterable[int]) -> None:
         for key, count in zip(keys, counts):
             self.counts[key] = self.counts.get(key, 0) + int(count)

@@ -138,7 +138,7 @@ class Summary:
         self.spare.add(spare)
         self.frames.add(available)
         usable = (available > 0) & (lengths > 0)
-        self.ratios.add(lengths[usable].astype(np.float64) / available[usable].astype(np.float64))
+        self.ratios.add_ratios(lengths[usable], available[usable])
 
         def rows(positions: np.ndarray, **extra: np.ndarray) -> list[dict[str, int]]:
             columns = {"sample": ids, "frames": available, "labels": kept, "repeats": repeats, "needed": required, **extra}
