@@ -293,8 +293,13 @@ def main() -> None:
                         help="label-file lines for the manifest tier (0: skip) [default: 8.9 per sample of the largest "
                         "--samples: MJSynth's 8.9M with the default sizes]")
     parser.add_argument("--threads", action="store_true", help="also time the scan with 2 torch threads")
+    parser.add_argument("--loop-threads", type=int, default=1,
+                        help="torch threads for the user's loops (default 1, as the scan uses; 0: torch's default)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
+    if args.loop_threads:
+        torch.set_num_threads(args.loop_threads)  # the scan sets (and restores) its own
+    print(f"torch threads for the loops: {torch.get_num_threads()}; for the scan: 1")
     loader_tier(args.samples, args.rounds, args.threads)
     lines = args.lines if args.lines is not None else round(8.9 * max(args.samples))
     if lines:

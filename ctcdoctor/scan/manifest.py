@@ -27,7 +27,7 @@ import numpy as np
 
 from ctcdoctor.errors import UserInputError
 
-#: Bytes of a label file parsed at once: small enough to stay in cache-friendly sizes (4 MB beat 32 MB by 1.5-2x).
+#: Bytes of a label file parsed at once: 4 MB blocks measured 1.5-2x faster than 32 MB ones (smaller numpy temporaries).
 BLOCK = 4 << 20
 #: Records per chunk for JSONL and columnar readers.
 RECORDS = 1 << 16
