@@ -27,7 +27,7 @@ FUNCTIONS: dict[str, Callable[..., np.ndarray]] = {
 }
 OPERATORS: dict[type, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply, ast.Div: np.true_divide,
-    ast.FloorDiv: np.floor_divide, ast.Mod: np.mod, ast.Pow: np.power,
+    ast.FloorDiv: np.floor_divide, ast.Mod: np.mod, ast.Pow: lambda base, power: np.power(np.asarray(base, dtype=np.float64), power),
 }
 HINT = "Write e.g. --frames 'floor(L * 100) // 4 + 1': variables L (and W, H for images), + - * / // % **, floor ceil round min max abs."
 
@@ -42,7 +42,8 @@ class Frames:
         except SyntaxError as error:
             raise UserInputError(f"--frames {text!r} is not an expression ({error.msg})", HINT) from error
         self.names = sorted({node.id for node in ast.walk(self.tree) if isinstance(node, ast.Name)} - set(FUNCTIONS))
-        self._evaluate(self.tree, {name: np.ones(1) for name in self.names}, dry=True)
+        with np.errstate(all="ignore"):
+            self._evaluate(self.tree, {name: np.ones(1) for name in self.names}, dry=True)
 
     def __call__(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
         missing = [name for name in self.names if name not in columns]
@@ -50,18 +51,21 @@ class Frames:
             raise UserInputError(f"--frames {self.text!r} uses {', '.join(missing)}, which this manifest does not give",
                                  f"Use {', '.join(sorted(columns))}.")
         with np.errstate(all="ignore"):
-            value = np.asarray(self._evaluate(self.tree, columns), dtype=np.float64)
+            value = np.asarray(self._evaluate(self.tree, columns))
         size = max((len(column) for column in columns.values()), default=1)
         value = np.broadcast_to(value, (size,))
+        if value.dtype.kind in "iu":
+            return np.maximum(value, 0).astype(np.int64)
+        value = value.astype(np.float64)
         return np.where(np.isfinite(value), np.maximum(np.floor(value), 0), -1).astype(np.int64)
 
     def _evaluate(self, node: ast.AST, columns: Mapping[str, np.ndarray], dry: bool = False) -> np.ndarray:
         if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
-            return np.float64(node.value)  # type: ignore[return-value]
+            return node.value  # type: ignore[return-value]
         if isinstance(node, ast.Name) and node.id not in FUNCTIONS:
             if node.id not in ("L", "W", "H"):
                 raise UserInputError(f"--frames {self.text!r}: unknown name {node.id!r}", HINT)
-            return np.asarray(columns[node.id], dtype=np.float64)
+            return np.asarray(columns[node.id])  # whole-number columns stay integers: // and % are exact and fast
         if isinstance(node, ast.BinOp) and type(node.op) in OPERATORS:
             return OPERATORS[type(node.op)](self._evaluate(node.left, columns, dry), self._evaluate(node.right, columns, dry))
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):

@@ -218,7 +218,7 @@ def label_block(data: bytes, first_id: int, where: str, line_offset: int, widths
         first_tab, second_tab = pairs
         width = _digits(cps, first_tab + 1, second_tab)
         if (width >= 0).all():
-            return Columns(first_id, {"L": width.astype(np.float64)}, cps=cps, spans=(second_tab + 1, ends), lines=count)
+            return Columns(first_id, {"L": width}, cps=cps, spans=(second_tab + 1, ends), lines=count)
     lines, first_tab = _first_per_line(tabs, starts)
     if (first_tab < 0).any():
         line = int(numbers[np.flatnonzero(first_tab < 0)[0]])
@@ -234,7 +234,7 @@ def label_block(data: bytes, first_id: int, where: str, line_offset: int, widths
             f"{where}, line {line}: no width: the second field is not a whole number of pixels",
             "Write path<TAB>width<TAB>text on every line, or path<TAB>text on every line (sizes then come from the images).",
         )
-    return Columns(first_id, {"L": width.astype(np.float64)}, cps=cps, spans=(second_tab + 1, ends), lines=count)
+    return Columns(first_id, {"L": width}, cps=cps, spans=(second_tab + 1, ends), lines=count)
 
 
 def _span_strings(cps: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> list[str]:

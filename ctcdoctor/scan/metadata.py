@@ -62,6 +62,8 @@ def _alphabet(request: Any, setup: Any) -> Any:
 def _input_steps(columns: Columns, request: Any) -> np.ndarray:
     """Input steps for the downsampling phrase: L × rate, widths as they are, 0 (no phrase) for bare durations."""
     lengths = columns.lengths["L"]
+    if lengths.dtype.kind in "iu" and not request.rate:
+        return lengths.astype(np.int64, copy=False)
     if request.rate:
         return np.floor(lengths * request.rate).astype(np.int64)
     if np.all(lengths == np.floor(lengths)):

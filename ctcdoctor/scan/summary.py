@@ -52,13 +52,16 @@ class Chunk:
 
 
 def repeats_per_sample(labels: np.ndarray, kept: np.ndarray) -> np.ndarray:
-    """(n,) adjacent equal labels within each sample."""
+    """(n,) adjacent equal labels within each sample: a running count of equal neighbours, read at each sample's ends."""
     n = kept.shape[0]
     if labels.size < 2:
         return np.zeros(n, dtype=np.int64)
-    owner = np.repeat(np.arange(n, dtype=np.int64), kept)
-    equal = (labels[1:] == labels[:-1]) & (owner[1:] == owner[:-1])
-    return np.bincount(owner[1:][equal], minlength=n).astype(np.int64)
+    flags = np.zeros(labels.size, dtype=np.int64)
+    flags[1:] = labels[1:] == labels[:-1]
+    starts = np.cumsum(kept) - kept
+    flags[starts[kept > 0]] = 0  # a sample's first label has no left neighbour of its own
+    running = np.concatenate(([0], np.cumsum(flags)))
+    return running[starts + kept] - running[starts]
 
 
 def samples_with(mask: np.ndarray, kept: np.ndarray, ids: np.ndarray) -> np.ndarray:
