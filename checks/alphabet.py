@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ctcdoctor.registry import check, document, finding
+from ctcdoctor.registry import SkipCheck, check, document, finding
 
 if TYPE_CHECKING:  # pragma: no cover
     from ctcdoctor.findings import Finding
@@ -65,7 +65,7 @@ def alphabet_problems(alphabet: Alphabet) -> list[Finding]:
     newlines when reading it from a file, and keep `len(alphabet) + 1` output classes.
     """
     if alphabet is None:
-        return []
+        raise SkipCheck("no Setup.alphabet given", applicable=False)
     from ctcdoctor.labels import alphabet_problems as problems_of
 
     return [finding("CTC091", problem.message, problem.hint, {"problem": problem.kind, **problem.evidence}, title=problem.title)

@@ -4,8 +4,11 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from ctcdoctor.registry import check, finding
+from ctcdoctor.registry import SkipCheck, check, finding
 from ctcdoctor.render.phrases import listing, plural
+
+#: The tolerance an explanation must meet (ctcdoctor.measure.reference.RTOL; repeated so that this module stays torch-free).
+RTOL = 1e-4
 
 if TYPE_CHECKING:  # pragma: no cover
     from ctcdoctor.findings import Finding
@@ -22,7 +25,21 @@ MISTAKE_WORDS = {
     "wrong_axis": "the loss receives an output normalised over the wrong axis",
     "reduction": "the loss reduces the batch differently",
     "raises": "the criterion raises",
+    "target_lengths": "target_lengths do not fit the targets",
+    "batch_axis": "the output's batch axis is not where F.ctc_loss reads it",
+    "float_lengths": "lengths are passed as floating-point tensors",
+    "half_precision": "the output reaches the loss in half precision",
+    "integer_output": "the output reaching the loss is an integer tensor",
+    "not_tensors": "targets or lengths are passed as Python lists",
 }
+
+
+def _skip_unless_audited(audits: CriterionAudits) -> None:
+    """No criterion given is no problem (not applicable); a criterion that could not be audited is a skip worth reading."""
+    from ctcdoctor.measure.criterion import NO_CRITERION
+
+    if audits.skipped:
+        raise SkipCheck(audits.skipped, applicable=audits.skipped != NO_CRITERION)
 
 
 def _value(value) -> str:
@@ -41,7 +58,8 @@ def criterion_disagrees(criterion_audit: CriterionAudits, setup: Setup) -> list[
     with the reference, `F.ctc_loss` on float32 log-probabilities of the `(T, N, C)` output
     with `Setup.blank`, the output frame counts, and `reduction="mean"` (relative tolerance
     1e-3). When they differ it recomputes CTC with each known mistake and names the one that
-    reproduces your value (in JSON, `evidence.mistake`):
+    reproduces your value within a relative tolerance of 1e-4 (the closest one when
+    several do; in JSON, `evidence.mistake` and `evidence.relative_difference`):
 
     - `swapped_lengths` — `F.ctc_loss(lp, targets, target_lengths, input_lengths)`;
     - `layout` — a batch-first `(N, T, C)` output passed (or `.view`-ed) as `(T, N, C)`;
@@ -55,6 +73,12 @@ def criterion_disagrees(criterion_audit: CriterionAudits, setup: Setup) -> list[
       points at swapped lengths or the batch axis, that mistake is named instead).
 
     Each mistake is also tried with infeasible samples counted as 0 (`zero_infinity=True`).
+    When none reproduces the value within the tolerance, the finding says so and names the
+    closest one tried with how far off it is, rather than claiming a match. When the
+    criterion raises, the error text is read for the mistake it points at: targets narrower
+    than the lengths (swapped lengths, or lengths counted with padding), a batch axis in the
+    wrong place, lengths longer than the output, float lengths, a blank outside the classes,
+    half-precision or integer outputs, targets passed as a Python list.
 
     **Why it matters.** None of these crash in the usual case. Each produces a number that
     falls (or stays flat) while the model learns the wrong thing or nothing: swapped lengths
@@ -74,8 +98,7 @@ def criterion_disagrees(criterion_audit: CriterionAudits, setup: Setup) -> list[
     `log_softmax` output, lengths in frames after downsampling, and the blank your targets
     reserve.
     """
-    if criterion_audit.skipped:
-        return []
+    _skip_unless_audited(criterion_audit)
     for audit in criterion_audit.audits:
         if audit.agrees:
             continue
@@ -99,7 +122,7 @@ def _wrong_blank(audit, where: str, user: str, reference: str, evidence: dict):
     how += " with zero_infinity=True" if audit.zero_infinity else ""
     message = (
         f"{where}: the criterion gives {user} but reference CTC with Setup.blank = {blank} gives {reference}: the loss "
-        f"uses blank={other} while Setup.blank is {blank} ({how} reproduces {_value(audit.explained_value)})."
+        f"uses blank={other} while Setup.blank is {blank} ({how} {_reproduces(audit)})."
     )
     uses_other, uses_blank = details.get("targets_use_criterion_blank"), details.get("targets_use_setup_blank")
     if uses_blank and not uses_other:
@@ -135,7 +158,11 @@ def _finding(audit, setup):
         "reduction": audit.reduction,
         "zero_infinity": audit.zero_infinity,
         "corrected_call": audit.corrected,
+        "relative_difference": audit.relative_difference,
+        "tolerance": RTOL,
     }
+    if audit.closest:
+        evidence["closest"] = audit.closest
     if audit.user_error is not None and audit.mistake in ("raises", None):
         evidence["error"] = audit.user_error
         return finding(
@@ -147,10 +174,11 @@ def _finding(audit, setup):
         )
     if audit.user_error is not None:
         evidence["error"] = audit.user_error
+        fix = audit.details.get("fix") if audit.details else None
         return finding(
             "CTC030",
             f"{where}: criterion(output, batch) raised because {audit.variant}. Reference CTC on this batch is {reference}.",
-            _call("Call the loss as", audit.corrected),
+            f"{fix} " + _call("The reference call is", audit.corrected) if fix else _call("Call the loss as", audit.corrected),
             evidence,
         )
     user = _value(audit.user)
@@ -159,7 +187,8 @@ def _finding(audit, setup):
             "CTC030",
             f"{where}: the criterion gives {user} but reference CTC gives {reference} "
             f"(reduction mean; with zero_infinity=True {_value(audit.reference_zero_infinity)}), and none of the known mistakes "
-            "(swapped lengths, layout, blank, probabilities, raw logits, raw input lengths, reduction) reproduces it.",
+            f"(swapped lengths, layout, blank, probabilities, raw logits, raw input lengths, reduction) reproduces it within "
+            f"{RTOL:.0e} relative{_closest(audit)}.",
             _call("Compare your loss with the reference call on one batch:", audit.corrected),
             evidence,
         )
@@ -168,7 +197,7 @@ def _finding(audit, setup):
         return finding(
             "CTC030",
             f"{where}: the criterion gives {user}, reference CTC (reduction mean) gives {reference}; the difference is only the "
-            f"reduction: {audit.variant}{zero_infinity} reproduces {_value(audit.explained_value)}. Fine when deliberate: "
+            f"reduction: {audit.variant}{zero_infinity} {_reproduces(audit)}. Fine when deliberate: "
             f"the gradient scale then grows with the batch size and label lengths.",
             _call("Keep it if deliberate (scale the learning rate to match); otherwise use the default mean, which divides "
                   "each sample's loss by its target length and averages over the batch:", audit.corrected),
@@ -182,10 +211,32 @@ def _finding(audit, setup):
     return finding(
         "CTC030",
         f"{where}: the criterion gives {user} but reference CTC gives {reference}: {MISTAKE_WORDS[audit.mistake]} "
-        f"(recomputing CTC that way{reduction}{zero_infinity} reproduces {_value(audit.explained_value)}).",
+        f"(recomputing CTC that way{reduction}{zero_infinity} {_reproduces(audit)}).",
         _call("Call the loss as", audit.corrected),
         evidence,
     )
+
+
+def _reproduces(audit) -> str:
+    """"reproduces 10.69 to 3e-08 relative, within the 1e-04 tolerance": a match is stated with how close it is."""
+    difference = audit.relative_difference
+    how_close = "" if difference is None else f" to {difference:.1g} relative, within the {RTOL:.0e} tolerance"
+    return f"reproduces {_value(audit.explained_value)}{how_close}"
+
+
+def _closest(audit) -> str:
+    """"; the closest, the loss uses a different blank ..., gives 129.447, 0.00099 relative off": what came nearest."""
+    closest = audit.closest
+    if not closest:
+        return ""
+    what = MISTAKE_WORDS.get(closest["mistake"] or "", "reference CTC")
+    if closest["mistake"] == "reduction":
+        what = closest["variant"].split(":")[0]
+    elif closest["reduction"] != "mean":
+        what += f", {_reduction_short(closest['reduction'])}"
+    if closest["zero_infinity"]:
+        what += ", zero_infinity=True"
+    return f"; the closest, {what}, gives {_value(closest['explained_value'])}, {closest['relative_difference']:.2g} relative off"
 
 
 def _reduction_short(how: str) -> str:
@@ -212,8 +263,7 @@ def zero_infinity_hides(criterion_audit: CriterionAudits) -> list[Finding]:
     instead of vanishing; or filter such samples out of the data on purpose and log how
     many.
     """
-    if criterion_audit.skipped:
-        return []
+    _skip_unless_audited(criterion_audit)
     hidden = [audit for audit in criterion_audit.audits if audit.zero_infinity and audit.infeasible]
     if not hidden:
         return []

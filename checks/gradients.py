@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from ctcdoctor.registry import check, finding
+from ctcdoctor.registry import SkipCheck, check, finding
 from ctcdoctor.render.phrases import listing, of_total, plural
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,20 +64,23 @@ def _bad_inputs(input_stats) -> tuple[str, str] | None:
     gradient and let BatchNorm divide by a variance of ~0; NaN/Inf inputs poison everything.
     Blaming `.detach()` or normalisation then sends the user the wrong way.
     """
-    if input_stats is None or not input_stats.samples:
-        return None
-    if input_stats.nonfinite_samples:
-        count = len(input_stats.nonfinite_samples)
-        return f"inputs contain NaN/Inf ({of_total(count, input_stats.samples, 'sample', 'holds', 'hold')} them)", "CTC040"
-    constant = len(input_stats.constant_samples) == input_stats.samples
-    spread = input_stats.std if math.isfinite(input_stats.std) else None
-    flat = spread is not None and spread <= 1e-6 * max(1.0, abs(input_stats.mean))
-    if constant or flat:
-        return (
-            f"inputs are constant ({of_total(len(input_stats.constant_samples), input_stats.samples, 'sample', 'has', 'have')} "
-            f"no variation; overall range {input_stats.min:.3g} to {input_stats.max:.3g})",
-            "CTC042",
-        )
+    measured = [stats for stats in input_stats or [] if stats.samples]
+    for stats in measured:
+        if stats.nonfinite_samples:
+            count = len(stats.nonfinite_samples)
+            what = f"{stats.name} contain" if stats.structured else "inputs contain"
+            return f"{what} NaN/Inf ({of_total(count, stats.samples, 'sample', 'holds', 'hold')} them)", "CTC040"
+    for stats in measured:
+        constant = len(stats.constant_samples) == stats.samples
+        spread = stats.std if math.isfinite(stats.std) else None
+        flat = spread is not None and spread <= 1e-6 * max(1.0, abs(stats.mean))
+        if constant or flat:
+            what = f"{stats.name} are" if stats.structured else "inputs are"
+            return (
+                f"{what} constant ({of_total(len(stats.constant_samples), stats.samples, 'sample', 'has', 'have')} "
+                f"no variation; overall range {stats.min:.3g} to {stats.max:.3g})",
+                "CTC042",
+            )
     return None
 
 
@@ -157,17 +160,28 @@ def nonfinite_gradients(gradients: Gradients) -> list[Finding]:
     `torch.autograd.set_detect_anomaly(True)` to find the op.
     """
     if gradients.skipped:
-        return []
+        raise SkipCheck(gradients.skipped)
     bad = _nonfinite(gradients)
     if not bad:
         return []
+    hint = ("Find the op with torch.autograd.set_detect_anomaly(True); clamp inputs of log/sqrt/pow/division "
+            "(torch.log(x.clamp_min(1e-6))), and with torch.where make both branches safe.")
+    where = f"after one backward pass on batch {gradients.batch} ({gradients.mode}), the gradient is NaN/Inf in {plural(len(bad), 'parameter')}"
+    if gradients.nonfinite_in_pass:
+        # The loss left those samples out, but the model only runs on its whole batch: 0 x NaN = NaN on the way back.
+        samples = list(gradients.nonfinite_in_pass)
+        message = (f"{where}: {listing(bad)}. The loss over the {gradients.samples_used} samples it keeps is finite "
+                   f"({gradients.loss:.4g}), but {plural(len(samples), 'sample')} with a non-finite loss (CTC050: "
+                   f"{listing(samples)}) ran in the same forward pass (the model only runs on its whole batch), and their "
+                   "NaN reaches the gradients through a zero weight.")
+        hint = f"Fix the non-finite loss first (CTC050); if the gradients are still NaN/Inf: {hint[0].lower()}{hint[1:]}"
+        return [finding("CTC060", message, hint, _evidence(gradients, "CTC060", {"parameters": bad[:50], "nonfinite_in_pass": samples[:50]}),
+                        consequence_of="CTC050")]
     return [
         finding(
             "CTC060",
-            f"after one backward pass on batch {gradients.batch} ({gradients.mode}), the gradient is NaN/Inf in "
-            f"{plural(len(bad), 'parameter')} although the loss {gradients.loss:.4g} is finite: {listing(bad)}.",
-            "Find the op with torch.autograd.set_detect_anomaly(True); clamp inputs of log/sqrt/pow/division "
-            "(torch.log(x.clamp_min(1e-6))), and with torch.where make both branches safe.",
+            f"{where} although the loss {gradients.loss:.4g} is finite: {listing(bad)}.",
+            hint,
             _evidence(gradients, "CTC060", {"parameters": bad[:50]}),
         )
     ]
@@ -192,7 +206,9 @@ def vanishing_gradients(gradients: Gradients) -> list[Finding]:
     **Fix.** Use ReLU/GELU instead of sigmoid/tanh in deep stacks, add BatchNorm/LayerNorm
     between layers, add residual connections, or make the stack shallower.
     """
-    if gradients.skipped or not _vanishing(gradients):
+    if gradients.skipped:
+        raise SkipCheck(gradients.skipped)
+    if not _vanishing(gradients):
         return []
     ratio = gradients.first_last_ratio()
     parts = [f"global gradient norm {gradients.global_norm:.3g}"]
@@ -212,7 +228,7 @@ def vanishing_gradients(gradients: Gradients) -> list[Finding]:
 
 
 @check("CTC062", "warning", "exploding gradients")
-def exploding_gradients(gradients: Gradients, input_stats: InputStats | None = None) -> list[Finding]:
+def exploding_gradients(gradients: Gradients, input_stats: list[InputStats] | None = None) -> list[Finding]:
     """
     **What it checks.** From the same backward pass as CTC060: the global gradient norm
     above **1e3** with the default mean reduction, or the first layer's gradient norm above
@@ -229,7 +245,9 @@ def exploding_gradients(gradients: Gradients, input_stats: InputStats | None = N
     **Fix.** Normalise the inputs (CTC041), add BatchNorm/LayerNorm, use the default
     initialisation, and clip gradients (`torch.nn.utils.clip_grad_norm_(params, 1.0)`).
     """
-    if gradients.skipped or not _exploding(gradients):
+    if gradients.skipped:
+        raise SkipCheck(gradients.skipped)
+    if not _exploding(gradients):
         return []
     parts = [f"global gradient norm {gradients.global_norm:.3g}"]
     if _ends(gradients):
@@ -242,19 +260,21 @@ def exploding_gradients(gradients: Gradients, input_stats: InputStats | None = N
         input_stats,
         "normalisation layers divide by a variance of about 0",
     )
+    cause = (_bad_inputs(input_stats) or (None, None))[1]
     return [
         finding(
             "CTC062",
             message,
             hint,
             _evidence(gradients, "CTC062", {"ratio_threshold": EXPLODING_RATIO, "norm_threshold": EXPLODING_NORM,
-                                            "inputs": (_bad_inputs(input_stats) or (None, None))[1]}),
+                                            "inputs": cause}),
+            consequence_of=cause,
         )
     ]
 
 
 @check("CTC063", "warning", "trainable parameters receive no gradient")
-def parameters_without_gradient(gradients: Gradients, input_stats: InputStats | None = None) -> list[Finding]:
+def parameters_without_gradient(gradients: Gradients, input_stats: list[InputStats] | None = None) -> list[Finding]:
     """
     **What it checks.** From the same backward pass as CTC060: parameters with
     `requires_grad=True` whose `.grad` is still `None` (not on the path from the inputs to
@@ -273,7 +293,7 @@ def parameters_without_gradient(gradients: Gradients, input_stats: InputStats | 
     `requires_grad_(False)` — those are not reported.
     """
     if gradients.skipped:
-        return []
+        raise SkipCheck(gradients.skipped)
     none, zero = _missing(gradients)
     if not none and not zero:
         return []
@@ -292,12 +312,13 @@ def parameters_without_gradient(gradients: Gradients, input_stats: InputStats | 
         input_stats,
         "a layer that sees a constant (or broken) input gets no usable weight gradient",
     )
+    cause = (_bad_inputs(input_stats) or (None, None))[1]
     return [
         finding(
             "CTC063",
             message,
             hint,
-            _evidence(gradients, "CTC063", {"no_grad": none[:50], "zero_grad": zero[:50],
-                                            "inputs": (_bad_inputs(input_stats) or (None, None))[1]}),
+            _evidence(gradients, "CTC063", {"no_grad": none[:50], "zero_grad": zero[:50], "inputs": cause}),
+            consequence_of=cause,
         )
     ]

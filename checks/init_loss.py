@@ -4,12 +4,16 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from ctcdoctor.registry import check, finding
+from ctcdoctor.registry import SkipCheck, check, finding
 from ctcdoctor.render.phrases import plural
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
     from ctcdoctor.findings import Finding
     from ctcdoctor.measure.init_loss import InitLoss
+    from ctcdoctor.measure.inputs import InputStats
+    from ctcdoctor.measure.model import ModelRun
 
 #: CTC051 fires when the mean per-label init loss exceeds RATIO x the uniform expectation ...
 RATIO = 1.5
@@ -18,7 +22,8 @@ MARGIN = 0.5
 
 
 @check("CTC050", "error", "loss at initialisation is not finite")
-def nonfinite_init_loss(init_loss: InitLoss) -> list[Finding]:
+def nonfinite_init_loss(init_loss: InitLoss, input_stats: list[InputStats] | None = None, runs: list[ModelRun] | None = None,
+                        outputs: list[torch.Tensor] | None = None) -> list[Finding]:
     """
     **What it checks.** Reference CTC (`F.ctc_loss` on float32 log-probabilities with the
     output frame counts) of every sample in the model batches, at initialisation, for the
@@ -34,12 +39,15 @@ def nonfinite_init_loss(init_loss: InitLoss) -> list[Finding]:
     `error CTC050 4 of 32 samples have a non-finite loss at initialisation although they
     fit their frames: sample 3 (inf), sample 9 (inf) …`
 
+    When every such sample has NaN/Inf inputs (CTC040), or a NaN/Inf output (CTC023), the
+    finding is marked as a consequence of that code.
+
     **Fix.** Look for `-inf` or NaN in the output (CTC023): use `log_softmax` rather than
     `log(softmax)`, mask with a large negative number rather than `-inf`, never mask a
     class the targets use, and check the inputs (CTC040).
     """
-    if init_loss.skipped or not init_loss.samples:
-        return []
+    if init_loss.skipped:
+        raise SkipCheck(init_loss.skipped)
     bad = [
         (sample, loss)
         for sample, loss, uniform in zip(init_loss.samples, init_loss.loss, init_loss.uniform)
@@ -47,16 +55,27 @@ def nonfinite_init_loss(init_loss: InitLoss) -> list[Finding]:
     ]
     if not bad:
         return []
+    from ctcdoctor.measure.outputs import nonfinite_input_samples, nonfinite_output_samples
+
     nan = sum(1 for _, loss in bad if math.isnan(loss))
     shown = "; ".join(f"sample {sample} ({loss})" for sample, loss in bad[:8])
+    samples = {sample for sample, _ in bad}
+    cause = ("CTC040" if samples <= nonfinite_input_samples(input_stats)
+             else "CTC023" if samples <= set(nonfinite_output_samples(runs or [], outputs or [])) else None)
+    because = {"CTC040": " Each of them has NaN/Inf inputs (CTC040).",
+               "CTC023": " Each of them has NaN/Inf in the model output (CTC023)."}.get(cause or "", "")
+    hint = ("Find the -inf/NaN in the output (CTC023): use log_softmax instead of log(softmax), mask with a large negative "
+            "number instead of -inf and never mask a class the targets use; check the inputs for NaN (CTC040).")
+    if cause:
+        hint = f"Fix {cause} first; if the loss is still not finite: {hint[0].lower()}{hint[1:]}"
     return [
         finding(
             "CTC050",
             f"{len(bad)} of {len(init_loss.samples)} samples have a non-finite loss at initialisation although they fit their "
-            f"frames ({nan} NaN, {len(bad) - nan} inf): {shown}.",
-            "Find the -inf/NaN in the output (CTC023): use log_softmax instead of log(softmax), mask with a large negative "
-            "number instead of -inf and never mask a class the targets use; check the inputs for NaN (CTC040).",
+            f"frames ({nan} NaN, {len(bad) - nan} inf): {shown}.{because}",
+            hint,
             {"count": len(bad), "total": len(init_loss.samples), "nan": nan, "samples": [sample for sample, _ in bad[:50]]},
+            consequence_of=cause,
         )
     ]
 
@@ -86,8 +105,8 @@ def init_loss_too_high(init_loss: InitLoss) -> list[Finding]:
     `std ≈ 1/sqrt(fan_in)`), drop output temperatures/scales at init, normalise the
     inputs (CTC041), and keep BatchNorm/LayerNorm before the head.
     """
-    if init_loss.skipped or not init_loss.samples:
-        return []
+    if init_loss.skipped:
+        raise SkipCheck(init_loss.skipped)
     pairs = [
         (loss / max(length, 1), uniform / max(length, 1))
         for loss, uniform, length in zip(init_loss.loss, init_loss.uniform, init_loss.target_lengths)

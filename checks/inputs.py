@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ctcdoctor.registry import check, finding
+from ctcdoctor.registry import SkipCheck, check, finding
 from ctcdoctor.render.phrases import listing
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -18,10 +18,31 @@ STD_LIMIT = 10.0
 PIXEL_MAX = 10.0
 
 
+def _measured(input_stats: list[InputStats]) -> list[InputStats]:
+    """The statistics to judge, or a skip saying why there are none (inputs that are not tensors)."""
+    if not input_stats:
+        raise SkipCheck("the inputs hold no floating-point tensor with a batch axis to measure")
+    return input_stats
+
+
+def _prefix(stats: InputStats) -> str:
+    """Structured inputs: say which tensor (`inputs['features']: ...`)."""
+    return f"{stats.name}: " if stats.structured else ""
+
+
+def _evidence(stats: InputStats, evidence: dict) -> dict:
+    return {**evidence, "tensor": stats.name} if stats.structured else evidence
+
+
 @check("CTC040", "error", "inputs contain NaN or Inf")
-def nonfinite_inputs(input_stats: InputStats | None) -> list[Finding]:
+def nonfinite_inputs(input_stats: list[InputStats]) -> list[Finding]:
     """
     **What it checks.** NaN and Inf values in the inputs, within each sample's valid length.
+    Structured inputs (a tuple such as `(padded, lengths)`, a mapping, a named tuple, a
+    `PackedSequence`) are measured tensor by tensor: every floating-point tensor whose first
+    axis is the batch and that holds more than one number per sample (integer tensors, 0/1
+    masks and per-sample scalars such as float lengths are left out). CTC041 and CTC042
+    judge the same tensors.
 
     **Why it matters.** A single NaN input turns the output, the loss and every gradient
     into NaN; after one optimizer step all weights are NaN.
@@ -32,22 +53,20 @@ def nonfinite_inputs(input_stats: InputStats | None) -> list[Finding]:
     **Fix.** Guard divisions (`x / (std + 1e-5)`), clip `log(0)` (`log(x + 1e-6)`), and
     filter corrupt files in the dataset.
     """
-    if input_stats is None or not input_stats.nonfinite_samples:
-        return []
-    samples = list(input_stats.nonfinite_samples)
     return [
         finding(
             "CTC040",
-            f"{len(samples)} of {input_stats.samples} samples contain NaN or Inf ({input_stats.nan} NaN, {input_stats.inf} Inf): "
-            f"samples {listing(samples)}.",
+            f"{_prefix(stats)}{len(stats.nonfinite_samples)} of {stats.samples} samples contain NaN or Inf ({stats.nan} NaN, "
+            f"{stats.inf} Inf): samples {listing(list(stats.nonfinite_samples))}.",
             "Guard the feature pipeline: x / (std + 1e-5), log(x + 1e-6); drop corrupt samples.",
-            {"samples": samples[:20], "nan": input_stats.nan, "inf": input_stats.inf},
+            _evidence(stats, {"samples": list(stats.nonfinite_samples[:20]), "nan": stats.nan, "inf": stats.inf}),
         )
+        for stats in _measured(input_stats) if stats.nonfinite_samples
     ]
 
 
 @check("CTC041", "warning", "inputs not normalised")
-def unnormalised_inputs(input_stats: InputStats | None) -> list[Finding]:
+def unnormalised_inputs(input_stats: list[InputStats]) -> list[Finding]:
     """
     **What it checks.** The mean and spread of the inputs over the valid regions of the
     scanned samples. Thresholds: whole-number data above 10 reads as raw 0–255 pixels; a
@@ -64,43 +83,40 @@ def unnormalised_inputs(input_stats: InputStats | None) -> list[Finding]:
     **Fix.** Scale images to [0, 1] (`x / 255`) and optionally standardise; standardise
     features per channel (`(x - mean) / std` from the training set), or per utterance.
     """
-    stats = input_stats
-    if stats is None or stats.values == 0:
-        return []
+    found = [_unnormalised(stats) for stats in _measured(input_stats) if stats.values]
+    return [item for item in found if item is not None]
+
+
+def _unnormalised(stats: InputStats) -> Finding | None:
     numbers = f"range {stats.min:.4g} to {stats.max:.4g}, mean {stats.mean:.4g}, std {stats.std:.4g}"
-    evidence = {"mean": stats.mean, "std": stats.std, "min": stats.min, "max": stats.max}
+    evidence = _evidence(stats, {"mean": stats.mean, "std": stats.std, "min": stats.min, "max": stats.max})
+    what = stats.name if stats.structured else "inputs"
     if stats.integral and stats.min >= 0 and stats.max > PIXEL_MAX and stats.max <= 255:
-        return [
-            finding(
-                "CTC041",
-                f"inputs look like raw 0-255 pixel values ({numbers}).",
-                "Scale images to [0, 1] with x / 255 (and optionally standardise with the dataset mean and std).",
-                evidence,
-            )
-        ]
+        return finding(
+            "CTC041",
+            f"{what} look like raw 0-255 pixel values ({numbers}).",
+            "Scale images to [0, 1] with x / 255 (and optionally standardise with the dataset mean and std).",
+            evidence,
+        )
     if stats.mean < -MEAN_LIMIT:
-        return [
-            finding(
-                "CTC041",
-                f"inputs sit far below zero ({numbers}), as unnormalised log-spectrograms do.",
-                "Standardise the features: (x - mean) / std per channel, with statistics from the training set (or per utterance).",
-                evidence,
-            )
-        ]
+        return finding(
+            "CTC041",
+            f"{what} sit far below zero ({numbers}), as unnormalised log-spectrograms do.",
+            "Standardise the features: (x - mean) / std per channel, with statistics from the training set (or per utterance).",
+            evidence,
+        )
     if abs(stats.mean) > MEAN_LIMIT or stats.std > STD_LIMIT:
-        return [
-            finding(
-                "CTC041",
-                f"inputs are not normalised ({numbers}).",
-                "Standardise the inputs to mean 0 and std 1 (or scale to [0, 1]).",
-                evidence,
-            )
-        ]
-    return []
+        return finding(
+            "CTC041",
+            f"{what} are not normalised ({numbers}).",
+            "Standardise the inputs to mean 0 and std 1 (or scale to [0, 1]).",
+            evidence,
+        )
+    return None
 
 
 @check("CTC042", "warning", "inputs constant or nearly constant")
-def constant_inputs(input_stats: InputStats | None) -> list[Finding]:
+def constant_inputs(input_stats: list[InputStats]) -> list[Finding]:
     """
     **What it checks.** Samples whose valid region has no variation (all values equal), and
     inputs whose overall spread is essentially zero.
@@ -114,16 +130,14 @@ def constant_inputs(input_stats: InputStats | None) -> list[Finding]:
     **Fix.** Look at a few inputs (plot them); check file paths, decoding and the
     normalisation step for a division by a huge number.
     """
-    stats = input_stats
-    if stats is None or not stats.constant_samples:
-        return []
-    samples = list(stats.constant_samples)
     return [
         finding(
             "CTC042",
-            f"{len(samples)} of {stats.samples} samples are constant over their valid length (samples {listing(samples)}; "
-            f"overall range {stats.min:.4g} to {stats.max:.4g}).",
+            f"{_prefix(stats)}{len(stats.constant_samples)} of {stats.samples} samples are constant over their valid length "
+            f"(samples {listing(list(stats.constant_samples))}; overall range {stats.min:.4g} to {stats.max:.4g}).",
             "Plot a few inputs; check file paths, decoding and normalisation in the data pipeline.",
-            {"samples": samples[:20], "count": len(samples), "min": stats.min, "max": stats.max},
+            _evidence(stats, {"samples": list(stats.constant_samples[:20]), "count": len(stats.constant_samples),
+                              "min": stats.min, "max": stats.max}),
         )
+        for stats in _measured(input_stats) if stats.constant_samples
     ]

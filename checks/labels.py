@@ -3,13 +3,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ctcdoctor.registry import check, finding
+from ctcdoctor.registry import SkipCheck, check, finding
 from ctcdoctor.render.phrases import listing, plural
 
 if TYPE_CHECKING:  # pragma: no cover
     from ctcdoctor.findings import Finding
     from ctcdoctor.load.batches import TargetTable
     from ctcdoctor.protocol import Alphabet
+
+
+NO_ALPHABET = "no Setup.alphabet given"
 
 
 def _samples_with(mask) -> list[int]:
@@ -61,6 +64,47 @@ def label_out_of_range(targets: TargetTable, num_classes: int) -> list[Finding]:
             f"({', '.join(parts)}); samples {listing(samples)}.",
             hint,
             {"count": count, "samples": samples[:20], "num_classes": num_classes, "largest": largest, "smallest": smallest},
+        )
+    ]
+
+
+@check("CTC015", "error", "Setup.blank lies outside the model's classes")
+def blank_out_of_range(blank: int, num_classes: int, alphabet: Alphabet) -> list[Finding]:
+    """
+    **What it checks.** `Setup.blank` (or the blank a framework's config names) is one of
+    the model's output classes: `0 <= blank < C`, where `C` is the size of the class axis.
+
+    **Why it matters.** `F.ctc_loss(..., blank=99)` on an output of 5 classes raises, or on
+    some backends reads past the class axis; and every other check that needs the blank
+    (the loss at initialisation, the criterion audit, the gradients, spikiness) cannot run.
+    A blank past the end usually means the blank was meant to be the last class and the
+    model was built one class short, or the blank index came from another configuration.
+
+    **Example.** `Setup(model=model, loader=loader, blank=99)` with `nn.Linear(256, 5)`:
+    `error CTC015 Setup.blank is 99 but the model outputs 5 classes (indices 0 to 4).`
+
+    **Fix.** Set `Setup.blank` to the index your loss uses (`F.ctc_loss(..., blank=...)`,
+    usually 0, or `C - 1` for a blank-last encoding); if the blank is meant to be a class of
+    its own after the alphabet, give the final layer `len(alphabet) + 1` outputs.
+    """
+    if 0 <= blank < num_classes:
+        return []
+    if alphabet is not None and blank == len(alphabet):
+        hint = (f"The blank is the slot after the {len(alphabet)} symbols: give the final layer len(alphabet) + 1 = "
+                f"{len(alphabet) + 1} outputs, or set Setup.blank = 0 if your loss uses blank=0.")
+    elif blank == num_classes:
+        hint = (f"Blank {blank} is one past the last class: give the final layer {num_classes + 1} outputs (a class for the "
+                f"blank), or set Setup.blank = {num_classes - 1} if the last class is your blank.")
+    else:
+        hint = (f"Set Setup.blank to the blank index your loss uses, between 0 and {num_classes - 1} (usually 0, "
+                f"or {num_classes - 1} for a blank-last encoding).")
+    return [
+        finding(
+            "CTC015",
+            f"Setup.blank is {blank} but the model outputs {num_classes} classes (indices 0 to {num_classes - 1}): "
+            "CTC cannot use it, and the checks that need the blank (loss, criterion, gradients, spikiness) are skipped.",
+            hint,
+            {"blank": blank, "num_classes": num_classes},
         )
     ]
 
@@ -185,7 +229,7 @@ def class_count_mismatch(num_classes: int, alphabet: Alphabet) -> list[Finding]:
     ctcdoctor is the one your encoder uses.
     """
     if alphabet is None:
-        return []
+        raise SkipCheck(NO_ALPHABET, applicable=False)
     expected = len(alphabet) + 1
     if num_classes == expected:
         return []

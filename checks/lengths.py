@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ctcdoctor.registry import check, finding
+from ctcdoctor.registry import SkipCheck, check, finding
 from ctcdoctor.render.phrases import listing, of_total, plural
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -16,6 +16,21 @@ if TYPE_CHECKING:  # pragma: no cover
 TIGHT_RATIO = 1.25
 #: How many of the worst samples a finding lists.
 WORST = 5
+
+
+def _coverage(targets, output_lengths) -> tuple[int, str]:
+    """(samples whose output length is known, a sentence saying what was not covered, or "").
+
+    When the model returns its own output lengths, only the samples of the batches it ran on have
+    one: say so, and point to `scan`, which runs the model on every batch."""
+    covered = int((output_lengths.scanned >= 0).sum())
+    if covered == targets.size:
+        return covered, ""
+    why = getattr(output_lengths, "uncovered", "") or "the others have no known output length"
+    return covered, (
+        f" Only the {covered} samples of the batches the model ran on were checked ({targets.size - covered} more were read): "
+        f"{why}."
+    )
 
 
 def _downsampling_phrase(targets, output_lengths) -> str:
@@ -48,13 +63,17 @@ def infeasible_alignment(targets: TargetTable, output_lengths: OutputLengths) ->
       sample 7 has 8 frames for 10 labels + 3 repeats (needs 13, 5 short)
     ```
 
+    When the model returns its own output lengths, only the samples of the batches it ran on
+    (`--max-batches`) have one: the finding says how many were checked and points to
+    `ctcdoctor scan`, which runs the model on every batch.
+
     **Fix.** Give the model more output frames: reduce the time (width) downsampling —
     smaller pooling or conv strides along time — or feed longer inputs; or cut long labels
     into shorter chunks. If only the repeats push a sample over, remember each doubled
     letter costs an extra frame.
     """
     if not output_lengths.known:
-        return []
+        raise SkipCheck("output lengths are unknown (CTC003)")
     required = targets.required_frames()
     available = output_lengths.scanned
     repeats = targets.repeats()
@@ -87,11 +106,13 @@ def infeasible_alignment(targets: TargetTable, output_lengths: OutputLengths) ->
             f"(needs {item['needed']}, {item['short_by']} short)"
         )
 
+    covered, coverage = _coverage(targets, output_lengths)
     message = (
-        f"{of_total(count, targets.size, 'sample', 'needs', 'need')} more frames than the model gives: "
+        f"{of_total(count, covered, 'sample', 'needs', 'need')} more frames than the model gives: "
         + "; ".join(describe(item) for item in worst)
         + "."
         + _downsampling_phrase(targets, output_lengths)
+        + coverage
     )
     if only_repeats:
         message += (
@@ -107,7 +128,8 @@ def infeasible_alignment(targets: TargetTable, output_lengths: OutputLengths) ->
             "CTC001",
             message,
             hint,
-            {"count": count, "total": targets.size, "worst": worst, "only_repeats": only_repeats, "lengths_source": output_lengths.source},
+            {"count": count, "total": covered, "scanned": targets.size, "worst": worst, "only_repeats": only_repeats,
+             "lengths_source": output_lengths.source},
         )
     ]
 
@@ -129,7 +151,7 @@ def tight_length_budget(targets: TargetTable, output_lengths: OutputLengths) -> 
     last block), or use shorter label chunks.
     """
     if not output_lengths.known:
-        return []
+        raise SkipCheck("output lengths are unknown (CTC003)")
     required = targets.required_frames()
     available = output_lengths.scanned
     tight = (available >= required) & (required > 0) & (available.double() < TIGHT_RATIO * required.double())
@@ -140,17 +162,19 @@ def tight_length_budget(targets: TargetTable, output_lengths: OutputLengths) -> 
     ratio = available[indices].double() / required[indices].double()
     order = indices[ratio.argsort(stable=True)][:WORST]
     worst = [{"sample": int(i), "frames": int(available[i]), "needed": int(required[i])} for i in order]
+    covered, coverage = _coverage(targets, output_lengths)
     message = (
-        f"{of_total(count, targets.size, 'sample', 'has', 'have')} almost no spare frames (fewer than {TIGHT_RATIO} per needed frame): "
+        f"{of_total(count, covered, 'sample', 'has', 'have')} almost no spare frames (fewer than {TIGHT_RATIO} per needed frame): "
         + "; ".join(f"sample {item['sample']} has {item['frames']} frames for {item['needed']} needed" for item in worst)
         + "."
+        + coverage
     )
     return [
         finding(
             "CTC002",
             message,
             "Leave more room: reduce the time downsampling slightly or shorten the label chunks.",
-            {"count": count, "total": targets.size, "ratio_threshold": TIGHT_RATIO, "worst": worst},
+            {"count": count, "total": covered, "scanned": targets.size, "ratio_threshold": TIGHT_RATIO, "worst": worst},
         )
     ]
 
@@ -243,7 +267,7 @@ def inconsistent_output_lengths(runs: list[ModelRun], layout: LayoutDecision, ou
 
 
 @check("CTC004", "error", "declared output lengths disagree with the model")
-def declared_lengths_disagree(declared_lengths: DeclaredLengths | None) -> list[Finding]:
+def declared_lengths_disagree(declared_lengths: DeclaredLengths) -> list[Finding]:
     """
     **What it checks.** When you give output lengths (`Setup.output_lengths`, or lengths the
     model returns), ctcdoctor runs the model on one sample cut to several input lengths,
@@ -261,8 +285,6 @@ def declared_lengths_disagree(declared_lengths: DeclaredLengths | None) -> list[
     `frames = floor((L + 3) / 4)`, or derive it layer by layer:
     `L_out = floor((L + 2*padding - kernel) / stride) + 1` for each conv/pool along time.
     """
-    if declared_lengths is None:
-        return []
     comparison = declared_lengths
     declared, measured, probed_inputs = comparison.declared, comparison.measured, comparison.input_lengths
     wrong = (declared != measured).nonzero().flatten()

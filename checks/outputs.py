@@ -4,13 +4,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ctcdoctor.registry import check, finding
+from ctcdoctor.render.phrases import listing, plural
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from ctcdoctor.findings import Finding
     from ctcdoctor.measure.criterion import CriterionAudits
-    from ctcdoctor.measure.model import LayoutDecision
+    from ctcdoctor.measure.inputs import InputStats
+    from ctcdoctor.measure.model import LayoutDecision, ModelRun
     from ctcdoctor.measure.outputs import OutputKind
 
 
@@ -117,9 +119,12 @@ def ambiguous_layout(layout: LayoutDecision) -> list[Finding]:
 
 
 @check("CTC023", "error", "model output contains NaN or Inf")
-def nonfinite_output(outputs: list[torch.Tensor], output_kinds: list[OutputKind]) -> list[Finding]:
+def nonfinite_output(outputs: list[torch.Tensor], output_kinds: list[OutputKind], runs: list[ModelRun],
+                     input_stats: list[InputStats]) -> list[Finding]:
     """
     **What it checks.** NaN, +Inf and -Inf values in the model's output on the scanned batches.
+    When every sample with a non-finite output also has NaN/Inf inputs, the finding is marked
+    as a consequence of CTC040: fix the inputs first.
 
     **Why it matters.** One NaN poisons the loss and every gradient; `-inf` log-probabilities
     (a `log` of an exact zero, a `masked_fill(-inf)` over a real class) make CTC `inf` for
@@ -137,13 +142,22 @@ def nonfinite_output(outputs: list[torch.Tensor], output_kinds: list[OutputKind]
     neginf = sum(kind.neginf for kind in kinds)
     if nan + posinf + neginf == 0:
         return []
+    from ctcdoctor.measure.outputs import nonfinite_input_samples, nonfinite_output_samples
+
     total = sum(output.numel() for output in outputs)
+    samples = nonfinite_output_samples(runs, outputs)
+    from_inputs = bool(samples) and set(samples) <= nonfinite_input_samples(input_stats)
+    message = (f"the output holds {nan} NaN, {posinf} +inf and {neginf} -inf values out of {total}, in "
+               f"{plural(len(samples), 'sample')} ({listing(samples)}).")
+    hint = "Use log_softmax instead of log(softmax(...)); look for division by zero or -inf masking in forward(); check inputs (CTC040)."
+    if from_inputs:
+        message += " Each of these samples has NaN/Inf inputs (CTC040): the model passes them through."
+        hint = "Fix the inputs first (CTC040); if the output still holds NaN/Inf: " + hint[0].lower() + hint[1:]
     return [
         finding(
-            "CTC023",
-            f"the output holds {nan} NaN, {posinf} +inf and {neginf} -inf values out of {total}.",
-            "Use log_softmax instead of log(softmax(...)); look for division by zero or -inf masking in forward(); check inputs (CTC040).",
-            {"nan": nan, "posinf": posinf, "neginf": neginf, "total": total},
+            "CTC023", message, hint,
+            {"nan": nan, "posinf": posinf, "neginf": neginf, "total": total, "samples": samples[:50]},
+            consequence_of="CTC040" if from_inputs else None,
         )
     ]
 
@@ -177,6 +191,44 @@ def wrong_softmax_axis(output_kinds: list[OutputKind], layout: LayoutDecision) -
                     f"it sums to 1 along the {axis_name} axis of the (T, N, C) view.",
                     "Take log_softmax(dim=-1): the class axis is the last one.",
                     {"axis": axis_name, "kind": kind.kind, "layout": layout.layout},
+                )
+            ]
+    return []
+
+
+@check("CTC026", "error", "model output is not a floating-point tensor of class scores")
+def unusable_output(runs: list[ModelRun]) -> list[Finding]:
+    """
+    **What it checks.** That the model's output can hold CTC scores: a floating-point
+    tensor (not integer, bool or complex) with at least one class on its last axis.
+
+    **Why it matters.** `F.ctc_loss` needs float log-probabilities; an integer output
+    (class indices from an `argmax`, a quantised head returned as `int8`, a `.long()` left
+    in `forward`) carries no gradient and cannot be normalised, and an empty class axis has
+    nothing to score. Every check that reads the output (CTC020–CTC025, the loss at
+    initialisation, the criterion audit, the gradients, spikiness) is skipped with this
+    reason.
+
+    **Example.** `return self.fc(x).argmax(-1, keepdim=True)`: `error CTC026 batch 0: the
+    model output is int64, not floating point.`
+
+    **Fix.** Return the scores themselves: `log_softmax(dim=-1)` of the last layer's
+    float output, shape `(T, N, C)` or `(N, T, C)` with `C = len(alphabet) + 1`; decode
+    (argmax) only outside the model's training forward.
+    """
+    from ctcdoctor.measure.model import output_problem
+
+    for run in runs:
+        problem = output_problem(run.output)
+        if problem is not None:
+            return [
+                finding(
+                    "CTC026",
+                    f"batch {run.batch.index}: {problem} (shape {tuple(run.output.shape)}); CTC needs float scores for each class.",
+                    "Return the float output of the last layer after log_softmax(dim=-1), shape (T, N, C) or (N, T, C); "
+                    "take argmax or quantise outside the forward that training uses.",
+                    {"batch": run.batch.index, "dtype": str(run.output.dtype).replace("torch.", ""),
+                     "shape": list(run.output.shape)},
                 )
             ]
     return []

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ctcdoctor.registry import check, finding
+from ctcdoctor.registry import SkipCheck, check, finding
 
 if TYPE_CHECKING:  # pragma: no cover
     from ctcdoctor.findings import Finding
@@ -38,8 +38,8 @@ def spiky_outputs(output_spikiness: OutputSpikiness) -> list[Finding]:
     After training: nothing to fix if the decodes are right; if they are empty, see
     CTC071 (collapse to blank) and check the length budget (CTC001/CTC002).
     """
-    if output_spikiness.skipped or not output_spikiness.metrics:
-        return []
+    if output_spikiness.skipped:
+        raise SkipCheck(output_spikiness.skipped)
     metrics = output_spikiness.metrics
     if metrics["blank_ratio"] < BLANK_RATIO or metrics["peak_prob"] < PEAK_PROB:
         return []

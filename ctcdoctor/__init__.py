@@ -24,18 +24,21 @@ def check(
     max_batches: int = 2,
     scan_batches: int = 32,
     device: str | None = None,
+    seed: int = 0,
 ) -> Report:
     """Run the checks on a `Setup`, a `(model, loader)` pair, or a spec such as `"train.py:build"`.
 
     Returns the `Report` (its `findings` worst first); nothing is printed. `ctcdoctor.testing`
-    turns a report into an assertion.
+    turns a report into an assertion. torch, numpy and random are seeded with `seed` before a
+    spec's `build()` runs and before the checks; the caller's random states and torch's thread
+    count are restored afterwards.
     """
     from ctcdoctor.config import Settings, as_code_list
     from ctcdoctor.engine import check_setup, check_spec
     from ctcdoctor.load.spec import as_setup
 
     settings = Settings(select=as_code_list(list(select)), ignore=as_code_list(list(ignore)), max_batches=max_batches,
-                        scan_batches=scan_batches, device=device)
+                        scan_batches=scan_batches, device=device, seed=seed)
     if isinstance(setup_or_spec, str):
         return check_spec(setup_or_spec, settings)
     return check_setup(as_setup(setup_or_spec), settings)

@@ -24,10 +24,22 @@ from typing import Any
 from ctcdoctor.config import Settings
 from ctcdoctor.errors import BatchError, UserInputError
 from ctcdoctor.findings import CheckResult, Finding, Report
+from ctcdoctor.load.limits import doing
 from ctcdoctor.protocol import Setup
 from ctcdoctor.registry import CodeInfo, SkipCheck, apply_ignore, document, finding, select_checks, sort_findings
 
 _PROVIDERS: dict[str, Callable[[Context], Any]] = {}
+
+#: What computing an input means to a user, for a --timeout message ("while probing the layout").
+ACTIVITIES = {
+    "batches": "reading batches from the loader",
+    "runs": "running the model on the model batches",
+    "layout": "probing the output layout",
+    "length_model": "probing the model's output lengths",
+    "criterion_audit": "calling Setup.criterion",
+    "init_loss": "computing the loss at initialisation",
+    "gradients": "one backward pass on a copy of the model",
+}
 
 
 def provides(name: str) -> Callable[[Callable[[Context], Any]], Callable[[Context], Any]]:
@@ -105,10 +117,18 @@ class Context:
         if local is None and provider is None:
             raise KeyError(f"no input named {name!r}; known inputs: {sorted(set(_PROVIDERS) | set(self._values))}")
         try:
-            value = local() if local is not None else provider(self)  # type: ignore[misc]
+            with doing(ACTIVITIES.get(name, f"computing {name}")):
+                value = local() if local is not None else provider(self)  # type: ignore[misc]
         except UserInputError:
             # Not a batch, an empty loader: the command ends with exit 2, not a finding.
             raise
+        except SystemExit as error:
+            # sys.exit() in the user's dataset, collate or forward: a usage error naming it, never our exit code.
+            raise UserInputError(
+                f"your code called sys.exit({'' if error.code is None else repr(error.code)}) while ctcdoctor was "
+                f"{ACTIVITIES.get(name, f'computing {name}')}",
+                "Raise an exception instead of calling sys.exit() in the model, dataset or collate function.",
+            ) from None
         except InputUnavailable as error:
             # An input that depends on a failed input fails for the same reason: report the root once.
             self._errors[name] = error
@@ -158,6 +178,36 @@ def _skip_reason(error: InputUnavailable) -> str:
     return f"input {error.name!r} unavailable: {text}"
 
 
+def _run_one(context: Context, info: CodeInfo, failed_inputs: dict[str, tuple[InputUnavailable, list[str]]],
+             findings: list[Finding]) -> CheckResult:
+    """One check on the inputs it names: its findings go to `findings`; an input that failed is remembered."""
+    started = time.perf_counter()
+    status, reason, applicable = "passed", "", True
+    try:
+        with doing(f"running check {info.code} ({info.check_name})", purpose=f"check {info.code}"):
+            arguments = {name: context.get(name) for name in info.inputs}
+            produced = list(info.check(**arguments) or [])  # type: ignore[misc]
+        findings.extend(produced)
+        if produced:
+            status = "findings"
+    except UserInputError:
+        raise
+    except SkipCheck as skip:
+        status, reason, applicable = "skipped", skip.reason, skip.applicable
+    except InputUnavailable as error:
+        status = "skipped"
+        if isinstance(error.error, SkipCheck):
+            # A provider said its input cannot be measured (an empty output): the check that reports why is elsewhere.
+            reason, applicable = error.error.reason, error.error.applicable
+        else:
+            reason = _skip_reason(error)
+            failed_inputs.setdefault(str(error), (error, []))[1].append(f"{info.code} ({info.check_name})")
+    except Exception as error:
+        status, reason = "crashed", f"{type(error).__name__}: {error}"
+        findings.append(_crash(info, error))
+    return CheckResult(info.check_name or info.code, info.code, status, time.perf_counter() - started, reason, applicable)
+
+
 def run_checks(
     context: Context,
     selected: list[CodeInfo],
@@ -170,29 +220,10 @@ def run_checks(
     for info in selected:
         if on_check is not None:
             on_check(info)
-        started = time.perf_counter()
-        status, reason = "passed", ""
-        try:
-            arguments = {name: context.get(name) for name in info.inputs}
-            produced = list(info.check(**arguments) or [])  # type: ignore[misc]
-            findings.extend(produced)
-            if produced:
-                status = "findings"
-        except UserInputError:
-            raise
-        except SkipCheck as skip:
-            status, reason = "skipped", skip.reason
-        except InputUnavailable as error:
-            status, reason = "skipped", _skip_reason(error)
-            failed_inputs.setdefault(str(error), (error, []))[1].append(f"{info.code} ({info.check_name})")
-        except Exception as error:
-            status, reason = "crashed", f"{type(error).__name__}: {error}"
-            findings.append(_crash(info, error))
-        results.append(CheckResult(info.check_name or info.code, info.code, status, time.perf_counter() - started, reason))
+        results.append(_run_one(context, info, failed_inputs, findings))
     for unavailable, needed_by in failed_inputs.values():
         findings.append(_unavailable(unavailable, needed_by))
     return findings, results
-
 
 
 def check_setup(
@@ -216,29 +247,42 @@ def check_setup(
         from ctcdoctor.load.device import resolve_device
 
         resolve_device(options.device)
-    context = Context(setup, options)
-    # Read the batches up front: a loader that yields non-batches is a usage error (exit 2), not a finding.
-    try:
-        context.get("batches")
-    except BatchError as error:
-        raise BatchError(f"spec {spec!r}: {error.message}" if spec else error.message, error.hint) from error
-    findings, results = run_checks(context, selected, on_check)
+    from ctcdoctor.load.state import CHECK_THREADS, seeded, torch_threads
+
+    # The caller's random state and thread count come back afterwards (the loader may shuffle with
+    # the global generator); seeded here too, so that a Setup built by the caller is checked the same each time.
+    with seeded(settings.seed), torch_threads(CHECK_THREADS):
+        context = Context(setup, options)
+        # Read the batches up front: a loader that yields non-batches is a usage error (exit 2), not a finding.
+        try:
+            context.get("batches")
+        except BatchError as error:
+            raise BatchError(f"spec {spec!r}: {error.message}" if spec else error.message, error.hint) from error
+        findings, results = run_checks(context, selected, on_check)
     findings = apply_ignore(findings, settings.ignore)
     return Report("check", spec, sort_findings(findings), tuple(results), seconds=time.perf_counter() - started,
-                  config=str(settings.config_path) if settings.config_path else None)
+                  config=str(settings.config_path) if settings.config_path else None, seed=settings.seed)
 
 
 def check_spec(spec: str, settings: Settings, on_check: Callable[[CodeInfo], None] | None = None) -> Report:
-    """Load `spec` (`path/to/file.py[:build]` or `package.module[:build]`) and check it."""
+    """Load `spec` (`path/to/file.py[:build]` or `package.module[:build]`) and check it.
+
+    torch, numpy and random are seeded with `settings.seed` before the module is imported, so
+    the same seed builds the same model and the same batches; the caller's states come back after.
+    """
     from ctcdoctor.load.spec import load_setup
+    from ctcdoctor.load.state import seeded
 
     started = time.perf_counter()
     if settings.device:
         from ctcdoctor.load.device import resolve_device
 
         resolve_device(settings.device)
-    setup = load_setup(spec)
-    report = check_setup(setup, settings, spec, on_check)
+    # build() runs with the caller's thread count (it is the user's code); the checks set their own.
+    with seeded(settings.seed):
+        with doing(f"loading {spec}"):
+            setup = load_setup(spec)
+        report = check_setup(setup, settings, spec, on_check)
     # Wall time includes loading the spec, which the per-check timings do not.
     return dataclasses.replace(report, seconds=time.perf_counter() - started)
 

@@ -59,15 +59,19 @@ class CheckResult:
     name: str
     code: str
     status: str
-    """"passed" (no finding), "findings", "crashed" or "skipped" (an input it needs could not be built)."""
+    """"passed" (no finding), "findings", "crashed" or "skipped" (its inputs could not be built or cannot support it)."""
     seconds: float
     reason: str = ""
     """Why the check was skipped or crashed; empty when it ran."""
+    applicable: bool = True
+    """False for a skip that is no problem: the set-up does not give what the check examines (no Setup.criterion)."""
 
     def to_dict(self) -> dict[str, Any]:
         document: dict[str, Any] = {"name": self.name, "code": self.code, "status": self.status, "seconds": round(self.seconds, 4)}
         if self.reason:
             document["reason"] = self.reason
+        if not self.applicable:
+            document["applicable"] = False
         return document
 
 
@@ -92,6 +96,8 @@ class Report:
     """How the report names the run in its summary line (defaults to the spec)."""
     config: str | None = None
     """The configuration file whose [tool.ctcdoctor] settings applied, if any."""
+    seed: int | None = None
+    """The seed of torch, numpy and random before build() was called (None: the command does not seed)."""
 
 
 def count_by_severity(findings: list[Finding]) -> dict[str, int]:

@@ -25,11 +25,20 @@ CODE_PATTERN = re.compile(r"^CTC\d{3}$")
 
 class SkipCheck(Exception):
     """Raised by a check whose inputs exist but cannot support it (no criterion to audit, unknown
-    output lengths): the check is reported as skipped with this reason, never as passed."""
+    output lengths): the check is reported as skipped with this reason, never as passed.
 
-    def __init__(self, reason: str) -> None:
+    `applicable=False` marks the ordinary case where the set-up does not give what the check
+    examines (no `Setup.criterion`, no `Setup.alphabet`): nothing went wrong, and the report says
+    "not applicable" quietly. Otherwise (the default) something upstream stopped the check
+    (unknown output lengths, a blank outside the classes) and the report shows it as a skip worth
+    reading. A provider (`ctcdoctor.engine.provides`) may raise it too: every check that needs that
+    input is skipped with the reason, and no CTC999 is made (another check reports the cause).
+    """
+
+    def __init__(self, reason: str, applicable: bool = True) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.applicable = applicable
 
 
 @dataclass(frozen=True)
@@ -98,23 +107,39 @@ def finding(
     *,
     severity: str | None = None,
     title: str | None = None,
+    consequence_of: str | None = None,
 ) -> Finding:
-    """Build a finding for a registered code, taking its title and severity from the registry."""
+    """Build a finding for a registered code, taking its title and severity from the registry.
+
+    `consequence_of` names the code of a finding that explains this one (CTC023 NaN outputs after
+    CTC040 NaN inputs): it goes into `evidence["consequence_of"]`, the report lists the cause
+    first and marks this one "(consequence of CTC040)". Pass it only when the check has measured
+    that the cause accounts for what it found (the same samples), not merely that both fired.
+    """
     if code not in _CODES:
         load_builtin()
     info = _CODES[code]
+    evidence = dict(evidence or {})
+    if consequence_of:
+        evidence["consequence_of"] = consequence_of
     return Finding(
         code=code,
         severity=Severity.parse(severity) if severity else info.severity,
         title=title or info.title,
         message=message,
         hint=hint,
-        evidence=evidence or {},
+        evidence=evidence,
     )
 
 
+def consequence_of(item: Finding) -> str | None:
+    """The code a finding is marked as a consequence of, if any."""
+    cause = item.evidence.get("consequence_of") if isinstance(item.evidence, dict) else None
+    return str(cause) if cause else None
+
+
 #: Modules that document codes raised outside the checks (with `document`), next to the code raising them.
-DOCUMENTING_MODULES = ("ctcdoctor.engine", "ctcdoctor.overfit.diagnose")
+DOCUMENTING_MODULES = ("ctcdoctor.engine", "ctcdoctor.overfit.diagnose", "ctcdoctor.training.rules")
 
 _loaded = False
 
@@ -174,7 +199,8 @@ def select_checks(select_prefixes: Iterable[str] = (), ignore_prefixes: Iterable
 
 
 def sort_findings(findings: Iterable[Finding]) -> tuple[Finding, ...]:
-    return tuple(sorted(findings, key=lambda item: (-item.severity.rank, item.code)))
+    """Worst first; within a severity, root causes before the findings marked as their consequences."""
+    return tuple(sorted(findings, key=lambda item: (-item.severity.rank, consequence_of(item) is not None, item.code)))
 
 
 def apply_ignore(findings: Iterable[Finding], ignore_prefixes: Iterable[str]) -> list[Finding]:

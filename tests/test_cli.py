@@ -217,8 +217,12 @@ def _imported_after(argv: list[str]) -> set[str]:
     return done.stderr
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["explain", "CTC001"], ["check", "--help"], ["codes"]])
-def test_help_and_explain_do_not_import_torch(argv):
+LABELS = ["labels", "examples/labels/gt.txt", "--alphabet", "@examples/labels/alphabet.txt"]
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["explain", "CTC001"], ["check", "--help"], ["codes"], LABELS,
+                                  [*LABELS, "--select", "CTC09", "--format", "json"]])
+def test_help_explain_codes_and_labels_do_not_import_torch(argv):
     assert "NO-TORCH" in _imported_after(argv)
 
 

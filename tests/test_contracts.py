@@ -161,3 +161,19 @@ def test_output_that_is_not_a_terminal_keeps_each_message_on_one_unpadded_line()
     message = next(line for line in lines if "outside the alphabet (3 distinct)" in line)
     assert message.endswith("'café' → 'caf')."), message  # the whole sentence, not cut at 80 columns
     assert not [line for line in lines if line.endswith(" ")]
+
+
+PATHS = re.compile(r"`((?:ctcdoctor|checks|benchmarks|examples|tests)/[\w/.-]+\.(?:py|md|json|jsonl|txt|csv))(?![\w])")
+
+
+def _documented_paths() -> list[tuple[str, str]]:
+    found = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for match in PATHS.finditer(path.read_text(encoding="utf-8")):
+            found.append((path.name, match.group(1)))
+    return sorted(set(found))
+
+
+@pytest.mark.parametrize("where,path", _documented_paths())
+def test_every_file_path_in_the_docs_exists(where, path):
+    assert (ROOT / path).exists(), f"{where} names {path}, which does not exist"

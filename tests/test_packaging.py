@@ -31,6 +31,10 @@ def test_wheel_maps_checks_folder_into_the_package(wheel):
     assert "ctcdoctor/checks/labels.py" in names
     assert not any(name.startswith("checks/") for name in names)
     assert any(name.endswith("entry_points.txt") for name in names)
+    # The pytest plugin: its package is in the explicit package list, its entry point in the metadata.
+    assert "ctcdoctor/integrations/pytest_plugin.py" in names
+    (entry_points,) = [name for name in names if name.endswith("entry_points.txt")]
+    assert "[pytest11]\nctcdoctor = ctcdoctor.integrations.pytest_plugin" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
 def test_installed_wheel_runs_from_another_directory(wheel, tmp_path):

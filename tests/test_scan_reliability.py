@@ -50,11 +50,11 @@ def test_a_model_that_fails_on_the_first_batch_is_a_finding_not_an_internal_erro
     assert report["result"]["samples"] == 6
 
 
-def test_meta_inputs_do_not_crash_the_scan(tmp_path):
+def test_meta_inputs_are_a_usage_error_not_an_internal_one(tmp_path):
     path = spec(tmp_path, "def build():\n    meta = (BATCH[0].to('meta'), *BATCH[1:])\n    return Setup(model=Quarter(), loader=[meta] * 2)\n")
     result = CliRunner().invoke(app, ["scan", path, "--format", "json"])
-    assert result.exit_code in (0, 1), result.output
-    assert json.loads(result.stdout)["result"]["lengths_detail"].endswith("frames = floor(L / 4)")
+    assert result.exit_code == 2, result.output
+    assert "on the meta device" in result.output
 
 
 def test_an_endless_cycle_is_refused_and_max_samples_bounds_it(tmp_path):

@@ -11,7 +11,6 @@ import sys
 from collections.abc import Sequence
 from typing import Annotated
 
-import click
 import typer
 
 from ctcdoctor.cli.check import check
@@ -60,14 +59,15 @@ app.command()(codes)
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line on `argv` (default: the process's arguments) and return the exit code."""
     try:
-        # standalone_mode=False: click returns the command's exit code instead of calling sys.exit.
-        code = app(args=list(argv) if argv is not None else None, prog_name="ctcdoctor", standalone_mode=False)
-    except click.exceptions.Exit as done:
-        return int(done.exit_code)
-    except click.ClickException as error:
-        error.show()
+        # Standalone mode ends with sys.exit(code) whatever typer/click version is installed (typer 0.29
+        # vendors its own click); catching it turns the command line into a function.
+        app(args=list(argv) if argv is not None else None, prog_name="ctcdoctor")
+    except SystemExit as done:
+        code = done.code
+        if code is None:
+            return int(ExitCode.OK)
+        if isinstance(code, int):
+            return code
+        print(code, file=sys.stderr)
         return int(ExitCode.USAGE)
-    except click.exceptions.Abort:
-        print("aborted", file=sys.stderr)
-        return 130
-    return int(code) if isinstance(code, int) else int(ExitCode.OK)
+    return int(ExitCode.OK)

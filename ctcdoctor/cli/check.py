@@ -27,6 +27,8 @@ def check(
         int | None, typer.Option("--scan-batches", min=1, help="Batches the label and length checks read [default: 32].", show_default=False)
     ] = None,
     device: opt.Device = None,
+    timeout: opt.Timeout = None,
+    seed: opt.Seed = None,
     verbose: opt.Verbose = False,
     debug: opt.Debug = False,
 ) -> None:
@@ -36,6 +38,7 @@ def check(
         how = Emit(output_format, output, verbose, junit_xml=junit_xml, sarif=sarif, no_github=no_github)
         from ctcdoctor.config import resolve_settings, spec_folder
         from ctcdoctor.engine import check_spec
+        from ctcdoctor.load.limits import deadline
 
         how.check_paths()
         settings = resolve_settings(
@@ -46,12 +49,15 @@ def check(
             max_batches=max_batches,
             scan_batches=scan_batches,
             device=device,
+            timeout=timeout,
+            seed=seed,
         )
-        if output_format is opt.OutputFormat.text:
-            with stderr_console().status("checking…") as status:
-                report = check_spec(spec, settings, on_check=lambda info: status.update(f"{info.code} {info.title}"))
-        else:
-            report = check_spec(spec, settings)
+        with deadline(settings.timeout):
+            if output_format is opt.OutputFormat.text:
+                with stderr_console().status("checking…") as status:
+                    report = check_spec(spec, settings, on_check=lambda info: status.update(f"{info.code} {info.title}"))
+            else:
+                report = check_spec(spec, settings)
         return emit(report, how, settings.fail_on)
 
     guarded(debug, work)

@@ -7,6 +7,7 @@ With `--format json` stdout must carry the JSON document and nothing else, so th
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import io
 import re
@@ -23,6 +24,7 @@ from rich.console import Console
 
 from ctcdoctor.cli.options import OutputFormat
 from ctcdoctor.errors import ExitCode, UserInputError
+from ctcdoctor.load.limits import CommandTimeout, current_activity
 
 #: The stdout the report goes to: the process's stdout at the start of the command, before the
 #: user's prints were redirected to stderr.
@@ -84,14 +86,32 @@ def fail(message: str, hint: str = "", code: ExitCode = ExitCode.USAGE) -> None:
     raise typer.Exit(int(code))
 
 
+_exit_hook_registered = False
+
+
+def _user_prints_at_exit_to_stderr() -> None:
+    """Registered after the user's module has loaded, so it runs before the atexit handlers that module
+    registered (atexit is last in, first out): their prints then go to stderr, not after the JSON."""
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    sys.stdout = sys.stderr
+
+
 @contextlib.contextmanager
 def _user_prints_to_stderr() -> Iterator[None]:
+    """The user's print() calls (module, build(), dataset, forward, criterion, threads they start) go to stderr
+    while the command runs, and at interpreter exit. Output written below Python (C extensions, os.write(1, ...))
+    is not redirected."""
+    global _exit_hook_registered
     token = _REPORT_STREAM.set(sys.stdout)
     try:
         with contextlib.redirect_stdout(sys.stderr):
             yield
     finally:
         _REPORT_STREAM.reset(token)
+        if not _exit_hook_registered:
+            atexit.register(_user_prints_at_exit_to_stderr)
+            _exit_hook_registered = True
 
 
 def guarded(debug: bool, work: Callable[[], int]) -> None:
@@ -109,6 +129,17 @@ def guarded(debug: bool, work: Callable[[], int]) -> None:
         if debug:
             traceback.print_exc()
         fail(error.message, error.hint, ExitCode.USAGE)
+    except CommandTimeout as error:
+        if debug:
+            traceback.print_exc()
+        fail(error.message, error.hint, ExitCode.USAGE)
+    except SystemExit as error:
+        # Only the user's code calls sys.exit inside a command (ctcdoctor raises typer.Exit): never our exit code.
+        if debug:
+            traceback.print_exc()
+        fail(f"your code called sys.exit({'' if error.code is None else repr(error.code)}) while ctcdoctor was "
+             f"{current_activity()}", "Raise an exception instead of calling sys.exit() in code that ctcdoctor runs.",
+             ExitCode.USAGE)
     except KeyboardInterrupt:
         stderr_console().print("interrupted")
         raise typer.Exit(130) from None

@@ -6,13 +6,13 @@ lengths and targets, which are tiny next to log_probs, so they cost microseconds
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence, Union
 
 import numpy as np
 import torch
 
-Lengths = Union[torch.Tensor, Sequence[int], int]
+Lengths = torch.Tensor | Sequence[int] | int
 
 
 @dataclass(frozen=True)
@@ -20,31 +20,38 @@ class CTCArgs:
     """Batched, validated view of the CTC arguments."""
 
     log_probs: torch.Tensor  # (T, N, C)
-    targets: torch.Tensor  # (N, S) padded or (sum U,) concatenated, int64
-    input_lengths: torch.Tensor  # (N,) int64, on log_probs' device
-    target_lengths: torch.Tensor  # (N,) int64, on log_probs' device
+    targets: torch.Tensor  # (N, S) padded or (sum U,) concatenated, int64, contiguous, on the device given
+    # (N,) int64 on the host. F.ctc_loss reads lengths on the host anyway (it copies device lengths
+    # back), and the Triton path copies them without a sync (pinned, non-blocking): keeping them
+    # here avoids a device round trip that would stall the queue on every call.
+    input_lengths: torch.Tensor
+    target_lengths: torch.Tensor
     blank: int
     unbatched: bool
-    # Host (numpy) copies of input_lengths, target_lengths and targets, for the bookkeeping that
-    # runs on the host anyway: one transfer each instead of a sync per value read.
-    host_input_lengths: np.ndarray | None = None
-    host_target_lengths: np.ndarray | None = None
-    host_targets: np.ndarray | None = None
+    # numpy views of input_lengths and target_lengths, for the bookkeeping that runs on the host.
+    host_input_lengths: np.ndarray
+    host_target_lengths: np.ndarray
     # The lengths as int lists (the native kernels take lists), and the targets as an (N, max U)
     # array padded with the blank past each length plus its mask: normalise builds them for
     # its range check, and target_columns reuses them instead of a second pass.
-    host_lengths_lists: tuple[list, list] | None = None
-    host_labels: np.ndarray | None = None
-    host_used: np.ndarray | None = None
+    host_lengths_lists: tuple[list[int], list[int]]
+    host_labels: np.ndarray
+    host_used: np.ndarray
+    # (sample, position) of every real label equal to the blank, found while the labels are on the
+    # host anyway; empty when there is none. See `blank_label_message`.
+    blank_labels: tuple[tuple[int, int], ...] = ()
 
 
-def _as_lengths(x: Lengths, name: str, device: torch.device) -> torch.Tensor:
+def _as_lengths(x: Lengths, name: str) -> torch.Tensor:
+    if isinstance(x, torch.Tensor) and x.dtype == torch.long and x.dim() == 1 and x.device.type == "cpu":
+        return x  # the common case, without four dispatches
     t = torch.as_tensor(x)
     if t.numel() == 0:
         t = t.long()  # torch.as_tensor([]) is float32: an empty batch has no lengths to judge
     if t.is_floating_point() or t.is_complex():
         raise ValueError(f"{name} must hold integers, got dtype {t.dtype}; pass a LongTensor or a list of ints")
-    return t.to(device=device, dtype=torch.long).reshape(-1)
+    # One transfer if they live on a device (the checks below read them on the host).
+    return t.to(device="cpu", dtype=torch.long).reshape(-1)
 
 
 def check_log_probs(log_probs: torch.Tensor, blank: int) -> None:
@@ -71,7 +78,6 @@ def normalise(
 ) -> CTCArgs:
     """Validate CTC arguments like F.ctc_loss expects them and return a batched view."""
     check_log_probs(log_probs, blank)
-    dev = log_probs.device
     targets = torch.as_tensor(targets)
     if targets.is_floating_point() or targets.is_complex():
         raise ValueError(f"targets must hold integer class indices, got dtype {targets.dtype}")
@@ -82,42 +88,64 @@ def normalise(
         log_probs = log_probs.unsqueeze(1)
         targets = targets.unsqueeze(0)
     T, N, C = log_probs.shape
-    in_lens = _as_lengths(input_lengths, "input_lengths", dev)
-    tg_lens = _as_lengths(target_lengths, "target_lengths", dev)
+    in_lens = _as_lengths(input_lengths, "input_lengths")
+    tg_lens = _as_lengths(target_lengths, "target_lengths")
     if in_lens.numel() != N:
         raise ValueError(f"input_lengths has {in_lens.numel()} entries for a batch of N={N}; give one per sample")
     if tg_lens.numel() != N:
         raise ValueError(f"target_lengths has {tg_lens.numel()} entries for a batch of N={N}; give one per sample")
     if N == 0:
-        return CTCArgs(log_probs, targets.to(dev, torch.long), in_lens, tg_lens, blank, unbatched)
-    # The bounds are read on the host: a view of CPU tensors (one transfer each on CUDA rather
-    # than a sync per bound). Python's min/max on the int lists (which the native kernels take
-    # anyway) cost less than numpy reductions.
-    il = in_lens.cpu().numpy()
-    tl = tg_lens.cpu().numpy()
-    il_list, tl_list = il.tolist(), tl.tolist()
+        none = np.zeros((0, 0), dtype=np.int64)
+        return CTCArgs(log_probs, targets.long(), in_lens, tg_lens, blank, unbatched, in_lens.numpy(),
+                       tg_lens.numpy(), ([], []), none, none.astype(bool))
+    il_list, tl_list = _checked_length_lists(in_lens, tg_lens, T)
+    # Contiguous: PyTorch's CPU kernel indexes 1-D targets ignoring their stride, so a strided
+    # view would silently be read as other labels. Targets stay on their device: the range and
+    # blank checks read a host copy (one transfer for device targets: pass them on the CPU, as
+    # cuDNN wants them, and the call never waits for the GPU).
+    targets = targets.long().contiguous()
+    labels, used = _padded_labels(targets, tg_lens.numpy(), max(tl_list), N, blank)
+    # One reduction for both bounds: as unsigned, a negative label is larger than any C.
+    if labels.size and labels.view(np.uint64).max() >= C:
+        real = labels[used]  # the error path: report the bounds of the real labels alone
+        raise ValueError(
+            f"target indices must lie in [0, C={C}), got min {int(real.min())} max {int(real.max())}; "
+            "check the alphabet size and the output layer width"
+        )
+    # Padding is the blank too: a real label equals the blank when there are more blanks than padding.
+    blanks: tuple[tuple[int, int], ...] = ()
+    if np.count_nonzero(labels == blank) > labels.size - sum(tl_list):
+        blanks = tuple((int(n), int(j)) for n, j in np.argwhere((labels == blank) & used)[:10])
+    return CTCArgs(log_probs, targets, in_lens, tg_lens, blank, unbatched, in_lens.numpy(), tg_lens.numpy(),
+                   (il_list, tl_list), labels, used, blanks)
+
+
+def _checked_length_lists(in_lens: torch.Tensor, tg_lens: torch.Tensor, T: int) -> tuple[list[int], list[int]]:
+    """The lengths as int lists (the native kernels take lists), after the range checks; Python's
+    min/max on the lists cost less than numpy reductions."""
+    il_list, tl_list = in_lens.tolist(), tg_lens.tolist()
     il_min, il_max = min(il_list), max(il_list)
     if il_min < 0 or il_max > T:
         raise ValueError(
             f"input_lengths must lie in [0, T={T}], got min {il_min} max {il_max}; "
             "pass the number of output frames per sample (after any downsampling)"
         )
-    tl_min, width = min(tl_list), max(tl_list)
-    if tl_min < 0:
-        raise ValueError(f"target_lengths must be >= 0, got {tl_min}")
-    # Contiguous: PyTorch's CPU kernel indexes 1-D targets ignoring their stride, so a strided
-    # view would silently be read as other labels.
-    targets = targets.to(dev, torch.long).contiguous()
-    used = np.arange(width) < tl[:, None]  # (N, max U): position j is a real label of sample n
+    if min(tl_list) < 0:
+        raise ValueError(f"target_lengths must be >= 0, got {min(tl_list)}")
+    return il_list, tl_list
+
+
+def _padded_labels(targets: torch.Tensor, tl: np.ndarray, width: int, N: int, blank: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Targets on the host as an (N, max U) int64 array, the blank past each length, and the
+    (N, max U) mask of real positions. Checks the targets' shape against the lengths."""
+    used = np.arange(width) < tl[:, None]
     if targets.dim() == 2:
         if targets.shape[0] != N:
             raise ValueError(f"padded targets have {targets.shape[0]} rows for a batch of N={N}")
         if width > targets.shape[1]:
-            raise ValueError(
-                f"a target length ({width}) exceeds the padded target width ({targets.shape[1]})"
-            )
-        tg = targets.cpu().numpy()
-        labels = tg[:, :width]
+            raise ValueError(f"a target length ({width}) exceeds the padded target width ({targets.shape[1]})")
+        labels = targets.cpu().numpy()[:, :width]
     elif targets.dim() == 1:
         total = int(tl.sum())
         if targets.numel() < total:
@@ -134,18 +162,29 @@ def normalise(
         raise ValueError(f"targets must be padded (N, S) or concatenated 1-D, got shape {tuple(targets.shape)}")
     # Padding beyond each length is ignored (any value), exactly as F.ctc_loss does: it becomes
     # the blank, which is in range, so the bounds of the padded array are those of the labels.
-    labels = np.where(used, labels, blank)
-    if labels.size and (labels.min() < 0 or labels.max() >= C):
-        real = labels[used]  # the error path: report the bounds of the real labels alone
-        raise ValueError(
-            f"target indices must lie in [0, C={C}), got min {int(real.min())} max {int(real.max())}; "
-            "check the alphabet size and the output layer width"
-        )
-    return CTCArgs(
-        log_probs, targets, in_lens, tg_lens, blank, unbatched, il, tl, tg, (il_list, tl_list), labels, used
+    return np.where(used, labels, blank).astype(np.int64, copy=False), used
+
+
+def blank_label_message(args: CTCArgs) -> str:
+    """Why a target equal to the blank is refused (or warned about), with where it sits."""
+    n, j = args.blank_labels[0]
+    more = f" (and {len(args.blank_labels) - 1} more shown of the first 10)" if len(args.blank_labels) > 1 else ""
+    return (
+        f"target of sample {n} holds the blank index {args.blank} at position {j}{more}: CTC drops blanks when it "
+        "collapses a path, so no alignment can produce that label, and the occupancy is undefined there "
+        "(PyTorch's own backward gives posterior rows that do not sum to 1). Encode the labels so that none "
+        f"equals the blank (e.g. shift them by one with blank 0), or pass the blank index your labels reserve"
     )
 
 
-def frame_mask(input_lengths: torch.Tensor, T: int) -> torch.Tensor:
-    """(T, N) bool: frame t of sample n is real (t < input_lengths[n])."""
-    return torch.arange(T, device=input_lengths.device)[:, None] < input_lengths[None, :]
+def refuse_blank_labels(args: CTCArgs) -> None:
+    """Raise ValueError when a target holds the blank: posterior, pseudo ground truth and the
+    alpha/gamma gradient are built from the occupancy, which is undefined there."""
+    if args.blank_labels:
+        raise ValueError(blank_label_message(args))
+
+
+def frame_mask(input_lengths: torch.Tensor, T: int, device: torch.device | None = None) -> torch.Tensor:
+    """(T, N) bool on `device` (input_lengths' by default): frame t of sample n is real (t < input_lengths[n])."""
+    lengths = input_lengths if device is None else input_lengths.to(device)
+    return torch.arange(T, device=lengths.device)[:, None] < lengths[None, :]

@@ -1,14 +1,14 @@
 """Greedy (best-path) decoding and edit-distance metrics."""
 from __future__ import annotations
 
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import editdistance
 import torch
 
 from ctcdoctor.ctc._args import Lengths, check_log_probs
 
-Symbols = Union[str, Sequence[str]]
+Symbols = str | Sequence[str]
 
 
 def _to_tnc(log_probs: torch.Tensor, layout: str) -> torch.Tensor:
@@ -46,7 +46,7 @@ def greedy_decode(
             raise ValueError(f"output_lengths has {lens.numel()} entries for a batch of N={N}")
         keep &= torch.arange(T, device=best.device)[:, None] < lens[None, :]
     best_t, keep_t = best.t().tolist(), keep.t().tolist()
-    seqs = [[c for c, k in zip(row, krow) if k] for row, krow in zip(best_t, keep_t)]
+    seqs = [[c for c, k in zip(row, krow, strict=True) if k] for row, krow in zip(best_t, keep_t, strict=True)]
     if alphabet is None:
         return seqs
     return [_to_text(s, alphabet, blank) for s in seqs]

@@ -71,7 +71,8 @@ def spikiness(
             raise ValueError("targets given without target_lengths; pass both to get nonblank_posterior_mass")
         from ctcdoctor.ctc.posterior import posterior
 
-        occ = posterior(lp3, targets if lp.dim() == 3 else torch.as_tensor(targets).reshape(1, -1), lens, target_lengths, blank)
+        batched = targets if lp.dim() == 3 else torch.as_tensor(targets).reshape(1, -1)
+        occ = posterior(lp3, batched, lens, target_lengths, blank)
         feasible = valid & ~torch.isnan(occ).any(-1)
         denom = int(feasible.sum())
         nb = (1.0 - occ[..., blank].double()).where(feasible, torch.zeros((), dtype=torch.float64))

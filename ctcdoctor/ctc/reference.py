@@ -17,8 +17,8 @@ Notation (Graves et al. 2006; Li & Wang, "Reinterpreting CTC Training as Iterati
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -106,7 +106,7 @@ def forward_backward(log_probs: torch.Tensor, target: Sequence[int], blank: int 
                     outgoing.append(beta[t + 1][s + 2] + y[t + 1][ext[s + 2]])
                 beta[t][s] = _logsumexp(*outgoing)
 
-    if T == 0:
+    if T == 0:  # noqa: SIM108 - the two cases read better apart
         log_p = 0.0 if S == 1 else NEG_INF  # zero frames only "emit" the empty target
     else:
         log_p = _logsumexp(alpha[T - 1][S - 1], alpha[T - 1][S - 2] if S > 1 else NEG_INF)

@@ -10,7 +10,7 @@ import functools
 __all__ = ["triton_available", "forward_backward"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def triton_available() -> bool:
     """True when triton imports (which does not mean a GPU is present)."""
     try:

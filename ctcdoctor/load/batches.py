@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from ctcdoctor.errors import BatchError
+from ctcdoctor.load.limits import doing
 
 BATCH_KEYS = ("inputs", "targets", "input_lengths", "target_lengths")
 BATCH_HINT = (
@@ -64,6 +65,43 @@ def _as_lengths(value: Any, name: str, batch_index: int) -> torch.Tensor:
     return tensor.detach().to("cpu", torch.long)
 
 
+def is_packed(value: Any) -> bool:
+    """A `torch.nn.utils.rnn.PackedSequence` (a named tuple that must not be rebuilt field by field)."""
+    from torch.nn.utils.rnn import PackedSequence
+
+    return isinstance(value, PackedSequence)
+
+
+def tensor_leaves(value: Any, path: str = "inputs") -> Iterator[tuple[str, torch.Tensor]]:
+    """Every tensor inside `value` (tuples, lists, named tuples, mappings, a PackedSequence's data),
+    with a path naming it as the user wrote it: `inputs[0]`, `inputs['features']`, `inputs.data`."""
+    if isinstance(value, torch.Tensor):
+        yield path, value
+    elif is_packed(value):
+        yield f"{path}.data", value.data
+    elif isinstance(value, tuple) and hasattr(value, "_fields"):
+        for name, item in zip(value._fields, value):
+            yield from tensor_leaves(item, f"{path}.{name}")
+    elif isinstance(value, (tuple, list)):
+        for position, item in enumerate(value):
+            yield from tensor_leaves(item, f"{path}[{position}]")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from tensor_leaves(item, f"{path}[{key!r}]")
+
+
+def _check_devices(index: int, parts: dict[str, Any]) -> None:
+    """Tensors on the meta device hold no data: nothing can be measured or run on them (exit 2)."""
+    for name, part in parts.items():
+        for path, tensor in tensor_leaves(part, name):
+            if tensor.device.type == "meta":
+                raise BatchError(
+                    f"batch {index}: {path} is on the meta device (shape {tuple(tensor.shape)}, no data)",
+                    "Make the loader yield real tensors (cpu or cuda): meta tensors come from building under "
+                    "torch.device('meta') or from a lazy initialisation that was never materialised.",
+                )
+
+
 def normalise_batch(raw: Any, index: int, first_sample: int) -> Batch:
     """Turn one loader item into a `Batch`, or raise `BatchError` naming what is wrong."""
     if isinstance(raw, Mapping):
@@ -84,6 +122,7 @@ def normalise_batch(raw: Any, index: int, first_sample: int) -> Batch:
     else:
         raise BatchError(f"batch {index}: the loader yielded a {type(raw).__name__}, not a batch", BATCH_HINT)
     inputs, targets, input_lengths, target_lengths = parts
+    _check_devices(index, dict(zip(BATCH_KEYS, parts)))
     if isinstance(targets, str) or (isinstance(targets, (list, tuple)) and targets and isinstance(targets[0], str)):
         raise BatchError(
             f"batch {index}: targets are text ({targets[0] if not isinstance(targets, str) else targets!r:.40}…), not class indices",
@@ -104,6 +143,12 @@ def normalise_batch(raw: Any, index: int, first_sample: int) -> Batch:
         raise BatchError(
             f"batch {index}: {input_lengths.shape[0]} input lengths but {target_lengths.shape[0]} target lengths",
             "Give one input length and one target length per sample.",
+        )
+    if input_lengths.shape[0] == 0:
+        raise BatchError(
+            f"batch {index} holds no samples (input_lengths and target_lengths are empty)",
+            "Make the sampler or collate function skip empty batches (a bucketing sampler with an empty bucket, "
+            "a filter that dropped every sample).",
         )
     if isinstance(inputs, torch.Tensor) and inputs.dim() > 0 and inputs.shape[0] != input_lengths.shape[0]:
         raise BatchError(
@@ -304,7 +349,8 @@ def iterate_batches(loader: Iterable[Any], limit: int | None = None) -> Iterator
     index = 0
     while limit is None or index < limit:
         try:
-            raw = next(iterator)
+            with doing(f"reading batch {index} from the loader"):
+                raw = next(iterator)
         except StopIteration:
             break
         except Exception as error:
@@ -329,6 +375,14 @@ def index_inputs(inputs: Any, index: torch.Tensor, size: int) -> Any:
         if inputs.dim() > 0 and inputs.shape[0] == size:
             return inputs[index.to(inputs.device)]
         return inputs
+    if is_packed(inputs):
+        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+        padded, lengths = pad_packed_sequence(inputs, batch_first=True)
+        if padded.shape[0] != size:
+            return inputs
+        cpu_index = index.to("cpu")
+        return pack_padded_sequence(padded[index.to(padded.device)], lengths[cpu_index], batch_first=True, enforce_sorted=False)
     if isinstance(inputs, tuple) and hasattr(inputs, "_fields"):  # a named tuple: rebuild field by field
         return type(inputs)(*(index_inputs(item, index, size) for item in inputs))
     if isinstance(inputs, (tuple, list)):

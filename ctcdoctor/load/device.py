@@ -28,6 +28,10 @@ def resolve_device(choice: str | None, default: str = "auto") -> torch.device:
                 f"--device {choice}: this machine has {torch.cuda.device_count()} CUDA device(s)",
                 f"Use an index below {torch.cuda.device_count()}.",
             )
-    elif device.type not in ("cpu", "mps"):
+    elif device.type == "mps":
+        backend = getattr(torch.backends, "mps", None)
+        if backend is None or not backend.is_available():
+            raise UserInputError(f"--device {choice}: MPS (the Apple GPU) is not available here", "Use --device cpu (or auto).")
+    elif device.type != "cpu":
         raise UserInputError(f"--device {choice}: ctcdoctor runs models on cpu or cuda", "Use auto, cpu or cuda.")
     return device

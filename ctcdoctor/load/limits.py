@@ -12,27 +12,45 @@ import signal
 import threading
 from collections.abc import Iterator
 
-from ctcdoctor.errors import UserInputError
-
 _activity: list[str] = []
+_purpose: list[str] = []
 
 
-class CommandTimeout(UserInputError):
-    """The command ran past `--timeout` (exit 2, naming what was running)."""
+class CommandTimeout(BaseException):
+    """The command ran past `--timeout` (exit 2, naming what was running).
+
+    A BaseException, like KeyboardInterrupt: the deadline fires anywhere, also inside the many
+    `except Exception` that turn a failing model or criterion into a finding, and it must end the
+    command rather than become one. `ctcdoctor.cli.output.guarded` turns it into exit 2.
+    """
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
 
 
 def current_activity() -> str:
-    return _activity[-1] if _activity else "starting"
+    """The innermost activity, and what it was for: "running the model on batch 3 (for check CTC050)"."""
+    what = _activity[-1] if _activity else "starting"
+    if _purpose and _purpose[-1] not in what:
+        what += f" (for {_purpose[-1]})"
+    return what
 
 
 @contextlib.contextmanager
-def doing(what: str) -> Iterator[None]:
-    """Record what the command is doing while the block runs (for the timeout message)."""
+def doing(what: str, purpose: str | None = None) -> Iterator[None]:
+    """Record what the command is doing while the block runs (for the timeout message); `purpose`
+    names the larger step it belongs to ("check CTC050"), kept while inner activities come and go."""
     _activity.append(what)
+    if purpose is not None:
+        _purpose.append(purpose)
     try:
         yield
     finally:
         _activity.pop()
+        if purpose is not None:
+            _purpose.pop()
 
 
 @contextlib.contextmanager

@@ -16,9 +16,24 @@ from types import ModuleType
 from typing import Any
 
 from ctcdoctor.errors import SpecError
+from ctcdoctor.load.state import script_argv
 from ctcdoctor.protocol import Setup
 
 DEFAULT_FUNCTION = "build"
+
+EXIT_HINT = (
+    "ctcdoctor imports your module and calls the function: keep sys.exit() (and argparse with required "
+    "arguments) under `if __name__ == \"__main__\":`, and return the Setup instead of exiting."
+)
+
+
+def _exited(what: str, error: SystemExit) -> SpecError:
+    """A sys.exit() in the user's module or build(): a load error (exit 2) naming the call, never
+    ctcdoctor's own exit code (sys.exit(0) would read as a green run with no report)."""
+    code = error.code
+    shown = "" if code is None else repr(code)
+    why = " (argparse exits with 2 when the arguments it requires are missing)" if code == 2 else ""
+    return SpecError(f"{what} called sys.exit({shown}){why}", EXIT_HINT)
 
 
 @dataclass(frozen=True)
@@ -76,9 +91,12 @@ def _import_file(parsed: ParsedSpec) -> ModuleType:
         raise SpecError(f"spec {parsed.text!r}: {str(path)!r} cannot be imported as Python", "Point at a .py file.")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    with _importable(path.parent, Path.cwd()):
+    with _importable(path.parent, Path.cwd()), script_argv(str(path)):
         try:
             spec.loader.exec_module(module)
+        except SystemExit as error:
+            sys.modules.pop(name, None)
+            raise _exited(f"spec {parsed.text!r}: importing {path.name}", error) from None
         except Exception as error:
             sys.modules.pop(name, None)
             hint = f"Fix the error in your module (run `python {shlex.quote(str(path))}` to see it), or use --debug for the traceback."
@@ -103,9 +121,11 @@ def _dotted_name(path: Path) -> tuple[str | None, Path]:
 
 
 def _import_module(parsed: ParsedSpec) -> ModuleType:
-    with _importable(Path.cwd()):
+    with _importable(Path.cwd()), script_argv(parsed.module):
         try:
             return importlib.import_module(parsed.module)
+        except SystemExit as error:
+            raise _exited(f"spec {parsed.text!r}: importing {parsed.module}", error) from None
         except ModuleNotFoundError as error:
             if error.name and parsed.module.startswith(error.name):
                 raise SpecError(
@@ -196,9 +216,11 @@ def load_setup(spec: str) -> Setup:
         ) from error
     except ValueError:
         pass  # builtins without a signature: just call them
-    with _importable(folder, Path.cwd()):
+    with _importable(folder, Path.cwd()), script_argv(module.__file__ or parsed.module):
         try:
             value = function()
+        except SystemExit as error:
+            raise _exited(f"spec {parsed.text!r}: {parsed.function}()", error) from None
         except Exception as error:
             raise SpecError(
                 f"spec {parsed.text!r}: {parsed.function}() raised {type(error).__name__}: {error}",

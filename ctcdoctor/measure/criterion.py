@@ -2,6 +2,7 @@
 mistake (swapped lengths, layout, wrong blank, probabilities, raw logits, reduction) reproduces it."""
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from ctcdoctor.measure.reference import (
     REDUCTIONS,
     Prepared,
     close,
+    deviation,
     per_sample_ctc,
     reduce_losses,
 )
@@ -62,6 +64,14 @@ class CriterionAudit:
     per_sample_reference: tuple[float, ...] = ()
     details: dict = field(default_factory=dict)
     """The explaining candidate's details (see Candidate.details)."""
+    relative_difference: float | None = None
+    """|user - explained_value| / |explained_value| of the explanation given (within RTOL when it explains)."""
+    closest: dict | None = None
+    """When nothing explains the value within RTOL: the nearest explanation tried (mistake, variant, reduction,
+    zero_infinity, explained_value, relative_difference), so the finding can say how far off it is."""
+
+
+NO_CRITERION = "no Setup.criterion given"
 
 
 @dataclass(frozen=True)
@@ -174,22 +184,70 @@ def _target_classes(batch) -> set[int]:
     return {int(value) for sequence in sequences for value in sequence.unique().tolist()}
 
 
-_SIZE_PATTERN = re.compile(r"size (?:at least )?(\d+)")
+_TARGETS_SIZE = re.compile(r"size (at least )?(\d+) at dimension (\d+), but got size (\d+) for argument #2 'targets'")
+_AT_MOST = re.compile(r"input_lengths to have value at most (\d+), but got value (\d+)")
 
 
-def _explain_error(error: str, item: Prepared) -> tuple[str, str] | None:
-    """Name the mistake behind an exception of F.ctc_loss, from the numbers in its message."""
-    numbers = {int(value) for value in _SIZE_PATTERN.findall(error)}
-    lengths = item.lengths
-    if "'targets'" in error and lengths.numel() and (int(lengths.max()) in numbers or int(lengths.sum()) in numbers):
-        return "swapped_lengths", "input (frame) lengths and target lengths swapped: F.ctc_loss raised " + error
-    if "input_lengths must be of size batch_size" in error or "batch_size" in error:
-        return "layout", "the output's batch axis is not where F.ctc_loss expects it (axis 1): it raised " + error
-    if "input_lengths to have value at most" in error:
-        return "raw_input_lengths", (
-            "the input lengths passed are longer than the output: the raw input lengths instead of the output (frame) "
-            "lengths? F.ctc_loss raised " + error
-        )
+def _explain_targets_error(error: str, item: Prepared) -> tuple[str, str, str] | None:
+    """F.ctc_loss's "Expected tensor to have size ... for argument #2 'targets'": which lengths it was given."""
+    match = _TARGETS_SIZE.search(error)
+    if match is None:
+        return None
+    needed, dimension, got = int(match.group(2)), int(match.group(3)), int(match.group(4))
+    lengths, batch = item.lengths, item.batch
+    if lengths.numel() and needed in (int(lengths.max()), int(lengths.sum())):
+        return "swapped_lengths", (f"input (frame) lengths and target lengths swapped: F.ctc_loss read the frame counts "
+                                   f"(up to {int(lengths.max())}) as target lengths and raised: {error}"), ""
+    if dimension == 1:
+        return "target_lengths", (f"target_lengths reach {needed}, longer than the padded targets ({got} wide): they count "
+                                  f"padding, or belong to other targets. F.ctc_loss raised: {error}"), (
+            "Pass the number of real labels per sample as target_lengths (at most the padded width); CTC012 checks the batch.")
+    if batch.concatenated:
+        return "target_lengths", (f"target_lengths sum to {needed} but the concatenated targets hold {got} labels. "
+                                  f"F.ctc_loss raised: {error}"), (
+            "Compute target_lengths from the same encoded labels you concatenate (after any filtering).")
+    return "target_lengths", f"the padded targets have {got} rows for {needed} samples. F.ctc_loss raised: {error}", (
+        "Pass targets as (N, S), one row per sample, in the same order as the output's batch axis.")
+
+
+def _explain_error(error: str, item: Prepared) -> tuple[str, str, str] | None:
+    """(mistake, what happened, how to fix it or "" for the corrected call) behind an exception of
+    F.ctc_loss, read from its message (PyTorch's own texts, kept in the tests); None when it says nothing CTC-specific."""
+    explained = _explain_targets_error(error, item)
+    if explained is not None:
+        return explained
+    if "input_lengths must be of size batch_size" in error:
+        if item.layout == "NTC":
+            return "layout", ("the batch-first (N, T, C) output reached F.ctc_loss without .transpose(0, 1): it reads the "
+                              f"batch size from axis 1 and raised: {error}"), ""
+        return "batch_axis", (f"F.ctc_loss reads the batch size from axis 1 of log_probs, and it differs from the number of "
+                              f"input_lengths: {error}"), "Pass log_probs as (T, N, C) and one input length per sample."
+    if "target_lengths must be of size batch_size" in error:
+        return "target_lengths", f"the criterion passes a different number of target_lengths than samples: {error}", (
+            "Pass one target length per sample, in the batch's order.")
+    match = _AT_MOST.search(error)
+    if match is not None:
+        frames, value = int(match.group(1)), int(match.group(2))
+        raw = item.batch.input_lengths
+        if raw.numel() and value <= int(raw.max()) and value > frames:
+            return "raw_input_lengths", (f"the input lengths passed (up to {value}) are longer than the output's {frames} frames: "
+                                         f"the raw input lengths instead of the output (frame) lengths. F.ctc_loss raised: {error}"), ""
+        return "raw_input_lengths", f"the input lengths passed are longer than the output's {frames} frames: {error}", ""
+    if "must be integral" in error:
+        return "float_lengths", f"lengths are passed as floating-point tensors: {error}", (
+            "Pass integer lengths: input_lengths.long() and target_lengths.long() (or floor a computed length first).")
+    if "blank must be in label range" in error:
+        return "wrong_blank", f"the loss's blank index is not one of the output's classes: {error}", (
+            "Call the loss with blank=Setup.blank, an index below the number of classes (see CTC015).")
+    if re.search(r"not implemented for '(Half|BFloat16)'", error):
+        return "half_precision", f"the output reaches the loss in half precision (CTC025): {error}", (
+            "Cast before the loss: F.ctc_loss(log_probs.float(), ...).")
+    if re.search(r"not implemented for '(Long|Int|Short|Char|Byte|Bool)'", error):
+        return "integer_output", f"the output reaching the loss is an integer tensor (CTC026): {error}", (
+            "Pass the float log-probabilities (log_softmax of the last layer), not class indices.")
+    if "invalid combination of arguments" in error and "list" in error:
+        return "not_tensors", f"targets or lengths are passed as Python lists: {error}", (
+            "Pass tensors: torch.tensor(targets, dtype=torch.long) and the lengths as integer tensors.")
     return None
 
 
@@ -235,47 +293,78 @@ def _audit_raised(criterion: Callable[..., Any], item: Prepared, error: str, bla
                 corrected=corrected, **common)
     explained = _explain_error(error, item)
     if explained is not None:
-        return CriterionAudit(user=None, user_error=error, agrees=False, mistake=explained[0], variant=explained[1],
-                              corrected=corrected, **common)
+        mistake, variant, fix = explained
+        return CriterionAudit(user=None, user_error=error, agrees=False, mistake=mistake, variant=variant,
+                              corrected=corrected, details={"fix": fix} if fix else {}, **common)
     return CriterionAudit(user=None, user_error=error, agrees=False, mistake="raises", variant=error, corrected=corrected, **common)
+
+
+def _relative(user: float, explained: float) -> float:
+    return abs(user - explained) / abs(explained) if explained not in (0.0,) and math.isfinite(explained) else abs(user - explained)
+
+
+def _choose(options: list[tuple[float, dict[str, Any]]], user: float, corrected: str, common: dict[str, Any],
+            reduction: str = "mean") -> CriterionAudit:
+    """The explanation that reproduces the user's value most closely, if one does within the tolerance;
+    otherwise an unexplained audit that names the closest one (so no finding claims a match it does not have)."""
+    best_deviation, best = min(options, key=lambda option: option[0]) if options else (math.inf, {})
+    if best_deviation <= 1.0:
+        return CriterionAudit(user=user, user_error=None, agrees=False, relative_difference=_relative(user, best["explained_value"]),
+                              **{"corrected": corrected, **best}, **common)
+    closest = None
+    if best and math.isfinite(best_deviation):
+        closest = {key: best[key] for key in ("mistake", "variant", "reduction", "zero_infinity", "explained_value")}
+        closest["relative_difference"] = _relative(user, best["explained_value"])
+    return CriterionAudit(user=user, user_error=None, agrees=False, mistake=None, reduction=reduction, corrected=corrected,
+                          closest=closest, **common)
 
 
 def _audit_per_sample(user: torch.Tensor, reference: torch.Tensor, item: Prepared, blank: int, num_classes: int,
                       corrected: str, common: dict[str, Any]) -> CriterionAudit:
-    """reduction="none": compare sample by sample."""
+    """reduction="none": compare sample by sample; an explanation must reproduce every sample."""
     mean = float(user.mean())
-    if all(close(float(u), float(r)) for u, r in zip(user, reference)):
+
+    def worst(values: torch.Tensor) -> float:
+        return max((deviation(float(u), float(v)) for u, v in zip(user, values)), default=math.inf)
+
+    if worst(reference) <= 1.0:
         return CriterionAudit(user=mean, user_error=None, agrees=True, mistake=None, reduction="none", **common)
-    for candidate in _candidates(item, blank, num_classes, corrected):
-        if all(close(float(u), float(c)) for u, c in zip(user, candidate.per_sample)):
-            return CriterionAudit(user=mean, user_error=None, agrees=False, mistake=candidate.mistake,
-                                  variant=candidate.variant, reduction="none", corrected=candidate.corrected,
-                                  details=candidate.details, **common)
-    return CriterionAudit(user=mean, user_error=None, agrees=False, mistake=None, reduction="none", **common)
+    options = [
+        (worst(candidate.per_sample),
+         {"mistake": candidate.mistake, "variant": candidate.variant, "reduction": "none", "zero_infinity": False,
+          "explained_value": float(candidate.per_sample.mean()), "corrected": candidate.corrected, "details": candidate.details})
+        for candidate in _candidates(item, blank, num_classes, corrected)
+    ]
+    return _choose(options, mean, corrected, common, reduction="none")
 
 
 def _audit_scalar(value: float, reference: torch.Tensor, item: Prepared, blank: int, num_classes: int,
                   corrected: str, common: dict[str, Any]) -> CriterionAudit:
-    """One value: the reference under each reduction first, then each known mistake under each reduction."""
+    """One value: agreeing with the reference wins; otherwise the closest of the reference under another
+    reduction and of each known mistake under each reduction, if it is within the tolerance."""
     target_lengths = item.batch.target_lengths
+    agreed = reduce_losses(reference, target_lengths, "mean")
+    if close(value, agreed):
+        return CriterionAudit(user=value, user_error=None, agrees=True, mistake=None, explained_value=agreed,
+                              relative_difference=_relative(value, agreed), corrected=corrected, **common)
+    options: list[tuple[float, dict[str, Any]]] = []
     for zero_infinity in (False, True):
         for how in REDUCTIONS:
+            if how == "mean" and not zero_infinity:
+                continue
             explained = reduce_losses(reference, target_lengths, how, zero_infinity)
-            if close(value, explained):
-                return CriterionAudit(
-                    user=value, user_error=None, agrees=how == "mean" and not zero_infinity,
-                    mistake=None if how == "mean" else "reduction", variant="" if how == "mean" else _reduction_words(how),
-                    reduction=how, zero_infinity=zero_infinity, explained_value=explained, corrected=corrected, **common)
+            # mean with zero_infinity and no other difference: CTC031's case, not a CTC030 mistake.
+            options.append((deviation(value, explained), {
+                "mistake": None if how == "mean" else "reduction", "variant": "" if how == "mean" else _reduction_words(how),
+                "reduction": how, "zero_infinity": zero_infinity, "explained_value": explained}))
     for candidate in _candidates(item, blank, num_classes, corrected):
         for zero_infinity in (False, True):
             for how in REDUCTIONS:
                 explained = reduce_losses(candidate.per_sample, target_lengths, how, zero_infinity)
-                if close(value, explained):
-                    return CriterionAudit(
-                        user=value, user_error=None, agrees=False, mistake=candidate.mistake, variant=candidate.variant,
-                        reduction=how, zero_infinity=zero_infinity, explained_value=explained,
-                        corrected=candidate.corrected, details=candidate.details, **common)
-    return CriterionAudit(user=value, user_error=None, agrees=False, mistake=None, corrected=corrected, **common)
+                options.append((deviation(value, explained), {
+                    "mistake": candidate.mistake, "variant": candidate.variant, "reduction": how, "zero_infinity": zero_infinity,
+                    "explained_value": explained, "corrected": candidate.corrected, "details": candidate.details}))
+    return _choose(options, value, corrected, common)
 
 
 def _reduction_words(how: str) -> str:
@@ -292,7 +381,7 @@ def _reduction_words(how: str) -> str:
 def _criterion_audit(context: Context) -> CriterionAudits:
     criterion = context.setup.criterion
     if criterion is None:
-        return CriterionAudits((), "no Setup.criterion")
+        return CriterionAudits((), NO_CRITERION)
     prepared = context.ctc_batches
     if prepared.skipped:
         return CriterionAudits((), prepared.skipped)

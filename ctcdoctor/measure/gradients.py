@@ -43,6 +43,9 @@ class Gradients:
     samples_left_out: tuple[int, ...] = ()
     mode: str = ""
     skipped: str | None = None
+    nonfinite_in_pass: tuple[int, ...] = ()
+    """Samples left out of the loss (non-finite at initialisation) that still ran through the forward pass,
+    because the model only runs on its whole batch: their NaN can reach the gradients through a zero weight."""
 
     @property
     def with_grad(self) -> list[LayerGradient]:
@@ -91,6 +94,7 @@ def _dropout_off(model: torch.nn.Module) -> None:
             module.eval()
 
 
+@torch.enable_grad()  # ctcdoctor.check() may be called under torch.no_grad() (a notebook, an eval loop)
 def backward_pass(model: torch.nn.Module, item: Prepared, keep: torch.Tensor, blank: int):
     """Reference CTC and one backward on a deep copy of `model`.
 
@@ -194,7 +198,7 @@ def _gradients(context: Context) -> Gradients:
         return Gradients(skipped="every sample of the batch has a non-finite loss (CTC001/CTC050)", samples_left_out=left_out)
     chosen = keep.nonzero().flatten().tolist()[:GRAD_SAMPLES]
     result = None
-    if isinstance(item.batch.inputs, torch.Tensor) and len(chosen) < item.batch.size:
+    if len(chosen) < item.batch.size:
         # Only finite samples, and few of them: a NaN sample would spread through BatchNorm's batch statistics.
         small = _select(item, chosen)
         try:
@@ -202,13 +206,15 @@ def _gradients(context: Context) -> Gradients:
             item, keep = small, torch.ones(len(chosen), dtype=torch.bool)
         except Exception:
             result = None  # a model that only runs at its own batch size: use the whole batch
+    in_pass: tuple[int, ...] = ()
     if result is None:
         result = backward_pass(context.model, item, keep, context.setup.blank)
+        in_pass = left_out
     clone, loss, mode, call_order = result
     if not math.isfinite(loss):
         return Gradients(skipped=f"the loss of the backward pass is {loss} (see CTC050)", samples_left_out=left_out)
     layers, norm = layer_gradients(clone, call_order)
     del clone
-    return Gradients(layers, norm, loss, item.batch.index, int(keep.sum()), left_out, mode)
+    return Gradients(layers, norm, loss, item.batch.index, int(keep.sum()), left_out, mode, nonfinite_in_pass=in_pass)
 
 

@@ -19,6 +19,7 @@ from ctcdoctor.measure.model import (
     move_inputs,
     split_output,
 )
+from ctcdoctor.registry import SkipCheck
 
 
 def _resize(sample: torch.Tensor, axis: int, length: int) -> torch.Tensor:
@@ -130,6 +131,8 @@ class OutputLengths:
     """"model" (returned by the model), "setup" (Setup.output_lengths), "full" (every input has the full
     length, so every output has T frames), "probed" (estimated from the model), or "unknown"."""
     detail: str
+    uncovered: str = ""
+    """Why some scanned samples have no length (-1), as a clause for a finding; empty when every sample has one."""
 
     @property
     def known(self) -> bool:
@@ -164,13 +167,19 @@ def resolve_output_lengths(
         returned = torch.cat(per_run)
         if returned.shape[0] == covered:
             scanned[:covered] = returned
+        uncovered = ""
         if input_lengths.shape[0] > covered:
             if setup_lengths is not None:
                 scanned[covered:] = call_length_function(setup_lengths, input_lengths[covered:])
             elif probe_uncovered:
                 with contextlib.suppress(Exception):  # no estimate: those samples stay unknown (-1)
                     scanned[covered:] = length_model()(input_lengths[covered:])
-        return OutputLengths(scanned, per_run, "model", "returned by the model with its output")
+                uncovered = "" if bool((scanned >= 0).all()) else (
+                    "the model returns its own output lengths, and probing it for the other samples failed")
+            else:
+                uncovered = ("the model returns its own output lengths, so the others have none; run `ctcdoctor scan` "
+                             "on the same spec to check every sample (or set Setup.output_lengths)")
+        return OutputLengths(scanned, per_run, "model", "returned by the model with its output", uncovered)
     if setup_lengths is not None:
         scanned = call_length_function(setup_lengths, input_lengths)
         per_run = tuple(call_length_function(setup_lengths, run.batch.input_lengths) for run in runs)
@@ -219,15 +228,17 @@ class DeclaredLengths:
 
 
 @provides("declared_lengths")
-def _declared_lengths(context: Context) -> DeclaredLengths | None:
-    """None when there is nothing to compare: lengths not declared, or the model cannot be probed (CTC003 covers it)."""
+def _declared_lengths(context: Context) -> DeclaredLengths:
+    """A skip when there is nothing to compare: lengths not declared (no problem), or the model cannot be probed."""
     lengths = context.output_lengths
     if lengths.source not in ("setup", "model"):
-        return None
+        raise SkipCheck("no output lengths declared (Setup.output_lengths, or lengths returned by the model) to compare",
+                        applicable=False)
     try:
         model = context.length_model
-    except Exception:
-        return None
+    except Exception as error:
+        cause = getattr(error, "error", error)
+        raise SkipCheck(f"the model could not be probed at other input lengths: {type(cause).__name__}: {cause}") from None
     if lengths.source == "setup" and context.setup.output_lengths is not None:
         inputs = torch.tensor([point[0] for point in model.probed])
         measured = torch.tensor([point[1] for point in model.probed])
@@ -236,5 +247,5 @@ def _declared_lengths(context: Context) -> DeclaredLengths | None:
     inputs = torch.cat([run.batch.input_lengths for run in context.runs])
     declared = torch.cat(lengths.per_run)
     if declared.shape != inputs.shape:
-        return None  # CTC003 reports the count mismatch
+        raise SkipCheck("the model returns a different number of lengths than samples (CTC003)")
     return DeclaredLengths("the lengths the model returns", "model", inputs, declared, model(inputs), model.describe())

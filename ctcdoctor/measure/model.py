@@ -14,6 +14,8 @@ import torch
 
 from ctcdoctor.engine import Context, provides
 from ctcdoctor.load.batches import Batch, iterate_batches, resize_batch
+from ctcdoctor.load.limits import doing
+from ctcdoctor.registry import SkipCheck
 
 
 @contextlib.contextmanager
@@ -51,10 +53,15 @@ def split_output(value: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 
 def move_inputs(inputs: Any, device: torch.device | None) -> Any:
+    """`inputs` with every tensor inside on `device` (tuples, named tuples, lists, dicts, PackedSequence)."""
+    from ctcdoctor.load.batches import is_packed
+
     if device is None:
         return inputs
-    if isinstance(inputs, torch.Tensor):
+    if isinstance(inputs, torch.Tensor) or is_packed(inputs):
         return inputs.to(device)
+    if isinstance(inputs, tuple) and hasattr(inputs, "_fields"):
+        return type(inputs)(*(move_inputs(item, device) for item in inputs))
     if isinstance(inputs, (tuple, list)):
         return type(inputs)(move_inputs(item, device) for item in inputs)
     if isinstance(inputs, dict):
@@ -173,7 +180,8 @@ def _runs(context: Context) -> list[ModelRun]:
     runs = []
     for batch in context.model_batches:
         try:
-            runs.append(run_model(context.model, batch))
+            with doing(f"running the model on batch {batch.index}"):
+                runs.append(run_model(context.model, batch))
         except Exception as error:
             shape = tuple(batch.inputs.shape) if isinstance(batch.inputs, torch.Tensor) else type(batch.inputs).__name__
             raise RuntimeError(f"model(inputs) failed on batch {batch.index} (inputs {shape}): {type(error).__name__}: {error}") from error
@@ -185,14 +193,30 @@ def _layout(context: Context) -> LayoutDecision:
     return decide_layout(context.model, context.runs[0], context.setup.layout)
 
 
+def output_problem(output: torch.Tensor) -> str | None:
+    """Why an output cannot hold CTC scores (CTC026), or None: not floating point, or no classes."""
+    if not output.is_floating_point():
+        return f"the model output is {str(output.dtype).replace('torch.', '')}, not floating point"
+    if output.shape[-1] == 0:
+        return f"the model output {tuple(output.shape)} has no classes (its last axis is empty)"
+    return None
+
+
 @provides("num_classes")
 def _num_classes(context: Context) -> int:
-    return int(context.runs[0].output.shape[-1])
+    classes = int(context.runs[0].output.shape[-1])
+    if classes == 0:
+        raise SkipCheck(f"{output_problem(context.runs[0].output)} (CTC026)")
+    return classes
 
 
 @provides("outputs")
 def _outputs(context: Context) -> list[torch.Tensor]:
-    """Each run's output as a (T, N, C) view, in the dtype the model produced."""
+    """Each run's output as a (T, N, C) view, in the dtype the model produced; a skip when it cannot hold scores (CTC026)."""
+    for run in context.runs:
+        problem = output_problem(run.output)
+        if problem is not None:
+            raise SkipCheck(f"{problem} (CTC026)")
     return [to_tnc(run.output, context.layout.layout) for run in context.runs]
 
 

@@ -65,6 +65,20 @@ def classify_output(tnc: torch.Tensor) -> OutputKind:
     return OutputKind("logits", 2, nan, posinf, neginf, low, high)
 
 
+def nonfinite_output_samples(runs: list, outputs: list[torch.Tensor]) -> list[int]:
+    """Global indices of the samples whose (T, N, C) output holds NaN or ±Inf."""
+    samples: list[int] = []
+    for run, tnc in zip(runs, outputs):
+        bad = (~torch.isfinite(tnc.detach())).any(dim=2).any(dim=0)
+        samples.extend(run.batch.first_sample + int(i) for i in bad.nonzero().flatten().tolist())
+    return samples
+
+
+def nonfinite_input_samples(input_stats: list | None) -> set[int]:
+    """Samples with NaN or Inf in any measured input tensor (CTC040)."""
+    return {sample for stats in input_stats or [] for sample in stats.nonfinite_samples}
+
+
 @provides("output_kinds")
 def _output_kinds(context: Context):
     """How each run's output is normalised (log-probs, probs, logits; which axis)."""

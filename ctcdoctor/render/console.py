@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ctcdoctor.findings import Finding, Report, Severity, count_by_severity
+from ctcdoctor.registry import consequence_of
 from ctcdoctor.render.results import RESULTS
 
 STYLES = {Severity.ERROR: "bold red", Severity.WARNING: "bold yellow", Severity.INFO: "bold cyan"}
@@ -27,10 +28,12 @@ class RenderOptions:
 
 def _finding_block(finding: Finding) -> Group:
     style = STYLES[finding.severity]
+    cause = consequence_of(finding)
     head = Text.assemble(
         (f"{MARKS[finding.severity]} {finding.severity.value:<7} ", style),
         (f"{finding.code}  ", "bold"),
         (finding.title, style),
+        (f"  (consequence of {cause})" if cause else "", "dim"),
     )
     # Padding keeps wrapped lines indented under the heading.
     lines: list = [head, Padding(Text(finding.message), (0, 0, 0, 4), expand=False)]
@@ -58,22 +61,32 @@ def _checks_table(report: Report) -> Table:
     if reasons:
         table.add_column("why", overflow="fold")
     for result in report.checks:
-        cells = [result.code, result.name, result.status, f"{result.seconds:.3f}"]
+        status = "n/a" if result.status == "skipped" and not result.applicable else result.status
+        cells = [result.code, result.name, status, f"{result.seconds:.3f}"]
         table.add_row(*cells, *([escape(result.reason)] if reasons else []))
     return table
 
 
-def _skipped_line(report: Report) -> Text | None:
-    """Checks that could not run are never silently counted as passed (pytest's -rs)."""
-    skipped = [result for result in report.checks if result.status == "skipped"]
-    if not skipped:
-        return None
-    codes = ", ".join(result.code for result in skipped)
-    reasons = sorted({result.reason for result in skipped})
-    return Text.assemble(
-        (f"{len(skipped)} check{'s' if len(skipped) != 1 else ''} skipped ", "yellow"),
-        f"({codes}): {'; '.join(reasons)}",
-    )
+def _by_reason(results: list) -> str:
+    """`CTC030, CTC031 (no Setup.criterion given); CTC014 (...)`: codes grouped under their reason."""
+    groups: dict[str, list[str]] = {}
+    for result in results:
+        groups.setdefault(result.reason or "no reason given", []).append(result.code)
+    return "; ".join(f"{', '.join(codes)} ({reason})" for reason, codes in groups.items())
+
+
+def _skipped_lines(report: Report) -> list[Text]:
+    """Checks that could not run are never silently counted as passed (pytest's -rs): a skip worth
+    reading in yellow; checks the set-up gives nothing to examine ("not applicable") in a quiet line."""
+    lines = []
+    skipped = [result for result in report.checks if result.status == "skipped" and result.applicable]
+    if skipped:
+        lines.append(Text.assemble((f"{len(skipped)} check{'s' if len(skipped) != 1 else ''} skipped: ", "yellow"),
+                                   _by_reason(skipped)))
+    idle = [result for result in report.checks if result.status == "skipped" and not result.applicable]
+    if idle:
+        lines.append(Text(f"{len(idle)} check{'s' if len(idle) != 1 else ''} not applicable: {_by_reason(idle)}", style="dim"))
+    return lines
 
 
 def summary_line(report: Report) -> Text:
@@ -104,9 +117,8 @@ def render_console(report: Report, console: Console, options: RenderOptions | No
         console.print(renderer(report.result, options.every))
     if options.verbose and report.checks:
         console.print(_checks_table(report))
-    skipped = _skipped_line(report)
-    if skipped is not None:
-        console.print(skipped)
+    for line in _skipped_lines(report):
+        console.print(line)
     if report.config:
         console.print(Text(f"settings from {report.config} [tool.ctcdoctor]", style="dim"))
     console.print(summary_line(report))

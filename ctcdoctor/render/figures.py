@@ -33,11 +33,18 @@ def new_figure(width: float, height: float, rows: int = 1, cols: int = 1, **subp
 
 
 def label_colour(index: int) -> tuple[Any, Any]:
-    """(colour, line style) of the `index`-th non-blank class shown (0-based): tab20 without its greys."""
+    """(colour, line style) of the `index`-th non-blank class shown (0-based).
+
+    The nine saturated tab10 colours first (neighbouring labels differ in hue, not shade), then
+    their nine light tab20 twins; never tab's grey, which is the blank's. Past 18 labels the
+    colours repeat with another dash pattern.
+    """
     import matplotlib
 
-    colours = matplotlib.colormaps["tab20"].colors  # type: ignore[attr-defined]  # a ListedColormap
-    palette = [colour for position, colour in enumerate(colours) if position not in (14, 15)]
+    tab20 = matplotlib.colormaps["tab20"].colors  # type: ignore[attr-defined]  # a ListedColormap
+    strong = [tab20[2 * hue] for hue in range(10) if hue != 7]  # hue 7 is grey
+    light = [tab20[2 * hue + 1] for hue in range(10) if hue != 7]
+    palette = strong + light
     return palette[index % len(palette)], LINE_STYLES[(index // len(palette)) % len(LINE_STYLES)]
 
 

@@ -14,10 +14,8 @@ from ctcdoctor.findings import CheckResult, Finding, Report, Severity
 def _check(item: Mapping[str, Any]) -> CheckResult:
     name, code = str(item.get("name", "")), str(item.get("code", ""))
     status, seconds = str(item.get("status", "passed")), float(item.get("seconds") or 0.0)
-    if item.get("reason") and "reason" in getattr(CheckResult, "__dataclass_fields__", {}):
-        # Once CheckResult carries the reason a check was skipped.
-        return CheckResult(name, code, status, seconds, reason=str(item["reason"]))  # type: ignore[call-arg]
-    return CheckResult(name, code, status, seconds)
+    return CheckResult(name, code, status, seconds, reason=str(item.get("reason") or ""),
+                       applicable=bool(item.get("applicable", True)))
 
 
 def report_from_json(document: str | Mapping[str, Any]) -> Report:
@@ -40,7 +38,9 @@ def report_from_json(document: str | Mapping[str, Any]) -> Report:
         for item in data["findings"]
     )
     checks = tuple(_check(item) for item in data.get("checks") or [])
-    return Report(str(data.get("command", "check")), str(data.get("spec", "")), findings, checks, data.get("result"))
+    seed = data.get("seed")
+    return Report(str(data.get("command", "check")), str(data.get("spec", "")), findings, checks, data.get("result"),
+                  seed=int(seed) if isinstance(seed, int) else None)
 
 
 def read_report(path: str | Path) -> Report:

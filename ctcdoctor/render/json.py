@@ -38,6 +38,9 @@ def to_document(report: Report) -> dict[str, Any]:
         "summary": count_by_severity(list(report.findings)),
         "checks": [result.to_dict() for result in report.checks],
     }
+    if report.seed is not None:
+        # The seed torch, numpy and random had when build() ran: rerun with --seed N to reproduce.
+        document["seed"] = report.seed
     if report.result is not None:
         document["result"] = report.result
     return _clean(document)

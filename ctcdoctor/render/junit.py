@@ -95,60 +95,19 @@ def render_junit(report: Report, fail_on: Severity, *, root: Path | None = None,
     """The JUnit XML document (UTF-8, with declaration) for a report."""
     root = root if root is not None else repo_root(cwd=cwd)
     suite_id = _suite_id(report)
-    cases = _cases(report)
-    if not cases:
-        cases = [_Case("", None)]
+    cases = _cases(report) or [_Case("", None)]
     counts = {"tests": len(cases), "failures": 0, "errors": 0, "skipped": 0}
-    total_seconds = sum(case.seconds for case in cases)
     suite = ET.Element("testsuite", name=xml_text(f"ctcdoctor {report.command} {report.spec}".strip()))
     properties = ET.SubElement(suite, "properties")
     for key, text in (("command", report.command), ("spec", report.spec), ("fail_on", fail_on.value)):
         ET.SubElement(properties, "property", name=key, value=xml_text(text))
     for case in cases:
-        name = (
-            _case_name(case.code, case.name, case.findings) if case.code else f"ctcdoctor {report.command}: no findings"
-        )
-        element = ET.SubElement(suite, "testcase", classname=suite_id, name=xml_text(name), time=f"{case.seconds:.3f}")
-        location = locate(report, case.findings[0], cwd) if case.findings else None
-        path = location.relative_to(root) if location is not None else None
-        if path:
-            element.set("file", xml_text(path))
-            if location is not None and location.line:
-                element.set("line", str(location.line))
-        crash = [item for item in case.findings if item.code == "CTC999" and item.evidence.get("code") == case.code]
-        failing = [item for item in case.findings if item.severity.rank >= fail_on.rank and item not in crash]
-        below = [item for item in case.findings if item not in failing and item not in crash]
-        if crash:
-            counts["errors"] += 1
-            error = ET.SubElement(
-                element,
-                "error",
-                type=xml_text(crash[0].evidence.get("exception") or "CTC999"),
-                message=xml_text(crash[0].message),
-            )
-            error.text = xml_text("\n\n".join(finding_text(item) for item in crash + failing))
-        elif failing:
-            counts["failures"] += 1
-            worst = max(failing, key=lambda item: item.severity.rank)
-            more = f" (+{len(failing) - 1} more)" if len(failing) > 1 else ""
-            failure = ET.SubElement(
-                element,
-                "failure",
-                type=f"{worst.code} {worst.severity.value}",
-                message=xml_text(f"{worst.title}{more}"),
-            )
-            failure.text = xml_text("\n\n".join(finding_text(item) for item in failing))
-        elif case.status == "skipped" or (case.status == "crashed" and not case.findings):
-            counts["skipped"] += 1
-            reason = (
-                skip_reason(case.check, report.findings)
-                if case.status == "skipped" and case.check is not None
-                else "the check crashed and its CTC999 finding is ignored"
-            )
-            ET.SubElement(element, "skipped", message=xml_text(reason))
-        if below:
-            ET.SubElement(element, "system-out").text = xml_text("\n\n".join(finding_text(item) for item in below))
+        element = _case_element(suite, report, case, suite_id, root, cwd)
+        outcome = _outcome(element, report, case, fail_on)
+        if outcome:
+            counts[outcome] += 1
     suites = ET.Element("testsuites", name="ctcdoctor")
+    total_seconds = sum(case.seconds for case in cases)
     for element in (suites, suite):
         for key, value in counts.items():
             element.set(key, str(value))
@@ -156,6 +115,50 @@ def render_junit(report: Report, fail_on: Severity, *, root: Path | None = None,
     suites.append(suite)
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+def _case_element(suite: ET.Element, report: Report, case: _Case, suite_id: str, root: Path, cwd: Path | None) -> ET.Element:
+    """The <testcase> of one check (or code), with the file and line its first finding points at."""
+    name = _case_name(case.code, case.name, case.findings) if case.code else f"ctcdoctor {report.command}: no findings"
+    element = ET.SubElement(suite, "testcase", classname=suite_id, name=xml_text(name), time=f"{case.seconds:.3f}")
+    location = locate(report, case.findings[0], cwd) if case.findings else None
+    path = location.relative_to(root) if location is not None else None
+    if path:
+        element.set("file", xml_text(path))
+        if location is not None and location.line:
+            element.set("line", str(location.line))
+    return element
+
+
+def _outcome(element: ET.Element, report: Report, case: _Case, fail_on: Severity) -> str | None:
+    """Add the case's error, failure or skip (and the findings below fail_on); return which counter it adds to."""
+    crash = [item for item in case.findings if item.code == "CTC999" and item.evidence.get("code") == case.code]
+    failing = [item for item in case.findings if item.severity.rank >= fail_on.rank and item not in crash]
+    below = [item for item in case.findings if item not in failing and item not in crash]
+    outcome = None
+    if crash:
+        outcome = "errors"
+        error = ET.SubElement(
+            element, "error", type=xml_text(crash[0].evidence.get("exception") or "CTC999"), message=xml_text(crash[0].message)
+        )
+        error.text = xml_text("\n\n".join(finding_text(item) for item in crash + failing))
+    elif failing:
+        outcome = "failures"
+        worst = max(failing, key=lambda item: item.severity.rank)
+        more = f" (+{len(failing) - 1} more)" if len(failing) > 1 else ""
+        failure = ET.SubElement(element, "failure", type=f"{worst.code} {worst.severity.value}", message=xml_text(f"{worst.title}{more}"))
+        failure.text = xml_text("\n\n".join(finding_text(item) for item in failing))
+    elif case.status == "skipped" or (case.status == "crashed" and not case.findings):
+        outcome = "skipped"
+        reason = (
+            skip_reason(case.check, report.findings)
+            if case.status == "skipped" and case.check is not None
+            else "the check crashed and its CTC999 finding is ignored"
+        )
+        ET.SubElement(element, "skipped", message=xml_text(reason))
+    if below:
+        ET.SubElement(element, "system-out").text = xml_text("\n\n".join(finding_text(item) for item in below))
+    return outcome
 
 
 def write_junit(report: Report, path: str | Path, fail_on: Severity, *, cwd: Path | None = None) -> None:

@@ -49,20 +49,17 @@ def _overfit_table(result: dict[str, Any]) -> Table:
     decode = ", ".join(f'"{d}"' for d in result["final_decode"]) or "-"
     distances = ", ".join(str(distance) for distance in result["edit_distance"])
     cer = result["cer"] if result["cer"] is not None else float("nan")
-    table.add_row("final decode", escape(f"{decode}  (edit distance {distances}, CER {cer:.2f})"))
+    table.add_row("final decode", escape(f"{decode}  (eval mode; edit distance {distances}, CER {cer:.2f})"))
+    if result.get("modes_agree") is False:
+        train = ", ".join(f'"{d}"' for d in result["train_decode"])
+        table.add_row("train decode", escape(f"{train}  (the training steps' own output, train mode)"))
     loss = result["loss"]
     table.add_row("loss", f"{number(loss['first'])} → {number(loss['last'])} (best {number(loss['best'])} at step {loss['best_step']})")
-    table.add_row("CTC path", escape(f"{result['ctc_path']}, {result['loss_function']}"))
+    table.add_row("trained loss", escape(result["loss_function"]))
+    if result.get("loss_source", "ctcdoctor") == "ctcdoctor":
+        table.add_row("CTC path", escape(result["ctc_path"]))
     table.add_row("optimizer", escape(f"{result['optimizer']} on {result['device']}, seed {result['seed']}"))
-    clipping = result["clipping"]
-    if clipping.get("max_norm"):
-        table.add_row(
-            "clipping",
-            f"max norm {clipping['max_norm']:g}: clipped {clipping['clipped_steps']} of {clipping['steps']} steps "
-            f"(median grad norm {number(clipping.get('median_grad_norm'))}, max {number(clipping.get('max_grad_norm'))})",
-        )
-    else:
-        table.add_row("clipping", "off")
+    table.add_row("gradients", _gradients(result["clipping"]))
     parameters = result["parameters"]
     trained = f"{parameters.get('trainable', 0):,} of {parameters.get('total', 0):,} parameters trained"
     if parameters.get("freeze_except_head"):
@@ -76,11 +73,36 @@ def _overfit_table(result: dict[str, Any]) -> Table:
             f"peak p {s['peak_prob']:.2f}, entropy {s['entropy']:.2f} nats",
         )
     table.add_row("output", escape(result["normalisation"]))
+    _probe_rows(table, result.get("lr_probe"))
+    batch = result.get("batch")
+    if batch and batch.get("verdict"):
+        table.add_row("small batch", escape(batch["verdict"] + (". " + batch["advice"] if batch.get("advice") else "")))
     for note in result["notes"]:
         table.add_row("note", escape(note))
     if result.get("plot"):
         table.add_row("plot", escape(result["plot"]))
     return table
+
+
+def _gradients(clipping: dict[str, Any]) -> str:
+    norms = (f"norm {number(clipping.get('first_grad_norm'))} at the start, {number(clipping.get('last_grad_norm'))} at the end, "
+             f"max {number(clipping.get('max_grad_norm'))}") if "first_grad_norm" in clipping else (
+             f"median norm {number(clipping.get('median_grad_norm'))}, max {number(clipping.get('max_grad_norm'))}")
+    if clipping.get("max_norm"):
+        return f"{norms}; clipped at {clipping['max_norm']:g} on {clipping['clipped_steps']} of {clipping['steps']} steps"
+    return f"{norms}; clipping off"
+
+
+def _probe_rows(table: Table, probe: dict[str, Any] | None) -> None:
+    if not probe:
+        return
+    for run in probe["runs"]:
+        if run["fitted"]:
+            words = f"fitted in {run['steps_to_fit']} steps, {run['seconds_to_fit']:.1f} s"
+        else:
+            words = f"did not fit in {run['steps']} steps ({run['verdict']}), best loss {number(run['best_loss'])}"
+        table.add_row(f"lr {run['lr']:g}", escape(words + ("  ← this run" if run["lr"] == probe["base_lr"] else "")))
+    table.add_row("LR probe", escape(f"{probe['conclusion']} (runs {probe['how']})"))  # how: "in sequence, ..." / "in 2 processes"
 
 
 def scan(result: dict[str, Any], every: int | None = None) -> RenderableType:

@@ -12,7 +12,7 @@ from typing import Any
 
 from ctcdoctor.findings import Finding
 from ctcdoctor.protocol import Alphabet
-from ctcdoctor.registry import finding
+from ctcdoctor.registry import SkipCheck, finding
 from ctcdoctor.render.phrases import listing, of_total, plural
 from ctcdoctor.scan.summary import TIGHT_RATIO, Summary
 
@@ -25,9 +25,22 @@ def _downsampling_phrase(summary: Summary, detail: str) -> str:
     return f" The model keeps about one output frame per {shown} input steps (frames {detail})."
 
 
+def _coverage(scan: Summary, output_lengths: Any) -> tuple[int, str]:
+    """(samples with a known output length, a sentence on the others or "") as checks/lengths.py says it."""
+    if scan.known == scan.samples:
+        return scan.known, ""
+    why = getattr(output_lengths, "uncovered", "") or "the others have no known output length"
+    return scan.known, (
+        f" Only the {scan.known} samples of the batches the model ran on were checked ({scan.samples - scan.known} more were read): "
+        f"{why}."
+    )
+
+
 def infeasible_alignment(scan: Summary, output_lengths: Any) -> list[Finding]:
     """CTC001 from the summary (see checks/lengths.py)."""
-    if not output_lengths.known or not scan.infeasible:
+    if not output_lengths.known:
+        raise SkipCheck("output lengths are unknown (CTC003)")
+    if not scan.infeasible:
         return []
     count, worst = scan.infeasible, scan.infeasible_worst.values()
     only_repeats = scan.not_only_repeats == 0
@@ -39,9 +52,10 @@ def infeasible_alignment(scan: Summary, output_lengths: Any) -> list[Finding]:
             f"(needs {item['needed']}, {item['short_by']} short)"
         )
 
+    covered, coverage = _coverage(scan, output_lengths)
     message = (
-        f"{of_total(count, scan.samples, 'sample', 'needs', 'need')} more frames than the model gives: "
-        + "; ".join(describe(item) for item in worst) + "." + _downsampling_phrase(scan, output_lengths.detail)
+        f"{of_total(count, covered, 'sample', 'needs', 'need')} more frames than the model gives: "
+        + "; ".join(describe(item) for item in worst) + "." + _downsampling_phrase(scan, output_lengths.detail) + coverage
     )
     if only_repeats:
         message += (
@@ -52,24 +66,27 @@ def infeasible_alignment(scan: Summary, output_lengths: Any) -> list[Finding]:
         "Reduce the downsampling along time (smaller pooling/stride on the time or width axis), feed longer inputs, "
         "or split long labels into shorter chunks."
     )
-    evidence = {"count": count, "total": scan.samples, "worst": worst, "only_repeats": only_repeats,
+    evidence = {"count": count, "total": covered, "scanned": scan.samples, "worst": worst, "only_repeats": only_repeats,
                 "lengths_source": output_lengths.source}
     return [finding("CTC001", message, hint, evidence)]
 
 
 def tight_length_budget(scan: Summary, output_lengths: Any) -> list[Finding]:
     """CTC002 from the summary."""
-    if not output_lengths.known or not scan.tight:
+    if not output_lengths.known:
+        raise SkipCheck("output lengths are unknown (CTC003)")
+    if not scan.tight:
         return []
     worst = scan.tight_worst.values()
+    covered, coverage = _coverage(scan, output_lengths)
     message = (
-        f"{of_total(scan.tight, scan.samples, 'sample', 'has', 'have')} almost no spare frames (fewer than {TIGHT_RATIO} per needed frame): "
+        f"{of_total(scan.tight, covered, 'sample', 'has', 'have')} almost no spare frames (fewer than {TIGHT_RATIO} per needed frame): "
         + "; ".join(f"sample {item['sample']} has {item['frames']} frames for {item['needed']} needed" for item in worst)
-        + "."
+        + "." + coverage
     )
     return [finding(
         "CTC002", message, "Leave more room: reduce the time downsampling slightly or shorten the label chunks.",
-        {"count": scan.tight, "total": scan.samples, "ratio_threshold": TIGHT_RATIO, "worst": worst},
+        {"count": scan.tight, "total": covered, "scanned": scan.samples, "ratio_threshold": TIGHT_RATIO, "worst": worst},
     )]
 
 

@@ -22,7 +22,7 @@ from ctcdoctor.scan.summary import Summary
 
 #: Codes `scan` runs: lengths and labels, minus CTC004 (it compares with the model per batch) and CTC014.
 #: CTC005 says the lengths were estimated by probing the model, as `check` does.
-SCAN_CODES = ("CTC001", "CTC002", "CTC003", "CTC005", "CTC010", "CTC011", "CTC012", "CTC013")
+SCAN_CODES = ("CTC001", "CTC002", "CTC003", "CTC005", "CTC010", "CTC011", "CTC012", "CTC013", "CTC015")
 #: Codes a manifest scan runs.
 MANIFEST_CODES = ("CTC001", "CTC002", "CTC011", "CTC012", "CTC013", "CTC090")
 #: Version of the `state` object in the JSON; `scan merge` refuses others.
@@ -154,11 +154,13 @@ def _context(state: ScanState) -> Context:
 
 def judge(state: ScanState, settings: Settings, worst: int = 10) -> tuple[list[Finding], list[CheckResult], dict[str, Any]]:
     """(findings, check results, the JSON `result`) of a scan state under the command's settings."""
+    from ctcdoctor.checks.labels import blank_out_of_range
     from ctcdoctor.checks.lengths import estimated_output_lengths
     from ctcdoctor.scan.findings import labels_outside_alphabet
 
     replaced = {**{code: function for code, (function, _) in SUMMARY_CHECKS.items()},
-                "CTC003": inconsistent_output_lengths, "CTC005": estimated_output_lengths, "CTC090": labels_outside_alphabet}
+                "CTC003": inconsistent_output_lengths, "CTC005": estimated_output_lengths, "CTC090": labels_outside_alphabet,
+                "CTC015": blank_out_of_range}
     # A manifest: no model runs, classes come from the alphabet; symbols outside it are CTC090, not CTC010.
     codes = MANIFEST_CODES if state.reader == "manifest" else SCAN_CODES
     known = {info.code: info for info in all_codes()}

@@ -1,8 +1,11 @@
 """CTC091 (alphabet) in `check`, and the pure alphabet analysis."""
 from __future__ import annotations
 
+import pytest
+
 from ctcdoctor.checks.alphabet import alphabet_problems
 from ctcdoctor.labels import alphabet_problems as analyse
+from ctcdoctor.registry import SkipCheck
 
 
 def kinds(alphabet):
@@ -13,7 +16,8 @@ def test_healthy_alphabets():
     assert kinds("abcdefghijklmnopqrstuvwxyz") == []
     assert kinds("abc ") == []  # a single space is the word separator
     assert kinds(["aa", "ae", "b", "sh"]) == []
-    assert alphabet_problems(None) == []
+    with pytest.raises(SkipCheck, match="no Setup.alphabet"):
+        alphabet_problems(None)
 
 
 def test_a_duplicate_is_reported_once_with_its_own_title():

@@ -194,3 +194,142 @@ def test_raw_input_lengths_cut_to_the_output_are_recognised():
         return F.ctc_loss(output, targets, lengths, target_lengths)
 
     assert audit_criterion(raising, item, 0, 6).mistake == "raw_input_lengths"
+
+
+# ---------------------------------------------------------------- a criterion that raises: PyTorch's own error texts
+
+
+def _concatenated_item(T=12, C=6):
+    from ctcdoctor.load.batches import normalise_batch
+    from ctcdoctor.measure.reference import Prepared
+
+    generator = torch.Generator().manual_seed(1)
+    log_probs = torch.randn(T, 4, C, generator=generator).log_softmax(-1)
+    target_lengths = torch.tensor([3, 2, 3, 1])
+    targets = torch.randint(1, C, (int(target_lengths.sum()),), generator=generator)
+    lengths = torch.full((4,), T)
+    batch = normalise_batch((torch.zeros(4, 1), targets, lengths, target_lengths), 0, 0)
+    return Prepared(batch, log_probs, log_probs, lengths, "log_probs", "TNC")
+
+
+def _loss(output, targets, lengths, target_lengths, **options):
+    return F.ctc_loss(output, targets, lengths, target_lengths, **options)
+
+
+RAISING = {
+    # name: (criterion calling the real F.ctc_loss wrongly, the mistake it must be named as, words of the hint)
+    "swapped_padded": (lambda o, t, il, tl: _loss(o, t, tl, il), "swapped_lengths", "F.ctc_loss("),
+    "target_lengths_past_padding": (lambda o, t, il, tl: _loss(o, t, il, tl + 1), "target_lengths", "number of real labels"),
+    "target_lengths_count": (lambda o, t, il, tl: _loss(o, t, il, tl[:-1]), "target_lengths", "one target length per sample"),
+    "input_lengths_count": (lambda o, t, il, tl: _loss(o, t, il[:-1], tl), "batch_axis", "(T, N, C)"),
+    "float_lengths": (lambda o, t, il, tl: _loss(o, t, il.float(), tl), "float_lengths", ".long()"),
+    "blank_outside": (lambda o, t, il, tl: _loss(o, t, il, tl, blank=6), "wrong_blank", "CTC015"),
+    "half": (lambda o, t, il, tl: _loss(o.half(), t, il, tl), "half_precision", ".float()"),
+    "integer": (lambda o, t, il, tl: _loss(o.long(), t, il, tl), "integer_output", "log_softmax"),
+    "list_targets": (lambda o, t, il, tl: _loss(o, t.tolist(), il, tl), "not_tensors", "torch.tensor"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RAISING))
+def test_a_raising_criterion_is_explained_from_pytorchs_own_error(name):
+    from ctcdoctor.checks.criterion import criterion_disagrees
+    from ctcdoctor.measure.criterion import CriterionAudits, audit_criterion
+
+    call, mistake, words = RAISING[name]
+
+    def criterion(output, batch):
+        _, targets, lengths, target_lengths = batch
+        return call(output, targets, lengths, target_lengths)
+
+    audit = audit_criterion(criterion, _item(), 0, 6)
+    assert audit.user_error, "the criterion must really raise in this PyTorch"
+    assert audit.mistake == mistake, audit.variant
+    (found,) = criterion_disagrees(CriterionAudits((audit,)), None)
+    assert found.evidence["mistake"] == mistake and found.evidence["error"] == audit.user_error
+    assert words in found.hint and found.hint.endswith(".")
+
+
+def test_swapped_lengths_with_concatenated_targets_are_named():
+    from ctcdoctor.measure.criterion import audit_criterion
+
+    def criterion(output, batch):
+        _, targets, lengths, target_lengths = batch
+        return F.ctc_loss(output, targets, target_lengths, lengths)  # "Expected tensor to have size 48 at dimension 0"
+
+    audit = audit_criterion(criterion, _concatenated_item(), 0, 6)
+    assert audit.mistake == "swapped_lengths" and "size 48" in audit.user_error
+
+
+def test_concatenated_targets_that_do_not_sum_up_are_named():
+    from ctcdoctor.measure.criterion import audit_criterion
+
+    def criterion(output, batch):
+        _, targets, lengths, target_lengths = batch
+        return F.ctc_loss(output, targets[:-1], lengths, target_lengths)
+
+    audit = audit_criterion(criterion, _concatenated_item(), 0, 6)
+    assert audit.mistake == "target_lengths" and "sum to 9 but the concatenated targets hold 8" in audit.variant
+
+
+# ---------------------------------------------------------------- CTC030: an explanation must reproduce the value
+
+
+def _near_uniform(scale=0.01, seed=1, T=30, C=6):
+    """Near-uniform outputs, where a wrong blank moves a summed loss by only 0.075 %."""
+    from ctcdoctor.load.batches import normalise_batch
+    from ctcdoctor.measure.reference import Prepared
+
+    generator = torch.Generator().manual_seed(seed)
+    log_probs = (torch.randn(T, 4, C, generator=generator) * scale).log_softmax(-1)
+    targets = torch.randint(1, C - 1, (4, 5), generator=generator)
+    lengths, target_lengths = torch.full((4,), T), torch.tensor([5, 4, 5, 3])
+    batch = normalise_batch((torch.zeros(4, 1), targets, lengths, target_lengths), 0, 0)
+    return Prepared(batch, log_probs, log_probs, lengths, "log_probs", "TNC")
+
+
+def test_a_wrong_blank_summed_is_not_mistaken_for_only_the_reduction():
+    from ctcdoctor.checks.criterion import criterion_disagrees
+    from ctcdoctor.measure.criterion import CriterionAudits, audit_criterion
+
+    item = _near_uniform()
+
+    def criterion(output, batch):
+        _, targets, lengths, target_lengths = batch
+        return F.ctc_loss(output, targets, lengths, target_lengths, blank=5, reduction="sum")
+
+    reference_sum = float(F.ctc_loss(item.log_probs, item.batch.targets, item.lengths, item.batch.target_lengths, reduction="sum"))
+    user = float(criterion(item.output, item.batch.raw))
+    assert 1e-4 < abs(user - reference_sum) / reference_sum < 1e-3  # the case the old 1e-3 tolerance called "reduction"
+    audit = audit_criterion(criterion, item, 0, 6)
+    assert audit.mistake == "wrong_blank" and audit.reduction == "sum"
+    (found,) = criterion_disagrees(CriterionAudits((audit,)), None)
+    assert found.severity.value == "error"
+    # The number the message says reproduces the value does reproduce it, within the stated tolerance.
+    assert abs(found.evidence["explained_value"] - user) <= 1e-4 * abs(user)
+    assert found.evidence["relative_difference"] <= found.evidence["tolerance"] == 1e-4
+    assert "within the 1e-04 tolerance" in found.message
+
+
+def test_a_value_no_mistake_reproduces_says_so_and_names_the_closest():
+    from ctcdoctor.checks.criterion import criterion_disagrees
+    from ctcdoctor.measure.criterion import CriterionAudits, audit_criterion
+
+    item = _near_uniform()
+    reference_sum = float(F.ctc_loss(item.log_probs, item.batch.targets, item.lengths, item.batch.target_lengths, reduction="sum"))
+
+    def criterion(output, batch):
+        return torch.tensor(reference_sum * 1.0005)  # 0.05 % off the summed loss: no known mistake
+
+    audit = audit_criterion(criterion, item, 0, 6)
+    assert audit.mistake is None and audit.closest is not None
+    (found,) = criterion_disagrees(CriterionAudits((audit,)), None)
+    assert found.evidence["mistake"] == "unknown"
+    assert "reproduces it within 1e-04 relative; the closest" in found.message
+    assert f"gives {audit.closest['explained_value']:.6g}" in found.message
+
+
+def test_the_check_states_the_tolerance_the_measurement_uses():
+    from ctcdoctor.checks.criterion import RTOL as stated
+    from ctcdoctor.measure.reference import RTOL
+
+    assert stated == RTOL

@@ -87,7 +87,7 @@ def test_gradient_findings_leave_healthy_inputs_alone():
     from ctcdoctor.measure.inputs import InputStats
 
     healthy = InputStats(8, (), 0, 0, 0.0, 1.0, -3.0, 3.0, False, (), 800)
-    assert _blame_inputs("m.", "H.", healthy, "x") == ("m.", "H.")
+    assert _blame_inputs("m.", "H.", [healthy], "x") == ("m.", "H.")
     broken = InputStats(8, (2,), 1, 0, 0.0, 1.0, -3.0, 3.0, False, (), 800)
-    message, hint = _blame_inputs("m.", "Remove x.", broken, "x")
+    message, hint = _blame_inputs("m.", "Remove x.", [broken], "x")
     assert "NaN/Inf (1 of 8 samples holds them)" in message and hint.startswith("Fix the inputs first (CTC040)")

@@ -5,14 +5,24 @@ import torch.nn.functional as F
 
 from ctcdoctor.ctc import ctc_loss
 from ctcdoctor.ctc._args import normalise
-from ctcdoctor.ctc.loss import _ModifiedCTC
+from ctcdoctor.ctc.dispatch import PrecomputedCTC
+from ctcdoctor.ctc.fast_cpu import FastModifiedCTC
+from ctcdoctor.ctc.modified import modified_gradient
 
 
 def unmodified_function(lp, tg, il, tl, blank=0, reduction="mean", zero_infinity=False):
-    """The custom autograd Function with alpha=None, gamma=0: must reproduce F.ctc_loss, which
+    """The fast path's autograd Function with alpha=None, gamma=0: must reproduce F.ctc_loss, which
     checks its reductions, masking and infeasible-sample handling (shared with alpha/gamma)."""
     args = normalise(lp, tg, il, tl, blank)
-    out = _ModifiedCTC.apply(args.log_probs, args, reduction, zero_infinity, None, 0.0)
+    out = FastModifiedCTC.apply(args.log_probs, args, reduction, zero_infinity, None, 0.0)
+    return out.squeeze(0) if args.unbatched and reduction == "none" else out
+
+
+def unmodified_plain(lp, tg, il, tl, blank=0, reduction="mean", zero_infinity=False):
+    """The plain definition (modified.modified_gradient) with alpha=None, gamma=0: also F.ctc_loss."""
+    args = normalise(lp, tg, il, tl, blank)
+    nll, grad = modified_gradient(args, None, 0.0, zero_infinity)
+    out = PrecomputedCTC.apply(args.log_probs, nll, grad, args.target_lengths, reduction)
     return out.squeeze(0) if args.unbatched and reduction == "none" else out
 
 
@@ -55,7 +65,9 @@ def cases(batch, dtype):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
 @pytest.mark.parametrize("zero_infinity", [False, True])
-@pytest.mark.parametrize("impl", [ctc_loss, unmodified_function], ids=["ctc_loss", "function"])
+@pytest.mark.parametrize(
+    "impl", [ctc_loss, unmodified_function, unmodified_plain], ids=["ctc_loss", "fast", "plain"]
+)
 def test_matches_torch(batch, dtype, reduction, zero_infinity, impl):
     for name, lp, tg, il, tl, blank in cases(batch, dtype):
         kw = dict(blank=blank, reduction=reduction, zero_infinity=zero_infinity)
@@ -68,20 +80,21 @@ def test_matches_torch(batch, dtype, reduction, zero_infinity, impl):
         torch.testing.assert_close(got_g, want_g, rtol=rtol, atol=atol, equal_nan=True, msg=name)
 
 
-def test_infeasible_is_inf_and_nan_like_torch(batch):
+@pytest.mark.parametrize("impl", [unmodified_function, unmodified_plain], ids=["fast", "plain"])
+def test_infeasible_is_inf_and_nan_like_torch(batch, impl):
     lp, tg, il, tl = batch(T=6, N=2, C=4, S=3)
     il = torch.tensor([6, 2])  # sample 1 needs >= 3 frames
     tl = torch.tensor([3, 3])
-    loss, g = value_and_grad(unmodified_function, lp, tg, il, tl, reduction="none")
+    loss, g = value_and_grad(impl, lp, tg, il, tl, reduction="none")
     assert torch.isinf(loss[1]) and torch.isfinite(loss[0])
     assert torch.isnan(g[:2, 1]).all() and (g[2:, 1] == 0).all() and torch.isfinite(g[:, 0]).all()
-    loss, g = value_and_grad(unmodified_function, lp, tg, il, tl, reduction="none", zero_infinity=True)
+    loss, g = value_and_grad(impl, lp, tg, il, tl, reduction="none", zero_infinity=True)
     assert loss[1] == 0 and (g[:, 1] == 0).all()
 
 
 def test_unbatched(batch):
     lp, tg, il, tl = batch(T=9, N=1, C=5, S=3)
-    for impl in (ctc_loss, unmodified_function):
+    for impl in (ctc_loss, unmodified_function, unmodified_plain):
         for reduction in ("none", "mean"):
             want, wg = value_and_grad(F.ctc_loss, lp[:, 0], tg[0], il[0], tl[0], reduction=reduction)
             got, gg = value_and_grad(impl, lp[:, 0], tg[0], il[0], tl[0], reduction=reduction)

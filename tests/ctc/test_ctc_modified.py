@@ -30,7 +30,8 @@ def direct_gradient(lp, targets, il, tl, blank, alpha, gamma, reduction, zero_in
             target = target * factor
             target = target / target.sum(1, keepdim=True)
         if gamma:
-            w = (target - y).max(1).values ** gamma
+            # w >= 0 exactly for log-probabilities; for unnormalised scores the clamp matters.
+            w = (target - y).max(1).values.clamp_min(0) ** gamma
             omega = w / w.sum() * Tn if w.sum() > 0 else torch.ones(Tn, dtype=torch.float64)
         else:
             omega = torch.ones(Tn, dtype=torch.float64)

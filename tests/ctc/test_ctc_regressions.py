@@ -27,7 +27,8 @@ def test_strided_concatenated_targets_read_the_right_labels():
         got = ctc_loss(log_probs, strided, lengths, target_lengths, reduction="none", alpha=alpha)
         torch.testing.assert_close(got, expected)
     torch.testing.assert_close(
-        posterior(log_probs, strided, lengths, target_lengths), posterior(log_probs, contiguous, lengths, target_lengths)
+        posterior(log_probs, strided, lengths, target_lengths),
+        posterior(log_probs, contiguous, lengths, target_lengths),
     )
 
 

@@ -10,3 +10,10 @@ try:
         os.environ.setdefault("TRITON_INTERPRET", "1")
 except ImportError:  # pragma: no cover - torch is a hard dependency
     pass
+
+# The differential test shares the peaky-output strategies and the float64 yardstick with the
+# CPU property test in tests/ctc.
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ctc"))

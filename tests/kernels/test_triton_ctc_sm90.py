@@ -28,7 +28,7 @@ def test_all_variants_compile_for_sm90_without_spills():
     assert proc.returncode == 0, f"sm_90 compile failed:\n{proc.stderr[-4000:]}"
     rows = json.loads(proc.stdout.strip().splitlines()[-1])
     kernels = {r["kernel"].split()[0] for r in rows}
-    assert kernels == {"alpha_beta", "alpha_factor", "dense"}
+    assert kernels == {"alpha_beta", "alpha_factor", "frame"}
     for r in rows:
         assert r["reg"] is not None and 0 < r["reg"] <= 255, r
         # Local memory is where spills go; the variants forward_backward launches must not spill.

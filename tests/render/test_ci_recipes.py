@@ -1,21 +1,22 @@
-"""The CI recipes in the docs: each YAML block parses, names only real options and hooks, and the
-pre-commit recipes run through the real CLI."""
+"""The CI recipes in docs/ci.md: each YAML block parses, names only real options and hooks, the
+pre-commit recipes run through the real CLI, and the pytest recipes run as a user's test suite."""
 
 from __future__ import annotations
 
 import re
 import shlex
+import subprocess
+import sys
+import textwrap
 from functools import cache
+from pathlib import Path
 
 import pytest
 from renderhelpers import ROOT, clean_env, load_hooks_yaml, run_cli
 
 yaml = pytest.importorskip("yaml")
 
-#: The draft lives in docs/ci_recipes.md until it is merged into docs/ci.md.
-DOC = ROOT / "docs" / ("ci_recipes.md" if (ROOT / "docs" / "ci_recipes.md").exists() else "ci.md")
-#: Options issue 15 adds to the CLI; until they are wired, recipes may name them without `--help` listing them.
-PENDING = {"--junit-xml", "--sarif", "--no-github"}
+DOC = ROOT / "docs" / "ci.md"
 
 
 def yaml_blocks() -> list:
@@ -47,7 +48,7 @@ def option_value(argv: list[str], option: str) -> str | None:
 def assert_real_options(argv: list[str]) -> None:
     options = {item for item in argv if item.startswith("--")}
     unknown = options - known_options(argv[1])
-    assert unknown <= PENDING, f"{shlex.join(argv)}: unknown options {sorted(unknown)}"
+    assert not unknown, f"{shlex.join(argv)}: unknown options {sorted(unknown)}"
 
 
 def test_github_actions_recipe():
@@ -135,3 +136,69 @@ def test_precommit_pair_recipe_rechecks_when_the_alphabet_changes(tmp_path):
     for hook in hooks:
         _, done = run_hook(hook, ["data/alphabet.txt"], tmp_path)
         assert done.returncode == 1 and "'c'" in done.stdout, done.stdout + done.stderr
+
+
+# ------------------------------------------------------------------------------- pytest
+
+#: The user's `train.py` for the pytest recipes: a per-frame MLP that memorises a sample in ~100 Adam steps;
+#: STRIDE 8 plants an infeasible length (2 frames for 4 labels, CTC001), which fails the check and blocks the overfit.
+TRAIN_PY = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+    from ctcdoctor import Setup
+
+    STRIDE = {stride}
+
+
+    class FrameMLP(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Linear(32, 6))
+
+        def forward(self, x):  # (N, T, 8) -> (N, T // STRIDE, 6) log-probabilities
+            return self.body(x[:, ::STRIDE]).log_softmax(-1)
+
+
+    def build():
+        torch.manual_seed(0)
+        x = torch.randn(8, 16, 8)
+        y = torch.randint(1, 6, (8, 4))
+        y[:, 1] = y[:, 0] % 5 + 1
+        batches = [(x[i:i + 4], y[i:i + 4], torch.full((4,), 16), torch.full((4,), 4)) for i in (0, 4)]
+        return Setup(model=FrameMLP(), loader=batches, alphabet="abcde", optimizer=lambda p: torch.optim.Adam(p, lr=1e-2))
+    """
+)
+
+
+def pytest_section() -> str:
+    return DOC.read_text(encoding="utf-8").split("\n## pytest\n", 1)[1].split("\n## ", 1)[0]
+
+
+def python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", pytest_section(), re.DOTALL)
+
+
+def run_user_suite(folder: Path) -> subprocess.CompletedProcess:
+    """`python -m pytest` in the user's project, with the plugin from this environment's entry points."""
+    env = {key: value for key, value in clean_env().items() if not key.startswith("PYTEST_")}
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=240, check=False)
+
+
+def test_pytest_recipes_gate_a_users_suite(tmp_path):
+    blocks = python_blocks()
+    assert len(blocks) == 2 and "import" in blocks[0] and "import" not in blocks[1]  # the functions, then the fixtures
+    (tmp_path / "pyproject.toml").write_text("[tool.pytest.ini_options]\ntestpaths = [\"tests\"]\n", encoding="utf-8")
+    (tmp_path / "tests").mkdir()
+    for name, block in zip(("test_gate_functions.py", "test_gate_fixtures.py"), blocks):
+        (tmp_path / "tests" / name).write_text(block, encoding="utf-8")
+    (tmp_path / "train.py").write_text(TRAIN_PY.format(stride=1), encoding="utf-8")
+    done = run_user_suite(tmp_path)
+    assert done.returncode == 0 and "4 passed" in done.stdout, done.stdout + done.stderr
+    (tmp_path / "train.py").write_text(TRAIN_PY.format(stride=8), encoding="utf-8")
+    done = run_user_suite(tmp_path)
+    assert done.returncode == 1 and "4 failed" in done.stdout, done.stdout + done.stderr
+    heads = re.findall(r"^E\s+AssertionError: (ctcdoctor: train.py:build .*)$", done.stdout, flags=re.MULTILINE)
+    assert len(heads) == 4 and all("CTC001" in head for head in heads), heads
+    assert done.stdout.count("✖ error   CTC001  ") == 4

@@ -1,0 +1,138 @@
+"""`ctcdoctor logs RUN`: read a training run's log and say what its curves show.
+
+`diagnose_run(path, ...) -> LogsResult` is the whole command minus rendering: the CLI calls
+it, prints `result.findings` with the shared renderers, puts `result.to_dict()` in the JSON
+envelope's `result`, and draws `ctcdoctor.training.plot.plot(result)` for `--plot`.
+Errors the user can fix (no log found, empty log, no loss, truncated event file) are
+`UserInputError`s: exit 2 with one line.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ctcdoctor.errors import UserInputError
+from ctcdoctor.findings import Finding
+from ctcdoctor.training.names import resolve
+from ctcdoctor.training.readers import read_run
+from ctcdoctor.training.rules import Options, diagnose
+from ctcdoctor.training.series import Curves, Run, Series
+
+
+@dataclass(frozen=True)
+class LogsResult:
+    """What `ctcdoctor logs` found: the findings, the curves they were read from, and how."""
+
+    source: str
+    """The log file read."""
+    format: str
+    """"tensorboard", "huggingface", "lightning", "keras", "csv", "jsonl" or "monitor"."""
+    findings: tuple[Finding, ...]
+    curves: Curves
+    """The series by role (train loss, eval loss, lr, ...): the data behind the plot."""
+    run: Run
+    """Every scalar the reader found, by tag."""
+    options: Options
+    notes: tuple[str, ...] = ()
+    """What was assumed or could not be seen (one sentence each)."""
+    seconds: dict[str, float] = field(default_factory=dict)
+    """{"read": ..., "diagnose": ...}."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `result` object of the JSON envelope (no raw arrays: a summary per series)."""
+        return {
+            "source": self.source,
+            "format": self.format,
+            "unit": self.curves.unit,
+            "series": {role: _summary(series) for role, series in _by_role(self.curves).items()},
+            "other_scalars": sorted(set(self.run.scalars) - {s.tag for s in self.curves.all_series()}),
+            "options": {key: value for key, value in vars(self.options).items() if value not in (None, 0)},
+            "notes": list(self.notes),
+            "seconds": {key: round(value, 4) for key, value in self.seconds.items()},
+        }
+
+
+def _by_role(curves: Curves) -> dict[str, Series]:
+    roles: dict[str, Series] = {"loss": curves.loss}
+    for role in ("eval_loss", "lr", "grad_norm", "blank_ratio"):
+        if getattr(curves, role) is not None:
+            roles[role] = getattr(curves, role)
+    for metric in curves.metrics:
+        roles[f"{'eval_' if metric.eval else ''}{metric.kind}:{metric.series.tag}"] = metric.series
+    for part in curves.parts:
+        roles[f"part:{part.tag}"] = part
+    return roles
+
+
+def _summary(series: Series) -> dict[str, Any]:
+    finite = np.isfinite(series.values)
+    values = series.values[finite]
+    summary: dict[str, Any] = {"tag": series.tag, "points": len(series), "non_finite": int((~finite).sum())}
+    if len(series):
+        summary.update(first_step=int(series.steps[0]), last_step=int(series.steps[-1]))
+    if values.size:
+        summary.update(first=float(values[0]), last=float(values[-1]), min=float(values.min()), max=float(values.max()))
+    return summary
+
+
+def _meta_number(meta: dict[str, Any], key: str) -> float | None:
+    value = meta.get(key)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def diagnose_run(
+    path: str | os.PathLike,
+    *,
+    loss: str | None = None,
+    eval_loss: str | None = None,
+    metric: str | None = None,
+    lr: str | None = None,
+    grad_norm: str | None = None,
+    classes: int | None = None,
+    label_length: float | None = None,
+    reduction: str | None = None,
+    patience: int = 0,
+    allow_truncated: bool = False,
+) -> LogsResult:
+    """Read the log at `path` (file or run folder) and run the curve rules on it.
+
+    `loss`, `eval_loss`, `metric`, `lr`, `grad_norm` choose a series by tag instead of by
+    name recognition. `classes` (C, blank included), `label_length` (mean U) and `reduction`
+    ("mean" or "sum") place the content-free CTC level; the monitor's JSONL header supplies
+    them when they are not given. `patience` (steps) delays plateau verdicts for a run in
+    progress. `allow_truncated` reads a TensorBoard file up to a cut-off record.
+    """
+    if reduction not in (None, "mean", "sum", "none"):
+        raise UserInputError(f"--reduction {reduction!r}: expected mean (loss per label) or sum (loss per sample)")
+    if classes is not None and classes < 2:
+        raise UserInputError(f"--classes {classes}: expected the number of output classes, blank included (>= 2)")
+    if label_length is not None and label_length <= 0:
+        raise UserInputError(f"--label-length {label_length}: expected the mean number of labels per target (> 0)")
+    started = time.perf_counter()
+    run = read_run(path, allow_truncated=allow_truncated)
+    read_seconds = time.perf_counter() - started
+    curves, notes = resolve(run, loss=loss, eval_loss=eval_loss, metric=metric, lr=lr, grad_norm=grad_norm)
+    classes_value = classes if classes is not None else _meta_number(run.meta, "classes")
+    options = Options(
+        classes=int(classes_value) if classes_value is not None else None,
+        label_length=label_length if label_length is not None else _meta_number(run.meta, "label_length"),
+        reduction=reduction if reduction is not None else (run.meta.get("reduction") or None),
+        patience=patience,
+    )
+    started = time.perf_counter()
+    findings = diagnose(curves, options)
+    diagnose_seconds = time.perf_counter() - started
+    return LogsResult(
+        source=run.source,
+        format=run.format,
+        findings=tuple(findings),
+        curves=curves,
+        run=run,
+        options=options,
+        notes=run.notes + tuple(notes),
+        seconds={"read": read_seconds, "diagnose": diagnose_seconds},
+    )

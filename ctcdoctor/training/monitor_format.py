@@ -1,0 +1,68 @@
+"""The training monitor's metrics file: JSON Lines that `ctcdoctor logs` reads.
+
+Format (version 1), UTF-8, one JSON object per line:
+
+* first line, the header: ``{"meta": {"format": "ctcdoctor-monitor", "version": 1, ...}}``.
+  Optional keys the curve rules use when present: ``classes`` (C, blank included),
+  ``label_length`` (mean target length U), ``reduction`` ("mean": F.ctc_loss's default,
+  loss per label; "sum"/"none": loss per sample), ``blank`` (the blank index), ``unit``
+  ("step" or "epoch"). Anything else is kept as-is.
+* every other line, one record: ``{"step": 120, "loss": 3.21, ...}``. ``step`` (an
+  integer) and ``loss`` (the training loss of that step) are required; the monitor adds
+  what it measured at that step, under these names:
+  ``lr``, ``grad_norm``, ``cer``, ``wer``, ``blank_ratio`` (argmax blank share),
+  ``blank_prob`` (mean soft blank probability), ``empty_rate`` (share of empty decodes),
+  ``infeasible`` (samples CTC cannot align), ``eval_loss``, ``eval_cer``, ``eval_wer``,
+  and any other numeric key (a loss part such as ``loss_ctc``).
+* non-finite numbers are the strings ``"nan"``, ``"inf"``, ``"-inf"`` (valid JSON); the
+  reader also accepts Python's bare ``NaN``/``Infinity``.
+* a key missing from a record means "not measured at this step", never zero.
+
+`header()` and `record()` write lines in this format; the monitor uses them.
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+FORMAT = "ctcdoctor-monitor"
+VERSION = 1
+KNOWN_KEYS = (
+    "loss", "lr", "grad_norm", "cer", "wer", "blank_ratio", "blank_prob", "empty_rate", "infeasible",
+    "eval_loss", "eval_cer", "eval_wer",
+)
+
+
+def _number(value: Any) -> Any:
+    value = float(value)
+    if math.isfinite(value):
+        return value
+    return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+
+
+def header(**meta: Any) -> str:
+    """The first line: ``header(classes=27, label_length=6.2, reduction="mean")``."""
+    return json.dumps({"meta": {"format": FORMAT, "version": VERSION, **meta}}, allow_nan=False)
+
+
+def record(step: int, loss: float, **values: float | None) -> str:
+    """One line for one step; values that are None are left out (not measured)."""
+    line: dict[str, Any] = {"step": int(step), "loss": _number(loss)}
+    line.update({key: _number(value) for key, value in values.items() if value is not None})
+    return json.dumps(line, allow_nan=False)
+
+
+def parse_number(value: Any) -> float | None:
+    """A JSON value as a float: numbers, bools excluded, "nan"/"inf"/"-inf" strings; else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str) and value.strip().lower() in ("nan", "inf", "-inf", "+inf", "infinity", "-infinity"):
+        return float(value.strip().lower().replace("infinity", "inf"))
+    return None
+
+
+def is_header(obj: Any) -> bool:
+    return isinstance(obj, dict) and isinstance(obj.get("meta"), dict) and obj["meta"].get("format") == FORMAT

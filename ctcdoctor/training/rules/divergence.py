@@ -1,0 +1,119 @@
+"""Divergence: the loss ends far above the best level it reached (CTC203)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ctcdoctor.findings import Finding
+from ctcdoctor.registry import document, finding
+from ctcdoctor.training.curve import Curve, fmt
+from ctcdoctor.training.rules.context import Analysis
+
+document(
+    "CTC203",
+    "error",
+    "the loss diverged",
+    """
+    **What it means.** The loss fell to a best level, then rose and stayed high: at the end
+    of the log its level is at least 1.5x the best, and the rise is a real share (at least
+    10%) of what the run had gained. The step it began is the last step the smoothed loss
+    was still near its best. Single bad batches do not count: levels are medians.
+
+    **Example.** `error CTC203 the loss diverged: best 0.23 at step 300, rising from step
+    310 to 3.2 at the end (14x the best, back to 31% of the start 10.5).` The picture: a
+    normal fall, a valley, then a climb back toward (or above) the blank plateau, often with
+    spikes on the way up.
+
+    **Fix.** Lower the learning rate by 3-10x (most runs that diverge after learning had a
+    learning rate at the edge of stability), clip gradients (`clip_grad_norm_(params, 1.0)`),
+    and resume from the checkpoint at the best step. If the learning rate was rising when it
+    began (warm-up), CTC214 says by how much to lower the peak.
+    """,
+)
+
+DIVERGE_RATIO = 1.5
+"""End level at least this many times the best level..."""
+DIVERGE_SHARE = 0.10
+"""... and the rise at least this share of the range the run had descended (start - best), so
+that noise around a tiny converged loss (0.02 -> 0.04) is not a divergence."""
+ONSET_SHARE = 0.10
+"""The divergence began at the last bin before the rise whose level was within 10% of the rise
+above the best."""
+
+
+@dataclass(frozen=True)
+class Divergence:
+    best: float
+    best_step: int
+    onset_step: int
+    end: float
+    peak: float
+    peak_step: int
+    start: float
+
+
+def find_divergence(curve: Curve) -> Divergence | None:
+    """The loss ends at least DIVERGE_RATIO x its best and DIVERGE_SHARE of its range above it."""
+    if curve.bins < 8:
+        return None
+    end_first = curve.bins - curve.end_bins()
+    smooth = curve.smooth
+    best_bin = int(np.argmin(smooth[:end_first]))
+    best = float(smooth[best_bin])
+    end = curve.end
+    start = max(curve.start, float(np.max(smooth[: best_bin + 1])))
+    if best <= 0 or end < DIVERGE_RATIO * best or end - best < DIVERGE_SHARE * max(start - best, 0.0):
+        return None
+    rise = end - best
+    after = smooth[best_bin:]
+    crossing = best_bin + int(np.argmax(after > best + 0.5 * rise))
+    near = np.flatnonzero(smooth[best_bin : crossing + 1] <= best + ONSET_SHARE * rise)
+    onset_bin = best_bin + int(near[-1]) if near.size else best_bin
+    peak_bin = onset_bin + int(np.argmax(smooth[onset_bin:]))
+    return Divergence(
+        best=best,
+        best_step=int(curve.bin_last_step[best_bin]),
+        onset_step=int(curve.bin_last_step[onset_bin]),
+        end=end,
+        peak=float(smooth[peak_bin]),
+        peak_step=int(curve.bin_last_step[peak_bin]),
+        start=start,
+    )
+
+
+def check_divergence(analysis: Analysis) -> list[Finding]:
+    found = analysis.divergence
+    if found is None:
+        return []
+    curve = analysis.loss
+    ratio = found.end / found.best
+    back = (found.end - found.best) / (found.start - found.best) if found.start > found.best else None
+    message = (f"{analysis.called(curve.series, 'loss')} diverged: best {fmt(found.best)} at {analysis.step(found.best_step)}, "
+               f"rising from {analysis.step(found.onset_step)} to {fmt(found.end)} at the end ({ratio:.1f}x the best")
+    if back is not None:
+        message += f", back {back:.0%} of the way to the start {fmt(found.start)}"
+    message += ")"
+    if found.peak > 1.2 * found.end:
+        message += f"; it peaked at {fmt(found.peak)} at {analysis.step(found.peak_step)}"
+    lr = analysis.curves.lr
+    hint = "Lower the learning rate by 3-10x"
+    if lr is not None and len(lr):
+        at = _value_at(lr.steps, lr.values, found.onset_step)
+        if at is not None and at > 0:
+            hint += f" ({fmt(at)} -> {fmt(at / 3)} or {fmt(at / 10)})"
+    hint += (f", clip gradients (clip_grad_norm_(params, 1.0)), and resume from the checkpoint at "
+             f"{analysis.step(found.best_step)}.")
+    evidence = {"series": curve.tag, "steps": [found.onset_step, curve.last_step], "best": found.best,
+                "best_step": found.best_step, "onset_step": found.onset_step, "end": found.end, "ratio": ratio,
+                "peak": found.peak, "peak_step": found.peak_step}
+    return [finding("CTC203", message + ".", hint, evidence)]
+
+
+def _value_at(steps: np.ndarray, values: np.ndarray, step: int) -> float | None:
+    """The value logged at `step`, or the last one before it (the first one if none before)."""
+    if not steps.size:
+        return None
+    index = max(0, int(np.searchsorted(steps, step, side="right")) - 1)
+    value = float(values[index])
+    return value if np.isfinite(value) else None

@@ -1,0 +1,198 @@
+"""Non-finite values in the log: the loss (CTC200), a part of a summed loss (CTC201), the
+gradient norm while the logged loss looks finite (CTC202)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ctcdoctor.findings import Finding
+from ctcdoctor.registry import document, finding
+from ctcdoctor.training.curve import fmt
+from ctcdoctor.training.rules.context import Analysis
+from ctcdoctor.training.series import Series
+
+document(
+    "CTC200",
+    "error",
+    "the logged loss is NaN or infinite",
+    """
+    **What it means.** Some logged loss values are NaN or inf. Two pictures: a few isolated
+    non-finite steps between finite ones (single batches: an infeasible sample gives CTC an
+    infinite loss, an fp16 overflow), or a loss that goes non-finite at some step and stays
+    there (the weights themselves became NaN; nothing after that step is training). The
+    finding gives the first non-finite step, how many there are, and the loss just before.
+
+    **Example.** `error CTC200 loss is non-finite from step 3,400 to the end (1,200 of 5,000
+    values: nan); the last finite value was 8.1 at step 3,390, up from 0.9 at step 3,000.`
+
+    **Fix.** For a loss that stays NaN: lower the learning rate by 10x, clip gradients
+    (`torch.nn.utils.clip_grad_norm_(params, 1.0)`), compute CTC in float32, and resume from a
+    checkpoint before the first NaN. For isolated inf steps: find the infeasible samples
+    (`ctcdoctor scan`: a target longer than its output frames allow) and fix their lengths;
+    `zero_infinity=True` hides them rather than fixing them.
+    """,
+)
+
+document(
+    "CTC201",
+    "error",
+    "a part of the summed loss went non-finite",
+    """
+    **What it means.** The training loss is a sum of terms that are logged too (a CTC term and
+    an attention or auxiliary term, `loss_ctc` + `loss_att`), and one of them went NaN or inf
+    first. A sum is NaN as soon as one term is, so the total's curve hides which branch broke;
+    this finding names it and the step.
+
+    **Example.** `error CTC201 loss_ctc is inf from step 1,240 (first non-finite part); the
+    total loss is non-finite from step 1,240; loss_att stays finite.`
+
+    **Fix.** Debug the term named: for a CTC term, an infeasible sample (target longer than
+    the frames: `ctcdoctor scan`) gives inf, and log-probabilities computed in float16 can
+    overflow (compute CTC in float32). Guard the sum only after fixing the cause (masking a
+    NaN term trains the other branch alone).
+    """,
+)
+
+document(
+    "CTC202",
+    "warning",
+    "the gradient norm is NaN or infinite while the logged loss is finite",
+    """
+    **What it means.** The logged gradient norm is NaN or inf at steps where the logged loss
+    is finite (or not logged). Hugging Face's Trainer leaves non-finite losses out of the
+    logged loss by default (`logging_nan_inf_filter=True`), so a run with NaN steps can show a
+    clean loss curve; the gradient norm of the logging step is the trace left. With fp16 mixed
+    precision a few inf norms early on are the loss scaler calibrating (those steps are
+    skipped); many, or NaN, mean the updates themselves are broken.
+
+    **Example.** `warning CTC202 grad_norm is non-finite at 14 of 300 logged steps (first at
+    step 2,350: nan) while the logged loss stays finite: the Trainer's NaN filter hides these
+    steps.`
+
+    **Fix.** Set `logging_nan_inf_filter=False` to see the real loss; clip gradients
+    (`max_grad_norm=1.0`), lower the learning rate by 3-10x, and compute CTC in float32. For a
+    CTC model, infeasible samples are the usual source of inf: run `ctcdoctor scan`.
+    """,
+)
+
+PERSISTENT_SHARE = 0.9
+"""A loss whose values after the first non-finite one are at least 90% non-finite 'stays' non-finite."""
+
+
+def _kinds(values: np.ndarray) -> str:
+    nan, pos, neg = int(np.isnan(values).sum()), int(np.isposinf(values).sum()), int(np.isneginf(values).sum())
+    parts = [f"{count} {name}" if count != values.size else name
+             for count, name in ((nan, "nan"), (pos, "inf"), (neg, "-inf")) if count]
+    return ", ".join(parts)
+
+
+def first_nonfinite(series: Series) -> int | None:
+    bad = np.flatnonzero(~np.isfinite(series.values))
+    return int(series.steps[bad[0]]) if bad.size else None
+
+
+def nonfinite_loss(analysis: Analysis, series: Series, what: str) -> list[Finding]:
+    values, steps = series.values, series.steps
+    bad = ~np.isfinite(values)
+    count = int(bad.sum())
+    if not count:
+        return []
+    where = np.flatnonzero(bad)
+    first_index = int(where[0])
+    after = bad[first_index:]
+    persistent = after.mean() >= PERSISTENT_SHARE and bool(bad[-1])
+    first_step, last_step = int(steps[first_index]), int(steps[where[-1]])
+    before = np.flatnonzero(~bad[:first_index])
+    evidence = {"series": series.tag, "steps": [first_step, int(steps[-1]) if persistent else last_step],
+                "first_step": first_step, "count": count, "points": int(values.size), "kinds": _kinds(values[bad]),
+                "persistent": bool(persistent)}
+    context = ""
+    if before.size:
+        last_good = int(before[-1])
+        evidence["last_finite"] = {"step": int(steps[last_good]), "value": float(values[last_good])}
+        context = f"; the last finite value was {fmt(float(values[last_good]))} at {analysis.step(int(steps[last_good]))}"
+        curve = analysis.curve(series)
+        if curve.n >= 6:
+            low = float(np.min(curve.smooth[: max(1, int(np.searchsorted(curve.bin_first_step, steps[last_good])))]))
+            if values[last_good] > 2 * low > 0:
+                context += f", up from {fmt(low)} earlier (it was diverging)"
+                evidence["rising_before"] = True
+    else:
+        context = "; no finite value was ever logged"
+    if persistent:
+        message = (f"{what} {series.tag} is non-finite from {analysis.step(first_step)} to the end "
+                   f"({count:,} of {values.size:,} values: {_kinds(values[bad])}){context}.")
+        hint = ("Lower the learning rate by 10x, clip gradients (clip_grad_norm_(params, 1.0)), compute CTC in float32, "
+                f"and resume from a checkpoint before {analysis.step(first_step)}.")
+    else:
+        message = (f"{what} {series.tag} is non-finite at {count:,} of {values.size:,} logged {analysis.unit}s "
+                   f"(first at {analysis.step(first_step)}: {_kinds(values[bad])}), finite again after each{context}.")
+        hint = ("Find the batches that give inf: run `ctcdoctor scan` for infeasible samples (a target longer than its "
+                "output frames) and fix their lengths; check for fp16 overflow (compute CTC in float32).")
+    return [finding("CTC200", message, hint, evidence)]
+
+
+def check_nonfinite(analysis: Analysis) -> list[Finding]:
+    curves = analysis.curves
+    found = nonfinite_loss(analysis, curves.loss, "train loss")
+    if curves.eval_loss is not None:
+        found += nonfinite_loss(analysis, curves.eval_loss, "eval loss")
+    found += _parts(analysis)
+    found += _grad_norm(analysis)
+    return found
+
+
+def _parts(analysis: Analysis) -> list[Finding]:
+    parts = analysis.curves.parts
+    firsts = [(first_nonfinite(part), part) for part in parts]
+    broken = sorted(((step, part) for step, part in firsts if step is not None), key=lambda item: item[0])
+    if not broken:
+        return []
+    step, part = broken[0]
+    total = analysis.curves.loss
+    total_step = first_nonfinite(total)
+    finite_parts = [other.tag for other in parts if first_nonfinite(other) is None]
+    bad = ~np.isfinite(part.values)
+    message = f"{part.tag} is {_kinds(part.values[bad])} from {analysis.step(step)} (the first part to go non-finite"
+    message += f", {int(bad.sum()):,} of {len(part):,} values)"
+    if total_step is not None:
+        message += f"; the total {total.tag} is non-finite from {analysis.step(total_step)}"
+    else:
+        message += f"; the total {total.tag} stays finite, so something masks the broken term"
+    if finite_parts:
+        message += f"; {', '.join(finite_parts)} stay{'s' if len(finite_parts) == 1 else ''} finite"
+    others = [f"{other.tag} from {analysis.step(other_step)}" for other_step, other in broken[1:]]
+    if others:
+        message += f"; also non-finite: {', '.join(others)}"
+    hint = (f"Debug {part.tag} first: for a CTC term, find infeasible samples (`ctcdoctor scan`) and compute it in "
+            "float32; fix the term rather than masking it in the sum.")
+    evidence = {"series": part.tag, "steps": [step, int(part.steps[-1])], "first_step": step, "total": total.tag,
+                "total_first_step": total_step, "finite_parts": finite_parts}
+    return [finding("CTC201", message + ".", hint, evidence)]
+
+
+def _grad_norm(analysis: Analysis) -> list[Finding]:
+    grad = analysis.curves.grad_norm
+    if grad is None:
+        return []
+    bad = ~np.isfinite(grad.values)
+    if not bad.any():
+        return []
+    loss = analysis.curves.loss
+    # grad-norm steps where the loss is logged finite, or not logged at all
+    bad_steps = grad.steps[bad]
+    index = np.minimum(np.searchsorted(loss.steps, bad_steps), max(len(loss) - 1, 0))
+    logged_nonfinite = (loss.steps[index] == bad_steps) & ~np.isfinite(loss.values[index]) if len(loss) else False
+    hidden = ~np.asarray(logged_nonfinite, dtype=bool) if len(loss) else np.ones(bad_steps.size, dtype=bool)
+    if not hidden.any():
+        return []  # the loss is non-finite at the same steps: CTC200 says it
+    steps = bad_steps[hidden]
+    first = int(steps[0])
+    message = (f"{grad.tag} is non-finite at {int(hidden.sum()):,} of {len(grad):,} logged {analysis.unit}s "
+               f"(first at {analysis.step(first)}: {_kinds(grad.values[bad])}) while {analysis.called(loss, 'logged loss')} "
+               "is finite there (a trainer that leaves NaN/inf losses out of its logged mean, as Hugging Face's "
+               "does by default, hides these steps)")
+    hint = ("Log the real loss (Hugging Face: logging_nan_inf_filter=False), clip gradients (max_grad_norm=1.0), lower "
+            "the learning rate by 3-10x, and look for infeasible samples with `ctcdoctor scan`.")
+    evidence = {"series": grad.tag, "steps": [first, int(steps[-1])], "first_step": first, "count": int(hidden.sum()),
+                "points": len(grad)}
+    return [finding("CTC202", message + ".", hint, evidence)]

@@ -1,0 +1,152 @@
+"""Oscillation: a sawtooth loss that swings without progress, or blow-ups that recover (CTC206)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ctcdoctor.findings import Finding
+from ctcdoctor.registry import document, finding
+from ctcdoctor.training.curve import Curve, fmt
+from ctcdoctor.training.rules.context import Analysis
+
+document(
+    "CTC206",
+    "warning",
+    "the loss oscillates or blows up and recovers",
+    """
+    **What it means.** Either the loss swings up and down by a large share of its level over
+    the last third of the run without getting lower (a sawtooth), or it blew up for a while
+    (at least 2x its best so far, for a stretch, not one batch) and came back down. Both are
+    the practitioner's "large sawtooth": updates too large for the curvature (learning rate
+    too high) or gradients too noisy (batch too small).
+
+    Not this: the ordinary noise of a CTC loss. Per-batch CTC losses vary with the lengths
+    and difficulty in each batch, and near convergence the relative noise gets large while
+    the absolute swings are tiny. A sawtooth counts only when the swings (10th to 90th
+    percentile around the smoothed level) are at least half the level and at least 10% of
+    the loss the run started from (a tenth of the height of a linear plot of the run), and the
+    level is not falling.
+
+    **Example.** `warning CTC206 the loss swings without progress over steps 2,000-3,000:
+    the middle 80% of values spans 1.9 around a level of 2.4 (0.8x the level); the level
+    fell 2% over the window.`
+
+    **Fix.** Lower the learning rate by 3x, or raise the batch size 4x (or accumulate
+    gradients over 4 batches), and clip gradients at 1.0. If the swings come once per epoch,
+    shuffle the data.
+    """,
+)
+
+TAIL_SHARE = 1 / 3
+"""The sawtooth is judged over the last third of the finite points..."""
+MIN_POINTS = 20
+"""... when it holds at least this many."""
+SWING_OF_LEVEL = 0.5
+"""Swings (10th-90th percentile of the residuals) at least this share of the level..."""
+SWING_OF_START = 0.10
+"""... and at least this share of the starting loss (near-converged noise is tiny in absolute terms)..."""
+MAX_DROP = 0.20
+"""... while the level fell less than 20% over the window."""
+BLOWUP_RATIO = 2.0
+"""A blow-up: the smoothed loss at least 2x its best so far..."""
+BLOWUP_SHARE = 0.10
+"""... and at least 10% of the range descended so far above it, for at least 2 bins..."""
+BLOWUP_POINTS = 5
+"""... and 5 logged values (a spike of one or two bad batches is noise), then back below 1.5x the best so far."""
+
+
+@dataclass(frozen=True)
+class Sawtooth:
+    start_step: int
+    end_step: int
+    level: float
+    swing: float
+    drop: float
+
+
+@dataclass(frozen=True)
+class Blowup:
+    start_step: int
+    end_step: int
+    peak: float
+    before: float
+
+
+def find_sawtooth(curve: Curve) -> Sawtooth | None:
+    if curve.n < 3 * MIN_POINTS:
+        return None
+    first = int(curve.n * (1 - TAIL_SHARE))
+    values = curve.values[first:]
+    around = curve.smooth[curve.point_bin[first:]]
+    residual = values - around
+    low, high = np.quantile(residual, [0.1, 0.9])
+    swing = float(high - low)
+    level = float(np.median(values))
+    start_step, end_step = int(curve.steps[first]), int(curve.steps[-1])
+    drop = curve.trend_drop(start_step, end_step)
+    if level <= 0 or swing < SWING_OF_LEVEL * level or swing < SWING_OF_START * curve.start or drop >= MAX_DROP:
+        return None
+    return Sawtooth(start_step, end_step, level, swing, drop)
+
+
+def find_blowups(curve: Curve, until_bin: int) -> list[Blowup]:
+    """Stretches of at least 2 bins well above the best so far that came back down before `until_bin`."""
+    smooth = curve.smooth[:until_bin]
+    if smooth.size < 8:
+        return []
+    best_so_far = np.minimum.accumulate(smooth)
+    top_so_far = np.maximum.accumulate(smooth)
+    high = (smooth >= BLOWUP_RATIO * best_so_far) & (smooth - best_so_far >= BLOWUP_SHARE * (top_so_far - best_so_far))
+    high &= best_so_far > 0
+    edges = np.diff(np.concatenate([[0], high.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
+    found = []
+    for first, last in zip(starts.tolist(), ends.tolist()):
+        if last - first + 1 < 2 or (last - first + 1) * curve.bin_size < BLOWUP_POINTS or last + 1 >= smooth.size:
+            continue
+        before = float(best_so_far[first])
+        if np.min(smooth[last + 1 :]) > 1.5 * before:  # never came back: that is a divergence
+            continue
+        found.append(Blowup(int(curve.bin_first_step[first]), int(curve.bin_last_step[last]),
+                            float(np.max(smooth[first : last + 1])), before))
+    return found
+
+
+def check_oscillation(analysis: Analysis) -> list[Finding]:
+    curve = analysis.loss
+    found: list[Finding] = []
+    saw = analysis.sawtooth
+    if saw is not None and analysis.divergence is None:
+        message = (f"{analysis.called(curve.series, 'loss')} swings without progress over {analysis.steps(saw.start_step, saw.end_step)}: "
+                   f"the middle 80% of values spans {fmt(saw.swing)} around a level of {fmt(saw.level)} "
+                   f"({saw.swing / saw.level:.1f}x the level); the level fell {max(saw.drop, 0):.0%} over the window.")
+        evidence = {"series": curve.tag, "steps": [saw.start_step, saw.end_step], "level": saw.level,
+                    "swing": saw.swing, "drop": saw.drop, "kind": "sawtooth"}
+        found.append(finding("CTC206", message, _hint(analysis, saw.end_step), evidence))
+    divergence = analysis.divergence
+    until = curve.bins if divergence is None else int(np.searchsorted(curve.bin_first_step, divergence.onset_step))
+    blowups = find_blowups(curve, until)
+    if blowups:
+        shown = "; ".join(f"{analysis.steps(b.start_step, b.end_step)} (peak {fmt(b.peak)}, "
+                          f"{b.peak / b.before:.1f}x the best before it)" for b in blowups[:3])
+        more = f" and {len(blowups) - 3} more" if len(blowups) > 3 else ""
+        count = "once" if len(blowups) == 1 else f"{len(blowups)} times"
+        message = f"{analysis.called(curve.series, 'loss')} blew up {count} and recovered: {shown}{more}."
+        evidence = {"series": curve.tag, "steps": [blowups[0].start_step, blowups[-1].end_step], "kind": "blowups",
+                    "ranges": [[b.start_step, b.end_step] for b in blowups], "peaks": [b.peak for b in blowups]}
+        found.append(finding("CTC206", message, _hint(analysis, blowups[0].start_step), evidence))
+    return found
+
+
+def _hint(analysis: Analysis, step: int) -> str:
+    from ctcdoctor.training.rules.divergence import _value_at
+
+    lr = analysis.curves.lr
+    text = "Lower the learning rate by 3x"
+    if lr is not None:
+        at = _value_at(lr.steps, lr.values, step)
+        if at is not None and at > 0:
+            text += f" ({fmt(at)} -> {fmt(at / 3)})"
+    return text + (", or raise the batch size 4x (or accumulate gradients over 4 batches), and clip gradients at "
+                   "1.0 (clip_grad_norm_(params, 1.0)).")

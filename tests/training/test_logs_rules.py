@@ -1,0 +1,389 @@
+"""Every curve rule (CTC200-CTC215) on synthetic curves: a case it must catch and a near miss it must not."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from logcurves import cosine_lr, ctc_level, curves, healthy_eval, noisy, series
+
+from ctcdoctor.findings import Severity
+from ctcdoctor.training.rules import Options, diagnose
+from ctcdoctor.training.series import Curves, Metric
+
+
+def run(c: Curves, **options) -> dict[str, list]:
+    found: dict[str, list] = {}
+    for item in diagnose(c, Options(**options)):
+        json.dumps(item.to_dict(), allow_nan=False)  # evidence is plain JSON (the envelope needs it)
+        assert item.message.endswith(".") and item.hint.endswith(".")
+        found.setdefault(item.code, []).append(item)
+    return found
+
+
+def healthy(n: int = 400, seed: int = 0, sigma: float = 0.05, **level) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return noisy(ctc_level(n, **level), rng, sigma=sigma)
+
+
+def problems(found: dict[str, list]) -> set[str]:
+    return {code for code, items in found.items() if any(item.severity != Severity.INFO for item in items)}
+
+
+# ---------------------------------------------------------------------------------------------- healthy curves
+@pytest.mark.parametrize("n", [60, 400, 5000])
+@pytest.mark.parametrize("sigma", [0.03, 0.1, 0.2])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_healthy_noisy_ctc_curves_raise_no_warning(n, sigma, seed):
+    """A falling CTC curve with an early blank plateau, spikes and per-step noise up to about 3x what
+    batch size 2 gives on the OCR example: no warning, no error, with or without eval/LR/CER/C."""
+    rng = np.random.default_rng(seed)
+    level = ctc_level(n, plateau_share=0.15)
+    loss = noisy(level, rng, sigma=sigma, spikes=0.02)
+    evals = np.arange(0, n, max(1, n // 20))
+    c = curves(loss, eval_loss=(evals, healthy_eval(evals, level, rng)), lr=cosine_lr(n),
+               cer=(evals, np.clip(level[evals] / 3.3, 0, 1)))
+    assert problems(run(c, classes=27, label_length=6)) == set()
+    assert problems(run(curves(loss))) == set()
+
+
+# ---------------------------------------------------------------------------------------------- CTC200-202
+def test_ctc200_loss_that_goes_nan_and_stays():
+    loss = healthy()
+    loss[300:] = np.nan
+    (item,) = run(curves(loss))["CTC200"]
+    assert item.severity == Severity.ERROR
+    assert item.evidence["first_step"] == 300 and item.evidence["persistent"] is True
+    assert "from step 300 to the end" in item.message and "100 of 400" in item.message
+
+
+def test_ctc200_isolated_inf_steps_are_counted_and_said_to_recover():
+    loss = healthy()
+    loss[[120, 200, 260]] = np.inf
+    (item,) = run(curves(loss))["CTC200"]
+    assert item.evidence["count"] == 3 and item.evidence["persistent"] is False
+    assert "finite again after each" in item.message and "scan" in item.hint
+
+
+def test_ctc200_checks_the_eval_loss_too_and_not_a_finite_run():
+    loss = healthy()
+    assert "CTC200" not in run(curves(loss))
+    evals = np.arange(0, 400, 25)
+    eval_values = np.linspace(5, 1, evals.size)
+    eval_values[-3:] = np.nan
+    (item,) = run(curves(loss, eval_loss=(evals, eval_values)))["CTC200"]
+    assert item.evidence["series"] == "eval_loss"
+
+
+def test_ctc201_names_the_part_that_went_non_finite_first():
+    loss = healthy()
+    ctc, att = loss * 0.3, loss * 0.7
+    ctc[250:] = np.inf
+    total = ctc + att
+    found = run(curves(total, parts=[("loss_ctc", ctc), ("loss_att", att)]))
+    (item,) = found["CTC201"]
+    assert item.evidence["series"] == "loss_ctc" and item.evidence["total_first_step"] == 250
+    assert "loss_att stays finite" in item.message
+    assert "CTC200" in found  # the total itself
+
+
+def test_ctc201_not_when_every_part_is_finite():
+    loss = healthy()
+    assert "CTC201" not in run(curves(loss, parts=[("loss_ctc", loss * 0.3), ("loss_att", loss * 0.7)]))
+
+
+def test_ctc202_nan_gradient_norm_behind_a_clean_loss():
+    loss = healthy()
+    grad = np.full(400, 1.0)
+    grad[[50, 51, 300]] = np.nan
+    (item,) = run(curves(loss, grad_norm=grad))["CTC202"]
+    assert item.evidence["count"] == 3 and item.evidence["first_step"] == 50
+    assert "logging_nan_inf_filter=False" in item.hint
+
+
+def test_ctc202_defers_to_ctc200_when_the_loss_is_non_finite_at_the_same_steps():
+    loss = healthy()
+    grad = np.full(400, 1.0)
+    grad[[50, 300]] = np.nan
+    loss[[50, 300]] = np.nan
+    found = run(curves(loss, grad_norm=grad))
+    assert "CTC202" not in found and "CTC200" in found
+
+
+# ---------------------------------------------------------------------------------------------- CTC203, CTC214
+def diverging(n: int = 400, best_at: int = 250, to: float = 2.0, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    level = ctc_level(n, floor=0.15)
+    level[best_at:] = level[best_at] + (to - level[best_at]) * np.linspace(0, 1, n - best_at) ** 0.7
+    return noisy(level, rng, sigma=0.05)
+
+
+def test_ctc203_divergence_with_the_step_it_began():
+    (item,) = run(curves(diverging()))["CTC203"]
+    assert item.severity == Severity.ERROR
+    assert 230 <= item.evidence["onset_step"] <= 300 and item.evidence["ratio"] >= 1.5
+    assert "resume from the checkpoint" in item.hint
+
+
+def test_ctc203_not_for_a_small_rebound_or_noise_near_zero():
+    level = ctc_level(400, floor=0.15)
+    best = level[250]
+    level[250:] = best * np.linspace(1, 1.3, 150)  # ends 1.3x the best: not a divergence
+    assert "CTC203" not in run(curves(noisy(level, np.random.default_rng(0), sigma=0.05)))
+    near_zero = ctc_level(400, floor=0.01)
+    near_zero[300:] *= np.linspace(1, 2.5, 100)  # 0.02 -> 0.05: 2.5x, but 0.3% of what the run descended
+    assert "CTC203" not in run(curves(noisy(near_zero, np.random.default_rng(0), sigma=0.05)))
+
+
+def test_ctc214_divergence_during_warmup_suggests_a_lower_peak():
+    lr = 0.4 * np.arange(1, 401) / 800  # still rising at the end
+    found = run(curves(diverging(), lr=lr))
+    (item,) = found["CTC214"]
+    onset = found["CTC203"][0].evidence["onset_step"]
+    assert item.evidence["lr_at_onset"] == pytest.approx(lr[onset], rel=0.02)
+    assert item.evidence["suggested_peak"] == pytest.approx(lr[onset] / 2, rel=0.02)
+    assert "CTC203" in found and "0.0" in item.hint
+
+
+def test_ctc214_not_when_the_learning_rate_was_constant():
+    found = run(curves(diverging(), lr=np.full(400, 1e-3)))
+    assert "CTC203" in found and "CTC214" not in found
+    assert "0.001 -> 3.33e-04 or 1.00e-04" in found["CTC203"][0].hint
+
+
+# ---------------------------------------------------------------------------------------------- CTC204, CTC205, CTC213
+def plateau_at(level_value: float, n: int = 400, from_share: float = 0.4, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    knee = int(from_share * n)
+    level = np.where(t < knee, level_value + (10.5 - level_value) * np.exp(-t / (knee / 5)), level_value)
+    return noisy(level, rng, sigma=0.05)
+
+
+def test_ctc204_plateau_after_a_fall():
+    found = run(curves(plateau_at(1.0)))
+    (item,) = found["CTC204"]
+    assert item.severity == Severity.WARNING
+    assert item.evidence["share"] >= 0.35 and item.evidence["level"] == pytest.approx(1.0, rel=0.1)
+    assert "ReduceLROnPlateau" in item.hint
+    assert "CTC212" in item.message  # honest: without CER or C it cannot tell the blank plateau apart
+
+
+def test_ctc204_not_when_the_loss_still_falls_or_the_schedule_has_decayed():
+    falling = healthy(400, floor=0.05, decay_share=0.25)
+    assert "CTC204" not in run(curves(falling))
+    assert "CTC204" not in run(curves(plateau_at(1.0), lr=cosine_lr(400)))
+
+
+def test_ctc213_constant_learning_rate_through_the_plateau():
+    found = run(curves(plateau_at(1.0), lr=np.full(400, 3e-4)))
+    (item,) = found["CTC213"]
+    assert item.severity == Severity.INFO and item.evidence["lr"] == pytest.approx(3e-4)
+    lr = np.full(400, 3e-4)
+    lr[300:] = 1e-4  # a step decay inside the plateau: something did react
+    assert "CTC213" not in run(curves(plateau_at(1.0), lr=lr))
+
+
+def test_ctc205_never_left_the_start():
+    rng = np.random.default_rng(0)
+    loss = noisy(np.full(400, 10.5), rng, sigma=0.05)
+    (item,) = run(curves(loss))["CTC205"]
+    assert item.severity == Severity.ERROR and "requires_grad" in item.hint
+    assert "CTC204" not in run(curves(loss))
+
+
+def test_ctc205_not_after_a_real_fall():
+    found = run(curves(plateau_at(6.0)))  # 10.5 -> 6: fell 43%
+    assert "CTC205" not in found and "CTC204" in found
+
+
+# ---------------------------------------------------------------------------------------------- CTC206
+def sawtooth(n: int = 600, seed: int = 0) -> np.ndarray:
+    """Stuck around 2 with teeth: a jump to ~5 every 12 steps, decaying back."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    level = 1.8 + 3.5 * np.exp(-(t % 12) / 2.5)
+    level[:30] = np.linspace(10.5, 3.0, 30)
+    return level * np.exp(rng.normal(0, 0.05, n))
+
+
+def test_ctc206_sawtooth_without_progress():
+    found = run(curves(sawtooth(), lr=np.full(600, 3e-3)))
+    items = [item for item in found["CTC206"] if item.evidence["kind"] == "sawtooth"]
+    (item,) = items
+    assert item.evidence["swing"] >= 0.5 * item.evidence["level"]
+    assert "0.003 -> 0.001" in item.hint and "batch" in item.hint
+    assert "CTC204" not in found  # one story for the tail
+
+
+def test_ctc206_blowup_that_recovers():
+    loss = healthy(600, floor=0.05)
+    loss[280:320] *= 6.0
+    (item,) = [item for item in run(curves(loss))["CTC206"] if item.evidence["kind"] == "blowups"]
+    assert item.evidence["ranges"][0][0] >= 270 and item.evidence["ranges"][0][1] <= 330
+    assert "recovered" in item.message
+
+
+def test_ctc206_not_for_noise_near_convergence_or_single_spikes():
+    loss = healthy(600, sigma=0.2, floor=0.05)
+    loss[[300, 301, 450]] *= 8.0
+    assert "CTC206" not in run(curves(loss))
+
+
+# ---------------------------------------------------------------------------------------------- CTC207, CTC208
+def eval_curve(values: list[float], every: int = 25) -> tuple[np.ndarray, np.ndarray]:
+    return np.arange(1, len(values) + 1) * every, np.array(values)
+
+
+def test_ctc207_overfitting_onset_with_prechelt_stops():
+    train = healthy(400, floor=0.01)
+    evals = eval_curve([4.0, 3.0, 2.0, 1.2, 1.0, 0.95, 1.0, 1.05, 1.1, 1.2, 1.25, 1.3, 1.35, 1.4, 1.45])
+    (item,) = run(curves(train, eval_loss=evals))["CTC207"]
+    assert item.evidence["best_step"] == 150 and item.evidence["gl_end"] > 40
+    assert item.evidence["gl5_step"] == 175 and item.evidence["up3_step"] == 225  # 1.0 > 1.05 * 0.95
+    assert "step 150" in item.hint
+
+
+def test_ctc207_not_for_a_small_rise_or_when_the_train_loss_rises_too():
+    train = healthy(400, floor=0.01)
+    small = eval_curve([4.0, 3.0, 2.0, 1.2, 1.0, 0.95, 0.96, 0.98, 1.0, 0.99, 1.0, 1.01, 1.02])  # GL ~7
+    assert "CTC207" not in run(curves(train, eval_loss=small))
+    evals = eval_curve([4.0, 3.0, 2.0, 1.2, 1.0, 0.95, 1.0, 1.05, 1.1, 1.2, 1.25, 1.3, 1.35, 1.4, 1.45])
+    assert "CTC207" not in run(curves(diverging(), eval_loss=evals))
+
+
+def test_ctc208_eval_rises_from_the_first_evaluation():
+    train = healthy(400, floor=0.05)
+    evals = eval_curve([3.4, 3.5, 3.6, 3.8, 4.0, 4.3, 4.6, 5.0])
+    found = run(curves(train, eval_loss=evals))
+    (item,) = found["CTC208"]
+    assert item.evidence["first"] == 3.4 and "model.eval()" in item.hint
+    assert "CTC207" not in found
+
+
+def test_ctc208_not_when_eval_improved_first():
+    train = healthy(400, floor=0.05)
+    evals = eval_curve([3.4, 3.0, 3.6, 3.8, 4.0, 4.3, 4.6, 5.0])
+    found = run(curves(train, eval_loss=evals))
+    assert "CTC208" not in found and "CTC207" in found
+
+
+# ---------------------------------------------------------------------------------------------- CTC209
+def test_ctc209_zeros_from_zero_infinity_and_negative_values():
+    loss = healthy()
+    loss[[100, 101, 250]] = 0.0
+    (item,) = run(curves(loss))["CTC209"]
+    assert item.evidence["zero"] == 3 and item.evidence["first_step"] == 100 and "zero_infinity" in item.hint
+    loss = healthy()
+    loss[200:] = -np.abs(loss[200:])
+    (item,) = run(curves(loss))["CTC209"]
+    assert item.evidence["negative"] == 200 and "log_softmax" in item.hint
+
+
+def test_ctc209_not_for_a_loss_that_converges_to_zero():
+    loss = np.concatenate([np.geomspace(10.5, 1e-5, 380), np.zeros(20)])
+    assert "CTC209" not in run(curves(loss))
+
+
+# ---------------------------------------------------------------------------------------------- CTC210, CTC212, CTC211
+def test_ctc210_error_rate_stuck_while_the_loss_keeps_falling():
+    loss = healthy(400, plateau_share=0.0, floor=0.2, decay_share=0.3)
+    evals = np.arange(25, 401, 25)
+    cer = (evals, np.full(evals.size, 0.97))
+    found = run(curves(loss, cer=cer, blank=(evals, np.full(evals.size, 0.99))))
+    (item,) = found["CTC210"]
+    assert "blank collapse" in item.message and "CTC212" not in found
+
+
+def test_ctc210_not_when_the_error_rate_comes_down():
+    loss = healthy(400, plateau_share=0.0, floor=0.2, decay_share=0.3)
+    evals = np.arange(25, 401, 25)
+    cer = (evals, np.linspace(1.0, 0.4, evals.size))
+    assert "CTC210" not in run(curves(loss, cer=cer))
+
+
+def blank_plateau(n: int = 400, seed: int = 0) -> np.ndarray:
+    return plateau_at(3.2, n=n, from_share=0.1, seed=seed)
+
+
+def test_ctc212_blank_plateau_that_never_ends_with_cer_evidence():
+    evals = np.arange(25, 401, 25)
+    found = run(curves(blank_plateau(), cer=(evals, np.full(evals.size, 1.0))))
+    (item,) = found["CTC212"]
+    assert item.severity == Severity.ERROR and "eval_cer stayed at 1.00" in item.message
+    assert "CTC204" not in found and "CTC210" not in found
+
+
+def test_ctc212_from_the_content_free_level_when_classes_are_given():
+    found = run(curves(blank_plateau()), classes=27, label_length=6)
+    (item,) = found["CTC212"]
+    assert "ln(26)" in item.message and "estimate" in item.message
+    assert item.evidence["content_free"] == pytest.approx(np.log(26))
+    plain = run(curves(blank_plateau()))  # neither CER nor C: only a plateau can be said
+    assert "CTC212" not in plain and "CTC204" in plain
+
+
+def test_ctc212_waits_for_patience_in_a_run_in_progress():
+    evals = np.arange(25, 401, 25)
+    c = curves(blank_plateau(), cer=(evals, np.full(evals.size, 1.0)))
+    assert "CTC212" in run(c)
+    assert "CTC212" not in run(c, patience=2000)
+
+
+def test_ctc211_early_blank_plateau_that_ended_is_an_info():
+    loss = healthy(600, plateau_share=0.25, floor=0.05)
+    evals = np.arange(0, 600, 25)
+    cer = (evals, np.clip(ctc_level(600, plateau_share=0.25)[evals] / 3.3, 0, 1))
+    found = run(curves(loss, cer=cer), classes=27, label_length=6)
+    (item,) = found["CTC211"]
+    assert item.severity == Severity.INFO and "ended" in item.message
+    assert 0.15 <= item.evidence["share"] <= 0.35
+    assert problems(found) == set()
+
+
+def test_ctc211_not_without_a_plateau():
+    t = np.arange(600)
+    level = 0.05 + 10.5 / (1 + t / 30) ** 1.5  # one smooth fall, never flat
+    assert "CTC211" not in run(curves(noisy(level, np.random.default_rng(0), sigma=0.05)))
+
+
+# ---------------------------------------------------------------------------------------------- CTC215
+def test_ctc215_too_few_values_to_judge_and_enough():
+    assert "CTC215" in run(curves(healthy(7)))
+    assert "CTC215" not in run(curves(healthy(20)))
+
+
+def test_accuracy_is_read_as_one_minus_error():
+    evals = np.arange(25, 401, 25)
+    accuracy = Metric(series("val_accuracy", np.full(evals.size, 0.02), evals), "accuracy", eval=True)
+    c = Curves(loss=series("loss", blank_plateau()), metrics=(accuracy,))
+    (item,) = run(c)["CTC212"]
+    assert "val_accuracy stayed at 0.02" in item.message
+
+
+def test_rules_are_fast_on_a_million_points():
+    import time
+
+    rng = np.random.default_rng(0)
+    loss = noisy(ctc_level(1_000_000), rng, sigma=0.1)
+    c = curves(loss, lr=cosine_lr(1_000_000))
+    started = time.perf_counter()
+    diagnose(c)
+    assert time.perf_counter() - started < 2.0
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_rules_never_crash_on_odd_curves(seed):
+    """Empty, constant, all-NaN, zero, negative, one-point and spiky series: findings, never an exception."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.choice([0, 1, 2, 5, 19, 20, 61, 300]))
+    loss = rng.choice([rng.normal(1, 1, n), np.full(n, 3.0), np.full(n, np.nan), np.zeros(n),
+                       np.exp(rng.normal(0, 3, n)), -np.abs(rng.normal(0, 1, n))])
+    loss = np.where(rng.random(n) < 0.1, rng.choice([np.nan, np.inf, -np.inf, 0.0]), loss)
+    evals = np.arange(0, n, 7)
+    c = curves(loss, eval_loss=(evals, rng.choice([np.abs(rng.normal(1, 1, evals.size)), np.full(evals.size, np.nan)])),
+               lr=rng.choice([np.full(n, 1e-3), np.zeros(n), np.abs(rng.normal(0, 1, n))]),
+               cer=(evals, np.clip(rng.normal(0.9, 0.2, evals.size), 0, 1.5)), grad_norm=rng.normal(1, 1, n),
+               blank=(evals, rng.random(evals.size)), parts=[("loss_ctc", loss * 0.5)])
+    for options in ({}, {"classes": 27, "label_length": 6.0}, {"patience": 100}):
+        run(c, **options)
