@@ -38,3 +38,6 @@ class Setup:
     """`"TNC"` or `"NTC"`; inferred by probing the model when None."""
     optimizer: Callable[..., Any] | None = None
     """`params -> torch.optim.Optimizer`, used by `overfit` (default Adam, lr 1e-3)."""
+    sample_labels: Callable[[int], tuple[int, Sequence[int]]] | None = None
+    """`index -> (input length, label indices)` of data set item `index`, without decoding its input: `scan`
+    then reads labels only (no collate, no inputs), for a DataLoader over a map-style data set."""

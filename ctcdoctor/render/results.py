@@ -110,9 +110,28 @@ def scan(result: dict[str, Any], every: int | None = None) -> RenderableType:
     parts: list[RenderableType] = []
     if result["spare_frames"].get("known"):
         parts += [_histogram(result), _worst(result)]
+    lengths = _lengths_line(result)
+    if lengths:
+        parts.append(Text(lengths, style="dim"))
+    drops = result.get("drop_list") or {}
+    if drops.get("file"):
+        parts.append(Text(f"drop-list written to {drops['file']}: {drops['count']:,} samples ({', '.join(drops['reasons'])})", style="dim"))
+    if drops.get("clean_manifest"):
+        clean = drops["clean_manifest"]
+        parts.append(Text(f"clean manifest written to {clean['file']}: {clean['kept']:,} records kept", style="dim"))
     if result.get("plot"):
         parts.append(Text(f"plot written to {result['plot']}", style="dim"))
     return Group(*parts)
+
+
+def _lengths_line(result: dict[str, Any]) -> str:
+    """Labels and output frames per sample: median, p99, max (percentiles are exact)."""
+    pieces = []
+    for key, name in (("label_lengths", "labels"), ("output_frames", "output frames")):
+        stats = result.get(key) or {}
+        if stats.get("count"):
+            pieces.append(f"{name} per sample: median {stats['median']:g}, p99 {stats['p99']:g}, max {stats['max']}")
+    return "; ".join(pieces)
 
 
 def _histogram(result: dict[str, Any]) -> Table:
