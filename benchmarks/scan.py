@@ -1,148 +1,309 @@
-"""`ctcdoctor scan` logic against a per-sample Python loop, measured in the same run.
+"""`ctcdoctor scan` end to end against the loops a user would write, and the manifest tier against numpy.
 
-    python benchmarks/scan.py [--samples 100000] [--batch 256]
+    python benchmarks/scan.py [--samples 100000 1000000] [--rounds 3] [--lines 8900000] [--threads]
 
-Both sides get the same in-memory batches (a loader's own cost is the user's and is
-the same for both): the vectorised side reads them with `ctcdoctor.scan.read_all`
-(normalise each batch, gather targets with tensor ops), computes the output lengths
-and runs the real CTC001-CTC002 and CTC010-CTC013 check functions; the loop side runs
-the same tests one sample at a time (`per_sample_scan` below). The counts of
-both must agree; the script prints the ratio.
+1. Loader tier. A lazy map-style data set of cheap samples (a zero input of L steps and 0-30
+   labels made from the index, so the data set itself takes no memory) behind a DataLoader with
+   a padding collate. Timed in the same process, interleaved, median of `--rounds`:
+   - the loop a user writes per item: `x, y = dataset[i]`, then frames, repeats, blank,
+     range and empty tests in Python;
+   - the loop a user writes per batch: the DataLoader (collate included), `.tolist()`, the same tests;
+   - `ctcdoctor scan` (the command's `main`, spec loading, model run and report included) with
+     `Setup.sample_labels` (labels only), and through the loader (its collate included).
+   The counts of the loops and of the scan's findings must agree. Then the peak memory (max RSS)
+   of `ctcdoctor scan` in a fresh process at each size: flat in the data set's size.
+2. Manifest tier (`--lines`, 0 to skip). A synthetic OCR label file `path<TAB>width<TAB>word`;
+   `ctcdoctor scan --manifest` against a plain vectorised numpy parse of the same file doing the
+   same arithmetic (labels per line, repeats, infeasible count), interleaved; prints lines/s and the ratio.
+`--threads` also times the scan with 1 and 2 torch threads (the scan runs with 1).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import os
+import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from pathlib import Path
 
+import numpy as np
 import torch
 
-if TYPE_CHECKING:
-    from ctcdoctor.load.batches import TargetTable
+ROOT = Path(__file__).resolve().parent.parent
+NUM_CLASSES, BLANK, STRIDE = 80, 0, 4
 
 
-def per_sample_scan(batches: Iterable[Any], num_classes: int, blank: int, output_lengths: Callable) -> dict[str, int]:
-    """The same length and label tests written as a per-sample Python loop, the baseline."""
-    counts = {"infeasible": 0, "tight": 0, "out_of_range": 0, "blank": 0, "empty": 0, "samples": 0}
-    for _inputs, targets, input_lengths, target_lengths in batches:
-        frames = output_lengths(input_lengths)
-        for n in range(len(target_lengths)):
-            length = int(target_lengths[n])
-            labels = targets[n, :length].tolist() if targets.dim() == 2 else None
-            if labels is None:
-                start = int(target_lengths[:n].sum())
-                labels = targets[start:start + length].tolist()
-            repeats = sum(1 for a, b in zip(labels, labels[1:]) if a == b)
-            needed = len(labels) + repeats
-            available = int(frames[n])
-            counts["samples"] += 1
-            counts["infeasible"] += available < needed
-            counts["tight"] += needed <= available < 1.25 * needed
-            counts["out_of_range"] += any(label < 0 or label >= num_classes for label in labels)
-            counts["blank"] += blank in labels
-            counts["empty"] += length == 0
+# ---------------------------------------------------------------- the user's data set
+
+
+def item_labels(index: int) -> list[int]:
+    size = (index * 7919) % 31
+    return [(index * 31 + k * k * 17) % (NUM_CLASSES - 1) + 1 - (k == 5 and index % 997 == 0) for k in range(size)]
+
+
+def item_length(index: int) -> int:
+    return 40 + (index * 13) % 160
+
+
+class Cheap(torch.utils.data.Dataset):
+    """Items made from their index: nothing stored, so memory measures the scan alone."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.zeros(item_length(index)), torch.tensor(item_labels(index), dtype=torch.long)
+
+    def sample_labels(self, index: int) -> tuple[int, list[int]]:
+        return item_length(index), item_labels(index)
+
+
+def collate(items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple:
+    inputs = torch.nn.utils.rnn.pad_sequence([x for x, _ in items], batch_first=True)
+    targets = torch.nn.utils.rnn.pad_sequence([y for _, y in items], batch_first=True)
+    return inputs, targets, torch.tensor([len(x) for x, _ in items]), torch.tensor([len(y) for _, y in items])
+
+
+class Model(torch.nn.Module):
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(inputs.shape[1] // STRIDE, inputs.shape[0], NUM_CLASSES).log_softmax(-1)
+
+
+def output_lengths(lengths: torch.Tensor) -> torch.Tensor:
+    return torch.div(lengths, STRIDE, rounding_mode="floor")
+
+
+def build(labels_only: bool = True):  # noqa: ANN201 - a ctcdoctor.Setup
+    from ctcdoctor import Setup
+
+    data = Cheap(int(os.environ.get("CTCDOCTOR_BENCH_SAMPLES", "1000")))
+    loader = torch.utils.data.DataLoader(data, batch_size=256, collate_fn=collate)
+    return Setup(model=Model(), loader=loader, output_lengths=output_lengths,
+                 sample_labels=data.sample_labels if labels_only else None)
+
+
+def build_loader():  # noqa: ANN201 - a ctcdoctor.Setup
+    return build(labels_only=False)
+
+
+# ---------------------------------------------------------------- the loops a user writes
+
+
+def tally(counts: dict[str, int], labels: list[int], frames: int) -> None:
+    repeats = sum(1 for a, b in zip(labels, labels[1:]) if a == b)
+    counts["infeasible"] += frames < len(labels) + repeats
+    counts["out_of_range"] += any(label < 0 or label >= NUM_CLASSES for label in labels)
+    counts["blank"] += BLANK in labels
+    counts["empty"] += not labels
+
+
+def per_item_loop(size: int) -> dict[str, int]:
+    data, counts = Cheap(size), dict.fromkeys(("infeasible", "out_of_range", "blank", "empty"), 0)
+    for index in range(len(data)):
+        inputs, labels = data[index]
+        tally(counts, labels.tolist(), len(inputs) // STRIDE)
     return counts
 
 
-def vectorised_counts(table: TargetTable, lengths: torch.Tensor, num_classes: int, blank: int) -> dict[str, int]:
-    """`per_sample_scan`'s counts from the vectorised table (the benchmark checks both agree)."""
-    required = table.required_frames()
-    values, mask = table.labels, table.mask
-    return {
-        "infeasible": int((lengths < required).sum()),
-        "tight": int(((lengths >= required) & (lengths.double() < 1.25 * required.double())).sum()),
-        "out_of_range": int((mask & ((values < 0) | (values >= num_classes))).any(dim=1).sum()),
-        "blank": int((mask & (values == blank)).any(dim=1).sum()),
-        "empty": int((table.lengths == 0).sum()),
-        "samples": table.size,
-    }
+def per_batch_loop(size: int) -> dict[str, int]:
+    loader = torch.utils.data.DataLoader(Cheap(size), batch_size=256, collate_fn=collate)
+    counts = dict.fromkeys(("infeasible", "out_of_range", "blank", "empty"), 0)
+    for _, targets, input_lengths, target_lengths in loader:
+        frames = output_lengths(input_lengths).tolist()
+        for row, length, available in zip(targets.tolist(), target_lengths.tolist(), frames):
+            tally(counts, row[:length], available)
+    return counts
 
 
-def make_batches(samples: int, batch: int, num_classes: int = 80, seed: int = 0) -> list[tuple]:
-    generator = torch.Generator().manual_seed(seed)
-    batches = []
-    for start in range(0, samples, batch):
-        size = min(batch, samples - start)
-        target_lengths = torch.randint(0, 31, (size,), generator=generator)
-        targets = torch.randint(1, num_classes, (size, int(target_lengths.max()) if size else 0), generator=generator)
-        input_lengths = torch.randint(40, 200, (size,), generator=generator)
-        batches.append((torch.zeros(size, 1), targets, input_lengths, target_lengths))
-    return batches
+def ctcdoctor_scan(size: int, function: str = "build", *extra: str) -> dict[str, int]:
+    """`ctcdoctor scan benchmarks/scan.py:FUNCTION --format json`, in this process; the counts of its findings."""
+    import json
+
+    from ctcdoctor.cli import main
+
+    os.environ["CTCDOCTOR_BENCH_SAMPLES"] = str(size)
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(io.StringIO()):
+        code = main(["scan", f"{ROOT / 'benchmarks' / 'scan.py'}:{function}", "--format", "json", *extra])
+    assert code in (0, 1), code
+    summary = json.loads(stdout.getvalue())["result"]["state"]["summary"]
+    return {"infeasible": summary["infeasible"], "out_of_range": summary["out_of_range"]["count"],
+            "blank": summary["blank"]["count"], "empty": summary["empty"]["count"]}
 
 
-def output_lengths(input_lengths):
-    return torch.div(input_lengths, 4, rounding_mode="floor")
+def seconds(function: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
 
 
-def counts_only(batches, num_classes, blank):
-    """Exactly the loop's work: read the batches into the table and count."""
-    from ctcdoctor.scan.run import read_all
-
-    data = read_all(batches)
-    return vectorised_counts(data.table, output_lengths(data.table.input_lengths), num_classes, blank)
+def median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
 
 
-def vectorised(batches, num_classes, blank):
-    """What `ctcdoctor scan` does: read the batches into one table, then run the real checks on it."""
-    from checks.labels import blank_in_targets, empty_targets, label_out_of_range, target_lengths_inconsistent
-    from checks.lengths import infeasible_alignment, tight_length_budget
-    from ctcdoctor.measure.lengths import OutputLengths
-    from ctcdoctor.scan.run import read_all
-
-    data = read_all(batches)
-    lengths = output_lengths(data.table.input_lengths)
-    known = OutputLengths(lengths, (lengths[: data.first.size],), "setup", "benchmark")
-    return (infeasible_alignment(data.table, known) + tight_length_budget(data.table, known)
-            + label_out_of_range(data.table, num_classes) + blank_in_targets(data.table, blank, None)
-            + target_lengths_inconsistent(data.table) + empty_targets(data.table))
+PEAK = """
+import contextlib, io, sys
+from ctcdoctor.cli import main
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    main(["scan", sys.argv[1], "--format", "json"])
+print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")))
+"""
 
 
-def median_time(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return sorted(times)[len(times) // 2]
+def peak_memory_mb(size: int, function: str = "build") -> float:
+    """Peak RSS of `ctcdoctor scan` in a fresh process (MB): VmHWM of the process's own memory after exec
+    (ru_maxrss would include the forked image of this, much larger, parent)."""
+    env = {**os.environ, "CTCDOCTOR_BENCH_SAMPLES": str(size)}
+    done = subprocess.run([sys.executable, "-c", PEAK, f"{ROOT / 'benchmarks' / 'scan.py'}:{function}"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, check=True)
+    return int(done.stdout.split()[-1]) / 1024
+
+
+def two_threads(size: int) -> None:
+    import ctcdoctor.scan.run as run
+
+    run.SCAN_THREADS = 2
+    try:
+        ctcdoctor_scan(size)
+    finally:
+        run.SCAN_THREADS = 1
+
+
+def loader_tier(sizes: list[int], rounds: int, threads: bool) -> None:
+    for size in sizes:
+        expected = per_item_loop(size)
+        assert per_batch_loop(size) == expected == ctcdoctor_scan(size) == ctcdoctor_scan(size, "build_loader"), expected
+        sides: dict[str, Callable[[], object]] = {
+            "per-item loop (dataset[i], Python tests)": lambda size=size: per_item_loop(size),
+            "per-batch loop (DataLoader, .tolist())": lambda size=size: per_batch_loop(size),
+            "ctcdoctor scan, Setup.sample_labels": lambda size=size: ctcdoctor_scan(size),
+            "ctcdoctor scan, through the loader": lambda size=size: ctcdoctor_scan(size, "build_loader"),
+            "ctcdoctor scan, through the loader, --workers 2": lambda size=size: ctcdoctor_scan(size, "build_loader", "--workers", "2"),
+        }
+        if threads:
+            sides["ctcdoctor scan, sample_labels, 2 threads"] = lambda size=size: two_threads(size)
+        times: dict[str, list[float]] = {name: [] for name in sides}
+        for _ in range(rounds):  # interleaved: the machine's load hits every side alike
+            for name, side in sides.items():
+                times[name].append(seconds(side))
+        medians = {name: median(values) for name, values in times.items()}
+        print(f"\n{size:,} samples, batches of 256, median of {rounds} interleaved rounds; counts agree: {expected}")
+        for name, value in medians.items():
+            print(f"  {name:45s} {value:8.2f} s  ({size / value:>12,.0f} samples/s)")
+        scan_time = medians["ctcdoctor scan, Setup.sample_labels"]
+        loop, batch = medians["per-item loop (dataset[i], Python tests)"], medians["per-batch loop (DataLoader, .tolist())"]
+        print(f"  ratio loop / vectorised (sample_labels): per-item {loop / scan_time:.1f}x, per-batch {batch / scan_time:.1f}x; "
+              f"through the loader: per-item {loop / medians['ctcdoctor scan, through the loader']:.1f}x, "
+              f"per-batch {batch / medians['ctcdoctor scan, through the loader']:.1f}x")
+    memory = {(size, function): peak_memory_mb(size, function) for size in sizes for function in ("build", "build_loader")}
+    print("\npeak memory (max RSS) of `ctcdoctor scan` in a fresh process:")
+    for (size, function), value in memory.items():
+        print(f"  {size:>10,} samples, {'sample_labels' if function == 'build' else 'loader':13s} {value:8.1f} MB")
+
+
+# ---------------------------------------------------------------- the manifest tier
+
+
+WORDS = np.array(["cat", "dog", "house", "river", "coffee", "balloon", "bookkeeper", "window", "quiz", "letter", "a"])
+
+
+def write_label_file(path: Path, lines: int, seed: int = 0) -> None:
+    """`img/NNNNNNNN.jpg<TAB>width<TAB>word` lines, written a million at a time."""
+    rng = np.random.default_rng(seed)
+    with open(path, "w", encoding="utf-8") as handle:
+        for start in range(0, lines, 1_000_000):
+            count = min(1_000_000, lines - start)
+            words = WORDS[rng.integers(0, len(WORDS), count)]
+            widths = rng.integers(16, 200, count)
+            handle.write("".join(f"img/{start + i:08d}.jpg\t{w}\t{word}\n" for i, (w, word) in enumerate(zip(widths.tolist(), words.tolist()))))
+
+
+def numpy_block(data: bytes) -> int:
+    """The peer's work on one block of whole lines: parse widths and words, count repeats, count infeasible lines."""
+    cps = np.frombuffer(data.decode("utf-8").encode("utf-32-le"), dtype=np.uint32)
+    ends = np.flatnonzero(cps == 10)
+    tabs = np.flatnonzero(cps == 9).reshape(-1, 2)  # two tabs per line
+    width = np.zeros(ends.shape[0], dtype=np.int64)
+    lengths = tabs[:, 1] - tabs[:, 0] - 1
+    for k in range(int(lengths.max())):
+        active = lengths > k
+        width[active] = width[active] * 10 + cps[tabs[active, 0] + 1 + k].astype(np.int64) - 48
+    starts = tabs[:, 1] + 1
+    sizes = ends - starts
+    text = cps[np.arange(int(sizes.sum())) + np.repeat(starts - (np.cumsum(sizes) - sizes), sizes)]
+    owner = np.repeat(np.arange(ends.shape[0]), sizes)
+    repeats = np.bincount(owner[1:][(text[1:] == text[:-1]) & (owner[1:] == owner[:-1])], minlength=ends.shape[0])
+    return int((width // STRIDE < sizes + repeats).sum())
+
+
+def numpy_parse(path: Path, block: int = 4 << 20) -> int:
+    """The peer: a plain vectorised numpy parse of the same file, a block of whole lines at a time; the infeasible count."""
+    infeasible, rest = 0, b""
+    with open(path, "rb") as handle:
+        while data := handle.read(block):
+            data = rest + data
+            cut = data.rfind(b"\n") + 1
+            rest = data[cut:]
+            infeasible += numpy_block(data[:cut])
+    return infeasible
+
+
+def manifest_scan(path: Path) -> int:
+    import json
+
+    from ctcdoctor.cli import main
+
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(io.StringIO()):
+        code = main(["scan", "--manifest", str(path), "--alphabet", "abcdefghijklmnopqrstuvwxyz", "--frames", f"L // {STRIDE}",
+                     "--format", "json"])
+    assert code in (0, 1), code
+    return int(json.loads(stdout.getvalue())["result"]["state"]["summary"]["infeasible"])
+
+
+def manifest_tier(lines: int, rounds: int) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "labels.tsv"
+        write_label_file(path, lines)
+        assert manifest_scan(path) == numpy_parse(path)
+        times: dict[str, list[float]] = {"numpy": [], "ctcdoctor": []}
+        for _ in range(rounds):
+            times["numpy"].append(seconds(lambda: numpy_parse(path)))
+            times["ctcdoctor"].append(seconds(lambda: manifest_scan(path)))
+        peer, ours = median(times["numpy"]), median(times["ctcdoctor"])
+        size = path.stat().st_size / 1e6
+        print(f"\nlabel file: {lines:,} lines ({size:,.0f} MB), median of {rounds} interleaved rounds")
+        print(f"  plain vectorised numpy parse      {peer:8.2f} s  ({lines / peer:>12,.0f} lines/s)")
+        print(f"  ctcdoctor scan --manifest         {ours:8.2f} s  ({lines / ours:>12,.0f} labels/s)")
+        print(f"  ratio ctcdoctor / numpy: {ours / peer:.2f}x (must stay under 2x)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=100_000)
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--samples", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--lines", type=int, default=None,
+                        help="label-file lines for the manifest tier (0: skip) [default: 8.9 per sample of the largest "
+                        "--samples: MJSynth's 8.9M with the default sizes]")
+    parser.add_argument("--threads", action="store_true", help="also time the scan with 2 torch threads")
+    parser.add_argument("--loop-threads", type=int, default=1,
+                        help="torch threads for the user's loops (default 1, as the scan uses; 0: torch's default)")
     args = parser.parse_args()
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `checks` as a top-level package too
-
-    # Small, memory-bound tensor ops: one thread is faster than two fighting over a busy machine,
-    # and the loop side is single-threaded anyway (`ctcdoctor scan` does the same).
-    torch.set_num_threads(1)
-    num_classes, blank = 80, 0
-    batches = make_batches(args.samples, args.batch, num_classes)
-    vectorised(batches[:2], num_classes, blank)  # warm-up (imports)
-    counts = counts_only(batches, num_classes, blank)
-    reference = per_sample_scan(batches, num_classes, blank, output_lengths)
-    assert counts == reference, (counts, reference)
-    findings = vectorised(batches, num_classes, blank)
-    infeasible = next(finding for finding in findings if finding.code == "CTC001").evidence["count"]
-    assert infeasible == reference["infeasible"], (infeasible, reference)
-    # Interleaved rounds, median of each: the machine's load hits all three alike.
-    rounds = {"loop": [], "counts": [], "scan": []}
-    for _ in range(args.rounds):
-        rounds["loop"].append(median_time(lambda: per_sample_scan(batches, num_classes, blank, output_lengths), 1))
-        rounds["counts"].append(median_time(lambda: counts_only(batches, num_classes, blank), 1))
-        rounds["scan"].append(median_time(lambda: vectorised(batches, num_classes, blank), 1))
-    slow, counting, fast = (sorted(values)[len(values) // 2] for values in rounds.values())
-    print(f"samples: {args.samples:,} in batches of {args.batch} (torch threads: 1, median of {args.rounds} interleaved rounds)")
-    print(f"counts agree: {counts}; findings: {sorted({finding.code for finding in findings})}")
-    print(f"per-sample loop (counts only):           {slow:8.3f} s  ({args.samples / slow:,.0f} samples/s)")
-    print(f"vectorised, the same counts:             {counting:8.3f} s  ({args.samples / counting:,.0f} samples/s)")
-    print(f"vectorised scan (read + check findings): {fast:8.3f} s  ({args.samples / fast:,.0f} samples/s)")
-    print(f"ratio loop / vectorised counts: {slow / counting:.1f}x; loop / full vectorised scan: {slow / fast:.1f}x")
+    sys.path.insert(0, str(ROOT))
+    if args.loop_threads:
+        torch.set_num_threads(args.loop_threads)  # the scan sets (and restores) its own
+    print(f"torch threads for the loops: {torch.get_num_threads()}; for the scan: 1")
+    loader_tier(args.samples, args.rounds, args.threads)
+    lines = args.lines if args.lines is not None else round(8.9 * max(args.samples))
+    if lines:
+        manifest_tier(lines, args.rounds)
 
 
 if __name__ == "__main__":

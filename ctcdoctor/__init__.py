@@ -19,8 +19,8 @@ __all__ = ["Setup", "Finding", "Severity", "Report", "ExitCode", "check", "__ver
 def check(
     setup_or_spec: Setup | tuple[Any, Any] | str,
     *,
-    select: tuple[str, ...] | list[str] = (),
-    ignore: tuple[str, ...] | list[str] = (),
+    select: str | tuple[str, ...] | list[str] = (),
+    ignore: str | tuple[str, ...] | list[str] = (),
     max_batches: int = 2,
     scan_batches: int = 32,
     device: str | None = None,
@@ -37,7 +37,8 @@ def check(
     from ctcdoctor.engine import check_setup, check_spec
     from ctcdoctor.load.spec import as_setup
 
-    settings = Settings(select=as_code_list(list(select)), ignore=as_code_list(list(ignore)), max_batches=max_batches,
+    # as_code_list takes "CTC001", "CTC001,CTC002" or a list, as the command line and pyproject do.
+    settings = Settings(select=as_code_list(select, "select="), ignore=as_code_list(ignore, "ignore="), max_batches=max_batches,
                         scan_batches=scan_batches, device=device, seed=seed)
     if isinstance(setup_or_spec, str):
         return check_spec(setup_or_spec, settings)

@@ -40,6 +40,9 @@ class Setup:
     """`"TNC"`, `"NTC"` or `"NCT"` (classes in the middle, as a Conv1d head gives); inferred when None."""
     optimizer: Callable[..., Any] | None = None
     """`params -> torch.optim.Optimizer`, used by `overfit` (default Adam, lr 1e-3)."""
+    sample_labels: Callable[[int], tuple[int, Sequence[int]]] | None = None
+    """`index -> (input length, label indices)` of data set item `index`, without decoding its input: `scan`
+    then reads labels only (no collate, no inputs), for a DataLoader over a map-style data set."""
     batch_axis: int | None = None
     """The axis of the input tensors that holds the samples: 0 (batch first) or 1 (time-major `(T, N, ...)`,
     as `nn.LSTM` takes by default); found from `input_lengths` when None."""

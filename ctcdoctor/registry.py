@@ -139,7 +139,7 @@ def consequence_of(item: Finding) -> str | None:
 
 
 #: Modules that document codes raised outside the checks (with `document`), next to the code raising them.
-DOCUMENTING_MODULES = ("ctcdoctor.engine", "ctcdoctor.overfit.diagnose", "ctcdoctor.training.rules")
+DOCUMENTING_MODULES = ("ctcdoctor.engine", "ctcdoctor.overfit.diagnose", "ctcdoctor.training.rules", "ctcdoctor.training.rules.outputs")
 
 _loaded = False
 

@@ -33,6 +33,7 @@ COMMANDS: dict[str, list[str]] = {
     "scan": ["scan", "examples/ocr_crnn.py"],
     "labels": ["labels", "examples/labels/gt.txt", "--alphabet", "@examples/labels/alphabet.txt"],
     "simulate": ["simulate", "--label", "aab", "--frames", "12", "--steps", "30"],
+    "logs": ["logs", "examples/runs/lr_too_high"],
 }
 
 
@@ -46,7 +47,7 @@ def _blank(value: Any, volatile: set[str]) -> Any:
 
 def normalise(document: dict[str, Any]) -> dict[str, Any]:
     volatile = set(VOLATILE_KEYS)
-    if document.get("command") in ("overfit", "simulate"):
+    if document.get("command") in ("overfit", "simulate", "logs"):
         volatile |= OVERFIT_VOLATILE
         document = _round_floats(document)
     return _blank(document, volatile)
@@ -177,3 +178,27 @@ def _documented_paths() -> list[tuple[str, str]]:
 @pytest.mark.parametrize("where,path", _documented_paths())
 def test_every_file_path_in_the_docs_exists(where, path):
     assert (ROOT / path).exists(), f"{where} names {path}, which does not exist"
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["check", "examples/broken/too_much_pooling.py", "--select", "CTC00"], 1),
+    (["explain", "CTC001"], 0),
+])
+def test_a_reader_that_leaves_early_does_not_change_the_exit_code(argv, expected):
+    """`ctcdoctor check ... | head -1`: the verdict is the exit code, whoever reads the report."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "ctcdoctor", *argv], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL)
+    assert process.stdout is not None
+    process.stdout.close()  # the reader leaves before anything is written
+    assert process.wait(timeout=300) == expected
+
+
+def test_the_python_api_takes_a_code_string_as_the_command_line_does():
+    import ctcdoctor
+    from ctchelpers import healthy_setup
+
+    report = ctcdoctor.check(healthy_setup(), select="CTC001,CTC002")
+    assert [result.code for result in report.checks] == ["CTC001", "CTC002"]

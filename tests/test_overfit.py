@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from overfitkit import USER_MODULE, write_user_module
 from torch import nn
 from typer.testing import CliRunner
 
@@ -22,71 +23,9 @@ from ctcdoctor.overfit.train import find_head, run_overfit
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
 
-# A per-frame MLP over random features: memorises one sample in ~100 Adam steps at 1e-2,
-# a few milliseconds each. Variants plant one bug each.
-USER_MODULE = textwrap.dedent(
-    '''
-    import torch
-    from torch import nn
-    from torch.utils.data import DataLoader, TensorDataset
-    from ctcdoctor import Setup
-
-    class FrameMLP(nn.Module):
-        def __init__(self, features=8, classes=6, stride=1):
-            super().__init__()
-            self.stride = stride
-            self.body = nn.Sequential(nn.Linear(features, 32), nn.Tanh())
-            self.head = nn.Linear(32, classes)
-
-        def forward(self, x):                      # x: (N, T, F)
-            x = x[:, :: self.stride]
-            return self.head(self.body(x)).log_softmax(-1)   # (N, T, C)
-
-    def collate(items):
-        xs, ys = zip(*items)
-        return torch.stack(xs), torch.stack(ys), torch.full((len(xs),), xs[0].shape[0]), torch.full((len(xs),), ys[0].shape[0])
-
-    def data(frames=16, labels=4, n=8):
-        g = torch.Generator().manual_seed(0)
-        x = torch.randn(n, frames, 8, generator=g)
-        y = torch.randint(1, 6, (n, labels), generator=g)
-        y[:, 1] = y[:, 0] % 5 + 1                   # no adjacent repeats in the first two labels
-        return TensorDataset(x, y)
-
-    def loader(**kwargs):
-        dataset = data(**kwargs)
-        return DataLoader(dataset, batch_size=4, collate_fn=collate)
-
-    def build():
-        torch.manual_seed(0)
-        return Setup(model=FrameMLP(), loader=loader(), alphabet="abcde",
-                     optimizer=lambda p: torch.optim.Adam(p, lr=1e-2))
-
-    def build_infeasible():
-        # BUG: the model keeps every 8th frame: 2 frames for 4 labels.
-        torch.manual_seed(0)
-        return Setup(model=FrameMLP(stride=8), loader=loader(), alphabet="abcde")
-
-    def build_huge_lr():
-        torch.manual_seed(0)
-        return Setup(model=FrameMLP(), loader=loader(), alphabet="abcde",
-                     optimizer=lambda p: torch.optim.SGD(p, lr=1e4))
-
-    def build_plain_batches():
-        # Not a DataLoader: a list of (inputs, targets, input_lengths, target_lengths) batches.
-        torch.manual_seed(0)
-        batches = list(loader())
-        return Setup(model=FrameMLP(), loader=batches, alphabet="abcde",
-                     optimizer=lambda p: torch.optim.Adam(p, lr=1e-2))
-    '''
-)
-
-
 @pytest.fixture()
 def module(tmp_path):
-    path = tmp_path / "tinyctc.py"
-    path.write_text(USER_MODULE)
-    return path
+    return write_user_module(tmp_path)
 
 
 def _json(result) -> dict:
@@ -161,7 +100,7 @@ def test_broken_example_collapses_to_blanks():
     document = _json(result)
     assert [f["code"] for f in document["findings"]] == ["CTC071"]
     (found,) = document["findings"]
-    assert "blank by 8.0 nats" in found["message"] and "1e-05" in found["message"]
+    assert "blank by 8.0 nats" in found["message"] and "1e-06" in found["message"]
     assert document["result"]["final_decode"] == [""]
     assert document["result"]["spikiness"]["blank_ratio"] == 1.0
 
@@ -267,7 +206,9 @@ def test_find_head_follows_the_forward_not_the_definition_order():
 def test_classify_failure_rules():
     flat = [4.0] * 100
     assert classify_failure(flat, 1.0, True, None).code == "CTC071"
-    assert classify_failure(flat, 0.5, False, None).kind == "budget"
+    assert classify_failure(flat, 0.5, False, None).kind == "plateau"
+    falling = [4.0 - 0.03 * step for step in range(100)]
+    assert classify_failure(falling, 0.5, False, None).kind == "budget"
     nonfinite = classify_failure([4.0, 3.0, math.nan], 0.0, False, 3)
     assert (nonfinite.code, nonfinite.kind, nonfinite.step) == ("CTC072", "nonfinite", 3)
     rising = [4.0] * 10 + [40.0] * 90
@@ -296,6 +237,7 @@ def test_parse_samples():
     assert parse_samples(None, default=(4,)) == (4,)
     assert parse_samples("0,3,7") == (0, 3, 7)
     assert parse_samples("0-2, 2") == (0, 1, 2)
+    assert parse_samples("0-7", limit=8) == tuple(range(8))
 
 
 def test_overfit_leaves_the_callers_random_state_alone(tmp_path):
@@ -324,6 +266,7 @@ def _failed_result(losses, lr=1e-3, blank_ratio=0.5, decode="gafah", target="gai
     result.lr, result.optimizer = lr, f"Adam(lr={lr:g})"
     result.parameters = {"total": 100, "trainable": 100, "frozen": 0, "freeze_except_head": False}
     result.clipping = {"max_norm": 5.0, "steps": len(losses), "clipped_steps": 0, "median_grad_norm": 0.2, "max_grad_norm": 1.0}
+    result.norms = [0.2] * len(losses)
     result.normalisation = "trained exactly as written"
     return result
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from ctcdoctor.cli import app
 from ctcdoctor.load.batches import TargetParts, build_target_table, normalise_batch
-from ctcdoctor.scan.run import histogram
+from ctcdoctor.scan.counts import IntCounts
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,8 +50,9 @@ def test_vectorised_table_equals_the_per_sample_table(concatenated):
 
 
 def test_histogram_bins_cover_every_value():
-    values = torch.tensor([-2, -1, 0, 0, 3, 30])
-    bins = histogram(values, bins=4)
+    counts = IntCounts()
+    counts.add(np.array([-2, -1, 0, 0, 3, 30]))
+    bins = counts.histogram(bins=4)
     assert sum(item["count"] for item in bins) == 6 and bins[0]["from"] == -2 and bins[-1]["to"] >= 30
 
 
@@ -139,7 +141,7 @@ def test_unwritable_plot_fails_before_the_scan(tmp_path, monkeypatch):
     def no_scan(*args, **kwargs):
         raise AssertionError("scanned although --plot is unwritable")
 
-    monkeypatch.setattr(ctcdoctor.scan.run, "read_all", no_scan)
+    monkeypatch.setattr(ctcdoctor.scan.run, "scan_setup", no_scan)
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     result = CliRunner().invoke(app, ["scan", str(ROOT / "examples/ocr_crnn.py"), "--plot", str(blocker / "s.png")])

@@ -16,6 +16,7 @@ import typer
 from ctcdoctor.cli.check import check
 from ctcdoctor.cli.explain import codes, explain
 from ctcdoctor.cli.labels import labels
+from ctcdoctor.cli.logs import logs
 from ctcdoctor.cli.overfit import overfit
 from ctcdoctor.cli.scan import scan
 from ctcdoctor.cli.simulate import simulate
@@ -52,6 +53,7 @@ app.command()(overfit)
 app.command()(scan)
 app.command()(labels)
 app.command()(simulate)
+app.command()(logs)
 app.command()(explain)
 app.command()(codes)
 

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console
+from rich.console import RenderableType
 from rich.markup import escape
 
-from ctcdoctor.cli.output import fail
+from ctcdoctor.cli.output import console_for, fail, silence_stdout
+
+
+def _show(*renderables: RenderableType) -> None:
+    """Print to stdout: the terminal's width in a terminal, unwrapped and unpadded in a pipe; a reader
+    that leaves early (`| head`) is not an error."""
+    console = console_for(sys.stdout)
+    try:
+        for renderable in renderables:
+            console.print(renderable)
+    except (BrokenPipeError, SystemExit):  # Rich answers a broken pipe with sys.exit(1)
+        silence_stdout()
 
 
 def explain(code: Annotated[str, typer.Argument(help="A finding code such as CTC001.", show_default=False)]) -> None:
@@ -22,9 +34,7 @@ def explain(code: Annotated[str, typer.Argument(help="A finding code such as CTC
         known = ", ".join(item.code for item in all_codes())
         fail(f"unknown code {code!r}", f"Known codes: {known}.")
         return
-    console = Console()
-    console.print(f"[bold]{info.code}[/] ({info.severity.value}) — {escape(info.title)}\n")
-    console.print(Markdown(info.doc))
+    _show(f"[bold]{info.code}[/] ({info.severity.value}) — {escape(info.title)}\n", Markdown(info.doc))
 
 
 def codes() -> None:
@@ -39,4 +49,4 @@ def codes() -> None:
     table.add_column("title")
     for info in all_codes():
         table.add_row(info.code, info.severity.value, escape(info.title))
-    Console().print(table)
+    _show(table)

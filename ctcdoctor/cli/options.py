@@ -78,6 +78,8 @@ Seed = Annotated[
 ]
 
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+#: A file name to suggest when an output option names a folder.
+DEFAULT_NAMES = {"--output": "report.json", "--junit-xml": "junit.xml", "--sarif": "ctcdoctor.sarif", "--drop-list": "drop.txt"}
 
 
 def ensure_writable(path: Path | None, option: str) -> None:
@@ -91,8 +93,9 @@ def ensure_writable(path: Path | None, option: str) -> None:
     """
     if path is None:
         return
-    if path.is_dir():
-        raise UserInputError(f"{option} {path} is a folder", f"Give a file name, e.g. {path / 'report'}{path.suffix or '.png'}.")
+    example = path / ("figure.png" if option in ("--plot", "--out") else DEFAULT_NAMES.get(option, "report.json"))
+    if path.is_dir() or str(path).endswith(("/", os.sep)):
+        raise UserInputError(f"{option} {path} is a folder", f"Give a file name, e.g. {example}.")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         existed = path.exists()
@@ -102,6 +105,9 @@ def ensure_writable(path: Path | None, option: str) -> None:
             os.unlink(path)
     except OSError as error:
         reason = error.strerror or str(error)
+        blocker = next((parent for parent in path.parents if parent.is_file()), None)
+        if blocker is not None:  # mkdir says "File exists" when a parent is a file: say which
+            reason = f"{blocker} is a file, not a folder"
         raise UserInputError(f"cannot write {option} {path}: {reason}", "Choose a path in a folder you can write to.") from None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import io
+import os
 import re
 import sys
 import traceback
@@ -193,17 +194,30 @@ def emit(report, how: Emit, fail_on) -> int:  # noqa: ANN001 - Report and Severi
             how.output.write_text(document + "\n", encoding="utf-8")
         except OSError as error:
             raise UserInputError(f"cannot write --output {how.output}: {error.strerror or error}", "Choose a writable path.") from error
+    code = int(ExitCode.FINDINGS if fails(list(report.findings), fail_on) else ExitCode.OK)
     stream = report_stream()
-    if how.output_format is OutputFormat.json:
-        stream.write(document + "\n")
-        stream.flush()
-    else:
-        from ctcdoctor.render.console import RenderOptions, render_console
+    try:
+        if how.output_format is OutputFormat.json:
+            stream.write(document + "\n")
+            stream.flush()
+        else:
+            from ctcdoctor.render.console import RenderOptions, render_console
 
-        console = console_for(stream)
-        render_console(report, console, RenderOptions(verbose=how.verbose, every=how.every))
+            console = console_for(stream)
+            render_console(report, console, RenderOptions(verbose=how.verbose, every=how.every))
+    except (BrokenPipeError, SystemExit):
+        # `ctcdoctor check ... | head -1`: the reader left (Rich answers a broken pipe with sys.exit(1));
+        # the verdict, and so the exit code, stand.
+        silence_stdout()
     _ci_formats(report, how, fail_on)
-    return int(ExitCode.FINDINGS if fails(list(report.findings), fail_on) else ExitCode.OK)
+    return code
+
+
+def silence_stdout() -> None:
+    """Point the process's stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def _ci_formats(report, how: Emit, fail_on) -> None:  # noqa: ANN001 - Report and Severity, imported lazily

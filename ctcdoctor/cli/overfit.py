@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -9,14 +11,30 @@ import typer
 
 import ctcdoctor.cli.options as opt
 from ctcdoctor.cli.output import Emit, emit, guarded, stderr_console
-from ctcdoctor.overfit.result import DEFAULT_CLIP, DEFAULT_EVAL_EVERY, DEFAULT_PATIENCE, DEFAULT_STEPS
+from ctcdoctor.overfit.result import (
+    DEFAULT_CLIP,
+    DEFAULT_EVAL_EVERY,
+    DEFAULT_PATIENCE,
+    DEFAULT_STEPS,
+    MAX_SAMPLES,
+    PROGRESS_EVERY,
+    PROGRESS_SECONDS,
+)
+
+
+class LossChoice(str, Enum):
+    auto = "auto"
+    criterion = "criterion"
+    ctc = "ctc"
 
 
 def overfit(
     spec: opt.Spec,
     sample: Annotated[int, typer.Option("--sample", min=0, help="Index of the sample to memorise (dataset[i] for a DataLoader).")] = 0,
     samples: Annotated[
-        str | None, typer.Option("--samples", help="Several samples at once: 0,3,7 or 0-3 (overrides --sample).", show_default=False)
+        str | None,
+        typer.Option("--samples", help=f"A small batch at once: 0,3,7 or 0-7, at most {MAX_SAMPLES} (overrides --sample).",
+                     show_default=False),
     ] = None,
     steps: Annotated[
         int, typer.Option("--steps", min=1, help="Step budget; fitting stops early. Small models fit one sample in 150-600.")
@@ -24,13 +42,19 @@ def overfit(
     lr: Annotated[
         float | None, typer.Option("--lr", help="Learning rate (overrides Setup.optimizer's) [default: Adam 1e-3].", show_default=False)
     ] = None,
+    lr_probe: Annotated[bool, typer.Option("--lr-probe", help="Also train at lr/10 and 10*lr and say which fits.")] = False,
+    loss: Annotated[
+        LossChoice, typer.Option("--loss", metavar="auto|criterion|ctc",
+                                 help="Loss to train: auto = Setup.criterion when given, else ctcdoctor's ctc_loss.")
+    ] = LossChoice.auto,
     alpha: Annotated[
         float | None, typer.Option("--alpha", help="Modified CTC: non-blank proportion of the pseudo ground truth, in (0, 1).", show_default=False)
     ] = None,
     gamma: Annotated[float, typer.Option("--gamma", min=0.0, help="Modified CTC: key-frame weighting exponent (0 = plain CTC).")] = 0.0,
     freeze_except_head: Annotated[bool, typer.Option("--freeze-except-head", help="Train only the final layer with parameters.")] = False,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed (dropout, initial state of the copy's RNG).")] = 0,
+    seed: opt.Seed = None,
     device: opt.Device = None,
+    timeout: opt.Timeout = None,
     clip: Annotated[float, typer.Option("--clip", min=0.0, help="Gradient clipping max norm (0 turns clipping off).")] = DEFAULT_CLIP,
     eval_every: Annotated[int, typer.Option("--eval-every", min=1, help="Decode and check every this many steps.")] = DEFAULT_EVAL_EVERY,
     patience: Annotated[
@@ -39,6 +63,13 @@ def overfit(
     threads: Annotated[
         int, typer.Option("--threads", min=0, help="CPU threads while training (0 = torch's default); one sample trains fastest on one.")
     ] = 1,
+    probe_jobs: Annotated[
+        int | None, typer.Option("--probe-jobs", min=1, help="Processes for --lr-probe's extra runs [default: 2 with 4+ cores, else 1].",
+                                 show_default=False)
+    ] = None,
+    progress_every: Annotated[
+        int, typer.Option("--progress-every", min=1, help="When stderr is not a terminal (CI logs): a progress line every N steps.")
+    ] = PROGRESS_EVERY,
     plot: opt.Plot = None,
     output_format: opt.Format = opt.OutputFormat.text,
     output: opt.Output = None,
@@ -54,77 +85,126 @@ def overfit(
     """Train a copy of the model on one sample until it decodes it exactly; diagnose it when it cannot.
 
     Runs the length, label and output checks on the sample first (an infeasible length
-    is reported as CTC001 and training is skipped).
+    is reported as CTC001 and training is skipped). The fit is judged in eval mode.
 
     Exit 0: fitted. Exit 1: CTC070 (did not fit in the budget), CTC071 (collapsed to
-    blanks), CTC072 (diverged, oscillated or NaN), or a static error.
+    blanks), CTC072 (diverged, oscillated or NaN), CTC073 (a small batch did not fit),
+    or a static error. Exit 2: a usage error, or --timeout ran out.
     """
+    flags = dict(sample=sample, samples=samples, steps=steps, lr=lr, lr_probe=lr_probe, loss=loss.value, alpha=alpha,
+                 gamma=gamma, freeze_except_head=freeze_except_head, clip=clip, eval_every=eval_every, patience=patience,
+                 threads=threads, probe_jobs=probe_jobs)
 
     def work() -> int:
         how = Emit(output_format, output, verbose, junit_xml=junit_xml, sarif=sarif, no_github=no_github)
         from ctcdoctor.config import resolve_settings, spec_folder
-        from ctcdoctor.errors import UserInputError
-        from ctcdoctor.findings import Report
-        from ctcdoctor.load.samples import parse_samples
-        from ctcdoctor.load.spec import load_setup
-        from ctcdoctor.overfit.result import OverfitOptions
-        from ctcdoctor.overfit.train import run_overfit
-        from ctcdoctor.registry import apply_ignore, sort_findings
+        from ctcdoctor.load.limits import deadline
 
-        settings = resolve_settings(spec_folder(spec), fail_on=fail_on, select=select, ignore=ignore, device=device)
-        if alpha is not None and not 0.0 < alpha < 1.0:
-            raise UserInputError(f"--alpha {alpha}: must lie in (0, 1)", "Try --alpha 0.5 (half the frames non-blank).")
-        chosen = parse_samples(samples, default=(sample,))
-        options = OverfitOptions(
-            samples=chosen,
-            steps=steps,
-            lr=lr,
-            alpha=alpha,
-            gamma=gamma,
-            freeze_except_head=freeze_except_head,
-            seed=seed,
-            device=settings.device or "auto",
-            clip=clip,
-            eval_every=eval_every,
-            patience=patience,
-            threads=threads or None,
-        )
+        settings = resolve_settings(spec_folder(spec), fail_on=fail_on, select=select, ignore=ignore, device=device,
+                                    timeout=timeout, seed=seed)
+        options = _options(flags, settings)
         opt.ensure_plot_path(plot)  # before training: a failed write must not throw the run away
         how.check_paths()
-        if options.device != "auto":
-            from ctcdoctor.load.device import resolve_device
-
-            resolve_device(options.device)
-        setup = load_setup(spec)
-        show = output_format is opt.OutputFormat.text or stderr_console().is_terminal
-        findings, checks, result = _run_with_progress(run_overfit, setup, spec, options, show)
-        result_document = result.to_dict()
-        if plot is not None:
-            result_document["plot"] = _write_plot(result, plot)
-        invocation = f"{spec} --samples {','.join(map(str, chosen))}" if len(chosen) > 1 else f"{spec} --sample {chosen[0]}"
-        findings = apply_ignore(findings, settings.ignore)
-        if settings.select:
-            from ctcdoctor.registry import matches
-
-            findings = [item for item in findings if matches(item.code, settings.select)]
-        report = Report(
-            "overfit",
-            spec,
-            sort_findings(findings),
-            tuple(checks),
-            result=result_document,
-            seconds=result.seconds,
-            invocation=invocation,
-            config=str(settings.config_path) if settings.config_path else None,
-        )
+        with deadline(settings.timeout):
+            report = _overfit_report(spec, options, settings, plot, _progress_mode(progress_every))
         return emit(report, how, settings.fail_on)
 
     guarded(debug, work)
 
 
-def _run_with_progress(run_overfit: Any, setup: Any, spec: str, options: Any, show: bool) -> Any:
-    if not show:
-        return run_overfit(setup, spec, options)
+def _options(flags: dict[str, Any], settings: Any) -> Any:
+    """OverfitOptions from the flags and the settings; every value that cannot train is exit 2 here, before loading."""
+    from ctcdoctor.errors import UserInputError
+    from ctcdoctor.load.samples import parse_samples
+    from ctcdoctor.overfit.prepare import validate_options
+    from ctcdoctor.overfit.result import OverfitOptions
+
+    alpha = flags["alpha"]
+    if alpha is not None and not 0.0 < alpha < 1.0:
+        raise UserInputError(f"--alpha {alpha}: must lie in (0, 1)", "Try --alpha 0.5 (half the frames non-blank).")
+    chosen = parse_samples(flags["samples"], default=(flags["sample"],), limit=MAX_SAMPLES)
+    options = OverfitOptions(
+        samples=chosen, steps=flags["steps"], lr=flags["lr"], alpha=alpha, gamma=flags["gamma"],
+        freeze_except_head=flags["freeze_except_head"], seed=settings.seed, device=settings.device or "auto",
+        clip=flags["clip"], eval_every=flags["eval_every"], patience=flags["patience"], threads=flags["threads"] or None,
+        loss=flags["loss"], lr_probe=flags["lr_probe"], probe_jobs=flags["probe_jobs"],
+    )
+    validate_options(options)
+    if options.device != "auto":
+        from ctcdoctor.load.device import resolve_device
+
+        resolve_device(options.device)
+    return options
+
+
+def _overfit_report(spec: str, options: Any, settings: Any, plot: Path | None, progress: str) -> Any:
+    from ctcdoctor.findings import Report
+    from ctcdoctor.load.limits import doing
+    from ctcdoctor.load.spec import load_setup
+    from ctcdoctor.load.state import seeded
+    from ctcdoctor.overfit.train import run_overfit
+    from ctcdoctor.registry import apply_ignore, matches, sort_findings
+
+    with seeded(options.seed):  # --seed before build(), as check does: the same seed builds the same model
+        with doing(f"loading {spec}"):
+            setup = load_setup(spec)
+        findings, checks, result = _run_with_progress(run_overfit, setup, spec, options, progress)
+    result_document = result.to_dict()
+    if plot is not None:
+        result_document["plot"] = _write_plot(result, plot)
+    chosen = options.samples
+    invocation = f"{spec} --samples {','.join(map(str, chosen))}" if len(chosen) > 1 else f"{spec} --sample {chosen[0]}"
+    findings = apply_ignore(findings, settings.ignore)
+    if settings.select:
+        findings = [item for item in findings if matches(item.code, settings.select)]
+    return Report("overfit", spec, sort_findings(findings), tuple(checks), result=result_document, seconds=result.seconds,
+                  invocation=invocation, config=str(settings.config_path) if settings.config_path else None)
+
+
+def _progress_mode(every: int) -> str:
+    """"bar" (a live bar on a terminal), "lines:N" (a plain line every N steps: CI logs, pipes)."""
+    if stderr_console().is_terminal:
+        return "bar"
+    return f"lines:{every}"
+
+
+def _run_with_progress(run_overfit: Any, setup: Any, spec: str, options: Any, mode: str) -> Any:
+    if mode.startswith("lines:"):
+        lines = PlainProgress(int(mode.split(":")[1]))
+        return run_overfit(setup, spec, options, on_progress=lines.progress, on_phase=lines.phase, loadable=True)
+    return _with_bar(run_overfit, setup, spec, options)
+
+
+class PlainProgress:
+    """Plain progress lines on stderr for output that is not a terminal: every `every` steps (and at least every
+    PROGRESS_SECONDS), one line with the step, the loss, the CER and the decode, so a long run is visibly alive."""
+
+    def __init__(self, every: int) -> None:
+        import time
+
+        self.every = every
+        self.clock = time.monotonic
+        self.last = self.clock()
+        self.printed_step = 0
+
+    def _print(self, text: str) -> None:
+        print(f"overfit: {text}", file=sys.stderr, flush=True)
+        self.last = self.clock()
+
+    def phase(self, text: str) -> None:
+        self._print(text + "…")
+
+    def progress(self, progress: Any) -> None:
+        if progress.step - self.printed_step < self.every and self.clock() - self.last < PROGRESS_SECONDS:
+            return
+        self.printed_step = progress.step
+        decode = progress.decode if len(progress.decode) <= 60 else progress.decode[:59] + "…"
+        fits = f" (decode = target, {progress.streak} in a row)" if progress.streak else ""
+        self._print(f"step {progress.step}/{progress.steps} loss {progress.loss:.4g} CER {progress.cer:.2f} "
+                    f"decode {decode!r}{fits}")
+
+
+def _with_bar(run_overfit: Any, setup: Any, spec: str, options: Any) -> Any:
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -145,6 +225,7 @@ def _run_with_progress(run_overfit: Any, setup: Any, spec: str, options: Any, sh
     def on_phase(text: str) -> None:
         if text == "training":
             status.stop()
+            bar.reset(task, total=options.steps, loss="-", cer="-", decode="")
             bar.start()
         elif text == "final decode":
             bar.stop()
@@ -165,7 +246,7 @@ def _run_with_progress(run_overfit: Any, setup: Any, spec: str, options: Any, sh
 
     status.start()
     try:
-        return run_overfit(setup, spec, options, on_progress=on_progress, on_phase=on_phase)
+        return run_overfit(setup, spec, options, on_progress=on_progress, on_phase=on_phase, loadable=True)
     finally:
         bar.stop()
         status.stop()

@@ -71,17 +71,22 @@ def share_decision(decision: dict[str, Any] | None) -> dict[str, Any]:
 
 
 class CTCDoctorCallback(TrainerCallback):
-    """Check the set-up when training begins; stop the run when a finding reaches `stop_on`.
+    """Check the set-up when training begins, then monitor the run; stop it when a finding reaches `stop_on`.
 
     Args:
         stop_on: "error" (default), "warning" or "info": the lowest severity that stops training; None reports
             and never stops.
-        report_path: where the JSON report goes (default `args.output_dir / "ctcdoctor_check.json"`).
-        every: checks during training every this many steps (kept for the training monitor; the start-of-training
-            check does not use it).
+        report_path: the JSON report: the training monitor's final report, which holds the check's findings too
+            (without a monitor, `every=None`: the check's report). The check's own report is always written to
+            `args.output_dir / "ctcdoctor_check.json"` as well.
+        every: the training monitor (`ctcdoctor.integrations.transformers_monitor.TrainerMonitor`) measures the
+            model's outputs every this many steps (default 100, as the Lightning and Keras callbacks); None: no
+            monitor, the check alone.
+        check: run `ctcdoctor check` when training begins (default True).
         max_batches: batches the model runs on; scan_batches: batches the label and length checks read.
         select, ignore: finding codes or prefixes, as `ctcdoctor check --select/--ignore`.
-        print_report: print the report on the rank-0 process's stdout.
+        print_report: print the check's report on the rank-0 process's stdout.
+        monitor_options: passed to the monitor (`metrics_path`, `plot_path`, `patience`, ...).
     """
 
     def __init__(
@@ -89,12 +94,14 @@ class CTCDoctorCallback(TrainerCallback):
         *,
         stop_on: str | None = "error",
         report_path: str | Path | None = None,
-        every: int | None = None,
+        every: int | None = 100,
+        check: bool = True,
         max_batches: int = 2,
         scan_batches: int = 8,
         select: Sequence[str] = (),
         ignore: Sequence[str] = (),
         print_report: bool = True,
+        **monitor_options: Any,
     ) -> None:
         if stop_on is not None and str(stop_on).lower() not in STOP_LEVELS:
             raise ValueError(f"stop_on={stop_on!r}: use one of {STOP_LEVELS} or None")
@@ -103,13 +110,19 @@ class CTCDoctorCallback(TrainerCallback):
         self.stop_on = None if stop_on is None else Severity.parse(str(stop_on).lower())
         self.report_path = None if report_path is None else Path(report_path)
         self.every = None if every is None else int(every)
+        self.check = check
         self.max_batches, self.scan_batches = max_batches, max(scan_batches, max_batches)
         self.select, self.ignore = tuple(select), tuple(ignore)
         self.print_report = print_report
+        self.monitor_options = monitor_options
         self.report: Report | None = None
         """The report of the start-of-training check (on the rank-0 process), once it ran."""
+        self.final_report: Report | None = None
+        """The monitor's final report (check findings included), after training."""
+        self.monitor: Any = None
+        """The `TrainerMonitor` while training runs (None with `every=None`, or for a model it cannot read)."""
         self.stopped = False
-        """Whether this callback stopped training (on every rank)."""
+        """Whether the start-of-training check stopped training (on every rank)."""
         self.written: Path | None = None
 
     # ------------------------------------------------------------------ the trainer's events
@@ -118,13 +131,59 @@ class CTCDoctorCallback(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> TrainerControl:
         decision = None
-        if state.is_world_process_zero:
+        if self.check and state.is_world_process_zero:
             decision = self._decide(args, kwargs)
-        decision = share_decision(decision)
+        decision = share_decision(decision) if self.check else {"stop": False}
+        if self.every is not None:
+            self._start_monitor(args, state, control, kwargs)
+        if self.report is not None and self.monitor is None:
+            self._show(self.report)  # with a monitor, its preflight prints the check's findings
         if decision["stop"]:
             control.should_training_stop = True
             self.stopped = True
         return control
+
+    def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if self.monitor is not None:
+            self.monitor.on_step_begin(args, state, control)
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if self.monitor is not None:
+            self.monitor.on_step_end(args, state, control, **kwargs)
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+               logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if self.monitor is not None:
+            self.monitor.on_log(args, state, control, logs)
+
+    def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                    metrics: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if self.monitor is not None:
+            self.monitor.on_evaluate(args, state, control, metrics)
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if self.monitor is not None:
+            self.final_report = self.monitor.on_train_end(args, state, control)
+
+    def _start_monitor(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                       kwargs: dict[str, Any]) -> None:
+        """The training monitor, fed by this callback's events; the check's findings join its verdicts."""
+        from ctcdoctor.integrations.transformers_monitor import TrainerMonitor
+
+        model = kwargs.get("model")
+        processor = kwargs.get("processing_class") or kwargs.get("tokenizer")
+        tokenizer = getattr(processor, "tokenizer", None) or (processor if hasattr(processor, "convert_ids_to_tokens") else None)
+        monitor = TrainerMonitor(self.report_path, self.every or 100, None if self.stop_on is None else self.stop_on.value,
+                                 tokenizer=tokenizer, **self.monitor_options)
+        try:
+            monitor.attach(model, args, state)
+        except Exception as error:  # not a Hugging Face model the monitor can read: the check alone
+            if state.is_world_process_zero:
+                self._say(f"ctcdoctor: no training monitor for {type(model).__name__} ({type(error).__name__}: {error}).")
+            return
+        self.monitor = monitor
+        if self.report is not None:
+            monitor.preflight(self.report, control)
 
     # ------------------------------------------------------------------ rank 0
 
@@ -143,7 +202,6 @@ class CTCDoctorCallback(TrainerCallback):
             return {"stop": False, "reason": f"{type(error).__name__}: {error}"}
         self.report = report
         self.written = self._write(args, report)
-        self._show(report)
         stop_on = self.stop_on
         stopping = [item for item in report.findings if stop_on is not None and item.severity.rank >= stop_on.rank]
         if stopping and stop_on is not None:
@@ -173,7 +231,8 @@ class CTCDoctorCallback(TrainerCallback):
     def _write(self, args: TrainingArguments, report: Report) -> Path:
         from ctcdoctor.render.json import render_json
 
-        path = self.report_path or Path(args.output_dir or ".") / REPORT_NAME
+        own = self.report_path if self.every is None else None  # with a monitor, report_path is the monitor's
+        path = own or Path(args.output_dir or ".") / REPORT_NAME
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(render_json(report) + "\n", encoding="utf-8")
         return path

@@ -69,8 +69,8 @@ def deadline(seconds: float | None) -> Iterator[None]:
     def expire(_signum: int, _frame: object) -> None:
         raise CommandTimeout(
             f"ran past --timeout {seconds:g} s while {current_activity()}",
-            "Give it more time (--timeout), or bound the work: fewer batches (--max-batches/--scan-batches), "
-            "a finite loader, a smaller --steps.",
+            "Give it more time (--timeout), or bound the work: fewer batches (check: --max-batches/--scan-batches), "
+            "fewer samples (scan: --max-samples), a smaller --steps (overfit), a finite loader.",
         )
 
     previous = signal.signal(signal.SIGALRM, expire)

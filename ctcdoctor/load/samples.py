@@ -10,27 +10,34 @@ from typing import Any
 
 from ctcdoctor.errors import UserInputError
 
+UNBATCH_LIMIT = 10_000
+"""Most samples read from a loader that cannot be indexed (not a map-style DataLoader) while looking
+for the chosen ones: an infinite loader must not make `--sample 10**9` run for ever."""
 
-def parse_samples(text: str | None, default: Sequence[int] = (0,)) -> tuple[int, ...]:
-    """`"0,3,7"` -> (0, 3, 7); ranges `"0-3"` too. Raises UserInputError on junk."""
+
+def parse_samples(text: str | None, default: Sequence[int] = (0,), limit: int | None = None) -> tuple[int, ...]:
+    """`"0,3,7"` -> (0, 3, 7); ranges `"0-3"` too. Raises UserInputError on junk, and when the ranges name
+    more than `limit` samples (counted before any range is expanded: `0-100000000` costs nothing)."""
     if text is None or not str(text).strip():
         return tuple(default)
-    picked: list[int] = []
+    spans: list[tuple[int, int]] = []
     for part in str(text).replace(" ", "").split(","):
         if not part:
             continue
         try:
-            if "-" in part:
-                low, high = part.split("-", 1)
-                picked.extend(range(int(low), int(high) + 1))
-            else:
-                picked.append(int(part))
+            low, _, high = part.partition("-") if "-" in part else (part, "", part)
+            spans.append((int(low), int(high)))
         except ValueError:
             raise UserInputError(f"--samples {text!r}: {part!r} is not a sample index", "Write indices like 0 or 0,3,7 or 0-3.") from None
+    if any(low < 0 for low, _ in spans):
+        raise UserInputError(f"--samples {text!r}: sample indices start at 0", "Use non-negative indices.")
+    count = sum(max(high - low + 1, 0) for low, high in spans)
+    if limit is not None and count > limit:
+        raise UserInputError(f"--samples {text!r} names {count:,} samples; at most {limit} can be trained together",
+                             "Pick a small batch, e.g. --samples 0-7.")
+    picked = [index for low, high in spans for index in range(low, high + 1)]
     if not picked:
         raise UserInputError(f"--samples {text!r} names no sample", "Write indices like 0 or 0,3,7.")
-    if any(index < 0 for index in picked):
-        raise UserInputError(f"--samples {text!r}: sample indices start at 0", "Use non-negative indices.")
     return tuple(dict.fromkeys(picked))
 
 
@@ -98,6 +105,13 @@ def _unbatch(loader: Any, indices: Sequence[int], batch_axis: int | None = None)
             seen += batch.size
             if len(found) == len(wanted):
                 break
+            if seen >= UNBATCH_LIMIT:
+                missing = sorted(wanted - set(found))
+                raise UserInputError(
+                    f"sample {missing[0]} is not among the first {seen:,} samples the loader yields; ctcdoctor reads at most "
+                    f"{UNBATCH_LIMIT:,} from a loader it cannot index",
+                    f"Pick a sample below {seen:,}, or give a DataLoader over a map-style data set (dataset[i] is read directly).",
+                )
     except UserInputError:
         raise
     except Exception as error:

@@ -1,285 +1,44 @@
-"""Why a single-sample overfit failed: classify the loss curve and name the likely causes.
+"""Why an overfit run failed: the verdict (CTC070-CTC073) and its finding, and the codes' documentation.
 
-Pure functions of the run's numbers; `ctcdoctor.overfit` calls them and attaches the finding.
+`ctcdoctor.overfit.rules` holds the pure rules that classify a failed run, `ctcdoctor.overfit.explain`
+the words; this module gathers the run's numbers, calls both, and documents the codes it raises.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ctcdoctor.findings import Finding
-from ctcdoctor.overfit.curve import loss_trend, median
-from ctcdoctor.overfit.result import DEFAULT_LR, DEFAULT_STEPS
-from ctcdoctor.registry import document, finding
-from ctcdoctor.render.phrases import number
+from ctcdoctor.overfit.explain import explain_failure
+from ctcdoctor.overfit.rules import Verdict, classify_failure, collapse_causes
+from ctcdoctor.registry import document
 
 if TYPE_CHECKING:  # pragma: no cover
     from ctcdoctor.overfit.result import OverfitResult
 
-BLANK_COLLAPSE_RATIO = 0.95
-"""CTC071 when, at the end, blank is the argmax on at least this share of frames and every
-decode is empty."""
-DIVERGED_FACTOR = 1.5
-"""CTC072 "diverged" when the median loss of the last tenth exceeds the first steps' by this factor."""
-REBOUND_FACTOR = 3.0
-"""CTC072 "diverged" too when the end sits this far above the best loss reached (and above 0.5)."""
-OSCILLATION_JUMPS = 0.2
-"""CTC072 "oscillated" when at least this share of the last half's steps jump up by >= 20% and the
-loss at the end is still above half its starting value (a noisy loss that keeps falling is not this)."""
-SMALL_LR = 1e-4
-"""A learning rate below this is named as a likely cause of a blank collapse (for Adam-like optimizers)."""
-BLANK_BIAS_NATS = 3.0
-"""A head bias favouring blank by more than this many nats is named as a likely cause."""
-BLANK_PHASE_DROP = 0.05
-"""All-blank output with the loss still dropping by more than this share over the last quarter is the
-normal early blank phase of CTC training (CTC070, more steps), not a collapse (CTC071), unless a
-cause of a collapse was measured (blank bias, tiny learning rate, frozen layers, vanishing gradients)."""
+__all__ = ["Verdict", "classify_failure", "collapse_causes", "diagnose", "explain_failure"]
 
 
-def suggested_steps(steps: int) -> int:
-    """A budget worth trying when the loss was still falling: twice this run's, at least the default."""
-    return max(2 * steps, DEFAULT_STEPS)
+def _labels_from(result: OverfitResult) -> int | None:
+    """The first evaluation step whose eval-mode decode was not empty (for every sample with a target)."""
+    for evaluation in result.evaluations:
+        if any(decode for decode in evaluation.decodes):
+            return evaluation.step
+    return None
 
 
-@dataclass(frozen=True)
-class Verdict:
-    code: str
-    kind: str
-    """"nonfinite", "diverged", "oscillated", "blank" (CTC071), "blank_phase" or "budget" (CTC070)."""
-    step: int | None = None
-
-
-def classify_failure(
-    losses: Sequence[float],
-    final_blank_ratio: float,
-    decodes_empty: bool,
-    nonfinite_step: int | None,
-    collapse_explained: bool = False,
-) -> Verdict:
-    """Pure rule that names a failed run. Order: non-finite, diverged, blank collapse, oscillation, budget.
-
-    All-blank output while the loss still falls fast (`BLANK_PHASE_DROP`) is the normal early
-    blank phase (CTC070 "blank_phase": more steps), unless `collapse_explained` (a measured cause
-    of a collapse: `collapse_causes`, or a static error).
-    """
-    if nonfinite_step is not None:
-        return Verdict("CTC072", "nonfinite", nonfinite_step)
-    if losses:
-        early = median(losses[:5])
-        window = max(5, len(losses) // 10)
-        tail = median(losses[-window:])
-        best = min(losses)
-        if tail > DIVERGED_FACTOR * early or (tail > REBOUND_FACTOR * best and tail - best > 0.5):
-            peak = max(range(len(losses)), key=lambda i: losses[i]) + 1
-            return Verdict("CTC072", "diverged", peak)
-    if decodes_empty and final_blank_ratio >= BLANK_COLLAPSE_RATIO:
-        recent = loss_trend(losses)
-        if not collapse_explained and recent["trend"] == "falling" and recent["drop"] > BLANK_PHASE_DROP:
-            return Verdict("CTC070", "blank_phase")
-        return Verdict("CTC071", "blank")
-    early_median = median(losses[:5]) if losses else float("nan")
-    stalled = bool(losses) and median(losses[-max(5, len(losses) // 10):]) > 0.5 * early_median
-    if len(losses) >= 20 and stalled:  # noisy but still learning (dropout) is not oscillation
-        half = losses[len(losses) // 2 :]
-        jumps = sum(1 for a, b in zip(half, half[1:]) if b > 1.2 * a and b - a > 0.05)
-        if jumps >= OSCILLATION_JUMPS * (len(half) - 1):
-            first_jump = next(
-                (len(losses) - len(half) + i + 2 for i, (a, b) in enumerate(zip(half, half[1:])) if b > 1.2 * a and b - a > 0.05),
-                None,
-            )
-            return Verdict("CTC072", "oscillated", first_jump)
-    return Verdict("CTC070", "budget")
-
-
-def _number(value: float | None) -> str:
-    return number(value, 3, missing="?")
-
-
-def _quote(text: str) -> str:
-    return f'"{text}"'
-
-
-def _collapse_repeats(sequence: Sequence[Any]) -> list[Any]:
-    return [item for position, item in enumerate(sequence) if position == 0 or item != sequence[position - 1]]
-
-
-def collapse_causes(result: OverfitResult, context: dict[str, Any]) -> list[str]:
-    """Measured reasons for an all-blank output other than too few steps (empty: none measured)."""
-    causes: list[str] = []
-    gap = context.get("blank_bias_gap")
-    lr = result.lr
-    frozen = result.parameters.get("frozen", 0)
-    median_norm = result.clipping.get("median_grad_norm")
-    if gap is not None and gap > BLANK_BIAS_NATS:
-        causes.append(f"the head ({result.head}) bias favours blank by {gap:.1f} nats: initialise it at 0 (or at most log(T/U))")
-    if lr is not None and lr < SMALL_LR:
-        causes.append(f"learning rate {lr:g} is tiny: Adam-like optimizers want about {DEFAULT_LR:g}")
-    if frozen and not result.parameters.get("freeze_except_head"):
-        modules = ", ".join(context.get("frozen_modules", [])[:4])
-        causes.append(
-            f"{frozen:,} of {result.parameters.get('total', 0):,} parameters are frozen (requires_grad=False)"
-            + (f": {modules}" if modules else "")
-        )
-    if median_norm is not None and median_norm < 1e-4:
-        causes.append(f"gradients vanish (median norm {median_norm:.2g}): check the features reaching the head")
-    return causes
-
-
-def _trend_words(summary: dict[str, Any]) -> str:
-    recent = summary.get("recent") or {}
-    trend = summary.get("trend")
-    if trend is None:
-        return ""
-    span = f"{_number(recent.get('from'))} → {_number(recent.get('to'))} over the last {recent.get('steps')} steps"
-    return {"falling": f"still falling ({span})", "rising": f"rising ({span})", "flat": f"flat ({span})"}[trend]
-
-
-def explain_failure(
-    verdict: Verdict,
-    result: OverfitResult,
-    static: Sequence[Finding],
-    context: dict[str, Any],
-) -> Finding:
-    """The CTC070/071/072 finding: what happened (numbers), what to change, and the evidence."""
-    summary = result.loss_summary()
-    steps = result.steps_run
-    more = suggested_steps(steps)
-    label = ("sample " if len(result.samples) == 1 else "samples ") + ", ".join(map(str, result.samples))
-    decodes = result.train_decode or result.final_decode
-    pairs = "; ".join(f"{_quote(d)} for {_quote(t)}" for d, t in zip(decodes, result.targets))
-    trend = _trend_words(summary)
-    falling = summary["trend"] == "falling"
-    curve = (
-        f"loss {_number(summary['first'])} at step 1, best {_number(summary['best'])} at step {summary['best_step']}"
-        + (f", {trend}" if trend else f", {_number(summary['tail_median'])} over the last steps")
-    )
-    causes: list[str] = []
-    lr = result.lr
-    frozen = result.parameters.get("frozen", 0)
-    total = result.parameters.get("total", 0)
-    blank_ratio = result.evaluations[-1].blank_ratio if result.evaluations else float("nan")
-
-    if verdict.kind == "nonfinite":
-        message = f"the loss went non-finite at step {verdict.step} on {label}; before that: {curve}."
-    elif verdict.kind == "diverged":
-        message = f"the loss diverged on {label}: {curve}; highest at step {verdict.step} ({_number(max(result.losses))})."
-    elif verdict.kind == "oscillated":
-        message = f"the loss oscillates instead of settling on {label}: {curve}; first big jump at step {verdict.step}."
-    elif verdict.kind == "blank":
-        message = (
-            f"after {steps} steps blank is the argmax on {blank_ratio:.0%} of the frames and the decode is empty "
-            f"({pairs}); {curve}."
-        )
-    elif verdict.kind == "blank_phase":
-        message = (
-            f"after {steps} steps {label} is still in the all-blank phase that CTC training starts with (blank is the "
-            f"argmax on {blank_ratio:.0%} of the frames, decode {pairs}), but the loss is {trend or 'still falling'}, "
-            "so this is not a collapse: the step budget is too short."
-        )
-    else:
-        cer = result.evaluations[-1].cer if result.evaluations else float("nan")
-        message = f"after {steps} steps {label} decodes as {pairs} (CER {cer:.2f}); {curve}."
-
-    if verdict.code == "CTC072":
-        adaptive = result.optimizer.startswith(("Adam", "RMSprop", "Adagrad", "Adadelta", "NAdam", "RAdam", "Adamax"))
-        suggested = min(lr / 10, DEFAULT_LR) if (lr is not None and adaptive) else (lr / 10 if lr is not None else None)
-        if lr is not None:
-            causes.append(
-                f"learning rate {lr:g} is too high for {result.optimizer.split('(')[0] or 'the optimizer'}: try {suggested:g}"
-                + (" (Adam-like optimizers move every weight by about lr per step, whatever the gradient's size)" if adaptive and lr > 1e-2 else "")
-            )
-        if not result.clipping.get("max_norm"):
-            causes.append("gradient clipping is off: keep --clip at 5")
-        elif result.clipping.get("clipped_steps"):
-            causes.append(
-                f"gradients were clipped on {result.clipping['clipped_steps']} of {result.clipping['steps']} steps "
-                f"(norm up to {_number(result.clipping.get('max_grad_norm'))}): the updates themselves are too large"
-            )
-        hint = "Lower the learning rate (--lr " + (f"{suggested:g}" if suggested else "1e-4") + "), keep clipping on, and compute CTC in float32."
-    elif verdict.code == "CTC071":
-        causes.extend(collapse_causes(result, context))
-        gap = context.get("blank_bias_gap")
-        median_norm = result.clipping.get("median_grad_norm")
-        fixes = []
-        if gap is not None and gap > BLANK_BIAS_NATS:
-            fixes.append("reset the head's blank bias to 0")
-        if lr is not None and lr < SMALL_LR:
-            fixes.append(f"raise the learning rate from {lr:g} to {DEFAULT_LR:g} (--lr {DEFAULT_LR:g})")
-        if frozen and not result.parameters.get("freeze_except_head"):
-            fixes.append("unfreeze the layers frozen by mistake")
-        if median_norm is not None and median_norm < 1e-4:
-            fixes.append("check the features that reach the head (their gradients vanish)")
-        if falling:
-            causes.append(f"the loss was still falling: more steps may get out of the all-blank phase (--steps {more})")
-            fixes.append(f"run longer (--steps {more})")
-        if not fixes:
-            fixes.append(
-                "check the features that reach the head; --freeze-except-head tells a feature-extractor problem "
-                "from a loss problem"
-            )
-        hint = "Get the model out of the all-blank phase: " + ", ".join(fixes[:-1]) + (" and " if len(fixes) > 1 else "") + fixes[-1] + "."
-    elif verdict.kind == "blank_phase":
-        hint = f"Run longer: --steps {more} (CTC models output only blanks for their first steps, then the labels appear)."
-    else:
-        if falling:
-            causes.append("the loss was still falling when the step budget ran out")
-        missing_repeats = any(
-            list(d) != list(t) and list(d) == _collapse_repeats(list(t)) for d, t in zip(decodes, result.targets)
-        )
-        if missing_repeats:
-            causes.append("the decode only lacks doubled labels: the model has not learned the blank between equal neighbours "
-                          "(more frames per label helps, CTC002)")
-        if lr is not None and lr < SMALL_LR:
-            causes.append(f"learning rate {lr:g} is small: try {DEFAULT_LR:g}")
-        by_flag = result.parameters.get("freeze_except_head")
-        if frozen and not by_flag:
-            causes.append(f"{frozen:,} of {total:,} parameters are frozen (requires_grad=False)")
-        if by_flag:
-            causes.append(f"only the head ({result.head}) was trained (--freeze-except-head): it may lack the capacity alone")
-        if falling:
-            hint = f"The loss was still falling: run longer (--steps {more})"
-            hint += f" or raise the learning rate to {DEFAULT_LR:g} (--lr {DEFAULT_LR:g})." if lr is not None and lr < SMALL_LR else "."
-            if by_flag:
-                hint += (" If it still does not fit, run without --freeze-except-head: if the whole model fits, "
-                         "the head alone is too small (not a bug).")
-        elif by_flag:
-            hint = (
-                "The loss stopped falling: run without --freeze-except-head; if the whole model fits, the head alone "
-                "is too small for this sample (not a bug)."
-            )
-        else:
-            hint = (
-                "The loss stopped falling: try --freeze-except-head to tell a feature-extractor problem from a loss "
-                "problem, and fix the static findings listed."
-            )
-    if result.normalisation and "exactly as written" not in result.normalisation:
-        causes.append(result.normalisation)
-    for item in static:
-        if item.severity.value in ("error", "warning") and item.code not in result.normalisation:
-            causes.append(f"{item.code} {item.title} (reported above)")
-    static_errors = sorted({item.code for item in static if item.severity.value == "error"})
-    if static_errors:
-        hint = f"Fix {', '.join(static_errors)} first (reported above), then run overfit again. " + hint
-    if causes:
-        message += " Likely causes: " + "; ".join(causes) + "."
-    evidence = {
-        "samples": list(result.samples),
-        "kind": verdict.kind,
-        "step": verdict.step,
-        "steps": steps,
-        "suggested_steps": more if (falling or verdict.kind == "blank_phase") else None,
-        "loss": summary,
-        "targets": list(result.targets),
-        "last_decode": list(decodes),
-        "likely_causes": causes,
-        "lr": lr,
-        "optimizer": result.optimizer,
-        "blank_bias_gap": context.get("blank_bias_gap"),
-        "clipping": result.clipping,
-    }
-    title = "overfit still in the all-blank phase when the step budget ran out" if verdict.kind == "blank_phase" else None
-    return finding(verdict.code, message, hint, evidence, title=title)
+def diagnose(result: OverfitResult, static: Sequence[Finding], context: dict[str, Any]) -> Verdict:
+    """The verdict on a run that did not fit; `context` carries what the run measured beyond the result
+    (`blank_bias_gap`, `frozen_modules`)."""
+    last = result.evaluations[-1] if result.evaluations else None
+    final_blank = last.blank_ratio if last else 0.0
+    decodes = list(last.decodes) if last else list(result.final_decode)
+    empty = bool(decodes) and all(len(d) == 0 for d in decodes) and any(result.targets)
+    train_fits = bool(result.train_decode) and list(result.train_decode) == list(result.targets)
+    explained = bool(collapse_causes(result, context)) or any(item.severity.value == "error" for item in static)
+    return classify_failure(result.losses, final_blank, empty, result.nonfinite_step, collapse_explained=explained,
+                            norms=result.norms, train_fits=train_fits, labels_from=_labels_from(result),
+                            samples=len(result.samples), clipped=bool(result.clipped_labels))
 
 
 # ----------------------------------------------------------------------------- the codes
@@ -289,20 +48,29 @@ document(
     "error",
     "single-sample overfit failed within its budget",
     """
-    **What it means.** `ctcdoctor overfit` trained a copy of the model on one sample (or a
-    handful) for the whole step budget, and the greedy decode never matched the target
-    stably. The loss neither went non-finite nor collapsed to all-blank outputs: it just
-    did not get there. A healthy CTC set-up memorises one sample in a few hundred steps.
+    **What it means.** `ctcdoctor overfit` trained a copy of the model on one sample for the
+    whole step budget, and the greedy decode in eval mode (as inference runs) never matched the
+    target stably, while the loss neither went non-finite nor collapsed to all-blank outputs. A
+    healthy CTC set-up memorises one sample in a few hundred steps. The finding says which case
+    it measured: the loss still falling (the budget was short); a plateau; the all-blank phase
+    that CTC training starts with, still going on or only just ending; a dead network (gradient
+    norms near zero from the first step: nothing reaches the weights); or a model that fits in
+    train mode but not in eval mode.
 
-    **Example.** `error CTC070 after 500 steps sample 0 decodes as "dier" for "dinner"
-    (CER 0.33); the loss fell 4.1 -> 0.21 and plateaued.` The decode drops the doubled
-    "nn": the model never learned the blank that must separate two equal labels.
+    **Example.** `error CTC070 after 1000 steps sample 0 decodes as "dier" for "dinner"
+    (CER 0.33); loss 10.4 at step 1, best 0.21 at step 640, flat (0.22 → 0.21 over the last
+    250 steps).` The decode drops the doubled "nn": the model never learned the blank that must
+    separate two equal labels. Or: `nothing reaches the weights on sample 0: the median gradient
+    norm of the first steps is 9e-11`, with CTC027 (a ReLU on the output scores) reported above.
 
     **Fix.** Read the likely causes in the finding. If the loss was still falling, give it
-    more steps (`--steps`) or a higher `--lr`. If it plateaued, look at the static findings
-    listed with it (a tight length budget, CTC002; un-normalised inputs), and run again with
-    `--freeze-except-head`: if the head alone can fit, the feature extractor is the problem
-    (frozen, dead ReLUs, too much downsampling); if not, the problem is the loss wiring.
+    more steps (`--steps`) or a higher `--lr`; `--lr-probe` tries lr/10, lr and 10·lr and says
+    which fits. If it plateaued, look at the static findings listed with it (a tight length
+    budget, CTC002; un-normalised inputs), and run again with `--freeze-except-head`: if the
+    head alone can fit, the feature extractor is the problem (frozen, dead ReLUs, too much
+    downsampling); if not, the problem is the loss wiring. A dead network: remove what cuts the
+    gradient (a ReLU or clamp on the output, CTC027; a `.detach()`). A fit in train mode only:
+    make the eval-mode forward match training (BatchNorm statistics, code under `self.training`).
     """,
 )
 
@@ -316,9 +84,9 @@ document(
     phase early in training (blank is the cheapest way to lower the loss at first); a model
     that cannot leave it in the step budget has a problem that keeps it there.
 
-    **Example.** `error CTC071 after 300 steps blank is the argmax on 100% of the 24 frames
-    of sample 0 (mean p(blank) 0.999) and the decode is empty, for target "dinner"; the head's
-    bias favours blank by 12.0 nats and the learning rate is 1e-05.`
+    **Example.** `error CTC071 after 1000 steps blank is the argmax on 100% of the frames and
+    the decode is empty ("" for "dinner"); ... Likely causes: the head (fc) bias favours blank
+    by 8.0 nats; learning rate 1e-06 is tiny: Adam-like optimizers want about 0.001.`
 
     **Fix.** The usual causes, in order: a learning rate far too small for the optimizer
     (Adam wants about 1e-3 here); a head initialised to favour blank (a large blank bias);
@@ -333,16 +101,40 @@ document(
     "error",
     "overfit loss diverged, oscillated or went non-finite",
     """
-    **What it means.** While overfitting one sample the loss went NaN or infinite, ended
-    well above where it started, or jumped up and down instead of settling. The finding
-    gives the step where it happened.
+    **What it means.** While overfitting the sample the loss went NaN or infinite, ended well
+    above where it started (or well above the best it reached), jumped up and down instead of
+    settling, or the gradient norm grew a hundredfold: the updates are too large. The finding
+    gives the step where it happened, with words that match its numbers ("rose from 13.6 to 16.3").
 
-    **Example.** `error CTC072 the loss went non-finite (nan) at step 37; it had fallen
-    from 4.2 to 3.1 by step 20, then rose to 85 at step 30.`
+    **Example.** `error CTC072 the loss diverged on sample 0: loss 10.4 at step 1, best 0.591 at
+    step 565, rose from 13.6 to 16.3 over the last 250 steps; highest at step 5 (161).`
 
-    **Fix.** Lower the learning rate (ten times is a good first try: `--lr`), keep gradient
-    clipping on, compute CTC in float32 (CTC025), and make sure the model emits
-    log-probabilities (CTC020, CTC024): `log` of a softmax underflows to `-inf`. An
-    optimizer built for SGD learning rates (0.1-1) and used with Adam diverges like this.
+    **Fix.** Lower the learning rate (ten times is a good first try: `--lr`, or `--lr-probe`),
+    keep gradient clipping on, compute CTC in float32 (CTC025), and make sure the model emits
+    log-probabilities (CTC020, CTC024): `log` of a softmax underflows to `-inf`. An optimizer
+    built for SGD learning rates (0.1-1) and used with Adam diverges like this.
+    """,
+)
+
+document(
+    "CTC073",
+    "error",
+    "small-batch overfit failed: not every sample fits",
+    """
+    **What it means.** `ctcdoctor overfit --samples 0-7` trained a copy of the model on a small
+    batch, and within the step budget the eval-mode decode did not match every target: the
+    finding says how many samples fit, which did not, and, for the worst one, whether it fits
+    when trained alone. That tells a batch problem from a sample problem.
+
+    **Example.** `error CTC073 after 1000 steps 6 of 8 samples decode exactly; samples 3, 5 do
+    not ("dier" for "dinner"; ...). Likely causes: sample 5 fits alone in 180 steps, not in the
+    batch of 8: the batch is the problem, not the sample.`
+
+    **Fix.** If the worst sample does not fit alone either, run `overfit --sample N` on it for
+    its own diagnosis. If it fits alone, the batch is the problem: the loss is a mean over the
+    samples, so each one gets a share of every step. With Adam (which normalises the step) keep
+    the learning rate and give the batch more steps; with SGD more steps or a larger learning
+    rate (`--lr-probe`). BatchNorm sees the padded frames of shorter samples in its batch
+    statistics: mask them, or use LayerNorm/GroupNorm.
     """,
 )

@@ -22,9 +22,18 @@ DEFAULT_CLIP = 5.0
 """Gradient clipping max norm (0 disables); 5 is common for CTC recipes (ESPnet, wav2letter)."""
 DEFAULT_LR = 1e-3
 """Adam's learning rate when the Setup has no optimizer."""
+MAX_SAMPLES = 64
+"""Most samples `--samples` may name: overfit trains a small batch, not a data set."""
+PROGRESS_EVERY = 100
+"""Plain progress lines (stderr not a terminal) every this many steps, and at least every PROGRESS_SECONDS."""
+PROGRESS_SECONDS = 30.0
+LOSS_CHOICES = ("auto", "criterion", "ctc")
+"""--loss: auto = Setup.criterion when given (and no --alpha/--gamma), else ctcdoctor's ctc_loss."""
+PROBE_FACTORS = (0.1, 1.0, 10.0)
+"""--lr-probe: the learning rates tried, as multiples of the run's own."""
 
 STATIC_CHECKS = ("CTC00", "CTC01", "CTC02")
-"""Static checks run on the chosen samples before training."""
+"""Static checks run on the chosen samples before training (CTC03, the criterion audit, too when it is trained)."""
 BLOCKING = ("CTC001", "CTC003", "CTC010", "CTC011", "CTC012", "CTC023", "CTC999")
 """Static errors that make training meaningless: an infeasible alignment (the loss is inf),
 unusable lengths or labels (F.ctc_loss fails or reads garbage), NaN outputs, a model that
@@ -53,6 +62,14 @@ class OverfitOptions:
     """torch intra-op threads while training on CPU (restored afterwards); None leaves torch's setting.
     One sample is too small to split across threads: on the 2-core CI machine under load a CRNN
     step took 10 ms on one thread and 120-280 ms on two (OpenMP workers waiting on each other)."""
+    loss: str = "auto"
+    """Which loss trains: see LOSS_CHOICES."""
+    lr_probe: bool = False
+    """Also train at lr/10 and 10*lr (PROBE_FACTORS) and turn the comparison into the diagnosis."""
+    probe_jobs: int | None = None
+    """Processes for the LR probe's extra runs; None: automatic (see ctcdoctor.overfit.probe.probe_jobs)."""
+    alone_check: bool = True
+    """When several samples do not fit together, train the worst one alone to tell the batch from the sample."""
 
 
 @dataclass(frozen=True)
@@ -70,12 +87,21 @@ class Progress:
 
 @dataclass(frozen=True)
 class Evaluation:
+    """One evaluation: the eval-mode decode (which judges the fit) and the training step's own decode."""
+
     step: int
     loss: float
     cer: float
+    """CER of the eval-mode decode."""
     decodes: tuple[str, ...]
+    """Eval-mode greedy decode of each sample."""
     blank_ratio: float
     seconds: float
+    train_decodes: tuple[str, ...] = ()
+    """Greedy decode of the training step's own (train-mode) output."""
+    train_cer: float | None = None
+    exact: tuple[bool, ...] = ()
+    """Per sample: the eval-mode decode equals the target."""
 
 
 @dataclass(frozen=True)
@@ -112,16 +138,20 @@ class OverfitResult:
     final_decode: tuple[str, ...] = ()
     """Greedy decode in eval mode after training."""
     train_decode: tuple[str, ...] = ()
-    """Greedy decode of the last training-mode evaluation."""
+    """Greedy decode of the last training step's own (train-mode) output."""
     edit_distance: tuple[int, ...] = ()
     cer: float | None = None
     losses: list[float] = field(default_factory=list)
     """Loss of every step."""
+    norms: list[float] = field(default_factory=list)
+    """Gradient norm (before clipping) of every step."""
     evaluations: list[Evaluation] = field(default_factory=list)
     nonfinite_step: int | None = None
     spikiness: dict[str, Any] | None = None
     ctc_path: str = ""
     loss_function: str = ""
+    loss_source: str = "ctcdoctor"
+    """"criterion" (Setup.criterion was trained) or "ctcdoctor" (ctcdoctor.ctc.ctc_loss on log_softmax)."""
     optimizer: str = ""
     lr: float | None = None
     device: str = "cpu"
@@ -132,6 +162,21 @@ class OverfitResult:
     normalisation: str = ""
     frames: FrameProbabilities | None = None
     notes: list[str] = field(default_factory=list)
+    stochastic: list[dict[str, str]] = field(default_factory=list)
+    """What in the model behaves differently in train mode (ctcdoctor.overfit.stochastic)."""
+    clipped_labels: tuple[str, ...] = ()
+    """Target labels missing from the final decode whose score sits at a clipped floor (tied with other classes at
+    the frame's minimum) on every frame: a ReLU or clamp on the output keeps them from ever getting a gradient."""
+    modes_agree: bool | None = None
+    """Whether the last train-mode and eval-mode decodes were equal (None: not compared)."""
+    stopped_early: str | None = None
+    """Why training stopped before the budget without a fit (nothing could change any more), if it did."""
+    first_exact: tuple[int | None, ...] = ()
+    """Per sample: the first evaluation step whose eval-mode decode equalled its target."""
+    lr_probe: dict[str, Any] | None = None
+    """--lr-probe: the runs at each learning rate and the conclusion (ctcdoctor.overfit.probe)."""
+    batch: dict[str, Any] | None = None
+    """Several samples: how many fit, when, and the worst one trained alone (ctcdoctor.overfit.several)."""
 
     def loss_summary(self) -> dict[str, Any]:
         return loss_summary(self.losses)
@@ -157,12 +202,14 @@ class OverfitResult:
             "loss": self.loss_summary(),
             "nonfinite_step": self.nonfinite_step,
             "history": [
-                {"step": e.step, "loss": e.loss, "cer": e.cer, "decode": list(e.decodes), "blank_ratio": e.blank_ratio}
+                {"step": e.step, "loss": e.loss, "cer": e.cer, "decode": list(e.decodes), "blank_ratio": e.blank_ratio,
+                 "train_decode": list(e.train_decodes), "train_cer": e.train_cer}
                 for e in self.evaluations
             ],
             "spikiness": self.spikiness,
             "ctc_path": self.ctc_path,
             "loss_function": self.loss_function,
+            "loss_source": self.loss_source,
             "optimizer": self.optimizer,
             "lr": self.lr,
             "device": self.device,
@@ -172,6 +219,12 @@ class OverfitResult:
             "head": self.head,
             "normalisation": self.normalisation,
             "notes": list(self.notes),
+            "stochastic": list(self.stochastic),
+            "clipped_labels": list(self.clipped_labels),
+            "modes_agree": self.modes_agree,
+            "stopped_early": self.stopped_early,
+            "lr_probe": self.lr_probe,
+            "batch": self.batch,
         }
 
 

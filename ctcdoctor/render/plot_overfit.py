@@ -1,6 +1,7 @@
 """The `overfit --plot` figure: a pure function of an `OverfitResult`.
 
-Top: the loss of every step (log scale) and the CER at each evaluation. Bottom: for the
+Top: the loss of every step (log scale) and the CER at each evaluation (eval mode, solid; the
+training steps' own decode, dotted, where it differs). Bottom: for the
 first chosen sample after training, the output probability of the blank and of each
 target label per frame (solid), with the pseudo ground truth `ctcdoctor.ctc.posterior`
 (alpha-rescaled with `--alpha`) dashed in the same colour, as in Li & Wang's figure 7:
@@ -60,7 +61,11 @@ def _curves(top: Any, result: Any) -> None:
     evaluations = list(result.evaluations)
     if evaluations:
         cer_axis.plot([e.step for e in evaluations], [e.cer for e in evaluations], color="tab:orange", marker="o",
-                      markersize=3, linewidth=1.2, label="CER (greedy decode)")
+                      markersize=3, linewidth=1.2, label="CER (eval-mode decode, judges the fit)")
+        train = [(e.step, e.train_cer) for e in evaluations if e.train_cer is not None]
+        if any(cer != e.cer for (_, cer), e in zip(train, evaluations)):  # only when the modes disagree somewhere
+            cer_axis.plot([step for step, _ in train], [cer for _, cer in train], color="tab:orange", linestyle=":",
+                          linewidth=1.0, alpha=0.8, label="CER (training steps' own decode)")
     cer_axis.set_ylabel("CER", color="tab:orange")
     cer_axis.set_ylim(bottom=0, top=max([1.0] + [e.cer * 1.05 for e in evaluations]))
     handles, labels = top.get_legend_handles_labels()

@@ -49,20 +49,17 @@ def _overfit_table(result: dict[str, Any]) -> Table:
     decode = ", ".join(f'"{d}"' for d in result["final_decode"]) or "-"
     distances = ", ".join(str(distance) for distance in result["edit_distance"])
     cer = result["cer"] if result["cer"] is not None else float("nan")
-    table.add_row("final decode", escape(f"{decode}  (edit distance {distances}, CER {cer:.2f})"))
+    table.add_row("final decode", escape(f"{decode}  (eval mode; edit distance {distances}, CER {cer:.2f})"))
+    if result.get("modes_agree") is False:
+        train = ", ".join(f'"{d}"' for d in result["train_decode"])
+        table.add_row("train decode", escape(f"{train}  (the training steps' own output, train mode)"))
     loss = result["loss"]
     table.add_row("loss", f"{number(loss['first'])} → {number(loss['last'])} (best {number(loss['best'])} at step {loss['best_step']})")
-    table.add_row("CTC path", escape(f"{result['ctc_path']}, {result['loss_function']}"))
+    table.add_row("trained loss", escape(result["loss_function"]))
+    if result.get("loss_source", "ctcdoctor") == "ctcdoctor":
+        table.add_row("CTC path", escape(result["ctc_path"]))
     table.add_row("optimizer", escape(f"{result['optimizer']} on {result['device']}, seed {result['seed']}"))
-    clipping = result["clipping"]
-    if clipping.get("max_norm"):
-        table.add_row(
-            "clipping",
-            f"max norm {clipping['max_norm']:g}: clipped {clipping['clipped_steps']} of {clipping['steps']} steps "
-            f"(median grad norm {number(clipping.get('median_grad_norm'))}, max {number(clipping.get('max_grad_norm'))})",
-        )
-    else:
-        table.add_row("clipping", "off")
+    table.add_row("gradients", _gradients(result["clipping"]))
     parameters = result["parameters"]
     trained = f"{parameters.get('trainable', 0):,} of {parameters.get('total', 0):,} parameters trained"
     if parameters.get("freeze_except_head"):
@@ -76,6 +73,10 @@ def _overfit_table(result: dict[str, Any]) -> Table:
             f"peak p {s['peak_prob']:.2f}, entropy {s['entropy']:.2f} nats",
         )
     table.add_row("output", escape(result["normalisation"]))
+    _probe_rows(table, result.get("lr_probe"))
+    batch = result.get("batch")
+    if batch and batch.get("verdict"):
+        table.add_row("small batch", escape(batch["verdict"] + (". " + batch["advice"] if batch.get("advice") else "")))
     for note in result["notes"]:
         table.add_row("note", escape(note))
     if result.get("plot"):
@@ -83,14 +84,54 @@ def _overfit_table(result: dict[str, Any]) -> Table:
     return table
 
 
+def _gradients(clipping: dict[str, Any]) -> str:
+    norms = (f"norm {number(clipping.get('first_grad_norm'))} at the start, {number(clipping.get('last_grad_norm'))} at the end, "
+             f"max {number(clipping.get('max_grad_norm'))}") if "first_grad_norm" in clipping else (
+             f"median norm {number(clipping.get('median_grad_norm'))}, max {number(clipping.get('max_grad_norm'))}")
+    if clipping.get("max_norm"):
+        return f"{norms}; clipped at {clipping['max_norm']:g} on {clipping['clipped_steps']} of {clipping['steps']} steps"
+    return f"{norms}; clipping off"
+
+
+def _probe_rows(table: Table, probe: dict[str, Any] | None) -> None:
+    if not probe:
+        return
+    for run in probe["runs"]:
+        if run["fitted"]:
+            words = f"fitted in {run['steps_to_fit']} steps, {run['seconds_to_fit']:.1f} s"
+        else:
+            words = f"did not fit in {run['steps']} steps ({run['verdict']}), best loss {number(run['best_loss'])}"
+        table.add_row(f"lr {run['lr']:g}", escape(words + ("  ← this run" if run["lr"] == probe["base_lr"] else "")))
+    table.add_row("LR probe", escape(f"{probe['conclusion']} (runs {probe['how']})"))  # how: "in sequence, ..." / "in 2 processes"
+
+
 def scan(result: dict[str, Any], every: int | None = None) -> RenderableType:
     """The spare-frames histogram and the tightest samples (nothing when the lengths are unknown)."""
     parts: list[RenderableType] = []
     if result["spare_frames"].get("known"):
         parts += [_histogram(result), _worst(result)]
+    lengths = _lengths_line(result)
+    if lengths:
+        parts.append(Text(lengths, style="dim"))
+    drops = result.get("drop_list") or {}
+    if drops.get("file"):
+        parts.append(Text(f"drop-list written to {drops['file']}: {drops['count']:,} samples ({', '.join(drops['reasons'])})", style="dim"))
+    if drops.get("clean_manifest"):
+        clean = drops["clean_manifest"]
+        parts.append(Text(f"clean manifest written to {clean['file']}: {clean['kept']:,} records kept", style="dim"))
     if result.get("plot"):
         parts.append(Text(f"plot written to {result['plot']}", style="dim"))
     return Group(*parts)
+
+
+def _lengths_line(result: dict[str, Any]) -> str:
+    """Labels and output frames per sample: median, p99, max (percentiles are exact)."""
+    pieces = []
+    for key, name in (("label_lengths", "labels"), ("output_frames", "output frames")):
+        stats = result.get(key) or {}
+        if stats.get("count"):
+            pieces.append(f"{name} per sample: median {stats['median']:g}, p99 {stats['p99']:g}, max {stats['max']}")
+    return "; ".join(pieces)
 
 
 def _histogram(result: dict[str, Any]) -> Table:
@@ -157,10 +198,63 @@ def simulate(result: dict[str, Any], every: int | None = None) -> RenderableType
     return Group(*parts)
 
 
+def logs(result: dict[str, Any], every: int | None = None) -> RenderableType:
+    """Which log was read and what each curve did, then the notes (what was assumed or not seen)."""
+    series = result.get("series", {})
+    loss = series.get("loss", {})
+    head = Text.assemble(("read ", "dim"), (result["source"], "bold"), f" ({result['format']} log")
+    if loss.get("points"):
+        head.append(f", {loss['points']:,} values of {loss['tag']}, {result['unit']}s {loss.get('first_step', 0):,}-{loss.get('last_step', 0):,}")
+    head.append(")")
+    table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2), pad_edge=False)
+    for column in ("role", "tag", "values", "first", "last", "min", "max", "non-finite"):
+        table.add_column(column, justify="left" if column in ("role", "tag") else "right")
+    for role, item in series.items():
+        role = role.split(":", 1)[0].replace("_", " ")  # "eval_cer:val_cer" -> "eval cer", "part:loss_ctc" -> "part"
+        table.add_row(escape(role), escape(item["tag"]), f"{item['points']:,}", number(item.get("first")), number(item.get("last")),
+                      number(item.get("min")), number(item.get("max")), str(item["non_finite"] or ""))
+    parts: list[RenderableType] = [head, table]
+    if result.get("other_scalars"):
+        parts.append(Text("also logged: " + ", ".join(result["other_scalars"][:20]), style="dim"))
+    parts += [Text(f"note: {note}", style="yellow") for note in result.get("notes", [])]
+    if result.get("plot"):
+        parts.append(Text(f"plot written to {result['plot']}", style="dim"))
+    return Group(*parts, Text(""))
+
+
+def monitor(result: dict[str, Any], every: int | None = None) -> RenderableType:
+    """Where the run got to, what its outputs looked like at the last evaluation, and the files written."""
+    step = result.get("step")
+    head = Text.assemble(("step ", "dim"), (f"{step:,}" if step is not None else "-", "bold"),
+                         f" ({result['steps_seen']:,} steps seen, {result['evaluations']} evaluations every {result['every']})")
+    if result.get("stopped"):
+        head.append(f"; stopped at step {result['stopped']['step']:,} on {result['stopped']['code']}", style="bold red")
+    parts: list[RenderableType] = [head]
+    latest = result.get("latest")
+    if latest:
+        table = Table(show_header=False, box=None, padding=(0, 2), pad_edge=False)
+        table.add_column(style="dim")
+        table.add_column()
+        rates = f"CER {number(latest.get('cer'))}" + (f", WER {number(latest['wer'])}" if "wer" in latest else "")
+        table.add_row("decodes", rates + f", {number(latest.get('empty_rate'))} empty")
+        table.add_row("blank", f"argmax {number(latest.get('blank_ratio'))}, probability {number(latest.get('blank_prob'))}, "
+                      f"labels need {number(latest.get('label_density'))} of the frames")
+        table.add_row("infeasible", f"{int(latest.get('infeasible', 0))} of {int(latest.get('evaluated', 0))} samples")
+        for sample in latest.get("samples", []):
+            table.add_row("sample", escape(f"{sample['target']!r} → {sample['decoded']!r}"))
+        parts.append(table)
+    files = {name: path for name, path in (result.get("files") or {}).items() if path}
+    if files:
+        parts.append(Text("files: " + ", ".join(f"{name} {path}" for name, path in files.items()), style="dim"))
+    return Group(*parts, Text(""))
+
+
 #: command -> renderer of its `result`.
 RESULTS: dict[str, Callable[[dict[str, Any], int | None], RenderableType]] = {
     "overfit": overfit,
     "scan": scan,
     "labels": labels,
     "simulate": simulate,
+    "logs": logs,
+    "monitor": monitor,
 }

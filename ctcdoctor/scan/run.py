@@ -1,32 +1,35 @@
-"""`ctcdoctor scan`: the length and label checks over a whole data set, vectorised.
+"""`ctcdoctor scan`: the length and label checks over a whole data set, streamed.
 
-The model is not run per batch: output lengths come from `Setup.output_lengths`, from
-the full output length when every input has the same length, or from a length model
-probed once on the first batch. Targets are gathered per batch with tensor operations
-(no per-sample Python), and the existing checks of `checks/lengths.py` and
-`checks/labels.py` run on the resulting `TargetTable` and `OutputLengths` unchanged.
-No printing here: the command module renders.
+The model runs on the data set's first batch only (for the class count, the layout and, when
+needed, a probed length model); every sample's targets and lengths are read chunk by chunk
+(from the loader, or from `Setup.sample_labels` without decoding inputs) into a mergeable
+`Summary` whose size does not grow with the data set. No printing here: the command renders.
 """
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
-import torch
+import numpy as np
 
-from ctcdoctor.config import Settings
-from ctcdoctor.engine import Context, Options, run_checks
-from ctcdoctor.findings import CheckResult, Finding
-from ctcdoctor.load.batches import Batch, TargetParts, TargetTable, iterate_batches
-from ctcdoctor.measure.lengths import resolve_output_lengths
+from ctcdoctor.engine import run_checks
+from ctcdoctor.errors import UserInputError
+from ctcdoctor.load.batches import Batch, batch_targets, iterate_batches
+from ctcdoctor.load.limits import doing
 from ctcdoctor.protocol import Setup
-from ctcdoctor.registry import apply_ignore, select_checks, sort_findings
+from ctcdoctor.registry import select_checks
+from ctcdoctor.scan.frames import FramesRule, ModelFacts, choose_rule, first_batch_lengths, model_facts
+from ctcdoctor.scan.sources import ReadStatus, Shard, loader_chunks, sample_label_chunks, shard_batches
+from ctcdoctor.scan.state import SCAN_CODES, ScanState
+from ctcdoctor.scan.summary import Chunk, Summary
 
-#: Codes `scan` runs: lengths and labels, minus CTC004 (it compares with the model per batch) and CTC014.
-#: CTC005 says the lengths were estimated by probing the model, as `check` does.
-SCAN_CODES = ("CTC001", "CTC002", "CTC003", "CTC005", "CTC010", "CTC011", "CTC012", "CTC013")
+#: Torch threads while scanning (benchmarks/scan.py --threads measures 1 against 2).
+SCAN_THREADS = 1
+#: Samples a loader without a length may yield before `scan` calls it endless (see --max-samples).
+ENDLESS = 20_000_000
 
 #: How each `OutputLengths.source` reads in the status line.
 LENGTH_SOURCES = {
@@ -35,6 +38,7 @@ LENGTH_SOURCES = {
     "full": "all frames (every input has the same length)",
     "probed": "estimated by probing the model",
     "unknown": "unknown",
+    "manifest": "from the manifest",
 }
 
 
@@ -42,122 +46,168 @@ def lengths_status(source: str, detail: str) -> str:
     """One phrase for the status line: where the output lengths came from, or why they are unknown."""
     if source == "unknown":
         return f"output lengths unknown: probing the model failed ({detail}); the length checks cannot run (see CTC003)"
-    if source == "probed":
+    if source == "unavailable":
+        return f"output lengths unknown: the model failed on the first batch ({detail})"
+    if source in ("probed", "manifest"):
         return f"output lengths {detail}"
     return f"output lengths {LENGTH_SOURCES.get(source, source)}"
 
 
-# ---------------------------------------------------------------- the scan
-
 @dataclass
-class ScanData:
-    table: TargetTable
-    first: Batch
-    batches: int
-    seconds: float
+class ScanOptions:
+    shard: Shard = field(default_factory=Shard)
+    worst: int = 10
+    max_samples: int | None = None
+    """Stop after this many samples (a bounded look at an endless loader)."""
+    device: str | None = None
+    workers: int | None = None
+    """Worker processes for a DataLoader over a map-style data set (None: the loader's own)."""
+    labels_only: bool = True
+    """Use `Setup.sample_labels` when the set-up has it."""
+    on_samples: Callable[[int], None] | None = None
+    on_chunk: Callable[[Chunk, np.ndarray, int | None, int], None] | None = None
+    """Called with each chunk and its output frames (the drop-list writer listens here)."""
 
 
-def read_all(loader: Iterable, on_batch: Callable[[int], None] | None = None) -> ScanData:
-    """Iterate the whole loader once, keeping only targets and lengths (and the first batch, for the model)."""
-    parts = TargetParts.empty()
-    first: Batch | None = None
-    count = 0
+@contextlib.contextmanager
+def isolated(seed: int | None, threads: int | None = None) -> Iterator[None]:
+    """Seeded torch, numpy and random while the block runs, the caller's generators and thread count restored after.
+
+    One thread: the scan's work is many small array operations, and on a shared machine a second
+    OpenMP thread costs more than it brings (benchmarks/scan.py --threads: 0.39 s against 0.31 s
+    at 100,000 samples, 4.90 s against 4.23 s at 1,000,000).
+    """
+    from ctcdoctor.load.state import seeded, torch_threads
+
+    with seeded(seed), torch_threads(threads or SCAN_THREADS):
+        yield
+
+
+def _length(loader: Any) -> int | None:
+    try:
+        return len(loader.dataset)
+    except Exception:
+        return None
+
+
+def _first_batch(setup: Setup, held: list[Batch]) -> Batch:
+    """The data set's first batch: from the shard's own stream when it reads batch 0, else read once."""
+    if held:
+        return held[0]
+    with doing("reading the first batch of the loader"):
+        return next(iterate_batches(setup.loader, 1))
+
+
+def _check_sample_labels(setup: Setup, first: Batch) -> None:
+    """Setup.sample_labels must describe the loader's samples: compare on the first batch."""
+    labels, kept, _ = batch_targets(first)
+    for row in range(first.size):
+        length, given = setup.sample_labels(row)  # type: ignore[misc]
+        expected = labels[row, : int(kept[row])].tolist()
+        given = given.tolist() if hasattr(given, "tolist") else list(given)
+        if int(length) != int(first.input_lengths[row]) or given != expected:
+            raise UserInputError(
+                f"Setup.sample_labels({row}) gives input length {int(length)} and labels {given[:12]}, but the loader's first "
+                f"batch has {int(first.input_lengths[row])} and {expected[:12]} for sample {row}",
+                "Make sample_labels(i) return what the loader yields for data set item i: (input length, label indices).",
+            )
+
+
+def _refuse_endless(loader: Any, options: ScanOptions) -> None:
+    """itertools.cycle and repeat never end: say so before reading (other endless loaders meet the ENDLESS cap)."""
+    import itertools
+
+    if options.max_samples is None and isinstance(loader, (itertools.cycle, itertools.repeat)):
+        raise UserInputError(
+            f"the loader is an itertools.{type(loader).__name__}: it never ends, so a whole-data-set scan cannot finish",
+            "Pass the underlying finite loader (one epoch), or scan a bounded part with --max-samples N.",
+        )
+
+
+def _chunks(setup: Setup, options: ScanOptions, held: list[Batch], status: ReadStatus) -> Iterator[Chunk]:
+    _refuse_endless(setup.loader, options)
+    total = _length(setup.loader)
+    hook = getattr(setup, "sample_labels", None)
+    if hook is not None and options.labels_only:
+        if total is None:
+            raise UserInputError("Setup.sample_labels is set but the loader's data set has no len()",
+                                 "Use a DataLoader over a map-style data set, or leave sample_labels unset.")
+        block = getattr(setup.loader, "batch_size", None) or 256
+        end = total if options.max_samples is None else min(total, options.max_samples)
+        if end < total:
+            status.capped = (end, 0)
+        yield from sample_label_chunks(hook, end, block, options.shard, options.on_samples)
+        return
+    limit = options.max_samples if options.max_samples is not None else (None if total is not None else ENDLESS)
+
+    def seen(batch: Batch) -> None:
+        if batch.index == 0:
+            held.append(batch)
+        if options.on_samples is not None:
+            options.on_samples(batch.size)
+
+    yield from loader_chunks(shard_batches(setup.loader, options.shard, limit, status, options.workers), seen)
+
+
+def _ctc003(facts: ModelFacts, rule: FramesRule, source: str, detail: str) -> list[dict[str, Any]] | None:
+    """The real CTC003 on the first batch, under the final rule."""
+    if facts.failure is not None:
+        return None
+    facts.context.put("output_lengths", lambda: first_batch_lengths(rule, source, detail))
+    findings, _ = run_checks(facts.context, [info for info in select_checks(["CTC003"]) if info.code == "CTC003"])
+    return [item.to_dict() for item in findings]
+
+
+def scan_setup(setup: Setup, spec: str, options: ScanOptions) -> ScanState:
+    """Scan the set-up's data (or the options' shard of it) into a mergeable state."""
+    with doing(f"reading the data of {spec} (use --max-samples N for a bounded part)"):
+        return _scan_setup(setup, spec, options)
+
+
+def _scan_setup(setup: Setup, spec: str, options: ScanOptions) -> ScanState:
     started = time.perf_counter()
-    for batch in iterate_batches(loader):
-        if first is None:
-            first = batch
-        parts.add(batch)
-        count += 1
-        if on_batch is not None:
-            on_batch(batch.size)
-    assert first is not None  # iterate_batches raises BatchError on a loader that yields nothing
-    return ScanData(parts.table(), first, count, time.perf_counter() - started)
+    held: list[Batch] = []
+    status = ReadStatus()
+    chunks = _chunks(setup, options, held, status)
+    summary = Summary(worst_count=max(options.worst, 10))
+    pending = next(chunks, None)  # reads batch 0 first when this shard owns it: the model runs on it
+    first = _first_batch(setup, held)
+    labels_only = getattr(setup, "sample_labels", None) is not None and options.labels_only
+    if labels_only:
+        _check_sample_labels(setup, first)
+    with doing("running the model on the first batch"):
+        facts = model_facts(setup, first, options.device)
+    rule = choose_rule(setup, facts)
+    while pending is not None:
+        _digest(summary, pending, rule, facts, setup.blank, options)
+        pending = next(chunks, None)
+    source, detail = rule.final()
+    return ScanState(
+        spec, summary, source, detail, blank=setup.blank, alphabet=setup.alphabet, num_classes=facts.num_classes,
+        failure=facts.failure, ctc003=_ctc003(facts, rule, source, detail), shard=(options.shard.index, options.shard.count),
+        reader="sample_labels" if labels_only else "loader", seconds=time.perf_counter() - started,
+        stopped=_stopped(status, options),
+    )
 
 
-def scan_context(setup: Setup, data: ScanData) -> Context:
-    """A check context whose targets and output lengths cover the whole data set; the model runs on
-    the first batch only (for the layout, the class count and, when needed, a probed length model)."""
-    context = Context(setup, Options(max_batches=1, scan_batches=1), {"batches": [data.first], "targets": data.table})
-    context.put("output_lengths", lambda: resolve_output_lengths(
-        setup.output_lengths, context.runs, data.table.input_lengths, context.layout.layout,
-        lambda: context.length_model, probe_uncovered=True,
-    ))
-    return context
+def _digest(summary: Summary, chunk: Chunk, rule: FramesRule, facts: ModelFacts, blank: int, options: ScanOptions) -> None:
+    frames = rule.frames(chunk.ids, chunk.input_lengths)
+    summary.add(chunk, frames, facts.num_classes, blank)
+    if options.on_chunk is not None:
+        options.on_chunk(chunk, frames, facts.num_classes, blank)
 
 
-# ---------------------------------------------------------------- summaries
-
-def spare_frames(table: TargetTable, lengths: torch.Tensor) -> torch.Tensor:
-    """Output frames minus required frames (U + repeats) per sample; negative = infeasible."""
-    return lengths - table.required_frames()
-
-
-def histogram(values: torch.Tensor, bins: int = 12) -> list[dict[str, int]]:
-    """Integer-aligned histogram: [{"from", "to", "count"}], `to` inclusive."""
-    if values.numel() == 0:
-        return []
-    low, high = int(values.min()), int(values.max())
-    width = max(1, -(-(high - low + 1) // bins))
-    edges = list(range(low, high + 1, width))
-    counts = torch.bincount(torch.div(values - low, width, rounding_mode="floor"), minlength=len(edges))
-    return [{"from": edge, "to": edge + width - 1, "count": int(count)} for edge, count in zip(edges, counts.tolist())]
+def _stopped(status: ReadStatus, options: ScanOptions) -> str | None:
+    if status.capped is None:
+        return None
+    samples, batches = status.capped
+    if options.max_samples is not None:
+        return f"stopped after {samples:,} samples (--max-samples {options.max_samples:,})"
+    raise UserInputError(
+        f"the loader yielded {samples:,} samples in {batches:,} batches and has not ended; it has no len(), "
+        "so it may be endless (itertools.cycle, an IterableDataset that repeats)",
+        "Scan a bounded part with --max-samples N, give the loader's data set a __len__, or make one pass end.",
+    )
 
 
-def worst_samples(table: TargetTable, lengths: torch.Tensor, count: int = 10) -> list[dict[str, int]]:
-    known = (lengths >= 0).nonzero().flatten()
-    if known.numel() == 0:
-        return []
-    spare = spare_frames(table, lengths)[known]
-    order = known[torch.argsort(spare, stable=True)[:count]]
-    required, repeats, labels = table.required_frames(), table.repeats(), table.valid_lengths
-    return [
-        {"sample": int(i), "frames": int(lengths[i]), "labels": int(labels[i]), "repeats": int(repeats[i]),
-         "needed": int(required[i]), "spare": int(lengths[i] - required[i])}
-        for i in order
-    ]
-
-
-def summary(table: TargetTable, lengths: torch.Tensor) -> dict[str, Any]:
-    known = lengths >= 0
-    spare = spare_frames(table, lengths)[known]
-    if spare.numel() == 0:
-        return {"known": 0}
-    ordered = spare.sort().values.double()
-
-    def quantile(q: float) -> float:
-        return float(ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1)))])
-
-    return {
-        "known": int(known.sum()),
-        "infeasible": int((spare < 0).sum()),
-        "min": int(spare.min()),
-        "p1": quantile(0.01),
-        "p5": quantile(0.05),
-        "median": quantile(0.5),
-        "max": int(spare.max()),
-        "histogram": histogram(spare),
-    }
-
-
-def scan_findings(
-    setup: Setup, data: ScanData, settings: Settings, worst: int = 10,
-) -> tuple[list[Finding], list[CheckResult], dict[str, Any]]:
-    """Run the scan's checks over the whole data set; (findings, check results, the JSON `result`)."""
-    context = scan_context(setup, data)
-    chosen = [info for info in select_checks(settings.select or SCAN_CODES, settings.ignore) if info.code in SCAN_CODES]
-    findings, results = run_checks(context, chosen)
-    findings = apply_ignore(findings, settings.ignore)
-    lengths = context.get("output_lengths")
-    table = data.table
-    result = {
-        "samples": table.size,
-        "batches": data.batches,
-        "seconds": round(data.seconds, 4),
-        "samples_per_second": round(table.size / data.seconds, 1) if data.seconds > 0 else None,
-        "lengths_source": lengths.source,
-        "lengths_detail": lengths.detail,
-        "spare_frames": summary(table, lengths.scanned),
-        "worst": worst_samples(table, lengths.scanned, worst),
-        "max_target_length": int(table.valid_lengths.max()) if table.size else 0,
-    }
-    return list(sort_findings(findings)), results, result
+__all__ = ["SCAN_CODES", "ScanOptions", "isolated", "lengths_status", "scan_setup"]

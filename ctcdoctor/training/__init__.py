@@ -7,6 +7,11 @@
 * `monitor_format`: the JSONL the monitor writes and `logs` reads.
 * `ctcdoctor.training.plot.plot(result, ax=None)`: the curves with each finding's steps shaded
   (imports matplotlib lazily).
+* `ctcdoctor.training.monitor.Monitor`: the training monitor, fed once per step from a training
+  loop (the framework callbacks in `ctcdoctor.integrations` wrap it); it measures the model's
+  outputs (`outputs.py`), judges them (`rules/outputs.py`, CTC220-CTC224) together with the
+  curve rules (`verdicts.py`) and writes the JSONL `logs` reads. Not imported here: it needs
+  torch, and `ctcdoctor logs` does not.
 """
 from __future__ import annotations
 

@@ -19,8 +19,9 @@ from ctcdoctor.errors import UserInputError
 from ctcdoctor.findings import Finding
 from ctcdoctor.training.names import resolve
 from ctcdoctor.training.readers import read_run
-from ctcdoctor.training.rules import Options, diagnose
+from ctcdoctor.training.rules import Options
 from ctcdoctor.training.series import Curves, Run, Series
+from ctcdoctor.training.verdicts import verdict
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ def diagnose_run(
     classes: int | None = None,
     label_length: float | None = None,
     reduction: str | None = None,
-    patience: int = 0,
+    patience: int | None = None,
     allow_truncated: bool = False,
 ) -> LogsResult:
     """Read the log at `path` (file or run folder) and run the curve rules on it.
@@ -104,12 +105,16 @@ def diagnose_run(
     name recognition. `classes` (C, blank included), `label_length` (mean U) and `reduction`
     ("mean" or "sum") place the content-free CTC level; the monitor's JSONL header supplies
     them when they are not given. `patience` (steps) delays plateau verdicts for a run in
-    progress. `allow_truncated` reads a TensorBoard file up to a cut-off record.
+    progress (and is the budget of the monitor's blank-phase rules); unset, it is the monitor
+    header's `patience`, else 0. `allow_truncated` reads a TensorBoard file up to a cut-off record.
+    A monitor log is judged by the output rules (CTC220-CTC224) too, as the monitor judged it.
     """
     if reduction not in (None, "mean", "sum", "none"):
         raise UserInputError(f"--reduction {reduction!r}: expected mean (loss per label) or sum (loss per sample)")
     if classes is not None and classes < 2:
         raise UserInputError(f"--classes {classes}: expected the number of output classes, blank included (>= 2)")
+    if patience is not None and patience < 0:
+        raise UserInputError(f"--patience {patience}: expected a number of steps (>= 0)")
     if label_length is not None and label_length <= 0:
         raise UserInputError(f"--label-length {label_length}: expected the mean number of labels per target (> 0)")
     started = time.perf_counter()
@@ -121,10 +126,10 @@ def diagnose_run(
         classes=int(classes_value) if classes_value is not None else None,
         label_length=label_length if label_length is not None else _meta_number(run.meta, "label_length"),
         reduction=reduction if reduction is not None else (run.meta.get("reduction") or None),
-        patience=patience,
+        patience=patience if patience is not None else int(_meta_number(run.meta, "patience") or 0),
     )
     started = time.perf_counter()
-    findings = diagnose(curves, options)
+    findings = verdict(run, curves, options)
     diagnose_seconds = time.perf_counter() - started
     return LogsResult(
         source=run.source,

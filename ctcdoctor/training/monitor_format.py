@@ -13,7 +13,11 @@ Format (version 1), UTF-8, one JSON object per line:
   ``lr``, ``grad_norm``, ``cer``, ``wer``, ``blank_ratio`` (argmax blank share),
   ``blank_prob`` (mean soft blank probability), ``empty_rate`` (share of empty decodes),
   ``infeasible`` (samples CTC cannot align), ``eval_loss``, ``eval_cer``, ``eval_wer``,
-  and any other numeric key (a loss part such as ``loss_ctc``).
+  and any other numeric key (a loss part such as ``loss_ctc``). At each evaluation the
+  monitor also writes ``evaluated``, ``entropy``, ``nonblank``, ``label_density``,
+  ``nonfinite_outputs`` and ``alt_decode_rate`` (`ctcdoctor.training.outputs.OutputStats`),
+  which the output rules (`ctcdoctor.training.rules.outputs`) read; its header also carries
+  ``patience`` (the default patience of ``logs``) and ``every``.
 * non-finite numbers are the strings ``"nan"``, ``"inf"``, ``"-inf"`` (valid JSON); the
   reader also accepts Python's bare ``NaN``/``Infinity``.
 * a key missing from a record means "not measured at this step", never zero.

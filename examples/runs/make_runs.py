@@ -6,19 +6,18 @@ Run:  python examples/runs/make_runs.py            (all four, about 4 minutes on
 Each run trains `examples/ocr_crnn.py`'s CRNN (27 classes, blank = 0) on synthetic word
 images with a plain PyTorch loop and logs what a real run logs, in four formats:
 
-| run              | log                                                 | what goes wrong                                   | expected verdict            |
-| ---------------- | --------------------------------------------------- | ------------------------------------------------- | --------------------------- |
-| `healthy`        | `healthy/metrics.jsonl` (the monitor's JSONL)       | nothing: Adam 1e-3, warm-up, cosine decay         | no warning, no error        |
-| `lr_too_high`    | `lr_too_high/lightning_logs/version_0/metrics.csv`  | warm-up towards a peak of 0.4 (Adam)              | CTC203 diverged, CTC214     |
-|                  | (Lightning's CSVLogger)                             |                                                   | (warm-up into divergence)   |
-| `blank_collapse` | `blank_collapse/events.out.tfevents.*`              | each label is paired with the neighbouring        | CTC212 blank plateau never  |
-|                  | (torch.utils.tensorboard.SummaryWriter)             | image (a collate bug): nothing to learn but the   | ends                        |
-|                  |                                                     | label statistics                                  |                             |
-| `overfitting`    | `overfitting/trainer_state.json`                    | 32 training images, 800 steps                     | CTC207 overfitting          |
-|                  | (Hugging Face TrainerState.save_to_json)            |                                                   |                             |
+| run | log | what goes wrong | expected verdict |
+| --- | --- | --- | --- |
+| `healthy` | `healthy/metrics.jsonl` (the monitor's JSONL) | nothing: Adam 2e-3, warm-up, cosine decay | no warning, no error |
+| `lr_too_high` | `lr_too_high/lightning_logs/version_0/metrics.csv` (CSVLogger) | warm-up towards 0.4 (Adam) | CTC203, CTC214 |
+| `blank_collapse` | `blank_collapse/events.out.tfevents.*` (SummaryWriter) | labels paired with the neighbouring image | CTC212 |
+| `overfitting` | `overfitting/trainer_state.json` (TrainerState) | 32 training images, 800 steps | CTC207 overfitting |
 
+CTC203: the loss diverged; CTC214: it diverged during the warm-up; CTC212: the blank plateau
+never ends (a collate bug leaves nothing to learn but the label statistics).
 Infos (CTC211: the early blank plateau ended; CTC213: constant learning rate through a
-plateau) may come with them. `tests/training/test_example_runs.py` checks each verdict.
+plateau) may come with them. `tests/training/test_logs_example_runs.py` checks each verdict
+(and `tests/training/test_logs_cli.py` through `ctcdoctor logs`).
 
 Needs torch; tensorboard for the TensorBoard run; lightning and transformers are used to
 write their formats when installed (otherwise the same files are written by hand, in the
@@ -43,11 +42,11 @@ from torch.utils.data import DataLoader
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # examples/: ocr_crnn
 
-from ocr_crnn import CRNN, NUM_CLASSES, output_lengths
+from ocr_crnn import CRNN, NUM_CLASSES, output_lengths  # noqa: E402
 
-from ctcdoctor.ctc import cer, greedy_decode
-from ctcdoctor.toydata import WordImageDataset
-from ctcdoctor.training import monitor_format
+from ctcdoctor.ctc import cer, greedy_decode  # noqa: E402
+from ctcdoctor.toydata import WordImageDataset  # noqa: E402
+from ctcdoctor.training import monitor_format  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -31,21 +31,33 @@ def test_a_broken_setup_is_stopped_after_the_first_step(tmp_path):
     assert {"CTC001", "CTC104"} <= {item["code"] for item in document["findings"]}
 
 
-def test_a_healthy_setup_trains_to_the_end(tmp_path, capsys):
-    trainer, callback = make_trainer(str(tmp_path), broken=False, steps=3)
+def test_a_healthy_setup_trains_to_the_end_under_the_monitor(tmp_path, capsys):
+    report = tmp_path / "ctcdoctor.json"
+    trainer, callback = make_trainer(str(tmp_path), broken=False, steps=4, every=2, report_path=report)
     trainer.train()
-    assert not callback.stopped and trainer.state.global_step == 3
+    assert not callback.stopped and trainer.state.global_step == 4
     assert callback.report is not None and not [f for f in callback.report.findings if f.severity.value != "info"]
-    assert "no problems found" in capsys.readouterr().out
+    assert "[ctcdoctor] check before training" in capsys.readouterr().out  # the monitor prints the check's summary
     assert json.loads((tmp_path / "ctcdoctor_check.json").read_text())["summary"]["error"] == 0
+    # The monitor's final report (every=2: it measured the outputs twice) is report_path.
+    assert callback.final_report is not None and json.loads(report.read_text())["command"] == "monitor"
+
+
+def test_without_a_monitor_the_check_alone_prints_and_writes_report_path(tmp_path, capsys):
+    report = tmp_path / "reports" / "start.json"
+    trainer, callback = make_trainer(str(tmp_path), broken=False, steps=2, every=None, report_path=report)
+    trainer.train()
+    assert callback.monitor is None and trainer.state.global_step == 2
+    assert "no problems found" in capsys.readouterr().out
+    assert json.loads(report.read_text())["command"] == "check"
 
 
 def test_stop_on_none_reports_and_never_stops(tmp_path):
-    report = tmp_path / "reports" / "start.json"
-    trainer, callback = make_trainer(str(tmp_path), broken=True, steps=2, stop_on=None, report_path=report, every=50)
+    trainer, callback = make_trainer(str(tmp_path), broken=True, steps=2, stop_on=None, every=50)
     trainer.train()
     assert not callback.stopped and trainer.state.global_step == 2 and callback.every == 50
-    assert "CTC001" in {item["code"] for item in json.loads(report.read_text())["findings"]}
+    assert "CTC001" in {item["code"] for item in json.loads((tmp_path / "ctcdoctor_check.json").read_text())["findings"]}
+    assert "CTC001" in {item.code for item in callback.final_report.findings}  # the check's findings join the monitor's
 
 
 def test_the_constructor_refuses_unknown_levels():

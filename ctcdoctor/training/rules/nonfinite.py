@@ -119,12 +119,12 @@ def nonfinite_loss(analysis: Analysis, series: Series, what: str) -> list[Findin
     else:
         context = "; no finite value was ever logged"
     if persistent:
-        message = (f"{what} {series.tag} is non-finite from {analysis.step(first_step)} to the end "
+        message = (f"{analysis.called(series, what)} is non-finite from {analysis.step(first_step)} to the end "
                    f"({count:,} of {values.size:,} values: {_kinds(values[bad])}){context}.")
         hint = ("Lower the learning rate by 10x, clip gradients (clip_grad_norm_(params, 1.0)), compute CTC in float32, "
                 f"and resume from a checkpoint before {analysis.step(first_step)}.")
     else:
-        message = (f"{what} {series.tag} is non-finite at {count:,} of {values.size:,} logged {analysis.unit}s "
+        message = (f"{analysis.called(series, what)} is non-finite at {count:,} of {values.size:,} logged {analysis.unit}s "
                    f"(first at {analysis.step(first_step)}: {_kinds(values[bad])}), finite again after each{context}.")
         hint = ("Find the batches that give inf: run `ctcdoctor scan` for infeasible samples (a target longer than its "
                 "output frames) and fix their lengths; check for fp16 overflow (compute CTC in float32).")

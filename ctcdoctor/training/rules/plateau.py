@@ -129,7 +129,9 @@ EARLY_STARTS_BEFORE = 0.5
 EARLY_THEN_DROP = 0.30
 """... and is followed by a fall of at least 30% below its level..."""
 EARLY_ACCELERATION = 3.0
-"""... at least 3x faster (in log-loss per step) than the level moved within the plateau."""
+"""... at least 3x faster (in log-loss per step) than the level moved within the plateau..."""
+EARLY_ABOVE_CONTENT_FREE = 1.5
+"""... and, when C is known, not above 1.5x the content-free level (higher is still the descent from the start)."""
 
 
 @dataclass(frozen=True)
@@ -292,6 +294,10 @@ def _early_plateau(analysis: Analysis, tail: Tail | None) -> list[Finding]:
             break
         if curve.share(segment.start_step, segment.end_step) < EARLY_MIN_SHARE:
             continue
+        if int(np.sum((curve.steps >= segment.start_step) & (curve.steps <= segment.end_step))) < PLATEAU_MIN_POINTS:
+            continue  # a few flat values in a short log are noise, not a plateau
+        if analysis.content_free and segment.level > EARLY_ABOVE_CONTENT_FREE * max(ref for ref, _ in analysis.content_free):
+            continue  # far above the loss of a model that ignores its input: not the blank plateau
         if segment.start_step > curve.first_step + EARLY_STARTS_BEFORE * curve.span:
             break
         after = curve.smooth[segment.last + 1 :]

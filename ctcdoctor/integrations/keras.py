@@ -1,0 +1,128 @@
+"""ctcdoctor for Keras 3: the training monitor as a `keras.callbacks.Callback`, on any backend.
+
+    from ctcdoctor.integrations.keras import CTCDoctorCallback
+
+    model.compile(optimizer="adam", loss=keras.losses.CTC())
+    model.fit(x, y, callbacks=[CTCDoctorCallback(report_path="ctcdoctor.json", data=(x[:16], y[:16]), alphabet=ALPHABET)])
+
+Keras does not hand a callback the batch it trained on, so the outputs are measured on a few
+fixed samples given as `data=(inputs, targets)` (targets padded with the blank, 0, as
+`keras.losses.CTC` takes them) or `(inputs, targets, target_lengths[, output_lengths])`; every
+`every` steps the model is run on them in inference mode and its output ((N, T, C)
+probabilities or logits, told apart by their values) is turned into log-probabilities with
+`keras.ops`. The loss of each step is recovered from Keras' running mean (`logs["loss"]` is
+the mean over the epoch so far: the loss tracker's total and count give each batch's own
+value). Without `data` the monitor judges the loss curve alone. A verdict at or above
+`stop_on` sets `model.stop_training`.
+
+The blank is class 0 by default (`keras.ops.ctc_loss(mask_index=0)`, `keras.losses.CTC`); pass
+`blank=C-1` for `tf.nn.ctc_loss(blank_index=-1)` or Keras 2's `ctc_batch_cost`. Requires
+`ctcdoctor[keras]` (Keras 3 and a backend: torch, jax or tensorflow).
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+try:
+    import keras
+except ImportError as error:  # pragma: no cover - the message names the extra
+    raise ImportError("ctcdoctor.integrations.keras needs Keras 3: pip install 'ctcdoctor[keras]'") from error
+
+import numpy as np
+
+from ctcdoctor.training.monitor import Monitor
+
+__all__ = ["CTCDoctorCallback"]
+
+
+def _numpy(value: Any) -> np.ndarray:
+    return np.asarray(keras.ops.convert_to_numpy(value))
+
+
+def log_probabilities(outputs: Any) -> np.ndarray:
+    """(N, T, C) log-probabilities from probabilities (a softmax head) or logits, computed with keras.ops."""
+    outputs = keras.ops.convert_to_tensor(outputs)
+    sums = keras.ops.sum(outputs, axis=-1)
+    probabilities = bool(_numpy(keras.ops.all(outputs >= 0))) and bool(
+        _numpy(keras.ops.all(keras.ops.abs(sums - 1.0) < 1e-3)))
+    if probabilities:
+        return _numpy(keras.ops.log(keras.ops.maximum(outputs, 1e-30)))
+    return _numpy(keras.ops.log_softmax(outputs, axis=-1))
+
+
+class CTCDoctorCallback(keras.callbacks.Callback):
+    """Monitor a Keras CTC model during `fit`; stop on a verdict at `stop_on` (see the module docstring).
+
+    `report_path`, `every`, `stop_on` as in every ctcdoctor callback; `data`, `blank`, `alphabet`
+    as above; `metrics_path`, `plot_path` and any other keyword go to
+    `ctcdoctor.training.monitor.Monitor`. After `fit`, `monitor` holds the monitor and `report`
+    the final `Report`.
+    """
+
+    def __init__(
+        self,
+        report_path: str | os.PathLike | None = None,
+        every: int = 100,
+        stop_on: str | None = "error",
+        *,
+        data: Any = None,
+        blank: int = 0,
+        **monitor_options: Any,
+    ) -> None:
+        super().__init__()
+        monitor_options.setdefault("reduction", "sum")  # keras.losses.CTC: a loss per sample, averaged over the batch
+        monitor_options.setdefault("name", "Keras model.fit")
+        self.monitor = Monitor(every=every, report_path=report_path, stop_on=stop_on, blank=blank, **monitor_options)
+        self.data = self._unpack(data, blank) if data is not None else None
+        self.report: Any = None
+        self._step = 0
+        self._tracked = (0.0, 0.0)
+
+    @staticmethod
+    def _unpack(data: Any, blank: int) -> dict[str, Any]:
+        if not isinstance(data, (tuple, list)) or len(data) not in (2, 3, 4):
+            raise ValueError("data=(inputs, targets) or (inputs, targets, target_lengths[, output_lengths])")
+        inputs, targets = data[0], _numpy(data[1]).astype(np.int64)
+        lengths = _numpy(data[2]).astype(np.int64) if len(data) > 2 else (targets != blank).sum(-1)
+        frames = _numpy(data[3]).astype(np.int64) if len(data) > 3 else None
+        return {"inputs": inputs, "targets": targets, "target_lengths": lengths, "output_lengths": frames}
+
+    def _batch_loss(self, logs: dict[str, Any]) -> float:
+        """This batch's loss from the running mean Keras logs (the loss tracker's total and count)."""
+        tracker = getattr(self.model, "_loss_tracker", None)
+        if tracker is not None and hasattr(tracker, "total") and hasattr(tracker, "count"):
+            total, count = float(_numpy(tracker.total)), float(_numpy(tracker.count))
+            last_total, last_count = self._tracked if count >= self._tracked[1] else (0.0, 0.0)  # reset each epoch
+            self._tracked = (total, count)
+            if count > last_count:
+                return (total - last_total) / (count - last_count)
+        return float(logs.get("loss", math.nan))
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.monitor.closed:
+            return
+        self._step += 1
+        loss = self._batch_loss(logs or {})
+        arguments: dict[str, Any] = {}
+        if self.data is not None and self.monitor.wants_outputs(self._step):
+            outputs = self.model(self.data["inputs"], training=False)
+            arguments = {"log_probs": log_probabilities(outputs), "targets": self.data["targets"],
+                         "target_lengths": self.data["target_lengths"], "output_lengths": self.data["output_lengths"],
+                         "layout": "NTC"}
+        lr = getattr(self.model.optimizer, "learning_rate", None) if self.model.optimizer is not None else None
+        if lr is not None and self.monitor.wants_outputs(self._step):
+            arguments["lr"] = float(_numpy(lr))
+        if self.monitor.update(self._step, loss, **arguments):
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        values = {f"eval_{key[4:]}": float(value) for key, value in (logs or {}).items()
+                  if key.startswith("val_") and isinstance(value, (int, float))}
+        if values:
+            self.monitor.log(self._step, **values)
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        if not self.monitor.closed:
+            self.report = self.monitor.close()

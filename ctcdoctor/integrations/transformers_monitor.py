@@ -1,0 +1,193 @@
+"""The training monitor inside a Hugging Face `Trainer`: what `CTCDoctorCallback` calls.
+
+`ctcdoctor.integrations.transformers.CTCDoctorCallback` (the `TrainerCallback`, which also runs
+`ctcdoctor.check` at `on_train_begin`) owns one `TrainerMonitor` and forwards its events:
+
+    monitor = TrainerMonitor(report_path=..., every=100, stop_on="error", processor=processor)
+    on_train_begin(args, state, control, model=..., **kw):  monitor.attach(model, args, state)
+                                                            monitor.preflight(check_report, control)  # optional
+    on_step_begin(args, state, control, **kw):               monitor.on_step_begin(args, state, control)
+    on_step_end(args, state, control, **kw):                 monitor.on_step_end(args, state, control, **kw)
+    on_log(args, state, control, logs=None, **kw):           monitor.on_log(args, state, control, logs)
+    on_evaluate(args, state, control, metrics=None, **kw):   monitor.on_evaluate(args, state, control, metrics)
+    on_train_end(args, state, control, **kw):                monitor.on_train_end(args, state, control)
+
+How it gets what the Trainer does not hand to callbacks: a forward hook on the model (with its
+keyword arguments) keeps the loss of every training forward pass (detached, not read back
+until an evaluation, and before the Trainer's `logging_nan_inf_filter` drops NaN/inf losses
+from the logged mean) and, on the step the monitor evaluates, the `logits`, the `labels`
+(-100 and the pad id dropped, as transformers 5's CTC loss drops them) and the
+`attention_mask` (output lengths by `model._get_feat_extract_output_lengths`, as the model's
+loss computes them). The step's loss is the mean over its gradient-accumulation micro-batches.
+The blank is `config.pad_token_id`, the classes `config.vocab_size`, the reduction
+`config.ctc_loss_reduction`; the alphabet and the word delimiter come from the tokenizer (or
+the processor's). The learning rate is read from the optimizer, the gradient norm from the
+Trainer's logs.
+
+Stopping: `on_step_end` sets `control.should_training_stop` when a verdict reaches `stop_on`.
+Under DDP every process measures its own batch and the stop decision is agreed with an
+all-reduce at each evaluation step (every process evaluates at the same steps), so all of them
+stop together; only the main process (`state.is_world_process_zero`) prints and writes files.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+try:
+    import transformers  # noqa: F401 - the dependency this module is for
+except ImportError as error:  # pragma: no cover - the message names the extra
+    raise ImportError("ctcdoctor.integrations.transformers_monitor needs transformers: pip install 'ctcdoctor[hf]'") from error
+
+import torch
+
+from ctcdoctor.findings import Report
+from ctcdoctor.training.monitor import Monitor
+
+__all__ = ["TrainerMonitor", "tokenizer_alphabet"]
+
+
+def tokenizer_alphabet(tokenizer: Any, classes: int, blank: int) -> tuple[list[str], str | None]:
+    """(symbols of the non-blank classes in class order, word delimiter) from a CTC tokenizer."""
+    tokens = tokenizer.convert_ids_to_tokens(list(range(classes)))
+    symbols = [token if isinstance(token, str) else f"<{index}>" for index, token in enumerate(tokens)]
+    delimiter = getattr(tokenizer, "word_delimiter_token", None)
+    return [symbol for index, symbol in enumerate(symbols) if index != blank], delimiter
+
+
+class TrainerMonitor:
+    """The monitor's side of the Hugging Face callback (see the module docstring)."""
+
+    def __init__(
+        self,
+        report_path: str | os.PathLike | None = None,
+        every: int = 100,
+        stop_on: str | None = "error",
+        *,
+        tokenizer: Any = None,
+        processor: Any = None,
+        **monitor_options: Any,
+    ) -> None:
+        self.report_path, self.every, self.stop_on = report_path, every, stop_on
+        self.tokenizer = tokenizer if tokenizer is not None else getattr(processor, "tokenizer", None)
+        self.monitor_options = monitor_options
+        self.monitor: Monitor | None = None
+        self.report: Report | None = None
+        self._model: Any = None
+        self._handle: Any = None
+        self._losses: list[torch.Tensor] = []
+        self._armed = False
+        self._captured: dict[str, Any] | None = None
+        self._grad_norm: float | None = None
+
+    # ------------------------------------------------------------------ set-up
+    def attach(self, model: Any, args: Any = None, state: Any = None) -> None:
+        """Hook the model and create the monitor from its config (call at on_train_begin)."""
+        config = model.config
+        blank = int(config.pad_token_id) if config.pad_token_id is not None else 0
+        classes = int(getattr(config, "vocab_size", 0)) or None
+        options: dict[str, Any] = {"blank": blank, "classes": classes, "name": f"{type(model).__name__} (Trainer)"}
+        reduction = getattr(config, "ctc_loss_reduction", None)
+        if reduction in ("mean", "sum"):
+            options["reduction"] = reduction
+        if self.tokenizer is not None and classes:
+            options["alphabet"], options["word_delimiter"] = tokenizer_alphabet(self.tokenizer, classes, blank)
+        options.update(self.monitor_options)
+        main = state is None or bool(getattr(state, "is_world_process_zero", True))
+        if not main:
+            options.update(echo=False, metrics_path=None, plot_path=None)
+        self.monitor = Monitor(every=self.every, report_path=self.report_path if main else None, stop_on=self.stop_on,
+                               **options)
+        self._model = model
+        self._handle = model.register_forward_hook(self._hook, with_kwargs=True)
+
+    def preflight(self, report: Report, control: Any = None) -> bool:
+        """Hand the monitor the `ctcdoctor.check` report the callback made at on_train_begin (after `attach`):
+        its findings join every verdict and count for `stop_on`; sets `control.should_training_stop` and
+        returns True when they reach it."""
+        if self.monitor is None:
+            raise RuntimeError("TrainerMonitor.preflight() before attach()")
+        stop = self.monitor.preflight(report)
+        if stop and control is not None:
+            control.should_training_stop = True
+        return stop
+
+    def _hook(self, module: Any, args: tuple, kwargs: dict, output: Any) -> None:
+        if not module.training:
+            return  # evaluation passes are not training steps
+        loss = getattr(output, "loss", None) if not isinstance(output, dict) else output.get("loss")
+        if loss is not None:
+            self._losses.append(loss.detach())
+        if self._armed:
+            logits = getattr(output, "logits", None) if not isinstance(output, dict) else output.get("logits")
+            labels = kwargs.get("labels", args[1] if len(args) > 1 else None)
+            if logits is not None and labels is not None:
+                self._captured = {"logits": logits.detach(), "labels": labels.detach(),
+                                  "attention_mask": kwargs.get("attention_mask")}
+
+    # ------------------------------------------------------------------ events
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.monitor is not None:
+            self._armed = self.monitor.wants_outputs(state.global_step + 1)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> bool:
+        """Feed the step to the monitor; set `control.should_training_stop` on a verdict at `stop_on`. Returns it."""
+        if self.monitor is None or self.monitor.closed or not self._losses:
+            return False
+        step = state.global_step
+        due = self.monitor.wants_outputs(step)
+        loss = torch.stack([loss.float() for loss in self._losses]).mean()
+        self._losses = []
+        arguments = self._outputs() if due and self._captured is not None else {}
+        self._captured, self._armed = None, False
+        optimizer = kwargs.get("optimizer")
+        lr = optimizer.param_groups[0]["lr"] if optimizer is not None else None
+        stop = self.monitor.update(step, loss, lr=lr, **arguments)
+        if due:
+            stop = self._agree(stop, loss.device)
+        if stop:
+            control.should_training_stop = True
+        return stop
+
+    def _outputs(self) -> dict[str, Any]:
+        assert self._captured is not None and self.monitor is not None
+        logits, labels, mask = self._captured["logits"], self._captured["labels"], self._captured["attention_mask"]
+        keep = (labels >= 0) & (labels != self.monitor.blank)
+        frames = None
+        if mask is not None and hasattr(self._model, "_get_feat_extract_output_lengths"):
+            frames = self._model._get_feat_extract_output_lengths(mask.sum(-1)).clamp(max=logits.shape[1])
+        return {"logits": logits, "targets": labels[keep], "target_lengths": keep.sum(-1), "output_lengths": frames,
+                "layout": "NTC"}
+
+    @staticmethod
+    def _agree(stop: bool, device: torch.device) -> bool:
+        """Any process's stop stops them all (an all-reduce; every process evaluates at the same steps)."""
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return stop
+        flag = torch.tensor([int(stop)], device=device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        """The Trainer's gradient norm of the logging step joins the monitor's record of that step."""
+        if self.monitor is not None and logs and isinstance(logs.get("grad_norm"), (int, float)):
+            self.monitor.log(state.global_step, grad_norm=float(logs["grad_norm"]))
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        """eval_loss, eval_wer, eval_cer... join the record of the step."""
+        if self.monitor is None or not metrics:
+            return
+        values = {key: float(value) for key, value in metrics.items() if key.startswith("eval_")
+                  and isinstance(value, (int, float)) and not isinstance(value, bool)
+                  and not key.endswith(("_runtime", "_per_second"))}
+        if values:
+            self.monitor.log(state.global_step, **values)
+
+    def on_train_end(self, args: Any = None, state: Any = None, control: Any = None, **kwargs: Any) -> Report | None:
+        """Close the monitor (final verdict, files, plot) and remove the hook. Returns the final report."""
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+        if self.monitor is not None and not self.monitor.closed:
+            self.report = self.monitor.close()
+        return self.report

@@ -1,0 +1,282 @@
+"""Before training: take the samples, run the static checks on them, and build each run's model and optimizer.
+
+`prepare` runs once per command (the samples and the static checks); `new_run` once per training run
+(the main run, each learning rate of `--lr-probe`, a sample trained alone), each on a fresh copy of
+the user's model, seeded the same way, so runs differ only in what the caller changed.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ctcdoctor.errors import UserInputError
+from ctcdoctor.findings import CheckResult, Finding
+from ctcdoctor.load.samples import pick_samples
+from ctcdoctor.overfit.result import BLOCKING, DEFAULT_LR, STATIC_CHECKS, OverfitOptions
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from ctcdoctor.protocol import Setup
+
+
+@dataclass(frozen=True)
+class Symbols:
+    """Class indices as text: the alphabet's symbols, or the indices when there is no usable alphabet."""
+
+    alphabet: Any
+    blank: int
+
+    def text(self, sequence: Sequence[int]) -> str:
+        """Symbols joined; with spaces when a symbol is longer than one character ("ow m f"), as indices are."""
+        if self.alphabet is None:
+            return " ".join(str(int(c)) for c in sequence)
+        try:
+            symbols = [str(self.alphabet[int(c) - (int(c) > self.blank)]) for c in sequence]
+        except (IndexError, TypeError):
+            return " ".join(str(int(c)) for c in sequence)
+        return (" " if any(len(str(symbol)) > 1 for symbol in self.alphabet) else "").join(symbols)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """The chosen samples, ready to train on (tensors on the training device)."""
+
+    raw: Any
+    """The samples' batch as the loader gives it, on the device: the user's criterion's second argument."""
+    inputs: Any
+    targets: torch.Tensor
+    target_lengths: torch.Tensor
+    input_lengths: torch.Tensor
+    target_lists: tuple[tuple[int, ...], ...]
+    lengths: torch.Tensor | None
+    """Output lengths from the static checks; None: from the model's own, or every frame."""
+    layout: str | None
+    blank: int
+    symbols: Symbols
+    device: torch.device
+
+    @property
+    def size(self) -> int:
+        return len(self.target_lists)
+
+
+@dataclass
+class Prepared:
+    """What `prepare` found: the problem (None when training is skipped), the static findings and the facts for the report."""
+
+    problem: Problem | None
+    source: str
+    targets: tuple[str, ...]
+    findings: list[Finding]
+    check_results: list[CheckResult]
+    blocking: list[str]
+    output_kind: str | None = None
+    output_axis: int | None = None
+
+
+@dataclass
+class Run:
+    """One training run's own objects: a fresh model copy, what trains, and the optimizer."""
+
+    model: torch.nn.Module
+    params: list[torch.nn.Parameter]
+    optimizer: Any
+    optimizer_name: str
+    lr: float | None
+    head: str | None
+    parameters: dict[str, Any]
+    frozen_modules: list[str]
+
+
+def validate_options(options: OverfitOptions) -> None:
+    """Settings that cannot train are usage errors (exit 2), not crashes inside the optimizer."""
+    from ctcdoctor.overfit.result import LOSS_CHOICES
+
+    if options.steps < 1:
+        raise UserInputError(f"--steps {options.steps}: need at least one step", "Use --steps 1000 or so.")
+    if options.eval_every < 1 or options.patience < 1:
+        raise UserInputError("--eval-every and --patience must be at least 1", "Use the defaults (10 and 3).")
+    if options.lr is not None and not (math.isfinite(options.lr) and options.lr > 0):
+        raise UserInputError(f"--lr {options.lr:g}: a learning rate must be a finite number above 0", "Try --lr 1e-3.")
+    if options.loss not in LOSS_CHOICES:
+        raise UserInputError(f"--loss {options.loss}: choose one of {', '.join(LOSS_CHOICES)}", "Use --loss auto.")
+    if options.loss == "criterion" and (options.alpha is not None or options.gamma):
+        raise UserInputError("--alpha/--gamma train ctcdoctor's modified CTC, not Setup.criterion",
+                             "Drop --loss criterion (or drop --alpha/--gamma).")
+
+
+def _static_checks(setup: Setup, model: Any, raw: Any, samples: Sequence[int], prefixes: tuple[str, ...] | None):
+    """The static checks on the samples (none when `prefixes` is None), and the context that measured them."""
+    from ctcdoctor.engine import Context, Options, run_checks
+    from ctcdoctor.registry import select_checks
+
+    context = Context(dataclasses.replace(setup, model=model, loader=[raw]), Options(max_batches=1, scan_batches=1))
+    if prefixes is None:
+        return context, [], []
+    findings, results = run_checks(context, select_checks(prefixes))
+    prefix = f"[sample {samples[0]}] " if len(samples) == 1 else f"[samples {', '.join(map(str, samples))}, numbered from 0 here] "
+    relabelled = [
+        dataclasses.replace(item, message=prefix + item.message, evidence={**item.evidence, "overfit_samples": list(samples)})
+        for item in findings
+    ]
+    return context, relabelled, list(results)
+
+
+def _context_facts(context: Any) -> dict[str, Any]:
+    """Layout, class count, output lengths and output kind as the static checks measured them (what they could)."""
+    facts: dict[str, Any] = {}
+    try:
+        facts["layout"] = context.layout.layout
+        facts["num_classes"] = context.num_classes
+        facts["lengths"] = context.output_lengths.per_run[0] if context.output_lengths.known else None
+        facts["kind"], facts["axis"] = context.output_kinds[0].kind, context.output_kinds[0].axis
+    except Exception:
+        pass
+    return facts
+
+
+def uses_criterion(setup: Setup, options: OverfitOptions) -> bool:
+    """Whether the run trains Setup.criterion (see LOSS_CHOICES)."""
+    if setup.criterion is None or options.loss == "ctc":
+        return False
+    return options.loss == "criterion" or (options.alpha is None and not options.gamma)
+
+
+def prepare(setup: Setup, options: OverfitOptions, phase: Callable[[str], None]) -> Prepared:
+    """Take the samples and run the static checks on them; `problem` is None when a static error blocks training."""
+    import torch
+
+    from ctcdoctor.load.batches import normalise_batch, split_targets
+    from ctcdoctor.load.device import resolve_device
+    from ctcdoctor.measure.model import move_inputs
+
+    if options.loss == "criterion" and setup.criterion is None:
+        raise UserInputError("--loss criterion: the Setup has no criterion", "Give Setup.criterion, or use --loss auto.")
+    device = resolve_device(options.device)
+    phase("taking the sample(s)")
+    raw, source = pick_samples(setup.loader, options.samples, setup.batch_axis)
+    batch = normalise_batch(raw, 0, 0, setup.batch_axis)
+    sequences, problems = split_targets(batch)
+    prefixes = STATIC_CHECKS + (("CTC03",) if uses_criterion(setup, options) else ()) if options.static_checks else None
+    phase("static checks on the sample(s)" if prefixes else "measuring the output")
+    torch.manual_seed(options.seed)
+    model = copy.deepcopy(setup.model).to(device)
+    context, findings, results = _static_checks(setup, model, raw, options.samples, prefixes)
+    facts = {"layout": setup.layout, **_context_facts(context)}
+    alphabet = setup.alphabet
+    if facts.get("num_classes") is not None and alphabet is not None and len(alphabet) + 1 != facts["num_classes"]:
+        alphabet = None  # CTC014 reports it; decode to indices rather than mislabel
+    symbols = Symbols(alphabet, setup.blank)
+    target_lists = tuple(tuple(int(c) for c in sequence.tolist()) for sequence in sequences)
+    blocking = sorted({item.code for item in findings if item.code in BLOCKING and item.severity.value == "error"})
+    if problems and "CTC012" not in blocking:
+        blocking.append("CTC012")
+    problem = None if blocking else Problem(
+        raw=move_inputs(raw, device), inputs=move_inputs(batch.inputs, device), targets=batch.targets.to(device),
+        target_lengths=batch.target_lengths.to(device), input_lengths=batch.input_lengths, target_lists=target_lists,
+        lengths=None if facts.get("lengths") is None else facts["lengths"].to(device), layout=facts.get("layout"),
+        blank=setup.blank, symbols=symbols, device=device,
+    )
+    return Prepared(problem, source, tuple(symbols.text(t) for t in target_lists), findings, results, blocking,
+                    facts.get("kind"), facts.get("axis"))
+
+
+# ----------------------------------------------------------------------------- one run's model and optimizer
+
+
+def find_head(model: torch.nn.Module, inputs: Any) -> str:
+    """Name of the final layer with parameters: the last module owning parameters to finish its
+    forward on `inputs` (so definition order does not matter), or the last such module in
+    `model.modules()` order when the forward cannot be traced."""
+    from ctcdoctor.measure.model import evaluating, execution_order
+
+    owners = [name for name, module in model.named_modules() if next(module.parameters(recurse=False), None) is not None]
+    if not owners:
+        raise UserInputError("--freeze-except-head: the model has no parameters", "Drop --freeze-except-head.")
+    finished: list[str] = []
+    try:
+        with execution_order(model, when="post") as order, evaluating(model):
+            model(inputs)
+        finished = order
+    except Exception:
+        finished = []
+    return finished[-1] if finished else owners[-1]
+
+
+def _last_parameter_owner(model: torch.nn.Module) -> str | None:
+    owners = [name for name, module in model.named_modules() if next(module.parameters(recurse=False), None) is not None]
+    return owners[-1] if owners else None
+
+
+def _describe_optimizer(optimizer: Any) -> tuple[str, float | None]:
+    groups = getattr(optimizer, "param_groups", None) or [{}]
+    lr = groups[0].get("lr")
+    try:
+        lr = float(lr) if lr is not None else None
+    except (TypeError, ValueError):
+        lr = None
+    return f"{type(optimizer).__name__}(lr={lr:g})" if lr is not None else type(optimizer).__name__, lr
+
+
+def build_optimizer(setup: Setup, params: list[Any], lr: float | None) -> Any:
+    """Setup.optimizer(params) (its learning rate replaced by `lr` when given), else Adam(lr or 1e-3)."""
+    import torch
+
+    if setup.optimizer is None:
+        return torch.optim.Adam(params, lr=lr if lr is not None else DEFAULT_LR)
+    try:
+        optimizer = setup.optimizer(params)
+    except Exception as error:
+        raise UserInputError(f"Setup.optimizer(params) raised {type(error).__name__}: {error}",
+                             "Make it return a torch.optim.Optimizer for the given parameters.") from error
+    if not (hasattr(optimizer, "step") and hasattr(optimizer, "zero_grad") and getattr(optimizer, "param_groups", None)):
+        raise UserInputError(
+            f"Setup.optimizer(params) returned {type(optimizer).__name__ if optimizer is not None else 'None'}, "
+            "not an optimizer",
+            "Return the optimizer: optimizer=lambda params: torch.optim.Adam(params, lr=1e-3).",
+        )
+    if lr is not None:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+    return optimizer
+
+
+def _trainable(model: torch.nn.Module, problem: Problem, freeze_except_head: bool) -> tuple[str | None, list[Any]]:
+    head = None
+    if freeze_except_head:
+        head = find_head(model, problem.inputs)
+        for name, parameter in model.named_parameters():
+            if not (name == head or name.startswith(head + ".")) and head != "":
+                parameter.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise UserInputError(
+            "no parameter of the model requires a gradient" + (f" (--freeze-except-head kept only {head!r})" if head else ""),
+            "Unfreeze at least the output layer (requires_grad=True).",
+        )
+    return head, params
+
+
+def new_run(setup: Setup, problem: Problem, options: OverfitOptions) -> Run:
+    """A fresh, seeded copy of the model on the device, what of it trains, and its optimizer."""
+    import torch
+
+    torch.manual_seed(options.seed)
+    model = copy.deepcopy(setup.model).to(problem.device)
+    head, params = _trainable(model, problem, options.freeze_except_head)
+    every = list(model.parameters())
+    parameters = {
+        "total": sum(p.numel() for p in every),
+        "trainable": sum(p.numel() for p in params),
+        "frozen": sum(p.numel() for p in every if not p.requires_grad),
+        "freeze_except_head": options.freeze_except_head,
+    }
+    frozen = sorted({name.rsplit(".", 1)[0] if "." in name else name for name, p in model.named_parameters() if not p.requires_grad})
+    optimizer = build_optimizer(setup, params, options.lr)
+    name, lr = _describe_optimizer(optimizer)
+    return Run(model, params, optimizer, name, lr, head or _last_parameter_owner(model), parameters, frozen)

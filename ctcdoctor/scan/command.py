@@ -1,0 +1,167 @@
+"""What `ctcdoctor scan` does, short of printing: resolve settings, scan (a spec, a shard of it, a
+manifest) or merge parts into one state, and make the report. The command module renders."""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ctcdoctor.config import Settings
+from ctcdoctor.errors import UserInputError
+from ctcdoctor.findings import Report
+from ctcdoctor.scan.state import ScanState, judge, merge_states
+
+MERGE = "merge"
+
+
+@dataclass
+class Request:
+    """The command line of one `scan`, as plain values."""
+
+    targets: list[str] = field(default_factory=list)
+    shard: str | None = None
+    manifest: Path | None = None
+    alphabet: str | None = None
+    frames: str | None = None
+    rate: float | None = None
+    blank: int | None = None
+    length_key: str | None = None
+    text_key: str = "text"
+    drop_list: Path | None = None
+    drop: str = "infeasible,empty,alphabet"
+    clean_manifest: Path | None = None
+    max_samples: int | None = None
+    workers: int | None = None
+    plot: Path | None = None
+    worst: int = 10
+    select: list[str] = field(default_factory=list)
+    ignore: list[str] = field(default_factory=list)
+    fail_on: Any = None
+    device: str | None = None
+    timeout: float | None = None
+    seed: int | None = None
+    output_format: Any = None
+
+    @property
+    def merging(self) -> bool:
+        return bool(self.targets) and self.targets[0] == MERGE
+
+    @property
+    def spec(self) -> str | None:
+        return None if self.merging or not self.targets else self.targets[0]
+
+    def validate(self) -> None:
+        """Flag combinations that cannot mean anything (exit 2 before any work)."""
+        if self.merging:
+            if len(self.targets) < 2:
+                raise UserInputError("scan merge needs the JSON reports of the shards", "Run: ctcdoctor scan merge part*.json")
+            if self.shard or self.manifest:
+                raise UserInputError("scan merge takes no --shard or --manifest", "Merge the parts as they are.")
+            return
+        if len(self.targets) > 1:
+            raise UserInputError(f"scan takes one SPEC, got {len(self.targets)}: {' '.join(self.targets)}",
+                                 "Give one spec, or `scan merge PART...` to join shards.")
+        if not self.targets and self.manifest is None:
+            raise UserInputError("scan needs a SPEC, `merge PART...`, or --manifest FILE",
+                                 "Run e.g. ctcdoctor scan train.py, or ctcdoctor scan --manifest train.jsonl -a @chars.txt --frames 'L*100//4'.")
+        if self.manifest is None:
+            for name, value in (("--frames", self.frames), ("--rate", self.rate), ("--clean-manifest", self.clean_manifest),
+                                ("--alphabet", self.alphabet), ("--blank", self.blank), ("--length-key", self.length_key)):
+                if value is not None:
+                    raise UserInputError(f"{name} applies to --manifest scans only", f"Add --manifest FILE, or drop {name}.")
+
+
+def settings_for(request: Request) -> Settings:
+    from ctcdoctor.config import resolve_settings, spec_folder
+
+    start = spec_folder(request.spec) if request.spec else (request.manifest.parent if request.manifest else None)
+    return resolve_settings(start, fail_on=request.fail_on, select=request.select, ignore=request.ignore,
+                            device=request.device, timeout=request.timeout, seed=request.seed)
+
+
+def read_part(path: Path) -> ScanState:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise UserInputError(f"cannot read {path}: {error.strerror or error}", "Check the path of each part.") from error
+    except json.JSONDecodeError as error:
+        raise UserInputError(f"{path} is not JSON ({error})", "Pass the --output files of `scan --shard I/N` runs.") from error
+    state = (document.get("result") or {}).get("state") if isinstance(document, dict) else None
+    if document.get("command") != "scan" or not isinstance(state, dict):
+        raise UserInputError(f"{path} is not the JSON report of a scan", "Pass the --output files of `scan --shard I/N` runs.")
+    return ScanState.from_json(state)
+
+
+def merged_state(paths: list[str]) -> ScanState:
+    return merge_states([read_part(Path(path)) for path in paths])
+
+
+def make_report(state: ScanState, request: Request, settings: Settings, spec: str) -> Report:
+    findings, results, result = judge(state, settings, request.worst)
+    result["seed"] = settings.seed
+    if request.plot is not None:
+        from ctcdoctor.render.figures import save
+        from ctcdoctor.render.plot_scan import plot as draw
+
+        save(draw(result), request.plot)
+        result["plot"] = str(request.plot)
+    return Report("scan", spec, tuple(findings), tuple(results), result,
+                  config=str(settings.config_path) if settings.config_path else None)
+
+
+def spec_state(request: Request, settings: Settings, shard: Any, on_samples: Callable[[int], None] | None,
+               on_chunk: Any = None) -> ScanState:
+    """Load the spec and scan it (or its shard) into a state, seeded, RNG and threads restored after."""
+    from ctcdoctor.load.spec import load_setup
+    from ctcdoctor.scan.run import ScanOptions, isolated, scan_setup
+
+    assert request.spec is not None
+    with isolated(settings.seed):
+        setup = load_setup(request.spec)
+        options = ScanOptions(shard=shard, worst=request.worst, max_samples=request.max_samples, device=settings.device,
+                              workers=request.workers,
+                              on_samples=on_samples, on_chunk=on_chunk)
+        return scan_setup(setup, request.spec, options)
+
+
+
+def drop_writer(request: Request, path: Path | None) -> Any:
+    """The drop-list writer for this scan (None without --drop-list / --clean-manifest)."""
+    if path is None:
+        return None
+    from ctcdoctor.scan.droplist import DropWriter, parse_reasons
+
+    return DropWriter(path, parse_reasons(request.drop))
+
+
+def finish_drops(state: ScanState, request: Request, writer: Any) -> None:
+    """Close the drop-list, write the clean manifest, and say both in the result."""
+    if writer is None:
+        return
+    info = writer.close()
+    if request.clean_manifest is not None and request.manifest is not None:
+        from ctcdoctor.scan.droplist import clean_manifest
+
+        kept = clean_manifest(request.manifest, writer.path, request.clean_manifest)
+        info["clean_manifest"] = {"file": str(request.clean_manifest), "kept": kept}
+    if request.drop_list is None:
+        writer.path.unlink(missing_ok=True)
+        info["file"] = None
+    state.extra["drop_list"] = info
+
+
+def merge_drop_lists(state: ScanState, request: Request) -> None:
+    """`scan merge --drop-list OUT`: join the parts' drop-lists (each written by its own shard) into OUT."""
+    if request.drop_list is None:
+        return
+    from ctcdoctor.scan.droplist import merge_lists
+
+    parts = state.extra.pop("drop_list_parts", [])
+    files = [Path(part["file"]) for part in parts if part.get("file")]
+    if len(files) != state.parts:
+        raise UserInputError(f"--drop-list: {len(files)} of the {state.parts} parts wrote a drop-list",
+                             "Run every shard with its own --drop-list FILE, then merge.")
+    count = merge_lists(files, request.drop_list)
+    state.extra["drop_list"] = {"file": str(request.drop_list), "count": count, "reasons": parts[0].get("reasons", [])}

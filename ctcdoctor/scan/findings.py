@@ -1,0 +1,216 @@
+"""The length and label checks of `checks/lengths.py` and `checks/labels.py`, judged from a `Summary`.
+
+A whole-data-set scan keeps a mergeable summary instead of every target, so these functions
+read the same numbers from it and word the findings exactly as the table-based checks do
+(`tests/test_scan_summary.py` runs both on random data sets and compares them field by field).
+Each takes its inputs by name, as a registered check does, so the engine runs them in place of
+the originals: skipped when an input is unavailable, CTC999 when one crashes.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ctcdoctor.findings import Finding
+from ctcdoctor.protocol import Alphabet
+from ctcdoctor.registry import SkipCheck, finding
+from ctcdoctor.render.phrases import listing, of_total, plural
+from ctcdoctor.scan.summary import TIGHT_RATIO, Summary
+
+
+def _downsampling_phrase(summary: Summary, detail: str) -> str:
+    ratio = summary.ratios.lower_median()
+    if ratio is None or ratio <= 1.05:
+        return ""
+    shown = f"{ratio:.0f}" if ratio >= 3 else f"{ratio:.2g}"
+    return f" The model keeps about one output frame per {shown} input steps (frames {detail})."
+
+
+def _coverage(scan: Summary, output_lengths: Any) -> tuple[int, str]:
+    """(samples with a known output length, a sentence on the others or "") as checks/lengths.py says it."""
+    if scan.known == scan.samples:
+        return scan.known, ""
+    why = getattr(output_lengths, "uncovered", "") or "the others have no known output length"
+    return scan.known, (
+        f" Only the {scan.known} samples of the batches the model ran on were checked ({scan.samples - scan.known} more were read): "
+        f"{why}."
+    )
+
+
+def infeasible_alignment(scan: Summary, output_lengths: Any) -> list[Finding]:
+    """CTC001 from the summary (see checks/lengths.py)."""
+    if not output_lengths.known:
+        raise SkipCheck("output lengths are unknown (CTC003)")
+    if not scan.infeasible:
+        return []
+    count, worst = scan.infeasible, scan.infeasible_worst.values()
+    only_repeats = scan.not_only_repeats == 0
+
+    def describe(item: dict[str, int]) -> str:
+        repeats_part = f" + {plural(item['repeats'], 'repeat')}" if item["repeats"] else ""
+        return (
+            f"sample {item['sample']} has {item['frames']} frames for {plural(item['labels'], 'label')}{repeats_part} "
+            f"(needs {item['needed']}, {item['short_by']} short)"
+        )
+
+    covered, coverage = _coverage(scan, output_lengths)
+    message = (
+        f"{of_total(count, covered, 'sample', 'needs', 'need')} more frames than the model gives: "
+        + "; ".join(describe(item) for item in worst) + "." + _downsampling_phrase(scan, output_lengths.detail) + coverage
+    )
+    if only_repeats:
+        message += (
+            " It would fit without its adjacent repeated labels"
+            if count == 1 else " Every one of them would fit without its adjacent repeated labels"
+        ) + ": CTC needs a blank frame between equal neighbours."
+    hint = (
+        "Reduce the downsampling along time (smaller pooling/stride on the time or width axis), feed longer inputs, "
+        "or split long labels into shorter chunks."
+    )
+    evidence = {"count": count, "total": covered, "scanned": scan.samples, "worst": worst, "only_repeats": only_repeats,
+                "lengths_source": output_lengths.source}
+    return [finding("CTC001", message, hint, evidence)]
+
+
+def tight_length_budget(scan: Summary, output_lengths: Any) -> list[Finding]:
+    """CTC002 from the summary."""
+    if not output_lengths.known:
+        raise SkipCheck("output lengths are unknown (CTC003)")
+    if not scan.tight:
+        return []
+    worst = scan.tight_worst.values()
+    covered, coverage = _coverage(scan, output_lengths)
+    message = (
+        f"{of_total(scan.tight, covered, 'sample', 'has', 'have')} almost no spare frames (fewer than {TIGHT_RATIO} per needed frame): "
+        + "; ".join(f"sample {item['sample']} has {item['frames']} frames for {item['needed']} needed" for item in worst)
+        + "." + coverage
+    )
+    return [finding(
+        "CTC002", message, "Leave more room: reduce the time downsampling slightly or shorten the label chunks.",
+        {"count": scan.tight, "total": covered, "scanned": scan.samples, "ratio_threshold": TIGHT_RATIO, "worst": worst},
+    )]
+
+
+def label_out_of_range(scan: Summary, num_classes: int) -> list[Finding]:
+    """CTC010 from the summary."""
+    count = scan.out_of_range_labels
+    if count == 0:
+        return []
+    values, _ = scan.classes.items()
+    bad = [value for value in values if value < 0 or value >= num_classes]
+    largest, smallest = max(bad), min(bad)
+    parts = []
+    if largest >= num_classes:
+        parts.append(f"largest {largest}")
+    if smallest < 0:
+        parts.append(f"smallest {smallest}")
+    if largest == num_classes:
+        hint = (
+            f"The top label equals C = {num_classes}: the output layer has no slot for it, usually a forgotten blank slot. "
+            f"Make the final layer output {num_classes + 1} classes (alphabet + blank)."
+        )
+    elif smallest < 0:
+        hint = "Negative labels are usually padding counted inside target_lengths: pass the true lengths, or pad with a valid index."
+    else:
+        hint = f"Encode labels into 0..{num_classes - 1}, or give the final layer {largest + 1} or more classes."
+    samples = scan.out_of_range
+    return [finding(
+        "CTC010",
+        f"{plural(count, 'label')} in {plural(len(samples), 'sample')} lie outside [0, {num_classes}) "
+        f"({', '.join(parts)}); samples {listing(samples)}.",
+        hint,
+        {"count": count, "samples": samples[:20], "num_classes": num_classes, "largest": largest, "smallest": smallest},
+    )]
+
+
+def blank_in_targets(scan: Summary, blank: int, alphabet: Alphabet) -> list[Finding]:
+    """CTC011 from the summary."""
+    count = scan.blank_labels
+    if count == 0:
+        return []
+    samples = scan.blank
+    used = set(scan.classes.items()[0])
+    last = len(alphabet) if alphabet is not None else None
+    if blank == 0 and last is not None and last not in used:
+        hint = (
+            f"If your loss uses blank={last} (the last class, never used by the labels), set Setup.blank = {last}; "
+            "otherwise shift the encoding so characters start at 1: index = alphabet.index(ch) + 1 (blank stays 0)."
+        )
+    elif blank == 0:
+        hint = (
+            "Shift the encoding so characters start at 1: index = alphabet.index(ch) + 1 (blank stays 0); "
+            "if your loss uses another blank index, set Setup.blank to it."
+        )
+    else:
+        hint = f"Encode characters so none maps to {blank}, or set Setup.blank (and your loss's blank=) to the index you reserved."
+    return [finding(
+        "CTC011",
+        f"the blank index {blank} appears {plural(count, 'time')} in {len(samples)} of {scan.samples} samples "
+        f"(samples {listing(samples)}).",
+        hint,
+        {"blank": blank, "count": count, "samples": samples[:20]},
+    )]
+
+
+def target_lengths_inconsistent(scan: Summary) -> list[Finding]:
+    """CTC012 from the summary."""
+    if not scan.problem_count:
+        return []
+    problems = [text for _, _, text in scan.problems]
+    return [finding(
+        "CTC012",
+        "; ".join(problems[:5]) + ("." if scan.problem_count <= 5 else f"; and {scan.problem_count - 5} more."),
+        "Compute target_lengths from the encoded labels themselves (after filtering), one per sample.",
+        {"problems": problems[:20]},
+    )]
+
+
+def empty_targets(scan: Summary) -> list[Finding]:
+    """CTC013 from the summary."""
+    empty = scan.empty
+    if not len(empty):
+        return []
+    return [finding(
+        "CTC013",
+        f"{len(empty)} of {scan.samples} samples have an empty target: samples {listing(empty)}.",
+        "Check the label text and encoder for these samples; drop them unless silence is intended.",
+        {"count": len(empty), "samples": empty[:20]},
+    )]
+
+
+def _show(symbol: str) -> str:
+    return repr(symbol) if symbol.isprintable() and symbol.strip() == symbol else f"{symbol!r} (U+{ord(symbol):04X})"
+
+
+def labels_outside_alphabet(scan: Summary, alphabet: Alphabet) -> list[Finding]:
+    """CTC090 of a manifest scan: text symbols outside the alphabet (kept as negative placeholders in the summary)."""
+    values, counts = scan.classes.items()
+    unknown = sorted(((chr(-value - 1), count) for value, count in zip(values, counts) if value < 0), key=lambda item: (-item[1], item[0]))
+    if not unknown:
+        return []
+    total, samples = sum(count for _, count in unknown), scan.out_of_range
+    symbols = set(alphabet or ())
+    lower_fixes = all(symbol.lower() in symbols for symbol, _ in unknown)
+    hint = ("Every unknown symbol is an upper-case letter whose lower case is in the alphabet: lower-case the labels "
+            "(text.lower()) or add the capitals to the alphabet." if lower_fixes else
+            "Add these symbols to the alphabet (and one output class each), or map/remove them explicitly and log it.")
+    return [finding(
+        "CTC090",
+        f"{total} characters in {len(samples)} of {scan.samples} labels are outside the alphabet ({len(unknown)} distinct): "
+        + ", ".join(f"{_show(symbol)} ×{count}" for symbol, count in unknown[:8])
+        + f"; samples {listing(samples)}. An encoder that skips unknown symbols would silently drop them "
+        "(the length checks count them as labels).",
+        hint,
+        {"problem": "outside", "symbols": dict(unknown[:50]), "lines_affected": len(samples), "samples": samples[:20]},
+        title="label symbols outside the alphabet",
+    )]
+
+
+#: code -> (function, the inputs it takes by name).
+SUMMARY_CHECKS = {
+    "CTC001": (infeasible_alignment, ("scan", "output_lengths")),
+    "CTC002": (tight_length_budget, ("scan", "output_lengths")),
+    "CTC010": (label_out_of_range, ("scan", "num_classes")),
+    "CTC011": (blank_in_targets, ("scan", "blank", "alphabet")),
+    "CTC012": (target_lengths_inconsistent, ("scan",)),
+    "CTC013": (empty_targets, ("scan",)),
+}

@@ -1,0 +1,112 @@
+"""`ctcdoctor scan --manifest FILE`: the length and label checks from a manifest alone.
+
+Lengths become output frames through `--frames EXPR` (see `ctcdoctor.scan.formula`), or through
+the spec's `Setup.output_lengths` given input steps (`L × --rate` for durations); labels become
+class indices through the alphabet (`--alphabet`, or the spec's `Setup.alphabet`). Nothing is
+decoded and the model never runs, so the class count is `len(alphabet) + 1` by construction:
+instead of CTC010 the scan reports symbols outside the alphabet (CTC090).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ctcdoctor.config import Settings
+from ctcdoctor.errors import UserInputError
+from ctcdoctor.scan.manifest import Columns, Encoder, encode_columns, manifest_columns
+from ctcdoctor.scan.state import ScanState
+from ctcdoctor.scan.summary import Chunk, Summary
+
+
+def _frames_function(request: Any, setup: Any) -> tuple[Callable[[Columns], np.ndarray], str]:
+    if request.frames is not None:
+        from ctcdoctor.scan.formula import Frames
+
+        formula = Frames(request.frames)
+        return (lambda columns: formula(columns.lengths)), f"from the manifest: frames = {request.frames}"
+    if setup is not None and setup.output_lengths is not None:
+        import torch
+
+        from ctcdoctor.measure.lengths import call_length_function
+
+        rate = request.rate or 1.0
+
+        def frames(columns: Columns) -> np.ndarray:
+            steps = torch.from_numpy(np.floor(columns.lengths["L"] * rate).astype(np.int64))
+            return call_length_function(setup.output_lengths, steps).numpy()
+
+        scale = f" of L × {request.rate:g}" if request.rate else ""
+        return frames, f"from the manifest: frames = Setup.output_lengths{scale}"
+    raise UserInputError("--manifest needs --frames EXPR, or a spec whose Setup.output_lengths turns lengths into frames",
+                         "Add e.g. --frames 'floor(L * 100) // 4 + 1' (10 ms features, 4x subsampling), or a SPEC.")
+
+
+def _alphabet(request: Any, setup: Any) -> Any:
+    if request.alphabet is not None:
+        from ctcdoctor.labels import read_alphabet_arg
+
+        try:
+            return read_alphabet_arg(request.alphabet)
+        except OSError as error:
+            raise UserInputError(f"cannot read --alphabet {request.alphabet!r}: {error.strerror or error}",
+                                 "Give the symbols as a string, or @FILE.") from error
+    if setup is not None and setup.alphabet is not None:
+        return setup.alphabet
+    raise UserInputError("--manifest needs the alphabet to turn text into classes",
+                         "Add --alphabet SYMBOLS (or @FILE), or a SPEC with Setup.alphabet.")
+
+
+def _input_steps(columns: Columns, request: Any) -> np.ndarray:
+    """Input steps for the downsampling phrase: L × rate, widths as they are, 0 (no phrase) for bare durations."""
+    lengths = columns.lengths["L"]
+    if lengths.dtype.kind in "iu" and not request.rate:
+        return lengths.astype(np.int64, copy=False)
+    if request.rate:
+        return np.floor(lengths * request.rate).astype(np.int64)
+    if np.all(lengths == np.floor(lengths)):
+        return lengths.astype(np.int64)
+    return np.zeros(lengths.shape[0], dtype=np.int64)
+
+
+def manifest_state(request: Any, settings: Settings, on_samples: Callable[[int], None] | None, on_chunk: Any = None) -> ScanState:
+    """Scan the manifest of `request` into a state (spec, if given, loaded for its Setup only)."""
+    from ctcdoctor.load.limits import doing
+    from ctcdoctor.scan.run import isolated
+
+    started = time.perf_counter()
+    with isolated(settings.seed):
+        setup = None
+        if request.spec is not None:
+            from ctcdoctor.load.spec import load_setup
+
+            setup = load_setup(request.spec)
+        alphabet = _alphabet(request, setup)
+        blank = request.blank if request.blank is not None else (setup.blank if setup is not None else 0)
+        encoder = Encoder(alphabet, blank)
+        frames_of, detail = _frames_function(request, setup)
+        summary = Summary(worst_count=max(request.worst, 10))
+        num_classes = len(alphabet) + 1
+        for columns in manifest_columns(request.manifest, request.length_key, request.text_key, request.max_samples):
+            with doing(f"scanning records {columns.first:,}-{columns.first + columns.size - 1:,} of {request.manifest}"):
+                kept, labels = encode_columns(columns, encoder)
+                ids = np.arange(columns.first, columns.first + columns.size, dtype=np.int64)
+                chunk = Chunk(ids, kept, kept, labels, _input_steps(columns, request))
+                frames = frames_of(columns)
+                summary.add(chunk, frames, num_classes, blank)
+                if on_chunk is not None:
+                    on_chunk(chunk, frames, num_classes, blank)
+            if on_samples is not None:
+                on_samples(columns.size)
+    extra = {"manifest": str(request.manifest), "unknown_symbols": unknown_symbols(summary)}
+    return ScanState(str(request.manifest), summary, "manifest", detail, blank=blank, alphabet=alphabet, reader="manifest",
+                     seconds=time.perf_counter() - started, extra=extra)
+
+
+def unknown_symbols(summary: Summary) -> dict[str, int]:
+    """Symbol -> occurrences of the text symbols outside the alphabet (the negative placeholders), most frequent first."""
+    values, counts = summary.classes.items()
+    found = {chr(-value - 1): count for value, count in zip(values, counts) if value < 0}
+    return dict(sorted(found.items(), key=lambda item: (-item[1], item[0])))

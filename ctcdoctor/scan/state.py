@@ -1,0 +1,201 @@
+"""A scan's mergeable state (summary + what the model said), merging parts, and judging it.
+
+One scan, a shard (`--shard I/N`), a torchrun rank and a manifest scan all end in a `ScanState`;
+`merge_states` joins the parts of one data set; `judge` turns a state into the report's
+findings, check results and `result` by running the scan's checks through the engine (so
+skipped inputs, CTC999 and timings work as in `check`). A single scan is judged through the
+same path as a merge of its parts, which is why both give the same report.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from ctcdoctor.config import Settings
+from ctcdoctor.engine import Context, Options, run_checks
+from ctcdoctor.errors import UserInputError
+from ctcdoctor.findings import CheckResult, Finding, Severity
+from ctcdoctor.registry import all_codes, apply_ignore, matches, sort_findings
+from ctcdoctor.scan.findings import SUMMARY_CHECKS
+from ctcdoctor.scan.summary import Summary
+
+#: Codes `scan` runs: lengths and labels, minus CTC004 (it compares with the model per batch) and CTC014.
+#: CTC005 says the lengths were estimated by probing the model, as `check` does.
+SCAN_CODES = ("CTC001", "CTC002", "CTC003", "CTC005", "CTC010", "CTC011", "CTC012", "CTC013", "CTC015")
+#: Codes a manifest scan runs.
+MANIFEST_CODES = ("CTC001", "CTC002", "CTC011", "CTC012", "CTC013", "CTC090")
+#: Version of the `state` object in the JSON; `scan merge` refuses others.
+STATE_SCHEMA = 1
+#: When two parts decided the output lengths differently, the merged source is the least certain one.
+SOURCE_ORDER = ("unavailable", "unknown", "probed", "full", "setup", "model", "manifest")
+
+
+@dataclass
+class ScanState:
+    """Everything a report of this scan needs, JSON-ready (`to_json`) and mergeable (`merge_states`)."""
+
+    spec: str
+    summary: Summary
+    source: str
+    """Where the output lengths came from (see `ctcdoctor.scan.frames`), or "manifest"."""
+    detail: str
+    blank: int = 0
+    alphabet: Any = None
+    num_classes: int | None = None
+    failure: tuple[str, str] | None = None
+    """(exception type, message) when the model failed on the first batch."""
+    ctc003: list[dict[str, Any]] | None = None
+    """CTC003's findings on the first batch (None when the model could not run)."""
+    shard: tuple[int, int] = (0, 1)
+    reader: str = "loader"
+    """"loader", "sample_labels" or "manifest"."""
+    seconds: float = 0.0
+    stopped: str | None = None
+    """Why the scan stopped before the end of the data (--max-samples), if it did."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Reader-specific additions to `result` (a manifest's unknown symbols, its file)."""
+    parts: int = 1
+
+    def to_json(self) -> dict[str, Any]:
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        data["summary"] = self.summary.to_json()
+        data["alphabet"] = list(self.alphabet) if isinstance(self.alphabet, (list, tuple)) else self.alphabet
+        return {"schema": STATE_SCHEMA, **data}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ScanState:
+        if data.get("schema") != STATE_SCHEMA:
+            raise UserInputError(f"scan state schema {data.get('schema')!r} is not {STATE_SCHEMA}",
+                                 "Merge parts written by this version of ctcdoctor.")
+        values = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
+        values["summary"] = Summary.from_json(data["summary"])
+        values["shard"] = tuple(data["shard"])
+        values["failure"] = tuple(data["failure"]) if data.get("failure") else None
+        return cls(**values)
+
+
+def merge_states(states: list[ScanState]) -> ScanState:
+    """The state of the whole from the states of its shards (each shard exactly once)."""
+    counts = {state.shard[1] for state in states}
+    indices = sorted(state.shard[0] for state in states)
+    if len(counts) != 1 or indices != list(range(next(iter(counts)))):
+        seen = ", ".join(f"{i}/{n}" for i, n in sorted(state.shard for state in states))
+        raise UserInputError(
+            f"the parts are not the shards of one scan: got shards {seen}",
+            "Merge every shard I/N of one scan exactly once (the N of each --shard must agree).",
+        )
+    specs = {state.spec for state in states}
+    if len(specs) != 1:
+        raise UserInputError(f"the parts scanned different specs: {', '.join(sorted(specs))}", "Merge the shards of one scan.")
+    states = sorted(states, key=lambda state: state.shard[0])
+    chosen = min(states, key=lambda state: SOURCE_ORDER.index(state.source) if state.source in SOURCE_ORDER else 0)
+    merged = dataclasses.replace(states[0], summary=Summary.from_json(states[0].summary.to_json()), source=chosen.source,
+                                 detail=chosen.detail, ctc003=chosen.ctc003, shard=(0, 1), parts=len(states),
+                                 seconds=max(state.seconds for state in states))
+    for state in states[1:]:
+        merged.summary.merge(state.summary)
+        merged.num_classes = merged.num_classes if merged.num_classes is not None else state.num_classes
+        merged.failure = merged.failure or state.failure
+        merged.stopped = merged.stopped or state.stopped
+    merged.extra = {key: value for key, value in merged.extra.items() if key != "drop_list"}
+    lists = [state.extra["drop_list"] for state in states if state.extra.get("drop_list")]
+    if lists:
+        merged.extra["drop_list_parts"] = lists
+    return merged
+
+
+# ---------------------------------------------------------------- judging
+
+
+class _Lengths:
+    """What the length checks read of the output lengths once the scan is over."""
+
+    def __init__(self, source: str, detail: str) -> None:
+        self.source, self.detail = source, detail
+
+    @property
+    def known(self) -> bool:
+        return self.source not in ("unknown", "unavailable")
+
+
+def _finding(item: dict[str, Any]) -> Finding:
+    return Finding(item["code"], Severity.parse(item["severity"]), item["title"], item["message"], item.get("hint", ""),
+                   dict(item.get("evidence") or {}))
+
+
+def inconsistent_output_lengths(model_checks: list[dict[str, Any]]) -> list[Finding]:
+    """CTC003 as the real check found it on the first batch (the only batch the model ran on)."""
+    return [_finding(item) for item in model_checks]
+
+
+def _context(state: ScanState) -> Context:
+    lengths = _Lengths(state.source, state.detail)
+    context = Context(None, Options(), {"scan": state.summary, "blank": state.blank, "alphabet": state.alphabet})  # type: ignore[arg-type]
+
+    def runs() -> None:
+        if state.failure is not None:
+            exception = type(state.failure[0], (Exception,), {})
+            raise exception(state.failure[1])
+
+    def needs_model(value: Any) -> Any:
+        context.get("runs")
+        return value
+
+    context.put("runs", runs)
+    context.put("num_classes", lambda: needs_model(state.num_classes))
+    context.put("model_checks", lambda: needs_model(state.ctc003 or []))
+    if state.source == "unavailable":
+        context.put("output_lengths", lambda: needs_model(lengths))
+    else:
+        context.put("output_lengths", lambda: lengths)
+    return context
+
+
+def judge(state: ScanState, settings: Settings, worst: int = 10) -> tuple[list[Finding], list[CheckResult], dict[str, Any]]:
+    """(findings, check results, the JSON `result`) of a scan state under the command's settings."""
+    from ctcdoctor.checks.labels import blank_out_of_range
+    from ctcdoctor.checks.lengths import estimated_output_lengths
+    from ctcdoctor.scan.findings import labels_outside_alphabet
+
+    replaced = {**{code: function for code, (function, _) in SUMMARY_CHECKS.items()},
+                "CTC003": inconsistent_output_lengths, "CTC005": estimated_output_lengths, "CTC090": labels_outside_alphabet,
+                "CTC015": blank_out_of_range}
+    # A manifest: no model runs, classes come from the alphabet; symbols outside it are CTC090, not CTC010.
+    codes = MANIFEST_CODES if state.reader == "manifest" else SCAN_CODES
+    known = {info.code: info for info in all_codes()}
+    chosen = [dataclasses.replace(known[code], check=replaced[code]) for code in codes
+              if (not settings.select or matches(code, settings.select)) and not (settings.ignore and matches(code, settings.ignore))]
+    findings, results = run_checks(_context(state), chosen)
+    findings = apply_ignore(findings, settings.ignore)
+    return list(sort_findings(findings)), results, scan_result(state, worst)
+
+
+def scan_result(state: ScanState, worst: int = 10) -> dict[str, Any]:
+    """The JSON `result`: today's fields, then the additions (percentiles, shards, the mergeable state)."""
+    summary = state.summary
+    known = state.source not in ("unknown", "unavailable") and summary.known > 0
+    spare: dict[str, Any] = {"known": 0}
+    if known:
+        spare = {"known": summary.known, "infeasible": summary.infeasible, "min": summary.spare.minimum,
+                 "p1": summary.spare.quantile(0.01), "p5": summary.spare.quantile(0.05), "median": summary.spare.quantile(0.5),
+                 "max": summary.spare.maximum, "histogram": summary.spare.histogram()}
+    seconds = state.seconds
+    return {
+        "samples": summary.samples,
+        "batches": summary.batches,
+        "seconds": round(seconds, 4),
+        "samples_per_second": round(summary.samples / seconds, 1) if seconds > 0 else None,
+        "lengths_source": state.source,
+        "lengths_detail": state.detail,
+        "spare_frames": spare,
+        "worst": summary.worst.values()[:worst] if known else [],
+        "max_target_length": summary.label_lengths.maximum or 0,
+        "label_lengths": summary.label_lengths.percentiles(),
+        "output_frames": summary.frames.percentiles() if known else {"count": 0},
+        "reader": state.reader,
+        "parts": state.parts,
+        "stopped": state.stopped,
+        **state.extra,
+        "state": state.to_json(),
+    }

@@ -1,0 +1,31 @@
+"""One verdict for a run: the curve rules (CTC200-CTC215) plus, when the log holds the monitor's
+output measurements, the output rules (CTC220-CTC224).
+
+The training monitor calls `verdict` on its own buffers every `every` steps; `diagnose_run`
+calls it on a log it has read. Both hand it a `Run` built the same way (the monitor keeps its
+columns in the order the JSONL reader finds them), so `ctcdoctor logs` on the monitor's JSONL
+says what the monitor said.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ctcdoctor.findings import Finding
+from ctcdoctor.training.rules import RULES, Analysis, Options
+from ctcdoctor.training.rules.outputs import Evaluations, diagnose_outputs, merge
+from ctcdoctor.training.series import Curves, Run
+
+
+def verdict(run: Run, curves: Curves, options: Options) -> list[Finding]:
+    """The curve rules on `curves`, then the output rules on the run's monitor measurements; an output
+    finding replaces the curve findings it explains (`rules.outputs.EXPLAINS`)."""
+    analysis = Analysis(curves, options)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        curve_findings = [found for rule in RULES for found in rule(analysis)]
+    blank = run.meta.get("blank")
+    evaluations = Evaluations.from_scalars(run.scalars)
+    output_findings = diagnose_outputs(analysis, evaluations, blank if isinstance(blank, int) else None)
+    if run.format == "monitor":
+        # The monitor records every step: few values mean a short run, not a sparse log (CTC215's "log more often").
+        curve_findings = [found for found in curve_findings if found.code != "CTC215"]
+    return merge(curve_findings, output_findings)

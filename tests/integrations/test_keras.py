@@ -1,0 +1,66 @@
+"""The Keras 3 callback in a real `model.fit` on the torch backend (in a subprocess: KERAS_BACKEND must be set
+before keras is first imported)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+if importlib.util.find_spec("keras") is None:  # importing it here would pick the default backend
+    pytest.skip("keras is not installed", allow_module_level=True)
+
+SCRIPT = textwrap.dedent('''
+    import json, os, sys
+    sys.path.insert(0, {here!r})
+    import keras, numpy as np
+    from tinyctc import ALPHABET, CLASSES, make_data
+    from ctcdoctor.integrations.keras import CTCDoctorCallback
+
+    inputs, targets = make_data(64, 0)
+    x, y = inputs.transpose(1, 2).numpy(), targets.numpy()       # (N, T, F) and labels padded with the blank 0
+
+    def fit(lr, epochs, **options):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((12, CLASSES)), keras.layers.Dense(16, activation="tanh"),
+                                  keras.layers.Dense(CLASSES)])
+        model.compile(optimizer=keras.optimizers.Adam(lr), loss=keras.losses.CTC())
+        callback = CTCDoctorCallback(every=10, data=(x[:16], y[:16]), alphabet=ALPHABET, patience=100, **options)
+        history = model.fit(x, y, batch_size=8, epochs=epochs, callbacks=[callback], verbose=0)
+        run = callback.monitor.run_data()
+        return {{"steps": callback._step, "epochs": len(history.history["loss"]), "keras_loss": history.history["loss"],
+                 "losses": run.scalars["loss"].values.tolist(), "codes": [f.code for f in callback.report.findings],
+                 "severities": [f.severity.value for f in callback.report.findings],
+                 "stopped": callback.report.result["stopped"], "cer": callback.report.result["latest"]["cer"],
+                 "blank": callback.report.result["meta"]["blank"], "reduction": callback.report.result["meta"]["reduction"]}}
+
+    print(json.dumps({{"healthy": fit(0.02, 10, metrics_path=sys.argv[1]), "broken": fit(1000.0, 10, echo=False)}}))
+''')
+
+
+def test_model_fit_is_monitored_and_stopped_on_an_error(tmp_path):
+    here = str(Path(__file__).resolve().parent)
+    script = tmp_path / "fit.py"
+    script.write_text(SCRIPT.format(here=here))
+    env = {**os.environ, "KERAS_BACKEND": "torch"}
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "m.jsonl")], capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "[ctcdoctor] step 80" in done.stdout and "target → decoded" in done.stdout
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    healthy, broken = results["healthy"], results["broken"]
+    assert healthy["steps"] == 80 and healthy["stopped"] is None and "error" not in healthy["severities"]
+    assert healthy["cer"] < 0.5 and healthy["blank"] == 0 and healthy["reduction"] == "sum"
+    # each batch's own loss, recovered from Keras' running mean: the epoch's mean is what Keras reports
+    for epoch, keras_loss in enumerate(healthy["keras_loss"]):
+        assert sum(healthy["losses"][8 * epoch : 8 * epoch + 8]) / 8 == pytest.approx(keras_loss, rel=1e-4)
+    assert broken["steps"] == 10 and broken["epochs"] == 2 and broken["stopped"]["code"] in ("CTC203", "CTC200")
+
+    from ctcdoctor.training import diagnose_run
+
+    assert [found.code for found in diagnose_run(tmp_path / "m.jsonl").findings] == healthy["codes"]

@@ -1,0 +1,164 @@
+"""The streamed scan against the whole-table checks, and shards merged against one scan.
+
+1. For random data sets (padded and concatenated targets, negative and overlong lengths, blanks,
+   out-of-range labels, empty targets, infeasible and tight samples), the findings judged from
+   the streamed `Summary` equal, field by field, those of the real checks of `checks/lengths.py`
+   and `checks/labels.py` run on the whole `TargetTable`: the scan words nothing differently.
+2. For random data sets split into N = 1..5 shards of uneven size (a DataLoader over a map-style
+   data set, and a plain list of batches), merging the shards' states gives the report of one scan.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ctcdoctor.checks.labels import blank_in_targets, empty_targets, label_out_of_range, target_lengths_inconsistent
+from ctcdoctor.checks.lengths import infeasible_alignment, tight_length_budget
+from ctcdoctor.config import Settings
+from ctcdoctor.load.batches import build_target_table, normalise_batch
+from ctcdoctor.measure.lengths import OutputLengths
+from ctcdoctor.protocol import Setup
+from ctcdoctor.scan import findings as streamed
+from ctcdoctor.scan.counts import IntCounts
+from ctcdoctor.scan.run import ScanOptions, scan_setup
+from ctcdoctor.scan.sources import ChunkBuilder, Shard
+from ctcdoctor.scan.state import judge, merge_states
+from ctcdoctor.scan.summary import Summary
+
+NUM_CLASSES = 6
+
+
+def make_raw_batches(seed: int, samples: int, batch_size: int, concatenated: bool, messy: bool = True) -> list[tuple]:
+    generator = torch.Generator().manual_seed(seed)
+    raws = []
+    for start in range(0, samples, batch_size):
+        size = min(batch_size, samples - start)
+        lengths = torch.randint(0, 7, (size,), generator=generator)
+        low, high = (-1, NUM_CLASSES + 1) if messy else (1, NUM_CLASSES)
+        if concatenated:
+            extra = int(messy and torch.rand(1, generator=generator) < 0.2)
+            targets = torch.randint(low, high, (int(lengths.sum()) + extra,), generator=generator)
+        else:
+            targets = torch.randint(low, high, (size, 5), generator=generator)  # lengths up to 6 > width 5
+        if messy and size > 1 and torch.rand(1, generator=generator) < 0.2:
+            lengths[1] = -1
+        input_lengths = torch.randint(1, 30, (size,), generator=generator)
+        raws.append((torch.zeros(size, 30), targets, input_lengths, lengths))
+    return raws
+
+
+def frames_of(input_lengths: torch.Tensor) -> torch.Tensor:
+    return torch.div(input_lengths, 2, rounding_mode="floor")
+
+
+def table_findings(batches, alphabet) -> list[dict]:
+    table = build_target_table(batches)
+    lengths = frames_of(table.input_lengths)
+    known = OutputLengths(lengths, (lengths,), "setup", "from Setup.output_lengths")
+    found = (infeasible_alignment(table, known) + tight_length_budget(table, known) + label_out_of_range(table, NUM_CLASSES)
+             + blank_in_targets(table, 0, alphabet) + target_lengths_inconsistent(table) + empty_targets(table))
+    return [item.to_dict() for item in found]
+
+
+def summary_findings(batches, alphabet) -> list[dict]:
+    summary = Summary()
+    builder = ChunkBuilder()
+    for batch in batches:
+        builder.add_batch(batch)
+    chunk = builder.take()
+    assert chunk is not None
+    summary.add(chunk, frames_of(torch.from_numpy(chunk.input_lengths)).numpy(), NUM_CLASSES, 0)
+
+    class Known:
+        known, source, detail = True, "setup", "from Setup.output_lengths"
+
+    found = (streamed.infeasible_alignment(summary, Known) + streamed.tight_length_budget(summary, Known)
+             + streamed.label_out_of_range(summary, NUM_CLASSES) + streamed.blank_in_targets(summary, 0, alphabet)
+             + streamed.target_lengths_inconsistent(summary) + streamed.empty_targets(summary))
+    return [item.to_dict() for item in found]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), samples=st.integers(1, 90), batch_size=st.integers(1, 17), concatenated=st.booleans(),
+       alphabet=st.sampled_from([None, "abcde", "abcdef"]))
+def test_streamed_findings_equal_the_whole_table_checks(seed, samples, batch_size, concatenated, alphabet):
+    raws = make_raw_batches(seed, samples, batch_size, concatenated)
+    batches, first = [], 0
+    for index, raw in enumerate(raws):
+        batches.append(normalise_batch(raw, index, first))
+        first += batches[-1].size
+    assert summary_findings(batches, alphabet) == table_findings(batches, alphabet)
+
+
+def test_int_counts_percentiles_are_those_of_the_sorted_values():
+    values = np.random.default_rng(0).integers(-50, 400, 5001)
+    counts = IntCounts()
+    for part in np.array_split(values, 7):
+        counts.add(part)
+    ordered = np.sort(values)
+    for q in (0.0, 0.01, 0.05, 0.5, 0.99, 1.0):
+        assert counts.quantile(q) == ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1)))]
+    assert (counts.minimum, counts.maximum, counts.total) == (ordered[0], ordered[-1], len(values))
+
+
+# ---------------------------------------------------------------- shards
+
+
+class HalvingModel(torch.nn.Module):
+    """(T, N, C) log-probabilities with T = input width // 2: the frames the set-up declares."""
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(inputs.shape[1] // 2, inputs.shape[0], NUM_CLASSES).log_softmax(-1)
+
+
+class Items(torch.utils.data.Dataset):
+    def __init__(self, items: list[tuple]) -> None:
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple:
+        return self.items[index]
+
+
+def collate(items: list[tuple]) -> tuple:
+    labels = [item[1] for item in items]
+    width = max(len(label) for label in labels) if labels else 0
+    targets = torch.zeros(len(items), max(width, 1), dtype=torch.long)
+    for row, label in enumerate(labels):
+        targets[row, : len(label)] = label
+    lengths = torch.tensor([len(label) for label in labels])
+    return torch.zeros(len(items), 30), targets, torch.tensor([item[0] for item in items]), lengths
+
+
+def make_setup(seed: int, samples: int, batch_size: int, kind: str, lengths: str = "setup") -> Setup:
+    if kind == "list":
+        loader = make_raw_batches(seed, samples, batch_size, concatenated=seed % 2 == 1)
+    else:
+        generator = torch.Generator().manual_seed(seed)
+        items = [(int(torch.randint(1, 30, (1,), generator=generator)),
+                  torch.randint(0, NUM_CLASSES + 1, (int(torch.randint(0, 8, (1,), generator=generator)),), generator=generator))
+                 for _ in range(samples)]
+        loader = torch.utils.data.DataLoader(Items(items), batch_size=batch_size, collate_fn=collate)
+    return Setup(model=HalvingModel(), loader=loader, alphabet="abcde", output_lengths=frames_of if lengths == "setup" else None)
+
+
+def comparable(state, worst: int = 10) -> tuple:
+    found, results, result = judge(state, Settings(), worst)
+    result = {key: value for key, value in result.items() if key not in ("seconds", "samples_per_second", "parts", "state")}
+    return [item.to_dict() for item in found], [(item.name, item.status) for item in results], result
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), samples=st.integers(1, 70), batch_size=st.integers(1, 9), shards=st.integers(1, 5),
+       kind=st.sampled_from(["list", "dataloader"]), lengths=st.sampled_from(["setup", "probed"]))
+def test_merged_shards_give_the_report_of_one_scan(seed, samples, batch_size, shards, kind, lengths):
+    whole = scan_setup(make_setup(seed, samples, batch_size, kind, lengths), "spec", ScanOptions())
+    parts = [scan_setup(make_setup(seed, samples, batch_size, kind, lengths), "spec", ScanOptions(shard=Shard(index, shards)))
+             for index in reversed(range(shards))]  # any order
+    sizes = [part.summary.samples for part in parts]
+    assert sum(sizes) == samples  # nothing padded, nothing dropped
+    assert comparable(merge_states(parts)) == comparable(whole)

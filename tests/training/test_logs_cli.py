@@ -1,0 +1,156 @@
+"""`ctcdoctor logs` through the command line: each example run's verdict and exit code, the JSON
+envelope, --plot, --follow on a log that grows, and bad input as exit 2 with one line."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from ctcdoctor.cli import app, main
+from ctcdoctor.training import monitor_format
+from ctchelpers import ROOT
+
+RUNS = ROOT / "examples" / "runs"
+runner = CliRunner()
+
+#: run: (exit code, the warnings and errors it must report, exactly); tests/training/test_logs_example_runs.py
+#: pins the same verdicts on the library.
+EXPECTED = {
+    "healthy": (0, set()),
+    "lr_too_high": (1, {"CTC203", "CTC214"}),
+    "blank_collapse": (1, {"CTC212"}),
+    "overfitting": (0, {"CTC207"}),  # a warning: exit 0 under the default --fail-on error
+}
+
+
+def run_json(*argv: str) -> tuple[int, dict]:
+    result = runner.invoke(app, ["logs", *argv, "--format", "json"])
+    assert result.exit_code in (0, 1), result.output
+    return result.exit_code, json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_each_example_run_gives_its_documented_verdict(name):
+    pytest.importorskip("tensorboard")
+    code, document = run_json(str(RUNS / name))
+    expected_code, expected = EXPECTED[name]
+    assert code == expected_code
+    assert {f["code"] for f in document["findings"] if f["severity"] != "info"} == expected
+    assert document["command"] == "logs" and document["spec"] == str(RUNS / name)
+    assert document["result"]["series"]["loss"]["points"] > 0
+    assert set(document["summary"]) == {"error", "warning", "info"}
+
+
+def test_fail_on_warning_gates_the_overfitting_run():
+    assert runner.invoke(app, ["logs", str(RUNS / "overfitting"), "--fail-on", "warning"]).exit_code == 1
+    assert runner.invoke(app, ["logs", str(RUNS / "overfitting"), "--ignore", "CTC207", "--fail-on", "warning"]).exit_code == 0
+
+
+def test_the_text_report_names_the_log_its_curves_and_the_fix():
+    result = runner.invoke(app, ["logs", str(RUNS / "lr_too_high")])
+    assert result.exit_code == 1
+    text = result.stdout
+    assert "CTC203" in text and "the loss diverged" in text and "fix: Lower the learning rate" in text
+    assert "read " in text and "metrics.csv (lightning log, 500 values of train_loss" in text
+    assert "ctcdoctor logs" in text.splitlines()[-1] and "1 error, 1 warning" in text.splitlines()[-1]
+
+
+def test_the_real_command_line_in_a_subprocess():
+    done = subprocess.run([sys.executable, "-m", "ctcdoctor", "logs", "examples/runs/healthy", "--format", "json"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["result"]["format"] == "monitor"
+
+
+def test_plot_and_ci_files(tmp_path):
+    figure, junit = tmp_path / "run.png", tmp_path / "junit.xml"
+    code, document = run_json(str(RUNS / "lr_too_high"), "--plot", str(figure), "--junit-xml", str(junit))
+    assert code == 1 and document["result"]["plot"] == str(figure)
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 20_000
+    assert "CTC203" in junit.read_text()
+
+
+def test_options_reach_the_rules():
+    _, document = run_json(str(RUNS / "blank_collapse"), "--classes", "27", "--label-length", "5.5", "--reduction", "mean")
+    (collapse,) = [f for f in document["findings"] if f["code"] == "CTC212"]
+    assert "ln(C-1) = ln(26)" in collapse["message"]
+    _, document = run_json(str(RUNS / "healthy"), "--select", "CTC21")
+    assert {f["code"] for f in document["findings"]} == {"CTC211"}
+
+
+@pytest.mark.parametrize("setup, argv, expected", [
+    (lambda tmp: None, ["missing"], "does not exist"),
+    (lambda tmp: (tmp / "empty.csv").write_text(""), ["empty.csv"], "is empty"),
+    (lambda tmp: (tmp / "acc.csv").write_text("step,accuracy\n1,0.5\n2,0.6\n"), ["acc.csv"], "no training loss"),
+    (lambda tmp: (tmp / "notes.txt").write_text("hello"), ["."], "no training log in"),
+    (lambda tmp: (tmp / "a.csv").write_text("step,loss\n1,2\n"), ["a.csv", "--reduction", "avg"], "--reduction 'avg'"),
+    (lambda tmp: (tmp / "a.csv").write_text("step,loss\n1,2\n"), ["a.csv", "--loss", "nope"], "--loss 'nope'"),
+    (lambda tmp: (tmp / "a.csv").write_text("step,loss\n1,2\n"), ["a.csv", "--idle", "3"], "--idle without --follow"),
+    (lambda tmp: (tmp / "a.csv").write_text("step,loss\n1,2\n"), ["a.csv", "--plot", "x.gif"], "--plot x.gif"),
+])
+def test_bad_input_is_exit_2_with_one_line(tmp_path, monkeypatch, capsys, setup, argv, expected):
+    monkeypatch.chdir(tmp_path)
+    setup(tmp_path)
+    code = main(["logs", *argv])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("error: ") and expected in lines[0]
+    assert "Traceback" not in err and len(lines) <= 2  # the cause, and the fix
+
+
+def _grow(path, steps: int, pause: float) -> None:
+    """A run in progress: the monitor's header, then records appended in bursts."""
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(monitor_format.header(classes=27, label_length=5.0) + "\n")
+        handle.flush()
+        for step in range(1, steps + 1):
+            loss = 11.7 * 0.97 ** step if step < 120 else 0.5 * 1.04 ** (step - 120)  # falls, then diverges
+            handle.write(monitor_format.record(step, loss, lr=1e-3) + "\n")
+            if step % 40 == 0:
+                handle.flush()
+                time.sleep(pause)
+
+
+def test_follow_rereads_a_growing_log_until_it_goes_idle(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    writer = threading.Thread(target=_grow, args=(path, 200, 0.3))
+    writer.start()
+    try:
+        result = runner.invoke(app, ["logs", str(tmp_path), "--follow", "0.05", "--idle", "1.5", "--format", "json"])
+    finally:
+        writer.join()
+    assert result.exit_code == 1, result.output
+    document = json.loads(result.stdout)
+    assert document["result"]["series"]["loss"]["points"] == 200  # the whole run, read after it stopped growing
+    assert "CTC203" in {f["code"] for f in document["findings"]}
+    progress = [line for line in result.stderr.splitlines() if line.startswith("metrics.jsonl: step")]
+    assert len(progress) >= 3 and "new: CTC203" in result.stderr
+
+
+BLOCKER = """
+import sys, importlib.abc
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {blocked!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked by the test)")
+        return None
+sys.meta_path.insert(0, Block())
+from ctcdoctor.cli import main
+code = main(sys.argv[1:])
+print("torch imported:", "torch" in sys.modules)
+sys.exit(code)
+"""
+
+
+def test_logs_needs_neither_the_optional_dependencies_nor_torch():
+    blocked = {"transformers", "lightning", "pytorch_lightning", "keras", "tensorboard", "triton", "torch"}
+    done = subprocess.run([sys.executable, "-c", BLOCKER.format(blocked=blocked), "logs", "examples/runs/healthy"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "torch imported: False" in done.stdout and "CTC211" in done.stdout

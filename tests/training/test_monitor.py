@@ -1,0 +1,210 @@
+"""The training monitor fed from a plain loop: what it records, when it reads tensors back, its verdicts,
+its files, and that `ctcdoctor logs` on its JSONL says what it said."""
+from __future__ import annotations
+
+import io
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ctcdoctor.training import diagnose_run
+from ctcdoctor.training.monitor import Monitor
+
+T, N, C, S = 24, 8, 6, 4
+
+
+def train(monitor: Monitor, steps: int, lr: float = 0.05, blank: int = 0, zero_infinity: bool = False,
+          frames: torch.Tensor | None = None, nan_from: int | None = None) -> int:
+    """Free logits trained with CTC on fixed random targets; returns the steps run."""
+    torch.manual_seed(0)
+    logits = torch.randn(T, N, C, requires_grad=True)
+    optimizer = torch.optim.Adam([logits], lr=lr)
+    labels = [c for c in range(C) if c != blank]
+    targets = torch.tensor(labels)[torch.randint(0, len(labels), (N, S))]
+    lengths = torch.full((N,), S)
+    frames = frames if frames is not None else torch.full((N,), T)
+    for step in range(1, steps + 1):
+        log_probs = logits.log_softmax(-1)
+        loss = F.ctc_loss(log_probs, targets, frames, lengths, blank=blank, zero_infinity=zero_infinity)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        shown = loss if nan_from is None or step < nan_from else loss * math.nan
+        if monitor.update(step, shown, log_probs=log_probs, targets=targets, target_lengths=lengths,
+                          output_lengths=frames, lr=lr):
+            return step
+    return steps
+
+
+def quiet(**options) -> Monitor:
+    return Monitor(echo=False, **options)
+
+
+def test_a_healthy_run_writes_files_that_logs_reads_and_agrees_with(tmp_path):
+    monitor = quiet(every=10, metrics_path=tmp_path / "m.jsonl", report_path=tmp_path / "r.json",
+                    plot_path=tmp_path / "p.png", alphabet="abcde", patience=60)
+    assert train(monitor, 150) == 150
+    report = monitor.close()
+    assert not [found for found in report.findings if found.severity.value == "error"]
+    lines = (tmp_path / "m.jsonl").read_text().splitlines()
+    assert json.loads(lines[0])["meta"] == {"format": "ctcdoctor-monitor", "version": 1, "blank": 0, "patience": 60,
+                                            "every": 10, "classes": C, "label_length": 4.0}
+    assert len(lines) == 151 and [json.loads(line)["step"] for line in lines[1:]] == list(range(1, 151))
+    evaluated = [json.loads(line) for line in lines[1:] if "cer" in json.loads(line)]
+    assert [record["step"] for record in evaluated] == [1] + list(range(10, 151, 10))
+    assert evaluated[-1]["cer"] < 0.1 < evaluated[0]["cer"]
+    logs = diagnose_run(tmp_path / "m.jsonl")
+    assert [found.to_dict() for found in logs.findings] == [found.to_dict() for found in report.findings]
+    document = json.loads((tmp_path / "r.json").read_text())
+    assert document["command"] == "monitor" and document["result"]["finished"] is True
+    assert document["result"]["latest"]["samples"][0]["target"] == document["result"]["latest"]["samples"][0]["decoded"]
+    assert (tmp_path / "p.png").stat().st_size > 10_000
+
+
+def test_a_loss_that_goes_nan_is_stopped_at_the_next_evaluation(tmp_path):
+    monitor = quiet(every=10, report_path=tmp_path / "r.json")
+    assert train(monitor, 100, nan_from=23) == 30
+    assert monitor.should_stop and monitor.stop_reason.code == "CTC200" and monitor.stopped_at == 30
+    document = json.loads((tmp_path / "r.json").read_text())  # written at the evaluation, before close()
+    assert document["result"]["stopped"] == {"step": 30, "code": "CTC200"} and document["summary"]["error"] == 1
+    never = quiet(every=10, stop_on=None)
+    assert train(never, 40, nan_from=23) == 40 and not never.should_stop
+    assert "CTC200" in {found.code for found in never.findings}
+
+
+def test_stop_on_warning_stops_on_hidden_infeasible_samples():
+    frames = torch.full((N,), T)
+    frames[0] = 2  # 4 labels in 2 frames: no alignment; zero_infinity=True makes its loss 0
+    monitor = quiet(every=10, stop_on="warning")
+    assert train(monitor, 50, zero_infinity=True, frames=frames) == 1
+    assert monitor.stop_reason.code == "CTC223" and "zeroed (zero_infinity=True)" in monitor.stop_reason.message
+    errors_only = quiet(every=10)
+    assert train(errors_only, 30, zero_infinity=True, frames=frames) == 30
+
+
+def test_a_blank_index_mismatch_between_loss_and_monitor():
+    monitor = quiet(every=10, blank=0)
+    stopped = train(monitor, 200, blank=C - 1)
+    assert stopped < 200 and monitor.stop_reason.code == "CTC222"
+    assert f"blank={C - 1} (the last class)" in monitor.stop_reason.message
+
+
+class Counted:
+    """A stand-in for a loss tensor that counts how often it is read back."""
+
+    reads = 0
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def detach(self) -> torch.Tensor:
+        Counted.reads += 1
+        return torch.tensor(self.value)
+
+
+def test_losses_are_read_back_only_at_evaluations():
+    Counted.reads = 0
+    monitor = quiet(every=50)
+    for step in range(1, 50):
+        monitor.update(step, Counted(3.0 / step), lr=torch.tensor(1e-3))
+    assert Counted.reads == 1  # step 1 is evaluated
+    monitor.update(50, Counted(0.06))
+    assert Counted.reads == 50
+    assert [monitor.wants_outputs(step) for step in (51, 99, 100, 150)] == [False, False, True, True]
+
+
+def test_records_of_one_step_merge_and_late_values_join_their_step(tmp_path):
+    monitor = quiet(every=5, metrics_path=tmp_path / "m.jsonl")
+    for step in range(1, 11):
+        monitor.update(step, 1.0 / step)
+        if step == 7:
+            monitor.update(7, 0.5, grad_norm=2.0)  # gradient accumulation: the same step again
+    monitor.log(10, eval_loss=0.9)  # after the evaluation at step 10
+    monitor.log(12, eval_cer=0.4)  # before step 12 is recorded
+    monitor.update(11, 0.09)
+    monitor.update(12, 0.08)
+    monitor.log(3, eval_loss=1.0)  # already written: dropped
+    monitor.close()
+    records = {record["step"]: record for record in map(json.loads, (tmp_path / "m.jsonl").read_text().splitlines()[1:])}
+    assert sorted(records) == list(range(1, 13))
+    assert records[7] == {"step": 7, "loss": 0.5, "grad_norm": 2.0}
+    assert records[10]["eval_loss"] == 0.9 and records[12]["eval_cer"] == 0.4 and "eval_loss" not in records[3]
+
+
+def test_printed_lines_show_numbers_decodes_and_new_verdicts():
+    stream = io.StringIO()
+    monitor = Monitor(every=10, stream=stream, alphabet="abcde")
+    train(monitor, 30, nan_from=15)
+    monitor.close()
+    text = stream.getvalue()
+    assert "[ctcdoctor] step 10  loss" in text and "CER" in text and "target → decoded:" in text
+    assert "✖ error CTC200" in text and "fix:" in text and "stop: CTC200 at step 20" in text
+    live = io.StringIO()
+    live_monitor = Monitor(every=10, stream=live, live=True, alphabet="abcde")
+    train(live_monitor, 20)
+    live_monitor.close()
+    assert "ctcdoctor monitor" in live.getvalue() and "CER" in live.getvalue()
+
+
+def test_ignore_and_select_filter_the_verdicts():
+    ignored = quiet(every=10, ignore=["CTC200"])
+    assert train(ignored, 40, nan_from=15) == 40
+    selected = quiet(every=10, select=["CTC22"])
+    assert train(selected, 40, nan_from=15) == 40 and not selected.findings
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"every": 0}, "every=0"), ({"stop_on": "fatal"}, "stop_on='fatal'"), ({"layout": "CTN"}, "layout='CTN'"),
+    ({"patience": -1}, "patience=-1"), ({"reduction": "avg"}, "reduction='avg'"),
+])
+def test_bad_options_name_the_problem(options, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        Monitor(**options)
+
+
+def test_outputs_given_twice_is_an_error():
+    monitor = quiet()
+    with pytest.raises(ValueError, match="one of"):
+        monitor.update(1, 1.0, log_probs=torch.zeros(2, 1, 3), logits=torch.zeros(2, 1, 3), targets=torch.tensor([[1]]),
+                       target_lengths=torch.tensor([1]))
+
+
+def test_a_saved_monitor_report_renders_in_the_console(tmp_path):
+    from rich.console import Console
+
+    from ctcdoctor.render.console import render_console
+    from ctcdoctor.render.from_json import report_from_json
+
+    monitor = quiet(every=10, report_path=tmp_path / "r.json", metrics_path=tmp_path / "m.jsonl", alphabet="abcde")
+    train(monitor, 40, nan_from=25)
+    monitor.close()
+    console = Console(record=True, width=200)
+    render_console(report_from_json((tmp_path / "r.json").read_text()), console)
+    text = console.export_text()
+    assert "CTC200" in text and "stopped at step 30 on CTC200" in text
+    assert "decodes" in text and "sample" in text and f"metrics {tmp_path / 'm.jsonl'}" in text
+    assert "ctcdoctor monitor training run: 1 error" in text
+
+
+def test_a_kept_loss_does_not_keep_its_autograd_graph():
+    """Losses wait for the next evaluation to be read back; holding them attached would keep every step's graph."""
+    monitor = quiet(every=100)
+    weights = torch.randn(50, requires_grad=True)
+    for step in range(1, 10):
+        loss = (weights * step).square().mean()
+        loss.backward()
+        monitor.update(step, loss, grad_norm=weights.grad.norm())
+    kept = [record[1] for record in monitor._pending]
+    assert kept and not any(value.requires_grad or value.grad_fn is not None for value in kept)
+
+
+def test_a_step_that_goes_back_warns_once_and_text_values_are_refused():
+    monitor = quiet(every=100)
+    monitor.update(10, 1.0)
+    with pytest.warns(UserWarning, match="the step went back from 10 to 3"):
+        monitor.update(3, 1.0)
+    with pytest.raises(TypeError, match="phase='warm-up'"):
+        monitor.update(11, 1.0, phase="warm-up")

@@ -1,0 +1,155 @@
+"""The output rules (CTC220-CTC224) on monitor logs: a case each must catch and a near miss it must not.
+
+The logs are written in the monitor's JSONL format and read back by `diagnose_run`, the way
+`ctcdoctor logs` judges a monitor's file.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from ctcdoctor.training import diagnose_run, monitor_format
+
+CLASSES = 27
+BLANK_PHASE = {"cer": 1.0, "empty_rate": 1.0, "blank_ratio": 1.0, "blank_prob": 0.8, "entropy": 0.9}
+GARBAGE = {"cer": 1.6, "empty_rate": 0.0, "blank_ratio": 0.04, "blank_prob": 0.04, "entropy": 3.25}
+
+
+def learned(cer: float) -> dict[str, float]:
+    return {"cer": cer, "empty_rate": 0.0, "blank_ratio": 0.7, "blank_prob": 0.68, "entropy": 0.5}
+
+
+def write_run(path, steps: int, loss, evaluations, every: int = 10, patience: int = 500, **meta):
+    """A monitor JSONL: `loss(step)` every step, `evaluations(step)` (a dict) at step 1 and every `every` steps."""
+    rng = np.random.default_rng(0)
+    lines = [monitor_format.header(classes=CLASSES, label_length=5.0, reduction="mean", blank=0, patience=patience,
+                                   every=every, **meta)]
+    for step in range(1, steps + 1):
+        value = loss(step) * math.exp(0.03 * rng.standard_normal())
+        values = {}
+        if step == 1 or step % every == 0:
+            values = {"evaluated": 16.0, "infeasible": 0.0, "alt_decode_rate": 1.0, **evaluations(step)}
+        lines.append(monitor_format.record(step, value, **values))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def blank_plateau_loss(step: int) -> float:
+    """A fast fall to CTC's content-free level (about ln 26 per label), then flat."""
+    return 3.2 + 8.5 * math.exp(-step / 6)
+
+
+def codes(result) -> dict[str, str]:
+    return {found.code: found.severity.value for found in result.findings}
+
+
+def phase_then(step: int) -> dict[str, float]:
+    return GARBAGE if step == 1 else BLANK_PHASE
+
+
+def test_early_blank_phase_is_an_info_within_its_budget(tmp_path):
+    result = diagnose_run(write_run(tmp_path / "m.jsonl", 200, blank_plateau_loss, phase_then, patience=500))
+    found = codes(result)
+    assert found.get("CTC220") == "info" and "CTC221" not in found
+    (info,) = [item for item in result.findings if item.code == "CTC220"]
+    assert "since step 10" in info.message and "past step 510 (patience 500)" in info.message
+    assert info.evidence["steps"] == [10, 200]
+
+
+def test_blank_phase_past_its_budget_is_a_blank_collapse_that_replaces_ctc212(tmp_path):
+    result = diagnose_run(write_run(tmp_path / "m.jsonl", 400, blank_plateau_loss, phase_then, patience=200))
+    found = codes(result)
+    assert found.get("CTC221") == "error" and "CTC220" not in found
+    assert "CTC212" not in found and "CTC210" not in found  # the same failure seen from the loss: replaced
+    (error,) = [item for item in result.findings if item.code == "CTC221"]
+    assert "past the budget of 200 steps" in error.message
+
+
+def test_without_a_budget_a_blank_phase_to_the_end_of_a_finished_run_is_a_collapse(tmp_path):
+    result = diagnose_run(write_run(tmp_path / "m.jsonl", 200, blank_plateau_loss, phase_then), patience=0)
+    assert codes(result).get("CTC221") == "error"
+
+
+def test_a_healthy_run_leaves_the_blank_phase_and_raises_nothing(tmp_path):
+    def loss(step: int) -> float:
+        return blank_plateau_loss(step) if step < 80 else 3.2 * math.exp(-(step - 80) / 60) + 0.05
+
+    def evaluations(step: int) -> dict[str, float]:
+        if step == 1:
+            return GARBAGE
+        return BLANK_PHASE if step < 80 else learned(max(0.02, 0.8 - (step - 80) / 150))
+
+    result = diagnose_run(write_run(tmp_path / "m.jsonl", 400, loss, evaluations, patience=100))
+    assert not {code for code, severity in codes(result).items() if severity != "info"}
+    assert not set(codes(result)) & {"CTC220", "CTC221"}
+
+
+def relapse(step: int) -> dict[str, float]:
+    return GARBAGE if step == 1 else learned(0.3) if step <= 100 else BLANK_PHASE
+
+
+def test_blank_after_learning_is_a_collapse_after_two_evaluations(tmp_path):
+    result = diagnose_run(write_run(tmp_path / "m.jsonl", 120, lambda step: 1.0 if step <= 100 else 3.2, relapse))
+    (error,) = [item for item in result.findings if item.code == "CTC221"]
+    assert error.evidence["relapse"] and error.evidence["emitted_at"] == 100
+    assert "after the model had emitted labels at step 100" in error.message
+    # one blank evaluation after learning is not yet a collapse
+    once = diagnose_run(write_run(tmp_path / "once.jsonl", 110, lambda step: 1.0 if step <= 100 else 3.2, relapse))
+    assert "CTC221" not in codes(once)
+
+
+def test_decodes_right_only_with_the_other_blank_index(tmp_path):
+    def evaluations(step: int, other: float) -> dict[str, float]:
+        return {**learned(0.93), "alt_decode_rate": other}
+
+    result = diagnose_run(write_run(tmp_path / "m.jsonl", 100, lambda step: 2 / step ** 0.5, lambda s: evaluations(s, 0.08)))
+    (error,) = [item for item in result.findings if item.code == "CTC222"]
+    assert "blank=26 (the last class)" in error.message and "CER 0.08" in error.message
+    near = diagnose_run(write_run(tmp_path / "near.jsonl", 100, lambda step: 2 / step ** 0.5, lambda s: evaluations(s, 0.5)))
+    assert "CTC222" not in codes(near)
+
+
+def test_infeasible_samples_hidden_by_a_finite_loss(tmp_path):
+    def evaluations(step: int) -> dict[str, float]:
+        return {**learned(0.2), "infeasible": 2.0 if step in (50, 70) else 0.0}
+
+    result = diagnose_run(write_run(tmp_path / "m.jsonl", 100, lambda step: 2 / step ** 0.5, evaluations))
+    (warning,) = [item for item in result.findings if item.code == "CTC223"]
+    assert warning.severity.value == "warning"
+    assert warning.message.startswith("4 of 176 evaluated samples (2.3%) at steps 50-70")
+    assert "zeroed (zero_infinity=True)" in warning.message
+    loud = diagnose_run(write_run(tmp_path / "inf.jsonl", 100, lambda step: math.inf if step == 50 else 2 / step ** 0.5,
+                                  evaluations))
+    (warning,) = [item for item in loud.findings if item.code == "CTC223"]
+    assert "non-finite at 1 of those steps (CTC200)" in warning.message
+    clean = diagnose_run(write_run(tmp_path / "clean.jsonl", 100, lambda step: 2 / step ** 0.5, lambda s: learned(0.2)))
+    assert "CTC223" not in codes(clean)
+
+
+def uniform(entropy_share: float):
+    def evaluations(step: int) -> dict[str, float]:
+        return {**GARBAGE, "entropy": entropy_share * math.log(CLASSES), "blank_prob": 1 / CLASSES}
+    return evaluations
+
+
+def test_outputs_that_stay_uniform_past_the_budget(tmp_path):
+    flat = lambda step: 11.5  # noqa: E731 - the loss of a model that is not trained
+    result = diagnose_run(write_run(tmp_path / "m.jsonl", 300, flat, uniform(0.97), patience=200))
+    found = codes(result)
+    assert found.get("CTC224") == "error" and "CTC205" not in found
+    (error,) = [item for item in result.findings if item.code == "CTC224"]
+    assert "ln(27)" in error.message and "over steps 1-300" in error.message
+    within = diagnose_run(write_run(tmp_path / "within.jsonl", 150, flat, uniform(0.97), patience=200))
+    assert "CTC224" not in codes(within)
+    spread = diagnose_run(write_run(tmp_path / "spread.jsonl", 300, flat, uniform(0.8), patience=200))
+    assert "CTC224" not in codes(spread)
+
+
+@pytest.mark.parametrize("code", ["CTC220", "CTC221", "CTC222", "CTC223", "CTC224"])
+def test_every_output_code_is_documented(code):
+    from ctcdoctor.registry import get_code
+
+    info = get_code(code)
+    assert info is not None and "**What it means.**" in info.doc and "**Fix.**" in info.doc
