@@ -53,17 +53,18 @@ def label_out_of_range(
         parts.append(f"largest {largest}")
     if smallest < 0:
         parts.append(f"smallest {smallest}")
-    needed, reasons = _needed(class_count, largest + 1)
     set_classes = vocabulary.set_classes if vocabulary is not None else _final_layer
     if largest == num_classes:
-        hint = (
-            f"The top label equals C = {num_classes}: the output layer has no slot for it, usually a forgotten blank slot. "
-            f"{_capital(set_classes(needed))} ({reasons})."
-        )
+        # Without the class count (scan's summaries call this with the table alone): the forgotten blank slot.
+        fix = (f"{_capital(set_classes(class_count.needed))} ({', '.join(class_count.reasons)})." if class_count is not None
+               else f"Make the final layer output {num_classes + 1} classes (alphabet + blank).")
+        hint = f"The top label equals C = {num_classes}: the output layer has no slot for it, usually a forgotten blank slot. {fix}"
     elif smallest < 0:
         hint = "Negative labels are usually padding counted inside target_lengths: pass the true lengths, or pad with a valid index."
+    elif class_count is not None:
+        hint = f"Encode labels into 0..{num_classes - 1}, or {set_classes(class_count.needed)} ({', '.join(class_count.reasons)})."
     else:
-        hint = f"Encode labels into 0..{num_classes - 1}, or {set_classes(needed)} ({reasons})."
+        hint = f"Encode labels into 0..{num_classes - 1}, or give the final layer {largest + 1} or more classes."
     return [
         finding(
             "CTC010",

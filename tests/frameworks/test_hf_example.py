@@ -44,4 +44,5 @@ def test_overfit_fits_sample_0():
     assert result.exit_code == 0, result.output
     outcome = json.loads(result.stdout)["result"]
     assert outcome["fitted"] is True, outcome["history"][-3:]
-    assert outcome["final_decode"] == ["the|cat|sat"]
+    # Tokens are joined with spaces (the vocabulary holds multi-character tokens such as "[UNK]").
+    assert [text.replace(" ", "") for text in outcome["final_decode"]] == ["the|cat|sat"]
