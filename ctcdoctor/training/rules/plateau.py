@@ -10,6 +10,7 @@ from ctcdoctor.findings import Finding
 from ctcdoctor.registry import document, finding
 from ctcdoctor.training.curve import Segment, between, fmt
 from ctcdoctor.training.rules.context import Analysis
+from ctcdoctor.training.rules.lr_advice import usual_lr
 from ctcdoctor.training.rules.metrics import STILL_FALLING
 
 document(
@@ -75,8 +76,8 @@ document(
     then fell to 0.07; CER stayed at 1.0 during it: the usual CTC blank plateau.`
 
     **Fix.** Nothing to fix. To shorten it: a learning rate at the high end of what is stable
-    (Adam about 1e-3) with warm-up, a head bias initialised at 0 (not favouring blank), and
-    enough frames per label (CTC002).
+    (Adam and AdamW: about 1e-4 to 1e-3; SGD much higher) with warm-up, a head bias
+    initialised at 0 (not favouring blank), and enough frames per label (CTC002).
     """,
 )
 
@@ -257,7 +258,7 @@ def check_plateau(analysis: Analysis) -> list[Finding]:
         if tail.content_free is not None:
             evidence["content_free"] = tail.content_free[0]
         hint = ("Make sure labels belong to their inputs (a misaligned label list gives this curve), the learning rate is "
-                "in range (Adam about 1e-3), each label has enough output frames (CTC002), the head's blank bias is not "
+                f"in range ({usual_lr(analysis.optimizer)}), each label has enough output frames (CTC002), the head's blank bias is not "
                 "large, and inputs are normalised; run `ctcdoctor check SPEC` and `ctcdoctor overfit SPEC`.")
         return found + [finding("CTC212", message + ".", hint, evidence)]
     # a plain plateau: not at the end of a decayed schedule, not a sawtooth (CTC206 says that)
@@ -329,7 +330,7 @@ def _early_finding(analysis: Analysis, segment: Segment, low: float) -> Finding:
     if near is not None:
         message += f"; the level is close to {near[1]}"
     message += ": the usual CTC blank plateau, and it ended."
-    hint = ("Nothing to fix. To shorten it: a learning rate at the high end of what is stable (Adam about 1e-3) with "
+    hint = (f"Nothing to fix. To shorten it: a learning rate at the high end of what is stable ({usual_lr(analysis.optimizer)}) with "
             "warm-up, a head bias initialised at 0, and enough frames per label.")
     evidence = {"series": curve.tag, "steps": [segment.start_step, segment.end_step], "level": segment.level,
                 "after": low, "share": share, "blank_evidence": signs}
