@@ -244,6 +244,19 @@ def test_ctc207_overfitting_onset_with_prechelt_stops():
     assert "step 150" in item.hint
 
 
+def test_ctc207_says_it_in_plain_words_with_numbers():
+    """No GL/UP quotients (Prechelt's jargon) in what the user reads: percent above the best, its step, the train trend."""
+    train = healthy(400, floor=0.01)
+    evals = eval_curve([4.0, 3.0, 2.0, 1.2, 1.0, 0.95, 1.0, 1.05, 1.1, 1.2, 1.25, 1.3, 1.35, 1.4, 1.45])
+    (item,) = run(curves(train, eval_loss=evals))["CTC207"]
+    assert item.message.startswith("overfitting from step 150: eval_loss is 47% above its best (0.95 at step 150; 1.4 at the end) "
+                                   "while the train loss still falls (")
+    assert ("stopping once it was 5% above its best would have ended the run at step 175, stopping after 3 rises in a row "
+            "at step 225.") in item.message
+    for jargon in ("GL", "UP3", "Prechelt"):
+        assert jargon not in item.message and jargon not in item.hint
+
+
 def test_ctc207_not_for_a_small_rise_or_when_the_train_loss_rises_too():
     train = healthy(400, floor=0.01)
     small = eval_curve([4.0, 3.0, 2.0, 1.2, 1.0, 0.95, 0.96, 0.98, 1.0, 0.99, 1.0, 1.01, 1.02])  # GL ~7
