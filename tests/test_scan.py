@@ -147,3 +147,69 @@ def test_unwritable_plot_fails_before_the_scan(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["scan", str(ROOT / "examples/ocr_crnn.py"), "--plot", str(blocker / "s.png")])
     assert result.exit_code == 2, result.output
     assert f"--plot {blocker / 's.png'}" in result.output
+
+
+TIME_MAJOR = """'''A time-major set-up: inputs (T, N, F) for nn.LSTM(batch_first=False), declared with Setup.batch_axis=1.
+The first batch has T == N == 8, so the batch axis cannot be told from the shape.'''
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ctcdoctor import Setup
+
+N = 8
+
+
+class Seqs(Dataset):
+    def __init__(self, n=32):
+        self.lengths = [8 - (i % 3) if i < N else 14 + (i % 5) for i in range(n)]
+
+    def __len__(self):
+        return len(self.lengths)
+
+    def __getitem__(self, i):
+        g = torch.Generator().manual_seed(i)
+        t = self.lengths[i]
+        return torch.randn(t, 4, generator=g), torch.randint(1, 6, (2,), generator=g)
+
+
+def collate(items):
+    xs, ys = zip(*items)
+    x = nn.utils.rnn.pad_sequence(xs)                    # (T, N, F): time-major
+    return x, torch.stack(ys), torch.tensor([len(v) for v in xs]), torch.full((len(ys),), 2)
+
+
+class Model(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(4, 16)                       # batch_first=False
+        self.out = nn.Linear(16, 6)
+
+    def forward(self, x):                                # (T, N, F)
+        h, _ = self.lstm(x)
+        return self.out(h[::2]).log_softmax(-1)         # (ceil(T/2), N, C): time subsampled by 2
+
+
+def build():
+    loader = DataLoader(Seqs(), batch_size=N, collate_fn=collate)
+
+    def criterion(out, batch):
+        _, y, xl, yl = batch
+        return F.ctc_loss(out, y, (xl + 1) // 2, yl)
+
+    return Setup(model=Model(), loader=loader, blank=0, criterion=criterion, batch_axis=1)
+"""
+
+
+def test_scan_cuts_time_major_inputs_on_the_declared_batch_axis(tmp_path):
+    """nn.LSTM(batch_first=False) fed (T, N, F), Setup.batch_axis=1, the first batch of shape (8, 8, 4): scan read
+    it as batch-first, probed the model on time slices and reported a false CTC001 (1 frame for every sample)."""
+    spec = tmp_path / "time_major.py"
+    spec.write_text(TIME_MAJOR)
+    for extra in ([], ["--shard", "1/2"]):
+        result = CliRunner().invoke(app, ["scan", str(spec), "--format", "json", *extra])
+        assert result.exit_code == 0, result.output
+        document = json.loads(result.stdout)
+        assert not [item for item in document["findings"] if item["severity"] == "error"], document["findings"]
+        assert "frames = floor((L + 1) / 2)" in result.stdout

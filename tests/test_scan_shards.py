@@ -49,9 +49,21 @@ def test_merge_refuses_missing_or_repeated_shards(tmp_path):
     run(SPEC, "--shard", "0/2", "--output", str(part))
     result = CliRunner().invoke(app, ["scan", "merge", str(part), str(part)])
     assert result.exit_code == 2
-    assert "not the shards of one scan: got shards 0/2, 0/2" in result.output
+    assert f"shard 0/2 is given 2 times ({part}, {part}); shard 1/2 missing" in result.output
     result = CliRunner().invoke(app, ["scan", "merge", str(part)])
     assert result.exit_code == 2
+
+
+def test_merge_with_a_missing_shard_names_it_the_files_and_the_command_that_makes_it(tmp_path):
+    parts = []
+    for index in (0, 2):
+        parts.append(tmp_path / f"part{index}.json")
+        run(SPEC, "--shard", f"{index}/3", "--output", str(parts[-1]))
+    result = CliRunner().invoke(app, ["scan", "merge", *map(str, parts)])
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert (f"shard 1/3 is missing (torchrun rank 1); got {parts[0]} (shard 0/3), {parts[1]} (shard 2/3)") in text
+    assert f"fix: Scan the missing shard (ctcdoctor scan {SPEC} --shard 1/3 --output part1.json)" in text
 
 
 @pytest.mark.parametrize("text", ["3/3", "1", "a/b", "-1/2"])

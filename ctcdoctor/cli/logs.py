@@ -39,6 +39,10 @@ def logs(
     patience: Annotated[int | None, typer.Option("--patience", min=0, metavar="STEPS",
                                                  help="Steps a plateau or blank phase may last before it is reported, for a "
                                                  "run in progress [default: the monitor's, else 0].", show_default=False)] = None,
+    optimizer: Annotated[str | None, typer.Option("--optimizer", metavar="NAME",
+                                                  help="The optimizer (Adam, AdamW, SGD): learning-rate advice depends on it "
+                                                  "[default: the monitor's, or a tag like lr-Adam; else relative advice].",
+                                                  show_default=False)] = None,
     allow_truncated: Annotated[bool, typer.Option("--allow-truncated", help="Read a TensorBoard file up to a cut-off record.")] = False,
     follow: Annotated[float | None, typer.Option("--follow", min=0.01, metavar="SECONDS",
                                                  help="Re-read the log every SECONDS while it grows; report when it stops "
@@ -81,7 +85,8 @@ def logs(
         opt.ensure_plot_path(plot)
         how.check_paths()
         options = {"loss": loss, "eval_loss": eval_loss, "metric": metric, "lr": lr, "grad_norm": grad_norm, "classes": classes,
-                   "label_length": label_length, "reduction": reduction, "patience": patience, "allow_truncated": allow_truncated}
+                   "label_length": label_length, "reduction": reduction, "patience": patience, "allow_truncated": allow_truncated,
+                   "optimizer": optimizer}
         result = _read(run, follow, idle, options)
         findings = apply_ignore(result.findings, settings.ignore)
         if settings.select:

@@ -242,7 +242,7 @@ def _run_distributed(request, how: Emit, settings, world) -> int:  # noqa: ANN00
     try:
         assert gathered is not None
         first_error(gathered)
-        state = merge_states([ScanState.from_json(item["state"]) for item in gathered])
+        state = merge_states([ScanState.from_json(item["state"]) for item in gathered], [f"rank {rank}" for rank in range(len(gathered))])
         merge_drop_lists(state, request)
         for rank in range(world.size if request.drop_list is not None else 0):
             Path(f"{request.drop_list}.rank{rank}").unlink(missing_ok=True)

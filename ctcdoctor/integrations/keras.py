@@ -114,6 +114,7 @@ class CTCDoctorCallback(keras.callbacks.Callback):
         lr = getattr(self.model.optimizer, "learning_rate", None) if self.model.optimizer is not None else None
         if lr is not None and self.monitor.wants_outputs(self._step):
             arguments["lr"] = float(_numpy(lr))
+        self.monitor.use_optimizer(self.model.optimizer)  # learning-rate advice depends on it
         if self.monitor.update(self._step, loss, **arguments):
             self.model.stop_training = True
 

@@ -135,6 +135,7 @@ class CTCDoctorCallback(Callback):
             arguments["grad_norm"], self._grad_norm = self._grad_norm, None
         optimizers = trainer.optimizers
         lr = optimizers[0].param_groups[0]["lr"] if optimizers else None
+        self.monitor.use_optimizer(optimizers[0] if optimizers else None)  # learning-rate advice depends on it
         stop = self.monitor.update(step, loss, lr=lr, **arguments)
         if due and self._agree(trainer, stop):
             trainer.should_stop = True

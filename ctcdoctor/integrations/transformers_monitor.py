@@ -142,6 +142,7 @@ class TrainerMonitor:
         self._captured, self._armed = None, False
         optimizer = kwargs.get("optimizer")
         lr = optimizer.param_groups[0]["lr"] if optimizer is not None else None
+        self.monitor.use_optimizer(optimizer)  # learning-rate advice depends on it
         stop = self.monitor.update(step, loss, lr=lr, **arguments)
         if due:
             stop = self._agree(stop, loss.device)

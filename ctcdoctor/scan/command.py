@@ -95,7 +95,7 @@ def read_part(path: Path) -> ScanState:
 
 
 def merged_state(paths: list[str]) -> ScanState:
-    return merge_states([read_part(Path(path)) for path in paths])
+    return merge_states([read_part(Path(path)) for path in paths], [str(path) for path in paths])
 
 
 def make_report(state: ScanState, request: Request, settings: Settings, spec: str) -> Report:

@@ -95,7 +95,7 @@ def _first_batch(setup: Setup, held: list[Batch]) -> Batch:
     if held:
         return held[0]
     with doing("reading the first batch of the loader"):
-        return next(iterate_batches(setup.loader, 1))
+        return next(iterate_batches(setup.loader, 1, getattr(setup, "batch_axis", None)))
 
 
 def _check_sample_labels(setup: Setup, first: Batch) -> None:
@@ -146,7 +146,8 @@ def _chunks(setup: Setup, options: ScanOptions, held: list[Batch], status: ReadS
         if options.on_samples is not None:
             options.on_samples(batch.size)
 
-    yield from loader_chunks(shard_batches(setup.loader, options.shard, limit, status, options.workers), seen)
+    batches = shard_batches(setup.loader, options.shard, limit, status, options.workers, getattr(setup, "batch_axis", None))
+    yield from loader_chunks(batches, seen)
 
 
 def _ctc003(facts: ModelFacts, rule: FramesRule, source: str, detail: str) -> list[dict[str, Any]] | None:

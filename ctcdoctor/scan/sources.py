@@ -129,10 +129,11 @@ class ReadStatus:
 
 
 def shard_batches(loader: Iterable[Any], shard: Shard, limit: int | None, status: ReadStatus,
-                  workers: int | None = None) -> Iterator[Batch]:
+                  workers: int | None = None, batch_axis: int | None = None) -> Iterator[Batch]:
     """The shard's normalised batches in order, numbered as in a single scan; reading stops (and says so in
     `status`) once `limit` samples of the whole stream have been read. `workers` re-makes a DataLoader over a
-    map-style data set with that many worker processes (its collate runs in them)."""
+    map-style data set with that many worker processes (its collate runs in them). `batch_axis` is
+    Setup.batch_axis: time-major inputs (T, N, ...) are cut on axis 1 even where T == N makes the shape ambiguous."""
     ordered = in_dataset_order(loader)
     if workers is not None and shard.count == 1 and _remakeable(ordered):
         ordered = _remade(ordered, ordered.batch_sampler, workers)  # type: ignore[attr-defined]
@@ -147,7 +148,7 @@ def shard_batches(loader: Iterable[Any], shard: Shard, limit: int | None, status
                 except StopIteration:
                     return
             index, first = strided.placed.popleft()
-            yield normalise_batch(raw, index, first)
+            yield normalise_batch(raw, index, first, batch_axis)
     first, index, iterator = 0, 0, iter(ordered)
     while True:
         if limit is not None and first >= limit:
@@ -160,7 +161,7 @@ def shard_batches(loader: Iterable[Any], shard: Shard, limit: int | None, status
                 return
         size = None if shard.owns(index) else _raw_size(raw)
         if size is None:
-            batch = normalise_batch(raw, index, first)
+            batch = normalise_batch(raw, index, first, batch_axis)
             size = batch.size
             if shard.owns(index):
                 yield batch

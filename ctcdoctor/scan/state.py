@@ -75,16 +75,10 @@ class ScanState:
         return cls(**values)
 
 
-def merge_states(states: list[ScanState]) -> ScanState:
-    """The state of the whole from the states of its shards (each shard exactly once)."""
-    counts = {state.shard[1] for state in states}
-    indices = sorted(state.shard[0] for state in states)
-    if len(counts) != 1 or indices != list(range(next(iter(counts)))):
-        seen = ", ".join(f"{i}/{n}" for i, n in sorted(state.shard for state in states))
-        raise UserInputError(
-            f"the parts are not the shards of one scan: got shards {seen}",
-            "Merge every shard I/N of one scan exactly once (the N of each --shard must agree).",
-        )
+def merge_states(states: list[ScanState], names: list[str] | None = None) -> ScanState:
+    """The state of the whole from the states of its shards (each shard exactly once). `names` (the part files)
+    let a refusal name the file of each shard."""
+    check_shards(states, names)
     specs = {state.spec for state in states}
     if len(specs) != 1:
         raise UserInputError(f"the parts scanned different specs: {', '.join(sorted(specs))}", "Merge the shards of one scan.")
@@ -103,6 +97,38 @@ def merge_states(states: list[ScanState]) -> ScanState:
     if lists:
         merged.extra["drop_list_parts"] = lists
     return merged
+
+
+def check_shards(states: list[ScanState], names: list[str] | None = None) -> None:
+    """Refuse parts that are not every shard I/N of one scan exactly once, naming the missing or repeated shard
+    and the file each part came from."""
+    names = names if names is not None and len(names) == len(states) else [f"part {index + 1}" for index in range(len(states))]
+    given = ", ".join(f"{name} (shard {state.shard[0]}/{state.shard[1]})" for name, state in zip(names, states))
+    counts = sorted({state.shard[1] for state in states})
+    spec = states[0].spec if states else "SPEC"
+    if len(counts) != 1:
+        raise UserInputError(f"the parts are not the shards of one scan: they were split {' and '.join(f'{n} ways' for n in counts)}: "
+                             f"{given}", "Merge every shard I/N of one scan exactly once (the N of each --shard must agree).")
+    total = counts[0]
+    by_index: dict[int, list[str]] = {}
+    for name, state in zip(names, states):
+        by_index.setdefault(state.shard[0], []).append(name)
+    repeated = {index: files for index, files in sorted(by_index.items()) if len(files) > 1}
+    missing = [index for index in range(total) if index not in by_index]
+    if repeated:
+        index, files = next(iter(repeated.items()))
+        also = f"; shard {', '.join(f'{i}/{total}' for i in missing)} missing" if missing else ""
+        raise UserInputError(f"the parts are not the shards of one scan: shard {index}/{total} is given {len(files)} times "
+                             f"({', '.join(files)}){also}; got {given}", "Pass each shard's --output file once, every shard I/N of the scan.")
+    if missing:
+        shown = ", ".join(f"{index}/{total}" for index in missing)
+        runs = "; ".join(f"ctcdoctor scan {spec} --shard {index}/{total} --output part{index}.json" for index in missing[:3])
+        raise UserInputError(
+            f"the parts are not the shards of one scan: shard{'s' if len(missing) > 1 else ''} {shown} "
+            f"{'are' if len(missing) > 1 else 'is'} missing (torchrun rank{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(str(index) for index in missing)}); got {given}",
+            f"Scan the missing shard{'s' if len(missing) > 1 else ''} ({runs}) and pass every part to `ctcdoctor scan merge`.",
+        )
 
 
 # ---------------------------------------------------------------- judging

@@ -98,6 +98,7 @@ def diagnose_run(
     reduction: str | None = None,
     patience: int | None = None,
     allow_truncated: bool = False,
+    optimizer: str | None = None,
 ) -> LogsResult:
     """Read the log at `path` (file or run folder) and run the curve rules on it.
 
@@ -106,7 +107,8 @@ def diagnose_run(
     ("mean" or "sum") place the content-free CTC level; the monitor's JSONL header supplies
     them when they are not given. `patience` (steps) delays plateau verdicts for a run in
     progress (and is the budget of the monitor's blank-phase rules); unset, it is the monitor
-    header's `patience`, else 0. `allow_truncated` reads a TensorBoard file up to a cut-off record.
+    header's `patience`, else 0. `optimizer` (Adam, AdamW, SGD; else the monitor header's, else read from the
+    learning rate's tag like `lr-Adam`) sets how far learning-rate advice goes. `allow_truncated` reads a TensorBoard file up to a cut-off record.
     A monitor log is judged by the output rules (CTC220-CTC224) too, as the monitor judged it.
     """
     if reduction not in (None, "mean", "sum", "none"):
@@ -127,6 +129,7 @@ def diagnose_run(
         label_length=label_length if label_length is not None else _meta_number(run.meta, "label_length"),
         reduction=reduction if reduction is not None else (run.meta.get("reduction") or None),
         patience=patience if patience is not None else int(_meta_number(run.meta, "patience") or 0),
+        optimizer=optimizer or (str(run.meta["optimizer"]) if run.meta.get("optimizer") else None),
     )
     started = time.perf_counter()
     findings = verdict(run, curves, options)

@@ -69,6 +69,10 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(partial, path)
 
 
+WRAPPERS = ("AcceleratedOptimizer", "LightningOptimizer", "LossScaleOptimizer")
+"""Optimizer wrappers whose `.optimizer` is the optimizer the user chose."""
+
+
 class Monitor:
     """Watch a CTC training run: metrics of the outputs every `every` steps, verdicts, a stop flag.
 
@@ -84,6 +88,9 @@ class Monitor:
       (WER is measured when the alphabet holds it), `layout` ("TNC" or "NTC"), `classes`,
       `reduction` ("mean": loss per label, F.ctc_loss's default; "sum": loss per sample).
     * `patience`: steps a blank phase or a plateau may last before it is an error (default 2,000).
+    * `optimizer`: the optimizer (or its class name, "Adam", "SGD"): learning-rate advice depends on it
+      (Adam and AdamW train CTC models at about 1e-4 to 1e-3, SGD at much higher rates). Unknown, the
+      advice is relative ("divide the learning rate by 3"). The integrations fill it in.
     * `samples`: decodes printed next to their targets; `max_samples`: samples decoded per evaluation.
     * `echo`: print a line per evaluation (to `stream`, default stdout); `live`: a Rich live table instead.
     * `ignore`, `select`: codes or prefixes to drop / to keep.
@@ -112,8 +119,12 @@ class Monitor:
         name: str = "training run",
         ignore: Iterable[str] = (),
         select: Iterable[str] = (),
+        optimizer: Any = None,
     ) -> None:
         _validate(every, stop_on, layout, patience, reduction)
+        self.optimizer: str | None = None
+        """The optimizer's class name (from `optimizer=` or `use_optimizer`)."""
+        self.use_optimizer(optimizer)
         self.every, self.stop_on, self.blank, self.layout = int(every), stop_on, int(blank), layout
         self.alphabet = list(alphabet) if alphabet is not None else None
         self.word_delimiter, self.classes, self.reduction, self.patience = word_delimiter, classes, reduction, int(patience)
@@ -149,6 +160,14 @@ class Monitor:
         self.seconds = 0.0
         self._started = self._update_started = time.perf_counter()
         self._printer = Printer(stream or sys.stdout, live) if echo else None
+
+    def use_optimizer(self, optimizer: Any) -> None:
+        """Name the run's optimizer (an optimizer object or a class name) unless one is named already."""
+        if optimizer is None or self.optimizer is not None:
+            return
+        while not isinstance(optimizer, str) and type(optimizer).__name__ in WRAPPERS and hasattr(optimizer, "optimizer"):
+            optimizer = optimizer.optimizer  # Accelerate's / Lightning's wrapper around the real optimizer
+        self.optimizer = optimizer if isinstance(optimizer, str) else type(optimizer).__name__
 
     # ------------------------------------------------------------------ feeding
     def wants_outputs(self, step: int) -> bool:
@@ -308,7 +327,7 @@ class Monitor:
     def options(self) -> Options:
         meta = self.meta()
         return Options(classes=meta.get("classes"), label_length=meta.get("label_length"),
-                       reduction=meta.get("reduction"), patience=self.patience)
+                       reduction=meta.get("reduction"), patience=self.patience, optimizer=self.optimizer or meta.get("optimizer"))
 
     def meta(self) -> dict[str, Any]:
         """The JSONL header: what the rules need to know about the run (fixed once the file is started)."""
@@ -322,6 +341,8 @@ class Monitor:
             meta["label_length"] = round(self.latest.label_length, 3)
         if self.reduction is not None:
             meta["reduction"] = self.reduction
+        if self.optimizer is not None:
+            meta["optimizer"] = self.optimizer
         self._meta = meta
         # fixed from the first measured outputs on: the JSONL header says the same as the monitor used
         self._meta_frozen = self.latest is not None or self._header_written

@@ -6,7 +6,8 @@ Format (version 1), UTF-8, one JSON object per line:
   Optional keys the curve rules use when present: ``classes`` (C, blank included),
   ``label_length`` (mean target length U), ``reduction`` ("mean": F.ctc_loss's default,
   loss per label; "sum"/"none": loss per sample), ``blank`` (the blank index), ``unit``
-  ("step" or "epoch"). Anything else is kept as-is.
+  ("step" or "epoch"), ``optimizer`` (its class name, "Adam": sets how far learning-rate
+  advice goes). Anything else is kept as-is.
 * every other line, one record: ``{"step": 120, "loss": 3.21, ...}``. ``step`` (an
   integer) and ``loss`` (the training loss of that step) are required; the monitor adds
   what it measured at that step, under these names:

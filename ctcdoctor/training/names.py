@@ -104,6 +104,10 @@ def _listing(run: Run, limit: int = 12) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "") if names else "no scalars"
 
 
+MONITOR_RATES = ("cer", "wer", "eval_cer", "eval_wer")
+"""Error rates of the monitor's JSONL (ctcdoctor.training.monitor_format): fractions, whatever their size."""
+
+
 def _as_fraction(series: Series, notes: list[str]) -> Series:
     """Error rates and accuracies logged in percent (WER 45.3) become fractions."""
     finite = series.values[np.isfinite(series.values)]
@@ -159,7 +163,10 @@ def _metrics(run: Run, tagged: dict[str, list[str]], chosen: set[str], given: st
         for tag, tag_words in sorted(tagged.items()):
             found_kind = metric_kind(tag_words)
             if found_kind is not None and tag not in chosen and "blank" not in tag_words:
-                metrics.append(Metric(_as_fraction(run.scalars[tag], notes), found_kind, held_out(tag_words)))
+                series = run.scalars[tag]
+                # the monitor writes its error rates as fractions: a CER of 25 is 25 (insertions), not 25%
+                fraction = series if run.format == "monitor" and tag in MONITOR_RATES else _as_fraction(series, notes)
+                metrics.append(Metric(fraction, found_kind, held_out(tag_words)))
     # eval metrics first: they are the ones a user judges a run by
     metrics.sort(key=lambda item: (not item.eval, item.kind == "accuracy", item.series.tag))
     return tuple(metrics)

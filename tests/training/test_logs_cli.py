@@ -55,7 +55,7 @@ def test_the_text_report_names_the_log_its_curves_and_the_fix():
     result = runner.invoke(app, ["logs", str(RUNS / "lr_too_high")])
     assert result.exit_code == 1
     text = result.stdout
-    assert "CTC203" in text and "the loss diverged" in text and "fix: Lower the learning rate" in text
+    assert "CTC203" in text and "the loss diverged" in text and "fix: Set the learning rate to 1e-4 to 1e-3 (Adam" in text
     assert "read " in text and "metrics.csv (lightning log, 500 values of train_loss" in text
     assert "ctcdoctor logs" in text.splitlines()[-1] and "1 error, 1 warning" in text.splitlines()[-1]
 

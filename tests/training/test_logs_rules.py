@@ -244,6 +244,19 @@ def test_ctc207_overfitting_onset_with_prechelt_stops():
     assert "step 150" in item.hint
 
 
+def test_ctc207_says_it_in_plain_words_with_numbers():
+    """No GL/UP quotients (Prechelt's jargon) in what the user reads: percent above the best, its step, the train trend."""
+    train = healthy(400, floor=0.01)
+    evals = eval_curve([4.0, 3.0, 2.0, 1.2, 1.0, 0.95, 1.0, 1.05, 1.1, 1.2, 1.25, 1.3, 1.35, 1.4, 1.45])
+    (item,) = run(curves(train, eval_loss=evals))["CTC207"]
+    assert item.message.startswith("overfitting from step 150: eval_loss is 47% above its best (0.95 at step 150; 1.4 at the end) "
+                                   "while the train loss still falls (")
+    assert ("stopping once it was 5% above its best would have ended the run at step 175, stopping after 3 rises in a row "
+            "at step 225.") in item.message
+    for jargon in ("GL", "UP3", "Prechelt"):
+        assert jargon not in item.message and jargon not in item.hint
+
+
 def test_ctc207_not_for_a_small_rise_or_when_the_train_loss_rises_too():
     train = healthy(400, floor=0.01)
     small = eval_curve([4.0, 3.0, 2.0, 1.2, 1.0, 0.95, 0.96, 0.98, 1.0, 0.99, 1.0, 1.01, 1.02])  # GL ~7
@@ -339,6 +352,33 @@ def test_ctc211_early_blank_plateau_that_ended_is_an_info():
     assert item.severity == Severity.INFO and "ended" in item.message
     assert 0.15 <= item.evidence["share"] <= 0.35
     assert problems(found) == set()
+
+
+@pytest.mark.parametrize(("ratio", "reported"), [(0.0, False), (0.49, False), (0.5, True), (1.0, True)])
+def test_ctc211_needs_blank_outputs_when_a_blank_ratio_is_logged(ratio, reported):
+    """A plateau during which the logged blank ratio was 0% is not "the usual CTC blank plateau" (a monitor
+    given the wrong blank index logs exactly 0%: the trial's run_b got CTC211 next to CTC222)."""
+    loss = healthy(600, plateau_share=0.25, floor=0.05)
+    evals = np.arange(0, 600, 20)
+    found = run(curves(loss, blank=(evals, np.full(evals.size, ratio))))
+    assert ("CTC211" in found) is reported
+    if reported:
+        assert f"blank_ratio was {ratio:.0%} (median)" in found["CTC211"][0].message or ratio < 0.9
+
+
+def test_ctc211_on_the_trials_run_with_a_blank_ratio_of_0(tmp_path):
+    """The monitor's JSONL of a run whose blank_ratio stayed at 0 while the loss sat at 1.9, then fell."""
+    from ctcdoctor.training import diagnose_run, monitor_format
+
+    loss = healthy(300, plateau_share=0.25, floor=0.2, plateau=1.9, init=6.5)
+    lines = [monitor_format.header(blank=0, classes=6, reduction="mean")]
+    lines += [monitor_format.record(step, loss=float(value), **({"blank_ratio": 0.0} if step % 20 == 0 else {}))
+              for step, value in enumerate(loss, 1)]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    assert "CTC211" not in {item.code for item in diagnose_run(tmp_path / "metrics.jsonl").findings}
+    lines = [line.replace('"blank_ratio": 0.0', '"blank_ratio": 0.98') for line in lines]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    assert "CTC211" in {item.code for item in diagnose_run(tmp_path / "metrics.jsonl").findings}
 
 
 def test_ctc211_not_without_a_plateau():

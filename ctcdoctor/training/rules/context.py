@@ -31,6 +31,9 @@ class Options:
     """Steps a plateau (or a stuck error rate) must last before it is reported. 0 for a finished
     run, where shares of the run decide; the live monitor sets a budget so that the normal early
     blank plateau of a run in progress is not reported as a failure."""
+    optimizer: str | None = None
+    """The optimizer's class name (Adam, AdamW, SGD): learning-rate advice depends on it. None: read it
+    from the learning rate's tag (`lr-Adam`) when it is there, else the advice is relative."""
 
 
 class Analysis:
@@ -42,6 +45,15 @@ class Analysis:
         self.unit = curves.unit
         self.loss = Curve(curves.loss)
         self.eval_loss = Curve(curves.eval_loss) if curves.eval_loss is not None and len(curves.eval_loss) else None
+
+    @cached_property
+    def optimizer(self) -> str | None:
+        """The optimizer's name, given or read from the learning rate's tag (None when unknown)."""
+        from ctcdoctor.training.rules.lr_advice import optimizer_in_tag
+
+        if self.options.optimizer:
+            return self.options.optimizer
+        return optimizer_in_tag(self.curves.lr.tag) if self.curves.lr is not None else None
 
     def curve(self, series: Series) -> Curve:
         """A Curve for any series (cached per tag)."""

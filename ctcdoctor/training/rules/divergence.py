@@ -9,6 +9,7 @@ from ctcdoctor.findings import Finding
 from ctcdoctor.registry import document, finding
 from ctcdoctor.training.curve import Curve, fmt
 from ctcdoctor.training.rules.context import Analysis
+from ctcdoctor.training.rules.lr_advice import lower_lr
 
 document(
     "CTC203",
@@ -25,10 +26,14 @@ document(
     normal fall, a valley, then a climb back toward (or above) the blank plateau, often with
     spikes on the way up.
 
-    **Fix.** Lower the learning rate by 3-10x (most runs that diverge after learning had a
-    learning rate at the edge of stability), clip gradients (`clip_grad_norm_(params, 1.0)`),
-    and resume from the checkpoint at the best step. If the learning rate was rising when it
-    began (warm-up), CTC214 says by how much to lower the peak.
+    **Fix.** Lower the learning rate (most runs that diverge after learning had a learning
+    rate at the edge of stability), clip gradients (`clip_grad_norm_(params, 1.0)`), and resume
+    from the checkpoint at the best step. How far depends on the optimizer: Adam and AdamW
+    usually train CTC models at 1e-4 to 1e-3, so a rate above that goes back into that range;
+    otherwise divide it by 3-10 (SGD runs at much higher rates than Adam). The optimizer is
+    read from `--optimizer`, `Monitor(optimizer=)` or the rate's tag (`lr-Adam`); unknown, the
+    advice is relative. If the learning rate was rising when it began (warm-up), CTC214 says
+    by how much to lower the peak.
     """,
 )
 
@@ -97,11 +102,8 @@ def check_divergence(analysis: Analysis) -> list[Finding]:
     if found.peak > 1.2 * found.end:
         message += f"; it peaked at {fmt(found.peak)} at {analysis.step(found.peak_step)}"
     lr = analysis.curves.lr
-    hint = "Lower the learning rate by 3-10x"
-    if lr is not None and len(lr):
-        at = _value_at(lr.steps, lr.values, found.onset_step)
-        if at is not None and at > 0:
-            hint += f" ({fmt(at)} -> {fmt(at / 3)} or {fmt(at / 10)})"
+    at = _value_at(lr.steps, lr.values, found.onset_step) if lr is not None and len(lr) else None
+    hint = lower_lr(analysis.optimizer, at if at is not None and at > 0 else None)
     hint += (f", clip gradients (clip_grad_norm_(params, 1.0)), and resume from the checkpoint at "
              f"{analysis.step(found.best_step)}.")
     evidence = {"series": curve.tag, "steps": [found.onset_step, curve.last_step], "best": found.best,

@@ -25,15 +25,17 @@ document(
     "overfitting: the eval loss rose from its best while the train loss kept falling",
     """
     **What it means.** The held-out loss (or error rate, when no eval loss is logged) reached
-    its best and then rose: the last evaluations are at least 10% above the best
-    (Prechelt's generalisation loss GL >= 10), at least 3 evaluations after the best, while
-    the train loss did not rise. The model is memorising its training set. The finding names
-    the onset (the best evaluation: the checkpoint to keep) and where Prechelt's stopping
-    criteria GL5 (5% above the best) and UP3 (three successive rises) would have stopped.
+    its best and then rose: the last evaluations are at least 10% above the best, at least 3
+    evaluations after it, while the train loss did not rise. The model is memorising its
+    training set. The finding names the onset (the best evaluation: the checkpoint to keep)
+    and where two common early-stopping rules would have stopped the run: once the eval loss
+    is 5% above its best, and after 3 rises in a row (Prechelt, "Early Stopping - But When?",
+    1998, calls them GL5 and UP3).
 
-    **Example.** `warning CTC207 overfitting from step 150: eval_loss best 0.92 at step 150,
-    1.41 at the end (GL 53); GL5 would have stopped at step 200, UP3 at step 250; the train
-    loss fell from 0.61 to 0.02 over the same steps.`
+    **Example.** `warning CTC207 overfitting from step 150: eval_loss is 53% above its best
+    (0.92 at step 150; 1.41 at the end) while the train loss still falls (0.61 to 0.02 over the
+    same steps); stopping once it was 5% above its best would have ended the run at step 200,
+    stopping after 3 rises in a row at step 250.`
 
     **Fix.** Keep the checkpoint from the onset step (`load_best_model_at_end=True` with
     `metric_for_best_model="eval_loss"`; Lightning `ModelCheckpoint(monitor="val_loss")`),
@@ -142,7 +144,7 @@ def _from_start(analysis: Analysis, series: Series, steps: np.ndarray, errors: n
 
 def _overfitting(analysis: Analysis, series: Series, steps: np.ndarray, errors: np.ndarray, best: int,
                  end: float) -> list[Finding]:
-    """CTC207: the eval loss ends GL >= 10 above its best, at least 3 evaluations on, the train loss not rising."""
+    """CTC207: the eval loss ends >= 10% above its best, at least 3 evaluations on, the train loss not rising."""
     train = analysis.loss
     best_value, best_step = float(errors[best]), int(steps[best])
     gl_end = 100.0 * (end / best_value - 1.0)
@@ -154,15 +156,17 @@ def _overfitting(analysis: Analysis, series: Series, steps: np.ndarray, errors: 
     _, gl5, up3 = prechelt(errors, after=best)
     stops = []
     if gl5 is not None:
-        stops.append(f"GL5 would have stopped at {analysis.step(int(steps[gl5]))}")
+        stops.append(f"stopping once it was {GL_STOP:.0f}% above its best would have ended the run at "
+                     f"{analysis.step(int(steps[gl5]))}")
     if up3 is not None:
-        stops.append(f"UP3 at {analysis.step(int(steps[up3]))}")
-    message = (f"overfitting from {analysis.step(best_step)}: {series.tag} best {fmt(best_value)} at "
-               f"{analysis.step(best_step)}, {fmt(end)} at the end (GL {gl_end:.0f})")
+        stops.append(f"stopping after {UP_STRIPS} rises in a row at {analysis.step(int(steps[up3]))}")
+    train_name = analysis.called(train.series, "train loss")
+    trend = "still falls" if train_end < 0.95 * train_at_best else "stays flat"
+    message = (f"overfitting from {analysis.step(best_step)}: {series.tag} is {gl_end:.0f}% above its best "
+               f"({fmt(best_value)} at {analysis.step(best_step)}; {fmt(end)} at the end) while {train_name} {trend} "
+               f"({fmt(train_at_best)} to {fmt(train_end)} over the same {analysis.unit}s)")
     if stops:
         message += "; " + ", ".join(stops)
-    message += (f"; {analysis.called(train.series, 'train loss')} went from {fmt(train_at_best)} to "
-                f"{fmt(train_end)} over the same {analysis.unit}s")
     what = "eval loss" if series is analysis.curves.eval_loss else "eval error rate"
     hint = (f"Keep the checkpoint from {analysis.step(best_step)} (load_best_model_at_end / ModelCheckpoint on the "
             f"{what}), stop early (patience 3 evaluations), and regularise: augmentation (SpecAugment, random crops), "

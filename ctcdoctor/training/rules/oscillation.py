@@ -32,8 +32,9 @@ document(
     the middle 80% of values spans 1.9 around a level of 2.4 (0.8x the level); the level
     fell 2% over the window.`
 
-    **Fix.** Lower the learning rate by 3x, or raise the batch size 4x (or accumulate
-    gradients over 4 batches), and clip gradients at 1.0. If the swings come once per epoch,
+    **Fix.** Lower the learning rate by 3x (with Adam or AdamW above 1e-3: back into their
+    usual CTC range, 1e-4 to 1e-3), or raise the batch size 4x (or accumulate gradients over 4
+    batches), and clip gradients at 1.0. If the swings come once per epoch,
     shuffle the data.
     """,
 )
@@ -141,12 +142,10 @@ def check_oscillation(analysis: Analysis) -> list[Finding]:
 
 def _hint(analysis: Analysis, step: int) -> str:
     from ctcdoctor.training.rules.divergence import _value_at
+    from ctcdoctor.training.rules.lr_advice import lower_lr
 
     lr = analysis.curves.lr
-    text = "Lower the learning rate by 3x"
-    if lr is not None:
-        at = _value_at(lr.steps, lr.values, step)
-        if at is not None and at > 0:
-            text += f" ({fmt(at)} -> {fmt(at / 3)})"
+    at = _value_at(lr.steps, lr.values, step) if lr is not None else None
+    text = lower_lr(analysis.optimizer, at if at is not None and at > 0 else None, (3,))
     return text + (", or raise the batch size 4x (or accumulate gradients over 4 batches), and clip gradients at "
                    "1.0 (clip_grad_norm_(params, 1.0)).")

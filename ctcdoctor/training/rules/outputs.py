@@ -29,6 +29,7 @@ from ctcdoctor.findings import Finding
 from ctcdoctor.registry import document, finding
 from ctcdoctor.training.curve import fmt
 from ctcdoctor.training.rules.context import Analysis
+from ctcdoctor.training.rules.lr_advice import lower_lr, usual_lr
 from ctcdoctor.training.series import Series
 
 document(
@@ -50,7 +51,7 @@ document(
     2,001 (patience 2,000).`
 
     **Fix.** Nothing to fix yet. To shorten it: a learning rate at the high end of what is
-    stable (Adam about 1e-3) with warm-up, a head bias initialised at 0, enough frames per
+    stable (Adam and AdamW: about 1e-4 to 1e-3; SGD much higher) with warm-up, a head bias initialised at 0, enough frames per
     label.
     """,
 )
@@ -72,7 +73,7 @@ document(
 
     **Fix.** In order: make sure labels belong to their inputs (a misaligned label list gives
     exactly this), that the learning rate is in range (too low never leaves, too high falls
-    back here: Adam about 1e-3, warm-up), that each label has enough output frames
+    back here: Adam and AdamW about 1e-4 to 1e-3, warm-up), that each label has enough output frames
     (`ctcdoctor check`, CTC002), that the head's blank bias is not large, and that inputs are
     normalised. After a collapse that followed learning: lower the learning rate 3x, clip
     gradients, resume from the last checkpoint whose decodes were not empty.
@@ -255,6 +256,15 @@ def _now(evaluations: Evaluations) -> str:
     return ", ".join(parts)
 
 
+def _lr_now(analysis: Analysis) -> float | None:
+    """The last finite logged learning rate (None when not logged)."""
+    lr = analysis.curves.lr
+    if lr is None:
+        return None
+    finite = lr.values[np.isfinite(lr.values)]
+    return float(finite[-1]) if finite.size and finite[-1] > 0 else None
+
+
 def check_blank_phase(analysis: Analysis, evaluations: Evaluations) -> list[Finding]:
     """CTC220 while the early blank phase lasts within its budget, CTC221 once it outlives it or returns."""
     phase = blank_phase(evaluations)
@@ -272,21 +282,23 @@ def check_blank_phase(analysis: Analysis, evaluations: Evaluations) -> list[Find
             return []
         message = (f"the outputs fell back to blank {lasted}, after the model had emitted labels at "
                    f"{analysis.step(phase.learned_at or 0)}{loss_now}.")
-        hint = ("Lower the learning rate 3x and clip gradients (clip_grad_norm_(params, 1.0)); resume from the checkpoint "
+        hint = (f"{lower_lr(analysis.optimizer, _lr_now(analysis), (3,))} and clip gradients (clip_grad_norm_(params, 1.0)); "
+                "resume from the checkpoint "
                 f"at or before {analysis.step(phase.learned_at or 0)}, whose decodes were not empty.")
         return [finding("CTC221", message, hint, {**evidence, "emitted_at": phase.learned_at})]
     if _over_budget(analysis, start, count):
         budget = (f"past the budget of {patience:,} {analysis.unit}s" if patience else
                   f"{analysis.loss.share(start, end):.0%} of the run, to its end")
         message = f"the outputs have been in the blank phase {lasted}, {budget}{loss_now}."
-        hint = ("Make sure labels belong to their inputs, the learning rate is in range (Adam about 1e-3 with warm-up), each "
+        hint = (f"Make sure labels belong to their inputs, the learning rate is in range ({usual_lr(analysis.optimizer)}; with warm-up), each "
                 "label has enough output frames (`ctcdoctor check`), the head's blank bias is not large and inputs are "
                 "normalised; if your model needs longer, raise patience=.")
         return [finding("CTC221", message, hint, evidence)]
     until = f"; it becomes CTC221 (blank collapse) past {analysis.step(start + patience)} (patience {patience:,})" if patience else ""
     message = (f"the outputs have been in the blank phase {lasted}: the early phase every CTC model goes through "
                f"(about 150 steps on the bundled OCR example; longer for large models and long warm-ups){until}.")
-    hint = "Nothing to fix yet. To shorten it: Adam about 1e-3 with warm-up, a head bias initialised at 0, enough frames per label."
+    hint = (f"Nothing to fix yet. To shorten it: a learning rate at the high end of the usual range ({usual_lr(analysis.optimizer)}) "
+            "with warm-up, a head bias initialised at 0, enough frames per label.")
     return [finding("CTC220", message, hint, evidence)]
 
 

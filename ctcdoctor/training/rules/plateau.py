@@ -10,6 +10,7 @@ from ctcdoctor.findings import Finding
 from ctcdoctor.registry import document, finding
 from ctcdoctor.training.curve import Segment, between, fmt
 from ctcdoctor.training.rules.context import Analysis
+from ctcdoctor.training.rules.lr_advice import usual_lr
 from ctcdoctor.training.rules.metrics import STILL_FALLING
 
 document(
@@ -66,7 +67,9 @@ document(
     "an early loss plateau ended (the usual CTC blank plateau)",
     """
     **What it means.** Early in the run the loss sat flat for a while (within +-10%) and then
-    fell by at least 30%. CTC models go through this: blank is the cheapest output at first,
+    fell by at least 30%, and, when a blank ratio is logged (the monitor logs it), most frames
+    were blank over it (median at least 50%; a plateau with the outputs not blank is not this).
+    CTC models go through this: blank is the cheapest output at first,
     the loss falls fast to the level of a model that emits only blanks (about ln(C-1) per
     label), stays there while the model has not yet found where the labels are, and then
     drops again. Normal; reported so that a long one is not mistaken for a failure.
@@ -75,8 +78,8 @@ document(
     then fell to 0.07; CER stayed at 1.0 during it: the usual CTC blank plateau.`
 
     **Fix.** Nothing to fix. To shorten it: a learning rate at the high end of what is stable
-    (Adam about 1e-3) with warm-up, a head bias initialised at 0 (not favouring blank), and
-    enough frames per label (CTC002).
+    (Adam and AdamW: about 1e-4 to 1e-3; SGD much higher) with warm-up, a head bias
+    initialised at 0 (not favouring blank), and enough frames per label (CTC002).
     """,
 )
 
@@ -128,6 +131,10 @@ EARLY_STARTS_BEFORE = 0.5
 """... begins in the first half of the run..."""
 EARLY_THEN_DROP = 0.30
 """... and is followed by a fall of at least 30% below its level..."""
+EARLY_BLANK_RATIO = 0.5
+"""... and, when a blank ratio is logged over it, most frames' argmax was blank (median >= 50%): the blank
+plateau is the model emitting blank everywhere; at 0% blank it is some other stall (a wrong blank index in the
+monitor gives exactly 0%, and CTC222 says so), not "the usual CTC blank plateau"."""
 EARLY_ACCELERATION = 3.0
 """... at least 3x faster (in log-loss per step) than the level moved within the plateau..."""
 EARLY_ABOVE_CONTENT_FREE = 1.5
@@ -257,7 +264,7 @@ def check_plateau(analysis: Analysis) -> list[Finding]:
         if tail.content_free is not None:
             evidence["content_free"] = tail.content_free[0]
         hint = ("Make sure labels belong to their inputs (a misaligned label list gives this curve), the learning rate is "
-                "in range (Adam about 1e-3), each label has enough output frames (CTC002), the head's blank bias is not "
+                f"in range ({usual_lr(analysis.optimizer)}), each label has enough output frames (CTC002), the head's blank bias is not "
                 "large, and inputs are normalised; run `ctcdoctor check SPEC` and `ctcdoctor overfit SPEC`.")
         return found + [finding("CTC212", message + ".", hint, evidence)]
     # a plain plateau: not at the end of a decayed schedule, not a sawtooth (CTC206 says that)
@@ -300,6 +307,9 @@ def _early_plateau(analysis: Analysis, tail: Tail | None) -> list[Finding]:
             continue  # far above the loss of a model that ignores its input: not the blank plateau
         if segment.start_step > curve.first_step + EARLY_STARTS_BEFORE * curve.span:
             break
+        ratio = _blank_ratio(analysis, segment.start_step, segment.end_step)
+        if ratio is not None and ratio < EARLY_BLANK_RATIO:
+            continue  # the logged outputs were not blank: a plateau, but not the blank plateau CTC211 names
         after = curve.smooth[segment.last + 1 :]
         target = (1 - EARLY_THEN_DROP) * segment.level
         if not after.size or float(after.min()) > target:
@@ -316,6 +326,15 @@ def _early_plateau(analysis: Analysis, tail: Tail | None) -> list[Finding]:
     return []
 
 
+def _blank_ratio(analysis: Analysis, start: int, end: int) -> float | None:
+    """The median logged blank ratio over [start, end] (None when none is logged there)."""
+    blank = analysis.curves.blank_ratio
+    if blank is None:
+        return None
+    inside = (blank.steps >= start) & (blank.steps <= end) & np.isfinite(blank.values)
+    return float(np.median(blank.values[inside])) if inside.any() else None
+
+
 def _early_finding(analysis: Analysis, segment: Segment, low: float) -> Finding:
     curve = analysis.loss
     share = curve.share(segment.start_step, segment.end_step)
@@ -329,7 +348,7 @@ def _early_finding(analysis: Analysis, segment: Segment, low: float) -> Finding:
     if near is not None:
         message += f"; the level is close to {near[1]}"
     message += ": the usual CTC blank plateau, and it ended."
-    hint = ("Nothing to fix. To shorten it: a learning rate at the high end of what is stable (Adam about 1e-3) with "
+    hint = (f"Nothing to fix. To shorten it: a learning rate at the high end of what is stable ({usual_lr(analysis.optimizer)}) with "
             "warm-up, a head bias initialised at 0, and enough frames per label.")
     evidence = {"series": curve.tag, "steps": [segment.start_step, segment.end_step], "level": segment.level,
                 "after": low, "share": share, "blank_evidence": signs}

@@ -9,6 +9,7 @@ from ctcdoctor.registry import document, finding
 from ctcdoctor.training.curve import fmt
 from ctcdoctor.training.rules.context import Analysis
 from ctcdoctor.training.rules.divergence import _value_at
+from ctcdoctor.training.rules.lr_advice import lower_peak
 
 document(
     "CTC213",
@@ -43,7 +44,10 @@ document(
     rising: 0.155 there, up from 0.0005 at step 1; it peaked at 0.25 at step 500.`
 
     **Fix.** Lower the peak learning rate to about half the rate at which the loss began to
-    rise, or warm up over more steps; clip gradients at 1.0.
+    rise, or warm up over more steps; clip gradients at 1.0. With Adam or AdamW (known from
+    `--optimizer`, `Monitor(optimizer=)` or a tag like `lr-Adam`) the peak goes to at most
+    1e-3, their usual range for CTC being 1e-4 to 1e-3: half of a rate of 0.155 is still far
+    too high for them.
     """,
 )
 
@@ -85,10 +89,10 @@ def check_schedule(analysis: Analysis) -> list[Finding]:
             message = (f"the divergence began at {analysis.step(onset)} while {analysis.called(lr, 'learning rate')} was rising: "
                        f"{fmt(at_onset)} there, up from {fmt(first)} at {analysis.step(analysis.loss.first_step)}; it "
                        f"peaked at {fmt(float(lr.values[peak_index]))} at {analysis.step(int(lr.steps[peak_index]))}.")
-            hint = (f"Lower the peak learning rate to about {fmt(at_onset / 2)} (half the rate at which the loss began "
-                    "to rise), or warm up over more steps; clip gradients at 1.0.")
+            lower, suggested = lower_peak(analysis.optimizer, at_onset)
+            hint = f"{lower}, or warm up over more steps; clip gradients at 1.0."
             evidence = {"series": lr.tag, "steps": [earlier_step, onset], "lr_at_onset": at_onset,
                         "lr_peak": float(lr.values[peak_index]), "peak_step": int(lr.steps[peak_index]),
-                        "suggested_peak": at_onset / 2}
+                        "suggested_peak": suggested}
             found.append(finding("CTC214", message, hint, evidence))
     return found
