@@ -59,6 +59,7 @@ def train(peak: float, steps: int, monitor: Monitor, seed: int = 0) -> int:
                         generator=torch.Generator().manual_seed(seed))
     model = CRNN()
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate(1, peak, steps))
+    monitor.use_optimizer(optimizer)  # learning-rate advice fits Adam
     step = 0
     while step < steps:
         for images, targets, widths, lengths in loader:
