@@ -87,6 +87,11 @@ USER_MODULE = textwrap.dedent(
         return Setup(model=SoftmaxMLP(), loader=loader(), alphabet="abcde", optimizer=adam(1e-2),
                      criterion=lambda output, batch: ctc_criterion(torch.log(output + 1e-7), batch))
 
+    def build_softmax_into_ctc():
+        # BUG: probabilities handed to F.ctc_loss, which expects log-probabilities: the loss goes negative.
+        torch.manual_seed(0)
+        return Setup(model=SoftmaxMLP(), loader=loader(), alphabet="abcde", optimizer=adam(1e-2), criterion=ctc_criterion)
+
     def build_loss_runs_the_model():
         # A loss that ignores the output it is given and runs the (original) model itself.
         torch.manual_seed(0)

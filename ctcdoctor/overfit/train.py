@@ -35,6 +35,7 @@ from ctcdoctor.overfit.diagnose import diagnose, explain_failure
 from ctcdoctor.overfit.final import compare_modes, final_state
 from ctcdoctor.overfit.loop import Hooks, Log, train
 from ctcdoctor.overfit.loss import choose_loss
+from ctcdoctor.overfit.negative import negative_loss
 from ctcdoctor.overfit.prepare import Prepared, Run, find_head, new_run, prepare, validate_options
 from ctcdoctor.overfit.result import OverfitOptions, OverfitResult, Progress
 
@@ -156,7 +157,7 @@ def train_once(setup: Setup, prepared: Prepared, options: OverfitOptions, hooks:
         final_state(result, run, problem, log, prepared.output_kind, prepared.output_axis, options.alpha)
     compare_modes(result, run.model)
     context = {"blank_bias_gap": _blank_bias_gap(run.model, run.head, problem.blank, log.classes),
-               "frozen_modules": run.frozen_modules}
+               "frozen_modules": run.frozen_modules, "output_kind": prepared.output_kind}
     return Trained(result, context)
 
 
@@ -213,7 +214,8 @@ def _run(setup: Setup, spec: str | None, options: OverfitOptions, hooks: Hooks,
         return list(prepared.findings), list(prepared.check_results), result
     trained = train_once(setup, prepared, options, hooks, phase)
     result, findings = trained.result, list(prepared.findings)
-    verdict = None if result.fitted else diagnose(result, findings, trained.context)
+    # a negative loss is reported even when the decode fits: the criterion is not computing CTC (CTC074)
+    verdict = None if result.fitted and negative_loss(result.losses) is None else diagnose(result, findings, trained.context)
     if options.lr_probe:
         _probe(setup, spec, prepared, options, trained, verdict, phase)
     if len(options.samples) > 1:

@@ -1,0 +1,48 @@
+"""What a new user saw in `ctcdoctor overfit` and now sees instead (one test per problem they reported)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from overfitkit import write_user_module
+from typer.testing import CliRunner
+
+from ctcdoctor.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def module(tmp_path):
+    return write_user_module(tmp_path)
+
+
+def _json(result) -> dict:
+    return json.loads(result.stdout)
+
+
+def test_a_negative_loss_is_probabilities_fed_to_ctc_not_a_divergence(module):
+    result = runner.invoke(app, ["overfit", f"{module}:build_softmax_into_ctc", "--steps", "60", "--format", "json"])
+    assert result.exit_code == 1, result.output
+    document = _json(result)
+    codes = [item["code"] for item in document["findings"]]
+    assert "CTC074" in codes and "CTC072" not in codes, codes
+    (found,) = [item for item in document["findings"] if item["code"] == "CTC074"]
+    assert "the loss is negative on sample 0: below 0 at" in found["message"]
+    assert "the model's output is probabilities" in found["message"]
+    assert "not a learning-rate problem" in found["message"] and "learning rate 0.01 is too high" not in found["message"]
+    assert "log_softmax(dim=-1)" in found["hint"] and "--lr" not in found["hint"]
+    assert document["result"]["diagnosis"] == "CTC074"
+    text = runner.invoke(app, ["overfit", f"{module}:build_softmax_into_ctc", "--steps", "60"])
+    assert "✖ did not fit (CTC074)" in text.output
+
+
+def test_a_negative_loss_names_no_cause_it_did_not_measure():
+    from ctcdoctor.overfit.negative import negative_fix, negative_loss, negative_words
+
+    assert negative_loss([3.0, 1.0, 0.2, 0.01]) is None  # a loss approaching 0 while fitting is fine
+    found = negative_loss([2.0, -0.5, -1.5, -1.0])
+    assert found is not None and (found.count, found.first_step, found.lowest, found.lowest_step) == (3, 2, -1.5, 3)
+    words = negative_words(found, "sample 0", None)
+    assert "not given log-probabilities (softmax probabilities or raw logits), or the total adds a negative term" in words
+    assert "log_softmax(dim=-1)" in negative_fix("logits")
