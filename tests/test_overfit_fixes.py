@@ -46,3 +46,18 @@ def test_a_negative_loss_names_no_cause_it_did_not_measure():
     words = negative_words(found, "sample 0", None)
     assert "not given log-probabilities (softmax probabilities or raw logits), or the total adds a negative term" in words
     assert "log_softmax(dim=-1)" in negative_fix("logits")
+
+
+def test_a_vocabulary_of_tokens_decodes_as_its_tokenizer_would():
+    from ctcdoctor.overfit.prepare import Symbols
+
+    vocabulary = ["<s>", "</s>", "[UNK]", "|", "t", "h", "e", "c", "a"]  # Hugging Face CTC order, blank (pad) 0 skipped
+    ids = {token: index + 1 for index, token in enumerate(vocabulary)}
+    words = Symbols(vocabulary, 0, "|")
+    assert words.text([ids[c] for c in "the|cat|"]) == "the cat"  # not "t h e | c a t |"
+    assert words.text([ids["[UNK]"], ids["a"]]) == "[UNK]a"
+    assert words.name(ids["|"]) == "|"  # one class's name (plot legends, clipped labels) stays the token
+    assert Symbols(["\u2581the", "\u2581cat", "s"], 0).text([1, 2, 3]) == "the cats"  # SentencePiece word marks
+    assert Symbols("ab|", 0).text([1, 3, 2]) == "a|b"  # a character alphabet is unchanged, "|" included
+    assert Symbols(None, 0).text([3, 1]) == "3 1"
+

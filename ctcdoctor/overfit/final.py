@@ -71,7 +71,7 @@ def clipped_labels(log_probs: torch.Tensor, lengths: torch.Tensor, problem: Prob
         for label in set(target) - set(decode):
             if bool((at_floor[:, label] & tied).all()):
                 found[label] = None
-    return tuple(problem.symbols.text([label]) for label in found)
+    return tuple(problem.symbols.name(label) for label in found)
 
 
 def _shape(result: OverfitResult, log_probs: torch.Tensor, lengths: torch.Tensor, problem: Problem, alpha: float | None) -> None:
@@ -96,7 +96,7 @@ def _shape(result: OverfitResult, log_probs: torch.Tensor, lengths: torch.Tensor
     shown = pseudo[:frames, 0, classes].double().cpu() if pseudo is not None else None
     result.frames = FrameProbabilities(
         classes=tuple(classes),
-        names=tuple(["blank"] + [problem.symbols.text([c]) for c in classes[1:]]),
+        names=tuple(["blank"] + [problem.symbols.name(c) for c in classes[1:]]),
         probs=tuple(tuple(row) for row in probs.tolist()),
         pseudo=None if shown is None or not torch.isfinite(shown).all() else tuple(tuple(row) for row in shown.tolist()),
         target=result.targets[0] if result.targets else "",

@@ -24,22 +24,55 @@ if TYPE_CHECKING:  # pragma: no cover
     from ctcdoctor.protocol import Setup
 
 
+SENTENCEPIECE_SPACE = "\u2581"
+"""SentencePiece's word-start mark ("\u2581the"): a space before the word when decoded."""
+
+
 @dataclass(frozen=True)
 class Symbols:
-    """Class indices as text: the alphabet's symbols, or the indices when there is no usable alphabet."""
+    """Class indices as text, as the user's tokenizer would decode them: the alphabet's symbols joined, or the
+    indices when there is no usable alphabet."""
 
     alphabet: Any
     blank: int
+    delimiter: str | None = None
+    """The word delimiter token of a multi-character vocabulary ("|" in Hugging Face CTC vocabularies): a space."""
+
+    def name(self, label: int) -> str:
+        """One class's symbol as the alphabet spells it ("|", "[UNK]"), for labels and plot legends."""
+        if self.alphabet is None:
+            return str(int(label))
+        try:
+            return str(self.alphabet[int(label) - (int(label) > self.blank)])
+        except (IndexError, TypeError):
+            return str(int(label))
 
     def text(self, sequence: Sequence[int]) -> str:
-        """Symbols joined; with spaces when a symbol is longer than one character ("ow m f"), as indices are."""
+        """The decode: symbols joined without separators; in a vocabulary of multi-character tokens, as its
+        tokenizer decodes (Wav2Vec2CTCTokenizer): the word delimiter and SentencePiece's word mark become spaces."""
         if self.alphabet is None:
             return " ".join(str(int(c)) for c in sequence)
         try:
             symbols = [str(self.alphabet[int(c) - (int(c) > self.blank)]) for c in sequence]
         except (IndexError, TypeError):
             return " ".join(str(int(c)) for c in sequence)
-        return (" " if any(len(str(symbol)) > 1 for symbol in self.alphabet) else "").join(symbols)
+        if not any(len(str(symbol)) > 1 for symbol in self.alphabet):
+            return "".join(symbols)  # a character alphabet: every symbol is itself, "|" included
+        words = [" " if symbol == self.delimiter else symbol.replace(SENTENCEPIECE_SPACE, " ") for symbol in symbols]
+        return " ".join("".join(words).split())
+
+
+def word_delimiter(setup: Setup, alphabet: Any) -> str | None:
+    """The tokenizer's word delimiter token (Wav2Vec2CTCTokenizer.word_delimiter_token), else "|" when the
+    vocabulary has it and no space."""
+    tokenizers = (setup.tokenizer, getattr(setup.processor, "tokenizer", None))
+    for tokenizer in tokenizers:
+        token = getattr(tokenizer, "word_delimiter_token", None)
+        if isinstance(token, str) and token:
+            return token
+    if alphabet is not None and not isinstance(alphabet, str) and "|" in list(alphabet) and " " not in list(alphabet):
+        return "|"
+    return None
 
 
 @dataclass(frozen=True)
@@ -171,7 +204,7 @@ def prepare(setup: Setup, options: OverfitOptions, phase: Callable[[str], None])
     alphabet = setup.alphabet
     if facts.get("num_classes") is not None and alphabet is not None and len(alphabet) + 1 != facts["num_classes"]:
         alphabet = None  # CTC014 reports it; decode to indices rather than mislabel
-    symbols = Symbols(alphabet, setup.blank)
+    symbols = Symbols(alphabet, setup.blank, word_delimiter(setup, alphabet))
     target_lists = tuple(tuple(int(c) for c in sequence.tolist()) for sequence in sequences)
     blocking = sorted({item.code for item in findings if item.code in BLOCKING and item.severity.value == "error"})
     if problems and "CTC012" not in blocking:
