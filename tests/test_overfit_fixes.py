@@ -61,3 +61,13 @@ def test_a_vocabulary_of_tokens_decodes_as_its_tokenizer_would():
     assert Symbols("ab|", 0).text([1, 3, 2]) == "a|b"  # a character alphabet is unchanged, "|" included
     assert Symbols(None, 0).text([3, 1]) == "3 1"
 
+
+
+@pytest.mark.parametrize("function", ["build_dataclass_output", "build_namedtuple_output_own_loss"])
+def test_a_model_returning_an_object_with_logits_trains_and_fits(module, function):
+    result = runner.invoke(app, ["overfit", f"{module}:{function}", "--steps", "400", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    outcome = _json(result)["result"]
+    assert outcome["fitted"] is True and outcome["final_decode"] == outcome["targets"]
+    if function.endswith("own_loss"):  # Setup.criterion trained on what the model returned, its .logits read
+        assert outcome["loss_source"] == "criterion" and not outcome["notes"], outcome["notes"]

@@ -41,7 +41,7 @@ def final_state(result: OverfitResult, run: Run, problem: Problem, log: Log, kin
     lengths = log.lengths
     try:
         with evaluating(run.model):
-            output, returned = forward(run.model, problem.inputs)
+            output, returned, _ = forward(run.model, problem.inputs)
         if returned is not None:
             lengths = torch.as_tensor(returned).reshape(-1).to(problem.device, torch.long)
         log_probs = normalised(to_tnc(output, problem.layout), kind, axis)
