@@ -71,3 +71,29 @@ def test_a_model_returning_an_object_with_logits_trains_and_fits(module, functio
     assert outcome["fitted"] is True and outcome["final_decode"] == outcome["targets"]
     if function.endswith("own_loss"):  # Setup.criterion trained on what the model returned, its .logits read
         assert outcome["loss_source"] == "criterion" and not outcome["notes"], outcome["notes"]
+
+
+def test_each_phase_says_what_it_is_doing_for_a_timeout_message(module, tmp_path, monkeypatch):
+    """--timeout names the phase it ran out in, not "starting": record the activity inside each phase."""
+    import ctcdoctor.overfit.train as train_module
+    import ctcdoctor.render.plot_overfit as plot_module
+    from ctcdoctor.load.limits import current_activity
+
+    seen: dict[str, str] = {}
+    final_state, plot = train_module.final_state, plot_module.plot
+
+    def recording_final_state(*args, **kwargs):
+        seen["final"] = current_activity()
+        return final_state(*args, **kwargs)
+
+    def recording_plot(*args, **kwargs):
+        seen["plot"] = current_activity()
+        return plot(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "final_state", recording_final_state)
+    monkeypatch.setattr(plot_module, "plot", recording_plot)
+    path = tmp_path / "fit.png"
+    result = runner.invoke(app, ["overfit", str(module), "--steps", "400", "--plot", str(path)])
+    assert result.exit_code == 0, result.output
+    assert seen["final"].startswith("the final decode (eval mode) after training step "), seen
+    assert seen["plot"] == f"plotting to {path}", seen

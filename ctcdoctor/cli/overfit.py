@@ -145,13 +145,16 @@ def _overfit_report(spec: str, options: Any, settings: Any, plot: Path | None, p
     from ctcdoctor.overfit.train import run_overfit
     from ctcdoctor.registry import apply_ignore, matches, sort_findings
 
+    with doing("starting: importing torch"):
+        import torch  # noqa: F401 - seconds of the budget, named as such if --timeout runs out here
     with seeded(options.seed):  # --seed before build(), as check does: the same seed builds the same model
         with doing(f"loading {spec}"):
             setup = load_setup(spec)
         findings, checks, result = _run_with_progress(run_overfit, setup, spec, options, progress)
     result_document = result.to_dict()
     if plot is not None:
-        result_document["plot"] = _write_plot(result, plot)
+        with doing(f"plotting to {plot}"):
+            result_document["plot"] = _write_plot(result, plot)
     chosen = options.samples
     invocation = f"{spec} --samples {','.join(map(str, chosen))}" if len(chosen) > 1 else f"{spec} --sample {chosen[0]}"
     findings = apply_ignore(findings, settings.ignore)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from ctcdoctor.errors import UserInputError
+from ctcdoctor.load.limits import doing
 from ctcdoctor.overfit.loss import TrainingLoss, settle
 from ctcdoctor.overfit.result import Evaluation, OverfitOptions, Progress
 
@@ -162,12 +163,15 @@ def train(run: Run, problem: Problem, loss: TrainingLoss, options: OverfitOption
     run.model.train()
     started = time.perf_counter()  # the clock includes the first forward, which step 1 uses
     step = 0
+    on = ("sample " if len(options.samples) == 1 else "samples ") + ", ".join(map(str, options.samples))
     for step in range(1, options.steps + 1):
-        log_probs = _step(run, problem, log, clip, first=step == 1)
+        with doing(f"training step {step} of {options.steps} on {on}"):  # what a --timeout names
+            log_probs = _step(run, problem, log, clip, first=step == 1)
         if step % options.eval_every and step != options.steps:
             continue
-        if _evaluate(log, run, problem, log_probs, step, time.perf_counter() - started, options, hooks):
-            break
+        with doing(f"the eval-mode decode after training step {step} of {options.steps} on {on}"):
+            if _evaluate(log, run, problem, log_probs, step, time.perf_counter() - started, options, hooks):
+                break
     if problem.device.type == "cuda":
         torch.cuda.synchronize()
     log.steps, log.seconds = step, time.perf_counter() - started

@@ -144,18 +144,18 @@ def train_once(setup: Setup, prepared: Prepared, options: OverfitOptions, hooks:
     """Train a fresh copy of the model on the prepared samples and measure the result (no verdict yet)."""
     problem = prepared.problem
     assert problem is not None, "training was skipped"
-    result = _skeleton(prepared, options)
-    run = new_run(setup, problem, options)
-    loss = choose_loss(setup.criterion, options.loss, options.alpha, options.gamma)
+    with doing("preparing training: copying the model, building the optimizer"):
+        result = _skeleton(prepared, options)
+        run = new_run(setup, problem, options)
+        loss = choose_loss(setup.criterion, options.loss, options.alpha, options.gamma)
     phase("training")
-    with doing(f"training on sample(s) {', '.join(map(str, options.samples))} ({options.steps} steps at most)"):
-        log = train(run, problem, loss, options, hooks)
+    log = train(run, problem, loss, options, hooks)  # each step says which it is (see loop.train)
     _record(result, run, log, options)
     result.normalisation = normalisation_note(prepared.output_kind, prepared.output_axis, log.loss.source == "criterion")
     phase("final decode")
-    with doing("the final eval-mode decode"):
+    with doing(f"the final decode (eval mode) after training step {log.steps}"):
         final_state(result, run, problem, log, prepared.output_kind, prepared.output_axis, options.alpha)
-    compare_modes(result, run.model)
+        compare_modes(result, run.model)
     context = {"blank_bias_gap": _blank_bias_gap(run.model, run.head, problem.blank, log.classes),
                "frozen_modules": run.frozen_modules, "output_kind": prepared.output_kind}
     return Trained(result, context)
