@@ -97,3 +97,15 @@ def test_each_phase_says_what_it_is_doing_for_a_timeout_message(module, tmp_path
     assert result.exit_code == 0, result.output
     assert seen["final"].startswith("the final decode (eval mode) after training step "), seen
     assert seen["plot"] == f"plotting to {path}", seen
+
+
+def test_the_summary_line_is_the_command_that_reproduces_the_run(module):
+    result = runner.invoke(app, ["overfit", str(module), "--samples", "0,2", "--steps", "30", "--freeze-except-head",
+                                 "--clip", "1", "--seed", "4"])
+    assert result.exit_code == 1, result.output  # 30 steps of the head alone do not fit
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith(f"ctcdoctor overfit {module} --samples 0,2 --steps 30 --lr 0.01 --seed 4 --freeze-except-head "
+                           "--clip 1 (Adam, Setup.optimizer): "), last
+    plain = runner.invoke(app, ["overfit", f"{module}:build_softmax_into_ctc", "--steps", "20"])
+    assert f"ctcdoctor overfit {module}:build_softmax_into_ctc --sample 0 --steps 20 --lr 0.01 --seed 0 (Adam, " \
+           "Setup.optimizer): " in plain.output

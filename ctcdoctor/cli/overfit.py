@@ -142,6 +142,7 @@ def _overfit_report(spec: str, options: Any, settings: Any, plot: Path | None, p
     from ctcdoctor.load.limits import doing
     from ctcdoctor.load.spec import load_setup
     from ctcdoctor.load.state import seeded
+    from ctcdoctor.overfit.result import command_line
     from ctcdoctor.overfit.train import run_overfit
     from ctcdoctor.registry import apply_ignore, matches, sort_findings
 
@@ -155,8 +156,7 @@ def _overfit_report(spec: str, options: Any, settings: Any, plot: Path | None, p
     if plot is not None:
         with doing(f"plotting to {plot}"):
             result_document["plot"] = _write_plot(result, plot)
-    chosen = options.samples
-    invocation = f"{spec} --samples {','.join(map(str, chosen))}" if len(chosen) > 1 else f"{spec} --sample {chosen[0]}"
+    invocation = command_line(spec, options, result, setup.optimizer is not None)  # a pasted report reproduces the run
     findings = apply_ignore(findings, settings.ignore)
     if settings.select:
         findings = [item for item in findings if matches(item.code, settings.select)]
