@@ -59,6 +59,7 @@ def test_a_vocabulary_of_tokens_decodes_as_its_tokenizer_would():
     assert words.name(ids["|"]) == "|"  # one class's name (plot legends, clipped labels) stays the token
     assert Symbols(["\u2581the", "\u2581cat", "s"], 0).text([1, 2, 3]) == "the cats"  # SentencePiece word marks
     assert Symbols("ab|", 0).text([1, 3, 2]) == "a|b"  # a character alphabet is unchanged, "|" included
+    assert Symbols(["ow", "m", "aa"], 0).text([1, 2, 3]) == "ow m aa"  # phonemes, no word mark: spaced, as before
     assert Symbols(None, 0).text([3, 1]) == "3 1"
 
 

@@ -48,8 +48,9 @@ class Symbols:
             return str(int(label))
 
     def text(self, sequence: Sequence[int]) -> str:
-        """The decode: symbols joined without separators; in a vocabulary of multi-character tokens, as its
-        tokenizer decodes (Wav2Vec2CTCTokenizer): the word delimiter and SentencePiece's word mark become spaces."""
+        """The decode, as the vocabulary's tokenizer would write it: a character alphabet's symbols joined; tokens
+        of a vocabulary with a word delimiter or SentencePiece word marks joined, those marks becoming spaces
+        (Wav2Vec2CTCTokenizer: "the cat", not "t h e | c a t"); other multi-character tokens (phonemes) spaced."""
         if self.alphabet is None:
             return " ".join(str(int(c)) for c in sequence)
         try:
@@ -58,21 +59,23 @@ class Symbols:
             return " ".join(str(int(c)) for c in sequence)
         if not any(len(str(symbol)) > 1 for symbol in self.alphabet):
             return "".join(symbols)  # a character alphabet: every symbol is itself, "|" included
+        if self.delimiter is None and not any(str(symbol).startswith(SENTENCEPIECE_SPACE) for symbol in self.alphabet):
+            return " ".join(symbols)  # phonemes ("ow m aa"): no word mark, so a space between tokens, as phoneme tokenizers do
         words = [" " if symbol == self.delimiter else symbol.replace(SENTENCEPIECE_SPACE, " ") for symbol in symbols]
         return " ".join("".join(words).split())
 
 
 def word_delimiter(setup: Setup, alphabet: Any) -> str | None:
-    """The tokenizer's word delimiter token (Wav2Vec2CTCTokenizer.word_delimiter_token), else "|" when the
-    vocabulary has it and no space."""
-    tokenizers = (setup.tokenizer, getattr(setup.processor, "tokenizer", None))
-    for tokenizer in tokenizers:
+    """The tokenizer's word delimiter token (Wav2Vec2CTCTokenizer.word_delimiter_token) when the vocabulary has
+    it, else "|" when the vocabulary has it and no space; None for a character alphabet."""
+    if alphabet is None or isinstance(alphabet, str):
+        return None
+    symbols = [str(symbol) for symbol in alphabet]
+    for tokenizer in (setup.tokenizer, getattr(setup.processor, "tokenizer", None)):
         token = getattr(tokenizer, "word_delimiter_token", None)
-        if isinstance(token, str) and token:
+        if isinstance(token, str) and token in symbols:
             return token
-    if alphabet is not None and not isinstance(alphabet, str) and "|" in list(alphabet) and " " not in list(alphabet):
-        return "|"
-    return None
+    return "|" if "|" in symbols and " " not in symbols else None
 
 
 @dataclass(frozen=True)
