@@ -110,3 +110,46 @@ def test_the_summary_line_is_the_command_that_reproduces_the_run(module):
     plain = runner.invoke(app, ["overfit", f"{module}:build_softmax_into_ctc", "--steps", "20"])
     assert f"ctcdoctor overfit {module}:build_softmax_into_ctc --sample 0 --steps 20 --lr 0.01 --seed 0 (Adam, " \
            "Setup.optimizer): " in plain.output
+
+
+def _fake_result(samples, probs, fitted=True):
+    from ctcdoctor.overfit.result import Evaluation, FrameProbabilities, OverfitResult
+
+    names = ("blank", "d", "i", "n")
+    result = OverfitResult(samples=tuple(samples), source="test", targets=tuple("din" for _ in samples), trained=True,
+                           fitted=fitted, diagnosis=None if fitted else "CTC070", losses=[3.0, 2.0, 1.0],
+                           evaluations=[Evaluation(3, 1.0, 0.0, ("din",), 0.5, 0.1)], final_decode=("din",))
+    result.frames = FrameProbabilities(classes=(0, 1, 2, 3), names=names, probs=tuple(map(tuple, probs)), pseudo=None,
+                                       target="din")
+    return result
+
+
+def test_overfit_plot_titles_several_samples_in_the_plural_and_frames_in_whole_numbers():
+    from ctcdoctor.render.plot_overfit import plot
+
+    figure = plot(_fake_result([0, 1, 2], [[0.7, 0.1, 0.1, 0.1]] * 7))
+    assert figure._suptitle.get_text().startswith("overfit samples 0, 1, 2: ")
+    assert plot(_fake_result([4], [[0.7, 0.1, 0.1, 0.1]] * 7))._suptitle.get_text().startswith("overfit sample 4: ")
+    _, frames_axes = figure.axes[:2]
+    assert all(float(tick).is_integer() for tick in frames_axes.get_xticks()), frames_axes.get_xticks()
+
+
+def test_overfit_plot_draws_outputs_that_are_equal_everywhere_as_one_named_line():
+    """A dead head outputs the same value for every class: one line naming them, not five hidden under one."""
+    from ctcdoctor.render.plot_overfit import plot
+
+    figure = plot(_fake_result([0], [[0.25, 0.25, 0.25, 0.25]] * 7, fitted=False))
+    labels = [line.get_label() for line in figure.axes[1].get_lines() if not line.get_label().startswith("_")]
+    assert labels[0] == "blank, 'd', 'i', 'n' outputs, all equal (0.25 on every frame)", labels
+    assert not any(label.endswith("' output") for label in labels)
+
+
+def test_long_outputs_are_drawn_as_steps_so_one_frame_spikes_show():
+    from ctcdoctor.render.plot_overfit import plot
+
+    rows = [[0.98, 0.01, 0.005, 0.005]] * 200
+    rows[50] = [0.02, 0.97, 0.005, 0.005]  # a one-frame spike of 'd' in 200 frames
+    frames_axes = plot(_fake_result([0], rows)).axes[1]
+    spike = next(line for line in frames_axes.get_lines() if line.get_label() == "'d' output")
+    assert spike.get_drawstyle() == "steps-mid" and spike.get_linewidth() >= 1.2
+    assert frames_axes.collections, "the spike's frame is filled"

@@ -59,3 +59,15 @@ def test_out_of_range_options_are_exit_2_naming_the_flag_and_its_range():
         assert "None" not in result.output and "alpha=" not in result.output
     short = runner.invoke(app, ["simulate", "--label", "aab", "--frames", "3"])
     assert "--frames 3: too few for --label 'aab', 3 symbols with 1 repeat; use at least 4 frames" in " ".join(short.output.split())
+
+
+def test_the_figure_of_a_long_simulation_shows_spikes_as_bars_and_a_short_title():
+    from ctcdoctor.render.plot_simulate import plot
+    from ctcdoctor.simulate import simulate
+
+    result = simulate("abcd", 200, steps=2, snapshot_steps=(0, 2))
+    figure = plot(result)
+    first = figure.axes[0]
+    assert len(first.get_title()) < 80 and "symbols)" in first.get_title()  # step 0's 100-odd symbol decode, cut
+    assert all(float(tick).is_integer() for tick in first.get_xticks())
+    assert {line.get_drawstyle() for line in first.get_lines() if line.get_linestyle() == "-"} == {"steps-mid"}
