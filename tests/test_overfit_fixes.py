@@ -37,6 +37,14 @@ def test_a_negative_loss_is_probabilities_fed_to_ctc_not_a_divergence(module):
     assert "✖ did not fit (CTC074)" in text.output
 
 
+def test_a_negative_loss_is_reported_even_when_the_decode_fits(module):
+    result = runner.invoke(app, ["overfit", f"{module}:build_softmax_into_ctc", "--steps", "1000"])
+    assert result.exit_code == 1, result.output
+    assert "✔ fitted sample 0" in result.output and "but see CTC074: the loss is not CTC's" in result.output
+    assert "The decode matched the target anyway, but training on this loss is not training CTC." in \
+        " ".join(result.output.split())
+
+
 def test_a_negative_loss_names_no_cause_it_did_not_measure():
     from ctcdoctor.overfit.negative import negative_fix, negative_loss, negative_words
 
