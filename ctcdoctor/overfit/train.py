@@ -16,7 +16,7 @@ Every CTC guide says it first: "if it cannot overfit one sample, the set-up is b
    naming what in the model explains a difference (`ctcdoctor.overfit.final`);
 5. with `--lr-probe`, train again at lr/10 and 10·lr (`ctcdoctor.overfit.probe`); with several
    samples that do not fit, train the worst one alone (`ctcdoctor.overfit.several`);
-6. on failure, diagnose (`ctcdoctor.overfit.diagnose`: CTC070-CTC073).
+6. on failure, or a negative loss, diagnose (`ctcdoctor.overfit.diagnose`: CTC070-CTC074).
 
 No printing here: progress goes through callbacks, results are data. Torch is imported inside the
 functions (the CLI imports this module).
