@@ -87,6 +87,40 @@ USER_MODULE = textwrap.dedent(
         return Setup(model=SoftmaxMLP(), loader=loader(), alphabet="abcde", optimizer=adam(1e-2),
                      criterion=lambda output, batch: ctc_criterion(torch.log(output + 1e-7), batch))
 
+    def build_softmax_into_ctc():
+        # BUG: probabilities handed to F.ctc_loss, which expects log-probabilities: the loss goes negative.
+        torch.manual_seed(0)
+        return Setup(model=SoftmaxMLP(), loader=loader(), alphabet="abcde", optimizer=adam(1e-2), criterion=ctc_criterion)
+
+    from collections import namedtuple
+    from dataclasses import dataclass
+
+    @dataclass
+    class ModelOutput:
+        logits: torch.Tensor
+        hidden: torch.Tensor
+
+    Scores = namedtuple("Scores", ["logits", "features"])
+
+    class DataclassOut(FrameMLP):
+        """Returns an object with .logits, as a transformers ModelOutput (a plain dataclass here)."""
+        def forward(self, x):
+            return ModelOutput(logits=super().forward(x), hidden=x)
+
+    class NamedTupleOut(FrameMLP):
+        def forward(self, x):
+            return Scores(super().forward(x), x)
+
+    def build_dataclass_output():
+        torch.manual_seed(0)
+        return Setup(model=DataclassOut(), loader=loader(), alphabet="abcde", optimizer=adam(1e-2))
+
+    def build_namedtuple_output_own_loss():
+        # The user's loss reads .logits of what the model returned, as check's criterion audit passes it.
+        torch.manual_seed(0)
+        return Setup(model=NamedTupleOut(), loader=loader(), alphabet="abcde", optimizer=adam(1e-2),
+                     criterion=lambda output, batch: ctc_criterion(output.logits, batch))
+
     def build_loss_runs_the_model():
         # A loss that ignores the output it is given and runs the (original) model itself.
         torch.manual_seed(0)

@@ -359,4 +359,4 @@ def test_summary_names_several_samples_in_the_plural_and_starts_without_a_blank_
 
 def test_summary_line_names_the_sample(module):
     result = runner.invoke(app, ["overfit", str(module), "--sample", "2", "--steps", "400"])
-    assert f"ctcdoctor overfit {module} --sample 2:" in result.stdout.replace("\n", "")
+    assert f"ctcdoctor overfit {module} --sample 2 --steps 400 " in result.stdout.replace("\n", "")

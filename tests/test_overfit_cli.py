@@ -48,9 +48,9 @@ def test_a_sample_past_what_an_infinite_loader_reads_is_exit_2(module):
 
 
 def test_timeout_ends_training_with_exit_2_naming_it(module):
-    result = runner.invoke(app, ["overfit", str(module), "--timeout", "3", "--steps", "1000000", "--patience", "1000000"])
+    result = runner.invoke(app, ["overfit", str(module), "--timeout", "6", "--steps", "1000000", "--patience", "1000000"])
     assert result.exit_code == 2, result.output
-    assert "ran past --timeout 3 s while training on sample(s) 0" in result.output
+    assert "ran past --timeout 6 s while training step " in result.output and " of 1000000 on sample 0" in result.output
 
 
 def test_seed_is_the_shared_option_and_lands_in_the_result(module):

@@ -40,3 +40,34 @@ def test_unwritable_figure_fails_before_the_run_and_messages_agree_in_number(tmp
     assert result.exit_code == 2 and f"--out {blocker / 'f.png'}" in result.output
     short = runner.invoke(app, ["simulate", "--label", "abb", "--frames", "3"])
     assert short.exit_code == 2 and "3 symbols with 1 repeat;" in short.output
+
+
+def test_out_of_range_options_are_exit_2_naming_the_flag_and_its_range():
+    cases = {
+        ("--alpha", "1.5"): "--alpha 1.5: must be in (0, 1), exclusive: the share of frames the pseudo ground truth keeps non-blank",
+        ("--alpha", "0"): "--alpha 0: must be in (0, 1)",
+        ("--alpha", "1"): "--alpha 1: must be in (0, 1)",
+        ("--gamma", "-1"): "--gamma -1: must be a finite number >= 0",
+        ("--gamma", "inf"): "--gamma inf: must be a finite number >= 0",
+        ("--lr", "inf"): "--lr inf: must be a finite number > 0",
+        ("--lr", "0"): "--lr 0: must be a finite number > 0",
+    }
+    for (flag, value), message in cases.items():
+        result = runner.invoke(app, ["simulate", flag, value, "--steps", "3"])
+        assert result.exit_code == 2, (flag, value, result.output)
+        assert message in " ".join(result.output.split()), (flag, value, result.output)
+        assert "None" not in result.output and "alpha=" not in result.output
+    short = runner.invoke(app, ["simulate", "--label", "aab", "--frames", "3"])
+    assert "--frames 3: too few for --label 'aab', 3 symbols with 1 repeat; use at least 4 frames" in " ".join(short.output.split())
+
+
+def test_the_figure_of_a_long_simulation_shows_spikes_as_bars_and_a_short_title():
+    from ctcdoctor.render.plot_simulate import plot
+    from ctcdoctor.simulate import simulate
+
+    result = simulate("abcd", 200, steps=2, snapshot_steps=(0, 2))
+    figure = plot(result)
+    first = figure.axes[0]
+    assert len(first.get_title()) < 80 and "symbols)" in first.get_title()  # step 0's 100-odd symbol decode, cut
+    assert all(float(tick).is_integer() for tick in first.get_xticks())
+    assert {line.get_drawstyle() for line in first.get_lines() if line.get_linestyle() == "-"} == {"steps-mid"}

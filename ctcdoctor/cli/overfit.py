@@ -89,7 +89,7 @@ def overfit(
 
     Exit 0: fitted. Exit 1: CTC070 (did not fit in the budget), CTC071 (collapsed to
     blanks), CTC072 (diverged, oscillated or NaN), CTC073 (a small batch did not fit),
-    or a static error. Exit 2: a usage error, or --timeout ran out.
+    CTC074 (the loss went negative: it is not given log-probabilities), or a static error. Exit 2: a usage error, or --timeout ran out.
     """
     flags = dict(sample=sample, samples=samples, steps=steps, lr=lr, lr_probe=lr_probe, loss=loss.value, alpha=alpha,
                  gamma=gamma, freeze_except_head=freeze_except_head, clip=clip, eval_every=eval_every, patience=patience,
@@ -142,18 +142,21 @@ def _overfit_report(spec: str, options: Any, settings: Any, plot: Path | None, p
     from ctcdoctor.load.limits import doing
     from ctcdoctor.load.spec import load_setup
     from ctcdoctor.load.state import seeded
+    from ctcdoctor.overfit.result import command_line
     from ctcdoctor.overfit.train import run_overfit
     from ctcdoctor.registry import apply_ignore, matches, sort_findings
 
+    with doing("starting: importing torch"):
+        import torch  # noqa: F401 - seconds of the budget, named as such if --timeout runs out here
     with seeded(options.seed):  # --seed before build(), as check does: the same seed builds the same model
         with doing(f"loading {spec}"):
             setup = load_setup(spec)
         findings, checks, result = _run_with_progress(run_overfit, setup, spec, options, progress)
     result_document = result.to_dict()
     if plot is not None:
-        result_document["plot"] = _write_plot(result, plot)
-    chosen = options.samples
-    invocation = f"{spec} --samples {','.join(map(str, chosen))}" if len(chosen) > 1 else f"{spec} --sample {chosen[0]}"
+        with doing(f"plotting to {plot}"):
+            result_document["plot"] = _write_plot(result, plot)
+    invocation = command_line(spec, options, result, setup.optimizer is not None)  # a pasted report reproduces the run
     findings = apply_ignore(findings, settings.ignore)
     if settings.select:
         findings = [item for item in findings if matches(item.code, settings.select)]

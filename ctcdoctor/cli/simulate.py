@@ -16,10 +16,11 @@ def simulate(
     frames: Annotated[int, typer.Option("--frames", min=1, help="Output frames T of the free logit matrix.")] = 40,
     steps: Annotated[int, typer.Option("--steps", min=0, help="Gradient-descent steps.")] = 200,
     alpha: Annotated[
-        float | None, typer.Option("--alpha", help="Non-blank proportion of the pseudo ground truth, in (0, 1).", show_default=False)
+        float | None, typer.Option("--alpha", help="Non-blank proportion of the pseudo ground truth, in (0, 1) (open).",
+                                   show_default=False)
     ] = None,
-    gamma: Annotated[float, typer.Option("--gamma", min=0.0, help="Key-frame weighting exponent (0 = plain CTC).")] = 0.0,
-    lr: Annotated[float, typer.Option("--lr", help="SGD learning rate on the logits.")] = 1.0,
+    gamma: Annotated[float, typer.Option("--gamma", help="Key-frame weighting exponent, finite and >= 0 (0 = plain CTC).")] = 0.0,
+    lr: Annotated[float, typer.Option("--lr", help="SGD learning rate on the logits, finite and > 0.")] = 1.0,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the initial logits.")] = 0,
     every: Annotated[int | None, typer.Option("--every", min=1, help="Print metrics every N steps [default: steps/10].", show_default=False)] = None,
     plot: opt.Plot = None,
@@ -48,6 +49,7 @@ def simulate(
         from ctcdoctor.findings import Report
         from ctcdoctor.simulate import simulate as run_simulation
 
+        check_options(label, frames, alpha, gamma, lr)
         settings = resolve_settings(fail_on=fail_on)
         if plot is not None and out is not None and plot != out:
             raise UserInputError(f"--plot {plot} and --out {out} name two figures", "Give --plot only (--out is its old name).")
@@ -89,3 +91,38 @@ def simulate(
         return emit(report, how, settings.fail_on)
 
     guarded(debug, work)
+
+
+def check_options(label: str, frames: int, alpha: float | None, gamma: float, lr: float) -> None:
+    """Values the simulation cannot run with are exit 2 before it starts, each naming its flag and valid range.
+
+    The ranges are the modified CTC's (`ctcdoctor.ctc.loss`): α is the share of frames the pseudo ground truth
+    keeps non-blank, strictly between 0 (all blank) and 1 (no blank left to separate labels); γ is the exponent
+    of the key-frame weight w_t^γ (w_t: how far frame t still is from its target), any finite γ >= 0 (0 = plain CTC).
+    """
+    import math
+
+    from ctcdoctor.errors import UserInputError
+    from ctcdoctor.render.phrases import plural
+
+    if alpha is not None and not 0.0 < alpha < 1.0:
+        raise UserInputError(
+            f"--alpha {alpha:g}: must be in (0, 1), exclusive: the share of frames the pseudo ground truth keeps "
+            "non-blank (0 would be all blank, 1 leaves no blank to separate the labels)",
+            "Try --alpha 0.5 (about half the frames non-blank), or drop --alpha for plain CTC.")
+    if not (math.isfinite(gamma) and gamma >= 0.0):
+        raise UserInputError(f"--gamma {gamma:g}: must be a finite number >= 0: the exponent of the key-frame weight w_t^γ "
+                             "(w_t: how far frame t still is from its target)",
+                             "Try --gamma 1 (weight each frame by its distance), or --gamma 0 for plain CTC.")
+    if not (math.isfinite(lr) and lr > 0.0):
+        raise UserInputError(f"--lr {lr:g}: must be a finite number > 0: the SGD step on the logits",
+                             "Use --lr 1 (the default).")
+    if not label:
+        raise UserInputError("--label is empty: the simulation needs at least one symbol to learn", "Try --label hello.")
+    repeats = sum(a == b for a, b in zip(label, label[1:]))
+    if frames < len(label) + repeats:
+        raise UserInputError(
+            f"--frames {frames}: too few for --label {label!r}, {plural(len(label), 'symbol')} with "
+            f"{plural(repeats, 'repeat')}; use at least {len(label) + repeats} frames (a blank must separate equal neighbours)",
+            f"Use --frames {len(label) + repeats} at least; about 4 frames per symbol (--frames {4 * (len(label) + repeats)}) "
+            "leaves room for the spikes to show.")

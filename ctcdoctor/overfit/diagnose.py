@@ -1,4 +1,4 @@
-"""Why an overfit run failed: the verdict (CTC070-CTC073) and its finding, and the codes' documentation.
+"""Why an overfit run failed: the verdict (CTC070-CTC074) and its finding, and the codes' documentation.
 
 `ctcdoctor.overfit.rules` holds the pure rules that classify a failed run, `ctcdoctor.overfit.explain`
 the words; this module gathers the run's numbers, calls both, and documents the codes it raises.
@@ -136,5 +136,31 @@ document(
     the learning rate and give the batch more steps; with SGD more steps or a larger learning
     rate (`--lr-probe`). BatchNorm sees the padded frames of shorter samples in its batch
     statistics: mask them, or use LayerNorm/GroupNorm.
+    """,
+)
+
+document(
+    "CTC074",
+    "error",
+    "overfit loss is negative: the loss is not given log-probabilities",
+    """
+    **What it means.** While overfitting the sample the trained loss went below 0. A CTC loss
+    is a negative log-likelihood: it is never negative, and reaches 0 only for a model certain of
+    the one right alignment. A negative value means the loss was not given log-probabilities:
+    usually the model ends with `softmax` and `F.ctc_loss` reads the probabilities (all in [0, 1],
+    so their "log-likelihood" is above 0 and the loss below it), sometimes it gets raw logits, or
+    the total adds a negative term. The curve then falls without meaning anything, and neither a
+    learning rate nor more steps helps. The finding names the output kind the static checks
+    measured (CTC020 probabilities, CTC021 raw logits). The `logs` command reports the same
+    curve in a training log as CTC209.
+
+    **Example.** `error CTC074 the loss is negative on sample 0: below 0 at 60 of 60 steps
+    (first at step 1, lowest -6.462 at step 7). A CTC loss is a negative log-likelihood and never
+    goes below 0: the model's output is probabilities (softmax ...), and the loss reads them as
+    log-probabilities.`
+
+    **Fix.** Pass log-probabilities to the loss: replace `softmax` with `log_softmax(dim=-1)` at
+    the model's head (or call the loss on `output.log()` in the criterion; `log_softmax` is the
+    stabler), then run overfit again. For raw logits apply `log_softmax(dim=-1)` before the loss.
     """,
 )

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ctcdoctor.findings import Finding
+from ctcdoctor.overfit.negative import negative_fix, negative_loss, negative_words
 from ctcdoctor.overfit.result import DEFAULT_LR
 from ctcdoctor.overfit.rules import (
     BLANK_BIAS_NATS,
@@ -302,8 +303,10 @@ def _probe(result: OverfitResult) -> tuple[str, str] | None:
 
 
 def explain_failure(verdict: Verdict, result: OverfitResult, static: Sequence[Finding], context: dict[str, Any]) -> Finding:
-    """The CTC070-073 finding: what happened (numbers), what to change, and the evidence."""
+    """The CTC070-074 finding: what happened (numbers), what to change, and the evidence."""
     summary = result.loss_summary()
+    if verdict.code == "CTC074":
+        return _negative(verdict, result, summary, static, context)
     message = _message(verdict, result, summary)
     causes, hint = _advice(verdict, result, summary, static, context)
     probe = _probe(result)
@@ -327,6 +330,22 @@ def explain_failure(verdict: Verdict, result: OverfitResult, static: Sequence[Fi
         message += " Likely causes: " + "; ".join(causes) + "."
     return finding(verdict.code, message, hint, _evidence(verdict, result, summary, causes, context),
                    title=_title(verdict))
+
+
+def _negative(verdict: Verdict, result: OverfitResult, summary: dict[str, Any], static: Sequence[Finding],
+              context: dict[str, Any]) -> Finding:
+    """CTC074: the loss went below 0, so the criterion is not given log-probabilities (whatever the decode did)."""
+    found = negative_loss(result.losses)
+    assert found is not None, "CTC074 needs a negative loss"
+    kind = context.get("output_kind")
+    causes = [f"{item.code} {item.title} (reported above)" for item in static
+              if item.severity.value in ("error", "warning") and item.code in ("CTC020", "CTC021", "CTC024", "CTC030")]
+    message = negative_words(found, _label(result), kind)
+    if result.fitted:
+        message += " The decode matched the target anyway, but training on this loss is not training CTC."
+    if causes:
+        message += " Confirmed by: " + "; ".join(causes) + "."
+    return finding("CTC074", message, negative_fix(kind), _evidence(verdict, result, summary, causes, context))
 
 
 def _title(verdict: Verdict) -> str | None:

@@ -41,7 +41,7 @@ def final_state(result: OverfitResult, run: Run, problem: Problem, log: Log, kin
     lengths = log.lengths
     try:
         with evaluating(run.model):
-            output, returned = forward(run.model, problem.inputs)
+            output, returned, _ = forward(run.model, problem.inputs)
         if returned is not None:
             lengths = torch.as_tensor(returned).reshape(-1).to(problem.device, torch.long)
         log_probs = normalised(to_tnc(output, problem.layout), kind, axis)
@@ -71,7 +71,7 @@ def clipped_labels(log_probs: torch.Tensor, lengths: torch.Tensor, problem: Prob
         for label in set(target) - set(decode):
             if bool((at_floor[:, label] & tied).all()):
                 found[label] = None
-    return tuple(problem.symbols.text([label]) for label in found)
+    return tuple(problem.symbols.name(label) for label in found)
 
 
 def _shape(result: OverfitResult, log_probs: torch.Tensor, lengths: torch.Tensor, problem: Problem, alpha: float | None) -> None:
@@ -96,7 +96,7 @@ def _shape(result: OverfitResult, log_probs: torch.Tensor, lengths: torch.Tensor
     shown = pseudo[:frames, 0, classes].double().cpu() if pseudo is not None else None
     result.frames = FrameProbabilities(
         classes=tuple(classes),
-        names=tuple(["blank"] + [problem.symbols.text([c]) for c in classes[1:]]),
+        names=tuple(["blank"] + [problem.symbols.name(c) for c in classes[1:]]),
         probs=tuple(tuple(row) for row in probs.tolist()),
         pseudo=None if shown is None or not torch.isfinite(shown).all() else tuple(tuple(row) for row in shown.tolist()),
         target=result.targets[0] if result.targets else "",

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from ctcdoctor.errors import UserInputError
+from ctcdoctor.load.limits import doing
 from ctcdoctor.overfit.loss import TrainingLoss, settle
 from ctcdoctor.overfit.result import Evaluation, OverfitOptions, Progress
 
@@ -65,17 +66,27 @@ class Log:
     """(loss, gradient norm) tensors of the steps since the last evaluation."""
 
 
-def forward(model: torch.nn.Module, inputs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """model(inputs) -> (output, returned lengths or None), keeping autograd (unlike measure.model.split_output)."""
+def forward(model: torch.nn.Module, inputs: Any) -> tuple[torch.Tensor, torch.Tensor | None, Any]:
+    """model(inputs) -> (output, returned lengths or None, the value as returned), keeping autograd.
+
+    Reads what `measure.model.split_output` reads (the tensor, `(output, output_lengths)`, or any object
+    with a `.logits` tensor: a transformers ModelOutput, a dataclass, a named tuple), without detaching.
+    The value as returned is what `Setup.criterion` receives, as `check`'s criterion audit passes it.
+    """
     import torch
 
-    value = model(inputs)
+    returned = value = model(inputs)
     lengths = None
-    if isinstance(value, (tuple, list)) and len(value) == 2:
+    logits = getattr(value, "logits", None)
+    if not isinstance(value, torch.Tensor) and isinstance(logits, torch.Tensor):
+        value = logits
+    elif isinstance(value, (tuple, list)) and len(value) == 2:
         value, lengths = value
     if not isinstance(value, torch.Tensor) or value.dim() != 3:
-        raise TypeError(f"model(inputs) returned {type(value).__name__}; expected a (T, N, C) / (N, T, C) tensor")
-    return value, lengths
+        shape = f" of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else ""
+        raise TypeError(f"model(inputs) returned a {type(returned).__name__}{shape}; expected a (T, N, C) / (N, T, C) "
+                        "tensor, (output, output_lengths), or an object with a .logits tensor")
+    return value, lengths, returned
 
 
 def _lengths(problem: Problem, output: torch.Tensor, returned: Any, log: Log) -> torch.Tensor:
@@ -93,7 +104,7 @@ def _lengths(problem: Problem, output: torch.Tensor, returned: Any, log: Log) ->
     return torch.full((problem.size,), frames, dtype=torch.long, device=problem.device)
 
 
-def _first_forward(run: Run, problem: Problem) -> tuple[torch.Tensor, Any]:
+def _first_forward(run: Run, problem: Problem) -> tuple[torch.Tensor, Any, Any]:
     try:
         return forward(run.model, problem.inputs)
     except Exception as error:
@@ -110,15 +121,15 @@ def _step(run: Run, problem: Problem, log: Log, clip: float, first: bool) -> tor
 
     from ctcdoctor.measure.model import to_tnc
 
-    output, returned = _first_forward(run, problem) if first else forward(run.model, problem.inputs)
+    output, returned, as_returned = _first_forward(run, problem) if first else forward(run.model, problem.inputs)
     if first or returned is not None:
         log.lengths = _lengths(problem, output, returned, log)
     log_probs = to_tnc(output, problem.layout).float().log_softmax(-1)
     if first:
         log.classes = int(log_probs.shape[-1])
-        log.loss, value = settle(log.loss, output, log_probs, log.lengths, problem)
+        log.loss, value = settle(log.loss, output, log_probs, log.lengths, problem, as_returned)
     else:
-        value = log.loss.value(output, log_probs, log.lengths, problem)
+        value = log.loss.value(output, log_probs, log.lengths, problem, as_returned)
     run.optimizer.zero_grad(set_to_none=True)
     value.backward()
     if clip > 0:
@@ -137,7 +148,7 @@ def eval_log_probs(run: Run, problem: Problem, lengths: torch.Tensor) -> tuple[t
     from ctcdoctor.measure.model import evaluating, to_tnc
 
     with evaluating(run.model):
-        output, returned = forward(run.model, problem.inputs)
+        output, returned, _ = forward(run.model, problem.inputs)
     if returned is not None:
         lengths = torch.as_tensor(returned).reshape(-1).to(problem.device, torch.long)
     return to_tnc(output, problem.layout).float().log_softmax(-1), lengths
@@ -152,12 +163,15 @@ def train(run: Run, problem: Problem, loss: TrainingLoss, options: OverfitOption
     run.model.train()
     started = time.perf_counter()  # the clock includes the first forward, which step 1 uses
     step = 0
+    on = ("sample " if len(options.samples) == 1 else "samples ") + ", ".join(map(str, options.samples))
     for step in range(1, options.steps + 1):
-        log_probs = _step(run, problem, log, clip, first=step == 1)
+        with doing(f"training step {step} of {options.steps} on {on}"):  # what a --timeout names
+            log_probs = _step(run, problem, log, clip, first=step == 1)
         if step % options.eval_every and step != options.steps:
             continue
-        if _evaluate(log, run, problem, log_probs, step, time.perf_counter() - started, options, hooks):
-            break
+        with doing(f"the eval-mode decode after training step {step} of {options.steps} on {on}"):
+            if _evaluate(log, run, problem, log_probs, step, time.perf_counter() - started, options, hooks):
+                break
     if problem.device.type == "cuda":
         torch.cuda.synchronize()
     log.steps, log.seconds = step, time.perf_counter() - started

@@ -46,9 +46,11 @@ class TrainingLoss:
         modified += [f"gamma={self.gamma:g}"] if self.gamma else []
         return "ctcdoctor.ctc.ctc_loss" + (f" ({', '.join(modified)})" if modified else " (plain CTC)")
 
-    def value(self, output: torch.Tensor, log_probs: torch.Tensor, lengths: torch.Tensor, problem: Problem) -> torch.Tensor:
+    def value(self, output: torch.Tensor, log_probs: torch.Tensor, lengths: torch.Tensor, problem: Problem,
+              returned: Any = None) -> torch.Tensor:
+        """The step's loss; Setup.criterion gets `returned`, what model(inputs) returned (`output` when None)."""
         if self.criterion is not None:
-            return _scalar(self.criterion(output, problem.raw), problem.size)
+            return _scalar(self.criterion(output if returned is None else returned, problem.raw), problem.size)
         from ctcdoctor.ctc import ctc_loss
 
         return ctc_loss(log_probs, problem.targets, lengths, problem.target_lengths, blank=problem.blank,
@@ -77,7 +79,7 @@ def _scalar(value: Any, size: int) -> torch.Tensor:
 
 
 def settle(loss: TrainingLoss, output: torch.Tensor, log_probs: torch.Tensor, lengths: torch.Tensor,
-           problem: Problem) -> tuple[TrainingLoss, torch.Tensor]:
+           problem: Problem, returned: Any = None) -> tuple[TrainingLoss, torch.Tensor]:
     """The first step's loss, and the loss to train with from then on.
 
     Setup.criterion trains only if it returns a scalar (or one value per sample) that depends on the model
@@ -89,7 +91,7 @@ def settle(loss: TrainingLoss, output: torch.Tensor, log_probs: torch.Tensor, le
     if loss.criterion is None:
         return loss, loss.value(output, log_probs, lengths, problem)
     try:
-        value = loss.value(output, log_probs, lengths, problem)
+        value = loss.value(output, log_probs, lengths, problem, returned)
         reason = None
         if not value.requires_grad or torch.autograd.grad(value, output, retain_graph=True, allow_unused=True)[0] is None:
             reason = "does not use the model output it is given (a loss that runs the model by itself)"

@@ -24,22 +24,58 @@ if TYPE_CHECKING:  # pragma: no cover
     from ctcdoctor.protocol import Setup
 
 
+SENTENCEPIECE_SPACE = "\u2581"
+"""SentencePiece's word-start mark ("\u2581the"): a space before the word when decoded."""
+
+
 @dataclass(frozen=True)
 class Symbols:
-    """Class indices as text: the alphabet's symbols, or the indices when there is no usable alphabet."""
+    """Class indices as text, as the user's tokenizer would decode them: the alphabet's symbols joined, or the
+    indices when there is no usable alphabet."""
 
     alphabet: Any
     blank: int
+    delimiter: str | None = None
+    """The word delimiter token of a multi-character vocabulary ("|" in Hugging Face CTC vocabularies): a space."""
+
+    def name(self, label: int) -> str:
+        """One class's symbol as the alphabet spells it ("|", "[UNK]"), for labels and plot legends."""
+        if self.alphabet is None:
+            return str(int(label))
+        try:
+            return str(self.alphabet[int(label) - (int(label) > self.blank)])
+        except (IndexError, TypeError):
+            return str(int(label))
 
     def text(self, sequence: Sequence[int]) -> str:
-        """Symbols joined; with spaces when a symbol is longer than one character ("ow m f"), as indices are."""
+        """The decode, as the vocabulary's tokenizer would write it: a character alphabet's symbols joined; tokens
+        of a vocabulary with a word delimiter or SentencePiece word marks joined, those marks becoming spaces
+        (Wav2Vec2CTCTokenizer: "the cat", not "t h e | c a t"); other multi-character tokens (phonemes) spaced."""
         if self.alphabet is None:
             return " ".join(str(int(c)) for c in sequence)
         try:
             symbols = [str(self.alphabet[int(c) - (int(c) > self.blank)]) for c in sequence]
         except (IndexError, TypeError):
             return " ".join(str(int(c)) for c in sequence)
-        return (" " if any(len(str(symbol)) > 1 for symbol in self.alphabet) else "").join(symbols)
+        if not any(len(str(symbol)) > 1 for symbol in self.alphabet):
+            return "".join(symbols)  # a character alphabet: every symbol is itself, "|" included
+        if self.delimiter is None and not any(str(symbol).startswith(SENTENCEPIECE_SPACE) for symbol in self.alphabet):
+            return " ".join(symbols)  # phonemes ("ow m aa"): no word mark, so a space between tokens, as phoneme tokenizers do
+        words = [" " if symbol == self.delimiter else symbol.replace(SENTENCEPIECE_SPACE, " ") for symbol in symbols]
+        return " ".join("".join(words).split())
+
+
+def word_delimiter(setup: Setup, alphabet: Any) -> str | None:
+    """The tokenizer's word delimiter token (Wav2Vec2CTCTokenizer.word_delimiter_token) when the vocabulary has
+    it, else "|" when the vocabulary has it and no space; None for a character alphabet."""
+    if alphabet is None or isinstance(alphabet, str):
+        return None
+    symbols = [str(symbol) for symbol in alphabet]
+    for tokenizer in (setup.tokenizer, getattr(setup.processor, "tokenizer", None)):
+        token = getattr(tokenizer, "word_delimiter_token", None)
+        if isinstance(token, str) and token in symbols:
+            return token
+    return "|" if "|" in symbols and " " not in symbols else None
 
 
 @dataclass(frozen=True)
@@ -171,7 +207,7 @@ def prepare(setup: Setup, options: OverfitOptions, phase: Callable[[str], None])
     alphabet = setup.alphabet
     if facts.get("num_classes") is not None and alphabet is not None and len(alphabet) + 1 != facts["num_classes"]:
         alphabet = None  # CTC014 reports it; decode to indices rather than mislabel
-    symbols = Symbols(alphabet, setup.blank)
+    symbols = Symbols(alphabet, setup.blank, word_delimiter(setup, alphabet))
     target_lists = tuple(tuple(int(c) for c in sequence.tolist()) for sequence in sequences)
     blocking = sorted({item.code for item in findings if item.code in BLOCKING and item.severity.value == "error"})
     if problems and "CTC012" not in blocking:

@@ -228,3 +228,29 @@ class OverfitResult:
         }
 
 
+
+
+def command_line(spec: str, options: OverfitOptions, result: OverfitResult, own_optimizer: bool) -> str:
+    """The run as a command line that reproduces it (the report's summary line): the samples, the step budget,
+    the learning rate it trained with, the seed and every option that differs from its default; then, in
+    parentheses, the optimizer and where it came from. `own_optimizer`: it is Setup.optimizer."""
+    chosen = options.samples
+    parts = [spec, f"--samples {','.join(map(str, chosen))}" if len(chosen) > 1 else f"--sample {chosen[0]}",
+             f"--steps {options.steps}"]
+    lr = result.lr if result.lr is not None else options.lr
+    if lr is not None:
+        parts.append(f"--lr {lr:g}")
+    parts.append(f"--seed {options.seed}")
+    flags = [
+        (options.freeze_except_head, "--freeze-except-head"), (options.lr_probe, "--lr-probe"),
+        (options.loss != "auto", f"--loss {options.loss}"), (options.alpha is not None, f"--alpha {options.alpha}"),
+        (bool(options.gamma), f"--gamma {options.gamma:g}"), (options.clip != DEFAULT_CLIP, f"--clip {options.clip:g}"),
+        (options.eval_every != DEFAULT_EVAL_EVERY, f"--eval-every {options.eval_every}"),
+        (options.patience != DEFAULT_PATIENCE, f"--patience {options.patience}"),
+        (options.device != "auto", f"--device {options.device}"),
+    ]
+    parts += [flag for wanted, flag in flags if wanted]
+    line = " ".join(parts)
+    if result.trained and result.optimizer:
+        line += f" ({result.optimizer.split('(')[0]}, {'Setup.optimizer' if own_optimizer else 'the default optimizer'})"
+    return line

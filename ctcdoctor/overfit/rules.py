@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ctcdoctor.overfit.curve import loss_trend, median
+from ctcdoctor.overfit.negative import negative_loss
 from ctcdoctor.overfit.result import DEFAULT_LR, DEFAULT_STEPS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,7 +54,7 @@ def suggested_steps(steps: int) -> int:
 class Verdict:
     code: str
     kind: str
-    """"nonfinite", "diverged", "exploding", "oscillated" (CTC072); "blank" (CTC071); "dead", "clipped",
+    """"negative" (CTC074); "nonfinite", "diverged", "exploding", "oscillated" (CTC072); "blank" (CTC071); "dead", "clipped",
     "eval_mode", "blank_phase", "blank_phase_ending", "budget", "plateau" (CTC070; CTC073 for several samples)."""
     step: int | None = None
 
@@ -127,7 +128,7 @@ def classify_failure(
     samples: int = 1,
     clipped: bool = False,
 ) -> Verdict:
-    """Pure rule that names a failed run. Order: non-finite, diverged, exploding gradients, dead network,
+    """Pure rule that names a failed run. Order: a negative loss (CTC074), non-finite, diverged, exploding gradients, dead network,
     a fit in train mode only, blank collapse (or a blank phase still ending), oscillation, then the budget
     (still falling) or a plateau. Several samples that only ran out of budget or plateaued are CTC073.
 
@@ -137,6 +138,9 @@ def classify_failure(
     decode was not empty; `train_fits` says the training steps' own decode matched the targets at the end;
     `clipped` that labels missing from the decode sit at a clipped floor on every frame (OverfitResult.clipped_labels).
     """
+    negative = negative_loss(losses)
+    if negative is not None:  # a wiring bug (not log-probabilities) that makes every other reading meaningless
+        return Verdict("CTC074", "negative", negative.first_step)
     if nonfinite_step is not None:
         return Verdict("CTC072", "nonfinite", nonfinite_step)
     if not losses:

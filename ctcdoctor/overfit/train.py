@@ -16,7 +16,7 @@ Every CTC guide says it first: "if it cannot overfit one sample, the set-up is b
    naming what in the model explains a difference (`ctcdoctor.overfit.final`);
 5. with `--lr-probe`, train again at lr/10 and 10·lr (`ctcdoctor.overfit.probe`); with several
    samples that do not fit, train the worst one alone (`ctcdoctor.overfit.several`);
-6. on failure, diagnose (`ctcdoctor.overfit.diagnose`: CTC070-CTC073).
+6. on failure, or a negative loss, diagnose (`ctcdoctor.overfit.diagnose`: CTC070-CTC074).
 
 No printing here: progress goes through callbacks, results are data. Torch is imported inside the
 functions (the CLI imports this module).
@@ -35,6 +35,7 @@ from ctcdoctor.overfit.diagnose import diagnose, explain_failure
 from ctcdoctor.overfit.final import compare_modes, final_state
 from ctcdoctor.overfit.loop import Hooks, Log, train
 from ctcdoctor.overfit.loss import choose_loss
+from ctcdoctor.overfit.negative import negative_loss
 from ctcdoctor.overfit.prepare import Prepared, Run, find_head, new_run, prepare, validate_options
 from ctcdoctor.overfit.result import OverfitOptions, OverfitResult, Progress
 
@@ -143,20 +144,20 @@ def train_once(setup: Setup, prepared: Prepared, options: OverfitOptions, hooks:
     """Train a fresh copy of the model on the prepared samples and measure the result (no verdict yet)."""
     problem = prepared.problem
     assert problem is not None, "training was skipped"
-    result = _skeleton(prepared, options)
-    run = new_run(setup, problem, options)
-    loss = choose_loss(setup.criterion, options.loss, options.alpha, options.gamma)
+    with doing("preparing training: copying the model, building the optimizer"):
+        result = _skeleton(prepared, options)
+        run = new_run(setup, problem, options)
+        loss = choose_loss(setup.criterion, options.loss, options.alpha, options.gamma)
     phase("training")
-    with doing(f"training on sample(s) {', '.join(map(str, options.samples))} ({options.steps} steps at most)"):
-        log = train(run, problem, loss, options, hooks)
+    log = train(run, problem, loss, options, hooks)  # each step says which it is (see loop.train)
     _record(result, run, log, options)
     result.normalisation = normalisation_note(prepared.output_kind, prepared.output_axis, log.loss.source == "criterion")
     phase("final decode")
-    with doing("the final eval-mode decode"):
+    with doing(f"the final decode (eval mode) after training step {log.steps}"):
         final_state(result, run, problem, log, prepared.output_kind, prepared.output_axis, options.alpha)
-    compare_modes(result, run.model)
+        compare_modes(result, run.model)
     context = {"blank_bias_gap": _blank_bias_gap(run.model, run.head, problem.blank, log.classes),
-               "frozen_modules": run.frozen_modules}
+               "frozen_modules": run.frozen_modules, "output_kind": prepared.output_kind}
     return Trained(result, context)
 
 
@@ -213,7 +214,8 @@ def _run(setup: Setup, spec: str | None, options: OverfitOptions, hooks: Hooks,
         return list(prepared.findings), list(prepared.check_results), result
     trained = train_once(setup, prepared, options, hooks, phase)
     result, findings = trained.result, list(prepared.findings)
-    verdict = None if result.fitted else diagnose(result, findings, trained.context)
+    # a negative loss is reported even when the decode fits: the criterion is not computing CTC (CTC074)
+    verdict = None if result.fitted and negative_loss(result.losses) is None else diagnose(result, findings, trained.context)
     if options.lr_probe:
         _probe(setup, spec, prepared, options, trained, verdict, phase)
     if len(options.samples) > 1:

@@ -48,6 +48,38 @@ def label_colour(index: int) -> tuple[Any, Any]:
     return palette[index % len(palette)], LINE_STYLES[(index // len(palette)) % len(LINE_STYLES)]
 
 
+MANY_FRAMES = 60
+"""Past this many frames a one-frame spike is a pixel or two wide as a line: outputs are drawn as steps (each frame
+a flat top one frame wide) with the labels' winning frames filled, so a spike shows as a coloured bar."""
+
+
+def integer_ticks(axis: Any) -> None:
+    """Whole-number ticks on an Axis (frames, steps): never "2.5 frames"."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
+def frame_curve(ax: Any, values: Any, colour: Any, style: Any, width: float, label: str | None = None,
+                fill: bool = False) -> None:
+    """One class's probability per frame: a line for a few frames; for many, steps one frame wide, `fill` shading
+    the frames where the class wins (for label outputs, whose spikes are a frame or two wide)."""
+    values = list(values)
+    frames = list(range(len(values)))
+    if len(values) <= MANY_FRAMES:
+        ax.plot(frames, values, color=colour, linestyle=style, linewidth=width, label=label)
+        return
+    ax.plot(frames, values, color=colour, linestyle=style, linewidth=max(width, 1.2), label=label, drawstyle="steps-mid")
+    if fill:  # only the frames the class wins outright (p > 0.5): spikes, not the low hum of a near-uniform start
+        wins = [value > 0.5 for value in values]
+        ax.fill_between(frames, values, where=wins, step="mid", color=colour, alpha=0.45, linewidth=0)
+
+
+def short(text: str, most: int = 24) -> str:
+    """A decode for a title: cut with the count when long (a step-0 decode of 200 frames would cross the figure)."""
+    return text if len(text) <= most else f"{text[:most - 1]}… ({len(text)} symbols)"
+
+
 def symbol_list(symbols: list[str] | tuple[str, ...]) -> str:
     """Symbols for a title: joined as text when each is one character, space-separated otherwise
     ("dinner", but "▁the ca t" would misread for word pieces: "'▁the' 'ca' 't'")."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from ctcdoctor.render.figures import BLANK_COLOUR, label_colour, new_figure
+from ctcdoctor.render.figures import BLANK_COLOUR, frame_curve, integer_ticks, label_colour, new_figure
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -30,10 +30,10 @@ def plot(result: Any, ax: Any = None) -> Figure:
         _curves(ax, result)
         return ax.figure
     figure, (top, bottom) = new_figure(10, 7.5, 2, 1, gridspec_kw={"height_ratios": [1, 1.25]})
-    samples = ", ".join(map(str, result.samples))
+    samples = ("sample " if len(result.samples) == 1 else "samples ") + ", ".join(map(str, result.samples))
     verdict = "fitted" if result.fitted else f"did not fit ({result.diagnosis})" if result.trained else "not trained"
     targets = ", ".join(f'"{target}"' for target in result.targets)
-    figure.suptitle(f"overfit sample {samples}: {targets} — {verdict}", fontsize=12)
+    figure.suptitle(f"overfit {samples}: {targets} — {verdict}", fontsize=12)
     _curves(top, result)
     _frames(bottom, result)
     figure.tight_layout()
@@ -55,6 +55,7 @@ def _curves(top: Any, result: Any) -> None:
     if result.steps_to_fit is not None:
         top.axvline(result.steps_to_fit, color="tab:green", linestyle="--", linewidth=1, label=f"decode correct from step {result.steps_to_fit}")
     top.set_xlabel("step")
+    integer_ticks(top.xaxis)
     top.set_ylabel("loss" + (" (log scale)" if finite and positive else ""), color="tab:blue")
     top.grid(True, alpha=0.3)
     cer_axis = top.twinx()
@@ -86,17 +87,23 @@ def _frames(bottom: Any, result: Any) -> None:
         return
     count = len(frames.probs)
     x = list(range(count))
+    groups = identical_columns(frames.probs)
     for column, name in enumerate(frames.names):
-        if column == 0:
-            colour, style = BLANK_COLOUR, "-"
-        else:
-            colour, style = label_colour(column - 1)
-        shown = "blank" if column == 0 else f"'{name}'"
-        bottom.plot(x, [row[column] for row in frames.probs], color=colour, linewidth=1.6, linestyle=style, label=f"{shown} output")
+        colour, style = (BLANK_COLOUR, "-") if column == 0 else label_colour(column - 1)
+        group = next(group for group in groups if column in group)
+        if column == group[0]:
+            values = [row[column] for row in frames.probs]
+            if len(group) == 1:
+                shown = "blank" if column == 0 else f"'{name}'"
+                frame_curve(bottom, values, colour, style, 1.6, label=f"{shown} output", fill=column != 0)
+            else:  # equal on every frame (a dead head: all uniform): one line naming them all, not one hiding the rest
+                names = ", ".join("blank" if k == 0 else f"'{frames.names[k]}'" for k in group)
+                frame_curve(bottom, values, "black", "-", 2.4, label=f"{names} outputs, all equal ({_level(values)})")
         if frames.pseudo is not None:
             bottom.plot(x, [row[column] for row in frames.pseudo], color=colour, linewidth=1.3, linestyle="--")
     bottom.plot([], [], color="black", linestyle="--", label="pseudo ground truth (posterior)")
     bottom.set_xlim(-0.5, count - 0.5)
+    integer_ticks(bottom.xaxis)
     bottom.set_ylim(-0.03, 1.03)
     bottom.set_xlabel("output frame")
     bottom.set_ylabel("probability")
@@ -104,3 +111,25 @@ def _frames(bottom: Any, result: Any) -> None:
     bottom.set_title(f'sample {result.samples[0]} after training: target "{frames.target}", decode "{decode}"', fontsize=10)
     bottom.grid(True, alpha=0.3)
     bottom.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+
+
+SAME = 1e-4
+"""Two classes whose probabilities differ by less than this on every frame are drawn as one line."""
+
+
+def identical_columns(rows: Any) -> list[tuple[int, ...]]:
+    """The columns of a (frames, classes) table grouped by equal values on every frame, in column order."""
+    groups: list[list[int]] = []
+    for column in range(len(rows[0]) if rows else 0):
+        for group in groups:
+            if all(abs(row[column] - row[group[0]]) < SAME for row in rows):
+                group.append(column)
+                break
+        else:
+            groups.append([column])
+    return [tuple(group) for group in groups]
+
+
+def _level(values: list[float]) -> str:
+    low, high = min(values), max(values)
+    return f"{low:.3g} on every frame" if high - low < SAME else f"{low:.3g}-{high:.3g}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ctcdoctor.render.figures import BLANK_COLOUR, label_colour, new_figure, symbol_list
+from ctcdoctor.render.figures import BLANK_COLOUR, frame_curve, integer_ticks, label_colour, new_figure, short, symbol_list
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -41,12 +41,14 @@ def plot(result: SimulationResult, ax: Any = None) -> Figure:
         for position, k in enumerate(shown):
             colour, style = (BLANK_COLOUR, "-") if k == 0 else label_colour(position - 1)
             name = result.class_names[k]
-            a.plot(frames, snap.outputs[:, k], color=colour, lw=1.6, ls=style, label=name)
+            frame_curve(a, snap.outputs[:, k], colour, style, 1.6, label=name, fill=k != 0)
             a.plot(frames, snap.target[:, k], color=colour, lw=1.2, ls="--")
         m = result.history[snap.step]
-        a.set_title(f"step {snap.step}: loss {m.loss:.2f}, decode {m.decoded!r}", fontsize=9)
+        decoded = short(m.decoded) if isinstance(m.decoded, str) else short(" ".join(map(str, m.decoded)))
+        a.set_title(f"step {snap.step}: loss {m.loss:.2f}, decode {decoded!r}", fontsize=9)
         a.set_ylim(-0.03, 1.03)
         a.set_xlabel("frame")
+        integer_ticks(a.xaxis)
     axes[0].set_ylabel("probability")
     # Beside the last panel, not on one: a legend must never cover the curves it explains.
     axes[len(snaps) - 1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False,

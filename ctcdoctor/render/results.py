@@ -34,6 +34,8 @@ def overfit(result: dict[str, Any], every: int | None = None) -> RenderableType:
             f"{samples} ({targets}) in {result['steps_to_fit']} steps, {result['seconds_to_fit']:.1f} s "
             f"(stopped after {result['steps']} steps, {result['seconds']:.1f} s)",
         )
+        if result.get("diagnosis"):  # fitted, yet the run is wrong (CTC074: a negative loss)
+            head.append(f"; but see {result['diagnosis']}: the loss is not CTC's", style="bold red")
     else:
         head = Text.assemble(
             (f"✖ did not fit ({result['diagnosis']}) ", "bold red"),
