@@ -164,6 +164,8 @@ class OutputLengths:
     detail: str
     uncovered: str = ""
     """Why some scanned samples have no length (-1), as a clause for a finding; empty when every sample has one."""
+    stride: int | None = None
+    """Input steps per output frame of a probed `floor((L + k) / stride)` rule; None for other sources."""
 
     @property
     def known(self) -> bool:
@@ -228,7 +230,8 @@ def resolve_output_lengths(
         cause = getattr(error, "error", error)
         return OutputLengths(unknown, tuple(torch.full_like(run.batch.input_lengths, -1) for run in runs), "unknown", str(cause))
     per_run = tuple(model(run.batch.input_lengths) for run in runs)
-    return OutputLengths(model(input_lengths), per_run, "probed", f"estimated by probing the model: {model.describe()}")
+    return OutputLengths(model(input_lengths), per_run, "probed", f"estimated by probing the model: {model.describe()}",
+                         stride=model.stride if model.offset is not None else None)
 
 
 @provides("output_lengths")

@@ -10,19 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ctcdoctor.checks.lengths import frame_rule_phrase, infeasible_hint, infeasible_message
 from ctcdoctor.findings import Finding
 from ctcdoctor.protocol import Alphabet
 from ctcdoctor.registry import SkipCheck, finding
 from ctcdoctor.render.phrases import listing, of_total, plural
 from ctcdoctor.scan.summary import TIGHT_RATIO, Summary
-
-
-def _downsampling_phrase(summary: Summary, detail: str) -> str:
-    ratio = summary.ratios.lower_median()
-    if ratio is None or ratio <= 1.05:
-        return ""
-    shown = f"{ratio:.0f}" if ratio >= 3 else f"{ratio:.2g}"
-    return f" The model keeps about one output frame per {shown} input steps (frames {detail})."
 
 
 def _coverage(scan: Summary, output_lengths: Any) -> tuple[int, str]:
@@ -44,28 +37,10 @@ def infeasible_alignment(scan: Summary, output_lengths: Any) -> list[Finding]:
         return []
     count, worst = scan.infeasible, scan.infeasible_worst.values()
     only_repeats = scan.not_only_repeats == 0
-
-    def describe(item: dict[str, int]) -> str:
-        repeats_part = f" + {plural(item['repeats'], 'repeat')}" if item["repeats"] else ""
-        return (
-            f"sample {item['sample']} has {item['frames']} frames for {plural(item['labels'], 'label')}{repeats_part} "
-            f"(needs {item['needed']}, {item['short_by']} short)"
-        )
-
     covered, coverage = _coverage(scan, output_lengths)
-    message = (
-        f"{of_total(count, covered, 'sample', 'needs', 'need')} more frames than the model gives: "
-        + "; ".join(describe(item) for item in worst) + "." + _downsampling_phrase(scan, output_lengths.detail) + coverage
-    )
-    if only_repeats:
-        message += (
-            " It would fit without its adjacent repeated labels"
-            if count == 1 else " Every one of them would fit without its adjacent repeated labels"
-        ) + ": CTC needs a blank frame between equal neighbours."
-    hint = (
-        "Reduce the downsampling along time (smaller pooling/stride on the time or width axis), feed longer inputs, "
-        "or split long labels into shorter chunks."
-    )
+    rule = frame_rule_phrase(scan.ratios.lower_median(), output_lengths)
+    message = infeasible_message(count, covered, worst, rule, coverage, only_repeats)
+    hint = infeasible_hint(count, covered, worst, getattr(output_lengths, "time_strides", ()))
     evidence = {"count": count, "total": covered, "scanned": scan.samples, "worst": worst, "only_repeats": only_repeats,
                 "lengths_source": output_lengths.source}
     return [finding("CTC001", message, hint, evidence)]
