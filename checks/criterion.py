@@ -5,7 +5,7 @@ import math
 from typing import TYPE_CHECKING
 
 from ctcdoctor.registry import SkipCheck, check, finding
-from ctcdoctor.render.phrases import listing, plural
+from ctcdoctor.render.phrases import numbered, of_total
 
 #: The tolerance an explanation must meet (ctcdoctor.measure.reference.RTOL; repeated so that this module stays torch-free).
 RTOL = 1e-4
@@ -295,8 +295,9 @@ def zero_infinity_hides(criterion_audit: CriterionAudits) -> list[Finding]:
     return [
         finding(
             "CTC031",
-            f"{plural(len(samples), 'sample')} of {total} in the model batches are infeasible (reference loss inf) and the "
-            f"criterion counts them as 0 (zero_infinity=True): samples {listing(samples)}. On batch {audit.batch} it gives "
+            f"{of_total(len(samples), total, 'sample', 'is', 'are')} infeasible in the model batches (reference loss inf) and the "
+            f"criterion counts {'it' if len(samples) == 1 else 'them'} as 0 (zero_infinity=True): {numbered(samples, 'sample')}. "
+            f"On batch {audit.batch} it gives "
             f"{_value(audit.user)}; with zero_infinity=False the loss would be {_value(audit.reference)}.",
             "Fix the infeasible samples (see CTC001: more output frames or shorter labels), then set zero_infinity=False "
             "so impossible samples show up as inf instead of silently training on nothing.",

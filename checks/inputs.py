@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ctcdoctor.registry import SkipCheck, check, finding
-from ctcdoctor.render.phrases import listing
+from ctcdoctor.render.phrases import numbered, of_total
 
 if TYPE_CHECKING:  # pragma: no cover
     from ctcdoctor.findings import Finding
@@ -57,8 +57,8 @@ def nonfinite_inputs(input_stats: list[InputStats]) -> list[Finding]:
     return [
         finding(
             "CTC040",
-            f"{_prefix(stats)}{len(stats.nonfinite_samples)} of {stats.samples} samples contain NaN or Inf ({stats.nan} NaN, "
-            f"{stats.inf} Inf): samples {listing(list(stats.nonfinite_samples))}.",
+            f"{_prefix(stats)}{of_total(len(stats.nonfinite_samples), stats.samples, 'sample', 'contains', 'contain')} NaN or Inf "
+            f"({stats.nan} NaN, {stats.inf} Inf): {numbered(list(stats.nonfinite_samples), 'sample')}.",
             "Guard the feature pipeline: x / (std + 1e-5), log(x + 1e-6); drop corrupt samples.",
             _evidence(stats, {"samples": list(stats.nonfinite_samples[:20]), "nan": stats.nan, "inf": stats.inf}),
         )
@@ -145,8 +145,9 @@ def constant_inputs(input_stats: list[InputStats]) -> list[Finding]:
     return [
         finding(
             "CTC042",
-            f"{_prefix(stats)}{len(stats.constant_samples)} of {stats.samples} samples are constant over their valid length "
-            f"(samples {listing(list(stats.constant_samples))}; overall range {stats.min:.4g} to {stats.max:.4g}).",
+            f"{_prefix(stats)}{of_total(len(stats.constant_samples), stats.samples, 'sample', 'is', 'are')} constant over "
+            f"{'its' if len(stats.constant_samples) == 1 else 'their'} valid length "
+            f"({numbered(list(stats.constant_samples), 'sample')}; overall range {stats.min:.4g} to {stats.max:.4g}).",
             "Plot a few inputs; check file paths, decoding and normalisation in the data pipeline.",
             _evidence(stats, {"samples": list(stats.constant_samples[:20]), "count": len(stats.constant_samples),
                               "min": stats.min, "max": stats.max}),

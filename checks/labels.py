@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ctcdoctor.registry import SkipCheck, check, finding
-from ctcdoctor.render.phrases import listing, plural
+from ctcdoctor.render.phrases import numbered, of_total, plural
 
 if TYPE_CHECKING:  # pragma: no cover
     from ctcdoctor.findings import Finding
@@ -69,7 +69,7 @@ def label_out_of_range(
         finding(
             "CTC010",
             f"{plural(count, 'label')} in {plural(len(samples), 'sample')} lie outside [0, {num_classes}) "
-            f"({', '.join(parts)}); samples {listing(samples)}.",
+            f"({', '.join(parts)}); {numbered(samples, 'sample')}.",
             hint,
             {"count": count, "samples": samples[:20], "num_classes": num_classes, "largest": largest, "smallest": smallest},
         )
@@ -158,8 +158,8 @@ def blank_in_targets(targets: TargetTable, blank: int, alphabet: Alphabet, vocab
     return [
         finding(
             "CTC011",
-            f"the blank index {blank}{blank_name} appears {plural(count, 'time')} in {len(samples)} of {targets.size} samples "
-            f"(samples {listing(samples)}).",
+            f"the blank index {blank}{blank_name} appears {plural(count, 'time')} in {len(samples)} of {plural(targets.size, 'sample')} "
+            f"({numbered(samples, 'sample')}).",
             hint,
             {"blank": blank, "count": count, "samples": samples[:20]},
         )
@@ -245,7 +245,7 @@ def empty_targets(targets: TargetTable) -> list[Finding]:
     return [
         finding(
             "CTC013",
-            f"{len(empty)} of {targets.size} samples have an empty target: samples {listing(empty)}.",
+            f"{of_total(len(empty), targets.size, 'sample', 'has', 'have')} an empty target: {numbered(empty, 'sample')}.",
             "Check the label text and encoder for these samples; drop them unless silence is intended.",
             {"count": len(empty), "samples": empty[:20]},
         )

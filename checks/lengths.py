@@ -5,7 +5,7 @@ from math import prod
 from typing import TYPE_CHECKING, Any
 
 from ctcdoctor.registry import SkipCheck, check, finding
-from ctcdoctor.render.phrases import listing, of_total, plural
+from ctcdoctor.render.phrases import numbered, of_total, plural
 
 if TYPE_CHECKING:  # pragma: no cover
     from ctcdoctor.findings import Finding
@@ -113,7 +113,8 @@ def infeasible_hint(count: int, covered: int, worst: list[dict[str, int]], strid
     others = "feed longer inputs, or split long labels into shorter chunks."
     if covered and count / covered < OUTLIER_SHARE:
         return (
-            f"Only {count} of {covered} samples ({count / covered:.0%}) are too long for their input: the model's downsampling "
+            f"Only {count} of {covered} samples ({count / covered:.0%}) {'is' if count == 1 else 'are'} too long for their input: "
+            "the model's downsampling "
             "suits the others, so drop those samples or split their labels into shorter chunks "
             "(`ctcdoctor scan` on the same spec with `--drop-list drop.txt` writes the ids of every such sample)."
         )
@@ -333,7 +334,7 @@ def inconsistent_output_lengths(runs: list[ModelRun], layout: LayoutDecision, ou
         found.append(
             finding(
                 "CTC003",
-                f"output lengths are negative for samples {listing(negative)}.",
+                f"output lengths are negative for {numbered(negative, 'sample')}.",
                 "Output lengths must be >= 0; check the subsampling formula for short inputs.",
                 {"samples": negative[:20]},
             )

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ctcdoctor.render.phrases import listing, plural
+from ctcdoctor.render.phrases import listing, numbered, of_total, plural
 
 if TYPE_CHECKING:  # pragma: no cover
     from ctcdoctor.findings import Finding
@@ -346,7 +346,7 @@ def label_problems(parsed: LabelFile, report: LabelReport, alphabet) -> list[Pro
                 "Add these symbols to the alphabet (and one output class each), or map/remove them explicitly and log it.")
         problems.append(Problem(
             "outside",
-            f"{total} characters in {report.lines_with_outside} of {report.lines} labels are outside the alphabet "
+            f"{plural(total, 'character')} in {of_total(report.lines_with_outside, report.lines, 'label', 'is', 'are')} outside the alphabet "
             f"({len(report.outside)} distinct); an encoder that skips unknown symbols would silently drop them: "
             + "; ".join(listed) + ".",
             hint,
@@ -356,14 +356,15 @@ def label_problems(parsed: LabelFile, report: LabelReport, alphabet) -> list[Pro
     if report.empty or report.emptied:
         parts = []
         if report.empty:
-            parts.append(f"{plural(len(report.empty), 'label')} {'is' if len(report.empty) == 1 else 'are'} empty (lines {listing(report.empty)})")
+            parts.append(f"{plural(len(report.empty), 'label')} {'is' if len(report.empty) == 1 else 'are'} empty ({numbered(report.empty, 'line')})")
         if report.emptied:
             verb = "becomes" if len(report.emptied) == 1 else "become"
             parts.append(f"{plural(len(report.emptied), 'label')} {verb} empty once symbols outside the alphabet are dropped "
-                         f"(lines {listing(report.emptied)})")
+                         f"({numbered(report.emptied, 'line')})")
         problems.append(Problem(
             "empty",
-            "; ".join(parts) + ": those samples teach the model to output only blanks.",
+            "; ".join(parts) + (": that sample teaches" if len(report.empty) + len(report.emptied) == 1 else ": those samples teach")
+            + " the model to output only blanks.",
             "Drop these samples or fix their text; keep empty labels only for deliberate silence/blank images.",
             {"empty": report.empty[:50], "emptied": report.emptied[:50]},
         ))

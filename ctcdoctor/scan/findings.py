@@ -14,7 +14,7 @@ from ctcdoctor.checks.lengths import frame_rule_phrase, infeasible_hint, infeasi
 from ctcdoctor.findings import Finding
 from ctcdoctor.protocol import Alphabet
 from ctcdoctor.registry import SkipCheck, finding
-from ctcdoctor.render.phrases import listing, of_total, plural
+from ctcdoctor.render.phrases import numbered, of_total, plural
 from ctcdoctor.scan.summary import TIGHT_RATIO, Summary
 
 
@@ -91,7 +91,7 @@ def label_out_of_range(scan: Summary, num_classes: int) -> list[Finding]:
     return [finding(
         "CTC010",
         f"{plural(count, 'label')} in {plural(len(samples), 'sample')} lie outside [0, {num_classes}) "
-        f"({', '.join(parts)}); samples {listing(samples)}.",
+        f"({', '.join(parts)}); {numbered(samples, 'sample')}.",
         hint,
         {"count": count, "samples": samples[:20], "num_classes": num_classes, "largest": largest, "smallest": smallest},
     )]
@@ -119,8 +119,8 @@ def blank_in_targets(scan: Summary, blank: int, alphabet: Alphabet) -> list[Find
         hint = f"Encode characters so none maps to {blank}, or set Setup.blank (and your loss's blank=) to the index you reserved."
     return [finding(
         "CTC011",
-        f"the blank index {blank} appears {plural(count, 'time')} in {len(samples)} of {scan.samples} samples "
-        f"(samples {listing(samples)}).",
+        f"the blank index {blank} appears {plural(count, 'time')} in {len(samples)} of {plural(scan.samples, 'sample')} "
+        f"({numbered(samples, 'sample')}).",
         hint,
         {"blank": blank, "count": count, "samples": samples[:20]},
     )]
@@ -146,7 +146,7 @@ def empty_targets(scan: Summary) -> list[Finding]:
         return []
     return [finding(
         "CTC013",
-        f"{len(empty)} of {scan.samples} samples have an empty target: samples {listing(empty)}.",
+        f"{of_total(len(empty), scan.samples, 'sample', 'has', 'have')} an empty target: {numbered(empty, 'sample')}.",
         "Check the label text and encoder for these samples; drop them unless silence is intended.",
         {"count": len(empty), "samples": empty[:20]},
     )]
@@ -170,9 +170,10 @@ def labels_outside_alphabet(scan: Summary, alphabet: Alphabet) -> list[Finding]:
             "Add these symbols to the alphabet (and one output class each), or map/remove them explicitly and log it.")
     return [finding(
         "CTC090",
-        f"{total} characters in {len(samples)} of {scan.samples} labels are outside the alphabet ({len(unknown)} distinct): "
+        f"{plural(total, 'character')} in {of_total(len(samples), scan.samples, 'label', 'is', 'are')} outside the alphabet "
+        f"({len(unknown)} distinct): "
         + ", ".join(f"{_show(symbol)} ×{count}" for symbol, count in unknown[:8])
-        + f"; samples {listing(samples)}. An encoder that skips unknown symbols would silently drop them "
+        + f"; {numbered(samples, 'sample')}. An encoder that skips unknown symbols would silently drop them "
         "(the length checks count them as labels).",
         hint,
         {"problem": "outside", "symbols": dict(unknown[:50]), "lines_affected": len(samples), "samples": samples[:20]},

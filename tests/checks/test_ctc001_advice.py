@@ -76,5 +76,5 @@ def test_few_infeasible_samples_are_dropped_not_the_model_rebuilt():
     labels = [[1, 2, 3]] * 23 + [[1, 2, 3, 4, 5] * 2 + [1, 2, 3, 4]]
     finding = ctc001(Setup(model=CRNN(3), loader=image_batches([96] * 24, labels), blank=0))
     assert finding.message.startswith("1 of 24 samples needs more frames than the model gives: sample 23 has 12 frames for 14 labels")
-    assert "Only 1 of 24 samples (4%) are too long for their input" in finding.hint
+    assert "Only 1 of 24 samples (4%) is too long for their input" in finding.hint
     assert "--drop-list" in finding.hint and "stride" not in finding.hint

@@ -267,7 +267,7 @@ def test_ctc106_the_shortest_batch_already_fails_and_it_really_raises():
     batches = list(loader(proc, short, batch_size=1))
     hf = describe_hf(model, batches, processor=proc)
     error = found(hfchecks.spec_augment_too_long, hf)[0]
-    assert "scanned batch 0, 1 already would" in error.message
+    assert "scanned batches 0, 1 already would" in error.message
     model.train()
     with pytest.raises(ValueError, match="mask_length"):
         model(batches[0]["input_values"], attention_mask=batches[0]["attention_mask"])
