@@ -138,22 +138,8 @@ def blank_in_targets(targets: TargetTable, blank: int, alphabet: Alphabet, vocab
         return []
     samples = _samples_with(is_blank)
     used = set(targets.labels[targets.mask].tolist())
-    last = len(alphabet) if alphabet is not None else None
-    if vocabulary is not None and vocabulary.tokens:
-        hint = _blank_hint_with_tokens(vocabulary, blank, used)
-    elif blank == 0 and last is not None and last not in used:
-        # Labels 0..len(alphabet)-1 with the last class free: the loss most likely uses blank=len(alphabet).
-        hint = (
-            f"If your loss uses blank={last} (the last class, never used by the labels), set Setup.blank = {last}; "
-            "otherwise shift the encoding so characters start at 1: index = alphabet.index(ch) + 1 (blank stays 0)."
-        )
-    elif blank == 0:
-        hint = (
-            "Shift the encoding so characters start at 1: index = alphabet.index(ch) + 1 (blank stays 0); "
-            "if your loss uses another blank index, set Setup.blank to it."
-        )
-    else:
-        hint = f"Encode characters so none maps to {blank}, or set Setup.blank (and your loss's blank=) to the index you reserved."
+    hint = _blank_hint_with_tokens(vocabulary, blank, used) if vocabulary is not None and vocabulary.tokens else \
+        blank_hint(blank, alphabet, used)
     blank_name = f" ({vocabulary.tokens[blank]!r})" if vocabulary is not None and blank in vocabulary.tokens else ""
     return [
         finding(
@@ -164,6 +150,32 @@ def blank_in_targets(targets: TargetTable, blank: int, alphabet: Alphabet, vocab
             {"blank": blank, "count": count, "samples": samples[:20]},
         )
     ]
+
+
+def blank_hint(blank: int, alphabet: Alphabet, used: set[int]) -> str:
+    """CTC011's fix from the labels the data uses (shared with `scan`): which exact change makes the blank free."""
+    last = len(alphabet) if alphabet is not None else None
+    low, high = (min(used), max(used)) if used else (0, 0)
+    if blank != 0 and blank == last and 0 not in used and low >= 1 and high == blank:
+        # Labels alphabet.index(ch) + 1 (1..len(alphabet), 0 free) with the blank moved to the last class: the last symbol is read as blank.
+        symbol = f" ({alphabet[-1]!r})" if alphabet is not None and len(alphabet) else ""
+        return (
+            f"The labels run 1..{high} (alphabet.index(ch) + 1; no label is 0), so the last symbol{symbol}, label {blank}, is read "
+            f"as the blank. Pass blank=0 and keep the labels as given: Setup.blank = 0 and F.ctc_loss(..., blank=0) "
+            f"(class 0 is free). Or keep blank={blank} and subtract 1 from every label (targets - 1: index = alphabet.index(ch))."
+        )
+    if blank == 0 and last is not None and last not in used:
+        # Labels 0..len(alphabet)-1 with the last class free: the loss most likely uses blank=len(alphabet).
+        return (
+            f"The labels run {low}..{high} (alphabet.index(ch)) and class {last} is never used: if your loss uses blank={last}, "
+            f"set Setup.blank = {last}; otherwise add 1 to every label (index = alphabet.index(ch) + 1, blank stays 0)."
+        )
+    if blank == 0:
+        return (
+            "Shift the encoding so characters start at 1: index = alphabet.index(ch) + 1 (blank stays 0); "
+            "if your loss uses another blank index, set Setup.blank to it."
+        )
+    return f"Encode characters so none maps to {blank}, or set Setup.blank (and your loss's blank=) to the index you reserved."
 
 
 def _final_layer(count: int) -> str:

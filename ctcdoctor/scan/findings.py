@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ctcdoctor.checks.labels import blank_hint
 from ctcdoctor.checks.lengths import frame_rule_phrase, infeasible_hint, infeasible_message
 from ctcdoctor.findings import Finding
 from ctcdoctor.protocol import Alphabet
@@ -103,20 +104,7 @@ def blank_in_targets(scan: Summary, blank: int, alphabet: Alphabet) -> list[Find
     if count == 0:
         return []
     samples = scan.blank
-    used = set(scan.classes.items()[0])
-    last = len(alphabet) if alphabet is not None else None
-    if blank == 0 and last is not None and last not in used:
-        hint = (
-            f"If your loss uses blank={last} (the last class, never used by the labels), set Setup.blank = {last}; "
-            "otherwise shift the encoding so characters start at 1: index = alphabet.index(ch) + 1 (blank stays 0)."
-        )
-    elif blank == 0:
-        hint = (
-            "Shift the encoding so characters start at 1: index = alphabet.index(ch) + 1 (blank stays 0); "
-            "if your loss uses another blank index, set Setup.blank to it."
-        )
-    else:
-        hint = f"Encode characters so none maps to {blank}, or set Setup.blank (and your loss's blank=) to the index you reserved."
+    hint = blank_hint(blank, alphabet, set(scan.classes.items()[0]))
     return [finding(
         "CTC011",
         f"the blank index {blank} appears {plural(count, 'time')} in {len(samples)} of {plural(scan.samples, 'sample')} "
