@@ -348,10 +348,7 @@ def _outside_problem(report: LabelReport, alphabet) -> Problem:  # noqa: ANN001 
     for symbol, count in report.outside.most_common(8):
         number, text, kept = report.outside_examples[symbol][0]
         listed.append(f"{_show(symbol)} ×{count} (line {number}: {text!r} → {kept!r})")
-    lower_fixes = alphabet is not None and all(symbol.lower() in set(alphabet) for symbol in report.outside)
-    hint = ("Every unknown symbol is an upper-case letter whose lower case is in the alphabet: lower-case the labels "
-            "(text.lower()) or add the capitals to the alphabet." if lower_fixes else
-            "Add these symbols to the alphabet (and one output class each), or map/remove them explicitly and log it.")
+    hint = outside_hint(dict(report.outside), alphabet)
     return Problem(
         "outside",
         f"{plural(total, 'character')} in {of_total(report.lines_with_outside, report.lines, 'label', 'is', 'are')} outside the alphabet "
@@ -361,6 +358,25 @@ def _outside_problem(report: LabelReport, alphabet) -> Problem:  # noqa: ANN001 
         {"symbols": {s: c for s, c in report.outside.most_common(50)}, "lines_affected": report.lines_with_outside,
          "examples": {s: [{"line": n, "text": t, "kept": k} for n, t, k in v] for s, v in list(report.outside_examples.items())[:20]}},
     )
+
+
+def outside_hint(outside: dict[str, int], alphabet) -> str:  # noqa: ANN001 - a str or a sequence of symbols
+    """CTC090's fix (shared with a manifest scan): capitals whose lower case the alphabet holds are a case-folding
+    problem, named with their counts; the other symbols must be added or mapped."""
+    symbols = set(alphabet or ())
+    capitals = {symbol: count for symbol, count in outside.items()
+                if symbol != symbol.lower() and symbol.lower() in symbols and symbol not in symbols}
+    others = [symbol for symbol in outside if symbol not in capitals]
+    if not capitals:
+        return "Add these symbols to the alphabet (and one output class each), or map/remove them explicitly and log it."
+    lower_only = not any(symbol != symbol.lower() for symbol in symbols)
+    named = ", ".join(f"{symbol!r} ×{count}" for symbol, count in sorted(capitals.items(), key=lambda item: (-item[1], item[0]))[:8])
+    head = (f"{named} {'is an upper-case letter' if len(capitals) == 1 else 'are upper-case letters'} whose lower case is in "
+            f"the {'lower-case ' if lower_only else ''}alphabet: lower-case the labels (text.lower()) or add the capitals to the alphabet")
+    if not others:
+        return head + "."
+    return (head + f"; add the other {'symbol' if len(others) == 1 else 'symbols'} ({', '.join(repr(symbol) for symbol in others[:8])}) "
+            "to the alphabet (one output class each), or map/remove them explicitly and log it.")
 
 
 def _empty_problem(report: LabelReport) -> Problem:

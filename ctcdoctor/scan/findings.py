@@ -13,6 +13,7 @@ from typing import Any
 from ctcdoctor.checks.labels import blank_hint
 from ctcdoctor.checks.lengths import frame_rule_phrase, infeasible_hint, infeasible_message
 from ctcdoctor.findings import Finding
+from ctcdoctor.labels import outside_hint
 from ctcdoctor.protocol import Alphabet
 from ctcdoctor.registry import SkipCheck, finding
 from ctcdoctor.render.phrases import numbered, of_total, plural
@@ -151,11 +152,7 @@ def labels_outside_alphabet(scan: Summary, alphabet: Alphabet) -> list[Finding]:
     if not unknown:
         return []
     total, samples = sum(count for _, count in unknown), scan.out_of_range
-    symbols = set(alphabet or ())
-    lower_fixes = all(symbol.lower() in symbols for symbol, _ in unknown)
-    hint = ("Every unknown symbol is an upper-case letter whose lower case is in the alphabet: lower-case the labels "
-            "(text.lower()) or add the capitals to the alphabet." if lower_fixes else
-            "Add these symbols to the alphabet (and one output class each), or map/remove them explicitly and log it.")
+    hint = outside_hint(dict(unknown), alphabet)
     return [finding(
         "CTC090",
         f"{plural(total, 'character')} in {of_total(len(samples), scan.samples, 'label', 'is', 'are')} outside the alphabet "
