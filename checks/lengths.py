@@ -10,7 +10,7 @@ from ctcdoctor.render.phrases import numbered, of_total, plural
 if TYPE_CHECKING:  # pragma: no cover
     from ctcdoctor.findings import Finding
     from ctcdoctor.load.batches import TargetTable
-    from ctcdoctor.measure.downsampling import TimeStride
+    from ctcdoctor.measure.downsampling import TimeStrides
     from ctcdoctor.measure.lengths import DeclaredLengths, OutputLengths
     from ctcdoctor.measure.model import LayoutDecision, ModelRun
 
@@ -111,7 +111,7 @@ def infeasible_hint(count: int, covered: int, worst: list[dict[str, int]], strid
 
     `hardest`: the sample needing the most frames per frame it has, when known beyond the `worst` listed."""
     others = "feed longer inputs, or split long labels into shorter chunks."
-    if covered and count / covered < OUTLIER_SHARE:
+    if covered and count / covered < OUTLIER_SHARE:  # the same test as the check's `outliers`
         return (
             f"Only {count} of {covered} samples ({count / covered:.0%}) {'is' if count == 1 else 'are'} too long for their input: "
             "the model's downsampling "
@@ -137,7 +137,7 @@ def infeasible_hint(count: int, covered: int, worst: list[dict[str, int]], strid
 
 @check("CTC001", "error", "output shorter than target plus repeats: CTC cannot align it")
 def infeasible_alignment(
-    targets: TargetTable, output_lengths: OutputLengths, time_strides: tuple[TimeStride, ...] = ()
+    targets: TargetTable, output_lengths: OutputLengths, time_strides: TimeStrides | None = None
 ) -> list[Finding]:
     """
     **What it checks.** Every sample needs at least `U + R` output frames, where `U` is the
@@ -197,7 +197,9 @@ def infeasible_alignment(
     covered, coverage = _coverage(targets, output_lengths)
     rule = frame_rule_phrase(_downsampling_ratio(targets, output_lengths), output_lengths)
     message = infeasible_message(count, covered, worst, rule, coverage, only_repeats)
-    hint = infeasible_hint(count, covered, worst, time_strides, _hardest(indices, available, required))
+    outliers = bool(covered) and count / covered < OUTLIER_SHARE
+    layers = time_strides.layers() if time_strides is not None and not outliers else ()
+    hint = infeasible_hint(count, covered, worst, layers, _hardest(indices, available, required))
     return [
         finding(
             "CTC001",
@@ -205,7 +207,7 @@ def infeasible_alignment(
             hint,
             {"count": count, "total": covered, "scanned": targets.size, "worst": worst, "only_repeats": only_repeats,
              "lengths_source": output_lengths.source,
-             **({"time_strides": [vars(item) for item in time_strides]} if time_strides else {})},
+             **({"time_strides": [vars(item) for item in layers]} if layers else {})},
         )
     ]
 

@@ -8,7 +8,7 @@ axis by `s`. Measured, not read from `stride` attributes, so it follows the real
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,10 +91,23 @@ def time_downsampling(model: torch.nn.Module, batch: Batch) -> tuple[TimeStride,
     return tuple(found)
 
 
+class TimeStrides:
+    """The time-downsampling layers, measured on first use only (two extra forward passes: CTC001 needs them only
+    when a sample is infeasible). A model that cannot be probed has none: CTC001's fix then stays generic."""
+
+    def __init__(self, measure: Callable[[], tuple[TimeStride, ...]]) -> None:
+        self._measure = measure
+        self._layers: tuple[TimeStride, ...] | None = None
+
+    def layers(self) -> tuple[TimeStride, ...]:
+        if self._layers is None:
+            try:
+                self._layers = self._measure()
+            except Exception:
+                self._layers = ()
+        return self._layers
+
+
 @provides("time_strides")
-def _time_strides(context: Context) -> tuple[TimeStride, ...]:
-    """Never unavailable: a model that cannot be probed just has no named layers in CTC001's fix."""
-    try:
-        return time_downsampling(context.model, context.runs[0].batch)
-    except Exception:
-        return ()
+def _time_strides(context: Context) -> TimeStrides:
+    return TimeStrides(lambda: time_downsampling(context.model, context.runs[0].batch))

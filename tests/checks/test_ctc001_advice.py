@@ -78,3 +78,14 @@ def test_few_infeasible_samples_are_dropped_not_the_model_rebuilt():
     assert finding.message.startswith("1 of 24 samples needs more frames than the model gives: sample 23 has 12 frames for 14 labels")
     assert "Only 1 of 24 samples (4%) is too long for their input" in finding.hint
     assert "--drop-list" in finding.hint and "stride" not in finding.hint
+
+
+def test_conv1d_subsampling_of_audio_features_is_found_along_time():
+    from ctcdoctor.load.batches import normalise_batch
+    from ctcdoctor.measure.downsampling import time_downsampling
+
+    model = nn.Sequential(nn.Conv1d(8, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv1d(8, 8, 3, stride=3, padding=1),
+                          nn.Conv1d(8, 5, 1))  # (N, F, T) -> (N, C, T / 6)
+    batch = normalise_batch((torch.randn(2, 8, 60), torch.tensor([[1], [2]]), torch.tensor([60, 48]), torch.tensor([1, 1])), 0, 0)
+    layers = time_downsampling(model, batch)
+    assert [layer.describe() for layer in layers] == ["Conv1d at 0 (stride 2 along time)", "Conv1d at 2 (stride 3 along time)"]
