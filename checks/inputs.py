@@ -10,7 +10,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ctcdoctor.findings import Finding
     from ctcdoctor.frameworks.hf_facts import HFFacts
     from ctcdoctor.measure.inputs import InputStats
-    from ctcdoctor.measure.normaliser import InputNormaliser
+    from ctcdoctor.measure.normaliser import FirstLayer, InputNormaliser
 
 #: |mean| above this (in units of the data) reads as "not centred".
 MEAN_LIMIT = 3.0
@@ -69,7 +69,7 @@ def nonfinite_inputs(input_stats: list[InputStats]) -> list[Finding]:
 
 @check("CTC041", "warning", "inputs not normalised")
 def unnormalised_inputs(
-    input_stats: list[InputStats], hf: HFFacts | None = None, input_normaliser: InputNormaliser | None = None
+    input_stats: list[InputStats], hf: HFFacts | None = None, input_normaliser: FirstLayer | None = None
 ) -> list[Finding]:
     """
     **What it checks.** The mean and spread of the inputs over the valid regions of the
@@ -93,8 +93,9 @@ def unnormalised_inputs(
     Hugging Face audio model: `Wav2Vec2FeatureExtractor(..., do_normalize=True)`, and int16
     audio divided by 32768 when it is read.
     """
-    found = [_unnormalised(stats, hf) for stats in _measured(input_stats) if stats.values]
-    return [_normalised_by_model(item, input_normaliser) for item in found if item is not None]
+    found = [item for item in (_unnormalised(stats, hf) for stats in _measured(input_stats) if stats.values) if item is not None]
+    normaliser = input_normaliser.normaliser() if found and input_normaliser is not None else None
+    return [_normalised_by_model(item, normaliser) for item in found]
 
 
 def _normalised_by_model(found: Finding, normaliser: InputNormaliser | None) -> Finding:

@@ -7,6 +7,7 @@ the input before anything else sees it.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,10 +71,25 @@ def input_normaliser(model: torch.nn.Module, batch: Batch) -> InputNormaliser | 
     return InputNormaliser(name, type(module).__name__)
 
 
+class FirstLayer:
+    """The input's normalisation layer, looked for on first use only (one extra forward pass on one sample: CTC041
+    needs it only when the inputs look unnormalised). None when the model cannot be run on one sample."""
+
+    def __init__(self, find: Callable[[], InputNormaliser | None]) -> None:
+        self._find = find
+        self._done = False
+        self._found: InputNormaliser | None = None
+
+    def normaliser(self) -> InputNormaliser | None:
+        if not self._done:
+            self._done = True
+            try:
+                self._found = self._find()
+            except Exception:
+                self._found = None
+        return self._found
+
+
 @provides("input_normaliser")
-def _input_normaliser(context: Context) -> InputNormaliser | None:
-    """Never unavailable: when the model cannot be run on one sample, CTC041 judges the data alone."""
-    try:
-        return input_normaliser(context.model, context.runs[0].batch)
-    except Exception:
-        return None
+def _input_normaliser(context: Context) -> FirstLayer:
+    return FirstLayer(lambda: input_normaliser(context.model, context.runs[0].batch))
