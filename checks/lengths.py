@@ -44,7 +44,11 @@ def frame_rule_phrase(ratio: float | None, output_lengths: Any) -> str:
 
     A probed `floor((L + k) / s)` states `s` itself: a median of `L / frames` over short inputs reads higher
     (floor(150 / 16) = 9 frames is one per 16.7 steps)."""
+    from ctcdoctor.measure.lengths import rule_stride
+
     stride = getattr(output_lengths, "stride", None)
+    if stride is None and output_lengths.source == "probed":
+        stride = rule_stride(output_lengths.detail)  # a scan keeps the rule's words only
     if stride is not None and stride > 1:
         return f" The model keeps one output frame per {stride} input steps (frames {output_lengths.detail})."
     if ratio is None or ratio <= 1.05:

@@ -89,3 +89,18 @@ def test_conv1d_subsampling_of_audio_features_is_found_along_time():
     batch = normalise_batch((torch.randn(2, 8, 60), torch.tensor([[1], [2]]), torch.tensor([60, 48]), torch.tensor([1, 1])), 0, 0)
     layers = time_downsampling(model, batch)
     assert [layer.describe() for layer in layers] == ["Conv1d at 0 (stride 2 along time)", "Conv1d at 2 (stride 3 along time)"]
+
+
+def test_probed_rule_prefers_the_layer_like_stride_and_scan_states_it_as_check_does():
+    from ctcdoctor.checks.lengths import frame_rule_phrase
+    from ctcdoctor.measure.lengths import _fit
+
+    # The trial's scan probes: floor(L / 16) and floor(L / 17) give the same frames; scan said "floor(L / 17)".
+    points = [(34, 2), (43, 2), (52, 3), (61, 3), (69, 4), (75, 4), (103, 6), (138, 8)]
+    assert _fit(points) == (16, 0)
+
+    class ScanLengths:  # a scan's output lengths keep only their source and description
+        source, detail = "probed", "estimated by probing the model: frames = floor((L + 3) / 16)"
+
+    assert frame_rule_phrase(18.4, ScanLengths) == (
+        " The model keeps one output frame per 16 input steps (frames estimated by probing the model: frames = floor((L + 3) / 16)).")
