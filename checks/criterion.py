@@ -5,13 +5,14 @@ import math
 from typing import TYPE_CHECKING
 
 from ctcdoctor.registry import SkipCheck, check, finding
-from ctcdoctor.render.phrases import listing, plural
+from ctcdoctor.render.phrases import numbered, of_total
 
 #: The tolerance an explanation must meet (ctcdoctor.measure.reference.RTOL; repeated so that this module stays torch-free).
 RTOL = 1e-4
 
 if TYPE_CHECKING:  # pragma: no cover
     from ctcdoctor.findings import Finding
+    from ctcdoctor.frameworks.hf_facts import HFFacts
     from ctcdoctor.measure.criterion import CriterionAudits
     from ctcdoctor.measure.vocabulary import Vocabulary
     from ctcdoctor.protocol import Setup
@@ -52,7 +53,9 @@ def _value(value) -> str:
 
 
 @check("CTC030", "error", "the criterion disagrees with reference CTC")
-def criterion_disagrees(criterion_audit: CriterionAudits, setup: Setup, vocabulary: Vocabulary | None = None) -> list[Finding]:
+def criterion_disagrees(
+    criterion_audit: CriterionAudits, setup: Setup, vocabulary: Vocabulary | None = None, hf: HFFacts | None = None
+) -> list[Finding]:
     """
     **What it checks.** When `Setup.criterion` is given, ctcdoctor calls
     `criterion(output, batch)` on the model's output for each model batch and compares it
@@ -94,6 +97,10 @@ def criterion_disagrees(criterion_audit: CriterionAudits, setup: Setup, vocabula
       fix: F.ctc_loss(output, targets, output_lengths, target_lengths, blank=0)
     ```
 
+    A Hugging Face model whose only difference is its own summed loss
+    (`config.ctc_loss_reduction="sum"`) is reported by CTC103 alone, with the factor and the fix
+    in the model's terms: CTC030 is then not applicable and says so.
+
     **Fix.** Use the corrected call in the hint: `F.ctc_loss(log_probs, targets,
     output_lengths, target_lengths, blank=BLANK)` with `log_probs` a `(T, N, C)`
     `log_softmax` output, lengths in frames after downsampling, and the blank your targets
@@ -105,6 +112,9 @@ def criterion_disagrees(criterion_audit: CriterionAudits, setup: Setup, vocabula
             continue
         if audit.zero_infinity and audit.mistake is None:
             continue  # zero_infinity hiding infeasible samples: CTC031
+        if audit.mistake == "reduction" and audit.reduction == "sum" and hf is not None and hf.ctc_loss_reduction == "sum":
+            raise SkipCheck(f"the criterion differs from reference CTC only by {hf.model_class}'s summed loss "
+                            "(config.ctc_loss_reduction='sum'): see CTC103", applicable=False)
         return [_finding(audit, setup, vocabulary)]
     return []
 
@@ -295,8 +305,9 @@ def zero_infinity_hides(criterion_audit: CriterionAudits) -> list[Finding]:
     return [
         finding(
             "CTC031",
-            f"{plural(len(samples), 'sample')} of {total} in the model batches are infeasible (reference loss inf) and the "
-            f"criterion counts them as 0 (zero_infinity=True): samples {listing(samples)}. On batch {audit.batch} it gives "
+            f"{of_total(len(samples), total, 'sample', 'is', 'are')} infeasible in the model batches (reference loss inf) and the "
+            f"criterion counts {'it' if len(samples) == 1 else 'them'} as 0 (zero_infinity=True): {numbered(samples, 'sample')}. "
+            f"On batch {audit.batch} it gives "
             f"{_value(audit.user)}; with zero_infinity=False the loss would be {_value(audit.reference)}.",
             "Fix the infeasible samples (see CTC001: more output frames or shorter labels), then set zero_infinity=False "
             "so impossible samples show up as inf instead of silently training on nothing.",

@@ -7,7 +7,7 @@ CTC041's job (inputs not normalised).
 from __future__ import annotations
 
 from ctcdoctor.registry import SkipCheck, check, finding
-from ctcdoctor.render.phrases import listing, of_total, plural
+from ctcdoctor.render.phrases import listing, numbered, of_total, plural
 
 #: A sample whose labels are at least this fraction unknown tokens counts for CTC102.
 UNKNOWN_RATE = 0.10
@@ -186,7 +186,7 @@ def unknown_labels(hf):
     message = (
         f"{of_total(len(flagged), len(hf.samples), 'sample', 'has', 'have')} at least {UNKNOWN_RATE:.0%} {unk} labels "
         f"({total_unknown} of {total_labels} labels overall, {total_unknown / total_labels:.0%}): "
-        + "; ".join(f"sample {s.index}: {s.unknown} of {s.labels} labels are {unk}" for s in worst)
+        + "; ".join(f"sample {s.index}: {of_total(s.unknown, s.labels, 'label', 'is', 'are')} {unk}" for s in worst)
         + "."
     )
     if hf.vocab_case == "upper" and hf.do_lower_case is False:
@@ -430,7 +430,7 @@ def spec_augment_too_long(hf):
             + "; ".join(f"sample {s.index}: {s.encoder_frames} frames{_seconds(hf, s.encoder_frames)}" for s in worst)
             + "): in training, a batch of such samples raises ValueError ('mask_length has to be smaller than "
             "sequence_length'), e.g. with batch size 1, group_by_length=True or a short last batch"
-            + (f"; scanned batch {listing(failing, 3)} already would." if failing else "."),
+            + (f"; scanned {numbered(failing, 'batch', 'batches', 3)} already would." if failing else "."),
             f"Drop utterances shorter than {span} frames{seconds} from the training set, or load the model with "
             f"mask_time_length={max(1, min(s.encoder_frames for s in known))} or less.",
             {**evidence, "count": len(too_short), "samples": [s.index for s in too_short[:50]],
@@ -492,8 +492,8 @@ def labels_hold_pad_id(hf):
         found.append(finding(
             "CTC107",
             f"{of_total(len(inside), len(hf.samples), 'sample', 'holds', 'hold')} config.pad_token_id "
-            f"{blank}{token} inside the transcript ({plural(count, 'label')}, samples "
-            f"{listing([s.index for s in inside])}): the model's loss drops labels equal to the blank, so that symbol "
+            f"{blank}{token} inside the transcript ({plural(count, 'label')}, "
+            f"{numbered([s.index for s in inside], 'sample')}): the model's loss drops labels equal to the blank, so that symbol "
             "silently vanishes from every transcript and is never learned.",
             "Make the blank a class no transcript uses: give the tokenizer a pad token of its own and load the model "
             f"with {_load_with(hf, 'pad_token_id=processor.tokenizer.pad_token_id')}.",
@@ -515,7 +515,7 @@ def labels_hold_pad_id(hf):
         found.append(finding(
             "CTC107",
             f"{of_total(len(trailing), len(hf.samples), 'sample', 'has', 'have')} labels padded with "
-            f"config.pad_token_id ({blank}) instead of -100 (samples {listing([s.index for s in trailing])}): "
+            f"config.pad_token_id ({blank}) instead of -100 ({numbered([s.index for s in trailing], 'sample')}): "
             f"{effect}.",
             "Pad labels with -100 in the collator: labels = labels_batch['input_ids'].masked_fill("
             "labels_batch.attention_mask.ne(1), -100).",

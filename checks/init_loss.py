@@ -5,7 +5,7 @@ import math
 from typing import TYPE_CHECKING
 
 from ctcdoctor.registry import SkipCheck, check, finding
-from ctcdoctor.render.phrases import plural
+from ctcdoctor.render.phrases import of_total, plural
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -71,7 +71,7 @@ def nonfinite_init_loss(init_loss: InitLoss, input_stats: list[InputStats] | Non
     return [
         finding(
             "CTC050",
-            f"{len(bad)} of {len(init_loss.samples)} samples have a non-finite loss at initialisation although they fit their "
+            f"{of_total(len(bad), len(init_loss.samples), 'sample', 'has', 'have')} a non-finite loss at initialisation although they fit their "
             f"frames ({nan} NaN, {len(bad) - nan} inf): {shown}.{because}",
             hint,
             {"count": len(bad), "total": len(init_loss.samples), "nan": nan, "samples": [sample for sample, _ in bad[:50]]},

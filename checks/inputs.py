@@ -4,12 +4,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ctcdoctor.registry import SkipCheck, check, finding
-from ctcdoctor.render.phrases import listing
+from ctcdoctor.render.phrases import numbered, of_total
 
 if TYPE_CHECKING:  # pragma: no cover
     from ctcdoctor.findings import Finding
     from ctcdoctor.frameworks.hf_facts import HFFacts
     from ctcdoctor.measure.inputs import InputStats
+    from ctcdoctor.measure.normaliser import FirstLayer, InputNormaliser
 
 #: |mean| above this (in units of the data) reads as "not centred".
 MEAN_LIMIT = 3.0
@@ -57,8 +58,8 @@ def nonfinite_inputs(input_stats: list[InputStats]) -> list[Finding]:
     return [
         finding(
             "CTC040",
-            f"{_prefix(stats)}{len(stats.nonfinite_samples)} of {stats.samples} samples contain NaN or Inf ({stats.nan} NaN, "
-            f"{stats.inf} Inf): samples {listing(list(stats.nonfinite_samples))}.",
+            f"{_prefix(stats)}{of_total(len(stats.nonfinite_samples), stats.samples, 'sample', 'contains', 'contain')} NaN or Inf "
+            f"({stats.nan} NaN, {stats.inf} Inf): {numbered(list(stats.nonfinite_samples), 'sample')}.",
             "Guard the feature pipeline: x / (std + 1e-5), log(x + 1e-6); drop corrupt samples.",
             _evidence(stats, {"samples": list(stats.nonfinite_samples[:20]), "nan": stats.nan, "inf": stats.inf}),
         )
@@ -67,7 +68,9 @@ def nonfinite_inputs(input_stats: list[InputStats]) -> list[Finding]:
 
 
 @check("CTC041", "warning", "inputs not normalised")
-def unnormalised_inputs(input_stats: list[InputStats], hf: HFFacts | None = None) -> list[Finding]:
+def unnormalised_inputs(
+    input_stats: list[InputStats], hf: HFFacts | None = None, input_normaliser: FirstLayer | None = None
+) -> list[Finding]:
     """
     **What it checks.** The mean and spread of the inputs over the valid regions of the
     scanned samples. Thresholds: whole-number data above 10 reads as raw 0–255 pixels; a
@@ -81,13 +84,33 @@ def unnormalised_inputs(input_stats: list[InputStats], hf: HFFacts | None = None
     pixel values (range 0 to 255, mean 187).` Log-spectrograms: `warning CTC041 inputs have
     mean -38.2 and std 9.1: far below zero, as unnormalised log-spectrograms are.`
 
+    When the first layer the model runs on its input is a normalisation layer (LayerNorm,
+    BatchNorm*, InstanceNorm*, GroupNorm), the model normalises the input itself: the finding
+    is then info, naming that layer, not a warning.
+
     **Fix.** Scale images to [0, 1] (`x / 255`) and optionally standardise; standardise
     features per channel (`(x - mean) / std` from the training set), or per utterance. For a
     Hugging Face audio model: `Wav2Vec2FeatureExtractor(..., do_normalize=True)`, and int16
     audio divided by 32768 when it is read.
     """
-    found = [_unnormalised(stats, hf) for stats in _measured(input_stats) if stats.values]
-    return [item for item in found if item is not None]
+    found = [item for item in (_unnormalised(stats, hf) for stats in _measured(input_stats) if stats.values) if item is not None]
+    normaliser = input_normaliser.normaliser() if found and input_normaliser is not None else None
+    return [_normalised_by_model(item, normaliser) for item in found]
+
+
+def _normalised_by_model(found: Finding, normaliser: InputNormaliser | None) -> Finding:
+    """The model's first layer normalises its input: the raw range is no problem, say so as info."""
+    if normaliser is None:
+        return found
+    return finding(
+        "CTC041",
+        f"{found.message[:-1]}; the model's first layer, {normaliser.describe()}, normalises them before anything else "
+        "sees them, so this is fine.",
+        f"Nothing to change; if you remove {normaliser.describe()}, normalise the inputs in the data pipeline instead.",
+        {**found.evidence, "normalised_by": {"module": normaliser.module, "kind": normaliser.kind}},
+        severity="info",
+        title="inputs not normalised, but the model normalises them",
+    )
 
 
 def _unnormalised(stats: InputStats, hf: HFFacts | None = None) -> Finding | None:
@@ -145,8 +168,9 @@ def constant_inputs(input_stats: list[InputStats]) -> list[Finding]:
     return [
         finding(
             "CTC042",
-            f"{_prefix(stats)}{len(stats.constant_samples)} of {stats.samples} samples are constant over their valid length "
-            f"(samples {listing(list(stats.constant_samples))}; overall range {stats.min:.4g} to {stats.max:.4g}).",
+            f"{_prefix(stats)}{of_total(len(stats.constant_samples), stats.samples, 'sample', 'is', 'are')} constant over "
+            f"{'its' if len(stats.constant_samples) == 1 else 'their'} valid length "
+            f"({numbered(list(stats.constant_samples), 'sample')}; overall range {stats.min:.4g} to {stats.max:.4g}).",
             "Plot a few inputs; check file paths, decoding and normalisation in the data pipeline.",
             _evidence(stats, {"samples": list(stats.constant_samples[:20]), "count": len(stats.constant_samples),
                               "min": stats.min, "max": stats.max}),

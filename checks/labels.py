@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ctcdoctor.registry import SkipCheck, check, finding
-from ctcdoctor.render.phrases import listing, plural
+from ctcdoctor.render.phrases import numbered, of_total, plural
 
 if TYPE_CHECKING:  # pragma: no cover
     from ctcdoctor.findings import Finding
@@ -69,7 +69,7 @@ def label_out_of_range(
         finding(
             "CTC010",
             f"{plural(count, 'label')} in {plural(len(samples), 'sample')} lie outside [0, {num_classes}) "
-            f"({', '.join(parts)}); samples {listing(samples)}.",
+            f"({', '.join(parts)}); {numbered(samples, 'sample')}.",
             hint,
             {"count": count, "samples": samples[:20], "num_classes": num_classes, "largest": largest, "smallest": smallest},
         )
@@ -138,32 +138,44 @@ def blank_in_targets(targets: TargetTable, blank: int, alphabet: Alphabet, vocab
         return []
     samples = _samples_with(is_blank)
     used = set(targets.labels[targets.mask].tolist())
-    last = len(alphabet) if alphabet is not None else None
-    if vocabulary is not None and vocabulary.tokens:
-        hint = _blank_hint_with_tokens(vocabulary, blank, used)
-    elif blank == 0 and last is not None and last not in used:
-        # Labels 0..len(alphabet)-1 with the last class free: the loss most likely uses blank=len(alphabet).
-        hint = (
-            f"If your loss uses blank={last} (the last class, never used by the labels), set Setup.blank = {last}; "
-            "otherwise shift the encoding so characters start at 1: index = alphabet.index(ch) + 1 (blank stays 0)."
-        )
-    elif blank == 0:
-        hint = (
-            "Shift the encoding so characters start at 1: index = alphabet.index(ch) + 1 (blank stays 0); "
-            "if your loss uses another blank index, set Setup.blank to it."
-        )
-    else:
-        hint = f"Encode characters so none maps to {blank}, or set Setup.blank (and your loss's blank=) to the index you reserved."
+    hint = _blank_hint_with_tokens(vocabulary, blank, used) if vocabulary is not None and vocabulary.tokens else \
+        blank_hint(blank, alphabet, used)
     blank_name = f" ({vocabulary.tokens[blank]!r})" if vocabulary is not None and blank in vocabulary.tokens else ""
     return [
         finding(
             "CTC011",
-            f"the blank index {blank}{blank_name} appears {plural(count, 'time')} in {len(samples)} of {targets.size} samples "
-            f"(samples {listing(samples)}).",
+            f"the blank index {blank}{blank_name} appears {plural(count, 'time')} in {len(samples)} of {plural(targets.size, 'sample')} "
+            f"({numbered(samples, 'sample')}).",
             hint,
             {"blank": blank, "count": count, "samples": samples[:20]},
         )
     ]
+
+
+def blank_hint(blank: int, alphabet: Alphabet, used: set[int]) -> str:
+    """CTC011's fix from the labels the data uses (shared with `scan`): which exact change makes the blank free."""
+    last = len(alphabet) if alphabet is not None else None
+    low, high = (min(used), max(used)) if used else (0, 0)
+    if blank != 0 and blank == last and 0 not in used and low >= 1 and high == blank:
+        # Labels alphabet.index(ch) + 1 (1..len(alphabet), 0 free) with the blank moved to the last class: the last symbol is read as blank.
+        symbol = f" ({alphabet[-1]!r})" if alphabet is not None and len(alphabet) else ""
+        return (
+            f"The labels run 1..{high} (alphabet.index(ch) + 1; no label is 0), so the last symbol{symbol}, label {blank}, is read "
+            f"as the blank. Pass blank=0 and keep the labels as given: Setup.blank = 0 and F.ctc_loss(..., blank=0) "
+            f"(class 0 is free). Or keep blank={blank} and subtract 1 from every label (targets - 1: index = alphabet.index(ch))."
+        )
+    if blank == 0 and last is not None and last not in used:
+        # Labels 0..len(alphabet)-1 with the last class free: the loss most likely uses blank=len(alphabet).
+        return (
+            f"The labels run {low}..{high} (alphabet.index(ch)) and class {last} is never used: if your loss uses blank={last}, "
+            f"set Setup.blank = {last}; otherwise add 1 to every label (index = alphabet.index(ch) + 1, blank stays 0)."
+        )
+    if blank == 0:
+        return (
+            "Shift the encoding so characters start at 1: index = alphabet.index(ch) + 1 (blank stays 0); "
+            "if your loss uses another blank index, set Setup.blank to it."
+        )
+    return f"Encode characters so none maps to {blank}, or set Setup.blank (and your loss's blank=) to the index you reserved."
 
 
 def _final_layer(count: int) -> str:
@@ -245,7 +257,7 @@ def empty_targets(targets: TargetTable) -> list[Finding]:
     return [
         finding(
             "CTC013",
-            f"{len(empty)} of {targets.size} samples have an empty target: samples {listing(empty)}.",
+            f"{of_total(len(empty), targets.size, 'sample', 'has', 'have')} an empty target: {numbered(empty, 'sample')}.",
             "Check the label text and encoder for these samples; drop them unless silence is intended.",
             {"count": len(empty), "samples": empty[:20]},
         )

@@ -1,14 +1,16 @@
 """Length checks: does every sample get enough output frames for a CTC alignment?"""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from math import prod
+from typing import TYPE_CHECKING, Any
 
 from ctcdoctor.registry import SkipCheck, check, finding
-from ctcdoctor.render.phrases import listing, of_total, plural
+from ctcdoctor.render.phrases import numbered, of_total, plural
 
 if TYPE_CHECKING:  # pragma: no cover
     from ctcdoctor.findings import Finding
     from ctcdoctor.load.batches import TargetTable
+    from ctcdoctor.measure.downsampling import TimeStrides
     from ctcdoctor.measure.lengths import DeclaredLengths, OutputLengths
     from ctcdoctor.measure.model import LayoutDecision, ModelRun
 
@@ -33,19 +35,114 @@ def _coverage(targets, output_lengths) -> tuple[int, str]:
     )
 
 
-def _downsampling_phrase(targets, output_lengths) -> str:
-    known = (output_lengths.scanned > 0) & (targets.input_lengths > 0)
-    if not bool(known.any()):
-        return ""
-    ratio = float((targets.input_lengths[known].double() / output_lengths.scanned[known].double()).median())
-    if ratio <= 1.05:
+#: When fewer than this share of the checked samples are infeasible, CTC001's fix drops them instead of changing the model.
+OUTLIER_SHARE = 0.1
+
+
+def frame_rule_phrase(ratio: float | None, output_lengths: Any) -> str:
+    """How many input steps make one output frame, by the rule the length checks used (shared with `scan`).
+
+    A probed `floor((L + k) / s)` states `s` itself: a median of `L / frames` over short inputs reads higher
+    (floor(150 / 16) = 9 frames is one per 16.7 steps)."""
+    from ctcdoctor.measure.lengths import rule_stride
+
+    stride = getattr(output_lengths, "stride", None)
+    if stride is None and output_lengths.source == "probed":
+        stride = rule_stride(output_lengths.detail)  # a scan keeps the rule's words only
+    if stride is not None and stride > 1:
+        return f" The model keeps one output frame per {stride} input steps (frames {output_lengths.detail})."
+    if ratio is None or ratio <= 1.05:
         return ""
     shown = f"{ratio:.0f}" if ratio >= 3 else f"{ratio:.2g}"
-    return f" The model keeps about one output frame per {shown} input steps (frames {output_lengths.detail})."
+    source = output_lengths.detail if output_lengths.source == "full" else f"frames {output_lengths.detail}"
+    return f" The model keeps about one output frame per {shown} input steps ({source})."
+
+
+def _downsampling_ratio(targets, output_lengths) -> float | None:
+    known = (output_lengths.scanned > 0) & (targets.input_lengths > 0)
+    if not bool(known.any()):
+        return None
+    return float((targets.input_lengths[known].double() / output_lengths.scanned[known].double()).median())
+
+
+def _describe_infeasible(item: dict[str, int]) -> str:
+    repeats_part = f" + {plural(item['repeats'], 'repeat')}" if item["repeats"] else ""
+    return (
+        f"sample {item['sample']} has {plural(item['frames'], 'frame')} for {plural(item['labels'], 'label')}{repeats_part} "
+        f"(needs {item['needed']}, {item['short_by']} short)"
+    )
+
+
+def _hardest(indices, available, required) -> dict[str, int] | None:
+    """The infeasible sample with the largest needed/available ratio (it sets how far downsampling must be cut)."""
+    usable = indices[available[indices] > 0]
+    if usable.numel() == 0:
+        return None
+    pick = int(usable[(required[usable].double() / available[usable].double()).argmax()])
+    return {"sample": pick, "frames": int(available[pick]), "needed": int(required[pick])}
+
+
+def infeasible_message(count: int, covered: int, worst: list[dict[str, int]], rule: str, coverage: str, only_repeats: bool) -> str:
+    """CTC001's message, word for word the same in `check` and `scan`."""
+    listed = ": " if count <= len(worst) else f"; the {len(worst)} furthest short: "
+    message = (
+        f"{of_total(count, covered, 'sample', 'needs', 'need')} more frames than the model gives{listed}"
+        + "; ".join(_describe_infeasible(item) for item in worst) + "." + rule + coverage
+    )
+    if only_repeats:
+        message += (
+            " It would fit without its adjacent repeated labels"
+            if count == 1 else " Every one of them would fit without its adjacent repeated labels"
+        ) + ": CTC needs a blank frame between equal neighbours."
+    return message
+
+
+def _strides_to_drop(strides: tuple[Any, ...], allowed: float) -> tuple[list[Any], int]:
+    """The latest layers whose time stride must become 1 for the total to fit `allowed`, and the total left."""
+    total = prod(item.stride for item in strides)
+    dropped = []
+    for item in reversed(strides):
+        if total <= allowed:
+            break
+        dropped.append(item)
+        total //= item.stride
+    return dropped, total
+
+
+def infeasible_hint(count: int, covered: int, worst: list[dict[str, int]], strides: tuple[Any, ...] = (),
+                    hardest: dict[str, int] | None = None) -> str:
+    """CTC001's fix: drop a few outliers; or name the layers that downsample time and how far to cut them.
+
+    `hardest`: the sample needing the most frames per frame it has, when known beyond the `worst` listed."""
+    others = "feed longer inputs, or split long labels into shorter chunks."
+    if covered and count / covered < OUTLIER_SHARE:  # the same test as the check's `outliers`
+        return (
+            f"Only {count} of {covered} samples ({count / covered:.0%}) {'is' if count == 1 else 'are'} too long for their input: "
+            "the model's downsampling "
+            "suits the others, so drop those samples or split their labels into shorter chunks "
+            "(`ctcdoctor scan` on the same spec with `--drop-list drop.txt` writes the ids of every such sample)."
+        )
+    usable = [item for item in [*worst, *([hardest] if hardest else [])] if item["frames"] > 0]
+    if not strides or not usable:
+        return "Reduce the downsampling along time (smaller pooling/stride on the time or width axis), " + others
+    total = prod(item.stride for item in strides)
+    hardest = max(usable, key=lambda item: item["needed"] / item["frames"])
+    allowed = total * hardest["frames"] / hardest["needed"]
+    layers = ", ".join(item.describe() for item in strides)
+    head = (f"Sample {hardest['sample']} needs {hardest['needed']} frames and gets {hardest['frames']}: the time axis is "
+            f"downsampled ×{total} by {layers}.")
+    if allowed < 1:
+        return head + f" Even without any downsampling its input is too short: {others}"
+    dropped, left = _strides_to_drop(strides, allowed)
+    names = " and ".join(f"{item.kind} at {item.module}" for item in dropped)
+    return (head + f" Cut that to ×{left} or less: set the stride along {dropped[0].axis} to 1 in {names} "
+            f"(×{total} → ×{left}, about {total // left} times the frames); or {others}")
 
 
 @check("CTC001", "error", "output shorter than target plus repeats: CTC cannot align it")
-def infeasible_alignment(targets: TargetTable, output_lengths: OutputLengths) -> list[Finding]:
+def infeasible_alignment(
+    targets: TargetTable, output_lengths: OutputLengths, time_strides: TimeStrides | None = None
+) -> list[Finding]:
     """
     **What it checks.** Every sample needs at least `U + R` output frames, where `U` is the
     target length and `R` the number of adjacent equal labels ("ll" in "hello"): CTC must
@@ -67,10 +164,13 @@ def infeasible_alignment(targets: TargetTable, output_lengths: OutputLengths) ->
     (`--max-batches`) have one: the finding says how many were checked and points to
     `ctcdoctor scan`, which runs the model on every batch.
 
-    **Fix.** Give the model more output frames: reduce the time (width) downsampling —
-    smaller pooling or conv strides along time — or feed longer inputs; or cut long labels
-    into shorter chunks. If only the repeats push a sample over, remember each doubled
-    letter costs an extra frame.
+    **Fix.** When only a few samples (under 10%) are too long, drop them or split their labels:
+    `ctcdoctor scan SPEC --drop-list drop.txt` writes their ids. Otherwise give the model more
+    output frames: the fix names the layers that downsample time (measured by running the
+    model at two input lengths, e.g. `MaxPool2d at cnn.3.3 (stride 2 along width)`) and which
+    of them to set to stride 1 along time; or feed longer inputs, or cut long labels into
+    shorter chunks. If only the repeats push a sample over, remember each doubled letter
+    costs an extra frame.
     """
     if not output_lengths.known:
         raise SkipCheck("output lengths are unknown (CTC003)")
@@ -98,38 +198,20 @@ def infeasible_alignment(targets: TargetTable, output_lengths: OutputLengths) ->
         for i in order
     ]
     only_repeats = bool((available[indices] >= labels[indices]).all()) and bool((repeats[indices] > 0).all())
-
-    def describe(item):
-        repeats_part = f" + {plural(item['repeats'], 'repeat')}" if item["repeats"] else ""
-        return (
-            f"sample {item['sample']} has {item['frames']} frames for {plural(item['labels'], 'label')}{repeats_part} "
-            f"(needs {item['needed']}, {item['short_by']} short)"
-        )
-
     covered, coverage = _coverage(targets, output_lengths)
-    message = (
-        f"{of_total(count, covered, 'sample', 'needs', 'need')} more frames than the model gives: "
-        + "; ".join(describe(item) for item in worst)
-        + "."
-        + _downsampling_phrase(targets, output_lengths)
-        + coverage
-    )
-    if only_repeats:
-        message += (
-            " It would fit without its adjacent repeated labels"
-            if count == 1 else " Every one of them would fit without its adjacent repeated labels"
-        ) + ": CTC needs a blank frame between equal neighbours."
-    hint = (
-        "Reduce the downsampling along time (smaller pooling/stride on the time or width axis), feed longer inputs, "
-        "or split long labels into shorter chunks."
-    )
+    rule = frame_rule_phrase(_downsampling_ratio(targets, output_lengths), output_lengths)
+    message = infeasible_message(count, covered, worst, rule, coverage, only_repeats)
+    outliers = bool(covered) and count / covered < OUTLIER_SHARE
+    layers = time_strides.layers() if time_strides is not None and not outliers else ()
+    hint = infeasible_hint(count, covered, worst, layers, _hardest(indices, available, required))
     return [
         finding(
             "CTC001",
             message,
             hint,
             {"count": count, "total": covered, "scanned": targets.size, "worst": worst, "only_repeats": only_repeats,
-             "lengths_source": output_lengths.source},
+             "lengths_source": output_lengths.source,
+             **({"time_strides": [vars(item) for item in layers]} if layers else {})},
         )
     ]
 
@@ -258,7 +340,7 @@ def inconsistent_output_lengths(runs: list[ModelRun], layout: LayoutDecision, ou
         found.append(
             finding(
                 "CTC003",
-                f"output lengths are negative for samples {listing(negative)}.",
+                f"output lengths are negative for {numbered(negative, 'sample')}.",
                 "Output lengths must be >= 0; check the subsampling formula for short inputs.",
                 {"samples": negative[:20]},
             )

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ctcdoctor.render.phrases import listing, plural
+from ctcdoctor.render.phrases import numbered, of_total, plural
 
 if TYPE_CHECKING:  # pragma: no cover
     from ctcdoctor.findings import Finding
@@ -320,7 +320,7 @@ def label_problems(parsed: LabelFile, report: LabelReport, alphabet) -> list[Pro
     if parsed.inner_boms:
         problems.append(Problem(
             "inner_bom",
-            f"U+FEFF (a byte-order mark) appears inside {plural(len(parsed.inner_boms), 'line')}: {listing(parsed.inner_boms)} "
+            f"U+FEFF (a byte-order mark) appears inside {plural(len(parsed.inner_boms), 'line')} ({numbered(parsed.inner_boms, 'line')}) "
             "(files concatenated with their BOMs).",
             "Strip '\\ufeff' from every line when reading the labels.",
             {"lines": parsed.inner_boms[:50]},
@@ -335,39 +335,66 @@ def label_problems(parsed: LabelFile, report: LabelReport, alphabet) -> list[Pro
             {"lines": [number for number, _ in parsed.undecodable[:50]]},
         ))
     if report.outside:
-        total = sum(report.outside.values())
-        listed = []
-        for symbol, count in report.outside.most_common(8):
-            number, text, kept = report.outside_examples[symbol][0]
-            listed.append(f"{_show(symbol)} ×{count} (line {number}: {text!r} → {kept!r})")
-        lower_fixes = alphabet is not None and all(symbol.lower() in set(alphabet) for symbol in report.outside)
-        hint = ("Every unknown symbol is an upper-case letter whose lower case is in the alphabet: lower-case the labels "
-                "(text.lower()) or add the capitals to the alphabet." if lower_fixes else
-                "Add these symbols to the alphabet (and one output class each), or map/remove them explicitly and log it.")
-        problems.append(Problem(
-            "outside",
-            f"{total} characters in {report.lines_with_outside} of {report.lines} labels are outside the alphabet "
-            f"({len(report.outside)} distinct); an encoder that skips unknown symbols would silently drop them: "
-            + "; ".join(listed) + ".",
-            hint,
-            {"symbols": {s: c for s, c in report.outside.most_common(50)}, "lines_affected": report.lines_with_outside,
-             "examples": {s: [{"line": n, "text": t, "kept": k} for n, t, k in v] for s, v in list(report.outside_examples.items())[:20]}},
-        ))
+        problems.append(_outside_problem(report, alphabet))
     if report.empty or report.emptied:
-        parts = []
-        if report.empty:
-            parts.append(f"{plural(len(report.empty), 'label')} {'is' if len(report.empty) == 1 else 'are'} empty (lines {listing(report.empty)})")
-        if report.emptied:
-            verb = "becomes" if len(report.emptied) == 1 else "become"
-            parts.append(f"{plural(len(report.emptied), 'label')} {verb} empty once symbols outside the alphabet are dropped "
-                         f"(lines {listing(report.emptied)})")
-        problems.append(Problem(
-            "empty",
-            "; ".join(parts) + ": those samples teach the model to output only blanks.",
-            "Drop these samples or fix their text; keep empty labels only for deliberate silence/blank images.",
-            {"empty": report.empty[:50], "emptied": report.emptied[:50]},
-        ))
+        problems.append(_empty_problem(report))
     return problems
+
+
+def _outside_problem(report: LabelReport, alphabet) -> Problem:  # noqa: ANN001 - a str or a sequence of symbols
+    """Symbols outside the alphabet, with one example line each."""
+    total = sum(report.outside.values())
+    listed = []
+    for symbol, count in report.outside.most_common(8):
+        number, text, kept = report.outside_examples[symbol][0]
+        listed.append(f"{_show(symbol)} ×{count} (line {number}: {text!r} → {kept!r})")
+    hint = outside_hint(dict(report.outside), alphabet)
+    return Problem(
+        "outside",
+        f"{plural(total, 'character')} in {of_total(report.lines_with_outside, report.lines, 'label', 'is', 'are')} outside the alphabet "
+        f"({len(report.outside)} distinct); an encoder that skips unknown symbols would silently drop them: "
+        + "; ".join(listed) + ".",
+        hint,
+        {"symbols": {s: c for s, c in report.outside.most_common(50)}, "lines_affected": report.lines_with_outside,
+         "examples": {s: [{"line": n, "text": t, "kept": k} for n, t, k in v] for s, v in list(report.outside_examples.items())[:20]}},
+    )
+
+
+def outside_hint(outside: dict[str, int], alphabet) -> str:  # noqa: ANN001 - a str or a sequence of symbols
+    """CTC090's fix (shared with a manifest scan): capitals whose lower case the alphabet holds are a case-folding
+    problem, named with their counts; the other symbols must be added or mapped."""
+    symbols = set(alphabet or ())
+    capitals = {symbol: count for symbol, count in outside.items()
+                if symbol != symbol.lower() and symbol.lower() in symbols and symbol not in symbols}
+    others = [symbol for symbol in outside if symbol not in capitals]
+    if not capitals:
+        return "Add these symbols to the alphabet (and one output class each), or map/remove them explicitly and log it."
+    lower_only = not any(symbol != symbol.lower() for symbol in symbols)
+    named = ", ".join(f"{symbol!r} ×{count}" for symbol, count in sorted(capitals.items(), key=lambda item: (-item[1], item[0]))[:8])
+    head = (f"{named} {'is an upper-case letter' if len(capitals) == 1 else 'are upper-case letters'} whose lower case is in "
+            f"the {'lower-case ' if lower_only else ''}alphabet: lower-case the labels (text.lower()) or add the capitals to the alphabet")
+    if not others:
+        return head + "."
+    return (head + f"; add the other {'symbol' if len(others) == 1 else 'symbols'} ({', '.join(repr(symbol) for symbol in others[:8])}) "
+            "to the alphabet (one output class each), or map/remove them explicitly and log it.")
+
+
+def _empty_problem(report: LabelReport) -> Problem:
+    """Labels empty as written, or emptied once the symbols outside the alphabet are dropped."""
+    parts = []
+    if report.empty:
+        parts.append(f"{plural(len(report.empty), 'label')} {'is' if len(report.empty) == 1 else 'are'} empty ({numbered(report.empty, 'line')})")
+    if report.emptied:
+        verb = "becomes" if len(report.emptied) == 1 else "become"
+        parts.append(f"{plural(len(report.emptied), 'label')} {verb} empty once symbols outside the alphabet are dropped "
+                     f"({numbered(report.emptied, 'line')})")
+    return Problem(
+        "empty",
+        "; ".join(parts) + (": that sample teaches" if len(report.empty) + len(report.emptied) == 1 else ": those samples teach")
+        + " the model to output only blanks.",
+        "Drop these samples or fix their text; keep empty labels only for deliberate silence/blank images.",
+        {"empty": report.empty[:50], "emptied": report.emptied[:50]},
+    )
 
 
 def check_labels(data: bytes, symbols: str | Sequence[str] | None, top: int = 5, file: str = "") -> tuple[list[Finding], dict[str, Any]]:

@@ -19,16 +19,18 @@ its numbers, and fix. A passing one returns the `Report`, for further assertions
 These functions take only what you pass them (like `ctcdoctor.check`); the pytest fixtures of
 `ctcdoctor.integrations.pytest_plugin` also read your `pyproject.toml`'s `[tool.ctcdoctor]` table,
 as the command line does. A spec that cannot be loaded (a missing file, a `build()` that raises, a
-loader that yields no batches) raises `ctcdoctor.errors.UserInputError` rather than
-`AssertionError`: the set-up could not be checked, which is not the same as "it has problems".
+loader that yields no batches: `ctcdoctor.errors.UserInputError`, exit 2 on the command line) fails
+the test with a message of its own, `ctcdoctor: could not check SPEC: <problem>` then `fix: <hint>`,
+and no traceback (under pytest: `pytest.fail(..., pytrace=False)`; elsewhere an `AssertionError`).
 Nothing here prints; torch is imported only when a check runs.
 """
 from __future__ import annotations
 
 import dataclasses
 import io
+import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ctcdoctor.findings import Report, Severity, count_by_severity, fails
 
@@ -57,13 +59,20 @@ def assert_ctc_ready(
 
     Returns the `Report` when no finding reaches `fail_on` (findings below it are in
     `report.findings`). Raises `AssertionError` otherwise, whose message is the console report
-    without colour; `UserInputError` when the spec cannot be loaded.
+    without colour; when the spec cannot be loaded, fails with its problem and fix (see the module docstring).
     """
     __tracebackhide__ = True  # pytest: show the failure at the caller's line, not in here
     import ctcdoctor
+    from ctcdoctor.errors import UserInputError
 
     threshold = _severity(fail_on)
-    report = _named(ctcdoctor.check(spec_or_setup, **check_options), spec_or_setup)
+    unusable: UserInputError | None = None
+    try:
+        report = _named(ctcdoctor.check(spec_or_setup, **check_options), spec_or_setup)
+    except UserInputError as error:
+        unusable = error
+    if unusable is not None:  # failed outside the except block: pytest shows no chain of exceptions
+        _cannot_check(spec_or_setup, unusable)
     if fails(list(report.findings), threshold):
         reached = [finding for finding in report.findings if finding.severity.rank >= threshold.rank]
         codes = ", ".join(dict.fromkeys(finding.code for finding in reached))
@@ -100,6 +109,7 @@ def assert_can_overfit(
     pointless), with the findings and the overfit summary as the message.
     """
     __tracebackhide__ = True
+    from ctcdoctor.errors import UserInputError
     from ctcdoctor.load.spec import as_setup, load_setup
     from ctcdoctor.overfit.result import OverfitOptions
     from ctcdoctor.overfit.train import run_overfit
@@ -111,8 +121,14 @@ def assert_can_overfit(
     chosen = {key: value for key, value in given.items() if value is not None}
     options = OverfitOptions(samples=samples, **chosen, **overfit_options)
     name = _describe(spec_or_setup)
-    setup = load_setup(spec_or_setup) if isinstance(spec_or_setup, str) else as_setup(spec_or_setup)
-    findings, checks, result = run_overfit(setup, name, options)
+    unusable: UserInputError | None = None
+    try:
+        setup = load_setup(spec_or_setup) if isinstance(spec_or_setup, str) else as_setup(spec_or_setup)
+        findings, checks, result = run_overfit(setup, name, options)
+    except UserInputError as error:
+        unusable = error
+    if unusable is not None:
+        _cannot_check(spec_or_setup, unusable)
     document = result.to_dict()
     which = f"--samples {','.join(map(str, samples))}" if len(samples) > 1 else f"--sample {samples[0]}"
     report = Report("overfit", name, tuple(sort_findings(findings)), tuple(checks), result=document,
@@ -123,6 +139,20 @@ def assert_can_overfit(
         head = f"ctcdoctor: {name} cannot overfit {what}: {titles[0] if titles else result.diagnosis or 'did not fit'}"
         raise AssertionError(f"{head}\n\n{render_text(report)}")
     return report
+
+
+def _cannot_check(spec_or_setup: Any, error: Exception) -> NoReturn:
+    """Fail the test for a set-up that could not be checked (exit 2 on the command line): the problem and its fix,
+    as the command line prints them, without a traceback through ctcdoctor's loader."""
+    __tracebackhide__ = True
+    hint, message, name = getattr(error, "hint", ""), getattr(error, "message", str(error)), _describe(spec_or_setup)
+    # A spec's errors name it already ("spec 'train.py:build': no such file 'train.py'").
+    text = f"ctcdoctor: could not check {message if name in message else f'{name}: {message}'}" + (f"\nfix: {hint}" if hint else "")
+    if "pytest" in sys.modules:
+        import pytest
+
+        pytest.fail(text, pytrace=False)
+    raise AssertionError(text) from error
 
 
 def render_text(report: Report) -> str:

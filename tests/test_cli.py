@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -301,3 +302,22 @@ def test_text_targets_get_a_specific_error(write_module):
 def test_version_flag():
     result = invoke("--version")
     assert result.exit_code == 0 and result.output.startswith("ctcdoctor ")
+
+
+@pytest.mark.parametrize("package_init", [True, False], ids=["package", "namespace folder"])
+def test_a_dotted_spec_in_a_folder_loads_with_its_folder_importable(write_module, package_init):
+    # docs/protocol.md: `pkg.module:build` from the folder holding pkg/; the module's own folder is importable while it
+    # loads, as for a file spec (so a sibling `import _common` works).
+    name = f"dotpkg{int(package_init)}"
+    (Path.cwd() / name).mkdir()
+    if package_init:
+        write_module(f"{name}/__init__.py", "")
+    write_module(f"{name}/_shared_setup.py", USER_MODULE)
+    write_module(f"{name}/train.py", "from _shared_setup import build  # a sibling, imported as in a script\n")
+    try:
+        result = invoke("check", f"{name}.train:build")
+        assert result.exit_code == 0, result.output
+        assert f"ctcdoctor check {name}.train:build: 0 errors" in result.output
+    finally:
+        for module in [key for key in sys.modules if key.split(".")[0] in (name, "_shared_setup")]:
+            sys.modules.pop(module, None)

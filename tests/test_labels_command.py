@@ -82,3 +82,19 @@ def test_duplicate_symbol_is_reported_once_and_each_finding_has_its_own_title(tm
     assert titles["bom"] == "the label file starts with a byte-order mark"
     assert titles["outside"] == "label symbols outside the alphabet"
     assert len(set(titles.values())) == len(titles)
+
+
+def test_capitals_of_a_lower_case_alphabet_get_a_case_folding_fix_even_among_other_symbols(tmp_path):
+    path = tmp_path / "gt.txt"
+    path.write_text("a.png\tCat 3\nb.png\tdog\nc.png\tCow!\n", encoding="utf-8")
+    result = run(str(path), "--alphabet", ALPHABET, "--format", "json")
+    (outside,) = [item for item in json.loads(result.stdout)["findings"] if item["evidence"]["problem"] == "outside"]
+    assert outside["hint"] == (
+        "'C' ×2 is an upper-case letter whose lower case is in the lower-case alphabet: lower-case the labels (text.lower()) "
+        "or add the capitals to the alphabet; add the other symbols ('3', '!') to the alphabet (one output class each), "
+        "or map/remove them explicitly and log it."
+    )
+    path.write_text("a.png\tCat\nb.png\tdoG\n", encoding="utf-8")
+    result = run(str(path), "--alphabet", ALPHABET, "--format", "json")
+    (outside,) = [item for item in json.loads(result.stdout)["findings"] if item["evidence"]["problem"] == "outside"]
+    assert outside["hint"].startswith("'C' ×1, 'G' ×1 are upper-case letters whose lower case is in the lower-case alphabet: ")

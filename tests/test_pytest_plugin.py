@@ -212,3 +212,36 @@ def test_the_fixtures_are_listed_with_their_documentation(tmp_path):
     assert done.returncode in (0, 5), done.stdout + done.stderr  # 5: no tests collected
     for name in ("ctcdoctor_check", "ctcdoctor_overfit"):
         assert re.search(rf"^{name} -- .*pytest_plugin.py:\d+$", done.stdout, flags=re.MULTILINE), done.stdout
+
+
+UNLOADABLE_TESTS = '''
+from ctcdoctor.testing import assert_ctc_ready
+
+
+def test_missing_spec_with_the_function():
+    assert_ctc_ready("missing.py:build")
+
+
+def test_missing_spec_with_the_fixture(ctcdoctor_check):
+    ctcdoctor_check("missing.py:build")
+
+
+def test_build_that_raises(ctcdoctor_check):
+    ctcdoctor_check("raises.py:build")
+'''
+
+
+def test_a_spec_that_cannot_be_loaded_fails_the_users_test_with_problem_and_fix(tmp_path):
+    (tmp_path / "raises.py").write_text("def build():\n    raise ValueError(\"config key 'num_classes' missing\")\n", encoding="utf-8")
+    (tmp_path / "test_gate.py").write_text(UNLOADABLE_TESTS, encoding="utf-8")
+    done = run_pytest(tmp_path, "-q", CI="true")  # CI: pytest repeats messages in its short summary; counted before it
+    assert done.returncode == 1 and "3 failed" in done.stdout, done.stdout + done.stderr
+    failures = done.stdout.split("short test summary info")[0]
+    assert failures.count("ctcdoctor: could not check spec 'missing.py:build': no such file 'missing.py'\n"
+                          "fix: Check the path; it is relative to the current directory.") == 2, failures
+    assert failures.count("ctcdoctor: could not check spec 'raises.py:build': build() raised ValueError: "
+                          "config key 'num_classes' missing\nfix: ") == 1, failures
+    # A failure with its message only: no traceback through ctcdoctor's loader, no exception class names.
+    assert "Traceback" not in failures and "UserInputError" not in failures and "SpecError" not in failures
+    assert "direct cause" not in failures and "During handling" not in failures, failures
+    assert "ctcdoctor/load" not in failures, failures

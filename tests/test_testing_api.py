@@ -5,6 +5,7 @@ The end-to-end run of a user's suite through pytest (and the plugin's fixtures) 
 from __future__ import annotations
 
 import re
+import sys
 import textwrap
 
 import pytest
@@ -139,10 +140,21 @@ def test_a_model_and_loader_pair_is_accepted():
     assert text.startswith("ctcdoctor: (TinyCTC, list) is not ready to train") and "CTC020" in text
 
 
-def test_a_spec_that_cannot_be_loaded_is_not_an_assertion(tmp_path):
-    with pytest.raises(UserInputError) as raised:
-        assert_ctc_ready(str(tmp_path / "missing.py"))
-    assert not isinstance(raised.value, AssertionError)  # "could not check" is not "found problems"
+def test_a_spec_that_cannot_be_loaded_fails_with_its_problem_and_fix(tmp_path, monkeypatch):
+    spec = str(tmp_path / "missing.py")
+    # Under pytest: pytest.fail(..., pytrace=False), the problem and the fix, no traceback through the loader.
+    with pytest.raises(pytest.fail.Exception) as raised:
+        assert_ctc_ready(spec)
+    assert str(raised.value) == (f"ctcdoctor: could not check spec {spec!r}: no such file {spec!r}\n"
+                                 "fix: Check the path; it is relative to the current directory.")
+    assert raised.value.pytrace is False
+    with pytest.raises(pytest.fail.Exception, match="could not check spec .*missing.py"):
+        assert_can_overfit(spec)
+    # Outside pytest (unittest, a script): an AssertionError with the same text, chained to the UserInputError.
+    monkeypatch.delitem(sys.modules, "pytest")
+    with pytest.raises(AssertionError) as plain:
+        assert_ctc_ready(spec)
+    assert str(plain.value).startswith("ctcdoctor: could not check spec") and isinstance(plain.value.__cause__, UserInputError)
 
 
 # ----------------------------------------------------------------------------- assert_can_overfit

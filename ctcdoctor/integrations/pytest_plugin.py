@@ -78,9 +78,20 @@ def ctcdoctor_overfit(request: pytest.FixtureRequest) -> Callable[..., Report]:
 
 
 def _with_settings(spec_or_setup: Any, root: Path, names: tuple[str, ...], options: dict[str, Any]) -> dict[str, Any]:
-    """The settings `names` as `[tool.ctcdoctor]` resolves them (defaults where unset), `options` on top."""
+    """The settings `names` as `[tool.ctcdoctor]` resolves them (defaults where unset), `options` on top.
+
+    A `[tool.ctcdoctor]` table ctcdoctor cannot use (exit 2 on the command line) fails the test with its problem and
+    fix, as a spec that cannot be loaded does (`ctcdoctor.testing`), not with a traceback."""
+    __tracebackhide__ = True
     from ctcdoctor.config import resolve_settings, spec_folder
+    from ctcdoctor.errors import UserInputError
 
     folder = spec_folder(spec_or_setup) if isinstance(spec_or_setup, str) else None
-    settings = resolve_settings(folder, root)
+    problem = ""
+    try:
+        settings = resolve_settings(folder, root)
+    except UserInputError as error:
+        problem = f"ctcdoctor: could not read the settings: {error.message}" + (f"\nfix: {error.hint}" if error.hint else "")
+    if problem:  # outside the except block: pytest shows no chain of exceptions
+        pytest.fail(problem, pytrace=False)
     return {**{name: getattr(settings, name) for name in names}, **options}

@@ -120,8 +120,23 @@ def _dotted_name(path: Path) -> tuple[str | None, Path]:
     return (".".join(parts), folder) if len(parts) > 1 else (None, folder)
 
 
+def _module_folder(dotted: str) -> Path | None:
+    """The folder of `pkg.sub.mod`'s file (`pkg/sub/mod.py` or `pkg/sub/mod/__init__.py`), searched from the working
+    directory and then `sys.path` without importing anything, or None (an installed or built-in module)."""
+    parts = dotted.split(".")
+    for root in [Path.cwd(), *(Path(entry) for entry in sys.path if entry)]:
+        folder = root.joinpath(*parts[:-1])
+        if (folder / f"{parts[-1]}.py").is_file():
+            return folder
+        if (folder / parts[-1] / "__init__.py").is_file():
+            return folder / parts[-1]
+    return None
+
+
 def _import_module(parsed: ParsedSpec) -> ModuleType:
-    with _importable(Path.cwd()), script_argv(parsed.module):
+    """A dotted spec: as for a file, its own folder is importable while it loads (a sibling `import _common` works)."""
+    folder = _module_folder(parsed.module)
+    with _importable(*([folder] if folder is not None else []), Path.cwd()), script_argv(parsed.module):
         try:
             return importlib.import_module(parsed.module)
         except SystemExit as error:

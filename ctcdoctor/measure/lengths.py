@@ -4,6 +4,7 @@ the model; the comparison of declared lengths with the probed ones (CTC004)."""
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -65,15 +66,43 @@ class LengthModel:
         return "interpolated between " + ", ".join(f"{x}->{y}" for x, y in self.probed)
 
 
+_RULE = re.compile(r"frames = floor\(\(?L(?: [+-] \d+\))? / (\d+)\)")
+
+
+def rule_stride(detail: str) -> int | None:
+    """The stride of a `LengthModel.describe()` rule inside `detail` ("... frames = floor((L + 3) / 4)" -> 4): how a
+    scan, whose lengths keep only their description, states the same rule as `check`."""
+    match = _RULE.search(detail)
+    return int(match.group(1)) if match else None
+
+
 def _fit(points: list[tuple[int, int]]) -> tuple[int | None, int | None]:
     (low_in, low_out), (high_in, high_out) = points[0], points[-1]
     if high_out == low_out:
         return None, None
-    stride = max(1, round((high_in - low_in) / (high_out - low_out)))
-    for offset in sorted(range(-4 * stride, 4 * stride + 1), key=abs):
-        if all((length + offset) // stride == frames for length, frames in points):
-            return stride, offset
-    return None, None
+    estimate = max(1, round((high_in - low_in) / (high_out - low_out)))
+    # A few probes fit several rules (floor(L / 16) and floor(L / 17) both give 2, 2, 3, 3, 4, 4, 6, 8 frames for
+    # 34, 43, 52, 61, 69, 75, 103, 138 steps): the endpoints' slope is only an estimate, so neighbouring strides are
+    # tried too; the smallest offset wins (padding keeps real offsets within a kernel), then a stride made of the
+    # small factors layers use (2, 3, 4, 5: 16, 320), then the one nearest the slope.
+    fits = [
+        (abs(offset), not _smooth(stride), abs(stride - estimate), stride, offset)
+        for stride in range(max(1, estimate - 2), estimate + 3)
+        for offset in range(-4 * stride, 4 * stride + 1)
+        if all((length + offset) // stride == frames for length, frames in points)
+    ]
+    if not fits:
+        return None, None
+    *_, stride, offset = min(fits)
+    return stride, offset
+
+
+def _smooth(stride: int) -> bool:
+    """Whether `stride` is a product of 2, 3, 5 and 7, as stacks of conv/pool strides are."""
+    for factor in (2, 3, 5, 7):
+        while stride % factor == 0:
+            stride //= factor
+    return stride == 1
 
 
 def _map_tensors(value: Any, function: Callable[[torch.Tensor], torch.Tensor]) -> Any:
@@ -164,6 +193,8 @@ class OutputLengths:
     detail: str
     uncovered: str = ""
     """Why some scanned samples have no length (-1), as a clause for a finding; empty when every sample has one."""
+    stride: int | None = None
+    """Input steps per output frame of a probed `floor((L + k) / stride)` rule; None for other sources."""
 
     @property
     def known(self) -> bool:
@@ -228,7 +259,8 @@ def resolve_output_lengths(
         cause = getattr(error, "error", error)
         return OutputLengths(unknown, tuple(torch.full_like(run.batch.input_lengths, -1) for run in runs), "unknown", str(cause))
     per_run = tuple(model(run.batch.input_lengths) for run in runs)
-    return OutputLengths(model(input_lengths), per_run, "probed", f"estimated by probing the model: {model.describe()}")
+    return OutputLengths(model(input_lengths), per_run, "probed", f"estimated by probing the model: {model.describe()}",
+                         stride=model.stride if model.offset is not None else None)
 
 
 @provides("output_lengths")

@@ -12,6 +12,7 @@ from rich.text import Text
 
 from ctcdoctor.findings import Finding, Report, Severity, count_by_severity
 from ctcdoctor.registry import consequence_of
+from ctcdoctor.render.phrases import plural
 from ctcdoctor.render.results import RESULTS
 
 STYLES = {Severity.ERROR: "bold red", Severity.WARNING: "bold yellow", Severity.INFO: "bold cyan"}
@@ -67,12 +68,27 @@ def _checks_table(report: Report) -> Table:
     return table
 
 
-def _by_reason(results: list) -> str:
-    """`CTC030, CTC031 (no Setup.criterion given); CTC014 (...)`: codes grouped under their reason."""
+def _by_reason(results: list, listed: frozenset[str] = frozenset()) -> str:
+    """`CTC030, CTC031 (no Setup.criterion given); CTC014 (...)`: codes grouped under their reason.
+
+    A group whose codes a CTC999 finding above already lists (the model failed: every check needing its output was
+    skipped) is not listed a second time."""
     groups: dict[str, list[str]] = {}
     for result in results:
         groups.setdefault(result.reason or "no reason given", []).append(result.code)
-    return "; ".join(f"{', '.join(codes)} ({reason})" for reason, codes in groups.items())
+    parts = []
+    for reason, codes in groups.items():
+        if listed and set(codes) <= listed:
+            parts.append("those CTC999 lists above" if len(groups) == 1 else f"{plural(len(codes), 'check')} CTC999 lists above")
+        else:
+            parts.append(f"{', '.join(codes)} ({reason})")
+    return "; ".join(parts)
+
+
+def _listed_by_ctc999(report: Report) -> frozenset[str]:
+    """Codes a CTC999 finding names as skipped (the runner writes `"CTC001 (infeasible_alignment)"` into its evidence)."""
+    return frozenset(str(item).split(" ", 1)[0] for finding in report.findings if finding.code == "CTC999"
+                     for item in finding.evidence.get("skipped") or [])
 
 
 def _skipped_lines(report: Report) -> list[Text]:
@@ -81,11 +97,11 @@ def _skipped_lines(report: Report) -> list[Text]:
     lines = []
     skipped = [result for result in report.checks if result.status == "skipped" and result.applicable]
     if skipped:
-        lines.append(Text.assemble((f"{len(skipped)} check{'s' if len(skipped) != 1 else ''} skipped: ", "yellow"),
-                                   _by_reason(skipped)))
+        lines.append(Text.assemble((f"{plural(len(skipped), 'check')} skipped: ", "yellow"),
+                                   _by_reason(skipped, _listed_by_ctc999(report))))
     idle = [result for result in report.checks if result.status == "skipped" and not result.applicable]
     if idle:
-        lines.append(Text(f"{len(idle)} check{'s' if len(idle) != 1 else ''} not applicable: {_by_reason(idle)}", style="dim"))
+        lines.append(Text(f"{plural(len(idle), 'check')} not applicable: {_by_reason(idle)}", style="dim"))
     return lines
 
 

@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 from ctcdoctor.findings import Finding, Report, Severity, count_by_severity, fails
 from ctcdoctor.render.locations import Location, locate, repo_root
+from ctcdoctor.render.phrases import plural
 from ctcdoctor.render.skips import skip_reason
 
 #: Bytes of Markdown one report may add to the job summary. GitHub refuses a step's summary above 1 MiB;
@@ -213,15 +214,32 @@ def _table(columns: list[str], rows: list[list[Any]]) -> str:
 
 
 def _status_line(report: Report) -> str:
+    """`41 checks: 7 passed, 24 skipped, 10 not applicable`, as the console counts them; for an overfit, the checks
+    ran before training and the training's own outcome follows (the checks passing is not the overfit passing)."""
     if not report.checks:
         return ""
     statuses: dict[str, int] = {}
     for check in report.checks:
-        statuses[check.status] = statuses.get(check.status, 0) + 1
-    words = {"passed": "passed", "findings": "with findings", "skipped": "skipped", "crashed": "crashed"}
+        key = "not applicable" if check.status == "skipped" and not check.applicable else check.status
+        statuses[key] = statuses.get(key, 0) + 1
+    words = {"passed": "passed", "findings": "with findings", "skipped": "skipped", "crashed": "crashed",
+             "not applicable": "not applicable"}
     parts = [f"{statuses[key]} {words[key]}" for key in words if statuses.get(key)]
     parts += [f"{count} {key}" for key, count in statuses.items() if key not in words]
-    return f"{len(report.checks)} checks: {', '.join(parts)}"
+    line = f"{plural(len(report.checks), 'check')}{' before training' if report.command == 'overfit' else ''}: {', '.join(parts)}"
+    return line + _overfit_outcome(report)
+
+
+def _overfit_outcome(report: Report) -> str:
+    result = report.result if report.command == "overfit" and isinstance(report.result, dict) else None
+    if result is None:
+        return ""
+    if not result.get("trained", True):
+        return " · not trained (a blocking finding makes training pointless)"
+    steps = plural(int(result.get("steps") or 0), "step")
+    if result.get("fitted"):
+        return f" · training: fitted in {steps}"
+    return f" · training: did not fit in {steps}" + (f" ({result['diagnosis']})" if result.get("diagnosis") else "")
 
 
 def _heading(report: Report, fail_on: Severity) -> str:
@@ -275,13 +293,20 @@ def summary_sections(report: Report, fail_on: Severity, root: Path, cwd: Path | 
             sections += ["\n#### Worst samples\n", *worst]
         sections.append("\n#### Details\n\n")
         sections += [_details(finding) for finding in report.findings]
-    skipped = [check for check in report.checks if check.status == "skipped"]
+    skipped = [check for check in report.checks if check.status == "skipped" and check.applicable]
     if skipped:
         sections.append("\n#### Skipped checks\n\n")
         sections += [
             f"- {check.code} `{check.name}`: {md(_clip(skip_reason(check, report.findings), 500))}\n"
             for check in skipped
         ]
+    idle: dict[str, list[str]] = {}
+    for check in report.checks:
+        if check.status == "skipped" and not check.applicable:
+            idle.setdefault(check.reason or "nothing to examine", []).append(check.code)
+    if idle:
+        sections.append("\n_Not applicable: " + "; ".join(f"{', '.join(codes)} ({md(reason)})" for reason, codes in idle.items())
+                        + "._\n")
     return sections
 
 

@@ -13,6 +13,11 @@ def listing(values: Sequence[object], limit: int = 8) -> str:
     return shown + (f", … ({len(values) - limit} more)" if len(values) > limit else "")
 
 
+def numbered(values: Sequence[object], noun: str, nouns: str | None = None, limit: int = 8) -> str:
+    """"sample 2" / "samples 2, 5, 9" / "line 5": the noun agrees with how many values follow it."""
+    return f"{noun if len(values) == 1 else (nouns or noun + 's')} {listing(values, limit)}"
+
+
 def of_total(count: int, total: int, noun: str, verb_singular: str, verb_plural: str) -> str:
     """"1 of 64 samples needs" / "12 of 64 samples need": the verb agrees with the count."""
     return f"{count} of {total} {noun if total == 1 else noun + 's'} {verb_singular if count == 1 else verb_plural}"

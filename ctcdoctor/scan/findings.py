@@ -10,19 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from ctcdoctor.checks.labels import blank_hint
+from ctcdoctor.checks.lengths import frame_rule_phrase, infeasible_hint, infeasible_message
 from ctcdoctor.findings import Finding
+from ctcdoctor.labels import outside_hint
 from ctcdoctor.protocol import Alphabet
 from ctcdoctor.registry import SkipCheck, finding
-from ctcdoctor.render.phrases import listing, of_total, plural
+from ctcdoctor.render.phrases import numbered, of_total, plural
 from ctcdoctor.scan.summary import TIGHT_RATIO, Summary
-
-
-def _downsampling_phrase(summary: Summary, detail: str) -> str:
-    ratio = summary.ratios.lower_median()
-    if ratio is None or ratio <= 1.05:
-        return ""
-    shown = f"{ratio:.0f}" if ratio >= 3 else f"{ratio:.2g}"
-    return f" The model keeps about one output frame per {shown} input steps (frames {detail})."
 
 
 def _coverage(scan: Summary, output_lengths: Any) -> tuple[int, str]:
@@ -44,28 +39,10 @@ def infeasible_alignment(scan: Summary, output_lengths: Any) -> list[Finding]:
         return []
     count, worst = scan.infeasible, scan.infeasible_worst.values()
     only_repeats = scan.not_only_repeats == 0
-
-    def describe(item: dict[str, int]) -> str:
-        repeats_part = f" + {plural(item['repeats'], 'repeat')}" if item["repeats"] else ""
-        return (
-            f"sample {item['sample']} has {item['frames']} frames for {plural(item['labels'], 'label')}{repeats_part} "
-            f"(needs {item['needed']}, {item['short_by']} short)"
-        )
-
     covered, coverage = _coverage(scan, output_lengths)
-    message = (
-        f"{of_total(count, covered, 'sample', 'needs', 'need')} more frames than the model gives: "
-        + "; ".join(describe(item) for item in worst) + "." + _downsampling_phrase(scan, output_lengths.detail) + coverage
-    )
-    if only_repeats:
-        message += (
-            " It would fit without its adjacent repeated labels"
-            if count == 1 else " Every one of them would fit without its adjacent repeated labels"
-        ) + ": CTC needs a blank frame between equal neighbours."
-    hint = (
-        "Reduce the downsampling along time (smaller pooling/stride on the time or width axis), feed longer inputs, "
-        "or split long labels into shorter chunks."
-    )
+    rule = frame_rule_phrase(scan.ratios.lower_median(), output_lengths)
+    message = infeasible_message(count, covered, worst, rule, coverage, only_repeats)
+    hint = infeasible_hint(count, covered, worst, getattr(output_lengths, "time_strides", ()))
     evidence = {"count": count, "total": covered, "scanned": scan.samples, "worst": worst, "only_repeats": only_repeats,
                 "lengths_source": output_lengths.source}
     return [finding("CTC001", message, hint, evidence)]
@@ -116,7 +93,7 @@ def label_out_of_range(scan: Summary, num_classes: int) -> list[Finding]:
     return [finding(
         "CTC010",
         f"{plural(count, 'label')} in {plural(len(samples), 'sample')} lie outside [0, {num_classes}) "
-        f"({', '.join(parts)}); samples {listing(samples)}.",
+        f"({', '.join(parts)}); {numbered(samples, 'sample')}.",
         hint,
         {"count": count, "samples": samples[:20], "num_classes": num_classes, "largest": largest, "smallest": smallest},
     )]
@@ -128,24 +105,11 @@ def blank_in_targets(scan: Summary, blank: int, alphabet: Alphabet) -> list[Find
     if count == 0:
         return []
     samples = scan.blank
-    used = set(scan.classes.items()[0])
-    last = len(alphabet) if alphabet is not None else None
-    if blank == 0 and last is not None and last not in used:
-        hint = (
-            f"If your loss uses blank={last} (the last class, never used by the labels), set Setup.blank = {last}; "
-            "otherwise shift the encoding so characters start at 1: index = alphabet.index(ch) + 1 (blank stays 0)."
-        )
-    elif blank == 0:
-        hint = (
-            "Shift the encoding so characters start at 1: index = alphabet.index(ch) + 1 (blank stays 0); "
-            "if your loss uses another blank index, set Setup.blank to it."
-        )
-    else:
-        hint = f"Encode characters so none maps to {blank}, or set Setup.blank (and your loss's blank=) to the index you reserved."
+    hint = blank_hint(blank, alphabet, set(scan.classes.items()[0]))
     return [finding(
         "CTC011",
-        f"the blank index {blank} appears {plural(count, 'time')} in {len(samples)} of {scan.samples} samples "
-        f"(samples {listing(samples)}).",
+        f"the blank index {blank} appears {plural(count, 'time')} in {len(samples)} of {plural(scan.samples, 'sample')} "
+        f"({numbered(samples, 'sample')}).",
         hint,
         {"blank": blank, "count": count, "samples": samples[:20]},
     )]
@@ -171,7 +135,7 @@ def empty_targets(scan: Summary) -> list[Finding]:
         return []
     return [finding(
         "CTC013",
-        f"{len(empty)} of {scan.samples} samples have an empty target: samples {listing(empty)}.",
+        f"{of_total(len(empty), scan.samples, 'sample', 'has', 'have')} an empty target: {numbered(empty, 'sample')}.",
         "Check the label text and encoder for these samples; drop them unless silence is intended.",
         {"count": len(empty), "samples": empty[:20]},
     )]
@@ -188,16 +152,13 @@ def labels_outside_alphabet(scan: Summary, alphabet: Alphabet) -> list[Finding]:
     if not unknown:
         return []
     total, samples = sum(count for _, count in unknown), scan.out_of_range
-    symbols = set(alphabet or ())
-    lower_fixes = all(symbol.lower() in symbols for symbol, _ in unknown)
-    hint = ("Every unknown symbol is an upper-case letter whose lower case is in the alphabet: lower-case the labels "
-            "(text.lower()) or add the capitals to the alphabet." if lower_fixes else
-            "Add these symbols to the alphabet (and one output class each), or map/remove them explicitly and log it.")
+    hint = outside_hint(dict(unknown), alphabet)
     return [finding(
         "CTC090",
-        f"{total} characters in {len(samples)} of {scan.samples} labels are outside the alphabet ({len(unknown)} distinct): "
+        f"{plural(total, 'character')} in {of_total(len(samples), scan.samples, 'label', 'is', 'are')} outside the alphabet "
+        f"({len(unknown)} distinct): "
         + ", ".join(f"{_show(symbol)} ×{count}" for symbol, count in unknown[:8])
-        + f"; samples {listing(samples)}. An encoder that skips unknown symbols would silently drop them "
+        + f"; {numbered(samples, 'sample')}. An encoder that skips unknown symbols would silently drop them "
         "(the length checks count them as labels).",
         hint,
         {"problem": "outside", "symbols": dict(unknown[:50]), "lines_affected": len(samples), "samples": samples[:20]},

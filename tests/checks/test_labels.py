@@ -83,4 +83,18 @@ def test_blank_collision_with_a_free_last_class_suggests_setup_blank():
     setup = healthy_setup()  # alphabet "abcde": labels 0..4 leave class 5 free
     setup.loader = make_batches([20, 20], [[0, 1], [2, 4]])
     (finding,) = run_codes(setup, ("CTC011",))[0]
-    assert finding.hint.startswith("If your loss uses blank=5")
+    assert finding.hint.startswith("The labels run 0..4 (alphabet.index(ch)) and class 5 is never used: if your loss uses blank=5, "
+                                   "set Setup.blank = 5;")
+
+
+def test_labels_index_plus_one_with_the_blank_last_name_the_exact_change():
+    # The trial's TF-style set-up: blank = C - 1 = 5 = len("abcde"), labels alphabet.index(ch) + 1 in 1..5, 0 free.
+    setup = healthy_setup()
+    setup.blank = 5
+    setup.loader = make_batches([20, 20], [[1, 5], [2, 3]])
+    (finding,) = run_codes(setup, ("CTC011",))[0]
+    assert finding.hint == (
+        "The labels run 1..5 (alphabet.index(ch) + 1; no label is 0), so the last symbol ('e'), label 5, is read as the blank. "
+        "Pass blank=0 and keep the labels as given: Setup.blank = 0 and F.ctc_loss(..., blank=0) (class 0 is free). "
+        "Or keep blank=5 and subtract 1 from every label (targets - 1: index = alphabet.index(ch))."
+    )

@@ -267,7 +267,7 @@ def test_ctc106_the_shortest_batch_already_fails_and_it_really_raises():
     batches = list(loader(proc, short, batch_size=1))
     hf = describe_hf(model, batches, processor=proc)
     error = found(hfchecks.spec_augment_too_long, hf)[0]
-    assert "scanned batch 0, 1 already would" in error.message
+    assert "scanned batches 0, 1 already would" in error.message
     model.train()
     with pytest.raises(ValueError, match="mask_length"):
         model(batches[0]["input_values"], attention_mask=batches[0]["attention_mask"])
@@ -336,3 +336,16 @@ def test_int16_audio_is_ctc041_with_the_feature_extractors_do_normalize():
     findings, _ = run(setup_from_hf(model, loader(proc, data), processor=proc), "CTC041")
     (found,) = findings
     assert "do_normalize=True) (it is False now)" in found.hint and "divide them by 32768" in found.hint
+
+
+def test_ctc030_leaves_the_models_summed_loss_to_ctc103():
+    # The trial's report said the same thing twice: CTC030 (reduction "sum") and CTC103 (config.ctc_loss_reduction).
+    import ctcdoctor
+    from ctchelpers import ROOT
+
+    report = ctcdoctor.check(str(ROOT / "examples" / "broken" / "hf_sum_reduction.py"), select=["CTC030", "CTC103"])
+    assert [finding.code for finding in report.findings] == ["CTC103"]
+    (ctc030,) = [result for result in report.checks if result.code == "CTC030"]
+    assert ctc030.status == "skipped" and not ctc030.applicable
+    assert ctc030.reason == ("the criterion differs from reference CTC only by Wav2Vec2ForCTC's summed loss "
+                             "(config.ctc_loss_reduction='sum'): see CTC103")

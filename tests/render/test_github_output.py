@@ -251,3 +251,30 @@ def test_cli_on_github_actions_keeps_stdout_json(tmp_path):
     assert (tmp_path / "junit.xml").is_file() and (tmp_path / "ctc.sarif").is_file()
     no_github = run_cli(["check", "examples/broken/no_blank_slot.py", "--format", "json", "--no-github"], ROOT, env)
     assert not [line for line in no_github.stderr.splitlines() if line.startswith("::")]
+
+
+def test_overfit_summary_counts_the_checks_before_training_and_states_the_training_outcome():
+    # The trial's summary read "22 checks: 22 passed" above a failed overfit: the checks ran before training, the
+    # failure is the training's own.
+    checks = tuple(CheckResult(f"check_{i}", f"CTC0{i:02d}", "passed", 0.0) for i in range(20)) + (
+        CheckResult("declared_lengths_disagree", "CTC004", "skipped", 0.0, "no output lengths declared", False),
+    )
+    failed = finding("CTC070", title="overfit did not fit")
+    result = {"fitted": False, "trained": True, "steps": 150, "diagnosis": "CTC070"}
+    summary = render_github_summary(Report("overfit", "x.py", (failed,), checks, result=result), Severity.ERROR)
+    assert "21 checks before training: 20 passed, 1 not applicable · training: did not fit in 150 steps (CTC070)" in summary
+    assert "#### Skipped checks" not in summary and "_Not applicable: CTC004 (no output lengths declared)._" in summary
+    fitted = render_github_summary(Report("overfit", "x.py", (), checks, result={**result, "fitted": True, "steps": 1}),
+                                   Severity.ERROR)
+    assert "· training: fitted in 1 step" in fitted
+    blocked = render_github_summary(Report("overfit", "x.py", (failed,), checks, result={**result, "trained": False}),
+                                    Severity.ERROR)
+    assert "· not trained (a blocking finding makes training pointless)" in blocked
+
+
+def test_check_summary_counts_not_applicable_apart_from_skipped():
+    checks = (CheckResult("a", "CTC001", "passed", 0.0), CheckResult("b", "CTC002", "skipped", 0.0, "input unavailable"),
+              CheckResult("c", "CTC100", "skipped", 0.0, "not a Hugging Face transformers CTC model", False))
+    summary = render_github_summary(Report("check", "x.py", (), checks), Severity.ERROR)
+    assert "3 checks: 1 passed, 1 skipped, 1 not applicable" in summary
+    assert "- CTC002 `b`: input unavailable" in summary and "- CTC100" not in summary
