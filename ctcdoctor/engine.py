@@ -163,7 +163,8 @@ def _unavailable(error: InputUnavailable, needed_by: list[str]) -> Finding:
     what = str(cause) if model_failed else f"could not compute {error.name!r}: {type(cause).__name__}: {cause}"
     return finding(
         "CTC999",
-        f"{what}. {len(needed_by)} checks that need it were skipped ({', '.join(item.split()[0] for item in needed_by)}).",
+        f"{what}. {len(needed_by)} {'check that needs it was' if len(needed_by) == 1 else 'checks that need it were'} skipped "
+        f"({', '.join(item.split()[0] for item in needed_by)}).",
         "Run one batch through the model by hand (model(inputs)) and fix the error, then run ctcdoctor again."
         if model_failed else
         "Fix the error above in your model or data, then run again; if it comes from ctcdoctor, report it with --debug.",

@@ -106,12 +106,13 @@ def assert_can_overfit(
     JSON result of `ctcdoctor overfit --format json`: `steps_to_fit`, `seconds_to_fit`, ...).
     Raises `AssertionError` when it did not fit (CTC070 out of budget, CTC071 collapsed to blanks,
     CTC072 diverged, or a static error such as an infeasible length that makes training
-    pointless), with the findings and the overfit summary as the message.
+    pointless), and when the loss went negative (CTC074: not CTC's loss, even if the decode
+    matched), with the findings and the overfit summary as the message.
     """
     __tracebackhide__ = True
     from ctcdoctor.errors import UserInputError
     from ctcdoctor.load.spec import as_setup, load_setup
-    from ctcdoctor.overfit.result import OverfitOptions
+    from ctcdoctor.overfit.result import OverfitOptions, command_line
     from ctcdoctor.overfit.train import run_overfit
     from ctcdoctor.registry import sort_findings
 
@@ -130,10 +131,10 @@ def assert_can_overfit(
     if unusable is not None:
         _cannot_check(spec_or_setup, unusable)
     document = result.to_dict()
-    which = f"--samples {','.join(map(str, samples))}" if len(samples) > 1 else f"--sample {samples[0]}"
+    invocation = command_line(name, options, result, setup.optimizer is not None)
     report = Report("overfit", name, tuple(sort_findings(findings)), tuple(checks), result=document,
-                    seconds=document.get("seconds"), invocation=f"{name} {which}")
-    if not result.fitted:
+                    seconds=document.get("seconds"), invocation=invocation)
+    if not result.fitted or result.diagnosis is not None:  # a fit with a negative loss is still CTC074
         titles = [f"{finding.code} {finding.title}" for finding in report.findings if finding.code == result.diagnosis]
         what = ("samples " if len(samples) > 1 else "sample ") + ", ".join(map(str, samples))
         head = f"ctcdoctor: {name} cannot overfit {what}: {titles[0] if titles else result.diagnosis or 'did not fit'}"

@@ -45,6 +45,16 @@ def test_a_negative_loss_is_reported_even_when_the_decode_fits(module):
         " ".join(result.output.split())
 
 
+def test_assert_can_overfit_fails_a_fit_whose_loss_is_negative(module):
+    from ctcdoctor.testing import assert_can_overfit
+
+    with pytest.raises(AssertionError) as raised:  # the decode fits at this budget, as in the test above
+        assert_can_overfit(f"{module}:build_softmax_into_ctc", steps=1000)
+    text = str(raised.value)
+    assert text.startswith(f"ctcdoctor: {module}:build_softmax_into_ctc cannot overfit sample 0: CTC074 "), text
+    assert text.splitlines()[-1].startswith(f"ctcdoctor overfit {module}:build_softmax_into_ctc --sample 0 --steps 1000 ")
+
+
 def test_a_negative_loss_names_no_cause_it_did_not_measure():
     from ctcdoctor.overfit.negative import negative_fix, negative_loss, negative_words
 

@@ -174,7 +174,7 @@ def test_a_diverging_model_fails_with_the_findings_and_the_overfit_summary(modul
     assert lines[0].startswith(f"ctcdoctor: {module}:build_huge_lr cannot overfit sample 0: CTC072 ")
     assert "✖ error   CTC072  " in text and "fix: " in text
     assert "✖ did not fit (CTC072) sample 0" in text  # the overfit summary, as `ctcdoctor overfit` prints it
-    assert lines[-1].startswith(f"ctcdoctor overfit {module}:build_huge_lr --sample 0: 1 error")
+    assert lines[-1].startswith(f"ctcdoctor overfit {module}:build_huge_lr --sample 0 --steps 60 ")
     assert "\x1b[" not in text
 
 

@@ -151,7 +151,8 @@ def _status_line(state, how: Emit) -> None:  # noqa: ANN001 - ScanState, importe
     if how.output_format is not opt.OutputFormat.text:
         return
     summary = state.summary
-    read = f"in {summary.batches:,} batches" if state.reader == "loader" else f"({state.reader.replace('_', ' ')}, labels only)"
+    batches = f"{summary.batches:,} {'batch' if summary.batches == 1 else 'batches'}"
+    read = f"in {batches}" if state.reader == "loader" else f"({state.reader.replace('_', ' ')}, labels only)"
     parts = f" from {state.parts} parts" if state.parts > 1 else ""
     stopped = f"; {state.stopped}" if state.stopped else ""
     stderr_console().print(

@@ -266,8 +266,10 @@ class TargetTable:
         return self.cache["required"]
 
 
-def _ids(batch: Batch, positions: torch.Tensor) -> list[int]:
-    return [batch.first_sample + int(p) for p in positions[:10]]
+def _ids(batch: Batch, positions: torch.Tensor) -> str:
+    """"sample 3" / "samples 3, 5": the ids of the batch's samples at `positions`, for a message."""
+    ids = [batch.first_sample + int(p) for p in positions[:10]]
+    return f"{'sample' if len(ids) == 1 else 'samples'} {', '.join(map(str, ids))}" + (", …" if len(positions) > 10 else "")
 
 
 def batch_targets(batch: Batch) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -277,7 +279,7 @@ def batch_targets(batch: Batch) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     problems: list[str] = []
     negative = (lengths < 0).nonzero().flatten()
     if negative.numel():
-        problems.append(f"batch {batch.index}: target_lengths are negative for samples {_ids(batch, negative)}")
+        problems.append(f"batch {batch.index}: target_lengths are negative for {_ids(batch, negative)}")
     clipped = lengths.clamp(min=0)
     if batch.concatenated:
         total = int(clipped.sum())
@@ -297,7 +299,7 @@ def batch_targets(batch: Batch) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     too_long = (lengths > width_all).nonzero().flatten()
     if too_long.numel():
         problems.append(
-            f"batch {batch.index}: target_lengths exceed the padded width {width_all} for samples {_ids(batch, too_long)} "
+            f"batch {batch.index}: target_lengths exceed the padded width {width_all} for {_ids(batch, too_long)} "
             f"(longest {int(lengths.max())})"
         )
     kept = clipped.clamp(max=width_all)

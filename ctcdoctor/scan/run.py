@@ -205,7 +205,8 @@ def _stopped(status: ReadStatus, options: ScanOptions) -> str | None:
     if options.max_samples is not None:
         return f"stopped after {samples:,} samples (--max-samples {options.max_samples:,})"
     raise UserInputError(
-        f"the loader yielded {samples:,} samples in {batches:,} batches and has not ended; it has no len(), "
+        f"the loader yielded {samples:,} samples in {batches:,} {'batch' if batches == 1 else 'batches'} and has not ended; "
+        "it has no len(), "
         "so it may be endless (itertools.cycle, an IterableDataset that repeats)",
         "Scan a bounded part with --max-samples N, give the loader's data set a __len__, or make one pass end.",
     )

@@ -61,6 +61,16 @@ def test_target_length_past_padding_is_ctc012():
     assert "exceed the padded width 2" in finding.message
 
 
+def test_ctc012_names_one_sample_in_the_singular_and_never_as_a_python_list():
+    setup = healthy_setup()
+    inputs, targets, input_lengths, target_lengths = make_batches([20, 20], [[1, 2], [3, 4]])[0]
+    target_lengths = target_lengths.clone()
+    target_lengths[1] = 3
+    setup.loader = [(inputs, targets, input_lengths, target_lengths)]
+    (finding,) = run_codes(setup, ("CTC012",))[0]
+    assert "for sample 1" in finding.message and "[" not in finding.message, finding.message
+
+
 def test_empty_target_is_ctc013_warning():
     setup = healthy_setup()
     setup.loader = make_batches([20, 20], [[], [3, 4]])
