@@ -349,9 +349,10 @@ def _outside_problem(report: LabelReport, alphabet) -> Problem:  # noqa: ANN001 
         number, text, kept = report.outside_examples[symbol][0]
         listed.append(f"{_show(symbol)} ×{count} (line {number}: {text!r} → {kept!r})")
     hint = outside_hint(dict(report.outside), alphabet)
+    where = of_total(report.lines_with_outside, report.lines, 'label', '', '').rstrip()  # the verb agrees with the characters
     return Problem(
         "outside",
-        f"{plural(total, 'character')} in {of_total(report.lines_with_outside, report.lines, 'label', 'is', 'are')} outside the alphabet "
+        f"{plural(total, 'character')} in {where} {'is' if total == 1 else 'are'} outside the alphabet "
         f"({len(report.outside)} distinct); an encoder that skips unknown symbols would silently drop them: "
         + "; ".join(listed) + ".",
         hint,

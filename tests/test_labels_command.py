@@ -98,3 +98,15 @@ def test_capitals_of_a_lower_case_alphabet_get_a_case_folding_fix_even_among_oth
     result = run(str(path), "--alphabet", ALPHABET, "--format", "json")
     (outside,) = [item for item in json.loads(result.stdout)["findings"] if item["evidence"]["problem"] == "outside"]
     assert outside["hint"].startswith("'C' ×1, 'G' ×1 are upper-case letters whose lower case is in the lower-case alphabet: ")
+
+
+def test_the_count_of_characters_outside_the_alphabet_takes_its_own_verb(tmp_path):
+    path = tmp_path / "gt.txt"
+    path.write_text("a.png\tCafé\nb.png\tdog\n", encoding="utf-8")  # 2 characters in 1 label
+    (outside,) = [item for item in json.loads(run(str(path), "--alphabet", ALPHABET, "--format", "json").stdout)["findings"]
+                  if item["evidence"]["problem"] == "outside"]
+    assert outside["message"].startswith("2 characters in 1 of 2 labels are outside the alphabet "), outside["message"]
+    path.write_text("a.png\tcafé\nb.png\tdog\n", encoding="utf-8")
+    (outside,) = [item for item in json.loads(run(str(path), "--alphabet", ALPHABET, "--format", "json").stdout)["findings"]
+                  if item["evidence"]["problem"] == "outside"]
+    assert outside["message"].startswith("1 character in 1 of 2 labels is outside the alphabet "), outside["message"]

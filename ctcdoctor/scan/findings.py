@@ -153,9 +153,10 @@ def labels_outside_alphabet(scan: Summary, alphabet: Alphabet) -> list[Finding]:
         return []
     total, samples = sum(count for _, count in unknown), scan.out_of_range
     hint = outside_hint(dict(unknown), alphabet)
+    where = of_total(len(samples), scan.samples, 'label', '', '').rstrip()  # the verb agrees with the characters
     return [finding(
         "CTC090",
-        f"{plural(total, 'character')} in {of_total(len(samples), scan.samples, 'label', 'is', 'are')} outside the alphabet "
+        f"{plural(total, 'character')} in {where} {'is' if total == 1 else 'are'} outside the alphabet "
         f"({len(unknown)} distinct): "
         + ", ".join(f"{_show(symbol)} ×{count}" for symbol, count in unknown[:8])
         + f"; {numbered(samples, 'sample')}. An encoder that skips unknown symbols would silently drop them "
