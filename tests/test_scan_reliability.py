@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 import textwrap
 
 import numpy as np
@@ -73,6 +75,21 @@ def test_an_endless_generator_ends_at_the_timeout(tmp_path):
     result = CliRunner().invoke(app, ["scan", path, "--timeout", "1.5"])
     assert result.exit_code == 2
     assert "ran past --timeout 1.5 s while reading the data of" in result.output
+
+
+def test_the_timeout_ends_the_command_even_when_the_first_one_is_swallowed(tmp_path):
+    # A loader that catches everything once (as an exception raised inside a finaliser is lost too):
+    # the deadline must fire again rather than let the command run for ever. A subprocess, so that a
+    # regression fails here instead of hanging the suite.
+    path = spec(tmp_path, "import time\n"
+                          "def batches():\n    swallowed = False\n    while True:\n        try:\n            time.sleep(0.05)\n"
+                          "        except BaseException:\n            if swallowed:\n                raise\n            swallowed = True\n"
+                          "        yield BATCH\n"
+                          "def build():\n    return Setup(model=Quarter(), loader=batches(), output_lengths=lambda l: l // 4)\n")
+    done = subprocess.run([sys.executable, "-m", "ctcdoctor", "scan", path, "--timeout", "1"], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "ran past --timeout 1 s while reading batch " in done.stderr and "Traceback" not in done.stderr
 
 
 def test_scan_leaves_the_callers_random_state_alone(tmp_path, capsys):

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 
 _activity: list[str] = []
 _purpose: list[str] = []
+REFIRE_SECONDS = 1.0
+"""After the deadline, how often the timeout is raised again until the command has ended."""
 
 
 class CommandTimeout(BaseException):
@@ -53,6 +56,17 @@ def doing(what: str, purpose: str | None = None) -> Iterator[None]:
             _purpose.pop()
 
 
+def _timeout_in_flight() -> bool:
+    """Whether the exception being handled (in an `except`, a `finally` or a context manager's exit),
+    or one it arose from, is a CommandTimeout: then a repeated alarm must not interrupt the cleanup."""
+    error: BaseException | None = sys.exc_info()[1]
+    while error is not None:
+        if isinstance(error, CommandTimeout):
+            return True
+        error = error.__context__
+    return False
+
+
 @contextlib.contextmanager
 def deadline(seconds: float | None) -> Iterator[None]:
     """Raise CommandTimeout in the main thread once `seconds` of wall time have passed.
@@ -67,6 +81,8 @@ def deadline(seconds: float | None) -> Iterator[None]:
         return
 
     def expire(_signum: int, _frame: object) -> None:
+        if _timeout_in_flight():  # fired before and on its way out through the cleanups: let it finish
+            return
         raise CommandTimeout(
             f"ran past --timeout {seconds:g} s while {current_activity()}",
             "Give it more time (--timeout), or bound the work: fewer batches (check: --max-batches/--scan-batches), "
@@ -74,7 +90,10 @@ def deadline(seconds: float | None) -> Iterator[None]:
         )
 
     previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, float(seconds))  # type: ignore[arg-type]
+    # Fire again every REFIRE_SECONDS until the block ends: an exception raised while Python runs a
+    # finaliser (`__del__`, a weakref or gc callback) is printed as "Exception ignored" and lost, and so
+    # is one that a loader catches with a bare `except`; a one-shot alarm then never ends the command.
+    signal.setitimer(signal.ITIMER_REAL, float(seconds), REFIRE_SECONDS)  # type: ignore[arg-type]
     try:
         yield
     finally:
