@@ -98,9 +98,15 @@ def test_int_counts_percentiles_are_those_of_the_sorted_values():
     for part in np.array_split(values, 7):
         counts.add(part)
     ordered = np.sort(values)
-    for q in (0.0, 0.01, 0.05, 0.5, 0.99, 1.0):
-        assert counts.quantile(q) == ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1)))]
+    for q in (0.0, 0.01, 0.05, 0.5, 0.99, 1.0):  # nearest rank: numpy's "inverted_cdf"
+        assert counts.quantile(q) == np.quantile(values, q, method="inverted_cdf")
     assert (counts.minimum, counts.maximum, counts.total) == (ordered[0], ordered[-1], len(values))
+
+
+def test_p99_of_a_few_samples_is_their_largest():
+    counts = IntCounts()
+    counts.add(np.array([52, 0, 9, 11, 15]))  # the labels per sample a new user scanned
+    assert (counts.quantile(0.5), counts.quantile(0.99), counts.quantile(0.01)) == (11, 52, 0)
 
 
 # ---------------------------------------------------------------- shards

@@ -14,6 +14,7 @@ round-trips through JSON. Memory depends on the values' range, never on how many
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any, overload
 
@@ -102,9 +103,11 @@ class IntCounts:
         return int(np.searchsorted(cumulative, k, side="right")) + self.low
 
     def quantile(self, q: float) -> float:
-        """`sorted(values)[min(n - 1, int(q * (n - 1)))]`, the rule `scan` has always used."""
+        """The nearest-rank percentile, `sorted(values)[ceil(q * n) - 1]` (the smallest for q = 0): a value
+        at or above a share q of the samples. With 5 samples p99 is the largest, as a reader expects; the
+        former `int(q * (n - 1))` gave the 4th of 5 (p99 15 next to a max of 52)."""
         n = self.total
-        return float(self.kth(min(n - 1, int(q * (n - 1)))))
+        return float(self.kth(min(n - 1, max(0, math.ceil(q * n) - 1))))
 
     def histogram(self, bins: int = 12) -> list[dict[str, int]]:
         """Integer-aligned bins from min to max: [{"from", "to", "count"}], `to` inclusive."""
