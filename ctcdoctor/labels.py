@@ -98,10 +98,21 @@ def read_label_bytes(data: bytes) -> LabelFile:
 
 
 def read_alphabet_arg(value: str) -> str | list[str]:
-    """`--alphabet`: a string of symbols, or `@file` (one line: its characters; several lines: one symbol per line)."""
-    if not value.startswith("@"):
-        return value
+    """`--alphabet`: a string of symbols, or `@file` (one line: its characters; several lines: one symbol per line).
+
+    A value that names an existing file without the `@` is refused (exit 2): read as symbols, the
+    path's own characters would silently become the alphabet."""
     from pathlib import Path
+
+    if not value.startswith("@"):
+        if ("/" in value or "\\" in value or "." in value) and Path(value).is_file():
+            from ctcdoctor.errors import UserInputError
+
+            raise UserInputError(
+                f"--alphabet {value!r} names a file: without @ the characters of its name would be the alphabet",
+                f"Read the alphabet from the file with --alphabet @{value}.",
+            )
+        return value
 
     text = Path(value[1:]).read_text(encoding="utf-8-sig")
     lines = text.split("\n")

@@ -110,3 +110,13 @@ def test_the_count_of_characters_outside_the_alphabet_takes_its_own_verb(tmp_pat
     (outside,) = [item for item in json.loads(run(str(path), "--alphabet", ALPHABET, "--format", "json").stdout)["findings"]
                   if item["evidence"]["problem"] == "outside"]
     assert outside["message"].startswith("1 character in 1 of 2 labels is outside the alphabet "), outside["message"]
+
+
+def test_an_alphabet_file_given_without_the_at_sign_is_exit_2_with_the_fix(tmp_path):
+    (tmp_path / "alphabet.txt").write_text("abc\n", encoding="utf-8")
+    path = tmp_path / "gt.txt"
+    path.write_text("a.png\tcab\n", encoding="utf-8")
+    result = run(str(path), "--alphabet", str(tmp_path / "alphabet.txt"))
+    assert result.exit_code == 2, result.output
+    assert "names a file" in result.output and f"--alphabet @{tmp_path / 'alphabet.txt'}" in " ".join(result.output.split())
+    assert run(str(path), "--alphabet", f"@{tmp_path / 'alphabet.txt'}").exit_code == 0
