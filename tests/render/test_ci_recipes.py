@@ -118,9 +118,11 @@ def test_precommit_recipe_runs_on_changed_label_files(tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "alphabet.txt").write_text("a\nb\nc\n \n", encoding="utf-8")
     (tmp_path / "data" / "train.tsv").write_text("x.png\tab ba\ny.png\tABC\n", encoding="utf-8")
-    matching, done = run_hook(hook, ["data/train.tsv", "README.md", "data/alphabet.txt"], tmp_path)
-    assert matching == ["data/train.tsv"]
+    (tmp_path / "data" / "val.tsv").write_text("z.png\tabd\n", encoding="utf-8")
+    matching, done = run_hook(hook, ["data/train.tsv", "README.md", "data/alphabet.txt", "data/val.tsv"], tmp_path)
+    assert matching == ["data/train.tsv", "data/val.tsv"]  # several changed label files, one run
     assert done.returncode == 1 and "CTC090" in done.stdout, done.stdout + done.stderr
+    assert "'A'" in done.stdout and "'d'" in done.stdout, done.stdout
 
 
 def test_precommit_pair_recipe_rechecks_when_the_alphabet_changes(tmp_path):
