@@ -91,7 +91,9 @@ def check_schedule(analysis: Analysis) -> list[Finding]:
                        f"peaked at {fmt(float(lr.values[peak_index]))} at {analysis.step(int(lr.steps[peak_index]))}.")
             lower, suggested = lower_peak(analysis.optimizer, at_onset)
             hint = f"{lower}, or warm up over more steps; clip gradients at 1.0."
-            evidence = {"series": lr.tag, "steps": [earlier_step, onset], "lr_at_onset": at_onset,
+            # The steps shaded on the plot: from the rise into the divergence to the peak rate (at least the onset).
+            shaded = [earlier_step, max(onset, int(lr.steps[peak_index]))]
+            evidence = {"series": lr.tag, "steps": shaded, "lr_at_onset": at_onset,
                         "lr_peak": float(lr.values[peak_index]), "peak_step": int(lr.steps[peak_index]),
                         "suggested_peak": suggested}
             found.append(finding("CTC214", message, hint, evidence))
