@@ -69,6 +69,11 @@ class OutputStats:
     """Mean target length U of the evaluated samples."""
     examples: tuple[tuple[str, str], ...] = field(default=())
     """(target, decoded) of the first few samples."""
+    norm_gaps: dict[str, float] = field(default_factory=dict)
+    """For outputs given as log-probabilities: the median |logsumexp| over the classes, the time axis and
+    the batch axis (`class_norm_gap`, `time_norm_gap`, `batch_norm_gap`, nats; 0 where exp sums to 1 over
+    that axis), and `prob_like` (1.0 when the values are probabilities: in [0, 1], summing to 1 over the
+    classes). Empty for logits and probabilities given as such."""
 
     def record(self) -> dict[str, float]:
         """The values written to the monitor's JSONL at this step (monitor_format keys first)."""
@@ -83,6 +88,7 @@ class OutputStats:
         )
         if self.alt_decode_rate is not None:
             values["alt_decode_rate"] = self.alt_decode_rate
+        values.update(self.norm_gaps)
         return {key: round(value, 6) if math.isfinite(value) else value for key, value in values.items()}
 
 
@@ -94,19 +100,38 @@ def as_tnc_log_probs(outputs: Any, kind: str, layout: str, max_samples: int) -> 
     non-negative outputs whose classes sum to one as probabilities, anything else as logits."""
     if kind not in KINDS:
         raise ValueError(f"kind={kind!r}: expected one of {', '.join(KINDS)}")
-    if layout not in ("TNC", "NTC"):
-        raise ValueError(f"layout={layout!r}: expected 'TNC' or 'NTC'")
-    x = torch.as_tensor(outputs).detach()
-    if x.dim() != 3:
-        raise ValueError(f"outputs have shape {tuple(x.shape)}: expected 3 axes, (T, N, C) or (N, T, C)")
-    x = x.transpose(0, 1) if layout == "NTC" else x
-    x = x[:, :max_samples].float()
+    x = _as_tnc(outputs, layout)[:, :max_samples].float()
     if kind == "auto":
         sums = x.sum(-1)
         kind = "probs" if bool((x >= 0).all()) and bool(torch.allclose(sums, torch.ones_like(sums), atol=1e-3)) else "logits"
     if kind == "probs":
         return x.clamp_min(1e-30).log()
     return torch.log_softmax(x, dim=-1)
+
+
+def _as_tnc(outputs: Any, layout: str) -> torch.Tensor:
+    """The outputs, detached, as (T, N, C)."""
+    if layout not in ("TNC", "NTC"):
+        raise ValueError(f"layout={layout!r}: expected 'TNC' or 'NTC'")
+    x = torch.as_tensor(outputs).detach()
+    if x.dim() != 3:
+        raise ValueError(f"outputs have shape {tuple(x.shape)}: expected 3 axes, (T, N, C) or (N, T, C)")
+    return x.transpose(0, 1) if layout == "NTC" else x
+
+
+def normalisation_gaps(outputs: Any, layout: str) -> dict[str, float]:
+    """How far the given log-probabilities are from normalised over each axis (median |logsumexp|, nats):
+    log_softmax over the classes gives class_norm_gap 0; over time (dim 0 of (T, N, C)) time_norm_gap 0;
+    over the batch batch_norm_gap 0. `prob_like` is 1.0 for probabilities (softmax output) given instead."""
+    x = _as_tnc(outputs, layout).float()
+    if x.numel() == 0 or not bool(torch.isfinite(x).all()):
+        return {}
+    gaps = {"class_norm_gap": float(torch.logsumexp(x, 2).abs().median()),
+            "time_norm_gap": float(torch.logsumexp(x, 0).abs().median()) if x.shape[0] > 1 else math.nan,
+            "batch_norm_gap": float(torch.logsumexp(x, 1).abs().median()) if x.shape[1] > 1 else math.nan}
+    sums = x.sum(-1)
+    gaps["prob_like"] = float(bool((x >= 0).all()) and bool(torch.allclose(sums, torch.ones_like(sums), atol=1e-3)))
+    return gaps
 
 
 def _lengths(value: Any, count: int, default: int, name: str) -> torch.Tensor:
@@ -195,6 +220,7 @@ def measure_outputs(
         blank_in_targets=sum(ref.count(blank) for ref in refs),
         label_length=float(np.mean([len(ref) for ref in refs])) if refs else math.nan,
         examples=tuple((_text(ref, alphabet, blank), _text(hyp, alphabet, blank)) for ref, hyp in zip(kept_refs[:examples], hyps)),
+        norm_gaps=normalisation_gaps(outputs, layout) if kind == "log_probs" else {},
         **decoded,
     )
 

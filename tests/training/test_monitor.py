@@ -92,6 +92,34 @@ def test_a_blank_index_mismatch_between_loss_and_monitor():
     assert f"blank={C - 1} (the last class)" in monitor.stop_reason.message
 
 
+@pytest.mark.parametrize(("dim", "axis"), [(0, "time"), (1, "batch")])
+def test_log_softmax_over_the_wrong_axis_is_stopped_and_logs_agrees(tmp_path, dim, axis):
+    torch.manual_seed(0)
+    logits = torch.randn(T, N, C, requires_grad=True)
+    targets, lengths = torch.randint(1, C, (N, S)), torch.full((N,), S)
+    monitor = quiet(every=10, metrics_path=tmp_path / "m.jsonl")
+    log_probs = logits.log_softmax(dim)  # the mistake: normalised over time or over the batch
+    loss = F.ctc_loss(log_probs, targets, torch.full((N,), T), lengths)
+    assert monitor.update(1, loss, log_probs=log_probs, targets=targets, target_lengths=lengths)
+    assert monitor.stop_reason.code == "CTC225" and f"sum to 1 over the {axis} axis" in monitor.stop_reason.message
+    assert f"log_softmax(dim=-1), not dim={dim}" in monitor.stop_reason.hint
+    report = monitor.close()
+    assert [found.code for found in diagnose_run(tmp_path / "m.jsonl").findings] == [found.code for found in report.findings]
+
+
+def test_raw_logits_or_log_probabilities_over_the_classes_are_not_ctc225():
+    torch.manual_seed(0)
+    logits = torch.randn(T, N, C)
+    targets, lengths = torch.randint(1, C, (N, S)), torch.full((N,), S)
+    for given in (logits, logits.log_softmax(-1), logits.log_softmax(-1).double()):  # a loss that normalises itself
+        monitor = quiet(every=10)
+        assert not monitor.update(1, 3.0, log_probs=given, targets=targets, target_lengths=lengths)
+        assert "CTC225" not in {found.code for found in monitor.findings}
+    monitor = quiet(every=10)
+    assert monitor.update(1, 3.0, log_probs=logits.softmax(-1), targets=targets, target_lengths=lengths)
+    assert monitor.stop_reason.code == "CTC225" and "are probabilities" in monitor.stop_reason.message
+
+
 class Counted:
     """A stand-in for a loss tensor that counts how often it is read back."""
 

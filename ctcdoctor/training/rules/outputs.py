@@ -1,4 +1,4 @@
-"""Rules on what the model outputs (codes CTC220-CTC224), judged from the training monitor's numbers.
+"""Rules on what the model outputs (codes CTC220-CTC225), judged from the training monitor's numbers.
 
 The monitor measures its outputs every `every` steps (`ctcdoctor.training.outputs`) and writes
 the numbers to its JSONL (`blank_ratio`, `empty_rate`, `entropy`, `infeasible`, `evaluated`,
@@ -12,7 +12,9 @@ judge the loss; these add what only the outputs show:
 * CTC222 (error): the decodes match the targets only with another blank index;
 * CTC223 (warning): samples CTC cannot align, hidden when the loss stays finite;
 * CTC224 (error): the outputs are still near uniform after the budget: the model never left
-  its initialisation.
+  its initialisation;
+* CTC225 (error): the outputs given as log-probabilities are normalised over time or over the
+  batch (log_softmax over the wrong axis), or are probabilities.
 
 The budget is `Options.patience` (steps). With patience 0 (a finished run read by `logs`
 without a budget) a phase counts when it reaches the end of the run and covers at least 35%
@@ -144,6 +146,31 @@ document(
     """,
 )
 
+document(
+    "CTC225",
+    "error",
+    "the log-probabilities are not normalised over the classes",
+    """
+    **What it means.** The outputs handed to the monitor as `log_probs` (what the loss gets)
+    are not log-probabilities over the classes: exp of them sums to 1 over the time axis or over
+    the batch axis instead (log_softmax taken over the wrong dimension: `dim=0` or `dim=1` of a
+    (T, N, C) output), or they are probabilities (softmax, not log_softmax). CTC then trains on
+    numbers that are not a distribution per frame: the loss still falls, and the decodes stay
+    poor. `ctcdoctor check` reports the same mistake before training as CTC024 or CTC020.
+    Outputs that are not normalised anywhere (raw logits whose loss applies log_softmax itself)
+    are not flagged.
+
+    **Example.** `error CTC225 at step 100 the log-probabilities sum to 1 over the time axis
+    (median |logsumexp| 0 nats over time, 2.91 over the classes): log_softmax ran over time.`
+
+    **Fix.** Take log_softmax over the class axis: `log_softmax(dim=-1)` (or `dim=2` of (T, N, C)),
+    or `log_softmax` instead of `softmax`; the monitor then needs nothing else.
+    """,
+)
+NORMALISED_GAP = 1e-3
+"""CTC225: an axis counts as normalised when the median |logsumexp| over it is below this (nats)..."""
+UNNORMALISED_GAP = 0.05
+"""... and the classes as not normalised when theirs is above this."""
 EMPTY_PHASE = 0.9
 """An evaluation is in the blank phase when at least this share of decodes is empty..."""
 BLANK_PHASE = 0.98
@@ -166,7 +193,8 @@ MISMATCH_RATIO = 0.5
 """... and at most this share of the first."""
 UNIFORM_ENTROPY = 0.9
 """Near uniform: mean frame entropy at least this share of ln(C)."""
-OUTPUT_KEYS = ("evaluated", "cer", "blank_ratio", "blank_prob", "empty_rate", "entropy", "infeasible", "alt_decode_rate")
+OUTPUT_KEYS = ("evaluated", "cer", "blank_ratio", "blank_prob", "empty_rate", "entropy", "infeasible", "alt_decode_rate",
+               "class_norm_gap", "time_norm_gap", "batch_norm_gap", "prob_like")
 
 
 @dataclass(frozen=True)
@@ -380,6 +408,28 @@ def check_uniform(analysis: Analysis, evaluations: Evaluations) -> list[Finding]
     return [finding("CTC224", message + ".", hint, evidence)]
 
 
+def check_normalisation(analysis: Analysis, evaluations: Evaluations) -> list[Finding]:
+    """CTC225: the log-probabilities the loss gets are normalised over time or the batch, or are probabilities."""
+    gaps = {key: evaluations.get(key)[-1] for key in ("class_norm_gap", "time_norm_gap", "batch_norm_gap", "prob_like")}
+    step = int(evaluations.steps[-1])
+    evidence = {"steps": [step, step], **{key: float(value) for key, value in gaps.items() if np.isfinite(value)}}
+    if gaps["prob_like"] == 1.0:
+        message = (f"at {analysis.step(step)} the outputs given as log-probabilities are probabilities: every value in [0, 1], "
+                   "summing to 1 over the classes (softmax, not log_softmax).")
+        hint = "Use log_softmax(dim=-1) instead of softmax at the head (the loss expects log-probabilities)."
+        return [finding("CTC225", message, hint, evidence)]
+    if not gaps["class_norm_gap"] > UNNORMALISED_GAP:
+        return []
+    for axis, key, dim in (("time", "time_norm_gap", 0), ("batch", "batch_norm_gap", 1)):
+        if gaps[key] < NORMALISED_GAP:
+            message = (f"at {analysis.step(step)} the log-probabilities sum to 1 over the {axis} axis (median |logsumexp| "
+                       f"{fmt(float(gaps[key]))} nats over {axis}, {fmt(float(gaps['class_norm_gap']))} over the classes): "
+                       f"log_softmax ran over the {axis} axis (dim={dim} of (T, N, C)), so no frame is a distribution over the classes.")
+            hint = f"Take log_softmax over the classes: log_softmax(dim=-1), not dim={dim}."
+            return [finding("CTC225", message, hint, evidence)]
+    return []
+
+
 #: Curve findings that say the run broke: the blank outputs that follow are no early blank phase (CTC220).
 BROKEN_LOSS = ("CTC200", "CTC203")
 #: Curve findings that an output finding explains (the same failure seen from the loss): dropped.
@@ -391,8 +441,9 @@ def diagnose_outputs(analysis: Analysis, evaluations: Evaluations | None, blank:
     if evaluations is None or not len(evaluations):
         return []
     with np.errstate(invalid="ignore", divide="ignore"):
-        return [*check_uniform(analysis, evaluations), *check_blank_phase(analysis, evaluations),
-                *check_blank_mismatch(analysis, evaluations, blank), *check_infeasible(analysis, evaluations)]
+        return [*check_normalisation(analysis, evaluations), *check_uniform(analysis, evaluations),
+                *check_blank_phase(analysis, evaluations), *check_blank_mismatch(analysis, evaluations, blank),
+                *check_infeasible(analysis, evaluations)]
 
 
 def merge(curve_findings: list[Finding], output_findings: list[Finding]) -> list[Finding]:
