@@ -34,11 +34,11 @@ PROBE_FACTORS = (0.1, 1.0, 10.0)
 
 STATIC_CHECKS = ("CTC00", "CTC01", "CTC02")
 """Static checks run on the chosen samples before training (CTC03, the criterion audit, too when it is trained)."""
-BLOCKING = ("CTC001", "CTC003", "CTC010", "CTC011", "CTC012", "CTC023", "CTC999")
+BLOCKING = ("CTC001", "CTC003", "CTC010", "CTC011", "CTC012", "CTC015", "CTC023", "CTC026", "CTC999")
 """Static errors that make training meaningless: an infeasible alignment (the loss is inf),
-unusable lengths or labels (F.ctc_loss fails or reads garbage), NaN outputs, a model that
-crashed. Training is skipped when one of them fires. Output-format problems (CTC020, CTC021,
-CTC024, CTC025) do not block: see `normalisation_note`."""
+unusable lengths or labels (F.ctc_loss fails or reads garbage), a blank outside the model's
+classes (CTC cannot use it), NaN or non-float outputs, a model that crashed. Training is
+skipped when one of them fires. Output-format problems (CTC020, CTC021, CTC024, CTC025) do not block: see `normalisation_note`."""
 
 
 
