@@ -1,6 +1,7 @@
 """What a fresh-eyes user saw in `ctcdoctor overfit` (round 2) and now sees instead: one test per problem."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,34 @@ def test_ctc_argument_errors_during_training_are_usage_errors_naming_the_problem
     setup = load_setup("examples/broken/blank_past_the_classes.py")
     with pytest.raises(UserInputError, match="blank=26 is out of range for C=26 classes"):
         run_overfit(setup, "x", OverfitOptions(steps=2, static_checks=False))  # the static checks would block it first
+
+
+@pytest.mark.parametrize("name", ["wrong_softmax_axis.py", "conv1d_softmax_over_time.py"])
+def test_a_decode_that_matches_on_an_output_normalised_over_time_is_not_a_fit(name):
+    result = _overfit(f"examples/broken/{name}", "--format", "json")
+    assert result.exit_code == 1, result.output
+    document = json.loads(result.stdout)["result"]
+    assert document["decode_matches"] is True and document["fitted"] is False, document
+    assert document["caveats"][0] == {"code": "CTC024", "words": "the output is normalised over the time axis (CTC024)"}
+    text = " ".join(_overfit(f"examples/broken/{name}").output.split())
+    assert "✔ fitted" not in text
+    assert "▲ decode matches sample 0" in text and "but the output is normalised over the time axis (CTC024): not a fit" in text
+
+
+def test_a_fit_on_fewer_declared_frames_than_the_model_outputs_says_so():
+    result = _overfit(f"{CASES / 'crnn_lengths.py'}", "--sample", "2")
+    assert result.exit_code == 1, result.output
+    text = " ".join(result.output.split())
+    assert "✔ fitted" not in text and "CTC004" in text
+    assert "but fitted on the 8 declared frames only; the model outputs 16 (CTC004): not a fit" in text
+
+
+def test_the_plot_title_of_a_decode_that_is_no_fit_says_why():
+    from ctcdoctor.overfit.result import OverfitResult
+    from ctcdoctor.render.plot_overfit import plot
+
+    result = OverfitResult(samples=(0,), source="dataset[i]", targets=("cat",), trained=True, decode_matches=True,
+                           caveats=[{"code": "CTC024", "words": "the output is normalised over the time axis (CTC024)"}],
+                           losses=[3.0, 2.0], final_decode=("cat",))
+    title = plot(result)._suptitle.get_text()
+    assert title.endswith("decode matches, but the output is normalised over the time axis (CTC024): not a fit"), title

@@ -177,6 +177,14 @@ class OverfitResult:
     """--lr-probe: the runs at each learning rate and the conclusion (ctcdoctor.overfit.probe)."""
     batch: dict[str, Any] | None = None
     """Several samples: how many fit, when, and the worst one trained alone (ctcdoctor.overfit.several)."""
+    decode_matches: bool = False
+    """The eval-mode decode equalled every target at `patience` evaluations in a row (`fitted`, unless a caveat)."""
+    caveats: list[dict[str, str]] = field(default_factory=list)
+    """Why a matching decode is not a fit ({"code", "words"}: ctcdoctor.overfit.caveats); `fitted` is then false."""
+    output_frames: int | None = None
+    """Frames the model outputs for the first sample (T of its output)."""
+    decoded_frames: tuple[int, ...] = ()
+    """Per sample: the output frames the loss and the decode used (the declared or returned output lengths)."""
 
     def loss_summary(self) -> dict[str, Any]:
         return loss_summary(self.losses)
@@ -225,6 +233,10 @@ class OverfitResult:
             "stopped_early": self.stopped_early,
             "lr_probe": self.lr_probe,
             "batch": self.batch,
+            "decode_matches": self.decode_matches,
+            "caveats": list(self.caveats),
+            "output_frames": self.output_frames,
+            "decoded_frames": list(self.decoded_frames),
         }
 
 

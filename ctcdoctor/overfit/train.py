@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from ctcdoctor.errors import UserInputError
 from ctcdoctor.findings import CheckResult, Finding
 from ctcdoctor.load.limits import doing
+from ctcdoctor.overfit.caveats import qualify
 from ctcdoctor.overfit.diagnose import diagnose, explain_failure
 from ctcdoctor.overfit.final import compare_modes, final_state
 from ctcdoctor.overfit.loop import Hooks, Log, train
@@ -118,7 +119,7 @@ def _record(result: OverfitResult, run: Run, log: Log, options: OverfitOptions) 
     result.losses, result.norms, result.evaluations = log.losses, log.norms, log.evaluations
     result.steps_run, result.seconds, result.trained = log.steps, log.seconds, True
     result.nonfinite_step, result.stopped_early = log.nonfinite_step, log.stopped_early
-    result.fitted = log.streak >= options.patience
+    result.fitted = result.decode_matches = log.streak >= options.patience
     if result.fitted:
         result.steps_to_fit, result.seconds_to_fit = log.fit_step, log.fit_seconds
     result.first_exact = tuple(log.first_exact)
@@ -224,6 +225,7 @@ def _run(setup: Setup, spec: str | None, options: OverfitOptions, hooks: Hooks,
         verdict = diagnose(result, findings, trained.context)  # the probe and the batch analysis may change it
         result.diagnosis = verdict.code
         findings.append(explain_failure(verdict, result, findings, trained.context))
+    qualify(result, findings)  # a matching decode under a static error that makes it no fit
     return findings, list(prepared.check_results), result
 
 

@@ -28,7 +28,13 @@ def overfit(result: dict[str, Any], every: int | None = None) -> RenderableType:
             f"on {samples} ({targets}): fix {', '.join(result['skipped_because'])} above first; training could not succeed.",
         )
         return Group(head, Text(""))
-    if result["fitted"]:
+    if result.get("caveats") and result.get("decode_matches"):
+        head = Text.assemble(
+            ("▲ decode matches ", "bold yellow"),
+            f"{samples} ({targets}) in {result['steps_to_fit']} steps, {result['seconds_to_fit']:.1f} s, but ",
+            ("; ".join(item["words"] for item in result["caveats"]) + ": not a fit", "bold red"),
+        )
+    elif result["fitted"]:
         head = Text.assemble(
             ("✔ fitted ", "bold green"),
             f"{samples} ({targets}) in {result['steps_to_fit']} steps, {result['seconds_to_fit']:.1f} s "
