@@ -65,3 +65,20 @@ def test_the_plot_title_of_a_decode_that_is_no_fit_says_why():
                            losses=[3.0, 2.0], final_decode=("cat",))
     title = plot(result)._suptitle.get_text()
     assert title.endswith("decode matches, but the output is normalised over the time axis (CTC024): not a fit"), title
+
+
+def test_static_findings_inside_overfit_name_the_users_sample_ids():
+    result = _overfit(str(CASES / "crnn_pool.py"), "--sample", "43", "--format", "json")
+    assert result.exit_code == 1, result.output
+    findings = {item["code"]: item for item in json.loads(result.stdout)["findings"]}
+    ctc001 = findings["CTC001"]
+    assert "sample 43 has 6 frames for 8 labels + 2 repeats" in ctc001["message"] and "sample 0" not in ctc001["message"]
+    assert ctc001["hint"].startswith("Sample 43 needs 10 frames and gets 6")
+    assert ctc001["evidence"]["worst"][0]["sample"] == 43
+    assert "On batch 0" not in findings["CTC031"]["message"] and findings["CTC031"]["evidence"]["samples"] == [43]
+
+
+def test_user_ids_maps_positions_in_lists_and_leaves_other_numbers():
+    from ctcdoctor.overfit.prepare import user_ids
+
+    assert user_ids("samples 0, 2 and 1 of 3 samples; sample 5", (7, 9, 11)) == "samples 7, 11 and 9 of 3 samples; sample 5"

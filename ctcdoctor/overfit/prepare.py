@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -155,12 +156,39 @@ def _static_checks(setup: Setup, model: Any, raw: Any, samples: Sequence[int], p
     if prefixes is None:
         return context, [], []
     findings, results = run_checks(context, select_checks(prefixes))
-    prefix = f"[sample {samples[0]}] " if len(samples) == 1 else f"[samples {', '.join(map(str, samples))}, numbered from 0 here] "
+    prefix = f"[sample {samples[0]}] " if len(samples) == 1 else f"[samples {', '.join(map(str, samples))}] "
     relabelled = [
-        dataclasses.replace(item, message=prefix + item.message, evidence={**item.evidence, "overfit_samples": list(samples)})
+        dataclasses.replace(item, message=prefix + user_ids(item.message, samples), hint=user_ids(item.hint, samples),
+                            evidence={**renumber(item.evidence, samples), "overfit_samples": list(samples)})
         for item in findings
     ]
     return context, relabelled, list(results)
+
+
+_SAMPLES = re.compile(r"\b([Ss]amples?) (\d+(?:(?:, | and )\d+)*)")
+_SAMPLE_KEYS = ("sample", "samples", "infeasible", "sample_ids")
+
+
+def user_ids(text: str, samples: Sequence[int]) -> str:
+    """The checks number the chosen samples by their position in overfit's own batch (0, 1, ...): the user's ids
+    instead ("sample 0" -> "sample 43"), and no "batch 0", a batch the user never made."""
+    def one(number: str) -> str:
+        return str(samples[int(number)]) if int(number) < len(samples) else number
+
+    text = _SAMPLES.sub(lambda found: found.group(1) + " " + re.sub(r"\d+", lambda n: one(n.group(0)), found.group(2)), text)
+    text = re.sub(r"\b([Oo])n batch 0\b", lambda found: found.group(1) + "n the chosen sample" + ("s" if len(samples) > 1 else ""), text)
+    return re.sub(r"\bbatch 0: ", "", text)
+
+
+def renumber(value: Any, samples: Sequence[int], key: str = "") -> Any:
+    """Evidence with positions under sample keys ("sample", "samples", ...) turned into the user's sample ids."""
+    if isinstance(value, dict):
+        return {k: renumber(v, samples, k) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(renumber(v, samples, key) for v in value)
+    if key in _SAMPLE_KEYS and isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(samples):
+        return samples[value]
+    return value
 
 
 def _context_facts(context: Any) -> dict[str, Any]:
