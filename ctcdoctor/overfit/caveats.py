@@ -37,13 +37,22 @@ WORDS: dict[str, Callable[[Finding, OverfitResult], str]] = {
     "CTC024": lambda f, r: f"the output is normalised {_axis(f)} (CTC024)",
     "CTC020": lambda f, r: "the model outputs probabilities, not log-probabilities (CTC020)",
     "CTC030": lambda f, r: f"Setup.criterion does not compute CTC on the model output ({_mistake(f)}) (CTC030)",
-    "CTC011": lambda f, r: "the labels use the blank index as a letter (CTC011): the decode matches by accident",
-    "CTC014": lambda f, r: "the alphabet does not match the model's classes (CTC014): the decode matches by accident",
-    "CTC101": lambda f, r: "config.pad_token_id is a letter, trained as the blank (CTC101): the decode matches by accident",
-    "CTC107": lambda f, r: "the model's loss drops a letter from the transcripts (CTC107): the decode matches by accident",
+    "CTC011": lambda f, r: "the labels use the blank index as a letter (CTC011)",
+    "CTC014": lambda f, r: "the alphabet does not match the model's classes (CTC014)",
+    "CTC101": lambda f, r: "config.pad_token_id is a letter, trained as the blank (CTC101)",
+    "CTC107": lambda f, r: "the model's loss drops a letter from the transcripts (CTC107)",
     "CTC004": _frames,
 }
 """Static errors that make a matching decode no fit, and how the headline says why (in this order)."""
+BY_ACCIDENT = ("CTC011", "CTC014", "CTC101", "CTC107")
+"""Encoding errors: the decode equals the target as the broken encoding spells it, not the transcript."""
+
+
+def verdict(reasons: Sequence[dict[str, str]]) -> str:
+    """The headline's and the plot title's ending after the reasons."""
+    if any(item["code"] in BY_ACCIDENT for item in reasons):
+        return "the decode matches by accident, not a fit"
+    return "not a fit"
 
 
 def caveats(result: OverfitResult, findings: Sequence[Finding]) -> list[dict[str, str]]:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ctcdoctor.errors import UserInputError
 from ctcdoctor.findings import CheckResult, Finding
 from ctcdoctor.load.samples import pick_samples
-from ctcdoctor.overfit.result import BLOCKING, DEFAULT_LR, STATIC_CHECKS, OverfitOptions
+from ctcdoctor.overfit.result import BLOCKING, DEFAULT_LR, LOADER_CHECKS, STATIC_CHECKS, OverfitOptions
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -191,6 +191,25 @@ def renumber(value: Any, samples: Sequence[int], key: str = "") -> Any:
     return value
 
 
+def _loader_checks(setup: Setup, model: Any, found: Sequence[Finding]) -> tuple[list[Finding], list[CheckResult]]:
+    """The encoding and configuration checks (LOADER_CHECKS) on the loader's first batch, as check runs them, for
+    what the chosen samples alone cannot show; codes the samples already raised are not repeated."""
+    from ctcdoctor.engine import Context, Options, run_checks
+    from ctcdoctor.registry import select_checks
+
+    already = {item.code for item in found}
+    wanted = [info for info in select_checks(LOADER_CHECKS) if info.code not in already]
+    if not wanted:
+        return [], []
+    context = Context(dataclasses.replace(setup, model=model), Options(max_batches=1, scan_batches=1))
+    try:
+        findings, results = run_checks(context, wanted)
+    except Exception:  # the loader or the model fails on a full batch: the sample's own checks stand
+        return [], []
+    shown = [dataclasses.replace(item, message="[the loader's first batch] " + item.message) for item in findings]
+    return shown, [result for result in results if result.applicable]
+
+
 def _context_facts(context: Any) -> dict[str, Any]:
     """Layout, class count, output lengths and output kind as the static checks measured them (what they could)."""
     facts: dict[str, Any] = {}
@@ -231,13 +250,20 @@ def prepare(setup: Setup, options: OverfitOptions, phase: Callable[[str], None])
     torch.manual_seed(options.seed)
     model = copy.deepcopy(setup.model).to(device)
     context, findings, results = _static_checks(setup, model, raw, options.samples, prefixes)
+    blocking = sorted({item.code for item in findings if item.code in BLOCKING and item.severity.value == "error"})
+    if prefixes is not None:
+        phase("checking the configuration on the loader's first batch")
+        more, more_results = _loader_checks(setup, model, findings)
+        replaced = {result.code for result in more_results if result.status == "findings"}
+        findings = findings + more
+        results = [r for r in results if r.code not in replaced] + [
+            r for r in more_results if r.code in replaced or r.code not in {old.code for old in results}]
     facts = {"layout": setup.layout, **_context_facts(context)}
     alphabet = setup.alphabet
     if facts.get("num_classes") is not None and alphabet is not None and len(alphabet) + 1 != facts["num_classes"]:
         alphabet = None  # CTC014 reports it; decode to indices rather than mislabel
     symbols = Symbols(alphabet, setup.blank, word_delimiter(setup, alphabet))
     target_lists = tuple(tuple(int(c) for c in sequence.tolist()) for sequence in sequences)
-    blocking = sorted({item.code for item in findings if item.code in BLOCKING and item.severity.value == "error"})
     if problems and "CTC012" not in blocking:
         blocking.append("CTC012")
     problem = None if blocking else Problem(

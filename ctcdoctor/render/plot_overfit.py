@@ -33,7 +33,9 @@ def plot(result: Any, ax: Any = None) -> Figure:
     samples = ("sample " if len(result.samples) == 1 else "samples ") + ", ".join(map(str, result.samples))
     verdict = "fitted" if result.fitted else f"did not fit ({result.diagnosis})" if result.trained else "not trained"
     if result.caveats and result.decode_matches:  # a matching decode that is no fit (ctcdoctor.overfit.caveats)
-        verdict = f"decode matches, but {result.caveats[0]['words']}: not a fit"
+        from ctcdoctor.overfit.caveats import verdict as ending
+
+        verdict = f"decode matches, but {result.caveats[0]['words']}: {ending(result.caveats[:1])}"
     targets = ", ".join(f'"{target}"' for target in result.targets)
     figure.suptitle(f"overfit {samples}: {targets} — {verdict}", fontsize=12)
     _curves(top, result)

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from ctcdoctor.overfit.caveats import verdict as caveat_verdict
 from ctcdoctor.render.phrases import number
 
 BAR_WIDTH = 40
@@ -32,7 +33,7 @@ def overfit(result: dict[str, Any], every: int | None = None) -> RenderableType:
         head = Text.assemble(
             ("▲ decode matches ", "bold yellow"),
             f"{samples} ({targets}) in {result['steps_to_fit']} steps, {result['seconds_to_fit']:.1f} s, but ",
-            ("; ".join(item["words"] for item in result["caveats"]) + ": not a fit", "bold red"),
+            ("; ".join(item["words"] for item in result["caveats"]) + ": " + caveat_verdict(result["caveats"]), "bold red"),
         )
     elif result["fitted"]:
         head = Text.assemble(
