@@ -95,3 +95,15 @@ def test_configuration_errors_check_finds_on_the_loader_show_in_overfit_and_qual
     text = " ".join(_overfit(f"examples/broken/{name}").output.split())
     assert "✔ fitted" not in text and "the decode matches by accident, not a fit" in text
     assert "[the loader's first batch]" in text
+
+
+def test_log_softmax_over_the_size_one_batch_axis_is_ctc024_not_clipping_or_raw_logits():
+    result = _overfit(str(CASES / "lstm_tm_axis.py"), "--sample", "3", "--format", "json")
+    assert result.exit_code == 1, result.output
+    document = json.loads(result.stdout)
+    codes = [item["code"] for item in document["findings"]]
+    assert codes == ["CTC024"], codes  # not CTC027 (clipping), CTC021/CTC030 (raw logits) or CTC074
+    (found,) = document["findings"]
+    assert "log_softmax over an axis of size 1 (the batch axis of (T, N, C), dim=1)" in found["message"]
+    assert found["hint"].startswith("Take log_softmax(dim=-1)")
+    assert document["result"]["trained"] is False and document["result"]["skipped_because"] == ["CTC024"]

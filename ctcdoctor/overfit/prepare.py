@@ -210,6 +210,31 @@ def _loader_checks(setup: Setup, model: Any, found: Sequence[Finding]) -> tuple[
     return shown, [result for result in results if result.applicable]
 
 
+def _zero_output(context: Any, layout: str | None, samples: tuple[int, ...],
+                 findings: list[Finding]) -> tuple[list[Finding], bool]:
+    """An output exactly 0 everywhere is log_softmax over an axis of size 1 (CTC024), not what the checks guessed;
+    True when it is (training cannot move it: the gradient is 0)."""
+    from ctcdoctor.overfit.degenerate import replace_misreadings, size_one_axis
+
+    try:
+        output = context.runs[0].output
+    except Exception:  # the model failed: CTC999 says so
+        return findings, False
+    found = size_one_axis(output, layout, samples)
+    return (findings, False) if found is None else (replace_misreadings(findings, found), True)
+
+
+def _with_loader_checks(setup: Setup, model: Any, findings: list[Finding],
+                        results: list[CheckResult]) -> tuple[list[Finding], list[CheckResult]]:
+    """The sample's findings and check results with the loader checks' added; a loader check that found something
+    replaces the same check's result on the sample."""
+    more, more_results = _loader_checks(setup, model, findings)
+    replaced = {result.code for result in more_results if result.status == "findings"}
+    ran = {result.code for result in results}
+    merged = [r for r in results if r.code not in replaced] + [r for r in more_results if r.code in replaced or r.code not in ran]
+    return findings + more, merged
+
+
 def _context_facts(context: Any) -> dict[str, Any]:
     """Layout, class count, output lengths and output kind as the static checks measured them (what they could)."""
     facts: dict[str, Any] = {}
@@ -250,15 +275,13 @@ def prepare(setup: Setup, options: OverfitOptions, phase: Callable[[str], None])
     torch.manual_seed(options.seed)
     model = copy.deepcopy(setup.model).to(device)
     context, findings, results = _static_checks(setup, model, raw, options.samples, prefixes)
-    blocking = sorted({item.code for item in findings if item.code in BLOCKING and item.severity.value == "error"})
+    facts = {"layout": setup.layout, **_context_facts(context)}
+    findings, zero = _zero_output(context, facts.get("layout"), options.samples, findings)
+    blocking = sorted({item.code for item in findings if item.code in BLOCKING and item.severity.value == "error"}
+                      | ({"CTC024"} if zero else set()))
     if prefixes is not None:
         phase("checking the configuration on the loader's first batch")
-        more, more_results = _loader_checks(setup, model, findings)
-        replaced = {result.code for result in more_results if result.status == "findings"}
-        findings = findings + more
-        results = [r for r in results if r.code not in replaced] + [
-            r for r in more_results if r.code in replaced or r.code not in {old.code for old in results}]
-    facts = {"layout": setup.layout, **_context_facts(context)}
+        findings, results = _with_loader_checks(setup, model, findings, results)
     alphabet = setup.alphabet
     if facts.get("num_classes") is not None and alphabet is not None and len(alphabet) + 1 != facts["num_classes"]:
         alphabet = None  # CTC014 reports it; decode to indices rather than mislabel

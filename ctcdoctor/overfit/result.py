@@ -42,7 +42,8 @@ BLOCKING = ("CTC001", "CTC003", "CTC010", "CTC011", "CTC012", "CTC015", "CTC023"
 """Static errors that make training meaningless: an infeasible alignment (the loss is inf),
 unusable lengths or labels (F.ctc_loss fails or reads garbage), a blank outside the model's
 classes (CTC cannot use it), NaN or non-float outputs, a model that crashed. Training is
-skipped when one of them fires. Output-format problems (CTC020, CTC021, CTC024, CTC025) do not block: see `normalisation_note`."""
+skipped when one of them fires. Output-format problems (CTC020, CTC021, CTC024, CTC025) do not block: see `normalisation_note`;
+except an output exactly 0 everywhere (log_softmax over an axis of size 1: ctcdoctor.overfit.degenerate)."""
 
 
 
