@@ -107,3 +107,11 @@ def test_log_softmax_over_the_size_one_batch_axis_is_ctc024_not_clipping_or_raw_
     assert "log_softmax over an axis of size 1 (the batch axis of (T, N, C), dim=1)" in found["message"]
     assert found["hint"].startswith("Take log_softmax(dim=-1)")
     assert document["result"]["trained"] is False and document["result"]["skipped_because"] == ["CTC024"]
+
+
+def test_a_hugging_face_model_without_a_criterion_is_described_truly():
+    result = _overfit("examples/hf_wav2vec2.py", "--steps", "20", "--format", "json")
+    document = json.loads(result.stdout)["result"]
+    assert document["normalisation"].startswith("Wav2Vec2ForCTC emits raw logits; overfit takes log_softmax over the classes")
+    assert not any("Setup.criterion does not use the model output" in note for note in document["notes"]), document["notes"]
+    assert any(note.startswith("no Setup.criterion given: Wav2Vec2ForCTC's own loss") for note in document["notes"])
