@@ -115,3 +115,12 @@ def test_a_hugging_face_model_without_a_criterion_is_described_truly():
     assert document["normalisation"].startswith("Wav2Vec2ForCTC emits raw logits; overfit takes log_softmax over the classes")
     assert not any("Setup.criterion does not use the model output" in note for note in document["notes"]), document["notes"]
     assert any(note.startswith("no Setup.criterion given: Wav2Vec2ForCTC's own loss") for note in document["notes"])
+
+
+def test_a_model_that_fails_only_on_one_sample_is_named_a_hard_coded_batch_size():
+    result = _overfit("examples/broken/square_batch.py", "--format", "json")
+    assert result.exit_code == 1, result.output
+    (found,) = [item for item in json.loads(result.stdout)["findings"] if item["code"] == "CTC999"]
+    assert ("the model fails on a single sample (inputs (1, 1, 32, 64)) though it runs on the loader's full batch of 16 "
+            "(inputs (16, 1, 32, 64)): a hard-coded batch size? overfit trains on N=1") in found["message"]
+    assert "Run one batch through the model by hand" not in found["hint"] and "x.size(0)" in found["hint"]

@@ -210,6 +210,43 @@ def _loader_checks(setup: Setup, model: Any, found: Sequence[Finding]) -> tuple[
     return shown, [result for result in results if result.applicable]
 
 
+def _shape(inputs: Any) -> str:
+    shapes = [tuple(value.shape) for value in (inputs.values() if isinstance(inputs, dict) else [inputs]) if hasattr(value, "shape")]
+    return ", ".join(str(shape) for shape in shapes) or type(inputs).__name__
+
+
+def _single_sample_failure(setup: Setup, model: Any, raw: Any, samples: Sequence[int], findings: list[Finding]) -> list[Finding]:
+    """A model that fails on the chosen sample(s) but runs on the loader's full first batch has a hard-coded batch size
+    (view(16, ...)): say that, instead of "run one batch through the model by hand"."""
+    import torch
+
+    from ctcdoctor.load.batches import iterate_batches, normalise_batch
+    from ctcdoctor.measure.model import run_model
+
+    failed = [item for item in findings if item.code == "CTC999" and item.evidence.get("input") == "runs"]
+    if not failed:
+        return findings
+    try:
+        full = next(iter(iterate_batches(setup.loader, 1, setup.batch_axis)))
+        if full.size <= len(samples):
+            return findings
+        with torch.no_grad():
+            run_model(model, full)
+    except Exception:  # it fails on the full batch too: the checks' own message stands
+        return findings
+    mine = normalise_batch(raw, 0, 0, setup.batch_axis)
+    item = failed[0]
+    error = item.message.split("): ", 1)[1] if "): " in item.message else item.message
+    message = (f"{item.message.split('] ', 1)[0]}] the model fails on {'a single sample' if len(samples) == 1 else f'{len(samples)} samples'} "
+               f"(inputs {_shape(mine.inputs)}) though it runs on the loader's full batch of {full.size} (inputs {_shape(full.inputs)}): "
+               f"a hard-coded batch size? overfit trains on N={len(samples)}. {error}")
+    hint = ("Take the batch size from the input instead of a constant (x.view(x.size(0), ...) or x.reshape(-1, ...) "
+            "rather than view(16, ...)), so the model runs on any batch size; overfit trains on the chosen samples alone.")
+    changed = dataclasses.replace(item, message=message, hint=hint,
+                                  evidence={**item.evidence, "full_batch_size": full.size, "runs_on_full_batch": True})
+    return [changed if other is item else other for other in findings]
+
+
 def _zero_output(context: Any, layout: str | None, samples: tuple[int, ...],
                  findings: list[Finding]) -> tuple[list[Finding], bool]:
     """An output exactly 0 everywhere is log_softmax over an axis of size 1 (CTC024), not what the checks guessed;
@@ -277,6 +314,7 @@ def prepare(setup: Setup, options: OverfitOptions, phase: Callable[[str], None])
     context, findings, results = _static_checks(setup, model, raw, options.samples, prefixes)
     facts = {"layout": setup.layout, **_context_facts(context)}
     findings, zero = _zero_output(context, facts.get("layout"), options.samples, findings)
+    findings = _single_sample_failure(setup, model, raw, options.samples, findings)
     blocking = sorted({item.code for item in findings if item.code in BLOCKING and item.severity.value == "error"}
                       | ({"CTC024"} if zero else set()))
     if prefixes is not None:
