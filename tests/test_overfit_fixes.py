@@ -40,7 +40,9 @@ def test_a_negative_loss_is_probabilities_fed_to_ctc_not_a_divergence(module):
 def test_a_negative_loss_is_reported_even_when_the_decode_fits(module):
     result = runner.invoke(app, ["overfit", f"{module}:build_softmax_into_ctc", "--steps", "1000"])
     assert result.exit_code == 1, result.output
-    assert "✔ fitted sample 0" in result.output and "but see CTC074: the loss is not CTC's" in result.output
+    headline = " ".join(result.output.split())
+    assert "✔ fitted" not in headline and "▲ decode matches sample 0" in headline
+    assert "(CTC020); the loss went negative: it is not CTC's (CTC074): not a fit" in headline
     assert "The decode matched the target anyway, but training on this loss is not training CTC." in \
         " ".join(result.output.split())
 

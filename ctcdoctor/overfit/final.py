@@ -48,6 +48,7 @@ def final_state(result: OverfitResult, run: Run, problem: Problem, log: Log, kin
     except Exception as error:  # a model that only runs in train mode: keep the training numbers
         result.notes.append(f"eval-mode forward failed ({type(error).__name__}: {error}); final numbers are from training mode")
         return
+    result.output_frames, result.decoded_frames = int(log_probs.shape[0]), tuple(int(v) for v in lengths.tolist())
     decodes = cast("list[list[int]]", greedy_decode(log_probs, lengths, blank=problem.blank))
     result.final_decode = tuple(problem.symbols.text(d) for d in decodes)
     result.edit_distance = tuple(edit_distance(d, t) for d, t in zip(decodes, problem.target_lists))

@@ -53,8 +53,15 @@ class TrainingLoss:
             return _scalar(self.criterion(output if returned is None else returned, problem.raw), problem.size)
         from ctcdoctor.ctc import ctc_loss
 
-        return ctc_loss(log_probs, problem.targets, lengths, problem.target_lengths, blank=problem.blank,
-                        alpha=self.alpha, gamma=self.gamma)
+        try:
+            return ctc_loss(log_probs, problem.targets, lengths, problem.target_lengths, blank=problem.blank,
+                            alpha=self.alpha, gamma=self.gamma)
+        except ValueError as error:  # the arguments themselves are wrong: the set-up's fault, never an internal error
+            raise UserInputError(
+                f"CTC cannot train on this sample: {error} (log_probs {tuple(log_probs.shape)}, blank {problem.blank}, "
+                f"output lengths {lengths.tolist()}, target lengths {problem.target_lengths.tolist()})",
+                "Run ctcdoctor check on the spec: it names the setting to change (Setup.blank, the class count, the lengths).",
+            ) from error
 
 
 def choose_loss(criterion: Any, loss: str, alpha: float | None, gamma: float) -> TrainingLoss:

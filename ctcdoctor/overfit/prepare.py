@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ctcdoctor.errors import UserInputError
 from ctcdoctor.findings import CheckResult, Finding
 from ctcdoctor.load.samples import pick_samples
-from ctcdoctor.overfit.result import BLOCKING, DEFAULT_LR, STATIC_CHECKS, OverfitOptions
+from ctcdoctor.overfit.result import BLOCKING, DEFAULT_LR, LOADER_CHECKS, STATIC_CHECKS, OverfitOptions
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -155,12 +156,120 @@ def _static_checks(setup: Setup, model: Any, raw: Any, samples: Sequence[int], p
     if prefixes is None:
         return context, [], []
     findings, results = run_checks(context, select_checks(prefixes))
-    prefix = f"[sample {samples[0]}] " if len(samples) == 1 else f"[samples {', '.join(map(str, samples))}, numbered from 0 here] "
+    prefix = f"[sample {samples[0]}] " if len(samples) == 1 else f"[samples {', '.join(map(str, samples))}] "
     relabelled = [
-        dataclasses.replace(item, message=prefix + item.message, evidence={**item.evidence, "overfit_samples": list(samples)})
+        dataclasses.replace(item, message=prefix + user_ids(item.message, samples), hint=user_ids(item.hint, samples),
+                            evidence={**renumber(item.evidence, samples), "overfit_samples": list(samples)})
         for item in findings
     ]
     return context, relabelled, list(results)
+
+
+_SAMPLES = re.compile(r"\b([Ss]amples?) (\d+(?:(?:, | and )\d+)*)")
+_SAMPLE_KEYS = ("sample", "samples", "infeasible", "sample_ids")
+
+
+def user_ids(text: str, samples: Sequence[int]) -> str:
+    """The checks number the chosen samples by their position in overfit's own batch (0, 1, ...): the user's ids
+    instead ("sample 0" -> "sample 43"), and no "batch 0", a batch the user never made."""
+    def one(number: str) -> str:
+        return str(samples[int(number)]) if int(number) < len(samples) else number
+
+    text = _SAMPLES.sub(lambda found: found.group(1) + " " + re.sub(r"\d+", lambda n: one(n.group(0)), found.group(2)), text)
+    text = re.sub(r"\b([Oo])n batch 0\b", lambda found: found.group(1) + "n the chosen sample" + ("s" if len(samples) > 1 else ""), text)
+    return re.sub(r"\bbatch 0: ", "", text)
+
+
+def renumber(value: Any, samples: Sequence[int], key: str = "") -> Any:
+    """Evidence with positions under sample keys ("sample", "samples", ...) turned into the user's sample ids."""
+    if isinstance(value, dict):
+        return {k: renumber(v, samples, k) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(renumber(v, samples, key) for v in value)
+    if key in _SAMPLE_KEYS and isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(samples):
+        return samples[value]
+    return value
+
+
+def _loader_checks(setup: Setup, model: Any, found: Sequence[Finding]) -> tuple[list[Finding], list[CheckResult]]:
+    """The encoding and configuration checks (LOADER_CHECKS) on the loader's first batch, as check runs them, for
+    what the chosen samples alone cannot show; codes the samples already raised are not repeated."""
+    from ctcdoctor.engine import Context, Options, run_checks
+    from ctcdoctor.registry import select_checks
+
+    already = {item.code for item in found}
+    wanted = [info for info in select_checks(LOADER_CHECKS) if info.code not in already]
+    if not wanted:
+        return [], []
+    context = Context(dataclasses.replace(setup, model=model), Options(max_batches=1, scan_batches=1))
+    try:
+        findings, results = run_checks(context, wanted)
+    except Exception:  # the loader or the model fails on a full batch: the sample's own checks stand
+        return [], []
+    shown = [dataclasses.replace(item, message="[the loader's first batch] " + item.message) for item in findings]
+    return shown, [result for result in results if result.applicable]
+
+
+def _shape(inputs: Any) -> str:
+    shapes = [tuple(value.shape) for value in (inputs.values() if isinstance(inputs, dict) else [inputs]) if hasattr(value, "shape")]
+    return ", ".join(str(shape) for shape in shapes) or type(inputs).__name__
+
+
+def _single_sample_failure(setup: Setup, model: Any, raw: Any, samples: Sequence[int], findings: list[Finding]) -> list[Finding]:
+    """A model that fails on the chosen sample(s) but runs on the loader's full first batch has a hard-coded batch size
+    (view(16, ...)): say that, instead of "run one batch through the model by hand"."""
+    import torch
+
+    from ctcdoctor.load.batches import iterate_batches, normalise_batch
+    from ctcdoctor.measure.model import run_model
+
+    failed = [item for item in findings if item.code == "CTC999" and item.evidence.get("input") == "runs"]
+    if not failed:
+        return findings
+    try:
+        full = next(iter(iterate_batches(setup.loader, 1, setup.batch_axis)))
+        if full.size <= len(samples):
+            return findings
+        with torch.no_grad():
+            run_model(model, full)
+    except Exception:  # it fails on the full batch too: the checks' own message stands
+        return findings
+    mine = normalise_batch(raw, 0, 0, setup.batch_axis)
+    item = failed[0]
+    error = item.message.split("): ", 1)[1] if "): " in item.message else item.message
+    message = (f"{item.message.split('] ', 1)[0]}] the model fails on {'a single sample' if len(samples) == 1 else f'{len(samples)} samples'} "
+               f"(inputs {_shape(mine.inputs)}) though it runs on the loader's full batch of {full.size} (inputs {_shape(full.inputs)}): "
+               f"a hard-coded batch size? overfit trains on N={len(samples)}. {error}")
+    hint = ("Take the batch size from the input instead of a constant (x.view(x.size(0), ...) or x.reshape(-1, ...) "
+            "rather than view(16, ...)), so the model runs on any batch size; overfit trains on the chosen samples alone.")
+    changed = dataclasses.replace(item, message=message, hint=hint,
+                                  evidence={**item.evidence, "full_batch_size": full.size, "runs_on_full_batch": True})
+    return [changed if other is item else other for other in findings]
+
+
+def _zero_output(context: Any, layout: str | None, samples: tuple[int, ...],
+                 findings: list[Finding]) -> tuple[list[Finding], bool]:
+    """An output exactly 0 everywhere is log_softmax over an axis of size 1 (CTC024), not what the checks guessed;
+    True when it is (training cannot move it: the gradient is 0)."""
+    from ctcdoctor.overfit.degenerate import replace_misreadings, size_one_axis
+
+    try:
+        output = context.runs[0].output
+    except Exception:  # the model failed: CTC999 says so
+        return findings, False
+    found = size_one_axis(output, layout, samples)
+    return (findings, False) if found is None else (replace_misreadings(findings, found), True)
+
+
+def _with_loader_checks(setup: Setup, model: Any, findings: list[Finding],
+                        results: list[CheckResult]) -> tuple[list[Finding], list[CheckResult]]:
+    """The sample's findings and check results with the loader checks' added; a loader check that found something
+    replaces the same check's result on the sample."""
+    more, more_results = _loader_checks(setup, model, findings)
+    replaced = {result.code for result in more_results if result.status == "findings"}
+    ran = {result.code for result in results}
+    merged = [r for r in results if r.code not in replaced] + [r for r in more_results if r.code in replaced or r.code not in ran]
+    return findings + more, merged
 
 
 def _context_facts(context: Any) -> dict[str, Any]:
@@ -204,12 +313,18 @@ def prepare(setup: Setup, options: OverfitOptions, phase: Callable[[str], None])
     model = copy.deepcopy(setup.model).to(device)
     context, findings, results = _static_checks(setup, model, raw, options.samples, prefixes)
     facts = {"layout": setup.layout, **_context_facts(context)}
+    findings, zero = _zero_output(context, facts.get("layout"), options.samples, findings)
+    findings = _single_sample_failure(setup, model, raw, options.samples, findings)
+    blocking = sorted({item.code for item in findings if item.code in BLOCKING and item.severity.value == "error"}
+                      | ({"CTC024"} if zero else set()))
+    if prefixes is not None:
+        phase("checking the configuration on the loader's first batch")
+        findings, results = _with_loader_checks(setup, model, findings, results)
     alphabet = setup.alphabet
     if facts.get("num_classes") is not None and alphabet is not None and len(alphabet) + 1 != facts["num_classes"]:
         alphabet = None  # CTC014 reports it; decode to indices rather than mislabel
     symbols = Symbols(alphabet, setup.blank, word_delimiter(setup, alphabet))
     target_lists = tuple(tuple(int(c) for c in sequence.tolist()) for sequence in sequences)
-    blocking = sorted({item.code for item in findings if item.code in BLOCKING and item.severity.value == "error"})
     if problems and "CTC012" not in blocking:
         blocking.append("CTC012")
     problem = None if blocking else Problem(

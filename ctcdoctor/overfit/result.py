@@ -34,11 +34,16 @@ PROBE_FACTORS = (0.1, 1.0, 10.0)
 
 STATIC_CHECKS = ("CTC00", "CTC01", "CTC02")
 """Static checks run on the chosen samples before training (CTC03, the criterion audit, too when it is trained)."""
-BLOCKING = ("CTC001", "CTC003", "CTC010", "CTC011", "CTC012", "CTC023", "CTC999")
+LOADER_CHECKS = ("CTC011", "CTC1")
+"""Checks of the set-up's encoding and configuration run on the loader's first batch as well (check runs them there):
+a blank used as a letter (CTC011) in other samples, a Hugging Face configuration (CTC100-CTC119). Their errors show
+and set the exit code, but do not block training on samples they do not touch."""
+BLOCKING = ("CTC001", "CTC003", "CTC010", "CTC011", "CTC012", "CTC015", "CTC023", "CTC026", "CTC999")
 """Static errors that make training meaningless: an infeasible alignment (the loss is inf),
-unusable lengths or labels (F.ctc_loss fails or reads garbage), NaN outputs, a model that
-crashed. Training is skipped when one of them fires. Output-format problems (CTC020, CTC021,
-CTC024, CTC025) do not block: see `normalisation_note`."""
+unusable lengths or labels (F.ctc_loss fails or reads garbage), a blank outside the model's
+classes (CTC cannot use it), NaN or non-float outputs, a model that crashed. Training is
+skipped when one of them fires. Output-format problems (CTC020, CTC021, CTC024, CTC025) do not block: see `normalisation_note`;
+except an output exactly 0 everywhere (log_softmax over an axis of size 1: ctcdoctor.overfit.degenerate)."""
 
 
 
@@ -177,6 +182,14 @@ class OverfitResult:
     """--lr-probe: the runs at each learning rate and the conclusion (ctcdoctor.overfit.probe)."""
     batch: dict[str, Any] | None = None
     """Several samples: how many fit, when, and the worst one trained alone (ctcdoctor.overfit.several)."""
+    decode_matches: bool = False
+    """The eval-mode decode equalled every target at `patience` evaluations in a row (`fitted`, unless a caveat)."""
+    caveats: list[dict[str, str]] = field(default_factory=list)
+    """Why a matching decode is not a fit ({"code", "words"}: ctcdoctor.overfit.caveats); `fitted` is then false."""
+    output_frames: int | None = None
+    """Frames the model outputs for the first sample (T of its output)."""
+    decoded_frames: tuple[int, ...] = ()
+    """Per sample: the output frames the loss and the decode used (the declared or returned output lengths)."""
 
     def loss_summary(self) -> dict[str, Any]:
         return loss_summary(self.losses)
@@ -225,6 +238,10 @@ class OverfitResult:
             "stopped_early": self.stopped_early,
             "lr_probe": self.lr_probe,
             "batch": self.batch,
+            "decode_matches": self.decode_matches,
+            "caveats": list(self.caveats),
+            "output_frames": self.output_frames,
+            "decoded_frames": list(self.decoded_frames),
         }
 
 

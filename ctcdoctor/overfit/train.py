@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from ctcdoctor.errors import UserInputError
 from ctcdoctor.findings import CheckResult, Finding
 from ctcdoctor.load.limits import doing
+from ctcdoctor.overfit.caveats import qualify
 from ctcdoctor.overfit.diagnose import diagnose, explain_failure
 from ctcdoctor.overfit.final import compare_modes, final_state
 from ctcdoctor.overfit.loop import Hooks, Log, train
@@ -60,8 +61,31 @@ def ctc_path(log_probs: torch.Tensor) -> str:
         raise UserInputError(str(error), "Unset CTCDOCTOR_KERNEL, or set it to a path that can run on this device.") from None
 
 
-def normalisation_note(kind: str | None, axis: int | None, criterion: bool = False) -> str:
+def hf_model_name(setup: Setup) -> str | None:
+    """The Hugging Face model's class name ("Wav2Vec2ForCTC") when the Setup wraps one (setup_from_hf), else None."""
+    from ctcdoctor.frameworks.hf_model import HFCTCModel
+
+    return type(setup.model.model).__name__ if isinstance(setup.model, HFCTCModel) else None
+
+
+def own_criterion(setup: Setup, options: OverfitOptions) -> tuple[Any, str]:
+    """The criterion overfit may train, and a note: a Hugging Face model's own loss (setup_from_hf's default criterion)
+    runs the model again on the batch instead of using the output, so ctcdoctor's ctc_loss trains in its place, on the
+    same log_softmax of the logits; unless --loss criterion asks for it."""
+    from ctcdoctor.frameworks.hf_model import HFModelLoss
+
+    if not isinstance(setup.criterion, HFModelLoss) or options.loss == "criterion":
+        return setup.criterion, ""
+    name = hf_model_name(setup) or "the model"
+    return None, (f"no Setup.criterion given: {name}'s own loss (labels=...) runs the model again, so overfit trains "
+                  f"ctcdoctor's ctc_loss on log_softmax of its logits, as that loss computes it (blank = config.pad_token_id)")
+
+
+def normalisation_note(kind: str | None, axis: int | None, criterion: bool = False, hf_model: str | None = None) -> str:
     """What the trained loss makes of this model's output kind."""
+    if hf_model is not None and not criterion:
+        return (f"{hf_model} emits raw logits; overfit takes log_softmax over the classes, as the model's own CTC loss does: "
+                "trained as Hugging Face trains it")
     if criterion:
         return "trained with your own Setup.criterion on the output as the model returns it: judged exactly as written"
     if kind == "log_probs" and axis == 2:
@@ -118,7 +142,7 @@ def _record(result: OverfitResult, run: Run, log: Log, options: OverfitOptions) 
     result.losses, result.norms, result.evaluations = log.losses, log.norms, log.evaluations
     result.steps_run, result.seconds, result.trained = log.steps, log.seconds, True
     result.nonfinite_step, result.stopped_early = log.nonfinite_step, log.stopped_early
-    result.fitted = log.streak >= options.patience
+    result.fitted = result.decode_matches = log.streak >= options.patience
     if result.fitted:
         result.steps_to_fit, result.seconds_to_fit = log.fit_step, log.fit_seconds
     result.first_exact = tuple(log.first_exact)
@@ -147,11 +171,14 @@ def train_once(setup: Setup, prepared: Prepared, options: OverfitOptions, hooks:
     with doing("preparing training: copying the model, building the optimizer"):
         result = _skeleton(prepared, options)
         run = new_run(setup, problem, options)
-        loss = choose_loss(setup.criterion, options.loss, options.alpha, options.gamma)
+        criterion, why = own_criterion(setup, options)
+        loss = choose_loss(criterion, options.loss, options.alpha, options.gamma)
+        loss = dataclasses.replace(loss, note=loss.note or why)
     phase("training")
     log = train(run, problem, loss, options, hooks)  # each step says which it is (see loop.train)
     _record(result, run, log, options)
-    result.normalisation = normalisation_note(prepared.output_kind, prepared.output_axis, log.loss.source == "criterion")
+    result.normalisation = normalisation_note(prepared.output_kind, prepared.output_axis, log.loss.source == "criterion",
+                                              hf_model_name(setup))
     phase("final decode")
     with doing(f"the final decode (eval mode) after training step {log.steps}"):
         final_state(result, run, problem, log, prepared.output_kind, prepared.output_axis, options.alpha)
@@ -224,6 +251,7 @@ def _run(setup: Setup, spec: str | None, options: OverfitOptions, hooks: Hooks,
         verdict = diagnose(result, findings, trained.context)  # the probe and the batch analysis may change it
         result.diagnosis = verdict.code
         findings.append(explain_failure(verdict, result, findings, trained.context))
+    qualify(result, findings)  # a matching decode under a static error that makes it no fit
     return findings, list(prepared.check_results), result
 
 

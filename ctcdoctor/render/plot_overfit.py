@@ -32,6 +32,10 @@ def plot(result: Any, ax: Any = None) -> Figure:
     figure, (top, bottom) = new_figure(10, 7.5, 2, 1, gridspec_kw={"height_ratios": [1, 1.25]})
     samples = ("sample " if len(result.samples) == 1 else "samples ") + ", ".join(map(str, result.samples))
     verdict = "fitted" if result.fitted else f"did not fit ({result.diagnosis})" if result.trained else "not trained"
+    if result.caveats and result.decode_matches:  # a matching decode that is no fit (ctcdoctor.overfit.caveats)
+        from ctcdoctor.overfit.caveats import verdict as ending
+
+        verdict = f"decode matches, but {result.caveats[0]['words']}: {ending(result.caveats[:1])}"
     targets = ", ".join(f'"{target}"' for target in result.targets)
     figure.suptitle(f"overfit {samples}: {targets} — {verdict}", fontsize=12)
     _curves(top, result)

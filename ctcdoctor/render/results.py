@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from ctcdoctor.overfit.caveats import verdict as caveat_verdict
 from ctcdoctor.render.phrases import number
 
 BAR_WIDTH = 40
@@ -28,7 +29,13 @@ def overfit(result: dict[str, Any], every: int | None = None) -> RenderableType:
             f"on {samples} ({targets}): fix {', '.join(result['skipped_because'])} above first; training could not succeed.",
         )
         return Group(head, Text(""))
-    if result["fitted"]:
+    if result.get("caveats") and result.get("decode_matches"):
+        head = Text.assemble(
+            ("▲ decode matches ", "bold yellow"),
+            f"{samples} ({targets}) in {result['steps_to_fit']} steps, {result['seconds_to_fit']:.1f} s, but ",
+            ("; ".join(item["words"] for item in result["caveats"]) + ": " + caveat_verdict(result["caveats"]), "bold red"),
+        )
+    elif result["fitted"]:
         head = Text.assemble(
             ("✔ fitted ", "bold green"),
             f"{samples} ({targets}) in {result['steps_to_fit']} steps, {result['seconds_to_fit']:.1f} s "
