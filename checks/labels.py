@@ -9,6 +9,7 @@ from ctcdoctor.render.phrases import numbered, of_total, plural
 if TYPE_CHECKING:  # pragma: no cover
     from ctcdoctor.findings import Finding
     from ctcdoctor.load.batches import TargetTable
+    from ctcdoctor.measure.labels import PaddingCounted
     from ctcdoctor.measure.vocabulary import ClassCount, Vocabulary
     from ctcdoctor.protocol import Alphabet
 
@@ -118,7 +119,8 @@ def blank_out_of_range(blank: int, num_classes: int, alphabet: Alphabet) -> list
 
 
 @check("CTC011", "error", "a target contains the blank index")
-def blank_in_targets(targets: TargetTable, blank: int, alphabet: Alphabet, vocabulary: Vocabulary | None = None) -> list[Finding]:
+def blank_in_targets(targets: TargetTable, blank: int, alphabet: Alphabet, vocabulary: Vocabulary | None = None,
+                     padding_counted: PaddingCounted | None = None) -> list[Finding]:
     """
     **What it checks.** No label (within its `target_length`) equals `Setup.blank`.
 
@@ -131,7 +133,11 @@ def blank_in_targets(targets: TargetTable, blank: int, alphabet: Alphabet, vocab
 
     **Fix.** Reserve the blank: encode characters as `alphabet.index(ch) + 1` with blank 0,
     or as `alphabet.index(ch)` with blank `len(alphabet)` (and `F.ctc_loss(..., blank=len(alphabet))`).
+    When every blank in the targets is trailing padding that `target_lengths` count, the
+    encoding is fine and CTC012 reports the lengths instead (this check is skipped).
     """
+    if padding_counted is not None:
+        raise SkipCheck(f"the blank {blank} in the targets is padding that target_lengths count (CTC012)")
     is_blank = targets.mask & (targets.labels == blank)
     count = int(is_blank.sum())
     if count == 0:
@@ -208,33 +214,56 @@ def _blank_hint_with_tokens(vocabulary: Vocabulary, blank: int, used: set[int]) 
 
 
 @check("CTC012", "error", "target_lengths inconsistent with targets")
-def target_lengths_inconsistent(targets: TargetTable) -> list[Finding]:
+def target_lengths_inconsistent(targets: TargetTable, blank: int, padding_counted: PaddingCounted | None = None) -> list[Finding]:
     """
     **What it checks.** `target_lengths` agree with `targets`: none negative; for padded
     `(N, S)` targets none longer than `S`; for concatenated 1-D targets they sum to the
-    number of labels.
+    number of labels; and they do not count the padding: targets padded with the blank
+    whose lengths are all the padded width `S` (`torch.full((N,), S)`), so every blank in
+    them is a trailing run.
 
     **Why it matters.** `F.ctc_loss` slices targets by these lengths: a wrong sum shifts
     every later sample onto its neighbour's labels, a length past the padding reads pad
-    values as labels.
+    values as labels. Padding counted as labels asks the model to emit the blank as a
+    character after every short transcript: those samples cannot be learned.
 
     **Example.** Concatenated targets hold 180 labels but `target_lengths.sum()` is 176:
     `error CTC012 batch 0: target_lengths sum to 176 but the concatenated targets hold 180 labels.`
+    Padding counted: `error CTC012 target_lengths count the padding: 57 of 64 samples end in
+    padding zeros (the blank) that their target_length includes; sample 3 has 5 labels then
+    4 padding zeros, target_length 9.`
 
     **Fix.** Compute `target_lengths` from the same encoded labels you concatenate or pad,
-    after any filtering of unknown symbols.
+    after any filtering of unknown symbols: the count before the padding
+    (`torch.tensor([len(label) for label in labels])` in the collate function).
     """
-    if not targets.length_problems:
+    problems = list(targets.length_problems)
+    if padding_counted is not None:
+        problems.insert(0, _padding_message(targets, blank, padding_counted))
+    if not problems:
         return []
-    return [
-        finding(
-            "CTC012",
-            "; ".join(targets.length_problems[:5])
-            + ("." if len(targets.length_problems) <= 5 else f"; and {len(targets.length_problems) - 5} more."),
-            "Compute target_lengths from the encoded labels themselves (after filtering), one per sample.",
-            {"problems": list(targets.length_problems[:20])},
-        )
-    ]
+    hint = ("Compute target_lengths from the encoded labels themselves (after filtering), one per sample.")
+    if padding_counted is not None:
+        hint = ("Pass the true lengths, the count before the padding: target_lengths = torch.tensor([len(label) for label "
+                "in labels]) in the collate function, not the padded width; keep the targets as they are.")
+    evidence: dict = {"problems": problems[:20]}
+    if padding_counted is not None:
+        evidence["padding_counted"] = {"samples": list(padding_counted.samples[:20]), "count": len(padding_counted.samples)}
+    return [finding("CTC012", "; ".join(problems[:5]) + ("." if len(problems) <= 5 else f"; and {len(problems) - 5} more."),
+                    hint, evidence)]
+
+
+def _padding_message(targets: TargetTable, blank: int, padding: PaddingCounted) -> str:
+    """'target_lengths count the padding: …; sample 3 has 5 labels then 4 padding zeros, target_length 9'."""
+    sample = max(padding.samples, key=lambda i: (int(padding.given[i] - padding.real_lengths[i]), -i))
+    given, real = int(padding.given[sample]), int(padding.real_lengths[sample])
+    pads = given - real
+    zeros = "zero" if pads == 1 else "zeros"
+    run = f"padding {zeros} (the blank)" if blank == 0 else f"padding labels {blank} (the blank)"
+    one = f"{pads} padding {zeros}" if blank == 0 else f"{pads} padding {'label' if pads == 1 else 'labels'} {blank}"
+    return (f"target_lengths count the padding: {of_total(len(padding.samples), targets.size, 'sample', 'ends', 'end')} in "
+            f"{run} that their target_length includes; sample {sample} has {plural(real, 'label')} then {one}, "
+            f"target_length {given}")
 
 
 @check("CTC013", "warning", "empty target")

@@ -8,9 +8,12 @@ from ctcdoctor.registry import SkipCheck, check, finding
 from ctcdoctor.render.phrases import numbered, of_total, plural
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
     from ctcdoctor.findings import Finding
     from ctcdoctor.load.batches import TargetTable
     from ctcdoctor.measure.downsampling import TimeStrides
+    from ctcdoctor.measure.labels import PaddingCounted
     from ctcdoctor.measure.lengths import DeclaredLengths, OutputLengths
     from ctcdoctor.measure.model import LayoutDecision, ModelRun
 
@@ -139,9 +142,18 @@ def infeasible_hint(count: int, covered: int, worst: list[dict[str, int]], strid
             f"(×{total} → ×{left}, about {total // left} times the frames); or {others}")
 
 
+def _needs(targets: TargetTable, padding: PaddingCounted | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(frames needed, repeats, labels) per sample; with target_lengths that count the padding (CTC012), the true
+    ones, so that the padding is not counted as labels twice over."""
+    if padding is not None:
+        return padding.required, padding.repeats, padding.real_lengths
+    return targets.required_frames(), targets.repeats(), targets.valid_lengths
+
+
 @check("CTC001", "error", "output shorter than target plus repeats: CTC cannot align it")
 def infeasible_alignment(
-    targets: TargetTable, output_lengths: OutputLengths, time_strides: TimeStrides | None = None
+    targets: TargetTable, output_lengths: OutputLengths, time_strides: TimeStrides | None = None,
+    padding_counted: PaddingCounted | None = None,
 ) -> list[Finding]:
     """
     **What it checks.** Every sample needs at least `U + R` output frames, where `U` is the
@@ -174,10 +186,8 @@ def infeasible_alignment(
     """
     if not output_lengths.known:
         raise SkipCheck("output lengths are unknown (CTC003)")
-    required = targets.required_frames()
+    required, repeats, labels = _needs(targets, padding_counted)
     available = output_lengths.scanned
-    repeats = targets.repeats()
-    labels = targets.valid_lengths
     short = (available >= 0) & (available < required)
     count = int(short.sum())
     if count == 0:
@@ -217,7 +227,8 @@ def infeasible_alignment(
 
 
 @check("CTC002", "warning", "length budget tight: few spare frames per label")
-def tight_length_budget(targets: TargetTable, output_lengths: OutputLengths) -> list[Finding]:
+def tight_length_budget(targets: TargetTable, output_lengths: OutputLengths,
+                        padding_counted: PaddingCounted | None = None) -> list[Finding]:
     """
     **What it checks.** Samples that can be aligned but have fewer than 1.25
     output frames per frame they need (`U + repeats`).
@@ -234,7 +245,7 @@ def tight_length_budget(targets: TargetTable, output_lengths: OutputLengths) -> 
     """
     if not output_lengths.known:
         raise SkipCheck("output lengths are unknown (CTC003)")
-    required = targets.required_frames()
+    required = _needs(targets, padding_counted)[0]
     available = output_lengths.scanned
     tight = (available >= required) & (required > 0) & (available.double() < TIGHT_RATIO * required.double())
     count = int(tight.sum())
