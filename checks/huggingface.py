@@ -90,8 +90,9 @@ def vocab_size_mismatch(hf):
 def blank_not_tokenizer_pad(hf):
     """
     **What it checks.** A transformers CTC loss uses `config.pad_token_id` as its blank. With
-    a tokenizer, it must be the tokenizer's `pad_token_id`; without one, it must at least lie
-    in `[0, vocab_size)`.
+    a tokenizer (or processor), it must be the tokenizer's `pad_token_id`. (A `pad_token_id`
+    outside `[0, vocab_size)` is CTC015's finding; when it is the tokenizer's pad id, the head
+    is too small for the tokenizer: CTC100.)
 
     **Why it matters.** The tokenizer decodes by collapsing repeats and dropping *its* pad
     token: with another blank, every prediction decodes to a string full of whatever symbol
@@ -110,19 +111,10 @@ def blank_not_tokenizer_pad(hf):
     **Fix.** `Wav2Vec2ForCTC.from_pretrained(checkpoint, pad_token_id=processor.tokenizer.pad_token_id,
     vocab_size=len(processor.tokenizer))`.
     """
-    _applies(hf)
+    _applies(hf, needs_tokenizer=True)
     if hf.pad_token_id is None:
         return []
     blank = hf.pad_token_id
-    if not 0 <= blank < hf.vocab_size:
-        return [finding(
-            "CTC101",
-            f"config.pad_token_id is {blank}, outside the {hf.vocab_size} output classes: the CTC loss has no such "
-            "blank class.",
-            "Set pad_token_id to the tokenizer's pad id: "
-            f"{_load_with(hf, 'pad_token_id=processor.tokenizer.pad_token_id')}.",
-            {"pad_token_id": blank, "vocab_size": hf.vocab_size},
-        )]
     if hf.tokenizer_pad_id is None or hf.tokenizer_pad_id == blank:
         return []
     name = f"{hf.blank_token!r} in the tokenizer" if hf.blank_token is not None else "no token in the tokenizer"

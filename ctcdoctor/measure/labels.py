@@ -72,4 +72,8 @@ def find_padding_counted(targets: TargetTable, blank: int) -> PaddingCounted | N
 
 @provides("padding_counted")
 def _padding_counted(context: Context) -> PaddingCounted | None:
+    from ctcdoctor.frameworks.hf_model import HFCTCModel
+
+    if isinstance(context.setup.model, HFCTCModel):
+        return None  # labels padded with config.pad_token_id: CTC107 names it in the collator's terms
     return find_padding_counted(context.targets, context.setup.blank)
