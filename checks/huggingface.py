@@ -34,7 +34,7 @@ def _load_with(hf, setting: str) -> str:
     return f"{hf.model_class}.from_pretrained(..., {setting})"
 
 
-@check("CTC100", "error", "config.vocab_size differs from the tokenizer's size")
+@check("CTC100", "error", "config.vocab_size differs from the tokenizer's size", variants=(("warning", None),))
 def vocab_size_mismatch(hf):
     """
     **What it checks.** With a tokenizer (or processor): `config.vocab_size`, the number of
@@ -247,12 +247,14 @@ def summed_loss(hf):
     )]
 
 
-@check("CTC104", "error", "ctc_zero_infinity does not suit samples that cannot be aligned")
+@check("CTC104", "error", "ctc_zero_infinity does not suit samples that cannot be aligned",
+       variants=(("warning", "ctc_zero_infinity=True hides samples that cannot be aligned"),))
 def zero_infinity_setting(hf):
     """
     **What it checks.** Samples whose transcript needs more frames (labels + adjacent
     repeats) than the model gives their audio (the model's own length formula), against
-    `config.ctc_zero_infinity`.
+    `config.ctc_zero_infinity`: an error with `False`, a warning ("ctc_zero_infinity=True
+    hides samples that cannot be aligned") with `True`.
 
     **Why it matters.** With `ctc_zero_infinity=False` (the default) such a sample's loss is
     `inf` and its gradients are NaN: the first training step on a batch holding one turns
@@ -364,14 +366,17 @@ def padding_without_attention_mask(hf):
     )]
 
 
-@check("CTC106", "error", "SpecAugment's masks do not fit the shortest utterances")
+@check("CTC106", "error", "SpecAugment's masks do not fit the shortest utterances",
+       variants=(("warning", "SpecAugment hides most of the shortest utterances"),))
 def spec_augment_too_long(hf):
     """
     **What it checks.** In training, transformers' SpecAugment masks at least
     `mask_time_min_masks` spans of `mask_time_length` frames of every utterance (when
     `mask_time_prob > 0`), and `mask_feature_length` channels of `hidden_size` (when
     `mask_feature_prob > 0`). Frames here are the feature encoder's, measured on the scanned
-    samples with the model's own length formula.
+    samples with the model's own length formula. Masks that would raise are an error;
+    masks that only hide most of the shortest utterances are a warning ("SpecAugment hides
+    most of the shortest utterances").
 
     **Why it matters.** `_compute_mask_indices` raises `ValueError: mask_length has to be
     smaller than sequence_length` when a batch's longest utterance has fewer frames than
@@ -448,12 +453,19 @@ def spec_augment_too_long(hf):
     return found
 
 
-@check("CTC107", "warning", "labels padded with pad_token_id instead of -100")
+#: CTC107's title for a pad id inside a transcript (a real symbol that is the blank).
+INSIDE = "a transcript symbol is the blank (config.pad_token_id)"
+
+
+@check("CTC107", "warning", "labels padded with pad_token_id instead of -100", variants=(("error", None), ("error", INSIDE)))
 def labels_hold_pad_id(hf):
     """
     **What it checks.** Label values equal to `config.pad_token_id` (the CTC blank): after the
     last real label (the collator padded with the pad id, not -100), and before it (a
-    transcript symbol that is the blank).
+    transcript symbol that is the blank). Padding is a warning where the installed
+    transformers drops it (5), an error where its loss trains it as blank targets (4); a
+    symbol that is the blank is an error, titled "a transcript symbol is the blank
+    (config.pad_token_id)".
 
     **Why it matters.** Hugging Face CTC losses ignore labels of -100. What they do with the
     pad id depends on the version: transformers 4 (`labels >= 0`) trains it as a blank
@@ -491,7 +503,7 @@ def labels_hold_pad_id(hf):
             f"with {_load_with(hf, 'pad_token_id=processor.tokenizer.pad_token_id')}.",
             {"pad_token_id": blank, "count": count, "samples": [s.index for s in inside[:50]]},
             severity="error",
-            title="a transcript symbol is the blank (config.pad_token_id)",
+            title=INSIDE,
         ))
     trailing = [s for s in hf.samples if s.pad_labels_trailing]
     if trailing:
