@@ -252,7 +252,7 @@ def _blank_hint_with_tokens(vocabulary: Vocabulary, blank: int, used: set[int]) 
 
 
 @check("CTC012", "error", "target_lengths inconsistent with targets")
-def target_lengths_inconsistent(targets: TargetTable, blank: int, padding_counted: PaddingCounted | None = None) -> list[Finding]:
+def target_lengths_inconsistent(targets: TargetTable, padding_counted: PaddingCounted | None = None) -> list[Finding]:
     """
     **What it checks.** `target_lengths` agree with `targets`: none negative; for padded
     `(N, S)` targets none longer than `S`; for concatenated 1-D targets they sum to the
@@ -277,7 +277,7 @@ def target_lengths_inconsistent(targets: TargetTable, blank: int, padding_counte
     """
     problems = list(targets.length_problems)
     if padding_counted is not None:
-        problems.insert(0, _padding_message(targets, blank, padding_counted))
+        problems.insert(0, _padding_message(targets, padding_counted))
     if not problems:
         return []
     hint = ("Compute target_lengths from the encoded labels themselves (after filtering), one per sample.")
@@ -291,11 +291,11 @@ def target_lengths_inconsistent(targets: TargetTable, blank: int, padding_counte
                     hint, evidence)]
 
 
-def _padding_message(targets: TargetTable, blank: int, padding: PaddingCounted) -> str:
+def _padding_message(targets: TargetTable, padding: PaddingCounted) -> str:
     """'target_lengths count the padding: …; sample 3 has 5 labels then 4 padding zeros, target_length 9'."""
     sample = max(padding.samples, key=lambda i: (int(padding.given[i] - padding.real_lengths[i]), -i))
     given, real = int(padding.given[sample]), int(padding.real_lengths[sample])
-    pads = given - real
+    pads, blank = given - real, padding.blank
     zeros = "zero" if pads == 1 else "zeros"
     run = f"padding {zeros} (the blank)" if blank == 0 else f"padding labels {blank} (the blank)"
     one = f"{pads} padding {zeros}" if blank == 0 else f"{pads} padding {'label' if pads == 1 else 'labels'} {blank}"

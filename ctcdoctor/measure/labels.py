@@ -39,6 +39,8 @@ class PaddingCounted:
     """(M,) labels before the padding (as given for the other samples)."""
     repeats: torch.Tensor
     """(M,) adjacent equal labels within the true lengths."""
+    blank: int = 0
+    """The padding value: the blank."""
 
     @property
     def required(self) -> torch.Tensor:
@@ -67,13 +69,13 @@ def find_padding_counted(targets: TargetTable, blank: int) -> PaddingCounted | N
     real = torch.where(rows, first, targets.valid_lengths)
     true_mask = positions < real.unsqueeze(1)
     repeats = ((labels[:, :-1] == labels[:, 1:]) & true_mask[:, 1:]).sum(dim=1)
-    return PaddingCounted(tuple(rows.nonzero().flatten().tolist()), targets.lengths, real, repeats)
+    return PaddingCounted(tuple(rows.nonzero().flatten().tolist()), targets.lengths, real, repeats, blank)
 
 
 @provides("padding_counted")
 def _padding_counted(context: Context) -> PaddingCounted | None:
     from ctcdoctor.frameworks.hf_model import HFCTCModel
 
-    if isinstance(context.setup.model, HFCTCModel):
+    if isinstance(getattr(context.setup, "model", None), HFCTCModel):
         return None  # labels padded with config.pad_token_id: CTC107 names it in the collator's terms
     return find_padding_counted(context.targets, context.setup.blank)
