@@ -52,7 +52,8 @@ def _value(value) -> str:
     return f"{value:.6g}"
 
 
-@check("CTC030", "error", "the criterion disagrees with reference CTC")
+@check("CTC030", "error", "the criterion disagrees with reference CTC",
+       variants=(("info", "the criterion reduces the batch differently from reference CTC"),))
 def criterion_disagrees(
     criterion_audit: CriterionAudits, setup: Setup, vocabulary: Vocabulary | None = None, hf: HFFacts | None = None
 ) -> list[Finding]:

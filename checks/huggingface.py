@@ -34,7 +34,7 @@ def _load_with(hf, setting: str) -> str:
     return f"{hf.model_class}.from_pretrained(..., {setting})"
 
 
-@check("CTC100", "error", "config.vocab_size differs from the tokenizer's size")
+@check("CTC100", "error", "config.vocab_size differs from the tokenizer's size", variants=(("warning", None),))
 def vocab_size_mismatch(hf):
     """
     **What it checks.** With a tokenizer (or processor): `config.vocab_size`, the number of
@@ -90,8 +90,9 @@ def vocab_size_mismatch(hf):
 def blank_not_tokenizer_pad(hf):
     """
     **What it checks.** A transformers CTC loss uses `config.pad_token_id` as its blank. With
-    a tokenizer, it must be the tokenizer's `pad_token_id`; without one, it must at least lie
-    in `[0, vocab_size)`.
+    a tokenizer (or processor), it must be the tokenizer's `pad_token_id`. (A `pad_token_id`
+    outside `[0, vocab_size)` is CTC015's finding; when it is the tokenizer's pad id, the head
+    is too small for the tokenizer: CTC100.)
 
     **Why it matters.** The tokenizer decodes by collapsing repeats and dropping *its* pad
     token: with another blank, every prediction decodes to a string full of whatever symbol
@@ -110,19 +111,10 @@ def blank_not_tokenizer_pad(hf):
     **Fix.** `Wav2Vec2ForCTC.from_pretrained(checkpoint, pad_token_id=processor.tokenizer.pad_token_id,
     vocab_size=len(processor.tokenizer))`.
     """
-    _applies(hf)
+    _applies(hf, needs_tokenizer=True)
     if hf.pad_token_id is None:
         return []
     blank = hf.pad_token_id
-    if not 0 <= blank < hf.vocab_size:
-        return [finding(
-            "CTC101",
-            f"config.pad_token_id is {blank}, outside the {hf.vocab_size} output classes: the CTC loss has no such "
-            "blank class.",
-            "Set pad_token_id to the tokenizer's pad id: "
-            f"{_load_with(hf, 'pad_token_id=processor.tokenizer.pad_token_id')}.",
-            {"pad_token_id": blank, "vocab_size": hf.vocab_size},
-        )]
     if hf.tokenizer_pad_id is None or hf.tokenizer_pad_id == blank:
         return []
     name = f"{hf.blank_token!r} in the tokenizer" if hf.blank_token is not None else "no token in the tokenizer"
@@ -255,12 +247,14 @@ def summed_loss(hf):
     )]
 
 
-@check("CTC104", "error", "ctc_zero_infinity does not suit samples that cannot be aligned")
+@check("CTC104", "error", "ctc_zero_infinity does not suit samples that cannot be aligned",
+       variants=(("warning", "ctc_zero_infinity=True hides samples that cannot be aligned"),))
 def zero_infinity_setting(hf):
     """
     **What it checks.** Samples whose transcript needs more frames (labels + adjacent
     repeats) than the model gives their audio (the model's own length formula), against
-    `config.ctc_zero_infinity`.
+    `config.ctc_zero_infinity`: an error with `False`, a warning ("ctc_zero_infinity=True
+    hides samples that cannot be aligned") with `True`.
 
     **Why it matters.** With `ctc_zero_infinity=False` (the default) such a sample's loss is
     `inf` and its gradients are NaN: the first training step on a batch holding one turns
@@ -372,14 +366,17 @@ def padding_without_attention_mask(hf):
     )]
 
 
-@check("CTC106", "error", "SpecAugment's masks do not fit the shortest utterances")
+@check("CTC106", "error", "SpecAugment's masks do not fit the shortest utterances",
+       variants=(("warning", "SpecAugment hides most of the shortest utterances"),))
 def spec_augment_too_long(hf):
     """
     **What it checks.** In training, transformers' SpecAugment masks at least
     `mask_time_min_masks` spans of `mask_time_length` frames of every utterance (when
     `mask_time_prob > 0`), and `mask_feature_length` channels of `hidden_size` (when
     `mask_feature_prob > 0`). Frames here are the feature encoder's, measured on the scanned
-    samples with the model's own length formula.
+    samples with the model's own length formula. Masks that would raise are an error;
+    masks that only hide most of the shortest utterances are a warning ("SpecAugment hides
+    most of the shortest utterances").
 
     **Why it matters.** `_compute_mask_indices` raises `ValueError: mask_length has to be
     smaller than sequence_length` when a batch's longest utterance has fewer frames than
@@ -456,12 +453,19 @@ def spec_augment_too_long(hf):
     return found
 
 
-@check("CTC107", "warning", "labels padded with pad_token_id instead of -100")
+#: CTC107's title for a pad id inside a transcript (a real symbol that is the blank).
+INSIDE = "a transcript symbol is the blank (config.pad_token_id)"
+
+
+@check("CTC107", "warning", "labels padded with pad_token_id instead of -100", variants=(("error", None), ("error", INSIDE)))
 def labels_hold_pad_id(hf):
     """
     **What it checks.** Label values equal to `config.pad_token_id` (the CTC blank): after the
     last real label (the collator padded with the pad id, not -100), and before it (a
-    transcript symbol that is the blank).
+    transcript symbol that is the blank). Padding is a warning where the installed
+    transformers drops it (5), an error where its loss trains it as blank targets (4); a
+    symbol that is the blank is an error, titled "a transcript symbol is the blank
+    (config.pad_token_id)".
 
     **Why it matters.** Hugging Face CTC losses ignore labels of -100. What they do with the
     pad id depends on the version: transformers 4 (`labels >= 0`) trains it as a blank
@@ -499,7 +503,7 @@ def labels_hold_pad_id(hf):
             f"with {_load_with(hf, 'pad_token_id=processor.tokenizer.pad_token_id')}.",
             {"pad_token_id": blank, "count": count, "samples": [s.index for s in inside[:50]]},
             severity="error",
-            title="a transcript symbol is the blank (config.pad_token_id)",
+            title=INSIDE,
         ))
     trailing = [s for s in hf.samples if s.pad_labels_trailing]
     if trailing:

@@ -67,7 +67,7 @@ def nonfinite_inputs(input_stats: list[InputStats]) -> list[Finding]:
     ]
 
 
-@check("CTC041", "warning", "inputs not normalised")
+@check("CTC041", "warning", "inputs not normalised", variants=(("info", "inputs not normalised, but the model normalises them"),))
 def unnormalised_inputs(
     input_stats: list[InputStats], hf: HFFacts | None = None, input_normaliser: FirstLayer | None = None
 ) -> list[Finding]:

@@ -8,7 +8,9 @@ from ctcdoctor.render.phrases import numbered, of_total, plural
 
 if TYPE_CHECKING:  # pragma: no cover
     from ctcdoctor.findings import Finding
+    from ctcdoctor.frameworks.hf_facts import HFFacts
     from ctcdoctor.load.batches import TargetTable
+    from ctcdoctor.measure.labels import PaddingCounted
     from ctcdoctor.measure.vocabulary import ClassCount, Vocabulary
     from ctcdoctor.protocol import Alphabet
 
@@ -76,11 +78,12 @@ def label_out_of_range(
     ]
 
 
-@check("CTC015", "error", "Setup.blank lies outside the model's classes")
-def blank_out_of_range(blank: int, num_classes: int, alphabet: Alphabet) -> list[Finding]:
+@check("CTC015", "error", "the blank lies outside the model's classes")
+def blank_out_of_range(blank: int, num_classes: int, alphabet: Alphabet, hf: HFFacts | None = None) -> list[Finding]:
     """
-    **What it checks.** `Setup.blank` (or the blank a framework's config names) is one of
-    the model's output classes: `0 <= blank < C`, where `C` is the size of the class axis.
+    **What it checks.** `Setup.blank` (or, for a Hugging Face model, `config.pad_token_id`)
+    is one of the model's output classes: `0 <= blank < C`, where `C` is the size of the
+    class axis (`config.vocab_size`).
 
     **Why it matters.** `F.ctc_loss(..., blank=99)` on an output of 5 classes raises, or on
     some backends reads past the class axis; and every other check that needs the blank
@@ -91,12 +94,20 @@ def blank_out_of_range(blank: int, num_classes: int, alphabet: Alphabet) -> list
     **Example.** `Setup(model=model, loader=loader, blank=99)` with `nn.Linear(256, 5)`:
     `error CTC015 Setup.blank is 99 but the model outputs 5 classes (indices 0 to 4).`
 
+    For a Hugging Face model: `error CTC015 config.pad_token_id is 13 but config.vocab_size
+    is 12`; when 13 is the tokenizer's pad id the config was made before `[UNK]` and `[PAD]`
+    were added to the vocabulary, and the finding is marked a consequence of CTC100.
+
     **Fix.** Set `Setup.blank` to the index your loss uses (`F.ctc_loss(..., blank=...)`,
     usually 0, or `C - 1` for a blank-last encoding); if the blank is meant to be a class of
-    its own after the alphabet, give the final layer `len(alphabet) + 1` outputs.
+    its own after the alphabet, give the final layer `len(alphabet) + 1` outputs. For a
+    Hugging Face model, build the head for the tokenizer:
+    `from_pretrained(..., vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)`.
     """
     if 0 <= blank < num_classes:
         return []
+    if hf is not None and hf.pad_token_id == blank:
+        return [_hf_blank_out_of_range(hf, blank)]
     if alphabet is not None and blank == len(alphabet):
         hint = (f"The blank is the slot after the {len(alphabet)} symbols: give the final layer len(alphabet) + 1 = "
                 f"{len(alphabet) + 1} outputs, or set Setup.blank = 0 if your loss uses blank=0.")
@@ -117,8 +128,37 @@ def blank_out_of_range(blank: int, num_classes: int, alphabet: Alphabet) -> list
     ]
 
 
+def _hf_blank_out_of_range(hf: HFFacts, blank: int) -> Finding:
+    """CTC015 in the model's own terms: config.pad_token_id (the blank) against config.vocab_size (and len(tokenizer))."""
+    classes = hf.vocab_size
+    load = f"{hf.model_class}.from_pretrained(..., "
+    cause = None
+    if hf.tokenizer_size is None:
+        hint = (f"Load the model with the vocabulary's size and pad id: {load}vocab_size=len(tokenizer), "
+                f"pad_token_id=tokenizer.pad_token_id) (vocab_size {blank + 1} or more for pad id {blank}); pass the "
+                "processor too (Setup(model, loader, processor=processor)) so that ctcdoctor can compare them.")
+    elif hf.tokenizer_pad_id == blank and hf.tokenizer_size > classes:
+        cause = "CTC100"
+        hint = (f"{blank} is the tokenizer's pad id ({hf.tokenizer_pad_token!r}), but the head is smaller than the "
+                f"tokenizer: {load}vocab_size=len(processor.tokenizer)) (= {hf.tokenizer_size}).")
+    else:
+        hint = (f"Use the tokenizer's pad id and size: {load}pad_token_id=processor.tokenizer.pad_token_id, "
+                f"vocab_size=len(processor.tokenizer)) (= {hf.tokenizer_pad_id} and {hf.tokenizer_size}).")
+    return finding(
+        "CTC015",
+        f"config.pad_token_id is {blank} but config.vocab_size is {classes} (classes 0 to {classes - 1}): the CTC loss "
+        f"of {hf.model_class} has no class for its blank, and the checks that need the blank (loss, criterion, "
+        "gradients, spikiness) are skipped.",
+        hint,
+        {"blank": blank, "num_classes": classes, "pad_token_id": blank, "vocab_size": classes,
+         "tokenizer_size": hf.tokenizer_size},
+        consequence_of=cause,
+    )
+
+
 @check("CTC011", "error", "a target contains the blank index")
-def blank_in_targets(targets: TargetTable, blank: int, alphabet: Alphabet, vocabulary: Vocabulary | None = None) -> list[Finding]:
+def blank_in_targets(targets: TargetTable, blank: int, alphabet: Alphabet, vocabulary: Vocabulary | None = None,
+                     padding_counted: PaddingCounted | None = None) -> list[Finding]:
     """
     **What it checks.** No label (within its `target_length`) equals `Setup.blank`.
 
@@ -131,7 +171,11 @@ def blank_in_targets(targets: TargetTable, blank: int, alphabet: Alphabet, vocab
 
     **Fix.** Reserve the blank: encode characters as `alphabet.index(ch) + 1` with blank 0,
     or as `alphabet.index(ch)` with blank `len(alphabet)` (and `F.ctc_loss(..., blank=len(alphabet))`).
+    When every blank in the targets is trailing padding that `target_lengths` count, the
+    encoding is fine and CTC012 reports the lengths instead (this check is skipped).
     """
+    if padding_counted is not None:
+        raise SkipCheck(f"the blank {blank} in the targets is padding that target_lengths count (CTC012)")
     is_blank = targets.mask & (targets.labels == blank)
     count = int(is_blank.sum())
     if count == 0:
@@ -208,33 +252,56 @@ def _blank_hint_with_tokens(vocabulary: Vocabulary, blank: int, used: set[int]) 
 
 
 @check("CTC012", "error", "target_lengths inconsistent with targets")
-def target_lengths_inconsistent(targets: TargetTable) -> list[Finding]:
+def target_lengths_inconsistent(targets: TargetTable, padding_counted: PaddingCounted | None = None) -> list[Finding]:
     """
     **What it checks.** `target_lengths` agree with `targets`: none negative; for padded
     `(N, S)` targets none longer than `S`; for concatenated 1-D targets they sum to the
-    number of labels.
+    number of labels; and they do not count the padding: targets padded with the blank
+    whose lengths are all the padded width `S` (`torch.full((N,), S)`), so every blank in
+    them is a trailing run.
 
     **Why it matters.** `F.ctc_loss` slices targets by these lengths: a wrong sum shifts
     every later sample onto its neighbour's labels, a length past the padding reads pad
-    values as labels.
+    values as labels. Padding counted as labels asks the model to emit the blank as a
+    character after every short transcript: those samples cannot be learned.
 
     **Example.** Concatenated targets hold 180 labels but `target_lengths.sum()` is 176:
     `error CTC012 batch 0: target_lengths sum to 176 but the concatenated targets hold 180 labels.`
+    Padding counted: `error CTC012 target_lengths count the padding: 57 of 64 samples end in
+    padding zeros (the blank) that their target_length includes; sample 3 has 5 labels then
+    4 padding zeros, target_length 9.`
 
     **Fix.** Compute `target_lengths` from the same encoded labels you concatenate or pad,
-    after any filtering of unknown symbols.
+    after any filtering of unknown symbols: the count before the padding
+    (`torch.tensor([len(label) for label in labels])` in the collate function).
     """
-    if not targets.length_problems:
+    problems = list(targets.length_problems)
+    if padding_counted is not None:
+        problems.insert(0, _padding_message(targets, padding_counted))
+    if not problems:
         return []
-    return [
-        finding(
-            "CTC012",
-            "; ".join(targets.length_problems[:5])
-            + ("." if len(targets.length_problems) <= 5 else f"; and {len(targets.length_problems) - 5} more."),
-            "Compute target_lengths from the encoded labels themselves (after filtering), one per sample.",
-            {"problems": list(targets.length_problems[:20])},
-        )
-    ]
+    hint = ("Compute target_lengths from the encoded labels themselves (after filtering), one per sample.")
+    if padding_counted is not None:
+        hint = ("Pass the true lengths, the count before the padding: target_lengths = torch.tensor([len(label) for label "
+                "in labels]) in the collate function, not the padded width; keep the targets as they are.")
+    evidence: dict = {"problems": problems[:20]}
+    if padding_counted is not None:
+        evidence["padding_counted"] = {"samples": list(padding_counted.samples[:20]), "count": len(padding_counted.samples)}
+    return [finding("CTC012", "; ".join(problems[:5]) + ("." if len(problems) <= 5 else f"; and {len(problems) - 5} more."),
+                    hint, evidence)]
+
+
+def _padding_message(targets: TargetTable, padding: PaddingCounted) -> str:
+    """'target_lengths count the padding: …; sample 3 has 5 labels then 4 padding zeros, target_length 9'."""
+    sample = max(padding.samples, key=lambda i: (int(padding.given[i] - padding.real_lengths[i]), -i))
+    given, real = int(padding.given[sample]), int(padding.real_lengths[sample])
+    pads, blank = given - real, padding.blank
+    zeros = "zero" if pads == 1 else "zeros"
+    run = f"padding {zeros} (the blank)" if blank == 0 else f"padding labels {blank} (the blank)"
+    one = f"{pads} padding {zeros}" if blank == 0 else f"{pads} padding {'label' if pads == 1 else 'labels'} {blank}"
+    return (f"target_lengths count the padding: {of_total(len(padding.samples), targets.size, 'sample', 'ends', 'end')} in "
+            f"{run} that their target_length includes; sample {sample} has {plural(real, 'label')} then {one}, "
+            f"target_length {given}")
 
 
 @check("CTC013", "warning", "empty target")
@@ -266,7 +333,8 @@ def empty_targets(targets: TargetTable) -> list[Finding]:
 
 @check("CTC014", "error", "class count differs from len(alphabet) + 1")
 def class_count_mismatch(
-    num_classes: int, alphabet: Alphabet, class_count: ClassCount | None = None, vocabulary: Vocabulary | None = None
+    num_classes: int, alphabet: Alphabet, class_count: ClassCount | None = None, vocabulary: Vocabulary | None = None,
+    hf: HFFacts | None = None,
 ) -> list[Finding]:
     """
     **What it checks.** When `Setup.alphabet` is given, the model's class axis has
@@ -281,9 +349,16 @@ def class_count_mismatch(
 
     **Fix.** `nn.Linear(hidden, len(alphabet) + 1)`, and make sure the alphabet passed to
     ctcdoctor is the one your encoder uses.
+
+    For a Hugging Face model without an alphabet of your own, the alphabet is the tokenizer's
+    vocabulary: CTC100 compares `config.vocab_size` with `len(tokenizer)` and CTC015/CTC101
+    check `config.pad_token_id`, so this check does not apply.
     """
     if alphabet is None:
         raise SkipCheck(NO_ALPHABET, applicable=False)
+    if hf is not None and hf.alphabet_from_tokenizer:
+        raise SkipCheck("the alphabet is the tokenizer's vocabulary (CTC100 compares config.vocab_size with it)",
+                        applicable=False)
     expected = len(alphabet) + 1
     if num_classes == expected:
         return []

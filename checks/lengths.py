@@ -8,9 +8,12 @@ from ctcdoctor.registry import SkipCheck, check, finding
 from ctcdoctor.render.phrases import numbered, of_total, plural
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
     from ctcdoctor.findings import Finding
     from ctcdoctor.load.batches import TargetTable
     from ctcdoctor.measure.downsampling import TimeStrides
+    from ctcdoctor.measure.labels import PaddingCounted
     from ctcdoctor.measure.lengths import DeclaredLengths, OutputLengths
     from ctcdoctor.measure.model import LayoutDecision, ModelRun
 
@@ -39,11 +42,12 @@ def _coverage(targets, output_lengths) -> tuple[int, str]:
 OUTLIER_SHARE = 0.1
 
 
-def frame_rule_phrase(ratio: float | None, output_lengths: Any) -> str:
+def frame_rule_phrase(ratio: float | None, output_lengths: Any, measured: int | None = None) -> str:
     """How many input steps make one output frame, by the rule the length checks used (shared with `scan`).
 
     A probed `floor((L + k) / s)` states `s` itself: a median of `L / frames` over short inputs reads higher
-    (floor(150 / 16) = 9 frames is one per 16.7 steps)."""
+    (floor(150 / 16) = 9 frames is one per 16.7 steps). So does `measured`, the product of the time strides of the
+    model's layers, when the median agrees with it up to that rounding (within 15%)."""
     from ctcdoctor.measure.lengths import rule_stride
 
     stride = getattr(output_lengths, "stride", None)
@@ -55,7 +59,13 @@ def frame_rule_phrase(ratio: float | None, output_lengths: Any) -> str:
         return ""
     shown = f"{ratio:.0f}" if ratio >= 3 else f"{ratio:.2g}"
     source = output_lengths.detail if output_lengths.source == "full" else f"frames {output_lengths.detail}"
-    return f" The model keeps about one output frame per {shown} input steps ({source})."
+    if measured is not None and measured > 1 and shown != str(measured) and abs(ratio - measured) <= 0.15 * measured:
+        return f" The model keeps one output frame per {measured} input steps (its layers downsample time ×{measured}; {source})."
+    phrase = f" The model keeps about one output frame per {shown} input steps ({source})."
+    if measured is not None and measured > 1 and shown != str(measured):
+        phrase += (f" Its layers downsample time ×{measured}: the output lengths add an offset or other steps of their "
+                   "own.")
+    return phrase
 
 
 def _downsampling_ratio(targets, output_lengths) -> float | None:
@@ -129,8 +139,13 @@ def infeasible_hint(count: int, covered: int, worst: list[dict[str, int]], strid
     hardest = max(usable, key=lambda item: item["needed"] / item["frames"])
     allowed = total * hardest["frames"] / hardest["needed"]
     layers = ", ".join(item.describe() for item in strides)
-    head = (f"Sample {hardest['sample']} needs {hardest['needed']} frames and gets {hardest['frames']}: the time axis is "
-            f"downsampled ×{total} by {layers}.")
+    needs = f"needs {hardest['needed']} frames and gets {hardest['frames']}"
+    if any(item["sample"] == hardest["sample"] for item in worst):
+        who = f"Sample {hardest['sample']} {needs}"
+    else:  # not among the furthest short in frames: say why this one sets the cut
+        who = (f"Sample {hardest['sample']}, short by the largest factor (it {needs}, "
+               f"{hardest['needed'] / hardest['frames']:.2g}× too few)")
+    head = f"{who}: the time axis is downsampled ×{total} by {layers}."
     if allowed < 1:
         return head + f" Even without any downsampling its input is too short: {others}"
     dropped, left = _strides_to_drop(strides, allowed)
@@ -139,9 +154,18 @@ def infeasible_hint(count: int, covered: int, worst: list[dict[str, int]], strid
             f"(×{total} → ×{left}, about {total // left} times the frames); or {others}")
 
 
+def _needs(targets: TargetTable, padding: PaddingCounted | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(frames needed, repeats, labels) per sample; with target_lengths that count the padding (CTC012), the true
+    ones, so that the padding is not counted as labels twice over."""
+    if padding is not None:
+        return padding.required, padding.repeats, padding.real_lengths
+    return targets.required_frames(), targets.repeats(), targets.valid_lengths
+
+
 @check("CTC001", "error", "output shorter than target plus repeats: CTC cannot align it")
 def infeasible_alignment(
-    targets: TargetTable, output_lengths: OutputLengths, time_strides: TimeStrides | None = None
+    targets: TargetTable, output_lengths: OutputLengths, time_strides: TimeStrides | None = None,
+    padding_counted: PaddingCounted | None = None,
 ) -> list[Finding]:
     """
     **What it checks.** Every sample needs at least `U + R` output frames, where `U` is the
@@ -174,10 +198,8 @@ def infeasible_alignment(
     """
     if not output_lengths.known:
         raise SkipCheck("output lengths are unknown (CTC003)")
-    required = targets.required_frames()
+    required, repeats, labels = _needs(targets, padding_counted)
     available = output_lengths.scanned
-    repeats = targets.repeats()
-    labels = targets.valid_lengths
     short = (available >= 0) & (available < required)
     count = int(short.sum())
     if count == 0:
@@ -199,10 +221,11 @@ def infeasible_alignment(
     ]
     only_repeats = bool((available[indices] >= labels[indices]).all()) and bool((repeats[indices] > 0).all())
     covered, coverage = _coverage(targets, output_lengths)
-    rule = frame_rule_phrase(_downsampling_ratio(targets, output_lengths), output_lengths)
-    message = infeasible_message(count, covered, worst, rule, coverage, only_repeats)
     outliers = bool(covered) and count / covered < OUTLIER_SHARE
     layers = time_strides.layers() if time_strides is not None and not outliers else ()
+    measured = prod(item.stride for item in layers) if layers else None
+    rule = frame_rule_phrase(_downsampling_ratio(targets, output_lengths), output_lengths, measured)
+    message = infeasible_message(count, covered, worst, rule, coverage, only_repeats)
     hint = infeasible_hint(count, covered, worst, layers, _hardest(indices, available, required))
     return [
         finding(
@@ -217,7 +240,8 @@ def infeasible_alignment(
 
 
 @check("CTC002", "warning", "length budget tight: few spare frames per label")
-def tight_length_budget(targets: TargetTable, output_lengths: OutputLengths) -> list[Finding]:
+def tight_length_budget(targets: TargetTable, output_lengths: OutputLengths,
+                        padding_counted: PaddingCounted | None = None) -> list[Finding]:
     """
     **What it checks.** Samples that can be aligned but have fewer than 1.25
     output frames per frame they need (`U + repeats`).
@@ -234,7 +258,7 @@ def tight_length_budget(targets: TargetTable, output_lengths: OutputLengths) -> 
     """
     if not output_lengths.known:
         raise SkipCheck("output lengths are unknown (CTC003)")
-    required = targets.required_frames()
+    required = _needs(targets, padding_counted)[0]
     available = output_lengths.scanned
     tight = (available >= required) & (required > 0) & (available.double() < TIGHT_RATIO * required.double())
     count = int(tight.sum())

@@ -16,7 +16,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ctcdoctor.measure.outputs import OutputKind
 
 
-@check("CTC020", "error", "model output is probabilities, not log-probabilities")
+@check("CTC020", "error", "model output is probabilities, not log-probabilities",
+       variants=(("warning", "model output is probabilities; the criterion takes their log"),))
 def probabilities_output(output_kinds: list[OutputKind], criterion_audit: CriterionAudits) -> list[Finding]:
     """
     **What it checks.** Whether the model's output lies in [0, 1] and sums to 1 over the

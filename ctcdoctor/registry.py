@@ -49,6 +49,14 @@ class CodeInfo:
     doc: str
     check: Callable[..., Any] | None = None
     """The registered check function, or None for codes raised elsewhere (overfit, runner)."""
+    variants: tuple[tuple[Severity, str], ...] = ()
+    """Other (severity, title) pairs the code is raised with, each explained in `doc` (CTC100 is a warning when the
+    head has more classes than the tokenizer has tokens). A finding never carries a pair that is not documented."""
+
+    @property
+    def documented(self) -> tuple[tuple[Severity, str], ...]:
+        """Every (severity, title) a finding of this code may carry: the main pair first."""
+        return ((self.severity, self.title), *self.variants)
 
     @property
     def check_name(self) -> str | None:
@@ -76,8 +84,16 @@ def _register(info: CodeInfo) -> None:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def check(code: str, severity: str, title: str) -> Callable[[F], F]:
+def _variants(code: str, variants: tuple[tuple[str, str | None], ...], title: str) -> tuple[tuple[Severity, str], ...]:
+    """(severity, title or None for the main title) pairs, parsed."""
+    return tuple((Severity.parse(severity), variant or title) for severity, variant in variants)
+
+
+def check(code: str, severity: str, title: str, variants: tuple[tuple[str, str | None], ...] = ()) -> Callable[[F], F]:
     """Register a check that raises `code`; its docstring documents the code.
+
+    `variants`: other (severity, title) pairs the check raises the code with (title None: the main title), each
+    explained in the docstring; `finding()` refuses any other pair.
 
     The check's parameters name the inputs it needs (see `ctcdoctor.measure`); a parameter
     called `context` is refused, so that a check can never reach past what it declares.
@@ -88,15 +104,16 @@ def check(code: str, severity: str, title: str) -> Callable[[F], F]:
             raise TypeError(
                 f"check {function.__name__} ({code}) takes `context`: name the measured inputs it needs instead"
             )
-        _register(CodeInfo(code, Severity.parse(severity), title, inspect.getdoc(function) or "", function))
+        _register(CodeInfo(code, Severity.parse(severity), title, inspect.getdoc(function) or "", function,
+                           _variants(code, variants, title)))
         return function
 
     return decorate
 
 
-def document(code: str, severity: str, title: str, doc: str) -> None:
-    """Register a code raised outside the check registry (by `overfit`, or by the runner)."""
-    _register(CodeInfo(code, Severity.parse(severity), title, inspect.cleandoc(doc)))
+def document(code: str, severity: str, title: str, doc: str, variants: tuple[tuple[str, str | None], ...] = ()) -> None:
+    """Register a code raised outside the check registry (by `overfit`, or by the runner); `variants` as for `check`."""
+    _register(CodeInfo(code, Severity.parse(severity), title, inspect.cleandoc(doc), variants=_variants(code, variants, title)))
 
 
 def finding(

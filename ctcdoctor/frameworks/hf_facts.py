@@ -96,6 +96,8 @@ class HFFacts:
     beyond_head: tuple[tuple[int, str], ...] = ()
     """Label tokens (not <s>/</s>-like) whose id is >= config.vocab_size: the head has no row for them."""
     vocab_case: str | None = None
+    alphabet_from_tokenizer: bool = False
+    """Setup.alphabet is the tokenizer's vocabulary (read by setup_from_hf), not one the user gave."""
     """"lower" or "upper" when every letter of the vocabulary has that case; else None."""
     do_lower_case: bool | None = None
     # ------------------------------------------------------------------ feature extractor
@@ -315,6 +317,7 @@ def describe_hf(
     from ctcdoctor.frameworks.hf_model import HFCTCModel, label_rule, main_input_name
     from ctcdoctor.frameworks.huggingface import is_hf_ctc_model
 
+    alphabet_from_tokenizer = bool(getattr(model, "alphabet_from_tokenizer", False))
     if isinstance(model, HFCTCModel):
         tokenizer = tokenizer if tokenizer is not None else model.tokenizer
         processor = processor if processor is not None else model.processor
@@ -342,6 +345,7 @@ def describe_hf(
         frames_per_second=frames_per_second,
         labels_drop_blank=rule.drops_blank,
         label_rule=rule.source,
+        alphabet_from_tokenizer=alphabet_from_tokenizer,
         samples=tuple(scan.samples),
         batch_frames=tuple(scan.batch_frames),
         input_peak=scan.peak if scan.audio_seen else None,

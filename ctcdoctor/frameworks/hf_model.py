@@ -97,6 +97,9 @@ class HFCTCModel(nn.Module):
         # Kept for the Hugging Face checks (the `hf` input), which read the vocabulary and feature extractor.
         self.tokenizer = tokenizer
         self.processor = processor
+        #: True when Setup.alphabet was read from the tokenizer (not given by the user): CTC014 then has nothing
+        #: of its own to compare (CTC100 compares config.vocab_size with len(tokenizer)).
+        self.alphabet_from_tokenizer = False
 
     def forward(self, inputs: Any) -> torch.Tensor:
         kwargs = dict(inputs) if isinstance(inputs, Mapping) else {self.input_name: inputs}

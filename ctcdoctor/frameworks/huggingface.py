@@ -143,6 +143,7 @@ def setup_from_hf(
         tokenizer=tokenizer,
         processor=processor,
     )
+    wrapper.alphabet_from_tokenizer = tokenizer is not None and setup_overrides.get("alphabet") is None
     if setup_overrides.get("criterion") is not None:
         setup_overrides["criterion"] = HFUserCriterion(setup_overrides["criterion"], model, keys)
     return dataclasses.replace(setup, **setup_overrides)

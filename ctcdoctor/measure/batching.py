@@ -9,8 +9,9 @@ alone, padded as they are in the batch, and compare with their slice of the batc
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,10 +59,15 @@ class BatchIndependence:
     tolerance: float = DEFAULT_TOLERANCE
     layers: tuple[SequenceLayer, ...] = field(default=())
     skipped: str | None = None
+    float64_differences: tuple[float, ...] | None = None
+    """The same differences from a float64 copy of the model, measured when the first ones exceed the tolerance:
+    round-off that saturated gates amplify differs between a batch and a sample alone (different kernels), and
+    vanishes in float64; samples really mixed differ there too. None when not measured or the copy cannot run."""
 
     def mixed(self) -> list[int]:
-        """Positions (in `compared`) whose outputs disagree."""
-        return [i for i, (d, s) in enumerate(zip(self.differences, self.scales)) if not d <= self.tolerance * max(1.0, s)]
+        """Positions (in `compared`) whose outputs disagree (in float64 too, when that was measured)."""
+        differences = self.differences if self.float64_differences is None else self.float64_differences
+        return [i for i, (d, s) in enumerate(zip(differences, self.scales)) if not d <= self.tolerance * max(1.0, s)]
 
 
 @contextlib.contextmanager
@@ -94,6 +100,60 @@ def _chosen(size: int) -> list[int]:
     return sorted({size - 1, size // 2} - {0})[:SAMPLES]
 
 
+def _compare(model: torch.nn.Module, inputs: Any, output: torch.Tensor, out_axis: int, batch_axis: int,
+             size: int) -> tuple[list[float], list[float], list[int]]:
+    """Run each chosen sample alone; per sample compared: largest |alone - inside|, largest |inside|, its position."""
+    device = model_device(model)
+    differences, scales, compared = [], [], []
+    for position in _chosen(size):
+        single = index_inputs(inputs, torch.tensor([position]), size, batch_axis)
+        with evaluating(model):
+            alone, _ = split_output(model(move_inputs(single, device)))
+        inside = output.narrow(out_axis, position, 1)
+        if tuple(alone.shape) != tuple(inside.shape):
+            continue  # a model whose output shape depends on the batch: nothing to compare frame by frame
+        alone64, inside64 = alone.detach().to("cpu", torch.float64), inside.detach().to("cpu", torch.float64)
+        finite = torch.isfinite(alone64) & torch.isfinite(inside64)
+        if not bool(finite.any()):
+            continue
+        differences.append(float((alone64 - inside64)[finite].abs().max()))
+        scales.append(float(inside64[finite].abs().max()))
+        compared.append(position)
+    return differences, scales, compared
+
+
+def _as_float64(inputs: Any) -> Any:
+    """`inputs` with every floating tensor inside in float64 (integer ids and masks unchanged)."""
+    if is_packed(inputs):
+        return inputs.double() if inputs.data.is_floating_point() else inputs
+    if isinstance(inputs, torch.Tensor):
+        return inputs.to(torch.float64) if inputs.is_floating_point() else inputs
+    if isinstance(inputs, tuple) and hasattr(inputs, "_fields"):
+        return type(inputs)(*(_as_float64(item) for item in inputs))
+    if isinstance(inputs, (tuple, list)):
+        return type(inputs)(_as_float64(item) for item in inputs)
+    if isinstance(inputs, Mapping):
+        return {key: _as_float64(item) for key, item in inputs.items()}
+    return inputs
+
+
+def _float64_differences(model: torch.nn.Module, inputs: Any, out_axis: int, batch_axis: int, size: int,
+                         positions: list[int]) -> tuple[float, ...] | None:
+    """The differences again on a float64 copy of the model (the user's model untouched); None when the copy cannot
+    be made or run (a device without float64, a model that casts its inputs, an output shape that changes)."""
+    try:
+        double = copy.deepcopy(model).double()
+        inputs = _as_float64(inputs)
+        with evaluating(double):
+            output, _ = split_output(double(move_inputs(inputs, model_device(double))))
+        if output.dtype != torch.float64:
+            return None  # the model casts back to a lower precision: no better than the first measure
+        differences, _, compared = _compare(double, inputs, output, out_axis, batch_axis, size)
+    except Exception:
+        return None
+    return tuple(differences) if compared == positions else None
+
+
 def measure_independence(model: torch.nn.Module, run: ModelRun, layout: str | None) -> BatchIndependence:
     batch = run.batch
     size = batch.size
@@ -103,37 +163,27 @@ def measure_independence(model: torch.nn.Module, run: ModelRun, layout: str | No
     if layout not in OUTPUT_BATCH_AXIS:
         return BatchIndependence(batch.index, batch.batch_axis, shape, skipped="the output layout is unknown (CTC022)")
     out_axis = OUTPUT_BATCH_AXIS[layout]
-    device = model_device(model)
-    differences, scales, compared = [], [], []
-    for position in _chosen(size):
-        single = index_inputs(batch.inputs, torch.tensor([position]), size, batch.batch_axis)
-        try:
-            with evaluating(model):
-                alone, _ = split_output(model(move_inputs(single, device)))
-        except Exception as error:
-            return BatchIndependence(batch.index, batch.batch_axis, shape, skipped=f"the model cannot run one sample "
-                                     f"alone ({type(error).__name__}: {error})")
-        inside = run.output.narrow(out_axis, position, 1)
-        if tuple(alone.shape) != tuple(inside.shape):
-            continue  # a model whose output shape depends on the batch: nothing to compare frame by frame
-        alone64, inside64 = alone.detach().to("cpu", torch.float64), inside.detach().to("cpu", torch.float64)
-        finite = torch.isfinite(alone64) & torch.isfinite(inside64)
-        if not bool(finite.any()):
-            continue
-        differences.append(float((alone64 - inside64)[finite].abs().max()))
-        scales.append(float(inside64[finite].abs().max()))
-        compared.append(batch.first_sample + position)
+    try:
+        differences, scales, compared = _compare(model, batch.inputs, run.output, out_axis, batch.batch_axis, size)
+    except Exception as error:
+        return BatchIndependence(batch.index, batch.batch_axis, shape, skipped=f"the model cannot run one sample "
+                                 f"alone ({type(error).__name__}: {error})")
     if not compared:
         return BatchIndependence(batch.index, batch.batch_axis, shape, skipped="a sample alone gives an output of "
                                  "another shape than its slice of the batch output, or no finite values to compare")
+    positions, compared = compared, [batch.first_sample + position for position in compared]
     tolerance = TOLERANCE.get(run.output.dtype, DEFAULT_TOLERANCE)
     result = BatchIndependence(batch.index, batch.batch_axis, shape, tuple(compared), tuple(differences), tuple(scales),
                                tolerance)
     if not result.mixed():
         return result
+    result = dataclasses.replace(result, float64_differences=_float64_differences(model, batch.inputs, out_axis,
+                                                                                  batch.batch_axis, size, positions))
+    if not result.mixed():
+        return result
     # Only now pay for another forward pass of the batch: to name the layers that read the batch as time.
     with evaluating(model), sequence_layers(model) as layers:
-        model(move_inputs(batch.inputs, device))
+        model(move_inputs(batch.inputs, model_device(model)))
     return dataclasses.replace(result, layers=tuple(layers))
 
 

@@ -18,7 +18,9 @@ def _hf(context: Context) -> Any:
     from ctcdoctor.frameworks.hf_model import HF_KEY
     from ctcdoctor.frameworks.huggingface import is_hf_ctc_model
 
-    model = context.setup.model
+    model = getattr(context.setup, "model", None)  # scan has no model: no Hugging Face facts
+    if model is None:
+        return None
     if not is_hf_ctc_model(model) and not is_hf_ctc_model(getattr(model, "model", None)):
         return None
     batches = [batch.raw[HF_KEY] if isinstance(batch.raw, dict) and HF_KEY in batch.raw else batch.raw

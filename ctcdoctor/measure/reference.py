@@ -134,7 +134,7 @@ def _ctc_batches(context: Context) -> PreparedBatches:
     num_classes = context.num_classes
     blank = context.setup.blank
     if not 0 <= blank < num_classes:
-        return PreparedBatches((), f"Setup.blank {blank} is outside the {num_classes} classes (CTC015)")
+        return PreparedBatches((), f"{context.vocabulary.blank_setting} {blank} is outside the {num_classes} classes (CTC015)")
     items = []
     kinds = _kinds(context)
     for run, out_lengths, kind in zip(context.runs, lengths.per_run, kinds):

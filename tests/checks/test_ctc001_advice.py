@@ -104,3 +104,25 @@ def test_probed_rule_prefers_the_layer_like_stride_and_scan_states_it_as_check_d
 
     assert frame_rule_phrase(18.4, ScanLengths) == (
         " The model keeps one output frame per 16 input steps (frames estimated by probing the model: frames = floor((L + 3) / 16)).")
+
+
+def test_setup_output_lengths_state_the_measured_stride_not_a_rounded_median():
+    # width // 16 from Setup.output_lengths: the median of L / frames reads 16.7 ("one per 17" next to "×16").
+    widths = list(range(100, 241, 20))
+    finding = ctc001(Setup(model=CRNN(4), loader=image_batches(widths, [[1, 2, 3, 4, 5] * 4] * 8), blank=0,
+                           output_lengths=lambda w: w // 16))
+    assert "The model keeps one output frame per 16 input steps (its layers downsample time ×16; frames from " \
+           "Setup.output_lengths)." in finding.message, finding.message
+    assert "per 17" not in finding.message and "×16" in finding.hint
+
+
+def test_the_fix_says_why_its_sample_is_not_one_of_those_listed():
+    # Five samples 5 frames short (25 labels in 20 frames, 1.25x too few) are listed; sample 5 is 1 frame short
+    # but 1.5x too few (3 labels in 2 frames): it sets how far the downsampling must go, and the fix says so.
+    widths = [160] * 5 + [16, 160, 160]
+    labels = [[1, 2, 3, 4, 5] * 5] * 5 + [[1, 2, 3], [1, 2], [1, 2]]
+    finding = ctc001(Setup(model=CRNN(3), loader=image_batches(widths, labels), blank=0))
+    listed = [item["sample"] for item in finding.evidence["worst"]]
+    assert 5 not in listed
+    assert finding.hint.startswith("Sample 5, short by the largest factor (it needs 3 frames and gets 2, 1.5× too few): "
+                                   "the time axis is downsampled ×8"), finding.hint

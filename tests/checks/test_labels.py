@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
-from ctchelpers import healthy_setup, make_batches, run_codes
+from ctchelpers import codes_of, healthy_setup, make_batches, run_codes
 
 
 def test_healthy_setup_has_no_label_findings():
@@ -108,3 +109,30 @@ def test_labels_index_plus_one_with_the_blank_last_name_the_exact_change():
         "Pass blank=0 and keep the labels as given: Setup.blank = 0 and F.ctc_loss(..., blank=0) (class 0 is free). "
         "Or keep blank=5 and subtract 1 from every label (targets - 1: index = alphabet.index(ch))."
     )
+
+
+def _lengths_are_the_padded_width(batches):
+    """The collate bug: target_lengths = torch.full((N,), S), padding zeros counted as labels."""
+    return [(x, targets, lengths, torch.full_like(target_lengths, targets.shape[1]))
+            for x, targets, lengths, target_lengths in batches]
+
+
+def test_target_lengths_counting_the_padding_are_ctc012_not_a_blank_in_the_encoding():
+    setup = healthy_setup()
+    setup.loader = _lengths_are_the_padded_width(setup.loader)
+    setup.output_lengths = lambda input_lengths: input_lengths // 8  # 5 frames: enough for the true labels only
+    findings, results = run_codes(setup, ("CTC0",))
+    (finding,) = [item for item in findings if item.code == "CTC012"]
+    assert finding.message.startswith("target_lengths count the padding: 6 of 8 samples end in padding zeros (the blank)")
+    assert "sample 4 has 1 label then 3 padding zeros, target_length 4" in finding.message
+    assert "Pass the true lengths, the count before the padding" in finding.hint
+    assert "CTC011" not in codes_of(findings)  # the encoding is already +1: shifting it would break the labels
+    assert {item.code: item.status for item in results}["CTC011"] == "skipped"
+    assert "CTC001" not in codes_of(findings)  # the padding is not counted as labels (and repeats) by the length checks
+
+
+def test_a_trailing_blank_with_true_lengths_is_still_ctc011():
+    setup = healthy_setup()
+    setup.loader = make_batches([20, 20, 20], [[1, 0], [3, 4, 5], [2, 0]])
+    codes = codes_of(run_codes(setup, ("CTC01",))[0])
+    assert "CTC011" in codes and "CTC012" not in codes

@@ -123,13 +123,50 @@ def test_ctc101_default_pad_token_id_is_a_letter_on_a_real_model():
     assert "never learned" in item.message and "(= 14)" in item.hint
 
 
-def test_ctc101_pad_token_id_outside_the_classes():
-    (item,) = found(hfchecks.blank_not_tokenizer_pad, facts(pad_token_id=40, vocab_size=32))
-    assert "outside the 32 output classes" in item.message
+def test_ctc101_is_silent_when_the_pad_id_is_the_tokenizers_even_outside_the_head():
+    # The ids agree: the head is too small (CTC100, CTC015), the pad id needs no change.
+    assert found(hfchecks.blank_not_tokenizer_pad, facts(pad_token_id=40, vocab_size=32, tokenizer_size=42,
+                                                         tokenizer_pad_id=40)) == []
 
 
-def test_ctc101_without_a_tokenizer_only_the_range_is_checked():
-    assert found(hfchecks.blank_not_tokenizer_pad, facts(pad_token_id=0, tokenizer_pad_id=None)) == []
+def test_ctc101_does_not_apply_without_a_tokenizer():
+    with pytest.raises(SkipCheck) as skipped:
+        found(hfchecks.blank_not_tokenizer_pad, facts(pad_token_id=40, vocab_size=32, tokenizer_pad_id=None))
+    assert skipped.value.reason == "no tokenizer or processor given" and not skipped.value.applicable
+
+
+def _config_before_unk_and_pad(proc):
+    """The guides' mistake: config.vocab_size taken from the characters before [UNK] and [PAD] were added."""
+    return audio_model("Wav2Vec2ForCTC", proc, vocab_size=proc.tokenizer.convert_tokens_to_ids("[UNK]"))
+
+
+def test_a_config_made_before_unk_and_pad_is_one_root_cause_in_the_models_terms():
+    import ctcdoctor
+
+    proc = processor()
+    pad, unk = proc.tokenizer.pad_token_id, proc.tokenizer.convert_tokens_to_ids("[UNK]")
+    report = ctcdoctor.check(ctcdoctor.Setup(model=_config_before_unk_and_pad(proc), loader=loader(proc), processor=proc),
+                             select=["CTC01", "CTC10"])
+    by_code = {item.code: item for item in report.findings}
+    assert set(by_code) == {"CTC100", "CTC015"}, [f"{f.code}: {f.message}" for f in report.findings]
+    blank = by_code["CTC015"]
+    assert blank.evidence["consequence_of"] == "CTC100"
+    assert blank.message.startswith(f"config.pad_token_id is {pad} but config.vocab_size is {unk}")
+    assert "Setup.blank" not in blank.message + blank.hint and "vocab_size=len(processor.tokenizer)" in blank.hint
+    status = {item.code: (item.status, item.applicable) for item in report.checks}
+    assert status["CTC014"] == ("skipped", False) and status["CTC101"] == ("passed", True)
+
+
+def test_without_a_tokenizer_the_blank_finding_speaks_of_the_config_and_ctc101_does_not_apply():
+    import ctcdoctor
+
+    proc = processor()
+    report = ctcdoctor.check(ctcdoctor.Setup(model=_config_before_unk_and_pad(proc), loader=loader(proc)),
+                             select=["CTC01", "CTC10"])
+    (blank,) = report.findings
+    assert blank.code == "CTC015" and "config.pad_token_id" in blank.message and "processor=processor" in blank.hint
+    assert "tokenizer's pad id" not in blank.message + blank.hint
+    assert not {item.code: item.applicable for item in report.checks}["CTC101"]
 
 
 # ---------------------------------------------------------------- CTC102

@@ -35,8 +35,10 @@ def test_check_is_clean_with_no_warning(function):
     assert "CTC999" not in statuses and statuses["CTC030"] == statuses["CTC104"] == "passed"
     # The model's own length formula agrees with the lengths measured by probing it (audio and mask cut together).
     assert statuses["CTC004"] == "passed"
-    # The Hugging Face checks ran on the model's facts (the processor's tokenizer for build()).
-    assert statuses["CTC101"] == "passed"
+    # The Hugging Face checks ran on the model's facts (the processor's tokenizer for build()); without a tokenizer
+    # there is no pad id to compare config.pad_token_id with, and CTC015 checks its range.
+    assert statuses["CTC015"] == "passed"
+    assert statuses["CTC101"] == ("passed" if function == "build" else "skipped")
 
 
 def test_overfit_fits_sample_0():
