@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -321,3 +322,14 @@ def test_a_dotted_spec_in_a_folder_loads_with_its_folder_importable(write_module
     finally:
         for module in [key for key in sys.modules if key.split(".")[0] in (name, "_shared_setup")]:
             sys.modules.pop(module, None)
+
+
+def test_codes_lists_every_severity_a_code_is_documented_with():
+    from ctcdoctor.registry import all_codes
+
+    result = CliRunner().invoke(app, ["codes"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for info in all_codes():
+        severities = " / ".join(dict.fromkeys(severity.value for severity, _ in info.documented))
+        assert re.search(rf"^{info.code}\s+{re.escape(severities)}\s", result.output, flags=re.MULTILINE), info.code
+    assert re.search(r"^CTC100\s+error / warning\s", result.output, flags=re.MULTILINE)  # varies with the size mismatch

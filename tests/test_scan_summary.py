@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from ctcdoctor.checks.labels import blank_in_targets, empty_targets, label_out_of_range, target_lengths_inconsistent
@@ -89,7 +89,11 @@ def test_streamed_findings_equal_the_whole_table_checks(seed, samples, batch_siz
     for index, raw in enumerate(raws):
         batches.append(normalise_batch(raw, index, first))
         first += batches[-1].size
-    assert summary_findings(batches, alphabet) == table_findings(batches, alphabet)
+    streamed_found = summary_findings(batches, alphabet)
+    # Blanks only at the ends of labels: check reads the padded table (CTC012 when the lengths count the padding),
+    # the summary only where blanks sit, so it words CTC011 as "padding, most likely" (tested on its own below).
+    assume(not any(item["evidence"].get("trailing_only") for item in streamed_found))
+    assert streamed_found == table_findings(batches, alphabet)
 
 
 def test_int_counts_percentiles_are_those_of_the_sorted_values():
@@ -168,3 +172,16 @@ def test_merged_shards_give_the_report_of_one_scan(seed, samples, batch_size, sh
     sizes = [part.summary.samples for part in parts]
     assert sum(sizes) == samples  # nothing padded, nothing dropped
     assert comparable(merge_states(parts)) == comparable(whole)
+
+
+def test_scan_words_blanks_that_only_trail_the_labels_as_counted_padding():
+    inputs = torch.zeros(3, 40)
+    padded = torch.tensor([[1, 2, 3, 0, 0], [4, 1, 0, 0, 0], [2, 2, 4, 1, 3]])  # zeros pad rows 0 and 1
+    counted = normalise_batch((inputs, padded, torch.full((3,), 40), torch.full((3,), 5)), 0, 0)
+    (found,) = [item for item in summary_findings([counted], None) if item["code"] == "CTC011"]
+    assert found["evidence"]["trailing_only"] is True and "padding that target_lengths count" in found["message"]
+    assert found["hint"].startswith("If those are padding, pass the true lengths")
+    inner = normalise_batch((inputs, torch.tensor([[1, 0, 3, 0, 0], [4, 1, 0, 0, 0], [2, 2, 4, 1, 3]]),
+                             torch.full((3,), 40), torch.full((3,), 5)), 0, 0)  # a blank between labels: an encoding
+    (found,) = [item for item in summary_findings([inner], None) if item["code"] == "CTC011"]
+    assert "trailing_only" not in found["evidence"] and found["hint"].startswith("Shift the encoding")

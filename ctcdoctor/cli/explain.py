@@ -48,5 +48,6 @@ def codes() -> None:
     table.add_column("severity")
     table.add_column("title")
     for info in all_codes():
-        table.add_row(info.code, info.severity.value, escape(info.title))
+        severities = " / ".join(dict.fromkeys(severity.value for severity, _ in info.documented))  # a code may vary
+        table.add_row(info.code, severities, escape(info.title))
     _show(table)

@@ -25,7 +25,8 @@ This page is generated from the checks' docstrings (`python -m ctcdoctor.render.
 def render() -> str:
     codes = all_codes()
     lines = [HEADER, "| code | severity | title |", "| --- | --- | --- |"]
-    lines += [f"| [{info.code}](#{info.code.lower()}) | {info.severity.value} | {info.title} |" for info in codes]
+    lines += [f"| [{info.code}](#{info.code.lower()}) | {' / '.join(dict.fromkeys(s.value for s, _ in info.documented))} "
+              f"| {info.title} |" for info in codes]
     for info in codes:
         where = f"check `{info.check_name}`" if info.check is not None else "raised outside the check registry"
         lines += ["", f"## {info.code}", "", f"**{info.title}** — {info.severity.value}; {where}.", "", info.doc.strip()]

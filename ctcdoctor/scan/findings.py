@@ -106,13 +106,17 @@ def blank_in_targets(scan: Summary, blank: int, alphabet: Alphabet) -> list[Find
         return []
     samples = scan.blank
     hint = blank_hint(blank, alphabet, set(scan.classes.items()[0]))
-    return [finding(
-        "CTC011",
-        f"the blank index {blank} appears {plural(count, 'time')} in {len(samples)} of {plural(scan.samples, 'sample')} "
-        f"({numbered(samples, 'sample')}).",
-        hint,
-        {"blank": blank, "count": count, "samples": samples[:20]},
-    )]
+    message = (f"the blank index {blank} appears {plural(count, 'time')} in {len(samples)} of {plural(scan.samples, 'sample')} "
+               f"({numbered(samples, 'sample')})")
+    padding = scan.blank_inner == 0 and scan.blank_trailing >= 2
+    if padding:  # check tells the two apart from the padded table (CTC012); the summary keeps only where blanks sit
+        message += ("; in every one of them the blanks form one run at the end, after the labels: padding that "
+                    "target_lengths count, most likely")
+        hint = ("If those are padding, pass the true lengths, the count before the padding: target_lengths = "
+                "torch.tensor([len(label) for label in labels]) (`ctcdoctor check` on the same spec tells it for sure, as "
+                f"CTC012). Only if the blank is really a symbol: {hint[0].lower()}{hint[1:]}")
+    evidence = {"blank": blank, "count": count, "samples": samples[:20], **({"trailing_only": True} if padding else {})}
+    return [finding("CTC011", message + ".", hint, evidence)]
 
 
 def target_lengths_inconsistent(scan: Summary) -> list[Finding]:

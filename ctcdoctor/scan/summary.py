@@ -72,6 +72,21 @@ def samples_with(mask: np.ndarray, kept: np.ndarray, ids: np.ndarray) -> np.ndar
     return ids[np.unique(owner[mask])]
 
 
+def blank_runs(is_blank: np.ndarray, kept: np.ndarray) -> tuple[int, int]:
+    """(samples whose blanks all sit in one run at the end, after a real label: padding that target_lengths
+    count; samples with a blank anywhere else: an encoding that uses the blank)."""
+    if not is_blank.any():
+        return 0, 0
+    owner = np.repeat(np.arange(kept.shape[0], dtype=np.int64), kept)
+    position = np.arange(owner.shape[0], dtype=np.int64) - (np.cumsum(kept) - kept)[owner]
+    count = np.bincount(owner[is_blank], minlength=kept.shape[0])
+    first = np.full(kept.shape[0], np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first, owner[is_blank], position[is_blank])
+    has = count > 0
+    trailing = has & (first + count == kept) & (first > 0)
+    return int(trailing.sum()), int((has & ~trailing).sum())
+
+
 @dataclass
 class Summary:
     """The mergeable digest of a scanned data set (or of one shard of it)."""
@@ -96,6 +111,10 @@ class Summary:
     out_of_range: FirstIds = field(default_factory=FirstIds)
     blank_labels: int = 0
     blank: FirstIds = field(default_factory=FirstIds)
+    blank_trailing: int = 0
+    """Samples whose blanks all trail their labels (padding counted by target_lengths, see `blank_runs`)."""
+    blank_inner: int = 0
+    """Samples with a blank before another label (or as their first label)."""
     empty: FirstIds = field(default_factory=FirstIds)
     problems: list[tuple[int, int, str]] = field(default_factory=list)
     problem_count: int = 0
@@ -124,6 +143,9 @@ class Summary:
         is_blank = labels == blank
         self.blank_labels += int(is_blank.sum())
         self.blank.add(samples_with(is_blank, kept, ids))
+        trailing, inner = blank_runs(is_blank, kept)
+        self.blank_trailing += trailing
+        self.blank_inner += inner
         if num_classes is not None:
             outside = (labels < 0) | (labels >= num_classes)
             self.out_of_range_labels += int(outside.sum())
@@ -168,7 +190,7 @@ class Summary:
 
     def merge(self, other: Summary) -> None:
         for name in ("samples", "batches", "known", "infeasible", "not_only_repeats", "tight", "out_of_range_labels",
-                     "blank_labels", "problem_count"):
+                     "blank_labels", "blank_trailing", "blank_inner", "problem_count"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for name in ("spare", "frames", "label_lengths", "input_lengths", "classes", "ratios", "infeasible_worst",
                      "tight_worst", "worst", "out_of_range", "blank", "empty"):
