@@ -46,12 +46,10 @@ def test_healthy_run_ends_well():
     assert cer.series.values[-1] < 0.1
 
 
-def test_the_readme_says_tensorboard_needs_its_extra_and_shows_what_is_printed_without_it(monkeypatch):
+def test_the_readme_says_tensorboard_needs_its_extra_and_shows_what_is_printed_without_it(without_tensorboard):
     """The extra named in examples/runs/README.md and docs/logs.md is pyproject's, and the lines shown for a machine
     without tensorboard are what `ctcdoctor logs` prints there (exit 2)."""
-    import builtins
     import re
-    import sys
 
     from typer.testing import CliRunner
 
@@ -62,16 +60,6 @@ def test_the_readme_says_tensorboard_needs_its_extra_and_shows_what_is_printed_w
     readme = (RUNS / "README.md").read_text(encoding="utf-8")
     for text in (readme, (ROOT / "docs" / "logs.md").read_text(encoding="utf-8")):
         assert 'pip install "ctcdoctor[tensorboard]"' in text
-    real_import = builtins.__import__
-
-    def no_tensorboard(name, *args, **kwargs):
-        if name.startswith("tensorboard"):
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
-    for name in [module for module in sys.modules if module.startswith("tensorboard")]:
-        monkeypatch.delitem(sys.modules, name)
     result = CliRunner().invoke(app, ["logs", str(RUNS / "blank_collapse")])
     assert result.exit_code == 2
     printed = [" ".join(line.split()) for line in result.output.splitlines() if line.startswith(("error:", "fix:"))]

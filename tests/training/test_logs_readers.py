@@ -66,19 +66,9 @@ def test_truncated_event_file_is_one_line_unless_allowed(tmp_path):
     assert len(run.scalars["loss"]) == 49 and any("truncated" in note for note in run.notes)
 
 
-def test_missing_tensorboard_names_the_extra(tmp_path, monkeypatch):
-    import builtins
-
+def test_missing_tensorboard_names_the_extra(tmp_path, without_tensorboard):
     from ctcdoctor.training.readers import tensorboard as reader
 
-    real_import = builtins.__import__
-
-    def no_tensorboard(name, *args, **kwargs):
-        if name.startswith("tensorboard"):
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
     (tmp_path / "events.out.tfevents.1.host").write_bytes(b"\0" * 16)
     with pytest.raises(UserInputError) as error:
         reader.read_event_files([tmp_path / "events.out.tfevents.1.host"], [""])
