@@ -89,7 +89,7 @@ def test_the_timeout_ends_the_command_even_when_the_first_one_is_swallowed(tmp_p
     done = subprocess.run([sys.executable, "-m", "ctcdoctor", "scan", path, "--timeout", "1"], capture_output=True, text=True,
                           timeout=120, check=False)
     assert done.returncode == 2, done.stdout + done.stderr
-    assert "ran past --timeout 1 s while reading batch " in done.stderr and "Traceback" not in done.stderr
+    assert "ran past --timeout 1 s while reading " in done.stderr and "Traceback" not in done.stderr  # a batch, or the data
 
 
 def test_scan_leaves_the_callers_random_state_alone(tmp_path, capsys):
