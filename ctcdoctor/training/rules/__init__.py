@@ -1,4 +1,4 @@
-"""The curve rules (codes CTC200-CTC219), shared by `ctcdoctor logs` and the training monitor.
+"""The curve rules (codes CTC200-CTC215), shared by `ctcdoctor logs` and the training monitor.
 
 `diagnose(curves, options) -> list[Finding]` runs every rule on a `Curves` (arrays by role).
 Each rule is a pure function of an `Analysis` (the curves, the options, shared facts computed
