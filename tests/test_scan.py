@@ -72,6 +72,18 @@ def test_scan_finds_infeasible_samples_over_the_whole_data_set(tmp_path):
     assert plot.stat().st_size > 1000
 
 
+def test_scan_names_the_layers_that_downsample_time_as_check_does():
+    spec = str(ROOT / "examples/broken/doubled_letters.py")
+    scanned = json.loads(CliRunner().invoke(app, ["scan", spec, "--format", "json"]).stdout)
+    checked = json.loads(CliRunner().invoke(app, ["check", spec, "--format", "json", "--select", "CTC001"]).stdout)
+    scan_finding, check_finding = (next(item for item in report["findings"] if item["code"] == "CTC001")
+                                   for report in (scanned, checked))
+    layers = [item["module"] for item in scan_finding["evidence"]["time_strides"]]
+    assert layers == [item["module"] for item in check_finding["evidence"]["time_strides"]] == [
+        "cnn.0.3", "cnn.1.3", "cnn.2.3", "cnn.3.3"]
+    assert "set the stride along width to 1 in MaxPool2d at cnn.3.3 (×16 → ×8" in scan_finding["hint"]
+
+
 def test_scan_of_a_healthy_example_exits_0():
     result = CliRunner().invoke(app, ["scan", str(ROOT / "examples/ocr_crnn.py")])
     assert result.exit_code == 0, result.output

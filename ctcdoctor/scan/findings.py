@@ -8,10 +8,11 @@ the originals: skipped when an input is unavailable, CTC999 when one crashes.
 """
 from __future__ import annotations
 
+from math import prod
 from typing import Any
 
 from ctcdoctor.checks.labels import blank_hint
-from ctcdoctor.checks.lengths import frame_rule_phrase, infeasible_hint, infeasible_message
+from ctcdoctor.checks.lengths import OUTLIER_SHARE, frame_rule_phrase, infeasible_hint, infeasible_message
 from ctcdoctor.findings import Finding
 from ctcdoctor.labels import outside_hint
 from ctcdoctor.protocol import Alphabet
@@ -40,11 +41,16 @@ def infeasible_alignment(scan: Summary, output_lengths: Any) -> list[Finding]:
     count, worst = scan.infeasible, scan.infeasible_worst.values()
     only_repeats = scan.not_only_repeats == 0
     covered, coverage = _coverage(scan, output_lengths)
-    rule = frame_rule_phrase(scan.ratios.lower_median(), output_lengths)
+    # The layers are named only when the model's downsampling is the problem, not for a few outliers (as `check`).
+    outliers = bool(covered) and count / covered < OUTLIER_SHARE
+    layers = () if outliers else tuple(getattr(output_lengths, "time_strides", ()))
+    measured = prod(item.stride for item in layers) if layers else None
+    rule = frame_rule_phrase(scan.ratios.lower_median(), output_lengths, measured)
     message = infeasible_message(count, covered, worst, rule, coverage, only_repeats)
-    hint = infeasible_hint(count, covered, worst, getattr(output_lengths, "time_strides", ()))
+    hint = infeasible_hint(count, covered, worst, layers)
     evidence = {"count": count, "total": covered, "scanned": scan.samples, "worst": worst, "only_repeats": only_repeats,
-                "lengths_source": output_lengths.source}
+                "lengths_source": output_lengths.source,
+                **({"time_strides": [vars(item) for item in layers]} if layers else {})}
     return [finding("CTC001", message, hint, evidence)]
 
 

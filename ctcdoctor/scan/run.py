@@ -19,6 +19,7 @@ from ctcdoctor.engine import run_checks
 from ctcdoctor.errors import UserInputError
 from ctcdoctor.load.batches import Batch, batch_targets, iterate_batches
 from ctcdoctor.load.limits import doing
+from ctcdoctor.measure.downsampling import time_downsampling
 from ctcdoctor.protocol import Setup
 from ctcdoctor.registry import select_checks
 from ctcdoctor.scan.frames import FramesRule, ModelFacts, choose_rule, first_batch_lengths, model_facts
@@ -187,8 +188,19 @@ def _scan_setup(setup: Setup, spec: str, options: ScanOptions) -> ScanState:
         spec, summary, source, detail, blank=setup.blank, alphabet=setup.alphabet, num_classes=facts.num_classes,
         failure=facts.failure, ctc003=_ctc003(facts, rule, source, detail), shard=(options.shard.index, options.shard.count),
         reader="sample_labels" if labels_only else "loader", seconds=time.perf_counter() - started,
-        stopped=_stopped(status, options),
+        stopped=_stopped(status, options), time_strides=_time_strides(summary, facts),
     )
+
+
+def _time_strides(summary: Summary, facts: ModelFacts) -> list[dict[str, Any]]:
+    """The layers that downsample time, for CTC001's fix, measured on the first batch (two more forward passes)
+    only when some sample cannot be aligned; [] when none is or the model cannot be probed."""
+    if not summary.infeasible or facts.failure is not None:
+        return []
+    try:
+        return [vars(item) for item in time_downsampling(facts.context.model, facts.first)]
+    except Exception:  # a model that will not run at other lengths: the fix stays generic, as in `check`
+        return []
 
 
 def _digest(summary: Summary, chunk: Chunk, rule: FramesRule, facts: ModelFacts, blank: int, options: ScanOptions) -> None:

@@ -56,6 +56,8 @@ class ScanState:
     extra: dict[str, Any] = field(default_factory=dict)
     """Reader-specific additions to `result` (a manifest's unknown symbols, its file)."""
     parts: int = 1
+    time_strides: list[dict[str, Any]] = field(default_factory=list)
+    """The layers that downsample time (`TimeStride` fields), measured when a sample cannot be aligned (CTC001's fix)."""
 
     def to_json(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -92,6 +94,7 @@ def merge_states(states: list[ScanState], names: list[str] | None = None) -> Sca
         merged.num_classes = merged.num_classes if merged.num_classes is not None else state.num_classes
         merged.failure = merged.failure or state.failure
         merged.stopped = merged.stopped or state.stopped
+        merged.time_strides = merged.time_strides or state.time_strides  # the same model and first batch in every part
     merged.extra = {key: value for key, value in merged.extra.items() if key != "drop_list"}
     lists = [state.extra["drop_list"] for state in states if state.extra.get("drop_list")]
     if lists:
@@ -137,8 +140,11 @@ def check_shards(states: list[ScanState], names: list[str] | None = None) -> Non
 class _Lengths:
     """What the length checks read of the output lengths once the scan is over."""
 
-    def __init__(self, source: str, detail: str) -> None:
+    def __init__(self, source: str, detail: str, time_strides: list[dict[str, Any]] = ()) -> None:  # type: ignore[assignment]
+        from ctcdoctor.measure.downsampling import TimeStride
+
         self.source, self.detail = source, detail
+        self.time_strides = tuple(TimeStride(**item) for item in time_strides)
 
     @property
     def known(self) -> bool:
@@ -156,7 +162,7 @@ def inconsistent_output_lengths(model_checks: list[dict[str, Any]]) -> list[Find
 
 
 def _context(state: ScanState) -> Context:
-    lengths = _Lengths(state.source, state.detail)
+    lengths = _Lengths(state.source, state.detail, state.time_strides)
     context = Context(None, Options(), {"scan": state.summary, "blank": state.blank, "alphabet": state.alphabet})  # type: ignore[arg-type]
 
     def runs() -> None:
