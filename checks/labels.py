@@ -331,10 +331,33 @@ def empty_targets(targets: TargetTable) -> list[Finding]:
     ]
 
 
+#: Symbols people put in an alphabet for the blank itself ("-abc…" in many CRNN repositories).
+BLANK_SYMBOLS = frozenset({"-", "_", "ε", "ϵ", "~", "<blank>", "<BLANK>", "<b>", "<eps>", "<pad>", "[PAD]", "<pad_token>", "blank"})
+
+
+def _alphabet_holds_the_blank(num_classes: int, alphabet: Alphabet, blank: int, targets: TargetTable | None) -> str | None:
+    """CTC014's fix when the model is right and the alphabet lists the blank too: as many symbols as classes, every
+    label inside the head and none on the blank (so the labels index the alphabet directly). None otherwise."""
+    if alphabet is None or num_classes != len(alphabet) or not 0 <= blank < len(alphabet) or targets is None:
+        return None
+    labels = targets.labels[targets.mask]
+    if labels.numel() == 0 or int(labels.min()) < 0 or int(labels.max()) >= num_classes or bool((labels == blank).any()):
+        return None
+    symbol = alphabet[blank]
+    drop = "alphabet[1:]" if blank == 0 else ("alphabet[:-1]" if blank == len(alphabet) - 1 else f"the alphabet without index {blank}")
+    if symbol in BLANK_SYMBOLS:
+        return (f"The model is right: the alphabet lists the blank itself ({symbol!r} at index {blank}, the blank's index), and "
+                f"every label fits the {num_classes} classes. Pass the alphabet without it ({drop}, {len(alphabet) - 1} "
+                "symbols); do not add a class.")
+    return (f"Every label fits the {num_classes} classes and none is the blank {blank}: if {symbol!r} (alphabet[{blank}]) "
+            f"stands for the blank, pass the alphabet without it ({drop}); otherwise the blank slot is missing: "
+            f"{_final_layer(num_classes + 1)}.")
+
+
 @check("CTC014", "error", "class count differs from len(alphabet) + 1")
 def class_count_mismatch(
     num_classes: int, alphabet: Alphabet, class_count: ClassCount | None = None, vocabulary: Vocabulary | None = None,
-    hf: HFFacts | None = None,
+    hf: HFFacts | None = None, blank: int = 0, targets: TargetTable | None = None,
 ) -> list[Finding]:
     """
     **What it checks.** When `Setup.alphabet` is given, the model's class axis has
@@ -348,7 +371,9 @@ def class_count_mismatch(
     classes but the alphabet has 26 symbols (+1 blank = 27).`
 
     **Fix.** `nn.Linear(hidden, len(alphabet) + 1)`, and make sure the alphabet passed to
-    ctcdoctor is the one your encoder uses.
+    ctcdoctor is the one your encoder uses. When the alphabet lists the blank itself
+    (`"-abc…"`, a common CRNN habit) and every label fits the model's classes, the model is
+    right: the fix says to pass the alphabet without that symbol, not to add a class.
 
     For a Hugging Face model without an alphabet of your own, the alphabet is the tokenizer's
     vocabulary: CTC100 compares `config.vocab_size` with `len(tokenizer)` and CTC015/CTC101
@@ -369,7 +394,8 @@ def class_count_mismatch(
         hint = (f"{_capital(set_classes(needed))} ({reasons}), and pass the alphabet your encoder really uses "
                 f"(len(alphabet) + 1 = {expected} is too few).")
     elif num_classes == len(alphabet):
-        hint = f"The blank slot is missing: {set_classes(expected)} (nn.Linear(hidden, len(alphabet) + 1))."
+        hint = (_alphabet_holds_the_blank(num_classes, alphabet, blank, targets)
+                or f"The blank slot is missing: {set_classes(expected)} (nn.Linear(hidden, len(alphabet) + 1)).")
     else:
         hint = f"{_capital(set_classes(expected))} (len(alphabet) + 1), or pass the alphabet your encoder really uses."
     return [

@@ -90,6 +90,20 @@ def test_missing_blank_slot_is_ctc014():
     assert run_codes(setup, ("CTC014",))[0] == []
 
 
+@pytest.mark.parametrize("blank", [0, 5])
+def test_an_alphabet_that_lists_the_blank_is_not_told_to_grow_a_correct_head(blank):
+    setup = healthy_setup(classes=6)  # a correct head: 5 letters + the blank
+    setup.blank = blank
+    setup.alphabet = "-abcde" if blank == 0 else "abcde-"  # the blank's symbol listed too
+    labels = [[1, 2], [3, 5]] if blank == 0 else [[0, 1], [2, 4]]
+    setup.loader = make_batches([20, 20], labels)
+    (finding,) = run_codes(setup, ("CTC014",))[0]
+    drop = "alphabet[1:]" if blank == 0 else "alphabet[:-1]"
+    assert f"the alphabet lists the blank itself ('-' at index {blank}" in finding.hint
+    assert f"Pass the alphabet without it ({drop}, 5 symbols); do not add a class." in finding.hint
+    assert "7" not in finding.hint  # never "make the final layer output 7 classes"
+
+
 def test_blank_collision_with_a_free_last_class_suggests_setup_blank():
     setup = healthy_setup()  # alphabet "abcde": labels 0..4 leave class 5 free
     setup.loader = make_batches([20, 20], [[0, 1], [2, 4]])
