@@ -136,6 +136,48 @@ def ambiguous_layout(layout: LayoutDecision) -> list[Finding]:
     ]
 
 
+@check("CTC029", "error", "Setup.layout contradicts the output's shape")
+def contradicted_layout(layout: LayoutDecision, runs: list[ModelRun]) -> list[Finding]:
+    """
+    **What it checks.** That the axis `Setup.layout` names as the batch axis has the batch
+    size: axis 1 for `"TNC"`, axis 0 for `"NTC"` and `"NCT"`.
+
+    **Why it matters.** A wrong declaration makes every other reading of the output wrong:
+    the time axis is read as the batch, output lengths look longer than the output (CTC003),
+    and the length rule looks off by orders of magnitude (CTC004). When the shape refutes it,
+    the checks read the layout off the shape instead, as with no declaration.
+
+    **Example.** A time-major model returns `(39, 8, 27)` for a batch of 8, with
+    `Setup(layout="NTC")`: `error CTC029 Setup.layout = "NTC" puts the batch on axis 0, but
+    the output (39, 8, 27) has 39 there for a batch of 8; axis 1 has the batch size.`
+
+    **Fix.** Declare the layout the model really returns (`"TNC"` here), or leave
+    `Setup.layout` unset: ctcdoctor reads it off the shape, and probes when `T == N`.
+    """
+    if layout.contradicted is None:
+        return []
+    from ctcdoctor.measure.model import LAYOUT_AXES
+
+    declared = layout.contradicted
+    shape = tuple(runs[0].output.shape)
+    size = runs[0].batch.size
+    axis = LAYOUT_AXES[declared][1]
+    holders = [index for index, extent in enumerate(shape) if extent == size]
+    where = (f"axis {holders[0]} has the batch size" if len(holders) == 1
+             else "no axis has the batch size" if not holders else f"axes {', '.join(map(str, holders))} have the batch size")
+    how = "" if layout.source == "shape" else f" ({layout.detail})"
+    read = f" The checks read it as {layout.layout} instead{how}." if layout.layout else ""
+    fix = (f'Set Setup.layout = "{layout.layout}" (what the shape shows), or leave it unset: ctcdoctor reads the layout '
+           "off the shape." if layout.layout else "Leave Setup.layout unset, or declare the layout the model really returns.")
+    return [finding(
+        "CTC029",
+        f"Setup.layout = {declared!r} puts the batch on axis {axis}, but the output {shape} has {shape[axis]} there for "
+        f"a batch of {size}; {where}.{read}",
+        fix,
+        {"declared": declared, "shape": list(shape), "batch_size": size, "read_as": layout.layout},
+    )]
+
+
 @check("CTC023", "error", "model output contains NaN or Inf")
 def nonfinite_output(outputs: list[torch.Tensor], output_kinds: list[OutputKind], runs: list[ModelRun],
                      input_stats: list[InputStats]) -> list[Finding]:

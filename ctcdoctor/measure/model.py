@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -123,6 +123,9 @@ class LayoutDecision:
     source: str
     """"setup", "shape", "probe", "alphabet", "assumed" or "undecided"."""
     detail: str
+    contradicted: str | None = None
+    """The `Setup.layout` the output's shape refutes (its batch axis does not have the batch size), when one was
+    declared: the layout is then decided as if none had been (CTC029 reports it)."""
 
 
 def _shorter_input(batch: Batch) -> Any | None:
@@ -174,10 +177,14 @@ def _time_or_classes(model: torch.nn.Module, run: ModelRun, alphabet: Any) -> La
 def decide_layout(model: torch.nn.Module, run: ModelRun, declared: str | None, alphabet: Any = None) -> LayoutDecision:
     """Which output axis is time, batch, classes: declared, read off the shape, or probed with another batch size
     (and, for a batch-first output, with a shorter input: `(N, T, C)` or `(N, C, T)`)."""
-    first, second = run.output.shape[0], run.output.shape[1]
     size = run.batch.size
     if declared is not None:
-        return LayoutDecision(declared, "setup", f"Setup.layout = {declared!r}")
+        batch_axis = LAYOUT_AXES[declared][1] if declared in LAYOUT_AXES else None
+        if batch_axis is None or run.output.dim() != 3 or run.output.shape[batch_axis] == size:
+            return LayoutDecision(declared, "setup", f"Setup.layout = {declared!r}")
+        # The declaration is refuted by the shape: trusting it would misread every axis (lengths, classes).
+        return replace(decide_layout(model, run, None, alphabet), contradicted=declared)
+    first, second = run.output.shape[0], run.output.shape[1]
     if first == size and second != size:
         return _time_or_classes(model, run, alphabet)
     if second == size and first != size:

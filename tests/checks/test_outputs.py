@@ -1,6 +1,7 @@
 """CTC020-CTC025: what reaches the loss must be (T, N, C) float32 log-probabilities."""
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -85,3 +86,21 @@ def test_layout_probe_leaves_model_modes_as_found():
     assert setup.model.training
     after = setup.model.state_dict()
     assert all(torch.equal(before[key], after[key]) for key in before)
+
+
+@pytest.mark.parametrize(("declared", "model_layout", "read_as"), [("NTC", "TNC", "TNC"), ("TNC", "NTC", "NTC")])
+def test_a_setup_layout_the_shape_refutes_is_ctc029_and_the_checks_read_the_shape(declared, model_layout, read_as):
+    setup = healthy_setup(layout=model_layout)  # batches of 4, 20 frames: the shape says which axis is the batch
+    setup.layout = declared
+    findings, _ = run_codes(setup, ("CTC0",))
+    (finding,) = [item for item in findings if item.code == "CTC029"]
+    assert f"Setup.layout = {declared!r} puts the batch on axis" in finding.message
+    assert f'Set Setup.layout = "{read_as}"' in finding.hint and finding.evidence["read_as"] == read_as
+    # Read off the shape instead, the lengths are not misjudged (no CTC003/CTC004 from a transposed tensor).
+    assert codes_of(findings) == {"CTC029"}
+
+
+def test_a_setup_layout_the_shape_agrees_with_is_not_ctc029():
+    setup = healthy_setup(layout="NTC")
+    setup.layout = "NTC"
+    assert run_codes(setup, ("CTC029",))[0] == []
