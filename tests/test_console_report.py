@@ -52,3 +52,19 @@ def test_errors_come_before_warnings_and_info():
     assert text.index("CTC001") < text.index("CTC063") < text.index("CTC080")
     assert "fix: Reduce the downsampling" in text
     assert "1 error, 1 warning, 1 info (2 checks in 1.5 s)" in text
+
+
+def _clean(checks: tuple[CheckResult, ...]) -> str:
+    buffer = io.StringIO()
+    render_console(Report("check", "model.py", (), checks, seconds=0.2),
+                   Console(file=buffer, width=200, color_system=None, force_terminal=False))
+    return buffer.getvalue()
+
+
+def test_no_problems_found_only_when_some_check_looked():
+    idle = (CheckResult("hf_vocab", "CTC100", "skipped", 0.0, "not a Hugging Face transformers CTC model", applicable=False),
+            CheckResult("hf_pad", "CTC101", "skipped", 0.0, "not a Hugging Face transformers CTC model", applicable=False))
+    text = _clean(idle)  # what `--ignore CTC0` leaves on a plain PyTorch model
+    assert "no problems found" not in text
+    assert "no check ran: all 2 selected checks were skipped or not applicable (see below); nothing was examined" in text
+    assert "✔ no problems found" in _clean((*idle, CheckResult("infeasible_alignment", "CTC001", "passed", 0.01)))

@@ -120,10 +120,20 @@ def summary_line(report: Report) -> Text:
     return Text.assemble((f"ctcdoctor {report.command} {report.invocation or report.spec}: ", "bold"), *parts, (tail, "dim"))
 
 
+def _clean_line(report: Report) -> Text:
+    """"no problems found" only when some check looked: with every selected check skipped or not applicable (an
+    --ignore or --select that leaves nothing to run), nothing was examined and the line says so."""
+    if report.checks and all(result.status == "skipped" for result in report.checks):
+        return Text(f"no check ran: {'the' if len(report.checks) == 1 else 'all'} {plural(len(report.checks), 'selected check')} "
+                    f"{'was' if len(report.checks) == 1 else 'were'} skipped or not applicable (see below); nothing was examined",
+                    style="bold yellow")
+    return Text("✔ no problems found", style="bold green")
+
+
 def render_console(report: Report, console: Console, options: RenderOptions | None = None) -> None:
     options = options or RenderOptions()
     if not report.findings and report.command in ("check", "scan", "labels", "logs"):
-        console.print(Text("✔ no problems found", style="bold green"))
+        console.print(_clean_line(report))
     for severity in (Severity.ERROR, Severity.WARNING, Severity.INFO):
         for finding in (item for item in report.findings if item.severity is severity):
             console.print(_finding_block(finding))
