@@ -143,8 +143,9 @@ def test_ctc214_divergence_during_warmup_suggests_a_lower_peak():
     assert item.evidence["lr_at_onset"] == pytest.approx(lr[onset], rel=0.02)
     assert item.evidence["suggested_peak"] == pytest.approx(lr[onset] / 2, rel=0.02)
     assert "CTC203" in found and "0.0" in item.hint
-    first, last = item.evidence["steps"]  # shaded on the plot: the rise into the divergence, the onset included
-    assert first <= onset <= last and last == item.evidence["peak_step"]
+    first, last = item.evidence["steps"]  # shaded on the plot: from the onset the message names to the peak rate
+    assert first == onset <= last and last == item.evidence["peak_step"]
+    assert f"the divergence began at step {onset} " in item.message
 
 
 def test_ctc214_not_when_the_learning_rate_was_constant():

@@ -91,8 +91,9 @@ def check_schedule(analysis: Analysis) -> list[Finding]:
                        f"peaked at {fmt(float(lr.values[peak_index]))} at {analysis.step(int(lr.steps[peak_index]))}.")
             lower, suggested = lower_peak(analysis.optimizer, at_onset)
             hint = f"{lower}, or warm up over more steps; clip gradients at 1.0."
-            # The steps shaded on the plot: from the rise into the divergence to the peak rate (at least the onset).
-            shaded = [earlier_step, max(onset, int(lr.steps[peak_index]))]
+            # The steps shaded on the plot: from the onset the message names to the peak rate (at least the onset), so
+            # the band starts where the text says the divergence began.
+            shaded = [onset, max(onset, int(lr.steps[peak_index]))]
             evidence = {"series": lr.tag, "steps": shaded, "lr_at_onset": at_onset,
                         "lr_peak": float(lr.values[peak_index]), "peak_step": int(lr.steps[peak_index]),
                         "suggested_peak": suggested}
