@@ -54,7 +54,11 @@ def frame_rule_phrase(ratio: float | None, output_lengths: Any, measured: int | 
     if stride is None and output_lengths.source == "probed":
         stride = rule_stride(output_lengths.detail)  # a scan keeps the rule's words only
     if stride is not None and stride > 1:
-        return f" The model keeps one output frame per {stride} input steps (frames {output_lengths.detail})."
+        layers = f"its layers downsample time ×{measured}; " if measured == stride else ""
+        phrase = f" The model keeps one output frame per {stride} input steps ({layers}frames {output_lengths.detail})."
+        if measured is not None and measured > 1 and measured != stride:
+            phrase += f" Its layers downsample time ×{measured}: the output lengths follow another rule."
+        return phrase
     if ratio is None or ratio <= 1.05:
         return ""
     shown = f"{ratio:.0f}" if ratio >= 3 else f"{ratio:.2g}"

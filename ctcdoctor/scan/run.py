@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from ctcdoctor.engine import run_checks
 from ctcdoctor.errors import UserInputError
 from ctcdoctor.load.batches import Batch, batch_targets, iterate_batches
 from ctcdoctor.load.limits import doing
 from ctcdoctor.measure.downsampling import time_downsampling
+from ctcdoctor.measure.lengths import declared_stride
 from ctcdoctor.protocol import Setup
 from ctcdoctor.registry import select_checks
 from ctcdoctor.scan.frames import FramesRule, ModelFacts, choose_rule, first_batch_lengths, model_facts
@@ -189,7 +191,16 @@ def _scan_setup(setup: Setup, spec: str, options: ScanOptions) -> ScanState:
         failure=facts.failure, ctc003=_ctc003(facts, rule, source, detail), shard=(options.shard.index, options.shard.count),
         reader="sample_labels" if labels_only else "loader", seconds=time.perf_counter() - started,
         stopped=_stopped(status, options), time_strides=_time_strides(summary, facts),
+        stride=_declared_stride(rule, source, summary),
     )
+
+
+def _declared_stride(rule: FramesRule, source: str, summary: Summary) -> int | None:
+    """The `s` of a `floor((L + k) / s)` Setup.output_lengths over the lengths scanned, stated by CTC001 as `check` does."""
+    values, _ = summary.input_lengths.items()
+    if source != "setup" or rule.setup_lengths is None or not values:
+        return None
+    return declared_stride(rule.setup_lengths, torch.tensor([min(values), max(values)]))
 
 
 def _time_strides(summary: Summary, facts: ModelFacts) -> list[dict[str, Any]]:

@@ -56,6 +56,8 @@ class ScanState:
     extra: dict[str, Any] = field(default_factory=dict)
     """Reader-specific additions to `result` (a manifest's unknown symbols, its file)."""
     parts: int = 1
+    stride: int | None = None
+    """Input steps per output frame of a `floor((L + k) / s)` Setup.output_lengths (`measure.lengths.declared_stride`)."""
     time_strides: list[dict[str, Any]] = field(default_factory=list)
     """The layers that downsample time (`TimeStride` fields), measured when a sample cannot be aligned (CTC001's fix)."""
 
@@ -95,6 +97,7 @@ def merge_states(states: list[ScanState], names: list[str] | None = None) -> Sca
         merged.failure = merged.failure or state.failure
         merged.stopped = merged.stopped or state.stopped
         merged.time_strides = merged.time_strides or state.time_strides  # the same model and first batch in every part
+        merged.stride = merged.stride if merged.stride is not None else state.stride
     merged.extra = {key: value for key, value in merged.extra.items() if key != "drop_list"}
     lists = [state.extra["drop_list"] for state in states if state.extra.get("drop_list")]
     if lists:
@@ -140,10 +143,11 @@ def check_shards(states: list[ScanState], names: list[str] | None = None) -> Non
 class _Lengths:
     """What the length checks read of the output lengths once the scan is over."""
 
-    def __init__(self, source: str, detail: str, time_strides: list[dict[str, Any]] = ()) -> None:  # type: ignore[assignment]
+    def __init__(self, source: str, detail: str, time_strides: list[dict[str, Any]] = (),  # type: ignore[assignment]
+                 stride: int | None = None) -> None:
         from ctcdoctor.measure.downsampling import TimeStride
 
-        self.source, self.detail = source, detail
+        self.source, self.detail, self.stride = source, detail, stride
         self.time_strides = tuple(TimeStride(**item) for item in time_strides)
 
     @property
@@ -162,7 +166,7 @@ def inconsistent_output_lengths(model_checks: list[dict[str, Any]]) -> list[Find
 
 
 def _context(state: ScanState) -> Context:
-    lengths = _Lengths(state.source, state.detail, state.time_strides)
+    lengths = _Lengths(state.source, state.detail, state.time_strides, state.stride)
     context = Context(None, Options(), {"scan": state.summary, "blank": state.blank, "alphabet": state.alphabet})  # type: ignore[arg-type]
 
     def runs() -> None:

@@ -64,8 +64,8 @@ def test_a_probed_floor_rule_states_its_own_stride_not_a_median_ratio():
     # floor(L / 16) on widths 100..240 gives 6..15 frames: the median of L / frames is 16.7, "one per 17".
     widths = list(range(100, 241, 20))
     finding = ctc001(Setup(model=CRNN(4), loader=image_batches(widths, [[1, 2, 3, 4, 5] * 4] * 8), blank=0))
-    assert "The model keeps one output frame per 16 input steps (frames estimated by probing the model: frames = floor(L / 16))." \
-        in finding.message
+    assert ("The model keeps one output frame per 16 input steps (its layers downsample time ×16; frames estimated by "
+            "probing the model: frames = floor(L / 16)).") in finding.message
     assert "per 17" not in finding.message
     assert finding.message.startswith("8 of 8 samples need more frames than the model gives; the 5 furthest short: ")
     assert "downsampled ×16" in finding.hint

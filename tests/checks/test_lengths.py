@@ -1,6 +1,7 @@
 """CTC001-CTC005: frames per sample against labels plus repeats."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from ctcdoctor import Setup
@@ -25,7 +26,9 @@ def test_too_few_frames_is_ctc001_with_numbers():
     worst = finding.evidence["worst"][0]
     assert worst == {"sample": 1, "frames": 3, "labels": 4, "repeats": 0, "needed": 4, "short_by": 1}
     assert "sample 1 has 3 frames for 4 labels (needs 4, 1 short)" in finding.message
-    assert "about one output frame per 8 input steps" in finding.message
+    # Setup.output_lengths is L // 8: its stride is stated, not the median of L / frames (40 / 5, 24 / 3).
+    assert ("The model keeps one output frame per 8 input steps (its layers downsample time ×8; frames from "
+            "Setup.output_lengths).") in finding.message
 
 
 def test_repeats_alone_make_a_sample_infeasible():
@@ -120,3 +123,17 @@ def test_ctc003_is_one_finding_across_batches():
     setup.output_lengths = None
     findings, _ = run_codes(setup, ("CTC003",), options=Options(max_batches=2))
     assert len(findings) == 1 and findings[0].evidence["count"] == 8
+
+
+@pytest.mark.parametrize(("function", "stride"), [
+    (lambda w: w // 16, 16),
+    (lambda w: (w - 1) // 2 + 1, 2),  # a conv's formula: floor((L + 1) / 2)
+    (lambda w: torch.div(w + 3, 4, rounding_mode="floor"), 4),
+    (lambda w: w, None),  # no downsampling: nothing to state
+    (lambda w: w // 16 + (w > 100).long(), None),  # no floor((L + k) / s) rule
+    (lambda w: [int(x) // 0 for x in w], None),  # raises: no stride, no crash
+])
+def test_declared_stride_states_a_setup_rule_only_when_it_is_one(function, stride):
+    from ctcdoctor.measure.lengths import declared_stride
+
+    assert declared_stride(function, torch.tensor([64, 90, 131, 160])) == stride
