@@ -9,6 +9,11 @@ from ctcdoctor.render.phrases import numbered, of_total
 
 #: The tolerance an explanation must meet (ctcdoctor.measure.reference.RTOL; repeated so that this module stays torch-free).
 RTOL = 1e-4
+#: When nothing explains the value, the nearest mistake tried is named only if it is this close (relative) and
+#: closes most of the gap to the reference (CLOSES_GAP): farther off, a wrong blank 1.5 % away on a value 3 % from
+#: the reference says nothing about the real mistake, and a user would go looking for it.
+CLOSE = 1e-2
+CLOSES_GAP = 0.9
 
 if TYPE_CHECKING:  # pragma: no cover
     from ctcdoctor.findings import Finding
@@ -24,6 +29,7 @@ MISTAKE_WORDS = {
     "probabilities": "the loss receives probabilities, not log-probabilities",
     "raw_logits": "the loss receives raw logits, not log-probabilities",
     "raw_input_lengths": "the loss receives the raw input lengths, not the output frame counts",
+    "full_length": "every sample gets the full padded length T as its input length (padding frames are aligned too)",
     "wrong_axis": "the loss receives an output normalised over the wrong axis",
     "reduction": "the loss reduces the batch differently",
     "raises": "the criterion raises",
@@ -67,9 +73,13 @@ def criterion_disagrees(
     several do; in JSON, `evidence.mistake` and `evidence.relative_difference`):
 
     - `swapped_lengths` — `F.ctc_loss(lp, targets, target_lengths, input_lengths)`;
-    - `layout` — a batch-first `(N, T, C)` output passed (or `.view`-ed) as `(T, N, C)`;
+    - `layout` — a batch-first `(N, T, C)` output passed (or `.view`-ed) as `(T, N, C)`, or a
+      `Conv1d` head's `(N, C, T)` output `.reshape`-d or `.view`-ed instead of `.permute(2, 0, 1)`;
     - `wrong_blank` — `blank=C-1` where the targets use 0, or the reverse;
     - `probabilities` / `raw_logits` — softmax output or raw logits instead of log-probabilities;
+    - `full_length` — the padded length `T` for every sample (`torch.full((N,), T)`), so
+      padding frames are aligned too; named rather than `raw_input_lengths` when raw lengths
+      cut to `T` would give the same numbers, since `T` for every sample is what was passed;
     - `raw_input_lengths` — input lengths before the model's downsampling;
     - `wrong_axis` — an output `log_softmax`-ed over time or batch (CTC024) passed as it is;
     - `reduction` — `reduction="sum"` or a plain batch mean instead of the default `mean`;
@@ -78,8 +88,11 @@ def criterion_disagrees(
       points at swapped lengths or the batch axis, that mistake is named instead).
 
     Each mistake is also tried with infeasible samples counted as 0 (`zero_infinity=True`).
-    When none reproduces the value within the tolerance, the finding says so and names the
-    closest one tried with how far off it is, rather than claiming a match. When the
+    When none reproduces the value within the tolerance, the finding says so, rather than
+    claiming a match, and names the closest one tried with how far off it is if it is close:
+    within 1 % of your value and nearer to it than the reference by 90 % of the distance
+    (otherwise it says that none comes within 1 %: a far guess would send you after the wrong
+    mistake; `evidence.closest` still records it). When the
     criterion raises, the error text is read for the mistake it points at: targets narrower
     than the lengths (swapped lengths, or lengths counted with padding), a batch axis in the
     wrong place, lengths longer than the output, float lengths, a blank outside the classes,
@@ -220,7 +233,7 @@ def _finding(audit, setup, vocabulary=None):
             "CTC030",
             f"{where}: the criterion gives {user} but reference CTC gives {reference} "
             f"(reduction mean; with zero_infinity=True {_value(audit.reference_zero_infinity)}), and none of the known mistakes "
-            f"(swapped lengths, layout, blank, probabilities, raw logits, raw input lengths, reduction) reproduces it within "
+            f"(swapped lengths, layout, blank, probabilities, raw logits, full or raw input lengths, reduction) reproduces it within "
             f"{RTOL:.0e} relative{_closest(audit)}.",
             _call("Compare your loss with the reference call on one batch:", audit.corrected),
             evidence,
@@ -243,11 +256,21 @@ def _finding(audit, setup, vocabulary=None):
     reduction = "" if audit.reduction == "mean" else f', {_reduction_short(audit.reduction)}'
     return finding(
         "CTC030",
-        f"{where}: the criterion gives {user} but reference CTC gives {reference}: {MISTAKE_WORDS[audit.mistake]} "
+        f"{where}: the criterion gives {user} but reference CTC gives {reference}: {_words(audit)} "
         f"(recomputing CTC that way{reduction}{zero_infinity} {_reproduces(audit)}).",
         _call("Call the loss as", audit.corrected),
         evidence,
     )
+
+
+def _words(audit) -> str:
+    """The mistake in words, with the padded length T itself for the full-length mistake, and how the layout went
+    wrong (a missing transpose and a `.view` have different fixes)."""
+    words = MISTAKE_WORDS[audit.mistake]
+    if audit.mistake == "layout" and audit.variant:
+        return f"{words}: {audit.variant}"
+    frames = (audit.details or {}).get("frames")
+    return words.replace("length T", f"length T = {frames}") if audit.mistake == "full_length" and frames else words
 
 
 def _reproduces(audit) -> str:
@@ -257,11 +280,23 @@ def _reproduces(audit) -> str:
     return f"reproduces {_value(audit.explained_value)}{how_close}"
 
 
+def _is_close(audit) -> bool:
+    """Whether the nearest mistake tried is near enough to name: within CLOSE (relative) of the user's value, and
+    nearer to it than the reference by CLOSES_GAP of the distance."""
+    closest, user = audit.closest, audit.user
+    if closest is None or user is None or closest["relative_difference"] > CLOSE:
+        return False
+    gap = abs(user - audit.reference)
+    return not math.isfinite(gap) or abs(user - closest["explained_value"]) <= (1 - CLOSES_GAP) * gap
+
+
 def _closest(audit) -> str:
     """"; the closest, the loss uses a different blank ..., gives 129.447, 0.00099 relative off": what came nearest."""
     closest = audit.closest
     if not closest:
         return ""
+    if not _is_close(audit):
+        return f"; none comes within {CLOSE:.0%} of it"
     what = MISTAKE_WORDS.get(closest["mistake"] or "", "reference CTC")
     if closest["mistake"] == "reduction":
         what = closest["variant"].split(":")[0]

@@ -15,9 +15,9 @@ from typing import Any
 import torch
 
 from ctcdoctor.errors import BatchError
+from ctcdoctor.load.batch_shapes import BATCH_KEYS, dict_keys_error, per_sample_targets, refuse_numpy_inputs
 from ctcdoctor.load.limits import doing
 
-BATCH_KEYS = ("inputs", "targets", "input_lengths", "target_lengths")
 BATCH_HINT = (
     "Make the loader yield (inputs, targets, input_lengths, target_lengths) tuples, or dicts with those keys, "
     "as torch.nn.functional.ctc_loss takes them."
@@ -111,10 +111,7 @@ def normalise_batch(raw: Any, index: int, first_sample: int, batch_axis: int | N
     if isinstance(raw, Mapping):
         missing = [key for key in BATCH_KEYS if key not in raw]
         if missing:
-            raise BatchError(
-                f"batch {index}: the dict has keys {sorted(map(str, raw))} but lacks {missing}",
-                f"Use the keys {list(BATCH_KEYS)}.",
-            )
+            raise dict_keys_error(raw, missing, index)
         parts = [raw[key] for key in BATCH_KEYS]
     elif isinstance(raw, (tuple, list)):
         if len(raw) != 4:
@@ -127,6 +124,7 @@ def normalise_batch(raw: Any, index: int, first_sample: int, batch_axis: int | N
         raise BatchError(f"batch {index}: the loader yielded a {type(raw).__name__}, not a batch", BATCH_HINT)
     inputs, targets, input_lengths, target_lengths = parts
     _check_devices(index, dict(zip(BATCH_KEYS, parts)))
+    refuse_numpy_inputs(dict(zip(BATCH_KEYS, parts)), index)
     if isinstance(targets, str) or (isinstance(targets, (list, tuple)) and targets and isinstance(targets[0], str)):
         raise BatchError(
             f"batch {index}: targets are text ({targets[0] if not isinstance(targets, str) else targets!r:.40}…), not class indices",
@@ -136,7 +134,8 @@ def normalise_batch(raw: Any, index: int, first_sample: int, batch_axis: int | N
     try:
         targets = torch.as_tensor(targets)
     except Exception as error:
-        raise BatchError(f"batch {index}: targets are a {type(targets).__name__} that is not a tensor ({error})", BATCH_HINT) from error
+        raise per_sample_targets(targets, index) or BatchError(
+            f"batch {index}: targets are a {type(targets).__name__} that is not a tensor ({error})", BATCH_HINT) from error
     if targets.dim() not in (1, 2):
         raise BatchError(f"batch {index}: targets have shape {tuple(targets.shape)}; they must be padded (N, S) or concatenated 1-D", BATCH_HINT)
     if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:

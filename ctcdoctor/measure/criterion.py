@@ -27,7 +27,8 @@ from ctcdoctor.measure.reference import (
 @dataclass(frozen=True)
 class Candidate:
     mistake: str
-    """Machine-readable name: swapped_lengths, layout, wrong_blank, probabilities, raw_logits, raw_input_lengths."""
+    """Machine-readable name: swapped_lengths, layout, wrong_blank, probabilities, raw_logits, full_length,
+    raw_input_lengths, wrong_axis."""
     variant: str
     """What exactly the call did, in words."""
     per_sample: torch.Tensor
@@ -144,6 +145,16 @@ def _layout_candidates(item: Prepared, blank: int, corrected: str, add: Callable
         add("layout", "the (N, C, T) output turned into (N, T, C) (transpose(1, 2)) and passed as (T, N, C)",
             lambda: per_sample_ctc(log_probs.transpose(0, 1), targets, lengths, target_lengths, blank),
             corrected + "  # (N, C, T) -> (T, N, C) is permute(2, 0, 1)")
+        # Wav2Letter-style code: the Conv1d output `.view`-ed or `.reshape`-d to the shape F.ctc_loss wants, which
+        # keeps the memory order and so scatters classes, samples and frames instead of moving an axis.
+        T, N, C = log_probs.shape
+        native_nct = log_probs.permute(1, 2, 0)  # (N, C, T) as the model returned it
+        add("layout", "the (N, C, T) output reshaped/viewed to (T, N, C) instead of permuted",
+            lambda: per_sample_ctc(native_nct.reshape(T, N, C), targets, lengths, target_lengths, blank),
+            corrected + "  # use .permute(2, 0, 1), never .view/.reshape, to move the axes")
+        add("layout", "the (N, C, T) output reshaped/viewed to (N, T, C), then transposed to (T, N, C)",
+            lambda: per_sample_ctc(native_nct.reshape(N, T, C).transpose(0, 1), targets, lengths, target_lengths, blank),
+            corrected + "  # use .permute(2, 0, 1), never .view/.reshape, to move the axes")
     else:
         add("layout", "the time-first (T, N, C) output transposed to (N, T, C) before the loss",
             lambda: per_sample_ctc(log_probs.transpose(0, 1), targets, lengths, target_lengths, blank),
@@ -183,21 +194,38 @@ def _candidates(item: Prepared, blank: int, num_classes: int, corrected: str, ex
             add("wrong_axis", "an output normalised over the time or batch axis, not the classes (CTC024), passed as it is",
                 lambda: per_sample_ctc(raw, targets, lengths, target_lengths, blank),
                 _corrected_call(blank, item.layout, "logits"))
-    raw_lengths = batch.input_lengths.to(lengths.device, torch.long)
+    _length_candidates(item, blank, corrected, add)
+    return found
+
+
+def _length_candidates(item: Prepared, blank: int, corrected: str, add: Callable[..., None]) -> None:
+    """Other input lengths than the output frame counts: the padded length T for every sample, or the raw
+    input lengths (see `_candidates`)."""
+    log_probs, targets, target_lengths, lengths = item.log_probs, item.batch.targets, item.batch.target_lengths, item.lengths
     frames = log_probs.shape[0]
-    if not torch.equal(raw_lengths, lengths):
-        if int(raw_lengths.max()) <= frames:
+    full = torch.full_like(lengths, frames)
+    if not torch.equal(full, lengths):
+        # torch.full((N,), T) or output.shape[0] for every sample: padding frames are aligned as if they were speech.
+        add("full_length", f"every sample gets the full padded length {frames} as its input length (padding frames are "
+            "aligned too)", lambda: per_sample_ctc(log_probs, targets, full, target_lengths, blank),
+            corrected + f"  # each sample's own frame count, not torch.full((N,), {frames})", {"frames": frames})
+    raw_lengths = item.batch.input_lengths.to(lengths.device, torch.long)
+    if torch.equal(raw_lengths, lengths):
+        return
+    if int(raw_lengths.max()) <= frames:
+        if not torch.equal(raw_lengths, full):
             add("raw_input_lengths", "the raw input lengths passed instead of the output (frame) lengths",
                 lambda: per_sample_ctc(log_probs, targets, raw_lengths, target_lengths, blank), corrected)
-        else:
-            # F.ctc_loss raises on lengths above T, so a criterion that runs must have cut them to T:
-            # input_lengths.clamp(max=T) is the usual way to silence that error.
-            clamped = raw_lengths.clamp(max=frames)
-            if not torch.equal(clamped, lengths):
-                add("raw_input_lengths",
-                    f"the raw input lengths, cut to the {frames} output frames, passed instead of the output (frame) lengths",
-                    lambda: per_sample_ctc(log_probs, targets, clamped, target_lengths, blank), corrected)
-    return found
+        return
+    # F.ctc_loss raises on lengths above T, so a criterion that runs must have cut them to T:
+    # input_lengths.clamp(max=T) is the usual way to silence that error.
+    clamped = raw_lengths.clamp(max=frames)
+    # Raw lengths that all reach T, cut, are T for every sample: the same numbers as the full-length mistake,
+    # which says what was passed without guessing how (so that one is named, not this one).
+    if not torch.equal(clamped, lengths) and not torch.equal(clamped, full):
+        add("raw_input_lengths",
+            f"the raw input lengths, cut to the {frames} output frames, passed instead of the output (frame) lengths",
+            lambda: per_sample_ctc(log_probs, targets, clamped, target_lengths, blank), corrected)
 
 
 def _target_classes(batch) -> set[int]:

@@ -176,8 +176,8 @@ def test_raw_input_lengths_cut_to_the_output_are_recognised():
     from ctcdoctor.measure.criterion import CriterionAudits, audit_criterion
 
     targets = torch.tensor([[1, 2, 3], [3, 4, 1], [2, 5, 1], [4, 3, 2]])
-    output_lengths = torch.tensor([12, 9, 7, 10])
-    raw = output_lengths * 2
+    output_lengths = torch.tensor([12, 5, 4, 10])
+    raw = output_lengths * 2  # cut to 12: [12, 10, 8, 12], not 12 for every sample (that is full_length's case)
     item = _prepared(targets, output_lengths, raw)
 
     def clamped(output, batch):
@@ -333,3 +333,72 @@ def test_the_check_states_the_tolerance_the_measurement_uses():
     from ctcdoctor.measure.reference import RTOL
 
     assert stated == RTOL
+
+
+def test_the_full_padded_length_for_every_sample_is_named_as_such():
+    # torch.full((N,), T): raw lengths cut to T give the same numbers here, but T for every sample is what was passed.
+    from ctcdoctor.checks.criterion import criterion_disagrees
+    from ctcdoctor.measure.criterion import CriterionAudits, audit_criterion
+
+    targets = torch.tensor([[1, 2, 3], [3, 4, 1], [2, 5, 1], [4, 3, 2]])
+    output_lengths = torch.tensor([12, 9, 7, 10])
+    item = _prepared(targets, output_lengths, output_lengths * 2)  # raw lengths, cut to 12, are 12 for every sample
+
+    def full(output, batch):
+        _, targets, _, target_lengths = batch
+        return F.ctc_loss(output, targets, torch.full((output.shape[1],), output.shape[0]), target_lengths)
+
+    audit = audit_criterion(full, item, 0, 6)
+    assert audit.mistake == "full_length"
+    (found,) = criterion_disagrees(CriterionAudits((audit,)), None)
+    assert "every sample gets the full padded length T = 12" in found.message
+    assert "raw input lengths" not in found.message
+    assert "not torch.full((N,), 12)" in found.hint
+
+
+def _nct_item(T=10, N=3, C=6, seed=2):
+    """A Conv1d head's (N, C, T) log-probabilities, with frame lengths below T."""
+    from ctcdoctor.load.batches import normalise_batch
+    from ctcdoctor.measure.reference import Prepared
+
+    generator = torch.Generator().manual_seed(seed)
+    log_probs = torch.randn(T, N, C, generator=generator).log_softmax(-1)
+    targets = torch.randint(1, C, (N, 3), generator=generator)
+    lengths, target_lengths = torch.tensor([10, 8, 9]), torch.tensor([3, 2, 3])
+    batch = normalise_batch((torch.zeros(N, 4, 20), targets, lengths * 2, target_lengths), 0, 0)
+    return Prepared(batch, log_probs.permute(1, 2, 0).contiguous(), log_probs, lengths, "log_probs", "NCT")
+
+
+def test_a_conv1d_output_reshaped_instead_of_permuted_is_named():
+    from ctcdoctor.checks.criterion import criterion_disagrees
+    from ctcdoctor.measure.criterion import CriterionAudits, audit_criterion
+
+    def reshaped(output, batch):
+        _, targets, lengths, target_lengths = batch
+        n, c, t = output.shape
+        return F.ctc_loss(output.reshape(t, n, c), targets, lengths // 2, target_lengths)
+
+    audit = audit_criterion(reshaped, _nct_item(), 0, 6)
+    assert audit.mistake == "layout"
+    (found,) = criterion_disagrees(CriterionAudits((audit,)), None)
+    assert "the (N, C, T) output reshaped/viewed to (T, N, C) instead of permuted" in found.message
+    assert found.hint.startswith("Call the loss as F.ctc_loss(output.permute(2, 0, 1),")
+    assert "never .view/.reshape" in found.hint
+
+
+def test_a_closest_guess_that_is_not_close_is_not_named():
+    # 3 % off the reference and 1.5 % off a wrong blank (the trial's Conv1d case): naming the blank misleads.
+    from ctcdoctor.checks.criterion import criterion_disagrees
+    from ctcdoctor.measure.criterion import CriterionAudits, audit_criterion
+
+    item = _nct_item()
+    reference = float(F.ctc_loss(item.log_probs, item.batch.targets, item.lengths, item.batch.target_lengths))
+
+    def off(output, batch):
+        return torch.tensor(reference * 1.03)
+
+    audit = audit_criterion(off, item, 0, 6)
+    assert audit.mistake is None and audit.closest is not None  # recorded in the evidence, not offered as the cause
+    (found,) = criterion_disagrees(CriterionAudits((audit,)), None)
+    assert "the closest" not in found.message
+    assert found.message.endswith("relative; none comes within 1% of it.")
