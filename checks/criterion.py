@@ -133,6 +133,13 @@ def criterion_disagrees(
     return []
 
 
+def _grows_with(reduction: str) -> str:
+    """What a reduction other than the mean makes the gradient scale with (a sum divided by N is the batch mean)."""
+    if reduction == "sum":
+        return "the batch size and the label lengths"
+    return "the label lengths (longer transcripts weigh more)" if reduction == "batch_mean" else "the batch"
+
+
 def _call(prefix: str, corrected: str) -> str:
     """`prefix` + the corrected call as a sentence: a trailing `# note` becomes a bracket, and it ends with a period."""
     call, _, note = corrected.partition("  # ")
@@ -244,7 +251,7 @@ def _finding(audit, setup, vocabulary=None):
             "CTC030",
             f"{where}: the criterion gives {user}, reference CTC (reduction mean) gives {reference}; the difference is only the "
             f"reduction: {audit.variant}{zero_infinity} {_reproduces(audit)}. Fine when deliberate: "
-            f"the gradient scale then grows with the batch size and label lengths.",
+            f"the gradient scale then grows with {_grows_with(audit.reduction)}.",
             _call("Keep it if deliberate (scale the learning rate to match); otherwise use the default mean, which divides "
                   "each sample's loss by its target length and averages over the batch:", audit.corrected),
             evidence,

@@ -402,3 +402,21 @@ def test_a_closest_guess_that_is_not_close_is_not_named():
     (found,) = criterion_disagrees(CriterionAudits((audit,)), None)
     assert "the closest" not in found.message
     assert found.message.endswith("relative; none comes within 1% of it.")
+
+
+@pytest.mark.parametrize(("reduce", "grows"), [
+    (lambda losses: losses.sum(), "grows with the batch size and the label lengths."),
+    (lambda losses: losses.sum() / losses.shape[0], "grows with the label lengths (longer transcripts weigh more)."),
+])
+def test_a_deliberate_reduction_says_what_the_gradient_scale_grows_with(reduce, grows):
+    from ctcdoctor.checks.criterion import criterion_disagrees
+    from ctcdoctor.measure.criterion import CriterionAudits, audit_criterion
+
+    item = _near_uniform()
+
+    def criterion(output, batch):
+        _, targets, lengths, target_lengths = batch
+        return reduce(F.ctc_loss(output, targets, lengths, target_lengths, reduction="none"))
+
+    (found,) = criterion_disagrees(CriterionAudits((audit_criterion(criterion, item, 0, 6),)), None)
+    assert found.severity.value == "info" and found.message.endswith(grows), found.message
