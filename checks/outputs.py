@@ -34,8 +34,15 @@ def probabilities_output(output_kinds: list[OutputKind], criterion_audit: Criter
     `log(output)`), training is correct and the finding is a warning: `log` of a softmax
     underflows to `-inf` once the model is confident (a probability below 1e-45 in float32).
 
+    Keras: `keras.losses.CTC` (`keras.losses.ctc`, `loss="ctc"`) applies `log_softmax` to the
+    model output itself, so a head ending in softmax trains on `log_softmax(softmax(z))` and
+    the loss sticks. The Keras callback reports it as this code before the first step, from
+    the output layer (`Dense(C, activation="softmax")`, a `Softmax` layer) and the compiled
+    loss, or at the first evaluation when only the outputs show it.
+
     **Fix.** End the model with `log_softmax(dim=-1)` (or return logits and apply
     `log_softmax` in the loss). Never take `log` of a softmax: it underflows to `-inf`.
+    Keras: drop the softmax (`Dense(C)` with no activation): `keras.losses.CTC` takes logits.
     """
     for kind in output_kinds:
         if kind.kind == "probs" and kind.axis == 2:

@@ -56,6 +56,40 @@ def test_histogram_bins_cover_every_value():
     assert sum(item["count"] for item in bins) == 6 and bins[0]["from"] == -2 and bins[-1]["to"] >= 30
 
 
+def test_histogram_split_keeps_values_below_it_out_of_the_bins_above():
+    counts = IntCounts()
+    counts.add(np.array([-7, -1, -1, 0, 0, 0, 5, 22]))
+    bins = counts.histogram(bins=12, split=0)  # 30 values wide: bins of 3
+    assert [(item["from"], item["to"]) for item in bins] == [(-7, -7), (-6, -4), (-3, -1), (0, 2), (3, 5), (6, 8), (9, 11),
+                                                             (12, 14), (15, 17), (18, 20), (21, 23)]
+    assert [item["count"] for item in bins] == [1, 0, 2, 3, 1, 0, 0, 0, 0, 0, 1]
+    assert counts.histogram(bins=12) == counts.histogram(bins=12, split=-100)  # nothing below the split: as without
+
+
+def test_the_spare_frames_histogram_never_bins_infeasible_samples_with_feasible_ones(tmp_path):
+    """`-1..0 20,118` mixed samples CTC cannot align (spare < 0) with feasible ones: the bins now split at 0,
+    in the text report and in the plot."""
+    widths = [0] * 3 + [1] * 5 + list(range(2, 24))  # one label each: spare = width - 1, from -1 to 22 (bins of 2)
+    (tmp_path / "words.tsv").write_text("".join(f"{i}.png\t{width}\ta\n" for i, width in enumerate(widths)), encoding="utf-8")
+    plot = tmp_path / "spare.png"
+    result = CliRunner().invoke(app, ["scan", "--manifest", str(tmp_path / "words.tsv"), "-a", "ab", "--frames", "L",
+                                      "--plot", str(plot)], env={"COLUMNS": "120"})
+    assert result.exit_code == 1, result.output
+    rows = result.output.split("spare frames per sample", 1)[1].split("tightest samples", 1)[0].splitlines()[2:]
+    assert [row.split()[:2] for row in rows[:3]] == [["-1", "3"], ["0..1", "6"], ["2..3", "2"]]
+    import matplotlib.image
+
+    assert matplotlib.image.imread(str(plot)).shape[0] > 100
+    from ctcdoctor.render.plot_scan import plot as plot_spare_frames
+
+    report = json.loads(CliRunner().invoke(app, ["scan", "--manifest", str(tmp_path / "words.tsv"), "-a", "ab", "--frames",
+                                                 "L", "--format", "json"]).stdout)
+    bars = plot_spare_frames(report["result"]).axes[0].patches
+    red = [bar for bar in bars if bar.get_facecolor()[0] > 0.5]
+    assert sum(bar.get_height() for bar in red) == 3 == report["result"]["spare_frames"]["infeasible"]
+    assert all(bar.get_x() + bar.get_width() <= -0.5 or bar.get_x() >= -0.5 for bar in bars)  # no bar straddles the line
+
+
 def test_scan_finds_infeasible_samples_over_the_whole_data_set(tmp_path):
     plot = tmp_path / "spare.png"
     result = CliRunner().invoke(app, ["scan", str(ROOT / "examples/broken/doubled_letters.py"), "--format", "json",

@@ -178,3 +178,52 @@ def test_a_saved_hugging_face_data_set_folder(tmp_path):
     _, report = scan("--manifest", str(folder), "-a", LETTERS, "--frames", "L // 4")
     assert report["result"]["samples"] == 3
     assert [item["sample"] for item in report["result"]["worst"]][:1] == [1]
+
+
+NEMO = "".join(json.dumps({"audio_filepath": f"a/{i}.wav", "duration": 2.0 + i, "text": "cab"}) + "\n" for i in range(3))
+
+
+def usage_error(tmp_path, name: str, text: str, *args: str) -> tuple[str, str]:
+    """(error line, fix line) of a scan that must stop with exit 2 and no traceback."""
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    result = CliRunner().invoke(app, ["scan", "--manifest", str(path), "-a", LETTERS, "--frames", "L", *args])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    error, fix = result.output.strip().splitlines()
+    assert error.startswith(f"error: {path}, line ") and fix.startswith("fix: ")
+    return error[len(f"error: {path}, "):], fix[len("fix: "):]
+
+
+def test_a_wrong_text_key_lists_the_fields_and_names_the_flag(tmp_path):
+    """It said: cannot read the duration and 'sentence' fields ('sentence')."""
+    error, fix = usage_error(tmp_path, "train.jsonl", NEMO, "--text-key", "sentence")
+    assert error == "line 1: no text field 'sentence' (--text-key) in ['audio_filepath', 'duration', 'text']"
+    assert fix == "Pass --text-key text: the field that holds the transcript."
+    error, fix = usage_error(tmp_path, "train.jsonl", NEMO, "--length-key", "dur")
+    assert error == "line 1: no length field 'dur' (--length-key) in ['audio_filepath', 'duration', 'text']"
+    assert fix == "Pass --length-key duration: the field that holds each sample's length."
+    error, _ = usage_error(tmp_path, "odd.jsonl", NEMO + '{"duration": "long", "text": "a"}\n')
+    assert error == "line 4: the length field 'duration' is 'long', not a number"
+
+
+@pytest.mark.parametrize("ending", ["", "\n"])
+def test_a_cut_off_last_line_is_named_by_the_files_line_and_column_only(tmp_path, ending):
+    """json's own "line 2 column 1" (the line's newline counted as a line) stood next to the file's line 4."""
+    error, fix = usage_error(tmp_path, "cut.jsonl", NEMO + '{"duration": 4.1' + ending)
+    assert error == "line 4, column 17: the last line is cut off (Expecting ',' delimiter at its end)"
+    assert fix == "Complete or delete line 4: each line must be one whole JSON object."
+    error, _ = usage_error(tmp_path, "mid.jsonl", NEMO.replace('"duration": 3.0', '"duration": x', 1))
+    assert error == "line 2, column 43: not JSON (Expecting value)" and "line 1 column" not in error
+
+
+@pytest.mark.parametrize("blank", ["27", "-1"])
+def test_a_blank_outside_the_alphabets_classes_is_refused(tmp_path, blank):
+    (tmp_path / "train.jsonl").write_text(NEMO, encoding="utf-8")
+    result = CliRunner().invoke(app, ["scan", "--manifest", str(tmp_path / "train.jsonl"), "-a", LETTERS, "--frames", "L",
+                                      "--blank", blank])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    error, fix = result.output.strip().splitlines()
+    assert error == f"error: --blank {blank} is outside the 27 classes of the alphabet (26 symbols + the blank: indices 0 to 26)"
+    assert "--blank 0" in fix and "--blank 26 (the last class" in fix
+    code, _ = scan("--manifest", str(tmp_path / "train.jsonl"), "-a", LETTERS, "--frames", "L * 10", "--blank", "26")
+    assert code == 0  # the last class is a blank

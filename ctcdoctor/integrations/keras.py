@@ -13,7 +13,8 @@ probabilities or logits, told apart by their values) is turned into log-probabil
 `keras.ops`. The loss of each step is recovered from Keras' running mean (`logs["loss"]` is
 the mean over the epoch so far: the loss tracker's total and count give each batch's own
 value). Without `data` the monitor judges the loss curve alone. A verdict at or above
-`stop_on` sets `model.stop_training`.
+`stop_on` sets `model.stop_training`. At the start of `fit` a softmax head fed to
+`keras.losses.CTC` (which applies log_softmax itself) is reported as CTC020 (`keras_head`).
 
 The blank is class 0 by default (`keras.ops.ctc_loss(mask_index=0)`, `keras.losses.CTC`); pass
 `blank=C-1` for `tf.nn.ctc_loss(blank_index=-1)` or Keras 2's `ctc_batch_cost`. Requires
@@ -32,6 +33,8 @@ except ImportError as error:  # pragma: no cover - the message names the extra
 
 import numpy as np
 
+from ctcdoctor.findings import CheckResult, Finding, Report
+from ctcdoctor.integrations.keras_head import probabilities_to_ctc, softmax_head
 from ctcdoctor.training.monitor import Monitor
 
 __all__ = ["CTCDoctorCallback"]
@@ -41,15 +44,21 @@ def _numpy(value: Any) -> np.ndarray:
     return np.asarray(keras.ops.convert_to_numpy(value))
 
 
-def log_probabilities(outputs: Any) -> np.ndarray:
-    """(N, T, C) log-probabilities from probabilities (a softmax head) or logits, computed with keras.ops."""
+def are_probabilities(outputs: Any) -> bool:
+    """True when every value is in [0, 1] and each frame sums to 1 over the classes (a softmax head)."""
     outputs = keras.ops.convert_to_tensor(outputs)
     sums = keras.ops.sum(outputs, axis=-1)
-    probabilities = bool(_numpy(keras.ops.all(outputs >= 0))) and bool(
-        _numpy(keras.ops.all(keras.ops.abs(sums - 1.0) < 1e-3)))
-    if probabilities:
-        return _numpy(keras.ops.log(keras.ops.maximum(outputs, 1e-30)))
-    return _numpy(keras.ops.log_softmax(outputs, axis=-1))
+    return bool(_numpy(keras.ops.all(outputs >= 0))) and bool(_numpy(keras.ops.all(keras.ops.abs(sums - 1.0) < 1e-3)))
+
+
+def log_probabilities(outputs: Any) -> np.ndarray:
+    """(N, T, C) log-probabilities from probabilities (a softmax head) or logits, computed with keras.ops.
+
+    Probabilities are read as what the model means (their log), not as what `keras.losses.CTC`
+    makes of them: that mistake is reported on its own (CTC020, `keras_head`)."""
+    if are_probabilities(outputs):
+        return _numpy(keras.ops.log(keras.ops.maximum(keras.ops.convert_to_tensor(outputs), 1e-30)))
+    return _numpy(keras.ops.log_softmax(keras.ops.convert_to_tensor(outputs), axis=-1))
 
 
 class CTCDoctorCallback(keras.callbacks.Callback):
@@ -79,6 +88,7 @@ class CTCDoctorCallback(keras.callbacks.Callback):
         self.report: Any = None
         self._step = 0
         self._tracked = (0.0, 0.0)
+        self._head_reported = False
 
     @staticmethod
     def _unpack(data: Any, blank: int) -> dict[str, Any]:
@@ -100,6 +110,18 @@ class CTCDoctorCallback(keras.callbacks.Callback):
                 return (total - last_total) / (count - last_count)
         return float(logs.get("loss", math.nan))
 
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        # A softmax head fed to keras.losses.CTC cannot train: say so before the first step, not after patience.
+        self._report_head(softmax_head(self.model))
+
+    def _report_head(self, found: Finding | None) -> None:
+        if found is None or self._head_reported or self.monitor.closed:
+            return
+        self._head_reported = True
+        check = CheckResult(name="keras_output_head", code="CTC020", status="findings", seconds=0.0)
+        if self.monitor.preflight(Report(command="monitor", spec=self.monitor.name, findings=(found,), checks=(check,))):
+            self.model.stop_training = True
+
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if self.monitor.closed:
             return
@@ -108,6 +130,8 @@ class CTCDoctorCallback(keras.callbacks.Callback):
         arguments: dict[str, Any] = {}
         if self.data is not None and self.monitor.wants_outputs(self._step):
             outputs = self.model(self.data["inputs"], training=False)
+            if not self._head_reported:  # a softmax the layers did not show (a subclassed model)
+                self._report_head(probabilities_to_ctc(self.model, are_probabilities(outputs)))
             arguments = {"log_probs": log_probabilities(outputs), "targets": self.data["targets"],
                          "target_lengths": self.data["target_lengths"], "output_lengths": self.data["output_lengths"],
                          "layout": "NTC"}

@@ -5,6 +5,10 @@
 - `labels`: CTC090 at the label-file line its evidence names; CTC091 at the alphabet file's line of the
   symbol's class when the alphabet came from `--alphabet @FILE` (read from `result["alphabet_file"]`),
   otherwise nowhere (the alphabet was a string on the command line).
+- `logs`: the log file read (`result["source"]`): in a CSV/TSV or JSONL log, or a Hugging Face
+  trainer_state.json, the line of the first record of the finding's first step (`evidence["steps"]`),
+  found by one pass that stops there; line 1 when the finding names no step or the step is not found.
+  A TensorBoard event file is binary: the file, no line.
 - any other command: nowhere.
 
 CI formats need paths relative to the repository root (GitHub annotations, SARIF `artifactLocation.uri`);
@@ -14,7 +18,10 @@ CI formats need paths relative to the repository root (GitHub annotations, SARIF
 from __future__ import annotations
 
 import ast
+import csv
+import json
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -184,6 +191,97 @@ def _alphabet_location(finding: Finding, alphabet_file: str, base: Path) -> Loca
     return Location(path, number if number is not None and number <= len(lines) else None)
 
 
+#: `logs` formats whose records are lines of text, one record (or logging call) per line.
+LINE_FORMATS = frozenset({"csv", "lightning", "keras", "jsonl", "monitor"})
+
+
+def _first_step(evidence: Mapping[str, Any]) -> float | None:
+    steps = evidence.get("steps")
+    step = steps[0] if isinstance(steps, (list, tuple)) and steps else evidence.get("step")
+    return float(step) if isinstance(step, (int, float)) and not isinstance(step, bool) else None
+
+
+def _csv_step_line(lines: list[str], step: float) -> int | None:
+    from ctcdoctor.training.readers.table import step_column  # the reader's own choice of step column
+
+    delimiter = "\t" if "\t" in lines[0] and "," not in lines[0] else ","
+    header = [name.strip() for name in next(csv.reader([lines[0]], delimiter=delimiter))]
+    name = step_column(header)
+    if name is None:  # rows are numbered from 0
+        return int(step) + 2 if step.is_integer() and 0 <= step < len(lines) - 1 else None
+    index = header.index(name)
+    for number, row in enumerate(csv.reader(lines[1:], delimiter=delimiter), 2):
+        try:
+            if index < len(row) and float(row[index]) == step:
+                return number
+        except ValueError:  # an empty or text step cell
+            continue
+    return None
+
+
+def _step_key(lines: list[str], format: str) -> str | None:
+    """The key that holds the step: `step` in trainer_state.json, else the reader's choice in the first record."""
+    if format == "huggingface":
+        return "step"
+    from ctcdoctor.training.readers.table import step_column  # the reader's own choice of step key
+
+    for line in lines[:10]:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and "meta" not in record:
+            return step_column(record)
+    return None
+
+
+def _keyed_step_line(lines: list[str], step: float, format: str) -> int | None:
+    """JSONL or trainer_state.json: the first line holding `"KEY": N`, found by a text search (no JSON parse per line)."""
+    key = _step_key(lines, format)
+    if key is None:
+        return None
+    number = str(int(step)) if step.is_integer() else repr(step)
+    pattern = re.compile(rf'"{re.escape(key)}"\s*:\s*{re.escape(number)}(?:\.0*)?\s*(?:[,}}]|$)')
+    for index, line in enumerate(lines, 1):
+        if pattern.search(line):
+            return index
+    return None
+
+
+def log_location(report: Report, finding: Finding, base: Path) -> Location | None:
+    """Where a `logs` finding points: the log file, at the line of its first step when the log is text."""
+    result = report.result or {}
+    path = Path(str(result.get("source") or report.spec)).expanduser()
+    path = (path if path.is_absolute() else base / path).resolve()
+    if not path.is_file():
+        return None
+    format = str(result.get("format", ""))
+    if format == "tensorboard":
+        return Location(path)
+    step = _first_step(finding.evidence)
+    if step is None or format not in LINE_FORMATS | {"huggingface"}:
+        return Location(path, 1)
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError:
+        return Location(path, 1)
+    return Location(path, _step_line(str(path), mtime, format, step) or 1)
+
+
+@lru_cache(maxsize=256)
+def _step_line(path: str, mtime_ns: int, format: str, step: float) -> int | None:
+    """Cached: the SARIF, JUnit and GitHub renderers each ask for every finding, and a log may hold millions of rows."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    if not lines:
+        return None
+    if format in ("csv", "lightning", "keras") and not lines[0].lstrip().startswith("{"):
+        return _csv_step_line(lines, step)
+    return _keyed_step_line(lines, step, format)
+
+
 def locate(report: Report, finding: Finding, cwd: Path | None = None) -> Location | None:
     """The file (and line) a finding points at, or None when it has no place in a file."""
     base = cwd or Path.cwd()
@@ -199,4 +297,6 @@ def locate(report: Report, finding: Finding, cwd: Path | None = None) -> Locatio
         if not path.is_file():
             return None
         return Location(path, label_line(finding.evidence))
+    if report.command == "logs":
+        return log_location(report, finding, base)
     return None

@@ -109,20 +109,31 @@ class IntCounts:
         n = self.total
         return float(self.kth(min(n - 1, max(0, math.ceil(q * n) - 1))))
 
-    def histogram(self, bins: int = 12) -> list[dict[str, int]]:
-        """Integer-aligned bins from min to max: [{"from", "to", "count"}], `to` inclusive."""
+    def histogram(self, bins: int = 12, split: int | None = None) -> list[dict[str, int]]:
+        """Integer-aligned bins from min to max: [{"from", "to", "count"}], `to` inclusive.
+
+        With `split`, values below it never share a bin with values at or above it: the bins below
+        end at `split - 1`, those above start at `split` (spare frames split at 0: a bin of -1..0
+        mixed samples CTC cannot align with feasible ones)."""
         if self.minimum is None or self.maximum is None:
             return []
         low, high = self.minimum, self.maximum
         width = max(1, -(-(high - low + 1) // bins))
+        if split is not None and low < split <= high:
+            below = list(range(split - width, low - width, -width))[::-1]
+            edges = [max(edge, low) for edge in below] + list(range(split, high + 1, width))
+        else:
+            edges = list(range(low, high + 1, width))
         out = []
-        for edge in range(low, high + 1, width):
-            count = self.count_where(edge, edge + width - 1)
-            if edge == low:
+        for index, edge in enumerate(edges):
+            last = index == len(edges) - 1
+            to = edge + width - 1 if last else edges[index + 1] - 1
+            count = self.count_where(edge, to)
+            if index == 0:
                 count += self.count_where(None, edge - 1)  # clamped values, if any
-            if edge + width > high:
-                count += self.count_where(edge + width, None)
-            out.append({"from": edge, "to": edge + width - 1, "count": count})
+            if last:
+                count += self.count_where(to + 1, None)
+            out.append({"from": edge, "to": to, "count": count})
         return out
 
     def percentiles(self) -> dict[str, Any]:

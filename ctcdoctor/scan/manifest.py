@@ -322,7 +322,60 @@ def _length_key(record: dict[str, Any], wanted: str | None, where: str) -> str:
     for key in LENGTH_KEYS:
         if key in record:
             return key
-    raise UserInputError(f"{where}: no length field ({', '.join(LENGTH_KEYS)}) in {sorted(record)}", "Name it with --length-key.")
+    raise UserInputError(f"{where}: no length field ({', '.join(LENGTH_KEYS)}) in {sorted(record)}", _length_hint(record))
+
+
+def _length_hint(record: dict[str, Any]) -> str:
+    numbers = [key for key, value in record.items() if isinstance(value, (int, float)) and not isinstance(value, bool)]
+    if len(numbers) == 1:
+        return f"Pass --length-key {numbers[0]}: the field that holds each sample's length."
+    if numbers:
+        return f"Pass --length-key with the field that holds each sample's length (one of {sorted(numbers)})."
+    return "Pass --length-key with the field that holds each sample's length (seconds, frames or pixels)."
+
+
+#: Fields that usually hold the transcript, in the order a `--text-key` suggestion prefers them.
+TEXT_KEYS = ("text", "transcript", "sentence", "normalized_text", "label", "labels", "transcription")
+
+
+def _suggest_text_key(record: dict[str, Any], length_key: str | None) -> str | None:
+    strings = [key for key, value in record.items() if isinstance(value, str) and key != length_key]
+    preferred = [key for key in TEXT_KEYS if key in strings]
+    plain = [key for key in strings if "path" not in key.lower() and "file" not in key.lower()]
+    found = preferred or plain
+    return found[0] if found else None
+
+
+def _record_error(record: Any, number: int, where: str, key: str | None, text_key: str) -> UserInputError:
+    """Why one parsed JSONL line cannot be read, naming the keys it has and the flag to pass."""
+    if not isinstance(record, dict):
+        return UserInputError(f"{where}, line {number}: a JSON {type(record).__name__}, not an object",
+                              "Write one JSON object per line, e.g. {\"audio_filepath\": ..., \"duration\": 3.2, \"text\": ...}.")
+    found = sorted(record)
+    if key is not None and key not in record:
+        return UserInputError(f"{where}, line {number}: no length field {key!r} (--length-key) in {found}",
+                              _length_hint(record))
+    if text_key not in record:
+        suggestion = _suggest_text_key(record, key)
+        flag = f"--text-key {suggestion}" if suggestion else "--text-key FIELD"
+        return UserInputError(f"{where}, line {number}: no text field {text_key!r} (--text-key) in {found}",
+                              f"Pass {flag}: the field that holds the transcript.")
+    if record[text_key] is not None and not isinstance(record[text_key], str):
+        return UserInputError(f"{where}, line {number}: the text field {text_key!r} is {record[text_key]!r}, not a string",
+                              "Pass --text-key with the field that holds the transcript as a string.")
+    return UserInputError(f"{where}, line {number}: the length field {key!r} is {record.get(key)!r}, not a number",
+                          f"Write a number in {key!r} on every line, or pass --length-key with the field that holds one.")
+
+
+def _json_error(error: json.JSONDecodeError, line: str, number: int, where: str, last: bool) -> UserInputError:
+    """A line that is not JSON, at the file's line and the column within it (json counts the line's own newline as a line)."""
+    text = line.rstrip("\r\n")
+    column = error.colno if error.lineno == 1 else len(text) + 1
+    if last and column > len(text):  # it ends before the object does: a copy cut short, or a writer still writing
+        return UserInputError(f"{where}, line {number}, column {column}: the last line is cut off ({error.msg} at its end)",
+                              f"Complete or delete line {number}: each line must be one whole JSON object.")
+    return UserInputError(f"{where}, line {number}, column {column}: not JSON ({error.msg})",
+                          "Write one JSON object per line (JSON Lines), with a length and a text field.")
 
 
 def jsonl_columns(path: Path, length_key: str | None, text_key: str, max_records: int | None) -> Iterator[Columns]:
@@ -333,12 +386,20 @@ def jsonl_columns(path: Path, length_key: str | None, text_key: str, max_records
                 continue
             try:
                 record = json.loads(line)
+            except json.JSONDecodeError as error:
+                last = next((rest for rest in handle if rest.strip()), None) is None
+                raise _json_error(error, line, number, str(path), last) from None
+            try:
+                if not isinstance(record, dict):
+                    raise TypeError(type(record).__name__)
                 key = key or _length_key(record, None, f"{path}, line {number}")
-                lengths.append(float(record[key]))
-                texts.append(record[text_key])
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-                raise UserInputError(f"{path}, line {number}: cannot read the {key or 'length'} and {text_key!r} fields ({error})",
-                                     "Each line must be a JSON object with a length (--length-key) and a text (--text-key).") from error
+                length, text = float(record[key]), record[text_key]
+                if text is not None and not isinstance(text, str):
+                    raise TypeError(text_key)
+            except (KeyError, TypeError, ValueError) as error:
+                raise _record_error(record, number, str(path), key, text_key) from error
+            lengths.append(length)
+            texts.append(text or "")  # a null text is an empty label (CTC013), as in the columnar readers
             if len(texts) == RECORDS or (max_records is not None and first + len(texts) >= max_records):
                 yield Columns(first, {"L": np.asarray(lengths)}, texts=texts)
                 first, texts, lengths = first + len(texts), [], []

@@ -59,6 +59,22 @@ def _alphabet(request: Any, setup: Any) -> Any:
                          "Add --alphabet SYMBOLS (or @FILE), or a SPEC with Setup.alphabet.")
 
 
+def _blank(request: Any, setup: Any, num_classes: int) -> int:
+    """The blank's class: --blank, else Setup.blank, else 0; one of the alphabet's classes or a usage error
+    (the classes are len(alphabet) + 1 by construction, so a blank beyond them cannot be a class: CTC015 in check)."""
+    given = request.blank is not None
+    blank = int(request.blank if given else (setup.blank if setup is not None else 0))
+    if 0 <= blank < num_classes:
+        return blank
+    named = f"--blank {blank}" if given else f"Setup.blank ({blank})"
+    last = num_classes - 1
+    raise UserInputError(
+        f"{named} is outside the {num_classes} classes of the alphabet ({last} symbols + the blank: indices 0 to {last})",
+        f"Pass the index your loss uses for the blank: --blank 0 (F.ctc_loss, keras.losses.CTC, the usual choice) or "
+        f"--blank {last} (the last class: tf.nn.ctc_loss(blank_index=-1), Keras 2's ctc_batch_cost).",
+    )
+
+
 def _input_steps(columns: Columns, request: Any) -> np.ndarray:
     """Input steps for the downsampling phrase: L × rate, widths as they are, 0 (no phrase) for bare durations."""
     lengths = columns.lengths["L"]
@@ -84,11 +100,11 @@ def manifest_state(request: Any, settings: Settings, on_samples: Callable[[int],
 
             setup = load_setup(request.spec)
         alphabet = _alphabet(request, setup)
-        blank = request.blank if request.blank is not None else (setup.blank if setup is not None else 0)
+        num_classes = len(alphabet) + 1
+        blank = _blank(request, setup, num_classes)
         encoder = Encoder(alphabet, blank)
         frames_of, detail = _frames_function(request, setup)
         summary = Summary(worst_count=max(request.worst, 10))
-        num_classes = len(alphabet) + 1
         for columns in manifest_columns(request.manifest, request.length_key, request.text_key, request.max_samples):
             with doing(f"scanning records {columns.first:,}-{columns.first + columns.size - 1:,} of {request.manifest}"):
                 kept, labels = encode_columns(columns, encoder)

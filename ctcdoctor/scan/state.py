@@ -215,7 +215,7 @@ def scan_result(state: ScanState, worst: int = 10) -> dict[str, Any]:
     if known:
         spare = {"known": summary.known, "infeasible": summary.infeasible, "min": summary.spare.minimum,
                  "p1": summary.spare.quantile(0.01), "p5": summary.spare.quantile(0.05), "median": summary.spare.quantile(0.5),
-                 "max": summary.spare.maximum, "histogram": summary.spare.histogram()}
+                 "max": summary.spare.maximum, "histogram": summary.spare.histogram(split=0)}
     seconds = state.seconds
     return {
         "samples": summary.samples,

@@ -64,3 +64,72 @@ def test_model_fit_is_monitored_and_stopped_on_an_error(tmp_path):
     from ctcdoctor.training import diagnose_run
 
     assert [found.code for found in diagnose_run(tmp_path / "m.jsonl").findings] == healthy["codes"]
+
+
+HEADS = textwrap.dedent('''
+    import json, os, sys
+    sys.path.insert(0, {here!r})
+    import keras, numpy as np
+    from keras import ops
+    from tinyctc import ALPHABET, CLASSES, make_data
+    from ctcdoctor.integrations.keras import CTCDoctorCallback
+
+    inputs, targets = make_data(64, 0)
+    x, y = inputs.transpose(1, 2).numpy(), targets.numpy()
+
+    class Subclassed(keras.Model):  # the softmax sits in call(): no layer shows it
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(CLASSES)
+        def call(self, inputs):
+            return ops.softmax(self.dense(inputs), axis=-1)
+
+    def log_of_probabilities(y_true, y_pred):  # Keras' captcha OCR form: the loss takes the log of a softmax
+        lengths = ops.cast(ops.sum(y_true != 0, axis=-1), "int32")
+        frames = ops.full((ops.shape(y_pred)[0],), ops.shape(y_pred)[1], dtype="int32")
+        return ops.ctc_loss(y_true, ops.log(y_pred + 1e-7), lengths, frames, mask_index=0)
+
+    def head(kind):
+        if kind == "subclassed":
+            return Subclassed()
+        last = [keras.layers.Dense(CLASSES), keras.layers.Softmax()] if kind == "softmax_layer" else [
+            keras.layers.Dense(CLASSES, activation=None if kind == "linear" else "softmax")]
+        return keras.Sequential([keras.Input((12, CLASSES)), keras.layers.Dense(16, activation="tanh"), *last])
+
+    def fit(kind, loss):
+        keras.utils.set_random_seed(0)
+        model = head(kind)
+        model.compile(optimizer=keras.optimizers.Adam(0.02), loss=loss)
+        callback = CTCDoctorCallback(every=5, data=(x[:16], y[:16]), alphabet=ALPHABET, echo=False)
+        model.fit(x, y, batch_size=8, epochs=2, callbacks=[callback], verbose=0)
+        found = [f.to_dict() for f in callback.report.findings if f.code == "CTC020"]
+        return {{"steps": callback._step, "stopped": (callback.report.result["stopped"] or {{}}).get("code"), "ctc020": found}}
+
+    print(json.dumps({{"dense_softmax": fit("dense_softmax", keras.losses.CTC()), "softmax_layer": fit("softmax_layer", "ctc"),
+                      "subclassed": fit("subclassed", keras.losses.ctc), "linear": fit("linear", keras.losses.CTC()),
+                      "own_log": fit("dense_softmax", log_of_probabilities)}}))
+''')
+
+
+def test_a_softmax_head_fed_to_keras_ctc_is_an_error_before_the_first_step(tmp_path):
+    here = str(Path(__file__).resolve().parent)
+    script = tmp_path / "heads.py"
+    script.write_text(HEADS.format(here=here))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          env={**os.environ, "KERAS_BACKEND": "torch"}, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = json.loads(done.stdout.strip().splitlines()[-1])
+    dense = runs["dense_softmax"]
+    assert dense["stopped"] == "CTC020" and dense["steps"] == 1  # stopped after the batch that was already under way
+    [found] = dense["ctc020"]
+    assert found["severity"] == "error" and "'dense" in found["message"] and "keras.losses.CTC applies log_softmax" in found["message"]
+    assert found["hint"].startswith('Remove activation="softmax" from the last layer')
+    [layer] = runs["softmax_layer"]["ctc020"]
+    assert layer["hint"].startswith("Remove the Softmax layer") and runs["softmax_layer"]["stopped"] == "CTC020"
+    # a softmax inside call() shows only in the outputs: caught at the first evaluation
+    [measured] = runs["subclassed"]["ctc020"]
+    assert measured["evidence"]["measured"] and "Drop the softmax" in measured["hint"]
+    assert runs["subclassed"]["stopped"] == "CTC020"
+    # healthy: logits into keras.losses.CTC, and a softmax head whose own loss takes the log
+    for quiet in ("linear", "own_log"):
+        assert runs[quiet]["ctc020"] == [] and runs[quiet]["stopped"] is None and runs[quiet]["steps"] == 16, quiet

@@ -88,3 +88,49 @@ def test_write_sarif(tmp_path):
     write_sarif(report, path, Severity.ERROR, cwd=tmp_path)
     results = check_sarif_for_code_scanning(json.loads(path.read_text(encoding="utf-8")), tmp_path)
     assert results[0]["locations"][0]["physicalLocation"]["region"]["startLine"] == 3
+
+
+def _nan_log(path, jsonl: bool) -> None:
+    """40 steps logged, the loss NaN from step 30 (CTC200 over steps 30-40); a header line above the records."""
+    losses = [5.0 * 0.95**step if step < 30 else "nan" for step in range(1, 41)]
+    if jsonl:
+        header = json.dumps({"meta": {"format": "ctcdoctor-monitor", "version": 1, "blank": 0}})
+        rows = [json.dumps({"step": step, "loss": loss}) for step, loss in enumerate(losses, 1)]
+        path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    else:
+        path.write_text("\n".join(["step,lr,loss", *(f"{step},0.001,{loss}" for step, loss in enumerate(losses, 1))]) + "\n",
+                        encoding="utf-8")
+
+
+@pytest.mark.parametrize("name", ["train.csv", "metrics.jsonl", "trainer_state.json"])
+def test_logs_results_point_at_the_first_step_of_their_range(tmp_path, monkeypatch, name):
+    """`logs --sarif` had no results: every finding was "without location". Now each points at the log file, on
+    the line of the first record of its step range (step 30 is the 30th record, below one header line)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run").mkdir()
+    if name == "trainer_state.json":
+        history = [{"loss": 5.0 * 0.95**step if step < 30 else float("nan"), "step": step} for step in range(1, 41)]
+        (tmp_path / "run" / name).write_text(json.dumps({"global_step": 40, "log_history": history}, indent=2), encoding="utf-8")
+    else:
+        _nan_log(tmp_path / "run" / name, jsonl=name.endswith(".jsonl"))
+    result = CliRunner().invoke(app, ["logs", f"run/{name}", "--format", "json", "--sarif", "ci.sarif"])
+    assert result.exit_code == 1, result.output
+    log = json.loads((tmp_path / "ci.sarif").read_text(encoding="utf-8"))
+    results = check_sarif_for_code_scanning(log, tmp_path)
+    assert log["runs"][0]["properties"]["findings_without_location"] == 0
+    [nan] = [item for item in results if item["ruleId"] == "CTC200"]
+    physical = nan["locations"][0]["physicalLocation"]
+    assert physical["artifactLocation"]["uri"] == f"run/{name}"
+    lines = (tmp_path / "run" / name).read_text(encoding="utf-8").splitlines()
+    expected = 31 if name != "trainer_state.json" else next(
+        number for number, line in enumerate(lines, 1) if line.strip() == '"step": 30')
+    assert physical["region"]["startLine"] == expected and "30" in lines[expected - 1]
+
+
+def test_a_logs_finding_without_steps_points_at_line_one(tmp_path):
+    (tmp_path / "train.csv").write_text("step,loss\n1,2\n", encoding="utf-8")
+    report = Report("logs", "train.csv", (Finding("CTC215", Severity.INFO, "t", "m"),),
+                    result={"source": "train.csv", "format": "csv"})
+    [result] = check_sarif_for_code_scanning(json.loads(render_sarif(report, Severity.ERROR, root=tmp_path, cwd=tmp_path)),
+                                             tmp_path)
+    assert result["locations"][0]["physicalLocation"]["region"]["startLine"] == 1

@@ -104,6 +104,29 @@ def test_bad_input_is_exit_2_with_one_line(tmp_path, monkeypatch, capsys, setup,
     assert "Traceback" not in err and len(lines) <= 2  # the cause, and the fix
 
 
+def test_one_text_cell_is_read_as_missing_and_named_in_a_note(tmp_path, monkeypatch, capsys):
+    """A loss column with one 'abc' was dropped whole: 'no numeric columns besides the step', no fix."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "badval.csv").write_text("step,loss\n1,5\n2,abc\n3,4\n")
+    code = main(["logs", "badval.csv"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "2 values of loss, steps 1-3" in out
+    assert "note: column 'loss': 1 cell is not a number (first at line 3: 'abc'): read as not logged" in out
+
+
+def test_a_column_of_text_is_exit_2_naming_the_line_column_and_value_with_a_fix(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "text.csv").write_text("step,loss\n1,n/a\n2,n/a\n3,4\n")
+    code = main(["logs", "text.csv"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    error, fix = err.strip().splitlines()
+    assert error == ("error: text.csv has no numeric columns besides the step: column 'loss' holds text, not numbers "
+                     "(2 of 3 cells; line 2: 'n/a')")
+    assert fix.startswith("fix: Write the values of 'loss' as numbers")
+
+
 def _grow(path, steps: int, pause: float) -> None:
     """A run in progress: the monitor's header, then records appended in bursts."""
     with open(path, "w", encoding="utf-8") as handle:

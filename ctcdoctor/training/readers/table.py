@@ -3,7 +3,8 @@
 The step comes from a column named like a step (`step`, `global_step`, `iteration`, ...,
 `epoch` last); every other numeric column is a scalar. In CSV an empty cell means "not
 logged at this step" (Lightning writes one row per logging call, most cells empty) and
-`nan`/`inf` are logged values. Nested JSON objects are flattened with `/`
+`nan`/`inf` are logged values; a text cell in a column of numbers is read as empty (with a
+note naming it), a column of mostly text is no scalar. Nested JSON objects are flattened with `/`
 (`{"train": {"loss": 1}}` -> `train/loss`).
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ import io
 import json
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,14 +75,13 @@ def read_csv(path: Path, format: str = "csv") -> Run:
         notes.append(f"{path.name} has no step column ({', '.join(STEP_COLUMNS[:5])}, ...): rows are numbered from 0")
     unit = "epoch" if step_name is not None and step_name.strip().lower() == "epoch" else "step"
 
-    columns = _read_dense(text, header, step_name, delimiter)
+    columns, cells = _read_dense(text, header, step_name, delimiter), {}
     if columns is None:
-        columns = _read_sparse(lines, header, step_name, delimiter, notes)
+        columns, cells = _read_sparse(lines, header, step_name, delimiter)
+        _text_notes(cells, step_name, notes)
     scalars = _series_from_columns(columns, step_name, notes)
     if not scalars:
-        raise UserInputError(
-            f"{path} has no numeric columns besides the step ({', '.join(header)}): expected columns of logged scalars"
-        )
+        raise _no_scalars(path, header, cells, step_name)
     return Run(str(path), format, scalars, unit=unit, notes=tuple(notes))
 
 
@@ -96,11 +97,29 @@ def _read_dense(text: str, header: list[str], step_name: str | None, delimiter: 
     return {name: (steps, table[:, index]) for index, name in enumerate(header)}
 
 
-def _read_sparse(lines: list[str], header: list[str], step_name: str | None, delimiter: str, notes: list[str]):
-    """Rows with empty cells (Lightning) or text cells: column by column, empty = not logged."""
+@dataclass
+class TextCells:
+    """The cells of one CSV column that are not numbers: how many, the first one, and the column's numbers."""
+
+    count: int = 0
+    numbers: int = 0
+    line: int = 0
+    """The file line (1-based, the header is line 1) of the first text cell."""
+    value: str = ""
+
+    def first(self) -> str:
+        return f"line {self.line}: {self.value!r}"
+
+
+def _read_sparse(lines: list[str], header: list[str], step_name: str | None, delimiter: str):
+    """Rows with empty cells (Lightning) or text cells: column by column, empty = not logged.
+
+    A text cell in a column of numbers ("abc" where a loss was expected) is read as not logged,
+    like an empty one; a column of mostly text is no scalar. Returns the columns and, by name,
+    the text cells of every column that had some."""
     values: dict[str, list[float]] = {name: [] for name in header}
     steps: dict[str, list[float]] = {name: [] for name in header}
-    bad: set[str] = set()
+    text: dict[str, TextCells] = {}
     step_index = header.index(step_name) if step_name is not None else None
     last_step = -1.0
     for number, row in enumerate(csv.reader(lines[1:], delimiter=delimiter)):
@@ -117,20 +136,53 @@ def _read_sparse(lines: list[str], header: list[str], step_name: str | None, del
             step = float(number)
         last_step = step
         for name, cell in zip(header, row):
-            if name in bad:
-                continue
             try:
                 value = _cell(cell)
             except ValueError:
-                bad.add(name)
+                cells = text.setdefault(name, TextCells(line=number + 2, value=cell.strip()))
+                cells.count += 1
                 continue
             if value is not None:
                 steps[name].append(step)
                 values[name].append(value)
-    for name in sorted(bad):
-        if name != step_name and name.strip().lower() not in NOT_SCALARS:
-            notes.append(f"column {name!r} holds text, not numbers: skipped")
-    return {name: (steps[name], values[name]) for name in header if name not in bad}
+    for name, cells in text.items():
+        cells.numbers = len(values[name])
+    return {name: (steps[name], values[name]) for name in header if not _is_text(text.get(name))}, text
+
+
+def _is_text(cells: TextCells | None) -> bool:
+    """A column of text, not of numbers with a few bad cells: at least as many text cells as numbers."""
+    return cells is not None and cells.count >= cells.numbers
+
+
+def _text_notes(text: dict[str, TextCells], step_name: str | None, notes: list[str]) -> None:
+    for name, cells in sorted(text.items()):
+        if name == step_name or name.strip().lower() in NOT_SCALARS:
+            continue
+        if _is_text(cells):
+            notes.append(f"column {name!r} holds text, not numbers ({cells.count} of {cells.count + cells.numbers} "
+                         f"cells; {cells.first()}): skipped")
+        else:
+            many = f"{cells.count} cells are" if cells.count > 1 else "1 cell is"
+            notes.append(f"column {name!r}: {many} not a number (first at {cells.first()}): read as not logged, "
+                         "like an empty cell")
+
+
+def _no_scalars(path: Path, header: list[str], text: dict[str, TextCells], step_name: str | None) -> UserInputError:
+    """The error for a table with no scalar column: name the text cells that made it so, if any."""
+    texts = [(name, cells) for name, cells in text.items() if name != step_name and _is_text(cells)]
+    if texts:
+        name, cells = texts[0]
+        return UserInputError(
+            f"{path} has no numeric columns besides the step: column {name!r} holds text, not numbers "
+            f"({cells.count} of {cells.count + cells.numbers} cells; {cells.first()})",
+            f"Write the values of {name!r} as numbers (2.31, nan and empty cells are read), or drop the column; "
+            "ctcdoctor reads one row per logged step with a step column and scalar columns.",
+        )
+    return UserInputError(
+        f"{path} has no numeric columns besides the step ({', '.join(header)}): expected columns of logged scalars",
+        "Log at least one scalar next to the step: a header such as 'step,loss' and one row per logged step ('1,2.31').",
+    )
 
 
 def flatten(obj: dict[str, Any], prefix: str = "") -> dict[str, Any]:
