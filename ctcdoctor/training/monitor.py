@@ -324,10 +324,12 @@ class Monitor:
                 self._last = (step, record)
             self._columns.add(step, record)
 
-    def options(self) -> Options:
+    def options(self, finished: bool = False) -> Options:
+        """What the rules need to know; `finished` (or a closed monitor): the run is over, judge it whole."""
         meta = self.meta()
         return Options(classes=meta.get("classes"), label_length=meta.get("label_length"),
-                       reduction=meta.get("reduction"), patience=self.patience, optimizer=self.optimizer or meta.get("optimizer"))
+                       reduction=meta.get("reduction"), patience=self.patience, optimizer=self.optimizer or meta.get("optimizer"),
+                       finished=finished or self.closed)
 
     def meta(self) -> dict[str, Any]:
         """The JSONL header: what the rules need to know about the run (fixed once the file is started)."""
@@ -358,7 +360,7 @@ class Monitor:
         run = self._columns.run(str(self.metrics_path or self.name), self.meta())
         curves, _ = resolve(run)
         self.resolved = (run, curves)
-        found = list(self._preflight) + verdict(run, curves, self.options())
+        found = list(self._preflight) + verdict(run, curves, self.options(finished=final))
         found = apply_ignore(found, self.ignore)
         if self.select:
             found = [item for item in found if matches(item.code, self.select)]
@@ -370,8 +372,8 @@ class Monitor:
     def _write_files(self, final: bool = False) -> None:
         if self.metrics_path is not None and (self._lines or final or not self._header_written):
             lines = list(self._lines)
-            if final and self._last is not None:
-                lines.append(monitor_format.record(self._last[0], **self._last[1]))
+            if final and self._last is not None:  # the run is over: `logs` on this file judges it whole, as close() did
+                lines.append(monitor_format.finished(monitor_format.record(self._last[0], **self._last[1])))
                 self._last = None
             if not self._header_written:
                 self.metrics_path.parent.mkdir(parents=True, exist_ok=True)

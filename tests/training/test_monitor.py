@@ -53,6 +53,7 @@ def test_a_healthy_run_writes_files_that_logs_reads_and_agrees_with(tmp_path):
     assert json.loads(lines[0])["meta"] == {"format": "ctcdoctor-monitor", "version": 1, "blank": 0, "patience": 60,
                                             "every": 10, "classes": C, "label_length": 4.0}
     assert len(lines) == 151 and [json.loads(line)["step"] for line in lines[1:]] == list(range(1, 151))
+    assert json.loads(lines[-1])["finished"] is True  # close() says the run is over, for `logs`
     evaluated = [json.loads(line) for line in lines[1:] if "cer" in json.loads(line)]
     assert [record["step"] for record in evaluated] == [1] + list(range(10, 151, 10))
     assert evaluated[-1]["cer"] < 0.1 < evaluated[0]["cer"]
@@ -236,3 +237,39 @@ def test_a_step_that_goes_back_warns_once_and_text_values_are_refused():
         monitor.update(3, 1.0)
     with pytest.raises(TypeError, match="phase='warm-up'"):
         monitor.update(11, 1.0, phase="warm-up")
+
+
+def feed(monitor: Monitor, steps: int, head: torch.Tensor, loss: float, lr: float) -> None:
+    """Steps of a run whose outputs never change: every frame's logits are `head` (C values)."""
+    torch.manual_seed(0)
+    targets = torch.randint(1, C, (N, S))
+    log_probs = head.expand(T, N, C).log_softmax(-1)
+    for step in range(1, steps + 1):
+        level = loss + 8 * math.exp(-step / 5)  # the first fall from the start, then flat
+        monitor.update(step, level * (1 + 0.01 * math.sin(step)), log_probs=log_probs, targets=targets,
+                       target_lengths=torch.full((N,), S), output_lengths=torch.full((N,), T), lr=lr)
+
+
+def test_a_short_finished_run_that_only_decodes_blanks_is_judged_at_close(tmp_path):
+    # 60 steps under the default budget of 2,000: the early phase while it runs, a collapse once it is over
+    monitor = quiet(every=10, metrics_path=tmp_path / "m.jsonl", optimizer="AdamW")
+    feed(monitor, 60, torch.tensor([8.0] + [0.0] * (C - 1)), loss=2.1, lr=1e-3)
+    assert {found.code for found in monitor.findings} == {"CTC220"}
+    report = monitor.close()
+    (error,) = [found for found in report.findings if found.code == "CTC221"]
+    assert "of the run, to its end" in error.message and "train longer" in error.hint
+    assert not [found for found in report.findings if "Nothing to fix" in found.hint]
+    logs = diagnose_run(tmp_path / "m.jsonl")  # the JSONL says the run is over: logs judges it the same
+    assert sorted(found.code for found in logs.findings) == sorted(found.code for found in report.findings)
+    assert [found for found in logs.findings if found.code == "CTC221"][0].to_dict() == error.to_dict()
+
+
+def test_a_short_run_at_a_tiny_learning_rate_is_told_to_raise_it_at_close():
+    monitor = quiet(every=20, optimizer="Adam")
+    feed(monitor, 200, torch.linspace(0, 0.01, C), loss=6.2, lr=1e-7)  # near uniform, blank not on top
+    assert not monitor.findings  # within the budget while it runs
+    report = monitor.close()
+    (error,) = [found for found in report.findings if found.code == "CTC224"]
+    assert error.hint.startswith("Raise the learning rate: 1.00e-07 is 1000x below Adam's usual 1e-4 to 1e-3 for CTC")
+    assert "the learning rate was 1.00e-07 at most" in error.message
+    assert "CTC213" not in {found.code for found in report.findings}  # "decay the rate on a plateau" would be wrong

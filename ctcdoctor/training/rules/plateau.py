@@ -179,7 +179,7 @@ def classify_tail(analysis: Analysis) -> Tail | None:
     curve = analysis.loss
     if curve.n < MIN_POINTS or not curve.positive:
         return None
-    patience = analysis.options.patience
+    patience = analysis.patience
     plateau = curve.final_plateau
     flat = (
         plateau is not None
