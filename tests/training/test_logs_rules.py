@@ -135,6 +135,20 @@ def test_ctc203_not_for_a_small_rebound_or_noise_near_zero():
     assert "CTC203" not in run(curves(noisy(near_zero, np.random.default_rng(0), sigma=0.05)))
 
 
+def test_ctc203_measures_the_way_back_against_the_first_logged_loss_not_a_smoothed_blow_up():
+    # Adam at 0.5 (trial B): 6.24 first logged, a blow-up to 21.8 within the first steps, best 2.8, then back up to 5
+    early = [6.24, 9.0, 15.0, 21.8, 19.0, 14.0, 9.0, 6.0, 4.5, 3.6]
+    loss = np.array(early + [2.8] * 20 + list(np.linspace(2.8, 5.0, 20)) + [5.0] * 10)
+    (item,) = run(curves(loss))["CTC203"]
+    assert "of the way to the first logged loss 6.24" in item.message
+    back = int(item.message.split("back ")[1].split("%")[0])
+    assert 50 <= back <= 80  # (5 - 2.8) / (6.24 - 2.8) = 64%, not 13% of the way to the smoothed 18.9
+    # Hugging Face at lr 50: the best is the first value (16.5), every later one is 1e4-1e5: no way back to quote
+    blown = np.array([16.5, 62128.7, 61967.6, 737471.7, 487368.2, 161922.2, 305719.3, 141557.1, 106271.1, 82398.6])
+    (item,) = run(curves(blown))["CTC203"]
+    assert "best 16.5" in item.message and "of the way" not in item.message and "start" not in item.message
+
+
 def test_ctc214_divergence_during_warmup_suggests_a_lower_peak():
     lr = 0.4 * np.arange(1, 401) / 800  # still rising at the end
     found = run(curves(diverging(), lr=lr))
