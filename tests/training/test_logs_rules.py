@@ -443,3 +443,31 @@ def test_rules_never_crash_on_odd_curves(seed):
                blank=(evals, rng.random(evals.size)), parts=[("loss_ctc", loss * 0.5)])
     for options in ({}, {"classes": 27, "label_length": 6.0}, {"patience": 100}):
         run(c, **options)
+
+
+def late_flat_then_fall(n: int = 600) -> np.ndarray:
+    """A healthy run (trial B, plain loop): a fast fall to 0.08 by 35% of the run, flat to 45%, then down to 0.01."""
+    t = np.arange(n, dtype=np.float64)
+    level = np.where(t < 0.35 * n, 0.08 + 6.2 * np.exp(-t / (0.05 * n)), 0.08)
+    level = np.where(t > 0.45 * n, 0.08 * np.exp(-(t - 0.45 * n) / (0.1 * n)) + 0.005, level)
+    return noisy(level, np.random.default_rng(0), sigma=0.03, spikes=0.0)
+
+
+def test_ctc211_not_for_a_flat_stretch_of_a_model_that_already_decodes():
+    loss = late_flat_then_fall()
+    # far below ln(C-1) = 2.3 per label: not the blank plateau, whatever the outputs
+    assert "CTC211" not in run(curves(loss), classes=11, reduction="mean")
+    # C unknown: the evaluations around it show the model decoding (CER 0.03, blank 21-26%)
+    evals = np.arange(0, 600, 50)
+    assert "CTC211" not in run(curves(loss, cer=(evals, np.full(evals.size, 0.03))))
+    assert "CTC211" not in run(curves(loss, blank=(evals, np.linspace(0.21, 0.26, evals.size))))
+    assert "CTC211" in run(curves(loss))  # nothing says what it is: the shape alone (the near miss)
+
+
+def test_ctc211_not_for_the_recovery_after_a_blow_up():
+    # Adam at 0.5 in Lightning (trial B): 6.2, down to 2, a blow-up to 21.8, a stretch at 4.3, then down to 1
+    rng = np.random.default_rng(0)
+    level = np.concatenate([np.linspace(6.2, 2.0, 4), np.full(6, 20.0), np.linspace(20, 4.3, 6), np.full(30, 4.3),
+                            np.linspace(4.3, 1.0, 20), np.full(34, 1.0)])
+    # C and U known, the reduction not (Lightning): the level 4.3 lies between ln(10) and U*ln(10)
+    assert "CTC211" not in run(curves(level * np.exp(rng.normal(0, 0.02, level.size))), classes=11, label_length=3.9)
