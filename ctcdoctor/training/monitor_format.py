@@ -18,7 +18,10 @@ Format (version 1), UTF-8, one JSON object per line:
   monitor also writes ``evaluated``, ``entropy``, ``nonblank``, ``label_density``,
   ``nonfinite_outputs`` and ``alt_decode_rate`` (`ctcdoctor.training.outputs.OutputStats`),
   which the output rules (`ctcdoctor.training.rules.outputs`) read; its header also carries
-  ``patience`` (the default patience of ``logs``) and ``every``.
+  ``patience`` (the default patience of ``logs``), ``every`` and ``trainer`` ("loop", or the
+  integration: "huggingface", "lightning", "keras"). ``infeasible`` is written at every step
+  whose ``update()`` had the lengths (counted from them, among the first ``max_samples``
+  samples), not only at evaluations.
 * the last record written by the monitor's ``close()`` carries ``"finished": true`` (a JSON
   boolean, not a scalar): the run is over, so ``logs`` judges a blank or uniform phase that
   lasts to its end as in a finished run (without the ``patience`` budget), as ``close()`` did.

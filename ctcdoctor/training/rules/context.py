@@ -35,6 +35,9 @@ class Options:
     """The run is over (the monitor's `close()`, or a monitor log whose last line says so): a blank
     or uniform phase that reaches its end is judged as in a log without a budget (patience 0),
     whatever `patience` says; the budget only protects a run that may still leave the phase."""
+    trainer: str | None = None
+    """What drove the run: "huggingface", "lightning", "keras", or "loop" (a plain loop feeding the monitor).
+    Only Hugging Face's Trainer hides NaN losses from its log (CTC202 says so only then); None: unknown."""
     optimizer: str | None = None
     """The optimizer's class name (Adam, AdamW, SGD): learning-rate advice depends on it. None: read it
     from the learning rate's tag (`lr-Adam`) when it is there, else the advice is relative."""

@@ -158,15 +158,37 @@ def check_blank_mismatch(analysis: Analysis, evaluations: Evaluations, blank: in
     return [finding("CTC222", message, hint, evidence)]
 
 
-def check_infeasible(analysis: Analysis, evaluations: Evaluations) -> list[Finding]:
-    """CTC223: samples with too few frames, counted from the lengths whatever the loss shows."""
+def _infeasible_counts(analysis: Analysis, evaluations: Evaluations) -> tuple[np.ndarray, str, dict] | None:
+    """Steps whose batch held samples CTC cannot align, a phrase saying how many, and evidence: from the count the
+    monitor takes at every step when it has it (the bad batch is rarely an evaluated one), else from the evaluations."""
+    series = evaluations.infeasible_steps
+    if series is not None and len(series) > len(evaluations):
+        counts = np.nan_to_num(series.values, nan=0.0)
+        steps = series.steps[counts > 0]
+        if not steps.size:
+            return None
+        count = int(counts.sum())
+        phrase = (f"{count} sample{'s' if count != 1 else ''} in the batches of {steps.size} of {len(series)} steps "
+                  f"({analysis.steps(int(steps[0]), int(steps[-1]))})")
+        return steps, phrase, {"infeasible": count, "batches": int(steps.size), "counted_steps": len(series)}
     infeasible = np.nan_to_num(evaluations.get("infeasible"), nan=0.0)
     seen = np.flatnonzero(infeasible > 0)
     if not seen.size:
-        return []
+        return None
     evaluated = np.nan_to_num(evaluations.get("evaluated"), nan=0.0)
     count, total = int(infeasible.sum()), int(evaluated.sum())
     steps = evaluations.steps[seen]
+    phrase = (f"{count} of {total} evaluated samples ({count / max(total, 1):.1%}) at "
+              f"{analysis.steps(int(steps[0]), int(steps[-1]))}")
+    return steps, phrase, {"infeasible": count, "evaluated": total}
+
+
+def check_infeasible(analysis: Analysis, evaluations: Evaluations) -> list[Finding]:
+    """CTC223: samples with too few frames, counted from the lengths whatever the loss shows."""
+    seen = _infeasible_counts(analysis, evaluations)
+    if seen is None:
+        return []
+    steps, phrase, counts = seen
     loss = analysis.curves.loss
     where = np.searchsorted(loss.steps, steps)
     at = (where < loss.steps.size) & (loss.steps[np.minimum(where, max(loss.steps.size - 1, 0))] == steps) if loss.steps.size else \
@@ -177,11 +199,10 @@ def check_infeasible(analysis: Analysis, evaluations: Evaluations) -> list[Findi
         seen_loss = f"the loss was non-finite at {infinite} of those steps (CTC200)"
     else:
         seen_loss = "the loss stayed finite there, so they are zeroed (zero_infinity=True) and teach nothing"
-    message = (f"{count} of {total} evaluated samples ({count / max(total, 1):.1%}) at {analysis.steps(int(steps[0]), int(steps[-1]))} "
-               f"cannot be aligned (fewer frames than labels + repeats); {seen_loss}.")
+    message = f"{phrase} cannot be aligned (fewer frames than labels + repeats); {seen_loss}."
     hint = ("Run `ctcdoctor scan SPEC` to list every such sample; downsample time less, drop or split those samples, or fix "
             "their lengths (output lengths after subsampling).")
-    evidence = {"steps": [int(steps[0]), int(steps[-1])], "infeasible": count, "evaluated": total,
+    evidence = {"steps": [int(steps[0]), int(steps[-1])], **counts,
                 "at_steps": [int(step) for step in steps[:20]], "loss_non_finite": infinite}
     return [finding("CTC223", message, hint, evidence)]
 
