@@ -83,6 +83,7 @@ class CTCDoctorCallback(keras.callbacks.Callback):
         super().__init__()
         monitor_options.setdefault("reduction", "sum")  # keras.losses.CTC: a loss per sample, averaged over the batch
         monitor_options.setdefault("name", "Keras model.fit")
+        monitor_options.setdefault("trainer", "keras")
         self.monitor = Monitor(every=every, report_path=report_path, stop_on=stop_on, blank=blank, **monitor_options)
         self.data = self._unpack(data, blank) if data is not None else None
         self.report: Any = None

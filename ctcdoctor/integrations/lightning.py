@@ -85,6 +85,7 @@ class CTCDoctorCallback(Callback):
         if not zero:  # the other processes measure and vote on stopping, but write and print nothing
             options.update(echo=False, metrics_path=None, plot_path=None)
         options.setdefault("name", f"{type(pl_module).__name__} (Lightning)")
+        options.setdefault("trainer", "lightning")
         self.monitor = Monitor(every=self.every, report_path=self.report_path if zero else None, stop_on=self.stop_on,
                                blank=self.blank, alphabet=self.alphabet, **options)
         self._capture = ForwardCapture(pl_module)

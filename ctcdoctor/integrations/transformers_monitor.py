@@ -92,6 +92,7 @@ class TrainerMonitor:
             options["reduction"] = reduction
         if self.tokenizer is not None and classes:
             options["alphabet"], options["word_delimiter"] = tokenizer_alphabet(self.tokenizer, classes, blank)
+        options["trainer"] = "huggingface"  # its NaN filter hides non-finite losses from its own log (CTC202)
         options.update(self.monitor_options)
         main = state is None or bool(getattr(state, "is_world_process_zero", True))
         if not main:

@@ -30,8 +30,10 @@ def _cut(text: str) -> str:
     return text if len(text) <= SHOWN else text[: SHOWN - 1] + "…"
 
 
-def metric_cells(step: int, record: dict[str, float], nonfinite: int, per_step_ms: float | None) -> dict[str, str]:
-    """The numbers of one evaluation, as short strings by column."""
+def metric_cells(step: int, record: dict[str, float], nonfinite: int, per_step_ms: float | None,
+                 infeasible_steps: int = 0) -> dict[str, str]:
+    """The numbers of one evaluation, as short strings by column; `infeasible_steps`: batches so far that held
+    samples CTC cannot align (counted at every step, where the evaluation sees one batch)."""
     cells = {"step": f"{step:,}", "loss": fmt(record.get("loss", math.nan))}
     if "cer" in record:
         cells["CER"] = _rate(record["cer"])
@@ -43,6 +45,8 @@ def metric_cells(step: int, record: dict[str, float], nonfinite: int, per_step_m
         cells["empty"] = _share(record["empty_rate"])
     if "infeasible" in record:
         cells["infeasible"] = f"{int(record['infeasible'])}/{int(record.get('evaluated', 0))}"
+    if infeasible_steps:
+        cells["infeasible"] = f"{cells.get('infeasible', '-')} ({infeasible_steps} batch{'es' if infeasible_steps != 1 else ''} so far)"
     if "lr" in record:
         cells["lr"] = fmt(record["lr"])
     if nonfinite:

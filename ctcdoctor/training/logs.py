@@ -130,6 +130,8 @@ def diagnose_run(
         reduction=reduction if reduction is not None else (run.meta.get("reduction") or None),
         patience=patience if patience is not None else int(_meta_number(run.meta, "patience") or 0),
         optimizer=optimizer or (str(run.meta["optimizer"]) if run.meta.get("optimizer") else None),
+        finished=run.meta.get("finished") is True,
+        trainer=str(run.meta["trainer"]) if run.meta.get("trainer") else ("huggingface" if run.format == "huggingface" else None),
     )
     started = time.perf_counter()
     findings = verdict(run, curves, options)

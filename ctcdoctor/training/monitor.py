@@ -94,6 +94,8 @@ class Monitor:
     * `samples`: decodes printed next to their targets; `max_samples`: samples decoded per evaluation.
     * `echo`: print a line per evaluation (to `stream`, default stdout); `live`: a Rich live table instead.
     * `ignore`, `select`: codes or prefixes to drop / to keep.
+    * `trainer`: what feeds it, "loop" (default) or the integration's name: messages fit it (only Hugging
+      Face's Trainer drops NaN losses from its log; in a loop optimizer.step() applies a NaN gradient).
     """
 
     def __init__(
@@ -120,6 +122,7 @@ class Monitor:
         ignore: Iterable[str] = (),
         select: Iterable[str] = (),
         optimizer: Any = None,
+        trainer: str = "loop",
     ) -> None:
         _validate(every, stop_on, layout, patience, reduction)
         self.optimizer: str | None = None
@@ -129,6 +132,8 @@ class Monitor:
         self.alphabet = list(alphabet) if alphabet is not None else None
         self.word_delimiter, self.classes, self.reduction, self.patience = word_delimiter, classes, reduction, int(patience)
         self.samples, self.max_samples, self.name = samples, max_samples, name
+        self.trainer = trainer
+        """What feeds it: "loop" (your own loop), or the integration ("huggingface", "lightning", "keras")."""
         self.report_path = Path(report_path) if report_path is not None else None
         self.metrics_path = Path(metrics_path) if metrics_path is not None else None
         self.plot_path = Path(plot_path) if plot_path is not None else None
@@ -157,6 +162,8 @@ class Monitor:
         self.evaluations = 0
         self.steps_seen = 0
         self.nonfinite_steps = 0
+        self.infeasible_steps = 0
+        """Steps whose batch held samples CTC cannot align (counted from the lengths at every update that has them)."""
         self.seconds = 0.0
         self._started = self._update_started = time.perf_counter()
         self._printer = Printer(stream or sys.stdout, live) if echo else None
@@ -205,6 +212,10 @@ class Monitor:
             raise RuntimeError("Monitor.update() after close()")
         step = int(step)
         self._check_step(step, values)
+        if target_lengths is not None and "infeasible" not in values:
+            values["infeasible"] = self._infeasible(targets, target_lengths, output_lengths,
+                                                    next((x for x in (log_probs, logits, probs, outputs) if x is not None), None),
+                                                    layout or self.layout)
         # detached now (no sync): a kept loss must not keep its step's autograd graph alive
         self._pending.append((step, _detached(loss), _detached(lr), _detached(grad_norm),
                               {**self._early.pop(step, {}),
@@ -219,6 +230,18 @@ class Monitor:
             self._evaluate(step, outputs, targets, target_lengths, output_lengths, layout or self.layout)
         self.seconds += time.perf_counter() - started
         return self.should_stop
+
+    def _infeasible(self, targets: Any, target_lengths: Any, output_lengths: Any, outputs: Any, layout: str) -> Any:
+        """The count of samples CTC cannot align in this step's batch (a lazy 0-d tensor), or None; every frame
+        counts when `output_lengths` is omitted (as for the evaluation)."""
+        from ctcdoctor.training.feasible import count_infeasible
+
+        if output_lengths is None:
+            shape = getattr(outputs, "shape", None)
+            if shape is None or len(shape) != 3:
+                return None
+            output_lengths = [shape[0] if layout == "TNC" else shape[1]] * int(shape[1] if layout == "TNC" else shape[0])
+        return count_infeasible(targets, target_lengths, output_lengths, self.max_samples)
 
     def _check_step(self, step: int, values: dict[str, Any]) -> None:
         for key, value in values.items():
@@ -290,7 +313,7 @@ class Monitor:
         if self._printer is not None and self._last is not None:
             spent = self.seconds + time.perf_counter() - self._update_started  # this evaluation included
             per_step = 1000 * spent / self.steps_seen if self.steps_seen > 1 else None  # step 1 pays for imports
-            cells = metric_cells(self._last[0], self._last[1], self.nonfinite_steps, per_step)
+            cells = metric_cells(self._last[0], self._last[1], self.nonfinite_steps, per_step, self.infeasible_steps)
             new = [found for found in self.findings if found.code not in previous]
             self._printer.evaluation(cells, stats.examples if stats is not None else (), new, self.findings)
             if self.should_stop and self.stopped_at == step:
@@ -316,6 +339,8 @@ class Monitor:
                 record.update(extra)
             if not math.isfinite(loss_value):
                 self.nonfinite_steps += 1
+            if record.get("infeasible", 0) > 0:
+                self.infeasible_steps += 1
             if self._last is not None and self._last[0] == step:  # the same step again (gradient accumulation)
                 self._last[1].update(record)
             else:
@@ -324,16 +349,18 @@ class Monitor:
                 self._last = (step, record)
             self._columns.add(step, record)
 
-    def options(self) -> Options:
+    def options(self, finished: bool = False) -> Options:
+        """What the rules need to know; `finished` (or a closed monitor): the run is over, judge it whole."""
         meta = self.meta()
         return Options(classes=meta.get("classes"), label_length=meta.get("label_length"),
-                       reduction=meta.get("reduction"), patience=self.patience, optimizer=self.optimizer or meta.get("optimizer"))
+                       reduction=meta.get("reduction"), patience=self.patience, optimizer=self.optimizer or meta.get("optimizer"),
+                       finished=finished or self.closed, trainer=meta.get("trainer"))
 
     def meta(self) -> dict[str, Any]:
         """The JSONL header: what the rules need to know about the run (fixed once the file is started)."""
         if self._meta_frozen:
             return self._meta
-        meta: dict[str, Any] = {"blank": self.blank, "patience": self.patience, "every": self.every}
+        meta: dict[str, Any] = {"blank": self.blank, "patience": self.patience, "every": self.every, "trainer": self.trainer}
         classes = self.classes if self.classes is not None else (self.latest.classes if self.latest is not None else None)
         if classes is not None:
             meta["classes"] = int(classes)
@@ -358,7 +385,7 @@ class Monitor:
         run = self._columns.run(str(self.metrics_path or self.name), self.meta())
         curves, _ = resolve(run)
         self.resolved = (run, curves)
-        found = list(self._preflight) + verdict(run, curves, self.options())
+        found = list(self._preflight) + verdict(run, curves, self.options(finished=final))
         found = apply_ignore(found, self.ignore)
         if self.select:
             found = [item for item in found if matches(item.code, self.select)]
@@ -370,8 +397,8 @@ class Monitor:
     def _write_files(self, final: bool = False) -> None:
         if self.metrics_path is not None and (self._lines or final or not self._header_written):
             lines = list(self._lines)
-            if final and self._last is not None:
-                lines.append(monitor_format.record(self._last[0], **self._last[1]))
+            if final and self._last is not None:  # the run is over: `logs` on this file judges it whole, as close() did
+                lines.append(monitor_format.finished(monitor_format.record(self._last[0], **self._last[1])))
                 self._last = None
             if not self._header_written:
                 self.metrics_path.parent.mkdir(parents=True, exist_ok=True)

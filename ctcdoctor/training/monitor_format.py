@@ -18,12 +18,19 @@ Format (version 1), UTF-8, one JSON object per line:
   monitor also writes ``evaluated``, ``entropy``, ``nonblank``, ``label_density``,
   ``nonfinite_outputs`` and ``alt_decode_rate`` (`ctcdoctor.training.outputs.OutputStats`),
   which the output rules (`ctcdoctor.training.rules.outputs`) read; its header also carries
-  ``patience`` (the default patience of ``logs``) and ``every``.
+  ``patience`` (the default patience of ``logs``), ``every`` and ``trainer`` ("loop", or the
+  integration: "huggingface", "lightning", "keras"). ``infeasible`` is written at every step
+  whose ``update()`` had the lengths (counted from them, among the first ``max_samples``
+  samples), not only at evaluations.
+* the last record written by the monitor's ``close()`` carries ``"finished": true`` (a JSON
+  boolean, not a scalar): the run is over, so ``logs`` judges a blank or uniform phase that
+  lasts to its end as in a finished run (without the ``patience`` budget), as ``close()`` did.
+  A file without it is a run in progress (or one that crashed).
 * non-finite numbers are the strings ``"nan"``, ``"inf"``, ``"-inf"`` (valid JSON); the
   reader also accepts Python's bare ``NaN``/``Infinity``.
 * a key missing from a record means "not measured at this step", never zero.
 
-`header()` and `record()` write lines in this format; the monitor uses them.
+`header()`, `record()` and `finished()` write lines in this format; the monitor uses them.
 """
 from __future__ import annotations
 
@@ -33,6 +40,8 @@ from typing import Any
 
 FORMAT = "ctcdoctor-monitor"
 VERSION = 1
+FINISHED = "finished"
+"""The key that marks the last record of a finished run (the reader moves it to the run's meta)."""
 KNOWN_KEYS = (
     "loss", "lr", "grad_norm", "cer", "wer", "blank_ratio", "blank_prob", "empty_rate", "infeasible",
     "eval_loss", "eval_cer", "eval_wer",
@@ -56,6 +65,11 @@ def record(step: int, loss: float, **values: float | None) -> str:
     line: dict[str, Any] = {"step": int(step), "loss": _number(loss)}
     line.update({key: _number(value) for key, value in values.items() if value is not None})
     return json.dumps(line, allow_nan=False)
+
+
+def finished(line: str) -> str:
+    """The last record of a run that is over: `line` (from `record`) with ``"finished": true``."""
+    return json.dumps({**json.loads(line), FINISHED: True}, allow_nan=False)
 
 
 def parse_number(value: Any) -> float | None:

@@ -135,6 +135,20 @@ def test_ctc203_not_for_a_small_rebound_or_noise_near_zero():
     assert "CTC203" not in run(curves(noisy(near_zero, np.random.default_rng(0), sigma=0.05)))
 
 
+def test_ctc203_measures_the_way_back_against_the_first_logged_loss_not_a_smoothed_blow_up():
+    # Adam at 0.5 (trial B): 6.24 first logged, a blow-up to 21.8 within the first steps, best 2.8, then back up to 5
+    early = [6.24, 9.0, 15.0, 21.8, 19.0, 14.0, 9.0, 6.0, 4.5, 3.6]
+    loss = np.array(early + [2.8] * 20 + list(np.linspace(2.8, 5.0, 20)) + [5.0] * 10)
+    (item,) = run(curves(loss))["CTC203"]
+    assert "of the way to the first logged loss 6.24" in item.message
+    back = int(item.message.split("back ")[1].split("%")[0])
+    assert 50 <= back <= 80  # (5 - 2.8) / (6.24 - 2.8) = 64%, not 13% of the way to the smoothed 18.9
+    # Hugging Face at lr 50: the best is the first value (16.5), every later one is 1e4-1e5: no way back to quote
+    blown = np.array([16.5, 62128.7, 61967.6, 737471.7, 487368.2, 161922.2, 305719.3, 141557.1, 106271.1, 82398.6])
+    (item,) = run(curves(blown))["CTC203"]
+    assert "best 16.5" in item.message and "of the way" not in item.message and "start" not in item.message
+
+
 def test_ctc214_divergence_during_warmup_suggests_a_lower_peak():
     lr = 0.4 * np.arange(1, 401) / 800  # still rising at the end
     found = run(curves(diverging(), lr=lr))
@@ -430,3 +444,31 @@ def test_rules_never_crash_on_odd_curves(seed):
                blank=(evals, rng.random(evals.size)), parts=[("loss_ctc", loss * 0.5)])
     for options in ({}, {"classes": 27, "label_length": 6.0}, {"patience": 100}):
         run(c, **options)
+
+
+def late_flat_then_fall(n: int = 600) -> np.ndarray:
+    """A healthy run (trial B, plain loop): a fast fall to 0.08 by 35% of the run, flat to 45%, then down to 0.01."""
+    t = np.arange(n, dtype=np.float64)
+    level = np.where(t < 0.35 * n, 0.08 + 6.2 * np.exp(-t / (0.05 * n)), 0.08)
+    level = np.where(t > 0.45 * n, 0.08 * np.exp(-(t - 0.45 * n) / (0.1 * n)) + 0.005, level)
+    return noisy(level, np.random.default_rng(0), sigma=0.03, spikes=0.0)
+
+
+def test_ctc211_not_for_a_flat_stretch_of_a_model_that_already_decodes():
+    loss = late_flat_then_fall()
+    # far below ln(C-1) = 2.3 per label: not the blank plateau, whatever the outputs
+    assert "CTC211" not in run(curves(loss), classes=11, reduction="mean")
+    # C unknown: the evaluations around it show the model decoding (CER 0.03, blank 21-26%)
+    evals = np.arange(0, 600, 50)
+    assert "CTC211" not in run(curves(loss, cer=(evals, np.full(evals.size, 0.03))))
+    assert "CTC211" not in run(curves(loss, blank=(evals, np.linspace(0.21, 0.26, evals.size))))
+    assert "CTC211" in run(curves(loss))  # nothing says what it is: the shape alone (the near miss)
+
+
+def test_ctc211_not_for_the_recovery_after_a_blow_up():
+    # Adam at 0.5 in Lightning (trial B): 6.2, down to 2, a blow-up to 21.8, a stretch at 4.3, then down to 1
+    rng = np.random.default_rng(0)
+    level = np.concatenate([np.linspace(6.2, 2.0, 4), np.full(6, 20.0), np.linspace(20, 4.3, 6), np.full(30, 4.3),
+                            np.linspace(4.3, 1.0, 20), np.full(34, 1.0)])
+    # C and U known, the reduction not (Lightning): the level 4.3 lies between ln(10) and U*ln(10)
+    assert "CTC211" not in run(curves(level * np.exp(rng.normal(0, 0.02, level.size))), classes=11, label_length=3.9)

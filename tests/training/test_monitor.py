@@ -51,8 +51,9 @@ def test_a_healthy_run_writes_files_that_logs_reads_and_agrees_with(tmp_path):
     assert not [found for found in report.findings if found.severity.value == "error"]
     lines = (tmp_path / "m.jsonl").read_text().splitlines()
     assert json.loads(lines[0])["meta"] == {"format": "ctcdoctor-monitor", "version": 1, "blank": 0, "patience": 60,
-                                            "every": 10, "classes": C, "label_length": 4.0}
+                                            "every": 10, "trainer": "loop", "classes": C, "label_length": 4.0}
     assert len(lines) == 151 and [json.loads(line)["step"] for line in lines[1:]] == list(range(1, 151))
+    assert json.loads(lines[-1])["finished"] is True  # close() says the run is over, for `logs`
     evaluated = [json.loads(line) for line in lines[1:] if "cer" in json.loads(line)]
     assert [record["step"] for record in evaluated] == [1] + list(range(10, 151, 10))
     assert evaluated[-1]["cer"] < 0.1 < evaluated[0]["cer"]
@@ -236,3 +237,96 @@ def test_a_step_that_goes_back_warns_once_and_text_values_are_refused():
         monitor.update(3, 1.0)
     with pytest.raises(TypeError, match="phase='warm-up'"):
         monitor.update(11, 1.0, phase="warm-up")
+
+
+def feed(monitor: Monitor, steps: int, head: torch.Tensor, loss: float, lr: float) -> None:
+    """Steps of a run whose outputs never change: every frame's logits are `head` (C values)."""
+    torch.manual_seed(0)
+    targets = torch.randint(1, C, (N, S))
+    log_probs = head.expand(T, N, C).log_softmax(-1)
+    for step in range(1, steps + 1):
+        level = loss + 8 * math.exp(-step / 5)  # the first fall from the start, then flat
+        monitor.update(step, level * (1 + 0.01 * math.sin(step)), log_probs=log_probs, targets=targets,
+                       target_lengths=torch.full((N,), S), output_lengths=torch.full((N,), T), lr=lr)
+
+
+def test_a_short_finished_run_that_only_decodes_blanks_is_judged_at_close(tmp_path):
+    # 60 steps under the default budget of 2,000: the early phase while it runs, a collapse once it is over
+    monitor = quiet(every=10, metrics_path=tmp_path / "m.jsonl", optimizer="AdamW")
+    feed(monitor, 60, torch.tensor([8.0] + [0.0] * (C - 1)), loss=2.1, lr=1e-3)
+    assert {found.code for found in monitor.findings} == {"CTC220"}
+    report = monitor.close()
+    (error,) = [found for found in report.findings if found.code == "CTC221"]
+    assert "of the run, to its end" in error.message and "train longer" in error.hint
+    assert not [found for found in report.findings if "Nothing to fix" in found.hint]
+    logs = diagnose_run(tmp_path / "m.jsonl")  # the JSONL says the run is over: logs judges it the same
+    assert sorted(found.code for found in logs.findings) == sorted(found.code for found in report.findings)
+    assert [found for found in logs.findings if found.code == "CTC221"][0].to_dict() == error.to_dict()
+
+
+def test_a_short_run_at_a_tiny_learning_rate_is_told_to_raise_it_at_close():
+    monitor = quiet(every=20, optimizer="Adam")
+    feed(monitor, 200, torch.linspace(0, 0.01, C), loss=6.2, lr=1e-7)  # near uniform, blank not on top
+    assert not monitor.findings  # within the budget while it runs
+    report = monitor.close()
+    (error,) = [found for found in report.findings if found.code == "CTC224"]
+    assert error.hint.startswith("Raise the learning rate: 1.00e-07 is 1000x below Adam's usual 1e-4 to 1e-3 for CTC")
+    assert "the learning rate was 1.00e-07 at most" in error.message
+    assert "CTC213" not in {found.code for found in report.findings}  # "decay the rate on a plateau" would be wrong
+
+
+def infeasible_at(monitor: Monitor, steps: int, bad_step: int, zero_infinity: bool) -> int:
+    """Free logits trained with CTC; at `bad_step` sample 0 gets 2 frames for its 4 labels (CTC cannot align it)."""
+    torch.manual_seed(0)
+    logits = torch.randn(T, N, C, requires_grad=True)
+    optimizer = torch.optim.Adam([logits], lr=0.05)
+    targets, lengths = torch.randint(1, C, (N, S)), torch.full((N,), S)
+    for step in range(1, steps + 1):
+        frames = torch.full((N,), T)
+        if step == bad_step:
+            frames[0] = 2
+        log_probs = logits.log_softmax(-1)
+        loss = F.ctc_loss(log_probs, targets, frames, lengths, zero_infinity=zero_infinity)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if monitor.update(step, loss, log_probs=log_probs, targets=targets, target_lengths=lengths, output_lengths=frames):
+            return step
+    return steps
+
+
+def test_an_inf_loss_from_a_sample_ctc_cannot_align_points_at_the_sample_not_the_learning_rate():
+    stream = io.StringIO()
+    monitor = Monitor(every=10, stream=stream, optimizer="Adam")
+    assert infeasible_at(monitor, 30, bad_step=7, zero_infinity=False) == 10  # stopped at the next evaluation
+    (error,) = [found for found in monitor.findings if found.code == "CTC200"]
+    assert "the first non-finite value, at step 7, was +inf" in error.message
+    assert error.hint.startswith("Run `ctcdoctor scan SPEC`") and "zero_infinity=True" in error.hint
+    assert "Lower the learning rate" not in error.hint
+    # step 7 was no evaluation, yet its batch is counted: the line and CTC223 say so
+    assert "infeasible 0/8 (1 batch so far)" in stream.getvalue()
+    (warning,) = [found for found in monitor.findings if found.code == "CTC223"]
+    assert warning.message.startswith("1 sample in the batches of 1 of 10 steps (steps 7-7) cannot be aligned")
+
+
+def test_samples_zeroed_by_zero_infinity_between_evaluations_are_counted():
+    monitor = quiet(every=10)
+    assert infeasible_at(monitor, 20, bad_step=7, zero_infinity=True) == 20
+    (warning,) = [found for found in monitor.findings if found.code == "CTC223"]
+    assert "steps 7-7" in warning.message and "zeroed (zero_infinity=True)" in warning.message
+
+
+@pytest.mark.parametrize("trainer", ["loop", "huggingface"])
+def test_a_nan_gradient_then_a_nan_loss_names_the_batch_and_fits_the_trainer(trainer):
+    monitor = quiet(every=10, stop_on=None, trainer=trainer)
+    for step in range(1, 21):  # a non-finite input at step 15: the loss is finite, its gradient is not
+        monitor.update(step, 2.0 / step ** 0.5 if step <= 15 else math.nan, grad_norm=math.nan if step == 15 else 1.0)
+    (error,) = [found for found in monitor.findings if found.code == "CTC200"]
+    assert "the gradient norm was already non-finite at step 15, where the loss was still finite" in error.message
+    assert error.hint.startswith("Check the batch of step 15 for non-finite inputs or labels")
+    (warning,) = [found for found in monitor.findings if found.code == "CTC202"]
+    assert "the weights are now non-finite (CTC200)" in warning.message
+    if trainer == "loop":
+        assert "Hugging Face" not in warning.message + warning.hint and "optimizer.step() applies" in warning.message
+    else:
+        assert "logging_nan_inf_filter=False" in warning.hint

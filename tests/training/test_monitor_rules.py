@@ -153,3 +153,55 @@ def test_every_output_code_is_documented(code):
 
     info = get_code(code)
     assert info is not None and "**What it means.**" in info.doc and "**Fix.**" in info.doc
+
+
+def flicker(step: int) -> dict[str, float]:
+    """A small-batch run leaving the blank phase: 4 decodes per evaluation, 'empty' jumping between 25% and 100%."""
+    if step == 1:
+        return {**GARBAGE, "evaluated": 4.0}
+    if step < 100:
+        return {**BLANK_PHASE, "evaluated": 4.0}
+    empty = {0: 0.25, 1: 1.0, 2: 0.75}[(step // 10) % 3]
+    return {**learned(0.6 if empty <= 0.5 else 1.0), "empty_rate": empty, "blank_ratio": 0.9 + empty / 10, "evaluated": 4.0}
+
+
+def test_a_few_empty_decodes_while_the_loss_falls_are_no_relapse(tmp_path):
+    # Hugging Face trial: batch 4, loss at its lowest and falling, decodes 25% -> 100% -> 75% empty
+    falling = lambda step: blank_plateau_loss(step) if step < 100 else 3.2 * 0.99 ** (step - 100) + 0.3  # noqa: E731
+    for steps in (120, 200):
+        result = diagnose_run(write_run(tmp_path / f"flicker{steps}.jsonl", steps, falling, flicker, patience=2000))
+        assert not {code for code, severity in codes(result).items() if severity == "error"}, result.findings
+
+
+def test_a_relapse_needs_enough_decodes_pooled_and_a_loss_that_rose(tmp_path):
+    def small(step: int) -> dict[str, float]:
+        return {**relapse(step), "evaluated": 4.0}
+
+    rose = lambda step: 1.0 if step <= 100 else 3.2  # noqa: E731
+    # 2 evaluations of 4 decodes: 8 decodes say little
+    assert "CTC221" not in codes(diagnose_run(write_run(tmp_path / "few.jsonl", 120, rose, small)))
+    # 8 evaluations of 4: 32 decodes, all empty, the loss back up at the blank level: a collapse
+    result = diagnose_run(write_run(tmp_path / "many.jsonl", 180, rose, small))
+    (error,) = [item for item in result.findings if item.code == "CTC221"]
+    assert "100% of 32 decodes since then empty" in error.message
+    assert "the loss rose from 1.0" in error.message and "there to 3.2" in error.message
+    # as many empty decodes, but the loss stayed where the model had emitted labels: still learning
+    flat = diagnose_run(write_run(tmp_path / "flat.jsonl", 180, lambda step: 1.0, small))
+    assert "CTC221" not in codes(flat)
+
+
+def test_a_finished_run_in_the_blank_phase_is_judged_whole_not_nothing_to_fix(tmp_path):
+    # 60 steps of blank outputs under the default budget of 2,000: while running, the early phase (info)...
+    running = diagnose_run(write_run(tmp_path / "running.jsonl", 60, blank_plateau_loss, phase_then, patience=2000))
+    (info,) = [item for item in running.findings if item.code == "CTC220"]
+    assert info.hint.startswith("Nothing to fix yet")
+    # ... once the run is over (the monitor's close() marks its last record), a blank collapse
+    path = write_run(tmp_path / "over.jsonl", 60, blank_plateau_loss, phase_then, patience=2000)
+    lines = path.read_text().splitlines()
+    lines[-1] = lines[-1][:-1] + ', "finished": true}'
+    path.write_text("\n".join(lines) + "\n")
+    over = diagnose_run(path)
+    assert over.options.finished and codes(over).get("CTC221") == "error" and "CTC220" not in codes(over)
+    (error,) = [item for item in over.findings if item.code == "CTC221"]
+    assert "of the run, to its end" in error.message and "train longer" in error.hint
+    assert "Nothing to fix" not in " ".join(item.hint for item in over.findings)

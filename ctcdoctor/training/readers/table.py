@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ctcdoctor.errors import UserInputError
-from ctcdoctor.training.monitor_format import is_header, parse_number
+from ctcdoctor.training.monitor_format import FINISHED, is_header, parse_number
 from ctcdoctor.training.series import Run, Series
 
 STEP_COLUMNS = (
@@ -226,6 +226,8 @@ def read_jsonl(path: Path, format: str = "jsonl") -> Run:
         if is_header(obj):
             meta.update(obj["meta"])
             continue
+        if format == "monitor" and obj.get(FINISHED) is True:
+            meta[FINISHED] = True  # the monitor's close() marks its last record: the run is over
         obj = flatten(obj)
         if step_name is None:
             step_name = step_column(obj) or ""

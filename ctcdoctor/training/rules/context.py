@@ -31,6 +31,13 @@ class Options:
     """Steps a plateau (or a stuck error rate) must last before it is reported. 0 for a finished
     run, where shares of the run decide; the live monitor sets a budget so that the normal early
     blank plateau of a run in progress is not reported as a failure."""
+    finished: bool = False
+    """The run is over (the monitor's `close()`, or a monitor log whose last line says so): a blank
+    or uniform phase that reaches its end is judged as in a log without a budget (patience 0),
+    whatever `patience` says; the budget only protects a run that may still leave the phase."""
+    trainer: str | None = None
+    """What drove the run: "huggingface", "lightning", "keras", or "loop" (a plain loop feeding the monitor).
+    Only Hugging Face's Trainer hides NaN losses from its log (CTC202 says so only then); None: unknown."""
     optimizer: str | None = None
     """The optimizer's class name (Adam, AdamW, SGD): learning-rate advice depends on it. None: read it
     from the learning rate's tag (`lr-Adam`) when it is there, else the advice is relative."""
@@ -45,6 +52,12 @@ class Analysis:
         self.unit = curves.unit
         self.loss = Curve(curves.loss)
         self.eval_loss = Curve(curves.eval_loss) if curves.eval_loss is not None and len(curves.eval_loss) else None
+
+    @property
+    def patience(self) -> int:
+        """The budget the curve rules apply: none once the run is over (a finished run is judged whole, as
+        `ctcdoctor logs` judges a log without a budget)."""
+        return 0 if self.options.finished else self.options.patience
 
     @cached_property
     def optimizer(self) -> str | None:

@@ -22,7 +22,7 @@ document(
     was still near its best. Single bad batches do not count: levels are medians.
 
     **Example.** `error CTC203 the loss diverged: best 0.23 at step 300, rising from step
-    310 to 3.2 at the end (14x the best, back to 31% of the start 10.5).` The picture: a
+    310 to 3.2 at the end (14x the best, back 29% of the way to the first logged loss 10.5).` The picture: a
     normal fall, a valley, then a climb back toward (or above) the blank plateau, often with
     spikes on the way up.
 
@@ -56,6 +56,8 @@ class Divergence:
     peak: float
     peak_step: int
     start: float
+    """The top of the range the run had descended (smoothed: it may hold a blow-up of the first steps); it sizes
+    the rise, the messages quote the first logged value instead."""
 
 
 def find_divergence(curve: Curve) -> Divergence | None:
@@ -93,12 +95,9 @@ def check_divergence(analysis: Analysis) -> list[Finding]:
         return []
     curve = analysis.loss
     ratio = found.end / found.best
-    back = (found.end - found.best) / (found.start - found.best) if found.start > found.best else None
     message = (f"{analysis.called(curve.series, 'loss')} diverged: best {fmt(found.best)} at {analysis.step(found.best_step)}, "
-               f"rising from {analysis.step(found.onset_step)} to {fmt(found.end)} at the end ({ratio:.1f}x the best")
-    if back is not None:
-        message += f", back {back:.0%} of the way to the start {fmt(found.start)}"
-    message += ")"
+               f"rising from {analysis.step(found.onset_step)} to {fmt(found.end)} at the end ({ratio:.1f}x the best"
+               f"{_way_back(found, curve)})")
     if found.peak > 1.2 * found.end:
         message += f"; it peaked at {fmt(found.peak)} at {analysis.step(found.peak_step)}"
     lr = analysis.curves.lr
@@ -110,6 +109,17 @@ def check_divergence(analysis: Analysis) -> list[Finding]:
                 "best_step": found.best_step, "onset_step": found.onset_step, "end": found.end, "ratio": ratio,
                 "peak": found.peak, "peak_step": found.peak_step}
     return [finding("CTC203", message + ".", hint, evidence)]
+
+
+def _way_back(found: Divergence, curve: Curve) -> str:
+    """How far the end is back toward where the run began, against the first logged value: the smoothed
+    early level already holds a blow-up of the first steps (16.5 logged, 6.2e+04 smoothed)."""
+    first = curve.first
+    if not first > found.best or found.best_step <= curve.first_step:
+        return ""  # best at the first step: there is no way back to measure
+    if found.end >= first:
+        return f", above the first logged loss {fmt(first)}"
+    return f", back {(found.end - found.best) / (first - found.best):.0%} of the way to the first logged loss {fmt(first)}"
 
 
 def _value_at(steps: np.ndarray, values: np.ndarray, step: int) -> float | None:

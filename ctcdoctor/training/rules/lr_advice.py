@@ -1,4 +1,4 @@
-"""Learning-rate advice that fits the optimizer (CTC203, CTC206, CTC214 and the blank-phase hints).
+"""Learning-rate advice that fits the optimizer (CTC203, CTC206, CTC214, CTC224 and the blank-phase hints).
 
 A good learning rate depends on the optimizer by orders of magnitude: Adam-like optimizers
 (Adam, AdamW, RMSprop...) normalise the step by the gradient's scale, and CTC models train with
@@ -81,6 +81,31 @@ def lower_peak(optimizer: str | None, at_onset: float) -> tuple[str, float]:
     if family is None and half > ADAPTIVE_HIGH * 1.5:
         note += f"; with Adam or AdamW at most 1e-3 instead, their usual CTC range being {ADAPTIVE_RANGE}"
     return f"Lower the peak learning rate to half the rate at which the loss began to rise ({note})", half
+
+
+TOO_LOW = 10
+"""A learning rate this many times below the bottom of Adam's usual range is named as the likely cause of a run
+that does not move (CTC224); SGD needs higher rates than Adam, so the same bound holds for it a fortiori."""
+
+
+def raise_lr(optimizer: str | None, current: float | None) -> str | None:
+    """An imperative phrase naming a logged learning rate far below the usual CTC range as the cause of a run
+    that does not move, e.g. 'Raise the learning rate: 1.00e-07 is 1000x below Adam's usual 1e-4 to 1e-3 for
+    CTC'; None when the rate is not logged or not that low."""
+    if current is None:
+        return None
+    if current <= 0:
+        return f"Set a learning rate above 0 (the logged one is {fmt(current)}: no update moves the weights)"
+    if current >= ADAPTIVE_LOW / TOO_LOW:
+        return None
+    family = optimizer_family(optimizer)
+    times = f"{ADAPTIVE_LOW / current:.0f}x"
+    if family == "adaptive":
+        return f"Raise the learning rate: {fmt(current)} is {times} below {optimizer}'s usual {ADAPTIVE_RANGE} for CTC"
+    if family in ("sgd", "other"):
+        return (f"Raise the learning rate: {fmt(current)} is {times} below even Adam's usual {ADAPTIVE_RANGE} for CTC, "
+                f"and {optimizer} needs higher rates than Adam")
+    return f"Raise the learning rate: {fmt(current)} is {times} below Adam's usual {ADAPTIVE_RANGE} for CTC (SGD needs more)"
 
 
 def usual_lr(optimizer: str | None) -> str:

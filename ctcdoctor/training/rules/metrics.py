@@ -65,7 +65,7 @@ def find_stuck_metric(analysis: Analysis) -> StuckMetric | None:
         below = np.flatnonzero(error < STUCK_ERROR)
         first = int(below[-1]) + 1 if below.size else 0
         start, end = int(steps[first]), int(steps[-1])
-        if end - start < analysis.options.patience:
+        if end - start < analysis.patience:
             continue
         return StuckMetric(metric, start, end, float(error[first:].min()), float(error[first:].max()))
     return None

@@ -24,7 +24,14 @@ document(
     **Example.** `error CTC200 loss is non-finite from step 3,400 to the end (1,200 of 5,000
     values: nan); the last finite value was 8.1 at step 3,390, up from 0.9 at step 3,000.`
 
-    **Fix.** For a loss that stays NaN: lower the learning rate by 10x, clip gradients
+    When the first non-finite value is +inf (and the loss was not rising before it), it is the
+    CTC loss of a sample that cannot be aligned, whose NaN gradient then poisoned the weights:
+    the finding says so and points at `ctcdoctor scan`, not at the learning rate. When the
+    gradient norm was already non-finite at the last finite step, that step's batch is named.
+
+    **Fix.** For a +inf first: `ctcdoctor scan SPEC`, drop or fix the samples it lists, or
+    `zero_infinity=True`. For a NaN gradient first: check that step's batch for non-finite
+    inputs or labels and skip non-finite steps. Otherwise, for a loss that stays NaN: lower the learning rate by 10x, clip gradients
     (`torch.nn.utils.clip_grad_norm_(params, 1.0)`), compute CTC in float32, and resume from a
     checkpoint before the first NaN. For isolated inf steps: find the infeasible samples
     (`ctcdoctor scan`: a target longer than its output frames allow) and fix their lengths;
@@ -68,9 +75,15 @@ document(
     step 2,350: nan) while the logged loss stays finite: the Trainer's NaN filter hides these
     steps.`
 
-    **Fix.** Set `logging_nan_inf_filter=False` to see the real loss; clip gradients
-    (`max_grad_norm=1.0`), lower the learning rate by 3-10x, and compute CTC in float32. For a
-    CTC model, infeasible samples are the usual source of inf: run `ctcdoctor scan`.
+    In a plain loop (or Lightning, Keras) nothing hides the loss: `optimizer.step()` applies the
+    non-finite gradient, the weights turn NaN and the loss follows at the next step; the finding
+    says so when it did (and CTC200 names that step's batch).
+
+    **Fix.** Hugging Face: set `logging_nan_inf_filter=False` to see the real loss; clip gradients
+    (`max_grad_norm=1.0`), lower the learning rate by 3-10x, and compute CTC in float32. In a
+    loop: check that step's batch for non-finite inputs or labels, clip gradients, and skip
+    steps whose gradient norm is non-finite. For a CTC model, infeasible samples are the usual
+    source of inf: run `ctcdoctor scan`.
     """,
 )
 
@@ -120,15 +133,59 @@ def nonfinite_loss(analysis: Analysis, series: Series, what: str) -> list[Findin
         context = "; no finite value was ever logged"
     if persistent:
         message = (f"{analysis.called(series, what)} is non-finite from {analysis.step(first_step)} to the end "
-                   f"({count:,} of {values.size:,} values: {_kinds(values[bad])}){context}.")
-        hint = ("Lower the learning rate by 10x, clip gradients (clip_grad_norm_(params, 1.0)), compute CTC in float32, "
-                f"and resume from a checkpoint before {analysis.step(first_step)}.")
+                   f"({count:,} of {values.size:,} values: {_kinds(values[bad])}){context}")
+        cause, hint = _persistent_cause(analysis, series, first_index, bool(evidence.get("rising_before")))
+        message += cause + "."
+        evidence["cause"] = "infeasible" if "cannot align" in cause else "gradient" if "gradient norm" in cause else None
     else:
         message = (f"{analysis.called(series, what)} is non-finite at {count:,} of {values.size:,} logged {analysis.unit}s "
                    f"(first at {analysis.step(first_step)}: {_kinds(values[bad])}), finite again after each{context}.")
         hint = ("Find the batches that give inf: run `ctcdoctor scan` for infeasible samples (a target longer than its "
                 "output frames) and fix their lengths; check for fp16 overflow (compute CTC in float32).")
     return [finding("CTC200", message, hint, evidence)]
+
+
+def _bad_gradient_before(analysis: Analysis, first_step: int) -> tuple[int, float] | None:
+    """The logged step just before `first_step` when its gradient norm was non-finite while its loss was
+    finite (the update of that step wrote NaN into the weights), with that finite loss."""
+    grad, loss = analysis.curves.grad_norm, analysis.curves.loss
+    if grad is None or not len(grad):
+        return None
+    before = loss.steps < first_step
+    if not before.any():
+        return None
+    step, value = int(loss.steps[before][-1]), float(loss.values[before][-1])
+    at = np.flatnonzero(grad.steps == step)
+    return (step, value) if at.size and not np.isfinite(grad.values[at[-1]]) else None
+
+
+def _persistent_cause(analysis: Analysis, series: Series, first_index: int, rising: bool) -> tuple[str, str]:
+    """What a loss that goes non-finite and stays so tells about its cause (a clause for the message), and the hint.
+
+    +inf first, without a rise before it: one sample CTC cannot align (zero_infinity=False gives it an infinite
+    loss, whose NaN gradient then poisons the weights), not a learning rate. A non-finite gradient norm at the
+    last finite step: that step's update made the weights non-finite (a NaN/inf in its batch, most often)."""
+    first_step = int(series.steps[first_index])
+    resume = f"resume from a checkpoint before {analysis.step(first_step)}"
+    if np.isposinf(series.values[first_index]) and not rising:
+        clause = (f"; the first non-finite value, at {analysis.step(first_step)}, was +inf: the CTC loss of a sample it "
+                  "cannot align (fewer output frames than labels + repeats, with zero_infinity=False), whose NaN gradient "
+                  "then made the weights NaN")
+        hint = ("Run `ctcdoctor scan SPEC` to list the samples CTC cannot align, and drop them or fix their lengths (output "
+                "lengths after subsampling), or pass zero_infinity=True to the loss (the monitor's CTC223 still counts them); "
+                f"{resume}. The learning rate is not the cause.")
+        return clause, hint
+    bad_grad = _bad_gradient_before(analysis, first_step)
+    if bad_grad is not None:
+        step, value = bad_grad
+        clause = (f"; the gradient norm was already non-finite at {analysis.step(step)}, where the loss was still "
+                  f"finite ({fmt(value)}): that step's update made the weights non-finite")
+        hint = (f"Check the batch of {analysis.step(step)} for non-finite inputs or labels (torch.isfinite(inputs).all()); "
+                "clip gradients (clip_grad_norm_(params, 1.0)) and skip steps whose gradient norm is non-finite (zero the "
+                f"gradients instead of optimizer.step()); resume from a checkpoint before {analysis.step(step)}.")
+        return clause, hint
+    return "", ("Lower the learning rate by 10x, clip gradients (clip_grad_norm_(params, 1.0)), compute CTC in float32, "
+                f"and {resume}.")
 
 
 def check_nonfinite(analysis: Analysis) -> list[Finding]:
@@ -189,10 +246,20 @@ def _grad_norm(analysis: Analysis) -> list[Finding]:
     first = int(steps[0])
     message = (f"{grad.tag} is non-finite at {int(hidden.sum()):,} of {len(grad):,} logged {analysis.unit}s "
                f"(first at {analysis.step(first)}: {_kinds(grad.values[bad])}) while {analysis.called(loss, 'logged loss')} "
-               "is finite there (a trainer that leaves NaN/inf losses out of its logged mean, as Hugging Face's "
-               "does by default, hides these steps)")
-    hint = ("Log the real loss (Hugging Face: logging_nan_inf_filter=False), clip gradients (max_grad_norm=1.0), lower "
-            "the learning rate by 3-10x, and look for infeasible samples with `ctcdoctor scan`.")
+               "is finite there")
+    later = first_nonfinite(Series(loss.tag, loss.steps[loss.steps > first], loss.values[loss.steps > first]))
+    if analysis.options.trainer in (None, "huggingface"):
+        message += (" (a trainer that leaves NaN/inf losses out of its logged mean, as Hugging Face's does by default, "
+                    "hides these steps)")
+        hint = ("Log the real loss (Hugging Face: logging_nan_inf_filter=False), clip gradients (max_grad_norm=1.0), lower "
+                "the learning rate by 3-10x, and look for infeasible samples with `ctcdoctor scan`.")
+    else:  # a plain loop (or Lightning, Keras): nothing hides the loss, and optimizer.step() applies that gradient
+        message += ": optimizer.step() applies such a gradient unless the loop skips it"
+        hint = (f"Check the batch of {analysis.step(first)} for non-finite inputs or labels (torch.isfinite(inputs).all()), "
+                "clip gradients (clip_grad_norm_(params, 1.0)) and skip steps whose gradient norm is non-finite; look for "
+                "infeasible samples with `ctcdoctor scan`.")
+    if later is not None:
+        message += f"; the loss is non-finite from {analysis.step(later)}: the weights are now non-finite (CTC200)"
     evidence = {"series": grad.tag, "steps": [first, int(steps[-1])], "first_step": first, "count": int(hidden.sum()),
-                "points": len(grad)}
+                "points": len(grad), "loss_nonfinite_after": later}
     return [finding("CTC202", message + ".", hint, evidence)]

@@ -16,71 +16,24 @@ judge the loss; these add what only the outputs show:
 * CTC225 (error): the outputs given as log-probabilities are normalised over time or over the
   batch (log_softmax over the wrong axis), or are probabilities.
 
-The budget is `Options.patience` (steps). With patience 0 (a finished run read by `logs`
-without a budget) a phase counts when it reaches the end of the run and covers at least 35%
-of it, as the curve rules count plateaus.
+CTC220 and CTC221 live in `rules.blank_phase`, the numbers they read in `rules.evaluations`
+(both re-exported here). The budget is `Options.patience` (steps); a finished run (patience 0,
+or `Options.finished`) counts a phase that reaches its end and covers at least 35% of it, as
+the curve rules count plateaus.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
 from ctcdoctor.findings import Finding
 from ctcdoctor.registry import document, finding
 from ctcdoctor.training.curve import fmt
+from ctcdoctor.training.rules.blank_phase import blank_phase, check_blank_phase, over_budget
 from ctcdoctor.training.rules.context import Analysis
-from ctcdoctor.training.rules.lr_advice import lower_lr, usual_lr
-from ctcdoctor.training.series import Series
-
-document(
-    "CTC220",
-    "info",
-    "the outputs are in the early blank phase",
-    """
-    **What it means.** At the latest evaluations the model's greedy decodes are (nearly) all
-    empty: blank wins (almost) every frame. Every CTC model starts like this: emitting blank
-    everywhere is the cheapest way to lower the loss at first, and labels appear only once the
-    model has found where they go. The finding says how long the phase has lasted so far and
-    when it would become a blank collapse (CTC221). How long it usually lasts: about 150 steps
-    on the bundled OCR example (Adam 2e-3 with warm-up); longer for larger models and longer
-    warm-ups, and fine-tuning a pretrained speech encoder with a long warm-up commonly spends
-    the warm-up there. Set the budget (`patience=`) to what your model needs.
-
-    **Example.** `info CTC220 decodes have been empty (100% of 16 samples, blank wins 99% of
-    frames) since step 1: 150 steps so far; it becomes CTC221 (blank collapse) past step
-    2,001 (patience 2,000).`
-
-    **Fix.** Nothing to fix yet. To shorten it: a learning rate at the high end of what is
-    stable (Adam and AdamW: about 1e-4 to 1e-3; SGD much higher) with warm-up, a head bias initialised at 0, enough frames per
-    label.
-    """,
-)
-
-document(
-    "CTC221",
-    "error",
-    "blank collapse: the model decodes only blanks",
-    """
-    **What it means.** The greedy decodes are empty (blank wins almost every frame) and have
-    been for longer than the budget (`patience=` steps), or they turned empty again after the
-    model had already emitted labels (a collapse, often after a learning-rate spike). The
-    loss can still fall slowly while this lasts: the label probabilities grow, but never
-    above the blank's. The loss-curve view of the same failure is CTC212 (the blank plateau
-    never ends) or CTC210 (CER stuck while the loss falls); this finding replaces them.
-
-    **Example.** `error CTC221 decodes have been empty (100% of 16 samples, blank wins 100%
-    of frames) since step 1, 2,400 steps, past the budget of 2,000 steps; the loss is 3.1.`
-
-    **Fix.** In order: make sure labels belong to their inputs (a misaligned label list gives
-    exactly this), that the learning rate is in range (too low never leaves, too high falls
-    back here: Adam and AdamW about 1e-4 to 1e-3, warm-up), that each label has enough output frames
-    (`ctcdoctor check`, CTC002), that the head's blank bias is not large, and that inputs are
-    normalised. After a collapse that followed learning: lower the learning rate 3x, clip
-    gradients, resume from the last checkpoint whose decodes were not empty.
-    """,
-)
+from ctcdoctor.training.rules.evaluations import Evaluations
+from ctcdoctor.training.rules.lr_advice import raise_lr
 
 document(
     "CTC222",
@@ -138,7 +91,9 @@ document(
     **Example.** `error CTC224 the mean frame entropy stayed at 3.29 nats (100% of ln(27) =
     3.30) over steps 1-2,400; the blank probability is 0.037 (1/C = 0.037).`
 
-    **Fix.** Check that the optimizer holds the model's parameters (built after the model, or
+    **Fix.** When the logged learning rate is far below the usual range (10x under Adam's
+    1e-4 to 1e-3 for CTC, or 0), that is the likely cause: the finding names it and says by
+    how much to raise it. Otherwise check that the optimizer holds the model's parameters (built after the model, or
     after moving it to the device) and its learning rate is not 0, that no layer is frozen by
     mistake (`requires_grad=False`), that the loss is computed from the model output (not a
     detached copy, not under `torch.no_grad()`), and that `optimizer.step()` is called.
@@ -171,20 +126,6 @@ NORMALISED_GAP = 1e-3
 """CTC225: an axis counts as normalised when the median |logsumexp| over it is below this (nats)..."""
 UNNORMALISED_GAP = 0.05
 """... and the classes as not normalised when theirs is above this."""
-EMPTY_PHASE = 0.9
-"""An evaluation is in the blank phase when at least this share of decodes is empty..."""
-BLANK_PHASE = 0.98
-"""... or, without decodes, at least this share of frames is blank."""
-LEFT_BLANK = 0.5
-"""The model has learned to emit labels once at most this share of its decodes is empty..."""
-LEARNED_CER = 0.8
-"""... and its CER is below this (random outputs at initialisation are not empty either, but far off)."""
-RELAPSE_EVALUATIONS = 2
-"""A relapse into blank counts after this many blank evaluations in a row."""
-FINISHED_SHARE = 0.35
-"""Without a budget (patience 0): a phase counts when it covers this share of the run, to its end..."""
-FINISHED_EVALUATIONS = 3
-"""... and this many evaluations."""
 MISMATCH_CER = 0.6
 """Blank mismatch: CER with the given blank at least this..."""
 MISMATCH_OTHER = 0.35
@@ -193,141 +134,7 @@ MISMATCH_RATIO = 0.5
 """... and at most this share of the first."""
 UNIFORM_ENTROPY = 0.9
 """Near uniform: mean frame entropy at least this share of ln(C)."""
-OUTPUT_KEYS = ("evaluated", "cer", "blank_ratio", "blank_prob", "empty_rate", "entropy", "infeasible", "alt_decode_rate",
-               "class_norm_gap", "time_norm_gap", "batch_norm_gap", "prob_like")
-
-
-@dataclass(frozen=True)
-class Evaluations:
-    """The monitor's output measurements, one entry per evaluation (NaN where not measured)."""
-
-    steps: np.ndarray
-    values: dict[str, np.ndarray]
-
-    def __len__(self) -> int:
-        return int(self.steps.size)
-
-    def get(self, key: str) -> np.ndarray:
-        return self.values.get(key, np.full(self.steps.shape, np.nan))
-
-    @classmethod
-    def from_scalars(cls, scalars: dict[str, Series]) -> Evaluations | None:
-        """None when the log holds no output measurements (not a monitor log, or no outputs given)."""
-        index = scalars.get("evaluated")
-        if index is None or not len(index):
-            return None
-        values = {}
-        for key in OUTPUT_KEYS:
-            series = scalars.get(key)
-            column = np.full(index.steps.shape, np.nan)
-            if series is not None and len(series):
-                where = np.searchsorted(series.steps, index.steps)
-                hit = (where < series.steps.size) & (series.steps[np.minimum(where, series.steps.size - 1)] == index.steps)
-                column[hit] = series.values[where[hit]]
-            values[key] = column
-        return cls(index.steps, values)
-
-
-@dataclass(frozen=True)
-class Phase:
-    """A stretch of evaluations in the blank phase, from `first` to the latest."""
-
-    first: int
-    """Index of its first evaluation."""
-    relapse: bool
-    """It began after the model had learned to emit labels."""
-    learned_at: int | None
-    """Step of the last evaluation at which the model emitted labels close to its targets."""
-
-
-def blank_phase(evaluations: Evaluations) -> Phase | None:
-    """The blank phase the run is in at its latest evaluation, if any.
-
-    An evaluation is blank when at least 90% of its decodes are empty (or, without decodes,
-    98% of frames are blank); it is out of the phase when at most half of them are. Until the
-    model has learned (out of the phase with CER below 0.8) the run is in its early phase from
-    the first blank evaluation on, as long as the latest is not out. After it has learned, a
-    new blank stretch is a relapse."""
-    empty, blank = evaluations.get("empty_rate"), evaluations.get("blank_ratio")
-    known = np.isfinite(empty)
-    phase = np.where(known, empty >= EMPTY_PHASE, np.nan_to_num(blank, nan=0.0) >= BLANK_PHASE).astype(bool)
-    out = np.where(known, empty <= LEFT_BLANK, np.nan_to_num(blank, nan=1.0) < EMPTY_PHASE).astype(bool)
-    learned = out & (np.nan_to_num(evaluations.get("cer"), nan=1.0) < LEARNED_CER)
-    if out[-1]:
-        return None
-    taught = np.flatnonzero(learned)
-    if taught.size:  # a relapse: the latest stretch after the last evaluation out of the phase
-        last_out = int(np.flatnonzero(out)[-1])
-        stretch = np.flatnonzero(phase[last_out + 1 :])
-        if not stretch.size:
-            return None
-        return Phase(last_out + 1 + int(stretch[0]), True, int(evaluations.steps[taught[-1]]))
-    started = np.flatnonzero(phase)  # never learned: the early phase, from its first blank evaluation
-    return Phase(int(started[0]), False, None) if started.size else None
-
-
-def _over_budget(analysis: Analysis, start: int, evaluations: int) -> bool:
-    """The phase from `start` to the end of the run has outlived the budget."""
-    loss = analysis.loss
-    if analysis.options.patience > 0:
-        return loss.last_step - start >= analysis.options.patience
-    return evaluations >= FINISHED_EVALUATIONS and loss.share(start, loss.last_step) >= FINISHED_SHARE
-
-
-def _now(evaluations: Evaluations) -> str:
-    empty, blank = evaluations.get("empty_rate")[-1], evaluations.get("blank_ratio")[-1]
-    parts = []
-    if np.isfinite(empty):
-        parts.append(f"{float(empty):.0%} of {int(evaluations.get('evaluated')[-1])} decodes empty")
-    if np.isfinite(blank):
-        parts.append(f"blank wins {float(blank):.0%} of frames")
-    return ", ".join(parts)
-
-
-def _lr_now(analysis: Analysis) -> float | None:
-    """The last finite logged learning rate (None when not logged)."""
-    lr = analysis.curves.lr
-    if lr is None:
-        return None
-    finite = lr.values[np.isfinite(lr.values)]
-    return float(finite[-1]) if finite.size and finite[-1] > 0 else None
-
-
-def check_blank_phase(analysis: Analysis, evaluations: Evaluations) -> list[Finding]:
-    """CTC220 while the early blank phase lasts within its budget, CTC221 once it outlives it or returns."""
-    phase = blank_phase(evaluations)
-    if phase is None:
-        return []
-    start = int(evaluations.steps[phase.first]) if phase.first else min(analysis.loss.first_step, int(evaluations.steps[0]))
-    end, patience, count = analysis.loss.last_step, analysis.options.patience, len(evaluations) - phase.first
-    lasted = (f"since {analysis.step(start)} ({end - start:,} {analysis.unit}s, {count} evaluation{'s' if count != 1 else ''}; "
-              f"now {_now(evaluations)})")
-    evidence = {"steps": [start, end], "evaluations": count, "relapse": phase.relapse, "patience": patience,
-                "empty_rate": float(evaluations.get("empty_rate")[-1]), "blank_ratio": float(evaluations.get("blank_ratio")[-1])}
-    loss_now = f"; the loss is {fmt(analysis.loss.end)}" if analysis.loss.n else ""
-    if phase.relapse:
-        if count < RELAPSE_EVALUATIONS:
-            return []
-        message = (f"the outputs fell back to blank {lasted}, after the model had emitted labels at "
-                   f"{analysis.step(phase.learned_at or 0)}{loss_now}.")
-        hint = (f"{lower_lr(analysis.optimizer, _lr_now(analysis), (3,))} and clip gradients (clip_grad_norm_(params, 1.0)); "
-                "resume from the checkpoint "
-                f"at or before {analysis.step(phase.learned_at or 0)}, whose decodes were not empty.")
-        return [finding("CTC221", message, hint, {**evidence, "emitted_at": phase.learned_at})]
-    if _over_budget(analysis, start, count):
-        budget = (f"past the budget of {patience:,} {analysis.unit}s" if patience else
-                  f"{analysis.loss.share(start, end):.0%} of the run, to its end")
-        message = f"the outputs have been in the blank phase {lasted}, {budget}{loss_now}."
-        hint = (f"Make sure labels belong to their inputs, the learning rate is in range ({usual_lr(analysis.optimizer)}; with warm-up), each "
-                "label has enough output frames (`ctcdoctor check`), the head's blank bias is not large and inputs are "
-                "normalised; if your model needs longer, raise patience=.")
-        return [finding("CTC221", message, hint, evidence)]
-    until = f"; it becomes CTC221 (blank collapse) past {analysis.step(start + patience)} (patience {patience:,})" if patience else ""
-    message = (f"the outputs have been in the blank phase {lasted}: the early phase every CTC model goes through "
-               f"(about 150 steps on the bundled OCR example; longer for large models and long warm-ups){until}.")
-    hint = (f"Nothing to fix yet. To shorten it: a learning rate at the high end of the usual range ({usual_lr(analysis.optimizer)}) "
-            "with warm-up, a head bias initialised at 0, enough frames per label.")
-    return [finding("CTC220", message, hint, evidence)]
+__all__ = ["Evaluations", "blank_phase", "check_blank_phase", "diagnose_outputs", "merge"]
 
 
 def check_blank_mismatch(analysis: Analysis, evaluations: Evaluations, blank: int | None) -> list[Finding]:
@@ -351,15 +158,37 @@ def check_blank_mismatch(analysis: Analysis, evaluations: Evaluations, blank: in
     return [finding("CTC222", message, hint, evidence)]
 
 
-def check_infeasible(analysis: Analysis, evaluations: Evaluations) -> list[Finding]:
-    """CTC223: samples with too few frames, counted from the lengths whatever the loss shows."""
+def _infeasible_counts(analysis: Analysis, evaluations: Evaluations) -> tuple[np.ndarray, str, dict] | None:
+    """Steps whose batch held samples CTC cannot align, a phrase saying how many, and evidence: from the count the
+    monitor takes at every step when it has it (the bad batch is rarely an evaluated one), else from the evaluations."""
+    series = evaluations.infeasible_steps
+    if series is not None and len(series) > len(evaluations):
+        counts = np.nan_to_num(series.values, nan=0.0)
+        steps = series.steps[counts > 0]
+        if not steps.size:
+            return None
+        count = int(counts.sum())
+        phrase = (f"{count} sample{'s' if count != 1 else ''} in the batches of {steps.size} of {len(series)} steps "
+                  f"({analysis.steps(int(steps[0]), int(steps[-1]))})")
+        return steps, phrase, {"infeasible": count, "batches": int(steps.size), "counted_steps": len(series)}
     infeasible = np.nan_to_num(evaluations.get("infeasible"), nan=0.0)
     seen = np.flatnonzero(infeasible > 0)
     if not seen.size:
-        return []
+        return None
     evaluated = np.nan_to_num(evaluations.get("evaluated"), nan=0.0)
     count, total = int(infeasible.sum()), int(evaluated.sum())
     steps = evaluations.steps[seen]
+    phrase = (f"{count} of {total} evaluated samples ({count / max(total, 1):.1%}) at "
+              f"{analysis.steps(int(steps[0]), int(steps[-1]))}")
+    return steps, phrase, {"infeasible": count, "evaluated": total}
+
+
+def check_infeasible(analysis: Analysis, evaluations: Evaluations) -> list[Finding]:
+    """CTC223: samples with too few frames, counted from the lengths whatever the loss shows."""
+    seen = _infeasible_counts(analysis, evaluations)
+    if seen is None:
+        return []
+    steps, phrase, counts = seen
     loss = analysis.curves.loss
     where = np.searchsorted(loss.steps, steps)
     at = (where < loss.steps.size) & (loss.steps[np.minimum(where, max(loss.steps.size - 1, 0))] == steps) if loss.steps.size else \
@@ -370,11 +199,10 @@ def check_infeasible(analysis: Analysis, evaluations: Evaluations) -> list[Findi
         seen_loss = f"the loss was non-finite at {infinite} of those steps (CTC200)"
     else:
         seen_loss = "the loss stayed finite there, so they are zeroed (zero_infinity=True) and teach nothing"
-    message = (f"{count} of {total} evaluated samples ({count / max(total, 1):.1%}) at {analysis.steps(int(steps[0]), int(steps[-1]))} "
-               f"cannot be aligned (fewer frames than labels + repeats); {seen_loss}.")
+    message = f"{phrase} cannot be aligned (fewer frames than labels + repeats); {seen_loss}."
     hint = ("Run `ctcdoctor scan SPEC` to list every such sample; downsample time less, drop or split those samples, or fix "
             "their lengths (output lengths after subsampling).")
-    evidence = {"steps": [int(steps[0]), int(steps[-1])], "infeasible": count, "evaluated": total,
+    evidence = {"steps": [int(steps[0]), int(steps[-1])], **counts,
                 "at_steps": [int(step) for step in steps[:20]], "loss_non_finite": infinite}
     return [finding("CTC223", message, hint, evidence)]
 
@@ -389,7 +217,7 @@ def check_uniform(analysis: Analysis, evaluations: Evaluations) -> list[Finding]
     if float(entropy.min()) < UNIFORM_ENTROPY * uniform:
         return []
     start = min(analysis.loss.first_step, int(evaluations.steps[0]))
-    if not _over_budget(analysis, start, len(evaluations)):
+    if not over_budget(analysis, start, len(evaluations)):
         return []
     end = analysis.loss.last_step
     blank_prob = evaluations.get("blank_prob")[-1]
@@ -404,8 +232,24 @@ def check_uniform(analysis: Analysis, evaluations: Evaluations) -> list[Finding]
     hint = ("Check that the optimizer holds the model's parameters and its learning rate is not 0, that no layer is frozen "
             "(requires_grad=False), that the loss comes from the model output (not detached, not under no_grad) and that "
             "optimizer.step() runs; `ctcdoctor overfit SPEC` tests one batch.")
-    evidence = {"steps": [start, end], "entropy": float(np.median(entropy)), "uniform_entropy": uniform, "classes": classes}
+    lr = _peak_lr(analysis)
+    cause = raise_lr(analysis.optimizer, lr)
+    if cause is not None:  # the logged rate explains it: say so first, the other causes after
+        message += f"; the learning rate was {fmt(lr)} at most"  # type: ignore[arg-type]
+        hint = f"{cause}: the likely cause. If it is not: c{hint[1:]}"
+    elif analysis.options.finished:
+        hint += f" If all of that holds, the run was too short for this model: train longer than {end:,} {analysis.unit}s."
+    evidence = {"steps": [start, end], "entropy": float(np.median(entropy)), "uniform_entropy": uniform, "classes": classes,
+                "lr": lr}
     return [finding("CTC224", message + ".", hint, evidence)]
+
+
+def _peak_lr(analysis: Analysis) -> float | None:
+    """The highest finite logged learning rate, 0 included (None when not logged): a schedule that ends at 0 is
+    no cause, a peak far below the usual range is."""
+    lr = analysis.curves.lr
+    finite = lr.values[np.isfinite(lr.values)] if lr is not None else np.zeros(0)
+    return float(finite.max()) if finite.size else None
 
 
 def check_normalisation(analysis: Analysis, evaluations: Evaluations) -> list[Finding]:
@@ -433,7 +277,7 @@ def check_normalisation(analysis: Analysis, evaluations: Evaluations) -> list[Fi
 #: Curve findings that say the run broke: the blank outputs that follow are no early blank phase (CTC220).
 BROKEN_LOSS = ("CTC200", "CTC203")
 #: Curve findings that an output finding explains (the same failure seen from the loss): dropped.
-EXPLAINS = {"CTC221": ("CTC212", "CTC210"), "CTC222": ("CTC212", "CTC210"), "CTC224": ("CTC205", "CTC212", "CTC210")}
+EXPLAINS = {"CTC221": ("CTC212", "CTC210"), "CTC222": ("CTC212", "CTC210"), "CTC224": ("CTC205", "CTC212", "CTC210", "CTC213")}
 
 
 def diagnose_outputs(analysis: Analysis, evaluations: Evaluations | None, blank: int | None = None) -> list[Finding]:

@@ -72,7 +72,11 @@ document(
     CTC models go through this: blank is the cheapest output at first,
     the loss falls fast to the level of a model that emits only blanks (about ln(C-1) per
     label), stays there while the model has not yet found where the labels are, and then
-    drops again. Normal; reported so that a long one is not mistaken for a failure.
+    drops again. Normal; reported so that a long one is not mistaken for a failure. Not
+    reported for a flat stretch far below that level (under 0.3x the content-free loss, when C
+    is known), while the logged error rate around it (over it, or at the nearest evaluation) is
+    below 0.5 or the blank ratio below 50% (the model already decodes), or when the loss rose
+    before it (the way down from a blow-up is no blank plateau).
 
     **Example.** `info CTC211 the loss sat at about 3.3 over steps 20-110 (23% of the run),
     then fell to 0.07; CER stayed at 1.0 during it: the usual CTC blank plateau.`
@@ -135,6 +139,12 @@ EARLY_BLANK_RATIO = 0.5
 """... and, when a blank ratio is logged over it, most frames' argmax was blank (median >= 50%): the blank
 plateau is the model emitting blank everywhere; at 0% blank it is some other stall (a wrong blank index in the
 monitor gives exactly 0%, and CTC222 says so), not "the usual CTC blank plateau"."""
+EARLY_BELOW_CONTENT_FREE = 0.3
+"""... and, when C is known, not below 0.3x the content-free level (a model that low decodes labels)..."""
+EARLY_DECODES = 0.5
+"""... and not while a logged error rate over it (or at the nearest evaluation) is below this: the model decodes..."""
+EARLY_AFTER_BLOW_UP = 1.5
+"""... and not after the smoothed loss rose to 1.5x its lowest level so far: that is the recovery from a blow-up..."""
 EARLY_ACCELERATION = 3.0
 """... at least 3x faster (in log-loss per step) than the level moved within the plateau..."""
 EARLY_ABOVE_CONTENT_FREE = 1.5
@@ -179,7 +189,7 @@ def classify_tail(analysis: Analysis) -> Tail | None:
     curve = analysis.loss
     if curve.n < MIN_POINTS or not curve.positive:
         return None
-    patience = analysis.options.patience
+    patience = analysis.patience
     plateau = curve.final_plateau
     flat = (
         plateau is not None
@@ -305,11 +315,10 @@ def _early_plateau(analysis: Analysis, tail: Tail | None) -> list[Finding]:
             continue  # a few flat values in a short log are noise, not a plateau
         if analysis.content_free and segment.level > EARLY_ABOVE_CONTENT_FREE * max(ref for ref, _ in analysis.content_free):
             continue  # far above the loss of a model that ignores its input: not the blank plateau
+        if _not_blank_plateau(analysis, segment):
+            continue
         if segment.start_step > curve.first_step + EARLY_STARTS_BEFORE * curve.span:
             break
-        ratio = _blank_ratio(analysis, segment.start_step, segment.end_step)
-        if ratio is not None and ratio < EARLY_BLANK_RATIO:
-            continue  # the logged outputs were not blank: a plateau, but not the blank plateau CTC211 names
         after = curve.smooth[segment.last + 1 :]
         target = (1 - EARLY_THEN_DROP) * segment.level
         if not after.size or float(after.min()) > target:
@@ -326,13 +335,36 @@ def _early_plateau(analysis: Analysis, tail: Tail | None) -> list[Finding]:
     return []
 
 
-def _blank_ratio(analysis: Analysis, start: int, end: int) -> float | None:
-    """The median logged blank ratio over [start, end] (None when none is logged there)."""
-    blank = analysis.curves.blank_ratio
-    if blank is None:
+def _around(steps: np.ndarray, values: np.ndarray, start: int, end: int) -> float | None:
+    """The median of the finite values logged over [start, end], else the one logged nearest to it (None if none)."""
+    finite = np.isfinite(values)
+    inside = (steps >= start) & (steps <= end) & finite
+    if inside.any():
+        return float(np.median(values[inside]))
+    if not finite.any():
         return None
-    inside = (blank.steps >= start) & (blank.steps <= end) & np.isfinite(blank.values)
-    return float(np.median(blank.values[inside])) if inside.any() else None
+    distance = np.where(steps < start, start - steps, steps - end)[finite]
+    return float(values[finite][int(np.argmin(distance))])
+
+
+def _not_blank_plateau(analysis: Analysis, segment: Segment) -> bool:
+    """A flat stretch that is not CTC's blank plateau: far below the content-free level, while the outputs
+    (logged over it, or at the nearest evaluation) already decode labels, or the recovery after a blow-up."""
+    start, end = segment.start_step, segment.end_step
+    if analysis.content_free and segment.level < EARLY_BELOW_CONTENT_FREE * min(ref for ref, _ in analysis.content_free):
+        return True  # a model at a tenth of the loss of one that ignores its input has long left blank
+    blank = analysis.curves.blank_ratio
+    ratio = _around(blank.steps, blank.values, start, end) if blank is not None else None
+    if ratio is not None and ratio < EARLY_BLANK_RATIO:
+        return True  # the logged outputs were not blank: a plateau, but not the blank plateau CTC211 names
+    for metric in analysis.curves.metrics:
+        error = _around(metric.series.steps, metric.error, start, end)
+        if error is not None and error < EARLY_DECODES:
+            return True  # the model already decodes labels there
+    curve = analysis.loss
+    before = curve.smooth[: segment.first]
+    rose = before.size and float(np.max(before / np.minimum.accumulate(before))) > EARLY_AFTER_BLOW_UP
+    return bool(rose)  # the loss rose before the stretch: it is the way down from a blow-up
 
 
 def _early_finding(analysis: Analysis, segment: Segment, low: float) -> Finding:

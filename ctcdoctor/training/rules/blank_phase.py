@@ -1,0 +1,243 @@
+"""The blank phase of a CTC run, judged from the monitor's evaluations: CTC220 (info, the early
+phase within its budget) and CTC221 (error, blank collapse: the phase outlived its budget, or
+came back after the model had emitted labels).
+
+The budget is `Options.patience` (steps). A run that is over (`Options.finished`: the monitor's
+`close()`, or a monitor log that says so) is also judged the way `ctcdoctor logs` judges a log
+without a budget: a phase counts when it reaches the end of the run and covers at least 35% of
+it; a shorter phase at the end is told as the end of the run, never as "nothing to fix yet".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ctcdoctor.findings import Finding
+from ctcdoctor.registry import document, finding
+from ctcdoctor.training.curve import fmt
+from ctcdoctor.training.rules.context import Analysis
+from ctcdoctor.training.rules.evaluations import Evaluations
+from ctcdoctor.training.rules.lr_advice import lower_lr, usual_lr
+
+document(
+    "CTC220",
+    "info",
+    "the outputs are in the early blank phase",
+    """
+    **What it means.** At the latest evaluations the model's greedy decodes are (nearly) all
+    empty: blank wins (almost) every frame. Every CTC model starts like this: emitting blank
+    everywhere is the cheapest way to lower the loss at first, and labels appear only once the
+    model has found where they go. The finding says how long the phase has lasted so far and
+    when it would become a blank collapse (CTC221). How long it usually lasts: about 150 steps
+    on the bundled OCR example (Adam 2e-3 with warm-up); longer for larger models and longer
+    warm-ups, and fine-tuning a pretrained speech encoder with a long warm-up commonly spends
+    the warm-up there. Set the budget (`patience=`) to what your model needs.
+
+    **Example.** `info CTC220 decodes have been empty (100% of 16 samples, blank wins 99% of
+    frames) since step 1: 150 steps so far; it becomes CTC221 (blank collapse) past step
+    2,001 (patience 2,000).`
+
+    **Fix.** Nothing to fix yet. To shorten it: a learning rate at the high end of what is
+    stable (Adam and AdamW: about 1e-4 to 1e-3; SGD much higher) with warm-up, a head bias initialised at 0, enough frames per
+    label.
+    """,
+)
+
+document(
+    "CTC221",
+    "error",
+    "blank collapse: the model decodes only blanks",
+    """
+    **What it means.** The greedy decodes are empty (blank wins almost every frame) and have
+    been for longer than the budget (`patience=` steps; in a finished run, for the last 35% of
+    it), or they turned empty again after the model had already emitted labels (a collapse,
+    often after a learning-rate spike). A relapse counts only on enough evidence: at least 32
+    decodes since it began, 90% of them empty together (a batch of 4 flickers between 25% and
+    100% empty while the model learns), and a loss that rose above its level where the model
+    had emitted labels (a loss still at its best is a model still learning). In the early
+    phase the loss can still fall slowly: the label probabilities grow, but never above the
+    blank's. The loss-curve view of the same failure is CTC212 (the blank plateau
+    never ends) or CTC210 (CER stuck while the loss falls); this finding replaces them.
+
+    **Example.** `error CTC221 the outputs have been in the blank phase since step 10 (2,390
+    steps, 240 evaluations; now 100% of 16 decodes empty, blank wins 100% of frames), past the
+    budget of 2,000 steps; the loss is 3.1.`
+
+    **Fix.** In order: make sure labels belong to their inputs (a misaligned label list gives
+    exactly this), that the learning rate is in range (too low never leaves, too high falls
+    back here: Adam and AdamW about 1e-4 to 1e-3, warm-up), that each label has enough output frames
+    (`ctcdoctor check`, CTC002), that the head's blank bias is not large, and that inputs are
+    normalised. After a collapse that followed learning: lower the learning rate 3x, clip
+    gradients, resume from the last checkpoint whose decodes were not empty.
+    """,
+)
+
+EMPTY_PHASE = 0.9
+"""An evaluation is in the blank phase when at least this share of decodes is empty..."""
+BLANK_PHASE = 0.98
+"""... or, without decodes, at least this share of frames is blank."""
+LEFT_BLANK = 0.5
+"""The model has learned to emit labels once at most this share of its decodes is empty..."""
+LEARNED_CER = 0.8
+"""... and its CER is below this (random outputs at initialisation are not empty either, but far off)."""
+RELAPSE_EVALUATIONS = 2
+"""A relapse into blank counts after at least this many evaluations since it began..."""
+RELAPSE_SAMPLES = 32
+"""... holding at least this many decodes together, of which at least EMPTY_PHASE are empty (a batch of 4
+flickers between 25% and 100% empty while a model learns: single evaluations of a few decodes prove nothing)..."""
+RELAPSE_LOSS_RISE = 1.1
+"""... while the loss is at least this many times its level where the model had emitted labels: a collapse
+costs loss, so a loss still at its best (or falling) is a model still learning, whatever a few decodes show."""
+FINISHED_SHARE = 0.35
+"""A finished run (or a log without a budget): a phase counts when it covers this share of the run, to its end..."""
+FINISHED_EVALUATIONS = 3
+"""... and this many evaluations."""
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A stretch of evaluations in the blank phase, from `first` to the latest."""
+
+    first: int
+    """Index of its first evaluation."""
+    relapse: bool
+    """It began after the model had learned to emit labels."""
+    learned_at: int | None
+    """Step of the last evaluation at which the model emitted labels close to its targets."""
+
+
+def blank_phase(evaluations: Evaluations) -> Phase | None:
+    """The blank phase the run is in at its latest evaluation, if any.
+
+    An evaluation is blank when at least 90% of its decodes are empty (or, without decodes,
+    98% of frames are blank); it is out of the phase when at most half of them are. Until the
+    model has learned (out of the phase with CER below 0.8) the run is in its early phase from
+    the first blank evaluation on, as long as the latest is not out. After it has learned, a
+    new blank stretch is a relapse."""
+    empty, blank = evaluations.get("empty_rate"), evaluations.get("blank_ratio")
+    known = np.isfinite(empty)
+    phase = np.where(known, empty >= EMPTY_PHASE, np.nan_to_num(blank, nan=0.0) >= BLANK_PHASE).astype(bool)
+    out = np.where(known, empty <= LEFT_BLANK, np.nan_to_num(blank, nan=1.0) < EMPTY_PHASE).astype(bool)
+    learned = out & (np.nan_to_num(evaluations.get("cer"), nan=1.0) < LEARNED_CER)
+    if out[-1]:
+        return None
+    taught = np.flatnonzero(learned)
+    if taught.size:  # a relapse: the latest stretch after the last evaluation out of the phase
+        last_out = int(np.flatnonzero(out)[-1])
+        stretch = np.flatnonzero(phase[last_out + 1 :])
+        if not stretch.size:
+            return None
+        return Phase(last_out + 1 + int(stretch[0]), True, int(evaluations.steps[taught[-1]]))
+    started = np.flatnonzero(phase)  # never learned: the early phase, from its first blank evaluation
+    return Phase(int(started[0]), False, None) if started.size else None
+
+
+def over_budget(analysis: Analysis, start: int, evaluations: int) -> bool:
+    """The phase from `start` to the end of the run has outlived the budget: `patience` steps, or,
+    in a finished run (or without a budget), FINISHED_SHARE of the run over FINISHED_EVALUATIONS."""
+    loss, patience = analysis.loss, analysis.options.patience
+    if patience > 0 and loss.last_step - start >= patience:
+        return True
+    if patience > 0 and not analysis.options.finished:
+        return False  # a run still going may yet leave the phase within its budget
+    return evaluations >= FINISHED_EVALUATIONS and loss.share(start, loss.last_step) >= FINISHED_SHARE
+
+
+def _now(evaluations: Evaluations) -> str:
+    empty, blank = evaluations.get("empty_rate")[-1], evaluations.get("blank_ratio")[-1]
+    parts = []
+    if np.isfinite(empty):
+        parts.append(f"{float(empty):.0%} of {int(evaluations.get('evaluated')[-1])} decodes empty")
+    if np.isfinite(blank):
+        parts.append(f"blank wins {float(blank):.0%} of frames")
+    return ", ".join(parts)
+
+
+def _lr_now(analysis: Analysis) -> float | None:
+    """The last finite logged learning rate (None when not logged)."""
+    lr = analysis.curves.lr
+    if lr is None:
+        return None
+    finite = lr.values[np.isfinite(lr.values)]
+    return float(finite[-1]) if finite.size and finite[-1] > 0 else None
+
+
+def _loss_levels(analysis: Analysis, start: int, learned_at: int) -> tuple[float, float] | None:
+    """Median loss since the relapse began, and over as many steps up to where the model had emitted labels
+    (None when either holds fewer than 3 finite values)."""
+    curve = analysis.loss
+    during = curve.values[curve.steps >= start]
+    width = max(curve.last_step - start, 1)
+    before = curve.values[(curve.steps <= learned_at) & (curve.steps > learned_at - width)]
+    if during.size < 3 or before.size < 3:
+        return None
+    return float(np.median(during)), float(np.median(before))
+
+
+def _relapse(analysis: Analysis, evaluations: Evaluations, phase: Phase, start: int, lasted: str) -> list[Finding]:
+    """CTC221 for blank after learning, once enough decodes say so and the loss paid for it."""
+    count = len(evaluations) - phase.first
+    decodes, empty = evaluations.pooled(phase.first)
+    blank = evaluations.get("blank_ratio")[phase.first :]
+    if count < RELAPSE_EVALUATIONS:
+        return []
+    if decodes and (decodes < RELAPSE_SAMPLES or empty < EMPTY_PHASE):
+        return []  # too few decodes, or not (nearly) all empty taken together
+    if not decodes and not float(np.nanmean(blank)) >= BLANK_PHASE:
+        return []
+    learned_at = phase.learned_at or 0
+    levels = _loss_levels(analysis, start, learned_at)
+    if levels is not None and levels[0] < RELAPSE_LOSS_RISE * levels[1]:
+        return []  # the loss is where it was when the model emitted labels, or lower: still learning
+    pooled = f"; {empty:.0%} of {decodes} decodes since then empty" if decodes else ""
+    loss = (f"; the loss rose from {fmt(levels[1])} there to {fmt(levels[0])}" if levels is not None else "")
+    message = (f"the outputs fell back to blank {lasted}{pooled}, after the model had emitted labels at "
+               f"{analysis.step(learned_at)}{loss}.")
+    hint = (f"{lower_lr(analysis.optimizer, _lr_now(analysis), (3,))} and clip gradients (clip_grad_norm_(params, 1.0)); "
+            f"resume from the checkpoint at or before {analysis.step(learned_at)}, whose decodes were not empty.")
+    evidence = {"steps": [start, analysis.loss.last_step], "evaluations": count, "relapse": True,
+                "patience": analysis.options.patience, "emitted_at": phase.learned_at, "decodes": decodes,
+                "empty_share": empty if decodes else None, "loss_now": levels[0] if levels else None,
+                "loss_then": levels[1] if levels else None}
+    return [finding("CTC221", message, hint, evidence)]
+
+
+def check_blank_phase(analysis: Analysis, evaluations: Evaluations) -> list[Finding]:
+    """CTC220 while the early blank phase lasts within its budget, CTC221 once it outlives it or returns."""
+    phase = blank_phase(evaluations)
+    if phase is None:
+        return []
+    start = int(evaluations.steps[phase.first]) if phase.first else min(analysis.loss.first_step, int(evaluations.steps[0]))
+    end, patience, count = analysis.loss.last_step, analysis.options.patience, len(evaluations) - phase.first
+    lasted = (f"since {analysis.step(start)} ({end - start:,} {analysis.unit}s, {count} evaluation{'s' if count != 1 else ''}; "
+              f"now {_now(evaluations)})")
+    if phase.relapse:
+        return _relapse(analysis, evaluations, phase, start, lasted)
+    evidence = {"steps": [start, end], "evaluations": count, "relapse": False, "patience": patience,
+                "finished": analysis.options.finished, "empty_rate": float(evaluations.get("empty_rate")[-1]),
+                "blank_ratio": float(evaluations.get("blank_ratio")[-1])}
+    loss_now = f"; the loss is {fmt(analysis.loss.end)}" if analysis.loss.n else ""
+    usual = usual_lr(analysis.optimizer)
+    if over_budget(analysis, start, count):
+        budget = (f"past the budget of {patience:,} {analysis.unit}s" if patience and end - start >= patience else
+                  f"{analysis.loss.share(start, end):.0%} of the run, to its end")
+        message = f"the outputs have been in the blank phase {lasted}, {budget}{loss_now}."
+        longer = "train longer" if analysis.options.finished else "raise patience="
+        hint = (f"Make sure labels belong to their inputs, the learning rate is in range ({usual}; with warm-up), each "
+                "label has enough output frames (`ctcdoctor check`), the head's blank bias is not large and inputs are "
+                f"normalised; if your model needs longer, {longer}.")
+        return [finding("CTC221", message, hint, evidence)]
+    if analysis.options.finished:
+        message = (f"the run ended in the early blank phase: the outputs have been blank {lasted}; the model does not "
+                   "emit labels yet (the phase lasts about 150 steps on the bundled OCR example; longer for large "
+                   f"models and long warm-ups){loss_now}.")
+        hint = (f"Train longer: the run ended before the model left the phase. To shorten it: a learning rate at the high "
+                f"end of the usual range ({usual}) with warm-up, a head bias initialised at 0, enough frames per label.")
+        return [finding("CTC220", message, hint, evidence)]
+    until = f"; it becomes CTC221 (blank collapse) past {analysis.step(start + patience)} (patience {patience:,})" if patience else ""
+    message = (f"the outputs have been in the blank phase {lasted}: the early phase every CTC model goes through "
+               f"(about 150 steps on the bundled OCR example; longer for large models and long warm-ups){until}.")
+    hint = (f"Nothing to fix yet. To shorten it: a learning rate at the high end of the usual range ({usual}) "
+            "with warm-up, a head bias initialised at 0, enough frames per label.")
+    return [finding("CTC220", message, hint, evidence)]
