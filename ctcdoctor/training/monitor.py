@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ctcdoctor.findings import Finding, Report, Severity
+from ctcdoctor.render.phrases import plural
 from ctcdoctor.training import monitor_format
 from ctcdoctor.training.columns import Columns
 from ctcdoctor.training.display import Printer, finding_lines, metric_cells
@@ -280,7 +281,7 @@ class Monitor:
         self.findings = tuple(report.findings)
         self._stop_if_due(self._last[0] if self._last is not None else 0)
         if self._printer is not None:
-            lines = [f"[ctcdoctor] check before training ({len(report.checks)} checks): {self.summary()}"]
+            lines = [f"[ctcdoctor] check before training ({plural(len(report.checks), 'check')}): {self.summary()}"]
             for found in report.findings:
                 lines.extend(finding_lines(found))
             self._printer.write(lines)

@@ -330,3 +330,14 @@ def test_a_nan_gradient_then_a_nan_loss_names_the_batch_and_fits_the_trainer(tra
         assert "Hugging Face" not in warning.message + warning.hint and "optimizer.step() applies" in warning.message
     else:
         assert "logging_nan_inf_filter=False" in warning.hint
+
+
+@pytest.mark.parametrize(("checks", "said"), [(1, "(1 check)"), (3, "(3 checks)")])
+def test_the_check_before_training_counts_its_checks_in_words(checks, said):
+    from ctcdoctor.findings import CheckResult, Report
+
+    stream = io.StringIO()
+    monitor = Monitor(stream=stream)
+    results = tuple(CheckResult(f"check_{index}", f"CTC0{index}0", "passed", 0.0) for index in range(checks))
+    monitor.preflight(Report("check", "train.py", (), results))
+    assert f"[ctcdoctor] check before training {said}: 0 errors" in stream.getvalue()
