@@ -1,0 +1,46 @@
+"""What a fresh-eyes user (trial-a) saw in `ctcdoctor overfit` and now sees instead: one test per problem reported.
+
+The set-ups are tests/overfit_cases/trial_a.py: a per-frame MLP that fits one sample in about 100 steps, with one
+planted problem per build.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ctcdoctor.cli import app
+
+runner = CliRunner()
+CASES = Path(__file__).parent / "overfit_cases"
+
+
+def _overfit(build: str, *args: str):
+    return runner.invoke(app, ["overfit", f"{CASES / 'trial_a.py'}:{build}", *args])
+
+
+def _text(result) -> str:
+    return " ".join(result.output.split())
+
+
+# ----------------------------------------------------------------------------- #5: the loader's batches, not only the sample
+
+
+@pytest.mark.parametrize(("build", "code", "words"), [
+    ("build_label_past_head", "CTC010", "the loader's first batch has labels outside the model's classes (CTC010)"),
+    ("build_lengths_count_padding", "CTC012", "the loader's first batch has target_lengths that count the padding (CTC012)"),
+])
+def test_a_sample_that_fits_alone_is_no_clean_fit_when_the_loaders_batches_cannot_train(build, code, words):
+    result = _overfit(build, "--format", "json")
+    assert result.exit_code == 1, result.output
+    document = json.loads(result.stdout)
+    (found,) = [item for item in document["findings"] if item["code"] == code]
+    assert found["severity"] == "error" and found["message"].startswith("[the loader's first batch] ")
+    assert document["result"]["decode_matches"] is True and document["result"]["fitted"] is False
+    assert document["result"]["caveats"] == [{"code": code, "words": words}]
+    text = _text(_overfit(build))
+    assert "✔ fitted" not in text
+    assert "▲ decode matches sample 0 (\"2 3\")" in text
+    assert f"but {words}: a fit of this sample alone, not of the set-up as its loader feeds it" in text
