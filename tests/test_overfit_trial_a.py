@@ -44,3 +44,22 @@ def test_a_sample_that_fits_alone_is_no_clean_fit_when_the_loaders_batches_canno
     assert "✔ fitted" not in text
     assert "▲ decode matches sample 0 (\"2 3\")" in text
     assert f"but {words}: a fit of this sample alone, not of the set-up as its loader feeds it" in text
+
+
+# ----------------------------------------------------------------------------- #3: unnormalised inputs named as the cause
+
+
+def test_unnormalised_inputs_are_the_first_likely_cause_of_a_failed_fit_before_the_lr_and_run_longer():
+    result = _overfit("build_raw_features", "--steps", "40", "--lr-probe", "--probe-jobs", "1", "--format", "json")
+    assert result.exit_code == 1, result.output
+    findings = {item["code"]: item for item in json.loads(result.stdout)["findings"]}
+    assert findings["CTC041"]["message"].startswith("[sample 0] inputs sit far below zero")
+    failure = findings["CTC070"]
+    causes = failure["message"].split("Likely causes: ", 1)[1]
+    assert causes.startswith("inputs not normalised (CTC041, reported above: range -112.3 to 8.21, mean -58.95): "
+                             "unnormalised inputs saturate the first layers"), causes
+    assert causes.index("CTC041") < causes.index("the probe fits at none of")
+    assert failure["hint"].startswith("Fix the inputs first (CTC041). Standardise the features: (x - mean) / std")
+    assert failure["hint"].index("CTC041") < failure["hint"].index("--lr") < failure["hint"].index("--steps")
+    assert failure["evidence"]["likely_causes"][0].startswith("inputs not normalised (CTC041")
+

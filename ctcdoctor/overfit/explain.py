@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ctcdoctor.findings import Finding
+from ctcdoctor.overfit.inputs import input_causes
 from ctcdoctor.overfit.negative import negative_fix, negative_loss, negative_words
 from ctcdoctor.overfit.result import DEFAULT_LR
 from ctcdoctor.overfit.rules import (
@@ -313,16 +314,20 @@ def explain_failure(verdict: Verdict, result: OverfitResult, static: Sequence[Fi
     if probe is not None:
         causes.insert(0, probe[0])
         hint = (probe[1] + " " + hint).strip() if probe[1] else hint
+    inputs = input_causes(static)  # first, before the learning rate and "run longer": the features themselves
+    causes[:0] = [cause for _, (cause, _) in inputs]
+    hint = " ".join([fix for _, (_, fix) in inputs] + [hint])
     if verdict.code == "CTC073" and result.batch:
         causes.insert(0, result.batch.get("cause", ""))
         hint = result.batch.get("advice") or hint
     if result.normalisation and "exactly as written" not in result.normalisation:
         causes.append(result.normalisation)
     for item in static:
-        named = verdict.kind in ("dead", "clipped") and item.code == "CTC027"  # already the first cause
+        named = (verdict.kind in ("dead", "clipped") and item.code == "CTC027"  # already the first cause
+                 or any(f"({item.code}, reported above" in cause for cause in causes))
         if item.severity.value in ("error", "warning") and item.code not in result.normalisation and not named:
             causes.append(f"{item.code} {item.title} (reported above)")
-    static_errors = sorted({item.code for item in static if item.severity.value == "error"})
+    static_errors = sorted({item.code for item in static if item.severity.value == "error"} - {code for code, _ in inputs})
     if static_errors and verdict.kind not in ("dead", "clipped"):
         hint = f"Fix {', '.join(static_errors)} first (reported above), then run overfit again. " + hint
     causes = [cause for cause in causes if cause]

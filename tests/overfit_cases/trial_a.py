@@ -64,3 +64,11 @@ def build_lengths_count_padding():
     torch.manual_seed(0)
     loader = DataLoader(Items(), batch_size=4, collate_fn=lambda items: collate(items, lengths_include_padding=True))
     return Setup(model=FrameMLP(), loader=loader, optimizer=adam(1e-2))
+
+
+def build_raw_features():
+    # BUG: features as power_to_db gives them (around -60, spread 20), never standardised.
+    torch.manual_seed(0)
+    loader = DataLoader(Items(scale=20.0, shift=-60.0), batch_size=4, collate_fn=collate)
+    return Setup(model=FrameMLP(), loader=loader, optimizer=adam(1e-3))
+
