@@ -63,3 +63,31 @@ def test_unnormalised_inputs_are_the_first_likely_cause_of_a_failed_fit_before_t
     assert failure["hint"].index("CTC041") < failure["hint"].index("--lr") < failure["hint"].index("--steps")
     assert failure["evidence"]["likely_causes"][0].startswith("inputs not normalised (CTC041")
 
+
+# ----------------------------------------------------------------------------- #4: a negative loss from the loss's blank
+
+
+def test_a_negative_loss_on_log_probabilities_names_the_loss_blank_in_the_targets_and_ctc030s_fix():
+    result = _overfit("build_blank_last_loss_default", "--steps", "200", "--format", "json")
+    assert result.exit_code == 1, result.output
+    findings = {item["code"]: item for item in json.loads(result.stdout)["findings"]}
+    assert "the loss uses blank=0 while Setup.blank is 5" in findings["CTC030"]["message"]
+    negative = findings["CTC074"]
+    assert negative["title"] == "overfit loss is negative: the targets contain the loss's blank"
+    assert ("the model's output is log-probabilities already, but the loss takes class 0 as its blank while Setup.blank "
+            "is 5 and the targets use 0 as a label (CTC030, reported above)") in negative["message"]
+    assert "not given log-probabilities" not in negative["message"]
+    assert negative["hint"] == findings["CTC030"]["hint"] and "blank=5" in negative["hint"]
+    assert "log_softmax" not in negative["hint"]
+    assert negative["evidence"]["cause"] == "blank_in_targets"
+
+
+def test_without_the_criterion_audits_word_label_0_in_the_targets_is_the_default_blank_of_the_loss():
+    from ctcdoctor.overfit.negative import blank_cause
+
+    found = blank_cause("log_probs", [], [0, 2, 3], blank=5)
+    assert found is not None and "if the loss keeps its default blank=0" in found.words
+    assert found.fix.startswith("Call the loss with blank=5, Setup.blank: F.ctc_loss(")
+    assert blank_cause("probs", [], [0, 2, 3], blank=5) is None  # softmax output: log_softmax is the fix
+    assert blank_cause("log_probs", [], [1, 2, 3], blank=5) is None  # no label is the loss's blank
+    assert blank_cause("log_probs", [], [0, 2, 3], blank=0) is None  # label 0 is Setup's blank too: CTC011's business

@@ -184,7 +184,8 @@ def train_once(setup: Setup, prepared: Prepared, options: OverfitOptions, hooks:
         final_state(result, run, problem, log, prepared.output_kind, prepared.output_axis, options.alpha)
         compare_modes(result, run.model)
     context = {"blank_bias_gap": _blank_bias_gap(run.model, run.head, problem.blank, log.classes),
-               "frozen_modules": run.frozen_modules, "output_kind": prepared.output_kind}
+               "frozen_modules": run.frozen_modules, "output_kind": prepared.output_kind, "blank": problem.blank,
+               "target_labels": sorted({label for labels in problem.target_lists for label in labels})}
     return Trained(result, context)
 
 

@@ -1,6 +1,7 @@
 """Set-ups from a fresh-eyes user trial (trial-a), shrunk to a per-frame MLP on random features that fits one sample
 in about 100 Adam steps: one planted problem per build (see tests/test_overfit_trial_a.py)."""
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -72,3 +73,16 @@ def build_raw_features():
     loader = DataLoader(Items(scale=20.0, shift=-60.0), batch_size=4, collate_fn=collate)
     return Setup(model=FrameMLP(), loader=loader, optimizer=adam(1e-3))
 
+
+def loss_default_blank(output, batch):
+    _, targets, input_lengths, target_lengths = batch
+    return F.ctc_loss(output.transpose(0, 1), targets, input_lengths, target_lengths)  # BUG: blank=0, the default
+
+
+def build_blank_last_loss_default():
+    # Labels 0..4 with the blank meant last (Setup.blank=5), but the loss keeps F.ctc_loss's default blank=0.
+    torch.manual_seed(0)
+    items = Items(low=0, high=CLASSES - 2)
+    items.y[0][0] = 0  # sample 0 uses label 0 ('a'), the loss's blank
+    loader = DataLoader(items, batch_size=4, collate_fn=collate)
+    return Setup(model=FrameMLP(), loader=loader, blank=CLASSES - 1, optimizer=adam(1e-2), criterion=loss_default_blank)
