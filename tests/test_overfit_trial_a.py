@@ -91,3 +91,63 @@ def test_without_the_criterion_audits_word_label_0_in_the_targets_is_the_default
     assert blank_cause("probs", [], [0, 2, 3], blank=5) is None  # softmax output: log_softmax is the fix
     assert blank_cause("log_probs", [], [1, 2, 3], blank=5) is None  # no label is the loss's blank
     assert blank_cause("log_probs", [], [0, 2, 3], blank=0) is None  # label 0 is Setup's blank too: CTC011's business
+
+
+# ----------------------------------------------------------------------------- #6: still learning at the default budget
+
+
+def test_a_slow_healthy_run_still_learning_at_the_default_budget_trains_on_and_fits_saying_so():
+    result = _overfit("build_slow", "--sample", "3", "--format", "json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    run = document["result"]
+    assert run["fitted"] is True and 1000 < run["steps_to_fit"] <= 2000, run["steps_to_fit"]
+    assert run["budget"] == {"steps": 1000, "extended_to": 2000, "limit": 4000}
+    assert [item["code"] for item in document["findings"]] == []
+    text = _text(_overfit("build_slow", "--sample", "3"))
+    assert f"✔ fitted sample 3 (\"5 1 4 5 3\") in {run['steps_to_fit']} steps" in text
+    assert ("note still learning when the budget ran out at step 1000 (CER down to 0.20), the loss still falling: "
+            "trained on to 2000 steps (the default budget grows up to 4000 steps while the run improves; --steps N "
+            "fixes it)") in text
+    assert "--sample 3 --steps 2000 --lr 0.0001" in text  # the line that reproduces the run names the budget it used
+
+
+def test_an_explicit_steps_budget_is_fixed_and_a_run_still_learning_there_fails_with_run_longer():
+    result = _overfit("build_slow", "--sample", "3", "--steps", "1000", "--format", "json")
+    assert result.exit_code == 1, result.output
+    document = json.loads(result.stdout)
+    assert document["result"]["steps"] == 1000
+    assert document["result"]["budget"] == {"steps": 1000, "extended_to": None, "limit": None}
+    (failure,) = document["findings"]
+    assert failure["code"] == "CTC070" and "run longer (--steps 2000)" in failure["hint"]
+
+
+def test_a_named_static_cause_is_reported_at_the_budget_instead_of_extending_it():
+    from ctcdoctor.findings import Finding, Severity
+    from ctcdoctor.overfit.extend import blocks_extension
+
+    def one(code: str, severity: str, evidence: dict) -> Finding:
+        return Finding(code, Severity.parse(severity), "t", "m", "h", evidence)
+
+    assert blocks_extension([one("CTC041", "warning", {"overfit_samples": [0]})])
+    assert not blocks_extension([one("CTC041", "info", {"overfit_samples": [0]})])  # the model normalises them itself
+    assert not blocks_extension([one("CTC041", "warning", {})])  # the loader's other samples, not the one trained
+    assert not blocks_extension([one("CTC022", "warning", {"overfit_samples": [0]})])
+
+
+def test_still_learning_needs_a_clearly_falling_loss_and_a_decode_at_its_best():
+    from ctcdoctor.overfit.extend import next_budget
+    from ctcdoctor.overfit.result import Evaluation
+
+    def evaluations(*cers: float) -> list[Evaluation]:
+        return [Evaluation(step=10 * (i + 1), loss=1.0, cer=cer, decodes=("",), blank_ratio=0.5, seconds=0.0)
+                for i, cer in enumerate(cers)]
+
+    falling = [10.0 - 0.009 * step for step in range(1000)]
+    assert next_budget(1000, 1000, 4000, falling, evaluations(1.0, 0.5, 0.2)) == 2000
+    assert next_budget(3000, 1000, 4000, falling, evaluations(1.0, 0.5, 0.2)) == 4000
+    assert next_budget(4000, 1000, 4000, falling, evaluations(1.0, 0.5, 0.2)) == 4000  # the limit
+    assert next_budget(1000, 1000, None, falling, evaluations(1.0, 0.5, 0.2)) == 1000  # a fixed budget
+    assert next_budget(1000, 1000, 4000, falling, evaluations(1.0, 1.0, 1.0)) == 1000  # all-blank: no decode progress
+    assert next_budget(1000, 1000, 4000, falling, evaluations(1.0, 0.2, 0.5)) == 1000  # the decode got worse
+    assert next_budget(1000, 1000, 4000, [1.0] * 1000, evaluations(1.0, 0.5, 0.2)) == 1000  # a flat loss

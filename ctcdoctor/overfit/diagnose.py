@@ -63,6 +63,9 @@ document(
     separate two equal labels. Or: `nothing reaches the weights on sample 0: the median gradient
     norm of the first steps is 9e-11`, with CTC027 (a ReLU on the output scores) reported above.
 
+    Without `--steps`, a run still learning at the default 1000 steps (the loss clearly falling,
+    the decode at its best) trains on, up to 4000 steps, before this is reported.
+
     **Fix.** Read the likely causes in the finding. If the loss was still falling, give it
     more steps (`--steps`) or a higher `--lr`; `--lr-probe` tries lr/10, lr and 10·lr and says
     which fits. If it plateaued, look at the static findings listed with it (a tight length

@@ -245,8 +245,10 @@ def _budget(verdict: Verdict, result: OverfitResult, summary: dict[str, Any]) ->
     falling, lr, more = still_falling(summary), result.lr, suggested_steps(result.steps_run)
     by_flag = result.parameters.get("freeze_except_head")
     decodes = result.final_decode or result.train_decode
+    extended = result.budget.get("extended_to")
     if falling:
-        causes.append("the loss was still falling when the step budget ran out")
+        causes.append("the loss was still falling when the step budget ran out"
+                      + (f", extended from {result.budget['steps']} to {extended} steps while it kept improving" if extended else ""))
     if any(list(d) != list(t) and list(d) == _collapse_repeats(list(t)) for d, t in zip(decodes, result.targets)):
         causes.append("the decode only lacks doubled labels: the model has not learned the blank between equal neighbours "
                       "(more frames per label helps, CTC002)")

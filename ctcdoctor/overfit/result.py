@@ -57,6 +57,9 @@ except an output exactly 0 everywhere (log_softmax over an axis of size 1: ctcdo
 class OverfitOptions:
     samples: tuple[int, ...] = (0,)
     steps: int = DEFAULT_STEPS
+    extend_to: int | None = None
+    """While the run is still learning when `steps` run out, train `steps` more at a time up to this many
+    (ctcdoctor.overfit.extend); None: a fixed budget. The command sets it when --steps is not given."""
     lr: float | None = None
     """Override the learning rate (of Setup.optimizer's groups too); None keeps it / Adam 1e-3."""
     alpha: float | None = None
@@ -195,6 +198,9 @@ class OverfitResult:
     """Frames the model outputs for the first sample (T of its output)."""
     decoded_frames: tuple[int, ...] = ()
     """Per sample: the output frames the loss and the decode used (the declared or returned output lengths)."""
+    budget: dict[str, Any] = field(default_factory=dict)
+    """The step budget: `steps` (the first), `extended_to` (the last, when the run was extended while still learning;
+    else None) and `limit` (the most an extension may reach; None: a fixed budget)."""
 
     def loss_summary(self) -> dict[str, Any]:
         return loss_summary(self.losses)
@@ -247,6 +253,7 @@ class OverfitResult:
             "caveats": list(self.caveats),
             "output_frames": self.output_frames,
             "decoded_frames": list(self.decoded_frames),
+            "budget": dict(self.budget),
         }
 
 
@@ -257,8 +264,9 @@ def command_line(spec: str, options: OverfitOptions, result: OverfitResult, own_
     the learning rate it trained with, the seed and every option that differs from its default; then, in
     parentheses, the optimizer and where it came from. `own_optimizer`: it is Setup.optimizer."""
     chosen = options.samples
+    steps = result.budget.get("extended_to") or options.steps  # the budget it ran to: an explicit --steps reproduces it
     parts = [spec, f"--samples {','.join(map(str, chosen))}" if len(chosen) > 1 else f"--sample {chosen[0]}",
-             f"--steps {options.steps}"]
+             f"--steps {steps}"]
     lr = result.lr if result.lr is not None else options.lr
     if lr is not None:
         parts.append(f"--lr {lr:g}")

@@ -86,3 +86,9 @@ def build_blank_last_loss_default():
     items.y[0][0] = 0  # sample 0 uses label 0 ('a'), the loss's blank
     loader = DataLoader(items, batch_size=4, collate_fn=collate)
     return Setup(model=FrameMLP(), loader=loader, blank=CLASSES - 1, optimizer=adam(1e-2), criterion=loss_default_blank)
+
+
+def build_slow(lr=1e-4):
+    # Healthy, only slow: a small learning rate for this model (as a 2-layer unidirectional LSTM at Adam's 1e-3).
+    torch.manual_seed(0)
+    return Setup(model=FrameMLP(), loader=DataLoader(Items(), batch_size=4, collate_fn=collate), optimizer=adam(lr))
