@@ -151,3 +151,37 @@ def test_still_learning_needs_a_clearly_falling_loss_and_a_decode_at_its_best():
     assert next_budget(1000, 1000, 4000, falling, evaluations(1.0, 1.0, 1.0)) == 1000  # all-blank: no decode progress
     assert next_budget(1000, 1000, 4000, falling, evaluations(1.0, 0.2, 0.5)) == 1000  # the decode got worse
     assert next_budget(1000, 1000, 4000, [1.0] * 1000, evaluations(1.0, 0.5, 0.2)) == 1000  # a flat loss
+
+
+# ----------------------------------------------------------------------------- #11: the LR probe's runs on the plot
+
+
+def test_the_overfit_plot_draws_the_lr_probes_other_runs_labelled_with_their_learning_rates(tmp_path):
+    import sys
+
+    from ctcdoctor.overfit.result import OverfitOptions
+    from ctcdoctor.overfit.train import run_overfit
+    from ctcdoctor.render.plot_overfit import plot
+
+    sys.path.insert(0, str(CASES))
+    try:
+        import trial_a
+    finally:
+        sys.path.remove(str(CASES))
+    options = OverfitOptions(samples=(3,), steps=300, lr_probe=True, probe_jobs=1)
+    _, _, result = run_overfit(trial_a.build_slow(), "trial_a.py:build_slow", options)
+    runs = {run["lr"]: run for run in result.lr_probe["runs"]}
+    assert sorted(runs) == [1e-5, 1e-4, 1e-3] and runs[1e-3]["fitted"], runs
+    assert runs[1e-5]["curve"][0][0] == 1 and runs[1e-5]["curve"][-1][0] == runs[1e-5]["steps"]
+    top = plot(result).axes[0]
+    lines = {line.get_label(): line for line in top.get_lines()}
+    fitted = f"loss at lr 0.001 (LR probe: fitted in {runs[1e-3]['steps_to_fit']} steps)"
+    assert set(lines) >= {"CTC loss at lr 0.0001 (this run, every step)", fitted,
+                          f"loss at lr 1e-05 (LR probe: {runs[1e-5]['verdict']})"}, set(lines)
+    assert list(lines[fitted].get_ydata()) == [loss for _, loss in runs[1e-3]["curve"]]
+    legend = [text.get_text() for text in top.get_legend().get_texts()]
+    assert fitted in legend
+    path = tmp_path / "overfit.png"
+    result_cli = runner.invoke(app, ["overfit", f"{CASES / 'trial_a.py'}:build_slow", "--sample", "3", "--steps", "300",
+                                     "--lr-probe", "--probe-jobs", "1", "--plot", str(path)])
+    assert result_cli.exit_code == 1 and path.stat().st_size > 10_000, result_cli.output
