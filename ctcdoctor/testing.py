@@ -97,7 +97,8 @@ def assert_can_overfit(
     The single-sample overfit test of `ctcdoctor overfit`: the user's model is never touched (a
     deep copy trains). `sample` is the data set index (`dataset[i]` for a DataLoader), or a
     sequence of indices trained together. `steps` is the step budget (default: the command's,
-    1000; fitting stops early, so the budget only costs a run that fails). `lr` overrides the
+    1000, extended up to 4000 while the run is still learning; a number given is fixed; fitting stops early, so the
+    budget only costs a run that fails). `lr` overrides the
     learning rate, `seed` the random seed (0), `device` where the copy trains (`"cpu"`,
     `"cuda"`; default: a GPU when there is one). Other `OverfitOptions` fields may be passed by
     name (`clip=0.0`, `eval_every=5`, ...).
@@ -112,14 +113,16 @@ def assert_can_overfit(
     __tracebackhide__ = True
     from ctcdoctor.errors import UserInputError
     from ctcdoctor.load.spec import as_setup, load_setup
+    from ctcdoctor.overfit.extend import budget
     from ctcdoctor.overfit.result import OverfitOptions, command_line
     from ctcdoctor.overfit.train import run_overfit
     from ctcdoctor.registry import sort_findings
 
     samples = tuple(int(index) for index in sample) if isinstance(sample, Sequence) else (int(sample),)  # numpy ints too
-    given: dict[str, Any] = {"steps": steps, "lr": lr, "seed": seed, "device": device}
-    # Unset arguments keep OverfitOptions' own defaults (the command's budget, auto device).
-    chosen = {key: value for key, value in given.items() if value is not None}
+    given: dict[str, Any] = {"lr": lr, "seed": seed, "device": device}
+    # Unset arguments keep OverfitOptions' own defaults (auto device); the budget is the command's: steps=None extends
+    # the default while the run is still learning, a given number is fixed.
+    chosen = {**{key: value for key, value in given.items() if value is not None}, **budget(steps)}
     options = OverfitOptions(samples=samples, **chosen, **overfit_options)
     name = _describe(spec_or_setup)
     unusable: UserInputError | None = None

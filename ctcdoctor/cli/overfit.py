@@ -11,6 +11,7 @@ import typer
 
 import ctcdoctor.cli.options as opt
 from ctcdoctor.cli.output import Emit, emit, guarded, stderr_console
+from ctcdoctor.overfit.extend import EXTEND_TO
 from ctcdoctor.overfit.result import (
     DEFAULT_CLIP,
     DEFAULT_EVAL_EVERY,
@@ -37,8 +38,10 @@ def overfit(
                      show_default=False),
     ] = None,
     steps: Annotated[
-        int, typer.Option("--steps", min=1, help="Step budget; fitting stops early. Small models fit one sample in 150-600.")
-    ] = DEFAULT_STEPS,
+        int | None, typer.Option("--steps", min=1, show_default=False,
+                                 help=f"Step budget; fitting stops early. Small models fit one sample in 150-600. [default: "
+                                      f"{DEFAULT_STEPS}, extended up to {EXTEND_TO} while the run is still learning]")
+    ] = None,
     lr: Annotated[
         float | None, typer.Option("--lr", help="Learning rate (overrides Setup.optimizer's) [default: Adam 1e-3].", show_default=False)
     ] = None,
@@ -116,6 +119,7 @@ def _options(flags: dict[str, Any], settings: Any) -> Any:
     """OverfitOptions from the flags and the settings; every value that cannot train is exit 2 here, before loading."""
     from ctcdoctor.errors import UserInputError
     from ctcdoctor.load.samples import parse_samples
+    from ctcdoctor.overfit.extend import budget
     from ctcdoctor.overfit.prepare import validate_options
     from ctcdoctor.overfit.result import OverfitOptions
 
@@ -124,7 +128,7 @@ def _options(flags: dict[str, Any], settings: Any) -> Any:
         raise UserInputError(f"--alpha {alpha}: must lie in (0, 1)", "Try --alpha 0.5 (half the frames non-blank).")
     chosen = parse_samples(flags["samples"], default=(flags["sample"],), limit=MAX_SAMPLES)
     options = OverfitOptions(
-        samples=chosen, steps=flags["steps"], lr=flags["lr"], alpha=alpha, gamma=flags["gamma"],
+        samples=chosen, **budget(flags["steps"]), lr=flags["lr"], alpha=alpha, gamma=flags["gamma"],
         freeze_except_head=flags["freeze_except_head"], seed=settings.seed, device=settings.device or "auto",
         clip=flags["clip"], eval_every=flags["eval_every"], patience=flags["patience"], threads=flags["threads"] or None,
         loss=flags["loss"], lr_probe=flags["lr_probe"], probe_jobs=flags["probe_jobs"],
@@ -241,6 +245,7 @@ def _with_bar(run_overfit: Any, setup: Any, spec: str, options: Any) -> Any:
         decode = progress.decode if len(progress.decode) <= 40 else progress.decode[:39] + "…"
         bar.update(
             task,
+            total=progress.steps,  # grows when the budget is extended while the run is still learning
             completed=progress.step,
             loss=f"{progress.loss:.4g}",
             cer=f"{progress.cer:.2f}",

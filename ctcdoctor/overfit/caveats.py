@@ -33,6 +33,14 @@ def _frames(finding: Finding, result: OverfitResult) -> str:
     return f"fitted on the {decoded[0]} declared frames only; the model outputs {total} (CTC004)"
 
 
+LOADER = "[the loader's first batch] "
+"""The prefix of the findings of the checks run on the loader's first batch (ctcdoctor.overfit.prepare)."""
+
+
+def _where(finding: Finding) -> str:
+    return "the loader's first batch" if finding.message.startswith(LOADER) else "the sample"
+
+
 WORDS: dict[str, Callable[[Finding, OverfitResult], str]] = {
     "CTC024": lambda f, r: f"the output is normalised {_axis(f)} (CTC024)",
     "CTC020": lambda f, r: "the model outputs probabilities, not log-probabilities (CTC020)",
@@ -42,6 +50,11 @@ WORDS: dict[str, Callable[[Finding, OverfitResult], str]] = {
     "CTC101": lambda f, r: "config.pad_token_id is a letter, trained as the blank (CTC101)",
     "CTC107": lambda f, r: "the model's loss drops a letter from the transcripts (CTC107)",
     "CTC004": _frames,
+    # The sample's own CTC010/CTC012 block training: here they come from the loader's first batch, whose samples the
+    # real training sees; the chosen sample fits alone, but the set-up as the loader feeds it cannot learn.
+    "CTC010": lambda f, r: f"{_where(f)} has labels outside the model's classes (CTC010)",
+    "CTC012": lambda f, r: f"{_where(f)} has target_lengths that "
+                           f"{'count the padding' if 'padding_counted' in f.evidence else 'do not match its targets'} (CTC012)",
 }
 """Static errors that make a matching decode no fit, and how the headline says why (in this order)."""
 BY_ACCIDENT = ("CTC011", "CTC014", "CTC101", "CTC107")
@@ -52,6 +65,8 @@ def verdict(reasons: Sequence[dict[str, str]]) -> str:
     """The headline's and the plot title's ending after the reasons."""
     if any(item["code"] in BY_ACCIDENT for item in reasons):
         return "the decode matches by accident, not a fit"
+    if reasons and all(item["words"].startswith("the loader's first batch") for item in reasons):
+        return "a fit of this sample alone, not of the set-up as its loader feeds it"
     return "not a fit"
 
 

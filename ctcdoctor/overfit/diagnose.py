@@ -63,6 +63,9 @@ document(
     separate two equal labels. Or: `nothing reaches the weights on sample 0: the median gradient
     norm of the first steps is 9e-11`, with CTC027 (a ReLU on the output scores) reported above.
 
+    Without `--steps`, a run still learning at the default 1000 steps (the loss clearly falling,
+    the decode at its best) trains on, up to 4000 steps, before this is reported.
+
     **Fix.** Read the likely causes in the finding. If the loss was still falling, give it
     more steps (`--steps`) or a higher `--lr`; `--lr-probe` tries lr/10, lr and 10·lr and says
     which fits. If it plateaued, look at the static findings listed with it (a tight length
@@ -151,8 +154,13 @@ document(
     so their "log-likelihood" is above 0 and the loss below it), sometimes it gets raw logits, or
     the total adds a negative term. The curve then falls without meaning anything, and neither a
     learning rate nor more steps helps. The finding names the output kind the static checks
-    measured (CTC020 probabilities, CTC021 raw logits). The `logs` command reports the same
-    curve in a training log as CTC209.
+    measured (CTC020 probabilities, CTC021 raw logits). When the model already outputs
+    log-probabilities and the targets contain the loss's blank (labels 0..25 with the blank meant
+    last, but `F.ctc_loss` left at its default `blank=0`; CTC030 names the mismatch), CTC counts
+    the same alignments more than once and its "likelihood" exceeds 1: the finding then says so,
+    titled "overfit loss is negative: the targets contain the loss's blank", and gives CTC030's
+    fix (`blank=26`), not `log_softmax`. The `logs` command reports the same curve in a training
+    log as CTC209.
 
     **Example.** `error CTC074 the loss is negative on sample 0: below 0 at 60 of 60 steps
     (first at step 1, lowest -6.462 at step 7). A CTC loss is a negative log-likelihood and never
@@ -162,5 +170,7 @@ document(
     **Fix.** Pass log-probabilities to the loss: replace `softmax` with `log_softmax(dim=-1)` at
     the model's head (or call the loss on `output.log()` in the criterion; `log_softmax` is the
     stabler), then run overfit again. For raw logits apply `log_softmax(dim=-1)` before the loss.
+    For the loss's blank in the targets: call the loss with the blank your labels leave free
+    (`F.ctc_loss(..., blank=26)`, `Setup.blank`).
     """,
 )

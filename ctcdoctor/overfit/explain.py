@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ctcdoctor.findings import Finding
-from ctcdoctor.overfit.negative import negative_fix, negative_loss, negative_words
+from ctcdoctor.overfit.inputs import input_causes
+from ctcdoctor.overfit.negative import blank_cause, negative_fix, negative_loss, negative_words
 from ctcdoctor.overfit.result import DEFAULT_LR
 from ctcdoctor.overfit.rules import (
     BLANK_BIAS_NATS,
@@ -244,8 +245,10 @@ def _budget(verdict: Verdict, result: OverfitResult, summary: dict[str, Any]) ->
     falling, lr, more = still_falling(summary), result.lr, suggested_steps(result.steps_run)
     by_flag = result.parameters.get("freeze_except_head")
     decodes = result.final_decode or result.train_decode
+    extended = result.budget.get("extended_to")
     if falling:
-        causes.append("the loss was still falling when the step budget ran out")
+        causes.append("the loss was still falling when the step budget ran out"
+                      + (f", extended from {result.budget['steps']} to {extended} steps while it kept improving" if extended else ""))
     if any(list(d) != list(t) and list(d) == _collapse_repeats(list(t)) for d, t in zip(decodes, result.targets)):
         causes.append("the decode only lacks doubled labels: the model has not learned the blank between equal neighbours "
                       "(more frames per label helps, CTC002)")
@@ -313,16 +316,20 @@ def explain_failure(verdict: Verdict, result: OverfitResult, static: Sequence[Fi
     if probe is not None:
         causes.insert(0, probe[0])
         hint = (probe[1] + " " + hint).strip() if probe[1] else hint
+    inputs = input_causes(static)  # first, before the learning rate and "run longer": the features themselves
+    causes[:0] = [cause for _, (cause, _) in inputs]
+    hint = " ".join([fix for _, (_, fix) in inputs] + [hint])
     if verdict.code == "CTC073" and result.batch:
         causes.insert(0, result.batch.get("cause", ""))
         hint = result.batch.get("advice") or hint
     if result.normalisation and "exactly as written" not in result.normalisation:
         causes.append(result.normalisation)
     for item in static:
-        named = verdict.kind in ("dead", "clipped") and item.code == "CTC027"  # already the first cause
+        named = (verdict.kind in ("dead", "clipped") and item.code == "CTC027"  # already the first cause
+                 or any(f"({item.code}, reported above" in cause for cause in causes))
         if item.severity.value in ("error", "warning") and item.code not in result.normalisation and not named:
             causes.append(f"{item.code} {item.title} (reported above)")
-    static_errors = sorted({item.code for item in static if item.severity.value == "error"})
+    static_errors = sorted({item.code for item in static if item.severity.value == "error"} - {code for code, _ in inputs})
     if static_errors and verdict.kind not in ("dead", "clipped"):
         hint = f"Fix {', '.join(static_errors)} first (reported above), then run overfit again. " + hint
     causes = [cause for cause in causes if cause]
@@ -338,14 +345,19 @@ def _negative(verdict: Verdict, result: OverfitResult, summary: dict[str, Any], 
     found = negative_loss(result.losses)
     assert found is not None, "CTC074 needs a negative loss"
     kind = context.get("output_kind")
+    blank = blank_cause(kind, static, context.get("target_labels", ()), context.get("blank"))
     causes = [f"{item.code} {item.title} (reported above)" for item in static
               if item.severity.value in ("error", "warning") and item.code in ("CTC020", "CTC021", "CTC024", "CTC030")]
-    message = negative_words(found, _label(result), kind)
+    message = negative_words(found, _label(result), kind, blank)
     if result.fitted:
         message += " The decode matched the target anyway, but training on this loss is not training CTC."
-    if causes:
-        message += " Confirmed by: " + "; ".join(causes) + "."
-    return finding("CTC074", message, negative_fix(kind), _evidence(verdict, result, summary, causes, context))
+    confirmed = [cause for cause in causes if not (blank and cause.startswith("CTC030"))]  # named in the words already
+    if confirmed:
+        message += " Confirmed by: " + "; ".join(confirmed) + "."
+    evidence = {**_evidence(verdict, result, summary, causes, context), "cause": "blank_in_targets" if blank else kind}
+    # The model already outputs log-probabilities: the headline must not send the user looking for a softmax.
+    title = "overfit loss is negative: the targets contain the loss's blank" if blank else None
+    return finding("CTC074", message, blank.fix if blank else negative_fix(kind), evidence, title=title)
 
 
 def _title(verdict: Verdict) -> str | None:

@@ -48,6 +48,8 @@ class Log:
     norms: list[float] = field(default_factory=list)
     evaluations: list[Evaluation] = field(default_factory=list)
     steps: int = 0
+    budget: int = 0
+    """The step budget now: options.steps, more when the run was extended while still learning."""
     seconds: float = 0.0
     streak: int = 0
     fit_step: int | None = None
@@ -61,6 +63,8 @@ class Log:
     classes: int = 0
     """C, the output's class count."""
     train_decodes: list[list[int]] = field(default_factory=list)
+    extensions: list[tuple[int, float]] = field(default_factory=list)
+    """(step, CER) where the budget ran out while the run was still learning, and it trained on."""
     first_exact: list[int | None] = field(default_factory=list)
     pending: list[Any] = field(default_factory=list)
     """(loss, gradient norm) tensors of the steps since the last evaluation."""
@@ -158,20 +162,27 @@ def train(run: Run, problem: Problem, loss: TrainingLoss, options: OverfitOption
     """Train until the eval-mode decode equals every target at `patience` evaluations in a row, or the budget ends."""
     import torch
 
-    log = Log(loss=loss, size=problem.size, first_exact=[None] * problem.size)
+    from ctcdoctor.overfit.extend import next_budget
+
+    log = Log(loss=loss, size=problem.size, first_exact=[None] * problem.size, budget=options.steps)
     clip = float(options.clip or 0.0)
     run.model.train()
     started = time.perf_counter()  # the clock includes the first forward, which step 1 uses
     step = 0
     on = ("sample " if len(options.samples) == 1 else "samples ") + ", ".join(map(str, options.samples))
-    for step in range(1, options.steps + 1):
-        with doing(f"training step {step} of {options.steps} on {on}"):  # what a --timeout names
+    while step < log.budget:
+        step += 1
+        with doing(f"training step {step} of {log.budget} on {on}"):  # what a --timeout names
             log_probs = _step(run, problem, log, clip, first=step == 1)
-        if step % options.eval_every and step != options.steps:
+        if step % options.eval_every and step != log.budget:
             continue
-        with doing(f"the eval-mode decode after training step {step} of {options.steps} on {on}"):
+        with doing(f"the eval-mode decode after training step {step} of {log.budget} on {on}"):
             if _evaluate(log, run, problem, log_probs, step, time.perf_counter() - started, options, hooks):
                 break
+        if step == log.budget:  # out of budget without a fit: more steps while it is still learning (extend.py)
+            log.budget = next_budget(step, options.steps, options.extend_to, log.losses, log.evaluations)
+            if log.budget > step:
+                log.extensions.append((step, log.evaluations[-1].cer))
     if problem.device.type == "cuda":
         torch.cuda.synchronize()
     log.steps, log.seconds = step, time.perf_counter() - started
@@ -235,7 +246,7 @@ def _evaluate(log: Log, run: Run, problem: Problem, train_lp: torch.Tensor, step
     if log.streak == 1:
         log.fit_step, log.fit_seconds = step, elapsed
     if hooks.on_progress is not None:
-        hooks.on_progress(Progress(step, options.steps, losses[-1], cer, " | ".join(shown), log.streak))
+        hooks.on_progress(Progress(step, log.budget, losses[-1], cer, " | ".join(shown), log.streak))
     return log.nonfinite_step is not None or log.streak >= options.patience or _nothing_moves(log)
 
 

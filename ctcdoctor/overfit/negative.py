@@ -1,15 +1,21 @@
-"""A negative overfit loss (CTC074): the trained loss is not given log-probabilities.
+"""A negative overfit loss (CTC074): the trained loss is not given log-probabilities, or its blank is a label.
 
 A CTC loss is a negative log-likelihood, never below 0. The overfit trains the user's own
 `Setup.criterion` as written, so a criterion fed softmax probabilities (or raw logits) where
 `F.ctc_loss` expects log-probabilities gives a loss below 0 that keeps "falling" without meaning
-anything. That is a wiring bug, not a learning-rate problem: the detection is the `logs` command's
+anything. A model that does output log-probabilities gets a negative loss too when the loss's blank is a label
+in the targets (F.ctc_loss's default blank=0 with labels 0..25 and the blank meant last): the fix is then
+the loss's blank=, not log_softmax. Either is a wiring bug, not a learning-rate problem: the detection is the `logs` command's
 (CTC209, `ctcdoctor.training.rules.zero`), so both commands call the same values negative.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ctcdoctor.findings import Finding
 
 
 @dataclass(frozen=True)
@@ -57,10 +63,53 @@ FIXES = {
 }
 
 
-def negative_words(found: NegativeLoss, label: str, kind: str | None) -> str:
-    """What happened, with the numbers and the reason (the measured output kind, else the possibilities)."""
-    cause = CAUSES.get(kind or "", "the loss is not given log-probabilities (softmax probabilities or raw logits), "
-                                   "or the total adds a negative term")
+WRONG_OUTPUT = ("CTC020", "CTC021", "CTC024")
+"""Static findings that say the output is not log-probabilities over the classes."""
+CTC_DEFAULT_BLANK = 0
+"""F.ctc_loss's (and most CTC losses') blank when none is passed."""
+
+
+@dataclass(frozen=True)
+class BlankCause:
+    """The output is log-probabilities, but the loss's blank is a label in the targets: why the loss went negative."""
+
+    words: str
+    fix: str
+
+
+def blank_cause(kind: str | None, static: Sequence[Finding], labels: Sequence[int], blank: int | None) -> BlankCause | None:
+    """A log-probability output (the static checks measured rows whose logsumexp is 0; CTC020/021/024 silent) with
+    targets that hold the loss's blank: CTC030's wrong blank when the criterion audit found it, else label 0 (the
+    default blank of F.ctc_loss) in the targets while Setup.blank is another class. None when neither holds."""
+    if kind != "log_probs" or any(item.code in WRONG_OUTPUT and item.severity.value != "info" for item in static):
+        return None
+    audit = next((item for item in static if item.code == "CTC030" and item.evidence.get("mistake") == "wrong_blank"), None)
+    if audit is not None:
+        used, meant = audit.evidence.get("criterion_blank"), audit.evidence.get("setup_blank")
+        if used is not None and used in labels:
+            return BlankCause(_blank_words(int(used), meant, "(CTC030, reported above)"), audit.hint)
+    if blank is not None and blank != CTC_DEFAULT_BLANK and CTC_DEFAULT_BLANK in labels:
+        return BlankCause(_blank_words(CTC_DEFAULT_BLANK, blank, "if the loss keeps its default blank=0"),
+                          f"Call the loss with blank={blank}, Setup.blank: F.ctc_loss(output, targets, output_lengths, "
+                          f"target_lengths, blank={blank}) (its default is 0, a label in these targets).")
+    return None
+
+
+def _blank_words(used: int, meant: Any, how: str) -> str:
+    return (f"the model's output is log-probabilities already, but the loss takes class {used} as its blank while "
+            f"Setup.blank is {meant} and the targets use {used} as a label {how}: with a target equal to its blank, "
+            "CTC counts the same alignments more than once, so its 'likelihood' can exceed 1 and the loss go below 0")
+
+
+def negative_words(found: NegativeLoss, label: str, kind: str | None, cause: BlankCause | None = None) -> str:
+    """What happened, with the numbers and the reason (the loss's blank in the targets, the measured output kind,
+    else the possibilities)."""
+    reason = CAUSES.get(kind or "", "the loss is not given log-probabilities (softmax probabilities or raw logits), "
+                                    "or the total adds a negative term")
+    return _words(found, label, cause.words if cause is not None else reason)
+
+
+def _words(found: NegativeLoss, label: str, cause: str) -> str:
     return (f"the loss is negative on {label}: below 0 at {found.count:,} of {found.steps:,} steps (first at step "
             f"{found.first_step}, lowest {found.lowest:.4g} at step {found.lowest_step}). A CTC loss is a negative "
             f"log-likelihood and never goes below 0: {cause}. The loss curve means nothing until that is fixed; "

@@ -39,16 +39,31 @@ class ProbeRun:
     verdict: str
     """"fitted", or the failure's code and kind ("CTC072 diverged")."""
     best_loss: float | None
+    curve: tuple[tuple[int, float], ...] = ()
+    """(step, loss) of the run, thinned to at most CURVE_POINTS points (every step's loss for short runs), for the plot."""
 
     def words(self) -> str:
         return f"{self.lr:g} in {self.steps_to_fit} steps" if self.fitted else f"{self.lr:g} ({self.verdict})"
+
+
+CURVE_POINTS = 400
+"""The most (step, loss) points kept of a probe run's curve: enough for a figure, small in the JSON."""
+
+
+def thin(losses: Sequence[float], points: int = CURVE_POINTS) -> tuple[tuple[int, float], ...]:
+    """(step, loss) pairs, steps from 1, evenly thinned to at most `points`, keeping the last step."""
+    every = max(1, -(-len(losses) // points))
+    kept = [(step, float(value)) for step, value in enumerate(losses, 1) if (step - 1) % every == 0]
+    if losses and kept[-1][0] != len(losses):
+        kept.append((len(losses), float(losses[-1])))
+    return tuple(kept)
 
 
 def probe_run(result: OverfitResult, verdict: str | None) -> ProbeRun:
     summary = result.loss_summary()
     return ProbeRun(float(result.lr or 0.0), result.fitted, result.steps_to_fit, result.seconds_to_fit,
                     result.steps_run, result.seconds, "fitted" if result.fitted else (verdict or "did not fit"),
-                    summary["best"])
+                    summary["best"], thin(result.losses))
 
 
 def probe_jobs(requested: int | None, spec_loadable: bool) -> int:

@@ -32,12 +32,17 @@ LOSS_CHOICES = ("auto", "criterion", "ctc")
 PROBE_FACTORS = (0.1, 1.0, 10.0)
 """--lr-probe: the learning rates tried, as multiples of the run's own."""
 
-STATIC_CHECKS = ("CTC00", "CTC01", "CTC02")
-"""Static checks run on the chosen samples before training (CTC03, the criterion audit, too when it is trained)."""
-LOADER_CHECKS = ("CTC011", "CTC1")
-"""Checks of the set-up's encoding and configuration run on the loader's first batch as well (check runs them there):
-a blank used as a letter (CTC011) in other samples, a Hugging Face configuration (CTC100-CTC107). Their errors show
-and set the exit code, but do not block training on samples they do not touch."""
+STATIC_CHECKS = ("CTC00", "CTC01", "CTC02", "CTC04")
+"""Static checks run on the chosen samples before training: lengths, labels, outputs, inputs (CTC03, the criterion
+audit, too when it is trained). An input finding on the sample is named first among a failure's likely causes
+(ctcdoctor.overfit.inputs): unnormalised features make a run look merely short of steps."""
+LOADER_CHECKS = ("CTC010", "CTC011", "CTC012", "CTC013", "CTC04", "CTC1")
+"""Checks of the set-up's encoding and configuration run on the loader's first batch as well (check runs them there),
+for what one sample alone cannot show: a label beyond the model's classes (CTC010), a blank used as a letter (CTC011),
+target_lengths that count the padding of a batch (CTC012; one sample collated alone has no padding), empty targets
+(CTC013) and NaN, unnormalised or constant inputs (CTC040-CTC042) in other samples, a Hugging Face configuration
+(CTC100-CTC107). Their errors show, set the exit code and make a matching decode no fit (ctcdoctor.overfit.caveats),
+but do not block training on samples they do not touch."""
 BLOCKING = ("CTC001", "CTC003", "CTC010", "CTC011", "CTC012", "CTC015", "CTC023", "CTC026", "CTC999")
 """Static errors that make training meaningless: an infeasible alignment (the loss is inf),
 unusable lengths or labels (F.ctc_loss fails or reads garbage), a blank outside the model's
@@ -52,6 +57,9 @@ except an output exactly 0 everywhere (log_softmax over an axis of size 1: ctcdo
 class OverfitOptions:
     samples: tuple[int, ...] = (0,)
     steps: int = DEFAULT_STEPS
+    extend_to: int | None = None
+    """While the run is still learning when `steps` run out, train `steps` more at a time up to this many
+    (ctcdoctor.overfit.extend); None: a fixed budget. The command sets it when --steps is not given."""
     lr: float | None = None
     """Override the learning rate (of Setup.optimizer's groups too); None keeps it / Adam 1e-3."""
     alpha: float | None = None
@@ -190,6 +198,9 @@ class OverfitResult:
     """Frames the model outputs for the first sample (T of its output)."""
     decoded_frames: tuple[int, ...] = ()
     """Per sample: the output frames the loss and the decode used (the declared or returned output lengths)."""
+    budget: dict[str, Any] = field(default_factory=dict)
+    """The step budget: `steps` (the first), `extended_to` (the last, when the run was extended while still learning;
+    else None) and `limit` (the most an extension may reach; None: a fixed budget)."""
 
     def loss_summary(self) -> dict[str, Any]:
         return loss_summary(self.losses)
@@ -242,6 +253,7 @@ class OverfitResult:
             "caveats": list(self.caveats),
             "output_frames": self.output_frames,
             "decoded_frames": list(self.decoded_frames),
+            "budget": dict(self.budget),
         }
 
 
@@ -252,8 +264,9 @@ def command_line(spec: str, options: OverfitOptions, result: OverfitResult, own_
     the learning rate it trained with, the seed and every option that differs from its default; then, in
     parentheses, the optimizer and where it came from. `own_optimizer`: it is Setup.optimizer."""
     chosen = options.samples
+    steps = result.budget.get("extended_to") or options.steps  # the budget it ran to: an explicit --steps reproduces it
     parts = [spec, f"--samples {','.join(map(str, chosen))}" if len(chosen) > 1 else f"--sample {chosen[0]}",
-             f"--steps {options.steps}"]
+             f"--steps {steps}"]
     lr = result.lr if result.lr is not None else options.lr
     if lr is not None:
         parts.append(f"--lr {lr:g}")

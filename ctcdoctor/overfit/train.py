@@ -33,6 +33,7 @@ from ctcdoctor.findings import CheckResult, Finding
 from ctcdoctor.load.limits import doing
 from ctcdoctor.overfit.caveats import qualify
 from ctcdoctor.overfit.diagnose import diagnose, explain_failure
+from ctcdoctor.overfit.extend import blocks_extension, extension_note
 from ctcdoctor.overfit.final import compare_modes, final_state
 from ctcdoctor.overfit.loop import Hooks, Log, train
 from ctcdoctor.overfit.loss import choose_loss
@@ -160,7 +161,9 @@ def _record(result: OverfitResult, run: Run, log: Log, options: OverfitOptions) 
         "first_grad_norm": median(finite[:10]) if finite else None,
         "last_grad_norm": median(finite[-max(10, len(finite) // 4):]) if finite else None,
     }
-    result.notes.extend(note for note in (log.loss.note, log.lengths_note, log.eval_failed, log.stopped_early) if note)
+    result.budget = {"steps": options.steps, "extended_to": log.budget if log.extensions else None, "limit": options.extend_to}
+    result.notes.extend(note for note in (log.loss.note, log.lengths_note, log.eval_failed, log.stopped_early,
+                                          extension_note(log.extensions, log.budget, options.extend_to)) if note)
 
 
 def train_once(setup: Setup, prepared: Prepared, options: OverfitOptions, hooks: Hooks,
@@ -184,7 +187,8 @@ def train_once(setup: Setup, prepared: Prepared, options: OverfitOptions, hooks:
         final_state(result, run, problem, log, prepared.output_kind, prepared.output_axis, options.alpha)
         compare_modes(result, run.model)
     context = {"blank_bias_gap": _blank_bias_gap(run.model, run.head, problem.blank, log.classes),
-               "frozen_modules": run.frozen_modules, "output_kind": prepared.output_kind}
+               "frozen_modules": run.frozen_modules, "output_kind": prepared.output_kind, "blank": problem.blank,
+               "target_labels": sorted({label for labels in problem.target_lists for label in labels})}
     return Trained(result, context)
 
 
@@ -233,6 +237,8 @@ def _run(setup: Setup, spec: str | None, options: OverfitOptions, hooks: Hooks,
          phase: Callable[[str], None]) -> tuple[list[Finding], list[CheckResult], OverfitResult]:
     with doing("taking the sample(s) and running the static checks on them"):
         prepared = prepare(setup, options, phase)
+    if blocks_extension(prepared.findings):  # a named cause: report it at the budget, not after 4x the steps
+        options = dataclasses.replace(options, extend_to=None)
     if prepared.problem is None:
         result = _skeleton(prepared, options)
         result.skipped_because, result.diagnosis = tuple(prepared.blocking), prepared.blocking[0]
@@ -241,6 +247,8 @@ def _run(setup: Setup, spec: str | None, options: OverfitOptions, hooks: Hooks,
         return list(prepared.findings), list(prepared.check_results), result
     trained = train_once(setup, prepared, options, hooks, phase)
     result, findings = trained.result, list(prepared.findings)
+    # the probe's runs and a sample trained alone get the main run's final budget, fixed: comparable runs
+    options = dataclasses.replace(options, steps=result.budget.get("extended_to") or options.steps, extend_to=None)
     # a negative loss is reported even when the decode fits: the criterion is not computing CTC (CTC074)
     verdict = None if result.fitted and negative_loss(result.losses) is None else diagnose(result, findings, trained.context)
     if options.lr_probe:

@@ -44,16 +44,37 @@ def plot(result: Any, ax: Any = None) -> Figure:
     return figure
 
 
+PROBE_COLOURS = ("tab:purple", "tab:red", "tab:pink", "tab:olive")
+"""The LR probe's other runs in learning-rate order: lr/10 purple, 10·lr red (too hot diverges); the main run stays blue."""
+
+
+def _probe_curves(result: Any) -> list[tuple[str, list[tuple[int, float]]]]:
+    """(legend label, finite (step, loss) points) of each LR probe run other than this one."""
+    probe = result.lr_probe or {}
+    runs = [run for run in probe.get("runs", []) if run.get("lr") != probe.get("base_lr") and run.get("curve")]
+    shown = []
+    for run in runs:
+        outcome = f"fitted in {run['steps_to_fit']} steps" if run.get("fitted") else run.get("verdict", "did not fit")
+        points = [(int(step), float(value)) for step, value in run["curve"] if math.isfinite(value)]
+        shown.append((f"loss at lr {run['lr']:g} (LR probe: {outcome})", points))
+    return shown
+
+
 def _curves(top: Any, result: Any) -> None:
-    """The loss of every step (log scale when positive) and the CER at each evaluation, on twin axes."""
+    """The loss of every step (log scale when positive), the LR probe's other runs, and the CER at each evaluation,
+    on twin axes."""
     losses = list(result.losses)
     steps = list(range(1, len(losses) + 1))
     finite = [(s, v) for s, v in zip(steps, losses) if math.isfinite(v)]
-    positive = all(v > 0 for _, v in finite)
+    probes = _probe_curves(result)
+    positive = all(v > 0 for _, v in finite) and all(v > 0 for _, points in probes for _, v in points)
     if finite:
-        top.plot([s for s, _ in finite], [v for _, v in finite], color="tab:blue", linewidth=1.2, label="CTC loss (every step)")
-        if positive:
-            top.set_yscale("log")
+        label = f"CTC loss at lr {result.lr:g} (this run, every step)" if probes and result.lr else "CTC loss (every step)"
+        top.plot([s for s, _ in finite], [v for _, v in finite], color="tab:blue", linewidth=1.2, label=label)
+    for (label, points), colour in zip(probes, PROBE_COLOURS):  # what --lr-probe compares: drawn, not only told
+        top.plot([s for s, _ in points], [v for _, v in points], color=colour, linewidth=1.1, linestyle="--", label=label)
+    if (finite or probes) and positive:
+        top.set_yscale("log")
     if result.nonfinite_step is not None:
         top.axvline(result.nonfinite_step, color="tab:red", linestyle=":", label=f"non-finite at step {result.nonfinite_step}")
     if result.steps_to_fit is not None:
