@@ -35,16 +35,23 @@ def is_numpy(value: Any) -> bool:
     return isinstance(value, numpy.ndarray)
 
 
+def nested_items(value: Any, path: str) -> Iterator[tuple[str, Any]]:
+    """The items of a named tuple, tuple, list or mapping, each with a path naming it as the user wrote it
+    (`inputs.name`, `inputs[0]`, `inputs['features']`); nothing for anything else."""
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        yield from ((f"{path}.{name}", item) for name, item in zip(value._fields, value))
+    elif isinstance(value, (tuple, list)):
+        yield from ((f"{path}[{position}]", item) for position, item in enumerate(value))
+    elif isinstance(value, Mapping):
+        yield from ((f"{path}[{key!r}]", item) for key, item in value.items())
+
+
 def _numpy_leaves(value: Any, path: str) -> Iterator[tuple[str, Any]]:
-    """Every numpy array inside `value` (tuples, lists, mappings), with a path naming it as the user wrote it."""
+    """Every numpy array inside `value`, with its path (see `nested_items`)."""
     if is_numpy(value):
         yield path, value
-    elif isinstance(value, (tuple, list)):
-        for position, item in enumerate(value):
-            yield from _numpy_leaves(item, f"{path}[{position}]")
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            yield from _numpy_leaves(item, f"{path}[{key!r}]")
+    for item_path, item in nested_items(value, path):
+        yield from _numpy_leaves(item, item_path)
 
 
 def refuse_numpy_inputs(parts: dict[str, Any], index: int) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ctcdoctor.errors import BatchError
-from ctcdoctor.load.batch_shapes import BATCH_KEYS, dict_keys_error, per_sample_targets, refuse_numpy_inputs
+from ctcdoctor.load.batch_shapes import BATCH_KEYS, dict_keys_error, nested_items, per_sample_targets, refuse_numpy_inputs
 from ctcdoctor.load.limits import doing
 
 BATCH_HINT = (
@@ -81,15 +81,9 @@ def tensor_leaves(value: Any, path: str = "inputs") -> Iterator[tuple[str, torch
         yield path, value
     elif is_packed(value):
         yield f"{path}.data", value.data
-    elif isinstance(value, tuple) and hasattr(value, "_fields"):
-        for name, item in zip(value._fields, value):
-            yield from tensor_leaves(item, f"{path}.{name}")
-    elif isinstance(value, (tuple, list)):
-        for position, item in enumerate(value):
-            yield from tensor_leaves(item, f"{path}[{position}]")
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            yield from tensor_leaves(item, f"{path}[{key!r}]")
+    else:
+        for item_path, item in nested_items(value, path):
+            yield from tensor_leaves(item, item_path)
 
 
 def _check_devices(index: int, parts: dict[str, Any]) -> None:
