@@ -46,6 +46,21 @@ def test_a_sample_that_fits_alone_is_no_clean_fit_when_the_loaders_batches_canno
     assert f"but {words}: a fit of this sample alone, not of the set-up as its loader feeds it" in text
 
 
+@pytest.mark.parametrize(("example", "code", "words", "verdict"), [
+    ("nan_inputs.py", "CTC040", "the loader's first batch has NaN or Inf inputs (CTC040)",
+     "a fit of this sample alone, not of the set-up as its loader feeds it"),
+    ("constant_inputs.py", "CTC042", "the sample's inputs are constant (CTC042): the model learned the labels by "
+     "position, not from the input", "not a fit"),
+])
+def test_a_fit_on_inputs_that_prove_nothing_is_no_clean_fit(example, code, words, verdict):
+    spec = str(Path(__file__).parents[1] / "examples" / "broken" / example)
+    result = runner.invoke(app, ["overfit", spec, "--sample", "0", "--format", "json"])
+    document = json.loads(result.stdout)
+    assert document["result"]["decode_matches"] is True and document["result"]["fitted"] is False, result.output
+    assert document["result"]["caveats"] == [{"code": code, "words": words}]
+    assert f"but {words}: {verdict}" in _text(runner.invoke(app, ["overfit", spec, "--sample", "0"]))
+
+
 # ----------------------------------------------------------------------------- #3: unnormalised inputs named as the cause
 
 

@@ -55,6 +55,10 @@ WORDS: dict[str, Callable[[Finding, OverfitResult], str]] = {
     "CTC010": lambda f, r: f"{_where(f)} has labels outside the model's classes (CTC010)",
     "CTC012": lambda f, r: f"{_where(f)} has target_lengths that "
                            f"{'count the padding' if 'padding_counted' in f.evidence else 'do not match its targets'} (CTC012)",
+    "CTC040": lambda f, r: f"{_where(f)} has NaN or Inf inputs (CTC040)",
+    # A warning, but on the sample itself it voids the proof: a model fits a constant input by position alone.
+    "CTC042": lambda f, r: "the sample's inputs are constant (CTC042): the model learned the labels by position, not "
+                           "from the input",
 }
 """Static errors that make a matching decode no fit, and how the headline says why (in this order)."""
 BY_ACCIDENT = ("CTC011", "CTC014", "CTC101", "CTC107")
@@ -72,7 +76,8 @@ def verdict(reasons: Sequence[dict[str, str]]) -> str:
 
 def caveats(result: OverfitResult, findings: Sequence[Finding]) -> list[dict[str, str]]:
     """The reasons (code, words) a matching decode is not a fit, one per code, in WORDS' order."""
-    errors = {item.code: item for item in findings if item.severity.value == "error" and item.code in WORDS}
+    errors = {item.code: item for item in findings
+              if item.code in WORDS and (item.severity.value == "error" or (item.code == "CTC042" and _where(item) == "the sample"))}
     if "CTC030" in errors and errors["CTC030"].evidence.get("mistake") not in MISTAKES:
         errors.pop("CTC030")  # CTC plus a constant, or another reduction: the same gradients' direction, a real fit
     if "CTC024" in errors or "CTC020" in errors:
