@@ -70,7 +70,7 @@ def label_out_of_range(
     return [
         finding(
             "CTC010",
-            f"{plural(count, 'label')} in {plural(len(samples), 'sample')} lie outside [0, {num_classes}) "
+            f"{plural(count, 'label')} in {plural(len(samples), 'sample')} {'lies' if count == 1 else 'lie'} outside [0, {num_classes}) "
             f"({', '.join(parts)}); {numbered(samples, 'sample')}.",
             hint,
             {"count": count, "samples": samples[:20], "num_classes": num_classes, "largest": largest, "smallest": smallest},

@@ -122,7 +122,7 @@ def test_a_slow_healthy_run_still_learning_at_the_default_budget_trains_on_and_f
     text = _text(_overfit("build_slow", "--sample", "3"))
     assert f"✔ fitted sample 3 (\"5 1 4 5 3\") in {run['steps_to_fit']} steps" in text
     assert ("note still learning when the budget ran out at step 1000 (CER down to 0.20), the loss still falling: "
-            "trained on to 2000 steps (the default budget grows up to 4000 steps while the run improves; --steps N "
+            "the budget grew to 2000 steps (the default budget grows up to 4000 steps while the run improves; --steps N "
             "fixes it)") in text
     assert "--sample 3 --steps 2000 --lr 0.0001" in text  # the line that reproduces the run names the budget it used
 

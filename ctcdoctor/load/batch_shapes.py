@@ -90,7 +90,7 @@ def per_sample_targets(targets: Any, index: int) -> BatchError | None:
         f"batch {index}: targets are a {type(targets).__name__} of {len(targets)} {what} (one label sequence per "
         "sample), not one tensor",
         f"In the collate_fn, {convert}concatenate them (torch.cat(labels)) with target_lengths, or pad them "
-        "(torch.nn.utils.rnn.pad_sequence(labels, batch_first=True)), as F.ctc_loss takes targets.",
+        "(torch.nn.utils.rnn.pad_sequence(labels, batch_first=True)): the two forms F.ctc_loss takes targets in.",
     )
 
 

@@ -68,5 +68,5 @@ def extension_note(extensions: Sequence[tuple[int, float]], final: int, limit: i
     if not extensions:
         return None
     where = ", ".join(f"step {step} (CER down to {cer:.2f})" for step, cer in extensions)
-    return (f"still learning when the budget ran out at {where}, the loss still falling: trained on to {final} steps "
+    return (f"still learning when the budget ran out at {where}, the loss still falling: the budget grew to {final} steps "
             f"(the default budget grows up to {limit} steps while the run improves; --steps N fixes it)")

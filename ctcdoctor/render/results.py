@@ -213,7 +213,8 @@ def logs(result: dict[str, Any], every: int | None = None) -> RenderableType:
     loss = series.get("loss", {})
     head = Text.assemble(("read ", "dim"), (result["source"], "bold"), f" ({result['format']} log")
     if loss.get("points"):
-        head.append(f", {loss['points']:,} values of {loss['tag']}, {result['unit']}s {loss.get('first_step', 0):,}-{loss.get('last_step', 0):,}")
+        values = f"{loss['points']:,} value{'' if loss['points'] == 1 else 's'}"
+        head.append(f", {values} of {loss['tag']}, {result['unit']}s {loss.get('first_step', 0):,}-{loss.get('last_step', 0):,}")
     head.append(")")
     table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2), pad_edge=False)
     for column in ("role", "tag", "values", "first", "last", "min", "max", "non-finite"):

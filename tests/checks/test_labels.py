@@ -19,6 +19,13 @@ def test_label_equal_to_class_count_is_ctc010_with_blank_slot_hint():
     assert "forgotten blank slot" in finding.hint
 
 
+def test_one_label_out_of_range_is_said_in_the_singular():
+    setup = healthy_setup()
+    setup.loader = make_batches([20, 20], [[1, 6], [2, 3]])
+    (finding,) = run_codes(setup, ("CTC010",))[0]
+    assert "1 label in 1 sample lies outside [0, 6)" in finding.message, finding.message
+
+
 def test_negative_label_inside_length_is_ctc010_padding_hint():
     setup = healthy_setup()
     setup.loader = make_batches([20, 20], [[1, -1], [2, 3]])

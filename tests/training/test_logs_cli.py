@@ -177,3 +177,10 @@ def test_logs_needs_neither_the_optional_dependencies_nor_torch():
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "torch imported: False" in done.stdout and "CTC211" in done.stdout
+
+
+def test_a_log_of_one_value_says_one_value(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "one.csv").write_text("step,loss\n1,5\n")
+    main(["logs", "one.csv"])
+    assert "1 value of loss, steps 1-1" in capsys.readouterr().out
