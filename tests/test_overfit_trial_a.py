@@ -61,6 +61,22 @@ def test_a_fit_on_inputs_that_prove_nothing_is_no_clean_fit(example, code, words
     assert f"but {words}: {verdict}" in _text(runner.invoke(app, ["overfit", spec, "--sample", "0"]))
 
 
+@pytest.mark.parametrize(("example", "code", "words"), [
+    ("criterion_view_not_transpose.py", "CTC030", "the loader's first batch shows that Setup.criterion does not compute "
+     "CTC on the model output (layout) (CTC030)"),  # a .view for a transpose is the identity on one sample
+    ("lstm_batch_first.py", "CTC028", "the loader's first batch shows the model mixing samples along the batch axis "
+     "(CTC028)"),  # one sample cannot be mixed with others
+])
+def test_batch_bugs_one_sample_cannot_show_are_read_on_the_loaders_first_batch(example, code, words):
+    spec = str(Path(__file__).parents[1] / "examples" / "broken" / example)
+    result = runner.invoke(app, ["overfit", spec, "--sample", "0", "--format", "json"])
+    document = json.loads(result.stdout)
+    assert result.exit_code == 1 and document["result"]["fitted"] is False, result.output
+    assert document["result"]["caveats"] == [{"code": code, "words": words}]
+    (found,) = [item for item in document["findings"] if item["code"] == code]
+    assert found["message"].startswith("[the loader's first batch] ")
+
+
 # ----------------------------------------------------------------------------- #3: unnormalised inputs named as the cause
 
 

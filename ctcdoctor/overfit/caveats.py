@@ -44,7 +44,9 @@ def _where(finding: Finding) -> str:
 WORDS: dict[str, Callable[[Finding, OverfitResult], str]] = {
     "CTC024": lambda f, r: f"the output is normalised {_axis(f)} (CTC024)",
     "CTC020": lambda f, r: "the model outputs probabilities, not log-probabilities (CTC020)",
-    "CTC030": lambda f, r: f"Setup.criterion does not compute CTC on the model output ({_mistake(f)}) (CTC030)",
+    "CTC030": lambda f, r: ("the loader's first batch shows that " if _where(f) != "the sample" else "")
+                           + f"Setup.criterion does not compute CTC on the model output ({_mistake(f)}) (CTC030)",
+    "CTC028": lambda f, r: f"{_where(f)} shows the model mixing samples along the batch axis (CTC028)",
     "CTC011": lambda f, r: "the labels use the blank index as a letter (CTC011)",
     "CTC014": lambda f, r: "the alphabet does not match the model's classes (CTC014)",
     "CTC101": lambda f, r: "config.pad_token_id is a letter, trained as the blank (CTC101)",

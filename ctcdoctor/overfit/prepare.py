@@ -191,6 +191,10 @@ def renumber(value: Any, samples: Sequence[int], key: str = "") -> Any:
     return value
 
 
+OUTPUT_FORMAT = frozenset({"CTC020", "CTC021", "CTC024"})
+"""Output-format findings on the sample: the loader's first batch does not audit the criterion again (CTC030)."""
+
+
 def _loader_checks(setup: Setup, model: Any, found: Sequence[Finding]) -> tuple[list[Finding], list[CheckResult]]:
     """The encoding and configuration checks (LOADER_CHECKS) on the loader's first batch, as check runs them, for
     what the chosen samples alone cannot show; codes the samples already raised are not repeated."""
@@ -198,6 +202,8 @@ def _loader_checks(setup: Setup, model: Any, found: Sequence[Finding]) -> tuple[
     from ctcdoctor.registry import select_checks
 
     already = {item.code for item in found}
+    if already & OUTPUT_FORMAT:
+        already.add("CTC030")  # the criterion audit would only restate the output's format, found on the sample
     wanted = [info for info in select_checks(LOADER_CHECKS) if info.code not in already]
     if not wanted:
         return [], []

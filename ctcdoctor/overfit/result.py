@@ -36,13 +36,14 @@ STATIC_CHECKS = ("CTC00", "CTC01", "CTC02", "CTC04")
 """Static checks run on the chosen samples before training: lengths, labels, outputs, inputs (CTC03, the criterion
 audit, too when it is trained). An input finding on the sample is named first among a failure's likely causes
 (ctcdoctor.overfit.inputs): unnormalised features make a run look merely short of steps."""
-LOADER_CHECKS = ("CTC010", "CTC011", "CTC012", "CTC013", "CTC04", "CTC1")
+LOADER_CHECKS = ("CTC010", "CTC011", "CTC012", "CTC013", "CTC028", "CTC030", "CTC04", "CTC1")
 """Checks of the set-up's encoding and configuration run on the loader's first batch as well (check runs them there),
 for what one sample alone cannot show: a label beyond the model's classes (CTC010), a blank used as a letter (CTC011),
 target_lengths that count the padding of a batch (CTC012; one sample collated alone has no padding), empty targets
-(CTC013) and NaN, unnormalised or constant inputs (CTC040-CTC042) in other samples, a Hugging Face configuration
-(CTC100-CTC107). Their errors show, set the exit code and make a matching decode no fit (ctcdoctor.overfit.caveats),
-but do not block training on samples they do not touch."""
+(CTC013), a model that mixes the samples of a batch (CTC028) or a criterion that reads the batch wrongly (CTC030: a
+.view where a transpose belongs is the identity for one sample), NaN, unnormalised or constant inputs (CTC040-CTC042)
+in other samples, a Hugging Face configuration (CTC100-CTC107). Their errors show, set the exit code and make a
+matching decode no fit (ctcdoctor.overfit.caveats), but do not block training on samples they do not touch."""
 BLOCKING = ("CTC001", "CTC003", "CTC010", "CTC011", "CTC012", "CTC015", "CTC023", "CTC026", "CTC999")
 """Static errors that make training meaningless: an infeasible alignment (the loss is inf),
 unusable lengths or labels (F.ctc_loss fails or reads garbage), a blank outside the model's
