@@ -341,3 +341,17 @@ def test_the_check_before_training_counts_its_checks_in_words(checks, said):
     results = tuple(CheckResult(f"check_{index}", f"CTC0{index}0", "passed", 0.0) for index in range(checks))
     monitor.preflight(Report("check", "train.py", (), results))
     assert f"[ctcdoctor] check before training {said}: 0 errors" in stream.getvalue()
+
+
+@pytest.mark.parametrize("concatenated", [False, True])
+def test_the_per_step_infeasible_count_on_the_host_equals_the_device_formula(concatenated):
+    from ctcdoctor.training.feasible import _repeats, count_infeasible
+
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        lengths = torch.randint(0, 7, (5,), generator=generator)
+        labels = torch.randint(1, 3, (5, 6), generator=generator)  # few classes: many adjacent repeats
+        frames = torch.randint(0, 12, (5,), generator=generator)
+        expected = int((frames[:4] < (lengths + _repeats(labels, lengths))[:4]).sum())
+        given = torch.cat([labels[n, : lengths[n]] for n in range(5)]) if concatenated else labels
+        assert count_infeasible(given, lengths, frames, 4) == expected
