@@ -277,3 +277,23 @@ def test_no_log_message_lists_the_files_found(tmp_path):
     with pytest.raises(UserInputError) as error:
         read_run(tmp_path)
     assert "2 files (model.pt, notes.txt)" in error.value.message and "trainer_state.json" in error.value.message
+
+
+def test_keras_csv_logger_under_its_documented_name_training_log(tmp_path):
+    # Keras' docs write CSVLogger("training.log"): neither the file nor its folder may be refused for the suffix.
+    (tmp_path / "training.log").write_text("epoch,loss,val_loss\n0,2000.0,2100.0\n1,180.0,190.0\n2,430.0,450.0\n")
+    for path in (tmp_path / "training.log", tmp_path):
+        run = read_run(path)
+        assert run.format == "keras" and run.unit == "epoch" and values(run, "loss") == ([0, 1, 2], [2000.0, 180.0, 430.0])
+
+
+def test_a_named_file_is_sniffed_whatever_its_suffix_but_a_text_log_is_refused(tmp_path):
+    (tmp_path / "metrics.txt").write_text('{"step": 1, "loss": 3.0}\n{"step": 2, "loss": 2.0}\n')
+    assert values(read_run(tmp_path / "metrics.txt"), "loss") == ([1, 2], [3.0, 2.0])
+    (tmp_path / "stdout.log").write_text("INFO starting run\nepoch 1 loss 3.0\n")
+    with pytest.raises(UserInputError) as error:
+        read_run(tmp_path / "stdout.log")
+    assert "not a training log" in error.value.message
+    (tmp_path / "metrics.txt").unlink()
+    with pytest.raises(UserInputError):  # in a folder, only .log files are sniffed, and this one is text
+        read_run(tmp_path)

@@ -125,6 +125,16 @@ def test_ctc203_divergence_with_the_step_it_began():
     assert "resume from the checkpoint" in item.hint
 
 
+def test_ctc203_points_at_unnormalised_inputs_unless_the_logged_rate_is_far_too_high():
+    # 2000 -> 180 -> 430 (the Keras speech report): an ordinary rate or none logged may not be the cause
+    (item,) = run(curves(diverging()))["CTC203"]
+    assert "normalise the inputs" in item.hint and "CTC041" in item.hint
+    (item,) = run(curves(diverging(), lr=np.full(400, 1e-3)))["CTC203"]
+    assert "normalise the inputs" in item.hint
+    (item,) = run(curves(diverging(), lr=np.full(400, 0.5)), optimizer="Adam")["CTC203"]
+    assert "Set the learning rate to 1e-4 to 1e-3" in item.hint and "normalise" not in item.hint
+
+
 def test_ctc203_not_for_a_small_rebound_or_noise_near_zero():
     level = ctc_level(400, floor=0.15)
     best = level[250]

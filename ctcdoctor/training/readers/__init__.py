@@ -49,8 +49,13 @@ def _first_line(path: Path) -> str:
     return ""
 
 
-def classify(path: Path) -> str | None:
-    """The format of one file, or None when it is not a log ctcdoctor reads."""
+def classify(path: Path, *, sniff: bool = False) -> str | None:
+    """The format of one file, or None when it is not a log ctcdoctor reads.
+
+    Known suffixes decide; a `.log` file (Keras' `CSVLogger("training.log")`, the name its
+    documentation uses) and, with `sniff` (a file the user named), any other suffix are read by
+    their first line: a CSV header with a step or epoch column, or a JSON object with a step key.
+    """
     name = path.name
     if name.startswith(EVENT_PREFIX):
         return "tensorboard"
@@ -61,26 +66,47 @@ def classify(path: Path) -> str | None:
         head = _first_line(path)
         if head.startswith("{") and '"log_history"' in path.read_text(encoding="utf-8", errors="replace")[:1_000_000]:
             return "huggingface"
-        if head.startswith("{") and head.endswith("}"):
-            try:
-                first = json.loads(head)
-            except json.JSONDecodeError:
-                return None
-            # one object per line named .json (detectron2's metrics.json), not a config or a vocabulary
-            return "jsonl" if isinstance(first, dict) and step_column(first) is not None else None
-        return None
+        return _json_lines_kind(head, ".json")
     if suffix in (".jsonl", ".ndjson"):
-        head = _first_line(path)
-        return "monitor" if f'"{MONITOR_FORMAT}"' in head and '"meta"' in head else "jsonl"
+        return _json_lines_kind(_first_line(path), suffix)
     if suffix in (".csv", ".tsv"):
+        return _table_kind(_table_header(_first_line(path)))
+    if sniff or suffix == ".log":
         head = _first_line(path)
-        columns = [column.strip().lower() for column in re.split(r"[,\t]", head)]
-        if "epoch" in columns and "step" in columns:
-            return "lightning"
-        step = step_column(columns)
-        if step == "epoch" or (columns and columns[0] == "epoch" and step is None):
-            return "keras"
-        return "csv"
+        if head.startswith("{"):
+            return _json_lines_kind(head, suffix)
+        columns = _table_header(head)
+        # Only a header that names its step column: a text log's first line is not a table.
+        if len(columns) > 1 and (step_column(columns) is not None or columns[0] == "epoch"):
+            return _table_kind(columns)
+    return None
+
+
+def _table_header(head: str) -> list[str]:
+    return [column.strip().lower() for column in re.split(r"[,\t]", head)] if head else []
+
+
+def _table_kind(columns: list[str]) -> str:
+    if "epoch" in columns and "step" in columns:
+        return "lightning"
+    step = step_column(columns)
+    if step == "epoch" or (columns and columns[0] == "epoch" and step is None):
+        return "keras"
+    return "csv"
+
+
+def _json_lines_kind(head: str, suffix: str) -> str | None:
+    if suffix in (".jsonl", ".ndjson"):
+        return "monitor" if f'"{MONITOR_FORMAT}"' in head and '"meta"' in head else "jsonl"
+    if head.startswith("{") and head.endswith("}"):
+        try:
+            first = json.loads(head)
+        except json.JSONDecodeError:
+            return None
+        if isinstance(first, dict) and '"meta"' in head and f'"{MONITOR_FORMAT}"' in head:
+            return "monitor"
+        # one object per line (detectron2's metrics.json), not a config or a vocabulary
+        return "jsonl" if isinstance(first, dict) and step_column(first) is not None else None
     return None
 
 
@@ -156,7 +182,7 @@ def read_run(path: str | os.PathLike, *, allow_truncated: bool = False) -> Run:
                              "Pass the folder your trainer logs to (output_dir, lightning_logs, the TensorBoard log_dir) "
                              "or the log file itself.")
     if root.is_file():
-        kind = classify(root)
+        kind = classify(root, sniff=True)
         if kind is None:
             raise UserInputError(f"{root} is not a training log ctcdoctor reads: expected {EXPECTED}",
                                  "Pass the log file your trainer writes, or its folder.")

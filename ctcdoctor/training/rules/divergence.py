@@ -9,7 +9,7 @@ from ctcdoctor.findings import Finding
 from ctcdoctor.registry import document, finding
 from ctcdoctor.training.curve import Curve, fmt
 from ctcdoctor.training.rules.context import Analysis
-from ctcdoctor.training.rules.lr_advice import lower_lr
+from ctcdoctor.training.rules.lr_advice import ADAPTIVE_HIGH, lower_lr
 
 document(
     "CTC203",
@@ -33,7 +33,9 @@ document(
     otherwise divide it by 3-10 (SGD runs at much higher rates than Adam). The optimizer is
     read from `--optimizer`, `Monitor(optimizer=)` or the rate's tag (`lr-Adam`); unknown, the
     advice is relative. If the learning rate was rising when it began (warm-up), CTC214 says
-    by how much to lower the peak.
+    by how much to lower the peak. A run that still climbs at a lower rate often has
+    unnormalised inputs (raw log-spectrograms, 0-255 pixels): their scale makes the first
+    layers' steps too large at any rate; `ctcdoctor check SPEC` reports them (CTC041).
     """,
 )
 
@@ -105,6 +107,10 @@ def check_divergence(analysis: Analysis) -> list[Finding]:
     hint = lower_lr(analysis.optimizer, at if at is not None and at > 0 else None)
     hint += (f", clip gradients (clip_grad_norm_(params, 1.0)), and resume from the checkpoint at "
              f"{analysis.step(found.best_step)}.")
+    if at is None or at <= ADAPTIVE_HIGH:
+        # No rate logged, or one in the usual range: the rate alone may not explain the climb.
+        hint += (" If it climbs again at a lower rate, normalise the inputs (raw log-spectrograms or 0-255 pixels "
+                 "do this at any rate; `ctcdoctor check SPEC` reports them as CTC041).")
     evidence = {"series": curve.tag, "steps": [found.onset_step, curve.last_step], "best": found.best,
                 "best_step": found.best_step, "onset_step": found.onset_step, "end": found.end, "ratio": ratio,
                 "peak": found.peak, "peak_step": found.peak_step}
