@@ -235,12 +235,57 @@ def sawtooth(n: int = 600, seed: int = 0) -> np.ndarray:
 
 
 def test_ctc206_sawtooth_without_progress():
+    # Teeth every 12 steps: a repeating cycle, so the hint leads with the data order and ends with the rate.
     found = run(curves(sawtooth(), lr=np.full(600, 3e-3)))
-    items = [item for item in found["CTC206"] if item.evidence["kind"] == "sawtooth"]
-    (item,) = items
+    (item,) = found["CTC206"]
+    assert item.evidence["kind"] == "cycles" and item.evidence["period"] == 12
+    assert item.evidence["swing"] >= 0.5 * item.evidence["level"] and item.evidence["drop"] < 0.2
+    assert "every 12 steps" in item.message and "jumping up at the start of each cycle" in item.message
+    assert "shuffle" in item.hint and "0.003 -> 0.001" in item.hint and "batch" in item.hint
+    assert "CTC204" not in found and "CTC211" not in found  # one story for the tail
+
+
+def test_ctc206_irregular_sawtooth_without_progress():
+    rng = np.random.default_rng(0)
+    level = np.concatenate([np.linspace(10.5, 3.0, 30), np.full(570, 2.5)])
+    found = run(curves(level * np.exp(rng.normal(0, 0.5, 600)), lr=np.full(600, 3e-3)))
+    (item,) = [item for item in found["CTC206"] if item.evidence["kind"] == "sawtooth"]
     assert item.evidence["swing"] >= 0.5 * item.evidence["level"]
     assert "0.003 -> 0.001" in item.hint and "batch" in item.hint
-    assert "CTC204" not in found  # one story for the tail
+    assert "CTC204" not in found
+
+
+@pytest.mark.parametrize("period", [10, 25, 50])
+@pytest.mark.parametrize("tooth", ["climb", "jump"])
+def test_ctc206_cycle_of_an_epoch_is_named_not_read_as_plateaus_or_a_divergence(period, tooth):
+    # A falling loss that repeats every `period` steps (batches in the same order every epoch): before, its flat
+    # stretches read as the blank plateau (CTC211) and its last climb as a divergence (CTC203).
+    t = np.arange(300)
+    phase = (t % period) / period
+    loss = (6 * np.exp(-t / 80) + 2 + 3 * (phase if tooth == "climb" else 1 - phase)) * np.exp(
+        np.random.default_rng(period).normal(0, 0.03, 300))
+    found = run(curves(loss))
+    assert set(found) == {"CTC206"}, {code: [i.message for i in items] for code, items in found.items()}
+    (item,) = found["CTC206"]
+    assert item.evidence["kind"] == "cycles" and abs(item.evidence["period"] - period) <= 1
+    assert f"every {period} steps" in item.message and "shuffle" in item.hint
+    assert ("climbing through each cycle" if tooth == "climb" else "jumping up at the start") in item.message
+    assert "If neither applies" not in item.hint  # the level fell across the cycles: no rate advice
+
+
+def test_ctc206_cycles_that_follow_a_restarting_schedule_are_expected():
+    t = np.arange(400)
+    lr = 1e-3 * (0.5 + 0.5 * np.cos(np.pi * (t % 50) / 50))  # CosineAnnealingWarmRestarts(T_0=50)
+    loss = 3 + 2 * ((t % 50) / 50) ** 2 + 0.5 * np.exp(-t / 100)
+    found = run(curves(loss, lr=lr))
+    assert "CTC206" not in found and "CTC203" not in found and "CTC211" not in found
+
+
+def test_no_cycle_in_healthy_noisy_curves_or_a_smooth_decay():
+    for seed in range(5):
+        assert "CTC206" not in run(curves(healthy(600, seed=seed, sigma=0.1)))
+    t = np.arange(300)
+    assert "CTC206" not in run(curves(20 * np.exp(-t / 40) + 0.3))
 
 
 def test_ctc206_blowup_that_recovers():
@@ -482,3 +527,12 @@ def test_ctc211_not_for_the_recovery_after_a_blow_up():
                             np.linspace(4.3, 1.0, 20), np.full(34, 1.0)])
     # C and U known, the reduction not (Lightning): the level 4.3 lies between ln(10) and U*ln(10)
     assert "CTC211" not in run(curves(level * np.exp(rng.normal(0, 0.02, level.size))), classes=11, label_length=3.9)
+
+
+def test_ctc211_not_for_a_steady_exponential_decay_with_noise():
+    # 20 e^(-t/40) + 0.3 with noise: a 15-step stretch looked flat within +-10% and "fell to 0.28" after it,
+    # which read as the blank plateau at 4% of the first loss; a least-squares slope sees the steady fall.
+    t = np.arange(300)
+    for seed in range(5):
+        loss = 20 * np.exp(-t / 40) + 0.3 + np.random.default_rng(seed).normal(0, 0.05, 300)
+        assert "CTC211" not in run(curves(np.abs(loss)))

@@ -120,7 +120,17 @@ class Analysis:
     def divergence(self) -> Any:
         from ctcdoctor.training.rules.divergence import find_divergence
 
-        return find_divergence(self.loss)
+        found = find_divergence(self.loss)
+        cycles = self.cycles
+        if found is not None and cycles is not None and self.loss.last_step - found.onset_step < 1.5 * cycles.period:
+            return None  # the last climb of a repeating cycle (CTC206), not a run that left its valley
+        return found
+
+    @cached_property
+    def cycles(self) -> Any:
+        from ctcdoctor.training.rules.cycles import find_cycles
+
+        return find_cycles(self.loss)
 
     @cached_property
     def sawtooth(self) -> Any:

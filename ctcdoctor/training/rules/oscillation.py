@@ -9,17 +9,24 @@ from ctcdoctor.findings import Finding
 from ctcdoctor.registry import document, finding
 from ctcdoctor.training.curve import Curve, fmt
 from ctcdoctor.training.rules.context import Analysis
+from ctcdoctor.training.rules.cycles import Cycles, follows_schedule
 
 document(
     "CTC206",
     "warning",
     "the loss oscillates or blows up and recovers",
     """
-    **What it means.** Either the loss swings up and down by a large share of its level over
-    the last third of the run without getting lower (a sawtooth), or it blew up for a while
-    (at least 2x its best so far, for a stretch, not one batch) and came back down. Both are
-    the practitioner's "large sawtooth": updates too large for the curvature (learning rate
-    too high) or gradients too noisy (batch too small).
+    **What it means.** The loss swings up and down by a large share of its level over the
+    last third of the run without getting lower (a sawtooth), or it blew up for a while (at
+    least 2x its best so far, for a stretch, not one batch) and came back down: the
+    practitioner's "large sawtooth", updates too large for the curvature (learning rate too
+    high) or gradients too noisy (batch too small). Or the loss repeats one cycle (at least 4
+    of them, the mean cycle explaining 60% or more of the detrended curve and spanning at
+    least 20% of its level): every epoch the same batches in the same order (unshuffled data,
+    or batches sorted by length, whose CTC loss grows with the label lengths), or a restarting
+    learning-rate schedule. A cycle that the logged learning rate repeats is expected and not
+    reported; a cycle's flat stretches and last climb are not reported as plateaus (CTC211,
+    CTC204) or a divergence (CTC203).
 
     Not this: the ordinary noise of a CTC loss. Per-batch CTC losses vary with the lengths
     and difficulty in each batch, and near convergence the relative noise gets large while
@@ -32,10 +39,15 @@ document(
     the middle 80% of values spans 1.9 around a level of 2.4 (0.8x the level); the level
     fell 2% over the window.`
 
+    A cycle: `warning CTC206 the loss repeats one cycle every 25 steps (12 cycles over steps
+    0-299): it spans 2.88 within each cycle (0.6x its level of 4.72), climbing through each
+    cycle and dropping back at its end; over the last two thirds of the log the level fell 27%.`
+
     **Fix.** Lower the learning rate by 3x (with Adam or AdamW above 1e-3: back into their
     usual CTC range, 1e-4 to 1e-3), or raise the batch size 4x (or accumulate gradients over 4
-    batches), and clip gradients at 1.0. If the swings come once per epoch,
-    shuffle the data.
+    batches), and clip gradients at 1.0. A cycle as long as an epoch: shuffle the batches
+    (`DataLoader(shuffle=True)`); sorted by length on purpose (bucketing, SortaGrad), draw the
+    buckets in random order, use `reduction='mean'` and judge the loss averaged over an epoch.
     """,
 )
 
@@ -117,6 +129,10 @@ def find_blowups(curve: Curve, until_bin: int) -> list[Blowup]:
 def check_oscillation(analysis: Analysis) -> list[Finding]:
     curve = analysis.loss
     found: list[Finding] = []
+    cycles = analysis.cycles
+    if cycles is not None:
+        # One finding for a repeating cycle: its swings are also what the sawtooth and blow-up tests see.
+        return [] if follows_schedule(analysis.curves.lr, cycles) else [_cycles_finding(analysis, cycles)]
     saw = analysis.sawtooth
     if saw is not None and analysis.divergence is None:
         message = (f"{analysis.called(curve.series, 'loss')} swings without progress over {analysis.steps(saw.start_step, saw.end_step)}: "
@@ -138,6 +154,41 @@ def check_oscillation(analysis: Analysis) -> list[Finding]:
                     "ranges": [[b.start_step, b.end_step] for b in blowups], "peaks": [b.peak for b in blowups]}
         found.append(finding("CTC206", message, _hint(analysis, blowups[0].start_step), evidence))
     return found
+
+
+def _cycles_finding(analysis: Analysis, cycles: Cycles) -> Finding:
+    curve = analysis.loss
+    unit = analysis.unit
+    period = f"{cycles.period:,.0f} {unit}s" if cycles.period >= 1.5 else f"{unit}"
+    if cycles.peak_at >= 0.75:
+        shape = "climbing through each cycle and dropping back at its end"
+    elif cycles.peak_at <= 0.25:
+        shape = "jumping up at the start of each cycle and falling through it"
+    else:
+        shape = f"highest about {cycles.peak_at:.0%} into each cycle"
+    progress = (f"over the last two thirds of the log the level fell {cycles.drop:.0%}" if cycles.drop > 0
+                else f"over the last two thirds of the log the level rose {-cycles.drop:.0%}")
+    message = (f"{analysis.called(curve.series, 'loss')} repeats one cycle every {period} ({cycles.count} cycles over "
+               f"{analysis.steps(cycles.start_step, cycles.end_step)}): it spans {fmt(cycles.swing)} within each cycle "
+               f"({cycles.swing / cycles.level:.1f}x its level of {fmt(cycles.level)}), {shape}; {progress}.")
+    if unit == "epoch":
+        hint = ("A loss that repeats over several epochs follows something periodic in the run: a cyclic or restarting "
+                "learning-rate schedule (CyclicLR, CosineAnnealingWarmRestarts) is expected to do this; otherwise look "
+                "for a data pipeline that cycles (a curriculum, shards read in a fixed order).")
+    else:
+        hint = ("When a cycle is one epoch, the batches come in the same order every epoch: shuffle them "
+                "(DataLoader(shuffle=True)). Sorted by length on purpose (bucketing, SortaGrad), a batch's CTC loss "
+                "grows with its label lengths: draw the buckets in random order, use reduction='mean' (per label), and "
+                "judge the loss averaged over an epoch. A cycle that matches a restarting learning-rate schedule "
+                "(CyclicLR, CosineAnnealingWarmRestarts) is expected; log the learning rate and it is recognised.")
+    if cycles.drop < MAX_DROP:
+        # No progress across the cycles: the swings may also be updates too large to settle.
+        advice = _hint(analysis, cycles.end_step)
+        hint += f" If neither applies: {advice[0].lower()}{advice[1:]}"
+    evidence = {"series": curve.tag, "steps": [cycles.start_step, cycles.end_step], "kind": "cycles",
+                "period": cycles.period, "cycles": cycles.count, "swing": cycles.swing, "level": cycles.level,
+                "drop": cycles.drop, "explained": cycles.explained}
+    return finding("CTC206", message, hint, evidence)
 
 
 def _hint(analysis: Analysis, step: int) -> str:

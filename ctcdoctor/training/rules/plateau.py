@@ -8,7 +8,7 @@ import numpy as np
 
 from ctcdoctor.findings import Finding
 from ctcdoctor.registry import document, finding
-from ctcdoctor.training.curve import Segment, between, fmt
+from ctcdoctor.training.curve import Curve, Segment, between, fmt
 from ctcdoctor.training.rules.context import Analysis
 from ctcdoctor.training.rules.lr_advice import usual_lr
 from ctcdoctor.training.rules.metrics import STILL_FALLING
@@ -279,7 +279,7 @@ def check_plateau(analysis: Analysis) -> list[Finding]:
         return found + [finding("CTC212", message + ".", hint, evidence)]
     # a plain plateau: not at the end of a decayed schedule, not a sawtooth (CTC206 says that)
     decayed = _lr_decayed(analysis)
-    if (decayed is not None and decayed <= LR_DECAYED) or analysis.sawtooth is not None:
+    if (decayed is not None and decayed <= LR_DECAYED) or analysis.sawtooth is not None or analysis.cycles is not None:
         return found
     message = (f"{analysis.called(curve.series, 'loss')} plateaued at {fmt(tail.level)} over "
                f"{analysis.steps(tail.start_step, tail.end_step)} ({share:.0%} of the run; it fell "
@@ -303,8 +303,8 @@ def _content_free_note(analysis: Analysis, level: float) -> str:
 
 def _early_plateau(analysis: Analysis, tail: Tail | None) -> list[Finding]:
     curve = analysis.loss
-    if curve.n < MIN_POINTS:
-        return []
+    if curve.n < MIN_POINTS or analysis.cycles is not None:
+        return []  # a repeating cycle's flat stretches are no blank plateau (CTC206 names the cycle)
     limit = curve.bins if tail is None else int(np.searchsorted(curve.bin_first_step, tail.start_step))
     for segment in curve.flat_segments(min_bins=5):
         if segment.last + 1 >= limit:
@@ -328,11 +328,23 @@ def _early_plateau(analysis: Analysis, tail: Tail | None) -> list[Finding]:
         reached = int(curve.bin_last_step[segment.last + 1 + int(np.argmax(after <= target))])
         inside = max(curve.drop_within(segment), 0.0)
         slope_in = -np.log1p(-min(inside, 0.99)) / max(1, segment.end_step - segment.start_step)
+        # Noise can hide a steady fall from the ends' medians: a least-squares slope of the log-levels sees it
+        # (a smooth decay has no plateau, and its fall after the stretch is no faster than within it).
+        slope_in = max(slope_in, _log_slope(curve, segment))
         slope_after = -np.log1p(-EARLY_THEN_DROP) / max(1, reached - segment.end_step)
         if slope_after < EARLY_ACCELERATION * slope_in:
             continue
         return [_early_finding(analysis, segment, float(after.min()))]
     return []
+
+
+def _log_slope(curve: Curve, segment: Segment) -> float:
+    """The fall per step of the log-level across a segment (least squares over its bins; >= 0)."""
+    levels = curve.level[segment.first : segment.last + 1]
+    steps = curve.bin_first_step[segment.first : segment.last + 1].astype(np.float64)
+    if levels.size < 3 or np.ptp(steps) <= 0 or np.any(levels <= 0):
+        return 0.0
+    return max(0.0, -float(np.polyfit(steps, np.log(levels), 1)[0]))
 
 
 def _around(steps: np.ndarray, values: np.ndarray, start: int, end: int) -> float | None:
