@@ -25,13 +25,12 @@ MIN_CYCLES = 4
 MIN_PERIOD_BINS = 4
 """... each at least this many bins long (shorter swings are the per-point sawtooth's)..."""
 EXPLAINED = 0.6
-"""... whose mean profile explains at least this share of the detrended variance..."""
+"""... whose mean profile explains at least this share of the detrended variance (beyond chance)..."""
 SWING_OF_LEVEL = 0.2
-"""... and spans at least this share of the median level..."""
+"""... and whose top is at least this much above its bottom (1.2x)..."""
 SWING_OF_START = 0.05
-"""... and this share of the loss the run started from (a ripple near convergence is no problem)."""
-FUNDAMENTAL = 0.9
-"""Multiples of the period explain as much: the shortest period within this share of the best is taken."""
+"""... and spans, at the median level, at least this share of the loss the run started from (a ripple near
+convergence is no problem)."""
 
 
 @dataclass(frozen=True)
@@ -41,8 +40,10 @@ class Cycles:
     count: int
     start_step: int
     end_step: int
+    factor: float
+    """Top of the mean cycle over its bottom."""
     swing: float
-    """Range of the mean cycle (top minus bottom of the profile)."""
+    """That range at the median level: level * (factor - 1)."""
     level: float
     """Median level over the cycles."""
     drop: float
@@ -68,37 +69,47 @@ def _explained(levels: np.ndarray, sums: np.ndarray, period: int) -> tuple[float
     profile = folded.mean(0)
     # Within-phase scatter: the total minus what the profile carries (rows * its variance about the mean).
     within = total - rows * float(np.sum((profile - profile.mean()) ** 2))
-    return 1.0 - within / total, profile, first
+    # A profile averaged from `rows` rows explains about 1/rows of pure noise: adjusted, as R^2 is, so that
+    # multiples of the period (fewer rows, more free points) do not win by overfitting.
+    chance = 1.0 / rows
+    return (1.0 - within / total - chance) / (1.0 - chance), profile, first
 
 
 def best_period(values: np.ndarray) -> tuple[int, float, np.ndarray, int] | None:
-    """(period in points, share explained, its profile, first folded index) of the shortest period
-    that explains nearly as much as the best one; None when none explains EXPLAINED."""
+    """(period in points, share explained, its profile, first folded index) of the shortest period whose
+    profile explains EXPLAINED of the detrended values (its multiples explain as much); None when none does."""
     if values.size < (MIN_CYCLES + 1) * MIN_PERIOD_BINS:
         return None
     sums = np.concatenate([[0.0], np.cumsum(values, dtype=np.float64)])
-    scores: dict[int, tuple[float, np.ndarray, int]] = {}
-    for period in range(MIN_PERIOD_BINS, values.size // (MIN_CYCLES + 1) + 1):
+    longest = values.size // (MIN_CYCLES + 1)
+    for period in range(MIN_PERIOD_BINS, longest + 1):
         scored = _explained(values, sums, period)
         if scored is not None and scored[0] >= EXPLAINED:
-            scores[period] = scored
-    if not scores:
-        return None
-    best = max(score for score, _, _ in scores.values())
-    period = min(p for p, (score, _, _) in scores.items() if score >= FUNDAMENTAL * best)
-    return (period, *scores[period])
+            # A period just short of the true one also passes (the rows drift by a bin each): take the
+            # best of the neighbours within 10% above it.
+            near = [(p, _explained(values, sums, p)) for p in range(period, min(longest, period + period // 10 + 1) + 1)]
+            period, scored = max(((p, x) for p, x in near if x is not None), key=lambda item: item[1][0])
+            return (period, *scored)
+    return None
 
 
 def find_cycles(curve: Curve) -> Cycles | None:
-    """The period the loss repeats with, when one explains most of its shape (else None)."""
+    """The period the loss repeats with, when one explains most of its shape (else None).
+
+    Read on the log of the loss: a cycle from the data order scales with the loss (a batch of long
+    labels costs a fixed factor more), so it keeps its shape in log space while the loss falls.
+    """
+    if not curve.positive or curve.bins < 2:
+        return None
     levels = curve.level
-    found = best_period(levels) if curve.positive else None
+    found = best_period(np.log(levels))
     if found is None:
         return None
     period, explained, profile, first = found
     level = float(np.median(levels))
-    swing = float(profile.max() - profile.min())
-    if level <= 0 or swing < SWING_OF_LEVEL * level or swing < SWING_OF_START * curve.start:
+    factor = float(np.exp(profile.max() - profile.min()))
+    swing = level * (factor - 1.0)
+    if factor - 1.0 < SWING_OF_LEVEL or swing < SWING_OF_START * curve.start:
         return None
     bin_steps = float(np.median(np.diff(curve.bin_first_step)))
     # Over the last two thirds: the first cycles often hold the run's initial descent.
@@ -109,6 +120,7 @@ def find_cycles(curve: Curve) -> Cycles | None:
         count=levels.size // period,
         start_step=curve.first_step,
         end_step=curve.last_step,
+        factor=factor,
         swing=swing,
         level=level,
         drop=(head - tail) / head if head > 0 else 0.0,

@@ -21,8 +21,8 @@ document(
     least 2x its best so far, for a stretch, not one batch) and came back down: the
     practitioner's "large sawtooth", updates too large for the curvature (learning rate too
     high) or gradients too noisy (batch too small). Or the loss repeats one cycle (at least 4
-    of them, the mean cycle explaining 60% or more of the detrended curve and spanning at
-    least 20% of its level): every epoch the same batches in the same order (unshuffled data,
+    of them, the mean cycle explaining 60% or more of the detrended log-loss, its top at least
+    1.2x its bottom): every epoch the same batches in the same order (unshuffled data,
     or batches sorted by length, whose CTC loss grows with the label lengths), or a restarting
     learning-rate schedule. A cycle that the logged learning rate repeats is expected and not
     reported; a cycle's flat stretches and last climb are not reported as plateaus (CTC211,
@@ -40,8 +40,8 @@ document(
     fell 2% over the window.`
 
     A cycle: `warning CTC206 the loss repeats one cycle every 25 steps (12 cycles over steps
-    0-299): it spans 2.88 within each cycle (0.6x its level of 4.72), climbing through each
-    cycle and dropping back at its end; over the last two thirds of the log the level fell 27%.`
+    0-299): its top is 1.7x its bottom in a typical cycle, climbing through each cycle and
+    dropping back at its end; over the last two thirds of the log the level fell 27%.`
 
     **Fix.** Lower the learning rate by 3x (with Adam or AdamW above 1e-3: back into their
     usual CTC range, 1e-4 to 1e-3), or raise the batch size 4x (or accumulate gradients over 4
@@ -169,8 +169,8 @@ def _cycles_finding(analysis: Analysis, cycles: Cycles) -> Finding:
     progress = (f"over the last two thirds of the log the level fell {cycles.drop:.0%}" if cycles.drop > 0
                 else f"over the last two thirds of the log the level rose {-cycles.drop:.0%}")
     message = (f"{analysis.called(curve.series, 'loss')} repeats one cycle every {period} ({cycles.count} cycles over "
-               f"{analysis.steps(cycles.start_step, cycles.end_step)}): it spans {fmt(cycles.swing)} within each cycle "
-               f"({cycles.swing / cycles.level:.1f}x its level of {fmt(cycles.level)}), {shape}; {progress}.")
+               f"{analysis.steps(cycles.start_step, cycles.end_step)}): its top is {cycles.factor:.1f}x its bottom in a "
+               f"typical cycle, {shape}; {progress}.")
     if unit == "epoch":
         hint = ("A loss that repeats over several epochs follows something periodic in the run: a cyclic or restarting "
                 "learning-rate schedule (CyclicLR, CosineAnnealingWarmRestarts) is expected to do this; otherwise look "
@@ -186,7 +186,8 @@ def _cycles_finding(analysis: Analysis, cycles: Cycles) -> Finding:
         advice = _hint(analysis, cycles.end_step)
         hint += f" If neither applies: {advice[0].lower()}{advice[1:]}"
     evidence = {"series": curve.tag, "steps": [cycles.start_step, cycles.end_step], "kind": "cycles",
-                "period": cycles.period, "cycles": cycles.count, "swing": cycles.swing, "level": cycles.level,
+                "period": cycles.period, "cycles": cycles.count, "factor": cycles.factor, "swing": cycles.swing,
+                "level": cycles.level,
                 "drop": cycles.drop, "explained": cycles.explained}
     return finding("CTC206", message, hint, evidence)
 
