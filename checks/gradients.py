@@ -219,12 +219,22 @@ def vanishing_gradients(gradients: Gradients) -> list[Finding]:
             "CTC061",
             f"gradients vanish towards the input after one backward pass on batch {gradients.batch}: " + "; ".join(parts)
             + f" (thresholds: norm < {VANISHING_NORM:g} or first/last < {VANISHING_RATIO:g}).",
-            "Replace saturating activations (sigmoid/tanh) in deep stacks with ReLU/GELU, add BatchNorm or LayerNorm "
-            "between layers, or add residual connections.",
+            _vanishing_hint(gradients),
             _evidence(gradients, "CTC061", {"ratio_threshold": VANISHING_RATIO, "norm_threshold": VANISHING_NORM,
                                             "first_last_ratio": ratio}),
         )
     ]
+
+
+def _vanishing_hint(gradients: Gradients) -> str:
+    """Name the saturating activations when the model has them; without any, they are not the cause to chase."""
+    if gradients.saturating:
+        shown = ", ".join(gradients.saturating[:4]) + (" ..." if len(gradients.saturating) > 4 else "")
+        return ("Replace the saturating activations (" + shown + ") with ReLU/GELU, add BatchNorm or LayerNorm between "
+                "layers, or add residual connections.")
+    return ("The model has no sigmoid/tanh layers to blame: add BatchNorm or LayerNorm between layers or residual "
+            "connections, check for a clipped head (CTC027) or saturated outputs (CTC051), and let "
+            "`ctcdoctor overfit SPEC` tell whether it learns anyway (Adam rescales small gradients).")
 
 
 @check("CTC062", "warning", "exploding gradients")

@@ -8,10 +8,11 @@ from ctcdoctor.registry import check, finding
 if TYPE_CHECKING:  # pragma: no cover
     from ctcdoctor.findings import Finding
     from ctcdoctor.measure.head import LogitClipping
+    from ctcdoctor.measure.model import LayoutDecision
 
 
 @check("CTC027", "error", "class scores clipped or squashed before log_softmax")
-def clipped_logits(logit_clipping: LogitClipping) -> list[Finding]:
+def clipped_logits(logit_clipping: LogitClipping, layout: LayoutDecision) -> list[Finding]:
     """
     **What it checks.** Whether the class scores that reach `log_softmax` went through an
     activation that clips them (`ReLU`, `ReLU6`, `Hardtanh`, a `clamp`) or squashes them into a
@@ -23,8 +24,8 @@ def clipped_logits(logit_clipping: LogitClipping) -> list[Finding]:
 
     **Why it matters.** A score clipped at the floor gets no gradient: once every class of a frame
     sits below the ReLU's 0, the frame's output is uniform and stays so, and a class that starts
-    below 0 everywhere never wins a frame (torchaudio's Wav2Letter ends with a ReLU: its gradient
-    norm at the start is about 1e-10). A bounded range caps the confidence: with scores in
+    below 0 everywhere never wins a frame (torchaudio's Wav2Letter ends with a ReLU: on one
+    sample, with Adam, whole letters never appear in its output). A bounded range caps the confidence: with scores in
     [-1, 1] (`Tanh`) and 29 classes no frame can give one class more than p = 0.21, while CTC
     needs near-certain blanks and labels, so the loss cannot get low. `ctcdoctor overfit` then
     reports a flat loss or a model stuck on blanks.
@@ -34,7 +35,8 @@ def clipped_logits(logit_clipping: LogitClipping) -> list[Finding]:
     are tied at their frame's minimum) and get no gradient.`
 
     **Fix.** Remove the activation after the output layer: feed the last `Linear`/`Conv` layer's
-    output straight to `log_softmax(dim=-1)`. Keep activations between hidden layers only.
+    output straight to `log_softmax(dim=-1)` (`dim=1` for an `(N, C, T)` output, as a `Conv1d` head and
+    Wav2Letter give: drop its `acoustic_model[-1]`). Keep activations between hidden layers only.
     """
     clip = logit_clipping
     if not clip.clipped:
@@ -55,9 +57,12 @@ def clipped_logits(logit_clipping: LogitClipping) -> list[Finding]:
             f"{ties or 'scores tied'} ({clip.frames} frames): the scores are clipped before log_softmax by a relu, clamp or similar "
             "in forward() after the output layer."
         )
+    from ctcdoctor.measure.outputs import log_softmax_call
+
+    removed = f"the {clip.final_activation} at {clip.final_module}" if where is not None else "the clipping"
     hint = (
-        f"Remove the {clip.final_activation or 'clipping'} after the output layer: feed the last Linear/Conv layer's "
-        "output straight to log_softmax(dim=-1)."
+        f"Remove {removed} after the output layer: feed the last Linear/Conv layer's output straight to "
+        f"{log_softmax_call(layout.layout)}."
     )
     evidence = {
         "final_module": clip.final_module, "final_activation": clip.final_activation, "floor_share": clip.floor_share,

@@ -111,6 +111,14 @@ def infeasible_message(count: int, covered: int, worst: list[dict[str, int]], ru
     return message
 
 
+def tight_hint(ratio: float | None) -> str:
+    """CTC002's fix; `ratio` as in `infeasible_hint`."""
+    if keeps_every_step(ratio):
+        return ("Leave more room: the model keeps one frame per input step, so give it more input frames per label "
+                "(a shorter feature hop) or shorten the label chunks.")
+    return "Leave more room: reduce the time downsampling slightly or shorten the label chunks."
+
+
 def _strides_to_drop(strides: tuple[Any, ...], allowed: float) -> tuple[list[Any], int]:
     """The latest layers whose time stride must become 1 for the total to fit `allowed`, and the total left."""
     total = prod(item.stride for item in strides)
@@ -123,11 +131,21 @@ def _strides_to_drop(strides: tuple[Any, ...], allowed: float) -> tuple[list[Any
     return dropped, total
 
 
+NO_DOWNSAMPLING = 1.05
+"""Input steps per output frame up to this: the model keeps (about) every input step as a frame."""
+
+
+def keeps_every_step(ratio: float | None) -> bool:
+    return ratio is not None and ratio <= NO_DOWNSAMPLING
+
+
 def infeasible_hint(count: int, covered: int, worst: list[dict[str, int]], strides: tuple[Any, ...] = (),
-                    hardest: dict[str, int] | None = None) -> str:
+                    hardest: dict[str, int] | None = None, ratio: float | None = None) -> str:
     """CTC001's fix: drop a few outliers; or name the layers that downsample time and how far to cut them.
 
-    `hardest`: the sample needing the most frames per frame it has, when known beyond the `worst` listed."""
+    `hardest`: the sample needing the most frames per frame it has, when known beyond the `worst` listed.
+    `ratio`: input steps per output frame (median), when known: a model that keeps every step has no
+    downsampling to reduce."""
     others = "feed longer inputs, or split long labels into shorter chunks."
     if covered and count / covered < OUTLIER_SHARE:  # the same test as the check's `outliers`
         return (
@@ -137,6 +155,11 @@ def infeasible_hint(count: int, covered: int, worst: list[dict[str, int]], strid
             "(`ctcdoctor scan` on the same spec with `--drop-list drop.txt` writes the ids of every such sample)."
         )
     usable = [item for item in [*worst, *([hardest] if hardest else [])] if item["frames"] > 0]
+    if not strides and keeps_every_step(ratio):
+        return ("The model keeps one output frame per input step, so there is no downsampling to cut: give it more "
+                "input frames per label (a shorter hop between feature frames, e.g. 10 ms instead of 20 ms, or less "
+                "trimming), use a coarser label unit (word pieces instead of characters), or split long labels into "
+                "shorter chunks.")
     if not strides or not usable:
         return "Reduce the downsampling along time (smaller pooling/stride on the time or width axis), " + others
     total = prod(item.stride for item in strides)
@@ -228,9 +251,10 @@ def infeasible_alignment(
     outliers = bool(covered) and count / covered < OUTLIER_SHARE
     layers = time_strides.layers() if time_strides is not None and not outliers else ()
     measured = prod(item.stride for item in layers) if layers else None
-    rule = frame_rule_phrase(_downsampling_ratio(targets, output_lengths), output_lengths, measured)
+    ratio = _downsampling_ratio(targets, output_lengths)
+    rule = frame_rule_phrase(ratio, output_lengths, measured)
     message = infeasible_message(count, covered, worst, rule, coverage, only_repeats)
-    hint = infeasible_hint(count, covered, worst, layers, _hardest(indices, available, required))
+    hint = infeasible_hint(count, covered, worst, layers, _hardest(indices, available, required), ratio)
     return [
         finding(
             "CTC001",
@@ -283,7 +307,7 @@ def tight_length_budget(targets: TargetTable, output_lengths: OutputLengths,
         finding(
             "CTC002",
             message,
-            "Leave more room: reduce the time downsampling slightly or shorten the label chunks.",
+            tight_hint(_downsampling_ratio(targets, output_lengths)),
             {"count": count, "total": covered, "scanned": targets.size, "ratio_threshold": TIGHT_RATIO, "worst": worst},
         )
     ]

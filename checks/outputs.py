@@ -18,7 +18,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 @check("CTC020", "error", "model output is probabilities, not log-probabilities",
        variants=(("warning", "model output is probabilities; the criterion takes their log"),))
-def probabilities_output(output_kinds: list[OutputKind], criterion_audit: CriterionAudits) -> list[Finding]:
+def probabilities_output(output_kinds: list[OutputKind], criterion_audit: CriterionAudits,
+                         layout: LayoutDecision) -> list[Finding]:
     """
     **What it checks.** Whether the model's output lies in [0, 1] and sums to 1 over the
     class axis: `softmax` was applied where CTC needs `log_softmax`.
@@ -44,6 +45,9 @@ def probabilities_output(output_kinds: list[OutputKind], criterion_audit: Criter
     `log_softmax` in the loss). Never take `log` of a softmax: it underflows to `-inf`.
     Keras: drop the softmax (`Dense(C)` with no activation): `keras.losses.CTC` takes logits.
     """
+    from ctcdoctor.measure.outputs import log_softmax_call
+
+    call = log_softmax_call(layout.layout)
     for kind in output_kinds:
         if kind.kind == "probs" and kind.axis == 2:
             evidence = {"min": kind.min, "max": kind.max}
@@ -53,7 +57,7 @@ def probabilities_output(output_kinds: list[OutputKind], criterion_audit: Criter
                     f"the output lies in [{kind.min:.3g}, {kind.max:.3g}] and sums to 1 over the class axis: these are "
                     "probabilities. Your criterion takes their log (it matches reference CTC), so training is right, but "
                     "log(softmax) underflows to -inf for classes the model becomes sure are absent, and the loss turns inf.",
-                    "Return log_softmax(dim=-1) from the model (or logits, with log_softmax in the loss) and drop the log "
+                    f"Return {call} from the model (or logits, with log_softmax in the loss) and drop the log "
                     "in the criterion.",
                     {**evidence, "criterion_takes_log": True},
                     severity="warning",
@@ -64,7 +68,7 @@ def probabilities_output(output_kinds: list[OutputKind], criterion_audit: Criter
                     "CTC020",
                     f"the output lies in [{kind.min:.3g}, {kind.max:.3g}] and sums to 1 over the class axis: "
                     "these are probabilities, and F.ctc_loss expects log-probabilities.",
-                    "Replace softmax with log_softmax(dim=-1) at the head (or apply log_softmax to logits in the loss).",
+                    f"Replace softmax with {call} at the head (or apply log_softmax to logits in the loss).",
                     evidence,
                 )
             ]
@@ -72,7 +76,8 @@ def probabilities_output(output_kinds: list[OutputKind], criterion_audit: Criter
 
 
 @check("CTC021", "warning", "model output is raw logits")
-def raw_logits_output(output_kinds: list[OutputKind], criterion_audit: CriterionAudits) -> list[Finding]:
+def raw_logits_output(output_kinds: list[OutputKind], criterion_audit: CriterionAudits,
+                      layout: LayoutDecision) -> list[Finding]:
     """
     **What it checks.** Whether the output is neither probabilities nor log-probabilities
     over any axis: raw logits. When `Setup.criterion` is given and already applies
@@ -91,12 +96,14 @@ def raw_logits_output(output_kinds: list[OutputKind], criterion_audit: Criterion
         return []
     if _criterion_normalises(criterion_audit):
         return []
+    from ctcdoctor.measure.outputs import log_softmax_call
+
     kind = next(kind for kind in kinds if kind.kind == "logits")
     return [
         finding(
             "CTC021",
             f"the output is raw logits (range {kind.min:.3g} to {kind.max:.3g}); no axis sums to 1 in probability space.",
-            "Apply log_softmax(dim=-1) over the classes before F.ctc_loss.",
+            f"Apply {log_softmax_call(layout.layout)} over the classes before F.ctc_loss.",
             {"min": kind.min, "max": kind.max},
         )
     ]

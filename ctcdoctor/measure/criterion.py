@@ -116,6 +116,8 @@ def _user_value(criterion, item: Prepared, output) -> tuple[torch.Tensor | None,
 
 
 def _corrected_call(blank: int, layout: str | None, kind: str | None, reduction: str = "mean") -> str:
+    from ctcdoctor.measure.outputs import log_softmax_call
+
     output = {"NTC": "output.transpose(0, 1)", "NCT": "output.permute(2, 0, 1)"}.get(layout or "TNC", "output")
     if kind == "logits":
         output += ".log_softmax(-1)"
@@ -125,7 +127,7 @@ def _corrected_call(blank: int, layout: str | None, kind: str | None, reduction:
     call = f"F.ctc_loss({output}, targets, output_lengths, target_lengths, blank={blank}{tail})"
     if kind == "probs":
         # log() of a softmax underflows to -inf for confident outputs: the real fix is at the head.
-        call += " — better, end the model with log_softmax(dim=-1) and pass its output as is"
+        call += f" — better, end the model with {log_softmax_call(layout)} and pass its output as is"
     return call
 
 

@@ -86,9 +86,20 @@ def time_downsampling(model: torch.nn.Module, batch: Batch) -> tuple[TimeStride,
         for axis in range(1, len(short_in)):
             grown_in, grown_out = long_in[axis] - short_in[axis], long_out[axis] - short_out[axis]
             if grown_in > 0 and grown_out > 0 and round(grown_in / grown_out) >= 2:
-                found.append(TimeStride(name, type(kinds[name]).__name__, round(grown_in / grown_out), _axis_name(len(short_in), axis)))
+                stride = _stride(kinds[name], grown_in / grown_out)
+                found.append(TimeStride(name, type(kinds[name]).__name__, stride, _axis_name(len(short_in), axis)))
                 break
     return tuple(found)
+
+
+def _stride(module: torch.nn.Module, measured: float) -> int:
+    """The measured ratio, or the module's own `stride` when one matches it within 5%: a wide kernel makes
+    the growth ratio miss it (Wav2Letter's Conv1d(kernel 250, stride 160) grows 159.4x from L to 2L)."""
+    declared = getattr(module, "stride", None)
+    for value in declared if isinstance(declared, (tuple, list)) else (declared,):
+        if isinstance(value, int) and value >= 2 and abs(value - measured) <= 0.05 * value:
+            return value
+    return round(measured)
 
 
 class TimeStrides:

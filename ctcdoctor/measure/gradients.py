@@ -49,6 +49,8 @@ class Gradients:
     nonfinite_in_pass: tuple[int, ...] = ()
     """Samples left out of the loss (non-finite at initialisation) that still ran through the forward pass,
     because the model only runs on its whole batch: their NaN can reach the gradients through a zero weight."""
+    saturating: tuple[str, ...] = ()
+    """Names of the model's saturating activation modules (Sigmoid, Tanh, ...): CTC061's usual cause, when present."""
 
     @property
     def with_grad(self) -> list[LayerGradient]:
@@ -223,6 +225,17 @@ def _gradients(context: Context) -> Gradients:
         return Gradients(skipped=f"the loss of the backward pass is {loss} (see CTC050)", samples_left_out=left_out)
     layers, norm = layer_gradients(clone, call_order)
     del clone
-    return Gradients(layers, norm, loss, item.batch.index, int(keep.sum()), left_out, mode, nonfinite_in_pass=in_pass)
+    return Gradients(layers, norm, loss, item.batch.index, int(keep.sum()), left_out, mode, nonfinite_in_pass=in_pass,
+                     saturating=saturating_modules(context.model))
+
+
+SATURATING = (torch.nn.Sigmoid, torch.nn.Tanh, torch.nn.Softsign, torch.nn.Hardtanh, torch.nn.Hardsigmoid,
+              torch.nn.Tanhshrink)
+
+
+def saturating_modules(model: torch.nn.Module) -> tuple[str, ...]:
+    """Modules whose activation saturates (sigmoid-like), by name; LSTM/GRU gates are not counted (they are
+    built to saturate and carry gradient through the cell)."""
+    return tuple(name for name, module in model.named_modules() if isinstance(module, SATURATING))
 
 

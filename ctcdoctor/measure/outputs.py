@@ -14,6 +14,12 @@ FRAME_SHARE = 0.99
 AXIS_NAMES = {0: "time", 1: "batch", 2: "class"}
 
 
+def log_softmax_call(layout: str | None) -> str:
+    """The log_softmax a fix should name for the model's own output: the class axis is last in (T, N, C) and
+    (N, T, C), the middle one of an (N, C, T) output (a Conv1d head, torchaudio's Wav2Letter)."""
+    return "log_softmax(dim=1)" if layout == "NCT" else "log_softmax(dim=-1)"
+
+
 @dataclass(frozen=True)
 class OutputKind:
     kind: str

@@ -9,7 +9,10 @@ from torch import nn
 
 from ctcdoctor.checks.head import clipped_logits
 from ctcdoctor.measure.head import LogitClipping, score_ties
+from ctcdoctor.measure.model import LayoutDecision
 from ctchelpers import TinyCTC, codes_of, healthy_setup, run_codes
+
+TNC = LayoutDecision("TNC", "shape", "")
 
 
 class Activated(TinyCTC):
@@ -79,8 +82,8 @@ def test_score_ties_counts_ties_within_the_output_lengths_only():
 
 def test_the_check_judges_hand_built_measurements():
     healthy = LogitClipping(frames=40, classes=6, floor_share=0.01, ceiling_share=0.0, all_tied_share=0.0)
-    assert clipped_logits(healthy) == []
+    assert clipped_logits(healthy, TNC) == []
     dead = LogitClipping(frames=40, classes=6, floor_share=1.0, ceiling_share=1.0, all_tied_share=1.0,
                          final_module="fc.1", final_activation="ReLU")
-    (found,) = clipped_logits(dead)
+    (found,) = clipped_logits(dead, TNC)
     assert "100% of the frames have all their scores equal" in found.message and "fc.1 (ReLU)" in found.message
