@@ -175,7 +175,7 @@ def blank_in_targets(targets: TargetTable, blank: int, alphabet: Alphabet, vocab
     encoding is fine and CTC012 reports the lengths instead (this check is skipped).
     """
     if padding_counted is not None:
-        raise SkipCheck(f"the blank {blank} in the targets is padding that target_lengths count (CTC012)")
+        raise SkipCheck(padding_skip_reason(blank))
     is_blank = targets.mask & (targets.labels == blank)
     count = int(is_blank.sum())
     if count == 0:
@@ -280,10 +280,7 @@ def target_lengths_inconsistent(targets: TargetTable, padding_counted: PaddingCo
         problems.insert(0, _padding_message(targets, padding_counted))
     if not problems:
         return []
-    hint = ("Compute target_lengths from the encoded labels themselves (after filtering), one per sample.")
-    if padding_counted is not None:
-        hint = ("Pass the true lengths, the count before the padding: target_lengths = torch.tensor([len(label) for label "
-                "in labels]) in the collate function, not the padded width; keep the targets as they are.")
+    hint = PADDING_HINT if padding_counted is not None else LENGTHS_HINT
     evidence: dict = {"problems": problems[:20]}
     if padding_counted is not None:
         evidence["padding_counted"] = {"samples": list(padding_counted.samples[:20]), "count": len(padding_counted.samples)}
@@ -291,15 +288,33 @@ def target_lengths_inconsistent(targets: TargetTable, padding_counted: PaddingCo
                     hint, evidence)]
 
 
+#: CTC012's fix for lengths that disagree with the targets.
+LENGTHS_HINT = "Compute target_lengths from the encoded labels themselves (after filtering), one per sample."
+#: CTC012's fix for lengths that count the padding (shared with `scan`).
+PADDING_HINT = ("Pass the true lengths, the count before the padding: target_lengths = torch.tensor([len(label) for label "
+                "in labels]) in the collate function, not the padded width; keep the targets as they are.")
+
+
+def padding_skip_reason(blank: int) -> str:
+    """Why CTC011 is skipped when the blanks in the targets are padding that target_lengths count (shared with `scan`)."""
+    return f"the blank {blank} in the targets is padding that target_lengths count (CTC012)"
+
+
 def _padding_message(targets: TargetTable, padding: PaddingCounted) -> str:
     """'target_lengths count the padding: …; sample 3 has 5 labels then 4 padding zeros, target_length 9'."""
     sample = max(padding.samples, key=lambda i: (int(padding.given[i] - padding.real_lengths[i]), -i))
-    given, real = int(padding.given[sample]), int(padding.real_lengths[sample])
-    pads, blank = given - real, padding.blank
+    return padding_message(len(padding.samples), targets.size, sample, int(padding.real_lengths[sample]),
+                           int(padding.given[sample]), padding.blank)
+
+
+def padding_message(count: int, total: int, sample: int, real: int, given: int, blank: int) -> str:
+    """CTC012's sentence for lengths that count the padding, word for word the same in `check` and `scan`: `count` of
+    `total` samples end in padding; `sample`, the one with the most padding counted, has `real` labels and length `given`."""
+    pads = given - real
     zeros = "zero" if pads == 1 else "zeros"
     run = f"padding {zeros} (the blank)" if blank == 0 else f"padding labels {blank} (the blank)"
     one = f"{pads} padding {zeros}" if blank == 0 else f"{pads} padding {'label' if pads == 1 else 'labels'} {blank}"
-    return (f"target_lengths count the padding: {of_total(len(padding.samples), targets.size, 'sample', 'ends', 'end')} in "
+    return (f"target_lengths count the padding: {of_total(count, total, 'sample', 'ends', 'end')} in "
             f"{run} that their target_length includes; sample {sample} has {plural(real, 'label')} then {one}, "
             f"target_length {given}")
 

@@ -262,3 +262,87 @@ def test_scan_cuts_time_major_inputs_on_the_declared_batch_axis(tmp_path):
         document = json.loads(result.stdout)
         assert not [item for item in document["findings"] if item["severity"] == "error"], document["findings"]
         assert "frames = floor((L + 1) / 2)" in result.stdout
+
+
+PADDED_TARGETS = """
+import torch
+from ctcdoctor import Setup
+
+LABELS = {labels}
+
+
+class Frames(torch.nn.Module):
+    \"\"\"(T, N, C) log-probabilities: one frame per input step, 6 classes (blank 0 and 'abcde').\"\"\"
+
+    def forward(self, x):
+        return torch.zeros(x.shape[1], x.shape[0], 6).log_softmax(-1)
+
+
+def batch(labels):
+    width = max(len(label) for label in labels)
+    targets = torch.zeros(len(labels), width, dtype=torch.long)  # padded with 0, the blank
+    for row, label in enumerate(labels):
+        targets[row, : len(label)] = torch.tensor(label)
+    lengths = {lengths}
+    return torch.zeros(len(labels), 12), targets, torch.full((len(labels),), 12), lengths
+
+
+def build():
+    return Setup(model=Frames(), loader=[batch(LABELS[:4]), batch(LABELS[4:])], blank=0, alphabet="abcde")
+"""
+#: Eight labels of 1 to 8 letters in two batches of four; 12 frames each, enough for every true label.
+WORDS = [[3], [1, 2, 3, 4, 5, 1, 2, 3], [2, 4], [5, 4, 3], [1, 2], [4, 4, 3, 2], [5, 1, 2, 3, 4, 5], [3, 1]]
+TRUE_LENGTHS = "torch.tensor([len(label) for label in labels])"
+
+
+def _reports(tmp_path, labels, lengths) -> tuple[CliRunner, dict, dict]:
+    spec = tmp_path / "padded.py"
+    spec.write_text(PADDED_TARGETS.format(labels=labels, lengths=lengths))
+    runner = CliRunner()
+    scanned = runner.invoke(app, ["scan", str(spec), "--format", "json"])
+    checked = runner.invoke(app, ["check", str(spec), "--format", "json", "--select", "CTC001,CTC002,CTC01"])
+    return runner, json.loads(scanned.stdout), json.loads(checked.stdout)
+
+
+def _codes(report: dict) -> set[str]:
+    return {item["code"] for item in report["findings"]}
+
+
+def test_scan_says_ctc012_as_check_does_when_target_lengths_count_the_padding(tmp_path):
+    """Every target_length is the padded width (8 in batch 0, 6 in batch 1): the blanks that pad the short labels are
+    counted as labels. check said CTC012; scan said CTC011 (blank in a target) and counted the padding as labels and
+    repeats in CTC001 and CTC002 ("sample 0 has 12 frames for 8 labels + 6 repeats (needs 14, 2 short)"): two
+    stories for one bug."""
+    runner, scanned, checked = _reports(tmp_path, WORDS, "torch.full((len(labels),), width)")
+    assert _codes(scanned) == _codes(checked) == {"CTC012"}
+    ((from_scan,), (from_check,)) = ([item for item in report["findings"] if item["code"] == "CTC012"]
+                                     for report in (scanned, checked))
+    assert from_scan == from_check
+    assert from_scan["message"] == ("target_lengths count the padding: 6 of 8 samples end in padding zeros (the blank) "
+                                    "that their target_length includes; sample 0 has 1 label then 7 padding zeros, "
+                                    "target_length 8.")
+    assert from_scan["hint"].startswith("Pass the true lengths, the count before the padding")
+    # The spare frames and the labels per sample are the true ones: 12 frames for 1 label, not 8 labels + 7 repeats.
+    assert scanned["result"]["padding_counted"] is True and scanned["result"]["label_lengths"]["max"] == 8
+    assert scanned["result"]["spare_frames"]["infeasible"] == 0 and scanned["result"]["spare_frames"]["max"] == 11
+    text = runner.invoke(app, ["scan", str(tmp_path / "padded.py")], env={"COLUMNS": "200"}).output
+    assert "CTC012" in text and "target_lengths count the padding" in text and "CTC011" not in text.split("skipped")[0]
+    assert "labels per sample (before the padding that target_lengths count): median" in text
+
+
+def test_a_blank_inside_a_label_is_still_ctc011_in_scan_and_check(tmp_path):
+    inside = [list(label) for label in WORDS]
+    inside[1][3] = 0  # 'a b c _ e a b c': the encoder maps a letter to the blank
+    _, scanned, checked = _reports(tmp_path, inside, TRUE_LENGTHS)
+    assert _codes(scanned) == _codes(checked) == {"CTC011"}
+    assert all("sample 1" in next(item["message"] for item in report["findings"]) for report in (scanned, checked))
+    # The lengths count the padding too, but a blank between labels is an encoding that uses the blank: CTC011 stays.
+    _, scanned, checked = _reports(tmp_path, inside, "torch.full((len(labels),), width)")
+    assert "CTC011" in _codes(scanned) and "CTC011" in _codes(checked)
+    assert scanned["result"]["padding_counted"] is False
+
+
+def test_true_target_lengths_give_neither_ctc011_nor_ctc012(tmp_path):
+    _, scanned, checked = _reports(tmp_path, WORDS, TRUE_LENGTHS)
+    assert _codes(scanned) == _codes(checked) == set()
+    assert scanned["result"]["padding_counted"] is False and scanned["result"]["label_lengths"]["max"] == 8

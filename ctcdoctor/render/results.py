@@ -136,10 +136,12 @@ def scan(result: dict[str, Any], every: int | None = None) -> RenderableType:
 def _lengths_line(result: dict[str, Any]) -> str:
     """Labels and output frames per sample: median, p99, max (percentiles are exact)."""
     pieces = []
-    for key, name in (("label_lengths", "labels"), ("output_frames", "output frames")):
+    # With target_lengths that count the padding, the labels are those before it (as CTC001 and CTC002 count them).
+    padding = " (before the padding that target_lengths count)" if result.get("padding_counted") else ""
+    for key, name in (("label_lengths", "labels per sample" + padding), ("output_frames", "output frames per sample")):
         stats = result.get(key) or {}
         if stats.get("count"):
-            pieces.append(f"{name} per sample: median {stats['median']:g}, p99 {stats['p99']:g}, max {stats['max']}")
+            pieces.append(f"{name}: median {stats['median']:g}, p99 {stats['p99']:g}, max {stats['max']}")
     return "; ".join(pieces)
 
 

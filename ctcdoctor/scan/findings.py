@@ -11,7 +11,7 @@ from __future__ import annotations
 from math import prod
 from typing import Any
 
-from ctcdoctor.checks.labels import blank_hint
+from ctcdoctor.checks.labels import LENGTHS_HINT, PADDING_HINT, blank_hint, padding_message, padding_skip_reason
 from ctcdoctor.checks.lengths import OUTLIER_SHARE, frame_rule_phrase, infeasible_hint, infeasible_message
 from ctcdoctor.findings import Finding
 from ctcdoctor.labels import outside_hint
@@ -105,8 +105,10 @@ def label_out_of_range(scan: Summary, num_classes: int) -> list[Finding]:
     )]
 
 
-def blank_in_targets(scan: Summary, blank: int, alphabet: Alphabet) -> list[Finding]:
-    """CTC011 from the summary."""
+def blank_in_targets(scan: Summary, blank: int, alphabet: Alphabet, padding_counted: bool = False) -> list[Finding]:
+    """CTC011 from the summary; skipped, as in `check`, when the blanks are padding that target_lengths count."""
+    if padding_counted:
+        raise SkipCheck(padding_skip_reason(blank))
     count = scan.blank_labels
     if count == 0:
         return []
@@ -114,8 +116,8 @@ def blank_in_targets(scan: Summary, blank: int, alphabet: Alphabet) -> list[Find
     hint = blank_hint(blank, alphabet, set(scan.classes.items()[0]))
     message = (f"the blank index {blank} appears {plural(count, 'time')} in {len(samples)} of {plural(scan.samples, 'sample')} "
                f"({numbered(samples, 'sample')})")
-    padding = scan.blank_inner == 0 and scan.blank_trailing >= 2
-    if padding:  # check tells the two apart from the padded table (CTC012); the summary keeps only where blanks sit
+    padding = scan.padding_likely
+    if padding:  # read without their batches (Setup.sample_labels): whether every batch's lengths are its width is unknown
         message += ("; in every one of them the blanks form one run at the end, after the labels: padding that "
                     "target_lengths count, most likely")
         hint = ("If those are padding, pass the true lengths, the count before the padding: target_lengths = "
@@ -125,16 +127,24 @@ def blank_in_targets(scan: Summary, blank: int, alphabet: Alphabet) -> list[Find
     return [finding("CTC011", message + ".", hint, evidence)]
 
 
-def target_lengths_inconsistent(scan: Summary) -> list[Finding]:
-    """CTC012 from the summary."""
-    if not scan.problem_count:
-        return []
+def target_lengths_inconsistent(scan: Summary, blank: int, padding_counted: bool = False) -> list[Finding]:
+    """CTC012 from the summary: the inconsistencies met, and target_lengths that count the padding (as `check`)."""
     problems = [text for _, _, text in scan.problems]
+    total = scan.problem_count
+    if padding_counted:
+        (most,) = scan.padding_worst.values()  # every sample with a blank ends in padding
+        problems.insert(0, padding_message(len(scan.blank), scan.samples, most["sample"], most["real"], most["given"], blank))
+        total += 1
+    if not total:
+        return []
+    evidence: dict[str, Any] = {"problems": problems[:20]}
+    if padding_counted:
+        evidence["padding_counted"] = {"samples": scan.blank[:20], "count": len(scan.blank)}
     return [finding(
         "CTC012",
-        "; ".join(problems[:5]) + ("." if scan.problem_count <= 5 else f"; and {scan.problem_count - 5} more."),
-        "Compute target_lengths from the encoded labels themselves (after filtering), one per sample.",
-        {"problems": problems[:20]},
+        "; ".join(problems[:5]) + ("." if total <= 5 else f"; and {total - 5} more."),
+        PADDING_HINT if padding_counted else LENGTHS_HINT,
+        evidence,
     )]
 
 
@@ -182,7 +192,7 @@ SUMMARY_CHECKS = {
     "CTC001": (infeasible_alignment, ("scan", "output_lengths")),
     "CTC002": (tight_length_budget, ("scan", "output_lengths")),
     "CTC010": (label_out_of_range, ("scan", "num_classes")),
-    "CTC011": (blank_in_targets, ("scan", "blank", "alphabet")),
-    "CTC012": (target_lengths_inconsistent, ("scan",)),
+    "CTC011": (blank_in_targets, ("scan", "blank", "alphabet", "padding_counted")),
+    "CTC012": (target_lengths_inconsistent, ("scan", "blank", "padding_counted")),
     "CTC013": (empty_targets, ("scan",)),
 }

@@ -191,8 +191,14 @@ def _scan_setup(setup: Setup, spec: str, options: ScanOptions) -> ScanState:
         failure=facts.failure, ctc003=_ctc003(facts, rule, source, detail), shard=(options.shard.index, options.shard.count),
         reader="sample_labels" if labels_only else "loader", seconds=time.perf_counter() - started,
         stopped=_stopped(status, options), time_strides=_time_strides(summary, facts),
-        stride=_declared_stride(rule, source, summary),
+        stride=_declared_stride(rule, source, summary), framework=_framework(setup),
     )
+
+
+def _framework(setup: Setup) -> str | None:
+    from ctcdoctor.frameworks.hf_model import HFCTCModel
+
+    return "transformers" if isinstance(setup.model, HFCTCModel) else None
 
 
 def _declared_stride(rule: FramesRule, source: str, summary: Summary) -> int | None:
@@ -206,7 +212,9 @@ def _declared_stride(rule: FramesRule, source: str, summary: Summary) -> int | N
 def _time_strides(summary: Summary, facts: ModelFacts) -> list[dict[str, Any]]:
     """The layers that downsample time, for CTC001's fix, measured on the first batch (two more forward passes)
     only when some sample cannot be aligned; [] when none is or the model cannot be probed."""
-    if not summary.infeasible or facts.failure is not None:
+    # Either count may be the one judged: whether the lengths count the padding is known once every shard is read.
+    infeasible = summary.infeasible or (summary.unpadded is not None and summary.unpadded.infeasible)
+    if not infeasible or facts.failure is not None:
         return []
     try:
         return [vars(item) for item in time_downsampling(facts.context.model, facts.first)]

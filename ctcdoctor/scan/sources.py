@@ -186,13 +186,17 @@ class ChunkBuilder:
     def __init__(self) -> None:
         self.parts: dict[str, list[np.ndarray]] = {"ids": [], "target_lengths": [], "kept": [], "labels": [], "input_lengths": []}
         self.problems: list[tuple[int, int, str]] = []
+        self.uniform: list[np.ndarray] = []
         self.size = 0
         self.batches = 0
 
     def add_batch(self, batch: Batch) -> Chunk | None:
         kept, flat, problems = flat_batch(batch)
+        lengths = batch.target_lengths.numpy()
         self.parts["ids"].append(np.arange(batch.first_sample, batch.first_sample + batch.size, dtype=np.int64))
-        self.parts["target_lengths"].append(batch.target_lengths.numpy())
+        self.parts["target_lengths"].append(lengths)
+        # One target_length for the whole batch: if its samples end in blanks, they are the padding it counts.
+        self.uniform.append(np.full(batch.size, bool(lengths.size) and bool((lengths == lengths[0]).all())))
         self.parts["kept"].append(kept)
         self.parts["labels"].append(flat)
         self.parts["input_lengths"].append(batch.input_lengths.numpy())
@@ -212,8 +216,10 @@ class ChunkBuilder:
             return None
         joined = {name: np.concatenate(values).astype(np.int64, copy=False) if values else np.zeros(0, np.int64)
                   for name, values in self.parts.items()}
+        # Samples from Setup.sample_labels come without their batch: whether the lengths count padding is unknown.
+        uniform = np.concatenate(self.uniform) if self.uniform else None
         chunk = Chunk(joined["ids"], joined["target_lengths"], joined["kept"], joined["labels"], joined["input_lengths"],
-                      self.problems, self.batches)
+                      self.problems, self.batches, uniform)
         self.__init__()  # type: ignore[misc]
         return chunk
 

@@ -60,6 +60,19 @@ class ScanState:
     """Input steps per output frame of a `floor((L + k) / s)` Setup.output_lengths (`measure.lengths.declared_stride`)."""
     time_strides: list[dict[str, Any]] = field(default_factory=list)
     """The layers that downsample time (`TimeStride` fields), measured when a sample cannot be aligned (CTC001's fix)."""
+    framework: str | None = None
+    """"transformers" for a Hugging Face CTC model: labels padded with its pad id are CTC107's (a `check` finding),
+    never read as padding that target_lengths count, as in `check`."""
+
+    @property
+    def padding_counted(self) -> bool:
+        """target_lengths count the padding (CTC012), as `measure.labels.find_padding_counted` decides in `check`."""
+        return self.framework is None and self.summary.padding_counted
+
+    @property
+    def judged_summary(self) -> Summary:
+        """The summary the findings and the result read: with the true lengths when the lengths count the padding."""
+        return self.summary.judged(self.padding_counted)
 
     def to_json(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -167,7 +180,8 @@ def inconsistent_output_lengths(model_checks: list[dict[str, Any]]) -> list[Find
 
 def _context(state: ScanState) -> Context:
     lengths = _Lengths(state.source, state.detail, state.time_strides, state.stride)
-    context = Context(None, Options(), {"scan": state.summary, "blank": state.blank, "alphabet": state.alphabet})  # type: ignore[arg-type]
+    context = Context(None, Options(), {"scan": state.judged_summary, "blank": state.blank, "alphabet": state.alphabet,  # type: ignore[arg-type]
+                                        "padding_counted": state.padding_counted})
 
     def runs() -> None:
         if state.failure is not None:
@@ -209,7 +223,7 @@ def judge(state: ScanState, settings: Settings, worst: int = 10) -> tuple[list[F
 
 def scan_result(state: ScanState, worst: int = 10) -> dict[str, Any]:
     """The JSON `result`: today's fields, then the additions (percentiles, shards, the mergeable state)."""
-    summary = state.summary
+    summary = state.judged_summary
     known = state.source not in ("unknown", "unavailable") and summary.known > 0
     spare: dict[str, Any] = {"known": 0}
     if known:
@@ -228,6 +242,7 @@ def scan_result(state: ScanState, worst: int = 10) -> dict[str, Any]:
         "worst": summary.worst.values()[:worst] if known else [],
         "max_target_length": summary.label_lengths.maximum or 0,
         "label_lengths": summary.label_lengths.percentiles(),
+        "padding_counted": state.padding_counted,
         "output_frames": summary.frames.percentiles() if known else {"count": 0},
         "reader": state.reader,
         "parts": state.parts,

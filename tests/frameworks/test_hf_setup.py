@@ -329,6 +329,15 @@ def test_labels_padded_with_the_pad_id_are_blank_targets_only_where_the_loss_kee
     old, old_context = run(setup_from_hf(legacy, data_loader, processor=proc), "CTC01", "CTC03", "CTC10")
     assert "CTC011" not in codes(modern) and "CTC107" in codes(modern)
     assert {"CTC011", "CTC107"} <= codes(old)
+    # scan agrees: with the old rule the pad ids are blank targets (CTC011), never lengths that count the padding
+    # (CTC012), although every label length is the padded width.
+    from ctcdoctor.config import Settings
+    from ctcdoctor.scan.run import ScanOptions, scan_setup
+    from ctcdoctor.scan.state import judge
+
+    scanned = {item.code for item in judge(scan_setup(setup_from_hf(legacy, data_loader, processor=proc), "spec",
+                                                      ScanOptions()), Settings())[0]}
+    assert "CTC011" in scanned and "CTC012" not in scanned
     # Each Setup mirrors its model's loss: the criterion audit agrees with reference CTC in both.
     assert "CTC030" not in codes(modern)
     assert "CTC030" not in codes(old) and all(audit.agrees for audit in old_context.criterion_audit.audits)
