@@ -12,7 +12,7 @@ from math import prod
 from typing import Any
 
 from ctcdoctor.checks.labels import LENGTHS_HINT, PADDING_HINT, blank_hint, padding_message, padding_skip_reason
-from ctcdoctor.checks.lengths import OUTLIER_SHARE, frame_rule_phrase, infeasible_hint, infeasible_message
+from ctcdoctor.checks.lengths import OUTLIER_SHARE, frame_rule_phrase, infeasible_hint, infeasible_message, tight_hint
 from ctcdoctor.findings import Finding
 from ctcdoctor.labels import outside_hint
 from ctcdoctor.protocol import Alphabet
@@ -47,7 +47,7 @@ def infeasible_alignment(scan: Summary, output_lengths: Any) -> list[Finding]:
     measured = prod(item.stride for item in layers) if layers else None
     rule = frame_rule_phrase(scan.ratios.lower_median(), output_lengths, measured)
     message = infeasible_message(count, covered, worst, rule, coverage, only_repeats)
-    hint = infeasible_hint(count, covered, worst, layers)
+    hint = infeasible_hint(count, covered, worst, layers, ratio=scan.ratios.lower_median())
     evidence = {"count": count, "total": covered, "scanned": scan.samples, "worst": worst, "only_repeats": only_repeats,
                 "lengths_source": output_lengths.source,
                 **({"time_strides": [vars(item) for item in layers]} if layers else {})}
@@ -68,7 +68,7 @@ def tight_length_budget(scan: Summary, output_lengths: Any) -> list[Finding]:
         + "." + coverage
     )
     return [finding(
-        "CTC002", message, "Leave more room: reduce the time downsampling slightly or shorten the label chunks.",
+        "CTC002", message, tight_hint(scan.ratios.lower_median()),
         {"count": scan.tight, "total": covered, "scanned": scan.samples, "ratio_threshold": TIGHT_RATIO, "worst": worst},
     )]
 

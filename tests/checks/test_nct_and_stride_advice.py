@@ -111,3 +111,27 @@ def test_ctc061_names_saturating_layers_only_when_the_model_has_them():
     setup.model = Deep(nn.ReLU, scale=1e-6)  # no sigmoid/tanh; tiny inputs give the first layer a tiny gradient
     findings = run_codes(setup, ("CTC061",))[0]
     assert findings and "no sigmoid/tanh layers to blame" in findings[0].hint
+
+
+def test_scan_gives_the_same_no_downsampling_advice_as_check(tmp_path):
+    from typer.testing import CliRunner
+
+    from ctcdoctor.cli import app
+
+    spec = tmp_path / "every_step.py"
+    spec.write_text(
+        "import torch\nfrom torch import nn\nfrom ctcdoctor import Setup\n"
+        "class EveryStep(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.fc = nn.Linear(4, 6)\n"
+        "    def forward(self, x):\n        return self.fc(x.transpose(1, 2)).log_softmax(-1)\n"
+        "def build():\n"
+        "    torch.manual_seed(0)\n"
+        "    batches = [(torch.randn(4, 4, 30), torch.randint(1, 6, (4, 15)), torch.tensor([10, 10, 14, 30]),"
+        " torch.tensor([15, 15, 15, 9]))]\n"
+        "    return Setup(model=EveryStep(), loader=batches, blank=0, output_lengths=lambda lengths: lengths)\n"
+    )
+    result = CliRunner().invoke(app, ["scan", str(spec), "--format", "json"])
+    import json
+
+    findings = {item["code"]: item for item in json.loads(result.stdout)["findings"]}
+    assert "there is no downsampling to cut" in findings["CTC001"]["hint"]
