@@ -15,6 +15,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from ctcdoctor.overfit.prepare import Problem, Run
 
 
+RANDOM_KINDS = ("dropout", "layer drop", "masking")
+"""Stochastic parts (`ctcdoctor.overfit.stochastic`) whose train-mode output is random; BatchNorm's is not."""
+
+
 def _quote(text: str) -> str:
     return f'"{text}"'
 
@@ -111,10 +115,13 @@ def same_weights_train_decode(result: OverfitResult, run: Run, problem: Problem,
     after that update. While the decode still moves (early on, at a high learning rate) the two differ by one weight
     update, not by the mode. One more train-mode forward of the same weights (no autograd, the random state and the
     buffers, such as BatchNorm's running statistics, restored afterwards) settles it: `result.train_decode` becomes
-    its decode, so `compare_modes` only reports what the mode changes. Nothing is run when the decodes already agree;
-    a forward that fails keeps the training step's own decode."""
+    its decode, so `compare_modes` only reports what the mode changes. Nothing is run when the decodes already agree,
+    or when the model has dropout, layer drop or masking: their train-mode output is random, so one more forward
+    proves nothing and the training step's decode stands (the note names them). A forward that fails keeps it too."""
     train, final = list(result.train_decode), list(result.final_decode)
     if not train or not final or train == final:
+        return
+    if any(part.kind in RANDOM_KINDS for part in stochastic_parts(run.model)):
         return
     try:
         decodes = _train_mode_decodes(run, problem, log)
