@@ -70,6 +70,40 @@ def test_a_model_that_fits_in_train_mode_only_is_ctc070_eval_mode(module):
     assert "self.training" in found.message and "self.training" in found.hint
 
 
+def test_one_weight_update_between_the_decodes_is_not_a_train_eval_difference(module):
+    # A deterministic model (no dropout, masking, BatchNorm or self.training branch) at a high learning rate: the last
+    # training step decodes the output from before its optimizer update, the eval-mode decode runs after it, so the two
+    # differ by that update. Not a train/eval difference: no note sends the user looking for a self.training branch.
+    findings, _, result = _run(module, "build", steps=3, lr=0.3, eval_every=1, extend_to=None)
+    assert list(result.evaluations[-1].train_decodes) != list(result.final_decode)  # the decode moved in the last step
+    assert result.stochastic == []
+    assert result.modes_agree is True and list(result.train_decode) == list(result.final_decode)
+    assert not [note for note in result.notes if "self.training" in note], result.notes
+    assert not [item for item in findings if "self.training" in item.message]
+
+
+def test_the_same_weights_train_mode_decode_leaves_buffers_and_random_state_alone():
+    from ctcdoctor.overfit.final import same_weights_train_decode
+    from ctcdoctor.overfit.result import OverfitResult
+
+    class Noise(nn.Module):  # random in train mode, and no part ctcdoctor recognises: the forward runs
+        def forward(self, x):
+            return x + torch.rand_like(x) if self.training else x
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4), Noise(), nn.BatchNorm1d(2), nn.Linear(4, 3)).train()
+    before = [buffer.clone() for buffer in model.buffers()]
+    symbols = SimpleNamespace(text=lambda labels: "".join("xab"[label] for label in labels))
+    problem = SimpleNamespace(device=torch.device("cpu"), inputs=torch.randn(2, 2, 4), layout="TNC", blank=0, symbols=symbols)
+    result = OverfitResult(samples=(0,), source="test", targets=("ab",), final_decode=("ab",), train_decode=("ba",))
+    state = torch.get_rng_state()
+    same_weights_train_decode(result, SimpleNamespace(model=model), problem, SimpleNamespace(lengths=torch.tensor([2, 2])))
+    assert result.train_decode != ("ba",)  # decoded again from the same weights
+    assert torch.equal(torch.get_rng_state(), state)  # the noise's draw did not move the caller's random state
+    assert all(torch.equal(a, b) for a, b in zip(before, model.buffers()))  # BatchNorm's running statistics kept
+    assert model.training
+
+
 def test_stochastic_parts_are_read_from_modules_attributes_and_config():
     model = nn.Sequential(nn.Linear(3, 3), nn.Dropout(0.1), nn.LSTM(3, 3, num_layers=2, dropout=0.2),
                           nn.BatchNorm1d(3), nn.MultiheadAttention(4, 2, dropout=0.3))

@@ -15,6 +15,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from ctcdoctor.overfit.prepare import Problem, Run
 
 
+RANDOM_KINDS = ("dropout", "layer drop", "masking")
+"""Stochastic parts (`ctcdoctor.overfit.stochastic`) whose train-mode output is random; BatchNorm's is not."""
+
+
 def _quote(text: str) -> str:
     return f'"{text}"'
 
@@ -102,6 +106,49 @@ def _shape(result: OverfitResult, log_probs: torch.Tensor, lengths: torch.Tensor
         pseudo=None if shown is None or not torch.isfinite(shown).all() else tuple(tuple(row) for row in shown.tolist()),
         target=result.targets[0] if result.targets else "",
     )
+
+
+def same_weights_train_decode(result: OverfitResult, run: Run, problem: Problem, log: Log) -> None:
+    """When the last training step's own decode differs from the eval-mode decode, decode the final weights in train mode.
+
+    A training step decodes the output it trains on, computed before its optimizer update; the eval-mode decode runs
+    after that update. While the decode still moves (early on, at a high learning rate) the two differ by one weight
+    update, not by the mode. One more train-mode forward of the same weights (no autograd, the random state and the
+    buffers, such as BatchNorm's running statistics, restored afterwards) settles it: `result.train_decode` becomes
+    its decode, so `compare_modes` only reports what the mode changes. Nothing is run when the decodes already agree,
+    or when the model has dropout, layer drop or masking: their train-mode output is random, so one more forward
+    proves nothing and the training step's decode stands (the note names them). A forward that fails keeps it too."""
+    train, final = list(result.train_decode), list(result.final_decode)
+    if not train or not final or train == final:
+        return
+    if any(part.kind in RANDOM_KINDS for part in stochastic_parts(run.model)):
+        return
+    try:
+        decodes = _train_mode_decodes(run, problem, log)
+    except Exception:  # noqa: BLE001 - the training step's own decode stands
+        return
+    result.train_decode = tuple(problem.symbols.text(d) for d in decodes)
+
+
+def _train_mode_decodes(run: Run, problem: Problem, log: Log) -> list[list[int]]:
+    import torch
+
+    from ctcdoctor.ctc import greedy_decode
+    from ctcdoctor.measure.model import to_tnc
+    from ctcdoctor.overfit.loop import forward
+
+    saved = [(buffer, buffer.detach().clone()) for buffer in run.model.buffers()]
+    devices = [problem.device] if problem.device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices), torch.no_grad():  # the model keeps its training modes
+            output, returned, _ = forward(run.model, problem.inputs)
+    finally:
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)
+    lengths = log.lengths if returned is None else torch.as_tensor(returned).reshape(-1).to(problem.device, torch.long)
+    log_probs = to_tnc(output, problem.layout).float().log_softmax(-1)
+    return cast("list[list[int]]", greedy_decode(log_probs, lengths, blank=problem.blank))
 
 
 def compare_modes(result: OverfitResult, model: Any) -> None:

@@ -5,7 +5,8 @@ The decode that decides "fitted" runs in eval mode, as inference does: a model w
 masks a few frames of every training step never decodes its sample exactly in train mode, yet it
 has learnt it. The training step's own decode is kept beside it (free: no extra forward), so the
 report can say when the two modes disagree. The loss and gradient norm of every step stay on the
-device and are read back at the evaluations only, so the hot loop is a plain training loop.
+device and are read back at the evaluations only (and once at step NEGATIVE_STEPS, to stop a loss that
+was below 0 from the start), so the hot loop is a plain training loop.
 """
 from __future__ import annotations
 
@@ -31,6 +32,10 @@ DEAD_STEPS = 100
 """Stop early when the gradient norm stayed below DEAD_NORM for this many steps and the loss did not move."""
 STILL = 1e-4
 """... "did not move": its range over those steps is below this share of its value."""
+NEGATIVE_STEPS = 20
+"""Stop early when the loss was below 0 (as CTC074 counts it) at every one of the first this many steps: the loss is
+not given log-probabilities (softmax probabilities into F.ctc_loss), CTC074 is the verdict whatever follows, and more
+steps only cost time. A loss that starts positive and dips below 0 later trains its budget. 0 turns the stop off."""
 
 
 @dataclass(frozen=True)
@@ -174,11 +179,16 @@ def train(run: Run, problem: Problem, loss: TrainingLoss, options: OverfitOption
         step += 1
         with doing(f"training step {step} of {log.budget} on {on}"):  # what a --timeout names
             log_probs = _step(run, problem, log, clip, first=step == 1)
-        if step % options.eval_every and step != log.budget:
+        negative = step == NEGATIVE_STEPS and _negative_throughout(log)
+        if step % options.eval_every and step != log.budget and not negative:
             continue
         with doing(f"the eval-mode decode after training step {step} of {log.budget} on {on}"):
             if _evaluate(log, run, problem, log_probs, step, time.perf_counter() - started, options, hooks):
                 break
+        if negative:
+            log.stopped_early = (f"stopped at step {step}: the loss was below 0 at every step since step 1, so it is not a "
+                                 "CTC loss (CTC074); more steps cannot change that")
+            break
         if step == log.budget:  # out of budget without a fit: more steps while it is still learning (extend.py)
             log.budget = next_budget(step, options.steps, options.extend_to, log.losses, log.evaluations)
             if log.budget > step:
@@ -248,6 +258,18 @@ def _evaluate(log: Log, run: Run, problem: Problem, train_lp: torch.Tensor, step
     if hooks.on_progress is not None:
         hooks.on_progress(Progress(step, log.budget, losses[-1], cer, " | ".join(shown), log.streak))
     return log.nonfinite_step is not None or log.streak >= options.patience or _nothing_moves(log)
+
+
+def _negative_throughout(log: Log) -> bool:
+    """Every loss so far (read back: one sync) is below 0 as CTC074 counts it (`ctcdoctor.overfit.negative`)."""
+    import torch
+
+    from ctcdoctor.overfit.negative import negative_loss
+
+    pending = torch.stack([value for value, _ in log.pending]).tolist() if log.pending else []
+    losses = log.losses + pending
+    found = negative_loss(losses)
+    return found is not None and found.count == len(losses)
 
 
 def _nothing_moves(log: Log) -> bool:

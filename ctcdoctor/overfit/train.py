@@ -34,7 +34,7 @@ from ctcdoctor.load.limits import doing
 from ctcdoctor.overfit.caveats import qualify
 from ctcdoctor.overfit.diagnose import diagnose, explain_failure
 from ctcdoctor.overfit.extend import blocks_extension, extension_note
-from ctcdoctor.overfit.final import compare_modes, final_state
+from ctcdoctor.overfit.final import compare_modes, final_state, same_weights_train_decode
 from ctcdoctor.overfit.loop import Hooks, Log, train
 from ctcdoctor.overfit.loss import choose_loss
 from ctcdoctor.overfit.negative import negative_loss
@@ -185,6 +185,7 @@ def train_once(setup: Setup, prepared: Prepared, options: OverfitOptions, hooks:
     phase("final decode")
     with doing(f"the final decode (eval mode) after training step {log.steps}"):
         final_state(result, run, problem, log, prepared.output_kind, prepared.output_axis, options.alpha)
+        same_weights_train_decode(result, run, problem, log)  # not the step's decode from before its update
         compare_modes(result, run.model)
     context = {"blank_bias_gap": _blank_bias_gap(run.model, run.head, problem.blank, log.classes),
                "frozen_modules": run.frozen_modules, "output_kind": prepared.output_kind, "blank": problem.blank,
