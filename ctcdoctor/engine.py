@@ -107,6 +107,10 @@ class Context:
             self._model = model
         return self._model
 
+    def known(self, name: str) -> Any:
+        """Input `name` if it has been computed (successfully), else None; computes nothing."""
+        return self._values.get(name)
+
     def get(self, name: str) -> Any:
         if name in self._values:
             return self._values[name]
@@ -261,7 +265,10 @@ def check_setup(
             raise BatchError(f"spec {spec!r}: {error.message}" if spec else error.message, error.hint) from error
         findings, results = run_checks(context, selected, on_check)
     findings = apply_ignore(findings, settings.ignore)
-    return Report("check", spec, sort_findings(findings), tuple(results), seconds=time.perf_counter() - started,
+    from ctcdoctor.measure.summary import setup_summary
+
+    return Report("check", spec, sort_findings(findings), tuple(results), result=setup_summary(context),
+                  seconds=time.perf_counter() - started,
                   config=str(settings.config_path) if settings.config_path else None, seed=settings.seed)
 
 

@@ -18,6 +18,26 @@ from ctcdoctor.render.phrases import number
 BAR_WIDTH = 40
 
 
+def check(result: dict[str, Any], every: int | None = None) -> RenderableType:
+    """One dim line: what the checks read the output as (the layout is inferred unless Setup.layout says it)."""
+    shape = "(" + ", ".join(str(size) for size in result["output_shape"]) + ")"
+    axes = {"TNC": "(T, N, C)", "NTC": "(N, T, C)", "NCT": "(N, C, T)"}.get(result.get("layout") or "")
+    if axes is None:
+        output = f"output {shape}, layout undecided"
+    elif result.get("layout_source") == "setup":
+        output = f"output {shape} as {axes} (Setup.layout)"
+    else:
+        detail = str(result.get("layout_detail", ""))
+        why = detail.split(": ", 1)[1] if ": " in detail else detail
+        output = f"output {shape} as {axes}" + (f" ({why})" if why else "")
+    parts = [output]
+    if "classes" in result:
+        parts.append(f"{result['classes']} classes, blank {result['blank']}")
+    if result.get("frames_detail"):
+        parts.append(f"frames {result['frames_detail']}")
+    return Text("read: " + "; ".join(parts), style="dim")
+
+
 def overfit(result: dict[str, Any], every: int | None = None) -> RenderableType:
     """A headline (fitted / did not fit / not run), then the numbers behind it."""
     targets = ", ".join(f'"{t}"' for t in result["targets"])
@@ -263,6 +283,7 @@ def monitor(result: dict[str, Any], every: int | None = None) -> RenderableType:
 
 #: command -> renderer of its `result`.
 RESULTS: dict[str, Callable[[dict[str, Any], int | None], RenderableType]] = {
+    "check": check,
     "overfit": overfit,
     "scan": scan,
     "labels": labels,

@@ -135,3 +135,15 @@ def test_scan_gives_the_same_no_downsampling_advice_as_check(tmp_path):
 
     findings = {item["code"]: item for item in json.loads(result.stdout)["findings"]}
     assert "there is no downsampling to cut" in findings["CTC001"]["hint"]
+
+
+def test_check_says_what_it_read_the_output_as(monkeypatch):
+    from typer.testing import CliRunner
+
+    from ctcdoctor.cli import app
+    from ctchelpers import ROOT
+
+    monkeypatch.chdir(ROOT)
+    result = CliRunner().invoke(app, ["check", "examples/speech_conv1d_nct.py"])
+    assert "read: output (16, 21, 37) as (N, C, T) (a shorter input shortened axis 2" in result.output
+    assert "21 classes, blank 0; frames from Setup.output_lengths" in result.output

@@ -1,0 +1,28 @@
+"""What `check` read off the set-up: the output's shape and layout, the classes, the blank, where the frames come
+from. The report's `result` for `check`, so that a user sees what the checks assumed (a layout inferred from the
+shape can be wrong, and CTC029 and CTC022 are about exactly that)."""
+from __future__ import annotations
+
+from typing import Any
+
+from ctcdoctor.engine import Context
+
+LAYOUT_AXES = {"TNC": "(T, N, C)", "NTC": "(N, T, C)", "NCT": "(N, C, T)"}
+
+
+def setup_summary(context: Context) -> dict[str, Any] | None:
+    """Only what the checks have already computed (nothing is run for it); None when the model never ran."""
+    runs = context.known("runs")
+    if not runs:
+        return None
+    summary: dict[str, Any] = {"output_shape": list(runs[0].output.shape), "blank": context.setup.blank}
+    layout = context.known("layout")
+    if layout is not None:
+        summary.update(layout=layout.layout, layout_source=layout.source, layout_detail=layout.detail)
+    classes = context.known("num_classes")
+    if classes is not None:
+        summary["classes"] = classes
+    lengths = context.known("output_lengths")
+    if lengths is not None:
+        summary.update(frames_source=lengths.source, frames_detail=lengths.detail)
+    return summary
