@@ -7,6 +7,8 @@ from ctcdoctor.registry import SkipCheck, check, finding
 from ctcdoctor.render.phrases import numbered, of_total, plural
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+
     from ctcdoctor.findings import Finding
     from ctcdoctor.frameworks.hf_facts import HFFacts
     from ctcdoctor.load.batches import TargetTable
@@ -350,7 +352,8 @@ def empty_targets(targets: TargetTable) -> list[Finding]:
 BLANK_SYMBOLS = frozenset({"-", "_", "ε", "ϵ", "~", "<blank>", "<BLANK>", "<b>", "<eps>", "<pad>", "[PAD]", "<pad_token>", "blank"})
 
 
-def _alphabet_holds_the_blank(num_classes: int, alphabet: Alphabet, blank: int, targets: TargetTable | None) -> str | None:
+def _alphabet_holds_the_blank(num_classes: int, alphabet: Alphabet, blank: int, targets: TargetTable | None,
+                              set_classes: Callable[[int], str] = _final_layer) -> str | None:
     """CTC014's fix when the model is right and the alphabet lists the blank too: as many symbols as classes, every
     label inside the head and none on the blank (so the labels index the alphabet directly). None otherwise."""
     if alphabet is None or num_classes != len(alphabet) or not 0 <= blank < len(alphabet) or targets is None:
@@ -366,7 +369,7 @@ def _alphabet_holds_the_blank(num_classes: int, alphabet: Alphabet, blank: int, 
                 "symbols); do not add a class.")
     return (f"Every label fits the {num_classes} classes and none is the blank {blank}: if {symbol!r} (alphabet[{blank}]) "
             f"stands for the blank, pass the alphabet without it ({drop}); otherwise the blank slot is missing: "
-            f"{_final_layer(num_classes + 1)}.")
+            f"{set_classes(num_classes + 1)}.")
 
 
 @check("CTC014", "error", "class count differs from len(alphabet) + 1")
@@ -409,8 +412,8 @@ def class_count_mismatch(
         hint = (f"{_capital(set_classes(needed))} ({reasons}), and pass the alphabet your encoder really uses "
                 f"(len(alphabet) + 1 = {expected} is too few).")
     elif num_classes == len(alphabet):
-        hint = (_alphabet_holds_the_blank(num_classes, alphabet, blank, targets)
-                or f"The blank slot is missing: {set_classes(expected)} (nn.Linear(hidden, len(alphabet) + 1)).")
+        hint = (_alphabet_holds_the_blank(num_classes, alphabet, blank, targets, set_classes)
+                or f"The blank slot is missing: {set_classes(expected)}: len(alphabet) + 1.")
     else:
         hint = f"{_capital(set_classes(expected))} (len(alphabet) + 1), or pass the alphabet your encoder really uses."
     return [

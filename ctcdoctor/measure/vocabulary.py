@@ -20,6 +20,9 @@ class Vocabulary:
     """Where the user sets the blank."""
     classes_setting: str = "the final layer"
     """What decides the class count."""
+    head: tuple[str, str, str] | None = None
+    """(module name, type, size argument) of the last Linear/Conv layer that outputs the classes, when found:
+    the advice then names it ("Conv1d at acoustic_model.20: out_channels=29")."""
 
     def name(self, index: int) -> str:
         """`class 14 ('[PAD]')`, or `class 14` without a tokenizer."""
@@ -36,7 +39,23 @@ class Vocabulary:
         """The imperative that gives the model `count` output classes."""
         if self.classes_setting == "config.vocab_size":
             return f"load the model with vocab_size={count} (from_pretrained(..., vocab_size=len(tokenizer)))"
+        if self.head is not None:
+            name, kind, argument = self.head
+            return f"make the final layer ({kind} at {name}) output {count} classes ({argument}={count})"
         return f"make the final layer output {count} classes"
+
+
+def class_head(model: Any, classes: int) -> tuple[str, str, str] | None:
+    """The last Linear or Conv layer (registration order) whose output size is `classes`, as (name, type, argument)."""
+    import torch
+
+    found = None
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and module.out_features == classes:
+            found = (name, type(module).__name__, "out_features")
+        elif isinstance(module, torch.nn.modules.conv._ConvNd) and module.out_channels == classes:
+            found = (name, type(module).__name__, "out_channels")
+    return found
 
 
 def _tokenizer(setup: Any) -> Any:
@@ -55,12 +74,18 @@ def _vocabulary(context: Context) -> Vocabulary:
     hugging_face = isinstance(setup.model, HFCTCModel)
     blank_setting = "config.pad_token_id" if hugging_face else "Setup.blank"
     classes_setting = "config.vocab_size" if hugging_face else "the final layer"
+    head = None
+    if not hugging_face:
+        try:
+            head = class_head(context.model, context.num_classes)
+        except Exception:  # noqa: BLE001 - no output (CTC026, a model that does not run): generic advice
+            head = None
     if tokenizer is None:
-        return Vocabulary({}, blank_setting=blank_setting, classes_setting=classes_setting)
+        return Vocabulary({}, blank_setting=blank_setting, classes_setting=classes_setting, head=head)
     tokens = {int(index): str(token) for token, index in tokenizer.get_vocab().items()}
     pad_id = getattr(tokenizer, "pad_token_id", None)
     return Vocabulary(tokens, int(pad_id) if pad_id is not None else None, getattr(tokenizer, "pad_token", None),
-                      blank_setting, classes_setting)
+                      blank_setting, classes_setting, head)
 
 
 @dataclass(frozen=True)

@@ -147,3 +147,12 @@ def test_check_says_what_it_read_the_output_as(monkeypatch):
     result = CliRunner().invoke(app, ["check", "examples/speech_conv1d_nct.py"])
     assert "read: output (16, 21, 37) as (N, C, T) (a shorter input shortened axis 2" in result.output
     assert "21 classes, blank 0; frames from Setup.output_lengths" in result.output
+
+
+def test_the_class_count_fix_names_the_models_own_head_layer():
+    setup = healthy_setup()
+    setup.model = ConvHead("log_softmax")  # 6 classes; an alphabet of 6 symbols needs 7
+    setup.alphabet = "abcdef"
+    (found,) = run_codes(setup, ("CTC014",))[0]
+    assert "make the final layer (Conv1d at body.2) output 7 classes (out_channels=7)" in found.hint
+    assert "nn.Linear" not in found.hint
