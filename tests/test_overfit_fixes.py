@@ -91,8 +91,9 @@ def test_a_loss_below_0_from_the_first_step_stops_early_with_the_same_verdict(mo
 TRANSIENT = """
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 from ctcdoctor import Setup
-from tinyctc import FrameMLP, loader
 
 calls = [0]
 
@@ -103,9 +104,16 @@ def dips(output, batch):
     loss = F.ctc_loss(output.transpose(0, 1), targets, input_lengths, target_lengths)
     return loss - 100.0 if 3 <= calls[0] <= 10 else loss
 
+def collate(items):
+    xs, ys = zip(*items)
+    return torch.stack(xs), torch.stack(ys), torch.full((len(xs),), 16), torch.full((len(xs),), 4)
+
 def build():
+    # self-contained: tests/integrations has a tinyctc module of its own, which may be the one imported by that name
     torch.manual_seed(0)
-    return Setup(model=FrameMLP(), loader=loader(), alphabet="abcde", criterion=dips,
+    model = nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Linear(32, 6), nn.LogSoftmax(-1))
+    data = TensorDataset(torch.randn(4, 16, 8), torch.tensor([[1, 2, 3, 4], [2, 3, 4, 5], [3, 4, 5, 1], [4, 5, 1, 2]]))
+    return Setup(model=model, loader=DataLoader(data, batch_size=4, collate_fn=collate), alphabet="abcde", criterion=dips,
                  optimizer=lambda p: torch.optim.Adam(p, lr=1e-2))
 """
 

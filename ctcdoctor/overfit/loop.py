@@ -179,7 +179,7 @@ def train(run: Run, problem: Problem, loss: TrainingLoss, options: OverfitOption
         step += 1
         with doing(f"training step {step} of {log.budget} on {on}"):  # what a --timeout names
             log_probs = _step(run, problem, log, clip, first=step == 1)
-        negative = step == NEGATIVE_STEPS and _negative_throughout(log)
+            negative = step == NEGATIVE_STEPS and _negative_throughout(log)
         if step % options.eval_every and step != log.budget and not negative:
             continue
         with doing(f"the eval-mode decode after training step {step} of {log.budget} on {on}"):
