@@ -162,13 +162,14 @@ document(
     fix (`blank=26`), not `log_softmax`. The `logs` command reports the same curve in a training
     log as CTC209.
 
-    **Example.** `error CTC074 the loss is negative on sample 0: below 0 at 60 of 60 steps
+    **Example.** `error CTC074 the loss is negative on sample 0: below 0 at 20 of 20 steps
     (first at step 1, lowest -6.462 at step 7). A CTC loss is a negative log-likelihood and never
     goes below 0: the model's output is probabilities (softmax ...), and the loss reads them as
-    log-probabilities.`
+    log-probabilities.` A loss below 0 at every one of the first 20 steps ends the run there: more
+    steps cannot change the verdict.
 
-    **Fix.** Pass log-probabilities to the loss: replace `softmax` with `log_softmax(dim=-1)` at
-    the model's head (or call the loss on `output.log()` in the criterion; `log_softmax` is the
+    **Fix.** Pass log-probabilities to the loss: replace `softmax` with `log_softmax(dim=-1)`
+    (`dim=1` for an `(N, C, T)` output) at the model's head (or call the loss on `output.log()` in the criterion; `log_softmax` is the
     stabler), then run overfit again. For raw logits apply `log_softmax(dim=-1)` before the loss.
     For the loss's blank in the targets: call the loss with the blank your labels leave free
     (`F.ctc_loss(..., blank=26)`, `Setup.blank`).
