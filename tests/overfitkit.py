@@ -171,6 +171,33 @@ USER_MODULE = textwrap.dedent(
         torch.manual_seed(0)
         return Setup(model=DeadHead(), loader=loader(), alphabet="abcde", optimizer=adam(1e-2))
 
+    class Slow(nn.Module):
+        """Wraps a model and sleeps in every training-mode forward: a model slow enough for --timeout to land in
+        training (the static checks, in eval mode, stay fast)."""
+        def __init__(self, model, sleep=0.02):
+            super().__init__()
+            self.model, self.sleep = model, sleep
+
+        def forward(self, x):
+            import time
+            if self.training:
+                time.sleep(self.sleep)
+            return self.model(x)
+
+    def build_slow_dead_head():
+        torch.manual_seed(0)
+        return Setup(model=Slow(DeadHead(), sleep=0.1), loader=loader(), alphabet="abcde", optimizer=adam(1e-2))
+
+    def build_slow_learner():
+        # A healthy model at a small learning rate: the loss still falls for hundreds of steps.
+        torch.manual_seed(0)
+        return Setup(model=Slow(FrameMLP()), loader=loader(), alphabet="abcde", optimizer=adam(1e-4))
+
+    def build_slow_to_load():
+        import time
+        time.sleep(30)
+        return build()
+
     def build_unseeded():
         # build() leaves the model's initialisation to the global random state: --seed decides it.
         return Setup(model=FrameMLP(), loader=loader(), alphabet="abcde", optimizer=adam(1e-2))

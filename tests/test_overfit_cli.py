@@ -48,12 +48,67 @@ def test_a_sample_past_what_an_infinite_loader_reads_is_exit_2(module):
     assert fine.exit_code == 0, fine.output
 
 
-def test_timeout_ends_training_with_exit_2_naming_it(module):
-    result = runner.invoke(app, ["overfit", str(module), "--timeout", "6", "--steps", "1000000", "--patience", "1000000"])
+def test_a_timeout_during_training_reports_the_static_findings_and_the_verdict_on_the_steps_run(module):
+    """--timeout that lands in training cuts it there: the static findings known before training (CTC027: a ReLU on the
+    output) and the verdict on the steps run (CTC070: nothing reaches the weights) are reported, with the cut named."""
+    result = runner.invoke(app, ["overfit", f"{module}:build_slow_dead_head", "--timeout", "6", "--steps", "100000",
+                                 "--format", "json"])
+    assert result.exit_code == 1, result.output  # the findings decide it, as for any report
+    document = json.loads(result.stdout)
+    codes = [item["code"] for item in document["findings"]]
+    assert "CTC027" in codes and "CTC070" in codes, codes
+    outcome = document["result"]
+    cut = outcome["timed_out"]
+    assert cut["timeout"] == 6 and cut["budget"] == 100000 and 10 < cut["step"] == outcome["steps"] < 100000, cut
+    assert cut["still_falling"] is False  # a flat loss: the verdict does not wait for more steps
+    # (0.1 s a step: cut long before step 100, where a dead network stops by itself, ctcdoctor.overfit.loop.DEAD_STEPS)
+    note = f"training was cut by --timeout 6 s at step {cut['step']} of 100000: the verdict is judged on the {cut['step']} steps run"
+    assert outcome["stopped_early"] == note and note in outcome["notes"]
+    assert outcome["history"][-1]["step"] == cut["step"]  # the cut step is evaluated, as a budget's last step is
+    verdict = next(item for item in document["findings"] if item["code"] == "CTC070")
+    assert verdict["evidence"]["kind"] == "dead" and verdict["evidence"]["timed_out"] == cut
+    assert f"Training was cut by --timeout 6 s at step {cut['step']} of 100000: judged on the steps run." in verdict["message"]
+
+
+def test_a_run_cut_while_still_learning_is_provisional_in_the_text_report(module):
+    result = runner.invoke(app, ["overfit", f"{module}:build_slow_learner", "--timeout", "4", "--steps", "100000"])
+    assert result.exit_code == 1, result.output
+    text = " ".join(result.stdout.split())
+    assert "did not fit (CTC070)" in text, text
+    step = re.search(r"training was cut by --timeout 4 s at step (\d+) of 100000", text)
+    assert step and 10 < int(step.group(1)) < 100000, text
+    assert "the loss was still falling, so it is provisional: rerun with a larger --timeout or fewer --steps" in text
+    assert "so this verdict is provisional" in text and "Rerun with a larger --timeout or fewer --steps" in text
+    assert "ran past --timeout" not in result.output
+
+
+def test_a_timeout_while_loading_the_spec_is_exit_2_naming_the_phase(module):
+    result = runner.invoke(app, ["overfit", f"{module}:build_slow_to_load", "--timeout", "2"])
     assert result.exit_code == 2, result.output
-    # The deadline lands in a training step or in the eval-mode decode between steps: both name the step.
     text = " ".join(result.output.split())
-    assert re.search(r"ran past --timeout 6 s while (the eval-mode decode after )?training step \d+ of 1000000 on sample 0", text), text
+    assert re.search(r"ran past --timeout 2 s while loading \S*tinyctc.py:build_slow_to_load", text), text
+
+
+def test_a_report_that_outlasts_the_grace_after_the_cut_is_exit_2_naming_both(module, monkeypatch):
+    import time
+
+    import ctcdoctor.load.limits as limits
+    import ctcdoctor.overfit.train as train_module
+
+    monkeypatch.setattr(limits, "GRACE_SECONDS", 1.0)
+    monkeypatch.setattr(limits, "GRACE_SHARE", 0.0)
+    final_state = train_module.final_state
+
+    def slow_final_state(*args, **kwargs):
+        time.sleep(5)
+        return final_state(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "final_state", slow_final_state)
+    result = runner.invoke(app, ["overfit", f"{module}:build_slow_learner", "--timeout", "3", "--steps", "100000"])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert re.search(r"ran past --timeout 3 s and the 1 s granted to report after training step \d+ of 100000 on sample 0 "
+                     r"was cut while the final decode \(eval mode\) after training step \d+", text), text
 
 
 def test_seed_is_the_shared_option_and_lands_in_the_result(module):

@@ -92,7 +92,9 @@ def overfit(
 
     Exit 0: fitted. Exit 1: CTC070 (did not fit in the budget), CTC071 (collapsed to
     blanks), CTC072 (diverged, oscillated or NaN), CTC073 (a small batch did not fit),
-    CTC074 (the loss went negative: it is not given log-probabilities), or a static error. Exit 2: a usage error, or --timeout ran out.
+    CTC074 (the loss went negative: it is not given log-probabilities), or a static error. Exit 2: a usage error, or
+    --timeout ran out before training (loading, the static checks). A --timeout that lands in training cuts it there:
+    the run is reported, judged on the steps run and saying so, with exit 0 or 1 by its findings.
     """
     flags = dict(sample=sample, samples=samples, steps=steps, lr=lr, lr_probe=lr_probe, loss=loss.value, alpha=alpha,
                  gamma=gamma, freeze_except_head=freeze_except_head, clip=clip, eval_every=eval_every, patience=patience,

@@ -4,6 +4,12 @@ A data loader can be infinite and a model can be slow; a CI gate must end. The c
 arms a wall-clock deadline around the command (`deadline`); the long phases say what they are
 doing (`doing`), so a timeout names it: "ran past --timeout 60 s while running the model on
 batch 3 (check CTC050)".
+
+Work that can end early with a result (overfit's training loop) runs inside `stoppable()`: a deadline
+that lands there does not raise; it cuts the work (`stop_now()` turns true, the loop ends after its
+step) and grants GRACE_SECONDS (or GRACE_SHARE of the timeout, whichever is longer) to report what
+is known. Only when that grace runs out too does the command end with exit 2. `stop_now(reserve)`
+also cuts the work a little before the deadline, when the next step and the report would not fit.
 """
 from __future__ import annotations
 
@@ -11,12 +17,21 @@ import contextlib
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 _activity: list[str] = []
 _purpose: list[str] = []
 REFIRE_SECONDS = 1.0
 """After the deadline, how often the timeout is raised again until the command has ended."""
+GRACE_SECONDS = 10.0
+GRACE_SHARE = 0.1
+"""Once stoppable work is cut by the deadline: the time granted to report what is known (the longer of the two)."""
+_stoppable: list[None] = []
+_armed: dict[str, float] = {}
+"""While a deadline is armed: "seconds" (the --timeout), "expires" (time.monotonic() at the deadline)."""
+_cut: list[str] = []
+"""What was running when the deadline (or the reserve before it) cut stoppable work; empty until then."""
 
 
 class CommandTimeout(BaseException):
@@ -56,6 +71,60 @@ def doing(what: str, purpose: str | None = None) -> Iterator[None]:
             _purpose.pop()
 
 
+@contextlib.contextmanager
+def stoppable() -> Iterator[None]:
+    """A block that ends early on the deadline instead of raising: it polls `stop_now()` between its steps."""
+    _stoppable.append(None)
+    try:
+        yield
+    finally:
+        _stoppable.pop()
+
+
+def remaining() -> float | None:
+    """Seconds left before the armed deadline (negative once past); None when no deadline is armed."""
+    if not _armed:
+        return None
+    return _armed["expires"] - time.monotonic()
+
+
+def armed_timeout() -> float | None:
+    """The armed deadline's --timeout in seconds; None when none is armed."""
+    return _armed.get("seconds")
+
+
+def cut_short() -> str | None:
+    """What was running when the deadline cut stoppable work ("training step 438 of 1000 on sample 0"), else None."""
+    return _cut[0] if _cut else None
+
+
+def _grace(seconds: float) -> float:
+    return max(GRACE_SECONDS, GRACE_SHARE * seconds)
+
+
+def _cut_now(what: str) -> None:
+    """Cut the stoppable work: from now on the command has until the deadline plus the grace to report."""
+    _cut.append(what)
+    left = max(remaining() or 0.0, 0.0) + _grace(_armed["seconds"])
+    _armed["expires"] = time.monotonic() + left
+    signal.setitimer(signal.ITIMER_REAL, left, REFIRE_SECONDS)
+
+
+def stop_now(reserve: float = 0.0, what: str | None = None) -> bool:
+    """Whether stoppable work should end now: the deadline cut it, or fewer than `reserve` seconds are left before it
+    (what the next step and the report need; `what` names the work then cut). Always False without a deadline or
+    outside `stoppable()`."""
+    if not _armed or not _stoppable:
+        return False
+    if _cut:
+        return True
+    left = remaining()
+    if left is not None and left < reserve:
+        _cut_now(what or current_activity())
+        return True
+    return False
+
+
 def _timeout_in_flight() -> bool:
     """Whether the exception being handled (in an `except`, a `finally` or a context manager's exit),
     or one it arose from, is a CommandTimeout: then a repeated alarm must not interrupt the cleanup."""
@@ -83,13 +152,19 @@ def deadline(seconds: float | None) -> Iterator[None]:
     def expire(_signum: int, _frame: object) -> None:
         if _timeout_in_flight():  # fired before and on its way out through the cleanups: let it finish
             return
+        if _stoppable and not _cut:  # training: end it after this step and report what it showed
+            _cut_now(current_activity())
+            return
+        granted = f" and the {_grace(_armed['seconds']):g} s granted to report after {_cut[0]} was cut" if _cut else ""
         raise CommandTimeout(
-            f"ran past --timeout {seconds:g} s while {current_activity()}",
+            f"ran past --timeout {seconds:g} s{granted} while {current_activity()}",
             "Give it more time (--timeout), or bound the work: fewer batches (check: --max-batches/--scan-batches), "
             "fewer samples (scan: --max-samples), a smaller --steps (overfit), a finite loader.",
         )
 
     previous = signal.signal(signal.SIGALRM, expire)
+    _armed.update(seconds=float(seconds), expires=time.monotonic() + float(seconds))  # type: ignore[arg-type]
+    _cut.clear()
     # Fire again every REFIRE_SECONDS until the block ends: an exception raised while Python runs a
     # finaliser (`__del__`, a weakref or gc callback) is printed as "Exception ignored" and lost, and so
     # is one that a loader catches with a bare `except`; a one-shot alarm then never ends the command.
@@ -99,3 +174,5 @@ def deadline(seconds: float | None) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        _armed.clear()
+        _cut.clear()

@@ -246,7 +246,9 @@ def _budget(verdict: Verdict, result: OverfitResult, summary: dict[str, Any]) ->
     by_flag = result.parameters.get("freeze_except_head")
     decodes = result.final_decode or result.train_decode
     extended = result.budget.get("extended_to")
-    if falling:
+    if falling and result.timed_out:
+        causes.append(f"the loss was still falling when --timeout cut the training at step {result.steps_run}")
+    elif falling:
         causes.append("the loss was still falling when the step budget ran out"
                       + (f", extended from {result.budget['steps']} to {extended} steps while it kept improving" if extended else ""))
     if any(list(d) != list(t) and list(d) == _collapse_repeats(list(t)) for d, t in zip(decodes, result.targets)):
@@ -335,8 +337,22 @@ def explain_failure(verdict: Verdict, result: OverfitResult, static: Sequence[Fi
     causes = [cause for cause in causes if cause]
     if causes:
         message += " Likely causes: " + "; ".join(causes) + "."
+    message, hint = _cut(result, message, hint)
     return finding(verdict.code, message, hint, _evidence(verdict, result, summary, causes, context),
                    title=_title(verdict))
+
+
+def _cut(result: OverfitResult, message: str, hint: str) -> tuple[str, str]:
+    """A run that --timeout cut: say the verdict is judged on the steps run, and provisional while still learning."""
+    cut = result.timed_out
+    if not cut:
+        return message, hint
+    limit = f"--timeout {cut['timeout']:g} s" if cut.get("timeout") is not None else "--timeout"
+    message += f" Training was cut by {limit} at step {cut['step']} of {cut['budget']}: judged on the steps run"
+    if not cut.get("still_falling"):
+        return message + ".", hint
+    return (message + ", the loss still falling, so this verdict is provisional.",
+            f"Rerun with a larger --timeout or fewer --steps: the run was cut while the loss still fell. {hint}")
 
 
 def _negative(verdict: Verdict, result: OverfitResult, summary: dict[str, Any], static: Sequence[Finding],
@@ -392,4 +408,5 @@ def _evidence(verdict: Verdict, result: OverfitResult, summary: dict[str, Any], 
         "clipping": result.clipping,
         "stochastic": result.stochastic,
         "lr_probe": result.lr_probe,
+        **({"timed_out": dict(result.timed_out)} if result.timed_out else {}),  # only on a run --timeout cut
     }

@@ -70,3 +70,14 @@ def extension_note(extensions: Sequence[tuple[int, float]], final: int, limit: i
     where = ", ".join(f"step {step} (CER down to {cer:.2f})" for step, cer in extensions)
     return (f"still learning when the budget ran out at {where}, the loss still falling: the budget grew to {final} steps "
             f"(the default budget grows up to {limit} steps while the run improves; --steps N fixes it)")
+
+
+def cut_note(step: int, budget: int, timeout: float | None, falling: bool) -> str:
+    """The report's note on a run that --timeout cut during training: judged on the steps run, and provisional while
+    the loss was still falling."""
+    limit = f"--timeout {timeout:g} s" if timeout is not None else "--timeout"
+    note = f"training was cut by {limit} at step {step} of {budget}: the verdict is judged on the {step} steps run"
+    if falling:
+        note += (", and the loss was still falling, so it is provisional: rerun with a larger --timeout or fewer --steps "
+                 "to see whether it fits")
+    return note

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from ctcdoctor.errors import UserInputError
-from ctcdoctor.load.limits import doing
+from ctcdoctor.load.limits import doing, stop_now
 from ctcdoctor.overfit.loss import TrainingLoss, settle
 from ctcdoctor.overfit.result import Evaluation, OverfitOptions, Progress
 
@@ -38,9 +38,18 @@ not given log-probabilities (softmax probabilities into F.ctc_loss), CTC074 is t
 steps only cost time. A loss that starts positive and dips below 0 later trains its budget. 0 turns the stop off."""
 
 
+RESERVE_STEPS = 3.0
+"""Under --timeout, training stops when fewer seconds are left than this many of its steps take (the next step, the
+evaluation at the cut and the final decode), so the report is made before the deadline (ctcdoctor.load.limits)."""
+
+
 @dataclass(frozen=True)
 class Hooks:
     on_progress: Callable[[Progress], None] | None = None
+    stoppable: bool = False
+    """The command's own run: a --timeout that lands in its training (or final decode) cuts the training there and the
+    run is reported (`train.train_once` runs it in `limits.stoppable()`); the LR probe's and the batch analysis's extra
+    runs are not stoppable: a timeout there ends the command (exit 2)."""
 
 
 @dataclass
@@ -68,6 +77,8 @@ class Log:
     classes: int = 0
     """C, the output's class count."""
     train_decodes: list[list[int]] = field(default_factory=list)
+    timed_out: bool = False
+    """--timeout cut the training at `steps` (ctcdoctor.load.limits.stoppable): judged on the steps run."""
     extensions: list[tuple[int, float]] = field(default_factory=list)
     """(step, CER) where the budget ran out while the run was still learning, and it trained on."""
     first_exact: list[int | None] = field(default_factory=list)
@@ -164,7 +175,8 @@ def eval_log_probs(run: Run, problem: Problem, lengths: torch.Tensor) -> tuple[t
 
 
 def train(run: Run, problem: Problem, loss: TrainingLoss, options: OverfitOptions, hooks: Hooks) -> Log:
-    """Train until the eval-mode decode equals every target at `patience` evaluations in a row, or the budget ends."""
+    """Train until the eval-mode decode equals every target at `patience` evaluations in a row, or the budget ends
+    (or, inside `limits.stoppable()`, --timeout cuts it: then the last step run is evaluated and the run ends there)."""
     import torch
 
     from ctcdoctor.overfit.extend import next_budget
@@ -180,7 +192,8 @@ def train(run: Run, problem: Problem, loss: TrainingLoss, options: OverfitOption
         with doing(f"training step {step} of {log.budget} on {on}"):  # what a --timeout names
             log_probs = _step(run, problem, log, clip, first=step == 1)
             negative = step == NEGATIVE_STEPS and _negative_throughout(log)
-        if step % options.eval_every and step != log.budget and not negative:
+        cut = stop_now(RESERVE_STEPS * (time.perf_counter() - started) / step, f"training step {step} of {log.budget} on {on}")
+        if step % options.eval_every and step != log.budget and not negative and not cut:
             continue
         with doing(f"the eval-mode decode after training step {step} of {log.budget} on {on}"):
             if _evaluate(log, run, problem, log_probs, step, time.perf_counter() - started, options, hooks):
@@ -188,6 +201,9 @@ def train(run: Run, problem: Problem, loss: TrainingLoss, options: OverfitOption
         if negative:
             log.stopped_early = (f"stopped at step {step}: the loss was below 0 at every step since step 1, so it is not a "
                                  "CTC loss (CTC074); more steps cannot change that")
+            break
+        if cut:  # --timeout: the run ends here, judged on the steps run (train._record says so)
+            log.timed_out = True
             break
         if step == log.budget:  # out of budget without a fit: more steps while it is still learning (extend.py)
             log.budget = next_budget(step, options.steps, options.extend_to, log.losses, log.evaluations)

@@ -184,7 +184,11 @@ class OverfitResult:
     modes_agree: bool | None = None
     """Whether the last train-mode and eval-mode decodes were equal (None: not compared)."""
     stopped_early: str | None = None
-    """Why training stopped before the budget without a fit (nothing could change any more), if it did."""
+    """Why training stopped before the budget without a fit, if it did: nothing could change any more, or --timeout
+    cut it (then `timed_out` says where)."""
+    timed_out: dict[str, Any] | None = None
+    """--timeout cut the training: {"timeout": seconds, "step": the last step run, "budget": the budget then,
+    "still_falling": the loss was still falling, so the verdict is provisional}. In the JSON only when it did."""
     first_exact: tuple[int | None, ...] = ()
     """Per sample: the first evaluation step whose eval-mode decode equalled its target."""
     lr_probe: dict[str, Any] | None = None
@@ -255,6 +259,7 @@ class OverfitResult:
             "output_frames": self.output_frames,
             "decoded_frames": list(self.decoded_frames),
             "budget": dict(self.budget),
+            **({"timed_out": dict(self.timed_out)} if self.timed_out else {}),  # absent from a run that was not cut
         }
 
 

@@ -23,6 +23,7 @@ functions (the CLI imports this module).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,10 +31,11 @@ from typing import TYPE_CHECKING, Any
 
 from ctcdoctor.errors import UserInputError
 from ctcdoctor.findings import CheckResult, Finding
-from ctcdoctor.load.limits import doing
+from ctcdoctor.load.limits import armed_timeout, cut_short, doing, stoppable
 from ctcdoctor.overfit.caveats import qualify
 from ctcdoctor.overfit.diagnose import diagnose, explain_failure
-from ctcdoctor.overfit.extend import blocks_extension, extension_note
+from ctcdoctor.overfit.explain import still_falling
+from ctcdoctor.overfit.extend import blocks_extension, cut_note, extension_note
 from ctcdoctor.overfit.final import compare_modes, final_state, same_weights_train_decode
 from ctcdoctor.overfit.loop import Hooks, Log, train
 from ctcdoctor.overfit.loss import choose_loss
@@ -141,6 +143,10 @@ def _record(result: OverfitResult, run: Run, log: Log, options: OverfitOptions) 
     from ctcdoctor.overfit.curve import median
 
     result.losses, result.norms, result.evaluations = log.losses, log.norms, log.evaluations
+    if log.timed_out:  # judged on the steps run, and said so (provisional while the loss still fell)
+        falling = still_falling(result.loss_summary())
+        result.timed_out = {"timeout": armed_timeout(), "step": log.steps, "budget": log.budget, "still_falling": falling}
+        log.stopped_early = cut_note(log.steps, log.budget, armed_timeout(), falling)
     result.steps_run, result.seconds, result.trained = log.steps, log.seconds, True
     result.nonfinite_step, result.stopped_early = log.nonfinite_step, log.stopped_early
     result.fitted = result.decode_matches = log.streak >= options.patience
@@ -178,15 +184,17 @@ def train_once(setup: Setup, prepared: Prepared, options: OverfitOptions, hooks:
         loss = choose_loss(criterion, options.loss, options.alpha, options.gamma)
         loss = dataclasses.replace(loss, note=loss.note or why)
     phase("training")
-    log = train(run, problem, loss, options, hooks)  # each step says which it is (see loop.train)
-    _record(result, run, log, options)
-    result.normalisation = normalisation_note(prepared.output_kind, prepared.output_axis, log.loss.source == "criterion",
-                                              hf_model_name(setup))
-    phase("final decode")
-    with doing(f"the final decode (eval mode) after training step {log.steps}"):
-        final_state(result, run, problem, log, prepared.output_kind, prepared.output_axis, options.alpha)
-        same_weights_train_decode(result, run, problem, log)  # not the step's decode from before its update
-        compare_modes(result, run.model)
+    # The command's own run: a --timeout that lands here cuts the training and the run is still reported (loop.train)
+    with stoppable() if hooks.stoppable else contextlib.nullcontext():
+        log = train(run, problem, loss, options, hooks)  # each step says which it is (see loop.train)
+        _record(result, run, log, options)
+        result.normalisation = normalisation_note(prepared.output_kind, prepared.output_axis,
+                                                  log.loss.source == "criterion", hf_model_name(setup))
+        phase("final decode")
+        with doing(f"the final decode (eval mode) after training step {log.steps}"):
+            final_state(result, run, problem, log, prepared.output_kind, prepared.output_axis, options.alpha)
+            same_weights_train_decode(result, run, problem, log)  # not the step's decode from before its update
+            compare_modes(result, run.model)
     context = {"blank_bias_gap": _blank_bias_gap(run.model, run.head, problem.blank, log.classes),
                "frozen_modules": run.frozen_modules, "output_kind": prepared.output_kind, "blank": problem.blank,
                "target_labels": sorted({label for labels in problem.target_lists for label in labels})}
@@ -231,7 +239,8 @@ def run_overfit(
     threads = options.threads if options.threads and not str(options.device).lower().startswith("cuda") else None
     # seeded(None): seeding for the runs must not change the caller's random states (torch, numpy, random).
     with seeded(None), torch_threads(threads), torch.enable_grad():
-        return _run(setup, spec if loadable else None, options, Hooks(on_progress), on_phase or (lambda text: None))
+        return _run(setup, spec if loadable else None, options, Hooks(on_progress, stoppable=True),
+                    on_phase or (lambda text: None))
 
 
 def _run(setup: Setup, spec: str | None, options: OverfitOptions, hooks: Hooks,
@@ -252,6 +261,13 @@ def _run(setup: Setup, spec: str | None, options: OverfitOptions, hooks: Hooks,
     options = dataclasses.replace(options, steps=result.budget.get("extended_to") or options.steps, extend_to=None)
     # a negative loss is reported even when the decode fits: the criterion is not computing CTC (CTC074)
     verdict = None if result.fitted and negative_loss(result.losses) is None else diagnose(result, findings, trained.context)
+    if cut_short() is not None:  # --timeout ran out: report this run now, without the extra runs
+        skipped = [words for wanted, words in ((options.lr_probe, "the LR probe (--lr-probe)"),
+                                               (len(options.samples) > 1 and verdict is not None and options.alone_check,
+                                                "training the worst sample alone")) if wanted]
+        if skipped:
+            result.notes.append(f"skipped after --timeout ran out: {' and '.join(skipped)}")
+        options = dataclasses.replace(options, lr_probe=False, alone_check=False)
     if options.lr_probe:
         _probe(setup, spec, prepared, options, trained, verdict, phase)
     if len(options.samples) > 1:
