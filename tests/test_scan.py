@@ -346,3 +346,84 @@ def test_true_target_lengths_give_neither_ctc011_nor_ctc012(tmp_path):
     _, scanned, checked = _reports(tmp_path, WORDS, TRUE_LENGTHS)
     assert _codes(scanned) == _codes(checked) == set()
     assert scanned["result"]["padding_counted"] is False and scanned["result"]["label_lengths"]["max"] == 8
+
+
+# ---------------------------------------------------------------- drop-lists when target_lengths count the padding
+
+#: WORDS with a 13-letter label in batch 1: 12 frames cannot align it, whatever the lengths say.
+TOO_LONG = WORDS[:5] + [[1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 1, 2, 3]] + WORDS[6:]
+
+
+def _drops(tmp_path, *args: str) -> tuple[dict, list[int]]:
+    drop = tmp_path / "drop.txt"
+    result = CliRunner().invoke(app, ["scan", *args, "--drop-list", str(drop), "--format", "json"])
+    assert result.exit_code in (0, 1), result.output
+    return json.loads(result.stdout), [int(line) for line in drop.read_text().split()]
+
+
+def _finding(report: dict, code: str) -> dict | None:
+    return next((item for item in report["findings"] if item["code"] == code), None)
+
+
+def test_the_drop_list_of_the_padding_reproduction_keeps_the_samples_the_report_finds_trainable(tmp_path):
+    """examples/broken/lengths_count_padding.py: every target_length is the padded width. The report says CTC012 and
+    finds no sample CTC cannot align under the true lengths, but the drop-list (written as the scan streamed) held
+    106 of 128 samples, their padding read as blanks in the labels ("alphabet"): filtering with it threw away most
+    of the data set for a bug in the collate function."""
+    report, drops = _drops(tmp_path, str(ROOT / "examples/broken/lengths_count_padding.py"), "--drop", "infeasible,empty,alphabet,tight")
+    assert report["result"]["padding_counted"] is True and _codes(report) == {"CTC012"}
+    assert drops == [] and report["result"]["spare_frames"]["infeasible"] == 0
+    assert report["result"]["drop_list"]["count"] == 0 and report["result"]["drop_list"]["lengths"] == "true"
+
+
+def test_with_counted_padding_the_drop_list_holds_the_samples_infeasible_under_the_true_lengths(tmp_path):
+    (tmp_path / "padded.py").write_text(PADDED_TARGETS.format(labels=TOO_LONG, lengths="torch.full((len(labels),), width)"))
+    report, drops = _drops(tmp_path, str(tmp_path / "padded.py"))
+    assert report["result"]["padding_counted"] is True and _codes(report) == {"CTC001", "CTC012"}
+    infeasible = _finding(report, "CTC001")["evidence"]
+    assert infeasible["count"] == 1 and drops == [5] == [item["sample"] for item in infeasible["worst"]]
+    assert report["result"]["drop_list"] == {"file": str(tmp_path / "drop.txt"), "count": 1,
+                                             "reasons": ["alphabet", "empty", "infeasible"], "lengths": "true"}
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith("drop")] == ["drop.txt"]  # no side file left
+
+
+def test_a_blank_inside_a_label_makes_every_blank_a_label_in_the_drop_list_too(tmp_path):
+    """Sample 1 spells a letter with the blank, so the report reads every blank as a label (CTC011) and judges the
+    lengths as given; batch 1 alone looks like counted padding (its blanks trail, its lengths are equal), but its
+    samples with blanks are dropped under "alphabet" all the same, as CTC011 names them."""
+    inside = [list(label) for label in WORDS]
+    inside[1][3] = 0
+    (tmp_path / "padded.py").write_text(PADDED_TARGETS.format(labels=inside, lengths="torch.full((len(labels),), width)"))
+    report, drops = _drops(tmp_path, str(tmp_path / "padded.py"), "--drop", "alphabet")
+    assert report["result"]["padding_counted"] is False and "CTC011" in _codes(report)
+    with_blanks = [row for row, label in enumerate(inside) if 0 in label or len(label) < max(map(len, inside[row // 4 * 4:][:4]))]
+    assert drops == with_blanks == [0, 1, 2, 3, 4, 5, 7]  # sample 1: the blank inside; the others: their padding
+    assert _finding(report, "CTC011")["evidence"]["samples"] == drops
+    assert report["result"]["drop_list"]["lengths"] == "given"
+
+
+def test_shards_whose_own_verdicts_differ_merge_into_the_drop_list_of_one_scan(tmp_path):
+    """Shard 1/2 holds batch 1 only, whose blanks all look like counted padding: its own report (and drop-list) read
+    the true lengths. The merge reads the blank inside batch 0's labels: every blank is a label, and the merged list
+    must take shard 1's verdicts with the lengths as given (kept next to its list for the merge)."""
+    inside = [list(label) for label in TOO_LONG]
+    inside[1][3] = 0
+    spec = tmp_path / "padded.py"
+    spec.write_text(PADDED_TARGETS.format(labels=inside, lengths="torch.full((len(labels),), width)"))
+    whole, drops = _drops(tmp_path, str(spec))
+    parts = []
+    for index in range(2):
+        part = tmp_path / f"part{index}.json"
+        result = CliRunner().invoke(app, ["scan", str(spec), "--shard", f"{index}/2", "--drop-list", str(tmp_path / f"drop{index}.txt"),
+                                          "--output", str(part)])
+        assert result.exit_code in (0, 1), result.output
+        parts.append(str(part))
+    shard1 = json.loads((tmp_path / "part1.json").read_text())["result"]
+    assert shard1["padding_counted"] is True and shard1["drop_list"]["lengths"] == "true"
+    assert (tmp_path / "drop1.txt").read_text().split() == ["5"]  # on its own, batch 1 counts its padding
+    merged_list = tmp_path / "merged.txt"
+    result = CliRunner().invoke(app, ["scan", "merge", *parts, "--drop-list", str(merged_list), "--format", "json"])
+    merged = json.loads(result.stdout)
+    assert merged["result"]["padding_counted"] is whole["result"]["padding_counted"] is False
+    assert [int(line) for line in merged_list.read_text().split()] == drops == list(range(8))  # every sample: a blank or too long
+    assert merged["result"]["drop_list"]["count"] == len(drops) and merged["result"]["drop_list"]["lengths"] == "given"

@@ -108,3 +108,36 @@ def test_torchrun_runs_the_scan_on_two_ranks():
     assert done.returncode == 0, done.stderr[-3000:]
     document = json.loads(done.stdout)
     assert document["result"]["parts"] == 2 and document["result"]["samples"] == 128 and document["findings"] == []
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_two_ranks_write_the_drop_list_of_one_scan_when_target_lengths_count_the_padding(tmp_path, inside):
+    """Every target_length is the padded width. Without a blank inside a label the lengths count the padding: each
+    rank drops only the sample too long for its frames under the true lengths. With one (in batch 0), the data set's
+    blanks are labels, though rank 1, reading batch 1 alone, decides the blanks are padding: rank 0 joins each rank's
+    list judged as the merged report is (rank 1's kept beside its own), and leaves no rank's file behind."""
+    from test_scan import PADDED_TARGETS, TOO_LONG
+
+    labels = [list(label) for label in TOO_LONG]
+    if inside:
+        labels[1][3] = 0
+    spec = tmp_path / "padded.py"
+    spec.write_text(PADDED_TARGETS.format(labels=labels, lengths="torch.full((len(labels),), width)"))
+    single = tmp_path / "single.txt"
+    _, whole = run(str(spec), "--drop-list", str(single))
+    drop = tmp_path / "drop.txt"
+    port = str(free_port())
+    processes = []
+    for rank in range(2):
+        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2",
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "OMP_NUM_THREADS": "1"}
+        processes.append(subprocess.Popen([sys.executable, "-m", "ctcdoctor", "scan", str(spec), "--drop-list", str(drop),
+                                           "--format", "json"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True))
+    outputs = [process.communicate(timeout=240) for process in processes]
+    assert [process.returncode for process in processes] == [1, 1], [error[-2000:] for _, error in outputs]
+    merged = json.loads(outputs[0][0])["result"]
+    assert merged["padding_counted"] is whole["result"]["padding_counted"] is not inside
+    assert drop.read_text() == single.read_text() == "".join(f"{sample}\n" for sample in (range(8) if inside else [5]))
+    assert merged["drop_list"] == {**whole["result"]["drop_list"], "file": str(drop)}
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["drop.txt", "padded.py", "single.txt"]

@@ -25,6 +25,7 @@ from ctcdoctor.protocol import Setup
 from ctcdoctor.registry import SkipCheck
 from ctcdoctor.scan import findings as streamed
 from ctcdoctor.scan.counts import IntCounts
+from ctcdoctor.scan.droplist import DropWriter, merge_lists, parse_reasons, part_lists
 from ctcdoctor.scan.run import ScanOptions, scan_setup
 from ctcdoctor.scan.sources import ChunkBuilder, Shard
 from ctcdoctor.scan.state import judge, merge_states
@@ -164,6 +165,70 @@ def test_streamed_findings_equal_the_whole_table_checks_when_lengths_may_count_t
         batches.append(normalise_batch(raw, index, first))
         first += batches[-1].size
     assert summary_findings(batches, "abcde", parts) == table_findings(batches, "abcde")
+
+
+def table_drops(batches, reasons: frozenset[str]) -> list[int]:
+    """The samples `check`'s tables say cannot train: judged with the true lengths when the lengths count the padding."""
+    table = build_target_table(batches)
+    frames = frames_of(table.input_lengths)
+    padding = find_padding_counted(table, 0)
+    required = padding.required if padding is not None else table.required_frames()
+    is_blank = table.mask & (table.labels == 0)
+    if padding is not None:  # the padding's blanks are no labels
+        is_blank &= ~torch.isin(torch.arange(table.size), torch.tensor(padding.samples, dtype=torch.long)).unsqueeze(1)
+    drop = torch.zeros(table.size, dtype=torch.bool)
+    if "infeasible" in reasons:
+        drop |= frames < required
+    if "tight" in reasons:
+        drop |= (frames >= required) & (required > 0) & (frames < 1.25 * required)
+    if "empty" in reasons:
+        drop |= table.lengths == 0
+    if "alphabet" in reasons:
+        drop |= (is_blank | (table.mask & ((table.labels < 0) | (table.labels >= NUM_CLASSES)))).any(dim=1)
+    return drop.nonzero().flatten().tolist()
+
+
+def streamed_drops(batches, reasons: frozenset[str], parts: int, folder) -> tuple[list[int], str]:
+    """The drop-list as the scan writes it: each of `parts` shards its own list as it streams, merged as `scan merge` does."""
+    infos, summaries = [], []
+    for index, share in enumerate(np.array_split(np.arange(len(batches)), parts)):
+        summary, builder = Summary(), ChunkBuilder()
+        writer = DropWriter(folder / f"drop{index}.txt", reasons)
+        for count, position in enumerate(share.tolist(), 1):
+            builder.add_batch(batches[position])
+            chunk = builder.take() if count % 2 == 0 or count == len(share) else None  # chunks of two batches
+            if chunk is not None:
+                frames = frames_of(torch.from_numpy(chunk.input_lengths)).numpy()
+                summary.add(chunk, frames, NUM_CLASSES, 0)
+                writer(chunk, frames, NUM_CLASSES, 0)
+        infos.append(writer.close(summary.padding_counted, keep_other=parts > 1))
+        summaries.append(summary)
+    whole = summaries[0]
+    for other in summaries[1:]:
+        whole.merge(other)
+    merge_lists(part_lists(infos, whole.padding_counted), folder / "drop.txt")
+    ids = [int(line) for line in (folder / "drop.txt").read_text().split()]
+    return ids, "true" if whole.padding_counted else "given"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), samples=st.integers(1, 60), batch_size=st.integers(1, 9),
+       kind=st.sampled_from((*PADDING_KINDS, "messy")), parts=st.integers(1, 3),
+       reasons=st.sampled_from(["infeasible,empty,alphabet", "alphabet", "infeasible,tight", "infeasible,empty,alphabet,tight"]))
+def test_the_streamed_drop_list_equals_the_whole_table_judged_as_the_report_is(seed, samples, batch_size, kind, parts, reasons,
+                                                                              tmp_path_factory):
+    """Whether the lengths count the padding is known at the end; the drop-list, written as the scan streams (and by
+    shards whose own decision may differ), holds the samples the whole table says cannot train under that decision."""
+    raws = (make_raw_batches(seed, samples, batch_size, concatenated=seed % 2 == 1) if kind == "messy"
+            else make_padded_batches(seed, samples, batch_size, kind))
+    batches, first = [], 0
+    for index, raw in enumerate(raws):
+        batches.append(normalise_batch(raw, index, first))
+        first += batches[-1].size
+    chosen = parse_reasons(reasons)
+    ids, lengths = streamed_drops(batches, chosen, parts, tmp_path_factory.mktemp("drops"))
+    assert ids == table_drops(batches, chosen)
+    assert lengths == ("true" if find_padding_counted(build_target_table(batches), 0) is not None else "given")
 
 
 def test_int_counts_percentiles_are_those_of_the_sorted_values():

@@ -140,7 +140,10 @@ def finish_drops(state: ScanState, request: Request, writer: Any) -> None:
     """Close the drop-list, write the clean manifest, and say both in the result."""
     if writer is None:
         return
-    info = writer.close()
+    # Judged as the report is: with the true lengths when target_lengths count the padding. A shard or a rank keeps
+    # the list judged the other way beside its own, for the merge (whose decision may differ from its own).
+    keep_other = state.shard[1] > 1 and request.drop_list is not None
+    info = writer.close(state.padding_counted, keep_other)
     if request.clean_manifest is not None and request.manifest is not None:
         from ctcdoctor.scan.droplist import clean_manifest
 
@@ -156,12 +159,22 @@ def merge_drop_lists(state: ScanState, request: Request) -> None:
     """`scan merge --drop-list OUT`: join the parts' drop-lists (each written by its own shard) into OUT."""
     if request.drop_list is None:
         return
-    from ctcdoctor.scan.droplist import merge_lists
+    from ctcdoctor.scan.droplist import merge_lists, part_lists, side_files
 
-    parts = state.extra.pop("drop_list_parts", [])
-    files = [Path(part["file"]) for part in parts if part.get("file")]
-    if len(files) != state.parts:
-        raise UserInputError(f"--drop-list: {len(files)} of the {state.parts} parts wrote a drop-list",
+    parts = [part for part in state.extra.pop("drop_list_parts", []) if part.get("file")]
+    if len(parts) != state.parts:
+        raise UserInputError(f"--drop-list: {len(parts)} of the {state.parts} parts wrote a drop-list",
                              "Run every shard with its own --drop-list FILE, then merge.")
+    # Each part's list judged as the merged report is: its own decision on the padding may not be the data set's.
+    files = part_lists(parts, state.padding_counted)
+    missing = [str(path) for path in files if not path.exists()]
+    if missing:
+        raise UserInputError(f"--drop-list: the parts' list {', '.join(missing)} is missing",
+                             "Merge the part files with the drop-lists their shards wrote beside them (FILE.true-lengths "
+                             "or FILE.lengths-as-given), or rerun those shards with --drop-list.")
     count = merge_lists(files, request.drop_list)
-    state.extra["drop_list"] = {"file": str(request.drop_list), "count": count, "reasons": parts[0].get("reasons", [])}
+    state.extra["drop_list"] = {"file": str(request.drop_list), "count": count, "reasons": parts[0].get("reasons", []),
+                                "lengths": "true" if state.padding_counted else "given"}
+    if not request.merging:  # torchrun: rank 0 removes the ranks' FILE.rankR, and the lists kept beside them here
+        for path in side_files(parts):
+            path.unlink(missing_ok=True)

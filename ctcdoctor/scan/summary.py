@@ -114,6 +114,20 @@ def blank_runs(is_blank: np.ndarray, kept: np.ndarray) -> BlankRuns:
     return BlankRuns(has, first, count, has & (first + count == kept))
 
 
+def counted_padding(chunk: Chunk, runs: BlankRuns, repeats: np.ndarray) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """The per-batch rule for padding that target_lengths count, which the summary and the drop-list share: a sample
+    whose blanks form one trailing run (`runs`) in a batch that gives all its samples one target_length.
+
+    Returns (which samples' blanks may be padding, None when the chunk was read without its batches; the labels before
+    that padding, `chunk.kept` for the others; their repeats, without the run's own adjacent pairs). Whether every blank
+    of the data set is such padding is decided at the end (`Summary.padding_counted`)."""
+    padding = runs.trailing & chunk.uniform if chunk.uniform is not None else None
+    if padding is None or not padding.any():
+        return padding, chunk.kept, repeats
+    # The labels before the run of blanks; the run's own adjacent pairs (count - 1) are not repeats.
+    return padding, np.where(padding, runs.first, chunk.kept), np.where(padding, repeats - (runs.count - 1), repeats)
+
+
 @dataclass
 class Summary:
     """The mergeable digest of a scanned data set (or of one shard of it)."""
@@ -202,19 +216,16 @@ class Summary:
         self.problem_count += len(chunk.problems)
         self._add_frames(chunk, frames)
         repeats = repeats_per_sample(chunk.labels, chunk.kept)
-        padding = runs.trailing & chunk.uniform if chunk.uniform is not None else None
-        if padding is not None and padding.any() and self.unpadded is None:
+        padding, real, real_repeats = counted_padding(chunk, runs, repeats)
+        counts_padding = padding is not None and bool(padding.any())
+        if counts_padding and self.unpadded is None:
             self.unpadded = self._label_copy()  # from here on, the true lengths too (before this chunk: the same)
         self._add_label_counts(chunk.ids, chunk.kept, repeats, frames)
         if self.unpadded is not None:
-            if padding is not None and padding.any():
-                # The labels before the run of blanks; the run's own adjacent pairs (count - 1) are not repeats.
-                real = np.where(padding, runs.first, chunk.kept)
-                repeats = np.where(padding, repeats - (runs.count - 1), repeats)
+            if counts_padding:
+                assert padding is not None
                 self._add_padding(chunk, padding, real)
-            else:
-                real = chunk.kept
-            self.unpadded._add_label_counts(chunk.ids, real, repeats, frames)
+            self.unpadded._add_label_counts(chunk.ids, real, real_repeats, frames)
 
     def _add_labels(self, chunk: Chunk, num_classes: int | None, blank: int) -> BlankRuns:
         labels, kept, ids = chunk.labels, chunk.kept, chunk.ids
