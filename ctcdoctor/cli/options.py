@@ -72,6 +72,12 @@ Timeout = Annotated[
     typer.Option("--timeout", metavar="SECONDS", min=0.001, help="End with exit 2, naming what was running, after this long.",
                  show_default=False),
 ]
+OverfitTimeout = Annotated[
+    float | None,
+    typer.Option("--timeout", metavar="SECONDS", min=0.001,
+                 help="Stop after this long: a cut in training is reported on the steps run (with a note); a deadline "
+                      "before training ends with exit 2, naming what was running.", show_default=False),
+]
 Seed = Annotated[
     int | None,
     typer.Option("--seed", metavar="N", min=0, help="Seed torch, numpy and random before build() [default: 0].", show_default=False),

@@ -57,7 +57,7 @@ def overfit(
     freeze_except_head: Annotated[bool, typer.Option("--freeze-except-head", help="Train only the final layer with parameters.")] = False,
     seed: opt.Seed = None,
     device: opt.Device = None,
-    timeout: opt.Timeout = None,
+    timeout: opt.OverfitTimeout = None,
     clip: Annotated[float, typer.Option("--clip", min=0.0, help="Gradient clipping max norm (0 turns clipping off).")] = DEFAULT_CLIP,
     eval_every: Annotated[int, typer.Option("--eval-every", min=1, help="Decode and check every this many steps.")] = DEFAULT_EVAL_EVERY,
     patience: Annotated[

@@ -144,7 +144,9 @@ def scan(result: dict[str, Any], every: int | None = None) -> RenderableType:
         parts.append(Text(lengths, style="dim"))
     drops = result.get("drop_list") or {}
     if drops.get("file"):
-        parts.append(Text(f"drop-list written to {drops['file']}: {drops['count']:,} samples ({', '.join(drops['reasons'])})", style="dim"))
+        lengths = " by the true lengths (target_lengths count the padding)" if drops.get("lengths") == "true" else ""
+        parts.append(Text(f"drop-list written to {drops['file']}: {drops['count']:,} samples ({', '.join(drops['reasons'])})"
+                          f"{lengths}", style="dim"))
     if drops.get("clean_manifest"):
         clean = drops["clean_manifest"]
         parts.append(Text(f"clean manifest written to {clean['file']}: {clean['kept']:,} records kept", style="dim"))
