@@ -37,6 +37,17 @@ LOADER = "[the loader's first batch] "
 """The prefix of the findings of the checks run on the loader's first batch (ctcdoctor.overfit.prepare)."""
 
 
+def _elsewhere(finding: Finding, result: OverfitResult) -> bool:
+    """A finding of the loader's first batch whose samples (its evidence) do not include the trained ones."""
+    named = finding.evidence.get("samples")
+    return (_where(finding) != "the sample" and isinstance(named, list)
+            and not set(named) & set(result.samples))
+
+
+LOADER_WORDS = ("the loader's first batch", "the labels of the loader's first batch")
+"""How the reasons that come from the loader's first batch begin."""
+
+
 def _where(finding: Finding) -> str:
     return "the loader's first batch" if finding.message.startswith(LOADER) else "the sample"
 
@@ -47,7 +58,8 @@ WORDS: dict[str, Callable[[Finding, OverfitResult], str]] = {
     "CTC030": lambda f, r: ("the loader's first batch shows that " if _where(f) != "the sample" else "")
                            + f"Setup.criterion does not compute CTC on the model output ({_mistake(f)}) (CTC030)",
     "CTC028": lambda f, r: f"{_where(f)} shows the model mixing samples along the batch axis (CTC028)",
-    "CTC011": lambda f, r: "the labels use the blank index as a letter (CTC011)",
+    "CTC011": lambda f, r: ("the labels of the loader's first batch use the blank index as a letter (CTC011)"
+                            if _elsewhere(f, r) else "the labels use the blank index as a letter (CTC011)"),
     "CTC014": lambda f, r: "the alphabet does not match the model's classes (CTC014)",
     "CTC101": lambda f, r: "config.pad_token_id is a letter, trained as the blank (CTC101)",
     "CTC107": lambda f, r: "the model's loss drops a letter from the transcripts (CTC107)",
@@ -69,9 +81,11 @@ BY_ACCIDENT = ("CTC011", "CTC014", "CTC101", "CTC107")
 
 def verdict(reasons: Sequence[dict[str, str]]) -> str:
     """The headline's and the plot title's ending after the reasons."""
-    if any(item["code"] in BY_ACCIDENT for item in reasons):
+    # Only an encoding error of the sample itself makes its decode an accident; one seen in other samples of the
+    # loader's first batch leaves this sample's fit real (the set-up as a whole is still not ready).
+    if any(item["code"] in BY_ACCIDENT and not item["words"].startswith(LOADER_WORDS) for item in reasons):
         return "the decode matches by accident, not a fit"
-    if reasons and all(item["words"].startswith("the loader's first batch") for item in reasons):
+    if reasons and all(item["words"].startswith(LOADER_WORDS) for item in reasons):
         return "a fit of this sample alone, not of the set-up as its loader feeds it"
     return "not a fit"
 
