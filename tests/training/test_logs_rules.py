@@ -536,3 +536,24 @@ def test_ctc211_not_for_a_steady_exponential_decay_with_noise():
     for seed in range(5):
         loss = 20 * np.exp(-t / 40) + 0.3 + np.random.default_rng(seed).normal(0, 0.05, 300)
         assert "CTC211" not in run(curves(np.abs(loss)))
+
+
+def _epoch_cycles(n: int, period: int, swing: float, seed: int = 0) -> np.ndarray:
+    """A falling per-step loss whose batches come in the same order every `period` steps: each epoch climbs `swing`x."""
+    t = np.arange(n)
+    return (5 + 95 * np.exp(-t / (n / 4))) * swing ** ((t % period) / period) * np.exp(
+        np.random.default_rng(seed).normal(0, 0.05, n))
+
+
+def test_ctc206_cycle_length_in_a_log_longer_than_the_bins():
+    # 2,000 steps are cut into 500 bins of 4: an epoch of 50 steps is 12.5 bins, found on the bins as 25 (two
+    # epochs, "every 100 steps"); the period is refined on the points themselves. A fresh-eyes trial.
+    (item,) = run(curves(_epoch_cycles(2000, 50, 1.5)))["CTC206"]
+    assert item.evidence["kind"] == "cycles" and abs(item.evidence["period"] - 50) <= 1, item.message
+    assert "every 50 steps" in item.message
+
+
+def test_ctc206_cycle_that_a_restarting_schedule_logs_in_a_long_log_is_expected():
+    t = np.arange(2000)
+    lr = 1e-3 * (0.5 + 0.5 * np.cos(np.pi * (t % 50) / 50))  # CosineAnnealingWarmRestarts(T_0=50)
+    assert "CTC206" not in run(curves(_epoch_cycles(2000, 50, 2.0), lr=lr))

@@ -28,7 +28,7 @@ EXPLAINED = 0.6
 """... whose mean profile explains at least this share of the detrended variance (beyond chance)..."""
 SWING_OF_LEVEL = 0.2
 """... and whose top is at least this much above its bottom (1.2x)..."""
-SWING_OF_START = 0.05
+SWING_OF_START = 0.02
 """... and spans, at the median level, at least this share of the loss the run started from (a ripple near
 convergence is no problem)."""
 
@@ -93,11 +93,39 @@ def best_period(values: np.ndarray) -> tuple[int, float, np.ndarray, int] | None
     return None
 
 
+REFINE_MAX_POINTS = 20000
+"""Logs up to this many points refine a period found on bins against the points themselves."""
+DIVISORS = 6
+"""A period found on bins may be a few whole cycles (an epoch of 12.5 bins is found as 25): its divisors up to
+this are tried on the points."""
+
+
+def _refined(values: np.ndarray, bin_size: int, period_bins: int) -> tuple[int, float, np.ndarray, int] | None:
+    """The period in points: the shortest of the bin period's divisors (within a bin either way) that passes on the
+    points themselves, best of its neighbours; None when none does (the bins' answer stands)."""
+    sums = np.concatenate([[0.0], np.cumsum(values, dtype=np.float64)])
+    longest = values.size // (MIN_CYCLES + 1)
+    stride = max(1, bin_size // 4)
+    for divisor in range(DIVISORS, 0, -1):
+        centre = period_bins * bin_size / divisor
+        if centre < MIN_PERIOD_BINS:
+            continue
+        candidates = range(max(MIN_PERIOD_BINS, int(centre - bin_size)), min(longest, int(centre + bin_size)) + 1, stride)
+        scored = [(p, _explained(values, sums, p)) for p in candidates]
+        passing = [(p, x) for p, x in scored if x is not None and x[0] >= EXPLAINED]
+        if passing:
+            period, found = max(passing, key=lambda item: item[1][0])
+            return (period, *found)
+    return None
+
+
 def find_cycles(curve: Curve) -> Cycles | None:
     """The period the loss repeats with, when one explains most of its shape (else None).
 
     Read on the log of the loss: a cycle from the data order scales with the loss (a batch of long
     labels costs a fixed factor more), so it keeps its shape in log space while the loss falls.
+    Found on the bins first (cheap at any length), then, for logs of up to REFINE_MAX_POINTS points
+    cut into bins of several points, on the points themselves: a period is rarely a whole number of bins.
     """
     if not curve.positive or curve.bins < 2:
         return None
@@ -106,17 +134,24 @@ def find_cycles(curve: Curve) -> Cycles | None:
     if found is None:
         return None
     period, explained, profile, first = found
+    step_per_point = float(np.median(np.diff(curve.steps))) if curve.n > 1 else 1.0
+    period_steps = period * float(np.median(np.diff(curve.bin_first_step)))
+    if curve.bin_size > 1 and curve.n <= REFINE_MAX_POINTS:
+        points = _refined(np.log(curve.values), curve.bin_size, period)
+        if points is not None:
+            period, explained, profile, first = points
+            period_steps = period * step_per_point
+            levels = curve.values
     level = float(np.median(levels))
     factor = float(np.exp(profile.max() - profile.min()))
     swing = level * (factor - 1.0)
     if factor - 1.0 < SWING_OF_LEVEL or swing < SWING_OF_START * curve.start:
         return None
-    bin_steps = float(np.median(np.diff(curve.bin_first_step)))
     # Over the last two thirds: the first cycles often hold the run's initial descent.
     third = levels.size // 3
     head, tail = float(np.median(levels[third : third + period])), float(np.median(levels[-period:]))
     return Cycles(
-        period=period * bin_steps,
+        period=period_steps,
         count=levels.size // period,
         start_step=curve.first_step,
         end_step=curve.last_step,
@@ -124,7 +159,7 @@ def find_cycles(curve: Curve) -> Cycles | None:
         swing=swing,
         level=level,
         drop=(head - tail) / head if head > 0 else 0.0,
-        # profile[j] is bin first + j of a cycle: the peak's place in the cycle, as a share of it
+        # profile[j] is point (or bin) first + j of a cycle: the peak's place in the cycle, as a share of it
         peak_at=float(((first + int(np.argmax(profile))) % period) / period),
         explained=explained,
     )
