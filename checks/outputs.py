@@ -262,7 +262,7 @@ def wrong_softmax_axis(output_kinds: list[OutputKind], layout: LayoutDecision) -
                 finding(
                     "CTC024",
                     f"the output is {what} over the {axis_name} axis, not over the classes: "
-                    f"it sums to 1 along the {axis_name} axis of the (T, N, C) view.",
+                    f"{'its exp' if kind.kind == 'log_probs' else 'it'} sums to 1 along the {axis_name} axis.",
                     "Take log_softmax(dim=1): the class axis of an (N, C, T) output is the middle one."
                     if layout.layout == "NCT" else "Take log_softmax(dim=-1): the class axis is the last one.",
                     {"axis": axis_name, "kind": kind.kind, "layout": layout.layout},

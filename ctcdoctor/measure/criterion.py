@@ -13,6 +13,7 @@ import torch
 
 from ctcdoctor.engine import Context, provides
 from ctcdoctor.measure.model import evaluating, to_tnc
+from ctcdoctor.measure.outputs import log_softmax_call
 from ctcdoctor.measure.reference import (
     REDUCTIONS,
     Prepared,
@@ -116,8 +117,6 @@ def _user_value(criterion, item: Prepared, output) -> tuple[torch.Tensor | None,
 
 
 def _corrected_call(blank: int, layout: str | None, kind: str | None, reduction: str = "mean") -> str:
-    from ctcdoctor.measure.outputs import log_softmax_call
-
     output = {"NTC": "output.transpose(0, 1)", "NCT": "output.permute(2, 0, 1)"}.get(layout or "TNC", "output")
     if kind == "logits":
         output += ".log_softmax(-1)"
@@ -195,7 +194,9 @@ def _candidates(item: Prepared, blank: int, num_classes: int, corrected: str, ex
         else:
             add("wrong_axis", "an output normalised over the time or batch axis, not the classes (CTC024), passed as it is",
                 lambda: per_sample_ctc(raw, targets, lengths, target_lengths, blank),
-                _corrected_call(blank, item.layout, "logits"))
+                _corrected_call(blank, item.layout, "logits")
+                + f" — better, fix the model's head as CTC024 says ({log_softmax_call(item.layout)} over the classes) "
+                "and pass its output as is")
     _length_candidates(item, blank, corrected, add)
     return found
 

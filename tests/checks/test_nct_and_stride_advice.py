@@ -156,3 +156,16 @@ def test_the_class_count_fix_names_the_models_own_head_layer():
     (found,) = run_codes(setup, ("CTC014",))[0]
     assert "make the final layer (Conv1d at body.2) output 7 classes (out_channels=7)" in found.hint
     assert "nn.Linear" not in found.hint
+
+
+def test_an_nct_output_normalised_over_time_gets_one_story_from_ctc024_and_ctc030(monkeypatch):
+    from typer.testing import CliRunner
+
+    from ctcdoctor.cli import app
+    from ctchelpers import ROOT
+
+    monkeypatch.chdir(ROOT)
+    text = " ".join(CliRunner().invoke(app, ["check", "examples/broken/conv1d_softmax_over_time.py"]).output.split())
+    assert "its exp sums to 1 along the time axis." in text and "(T, N, C) view" not in text
+    assert "Take log_softmax(dim=1)" in text
+    assert "better, fix the model's head as CTC024 says (log_softmax(dim=1) over the classes)" in text
