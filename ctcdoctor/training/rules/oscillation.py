@@ -22,10 +22,11 @@ document(
     practitioner's "large sawtooth", updates too large for the curvature (learning rate too
     high) or gradients too noisy (batch too small). Or the loss repeats one cycle (at least 4
     of them, the mean cycle explaining 60% or more of the detrended log-loss, its top at least
-    1.2x its bottom and that span, at the median level, at least 2% of the first loss; the period is
-    found on the binned curve and, for logs of up to 20,000 points, refined on the points): every epoch the same batches in the same order (unshuffled data,
-    or batches sorted by length, whose CTC loss grows with the label lengths), or a restarting
-    learning-rate schedule. A cycle that the logged learning rate repeats is expected and not
+    1.2x its bottom and that span, at the median level, at least 2% of the first loss; the
+    period is found on the binned curve and, for logs of up to 20,000 points, refined on the
+    points): every epoch the same batches in the same order (unshuffled data, or batches sorted
+    by length, whose CTC loss grows with the label lengths), or a restarting learning-rate
+    schedule. A cycle that the logged learning rate repeats is expected and not
     reported; a cycle's flat stretches and last climb are not reported as plateaus (CTC211,
     CTC204) or a divergence (CTC203).
 
