@@ -86,16 +86,23 @@ def _eval_rank(series: Series, tag_words: list[str]) -> tuple:
     return ("test" in tag_words, len(_qualifiers(tag_words)), "epoch" not in tag_words and "step" in tag_words, -len(series))
 
 
-def _pick(run: Run, tag: str, role: str) -> Series:
+ROLE_NOUNS = {"lr": "a learning rate", "grad_norm": "a gradient norm", "eval_loss": "an eval loss", "loss": "a loss"}
+
+
+def _pick(run: Run, tag: str, role: str, fits=None) -> Series:
+    """The series tagged `tag` (any case); else a usage error whose example is a tag that fits the role (`fits`
+    judges a tag's words), never the loss offered as a learning rate."""
     if tag in run.scalars:
         return run.scalars[tag]
     lowered = {name.lower(): name for name in run.scalars}
     if tag.lower() in lowered:
         return run.scalars[lowered[tag.lower()]]
-    raise UserInputError(
-        f"--{role.replace('_', '-')} {tag!r}: no such scalar in {run.source}; found: {_listing(run)}",
-        f"Pass one of the tags found, e.g. --{role.replace('_', '-')} {next(iter(run.scalars), 'loss')!r}.",
-    )
+    option = f"--{role.replace('_', '-')}"
+    suitable = [name for name in run.scalars if fits is None or fits(words(name))]
+    hint = (f"Pass one of the tags found, e.g. {option} {suitable[0]!r}." if suitable else
+            f"None of the tags found looks like {ROLE_NOUNS.get(role, 'a ' + role.replace('_', ' '))}: leave {option} out, "
+            "or pass the tag your trainer logs it under.")
+    raise UserInputError(f"{option} {tag!r}: no such scalar in {run.source}; found: {_listing(run)}", hint)
 
 
 def _listing(run: Run, limit: int = 12) -> str:
@@ -146,7 +153,7 @@ def _first(run: Run, tagged: dict[str, list[str]], chosen: set[str], predicate, 
            role: str) -> Series | None:
     """The series chosen by tag, else the shortest-named unchosen tag the predicate accepts."""
     if given:
-        return _pick(run, given, role)
+        return _pick(run, given, role, predicate)
     matches = sorted((tag for tag, tag_words in tagged.items() if tag not in chosen and predicate(tag_words)),
                      key=lambda tag: (len(tagged[tag]), -len(run.scalars[tag])))
     return run.scalars[matches[0]] if matches else None

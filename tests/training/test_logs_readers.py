@@ -297,3 +297,14 @@ def test_a_named_file_is_sniffed_whatever_its_suffix_but_a_text_log_is_refused(t
     (tmp_path / "metrics.txt").unlink()
     with pytest.raises(UserInputError):  # in a folder, only .log files are sniffed, and this one is text
         read_run(tmp_path)
+
+
+def test_a_wrong_tag_is_answered_with_a_tag_that_fits_the_role_never_the_loss_as_a_learning_rate(tmp_path):
+    (tmp_path / "log.csv").write_text("step,loss,val_loss\n" + "".join(f"{i},{5 - i * 0.1},{5 - i * 0.05}\n" for i in range(30)))
+    with pytest.raises(UserInputError) as error:
+        resolve(read_run(tmp_path / "log.csv"), lr="nope")
+    assert "None of the tags found looks like a learning rate: leave --lr out" in error.value.hint
+    assert "'loss'" not in error.value.hint
+    with pytest.raises(UserInputError) as error:
+        resolve(read_run(tmp_path / "log.csv"), loss="nope")
+    assert "e.g. --loss 'loss'" in error.value.hint
