@@ -7,8 +7,6 @@ from typing import Any
 
 from ctcdoctor.engine import Context
 
-LAYOUT_AXES = {"TNC": "(T, N, C)", "NTC": "(N, T, C)", "NCT": "(N, C, T)"}
-
 
 def setup_summary(context: Context) -> dict[str, Any] | None:
     """Only what the checks have already computed (nothing is run for it); None when the model never ran."""

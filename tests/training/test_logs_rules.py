@@ -557,3 +557,12 @@ def test_ctc206_cycle_that_a_restarting_schedule_logs_in_a_long_log_is_expected(
     t = np.arange(2000)
     lr = 1e-3 * (0.5 + 0.5 * np.cos(np.pi * (t % 50) / 50))  # CosineAnnealingWarmRestarts(T_0=50)
     assert "CTC206" not in run(curves(_epoch_cycles(2000, 50, 2.0), lr=lr))
+
+
+def test_ctc206_cycle_length_and_its_schedule_in_a_log_longer_than_the_refinement_limit():
+    # 200,000 points (bins of 400, refined on medians of 10 points): an epoch of 1,000 steps is 2.5 bins.
+    (item,) = run(curves(_epoch_cycles(200_000, 1000, 1.5)))["CTC206"]
+    assert abs(item.evidence["period"] - 1000) <= 20, item.message
+    t = np.arange(200_000)
+    lr = 1e-3 * (0.5 + 0.5 * np.cos(np.pi * (t % 1000) / 1000))
+    assert "CTC206" not in run(curves(_epoch_cycles(200_000, 1000, 2.0), lr=lr))

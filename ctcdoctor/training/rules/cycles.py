@@ -13,6 +13,8 @@ most 500 bins).
 """
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,23 +96,25 @@ def best_period(values: np.ndarray) -> tuple[int, float, np.ndarray, int] | None
 
 
 REFINE_MAX_POINTS = 20000
-"""Logs up to this many points refine a period found on bins against the points themselves."""
+"""A period found on bins is refined on the points themselves, or, in a longer log, on medians of as few points
+as keep this many values."""
 DIVISORS = 6
 """A period found on bins may be a few whole cycles (an epoch of 12.5 bins is found as 25): its divisors up to
 this are tried on the points."""
 
 
-def _refined(values: np.ndarray, bin_size: int, period_bins: int) -> tuple[int, float, np.ndarray, int] | None:
-    """The period in points: the shortest of the bin period's divisors (within a bin either way) that passes on the
-    points themselves, best of its neighbours; None when none does (the bins' answer stands)."""
+def _refined(values: np.ndarray, scale: float, period_bins: int) -> tuple[int, float, np.ndarray, int] | None:
+    """The period in units of `values` (`scale` of them to a bin): the shortest of the bin period's divisors
+    (within a bin either way) that passes on these values, best of its neighbours; None when none does (the bins'
+    answer stands)."""
     sums = np.concatenate([[0.0], np.cumsum(values, dtype=np.float64)])
     longest = values.size // (MIN_CYCLES + 1)
-    stride = max(1, bin_size // 4)
+    stride = max(1, int(scale) // 4)
     for divisor in range(DIVISORS, 0, -1):
-        centre = period_bins * bin_size / divisor
+        centre = period_bins * scale / divisor
         if centre < MIN_PERIOD_BINS:
             continue
-        candidates = range(max(MIN_PERIOD_BINS, int(centre - bin_size)), min(longest, int(centre + bin_size)) + 1, stride)
+        candidates = range(max(MIN_PERIOD_BINS, int(centre - scale)), min(longest, int(centre + scale)) + 1, stride)
         scored = [(p, _explained(values, sums, p)) for p in candidates]
         passing = [(p, x) for p, x in scored if x is not None and x[0] >= EXPLAINED]
         if passing:
@@ -119,29 +123,54 @@ def _refined(values: np.ndarray, bin_size: int, period_bins: int) -> tuple[int, 
     return None
 
 
+@dataclass(frozen=True)
+class Period:
+    """A period found on a curve: in units of `values` (bins, or points when refined), and in steps."""
+
+    length: int
+    steps: float
+    explained: float
+    profile: np.ndarray
+    first: int
+    values: np.ndarray
+    """The curve's values at that resolution (bin levels or the points), untransformed."""
+
+
+def find_period(curve: Curve, transform: Callable[[np.ndarray], np.ndarray]) -> Period | None:
+    """The period of `transform(curve)`: found on the bins first (cheap at any length), then, for logs of up to
+    REFINE_MAX_POINTS points cut into bins of several points, on the points themselves (a period is rarely a whole
+    number of bins)."""
+    if curve.bins < 2:
+        return None
+    found = best_period(transform(curve.level))
+    if found is None:
+        return None
+    length, explained, profile, first = found
+    # The finer resolution: the points themselves, or medians of a few points for a log longer than REFINE_MAX_POINTS.
+    chunk = max(1, math.ceil(curve.n / REFINE_MAX_POINTS))
+    if curve.bin_size > chunk:
+        usable = (curve.n // chunk) * chunk
+        fine = curve.values if chunk == 1 else np.median(curve.values[:usable].reshape(-1, chunk), axis=1)
+        refined = _refined(transform(fine), curve.bin_size / chunk, length)
+        if refined is not None:
+            length, explained, profile, first = refined
+            step = chunk * float(np.median(np.diff(curve.steps)))
+            return Period(length, length * step, explained, profile, first, fine)
+    return Period(length, length * float(np.median(np.diff(curve.bin_first_step))), explained, profile, first,
+                  curve.level)
+
+
 def find_cycles(curve: Curve) -> Cycles | None:
     """The period the loss repeats with, when one explains most of its shape (else None).
 
     Read on the log of the loss: a cycle from the data order scales with the loss (a batch of long
     labels costs a fixed factor more), so it keeps its shape in log space while the loss falls.
-    Found on the bins first (cheap at any length), then, for logs of up to REFINE_MAX_POINTS points
-    cut into bins of several points, on the points themselves: a period is rarely a whole number of bins.
     """
-    if not curve.positive or curve.bins < 2:
-        return None
-    levels = curve.level
-    found = best_period(np.log(levels))
+    found = find_period(curve, np.log) if curve.positive else None
     if found is None:
         return None
-    period, explained, profile, first = found
-    step_per_point = float(np.median(np.diff(curve.steps))) if curve.n > 1 else 1.0
-    period_steps = period * float(np.median(np.diff(curve.bin_first_step)))
-    if curve.bin_size > 1 and curve.n <= REFINE_MAX_POINTS:
-        points = _refined(np.log(curve.values), curve.bin_size, period)
-        if points is not None:
-            period, explained, profile, first = points
-            period_steps = period * step_per_point
-            levels = curve.values
+    period, period_steps, explained, profile, first, levels = (
+        found.length, found.steps, found.explained, found.profile, found.first, found.values)
     level = float(np.median(levels))
     factor = float(np.exp(profile.max() - profile.min()))
     swing = level * (factor - 1.0)
@@ -166,14 +195,12 @@ def find_cycles(curve: Curve) -> Cycles | None:
 
 
 def follows_schedule(lr: Series | None, cycles: Cycles) -> bool:
-    """Whether the logged learning rate repeats with about the same period (warm restarts, CyclicLR)."""
+    """Whether the logged learning rate repeats with about the same period (warm restarts, CyclicLR). Found as the
+    loss's period is (binned, then refined), so a log of 10^6 rates costs what its loss does."""
     if lr is None:
         return False
-    finite = np.isfinite(lr.values)
-    values, steps = lr.values[finite].astype(np.float64), lr.steps[finite]
-    if values.size < 2 or np.ptp(values) <= 0:
+    curve = Curve(lr)
+    if curve.n < 2 or np.ptp(curve.values) <= 0:
         return False
-    found = best_period(values)
-    if found is None:
-        return False
-    return abs(found[0] * float(np.median(np.diff(steps))) - cycles.period) <= 0.25 * cycles.period
+    found = find_period(curve, lambda values: values.astype(np.float64))
+    return found is not None and abs(found.steps - cycles.period) <= 0.25 * cycles.period
