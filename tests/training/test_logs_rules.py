@@ -566,3 +566,12 @@ def test_ctc206_cycle_length_and_its_schedule_in_a_log_longer_than_the_refinemen
     t = np.arange(200_000)
     lr = 1e-3 * (0.5 + 0.5 * np.cos(np.pi * (t % 1000) / 1000))
     assert "CTC206" not in run(curves(_epoch_cycles(200_000, 1000, 2.0), lr=lr))
+
+
+def test_ctc213_not_beside_a_loss_that_never_left_its_start():
+    # CTC205 says "try a 10x larger learning rate": a constant-rate note advising ReduceLROnPlateau
+    # (factor 0.1) would tell the reader the opposite in the same report.
+    rng = np.random.default_rng(3)
+    stuck = noisy(np.full(400, 150.0), rng, sigma=0.02)
+    found = run(curves(stuck, lr=np.full(400, 1e-4)))
+    assert "CTC205" in found and "CTC213" not in found

@@ -16,17 +16,18 @@ document(
     "info",
     "the learning rate stayed constant through the plateau",
     """
-    **What it means.** The loss ends on a plateau or never left its start (CTC204, CTC205,
-    CTC212), and the logged learning rate did not change over it (within 5%). Nothing
-    reacted to the stall: a learning rate that is too large to settle lower stays too large.
+    **What it means.** The loss fell, then ended on a plateau (CTC204), and the logged
+    learning rate did not change over it (within 5%). Nothing reacted to the stall: a
+    learning rate that is too large to settle lower stays too large. Not reported when the
+    loss never left its start or sits at the blank plateau (CTC205, CTC212): there a smaller
+    rate is not the fix, and their advice (a larger rate, the data) comes first.
 
     **Example.** `info CTC213 the learning rate stayed at 0.001 over the plateau, steps
     6,000-10,000.`
 
     **Fix.** Let the schedule react: `ReduceLROnPlateau(optimizer, mode="min", factor=0.1,
     patience=N)` on the eval loss (N about the plateau length you accept, in evaluations), or
-    a decaying schedule (cosine, step decay). For a plateau at the start (CTC205, CTC212), the
-    learning rate is rarely the cause alone: read those findings first.
+    a decaying schedule (cosine, step decay).
     """,
 )
 
@@ -66,7 +67,8 @@ def check_schedule(analysis: Analysis) -> list[Finding]:
         return []
     found: list[Finding] = []
     tail = analysis.tail
-    if tail is not None:
+    # Only a plateau after the loss fell: lowering the rate contradicts CTC205/CTC212's advice.
+    if tail is not None and tail.kind == "plateau":
         inside = (lr.steps >= tail.start_step) & (lr.steps <= tail.end_step) & np.isfinite(lr.values)
         rates = lr.values[inside]
         if rates.size >= 2 and rates.min() > 0 and rates.max() / rates.min() <= CONSTANT:
