@@ -65,6 +65,18 @@ def test_ctc200_isolated_inf_steps_are_counted_and_said_to_recover():
     assert "finite again after each" in item.message and "scan" in item.hint
 
 
+def test_ctc200_isolated_nan_steps_point_at_the_inputs_not_at_infeasible_samples():
+    # CTC's own inf is a sample it cannot align; NaN comes from the numbers before the loss.
+    loss = healthy()
+    loss[[120, 200]] = np.nan
+    (item,) = run(curves(loss))["CTC200"]
+    assert item.hint.startswith("Find the batches that give NaN") and "CTC040" in item.hint
+    assert "log_softmax" in item.hint and "infeasible" not in item.hint
+    loss[260] = np.inf
+    (both,) = run(curves(loss))["CTC200"]
+    assert "for inf" in both.hint and "for NaN" in both.hint
+
+
 def test_ctc200_checks_the_eval_loss_too_and_not_a_finite_run():
     loss = healthy()
     assert "CTC200" not in run(curves(loss))

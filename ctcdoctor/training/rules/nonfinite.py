@@ -140,9 +140,23 @@ def nonfinite_loss(analysis: Analysis, series: Series, what: str) -> list[Findin
     else:
         message = (f"{analysis.called(series, what)} is non-finite at {count:,} of {values.size:,} logged {analysis.unit}s "
                    f"(first at {analysis.step(first_step)}: {_kinds(values[bad])}), finite again after each{context}.")
-        hint = ("Find the batches that give inf: run `ctcdoctor scan` for infeasible samples (a target longer than its "
-                "output frames) and fix their lengths; check for fp16 overflow (compute CTC in float32).")
+        hint = _transient_hint(values[bad])
     return [finding("CTC200", message, hint, evidence)]
+
+
+def _transient_hint(bad_values: np.ndarray) -> str:
+    """What makes a few batches non-finite, by what they logged: CTC's own inf is a sample it cannot align;
+    NaN comes from the numbers before the loss."""
+    inf = ("run `ctcdoctor scan` for infeasible samples (a target longer than its output frames) and fix their "
+           "lengths")
+    nan = ("look for NaN or inf in those batches' inputs (CTC040 of `ctcdoctor check SPEC` in the batches it reads), log() of a "
+           "softmax that reached 0 (use log_softmax) and fp16 overflow (compute the CTC loss in float32 under autocast)")
+    has_nan, has_inf = bool(np.isnan(bad_values).any()), bool(np.isinf(bad_values).any())
+    if has_nan and has_inf:
+        return f"Find the batches that give them: for inf, {inf}; for NaN, {nan}."
+    if has_nan:
+        return f"Find the batches that give NaN: {nan}."
+    return f"Find the batches that give inf: {inf}; check for fp16 overflow (compute CTC in float32)."
 
 
 def _bad_gradient_before(analysis: Analysis, first_step: int) -> tuple[int, float] | None:
