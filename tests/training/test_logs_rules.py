@@ -137,6 +137,16 @@ def test_ctc203_divergence_with_the_step_it_began():
     assert "resume from the checkpoint" in item.hint
 
 
+def test_ctc203_says_the_best_is_smoothed_when_single_values_went_lower():
+    # The table's min (one lucky batch) and the message's best (a smoothed level) must not look contradictory.
+    loss = diverging()
+    loss[240] = 0.5 * loss[235:245].min()
+    (item,) = run(curves(loss))["CTC203"]
+    assert f"the lowest single value was {loss[240]:.3g}" in item.message
+    (plain,) = run(curves(diverging()))["CTC203"]
+    assert "smoothed" not in plain.message  # noise of 5% leaves the best as it reads
+
+
 def test_ctc203_points_at_unnormalised_inputs_unless_the_logged_rate_is_far_too_high():
     # 2000 -> 180 -> 430 (the Keras speech report): an ordinary rate or none logged may not be the cause
     (item,) = run(curves(diverging()))["CTC203"]

@@ -91,14 +91,23 @@ def find_divergence(curve: Curve) -> Divergence | None:
     )
 
 
+SMOOTHED_BELOW = 0.8
+"""The message names the lowest single value when it is below this share of the smoothed best."""
+
+
 def check_divergence(analysis: Analysis) -> list[Finding]:
     found = analysis.divergence
     if found is None:
         return []
     curve = analysis.loss
     ratio = found.end / found.best
-    message = (f"{analysis.called(curve.series, 'loss')} diverged: best {fmt(found.best)} at {analysis.step(found.best_step)}, "
-               f"rising from {analysis.step(found.onset_step)} to {fmt(found.end)} at the end ({ratio:.1f}x the best"
+    lowest = float(curve.values.min())
+    # The best is a smoothed level (a median of neighbours); say so where a single value went clearly lower,
+    # or the reader compares it with the table's min and doubts both.
+    smoothed = (f" (smoothed; the lowest single value was {fmt(lowest)})"
+                if lowest < SMOOTHED_BELOW * found.best else "")
+    message = (f"{analysis.called(curve.series, 'loss')} diverged: best {fmt(found.best)} at {analysis.step(found.best_step)}"
+               f"{smoothed}, rising from {analysis.step(found.onset_step)} to {fmt(found.end)} at the end ({ratio:.1f}x the best"
                f"{_way_back(found, curve)})")
     if found.peak > 1.2 * found.end:
         message += f"; it peaked at {fmt(found.peak)} at {analysis.step(found.peak_step)}"
