@@ -84,7 +84,9 @@ def _draw_loss(ax, curves: Any) -> bool:
         ax.plot(raw_steps, raw_values, color="tab:blue", alpha=0.3, linewidth=0.8,
                 label=f"{curves.loss.tag} ({'every value' if loss.n <= RAW_POINTS else 'bin medians'})")
         # a bin's smoothed level belongs to the middle of its steps (the rolling median is centred)
-        ax.plot(_centres(loss), smoothed(loss), color="tab:blue", linewidth=1.8, label=f"{curves.loss.tag} (smoothed)")
+        # a median (robust to spikes, what the rules read): flat-topped where values alternate, as on a sawtooth
+        ax.plot(_centres(loss), smoothed(loss), color="tab:blue", linewidth=1.8,
+                label=f"{curves.loss.tag} (rolling median)")
     if curves.eval_loss is not None:
         finite = np.isfinite(curves.eval_loss.values)
         ax.plot(curves.eval_loss.steps[finite], curves.eval_loss.values[finite], color="tab:green", marker="o",
@@ -99,7 +101,27 @@ def _draw_loss(ax, curves: Any) -> bool:
                                                        curves.eval_loss.values, np.inf)) > 0))
     if positive:
         ax.set_yscale("log")
+        _plain_log_ticks(ax)
     return positive
+
+
+def _plain_log_ticks(ax) -> None:
+    """Log-axis tick labels as plain numbers (0.3, 150), not matplotlib's 3x10^-1 or 1.52x10^2. Within a
+    decade every tick is labelled (no decade tick may fall inside); up to three decades the 2s and 5s too."""
+    from matplotlib.ticker import FuncFormatter
+
+    def plain(value: float, _position: Any) -> str:
+        return f"{value:.4g}"
+
+    def twos_and_fives(value: float, _position: Any) -> str:
+        mantissa = value / 10 ** math.floor(math.log10(value) + 1e-9) if value > 0 else 0
+        return f"{value:.4g}" if round(mantissa, 6) in (2.0, 5.0) else ""
+
+    ax.yaxis.set_major_formatter(FuncFormatter(plain))
+    low, high = ax.get_ylim()
+    decades = math.log10(high / low) if low > 0 and high > low else math.inf
+    minor = plain if decades <= 1 else twos_and_fives if decades <= 3 else (lambda value, _position: "")
+    ax.yaxis.set_minor_formatter(FuncFormatter(minor))
 
 
 def smoothed(curve: Curve) -> np.ndarray:

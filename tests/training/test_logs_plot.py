@@ -120,7 +120,7 @@ def test_the_smoothed_loss_starts_where_the_raw_loss_starts():
     result = diagnose_run(ROOT / "examples" / "runs" / "lr_too_high")
     main = plot(result).axes[0]
     lines = {line.get_label(): line for line in main.get_lines()}
-    raw, smooth = lines["train_loss (every value)"], lines["train_loss (smoothed)"]
+    raw, smooth = lines["train_loss (every value)"], lines["train_loss (rolling median)"]
     assert float(smooth.get_ydata()[0]) == pytest.approx(float(raw.get_ydata()[0]))  # 11.7 (it was 5.4)
     assert float(smooth.get_xdata()[0]) == pytest.approx(float(raw.get_xdata()[0]))
 
@@ -147,3 +147,20 @@ def test_overlapping_findings_are_shaded_in_separate_bands_and_labels_stay_insid
     for text in texts:  # the label of the range at the right edge (steps 290-300) is not cut off
         box = text.get_window_extent()
         assert frame.x0 - 1 <= box.x0 and box.x1 <= frame.x1 + 1 and box.y1 <= frame.y1 + 1, text.get_text()
+
+
+@pytest.mark.parametrize("low, high", [(144.0, 160.0), (0.15, 3.6)])
+def test_log_axis_ticks_read_as_plain_numbers(tmp_path, low, high):
+    # A flat loss near 150 drew "1.52x10^2" on every tick; 0.15-3.6 drew "4x10^0".
+    rng = np.random.default_rng(1)
+    loss = np.exp(rng.uniform(np.log(low), np.log(high), 200))
+    loss[0], loss[-1] = high, low
+    lines = [monitor_format.header()] + [monitor_format.record(step, value) for step, value in enumerate(loss)]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    figure = plot(diagnose_run(tmp_path))
+    main = figure.axes[0]
+    figure.canvas.draw()
+    labels = [tick.get_text() for tick in main.get_yticklabels(minor=True) + main.get_yticklabels() if tick.get_text()]
+    assert len(labels) >= 3, labels
+    assert all("times" not in label and "^" not in label for label in labels), labels
+    assert all(float(label) > 0 for label in labels), labels  # plain numbers: float() reads each one
