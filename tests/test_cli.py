@@ -208,6 +208,22 @@ def test_explain_prints_the_documentation():
     assert unknown.exit_code == 2 and "unknown code" in unknown.output
 
 
+@pytest.mark.parametrize("typed", ["1", "001", "ctc1", "CTC001"])
+def test_explain_takes_the_number_alone(typed):
+    result = invoke("explain", typed)
+    assert result.exit_code == 0 and result.output.startswith("CTC001 (error)"), result.output
+
+
+def test_a_folder_as_the_spec_is_named_as_a_folder(tmp_path):
+    plain = invoke("check", str(tmp_path))
+    assert plain.exit_code == 2 and "is a folder" in plain.output and "no such file" not in plain.output
+    package = tmp_path / "mypkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("def build():\n    pass\n")
+    named = invoke("check", str(package))
+    assert named.exit_code == 2 and "mypkg/__init__.py" in named.output and "`mypkg:build`" in named.output
+
+
 def _imported_after(argv: list[str]) -> set[str]:
     code = (
         "import sys\nfrom ctcdoctor.cli import app\n"

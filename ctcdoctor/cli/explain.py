@@ -29,12 +29,19 @@ def explain(code: Annotated[str, typer.Argument(help="A finding code such as CTC
 
     from ctcdoctor.registry import all_codes, get_code
 
-    info = get_code(code.strip())
+    info = get_code(_as_code(code))
     if info is None:
         known = ", ".join(item.code for item in all_codes())
         fail(f"unknown code {code!r}", f"Known codes: {known}.")
         return
     _show(f"[bold]{info.code}[/] ({info.severity.value}) — {escape(info.title)}\n", Markdown(info.doc))
+
+
+def _as_code(text: str) -> str:
+    """CTC001 from `CTC001`, `ctc1`, `1` or `001`: the number is what people remember."""
+    text = text.strip()
+    digits = text[3:] if text[:3].upper() == "CTC" else text
+    return f"CTC{int(digits):03d}" if digits.isdigit() else text
 
 
 def codes() -> None:

@@ -78,6 +78,13 @@ def _importable(*folders: Path) -> Iterator[None]:
 
 def _import_file(parsed: ParsedSpec) -> ModuleType:
     path = Path(parsed.module).expanduser()
+    if path.is_dir():
+        hint = ("Name the Python file that defines build(), e.g. `ctcdoctor check train.py`, or a module as "
+                "`package.module:build`.")
+        if (path / "__init__.py").is_file():
+            hint = (f"Name the file that defines build(), e.g. `{path / '__init__.py'}`, or run from {str(path.parent)!r} "
+                    f"and import it as a module: `{path.name}:build`.")
+        raise SpecError(f"spec {parsed.text!r} is a folder", hint)
     if not path.is_file():
         hint = "Check the path; it is relative to the current directory."
         if path.with_suffix(".py").is_file():
