@@ -71,3 +71,11 @@ def test_the_figure_of_a_long_simulation_shows_spikes_as_bars_and_a_short_title(
     assert len(first.get_title()) < 80 and "symbols)" in first.get_title()  # step 0's 100-odd symbol decode, cut
     assert all(float(tick).is_integer() for tick in first.get_xticks())
     assert {line.get_drawstyle() for line in first.get_lines() if line.get_linestyle() == "-"} == {"steps-mid"}
+
+
+def test_the_reproduce_line_keeps_every_option_that_shaped_the_run():
+    result = runner.invoke(app, ["simulate", "--label", "ab", "--frames", "5", "--lr", "1e9", "--steps", "30", "--seed", "2"])
+    assert result.exit_code == 0, result.output
+    assert "ctcdoctor simulate --label 'ab' --frames 5 --steps 30 --lr 1e+09 --seed 2:" in result.output
+    defaults = runner.invoke(app, ["simulate", "--label", "ab", "--frames", "8"])
+    assert "ctcdoctor simulate --label 'ab' --frames 8:" in defaults.output  # defaults are left out

@@ -86,11 +86,21 @@ def simulate(
 
             save(draw(result), figure)
             document["plot"] = str(figure)
-        spec = f"--label {label!r} --frames {frames}" + (f" --alpha {alpha}" if alpha is not None else "") + (f" --gamma {gamma}" if gamma else "")
+        spec = _arguments(label, frames, steps, alpha, gamma, lr, seed)
         report = Report("simulate", spec, (), (), document, config=str(settings.config_path) if settings.config_path else None)
         return emit(report, how, settings.fail_on)
 
     guarded(debug, work)
+
+
+def _arguments(label: str, frames: int, steps: int, alpha: float | None, gamma: float, lr: float, seed: int) -> str:
+    """The options that shape the run, as the report's reproduce line: the defaults left out."""
+    given = [f"--label {label!r}", f"--frames {frames}"]
+    for flag, value, default in (("--steps", steps, 200), ("--alpha", alpha, None), ("--gamma", gamma, 0.0),
+                                 ("--lr", lr, 1.0), ("--seed", seed, 0)):
+        if value != default:
+            given.append(f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
+    return " ".join(given)
 
 
 def check_options(label: str, frames: int, alpha: float | None, gamma: float, lr: float) -> None:
