@@ -349,3 +349,17 @@ def test_codes_lists_every_severity_a_code_is_documented_with():
         severities = " / ".join(dict.fromkeys(severity.value for severity, _ in info.documented))
         assert re.search(rf"^{info.code}\s+{re.escape(severities)}\s", result.output, flags=re.MULTILINE), info.code
     assert re.search(r"^CTC100\s+error / warning\s", result.output, flags=re.MULTILINE)  # varies with the size mismatch
+
+
+def test_an_error_with_format_json_is_still_one_json_document_on_stdout(user_module):
+    # CI scripts json.load stdout before they look at the exit code.
+    result = invoke("check", "usermodel.py:nothere", "--format", "json")
+    assert result.exit_code == 2
+    document = json.loads(result.stdout)
+    assert document["command"] == "check" and document["findings"] == []
+    assert document["error"]["exit_code"] == 2 and "has no function 'nothere'" in document["error"]["message"]
+    assert document["error"]["fix"]
+    text = invoke("check", "usermodel.py:nothere")
+    assert text.exit_code == 2 and "{" not in text.stdout  # the terminal report stays text
+    missing = invoke("logs", "no/such/run", "--format", "json")
+    assert missing.exit_code == 2 and json.loads(missing.stdout)["error"]["message"].startswith("no/such/run")

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 import ctcdoctor.cli.options as opt
-from ctcdoctor.cli.output import Emit, emit, guarded, stderr_console
+from ctcdoctor.cli.output import Emit, emit, guarded, json_errors_for, stderr_console
 
 
 def check(
@@ -60,4 +60,4 @@ def check(
                 report = check_spec(spec, settings)
         return emit(report, how, settings.fail_on)
 
-    guarded(debug, work)
+    guarded(debug, work, json_errors_for("check", spec, output_format))

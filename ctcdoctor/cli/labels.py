@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 import ctcdoctor.cli.options as opt
-from ctcdoctor.cli.output import Emit, emit, guarded
+from ctcdoctor.cli.output import Emit, emit, guarded, json_errors_for
 
 
 def labels(
@@ -87,4 +87,4 @@ def labels(
                         config=str(settings.config_path) if settings.config_path else None)
         return emit(report, how, settings.fail_on)
 
-    guarded(debug, work)
+    guarded(debug, work, json_errors_for("labels", " ".join(map(str, files)), output_format))

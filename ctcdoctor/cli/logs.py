@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 import ctcdoctor.cli.options as opt
-from ctcdoctor.cli.output import Emit, emit, guarded, stderr_console
+from ctcdoctor.cli.output import Emit, emit, guarded, json_errors_for, stderr_console
 
 
 def logs(
@@ -102,7 +102,7 @@ def logs(
                         config=str(settings.config_path) if settings.config_path else None)
         return emit(report, how, settings.fail_on)
 
-    guarded(debug, work)
+    guarded(debug, work, json_errors_for("logs", str(run), output_format))
 
 
 def _read(run: Path, follow: float | None, idle: float | None, options: dict):  # noqa: ANN202 - LogsResult, imported lazily

@@ -78,7 +78,33 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
+@dataclass
+class JsonErrors:
+    """With --format json, an error that ends the command is also a JSON document on stdout (`error_document`),
+    unless the report was printed already (an error writing a report file after it)."""
+
+    command: str
+    spec: str
+    printed: bool = False
+
+
+_JSON_ERRORS: ContextVar[JsonErrors | None] = ContextVar("json_errors", default=None)
+
+
+def json_errors_for(command: str, spec: str, output_format: OutputFormat) -> JsonErrors | None:
+    """What `guarded` needs to print an error as JSON, when the command was asked for JSON."""
+    return JsonErrors(command, spec) if output_format is OutputFormat.json else None
+
+
 def fail(message: str, hint: str = "", code: ExitCode = ExitCode.USAGE) -> None:
+    json_errors = _JSON_ERRORS.get()
+    if json_errors is not None and not json_errors.printed:
+        from ctcdoctor.render.json import error_document
+
+        with contextlib.suppress(BrokenPipeError, OSError):
+            stream = report_stream()
+            stream.write(error_document(json_errors.command, json_errors.spec, int(code), message, hint) + "\n")
+            stream.flush()
     console = stderr_console()
     # soft_wrap: one logical line each, so logs and greps keep the whole cause.
     console.print(f"[bold red]error:[/] {_escape(message)}", soft_wrap=True)
@@ -115,12 +141,21 @@ def _user_prints_to_stderr() -> Iterator[None]:
             _exit_hook_registered = True
 
 
-def guarded(debug: bool, work: Callable[[], int]) -> None:
+def guarded(debug: bool, work: Callable[[], int], json_errors: JsonErrors | None = None) -> None:
     """Run a command body and map its end to the documented exit codes; a traceback only with --debug.
+    `json_errors` (with --format json): an error is also printed as a JSON document on stdout.
 
     A command arms its `--timeout` inside `work`, once its settings are resolved:
     `with ctcdoctor.load.limits.deadline(settings.timeout): ...`.
     """
+    token = _JSON_ERRORS.set(json_errors)
+    try:
+        _guarded(debug, work)
+    finally:
+        _JSON_ERRORS.reset(token)
+
+
+def _guarded(debug: bool, work: Callable[[], int]) -> None:
     try:
         with _user_prints_to_stderr():
             code = work()
@@ -200,6 +235,9 @@ def emit(report, how: Emit, fail_on) -> int:  # noqa: ANN001 - Report and Severi
         if how.output_format is OutputFormat.json:
             stream.write(document + "\n")
             stream.flush()
+            json_errors = _JSON_ERRORS.get()
+            if json_errors is not None:
+                json_errors.printed = True
         else:
             from ctcdoctor.render.console import RenderOptions, render_console
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 import ctcdoctor.cli.options as opt
-from ctcdoctor.cli.output import Emit, emit, guarded, stderr_console
+from ctcdoctor.cli.output import Emit, emit, guarded, json_errors_for, stderr_console
 
 
 def simulate(
@@ -90,7 +90,7 @@ def simulate(
         report = Report("simulate", spec, (), (), document, config=str(settings.config_path) if settings.config_path else None)
         return emit(report, how, settings.fail_on)
 
-    guarded(debug, work)
+    guarded(debug, work, json_errors_for("simulate", _arguments(label, frames, steps, alpha, gamma, lr, seed), output_format))
 
 
 def _arguments(label: str, frames: int, steps: int, alpha: float | None, gamma: float, lr: float, seed: int) -> str:

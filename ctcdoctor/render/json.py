@@ -48,3 +48,18 @@ def to_document(report: Report) -> dict[str, Any]:
 
 def render_json(report: Report) -> str:
     return json.dumps(to_document(report), indent=2, allow_nan=False)
+
+
+def error_document(command: str, spec: str, exit_code: int, message: str, fix: str) -> str:
+    """The envelope for a run that ended without a report (exit 2 or 3): no findings, and an `error` object
+    with the exit code and the two lines the terminal shows, so a `json.load` of stdout still works."""
+    document = {
+        "schema": SCHEMA,
+        "command": command,
+        "version": __version__,
+        "spec": spec,
+        "findings": [],
+        "summary": count_by_severity([]),
+        "error": {"exit_code": exit_code, "message": message, "fix": fix},
+    }
+    return json.dumps(_clean(document), indent=2, allow_nan=False)
