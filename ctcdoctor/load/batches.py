@@ -8,7 +8,7 @@ for the label checks to report as findings.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +98,27 @@ def _check_devices(index: int, parts: dict[str, Any]) -> None:
                 )
 
 
+def _describe(item: Any) -> str:
+    if isinstance(item, torch.Tensor):
+        return f"{'a float' if item.is_floating_point() else 'an integer'} tensor {tuple(item.shape)}"
+    return f"a {type(item).__name__}"
+
+
+def wrong_item_count(raw: Sequence[Any], index: int) -> BatchError:
+    """A tuple that is not (inputs, targets, input_lengths, target_lengths): what each item is, and for the common
+    three (images, targets, target_lengths, with input_lengths left out) how to add the missing one."""
+    items = "; ".join(f"[{position}] {_describe(item)}" for position, item in enumerate(raw))
+    message = f"batch {index}: the loader yielded a {type(raw).__name__} of {len(raw)} items, not 4: {items}"
+    hint = BATCH_HINT
+    first = raw[0] if raw else None
+    if len(raw) == 3 and isinstance(first, torch.Tensor) and first.is_floating_point() and first.dim() >= 2:
+        hint = (f"{BATCH_HINT} Three items usually leave out input_lengths: when every input is as wide as the "
+                "batch, that is the full width for each sample, e.g. in the collate function "
+                "`torch.full((len(inputs),), inputs.shape[-1])` (the length along the time axis of the inputs, "
+                "before the model's downsampling).")
+    return BatchError(message, hint)
+
+
 def normalise_batch(raw: Any, index: int, first_sample: int, batch_axis: int | None = None) -> Batch:
     """Turn one loader item into a `Batch`, or raise `BatchError` naming what is wrong.
 
@@ -109,10 +130,7 @@ def normalise_batch(raw: Any, index: int, first_sample: int, batch_axis: int | N
         parts = [raw[key] for key in BATCH_KEYS]
     elif isinstance(raw, (tuple, list)):
         if len(raw) != 4:
-            raise BatchError(
-                f"batch {index}: the loader yielded a {type(raw).__name__} of {len(raw)} items, not 4",
-                BATCH_HINT,
-            )
+            raise wrong_item_count(raw, index)
         parts = list(raw)
     else:
         raise BatchError(f"batch {index}: the loader yielded a {type(raw).__name__}, not a batch", BATCH_HINT)
