@@ -98,7 +98,7 @@ def logs(
 
             save(draw(result), plot)
             document["plot"] = str(plot)
-        report = Report("logs", str(run), sort_findings(findings), (), document, seconds=time.perf_counter() - started,
+        report = Report("logs", str(run), sort_findings(findings), result.checks, document, seconds=time.perf_counter() - started,
                         config=str(settings.config_path) if settings.config_path else None)
         return emit(report, how, settings.fail_on)
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ctcdoctor.errors import UserInputError
-from ctcdoctor.findings import Finding
+from ctcdoctor.findings import CheckResult, Finding
 from ctcdoctor.training.names import resolve
 from ctcdoctor.training.readers import read_run
 from ctcdoctor.training.rules import Options
@@ -42,6 +42,8 @@ class LogsResult:
     """What was assumed or could not be seen (one sentence each)."""
     seconds: dict[str, float] = field(default_factory=dict)
     """{"read": ..., "diagnose": ...}."""
+    checks: tuple[CheckResult, ...] = ()
+    """How each rule ended (`logs -v`, and the JSON's `checks`)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The `result` object of the JSON envelope (no raw arrays: a summary per series)."""
@@ -134,7 +136,8 @@ def diagnose_run(
         trainer=str(run.meta["trainer"]) if run.meta.get("trainer") else ("huggingface" if run.format == "huggingface" else None),
     )
     started = time.perf_counter()
-    findings = verdict(run, curves, options)
+    checks: list[CheckResult] = []
+    findings = verdict(run, curves, options, checks)
     diagnose_seconds = time.perf_counter() - started
     return LogsResult(
         source=run.source,
@@ -145,4 +148,5 @@ def diagnose_run(
         options=options,
         notes=run.notes + tuple(notes),
         seconds={"read": read_seconds, "diagnose": diagnose_seconds},
+        checks=tuple(checks),
     )

@@ -8,24 +8,40 @@ says what the monitor said.
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
-from ctcdoctor.findings import Finding
-from ctcdoctor.training.rules import RULES, Analysis, Options
+from ctcdoctor.findings import CheckResult, Finding
+from ctcdoctor.training.rules import RULE_TITLES, RULES, Analysis, Options
 from ctcdoctor.training.rules.outputs import Evaluations, diagnose_outputs, merge
 from ctcdoctor.training.series import Curves, Run
 
 
-def verdict(run: Run, curves: Curves, options: Options) -> list[Finding]:
+def verdict(run: Run, curves: Curves, options: Options, results: list[CheckResult] | None = None) -> list[Finding]:
     """The curve rules on `curves`, then the output rules on the run's monitor measurements; an output
-    finding replaces the curve findings it explains (`rules.outputs.EXPLAINS`)."""
+    finding replaces the curve findings it explains (`rules.outputs.EXPLAINS`). `results`: a list to
+    append how each rule ended (for `logs -v`)."""
     analysis = Analysis(curves, options)
+    curve_findings: list[Finding] = []
     with np.errstate(divide="ignore", invalid="ignore"):
-        curve_findings = [found for rule in RULES for found in rule(analysis)]
+        for rule in RULES:
+            started = time.perf_counter()
+            found = rule(analysis)
+            curve_findings += found
+            _record(results, *RULE_TITLES[rule], found, started)
     blank = run.meta.get("blank")
     evaluations = Evaluations.from_scalars(run.scalars)
+    started = time.perf_counter()
     output_findings = diagnose_outputs(analysis, evaluations, blank if isinstance(blank, int) else None)
+    if evaluations is not None and len(evaluations):  # a log of ctcdoctor's monitor
+        _record(results, "CTC220-225", "the outputs the monitor measured", output_findings, started)
     if run.format == "monitor":
         # The monitor records every step: few values mean a short run, not a sparse log (CTC215's "log more often").
         curve_findings = [found for found in curve_findings if found.code != "CTC215"]
     return merge(curve_findings, output_findings)
+
+
+def _record(results: list[CheckResult] | None, code: str, title: str, found: list[Finding], started: float) -> None:
+    if results is not None:
+        results.append(CheckResult(title, code, "findings" if found else "passed", time.perf_counter() - started))

@@ -184,3 +184,17 @@ def test_a_log_of_one_value_says_one_value(tmp_path, monkeypatch, capsys):
     (tmp_path / "one.csv").write_text("step,loss\n1,5\n")
     main(["logs", "one.csv"])
     assert "1 value of loss, steps 1-1" in capsys.readouterr().out
+
+
+def test_verbose_lists_every_rule_with_its_codes_and_outcome():
+    # -v's help promises "every check with its status and time"; it printed nothing more before.
+    from ctcdoctor.training.rules import RULE_TITLES, RULES
+
+    result = runner.invoke(app, ["logs", str(RUNS / "lr_too_high"), "-v"])
+    assert result.exit_code == 1, result.output
+    rows = {line.split()[0]: line for line in result.output.splitlines() if line.startswith("CTC2") and "  " in line}
+    assert set(rows) == {RULE_TITLES[rule][0] for rule in RULES}
+    assert "findings" in rows["CTC203"] and "passed" in rows["CTC200-202"]
+    assert "checks" not in runner.invoke(app, ["logs", str(RUNS / "lr_too_high")]).output.split("read ")[-1]
+    _, document = run_json(str(RUNS / "lr_too_high"))
+    assert {item["code"]: item["status"] for item in document["checks"]}["CTC203"] == "findings"

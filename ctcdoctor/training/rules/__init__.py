@@ -74,6 +74,20 @@ RULES: tuple[Callable[[Analysis], list[Finding]], ...] = (
 )
 
 
+RULE_TITLES: dict[Callable[[Analysis], list[Finding]], tuple[str, str]] = {
+    check_nonfinite: ("CTC200-202", "NaN or inf in the logged losses"),
+    check_zero: ("CTC209", "a loss of exactly 0 or below"),
+    check_divergence: ("CTC203", "the loss diverged"),
+    check_schedule: ("CTC213-214", "the learning rate over a plateau or a divergence"),
+    check_oscillation: ("CTC206", "sawtooth or cycles without progress"),
+    check_plateau: ("CTC204-205,211-212", "plateaus and the blank plateau"),
+    check_metric_stuck: ("CTC210", "an error rate stuck while the loss falls"),
+    check_generalisation: ("CTC207-208", "the eval loss against the train loss"),
+    check_coverage: ("CTC215", "enough logged values to judge"),
+}
+"""Per rule: the codes it reports and what it looks at, for `logs -v` (every rule of RULES is here)."""
+
+
 def diagnose(curves: Curves, options: Options | None = None) -> list[Finding]:
     """Run every curve rule; findings in rule order (the renderer sorts by severity)."""
     analysis = Analysis(curves, options)
