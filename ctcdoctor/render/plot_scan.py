@@ -14,6 +14,7 @@ LENGTH_SOURCES = {
     "model": "returned by the model",
     "full": "all frames (every input has the same length)",
     "probed": "estimated by probing the model",
+    "measured": "measured by probing the model",
     "unknown": "unknown",
 }
 
@@ -38,6 +39,9 @@ def plot(result: dict[str, Any], ax: Any = None) -> Figure:
     ax.set_xlabel("spare frames (output frames − labels − repeats); red: cannot align")
     ax.set_ylabel("samples")
     source = result.get("lengths_source", "unknown")
-    ax.set_title(f"{result.get('samples', sum(counts)):,} samples; output lengths {LENGTH_SOURCES.get(source, source)}")
+    title = f"{result.get('samples', sum(counts)):,} samples; output lengths {LENGTH_SOURCES.get(source, source)}"
+    if result.get("lengths_rejected"):  # the declared ones disagree with the model (CTC003)
+        title += f",\nnot {result['lengths_rejected']} (wrong: CTC003)"
+    ax.set_title(title)
     figure.tight_layout()
     return figure
