@@ -114,6 +114,11 @@ def test_stale_lengths_of_a_model_that_cannot_be_probed_show_no_margins_and_no_d
         "drop-list not written: 20 of 20 samples have no known output length (Setup.output_lengths are wrong (CTC003) "
         "and the model could not be probed)")
     assert "--drop alphabet,empty for a list without them" in " ".join(text.split())
+    from ctcdoctor.render.plot_scan import plot
+
+    axes = plot(result).axes[0]
+    assert axes.get_title() == "20 samples; output lengths unknown:\nSetup.output_lengths are wrong (CTC003)"
+    assert [item.get_text() for item in axes.texts] == ["no spare frames to show: the output lengths are unknown"]
 
 
 # ---------------------------------------------------------------- drop-lists that would hide a fix in code
