@@ -29,7 +29,8 @@ def test_a_label_file_with_widths(tmp_path):
     path = tmp_path / "words.tsv"
     path.write_text("a.png\t64\thello\r\nb.png\t16\tbookkeeper\n\nc.png\t80\t\nd.png\t40\tcafé\ne.png\t48\tHello\n", encoding="utf-8")
     drop = tmp_path / "drop.txt"
-    code, report = scan("--manifest", str(path), "-a", LETTERS, "--frames", "L // 4", "--drop-list", str(drop))
+    code, report = scan("--manifest", str(path), "-a", LETTERS, "--frames", "L // 4", "--drop-list", str(drop),
+                        "--drop-anyway")  # 4 of 5
     assert code == 1
     found = {item["code"]: item for item in report["findings"]}
     assert set(found) == {"CTC001", "CTC013", "CTC090"}
@@ -117,7 +118,8 @@ def test_a_nemo_manifest_and_its_clean_copy(tmp_path):
     path = tmp_path / "train.jsonl"
     path.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
     clean = tmp_path / "clean.jsonl"
-    code, report = scan("--manifest", str(path), "-a", " " + LETTERS, "--frames", "floor(L * 100) // 4 + 1", "--clean-manifest", str(clean))
+    code, report = scan("--manifest", str(path), "-a", " " + LETTERS, "--frames", "floor(L * 100) // 4 + 1", "--clean-manifest", str(clean),
+                        "--drop-anyway")  # 2 of 4
     assert code == 1
     assert [json.loads(line)["audio_filepath"] for line in clean.read_text().splitlines()] == ["a.wav", "d.wav"]
     assert report["result"]["drop_list"]["clean_manifest"]["kept"] == 2

@@ -64,6 +64,11 @@ DropOption = Annotated[
                  "infeasible (CTC001), empty (CTC013), alphabet (labels outside the classes or the alphabet, blank in "
                  "targets), tight (CTC002)."),
 ]
+DropAnywayOption = Annotated[
+    bool,
+    typer.Option("--drop-anyway", help="Write --drop-list and --clean-manifest even when they would hide a problem to fix "
+                 "in code (CTC010, CTC011, CTC001 from the model's downsampling) or drop more than 10% of the samples."),
+]
 
 
 def scan(
@@ -84,6 +89,7 @@ def scan(
     text_key: Annotated[str, typer.Option("--text-key", metavar="NAME", help="With --manifest: the field holding the text.")] = "text",
     drop_list: DropListOption = None,
     drop: DropOption = "infeasible,empty,alphabet",
+    drop_anyway: DropAnywayOption = False,
     clean_manifest: Annotated[Path | None, typer.Option("--clean-manifest", metavar="FILE", show_default=False,
                                                         help="With --manifest: write a copy of it without the dropped samples.")] = None,
     max_samples: Annotated[int | None, typer.Option("--max-samples", metavar="N", min=1, show_default=False,
@@ -113,7 +119,8 @@ def scan(
 
     request = Request(
         targets=list(targets or []), shard=shard, manifest=manifest, alphabet=alphabet, frames=frames, rate=rate, blank=blank,
-        length_key=length_key, text_key=text_key, drop_list=drop_list, drop=drop, clean_manifest=clean_manifest,
+        length_key=length_key, text_key=text_key, drop_list=drop_list, drop=drop, drop_anyway=drop_anyway,
+        clean_manifest=clean_manifest,
         max_samples=max_samples, workers=workers, plot=plot, worst=worst, select=select, ignore=ignore, fail_on=fail_on, device=device,
         timeout=timeout, seed=seed, output_format=output_format,
     )
@@ -157,7 +164,7 @@ def _status_line(state, how: Emit) -> None:  # noqa: ANN001 - ScanState, importe
     stopped = f"; {state.stopped}" if state.stopped else ""
     stderr_console().print(
         f"scanned {summary.samples:,} samples {read}{parts} in {state.seconds:.2f} s; "
-        f"{lengths_status(state.source, state.detail)}{stopped}",
+        f"{lengths_status(state.source, state.detail, state.rejected)}{stopped}",
         markup=False, highlight=False,
     )
 

@@ -14,6 +14,7 @@ LENGTH_SOURCES = {
     "model": "returned by the model",
     "full": "all frames (every input has the same length)",
     "probed": "estimated by probing the model",
+    "measured": "measured by probing the model",
     "unknown": "unknown",
 }
 
@@ -34,10 +35,20 @@ def plot(result: dict[str, Any], ax: Any = None) -> Figure:
     counts = [item["count"] for item in bins]
     colours = ["#d62728" if item["to"] < 0 else "#1f77b4" for item in bins]
     ax.bar(lefts, counts, width=widths, align="edge", color=colours, edgecolor="white")
-    ax.axvline(-0.5, color="black", linewidth=1)
+    if bins:
+        ax.axvline(-0.5, color="black", linewidth=1)
     ax.set_xlabel("spare frames (output frames − labels − repeats); red: cannot align")
     ax.set_ylabel("samples")
     source = result.get("lengths_source", "unknown")
-    ax.set_title(f"{result.get('samples', sum(counts)):,} samples; output lengths {LENGTH_SOURCES.get(source, source)}")
+    title = f"{result.get('samples', sum(counts)):,} samples; output lengths {LENGTH_SOURCES.get(source, source)}"
+    rejected = result.get("lengths_rejected")  # the declared ones disagree with the model (CTC003)
+    if rejected:
+        title += f":\n{rejected} are wrong (CTC003)" if source == "unknown" else f",\nnot {rejected} (wrong: CTC003)"
+    ax.set_title(title)
+    if not bins:  # no frame counts to subtract from: say so rather than draw empty axes
+        ax.set_xticks([])
+        ax.set_yticks([])
+        why = "the output lengths are unknown" if source in ("unknown", "unavailable") else "no sample has a known output length"
+        ax.text(0.5, 0.5, f"no spare frames to show: {why}", ha="center", va="center", transform=ax.transAxes)
     figure.tight_layout()
     return figure

@@ -144,15 +144,30 @@ def scan(result: dict[str, Any], every: int | None = None) -> RenderableType:
         parts.append(Text(lengths, style="dim"))
     drops = result.get("drop_list") or {}
     if drops.get("file"):
-        lengths = " by the true lengths (target_lengths count the padding)" if drops.get("lengths") == "true" else ""
-        parts.append(Text(f"drop-list written to {drops['file']}: {drops['count']:,} samples ({', '.join(drops['reasons'])})"
-                          f"{lengths}", style="dim"))
+        parts.append(Text(_drop_line(drops, result.get("samples")), style="dim"))
+    elif drops.get("refused"):
+        parts.append(Text(drops["refused"], style="bold yellow"))
     if drops.get("clean_manifest"):
         clean = drops["clean_manifest"]
         parts.append(Text(f"clean manifest written to {clean['file']}: {clean['kept']:,} records kept", style="dim"))
     if result.get("plot"):
         parts.append(Text(f"plot written to {result['plot']}", style="dim"))
     return Group(*parts)
+
+
+#: What each --drop reason drops, as the drop-list line says it.
+DROP_WORDS = {"infeasible": "cannot be aligned", "empty": "empty target", "alphabet": "label outside the classes or alphabet",
+              "tight": "tight length budget"}
+
+
+def _drop_line(drops: dict[str, Any], samples: int | None) -> str:
+    """`drop-list written to FILE: 3 of 64 samples to drop (checked: cannot be aligned, …)`, or `…: empty, no sample …`."""
+    reasons = ", ".join(words for reason, words in DROP_WORDS.items() if reason in drops["reasons"])
+    lengths = "; judged by the true lengths (target_lengths count the padding)" if drops.get("lengths") == "true" else ""
+    if not drops["count"]:
+        return f"drop-list written to {drops['file']}: empty, no sample to drop (checked: {reasons}){lengths}"
+    total = f" of {samples:,}" if samples else ""
+    return f"drop-list written to {drops['file']}: {drops['count']:,}{total} samples to drop (checked: {reasons}){lengths}"
 
 
 def _lengths_line(result: dict[str, Any]) -> str:
@@ -169,7 +184,10 @@ def _lengths_line(result: dict[str, Any]) -> str:
 
 def _histogram(result: dict[str, Any]) -> Table:
     bins = result["spare_frames"].get("histogram", [])
-    table = Table(title="spare frames per sample (output frames − labels − repeats)", box=None, padding=(0, 1),
+    title = "spare frames per sample (output frames − labels − repeats)"
+    if result.get("lengths_rejected"):
+        title += f", from measured output lengths: {result['lengths_rejected']} are wrong (CTC003)"
+    table = Table(title=title, box=None, padding=(0, 1),
                   header_style="bold", title_justify="left", pad_edge=False)
     table.add_column("spare", justify="right")
     table.add_column("samples", justify="right")

@@ -31,6 +31,7 @@ class Request:
     text_key: str = "text"
     drop_list: Path | None = None
     drop: str = "infeasible,empty,alphabet"
+    drop_anyway: bool = False
     clean_manifest: Path | None = None
     max_samples: int | None = None
     workers: int | None = None
@@ -100,6 +101,8 @@ def merged_state(paths: list[str]) -> ScanState:
 
 def make_report(state: ScanState, request: Request, settings: Settings, spec: str) -> Report:
     findings, results, result = judge(state, settings, request.worst)
+    if settle_drops(state, request, findings):
+        result["drop_list"], result["state"] = state.extra["drop_list"], state.to_json()
     result["seed"] = settings.seed
     if request.plot is not None:
         from ctcdoctor.render.figures import save
@@ -137,22 +140,46 @@ def drop_writer(request: Request, path: Path | None) -> Any:
 
 
 def finish_drops(state: ScanState, request: Request, writer: Any) -> None:
-    """Close the drop-list, write the clean manifest, and say both in the result."""
+    """Close the drop-list and say it in the result; `settle_drops` decides, once the findings are known, whether it
+    stays (and writes the clean manifest from it)."""
     if writer is None:
         return
     # Judged as the report is: with the true lengths when target_lengths count the padding. A shard or a rank keeps
     # the list judged the other way beside its own, for the merge (whose decision may differ from its own).
     keep_other = state.shard[1] > 1 and request.drop_list is not None
     info = writer.close(state.padding_counted, keep_other)
+    if request.drop_list is None:
+        info["temporary"] = True  # written for --clean-manifest only: settle_drops removes it
+    state.extra["drop_list"] = info
+
+
+def settle_drops(state: ScanState, request: Request, findings: list[Any]) -> bool:
+    """Keep the drop-list, or remove it when it would hide a problem to fix in code (`scan.dropguard`; the whole data
+    set only: a shard's list is a part of the merge's), saying why; then write the clean manifest from a kept list.
+    True when there was a drop-list."""
+    info = state.extra.get("drop_list")
+    if not info or not info.get("file"):
+        return False
+    from ctcdoctor.scan.dropguard import refusal
+
+    path, temporary = Path(str(info["file"])), bool(info.pop("temporary", False))
+    refused = None if request.drop_anyway or state.shard[1] > 1 else \
+        refusal(state, findings, int(info["count"]), frozenset(info["reasons"]))
+    if refused:
+        for written in (path, request.clean_manifest):
+            if written is not None:
+                written.unlink(missing_ok=True)  # no list from an earlier run left to be read as this one's
+        info.update(file=None, refused=refused)
+        return True
     if request.clean_manifest is not None and request.manifest is not None:
         from ctcdoctor.scan.droplist import clean_manifest
 
-        kept = clean_manifest(request.manifest, writer.path, request.clean_manifest)
+        kept = clean_manifest(request.manifest, path, request.clean_manifest)
         info["clean_manifest"] = {"file": str(request.clean_manifest), "kept": kept}
-    if request.drop_list is None:
-        writer.path.unlink(missing_ok=True)
+    if temporary:
+        path.unlink(missing_ok=True)
         info["file"] = None
-    state.extra["drop_list"] = info
+    return True
 
 
 def merge_drop_lists(state: ScanState, request: Request) -> None:

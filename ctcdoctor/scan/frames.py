@@ -7,6 +7,11 @@ returns (for that batch; the rest from `Setup.output_lengths` or the probed mode
 `Setup.output_lengths`; all `T` frames while every input has the first batch's common length
 (a sample of another length switches the scan to the probed model, as a whole-table scan
 would); otherwise the probed model.
+
+Declared lengths (returned by the model, or `Setup.output_lengths`) that CTC003 finds wrong on
+the first batch (longer than the output, negative, not one per sample) are not used for the
+spare frames: the scan reads the lengths measured by probing the model instead ("measured"), or,
+when the model cannot be probed, calls them unknown (`measured_rule`).
 """
 from __future__ import annotations
 
@@ -96,7 +101,7 @@ class FramesRule:
             return self._returned(ids, input_lengths)
         if self.source == "full":
             return self._full(input_lengths)
-        if self.source == "probed" and self.facts is not None and self.facts.probe() is not None:
+        if self.source in ("probed", "measured") and self.facts is not None and self.facts.probe() is not None:
             return self.facts.probe()(torch.from_numpy(input_lengths)).numpy()  # type: ignore[misc]
         return np.full(input_lengths.shape, -1, dtype=np.int64)
 
@@ -157,6 +162,20 @@ def choose_rule(setup: Setup, facts: ModelFacts) -> FramesRule:
     if probe is None:
         return FramesRule("unknown", facts._probe_error or "probing failed", facts=facts)
     return FramesRule("probed", f"estimated by probing the model: {probe.describe()}", facts=facts)
+
+
+#: Who declared the output lengths of each declared source, as the report names them.
+DECLARED_BY = {"setup": "Setup.output_lengths", "model": "the lengths the model returns"}
+
+
+def measured_rule(facts: ModelFacts, rule: FramesRule) -> FramesRule:
+    """The rule once CTC003 found the declared lengths (`rule`) wrong on the first batch: the lengths measured by
+    probing the model, or "unknown" (detail: why probing failed) when it cannot be probed."""
+    probe = facts.probe()
+    if probe is None:
+        return FramesRule("unknown", facts._probe_error or "probing failed", facts=facts)
+    detail = f"measured by probing the model: {probe.describe()}, not {DECLARED_BY[rule.source]} (wrong: CTC003)"
+    return FramesRule("measured", detail, facts=facts)
 
 
 def first_batch_lengths(rule: FramesRule, source: str, detail: str) -> OutputLengths:

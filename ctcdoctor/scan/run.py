@@ -24,7 +24,15 @@ from ctcdoctor.measure.downsampling import time_downsampling
 from ctcdoctor.measure.lengths import declared_stride
 from ctcdoctor.protocol import Setup
 from ctcdoctor.registry import select_checks
-from ctcdoctor.scan.frames import FramesRule, ModelFacts, choose_rule, first_batch_lengths, model_facts
+from ctcdoctor.scan.frames import (
+    DECLARED_BY,
+    FramesRule,
+    ModelFacts,
+    choose_rule,
+    first_batch_lengths,
+    measured_rule,
+    model_facts,
+)
 from ctcdoctor.scan.sources import ReadStatus, Shard, loader_chunks, sample_label_chunks, shard_batches
 from ctcdoctor.scan.state import SCAN_CODES, ScanState
 from ctcdoctor.scan.summary import Chunk, Summary
@@ -40,18 +48,23 @@ LENGTH_SOURCES = {
     "model": "returned by the model",
     "full": "all frames (every input has the same length)",
     "probed": "estimated by probing the model",
+    "measured": "measured by probing the model",
     "unknown": "unknown",
     "manifest": "from the manifest",
 }
 
 
-def lengths_status(source: str, detail: str) -> str:
-    """One phrase for the status line: where the output lengths came from, or why they are unknown."""
+def lengths_status(source: str, detail: str, rejected: str | None = None) -> str:
+    """One phrase for the status line: where the output lengths came from, or why they are unknown. `rejected`: who
+    declared the lengths CTC003 found wrong (the scan then reads measured ones, or none)."""
+    if source == "unknown" and rejected:
+        return (f"output lengths unknown: {rejected} disagree with the model's output (CTC003) and probing the model "
+                f"failed ({detail}); no spare frames, tightest samples or infeasible samples to drop without them")
     if source == "unknown":
         return f"output lengths unknown: probing the model failed ({detail}); the length checks cannot run (see CTC003)"
     if source == "unavailable":
         return f"output lengths unknown: the model failed on the first batch ({detail})"
-    if source in ("probed", "manifest"):
+    if source in ("probed", "measured", "manifest"):
         return f"output lengths {detail}"
     return f"output lengths {LENGTH_SOURCES.get(source, source)}"
 
@@ -162,6 +175,20 @@ def _ctc003(facts: ModelFacts, rule: FramesRule, source: str, detail: str) -> li
     return [item.to_dict() for item in findings]
 
 
+def _declared_ctc003(facts: ModelFacts, rule: FramesRule) -> list[dict[str, Any]] | None:
+    """CTC003 on the first batch for lengths the set-up declares (Setup.output_lengths, or returned by the model),
+    before any sample is read: when it finds them wrong, the scan reads measured lengths instead. None otherwise."""
+    if rule.source not in DECLARED_BY:
+        return None
+    return _ctc003(facts, rule, rule.source, rule.detail) or None
+
+
+def _lengths_wrong(found: list[dict[str, Any]] | None) -> bool:
+    """CTC003 found the declared lengths themselves wrong (too long, negative, not one per sample), not the output's
+    layout (no batch axis: its evidence is the layout's `detail`), which no measured length would mend."""
+    return any("detail" not in (item.get("evidence") or {}) for item in found or ())
+
+
 def scan_setup(setup: Setup, spec: str, options: ScanOptions) -> ScanState:
     """Scan the set-up's data (or the options' shard of it) into a mergeable state."""
     with doing(f"reading the data of {spec} (use --max-samples N for a bounded part)"):
@@ -182,16 +209,21 @@ def _scan_setup(setup: Setup, spec: str, options: ScanOptions) -> ScanState:
     with doing("running the model on the first batch"):
         facts = model_facts(setup, first, options.device)
     rule = choose_rule(setup, facts)
+    declared = _declared_ctc003(facts, rule)
+    rejected = DECLARED_BY[rule.source] if _lengths_wrong(declared) else None
+    if rejected:
+        rule = measured_rule(facts, rule)
     while pending is not None:
         _digest(summary, pending, rule, facts, setup.blank, options)
         pending = next(chunks, None)
     source, detail = rule.final()
     return ScanState(
         spec, summary, source, detail, blank=setup.blank, alphabet=setup.alphabet, num_classes=facts.num_classes,
-        failure=facts.failure, ctc003=_ctc003(facts, rule, source, detail), shard=(options.shard.index, options.shard.count),
+        failure=facts.failure, ctc003=declared or _ctc003(facts, rule, source, detail),
+        shard=(options.shard.index, options.shard.count),
         reader="sample_labels" if labels_only else "loader", seconds=time.perf_counter() - started,
         stopped=_stopped(status, options), time_strides=_time_strides(summary, facts),
-        stride=_declared_stride(rule, source, summary), framework=_framework(setup),
+        stride=_declared_stride(rule, source, summary), framework=_framework(setup), rejected=rejected,
     )
 
 
@@ -202,7 +234,10 @@ def _framework(setup: Setup) -> str | None:
 
 
 def _declared_stride(rule: FramesRule, source: str, summary: Summary) -> int | None:
-    """The `s` of a `floor((L + k) / s)` Setup.output_lengths over the lengths scanned, stated by CTC001 as `check` does."""
+    """The `s` of a `floor((L + k) / s)` Setup.output_lengths over the lengths scanned, stated by CTC001 as `check` does;
+    for measured lengths, the probed rule's."""
+    if source == "measured" and rule.facts is not None and rule.facts.probe() is not None:
+        return rule.facts.probe().stride  # type: ignore[union-attr]
     values, _ = summary.input_lengths.items()
     if source != "setup" or rule.setup_lengths is None or not values:
         return None

@@ -28,7 +28,7 @@ MANIFEST_CODES = ("CTC001", "CTC002", "CTC011", "CTC012", "CTC013", "CTC090")
 #: Version of the `state` object in the JSON; `scan merge` refuses others.
 STATE_SCHEMA = 1
 #: When two parts decided the output lengths differently, the merged source is the least certain one.
-SOURCE_ORDER = ("unavailable", "unknown", "probed", "full", "setup", "model", "manifest")
+SOURCE_ORDER = ("unavailable", "unknown", "probed", "measured", "full", "setup", "model", "manifest")
 
 
 @dataclass
@@ -60,6 +60,9 @@ class ScanState:
     """Input steps per output frame of a `floor((L + k) / s)` Setup.output_lengths (`measure.lengths.declared_stride`)."""
     time_strides: list[dict[str, Any]] = field(default_factory=list)
     """The layers that downsample time (`TimeStride` fields), measured when a sample cannot be aligned (CTC001's fix)."""
+    rejected: str | None = None
+    """Who declared the output lengths CTC003 found wrong on the first batch ("Setup.output_lengths", "the lengths the
+    model returns"): the spare frames then come from measured lengths (source "measured"), or none ("unknown")."""
     framework: str | None = None
     """"transformers" for a Hugging Face CTC model: labels padded with its pad id are CTC107's (a `check` finding),
     never read as padding that target_lengths count, as in `check`."""
@@ -238,6 +241,7 @@ def scan_result(state: ScanState, worst: int = 10) -> dict[str, Any]:
         "samples_per_second": round(summary.samples / seconds, 1) if seconds > 0 else None,
         "lengths_source": state.source,
         "lengths_detail": state.detail,
+        "lengths_rejected": state.rejected,
         "spare_frames": spare,
         "worst": summary.worst.values()[:worst] if known else [],
         "max_target_length": summary.label_lengths.maximum or 0,
