@@ -30,8 +30,40 @@ def _seconds(hf, frames: int) -> str:
     return f" ({frames / hf.frames_per_second:.2f} s)" if hf.frames_per_second else ""
 
 
-def _load_with(hf, setting: str) -> str:
-    return f"{hf.model_class}.from_pretrained(..., {setting})"
+def model_with(hf, setting: str, mismatched: bool = False) -> str:
+    """The user's model made with `setting`: from_pretrained's argument for a model loaded from a checkpoint
+    (`ignore_mismatched_sizes=True` too when the head's size changes), else its config's
+    (`Wav2Vec2ForCTC(Wav2Vec2Config(..., vocab_size=...))`), where from_pretrained would not apply."""
+    if hf.from_checkpoint:
+        return f"{hf.model_class}.from_pretrained(..., {setting}{', ignore_mismatched_sizes=True' if mismatched else ''})"
+    return f"{hf.model_class}({hf.config_class}(..., {setting}))"
+
+
+def load_verb(hf) -> str:
+    """"load" for a model loaded from a checkpoint, "build" for one built from its config."""
+    return "load" if hf.from_checkpoint else "build"
+
+
+def vocabulary_settings(vocabulary, hf):
+    """(set_classes, set_blank): the imperatives that give the model N classes and make class i the blank, in the
+    user's own setting (measure/vocabulary.py's), with the config's class for a model built from it (no checkpoint)."""
+    if vocabulary is None:
+        return None, None
+    if hf is None or hf.from_checkpoint:
+        return vocabulary.set_classes, vocabulary.set_blank
+
+    def set_classes(count: int) -> str:
+        if vocabulary.classes_setting != "config.vocab_size":
+            return vocabulary.set_classes(count)
+        return f"build the model with vocab_size={count} ({model_with(hf, 'vocab_size=len(tokenizer)')})"
+
+    def set_blank(index: int) -> str:
+        if vocabulary.blank_setting != "config.pad_token_id":
+            return vocabulary.set_blank(index)
+        return f"build the model with pad_token_id={index} ({model_with(hf, 'pad_token_id=tokenizer.pad_token_id')})"
+
+    return set_classes, set_blank
+
 
 
 @check("CTC100", "error", "config.vocab_size differs from the tokenizer's size", variants=(("warning", None),))
@@ -56,11 +88,12 @@ def vocab_size_mismatch(hf):
 
     **Fix.** Build the head for the tokenizer: `Wav2Vec2ForCTC.from_pretrained(checkpoint,
     vocab_size=len(processor.tokenizer), pad_token_id=processor.tokenizer.pad_token_id,
-    ignore_mismatched_sizes=True)`.
+    ignore_mismatched_sizes=True)`; for a model built from its config (no checkpoint),
+    `Wav2Vec2ForCTC(Wav2Vec2Config(..., vocab_size=len(processor.tokenizer)))`.
     """
     _applies(hf, needs_tokenizer=True)
     size, classes = hf.tokenizer_size, hf.vocab_size
-    hint = f"Build the head for this tokenizer: {_load_with(hf, 'vocab_size=len(processor.tokenizer)')} (= {size})."
+    hint = f"Build the head for this tokenizer: {model_with(hf, 'vocab_size=len(processor.tokenizer)')} (= {size})."
     evidence = {"vocab_size": classes, "tokenizer_size": size,
                 "beyond_head": [list(item) for item in hf.beyond_head[:20]]}
     if hf.beyond_head:
@@ -79,11 +112,18 @@ def vocab_size_mismatch(hf):
             "CTC100",
             f"config.vocab_size is {classes} but the tokenizer has {size} tokens: output classes {size} to "
             f"{classes - 1} have no token, so no label ever uses them (a config or head made for another vocabulary?).",
-            f"Make the head match the tokenizer: {_load_with(hf, f'vocab_size={size}, ignore_mismatched_sizes=True')}.",
+            f"Make the head match the tokenizer: {_size_setting(hf, size)}.",
             evidence,
             severity="warning",
         )]
     return []
+
+
+def _size_setting(hf, size: int) -> str:
+    """CTC100's warning fix: the tokenizer's size (as a number for from_pretrained, whose head must be replaced)."""
+    if hf.from_checkpoint:
+        return model_with(hf, f"vocab_size={size}", mismatched=True)
+    return f"{model_with(hf, 'vocab_size=len(processor.tokenizer)')} (= {size})"
 
 
 @check("CTC101", "error", "config.pad_token_id is not the tokenizer's pad id")
@@ -132,7 +172,7 @@ def blank_not_tokenizer_pad(hf):
     return [finding(
         "CTC101",
         message,
-        f"Use the tokenizer's pad id as the blank: {_load_with(hf, 'pad_token_id=processor.tokenizer.pad_token_id')} "
+        f"Use the tokenizer's pad id as the blank: {model_with(hf, 'pad_token_id=processor.tokenizer.pad_token_id')} "
         f"(= {hf.tokenizer_pad_id}).",
         {"pad_token_id": blank, "tokenizer_pad_id": hf.tokenizer_pad_id, "blank_token": hf.blank_token,
          "tokenizer_pad_token": hf.tokenizer_pad_token},
@@ -241,7 +281,7 @@ def summed_loss(hf):
         "CTC103",
         f"{hf.model_class} sums its CTC loss (config.ctc_loss_reduction='sum'){scale}. A learning rate tuned for "
         "'mean' (the fine-tuning guides') is that much too large.",
-        f"Load the model with {_load_with(hf, MEAN)}, or keep 'sum' on purpose and "
+        f"{load_verb(hf).capitalize()} the model with {model_with(hf, MEAN)}, or keep 'sum' on purpose and "
         + (f"divide the learning rate by about {factor:.3g}." if factor > 1 else "scale the learning rate to match."),
         {"ctc_loss_reduction": "sum", "batch_size": batch_size, "mean_labels": mean_labels, "factor": factor},
     )]
@@ -289,8 +329,8 @@ def zero_infinity_setting(hf):
             "CTC104",
             f"{head} and config.ctc_zero_infinity is False: the model's loss is inf on every batch that holds one, and "
             "its gradients NaN, so one such training step turns every weight into NaN.",
-            "Drop the utterances whose transcripts need more frames than their audio gives (CTC001); until then load "
-            f"the model with {_load_with(hf, 'ctc_zero_infinity=True')} so that they cost nothing instead of NaN.",
+            "Drop the utterances whose transcripts need more frames than their audio gives (CTC001); until then "
+            f"{load_verb(hf)} the model with {model_with(hf, 'ctc_zero_infinity=True')} so that they cost nothing instead of NaN.",
             evidence,
         )]
     return [finding(
@@ -428,7 +468,7 @@ def spec_augment_too_long(hf):
             + "): in training, a batch of such samples raises ValueError ('mask_length has to be smaller than "
             "sequence_length'), e.g. with batch size 1, group_by_length=True or a short last batch"
             + (f"; scanned {numbered(failing, 'batch', 'batches', 3)} already would." if failing else "."),
-            f"Drop utterances shorter than {span} frames{seconds} from the training set, or load the model with "
+            f"Drop utterances shorter than {span} frames{seconds} from the training set, or {load_verb(hf)} the model with "
             f"mask_time_length={max(1, min(s.encoder_frames for s in known))} or less.",
             {**evidence, "count": len(too_short), "samples": [s.index for s in too_short[:50]],
              "failing_batches": failing},
@@ -444,7 +484,7 @@ def spec_augment_too_long(hf):
             + "; ".join(f"sample {s.index}: {s.encoder_frames} frames" for s in worst)
             + f"): up to {min(100, round(100 * least * span / shortest))}% of such an utterance is hidden at "
             "every step.",
-            f"Lower mask_time_min_masks (e.g. to 1) or mask_time_length when loading the model, or drop utterances "
+            f"Lower mask_time_min_masks (e.g. to 1) or mask_time_length when {load_verb(hf)}ing the model, or drop utterances "
             f"shorter than {least * span} frames.",
             {**evidence, "count": len(crowded), "samples": [s.index for s in crowded[:50]]},
             severity="warning",
@@ -499,8 +539,8 @@ def labels_hold_pad_id(hf):
             f"{blank}{token} inside the transcript ({plural(count, 'label')}, "
             f"{numbered([s.index for s in inside], 'sample')}): the model's loss drops labels equal to the blank, so that symbol "
             "silently vanishes from every transcript and is never learned.",
-            "Make the blank a class no transcript uses: give the tokenizer a pad token of its own and load the model "
-            f"with {_load_with(hf, 'pad_token_id=processor.tokenizer.pad_token_id')}.",
+            "Make the blank a class no transcript uses: give the tokenizer a pad token of its own and "
+            f"{load_verb(hf)} the model with {model_with(hf, 'pad_token_id=processor.tokenizer.pad_token_id')}.",
             {"pad_token_id": blank, "count": count, "samples": [s.index for s in inside[:50]]},
             severity="error",
             title=INSIDE,

@@ -60,6 +60,10 @@ class HFFacts:
     """The Hugging Face facts about one set-up. Defaults describe a healthy Wav2Vec2ForCTC."""
 
     model_class: str = "Wav2Vec2ForCTC"
+    config_class: str = "Wav2Vec2Config"
+    from_checkpoint: bool = True
+    """The model was loaded from a checkpoint (config.name_or_path set by from_pretrained): the fixes name
+    from_pretrained's arguments; a model built from its config (Wav2Vec2ForCTC(Wav2Vec2Config(...))) gets the config's."""
     input_name: str = "input_values"
     vocab_size: int = 32
     pad_token_id: int | None = 0
@@ -339,6 +343,8 @@ def describe_hf(
             _scan_batch(scan, model, batch, batch_index, input_name, rule, blank, token.get("unk_id"), stride)
     return HFFacts(
         model_class=type(model).__name__,
+        config_class=type(config).__name__,
+        from_checkpoint=bool(getattr(config, "name_or_path", "") or getattr(model, "name_or_path", "")),
         input_name=input_name,
         vocab_size=vocab_size,
         pad_token_id=blank,

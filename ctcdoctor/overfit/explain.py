@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ctcdoctor.findings import Finding
 from ctcdoctor.overfit.inputs import input_causes
 from ctcdoctor.overfit.negative import blank_cause, negative_fix, negative_loss, negative_words
-from ctcdoctor.overfit.result import DEFAULT_LR
+from ctcdoctor.overfit.result import DEFAULT_LR, note_is_cause
 from ctcdoctor.overfit.rules import (
     BLANK_BIAS_NATS,
     SMALL_LR,
@@ -200,7 +200,8 @@ def _blank_phase(verdict: Verdict, result: OverfitResult, summary: dict[str, Any
     more = suggested_steps(result.steps_run)
     if verdict.kind == "blank_phase":
         return [], f"Run longer: --steps {more} (CTC models output only blanks for their first steps, then the labels appear)."
-    causes = collapse_causes(result, context)
+    causes = collapse_causes(result, context) or [
+        f"too few steps: the labels only began to appear at step {verdict.step} of {result.steps_run}"]
     hint = f"Run longer (--steps {more}): the labels have only started to appear"
     if result.lr is not None and result.lr < SMALL_LR and _own_lr_fix(result):
         hint += (f"; better, raise the learning rate from {result.lr:g} to {DEFAULT_LR:g} (--lr {DEFAULT_LR:g}), "
@@ -324,7 +325,7 @@ def explain_failure(verdict: Verdict, result: OverfitResult, static: Sequence[Fi
     if verdict.code == "CTC073" and result.batch:
         causes.insert(0, result.batch.get("cause", ""))
         hint = result.batch.get("advice") or hint
-    if result.normalisation and "exactly as written" not in result.normalisation:
+    if note_is_cause(result.normalisation):  # a neutral note on the output (log_softmax as HF takes it) is no cause
         causes.append(result.normalisation)
     for item in static:
         named = (verdict.kind in ("dead", "clipped") and item.code == "CTC027"  # already the first cause

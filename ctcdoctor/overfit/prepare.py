@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ctcdoctor.errors import UserInputError
 from ctcdoctor.findings import CheckResult, Finding
 from ctcdoctor.load.samples import pick_samples
+from ctcdoctor.overfit.hints import hints_from_loader
 from ctcdoctor.overfit.result import BLOCKING, DEFAULT_LR, LOADER_CHECKS, STATIC_CHECKS, OverfitOptions
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -324,6 +325,7 @@ def prepare(setup: Setup, options: OverfitOptions, phase: Callable[[str], None])
     blocking = sorted({item.code for item in findings if item.code in BLOCKING and item.severity.value == "error"}
                       | ({"CTC024"} if zero else set()))
     if prefixes is not None:
+        findings = hints_from_loader(setup, model, findings, options.samples)
         phase("checking the configuration on the loader's first batch")
         findings, results = _with_loader_checks(setup, model, findings, results)
     alphabet = setup.alphabet

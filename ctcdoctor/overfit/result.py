@@ -44,6 +44,19 @@ target_lengths that count the padding of a batch (CTC012; one sample collated al
 .view where a transpose belongs is the identity for one sample), NaN, unnormalised or constant inputs (CTC040-CTC042)
 in other samples, a Hugging Face configuration (CTC100-CTC107). Their errors show, set the exit code and make a
 matching decode no fit (ctcdoctor.overfit.caveats), but do not block training on samples they do not touch."""
+
+#: Output notes that name a bug in the output the trained loss keeps (probabilities, the wrong axis): a likely cause of
+#: a failure. The others are neutral (the output trained as written, or as the model's own loss takes it) and stay
+#: notes, on the report's `output` line.
+CAUSE_NOTES = ("(CTC020)", "(CTC024)")
+
+
+def note_is_cause(note: str) -> bool:
+    """Whether the output note (`ctcdoctor.overfit.train.normalisation_note`) names a cause of a failed fit, not a
+    neutral fact."""
+    return any(code in note for code in CAUSE_NOTES)
+
+
 BLOCKING = ("CTC001", "CTC003", "CTC010", "CTC011", "CTC012", "CTC015", "CTC023", "CTC026", "CTC999")
 """Static errors that make training meaningless: an infeasible alignment (the loss is inf),
 unusable lengths or labels (F.ctc_loss fails or reads garbage), a blank outside the model's

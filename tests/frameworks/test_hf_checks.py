@@ -99,7 +99,10 @@ def test_ctc100_more_classes_than_tokens_is_a_warning_on_a_real_model():
     hf = measured(audio_model("Wav2Vec2ForCTC", proc, vocab_size=32), proc)
     (item,) = found(hfchecks.vocab_size_mismatch, hf)
     assert item.severity.value == "warning"
-    assert "config.vocab_size is 32 but the tokenizer has 17 tokens" in item.message and "vocab_size=17" in item.hint
+    assert "config.vocab_size is 32 but the tokenizer has 17 tokens" in item.message
+    # Built from its config, not loaded: the config's argument, not from_pretrained's (trial2).
+    assert item.hint == ("Make the head match the tokenizer: Wav2Vec2ForCTC(Wav2Vec2Config(..., "
+                         "vocab_size=len(processor.tokenizer))) (= 17).")
 
 
 def test_ctc100_a_regular_token_beyond_the_head_on_a_real_model():
@@ -386,3 +389,52 @@ def test_ctc030_leaves_the_models_summed_loss_to_ctc103():
     assert ctc030.status == "skipped" and not ctc030.applicable
     assert ctc030.reason == ("the criterion differs from reference CTC only by Wav2Vec2ForCTC's summed loss "
                              "(config.ctc_loss_reduction='sum'): see CTC103")
+
+
+# ---------------------------------------------------------------- advice for a model built from its config (trial2)
+
+
+def _hints(model, proc) -> dict:
+    import ctcdoctor
+
+    report = ctcdoctor.check(ctcdoctor.Setup(model=model, loader=loader(proc), processor=proc),
+                             select=["CTC01", "CTC10"])
+    return {item.code: item.hint for item in report.findings}
+
+
+@pytest.mark.parametrize(("delta", "codes"), [(2, {"CTC100"}), (-3, {"CTC100", "CTC015"}),
+                                              (-6, {"CTC100", "CTC015", "CTC010"})])
+def test_a_model_built_from_its_config_is_told_the_configs_argument_not_from_pretrained(delta, codes):
+    proc = processor()
+    hints = _hints(audio_model("Wav2Vec2ForCTC", proc, vocab_size=len(proc.tokenizer) + delta), proc)
+    assert set(hints) == codes, hints
+    for code, hint in hints.items():
+        assert "from_pretrained" not in hint and "ignore_mismatched_sizes" not in hint, (code, hint)
+        assert "Wav2Vec2ForCTC(Wav2Vec2Config(..., vocab_size=len(" in hint, (code, hint)
+    if "CTC010" in hints:
+        assert "build the model with vocab_size=17 (Wav2Vec2ForCTC(Wav2Vec2Config(..., vocab_size=len(tokenizer))))" \
+            in hints["CTC010"]
+
+
+def test_a_model_loaded_from_a_checkpoint_keeps_the_from_pretrained_advice():
+    proc = processor()
+    model = audio_model("Wav2Vec2ForCTC", proc, vocab_size=len(proc.tokenizer) + 2)
+    model.config._name_or_path = "facebook/wav2vec2-base"  # as from_pretrained sets it
+    assert _hints(model, proc)["CTC100"] == ("Make the head match the tokenizer: Wav2Vec2ForCTC.from_pretrained(..., "
+                                             "vocab_size=17, ignore_mismatched_sizes=True).")
+    smaller = audio_model("Wav2Vec2ForCTC", proc, vocab_size=len(proc.tokenizer) - 6)
+    smaller.config._name_or_path = "facebook/wav2vec2-base"
+    hints = _hints(smaller, proc)
+    assert "Wav2Vec2ForCTC.from_pretrained(..., vocab_size=len(processor.tokenizer)) (= 17)" in hints["CTC100"]
+    assert "load the model with vocab_size=17 (from_pretrained(..., vocab_size=len(tokenizer)))" in hints["CTC010"]
+
+
+def test_the_advice_names_the_models_own_config_class_and_verb():
+    proc = processor()
+    hf = measured(audio_model("HubertForCTC", proc, ctc_loss_reduction="sum"), proc)
+    assert not hf.from_checkpoint and hf.config_class == "HubertConfig"
+    (item,) = found(hfchecks.summed_loss, hf)
+    assert item.hint.startswith('Build the model with HubertForCTC(HubertConfig(..., ctc_loss_reduction="mean"))')
+    loaded = dataclasses.replace(hf, from_checkpoint=True)
+    (item,) = found(hfchecks.summed_loss, loaded)
+    assert item.hint.startswith('Load the model with HubertForCTC.from_pretrained(..., ctc_loss_reduction="mean")')
