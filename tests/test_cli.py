@@ -364,3 +364,6 @@ def test_an_error_with_format_json_is_still_one_json_document_on_stdout(user_mod
     assert text.exit_code == 2 and "{" not in text.stdout  # the terminal report stays text
     missing = invoke("logs", "no/such/run", "--format", "json")
     assert missing.exit_code == 2 and json.loads(missing.stdout)["error"]["message"].startswith("no/such/run")
+    for command in ("overfit", "scan"):
+        failed = invoke(command, "usermodel.py:nothere", "--format", "json")
+        assert failed.exit_code == 2 and json.loads(failed.stdout)["error"]["exit_code"] == 2, (command, failed.output)

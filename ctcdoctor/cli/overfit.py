@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 import ctcdoctor.cli.options as opt
-from ctcdoctor.cli.output import Emit, emit, guarded, stderr_console
+from ctcdoctor.cli.output import Emit, emit, guarded, json_errors_for, stderr_console
 from ctcdoctor.overfit.extend import EXTEND_TO
 from ctcdoctor.overfit.result import (
     DEFAULT_CLIP,
@@ -114,7 +114,7 @@ def overfit(
             report = _overfit_report(spec, options, settings, plot, _progress_mode(progress_every))
         return emit(report, how, settings.fail_on)
 
-    guarded(debug, work)
+    guarded(debug, work, json_errors_for("overfit", spec, output_format))
 
 
 def _options(flags: dict[str, Any], settings: Any) -> Any:

@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 import ctcdoctor.cli.options as opt
-from ctcdoctor.cli.output import Emit, guarded
+from ctcdoctor.cli.output import Emit, guarded, json_errors_for
 from ctcdoctor.errors import UserInputError
 
 Targets = Annotated[
@@ -125,7 +125,7 @@ def scan(
         timeout=timeout, seed=seed, output_format=output_format,
     )
     how = Emit(output_format, output, verbose, junit_xml=junit_xml, sarif=sarif, no_github=no_github)
-    guarded(debug, lambda: run_scan(request, how))
+    guarded(debug, lambda: run_scan(request, how), json_errors_for("scan", " ".join(map(str, targets or [])), output_format))
 
 
 def _progress(quiet: bool):  # noqa: ANN202 - a Rich Progress and a callback, imported lazily
