@@ -68,7 +68,7 @@ def test_a_single_sample_pins_the_same_rule_as_the_whole_batch():
     model = Pools(pools=4, trims=0)
     context = Context(setup_for(model, widths=[92], labels=[[1, 2, 3]]), Options(max_batches=1))
     rule = context.length_model
-    assert rule.formula == "frames = floor((L - 16) / 16)", rule.probed
+    assert rule.describe() == "frames = floor((L - 16) / 16)", rule.probed
     assert all(int(rule(torch.tensor([length]))) == frames_of(model, length) for length in range(44, 300))
 
 
