@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ctcdoctor.load.batches import TargetTable
     from ctcdoctor.measure.downsampling import TimeStrides
     from ctcdoctor.measure.labels import PaddingCounted
-    from ctcdoctor.measure.lengths import DeclaredLengths, OutputLengths
+    from ctcdoctor.measure.lengths import DeclaredLengths, ModelFrames, OutputLengths
     from ctcdoctor.measure.model import LayoutDecision, ModelRun
 
 #: A sample with fewer than this many output frames per required frame gets CTC002.
@@ -96,11 +96,13 @@ def _hardest(indices, available, required) -> dict[str, int] | None:
     return {"sample": pick, "frames": int(available[pick]), "needed": int(required[pick])}
 
 
-def infeasible_message(count: int, covered: int, worst: list[dict[str, int]], rule: str, coverage: str, only_repeats: bool) -> str:
-    """CTC001's message, word for word the same in `check` and `scan`."""
+def infeasible_message(count: int, covered: int, worst: list[dict[str, int]], rule: str, coverage: str, only_repeats: bool,
+                       giver: str = "the model gives") -> str:
+    """CTC001's message, word for word the same in `check` and `scan`; `giver`: what gives the frames, when the
+    declared lengths are short but the model is not ("Setup.output_lengths gives")."""
     listed = ": " if count <= len(worst) else f"; the {len(worst)} furthest short: "
     message = (
-        f"{of_total(count, covered, 'sample', 'needs', 'need')} more frames than the model gives{listed}"
+        f"{of_total(count, covered, 'sample', 'needs', 'need')} more frames than {giver}{listed}"
         + "; ".join(_describe_infeasible(item) for item in worst) + "." + rule + coverage
     )
     if only_repeats:
@@ -192,7 +194,7 @@ def _needs(targets: TargetTable, padding: PaddingCounted | None) -> tuple[torch.
 @check("CTC001", "error", "output shorter than target plus repeats: CTC cannot align it")
 def infeasible_alignment(
     targets: TargetTable, output_lengths: OutputLengths, time_strides: TimeStrides | None = None,
-    padding_counted: PaddingCounted | None = None,
+    padding_counted: PaddingCounted | None = None, model_frames: ModelFrames | None = None,
 ) -> list[Finding]:
     """
     **What it checks.** Every sample needs at least `U + R` output frames, where `U` is the
@@ -222,54 +224,95 @@ def infeasible_alignment(
     of them to set to stride 1 along time; or feed longer inputs, or cut long labels into
     shorter chunks. If only the repeats push a sample over, remember each doubled letter
     costs an extra frame.
+
+    When the declared output lengths disagree with the model (CTC004), the model is judged
+    on the frames measured by probing it, and the finding says so: if the model gives too
+    few, the fix names its layers (and the length rule to update); if only the declared
+    lengths are short, the fix is the model's rule for `Setup.output_lengths`, e.g.
+    `frames = floor((L - 12) / 4)`, and the layers stay as they are.
     """
     if not output_lengths.known:
         raise SkipCheck("output lengths are unknown (CTC003)")
     required, repeats, labels = _needs(targets, padding_counted)
-    available = output_lengths.scanned
-    short = (available >= 0) & (available < required)
-    count = int(short.sum())
-    if count == 0:
+    judged = output_lengths
+    if model_frames is not None:  # the declared lengths disagree with the model (CTC004): judge the model itself
+        if _short(model_frames.lengths.scanned, required, repeats, labels)[1]:
+            judged = model_frames.lengths
+        elif _short(output_lengths.scanned, required, repeats, labels)[1]:
+            return [_stale_lengths(targets, output_lengths, model_frames, (required, repeats, labels))]
+        else:
+            return []
+    indices, worst, only_repeats = _short(judged.scanned, required, repeats, labels)
+    if not worst:
         return []
-    indices = short.nonzero().flatten()
+    available, count = judged.scanned, indices.numel()
+    covered, coverage = _coverage(targets, judged)
+    outliers = bool(covered) and count / covered < OUTLIER_SHARE
+    layers = time_strides.layers() if time_strides is not None and not outliers else ()
+    measured = prod(item.stride for item in layers) if layers else None
+    ratio = _downsampling_ratio(targets, judged)
+    rule = frame_rule_phrase(ratio, judged, measured)
+    message = infeasible_message(count, covered, worst, rule, coverage, only_repeats)
+    hint = infeasible_hint(count, covered, worst, layers, _hardest(indices, available, required), ratio)
+    evidence = {"count": count, "total": covered, "scanned": targets.size, "worst": worst, "only_repeats": only_repeats,
+                "lengths_source": judged.source, **({"time_strides": [vars(item) for item in layers]} if layers else {})}
+    if model_frames is not None:
+        hint += (f" {model_frames.who[0].upper()}{model_frames.who[1:]} disagree with the model as well (CTC004): today "
+                 f"the model gives {model_frames.formula} (in Python `{model_frames.python}`); after changing its layers, "
+                 "run `ctcdoctor check` again for the new rule.")
+        evidence.update(declared_disagree=model_frames.who, measured_formula=model_frames.formula)
+    return [finding("CTC001", message, hint, evidence)]
+
+
+def _short(available: torch.Tensor, required: torch.Tensor, repeats: torch.Tensor,
+           labels: torch.Tensor) -> tuple[torch.Tensor, list[dict[str, int]], bool]:
+    """(the samples with fewer frames than they need, the WORST furthest short of them, whether their adjacent
+    repeats alone make every one of them short)."""
+    indices = ((available >= 0) & (available < required)).nonzero().flatten()
+    if indices.numel() == 0:
+        return indices, [], False
     deficit = (required - available)[indices]
     # Worst first; ties in sample order, so the list reads naturally.
     order = indices[deficit.argsort(descending=True, stable=True)][:WORST]
     worst = [
-        {
-            "sample": int(i),
-            "frames": int(available[i]),
-            "labels": int(labels[i]),
-            "repeats": int(repeats[i]),
-            "needed": int(required[i]),
-            "short_by": int(required[i] - available[i]),
-        }
+        {"sample": int(i), "frames": int(available[i]), "labels": int(labels[i]), "repeats": int(repeats[i]),
+         "needed": int(required[i]), "short_by": int(required[i] - available[i])}
         for i in order
     ]
     only_repeats = bool((available[indices] >= labels[indices]).all()) and bool((repeats[indices] > 0).all())
+    return indices, worst, only_repeats
+
+
+_FIX_DECLARED = {
+    "Setup.output_lengths": "Set Setup.output_lengths (and the output lengths your loss uses) to the model's rule",
+    "the lengths the model returns": "Make the model return the lengths its layers give",
+}
+
+
+def _stale_lengths(targets: TargetTable, output_lengths: OutputLengths, model_frames: ModelFrames,
+                   needs: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> Finding:
+    """CTC001 when only the declared lengths are short: the model itself gives every sample enough frames, so the
+    fix is the length rule, not the layers."""
+    indices, worst, only_repeats = _short(output_lengths.scanned, *needs)
     covered, coverage = _coverage(targets, output_lengths)
-    outliers = bool(covered) and count / covered < OUTLIER_SHARE
-    layers = time_strides.layers() if time_strides is not None and not outliers else ()
-    measured = prod(item.stride for item in layers) if layers else None
-    ratio = _downsampling_ratio(targets, output_lengths)
-    rule = frame_rule_phrase(ratio, output_lengths, measured)
-    message = infeasible_message(count, covered, worst, rule, coverage, only_repeats)
-    hint = infeasible_hint(count, covered, worst, layers, _hardest(indices, available, required), ratio)
-    return [
-        finding(
-            "CTC001",
-            message,
-            hint,
-            {"count": count, "total": covered, "scanned": targets.size, "worst": worst, "only_repeats": only_repeats,
-             "lengths_source": output_lengths.source,
-             **({"time_strides": [vars(item) for item in layers]} if layers else {})},
-        )
-    ]
+    first = worst[0]["sample"]
+    rule = (f" These frames come from {model_frames.who}, which disagree with the model (CTC004): the model itself "
+            f"gives every sample enough frames (sample {first}: "
+            f"{plural(int(model_frames.lengths.scanned[first]), 'frame')}; {model_frames.formula}, measured by probing it).")
+    giver = f"{model_frames.who} {'gives' if model_frames.who.startswith('Setup') else 'give'}"
+    message = infeasible_message(indices.numel(), covered, worst, rule, coverage, only_repeats, giver)
+    hint = (f"{_FIX_DECLARED.get(model_frames.who, 'Use the model' + chr(39) + 's rule')}: {model_frames.formula} "
+            f"(in Python `{model_frames.python}`), measured by probing your model. Its layers need no change: they "
+            "leave every sample enough frames.")
+    return finding("CTC001", message, hint, {
+        "count": int(indices.numel()), "total": covered, "scanned": targets.size, "worst": worst,
+        "only_repeats": only_repeats, "lengths_source": output_lengths.source, "declared_disagree": model_frames.who,
+        "measured_formula": model_frames.formula, "model_frames_suffice": True})
 
 
 @check("CTC002", "warning", "length budget tight: few spare frames per label")
 def tight_length_budget(targets: TargetTable, output_lengths: OutputLengths,
-                        padding_counted: PaddingCounted | None = None) -> list[Finding]:
+                        padding_counted: PaddingCounted | None = None, model_frames: ModelFrames | None = None) -> list[Finding]:
     """
     **What it checks.** Samples that can be aligned but have fewer than 1.25
     output frames per frame they need (`U + repeats`).
@@ -283,11 +326,15 @@ def tight_length_budget(targets: TargetTable, output_lengths: OutputLengths,
 
     **Fix.** Reduce the time downsampling a little (e.g. pool width by 2 instead of 4 in the
     last block), or use shorter label chunks.
+
+    When the declared output lengths disagree with the model (CTC004), the budget is the
+    model's: the frames measured by probing it, which the finding says it used.
     """
     if not output_lengths.known:
         raise SkipCheck("output lengths are unknown (CTC003)")
+    judged = output_lengths if model_frames is None else model_frames.lengths
     required = _needs(targets, padding_counted)[0]
-    available = output_lengths.scanned
+    available = judged.scanned
     tight = (available >= required) & (required > 0) & (available.double() < TIGHT_RATIO * required.double())
     count = int(tight.sum())
     if count == 0:
@@ -296,22 +343,20 @@ def tight_length_budget(targets: TargetTable, output_lengths: OutputLengths,
     ratio = available[indices].double() / required[indices].double()
     order = indices[ratio.argsort(stable=True)][:WORST]
     worst = [{"sample": int(i), "frames": int(available[i]), "needed": int(required[i])} for i in order]
-    covered, coverage = _coverage(targets, output_lengths)
+    covered, coverage = _coverage(targets, judged)
+    source = "" if model_frames is None else f" Frames {judged.detail}."
     message = (
         f"{of_total(count, covered, 'sample', 'has', 'have')} almost no spare frames (fewer than {TIGHT_RATIO} per needed frame): "
         + "; ".join(f"sample {item['sample']} has {item['frames']} frames for {item['needed']} needed" for item in worst)
         + "."
+        + source
         + coverage
     )
-    return [
-        finding(
-            "CTC002",
-            message,
-            tight_hint(_downsampling_ratio(targets, output_lengths)),
-            {"count": count, "total": covered, "scanned": targets.size, "ratio_threshold": TIGHT_RATIO, "worst": worst},
-        )
-    ]
-
+    evidence = {"count": count, "total": covered, "scanned": targets.size, "ratio_threshold": TIGHT_RATIO, "worst": worst}
+    if model_frames is not None:
+        evidence.update(lengths_source=judged.source, declared_disagree=model_frames.who,
+                        measured_formula=model_frames.formula)
+    return [finding("CTC002", message, tight_hint(_downsampling_ratio(targets, judged)), evidence)]
 
 
 @check("CTC003", "error", "output lengths unknown or inconsistent with the output tensor")
@@ -441,7 +486,11 @@ def declared_lengths_disagree(declared_lengths: DeclaredLengths) -> list[Finding
         finding(
             "CTC004",
             message,
-            f"Compute output lengths as the model does: {comparison.formula} (measured by probing your model).",
+            f"Compute output lengths as the model does: {comparison.formula} (measured by probing your model)."
+            if not comparison.unfitted else
+            f"No floor((L + k) / s) rule fits the frames your model gives ({comparison.unfitted}): derive the output "
+            "lengths layer by layer (L_out = floor((L + 2*padding - kernel) / stride) + 1 for each conv/pool along "
+            "time) and check them against those frames.",
             {
                 "source": comparison.source,
                 "input_lengths": probed_inputs[wrong][:10].tolist(),

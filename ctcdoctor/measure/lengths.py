@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ctcdoctor.engine import Context, provides
+from ctcdoctor.engine import Context, InputUnavailable, provides
 from ctcdoctor.load.batches import Batch, index_inputs, is_packed, main_tensor, time_axis
 from ctcdoctor.measure.model import (
     ModelRun,
@@ -37,12 +37,13 @@ def _resize(sample: torch.Tensor, axis: int, length: int) -> torch.Tensor:
 class LengthModel:
     """Output frames as a function of input length, measured by running the model.
 
-    Integer-stride subsampling stacks compose to `floor((L + offset) / stride)`; when the
-    measurements fit that form it is used, otherwise the measured points are interpolated.
+    Integer-stride subsampling stacks compose to `floor((L + offset) / stride)`; the rule is kept only when every
+    probed length (the data's own, and the bisection that pins the offset) fits it; otherwise the measured points
+    are interpolated, and `describe()` says that no such rule fits.
     """
 
     probed: tuple[tuple[int, int], ...]
-    """(input length, output frames) pairs measured on the model."""
+    """(input length, output frames) pairs measured on the model, by input length."""
     stride: int | None
     offset: int | None
 
@@ -57,13 +58,35 @@ class LengthModel:
         slope = (y1 - y0) / (x1 - x0).clamp(min=1)
         return (y0 + slope * (lengths - x0)).floor().to(torch.long).clamp(min=0)
 
+    @property
+    def formula(self) -> str | None:
+        """The rule in words ("frames = floor((L - 12) / 4)"), or None when no `floor((L + k) / s)` rule fits."""
+        if self.stride is None or self.offset is None:
+            return None
+        if self.offset == 0:
+            return f"frames = floor(L / {self.stride})" if self.stride > 1 else "frames = L"
+        sign = "+" if self.offset > 0 else "-"
+        return f"frames = floor((L {sign} {abs(self.offset)}) / {self.stride})"
+
+    @property
+    def python(self) -> str | None:
+        """The rule as Python over a tensor or int `L` ("(L - 12) // 4"), or None."""
+        if self.stride is None or self.offset is None:
+            return None
+        shifted = "L" if self.offset == 0 else f"(L {'+' if self.offset > 0 else '-'} {abs(self.offset)})"
+        return shifted if self.stride == 1 else f"{shifted} // {self.stride}"
+
+    def table(self, limit: int = 12) -> str:
+        """Measured `length->frames` pairs, at most `limit` of them spread over the range."""
+        points = self.probed
+        if len(points) > limit:
+            picks = torch.linspace(0, len(points) - 1, limit).round().long().tolist()
+            points = tuple(points[pick] for pick in sorted(set(picks)))
+        return ", ".join(f"{x}->{y}" for x, y in points)
+
     def describe(self) -> str:
-        if self.stride is not None and self.offset is not None:
-            if self.offset == 0:
-                return f"frames = floor(L / {self.stride})" if self.stride > 1 else "frames = L"
-            sign = "+" if self.offset > 0 else "-"
-            return f"frames = floor((L {sign} {abs(self.offset)}) / {self.stride})"
-        return "interpolated between " + ", ".join(f"{x}->{y}" for x, y in self.probed)
+        return self.formula or (f"no floor((L + k) / s) rule fits the frames the model gives ({self.table()}); "
+                                "lengths in between are interpolated")
 
 
 _RULE = re.compile(r"frames = floor\(\(?L(?: [+-] \d+\))? / (\d+)\)")
@@ -76,6 +99,11 @@ def rule_stride(detail: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def _fits(stride: int, offset: int, points: list[tuple[int, int]]) -> bool:
+    """Whether `max(0, floor((L + offset) / stride))` gives every measured (L, frames) pair, as `LengthModel` computes."""
+    return all(max(0, (length + offset) // stride) == frames for length, frames in points)
+
+
 def _fit(points: list[tuple[int, int]]) -> tuple[int | None, int | None]:
     (low_in, low_out), (high_in, high_out) = points[0], points[-1]
     if high_out == low_out:
@@ -84,17 +112,19 @@ def _fit(points: list[tuple[int, int]]) -> tuple[int | None, int | None]:
     # A few probes fit several rules (floor(L / 16) and floor(L / 17) both give 2, 2, 3, 3, 4, 4, 6, 8 frames for
     # 34, 43, 52, 61, 69, 75, 103, 138 steps): the endpoints' slope is only an estimate, so neighbouring strides are
     # tried too; the smallest offset wins (padding keeps real offsets within a kernel), then a stride made of the
-    # small factors layers use (2, 3, 4, 5: 16, 320), then the one nearest the slope.
+    # small factors layers use (2, 3, 4, 5: 16, 320), then the one nearest the slope. Lengths of one residue
+    # (every width a multiple of 4) fit several offsets of a stride: the lowest is kept, the one that never
+    # promises more frames than the model gives between them (`probe_lengths` pins the offset by bisection).
     fits = [
         (abs(offset), not _smooth(stride), abs(stride - estimate), stride, offset)
         for stride in range(max(1, estimate - 2), estimate + 3)
         for offset in range(-4 * stride, 4 * stride + 1)
-        if all((length + offset) // stride == frames for length, frames in points)
+        if _fits(stride, offset, points)
     ]
     if not fits:
         return None, None
-    *_, stride, offset = min(fits)
-    return stride, offset
+    *_, stride, _ = min(fits)
+    return stride, min(item[-1] for item in fits if item[-2] == stride)
 
 
 def _smooth(stride: int) -> bool:
@@ -136,6 +166,53 @@ def sample_resizer(batch: Batch) -> Callable[[int], Any] | None:
     return resized
 
 
+def _spread(wanted: torch.Tensor, longest: int, max_probes: int) -> list[int]:
+    """At most `max_probes` distinct positive lengths of `wanted`, spread over its range (two when it has one)."""
+    distinct = sorted(set(int(length) for length in wanted.tolist() if length > 0))
+    if len(distinct) > max_probes:
+        picks = torch.linspace(0, len(distinct) - 1, max_probes).round().long().tolist()
+        distinct = sorted({distinct[pick] for pick in picks})
+    if len(distinct) < 2:
+        top = distinct[0] if distinct else longest
+        distinct = sorted({max(1, top // 2), top})
+    return distinct
+
+
+def _first_reaching(frames_at: Callable[[int], int], measured: dict[int, int], high: int, target: int,
+                    span: int) -> int | None:
+    """The shortest length up to `high` (where the model gives at least `target` frames) at which it gives `target`
+    or more, by bisection from the longest measured length below it that gives fewer (or `high - span`); None when
+    no length below gives fewer."""
+    below = [length for length, frames in measured.items() if length < high and frames < target]
+    low = max(below, default=0)
+    if high - span > max(low, 0) and frames_at(high - span) < target:
+        low = high - span
+    if low < 1:
+        return None
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if frames_at(middle) >= target else (middle, high)
+    return high
+
+
+def _pin(frames_at: Callable[[int], int], measured: dict[int, int]) -> tuple[int, int] | None:
+    """`(stride, offset)` of `floor((L + offset) / stride)` from the two frame steps just below the longest probe:
+    the model gives one frame more at each step, so the steps are a stride apart and the upper one fixes the offset
+    (lengths of one residue alone cannot: floor((L - 9) / 4) and floor((L - 12) / 4) agree on multiples of 4)."""
+    points = sorted(measured.items())
+    estimate, _ = _fit(points)
+    top, top_frames = points[-1]
+    if estimate is None or top_frames < 2:
+        return None
+    span = 2 * estimate + 2
+    upper = _first_reaching(frames_at, measured, top, top_frames, span)
+    lower = None if upper is None else _first_reaching(frames_at, measured, upper - 1, top_frames - 1, span)
+    if upper is None or lower is None or measured.get(upper) != top_frames or measured.get(lower) != top_frames - 1:
+        return None
+    stride = upper - lower
+    return stride, stride * top_frames - upper
+
+
 def probe_lengths(
     model: torch.nn.Module,
     batch: Batch,
@@ -143,27 +220,35 @@ def probe_lengths(
     wanted: torch.Tensor,
     max_probes: int = 8,
 ) -> LengthModel:
-    """Run the model on one sample cut or padded to several lengths and fit the frame counts."""
+    """Run the model on one sample cut or padded to several lengths and fit the frame counts.
+
+    The data's own lengths (up to `max_probes`, spread) first; then a bisection for the two frame steps below the
+    longest, which pins the rule's stride and offset whatever residues the data's lengths have. A rule is kept only
+    when every probed length fits it; a model that fails at a bisection length keeps the fit of the others."""
     resized = sample_resizer(batch)
     if resized is None:
         raise ValueError(
             "cannot tell which input axis input_lengths measure "
             f"(inputs {tuple(getattr(batch.inputs, 'shape', ()))}, longest length {int(batch.input_lengths.max())})"
         )
-    distinct = sorted(set(int(length) for length in wanted.tolist() if length > 0))
-    if len(distinct) > max_probes:
-        picks = torch.linspace(0, len(distinct) - 1, max_probes).round().long().tolist()
-        distinct = sorted({distinct[pick] for pick in picks})
-    if len(distinct) < 2:
-        top = distinct[0] if distinct else int(batch.input_lengths.max())
-        distinct = sorted({max(1, top // 2), top})
     frames_axis = time_dim(layout)
-    points = []
-    with evaluating(model):
-        for length in distinct:
+    measured: dict[int, int] = {}
+
+    def frames_at(length: int) -> int:
+        if length not in measured:
             output, _ = split_output(model(move_inputs(resized(length), model_device(model))))
-            points.append((length, int(output.shape[frames_axis])))
-    stride, offset = _fit(points)
+            measured[length] = int(output.shape[frames_axis])
+        return measured[length]
+
+    with evaluating(model):
+        for length in _spread(wanted, int(batch.input_lengths.max()), max_probes):
+            frames_at(length)
+        try:
+            pinned = _pin(frames_at, measured)
+        except Exception:  # a model that takes only some lengths (multiples of its patch): those it took decide
+            pinned = None
+    points = sorted(measured.items())
+    stride, offset = pinned if pinned is not None and _fits(*pinned, points) else _fit(points)
     return LengthModel(tuple(points), stride, offset)
 
 
@@ -312,6 +397,8 @@ class DeclaredLengths:
     measured: torch.Tensor
     formula: str
     """The probed length model in words, e.g. "frames = floor(L / 4)"."""
+    unfitted: str = ""
+    """The measured `length->frames` pairs when no `floor((L + k) / s)` rule fits them all; "" when `formula` is one."""
 
 
 @provides("declared_lengths")
@@ -330,9 +417,42 @@ def _declared_lengths(context: Context) -> DeclaredLengths:
         inputs = torch.tensor([point[0] for point in model.probed])
         measured = torch.tensor([point[1] for point in model.probed])
         declared = call_length_function(context.setup.output_lengths, inputs)
-        return DeclaredLengths("Setup.output_lengths", "setup", inputs, declared, measured, model.describe())
+        return DeclaredLengths("Setup.output_lengths", "setup", inputs, declared, measured, model.describe(),
+                               "" if model.formula else model.table())
     inputs = torch.cat([run.batch.input_lengths for run in context.runs])
     declared = torch.cat(lengths.per_run)
     if declared.shape != inputs.shape:
         raise SkipCheck("the model returns a different number of lengths than samples (CTC003)")
-    return DeclaredLengths("the lengths the model returns", "model", inputs, declared, model(inputs), model.describe())
+    return DeclaredLengths("the lengths the model returns", "model", inputs, declared, model(inputs), model.describe(),
+                           "" if model.formula else model.table())
+
+
+@dataclass(frozen=True)
+class ModelFrames:
+    """The frames the model gives every scanned sample, measured by probing it, when the declared output lengths
+    disagree with it (CTC004): CTC001/CTC002 then judge the model on these, and point at the declared lengths."""
+
+    who: str
+    """"Setup.output_lengths" or "the lengths the model returns"."""
+    lengths: OutputLengths
+    """Source "probed", one length per scanned sample, from the verified rule."""
+    formula: str
+    """"frames = floor((L - 12) / 4)"."""
+    python: str
+    """"(L - 12) // 4"."""
+
+
+@provides("model_frames")
+def _model_frames(context: Context) -> ModelFrames | None:
+    """None when the declared lengths agree with the model, none are declared, or no `floor((L + k) / s)` rule was
+    verified on the model (an interpolation is no measurement to judge samples by)."""
+    try:
+        comparison, model = context.declared_lengths, context.length_model
+        input_lengths = context.targets.input_lengths
+    except InputUnavailable:
+        return None
+    if bool((comparison.declared == comparison.measured).all()) or model.formula is None or model.python is None:
+        return None
+    detail = f"measured by probing the model, not from {comparison.who} (CTC004): {model.formula}"
+    lengths = OutputLengths(model(input_lengths), (), "probed", detail, stride=model.stride)
+    return ModelFrames(comparison.who, lengths, model.formula, model.python)
