@@ -44,28 +44,6 @@ def load_verb(hf) -> str:
     return "load" if hf.from_checkpoint else "build"
 
 
-def vocabulary_settings(vocabulary, hf):
-    """(set_classes, set_blank): the imperatives that give the model N classes and make class i the blank, in the
-    user's own setting (measure/vocabulary.py's), with the config's class for a model built from it (no checkpoint)."""
-    if vocabulary is None:
-        return None, None
-    if hf is None or hf.from_checkpoint:
-        return vocabulary.set_classes, vocabulary.set_blank
-
-    def set_classes(count: int) -> str:
-        if vocabulary.classes_setting != "config.vocab_size":
-            return vocabulary.set_classes(count)
-        return f"build the model with vocab_size={count} ({model_with(hf, 'vocab_size=len(tokenizer)')})"
-
-    def set_blank(index: int) -> str:
-        if vocabulary.blank_setting != "config.pad_token_id":
-            return vocabulary.set_blank(index)
-        return f"build the model with pad_token_id={index} ({model_with(hf, 'pad_token_id=tokenizer.pad_token_id')})"
-
-    return set_classes, set_blank
-
-
-
 @check("CTC100", "error", "config.vocab_size differs from the tokenizer's size", variants=(("warning", None),))
 def vocab_size_mismatch(hf):
     """

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ctcdoctor.checks.huggingface import vocabulary_settings
 from ctcdoctor.registry import SkipCheck, check, finding
 from ctcdoctor.render.phrases import numbered, of_total, plural
 
@@ -27,8 +26,7 @@ def _samples_with(mask) -> list[int]:
 
 @check("CTC010", "error", "a target index lies outside [0, C)")
 def label_out_of_range(
-    targets: TargetTable, num_classes: int, class_count: ClassCount | None = None, vocabulary: Vocabulary | None = None,
-    hf: HFFacts | None = None,
+    targets: TargetTable, num_classes: int, class_count: ClassCount | None = None, vocabulary: Vocabulary | None = None
 ) -> list[Finding]:
     """
     **What it checks.** Every label (within its `target_length`) is a class index the model
@@ -59,7 +57,7 @@ def label_out_of_range(
         parts.append(f"largest {largest}")
     if smallest < 0:
         parts.append(f"smallest {smallest}")
-    set_classes = vocabulary_settings(vocabulary, hf)[0] or _final_layer
+    set_classes = vocabulary.set_classes if vocabulary is not None else _final_layer
     if largest == num_classes:
         # Without the class count (scan's summaries call this with the table alone): the forgotten blank slot.
         fix = (f"{_capital(set_classes(class_count.needed))} ({', '.join(class_count.reasons)})." if class_count is not None
@@ -165,7 +163,7 @@ def _hf_blank_out_of_range(hf: HFFacts, blank: int) -> Finding:
 
 @check("CTC011", "error", "a target contains the blank index")
 def blank_in_targets(targets: TargetTable, blank: int, alphabet: Alphabet, vocabulary: Vocabulary | None = None,
-                     padding_counted: PaddingCounted | None = None, hf: HFFacts | None = None) -> list[Finding]:
+                     padding_counted: PaddingCounted | None = None) -> list[Finding]:
     """
     **What it checks.** No label (within its `target_length`) equals `Setup.blank`.
 
@@ -189,7 +187,7 @@ def blank_in_targets(targets: TargetTable, blank: int, alphabet: Alphabet, vocab
         return []
     samples = _samples_with(is_blank)
     used = set(targets.labels[targets.mask].tolist())
-    hint = _blank_hint_with_tokens(vocabulary, blank, used, hf) if vocabulary is not None and vocabulary.tokens else \
+    hint = _blank_hint_with_tokens(vocabulary, blank, used) if vocabulary is not None and vocabulary.tokens else \
         blank_hint(blank, alphabet, used)
     blank_name = f" ({vocabulary.tokens[blank]!r})" if vocabulary is not None and blank in vocabulary.tokens else ""
     return [
@@ -244,19 +242,18 @@ def _capital(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _blank_hint_with_tokens(vocabulary: Vocabulary, blank: int, used: set[int], hf: HFFacts | None = None) -> str:
+def _blank_hint_with_tokens(vocabulary: Vocabulary, blank: int, used: set[int]) -> str:
     """CTC011's fix in the tokenizer's words: the blank is its pad token (never "the last class", which may be `</s>`)."""
-    set_blank = vocabulary_settings(vocabulary, hf)[1]
     pad = vocabulary.pad_id
     if pad is not None and pad != blank:
         unused = "" if pad in used else ", which no label uses"
         return (f"The tokenizer pads with {vocabulary.pad_token!r} (id {pad}){unused}: make it the blank: "
-                f"{set_blank(pad)}.")
+                f"{vocabulary.set_blank(pad)}.")
     if pad == blank:
         return (f"The labels hold the pad token {vocabulary.pad_token!r} (id {pad}), which is the blank: pad labels with "
                 "-100 (or count only real labels in target_lengths), never with the pad id.")
     return (f"Give the tokenizer a pad token that no transcript uses and make its id the blank "
-            f"({set_blank(len(vocabulary.tokens))} after adding it).")
+            f"({vocabulary.set_blank(len(vocabulary.tokens))} after adding it).")
 
 
 @check("CTC012", "error", "target_lengths inconsistent with targets")
@@ -412,7 +409,7 @@ def class_count_mismatch(
     if num_classes == expected:
         return []
     needed, reasons = _needed(class_count, expected)
-    set_classes = vocabulary_settings(vocabulary, hf)[0] or _final_layer
+    set_classes = vocabulary.set_classes if vocabulary is not None else _final_layer
     if needed != expected:
         # The labels (or the tokenizer) need more classes than the alphabet has: the alphabet is not the encoder's.
         hint = (f"{_capital(set_classes(needed))} ({reasons}), and pass the alphabet your encoder really uses "

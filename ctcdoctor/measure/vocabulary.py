@@ -23,6 +23,11 @@ class Vocabulary:
     head: tuple[str, str, str] | None = None
     """(module name, type, size argument) of the last Linear/Conv layer that outputs the classes, when found:
     the advice then names it ("Conv1d at acoustic_model.20: out_channels=29")."""
+    made_with: str = "from_pretrained(..., {})"
+    """How a Hugging Face model is made, `{}` for the setting: `Wav2Vec2ForCTC.from_pretrained(..., {})` for one
+    loaded from a checkpoint, `Wav2Vec2ForCTC(Wav2Vec2Config(..., {}))` for one built from its config."""
+    verb: str = "load"
+    """"load" (from a checkpoint) or "build" (from a config)."""
 
     def name(self, index: int) -> str:
         """`class 14 ('[PAD]')`, or `class 14` without a tokenizer."""
@@ -32,13 +37,13 @@ class Vocabulary:
     def set_blank(self, index: int) -> str:
         """The imperative that makes `index` the blank, in the user's own setting."""
         if self.blank_setting == "config.pad_token_id":
-            return f"load the model with pad_token_id={index} (from_pretrained(..., pad_token_id=tokenizer.pad_token_id))"
+            return f"{self.verb} the model with pad_token_id={index} ({self.made_with.format('pad_token_id=tokenizer.pad_token_id')})"
         return f"set Setup.blank = {index}"
 
     def set_classes(self, count: int) -> str:
         """The imperative that gives the model `count` output classes."""
         if self.classes_setting == "config.vocab_size":
-            return f"load the model with vocab_size={count} (from_pretrained(..., vocab_size=len(tokenizer)))"
+            return f"{self.verb} the model with vocab_size={count} ({self.made_with.format('vocab_size=len(tokenizer)')})"
         if self.head is not None:
             name, kind, argument = self.head
             return f"make the final layer ({kind} at {name}) output {count} classes ({argument}={count})"
@@ -80,12 +85,24 @@ def _vocabulary(context: Context) -> Vocabulary:
             head = class_head(context.model, context.num_classes)
         except Exception:  # noqa: BLE001 - no output (CTC026, a model that does not run): generic advice
             head = None
+    made_with, verb = _made_with(context.get("hf") if hugging_face else None)
     if tokenizer is None:
-        return Vocabulary({}, blank_setting=blank_setting, classes_setting=classes_setting, head=head)
+        return Vocabulary({}, blank_setting=blank_setting, classes_setting=classes_setting, head=head,
+                          made_with=made_with, verb=verb)
     tokens = {int(index): str(token) for token, index in tokenizer.get_vocab().items()}
     pad_id = getattr(tokenizer, "pad_token_id", None)
     return Vocabulary(tokens, int(pad_id) if pad_id is not None else None, getattr(tokenizer, "pad_token", None),
-                      blank_setting, classes_setting, head)
+                      blank_setting, classes_setting, head, made_with, verb)
+
+
+def _made_with(hf: Any) -> tuple[str, str]:
+    """`Vocabulary.made_with` and `.verb` for a Hugging Face model: from_pretrained's arguments for one loaded from a
+    checkpoint, its config's for one built from it (where from_pretrained would not apply)."""
+    if hf is None:
+        return Vocabulary.made_with, Vocabulary.verb
+    if hf.from_checkpoint:
+        return f"{hf.model_class}.from_pretrained(..., {{}})", "load"
+    return f"{hf.model_class}({hf.config_class}(..., {{}}))", "build"
 
 
 @dataclass(frozen=True)

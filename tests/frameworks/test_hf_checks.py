@@ -426,7 +426,7 @@ def test_a_model_loaded_from_a_checkpoint_keeps_the_from_pretrained_advice():
     smaller.config._name_or_path = "facebook/wav2vec2-base"
     hints = _hints(smaller, proc)
     assert "Wav2Vec2ForCTC.from_pretrained(..., vocab_size=len(processor.tokenizer)) (= 17)" in hints["CTC100"]
-    assert "load the model with vocab_size=17 (from_pretrained(..., vocab_size=len(tokenizer)))" in hints["CTC010"]
+    assert "load the model with vocab_size=17 (Wav2Vec2ForCTC.from_pretrained(..., vocab_size=len(tokenizer)))" in hints["CTC010"]
 
 
 def test_the_advice_names_the_models_own_config_class_and_verb():
