@@ -429,7 +429,8 @@ def inconsistent_output_lengths(runs: list[ModelRun], layout: LayoutDecision, ou
                 "CTC003",
                 f"{of_total(len(too_long), total, 'sample', 'has', 'have')} an output length longer than the output's "
                 f"{frames} frames (sample {sample}: {largest}; lengths {output_lengths.detail}).",
-                "Output lengths count frames after downsampling; compute them with the model's subsampling formula.",
+                "Output lengths count frames after downsampling; compute them with the model's subsampling formula "
+                "(for lengths you declare, CTC004 gives the rule measured by probing the model).",
                 {"count": len(too_long), "samples": [item[0] for item in too_long[:20]], "frames": frames, "largest": largest},
             )
         )
