@@ -188,7 +188,8 @@ def blank_in_targets(targets: TargetTable, blank: int, alphabet: Alphabet, vocab
     samples = _samples_with(is_blank)
     used = set(targets.labels[targets.mask].tolist())
     hint = _blank_hint_with_tokens(vocabulary, blank, used) if vocabulary is not None and vocabulary.tokens else \
-        blank_hint(blank, alphabet, used)
+        blank_hint(blank, alphabet, used, vocabulary.output_classes if vocabulary is not None else None,
+                   vocabulary.set_classes if vocabulary is not None else None)
     blank_name = f" ({vocabulary.tokens[blank]!r})" if vocabulary is not None and blank in vocabulary.tokens else ""
     return [
         finding(
@@ -201,8 +202,11 @@ def blank_in_targets(targets: TargetTable, blank: int, alphabet: Alphabet, vocab
     ]
 
 
-def blank_hint(blank: int, alphabet: Alphabet, used: set[int]) -> str:
-    """CTC011's fix from the labels the data uses (shared with `scan`): which exact change makes the blank free."""
+def blank_hint(blank: int, alphabet: Alphabet, used: set[int], classes: int | None = None,
+               set_classes: Callable[[int], str] | None = None) -> str:
+    """CTC011's fix from the labels the data uses (shared with `scan`): which exact change makes the blank free.
+    `classes`, the model's output size when known, keeps the advice from naming a class the model lacks, and
+    `set_classes` says how to widen it in the model's own terms."""
     last = len(alphabet) if alphabet is not None else None
     low, high = (min(used), max(used)) if used else (0, 0)
     if blank != 0 and blank == last and 0 not in used and low >= 1 and high == blank:
@@ -212,6 +216,15 @@ def blank_hint(blank: int, alphabet: Alphabet, used: set[int]) -> str:
             f"The labels run 1..{high} (alphabet.index(ch) + 1; no label is 0), so the last symbol{symbol}, label {blank}, is read "
             f"as the blank. Pass blank=0 and keep the labels as given: Setup.blank = 0 and F.ctc_loss(..., blank=0) "
             f"(class 0 is free). Or keep blank={blank} and subtract 1 from every label (targets - 1: index = alphabet.index(ch))."
+        )
+    if blank == 0 and last is not None and last not in used and classes is not None and last >= classes:
+        # Labels 0..len(alphabet)-1 and no class past them: the model has no class to spare for a blank at all.
+        widen = set_classes(last + 1) if set_classes is not None else f"make the final layer output {last + 1} classes"
+        return (
+            f"The labels run {low}..{high} (alphabet.index(ch)) and the model outputs {classes} classes (0..{classes - 1}): "
+            f"every class is a symbol and none is left for the blank. Add 1 to every label (index = alphabet.index(ch) + 1, "
+            f"blank stays 0) and {widen} (CTC014); or keep the labels, widen it the same way and set Setup.blank = {last} "
+            f"(and your loss's blank={last})."
         )
     if blank == 0 and last is not None and last not in used:
         # Labels 0..len(alphabet)-1 with the last class free: the loss most likely uses blank=len(alphabet).

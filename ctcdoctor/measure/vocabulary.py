@@ -28,6 +28,8 @@ class Vocabulary:
     loaded from a checkpoint, `Wav2Vec2ForCTC(Wav2Vec2Config(..., {}))` for one built from its config."""
     verb: str = "load"
     """"load" (from a checkpoint) or "build" (from a config)."""
+    output_classes: int | None = None
+    """How many classes the model outputs, when it ran: the advice never names a class it does not have."""
 
     def name(self, index: int) -> str:
         """`class 14 ('[PAD]')`, or `class 14` without a tokenizer."""
@@ -79,20 +81,21 @@ def _vocabulary(context: Context) -> Vocabulary:
     hugging_face = isinstance(setup.model, HFCTCModel)
     blank_setting = "config.pad_token_id" if hugging_face else "Setup.blank"
     classes_setting = "config.vocab_size" if hugging_face else "the final layer"
-    head = None
+    head, classes = None, None
     if not hugging_face:
         try:
-            head = class_head(context.model, context.num_classes)
+            classes = int(context.num_classes)
+            head = class_head(context.model, classes)
         except Exception:  # noqa: BLE001 - no output (CTC026, a model that does not run): generic advice
             head = None
     made_with, verb = _made_with(context.get("hf") if hugging_face else None)
     if tokenizer is None:
         return Vocabulary({}, blank_setting=blank_setting, classes_setting=classes_setting, head=head,
-                          made_with=made_with, verb=verb)
+                          made_with=made_with, verb=verb, output_classes=classes)
     tokens = {int(index): str(token) for token, index in tokenizer.get_vocab().items()}
     pad_id = getattr(tokenizer, "pad_token_id", None)
     return Vocabulary(tokens, int(pad_id) if pad_id is not None else None, getattr(tokenizer, "pad_token", None),
-                      blank_setting, classes_setting, head, made_with, verb)
+                      blank_setting, classes_setting, head, made_with, verb, classes)
 
 
 def _made_with(hf: Any) -> tuple[str, str]:

@@ -119,6 +119,18 @@ def test_blank_collision_with_a_free_last_class_suggests_setup_blank():
                                    "set Setup.blank = 5;")
 
 
+def test_zero_based_labels_on_a_head_without_a_spare_class_never_suggest_a_class_it_lacks():
+    # From a trial on HTR-best-practices: labels alphabet.index(ch), nclasses = len(alphabet), blank 0. The hint
+    # used to say "class 5 is never used: ... set Setup.blank = 5", a class a 5-class head does not have (CTC015).
+    setup = healthy_setup(classes=5)
+    setup.loader = make_batches([20, 20], [[0, 1], [2, 4]])
+    (finding,) = run_codes(setup, ("CTC011",))[0]
+    assert finding.hint.startswith("The labels run 0..4 (alphabet.index(ch)) and the model outputs 5 classes (0..4): "
+                                   "every class is a symbol and none is left for the blank.")
+    assert "make the final layer (Linear at" in finding.hint and "output 6 classes (out_features=6) (CTC014)" in finding.hint
+    assert "never used" not in finding.hint
+
+
 def test_labels_index_plus_one_with_the_blank_last_name_the_exact_change():
     # The trial's TF-style set-up: blank = C - 1 = 5 = len("abcde"), labels alphabet.index(ch) + 1 in 1..5, 0 free.
     setup = healthy_setup()
