@@ -27,7 +27,8 @@ def _coverage(targets, output_lengths) -> tuple[int, str]:
     """(samples whose output length is known, a sentence saying what was not covered, or "").
 
     When the model returns its own output lengths, only the samples of the batches it ran on have
-    one: say so, and point to `scan`, which runs the model on every batch."""
+    one: say so, and point to `scan`, which estimates the others' lengths by probing the model, and to
+    Setup.output_lengths."""
     covered = int((output_lengths.scanned >= 0).sum())
     if covered == targets.size:
         return covered, ""
@@ -215,7 +216,8 @@ def infeasible_alignment(
 
     When the model returns its own output lengths, only the samples of the batches it ran on
     (`--max-batches`) have one: the finding says how many were checked and points to
-    `ctcdoctor scan`, which runs the model on every batch.
+    `ctcdoctor scan`, which estimates the other samples' lengths by probing the model (or
+    `Setup.output_lengths`, the model's formula, which gives every sample an exact one).
 
     **Fix.** When only a few samples (under 10%) are too long, drop them or split their labels:
     `ctcdoctor scan SPEC --drop-list drop.txt` writes their ids. Otherwise give the model more

@@ -212,3 +212,60 @@ def test_no_clean_manifest_from_a_refused_drop_list(tmp_path):
     assert code == 1 and not clean.exists() and "clean_manifest" not in report["result"]["drop_list"]
     assert report["result"]["drop_list"]["refused"].startswith("drop-list not written: it would drop 4 of 4 samples (100%)")
     assert not list(tmp_path.glob("ctcdoctor-drop-*"))
+
+
+# ---------------------------------------------------------------- lengths the model returns, for one batch only
+
+OWN_LENGTHS_SPEC = """
+import torch
+from ctcdoctor import Setup
+
+
+class OwnLengths(torch.nn.Module):
+    \"\"\"Returns (output (T, N, C), lengths), as DeepSpeech does, and only takes inputs 40 wide (a fixed-size
+    layer): probing it at other widths fails.\"\"\"
+
+    def __init__(self):
+        super().__init__()
+        self.pool = torch.nn.MaxPool1d(2, 2)
+        self.head = torch.nn.Linear(4, 6)
+
+    def forward(self, x):
+        if x.shape[-1] != 40:
+            raise RuntimeError("this model takes inputs 40 wide")
+        out = self.head(self.pool(x).transpose(1, 2)).log_softmax(-1).transpose(0, 1)
+        return out, torch.full((x.shape[0],), out.shape[0])
+
+
+def batch(long):
+    targets = torch.randint(1, 6, (5, 25 if long else 3))
+    return torch.randn(5, 4, 40), targets, torch.full((5,), 40), torch.full((5,), targets.shape[1])
+
+
+def build():
+    return Setup(model=OwnLengths(), loader=[batch(True)] + [batch(False) for _ in range(3)], blank=0)
+"""
+
+
+def test_samples_without_an_output_length_are_named_with_the_fix_in_the_report_and_the_plot(tmp_path):
+    """From a trial on DeepSpeech: `check` pointed at `scan` "which runs the model on every batch", scan then
+    checked 5 of 20 samples without saying how to check the rest, and its plot's title counted all 20 over a histogram
+    of 5."""
+    from ctcdoctor.render.plot_scan import plot
+
+    path = tmp_path / "own.py"
+    path.write_text(OWN_LENGTHS_SPEC)
+    _, report, _ = _scan(str(path))
+    (ctc001,) = [item for item in report["findings"] if item["code"] == "CTC001"]
+    assert "Only the 5 samples of the batches the model ran on were checked (15 more were read)" in ctc001["message"]
+    assert "probing it for the other samples failed (this model takes inputs 40 wide)" in ctc001["message"]
+    assert "set Setup.output_lengths (input lengths -> output frames, the model's formula) to check every sample" \
+        in ctc001["message"]
+    title = plot(report["result"]).axes[0].get_title()
+    assert title.startswith("5 of 20 samples (the others have no known output length);\noutput lengths")
+
+    runner = CliRunner()
+    checked = json.loads(runner.invoke(app, ["check", str(path), "--select", "CTC001", "--format", "json"]).stdout)
+    (ctc001,) = checked["findings"]
+    assert "`ctcdoctor scan` on the same spec estimates theirs by probing the model" in ctc001["message"]
+    assert "runs the model on every batch" not in ctc001["message"]

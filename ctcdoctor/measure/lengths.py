@@ -3,7 +3,6 @@ that number comes from (one rule, shared by `check` and `scan`); a length model 
 the model; the comparison of declared lengths with the probed ones (CTC004)."""
 from __future__ import annotations
 
-import contextlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -286,6 +285,14 @@ def declared_stride(function: Callable[..., Any], input_lengths: torch.Tensor) -
     return stride if stride is not None and offset is not None and stride > 1 else None
 
 
+def probe_failed_for_the_rest(failure: str) -> str:
+    """Why samples outside the batches the model ran on have no output length when the model returns its own and
+    probing it failed (`failure`: "Type: message", may be empty), with the fix (shared with `scan`)."""
+    why = f" ({failure[:120]})" if failure else ""
+    return (f"the model returns its own output lengths, and probing it for the other samples failed{why}; set "
+            "Setup.output_lengths (input lengths -> output frames, the model's formula) to check every sample")
+
+
 @dataclass(frozen=True)
 class OutputLengths:
     """Frames each sample gets after the model's downsampling, and where that number came from."""
@@ -342,13 +349,16 @@ def resolve_output_lengths(
             if setup_lengths is not None:
                 scanned[covered:] = call_length_function(setup_lengths, input_lengths[covered:])
             elif probe_uncovered:
-                with contextlib.suppress(Exception):  # no estimate: those samples stay unknown (-1)
+                failure = ""
+                try:
                     scanned[covered:] = length_model()(input_lengths[covered:])
-                uncovered = "" if bool((scanned >= 0).all()) else (
-                    "the model returns its own output lengths, and probing it for the other samples failed")
+                except Exception as error:  # noqa: BLE001 - no estimate: those samples stay unknown (-1)
+                    failure = f"{type(error).__name__}: {error}"
+                uncovered = "" if bool((scanned >= 0).all()) else probe_failed_for_the_rest(failure)
             else:
-                uncovered = ("the model returns its own output lengths, so the others have none; run `ctcdoctor scan` "
-                             "on the same spec to check every sample (or set Setup.output_lengths)")
+                uncovered = ("the model returns its own output lengths, so the others have none; `ctcdoctor scan` on the "
+                             "same spec estimates theirs by probing the model, and Setup.output_lengths (the model's formula) "
+                             "gives every sample an exact one")
         return OutputLengths(scanned, per_run, "model", "returned by the model with its output", uncovered)
     if setup_lengths is not None:
         scanned = call_length_function(setup_lengths, input_lengths)

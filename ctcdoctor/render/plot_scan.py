@@ -25,6 +25,8 @@ def plot(result: dict[str, Any], ax: Any = None) -> Figure:
     Bars are centred on whole numbers of frames (a bin from 2 to 3 spans 1.5 to 3.5), so the
     line between -1 and 0 separates the samples CTC cannot align (red) from the rest.
     """
+    from matplotlib.ticker import MaxNLocator
+
     if ax is None:
         figure, ax = new_figure(7, 3.5)
     else:
@@ -39,8 +41,13 @@ def plot(result: dict[str, Any], ax: Any = None) -> Figure:
         ax.axvline(-0.5, color="black", linewidth=1)
     ax.set_xlabel("spare frames (output frames − labels − repeats); red: cannot align")
     ax.set_ylabel("samples")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # sample counts: never a tick at 1.25 samples
     source = result.get("lengths_source", "unknown")
-    title = f"{result.get('samples', sum(counts)):,} samples; output lengths {LENGTH_SOURCES.get(source, source)}"
+    samples, shown = result.get("samples", sum(counts)), sum(counts)
+    # The histogram holds only the samples with a known output length: say so when that is not all of them.
+    counted = f"{shown:,} of {samples:,} samples (the others have no known output length);\n" if bins and shown < samples \
+        else f"{samples:,} samples; "
+    title = f"{counted}output lengths {LENGTH_SOURCES.get(source, source)}"
     rejected = result.get("lengths_rejected")  # the declared ones disagree with the model (CTC003)
     if rejected:
         title += f":\n{rejected} are wrong (CTC003)" if source == "unknown" else f",\nnot {rejected} (wrong: CTC003)"

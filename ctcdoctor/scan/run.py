@@ -21,7 +21,7 @@ from ctcdoctor.errors import UserInputError
 from ctcdoctor.load.batches import Batch, batch_targets, iterate_batches
 from ctcdoctor.load.limits import doing
 from ctcdoctor.measure.downsampling import time_downsampling
-from ctcdoctor.measure.lengths import declared_stride
+from ctcdoctor.measure.lengths import declared_stride, probe_failed_for_the_rest
 from ctcdoctor.protocol import Setup
 from ctcdoctor.registry import select_checks
 from ctcdoctor.scan.frames import (
@@ -224,7 +224,17 @@ def _scan_setup(setup: Setup, spec: str, options: ScanOptions) -> ScanState:
         reader="sample_labels" if labels_only else "loader", seconds=time.perf_counter() - started,
         stopped=_stopped(status, options), time_strides=_time_strides(summary, facts),
         stride=_declared_stride(rule, source, summary), framework=_framework(setup), rejected=rejected,
+        uncovered=_uncovered(rule, source),
     )
+
+
+def _uncovered(rule: FramesRule, source: str) -> str | None:
+    """Why the samples past the first batch lack output lengths, when the model returns its own (for that batch only)
+    and probing it for the rest failed: as `check` says it (`measure.lengths.probe_failed_for_the_rest`)."""
+    facts = rule.facts
+    if source != "model" or rule.setup_lengths is not None or facts is None or facts._probe_error is None:
+        return None
+    return probe_failed_for_the_rest(facts._probe_error)
 
 
 def _framework(setup: Setup) -> str | None:

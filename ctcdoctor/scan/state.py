@@ -63,6 +63,9 @@ class ScanState:
     rejected: str | None = None
     """Who declared the output lengths CTC003 found wrong on the first batch ("Setup.output_lengths", "the lengths the
     model returns"): the spare frames then come from measured lengths (source "measured"), or none ("unknown")."""
+    uncovered: str | None = None
+    """Why samples past the first batch have no output length (the model returns its own and probing it failed), with
+    the fix; None when every sample has one or the reason is another."""
     framework: str | None = None
     """"transformers" for a Hugging Face CTC model: labels padded with its pad id are CTC107's (a `check` finding),
     never read as padding that target_lengths count, as in `check`."""
@@ -160,10 +163,10 @@ class _Lengths:
     """What the length checks read of the output lengths once the scan is over."""
 
     def __init__(self, source: str, detail: str, time_strides: list[dict[str, Any]] = (),  # type: ignore[assignment]
-                 stride: int | None = None) -> None:
+                 stride: int | None = None, uncovered: str = "") -> None:
         from ctcdoctor.measure.downsampling import TimeStride
 
-        self.source, self.detail, self.stride = source, detail, stride
+        self.source, self.detail, self.stride, self.uncovered = source, detail, stride, uncovered
         self.time_strides = tuple(TimeStride(**item) for item in time_strides)
 
     @property
@@ -182,7 +185,7 @@ def inconsistent_output_lengths(model_checks: list[dict[str, Any]]) -> list[Find
 
 
 def _context(state: ScanState) -> Context:
-    lengths = _Lengths(state.source, state.detail, state.time_strides, state.stride)
+    lengths = _Lengths(state.source, state.detail, state.time_strides, state.stride, state.uncovered or "")
     context = Context(None, Options(), {"scan": state.judged_summary, "blank": state.blank, "alphabet": state.alphabet,  # type: ignore[arg-type]
                                         "padding_counted": state.padding_counted})
 
