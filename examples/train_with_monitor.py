@@ -1,7 +1,7 @@
 """Train the bundled OCR example (examples/ocr_crnn.py) in a plain PyTorch loop with the ctcdoctor monitor.
 
 Run:  python examples/train_with_monitor.py                      # healthy: ends with no error verdict
-      python examples/train_with_monitor.py --lr-mistake         # peak lr 1.0 (meant 2e-3): stopped on an error
+      python examples/train_with_monitor.py --lr-mistake         # peak lr 2.0 (meant 2e-3): stopped on an error
       python examples/train_with_monitor.py --out runs/demo --every 25 --steps 600
 
 The loop is the one you already have; the monitor needs one call per step:
@@ -17,8 +17,9 @@ ctcdoctor command, `command: "monitor"`) and, at the end, `monitor.png`.
 
 The healthy run (Adam 2e-3, 30 warm-up steps, cosine decay, 600 steps of batch 16, about 1.5
 minutes on one CPU core) passes the early blank plateau around step 150 and ends with CER near
-0.01. With `--lr-mistake` the peak learning rate is 1.0: the loss blows up during the warm-up
-and the monitor stops the run at step 50 with its verdict (CTC203, the loss diverged).
+0.01. With `--lr-mistake` the peak learning rate is 2.0: the loss blows up during the warm-up
+and the monitor stops the run at its first evaluation that sees it (step 25) with its verdict
+(CTC203, the loss diverged).
 """
 from __future__ import annotations
 
@@ -39,8 +40,9 @@ from ctcdoctor.toydata import ALPHABET, WordImageDataset
 from ctcdoctor.training.monitor import Monitor
 
 HEALTHY_LR = 2e-3
-MISTAKE_LR = 1.0
-"""Meant 2e-3 (a lost `e-3`): Adam at 1.0 makes the loss blow up within the 30 warm-up steps."""
+MISTAKE_LR = 2.0
+"""Meant 2e-3 (a lost `e-3`): Adam at 2.0 makes the loss blow up within the 30 warm-up steps. (At 1.0 the run
+is on the edge: it blew up on one CPU and fell into the blank plateau on another, from rounding alone.)"""
 
 
 def learning_rate(step: int, peak: float, steps: int, warmup: int = 30) -> float:

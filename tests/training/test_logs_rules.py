@@ -487,6 +487,38 @@ def test_ctc215_too_few_values_to_judge_and_enough():
     assert "CTC215" not in run(curves(healthy(20)))
 
 
+def test_ctc215_names_only_the_rules_that_could_not_run_beside_a_divergence_they_did_find():
+    # From a monitor trial: 10 values of a Trainer at lr 50 gave CTC203 (diverged) and a CTC215 that said the
+    # divergence rule needs at least 20, with "log more often (logging_steps=10)" for a log of every step.
+    loss = np.array([83.5, 60.0, 40.0, 30.0, 80.0, 6e6, 4e6, 3e6, 2.9e6, 2.88e6])
+    found = run(curves(loss), trainer="huggingface")
+    assert "CTC203" in found
+    (item,) = found["CTC215"]
+    assert item.message == ("only 10 finite values of loss (steps 0-9): the plateau rules need at least 20, "
+                            "the sawtooth rule 60.")
+    assert item.hint == "It logged every step: let the run go longer (the shape rules judge 20 or more values)."
+
+
+@pytest.mark.parametrize(("trainer", "advice"), [
+    ("huggingface", "Log more often (TrainingArguments(logging_steps=100)), or let the run go longer."),
+    ("lightning", "Log more often (Trainer(log_every_n_steps=100)), or let the run go longer."),
+    (None, "Log more often (every 100 steps: Hugging Face logging_steps=100, Lightning log_every_n_steps=100), "
+           "or let the run go longer."),
+])
+def test_ctc215_advice_fits_what_wrote_the_log(trainer, advice):
+    (item,) = run(curves(healthy(7), every=1000), trainer=trainer)["CTC215"]
+    assert item.message.startswith("only 7 finite values of loss (steps 0-6,000): the divergence rule needs at least 8, ")
+    assert item.hint == advice
+
+
+def test_ctc215_on_a_log_of_epochs_asks_for_values_per_batch():
+    c = curves(healthy(8))
+    c = Curves(loss=c.loss, unit="epoch")
+    (item,) = run(c, trainer="keras")["CTC215"]
+    assert "(epochs 0-7)" in item.message
+    assert item.hint.startswith("Log per batch (ctcdoctor's Keras monitor callback")
+
+
 def test_accuracy_is_read_as_one_minus_error():
     evals = np.arange(25, 401, 25)
     accuracy = Metric(series("val_accuracy", np.full(evals.size, 0.02), evals), "accuracy", eval=True)

@@ -18,10 +18,12 @@ import numpy as np
 from ctcdoctor.findings import Finding
 from ctcdoctor.registry import document, finding
 from ctcdoctor.training.rules.context import Analysis, Options
+from ctcdoctor.training.rules.divergence import MIN_BINS as DIVERGENCE_MIN_BINS
 from ctcdoctor.training.rules.divergence import check_divergence
 from ctcdoctor.training.rules.generalisation import check_generalisation
 from ctcdoctor.training.rules.metrics import check_metric_stuck
 from ctcdoctor.training.rules.nonfinite import check_nonfinite
+from ctcdoctor.training.rules.oscillation import MIN_POINTS as OSCILLATION_MIN_POINTS
 from ctcdoctor.training.rules.oscillation import check_oscillation
 from ctcdoctor.training.rules.plateau import MIN_POINTS, check_plateau
 from ctcdoctor.training.rules.schedule import check_schedule
@@ -40,25 +42,74 @@ document(
     evaluations for overfitting). Non-finite, zero and negative values were still checked;
     "no finding" on the shape says little.
 
-    **Example.** `info CTC215 only 7 finite values of loss (steps 0-6,000): the plateau,
-    divergence and oscillation rules need at least 20.`
+    **Example.** `info CTC215 only 7 finite values of loss (steps 0-6,000): the divergence
+    rule needs at least 8, the plateau rules 20, the sawtooth rule 60.` Only the rules that
+    could not run are named.
 
-    **Fix.** Log more often (Hugging Face: `logging_steps=10`; Lightning:
-    `log_every_n_steps=10`; Keras: a callback that logs per batch) or let the run go longer.
+    **Fix.** Log more often, in the terms of what wrote the log (Hugging Face:
+    `logging_steps`; Lightning: `log_every_n_steps`; Keras' per-epoch CSVLogger: a callback
+    that logs per batch), or let the run go longer; a log of every step can only grow longer.
     """,
 )
+
+
+#: Values each shape rule needs (bins of the loss; a short log has one bin per value).
+RULE_MINIMUMS = (("divergence", DIVERGENCE_MIN_BINS), ("plateau", MIN_POINTS), ("sawtooth", 3 * OSCILLATION_MIN_POINTS))
 
 
 def check_coverage(analysis: Analysis) -> list[Finding]:
     curve = analysis.loss
     if curve.n >= MIN_POINTS:
         return []
+    # Name only the rules that could not run: at 10 values the divergence rule did run, and may have reported.
+    short = [(name, needed) for name, needed in RULE_MINIMUMS if curve.n < needed]
+    rules = [f"the {name} rules" if name == "plateau" else f"the {name} rule" for name, _ in short]
+    first = f"{rules[0]} {'need' if rules[0].endswith('s') else 'needs'} at least {short[0][1]}"
+    needs = ", ".join([first] + [f"{rule} {needed}" for rule, (_, needed) in zip(rules[1:], short[1:])])
     message = (f"only {curve.n} finite value{'s' if curve.n != 1 else ''} of {curve.tag} "
-               f"({analysis.steps(curve.first_step, curve.last_step)}): the plateau, divergence and oscillation rules "
-               f"need at least {MIN_POINTS}.")
-    hint = "Log more often (logging_steps=10, log_every_n_steps=10) or let the run go longer."
+               f"({analysis.steps(curve.first_step, curve.last_step)}): {needs}.")
     evidence = {"series": curve.tag, "points": curve.n, "needed": MIN_POINTS}
-    return [finding("CTC215", message, hint, evidence)]
+    return [finding("CTC215", message, _coverage_hint(analysis), evidence)]
+
+
+def _coverage_hint(analysis: Analysis) -> str:
+    """How to get more values, in the terms of what wrote the log: a log of every step can only grow longer."""
+    curve = analysis.loss
+    steps = curve.steps
+    gaps = np.diff(steps) if steps.size > 1 else np.array([1])
+    unit = analysis.unit
+    trainer = analysis.options.trainer
+    if unit == "epoch":  # one value per epoch (Keras' CSVLogger): per-batch values give the rules many more
+        how = ("log per batch (ctcdoctor's Keras monitor callback, or a callback writing on_train_batch_end)"
+               if trainer in ("keras", None) else "log per batch rather than per epoch")
+        return f"{how[0].upper()}{how[1:]}, or let the run go longer."
+    if steps.size < 2:
+        return "Let the run go longer, or log more often."
+    if int(np.median(gaps)) <= 1:
+        return f"It logged every {unit}: let the run go longer (the shape rules judge {MIN_POINTS} or more values)."
+    # An interval that would give about 40 values over the same steps.
+    span = max(int(steps[-1] - steps[0]), 1)
+    every = max(1, _round_down(span // 40))
+    if trainer == "huggingface":
+        how = f"log more often (TrainingArguments(logging_steps={every}))"
+    elif trainer == "lightning":
+        how = f"log more often (Trainer(log_every_n_steps={every}))"
+    elif trainer == "loop":
+        how = f"log more often (every {every} steps)"
+    else:
+        how = (f"log more often (every {every} steps: Hugging Face logging_steps={every}, Lightning "
+               f"log_every_n_steps={every})")
+    return f"{how[0].upper()}{how[1:]}, or let the run go longer."
+
+
+def _round_down(value: int) -> int:
+    """The largest of 1, 2, 5, 10, 20, 50, ... not above `value` (at least 1)."""
+    nice = 1
+    for scale in (1, 10, 100, 1000, 10000, 100000):
+        for digit in (1, 2, 5):
+            if digit * scale <= value:
+                nice = digit * scale
+    return nice
 
 
 RULES: tuple[Callable[[Analysis], list[Finding]], ...] = (

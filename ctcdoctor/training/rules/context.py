@@ -86,8 +86,12 @@ class Analysis:
     def step(self, step: int) -> str:
         return f"{self.unit} {step:,}"
 
+    def logged(self, count: int) -> str:
+        """"1 logged step", "2,000 logged steps"."""
+        return f"{count:,} logged {self.unit}{'s' if count != 1 else ''}"
+
     def steps(self, start: int, end: int) -> str:
-        return f"{self.unit}s {start:,}-{end:,}"
+        return self.step(start) if start == end else f"{self.unit}s {start:,}-{end:,}"
 
     # ------------------------------------------------------------------ content-free level
     @cached_property

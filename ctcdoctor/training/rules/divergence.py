@@ -62,9 +62,13 @@ class Divergence:
     the rise, the messages quote the first logged value instead."""
 
 
+#: Bins (values, in a short log) the rule needs.
+MIN_BINS = 8
+
+
 def find_divergence(curve: Curve) -> Divergence | None:
     """The loss ends at least DIVERGE_RATIO x its best and DIVERGE_SHARE of its range above it."""
-    if curve.bins < 8:
+    if curve.bins < MIN_BINS:
         return None
     end_first = curve.bins - curve.end_bins()
     smooth = curve.smooth
@@ -114,8 +118,9 @@ def check_divergence(analysis: Analysis) -> list[Finding]:
     lr = analysis.curves.lr
     at = _value_at(lr.steps, lr.values, found.onset_step) if lr is not None and len(lr) else None
     hint = lower_lr(analysis.optimizer, at if at is not None and at > 0 else None)
-    hint += (f", clip gradients (clip_grad_norm_(params, 1.0)), and resume from the checkpoint at "
-             f"{analysis.step(found.best_step)}.")
+    resume = ("restart from the initial weights (the best was the first logged value)" if found.best_step <= curve.first_step
+              else f"resume from the checkpoint at {analysis.step(found.best_step)}")
+    hint += f", {clip_gradients(analysis.options.trainer)}, and {resume}."
     if at is None or at <= ADAPTIVE_HIGH:
         # No rate logged, or one in the usual range: the rate alone may not explain the climb.
         hint += (" If it climbs again at a lower rate, normalise the inputs (raw log-spectrograms or 0-255 pixels "
@@ -124,6 +129,19 @@ def check_divergence(analysis: Analysis) -> list[Finding]:
                 "best_step": found.best_step, "onset_step": found.onset_step, "end": found.end, "ratio": ratio,
                 "peak": found.peak, "peak_step": found.peak_step}
     return [finding("CTC203", message + ".", hint, evidence)]
+
+
+#: How each trainer clips gradients (its own setting, not a call the user cannot place in its loop).
+CLIP_GRADIENTS = {
+    "huggingface": "keep gradient clipping on (TrainingArguments(max_grad_norm=1.0), the Trainer's default)",
+    "lightning": "clip gradients (Trainer(gradient_clip_val=1.0))",
+    "keras": "clip gradients (the optimizer's clipnorm=1.0)",
+}
+
+
+def clip_gradients(trainer: str | None) -> str:
+    """The clipping advice in the terms of what drove the run."""
+    return CLIP_GRADIENTS.get(trainer or "", "clip gradients (clip_grad_norm_(params, 1.0))")
 
 
 def _way_back(found: Divergence, curve: Curve) -> str:

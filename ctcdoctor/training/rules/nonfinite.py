@@ -138,7 +138,7 @@ def nonfinite_loss(analysis: Analysis, series: Series, what: str) -> list[Findin
         message += cause + "."
         evidence["cause"] = "infeasible" if "cannot align" in cause else "gradient" if "gradient norm" in cause else None
     else:
-        message = (f"{analysis.called(series, what)} is non-finite at {count:,} of {values.size:,} logged {analysis.unit}s "
+        message = (f"{analysis.called(series, what)} is non-finite at {count:,} of {analysis.logged(values.size)} "
                    f"(first at {analysis.step(first_step)}: {_kinds(values[bad])}), finite again after each{context}.")
         hint = _transient_hint(values[bad])
     return [finding("CTC200", message, hint, evidence)]
@@ -258,7 +258,7 @@ def _grad_norm(analysis: Analysis) -> list[Finding]:
         return []  # the loss is non-finite at the same steps: CTC200 says it
     steps = bad_steps[hidden]
     first = int(steps[0])
-    message = (f"{grad.tag} is non-finite at {int(hidden.sum()):,} of {len(grad):,} logged {analysis.unit}s "
+    message = (f"{grad.tag} is non-finite at {int(hidden.sum()):,} of {analysis.logged(len(grad))} "
                f"(first at {analysis.step(first)}: {_kinds(grad.values[bad])}) while {analysis.called(loss, 'logged loss')} "
                "is finite there")
     later = first_nonfinite(Series(loss.tag, loss.steps[loss.steps > first], loss.values[loss.steps > first]))

@@ -26,9 +26,11 @@ document(
     120, jumping from 3.1) and negative at 0.`
 
     **Fix.** Negative: apply `log_softmax` over the class axis before the loss
-    (`ctcdoctor check SPEC` finds it), or log the CTC term alone (`--loss TAG`). Zero: find
-    the infeasible samples (`ctcdoctor scan`) and fix their lengths (less downsampling,
-    shorter label chunks); keep `zero_infinity=False` until then so they show.
+    (`ctcdoctor check SPEC` finds it), or judge the CTC term alone (`logs --loss TAG`). Zero:
+    find the infeasible samples (`ctcdoctor scan`) and fix their lengths (less downsampling,
+    shorter label chunks); keep `zero_infinity=False` until then so they show. Hugging Face's
+    Trainer also logs 0 for a logging window of only NaN or inf losses
+    (`logging_nan_inf_filter=True`): the same samples, usually.
     """,
 )
 
@@ -63,7 +65,10 @@ def zero_or_negative(analysis: Analysis, series: Series, what: str) -> list[Find
         parts.append(f"exactly 0 at {int(zero.sum()):,}")
     if negative.any():
         parts.append(f"negative at {int(negative.sum()):,} (lowest {fmt(float(values[negative].min()))})")
-    message = f"{what} {series.tag} is {' and '.join(parts)} of {int(finite.sum()):,} logged {analysis.unit}s " \
+    logged = int(finite.sum())
+    # "train loss is ...", not "train loss loss is ...", when the tag is the word itself.
+    name = what if series.tag == what.split()[-1] else f"{what} {series.tag}"
+    message = f"{name} is {' and '.join(parts)} of {analysis.logged(logged)} " \
               f"(first at {analysis.step(first)}"
     before = np.flatnonzero(finite[:first_index] & (values[:first_index] > 0))
     if before.size:
@@ -71,7 +76,14 @@ def zero_or_negative(analysis: Analysis, series: Series, what: str) -> list[Find
     message += ")"
     if negative.any():
         hint = ("Pass log-probabilities to the CTC loss: apply log_softmax over the class axis (`ctcdoctor check SPEC` "
-                "finds raw logits and probabilities), or log the CTC term alone (--loss TAG).")
+                "finds raw logits and probabilities); if the logged loss adds other terms, judge the CTC term alone "
+                "(`ctcdoctor logs --loss TAG`, or give the monitor the CTC term).")
+    elif analysis.options.trainer == "huggingface":
+        # Its logging_nan_inf_filter leaves non-finite steps out of the average: a window of only those logs 0.
+        hint = ("Hugging Face's Trainer logs 0 for a logging window whose losses were all NaN or inf "
+                "(logging_nan_inf_filter=True), and with zero_infinity=True a batch of infeasible samples logs 0 too: "
+                "find the infeasible samples (`ctcdoctor scan`), fix their lengths (less downsampling, shorter label "
+                "chunks), and set logging_nan_inf_filter=False to see such steps as they are.")
     else:
         hint = ("Find the infeasible samples (`ctcdoctor scan`): with zero_infinity=True a batch of them logs 0. Fix their "
                 "lengths (less downsampling, shorter label chunks) and keep zero_infinity=False until then.")
