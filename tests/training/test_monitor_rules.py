@@ -147,6 +147,28 @@ def test_outputs_that_stay_uniform_past_the_budget(tmp_path):
     assert "CTC224" not in codes(spread)
 
 
+def test_a_fifth_of_the_samples_unalignable_is_an_error_that_withholds_the_learning_rate_advice(tmp_path):
+    # From a monitor trial: stride 8 with zero_infinity=True left 41% of the samples unalignable; the loss swung from
+    # batch to batch and CTC206 said to lower the learning rate, which trained the healthy set-up fine.
+    rng = np.random.default_rng(1)
+    swings = np.maximum(0.36 + 0.12 * rng.standard_normal(200), 0.05)
+
+    def evaluations(infeasible: float):
+        return lambda step: {**learned(0.2), "infeasible": infeasible}
+
+    clean = diagnose_run(write_run(tmp_path / "clean.jsonl", 200, lambda step: swings[step - 1], evaluations(0.0)))
+    assert "CTC206" in codes(clean)  # the swings alone read as a learning-rate problem
+    result = diagnose_run(write_run(tmp_path / "m.jsonl", 200, lambda step: swings[step - 1], evaluations(5.0)))
+    (error,) = [item for item in result.findings if item.code == "CTC223"]
+    assert error.severity.value == "error"
+    assert "That is 31% of the evaluated samples: the loss swings from batch to batch" in error.message
+    assert error.hint.endswith("Fix them before tuning the learning rate or the batch size: the curve's swings are theirs.")
+    assert "CTC206" not in codes(result)
+    few = diagnose_run(write_run(tmp_path / "few.jsonl", 200, lambda step: swings[step - 1], evaluations(1.0)))
+    assert [item.severity.value for item in few.findings if item.code == "CTC223"] == ["warning"]
+    assert "CTC206" in codes(few)
+
+
 @pytest.mark.parametrize("code", ["CTC220", "CTC221", "CTC222", "CTC223", "CTC224"])
 def test_every_output_code_is_documented(code):
     from ctcdoctor.registry import get_code

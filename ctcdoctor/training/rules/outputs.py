@@ -71,6 +71,10 @@ document(
     aligned (fewer frames than labels + repeats); the loss stayed finite there, so they are
     zeroed (zero_infinity).`
 
+    It is an error when they are a fifth or more of the evaluated samples: that much of the
+    data teaches nothing, and the loss swings from batch to batch with how many of them a batch
+    holds (a swinging curve is then theirs: CTC206's learning-rate advice is withheld).
+
     **Fix.** Run `ctcdoctor scan SPEC` to list every such sample. Downsample time less (a
     smaller stride or pooling), drop or split those samples, or fix their lengths (output
     lengths after subsampling, not raw frames).
@@ -204,7 +208,29 @@ def check_infeasible(analysis: Analysis, evaluations: Evaluations) -> list[Findi
             "their lengths (output lengths after subsampling).")
     evidence = {"steps": [int(steps[0]), int(steps[-1])], **counts,
                 "at_steps": [int(step) for step in steps[:20]], "loss_non_finite": infinite}
-    return [finding("CTC223", message, hint, evidence)]
+    share = _evaluated_share(evaluations)
+    if share is None or share < INFEASIBLE_ERROR_SHARE:
+        return [finding("CTC223", message, hint, evidence)]
+    # So many samples are zeroed (or inf) that the loss jumps from batch to batch with how many a batch holds: that,
+    # not the learning rate, is what a swinging curve shows (CTC206 is dropped in `merge`).
+    message += (f" That is {share:.0%} of the evaluated samples: the loss swings from batch to batch with how many of "
+                "them a batch holds.")
+    hint += " Fix them before tuning the learning rate or the batch size: the curve's swings are theirs."
+    evidence["evaluated_share"] = share
+    return [finding("CTC223", message, hint, evidence, severity="error")]
+
+
+#: A share of the evaluated samples that CTC cannot align at which CTC223 is an error: a fifth of the data teaches
+#: nothing, and the loss's swings come from it.
+INFEASIBLE_ERROR_SHARE = 0.2
+
+
+def _evaluated_share(evaluations: Evaluations) -> float | None:
+    """Infeasible samples over evaluated samples, from the evaluations (None when none were counted)."""
+    infeasible = np.nan_to_num(evaluations.get("infeasible"), nan=0.0)
+    evaluated = np.nan_to_num(evaluations.get("evaluated"), nan=0.0)
+    total = float(evaluated.sum())
+    return float(infeasible.sum()) / total if total > 0 else None
 
 
 def check_uniform(analysis: Analysis, evaluations: Evaluations) -> list[Finding]:
@@ -297,4 +323,6 @@ def merge(curve_findings: list[Finding], output_findings: list[Finding]) -> list
         output_findings = [found for found in output_findings if found.code != "CTC220"]
     if any(found.code == "CTC224" for found in output_findings):
         output_findings = [found for found in output_findings if found.code not in ("CTC220", "CTC221")]
+    if any(found.code == "CTC223" and found.severity.value == "error" for found in output_findings):
+        dropped.add("CTC206")  # swings from zeroed samples, not from the learning rate (see check_infeasible)
     return [found for found in curve_findings if found.code not in dropped] + output_findings
