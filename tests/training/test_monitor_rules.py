@@ -147,6 +147,17 @@ def test_outputs_that_stay_uniform_past_the_budget(tmp_path):
     assert "CTC224" not in codes(spread)
 
 
+def test_outputs_still_near_uniform_while_the_loss_keeps_falling_are_no_dead_model(tmp_path):
+    # From a monitor trial: a Hugging Face run whose loss fell 83.5 -> 57.8 was told "the model never left its
+    # initialisation: check that the optimizer holds the model's parameters".
+    falling = lambda step: 11.5 * (1 - step / 600)  # noqa: E731 - half the loss gone by step 300, still going
+    result = diagnose_run(write_run(tmp_path / "m.jsonl", 300, falling, uniform(0.97), patience=200))
+    assert "CTC224" not in codes(result)
+    first_drop_then_flat = lambda step: 11.5 + 8 * math.exp(-step / 5)  # noqa: E731 - an untrained model's curve
+    result = diagnose_run(write_run(tmp_path / "flat.jsonl", 300, first_drop_then_flat, uniform(0.97), patience=200))
+    assert codes(result).get("CTC224") == "error"
+
+
 def test_a_fifth_of_the_samples_unalignable_is_an_error_that_withholds_the_learning_rate_advice(tmp_path):
     # From a monitor trial: stride 8 with zero_infinity=True left 41% of the samples unalignable; the loss swung from
     # batch to batch and CTC206 said to lower the learning rate, which trained the healthy set-up fine.
