@@ -114,6 +114,7 @@ def _read(run: Path, follow: float | None, idle: float | None, options: dict):  
 
     console = stderr_console()
     shown: set[str] = set()
+    printed: list[str] = []
 
     def changed(result) -> None:  # noqa: ANN001
         loss = result.curves.loss
@@ -123,7 +124,11 @@ def _read(run: Path, follow: float | None, idle: float | None, options: dict):  
         step = f"{result.curves.unit} {int(loss.steps[-1]):,}" if len(loss) else "no steps yet"
         line = (f"{Path(result.source).name}: {step}, {len(loss):,} values; {counts['error']} error{'s' * (counts['error'] != 1)}, "
                 f"{counts['warning']} warning{'s' * (counts['warning'] != 1)}, {counts['info']} info")
-        console.print(line + (f"; new: {', '.join(item.code for item in new)}" if new else ""), markup=False, highlight=False)
+        line += f"; new: {', '.join(item.code for item in new)}" if new else ""
+        if printed and line == printed[-1] and not new:
+            return  # the log was touched but says the same: no second, identical status line
+        printed[:] = [line]
+        console.print(line, markup=False, highlight=False)
         for item in new:
             console.print(f"  {item.severity.value} {item.code} {item.title}", markup=False, highlight=False)
 

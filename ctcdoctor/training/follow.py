@@ -60,11 +60,28 @@ def follow_run(
                     if not any(phrase in error.message for phrase in WAITING):
                         raise
                     waiting = error
+            elif result is None and waiting is not None:
+                # Still waiting for the first record: the idle clock restarts whenever the reason changes (the folder
+                # appeared, then its log), so a job that is slow to start is not given up on while it makes progress.
+                try:
+                    result = diagnose_run(root, **options)
+                    waiting = None
+                    on_change(result)
+                except UserInputError as error:
+                    if not any(phrase in error.message for phrase in WAITING):
+                        raise
+                    if error.message != waiting.message:
+                        changed_at = time.monotonic()
+                    waiting = error
+                if result is None and idle is not None and time.monotonic() - changed_at >= idle:
+                    break
             elif idle is not None and time.monotonic() - changed_at >= idle:
                 break
             sleep(interval)
     except KeyboardInterrupt:
         pass
     if result is None:
+        if waiting is not None and idle is not None:
+            raise UserInputError(f"{waiting.message} (still, after --idle {idle:g} s without a change)", waiting.hint)
         raise waiting or UserInputError(f"no training log appeared in {root}")
     return result

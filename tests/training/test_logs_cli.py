@@ -156,6 +156,36 @@ def test_follow_rereads_a_growing_log_until_it_goes_idle(tmp_path):
     assert len(progress) >= 3 and "new: CTC203" in result.stderr
 
 
+def test_follow_waits_for_a_job_that_is_slow_to_start_while_it_makes_progress(tmp_path):
+    # From a monitor trial: `--follow 1 --idle 30` started before the job gave up with "does not exist" although the
+    # folder had appeared meanwhile: the idle clock ran from the start and the reason was never read again.
+    run = tmp_path / "run"
+
+    def start_slowly() -> None:
+        time.sleep(1.0)
+        run.mkdir()  # the job makes its folder...
+        time.sleep(1.0)
+        _grow(run / "metrics.jsonl", 40, 0.0)  # ...and, a second later, its first records
+
+    writer = threading.Thread(target=start_slowly)
+    writer.start()
+    try:
+        result = runner.invoke(app, ["logs", str(run), "--follow", "0.05", "--idle", "1.5", "--format", "json"])
+    finally:
+        writer.join()
+    assert result.exit_code in (0, 1), result.output
+    assert json.loads(result.stdout)["result"]["series"]["loss"]["points"] == 40
+    progress = [line for line in result.stderr.splitlines() if line.startswith("metrics.jsonl: step")]
+    assert progress and all(a != b for a, b in zip(progress, progress[1:]))  # no status line twice in a row
+
+
+def test_follow_that_gives_up_says_why_now_and_after_how_long(tmp_path):
+    (tmp_path / "run").mkdir()
+    result = runner.invoke(app, ["logs", str(tmp_path / "run"), "--follow", "0.05", "--idle", "0.5"])
+    assert result.exit_code == 2
+    assert "(still, after --idle 0.5 s without a change)" in result.output
+
+
 BLOCKER = """
 import sys, importlib.abc
 class Block(importlib.abc.MetaPathFinder):
