@@ -14,7 +14,10 @@ import numpy as np
 
 from ctcdoctor.findings import CheckResult, Finding
 from ctcdoctor.training.rules import RULE_TITLES, RULES, Analysis, Options
+from ctcdoctor.training.rules.generalisation import check_generalisation
+from ctcdoctor.training.rules.metrics import check_metric_stuck
 from ctcdoctor.training.rules.outputs import Evaluations, diagnose_outputs, merge
+from ctcdoctor.training.rules.schedule import check_schedule
 from ctcdoctor.training.series import Curves, Run
 
 
@@ -29,7 +32,7 @@ def verdict(run: Run, curves: Curves, options: Options, results: list[CheckResul
             started = time.perf_counter()
             found = rule(analysis)
             curve_findings += found
-            _record(results, *RULE_TITLES[rule], found, started)
+            _record(results, *RULE_TITLES[rule], found, started, _missing(rule, curves))
     blank = run.meta.get("blank")
     evaluations = Evaluations.from_scalars(run.scalars)
     started = time.perf_counter()
@@ -42,6 +45,30 @@ def verdict(run: Run, curves: Curves, options: Options, results: list[CheckResul
     return merge(curve_findings, output_findings)
 
 
-def _record(results: list[CheckResult] | None, code: str, title: str, found: list[Finding], started: float) -> None:
-    if results is not None:
-        results.append(CheckResult(title, code, "findings" if found else "passed", time.perf_counter() - started))
+#: The series a rule judges, and how a log without it reads in `logs -v`: a rule with nothing to judge is skipped,
+#: not "passed".
+RULE_NEEDS = {
+    check_schedule: (lambda curves: curves.lr, "no learning rate logged"),
+    check_metric_stuck: (lambda curves: curves.metrics, "no error rate (CER/WER) or accuracy logged"),
+    check_generalisation: (lambda curves: curves.eval_loss, "no eval loss logged"),
+}
+
+
+def _missing(rule, curves: Curves) -> str:  # noqa: ANN001 - a rule of RULES
+    """Why `rule` had nothing to judge in `curves`, or "" when it had."""
+    need = RULE_NEEDS.get(rule)
+    if need is None:
+        return ""
+    series, reason = need
+    return "" if series(curves) else reason
+
+
+def _record(results: list[CheckResult] | None, code: str, title: str, found: list[Finding], started: float,
+            missing: str = "") -> None:
+    if results is None:
+        return
+    seconds = time.perf_counter() - started
+    if missing and not found:
+        results.append(CheckResult(title, code, "skipped", seconds, missing, applicable=False))
+    else:
+        results.append(CheckResult(title, code, "findings" if found else "passed", seconds))
