@@ -63,6 +63,7 @@ def follow_run(
             elif result is None and waiting is not None:
                 # Still waiting for the first record: the idle clock restarts whenever the reason changes (the folder
                 # appeared, then its log), so a job that is slow to start is not given up on while it makes progress.
+                before = waiting.message
                 try:
                     result = diagnose_run(root, **options)
                     waiting = None
@@ -70,7 +71,7 @@ def follow_run(
                 except UserInputError as error:
                     if not any(phrase in error.message for phrase in WAITING):
                         raise
-                    if error.message != waiting.message:
+                    if error.message != before:
                         changed_at = time.monotonic()
                     waiting = error
                 if result is None and idle is not None and time.monotonic() - changed_at >= idle:
