@@ -93,13 +93,16 @@ def _call_ctc(function: Callable[[], torch.Tensor]) -> torch.Tensor | None:
 
 
 def as_returned(item: Prepared, output: torch.Tensor) -> Any:
-    """`output` in the form `model(inputs)` returned it: the tensor, `(output, lengths)` (a tuple or list of the
-    same type), or the framework's output object as it is (its own `.logits` stays; `output` is then unused)."""
+    """`output` in the form `model(inputs)` returned it: the tensor, `(output, lengths)` or `(output, *more)` (a
+    tuple or list of the same type, its other items as returned: lengths, more heads, a state), or the framework's
+    output object as it is (its own `.logits` stays; `output` is then unused)."""
     returned = item.returned
     if returned is None or isinstance(returned, torch.Tensor):
         return output
-    if isinstance(returned, (tuple, list)) and len(returned) == 2 and not hasattr(returned, "logits"):
-        return [output, returned[1]] if isinstance(returned, list) else (output, returned[1])
+    if isinstance(returned, (tuple, list)) and len(returned) >= 2 and not hasattr(returned, "logits"):
+        if hasattr(returned, "_fields"):  # a named tuple takes its fields as arguments
+            return type(returned)(output, *returned[1:])
+        return [output, *returned[1:]] if isinstance(returned, list) else (output, *returned[1:])
     return returned
 
 

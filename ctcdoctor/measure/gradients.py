@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from ctcdoctor.engine import Context, provides
 from ctcdoctor.load.batches import select_samples
-from ctcdoctor.measure.model import execution_order, model_device, move_inputs, to_tnc
+from ctcdoctor.measure.model import execution_order, model_device, move_inputs, read_output, to_tnc
 from ctcdoctor.measure.reference import Prepared, normalised_log_probs
 
 # ---------------------------------------------------------------- CTC060-CTC063: one backward pass
@@ -121,7 +121,7 @@ def backward_pass(model: torch.nn.Module, item: Prepared, keep: torch.Tensor, bl
             mode = "eval mode"
             order.clear()
             raw = clone(move_inputs(batch.inputs, model_device(clone)))
-    output = raw[0] if isinstance(raw, (tuple, list)) else raw
+    output = read_output(raw).output
     tnc = to_tnc(output, item.layout)
     log_probs = normalised_log_probs(tnc, item.kind)
     device = log_probs.device

@@ -31,29 +31,127 @@ def evaluating(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
             module.training = training
 
 
-def split_output(value: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """`model(inputs)` returns the output tensor, `(output, output_lengths)`, or a framework's output object whose
-    `.logits` is the output (a transformers `ModelOutput`)."""
-    lengths = None
+@dataclass(frozen=True)
+class ReadOutput:
+    """What the checks read in what `model(inputs)` returned (see `read_output`)."""
+
+    output: torch.Tensor
+    """The CTC output, not detached (overfit trains through it)."""
+    lengths: Any
+    """The output lengths as returned (a tensor, list, or None), read from the item after the output."""
+    items: int
+    """How many items the model returned: 1 for a tensor or an object with `.logits`."""
+    unread: tuple[tuple[int, Any], ...] = ()
+    """(position, item) of the returned items the checks do not read: more heads, a recurrent state."""
+
+
+def describe_item(item: Any) -> str:
+    """"a float tensor (128, 16, 80)", "an integer tensor (16,)", "a list of 2 items": what a returned item is."""
+    if isinstance(item, torch.Tensor):
+        kind = "a float" if item.is_floating_point() else "a bool" if item.dtype == torch.bool else "an integer"
+        return f"{kind} tensor {tuple(item.shape)}"
+    if item is None:
+        return "None"
+    if isinstance(item, (tuple, list)):
+        return f"a {type(item).__name__} of {len(item)} item{'' if len(item) == 1 else 's'}"
+    return f"a {type(item).__name__}"
+
+
+def _is_lengths(item: Any) -> bool:
+    """Output lengths: None, or integer values with one entry per sample (a 1-D tensor, a list of ints; whole-valued
+    floats in one dimension too). A float tensor of several axes is another output (a second CTC head), not lengths."""
+    if item is None:
+        return True
+    if isinstance(item, (tuple, list)):
+        return bool(item) and all(isinstance(value, int) or (isinstance(value, torch.Tensor) and value.dim() == 0)
+                                  for value in item)
+    if not isinstance(item, torch.Tensor) and type(item).__module__ == "numpy":
+        item = torch.as_tensor(item)
+    if not isinstance(item, torch.Tensor) or item.is_complex() or item.dtype == torch.bool:
+        return False
+    if item.dim() > 1 and item.numel() != max(item.shape):  # (N, 1) still holds one length per sample
+        return False
+    return not item.is_floating_point() or bool(torch.equal(item, item.round()))
+
+
+def _is_extra(item: Any) -> bool:
+    """An item the checks may leave to the criterion: None, a tensor, or a structure of tensors (a hidden state)."""
+    from ctcdoctor.load.batches import tensor_leaves
+
+    return item is None or any(True for _ in tensor_leaves(item))
+
+
+def _read_items(value: tuple[Any, ...] | list[Any]) -> ReadOutput:
+    """A returned tuple/list: the output first, then its lengths (when item 1 is lengths), then anything else."""
+    items = list(value)
+    listed = "; ".join(f"[{position}] {describe_item(item)}" for position, item in enumerate(items))
+    expected = ("return the output tensor, (output, output_lengths), or a tuple whose first item is the output "
+                "(more heads or a recurrent state may follow; the checks read the first item)")
+    if not items or not isinstance(items[0], torch.Tensor):
+        raise TypeError(f"model(inputs) returned a {type(value).__name__} of {len(items)} items ({listed}); {expected}")
+    read = 2 if len(items) > 1 and _is_lengths(items[1]) else 1
+    unread = tuple((position, item) for position, item in enumerate(items) if position >= read)
+    odd = [position for position, item in unread if not _is_extra(item)]
+    if odd:
+        raise TypeError(f"model(inputs) returned a {type(value).__name__} of {len(items)} items ({listed}): item "
+                        f"{odd[0]} is neither output lengths (integers, one per sample) nor a tensor; {expected}")
+    return ReadOutput(items[0], items[1] if read == 2 else None, len(items), unread)
+
+
+def read_output(value: Any) -> ReadOutput:
+    """`model(inputs)` returns the output tensor, `(output, output_lengths)`, a tuple whose first item is the output
+    and whose others are more outputs (a second CTC head) or a state, or a framework's output object whose `.logits`
+    is the output (a transformers `ModelOutput`). Raises TypeError naming what came back when none of these."""
     logits = getattr(value, "logits", None)
     if not isinstance(value, torch.Tensor) and isinstance(logits, torch.Tensor):
-        value = logits
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise TypeError(
-                f"model(inputs) returned a {type(value).__name__} of {len(value)} items; "
-                "return the output tensor or (output, output_lengths)"
-            )
-        value, lengths = value
-        if lengths is not None:
-            lengths = torch.as_tensor(lengths).detach().to("cpu", torch.long).reshape(-1)
-    if not isinstance(value, torch.Tensor):
-        raise TypeError(f"model(inputs) returned a {type(value).__name__}, not a tensor of shape (T, N, C), (N, T, C) or (N, C, T)")
-    if value.dim() != 3:
-        raise TypeError(
-            f"model(inputs) returned a tensor of shape {tuple(value.shape)}; CTC needs 3 axes, (T, N, C), (N, T, C) or (N, C, T)"
-        )
-    return value.detach(), lengths
+        read, where = ReadOutput(logits, None, 1), f"a {type(value).__name__} whose .logits is a tensor"
+    elif isinstance(value, (tuple, list)):
+        read, where = _read_items(value), f"a {type(value).__name__} whose first item is a tensor"
+    else:
+        read, where = ReadOutput(value, None, 1), "a tensor"
+    if not isinstance(read.output, torch.Tensor):
+        raise TypeError(f"model(inputs) returned {describe_item(value)}, not a tensor of shape (T, N, C), (N, T, C) or (N, C, T)")
+    if read.output.dim() != 3:
+        raise TypeError(f"model(inputs) returned {where} of shape {tuple(read.output.shape)}; CTC needs 3 axes, "
+                        "(T, N, C), (N, T, C) or (N, C, T)")
+    return read
+
+
+def split_output(value: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(the output, detached; the returned output lengths on the CPU, or None): see `read_output`."""
+    read = read_output(value)
+    lengths = read.lengths
+    if lengths is not None:
+        lengths = torch.as_tensor(lengths).detach().to("cpu", torch.long).reshape(-1)
+    return read.output.detach(), lengths
+
+
+def other_heads(value: Any) -> tuple[str, ...]:
+    """"item 1, a float tensor (128, 16, 80)" for each returned item the checks do not read that is another output
+    (a float tensor of two axes or more: a second CTC head); () when there is none or the value cannot be read."""
+    try:
+        read = read_output(value)
+    except TypeError:
+        return ()
+    return tuple(f"item {position}, {describe_item(item)}" for position, item in read.unread
+                 if isinstance(item, torch.Tensor) and item.is_floating_point() and item.dim() >= 2)
+
+
+def returned_note(value: Any) -> str | None:
+    """One sentence for the report when the model returned more than the checks read (a second head, a state): what
+    each item was taken for. None when everything returned is read, or when it cannot be read at all."""
+    try:
+        read = read_output(value)
+    except TypeError:
+        return None
+    if not read.unread:
+        return None
+    taken = f"item 0 {tuple(read.output.shape)} checked as the output"
+    if read.items - len(read.unread) == 2:
+        taken += ", item 1 as its output lengths"
+    rest = ", ".join(f"item {position} ({describe_item(item)})" for position, item in read.unread)
+    return (f"model returned {read.items} items: {taken}; {rest} only passed to your criterion"
+            + (" (to check another head, return it first)" if other_heads(value) else ""))
 
 
 def move_inputs(inputs: Any, device: torch.device | None) -> Any:
