@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from ctcdoctor.engine import Context, provides
 from ctcdoctor.load.batches import select_samples, tensor_leaves
-from ctcdoctor.measure.model import execution_order, model_device, move_inputs, read_output, to_tnc
+from ctcdoctor.measure.model import call_model, execution_order, read_output, to_tnc
 from ctcdoctor.measure.reference import Prepared, normalised_log_probs
 
 # ---------------------------------------------------------------- CTC060-CTC063: one backward pass
@@ -114,13 +114,13 @@ def backward_pass(model: torch.nn.Module, item: Prepared, keep: torch.Tensor, bl
     _dropout_off(clone)
     with execution_order(clone) as order:
         try:
-            raw = clone(move_inputs(batch.inputs, model_device(clone)))
+            raw = call_model(clone, batch.inputs)
         except Exception:
             # BatchNorm refuses batch statistics on one value per channel: fall back to eval mode.
             clone.eval()
             mode = "eval mode"
             order.clear()
-            raw = clone(move_inputs(batch.inputs, model_device(clone)))
+            raw = call_model(clone, batch.inputs)
     read = read_output(raw)
     tnc = to_tnc(read.output, item.layout)
     log_probs = normalised_log_probs(tnc, item.kind)

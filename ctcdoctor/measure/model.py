@@ -13,7 +13,8 @@ from typing import Any
 import torch
 
 from ctcdoctor.engine import Context, provides
-from ctcdoctor.load.batches import Batch, index_inputs, iterate_batches, resize_batch
+from ctcdoctor.errors import UserInputError
+from ctcdoctor.load.batches import Batch, iterate_batches, resize_batch, sample_resizer, time_width
 from ctcdoctor.load.limits import doing
 from ctcdoctor.registry import SkipCheck
 
@@ -154,6 +155,54 @@ def returned_note(value: Any) -> str | None:
             + (" (to check another head, return it first)" if other_heads(value) else ""))
 
 
+def forward_arguments(model: torch.nn.Module, inputs: Any) -> tuple[Any, ...]:
+    """The positional arguments for `model(...)`: `(inputs,)`, or the items of a tuple/list `inputs` when the model's
+    forward needs more than one positional argument and takes that many (`forward(self, x, lengths)` with
+    `inputs = (x, lengths)`). Raises BatchError (exit 2) naming forward's signature when it can take neither."""
+    import inspect
+
+    from ctcdoctor.load.batches import is_packed
+
+    try:
+        signature = inspect.signature(model.forward)
+    except (TypeError, ValueError, AttributeError):  # a builtin or scripted forward: called as the protocol says
+        return (inputs,)
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    positional = [parameter for parameter in signature.parameters.values() if parameter.kind in kinds]
+    required = sum(1 for parameter in positional if parameter.default is inspect.Parameter.empty)
+    spread = any(parameter.kind == inspect.Parameter.VAR_POSITIONAL for parameter in signature.parameters.values())
+    most = None if spread else len(positional)
+    if required <= 1:
+        return (inputs,)
+    if isinstance(inputs, (tuple, list)) and not is_packed(inputs) and required <= len(inputs) <= (most or len(inputs)):
+        return tuple(inputs)
+    raise _uncallable(model, signature, inputs, required, most)
+
+
+def _uncallable(model: torch.nn.Module, signature: Any, inputs: Any, required: int, most: int | None) -> Exception:
+    from ctcdoctor.errors import BatchError
+    from ctcdoctor.load.batches import is_packed
+
+    takes = f"{required}" if most == required else f"{required} to {most}" if most else f"at least {required}"
+    given = (f"a {type(inputs).__name__} of {len(inputs)} items" if isinstance(inputs, (tuple, list)) and not is_packed(inputs)
+             else describe_item(inputs))
+    names = [name for name in signature.parameters][:required]
+    arguments = ", ".join(names)
+    return BatchError(
+        f"{type(model).__name__}.forward{signature} takes {takes} positional arguments, but the batch's inputs are "
+        f"{given}: ctcdoctor calls model(*inputs) when inputs is a tuple or list of that many items, else model(inputs)",
+        f"Make the loader yield the forward's arguments as the inputs, a tuple: (({arguments}), targets, input_lengths, "
+        f"target_lengths), and ctcdoctor calls model({arguments}) (your criterion gets the batch as yielded); or wrap "
+        "the model in a module whose forward(inputs) calls it.",
+    )
+
+
+def call_model(model: torch.nn.Module, inputs: Any) -> Any:
+    """Run the model on a batch's inputs, moved to its device: `model(inputs)`, or `model(*inputs)` for a forward
+    that takes several positional arguments (see `forward_arguments`). Every place that runs the model calls this."""
+    return model(*forward_arguments(model, move_inputs(inputs, model_device(model))))
+
+
 def move_inputs(inputs: Any, device: torch.device | None) -> Any:
     """`inputs` with every tensor inside on `device` (tuples, named tuples, lists, mappings, PackedSequence)."""
     from collections.abc import Mapping
@@ -195,7 +244,7 @@ class ModelRun:
 
 def run_model(model: torch.nn.Module, batch: Batch) -> ModelRun:
     with evaluating(model):
-        raw = model(move_inputs(batch.inputs, model_device(model)))
+        raw = call_model(model, batch.inputs)
     output, lengths = split_output(raw)
     return ModelRun(batch, output, lengths, raw)
 
@@ -227,15 +276,13 @@ class LayoutDecision:
 
 
 def _shorter_input(batch: Batch) -> Any | None:
-    """The first sample's input cut to about half its length on the time axis, or None when there is none."""
-    from ctcdoctor.load.batches import time_axis
-
-    axis = time_axis(batch.inputs, batch.input_lengths, batch.batch_axis)
-    if axis is None:
+    """The first sample's inputs cut to about half their length on the time axis (the input lengths they carry
+    follow), or None when there is none."""
+    found = time_width(batch)
+    resized = sample_resizer(batch)
+    if found is None or resized is None or found[1] < 2:
         return None
-    single = index_inputs(batch.inputs, torch.tensor([0]), batch.size, batch.batch_axis)
-    length = int(single.shape[axis])
-    return single.narrow(axis, 0, max(1, length // 2)) if length >= 2 else None
+    return resized(max(1, found[1] // 2))
 
 
 def _probe_time(model: torch.nn.Module, run: ModelRun) -> LayoutDecision | None:
@@ -246,7 +293,7 @@ def _probe_time(model: torch.nn.Module, run: ModelRun) -> LayoutDecision | None:
         return None
     try:
         with evaluating(model):
-            probed, _ = split_output(model(move_inputs(shorter, model_device(model))))
+            probed, _ = split_output(call_model(model, shorter))
     except Exception:
         return None
     if probed.shape[1] != shape[1] and probed.shape[2] == shape[2]:
@@ -295,7 +342,7 @@ def decide_layout(model: torch.nn.Module, run: ModelRun, declared: str | None, a
     try:
         with evaluating(model):
             resized = resize_batch(run.batch.inputs, probe_size, size, run.batch.batch_axis)
-            probed, _ = split_output(model(move_inputs(resized, model_device(model))))
+            probed, _ = split_output(call_model(model, resized))
     except Exception as error:  # a model that only runs at one batch size cannot be probed
         return LayoutDecision(
             None,
@@ -348,7 +395,9 @@ def to_tnc(output: torch.Tensor, layout: str | None) -> torch.Tensor:
 def _batches(context: Context) -> list[Batch]:
     """Read up to `scan_batches` batches; a loader that yields non-batches ends the command (exit 2)."""
     wanted = max(context.options.scan_batches, context.options.max_batches)
-    return list(iterate_batches(context.setup.loader, wanted, getattr(context.setup, "batch_axis", None)))
+    batches = list(iterate_batches(context.setup.loader, wanted, getattr(context.setup, "batch_axis", None)))
+    forward_arguments(context.setup.model, batches[0].inputs)  # a forward that cannot take these inputs: exit 2 now
+    return batches
 
 
 @provides("model_batches")
@@ -363,6 +412,8 @@ def _runs(context: Context) -> list[ModelRun]:
         try:
             with doing(f"running the model on batch {batch.index}"):
                 runs.append(run_model(context.model, batch))
+        except UserInputError:  # forward cannot take these inputs at all (exit 2, see forward_arguments)
+            raise
         except Exception as error:
             shape = tuple(batch.inputs.shape) if isinstance(batch.inputs, torch.Tensor) else type(batch.inputs).__name__
             raise RuntimeError(f"model(inputs) failed on batch {batch.index} (inputs {shape}): {type(error).__name__}: {error}") from error

@@ -89,14 +89,14 @@ class Log:
 def forward(model: torch.nn.Module, inputs: Any) -> tuple[torch.Tensor, torch.Tensor | None, Any]:
     """model(inputs) -> (output, returned lengths or None, the value as returned), keeping autograd.
 
-    The value is read as `check` reads it (`measure.model.read_output`: the
+    The model is called and its value read as `check` does (`measure.model.call_model` and `read_output`: the
     tensor, `(output, output_lengths)`, a tuple whose first item is the output and whose others are more heads or
     a state, or any object with a `.logits` tensor), without detaching. The value as returned is what
     `Setup.criterion` receives, as `check`'s criterion audit passes it.
     """
-    from ctcdoctor.measure.model import read_output
+    from ctcdoctor.measure.model import call_model, read_output
 
-    returned = model(inputs)
+    returned = call_model(model, inputs)
     read = read_output(returned)
     return read.output, read.lengths, returned
 
@@ -119,6 +119,8 @@ def _lengths(problem: Problem, output: torch.Tensor, returned: Any, log: Log) ->
 def _first_forward(run: Run, problem: Problem) -> tuple[torch.Tensor, Any, Any]:
     try:
         return forward(run.model, problem.inputs)
+    except UserInputError:  # forward cannot take the inputs at all: its own message
+        raise
     except Exception as error:
         raise UserInputError(
             f"model(inputs) raised {type(error).__name__} in training mode on the chosen sample(s): {error}",
