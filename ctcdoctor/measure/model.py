@@ -55,7 +55,8 @@ def describe_item(item: Any) -> str:
         return "None"
     if isinstance(item, (tuple, list)):
         return f"a {type(item).__name__} of {len(item)} item{'' if len(item) == 1 else 's'}"
-    return f"a {type(item).__name__}"
+    name = type(item).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
 
 
 def _is_lengths(item: Any) -> bool:
@@ -67,7 +68,10 @@ def _is_lengths(item: Any) -> bool:
         return bool(item) and all(isinstance(value, int) or (isinstance(value, torch.Tensor) and value.dim() == 0)
                                   for value in item)
     if not isinstance(item, torch.Tensor) and type(item).__module__ == "numpy":
-        item = torch.as_tensor(item)
+        try:
+            item = torch.as_tensor(item)
+        except (TypeError, ValueError, RuntimeError):  # an array of objects: not lengths
+            return False
     if not isinstance(item, torch.Tensor) or item.is_complex() or item.dtype == torch.bool:
         return False
     if item.dim() > 1 and item.numel() != max(item.shape):  # (N, 1) still holds one length per sample
