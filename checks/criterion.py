@@ -115,6 +115,13 @@ def criterion_disagrees(
     (`config.ctc_loss_reduction="sum"`) is reported by CTC103 alone, with the factor and the fix
     in the model's terms: CTC030 is then not applicable and says so.
 
+    A model that returns more outputs than the one checked (a second CTC head, as
+    `return y, y_aux`) gives them to the criterion too, which often adds their loss
+    (`loss(y) + 0.1 * loss(y_aux)`). When no known mistake explains the value then, CTC030 is
+    skipped with the reason (the other outputs, and whether the criterion applies
+    `log_softmax` to the first itself), rather than blaming a difference that reference CTC on
+    the first output cannot have.
+
     **Fix.** Use the corrected call in the hint: `F.ctc_loss(log_probs, targets,
     output_lengths, target_lengths, blank=BLANK)` with `log_probs` a `(T, N, C)`
     `log_softmax` output, lengths in frames after downsampling, and the blank your targets
@@ -129,8 +136,20 @@ def criterion_disagrees(
         if audit.mistake == "reduction" and audit.reduction == "sum" and hf is not None and hf.ctc_loss_reduction == "sum":
             raise SkipCheck(f"the criterion differs from reference CTC only by {hf.model_class}'s summed loss "
                             "(config.ctc_loss_reduction='sum'): see CTC103", applicable=False)
+        if audit.other_heads:
+            raise SkipCheck(_other_heads_reason(audit))
         return [_finding(audit, setup, vocabulary)]
     return []
+
+
+def _other_heads_reason(audit) -> str:
+    """Why an unexplained value is not judged: the criterion also gets the model's other outputs."""
+    heads = "; ".join(audit.other_heads)
+    normalises = " (it does apply log_softmax over the classes to item 0)" if audit.normalises else ""
+    return (f"batch {audit.batch}: the model returns more outputs than the one checked ({heads}) and the criterion "
+            f"gets them too: its value {_value(audit.user)} may add their loss terms{normalises}, which reference CTC on "
+            f"item 0 ({_value(audit.reference)}) has not; to audit the loss of item 0, give Setup.criterion a loss on "
+            "it alone")
 
 
 def _grows_with(reduction: str) -> str:

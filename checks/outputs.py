@@ -111,12 +111,13 @@ def raw_logits_output(output_kinds: list[OutputKind], criterion_audit: Criterion
 
 def _criterion_normalises(audits: CriterionAudits) -> bool:
     """True when the user's criterion applies log_softmax itself: the criterion audit (CTC030),
-    which compares it with reference CTC on log_softmax(output), finds no mistake but the reduction.
-    Without a Setup.criterion the audit is skipped and this is False."""
+    which compares it with reference CTC on log_softmax(output), finds no mistake but the reduction, or, for a model
+    with a second head whose loss the criterion adds, finds its value unmoved by a constant added to each frame's
+    scores. Without a Setup.criterion the audit is skipped and this is False."""
     if audits.skipped or not audits.audits:
         return False
     return all(
-        audit.user_error is None and (audit.agrees or audit.mistake == "reduction" or audit.zero_infinity)
+        audit.user_error is None and (audit.agrees or audit.mistake == "reduction" or audit.zero_infinity or audit.normalises)
         for audit in audits.audits
     )
 

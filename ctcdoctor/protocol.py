@@ -23,8 +23,10 @@ class Setup:
     """
 
     model: torch.nn.Module
-    """The network; `model(inputs)` returns `(T, N, C)` / `(N, T, C)` / `(N, C, T)`, or `(output, output_lengths)`,
-    or a framework's output object with `.logits` (a transformers `*ForCTC` model is recognised as it is)."""
+    """The network; `model(inputs)` returns `(T, N, C)` / `(N, T, C)` / `(N, C, T)`, or `(output, output_lengths)`
+    (more items may follow, a second head or a state: the first item is the output checked), or a framework's output
+    object with `.logits` (a transformers `*ForCTC` model is recognised as it is). A forward that needs several
+    positional arguments, `forward(x, lengths)`, is called as `model(*inputs)` with `inputs = (x, lengths)`."""
     loader: Iterable[Any]
     """A DataLoader or any iterable of batches `(inputs, targets, input_lengths, target_lengths)`."""
     blank: int = 0

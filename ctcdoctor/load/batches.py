@@ -8,7 +8,7 @@ for the label checks to report as findings.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -461,6 +461,65 @@ def resize_batch(inputs: Any, count: int, size: int, axis: int = 0) -> Any:
     repeats = -(-count // max(size, 1))
     index = torch.arange(size).repeat(repeats)[:count]
     return index_inputs(inputs, index, size, axis)
+
+
+def carries_input_lengths(value: Any, input_lengths: torch.Tensor) -> bool:
+    """Whether `value` is an integer tensor holding exactly `input_lengths`: the lengths a `forward(x, lengths)` takes
+    beside the inputs (`inputs = (x, lengths)`), which must follow when the inputs are cut or resized."""
+    return (isinstance(value, torch.Tensor) and value.dim() == 1 and value.shape == input_lengths.shape
+            and not (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool)
+            and torch.equal(value.detach().to("cpu", torch.long), input_lengths))
+
+
+def _resize(sample: torch.Tensor, axis: int, length: int) -> torch.Tensor:
+    current = sample.shape[axis]
+    if length <= current:
+        return sample.narrow(axis, 0, length)
+    pad_shape = list(sample.shape)
+    pad_shape[axis] = length - current
+    return torch.cat([sample, sample.new_zeros(pad_shape)], dim=axis)
+
+
+def map_tensors(value: Any, function: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """`value` with `function` applied to every tensor inside (tuples, named tuples, lists, mappings)."""
+    if isinstance(value, torch.Tensor):
+        return function(value)
+    if isinstance(value, tuple) and hasattr(value, "_fields") and not is_packed(value):
+        return type(value)(*(map_tensors(item, function) for item in value))
+    if isinstance(value, (tuple, list)):
+        return type(value)(map_tensors(item, function) for item in value)
+    if isinstance(value, Mapping):
+        return {key: map_tensors(item, function) for key, item in value.items()}
+    return value
+
+
+def time_width(batch: Batch) -> tuple[int, int] | None:
+    """(axis, width) of the input time axis that input_lengths measure, on the main input tensor; None when none is."""
+    main = main_tensor(batch.inputs)
+    axis = None if main is None else time_axis(main, batch.input_lengths, batch.batch_axis)
+    return None if main is None or axis is None else (axis, int(main.shape[axis]))
+
+
+def sample_resizer(batch: Batch) -> Callable[[int], Any] | None:
+    """`length -> the first sample's inputs with their time axis cut or zero-padded to length`, or None when no
+    input axis is measured by input_lengths. In structured inputs every tensor whose time axis is as wide as the
+    main one's is resized with it (an attention mask beside the audio: padded with zeros, i.e. masked), and the
+    input lengths they carry (`(x, lengths)` for a `forward(x, lengths)`) become `length`."""
+    found = time_width(batch)
+    if found is None:
+        return None
+    axis, width = found
+    sample = index_inputs(batch.inputs, torch.tensor([0]), batch.size, batch.batch_axis)
+    follows = not isinstance(batch.inputs, torch.Tensor) and any(
+        carries_input_lengths(tensor, batch.input_lengths) for _, tensor in tensor_leaves(batch.inputs))
+    own = batch.input_lengths[:1]
+
+    def resize(tensor: torch.Tensor, length: int) -> torch.Tensor:
+        if follows and carries_input_lengths(tensor, own):
+            return torch.full_like(tensor, length)
+        return _resize(tensor, axis, length) if tensor.dim() > axis and tensor.shape[axis] == width else tensor
+
+    return lambda length: map_tensors(sample, lambda tensor: resize(tensor, length))
 
 
 def select_samples(batch: Batch, indices: list[int]) -> Batch:

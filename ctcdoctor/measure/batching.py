@@ -19,7 +19,7 @@ import torch
 
 from ctcdoctor.engine import Context, provides
 from ctcdoctor.load.batches import index_inputs, is_packed
-from ctcdoctor.measure.model import ModelRun, evaluating, model_device, move_inputs, split_output
+from ctcdoctor.measure.model import ModelRun, call_model, evaluating, split_output, time_dim
 
 #: The largest difference allowed, relative to max(1, largest |value|) of the sample's output, by output dtype.
 TOLERANCE = {torch.float16: 2e-2, torch.bfloat16: 5e-2}
@@ -100,18 +100,32 @@ def _chosen(size: int) -> list[int]:
     return sorted({size - 1, size // 2} - {0})[:SAMPLES]
 
 
-def _compare(model: torch.nn.Module, inputs: Any, output: torch.Tensor, out_axis: int, batch_axis: int,
+def _common_frames(alone: torch.Tensor, inside: torch.Tensor, time: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The two outputs over the frames they share: a model that pads its output to the longest sample of the batch
+    (pack_padded_sequence with the lengths it is given) gives a sample alone fewer frames; the ones past them are
+    padding. None when they differ on another axis."""
+    if alone.shape == inside.shape:
+        return alone, inside
+    if alone.dim() != inside.dim() or any(a != b for axis, (a, b) in enumerate(zip(alone.shape, inside.shape)) if axis != time):
+        return None
+    frames = min(alone.shape[time], inside.shape[time])
+    return alone.narrow(time, 0, frames), inside.narrow(time, 0, frames)
+
+
+def _compare(model: torch.nn.Module, inputs: Any, output: torch.Tensor, axes: tuple[int, int], batch_axis: int,
              size: int) -> tuple[list[float], list[float], list[int]]:
-    """Run each chosen sample alone; per sample compared: largest |alone - inside|, largest |inside|, its position."""
-    device = model_device(model)
+    """Run each chosen sample alone; per sample compared: largest |alone - inside|, largest |inside|, its position.
+    `axes` are the output's batch and time axes."""
+    out_axis, time = axes
     differences, scales, compared = [], [], []
     for position in _chosen(size):
         single = index_inputs(inputs, torch.tensor([position]), size, batch_axis)
         with evaluating(model):
-            alone, _ = split_output(model(move_inputs(single, device)))
-        inside = output.narrow(out_axis, position, 1)
-        if tuple(alone.shape) != tuple(inside.shape):
+            alone, _ = split_output(call_model(model, single))
+        common = _common_frames(alone, output.narrow(out_axis, position, 1), time)
+        if common is None:
             continue  # a model whose output shape depends on the batch: nothing to compare frame by frame
+        alone, inside = common
         alone64, inside64 = alone.detach().to("cpu", torch.float64), inside.detach().to("cpu", torch.float64)
         finite = torch.isfinite(alone64) & torch.isfinite(inside64)
         if not bool(finite.any()):
@@ -137,7 +151,7 @@ def _as_float64(inputs: Any) -> Any:
     return inputs
 
 
-def _float64_differences(model: torch.nn.Module, inputs: Any, out_axis: int, batch_axis: int, size: int,
+def _float64_differences(model: torch.nn.Module, inputs: Any, axes: tuple[int, int], batch_axis: int, size: int,
                          positions: list[int]) -> tuple[float, ...] | None:
     """The differences again on a float64 copy of the model (the user's model untouched); None when the copy cannot
     be made or run (a device without float64, a model that casts its inputs, an output shape that changes)."""
@@ -145,10 +159,10 @@ def _float64_differences(model: torch.nn.Module, inputs: Any, out_axis: int, bat
         double = copy.deepcopy(model).double()
         inputs = _as_float64(inputs)
         with evaluating(double):
-            output, _ = split_output(double(move_inputs(inputs, model_device(double))))
+            output, _ = split_output(call_model(double, inputs))
         if output.dtype != torch.float64:
             return None  # the model casts back to a lower precision: no better than the first measure
-        differences, _, compared = _compare(double, inputs, output, out_axis, batch_axis, size)
+        differences, _, compared = _compare(double, inputs, output, axes, batch_axis, size)
     except Exception:
         return None
     return tuple(differences) if compared == positions else None
@@ -162,9 +176,9 @@ def measure_independence(model: torch.nn.Module, run: ModelRun, layout: str | No
         return BatchIndependence(batch.index, batch.batch_axis, shape)
     if layout not in OUTPUT_BATCH_AXIS:
         return BatchIndependence(batch.index, batch.batch_axis, shape, skipped="the output layout is unknown (CTC022)")
-    out_axis = OUTPUT_BATCH_AXIS[layout]
+    axes = (OUTPUT_BATCH_AXIS[layout], time_dim(layout))
     try:
-        differences, scales, compared = _compare(model, batch.inputs, run.output, out_axis, batch.batch_axis, size)
+        differences, scales, compared = _compare(model, batch.inputs, run.output, axes, batch.batch_axis, size)
     except Exception as error:
         return BatchIndependence(batch.index, batch.batch_axis, shape, skipped=f"the model cannot run one sample "
                                  f"alone ({type(error).__name__}: {error})")
@@ -177,13 +191,13 @@ def measure_independence(model: torch.nn.Module, run: ModelRun, layout: str | No
                                tolerance)
     if not result.mixed():
         return result
-    result = dataclasses.replace(result, float64_differences=_float64_differences(model, batch.inputs, out_axis,
+    result = dataclasses.replace(result, float64_differences=_float64_differences(model, batch.inputs, axes,
                                                                                   batch.batch_axis, size, positions))
     if not result.mixed():
         return result
     # Only now pay for another forward pass of the batch: to name the layers that read the batch as time.
     with evaluating(model), sequence_layers(model) as layers:
-        model(move_inputs(batch.inputs, model_device(model)))
+        call_model(model, batch.inputs)
     return dataclasses.replace(result, layers=tuple(layers))
 
 

@@ -6,13 +6,13 @@ import functools
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 
 from ctcdoctor.engine import Context, provides
-from ctcdoctor.measure.model import evaluating, to_tnc
+from ctcdoctor.measure.model import class_dim, evaluating, other_heads, to_tnc
 from ctcdoctor.measure.outputs import log_softmax_call
 from ctcdoctor.measure.reference import (
     REDUCTIONS,
@@ -72,6 +72,13 @@ class CriterionAudit:
     closest: dict | None = None
     """When nothing explains the value within RTOL: the nearest explanation tried (mistake, variant, reduction,
     zero_infinity, explained_value, relative_difference), so the finding can say how far off it is."""
+    other_heads: tuple[str, ...] = ()
+    """When nothing explains the value and the model returned more outputs than the one checked (a second CTC head),
+    which the criterion gets too: those items ("item 1, a float tensor (128, 16, 80)"). Its value may then add their
+    loss terms, which reference CTC on the first output does not have."""
+    normalises: bool | None = None
+    """With `other_heads`: whether the criterion's value stays when every frame's scores move by one constant (it
+    applies log_softmax over the classes itself); None when not measured."""
 
 
 NO_CRITERION = "no Setup.criterion given"
@@ -93,13 +100,16 @@ def _call_ctc(function: Callable[[], torch.Tensor]) -> torch.Tensor | None:
 
 
 def as_returned(item: Prepared, output: torch.Tensor) -> Any:
-    """`output` in the form `model(inputs)` returned it: the tensor, `(output, lengths)` (a tuple or list of the
-    same type), or the framework's output object as it is (its own `.logits` stays; `output` is then unused)."""
+    """`output` in the form `model(inputs)` returned it: the tensor, `(output, lengths)` or `(output, *more)` (a
+    tuple or list of the same type, its other items as returned: lengths, more heads, a state), or the framework's
+    output object as it is (its own `.logits` stays; `output` is then unused)."""
     returned = item.returned
     if returned is None or isinstance(returned, torch.Tensor):
         return output
-    if isinstance(returned, (tuple, list)) and len(returned) == 2 and not hasattr(returned, "logits"):
-        return [output, returned[1]] if isinstance(returned, list) else (output, returned[1])
+    if isinstance(returned, (tuple, list)) and len(returned) >= 2 and not hasattr(returned, "logits"):
+        if hasattr(returned, "_fields"):  # a named tuple takes its fields as arguments
+            return type(returned)(output, *returned[1:])
+        return [output, *returned[1:]] if isinstance(returned, list) else (output, *returned[1:])
     return returned
 
 
@@ -452,8 +462,27 @@ def _criterion_audit(context: Context) -> CriterionAudits:
     pad = context.vocabulary.pad_id
     extra = () if pad is None else (pad,)
     with evaluating(context.setup.model):
-        audits = tuple(audit_criterion(criterion, item, context.setup.blank, context.num_classes, extra)
+        audits = tuple(with_other_heads(criterion, item, audit_criterion(criterion, item, context.setup.blank,
+                                                                         context.num_classes, extra))
                        for item in prepared.items)
     return CriterionAudits(audits)
+
+
+def with_other_heads(criterion: Callable[..., Any], item: Prepared, audit: CriterionAudit) -> CriterionAudit:
+    """An unexplained value from a model that returned more outputs than the one checked: name them, and measure
+    whether the criterion normalises the checked one itself (its value does not move when each frame's scores move
+    by one constant, whatever it adds for the other outputs)."""
+    heads = other_heads(item.returned)
+    if not heads or audit.agrees or audit.mistake is not None or audit.user_error is not None:
+        return audit
+    output = item.output
+    shape = list(output.shape)
+    shape[class_dim(item.layout)] = 1
+    shift = 3 * torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=torch.float32)
+    base, _ = _user_value(criterion, item, as_returned(item, output))
+    moved, _ = _user_value(criterion, item, as_returned(item, output + shift.to(output.device, output.dtype)))
+    same = (base is not None and moved is not None and base.shape == moved.shape
+            and bool(torch.allclose(base, moved, rtol=1e-4, atol=1e-6)))
+    return replace(audit, other_heads=heads, normalises=same)
 
 

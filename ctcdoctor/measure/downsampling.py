@@ -15,9 +15,8 @@ from typing import Any
 import torch
 
 from ctcdoctor.engine import Context, provides
-from ctcdoctor.load.batches import Batch
-from ctcdoctor.measure.lengths import sample_resizer
-from ctcdoctor.measure.model import evaluating, model_device, move_inputs
+from ctcdoctor.load.batches import Batch, sample_resizer
+from ctcdoctor.measure.model import call_model, evaluating
 
 
 @dataclass(frozen=True)
@@ -66,7 +65,7 @@ def _leaf_shapes(model: torch.nn.Module) -> Iterator[dict[str, tuple[torch.Size,
 
 def _run_at(model: torch.nn.Module, resized: Any, length: int) -> dict[str, tuple[torch.Size, torch.Size]]:
     with _leaf_shapes(model) as shapes, evaluating(model):
-        model(move_inputs(resized(length), model_device(model)))
+        call_model(model, resized(length))
     return shapes
 
 

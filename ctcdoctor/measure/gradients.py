@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from ctcdoctor.engine import Context, provides
-from ctcdoctor.load.batches import select_samples
-from ctcdoctor.measure.model import execution_order, model_device, move_inputs, to_tnc
+from ctcdoctor.load.batches import select_samples, tensor_leaves
+from ctcdoctor.measure.model import call_model, execution_order, read_output, to_tnc
 from ctcdoctor.measure.reference import Prepared, normalised_log_probs
 
 # ---------------------------------------------------------------- CTC060-CTC063: one backward pass
@@ -114,23 +114,40 @@ def backward_pass(model: torch.nn.Module, item: Prepared, keep: torch.Tensor, bl
     _dropout_off(clone)
     with execution_order(clone) as order:
         try:
-            raw = clone(move_inputs(batch.inputs, model_device(clone)))
+            raw = call_model(clone, batch.inputs)
         except Exception:
             # BatchNorm refuses batch statistics on one value per channel: fall back to eval mode.
             clone.eval()
             mode = "eval mode"
             order.clear()
-            raw = clone(move_inputs(batch.inputs, model_device(clone)))
-    output = raw[0] if isinstance(raw, (tuple, list)) else raw
-    tnc = to_tnc(output, item.layout)
+            raw = call_model(clone, batch.inputs)
+    read = read_output(raw)
+    tnc = to_tnc(read.output, item.layout)
     log_probs = normalised_log_probs(tnc, item.kind)
     device = log_probs.device
     losses = F.ctc_loss(log_probs, batch.targets.to(device), item.lengths.to(device), batch.target_lengths.to(device),
                         blank=blank, reduction="none", zero_infinity=True)
     weights = keep.to(device).double() / batch.target_lengths.to(device).clamp_min(1).double()
     loss = (losses.double() * weights).sum() / keep.sum().clamp_min(1)
-    loss.backward()
-    return clone, float(loss.detach()), mode, tuple(order)
+    others = [tensor for _, value in read.unread for _, tensor in tensor_leaves(value) if tensor.requires_grad]
+    loss.backward(retain_graph=bool(others))
+    elsewhere = _only_other_outputs(clone, others)
+    return clone, float(loss.detach()), mode, tuple(name for name in order if name not in elsewhere)
+
+
+def _only_other_outputs(model: torch.nn.Module, others: list[torch.Tensor]) -> set[str]:
+    """Modules whose parameters got no gradient from the checked output's loss but feed the model's other outputs (a
+    second CTC head beside the one checked): their missing gradient is expected, not CTC063's case."""
+    missing = [(name, parameter) for name, parameter in model.named_parameters()
+               if parameter.requires_grad and parameter.grad is None]
+    if not others or not missing:
+        return set()
+    try:
+        total = torch.stack([tensor.float().sum() for tensor in others]).sum()
+        grads = torch.autograd.grad(total, [parameter for _, parameter in missing], allow_unused=True)
+    except RuntimeError:
+        return set()
+    return {name.rpartition(".")[0] for (name, _), grad in zip(missing, grads) if grad is not None}
 
 
 def layer_gradients(model: torch.nn.Module, call_order: tuple[str, ...] = ()) -> tuple[tuple[LayerGradient, ...], float]:

@@ -19,7 +19,7 @@ import torch
 
 from ctcdoctor.engine import Context, provides
 from ctcdoctor.load.batches import resize_batch
-from ctcdoctor.measure.model import evaluating, model_device, move_inputs
+from ctcdoctor.measure.model import call_model, evaluating
 
 #: Activations with a hard floor (or ceiling): scores beyond it are cut and get no gradient.
 CLIPPING = ("ReLU", "ReLU6", "Hardtanh", "Threshold", "Hardsigmoid")
@@ -102,7 +102,7 @@ def final_activation(model: torch.nn.Module, inputs: Any, output_numel: int) -> 
     hooks = [module.register_forward_hook(record) for module in leaves]
     try:
         with evaluating(model):
-            model(move_inputs(inputs, model_device(model)))
+            call_model(model, inputs)
     finally:
         for hook in hooks:
             hook.remove()

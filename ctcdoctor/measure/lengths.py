@@ -4,32 +4,22 @@ the model; the comparison of declared lengths with the probed ones (CTC004)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from ctcdoctor.engine import Context, InputUnavailable, provides
-from ctcdoctor.load.batches import Batch, index_inputs, is_packed, main_tensor, time_axis
+from ctcdoctor.load.batches import Batch, sample_resizer
 from ctcdoctor.measure.model import (
     ModelRun,
+    call_model,
     evaluating,
-    model_device,
-    move_inputs,
     split_output,
     time_dim,
 )
 from ctcdoctor.registry import SkipCheck
-
-
-def _resize(sample: torch.Tensor, axis: int, length: int) -> torch.Tensor:
-    current = sample.shape[axis]
-    if length <= current:
-        return sample.narrow(axis, 0, length)
-    pad_shape = list(sample.shape)
-    pad_shape[axis] = length - current
-    return torch.cat([sample, sample.new_zeros(pad_shape)], dim=axis)
 
 
 @dataclass(frozen=True)
@@ -134,37 +124,6 @@ def _smooth(stride: int) -> bool:
     return stride == 1
 
 
-def _map_tensors(value: Any, function: Callable[[torch.Tensor], torch.Tensor]) -> Any:
-    """`value` with `function` applied to every tensor inside (tuples, named tuples, lists, mappings)."""
-    if isinstance(value, torch.Tensor):
-        return function(value)
-    if isinstance(value, tuple) and hasattr(value, "_fields") and not is_packed(value):
-        return type(value)(*(_map_tensors(item, function) for item in value))
-    if isinstance(value, (tuple, list)):
-        return type(value)(_map_tensors(item, function) for item in value)
-    if isinstance(value, Mapping):
-        return {key: _map_tensors(item, function) for key, item in value.items()}
-    return value
-
-
-def sample_resizer(batch: Batch) -> Callable[[int], Any] | None:
-    """`length -> the first sample's inputs with their time axis cut or zero-padded to length`, or None when no
-    input axis is measured by input_lengths. In structured inputs every tensor whose time axis is as wide as the
-    main one's is resized with it (an attention mask beside the audio: padded with zeros, i.e. masked)."""
-    main = main_tensor(batch.inputs)
-    axis = None if main is None else time_axis(main, batch.input_lengths, batch.batch_axis)
-    if main is None or axis is None:
-        return None
-    width = int(main.shape[axis])
-    sample = index_inputs(batch.inputs, torch.tensor([0]), batch.size, batch.batch_axis)
-
-    def resized(length: int) -> Any:
-        return _map_tensors(sample, lambda tensor: _resize(tensor, axis, length)
-                            if tensor.dim() > axis and tensor.shape[axis] == width else tensor)
-
-    return resized
-
-
 def _spread(wanted: torch.Tensor, longest: int, max_probes: int) -> list[int]:
     """At most `max_probes` distinct positive lengths of `wanted`, spread over its range (two when it has one)."""
     distinct = sorted(set(int(length) for length in wanted.tolist() if length > 0))
@@ -235,7 +194,7 @@ def probe_lengths(
 
     def frames_at(length: int) -> int:
         if length not in measured:
-            output, _ = split_output(model(move_inputs(resized(length), model_device(model))))
+            output, _ = split_output(call_model(model, resized(length)))
             measured[length] = int(output.shape[frames_axis])
         return measured[length]
 

@@ -13,7 +13,8 @@ from typing import Any
 import torch
 
 from ctcdoctor.engine import Context, provides
-from ctcdoctor.load.batches import Batch, index_inputs, iterate_batches, resize_batch
+from ctcdoctor.errors import UserInputError
+from ctcdoctor.load.batches import Batch, iterate_batches, resize_batch, sample_resizer, time_width
 from ctcdoctor.load.limits import doing
 from ctcdoctor.registry import SkipCheck
 
@@ -31,29 +32,179 @@ def evaluating(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
             module.training = training
 
 
-def split_output(value: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """`model(inputs)` returns the output tensor, `(output, output_lengths)`, or a framework's output object whose
-    `.logits` is the output (a transformers `ModelOutput`)."""
-    lengths = None
+@dataclass(frozen=True)
+class ReadOutput:
+    """What the checks read in what `model(inputs)` returned (see `read_output`)."""
+
+    output: torch.Tensor
+    """The CTC output, not detached (overfit trains through it)."""
+    lengths: Any
+    """The output lengths as returned (a tensor, list, or None), read from the item after the output."""
+    items: int
+    """How many items the model returned: 1 for a tensor or an object with `.logits`."""
+    unread: tuple[tuple[int, Any], ...] = ()
+    """(position, item) of the returned items the checks do not read: more heads, a recurrent state."""
+
+
+def describe_item(item: Any) -> str:
+    """"a float tensor (128, 16, 80)", "an integer tensor (16,)", "a list of 2 items": what a returned item is."""
+    if isinstance(item, torch.Tensor):
+        kind = "a float" if item.is_floating_point() else "a bool" if item.dtype == torch.bool else "an integer"
+        return f"{kind} tensor {tuple(item.shape)}"
+    if item is None:
+        return "None"
+    if isinstance(item, (tuple, list)):
+        return f"a {type(item).__name__} of {len(item)} item{'' if len(item) == 1 else 's'}"
+    name = type(item).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
+def _is_lengths(item: Any) -> bool:
+    """Output lengths: None, or integer values with one entry per sample (a 1-D tensor, a list of ints; whole-valued
+    floats in one dimension too). A float tensor of several axes is another output (a second CTC head), not lengths."""
+    if item is None:
+        return True
+    if isinstance(item, (tuple, list)):
+        return bool(item) and all(isinstance(value, int) or (isinstance(value, torch.Tensor) and value.dim() == 0)
+                                  for value in item)
+    if not isinstance(item, torch.Tensor) and type(item).__module__ == "numpy":
+        try:
+            item = torch.as_tensor(item)
+        except (TypeError, ValueError, RuntimeError):  # an array of objects: not lengths
+            return False
+    if not isinstance(item, torch.Tensor) or item.is_complex() or item.dtype == torch.bool:
+        return False
+    if item.dim() > 1 and item.numel() != max(item.shape):  # (N, 1) still holds one length per sample
+        return False
+    return not item.is_floating_point() or bool(torch.equal(item, item.round()))
+
+
+def _is_extra(item: Any) -> bool:
+    """An item the checks may leave to the criterion: None, a tensor, or a structure of tensors (a hidden state)."""
+    from ctcdoctor.load.batches import tensor_leaves
+
+    return item is None or any(True for _ in tensor_leaves(item))
+
+
+def _read_items(value: tuple[Any, ...] | list[Any]) -> ReadOutput:
+    """A returned tuple/list: the output first, then its lengths (when item 1 is lengths), then anything else."""
+    items = list(value)
+    listed = "; ".join(f"[{position}] {describe_item(item)}" for position, item in enumerate(items))
+    expected = ("return the output tensor, (output, output_lengths), or a tuple whose first item is the output "
+                "(more heads or a recurrent state may follow; the checks read the first item)")
+    if not items or not isinstance(items[0], torch.Tensor):
+        raise TypeError(f"model(inputs) returned a {type(value).__name__} of {len(items)} items ({listed}); {expected}")
+    read = 2 if len(items) > 1 and _is_lengths(items[1]) else 1
+    unread = tuple((position, item) for position, item in enumerate(items) if position >= read)
+    odd = [position for position, item in unread if not _is_extra(item)]
+    if odd:
+        raise TypeError(f"model(inputs) returned a {type(value).__name__} of {len(items)} items ({listed}): item "
+                        f"{odd[0]} is neither output lengths (integers, one per sample) nor a tensor; {expected}")
+    return ReadOutput(items[0], items[1] if read == 2 else None, len(items), unread)
+
+
+def read_output(value: Any) -> ReadOutput:
+    """`model(inputs)` returns the output tensor, `(output, output_lengths)`, a tuple whose first item is the output
+    and whose others are more outputs (a second CTC head) or a state, or a framework's output object whose `.logits`
+    is the output (a transformers `ModelOutput`). Raises TypeError naming what came back when none of these."""
     logits = getattr(value, "logits", None)
     if not isinstance(value, torch.Tensor) and isinstance(logits, torch.Tensor):
-        value = logits
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise TypeError(
-                f"model(inputs) returned a {type(value).__name__} of {len(value)} items; "
-                "return the output tensor or (output, output_lengths)"
-            )
-        value, lengths = value
-        if lengths is not None:
-            lengths = torch.as_tensor(lengths).detach().to("cpu", torch.long).reshape(-1)
-    if not isinstance(value, torch.Tensor):
-        raise TypeError(f"model(inputs) returned a {type(value).__name__}, not a tensor of shape (T, N, C), (N, T, C) or (N, C, T)")
-    if value.dim() != 3:
-        raise TypeError(
-            f"model(inputs) returned a tensor of shape {tuple(value.shape)}; CTC needs 3 axes, (T, N, C), (N, T, C) or (N, C, T)"
-        )
-    return value.detach(), lengths
+        read, where = ReadOutput(logits, None, 1), f"a {type(value).__name__} whose .logits is a tensor"
+    elif isinstance(value, (tuple, list)):
+        read, where = _read_items(value), f"a {type(value).__name__} whose first item is a tensor"
+    else:
+        read, where = ReadOutput(value, None, 1), "a tensor"
+    if not isinstance(read.output, torch.Tensor):
+        raise TypeError(f"model(inputs) returned {describe_item(value)}, not a tensor of shape (T, N, C), (N, T, C) or (N, C, T)")
+    if read.output.dim() != 3:
+        raise TypeError(f"model(inputs) returned {where} of shape {tuple(read.output.shape)}; CTC needs 3 axes, "
+                        "(T, N, C), (N, T, C) or (N, C, T)")
+    return read
+
+
+def split_output(value: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(the output, detached; the returned output lengths on the CPU, or None): see `read_output`."""
+    read = read_output(value)
+    lengths = read.lengths
+    if lengths is not None:
+        lengths = torch.as_tensor(lengths).detach().to("cpu", torch.long).reshape(-1)
+    return read.output.detach(), lengths
+
+
+def other_heads(value: Any) -> tuple[str, ...]:
+    """"item 1, a float tensor (128, 16, 80)" for each returned item the checks do not read that is another output
+    (a float tensor of two axes or more: a second CTC head); () when there is none or the value cannot be read."""
+    try:
+        read = read_output(value)
+    except TypeError:
+        return ()
+    return tuple(f"item {position}, {describe_item(item)}" for position, item in read.unread
+                 if isinstance(item, torch.Tensor) and item.is_floating_point() and item.dim() >= 2)
+
+
+def returned_note(value: Any) -> str | None:
+    """One sentence for the report when the model returned more than the checks read (a second head, a state): what
+    each item was taken for. None when everything returned is read, or when it cannot be read at all."""
+    try:
+        read = read_output(value)
+    except TypeError:
+        return None
+    if not read.unread:
+        return None
+    taken = f"item 0 {tuple(read.output.shape)} checked as the output"
+    if read.items - len(read.unread) == 2:
+        taken += ", item 1 as its output lengths"
+    rest = ", ".join(f"item {position} ({describe_item(item)})" for position, item in read.unread)
+    return (f"model returned {read.items} items: {taken}; {rest} only passed to your criterion"
+            + (" (to check another head, return it first)" if other_heads(value) else ""))
+
+
+def forward_arguments(model: torch.nn.Module, inputs: Any) -> tuple[Any, ...]:
+    """The positional arguments for `model(...)`: `(inputs,)`, or the items of a tuple/list `inputs` when the model's
+    forward needs more than one positional argument and takes that many (`forward(self, x, lengths)` with
+    `inputs = (x, lengths)`). Raises BatchError (exit 2) naming forward's signature when it can take neither."""
+    import inspect
+
+    from ctcdoctor.load.batches import is_packed
+
+    try:
+        signature = inspect.signature(model.forward)
+    except (TypeError, ValueError, AttributeError):  # a builtin or scripted forward: called as the protocol says
+        return (inputs,)
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    positional = [parameter for parameter in signature.parameters.values() if parameter.kind in kinds]
+    required = sum(1 for parameter in positional if parameter.default is inspect.Parameter.empty)
+    spread = any(parameter.kind == inspect.Parameter.VAR_POSITIONAL for parameter in signature.parameters.values())
+    most = None if spread else len(positional)
+    if required <= 1:
+        return (inputs,)
+    if isinstance(inputs, (tuple, list)) and not is_packed(inputs) and required <= len(inputs) <= (most or len(inputs)):
+        return tuple(inputs)
+    raise _uncallable(model, signature, inputs, required, most)
+
+
+def _uncallable(model: torch.nn.Module, signature: Any, inputs: Any, required: int, most: int | None) -> Exception:
+    from ctcdoctor.errors import BatchError
+    from ctcdoctor.load.batches import is_packed
+
+    takes = f"{required}" if most == required else f"{required} to {most}" if most else f"at least {required}"
+    given = (f"a {type(inputs).__name__} of {len(inputs)} items" if isinstance(inputs, (tuple, list)) and not is_packed(inputs)
+             else describe_item(inputs))
+    names = [name for name in signature.parameters][:required]
+    arguments = ", ".join(names)
+    return BatchError(
+        f"{type(model).__name__}.forward{signature} takes {takes} positional arguments, but the batch's inputs are "
+        f"{given}: ctcdoctor calls model(*inputs) when inputs is a tuple or list of that many items, else model(inputs)",
+        f"Make the loader yield the forward's arguments as the inputs, a tuple: (({arguments}), targets, input_lengths, "
+        f"target_lengths), and ctcdoctor calls model({arguments}) (your criterion gets the batch as yielded); or wrap "
+        "the model in a module whose forward(inputs) calls it.",
+    )
+
+
+def call_model(model: torch.nn.Module, inputs: Any) -> Any:
+    """Run the model on a batch's inputs, moved to its device: `model(inputs)`, or `model(*inputs)` for a forward
+    that takes several positional arguments (see `forward_arguments`). Every place that runs the model calls this."""
+    return model(*forward_arguments(model, move_inputs(inputs, model_device(model))))
 
 
 def move_inputs(inputs: Any, device: torch.device | None) -> Any:
@@ -97,7 +248,7 @@ class ModelRun:
 
 def run_model(model: torch.nn.Module, batch: Batch) -> ModelRun:
     with evaluating(model):
-        raw = model(move_inputs(batch.inputs, model_device(model)))
+        raw = call_model(model, batch.inputs)
     output, lengths = split_output(raw)
     return ModelRun(batch, output, lengths, raw)
 
@@ -129,15 +280,13 @@ class LayoutDecision:
 
 
 def _shorter_input(batch: Batch) -> Any | None:
-    """The first sample's input cut to about half its length on the time axis, or None when there is none."""
-    from ctcdoctor.load.batches import time_axis
-
-    axis = time_axis(batch.inputs, batch.input_lengths, batch.batch_axis)
-    if axis is None:
+    """The first sample's inputs cut to about half their length on the time axis (the input lengths they carry
+    follow), or None when there is none."""
+    found = time_width(batch)
+    resized = sample_resizer(batch)
+    if found is None or resized is None or found[1] < 2:
         return None
-    single = index_inputs(batch.inputs, torch.tensor([0]), batch.size, batch.batch_axis)
-    length = int(single.shape[axis])
-    return single.narrow(axis, 0, max(1, length // 2)) if length >= 2 else None
+    return resized(max(1, found[1] // 2))
 
 
 def _probe_time(model: torch.nn.Module, run: ModelRun) -> LayoutDecision | None:
@@ -148,7 +297,7 @@ def _probe_time(model: torch.nn.Module, run: ModelRun) -> LayoutDecision | None:
         return None
     try:
         with evaluating(model):
-            probed, _ = split_output(model(move_inputs(shorter, model_device(model))))
+            probed, _ = split_output(call_model(model, shorter))
     except Exception:
         return None
     if probed.shape[1] != shape[1] and probed.shape[2] == shape[2]:
@@ -197,7 +346,7 @@ def decide_layout(model: torch.nn.Module, run: ModelRun, declared: str | None, a
     try:
         with evaluating(model):
             resized = resize_batch(run.batch.inputs, probe_size, size, run.batch.batch_axis)
-            probed, _ = split_output(model(move_inputs(resized, model_device(model))))
+            probed, _ = split_output(call_model(model, resized))
     except Exception as error:  # a model that only runs at one batch size cannot be probed
         return LayoutDecision(
             None,
@@ -250,7 +399,9 @@ def to_tnc(output: torch.Tensor, layout: str | None) -> torch.Tensor:
 def _batches(context: Context) -> list[Batch]:
     """Read up to `scan_batches` batches; a loader that yields non-batches ends the command (exit 2)."""
     wanted = max(context.options.scan_batches, context.options.max_batches)
-    return list(iterate_batches(context.setup.loader, wanted, getattr(context.setup, "batch_axis", None)))
+    batches = list(iterate_batches(context.setup.loader, wanted, getattr(context.setup, "batch_axis", None)))
+    forward_arguments(context.setup.model, batches[0].inputs)  # a forward that cannot take these inputs: exit 2 now
+    return batches
 
 
 @provides("model_batches")
@@ -265,6 +416,8 @@ def _runs(context: Context) -> list[ModelRun]:
         try:
             with doing(f"running the model on batch {batch.index}"):
                 runs.append(run_model(context.model, batch))
+        except UserInputError:  # forward cannot take these inputs at all (exit 2, see forward_arguments)
+            raise
         except Exception as error:
             shape = tuple(batch.inputs.shape) if isinstance(batch.inputs, torch.Tensor) else type(batch.inputs).__name__
             raise RuntimeError(f"model(inputs) failed on batch {batch.index} (inputs {shape}): {type(error).__name__}: {error}") from error

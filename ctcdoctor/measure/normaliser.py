@@ -15,7 +15,7 @@ import torch
 
 from ctcdoctor.engine import Context, provides
 from ctcdoctor.load.batches import Batch, index_inputs, main_tensor
-from ctcdoctor.measure.model import evaluating, model_device, move_inputs
+from ctcdoctor.measure.model import call_model, evaluating
 
 NORMALISERS = ("LayerNorm", "GroupNorm", "RMSNorm", "LocalResponseNorm")
 
@@ -51,7 +51,7 @@ def first_layer(model: torch.nn.Module, batch: Batch) -> tuple[str, torch.nn.Mod
                if name and next(module.children(), None) is None]
     try:
         with evaluating(model):
-            model(move_inputs(sample, model_device(model)))
+            call_model(model, sample)
     finally:
         for handle in handles:
             handle.remove()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ctcdoctor.engine import Context
+from ctcdoctor.measure.model import returned_note
 
 
 def setup_summary(context: Context) -> dict[str, Any] | None:
@@ -14,6 +15,9 @@ def setup_summary(context: Context) -> dict[str, Any] | None:
     if not runs:
         return None
     summary: dict[str, Any] = {"output_shape": list(runs[0].output.shape), "blank": context.setup.blank}
+    note = returned_note(runs[0].returned)
+    if note is not None:  # a second head or a state beside the output: say which item the checks judged
+        summary["returned"] = note
     layout = context.known("layout")
     if layout is not None:
         summary.update(layout=layout.layout, layout_source=layout.source, layout_detail=layout.detail)

@@ -89,24 +89,16 @@ class Log:
 def forward(model: torch.nn.Module, inputs: Any) -> tuple[torch.Tensor, torch.Tensor | None, Any]:
     """model(inputs) -> (output, returned lengths or None, the value as returned), keeping autograd.
 
-    Reads what `measure.model.split_output` reads (the tensor, `(output, output_lengths)`, or any object
-    with a `.logits` tensor: a transformers ModelOutput, a dataclass, a named tuple), without detaching.
-    The value as returned is what `Setup.criterion` receives, as `check`'s criterion audit passes it.
+    The model is called and its value read as `check` does (`measure.model.call_model` and `read_output`: the
+    tensor, `(output, output_lengths)`, a tuple whose first item is the output and whose others are more heads or
+    a state, or any object with a `.logits` tensor), without detaching. The value as returned is what
+    `Setup.criterion` receives, as `check`'s criterion audit passes it.
     """
-    import torch
+    from ctcdoctor.measure.model import call_model, read_output
 
-    returned = value = model(inputs)
-    lengths = None
-    logits = getattr(value, "logits", None)
-    if not isinstance(value, torch.Tensor) and isinstance(logits, torch.Tensor):
-        value = logits
-    elif isinstance(value, (tuple, list)) and len(value) == 2:
-        value, lengths = value
-    if not isinstance(value, torch.Tensor) or value.dim() != 3:
-        shape = f" of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else ""
-        raise TypeError(f"model(inputs) returned a {type(returned).__name__}{shape}; expected a (T, N, C) / (N, T, C) "
-                        "tensor, (output, output_lengths), or an object with a .logits tensor")
-    return value, lengths, returned
+    returned = call_model(model, inputs)
+    read = read_output(returned)
+    return read.output, read.lengths, returned
 
 
 def _lengths(problem: Problem, output: torch.Tensor, returned: Any, log: Log) -> torch.Tensor:
@@ -127,6 +119,8 @@ def _lengths(problem: Problem, output: torch.Tensor, returned: Any, log: Log) ->
 def _first_forward(run: Run, problem: Problem) -> tuple[torch.Tensor, Any, Any]:
     try:
         return forward(run.model, problem.inputs)
+    except UserInputError:  # forward cannot take the inputs at all: its own message
+        raise
     except Exception as error:
         raise UserInputError(
             f"model(inputs) raised {type(error).__name__} in training mode on the chosen sample(s): {error}",

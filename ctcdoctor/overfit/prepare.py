@@ -352,7 +352,7 @@ def find_head(model: torch.nn.Module, inputs: Any) -> str:
     """Name of the final layer with parameters: the last module owning parameters to finish its
     forward on `inputs` (so definition order does not matter), or the last such module in
     `model.modules()` order when the forward cannot be traced."""
-    from ctcdoctor.measure.model import evaluating, execution_order
+    from ctcdoctor.measure.model import call_model, evaluating, execution_order
 
     owners = [name for name, module in model.named_modules() if next(module.parameters(recurse=False), None) is not None]
     if not owners:
@@ -360,7 +360,7 @@ def find_head(model: torch.nn.Module, inputs: Any) -> str:
     finished: list[str] = []
     try:
         with execution_order(model, when="post") as order, evaluating(model):
-            model(inputs)
+            call_model(model, inputs)
         finished = order
     except Exception:
         finished = []

@@ -35,6 +35,8 @@ def check(result: dict[str, Any], every: int | None = None) -> RenderableType:
         parts.append(f"{result['classes']} classes, blank {result['blank']}")
     if result.get("frames_detail"):
         parts.append(f"frames {result['frames_detail']}")
+    if result.get("returned"):
+        parts.append(str(result["returned"]))
     return Text("read: " + "; ".join(parts), style="dim")
 
 

@@ -19,7 +19,7 @@ import torch
 
 from ctcdoctor.load.batches import Batch, normalise_batch
 from ctcdoctor.measure.lengths import LengthModel, probe_lengths, resolve_output_lengths
-from ctcdoctor.measure.model import ModelRun, evaluating, model_device, move_inputs, split_output
+from ctcdoctor.measure.model import ModelRun, call_model, evaluating, split_output
 
 
 class ForwardCapture:
@@ -69,7 +69,7 @@ class BatchOutputs:
             if model is None:
                 raise ValueError("no captured output and no model to run")
             with torch.no_grad(), evaluating(model):
-                raw_output = model(move_inputs(batch.inputs, model_device(model)))
+                raw_output = call_model(model, batch.inputs)
         output, returned = split_output(raw_output)
         layout = self.layout_of(output, batch.size)
         run = ModelRun(batch, output, returned)
