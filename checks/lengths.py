@@ -179,7 +179,7 @@ def infeasible_hint(count: int, covered: int, worst: list[dict[str, int]], strid
     if allowed < 1:
         return head + f" Even without any downsampling its input is too short: {others}"
     dropped, left = _strides_to_drop(strides, allowed)
-    names = " and ".join(f"{item.kind} at {item.module}" for item in dropped)
+    names = " and ".join(f"{item.kind} at {item.module}" + (f" ({item.setting})" if item.setting else "") for item in dropped)
     return (head + f" Cut that to ×{left} or less: set the stride along {dropped[0].axis} to 1 in {names} "
             f"(×{total} → ×{left}, about {total // left} times the frames); or {others}")
 

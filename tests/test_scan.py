@@ -115,7 +115,7 @@ def test_scan_names_the_layers_that_downsample_time_as_check_does():
     layers = [item["module"] for item in scan_finding["evidence"]["time_strides"]]
     assert layers == [item["module"] for item in check_finding["evidence"]["time_strides"]] == [
         "cnn.0.3", "cnn.1.3", "cnn.2.3", "cnn.3.3"]
-    assert "set the stride along width to 1 in MaxPool2d at cnn.3.3 (×16 → ×8" in scan_finding["hint"]
+    assert "set the stride along width to 1 in MaxPool2d at cnn.3.3 (stride=(4, 1)) (×16 → ×8" in scan_finding["hint"]
     # Setup.output_lengths is width // 16: both state its stride (not "about one per 17" from a median).
     rule = "The model keeps one output frame per 16 input steps (its layers downsample time ×16; frames from Setup.output_lengths)."
     assert rule in scan_finding["message"] and rule in check_finding["message"]

@@ -30,6 +30,9 @@ class TimeStride:
     stride: int
     axis: str
     """"width", "height", "time" or "dim N" of the module's input."""
+    setting: str = ""
+    """The module's stride argument with this axis set to 1, e.g. "stride=(2, 1)" for MaxPool2d(2) pooling width:
+    what to write (empty when the module has no `stride`)."""
 
     def describe(self) -> str:
         return f"{self.kind} at {self.module} (stride {self.stride} along {self.axis})"
@@ -86,9 +89,23 @@ def time_downsampling(model: torch.nn.Module, batch: Batch) -> tuple[TimeStride,
             grown_in, grown_out = long_in[axis] - short_in[axis], long_out[axis] - short_out[axis]
             if grown_in > 0 and grown_out > 0 and round(grown_in / grown_out) >= 2:
                 stride = _stride(kinds[name], grown_in / grown_out)
-                found.append(TimeStride(name, type(kinds[name]).__name__, stride, _axis_name(len(short_in), axis)))
+                found.append(TimeStride(name, type(kinds[name]).__name__, stride, _axis_name(len(short_in), axis),
+                                        _unit_stride(kinds[name], len(short_in) - 2, axis - 2)))
                 break
     return tuple(found)
+
+
+def _unit_stride(module: torch.nn.Module, spatial: int, index: int) -> str:
+    """"stride=(2, 1)": the module's `stride` with spatial axis `index` set to 1 ("" when it has none, or the axis is
+    not one of its spatial axes)."""
+    declared = getattr(module, "stride", None)
+    if declared is None or not 0 <= index < spatial:
+        return ""
+    values = list(declared) if isinstance(declared, (tuple, list)) else [declared] * spatial
+    if len(values) != spatial or not all(isinstance(value, int) for value in values):
+        return ""
+    values[index] = 1
+    return f"stride={values[0]}" if spatial == 1 else f"stride=({', '.join(str(value) for value in values)})"
 
 
 def _stride(module: torch.nn.Module, measured: float) -> int:
