@@ -206,3 +206,15 @@ def test_targets_holding_the_blank_are_named_and_not_shown_as_a_letter():
     [message] = said(caught, "targets hold the blank index 0")
     assert "blank=" in message
     assert "'�d' → 'cd'" in stream.getvalue() and "'ad'" not in stream.getvalue()
+
+
+# ---------------------------------------------------------------- the plot
+@pytest.mark.parametrize("steps", [5, 20])
+def test_the_plot_ticks_whole_steps(steps):
+    monitor = Monitor(every=5, echo=False)
+    for step in range(1, steps + 1):
+        monitor.update(step, 3.0 - 0.1 * step, lr=1e-3)
+    monitor.close()
+    figure = monitor.plot()
+    for ax in figure.axes:
+        assert all(float(tick).is_integer() for tick in ax.get_xticks()), ax.get_xticks()
