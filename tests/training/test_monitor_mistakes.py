@@ -10,8 +10,9 @@ import warnings
 import pytest
 import torch
 
+from ctcdoctor.errors import UserInputError
 from ctcdoctor.findings import Finding, Report, Severity
-from ctcdoctor.training import diagnose_run
+from ctcdoctor.training import diagnose_run, monitor_format
 from ctcdoctor.training.monitor import Monitor
 
 T, N, C = 17, 8, 6
@@ -175,6 +176,15 @@ def test_each_evaluated_step_is_on_disk_once_it_is_evaluated(tmp_path):
     monitor.close()
     records = [json.loads(line) for line in path.read_text().splitlines()[1:]]
     assert records[-1]["step"] == 10 and records[-1]["finished"] is True
+
+
+def test_logs_on_a_header_only_monitor_file_says_what_to_do(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text(monitor_format.header(blank=0, every=100) + "\n")
+    with pytest.raises(UserInputError) as error:
+        diagnose_run(path)
+    assert "only a header" in error.value.message
+    assert "no step yet" in error.value.hint and "update()" in error.value.hint
 
 
 # ---------------------------------------------------------------- decodes are shown right, or not without a word
