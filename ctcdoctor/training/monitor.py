@@ -163,7 +163,7 @@ class Monitor:
         optimizer: Any = None,
         trainer: str = "loop",
     ) -> None:
-        _validate(every, stop_on, layout, patience, reduction)
+        check_options(every, stop_on, layout, patience, reduction)
         self.optimizer: str | None = None
         """The optimizer's class name (from `optimizer=` or `use_optimizer`)."""
         self.use_optimizer(optimizer)
@@ -721,7 +721,9 @@ class Monitor:
         self.close()
 
 
-def _validate(every: int, stop_on: str | None, layout: str, patience: int, reduction: str | None) -> None:
+def check_options(every: int, stop_on: str | None, layout: str, patience: int, reduction: str | None) -> None:
+    """Refuse bad options with a ValueError naming them: at construction, before training starts (the callbacks
+    call it from their own constructors, so that a bad option never ends a fit)."""
     if int(every) < 1:
         raise ValueError(f"every={every}: expected a number of steps >= 1")
     if stop_on not in STOP_ON:
