@@ -123,6 +123,14 @@ class TrainerMonitor:
     def _hook(self, module: Any, args: tuple, kwargs: dict, output: Any) -> None:
         if not module.training:
             return  # evaluation passes are not training steps
+        try:
+            self._keep(args, kwargs, output)
+        except Exception as error:  # noqa: BLE001 - inside the model's forward: never an error there
+            if self.monitor is not None:
+                self.monitor.notice(f"could not read the model's output ({type(error).__name__}: {error}); "
+                                    "training goes on", key="hf-hook")
+
+    def _keep(self, args: tuple, kwargs: dict, output: Any) -> None:
         loss = getattr(output, "loss", None) if not isinstance(output, dict) else output.get("loss")
         if loss is not None:
             self._losses.append(loss.detach())
@@ -148,7 +156,7 @@ class TrainerMonitor:
             return False
         step = state.global_step
         due = self.monitor.wants_outputs(step)
-        loss = torch.stack([loss.float() for loss in self._losses]).mean()
+        loss = torch.cat([loss.float().reshape(-1) for loss in self._losses]).mean()  # any shape: never an error here
         self._losses = []
         arguments: dict[str, Any] = {}
         if due and self._captured is not None:
