@@ -22,6 +22,7 @@ Only the first process writes files and prints. Requires `ctcdoctor[lightning]`.
 """
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Any
 
@@ -71,7 +72,11 @@ class CTCDoctorCallback(Callback):
         super().__init__()
         # refused here, not in on_train_start: a bad option must not end fit()
         check_options(every, stop_on, layout or "TNC", monitor_options.get("patience", DEFAULT_PATIENCE),
-                  monitor_options.get("reduction"))
+                      monitor_options.get("reduction"))
+        unknown = sorted(set(monitor_options) - set(inspect.signature(Monitor).parameters))
+        if unknown:
+            raise TypeError(f"CTCDoctorCallback got unknown keyword(s) {', '.join(unknown)}: expected the callback's "
+                            "own or a Monitor's (metrics_path, plot_path, patience, ...)")
         self.report_path, self.every, self.stop_on, self.check = report_path, every, stop_on, check
         self.blank, self.alphabet, self.output_lengths_fn, self.layout = blank, alphabet, output_lengths, layout
         self.monitor_options = monitor_options

@@ -109,6 +109,8 @@ def test_bad_monitor_options_are_refused_when_the_callback_is_made_not_inside_fi
         CTCDoctorCallback(every=0)
     with pytest.raises(ValueError, match="patience=-1"):
         CTCDoctorCallback(patience=-1)
+    with pytest.raises(TypeError, match="unknown keyword.* metric_path"):
+        CTCDoctorCallback(metric_path="m.jsonl")  # a typo of metrics_path
 
 
 class Pairs(pl.LightningModule):
