@@ -34,3 +34,17 @@ class SpecError(UserInputError):
 
 class BatchError(UserInputError):
     """The loader yields something that is not a CTC batch."""
+
+
+class TrainingStopped(UserInputError):
+    """A training callback stopped training before its first step: the check before training found a problem at or
+    above the callback's `stop_on`.
+
+    Raised by the Hugging Face callback from `on_train_begin` (its Trainer reads `should_training_stop` only after
+    a step, which would train on the broken set-up first), after the report is written and the monitor's verdict
+    printed. The message names the findings and the report; the hint, the way to train anyway (`stop_on=None`).
+    A traceback shows both.
+    """
+
+    def __str__(self) -> str:
+        return f"{self.message}. {self.hint}" if self.hint else self.message

@@ -12,9 +12,12 @@ fixed samples given as `data=(inputs, targets)` (targets padded with the blank, 
 probabilities or logits, told apart by their values) is turned into log-probabilities with
 `keras.ops`. The loss of each step is recovered from Keras' running mean (`logs["loss"]` is
 the mean over the epoch so far: the loss tracker's total and count give each batch's own
-value). Without `data` the monitor judges the loss curve alone. A verdict at or above
-`stop_on` sets `model.stop_training`. At the start of `fit` a softmax head fed to
-`keras.losses.CTC` (which applies log_softmax itself) is reported as CTC020 (`keras_head`).
+value). Without `data` the monitor judges the loss curve alone. The learning rate is read at
+`on_train_batch_begin` (a schedule's rate for the step about to run). A verdict at or above
+`stop_on` sets `model.stop_training`, which Keras reads after each batch. At the start of `fit`
+a softmax head fed to `keras.losses.CTC` (which applies log_softmax itself) is reported as
+CTC020 (`keras_head`); with `stop_on="error"` fit stops after its first batch (Keras runs it
+before it reads the flag), and the monitor says "stop at step 1".
 
 The blank is class 0 by default (`keras.ops.ctc_loss(mask_index=0)`, `keras.losses.CTC`); pass
 `blank=C-1` for `tf.nn.ctc_loss(blank_index=-1)` or Keras 2's `ctc_batch_cost`. Requires
@@ -90,6 +93,7 @@ class CTCDoctorCallback(keras.callbacks.Callback):
         self._step = 0
         self._tracked = (0.0, 0.0)
         self._head_reported = False
+        self._lr: float | None = None
 
     @staticmethod
     def _unpack(data: Any, blank: int) -> dict[str, Any]:
@@ -120,8 +124,19 @@ class CTCDoctorCallback(keras.callbacks.Callback):
             return
         self._head_reported = True
         check = CheckResult(name="keras_output_head", code="CTC020", status="findings", seconds=0.0)
-        if self.monitor.preflight(Report(command="monitor", spec=self.monitor.name, findings=(found,), checks=(check,))):
+        report = Report(command="monitor", spec=self.monitor.name, findings=(found,), checks=(check,))
+        if self.monitor.preflight(report, runs_first_step="Keras reads model.stop_training after each batch"):
             self.model.stop_training = True
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        # the rate this step trains at: after the step, a schedule's learning_rate is the next step's
+        self._lr = None
+        optimizer = self.model.optimizer
+        if optimizer is not None and not self.monitor.closed and self.monitor.wants_outputs(self._step + 1):
+            try:
+                self._lr = float(_numpy(optimizer.learning_rate))
+            except Exception:  # noqa: BLE001 - no readable rate: the step is recorded without it
+                self._lr = None
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if self.monitor.closed:
@@ -130,15 +145,18 @@ class CTCDoctorCallback(keras.callbacks.Callback):
         loss = self._batch_loss(logs or {})
         arguments: dict[str, Any] = {}
         if self.data is not None and self.monitor.wants_outputs(self._step):
-            outputs = self.model(self.data["inputs"], training=False)
-            if not self._head_reported:  # a softmax the layers did not show (a subclassed model)
-                self._report_head(probabilities_to_ctc(self.model, are_probabilities(outputs)))
-            arguments = {"log_probs": log_probabilities(outputs), "targets": self.data["targets"],
-                         "target_lengths": self.data["target_lengths"], "output_lengths": self.data["output_lengths"],
-                         "layout": "NTC"}
-        lr = getattr(self.model.optimizer, "learning_rate", None) if self.model.optimizer is not None else None
-        if lr is not None and self.monitor.wants_outputs(self._step):
-            arguments["lr"] = float(_numpy(lr))
+            try:
+                outputs = self.model(self.data["inputs"], training=False)
+                if not self._head_reported:  # a softmax the layers did not show (a subclassed model)
+                    self._report_head(probabilities_to_ctc(self.model, are_probabilities(outputs)))
+                arguments = {"log_probs": log_probabilities(outputs), "targets": self.data["targets"],
+                             "target_lengths": self.data["target_lengths"],
+                             "output_lengths": self.data["output_lengths"], "layout": "NTC"}
+            except Exception as error:  # noqa: BLE001 - data it cannot run: the loss alone, fit goes on
+                self.monitor.notice(f"the outputs on data= were not measured at step {self._step} "
+                                    f"({type(error).__name__}: {error}); the loss curve is still judged", key="keras-data")
+        if self._lr is not None and self.monitor.wants_outputs(self._step):
+            arguments["lr"] = self._lr
         self.monitor.use_optimizer(self.model.optimizer)  # learning-rate advice depends on it
         if self.monitor.update(self._step, loss, **arguments):
             self.model.stop_training = True

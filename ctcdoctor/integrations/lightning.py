@@ -22,6 +22,7 @@ Only the first process writes files and prints. Requires `ctcdoctor[lightning]`.
 """
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Any
 
@@ -40,7 +41,7 @@ except ImportError:  # pragma: no cover - the message names the extra
 import torch
 
 from ctcdoctor.training.capture import BatchOutputs, ForwardCapture
-from ctcdoctor.training.monitor import Monitor
+from ctcdoctor.training.monitor import DEFAULT_PATIENCE, Monitor, check_options
 
 __all__ = ["CTCDoctorCallback"]
 
@@ -69,6 +70,13 @@ class CTCDoctorCallback(Callback):
         **monitor_options: Any,
     ) -> None:
         super().__init__()
+        # refused here, not in on_train_start: a bad option must not end fit()
+        check_options(every, stop_on, layout or "TNC", monitor_options.get("patience", DEFAULT_PATIENCE),
+                      monitor_options.get("reduction"))
+        unknown = sorted(set(monitor_options) - set(inspect.signature(Monitor).parameters))
+        if unknown:
+            raise TypeError(f"CTCDoctorCallback got unknown keyword(s) {', '.join(unknown)}: expected the callback's "
+                            "own or a Monitor's (metrics_path, plot_path, patience, ...)")
         self.report_path, self.every, self.stop_on, self.check = report_path, every, stop_on, check
         self.blank, self.alphabet, self.output_lengths_fn, self.layout = blank, alphabet, output_lengths, layout
         self.monitor_options = monitor_options
@@ -76,6 +84,7 @@ class CTCDoctorCallback(Callback):
         self.report: Any = None
         self._capture: ForwardCapture | None = None
         self._grad_norm: Any = None
+        self._lr: Any = None
         self._outputs = BatchOutputs(blank, output_lengths, layout)
 
     # ------------------------------------------------------------------ start
@@ -102,9 +111,16 @@ class CTCDoctorCallback(Callback):
         setup = Setup(model=pl_module, loader=loader, blank=self.blank, alphabet=self.alphabet,
                       output_lengths=self.output_lengths_fn, layout=self.layout)
         devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-        with torch.random.fork_rng(devices=devices):  # the run stays the one it would have been
-            report = ctcdoctor.check(setup, max_batches=1, scan_batches=4)
         assert self.monitor is not None
+        try:
+            with torch.random.fork_rng(devices=devices):  # the run stays the one it would have been
+                report = ctcdoctor.check(setup, max_batches=1, scan_batches=4)
+        except Exception as error:  # noqa: BLE001 - batches it cannot read: training goes on, unchecked
+            hint = getattr(error, "hint", "")
+            self.monitor.notice(f"could not check this set-up before training ({getattr(error, 'message', error)}"
+                                f"{'; ' + hint if hint else ''}); training goes on unchecked", key="check")
+            return
+        # Lightning reads should_stop before the first batch: the stop comes before step 1
         if self.monitor.preflight(report):
             trainer.should_stop = self._agree(trainer, True)
 
@@ -112,6 +128,9 @@ class CTCDoctorCallback(Callback):
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
         if self.monitor is not None and self._capture is not None:
             self._capture.arm(self.monitor.wants_outputs(trainer.global_step + 1))
+        optimizers = trainer.optimizers
+        # the rate this step trains at: Lightning steps a per-step scheduler before on_train_batch_end
+        self._lr = optimizers[0].param_groups[0]["lr"] if optimizers else None
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
         if self.monitor is None or not self.monitor.wants_outputs(trainer.global_step + 1):
@@ -132,12 +151,17 @@ class CTCDoctorCallback(Callback):
         arguments: dict[str, Any] = {}
         if due:
             captured = self._capture.take() if self._capture is not None else None
-            arguments = self._outputs.arguments(batch, captured, pl_module)
+            try:
+                arguments = self._outputs.arguments(batch, captured, pl_module)
+            except Exception as error:  # noqa: BLE001 - a batch it cannot read: the loss alone, training goes on
+                self.monitor.notice(f"the outputs of step {step} were not measured ({type(error).__name__}: "
+                                    f"{getattr(error, 'message', error)}): the batches do not follow the build() "
+                                    "protocol, (inputs, targets, input_lengths, target_lengths) or that dict; the "
+                                    "loss curve is still judged", key="lightning-outputs")
             arguments["grad_norm"], self._grad_norm = self._grad_norm, None
         optimizers = trainer.optimizers
-        lr = optimizers[0].param_groups[0]["lr"] if optimizers else None
         self.monitor.use_optimizer(optimizers[0] if optimizers else None)  # learning-rate advice depends on it
-        stop = self.monitor.update(step, loss, lr=lr, **arguments)
+        stop = self.monitor.update(step, loss, lr=self._lr, **arguments)
         if due and self._agree(trainer, stop):
             trainer.should_stop = True
 

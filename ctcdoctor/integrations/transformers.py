@@ -10,8 +10,11 @@ At `on_train_begin` the callback checks the trainer's model (a transformers `*Fo
 ctcdoctor's Hugging Face conventions) on the first batches of the train data (the train dataloader's own data
 set and collator, in data set order, on a loader of its own: the trainer's loader, its sampler and the random
 state are left untouched), prints the report, writes the JSON report (`ctcdoctor_check.json` in
-`args.output_dir`, or `report_path`), and sets `control.should_training_stop` when a finding reaches `stop_on`.
-`Trainer` reads that flag after each optimizer step, so a stopped run ends after its first step.
+`args.output_dir`, or `report_path`), and, when a finding reaches `stop_on`, stops training before its first
+step: `Trainer` reads `control.should_training_stop` only after an optimizer step (which would train once on the
+broken set-up: an infinite loss that makes the weights NaN, or the model's own error), so the callback closes its
+monitor (the verdict is printed) and raises `TrainingStopped` (`ctcdoctor.errors`) out of `trainer.train()`, with
+the findings and the report in its message. `stop_on=None` reports and never stops.
 
 Under several processes (torchrun, accelerate) the check runs once, on the process of rank 0; its decision is
 broadcast, so that every rank stops together (or none does). A set-up ctcdoctor cannot check (a model without
@@ -34,9 +37,10 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess wit
         "Install the Hugging Face extra: pip install 'ctcdoctor[hf]'"
     ) from error
 
+from ctcdoctor.errors import TrainingStopped
 from ctcdoctor.findings import Report, Severity
 
-__all__ = ["CTCDoctorCallback", "REPORT_NAME"]
+__all__ = ["CTCDoctorCallback", "REPORT_NAME", "TrainingStopped"]
 
 #: The JSON report's file name in `args.output_dir`.
 REPORT_NAME = "ctcdoctor_check.json"
@@ -72,6 +76,9 @@ def share_decision(decision: dict[str, Any] | None) -> dict[str, Any]:
 
 class CTCDoctorCallback(TrainerCallback):
     """Check the set-up when training begins, then monitor the run; stop it when a finding reaches `stop_on`.
+
+    A finding of the check at `stop_on` stops training before its first step by raising `TrainingStopped` out of
+    `trainer.train()`; a verdict of the monitor at `stop_on` stops it after the step it was found at.
 
     Args:
         stop_on: "error" (default), "warning" or "info": the lowest severity that stops training; None reports
@@ -141,11 +148,27 @@ class CTCDoctorCallback(TrainerCallback):
         if decision["stop"]:
             control.should_training_stop = True
             self.stopped = True
+            self._stop_before_the_first_step(args, state, control, decision)
         return control
+
+    def _stop_before_the_first_step(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                                    decision: dict[str, Any]) -> None:
+        """Close the monitor (its verdict and files) and raise `TrainingStopped`: the Trainer reads
+        `should_training_stop` only after a step, and a step on a broken set-up does harm."""
+        if self.monitor is not None:
+            self.final_report = self.monitor.on_train_end(args, state, control)
+        codes = ", ".join(decision.get("codes") or []) or "findings"
+        level = self.stop_on.value if self.stop_on is not None else "error"
+        where = f"; report in {self.written}" if self.written is not None else " (report on the process of rank 0)"
+        raise TrainingStopped(
+            f"ctcdoctor stopped training before its first step: the check before training found {codes} "
+            f"(at or above stop_on={level!r}){where}",
+            "Fix the set-up as the report says, or pass CTCDoctorCallback(stop_on=None) to report the findings "
+            "and train anyway.")
 
     def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if self.monitor is not None:
-            self.monitor.on_step_begin(args, state, control)
+            self.monitor.on_step_begin(args, state, control, **kwargs)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if self.monitor is not None:
@@ -183,7 +206,7 @@ class CTCDoctorCallback(TrainerCallback):
             return
         self.monitor = monitor
         if self.report is not None:
-            monitor.preflight(self.report, control)
+            monitor.preflight(self.report, control, raises=True)  # on_train_begin raises TrainingStopped on a stop
 
     # ------------------------------------------------------------------ rank 0
 

@@ -6,7 +6,7 @@
     monitor = TrainerMonitor(report_path=..., every=100, stop_on="error", processor=processor)
     on_train_begin(args, state, control, model=..., **kw):  monitor.attach(model, args, state)
                                                             monitor.preflight(check_report, control)  # optional
-    on_step_begin(args, state, control, **kw):               monitor.on_step_begin(args, state, control)
+    on_step_begin(args, state, control, **kw):               monitor.on_step_begin(args, state, control, **kw)
     on_step_end(args, state, control, **kw):                 monitor.on_step_end(args, state, control, **kw)
     on_log(args, state, control, logs=None, **kw):           monitor.on_log(args, state, control, logs)
     on_evaluate(args, state, control, metrics=None, **kw):   monitor.on_evaluate(args, state, control, metrics)
@@ -21,10 +21,14 @@ from the logged mean) and, on the step the monitor evaluates, the `logits`, the 
 loss computes them). The step's loss is the mean over its gradient-accumulation micro-batches.
 The blank is `config.pad_token_id`, the classes `config.vocab_size`, the reduction
 `config.ctc_loss_reduction`; the alphabet and the word delimiter come from the tokenizer (or
-the processor's). The learning rate is read from the optimizer, the gradient norm from the
-Trainer's logs.
+the processor's). The learning rate is read from the optimizer at `on_step_begin` (the rate the step
+trains at, as the Trainer logs it: by `on_step_end` the scheduler has stepped), the gradient norm from
+the Trainer's logs. What it cannot read (an output it cannot measure) is a warning, never an error in
+the training loop.
 
-Stopping: `on_step_end` sets `control.should_training_stop` when a verdict reaches `stop_on`.
+Stopping: `on_step_end` sets `control.should_training_stop` when a verdict reaches `stop_on`; the
+Trainer stops after that step. A check finding given to `preflight` cannot stop the Trainer before its
+first step that way (it reads the flag only after a step): `CTCDoctorCallback` raises `TrainingStopped`.
 Under DDP every process measures its own batch and the stop decision is agreed with an
 all-reduce at each evaluation step (every process evaluates at the same steps), so all of them
 stop together; only the main process (`state.is_world_process_zero`) prints and writes files.
@@ -79,6 +83,7 @@ class TrainerMonitor:
         self._armed = False
         self._captured: dict[str, Any] | None = None
         self._grad_norm: float | None = None
+        self._lr: float | None = None
 
     # ------------------------------------------------------------------ set-up
     def attach(self, model: Any, args: Any = None, state: Any = None) -> None:
@@ -102,13 +107,15 @@ class TrainerMonitor:
         self._model = model
         self._handle = model.register_forward_hook(self._hook, with_kwargs=True)
 
-    def preflight(self, report: Report, control: Any = None) -> bool:
+    def preflight(self, report: Report, control: Any = None, *, raises: bool = False) -> bool:
         """Hand the monitor the `ctcdoctor.check` report the callback made at on_train_begin (after `attach`):
         its findings join every verdict and count for `stop_on`; sets `control.should_training_stop` and
-        returns True when they reach it."""
+        returns True when they reach it. The Trainer reads that flag only after a step, so the monitor says the
+        run stops after step 1; `raises=True`: the caller raises before it (as `CTCDoctorCallback` does, with
+        `TrainingStopped`), and the monitor says the run stops before step 1."""
         if self.monitor is None:
             raise RuntimeError("TrainerMonitor.preflight() before attach()")
-        stop = self.monitor.preflight(report)
+        stop = self.monitor.preflight(report, None if raises else "the Trainer reads should_training_stop after a step")
         if stop and control is not None:
             control.should_training_stop = True
         return stop
@@ -116,6 +123,14 @@ class TrainerMonitor:
     def _hook(self, module: Any, args: tuple, kwargs: dict, output: Any) -> None:
         if not module.training:
             return  # evaluation passes are not training steps
+        try:
+            self._keep(args, kwargs, output)
+        except Exception as error:  # noqa: BLE001 - inside the model's forward: never an error there
+            if self.monitor is not None:
+                self.monitor.notice(f"could not read the model's output ({type(error).__name__}: {error}); "
+                                    "training goes on", key="hf-hook")
+
+    def _keep(self, args: tuple, kwargs: dict, output: Any) -> None:
         loss = getattr(output, "loss", None) if not isinstance(output, dict) else output.get("loss")
         if loss is not None:
             self._losses.append(loss.detach())
@@ -130,6 +145,10 @@ class TrainerMonitor:
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.monitor is not None:
             self._armed = self.monitor.wants_outputs(state.global_step + 1)
+            # the rate this step trains at (the Trainer logs the same): by on_step_end the scheduler has stepped
+            optimizer = kwargs.get("optimizer")
+            groups = getattr(optimizer, "param_groups", None)
+            self._lr = groups[0]["lr"] if groups else None
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> bool:
         """Feed the step to the monitor; set `control.should_training_stop` on a verdict at `stop_on`. Returns it."""
@@ -137,12 +156,21 @@ class TrainerMonitor:
             return False
         step = state.global_step
         due = self.monitor.wants_outputs(step)
-        loss = torch.stack([loss.float() for loss in self._losses]).mean()
+        loss = torch.cat([loss.float().reshape(-1) for loss in self._losses]).mean()  # any shape: never an error here
         self._losses = []
-        arguments = self._outputs() if due and self._captured is not None else {}
+        arguments: dict[str, Any] = {}
+        if due and self._captured is not None:
+            try:
+                arguments = self._outputs()
+            except Exception as error:  # noqa: BLE001 - an output it cannot read: the loss alone, training goes on
+                self.monitor.notice(f"the outputs of step {step} were not measured ({type(error).__name__}: {error}); "
+                                    "the loss curve is still judged", key="hf-outputs")
         self._captured, self._armed = None, False
         optimizer = kwargs.get("optimizer")
-        lr = optimizer.param_groups[0]["lr"] if optimizer is not None else None
+        lr = self._lr
+        if lr is None and optimizer is not None:  # fed without on_step_begin: the rate after the scheduler's step
+            lr = optimizer.param_groups[0]["lr"]
+        self._lr = None
         self.monitor.use_optimizer(optimizer)  # learning-rate advice depends on it
         stop = self.monitor.update(step, loss, lr=lr, **arguments)
         if due:

@@ -43,8 +43,9 @@ def metric_cells(step: int, record: dict[str, float], nonfinite: int, per_step_m
         cells["blank"] = f"{_share(record['blank_ratio'])} (p {_rate(record.get('blank_prob'))})"
     if "empty_rate" in record:
         cells["empty"] = _share(record["empty_rate"])
-    if "infeasible" in record:
-        cells["infeasible"] = f"{int(record['infeasible'])}/{int(record.get('evaluated', 0))}"
+    if "infeasible" in record:  # of the samples evaluated; a step whose outputs were not measured: the count alone
+        evaluated = record.get("evaluated")
+        cells["infeasible"] = f"{int(record['infeasible'])}" + (f"/{int(evaluated)}" if evaluated is not None else "")
     if infeasible_steps:
         cells["infeasible"] = f"{cells.get('infeasible', '-')} ({infeasible_steps} batch{'es' if infeasible_steps != 1 else ''} so far)"
     if "lr" in record:

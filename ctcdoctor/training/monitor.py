@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -42,8 +44,35 @@ DEFAULT_PATIENCE = 2000
 """Steps the early blank phase (and a plateau) may last before it is an error."""
 
 
+class MonitorWarning(UserWarning):
+    """Something the monitor could not use as given (a per-sample loss, outputs in another layout, an alphabet of
+    the wrong length) or a failure inside the monitor: said once, and the monitor goes on. It never raises into
+    the training loop it watches."""
+
+
 def _detached(value: Any) -> Any:
     return value.detach() if hasattr(value, "detach") and getattr(value, "requires_grad", False) else value
+
+
+def _count(value: Any) -> int | None:
+    """How many entries a lengths argument holds (a tensor, an array, a list), or None."""
+    if hasattr(value, "numel"):
+        return int(value.numel())
+    if hasattr(value, "size") and hasattr(value, "shape"):
+        return int(value.size)
+    if isinstance(value, (list, tuple)):
+        return len(value)
+    return None
+
+
+def _numbers(value: Any) -> int | None:
+    """How many numbers a scalar argument holds (1 for a float or a 0-d tensor), or None when it holds none."""
+    if isinstance(value, (str, bytes, bool)):
+        return None
+    if isinstance(value, (int, float)):
+        return 1
+    count = _count(value)
+    return count if count is not None else (1 if hasattr(value, "detach") or hasattr(value, "__float__") else None)
 
 
 def _floats(values: Sequence[Any]) -> list[float]:
@@ -69,6 +98,9 @@ def _write_atomic(path: Path, text: str) -> None:
     partial.write_text(text, encoding="utf-8")
     os.replace(partial, path)
 
+
+_PACKAGE = str(Path(__file__).resolve().parents[1])
+"""ctcdoctor's folder: a warning points at the first frame outside it (the training loop's line)."""
 
 WRAPPERS = ("AcceleratedOptimizer", "LightningOptimizer", "LossScaleOptimizer")
 """Optimizer wrappers whose `.optimizer` is the optimizer the user chose."""
@@ -97,6 +129,12 @@ class Monitor:
     * `ignore`, `select`: codes or prefixes to drop / to keep.
     * `trainer`: what feeds it, "loop" (default) or the integration's name: messages fit it (only Hugging
       Face's Trainer drops NaN losses from its log; in a loop optimizer.step() applies a NaN gradient).
+
+    Bad options to the constructor raise `ValueError` (before training starts). Once training runs, the
+    monitor never raises into the loop: what it cannot use as given (a per-sample loss, `lr` as a list,
+    (N, T, C) outputs without `layout="NTC"`, lengths of the wrong count, an alphabet of the wrong length)
+    is one `MonitorWarning` naming the argument and the fix, and it goes on (with the loss alone when the
+    outputs cannot be measured); a failure of its own is a warning too.
     """
 
     def __init__(
@@ -125,7 +163,7 @@ class Monitor:
         optimizer: Any = None,
         trainer: str = "loop",
     ) -> None:
-        _validate(every, stop_on, layout, patience, reduction)
+        check_options(every, stop_on, layout, patience, reduction)
         self.optimizer: str | None = None
         """The optimizer's class name (from `optimizer=` or `use_optimizer`)."""
         self.use_optimizer(optimizer)
@@ -155,8 +193,12 @@ class Monitor:
         self._early: dict[int, dict[str, Any]] = {}
         self._last: tuple[int, dict[str, float]] | None = None
         self._lines: list[str] = []
+        """JSONL records not yet written (only with a metrics_path)."""
         self._header_written = False
-        self._warned_step = False
+        self._noticed: set[str] = set()
+        self._alphabets: dict[int, list[str] | None] = {}
+        self.plot_written = False
+        """Whether close() wrote the plot to `plot_path`."""
         self._meta: dict[str, Any] = {}
         self._meta_frozen = False
         self._next_check: int | None = None
@@ -202,35 +244,143 @@ class Monitor:
         """Record one training step; evaluate when due. Returns `should_stop`.
 
         `loss`, `lr`, `grad_norm` and `values` (other scalars: loss parts, eval metrics) may be
-        floats or 0-d tensors. Give the outputs of this step's batch as exactly one of
-        `log_probs`, `logits`, `probs` or `outputs` (told apart by their values) ((T, N, C), or
-        (N, T, C) with `layout="NTC"`) with
+        floats or 0-d tensors (a per-sample loss is recorded as its mean, `lr` as a list such as
+        `scheduler.get_last_lr()` as its first group's rate, each said once). Give the outputs of
+        this step's batch as exactly one of `log_probs`, `logits`, `probs` or `outputs` (told apart
+        by their values) ((T, N, C), or (N, T, C) with `layout="NTC"`) with
         `targets` (padded (N, S) or concatenated), `target_lengths` and `output_lengths`
         (frames per sample after subsampling; all T when omitted). Tensors or numpy arrays.
+        Never raises: what it cannot use is a `MonitorWarning`, and the run goes on.
         """
         started = self._update_started = time.perf_counter()
         if self.closed:
-            raise RuntimeError("Monitor.update() after close()")
-        step = int(step)
-        self._check_step(step, values)
-        if target_lengths is not None and "infeasible" not in values:
-            values["infeasible"] = self._infeasible(targets, target_lengths, output_lengths,
-                                                    next((x for x in (log_probs, logits, probs, outputs) if x is not None), None),
-                                                    layout or self.layout)
-        # detached now (no sync): a kept loss must not keep its step's autograd graph alive
-        self._pending.append((step, _detached(loss), _detached(lr), _detached(grad_norm),
-                              {**self._early.pop(step, {}),
-                               **{key: _detached(value) for key, value in values.items() if value is not None}}))
-        self.steps_seen += 1
-        if self.wants_outputs(step):
-            kinds = (("log_probs", log_probs), ("logits", logits), ("probs", probs), ("auto", outputs))
-            given = [(kind, value) for kind, value in kinds if value is not None]
-            if len(given) > 1:
-                raise ValueError(f"give one of log_probs, logits, probs, outputs; got {', '.join(kind for kind, _ in given)}")
-            outputs = given[0] if given and targets is not None and target_lengths is not None else None
-            self._evaluate(step, outputs, targets, target_lengths, output_lengths, layout or self.layout)
+            self.notice("update() after close() is ignored: close() gave the final report; create a new Monitor "
+                        "for another run", key="update-after-close")
+            return self.should_stop
+        try:
+            self._update(step, loss, (("log_probs", log_probs), ("logits", logits), ("probs", probs), ("auto", outputs)),
+                         targets, target_lengths, output_lengths, lr, grad_norm, layout, values)
+        except Exception as error:  # noqa: BLE001 - the monitor must never end the run it watches
+            self._internal(error, f"update(step={step!r})")
         self.seconds += time.perf_counter() - started
         return self.should_stop
+
+    def _update(self, step: Any, loss: Any, kinds: tuple[tuple[str, Any], ...], targets: Any, target_lengths: Any,
+                output_lengths: Any, lr: Any, grad_norm: Any, layout: str | None, values: dict[str, Any]) -> None:
+        step = int(step)
+        self._check_step(step)
+        given = [(kind, value) for kind, value in kinds if value is not None]
+        if len(given) > 1:
+            self.notice(f"update() got {', '.join(kind if kind != 'auto' else 'outputs' for kind, _ in given)}: give one "
+                        f"of log_probs, logits, probs, outputs; measuring {given[0][0]}", key="outputs-twice")
+        first = given[0][1] if given else None
+        layout = self._fit_layout(first, target_lengths, layout or self.layout)
+        values = {key: self._scalar(key, value) for key, value in values.items()}
+        if target_lengths is not None and "infeasible" not in values:
+            values["infeasible"] = self._infeasible(targets, target_lengths, output_lengths, first, layout)
+        # detached now (no sync): a kept loss must not keep its step's autograd graph alive
+        self._pending.append((step, self._scalar("loss", loss), self._scalar("lr", lr),
+                              self._scalar("grad_norm", grad_norm),
+                              {**self._early.pop(step, {}), **{key: value for key, value in values.items() if value is not None}}))
+        self.steps_seen += 1
+        if self.wants_outputs(step):
+            outputs = given[0] if given and targets is not None and target_lengths is not None else None
+            self._evaluate(step, outputs, targets, target_lengths, output_lengths, layout)
+
+    # ------------------------------------------------------------------ what the loop hands it
+    def notice(self, text: str, key: str | None = None) -> None:
+        """Say `text` once (a `MonitorWarning`); `key` (default: the text with its numbers left out) tells repeats."""
+        key = key if key is not None else re.sub(r"\d+", "#", text)
+        if key in self._noticed:
+            return
+        self._noticed.add(key)
+        level, frame = 2, sys._getframe(1)
+        while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):  # point at the caller's code
+            frame, level = frame.f_back, level + 1
+        warnings.warn(f"ctcdoctor monitor: {text}", MonitorWarning, stacklevel=level)
+
+    def _internal(self, error: BaseException, where: str) -> None:
+        """A failure inside the monitor: a warning, never an exception in the training loop."""
+        self.notice(f"{where} failed inside the monitor ({type(error).__name__}: {error}); training goes on, and the "
+                    "monitor with it. Please report it to ctcdoctor with this message.",
+                    key=f"internal:{type(error).__name__}:{error}")
+
+    def _scalar(self, name: str, value: Any) -> Any:
+        """One number of the record as given (a float, or a tensor read back at the next evaluation), or None.
+
+        A tensor or list of several values is recorded as its mean (`lr`: its first value, the first parameter
+        group's rate, as `scheduler.get_last_lr()` lists them); text is dropped. Each said once."""
+        if value is None:
+            return None
+        count = _numbers(value)
+        if count is None:
+            self.notice(f"update(..., {name}={value!r}): expected a number or a 0-d tensor; the value is dropped",
+                        key=f"text:{name}")
+            return None
+        if count == 1:
+            if isinstance(value, (list, tuple)):
+                return self._scalar(name, value[0])
+            return _detached(value)
+        if count == 0:
+            self.notice(f"update(..., {name}=...) is empty: expected a number or a 0-d tensor; the value is dropped",
+                        key=f"empty:{name}")
+            return None
+        if name == "lr":
+            return self._first_rate(value, count)
+        if isinstance(value, (list, tuple)):
+            if not all(isinstance(item, (int, float)) and not isinstance(item, bool) for item in value):
+                self.notice(f"update(..., {name}=<a list of {count}>): expected a number or a 0-d tensor; the value is "
+                            "dropped", key=f"list:{name}")
+                return None
+            mean: Any = sum(value) / count
+        elif hasattr(value, "detach"):
+            mean = value.detach().float().mean()  # on the tensor's device: read back with the rest, no sync now
+        else:
+            mean = float(value.mean())
+        if name == "loss":
+            read_as = ""
+            if self.reduction is None and not self._meta_frozen:  # a mean of per-sample losses is a loss per sample
+                self.reduction = "sum"
+                read_as = " and reading it as a loss per sample (reduction='sum')"
+            self.notice(f"update(step, loss) got a loss of {count} values (a per-sample loss, as F.ctc_loss(..., "
+                        f"reduction='none') returns?): recording their mean{read_as}. Pass the scalar you call "
+                        "backward() on, e.g. loss.mean()", key="loss-vector")
+        else:
+            self.notice(f"update(..., {name}=...) got {count} values: recording their mean; pass one number per step",
+                        key=f"vector:{name}")
+        return mean
+
+    def _first_rate(self, value: Any, count: int) -> Any:
+        """`lr` given per parameter group: the first group's rate; said once when the groups differ."""
+        if isinstance(value, (list, tuple)):
+            first = value[0]
+            numbers = [item for item in value if isinstance(item, (int, float)) and not isinstance(item, bool)]
+            differ = len(numbers) != count or len(set(numbers)) > 1
+        else:
+            flat = value.detach().reshape(-1) if hasattr(value, "detach") else value.reshape(-1)
+            first, differ = flat[0], True  # not compared: that would read a device tensor back
+        if differ:
+            shown = f"{list(value)!r}" if isinstance(value, (list, tuple)) else f"<{count} values>"
+            self.notice(f"lr={shown} holds the rates of {count} parameter groups: recording the first group's. Pass "
+                        "lr=scheduler.get_last_lr()[i] for the group to follow", key="lr-groups")
+        return self._scalar("lr", first)
+
+    def _fit_layout(self, outputs: Any, target_lengths: Any, layout: str) -> str:
+        """The layout that gives the outputs as many samples as `target_lengths` has entries: the given one, or, when
+        only the other axis fits, the other one (said once): (N, T, C) outputs passed without layout="NTC"."""
+        shape = getattr(outputs, "shape", None)
+        count = _count(target_lengths)
+        if shape is None or len(shape) != 3 or count is None:
+            return layout
+        batch_axis = 1 if layout == "TNC" else 0
+        if shape[batch_axis] == count or shape[1 - batch_axis] != count:
+            return layout
+        other = "NTC" if layout == "TNC" else "TNC"
+        self.notice(f"the outputs have shape {tuple(shape)}: read as layout={layout!r} they hold {shape[batch_axis]} "
+                    f"samples, but target_lengths has {count} entries, as axis {1 - batch_axis} has: reading them as "
+                    f"{other!r}. Pass layout={other!r} (to Monitor or update) for "
+                    f"{'(N, T, C)' if other == 'NTC' else '(T, N, C)'} outputs", key=f"layout:{other}")
+        return other
 
     def _infeasible(self, targets: Any, target_lengths: Any, output_lengths: Any, outputs: Any, layout: str) -> Any:
         """The count of samples CTC cannot align in this step's batch (a lazy 0-d tensor), or None; every frame
@@ -244,24 +394,29 @@ class Monitor:
             output_lengths = [shape[0] if layout == "TNC" else shape[1]] * int(shape[1] if layout == "TNC" else shape[0])
         return count_infeasible(targets, target_lengths, output_lengths, self.max_samples)
 
-    def _check_step(self, step: int, values: dict[str, Any]) -> None:
-        for key, value in values.items():
-            if isinstance(value, (str, bytes, bool)):
-                raise TypeError(f"update(..., {key}={value!r}): expected a number or a 0-d tensor")
+    def _check_step(self, step: int) -> None:
         last = self._pending[-1][0] if self._pending else (self._last[0] if self._last is not None else None)
-        if last is not None and step < last and not self._warned_step:
-            import warnings
-
-            self._warned_step = True
-            warnings.warn(f"ctcdoctor monitor: the step went back from {last} to {step}; pass a global step (one that "
-                          "keeps counting across epochs), or the curves are read out of order", stacklevel=3)
+        if last is not None and step < last:
+            self.notice(f"the step went back from {last} to {step}; pass a global step (one that keeps counting across "
+                        "epochs), or the curves are read out of order", key="step-back")
 
     def log(self, step: int, **values: Any) -> None:
         """Add scalars to the record of `step` (eval_loss, eval_cer, a grad norm logged later).
 
-        Values for a step already written to the JSONL (older than the latest recorded step)
-        are dropped; for a step not yet recorded they wait for its `update()`."""
-        step = int(step)
+        Values for the latest recorded step join its record (written to the JSONL again, at once); for a step
+        not yet recorded they wait for its `update()`; for older steps they are dropped. Never raises."""
+        if self.closed:
+            self.notice("log() after close() is ignored", key="log-after-close")
+            return
+        try:
+            self._log(int(step), values)
+        except Exception as error:  # noqa: BLE001 - the monitor must never end the run it watches
+            self._internal(error, f"log(step={step!r})")
+
+    def _log(self, step: int, values: dict[str, Any]) -> None:
+        values = {key: number for key, value in values.items() if (number := self._scalar(key, value)) is not None}
+        if not values:
+            return
         for pending in reversed(self._pending):
             if pending[0] == step:
                 pending[4].update(values)
@@ -270,18 +425,26 @@ class Monitor:
             numbers = dict(zip(values, _floats(list(values.values()))))
             self._last[1].update(numbers)
             self._columns.add(step, numbers)
+            if self.metrics_path is not None:  # the step is on disk already: its record again, with the new values
+                self._lines.append(monitor_format.record(step, **self._last[1]))
+                self._write_metrics()
             return
         if self._last is None or step > self._last[0]:
             self._early.setdefault(step, {}).update(values)
 
-    def preflight(self, report: Report) -> bool:
+    def preflight(self, report: Report, runs_first_step: str | None = None) -> bool:
         """Add the findings of `ctcdoctor.check` run before training (the callbacks do); they stay
-        in every verdict and count for `stop_on`. Returns `should_stop`."""
+        in every verdict and count for `stop_on`. Returns `should_stop`.
+
+        `runs_first_step`: where the framework reads its stop flag only after a step (Keras reads
+        `model.stop_training` after each batch), why: the stop is then said to come after step 1."""
         self._preflight, self._checks = tuple(report.findings), tuple(report.checks)
         self.findings = tuple(report.findings)
-        self._stop_if_due(self._last[0] if self._last is not None else 0)
+        ran = self._last[0] if self._last is not None else (self._pending[-1][0] if self._pending else 0)
+        self._stop_if_due(max(ran, 1) if runs_first_step else ran)
         if self._printer is not None:
-            lines = [f"[ctcdoctor] check before training ({plural(len(report.checks), 'check')}): {self.summary()}"]
+            text = self.summary(stopping=runs_first_step or "")
+            lines = [f"[ctcdoctor] check before training ({plural(len(report.checks), 'check')}): {text}"]
             for found in report.findings:
                 lines.extend(finding_lines(found))
             self._printer.write(lines)
@@ -300,17 +463,14 @@ class Monitor:
                   output_lengths: Any, layout: str) -> None:
         stats = None
         if outputs is not None:
-            from ctcdoctor.training.outputs import measure_outputs
-
-            stats = measure_outputs(outputs[1], targets, target_lengths, output_lengths, kind=outputs[0], layout=layout,
-                                    blank=self.blank, alphabet=self.alphabet, word_delimiter=self.word_delimiter,
-                                    max_samples=self.max_samples, examples=self.samples)
-            self.latest = stats
-            self.evaluations += 1
+            stats = self._measure(step, outputs, targets, target_lengths, output_lengths, layout)
         self._materialize(stats.record() if stats is not None else {})
         self._next_check = (step // self.every + 1) * self.every
         previous = {found.code for found in self.findings}
-        self._judge(final=False)
+        try:
+            self._judge(final=False)
+        except Exception as error:  # noqa: BLE001 - a rule that crashes must not end the run
+            self._internal(error, f"judging the run at step {step}")
         if self._printer is not None and self._last is not None:
             spent = self.seconds + time.perf_counter() - self._update_started  # this evaluation included
             per_step = 1000 * spent / self.steps_seen if self.steps_seen > 1 else None  # step 1 pays for imports
@@ -322,12 +482,64 @@ class Monitor:
                                      f"(stop_on={self.stop_on!r})"])
         self._write_files()
 
+    def _measure(self, step: int, outputs: tuple[str, Any], targets: Any, target_lengths: Any, output_lengths: Any,
+                 layout: str) -> Any:
+        """The `OutputStats` of this step's batch, or None (said once) when the arguments cannot be measured."""
+        from ctcdoctor.training.outputs import measure_outputs
+
+        shape = getattr(outputs[1], "shape", None)
+        alphabet = self._alphabet_for(int(shape[-1])) if shape is not None and len(shape) == 3 else self.alphabet
+        try:
+            stats = measure_outputs(outputs[1], targets, target_lengths, output_lengths, kind=outputs[0], layout=layout,
+                                    blank=self.blank, alphabet=alphabet, word_delimiter=self.word_delimiter,
+                                    max_samples=self.max_samples, examples=self.samples)
+        except (ValueError, TypeError, IndexError, RuntimeError) as error:
+            self.notice(f"the outputs of step {step} were not measured: {error}. The loss is still recorded, and the "
+                        "outputs are measured again at the next evaluation", key=f"measure:{re.sub(r'[0-9]+', '#', str(error))}")
+            return None
+        self.latest = stats
+        self.evaluations += 1
+        if stats.blank_in_targets:
+            other = "C-1" if self.blank == 0 else "0"
+            self.notice(f"the targets hold the blank index {self.blank} ({plural(stats.blank_in_targets, 'label')} at step "
+                        f"{step}): a CTC loss with blank={self.blank} reads each as a blank, not a label, so the model "
+                        "never learns it (the targets show it as '�'). Encode the labels so that none is the blank, or, "
+                        f"if your loss takes another blank ({other}, as tf.nn.ctc_loss and Keras 2's ctc_batch_cost use "
+                        "the last class), pass that index: Monitor(blank=...)", key="blank-in-targets")
+        return stats
+
+    def _alphabet_for(self, classes: int) -> list[str] | None:
+        """The alphabet to show decodes with for outputs of `classes` classes; one of the wrong length is said once
+        (one symbol too many, as if it held the blank: shown without the blank's symbol)."""
+        if self.alphabet is None or not 0 <= self.blank < classes:
+            return self.alphabet
+        if classes in self._alphabets:
+            return self._alphabets[classes]
+        have, need = len(self.alphabet), classes - 1
+        chosen = self.alphabet
+        counted = f"alphabet has {have} symbols for the {need} non-blank classes of outputs with C={classes} (blank {self.blank})"
+        if have == need + 1:
+            chosen = self.alphabet[: self.blank] + self.alphabet[self.blank + 1 :]
+            fixed = "".join(chosen) if all(len(symbol) == 1 for symbol in chosen) else chosen
+            self.notice(f"{counted}: one too many, as if it held the blank ({self.alphabet[self.blank]!r} at index "
+                        f"{self.blank}); the decodes are shown without it. Pass the symbols of the non-blank classes "
+                        f"only, in class order: alphabet={fixed!r}", key=f"alphabet:{classes}")
+        elif have < need:
+            self.notice(f"{counted}: the last {need - have} non-blank classes have no symbol and show as '�'. Pass one "
+                        "symbol per non-blank class, in class order (the blank left out)", key=f"alphabet:{classes}")
+        elif have > need:
+            self.notice(f"{counted}: {have - need} too many, so the decodes may be shifted. Pass one symbol per "
+                        "non-blank class, in class order (the blank left out)", key=f"alphabet:{classes}")
+        self._alphabets[classes] = chosen
+        return chosen
+
     def _materialize(self, extra: dict[str, float]) -> None:
         """Read back the steps recorded since the last evaluation and add them to the columns and the JSONL lines."""
         if not self._pending:
             return
         pending, self._pending = self._pending, []
         numbers = _floats([value for record in pending for value in (record[1], record[2], record[3])])
+        touched: list[tuple[int, dict[str, float]]] = []
         for index, (step, _, lr, grad_norm, values) in enumerate(pending):
             loss_value, lr_value, grad_value = numbers[3 * index : 3 * index + 3]
             record: dict[str, float] = {"loss": loss_value}
@@ -345,10 +557,12 @@ class Monitor:
             if self._last is not None and self._last[0] == step:  # the same step again (gradient accumulation)
                 self._last[1].update(record)
             else:
-                if self._last is not None:
-                    self._lines.append(monitor_format.record(self._last[0], **self._last[1]))
                 self._last = (step, record)
+            if not touched or touched[-1] is not self._last:
+                touched.append(self._last)
             self._columns.add(step, record)
+        if self.metrics_path is not None:  # every record now, the latest included: a killed run loses none
+            self._lines.extend(monitor_format.record(step, **record) for step, record in touched)
 
     def options(self, finished: bool = False) -> Options:
         """What the rules need to know; `finished` (or a closed monitor): the run is over, judge it whole."""
@@ -397,24 +611,34 @@ class Monitor:
     # ------------------------------------------------------------------ outputs
     def _write_files(self, final: bool = False) -> None:
         if self.metrics_path is not None and (self._lines or final or not self._header_written):
-            lines = list(self._lines)
             if final and self._last is not None:  # the run is over: `logs` on this file judges it whole, as close() did
-                lines.append(monitor_format.finished(monitor_format.record(self._last[0], **self._last[1])))
+                last = self._lines.pop() if self._lines else monitor_format.record(self._last[0], **self._last[1])
+                self._lines.append(monitor_format.finished(last))
                 self._last = None
-            if not self._header_written:
-                self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
-                lines.insert(0, monitor_format.header(**self.meta()))
-                self._header_written = self._meta_frozen = True
-                mode = "w"
-            else:
-                mode = "a"
-            with open(self.metrics_path, mode, encoding="utf-8") as handle:
-                handle.write("".join(line + "\n" for line in lines))
-            self._lines = []
+            self._write_metrics()
         if self.report_path is not None:
             from ctcdoctor.render.json import render_json
 
-            _write_atomic(self.report_path, render_json(self.report()) + "\n")
+            try:
+                _write_atomic(self.report_path, render_json(self.report()) + "\n")
+            except OSError as error:
+                self.notice(f"cannot write the report to {self.report_path}: {error}", key=f"write:{self.report_path}")
+
+    def _write_metrics(self) -> None:
+        """Append the records not yet written (the header first), and close the file: they are on disk."""
+        assert self.metrics_path is not None
+        lines = self._lines
+        try:
+            if not self._header_written:
+                self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
+                lines = [monitor_format.header(**self.meta()), *lines]
+            with open(self.metrics_path, "a" if self._header_written else "w", encoding="utf-8") as handle:
+                handle.write("".join(line + "\n" for line in lines))
+        except OSError as error:
+            self.notice(f"cannot write the metrics to {self.metrics_path}: {error}", key=f"write:{self.metrics_path}")
+            return
+        self._header_written = self._meta_frozen = True
+        self._lines = []
 
     def result(self) -> dict[str, Any]:
         """The `result` object of the JSON report."""
@@ -428,30 +652,55 @@ class Monitor:
         return Report("monitor", self.name, self.findings, self._checks, self.result(), seconds=seconds, invocation=self.name)
 
     def close(self) -> Report:
-        """Judge everything recorded, write the JSONL, the report and the plot; print the verdict. Idempotent."""
+        """Judge everything recorded, write the JSONL, the report and the plot; print the verdict. Idempotent, and
+        never raises: a plot it cannot draw (no step recorded) is one line, and the verdict is printed."""
         if self.closed:
             return self.report()
-        self._materialize({})
-        self._judge(final=True)
+        try:
+            self._materialize({})
+            self._judge(final=True)
+        except Exception as error:  # noqa: BLE001 - the verdict so far is still given
+            self._internal(error, "close()")
         self.closed = True
+        plot_note = self._save_plot() if self.plot_path is not None else None  # first: the report lists the plot
         self._write_files(final=True)
-        if self.plot_path is not None:
-            from ctcdoctor.training.report import save_plot
-
-            save_plot(self, self.plot_path)
         if self._printer is not None:
             self._printer.stop()
             lines = [f"[ctcdoctor] {self.name}: {self.summary()}"]
             for found in self.findings:
                 lines.extend(finding_lines(found))
-            self._printer.write(lines)
+            self._printer.write(lines + ([f"[ctcdoctor] {plot_note}"] if plot_note else []))
+        elif plot_note:
+            self.notice(plot_note, key="plot")
         return self.report()
 
-    def summary(self) -> str:
+    def _save_plot(self) -> str | None:
+        """Draw the plot to `plot_path`; None when written, else the line that says why not."""
+        assert self.plot_path is not None
+        if "loss" not in self._columns:
+            why = " (the run stopped before its first step)" if self.should_stop and self.stopped_at == 0 else ""
+            return f"no plot written to {self.plot_path}: no training step was recorded{why}"
+        from ctcdoctor.training.report import save_plot
+
+        try:
+            save_plot(self, self.plot_path)
+        except Exception as error:  # noqa: BLE001 - a plot is never worth the verdict
+            return f"no plot written to {self.plot_path}: {type(error).__name__}: {error}"
+        self.plot_written = True
+        return None
+
+    def summary(self, stopping: str | None = None) -> str:
+        """Counts by severity, and where the run stopped. `stopping` (said before the stop takes effect, as the check
+        before training is): "" where the framework stops before its next step, else why it runs step 1 first."""
         counts = {severity: sum(1 for item in self.findings if item.severity.value == severity) for severity in ("error", "warning", "info")}
         text = ", ".join(f"{count} {name}{'s' if count != 1 and name != 'info' else ''}" for name, count in counts.items())
         if self.stop_reason is not None:
-            text += f"; stop at step {self.stopped_at:,} on {self.stop_reason.code}"
+            code, step = self.stop_reason.code, self.stopped_at or 0
+            if stopping is not None:
+                text += (f"; stopping after step {step:,} on {code} ({stopping})" if stopping else
+                         f"; stopping {'before step 1' if step == 0 else f'after step {step:,}'} on {code}")
+            else:
+                text += f"; stopped before step 1 on {code}" if step == 0 else f"; stop at step {step:,} on {code}"
         return text
 
     def run_data(self) -> Any:
@@ -472,7 +721,9 @@ class Monitor:
         self.close()
 
 
-def _validate(every: int, stop_on: str | None, layout: str, patience: int, reduction: str | None) -> None:
+def check_options(every: int, stop_on: str | None, layout: str, patience: int, reduction: str | None) -> None:
+    """Refuse bad options with a ValueError naming them: at construction, before training starts (the callbacks
+    call it from their own constructors, so that a bad option never ends a fit)."""
     if int(every) < 1:
         raise ValueError(f"every={every}: expected a number of steps >= 1")
     if stop_on not in STOP_ON:

@@ -26,6 +26,9 @@ Format (version 1), UTF-8, one JSON object per line:
   boolean, not a scalar): the run is over, so ``logs`` judges a blank or uniform phase that
   lasts to its end as in a finished run (without the ``patience`` budget), as ``close()`` did.
   A file without it is a run in progress (or one that crashed).
+* a step may appear again (the monitor writes a record at its evaluation and again with a value
+  logged later for it, or with the ``finished`` mark): the reader keeps the latest value of
+  each key at each step.
 * non-finite numbers are the strings ``"nan"``, ``"inf"``, ``"-inf"`` (valid JSON); the
   reader also accepts Python's bare ``NaN``/``Infinity``.
 * a key missing from a record means "not measured at this step", never zero.

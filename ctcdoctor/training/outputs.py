@@ -134,13 +134,44 @@ def normalisation_gaps(outputs: Any, layout: str) -> dict[str, float]:
     return gaps
 
 
-def _lengths(value: Any, count: int, default: int, name: str) -> torch.Tensor:
+def _lengths(value: Any, count: int, default: int) -> torch.Tensor:
     if value is None:
         return torch.full((count,), default, dtype=torch.long)
-    lengths = torch.as_tensor(value).detach().to("cpu").reshape(-1).long()
-    if lengths.numel() < count:
-        raise ValueError(f"{name} has {lengths.numel()} entries for {count} samples")
-    return lengths[:count]
+    return torch.as_tensor(value).detach().to("cpu").reshape(-1).long()[:count]
+
+
+def check_batch(outputs: Any, targets: Any, target_lengths: Any, output_lengths: Any, layout: str) -> None:
+    """Raise a ValueError that names the argument and the fix when the lengths or the targets do not hold one entry
+    per sample of the outputs (the batch axis of `layout`)."""
+    shape = tuple(torch.as_tensor(outputs).shape)
+    if len(shape) != 3:
+        raise ValueError(f"outputs have shape {shape}: expected 3 axes, (T, N, C) or (N, T, C)")
+    batch_axis = 1 if layout == "TNC" else 0
+    samples, other = shape[batch_axis], shape[1 - batch_axis]
+    read = f"the outputs {shape} read as layout={layout!r}"
+
+    def swap_hint(count: int) -> str:
+        swapped = "NTC" if layout == "TNC" else "TNC"
+        return (f"; axis {1 - batch_axis} has {count}: for {'(N, T, C)' if swapped == 'NTC' else '(T, N, C)'} outputs "
+                f"pass layout={swapped!r}") if other == count and other != samples else ""
+
+    for name, value in (("target_lengths", target_lengths), ("output_lengths", output_lengths)):
+        if value is None:
+            continue
+        count = int(torch.as_tensor(value).numel())
+        if count != samples:
+            raise ValueError(f"{name} has {count} entries for {samples} samples ({read}): pass one length per sample"
+                             + swap_hint(count))
+    labels = torch.as_tensor(targets)
+    lengths = torch.as_tensor(target_lengths).reshape(-1).long()
+    if labels.dim() == 2 and labels.shape[0] != samples:
+        raise ValueError(f"targets has {labels.shape[0]} rows for {samples} samples ({read}): pass the padded targets "
+                         "(N, S) of this batch, one row per sample" + swap_hint(int(labels.shape[0])))
+    if labels.dim() == 1 and int(lengths.clamp(min=0).sum()) > labels.numel():
+        raise ValueError(f"targets holds {labels.numel()} labels but target_lengths add up to "
+                         f"{int(lengths.clamp(min=0).sum())}: pass the concatenated labels of this batch with their lengths")
+    if labels.dim() not in (1, 2):
+        raise ValueError(f"targets have shape {tuple(labels.shape)}: expected padded (N, S) or concatenated labels")
 
 
 def _targets(targets: Any, target_lengths: Any, frames: torch.Tensor, count: int) -> tuple[list[list[int]], torch.Tensor]:
@@ -162,7 +193,9 @@ def _targets(targets: Any, target_lengths: Any, frames: torch.Tensor, count: int
 def _text(sequence: Sequence[int], alphabet: Sequence[str] | None, blank: int) -> str:
     if alphabet is None:
         return " ".join(map(str, sequence))
-    return "".join(alphabet[c - (c > blank)] if 0 <= c - (c > blank) < len(alphabet) else "�" for c in sequence)
+    # the blank is no symbol: a target that holds it shows '�' there, as a class the alphabet lacks does
+    return "".join(alphabet[c - (c > blank)] if c != blank and 0 <= c - (c > blank) < len(alphabet) else "�"
+                   for c in sequence)
 
 
 def _corpus_rate(hyps: Sequence[Sequence[Any]], refs: Sequence[Sequence[Any]]) -> float:
@@ -198,8 +231,10 @@ def measure_outputs(
     log_probs = as_tnc_log_probs(outputs, kind, layout, max_samples)
     frames_total, count, classes = log_probs.shape
     if not 0 <= blank < classes:
-        raise ValueError(f"blank={blank} is out of range for outputs with C={classes} classes")
-    frames = _lengths(output_lengths, count, frames_total, "output_lengths").clamp(0, frames_total)
+        raise ValueError(f"blank={blank} is out of range for outputs with C={classes} classes: pass the blank index "
+                         "your loss uses (F.ctc_loss's default: blank=0)")
+    check_batch(outputs, targets, target_lengths, output_lengths, layout)
+    frames = _lengths(output_lengths, count, frames_total).clamp(0, frames_total)
     refs, required = _targets(targets, target_lengths, frames, count)
     valid = torch.arange(frames_total)[:, None] < frames[None, :]
     bad_frames = valid & ~torch.isfinite(log_probs).all(-1).cpu()

@@ -174,6 +174,10 @@ def _draw_rates(ax, curves: Any) -> Any:
 
 def _draw_main(ax, result: Any) -> None:
     curves = result.curves
+    if curves.unit == "step":  # steps are whole: no tick at step 2.5 on a short run
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", steps=[1, 2, 2.5, 5, 10], integer=True))  # as AutoLocator
     positive = _draw_loss(ax, curves)
     ax.set_ylabel("loss" + (" (log scale)" if positive else ""))
     ax.grid(True, alpha=0.3)

@@ -63,7 +63,7 @@ def monitor_result(monitor: Monitor) -> dict[str, Any]:
         result["series"] = logs_result(monitor).to_dict()["series"]
     result["files"] = {"metrics": str(monitor.metrics_path) if monitor.metrics_path else None,
                        "report": str(monitor.report_path) if monitor.report_path else None,
-                       "plot": str(monitor.plot_path) if monitor.plot_path and monitor.closed else None}
+                       "plot": str(monitor.plot_path) if monitor.plot_path and monitor.plot_written else None}
     result["seconds"] = {"monitor": round(monitor.seconds, 4),
                          "per_step_ms": round(1000 * monitor.seconds / max(monitor.steps_seen, 1), 4)}
     return result

@@ -39,7 +39,18 @@ SCRIPT = textwrap.dedent('''
                  "stopped": callback.report.result["stopped"], "cer": callback.report.result["latest"]["cer"],
                  "blank": callback.report.result["meta"]["blank"], "reduction": callback.report.result["meta"]["reduction"]}}
 
-    print(json.dumps({{"healthy": fit(0.02, 10, metrics_path=sys.argv[1]), "broken": fit(1000.0, 10, echo=False)}}))
+    def scheduled():  # step k trains at 0.02 / k: the schedule is read at the optimizer's iterations, k - 1
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((12, CLASSES)), keras.layers.Dense(CLASSES)])
+        rate = keras.optimizers.schedules.InverseTimeDecay(0.02, decay_steps=1, decay_rate=1.0)
+        model.compile(optimizer=keras.optimizers.Adam(rate), loss=keras.losses.CTC())
+        callback = CTCDoctorCallback(every=10, data=(x[:16], y[:16]), alphabet=ALPHABET, echo=False)
+        model.fit(x, y, batch_size=8, epochs=3, callbacks=[callback], verbose=0)
+        lr = callback.monitor.run_data().scalars["lr"]
+        return dict(zip(lr.steps.tolist(), lr.values.tolist()))
+
+    print(json.dumps({{"healthy": fit(0.02, 10, metrics_path=sys.argv[1]), "broken": fit(1000.0, 10, echo=False),
+                      "scheduled": scheduled()}}))
 ''')
 
 
@@ -60,6 +71,8 @@ def test_model_fit_is_monitored_and_stopped_on_an_error(tmp_path):
     for epoch, keras_loss in enumerate(healthy["keras_loss"]):
         assert sum(healthy["losses"][8 * epoch : 8 * epoch + 8]) / 8 == pytest.approx(keras_loss, rel=1e-4)
     assert broken["steps"] == 10 and broken["epochs"] == 2 and broken["stopped"]["code"] in ("CTC203", "CTC200")
+    # the rate each step trained at (read after the step it was the next one's: 0.01 at step 1)
+    assert results["scheduled"] == pytest.approx({"1": 0.02, "10": 0.002, "20": 0.001}, rel=1e-5)
 
     from ctcdoctor.training import diagnose_run
 
@@ -103,7 +116,9 @@ HEADS = textwrap.dedent('''
         callback = CTCDoctorCallback(every=5, data=(x[:16], y[:16]), alphabet=ALPHABET, echo=False)
         model.fit(x, y, batch_size=8, epochs=2, callbacks=[callback], verbose=0)
         found = [f.to_dict() for f in callback.report.findings if f.code == "CTC020"]
-        return {{"steps": callback._step, "stopped": (callback.report.result["stopped"] or {{}}).get("code"), "ctc020": found}}
+        stopped = callback.report.result["stopped"] or {{}}
+        return {{"steps": callback._step, "stopped": stopped.get("code"), "stopped_step": stopped.get("step"),
+                 "summary": callback.monitor.summary(), "ctc020": found}}
 
     print(json.dumps({{"dense_softmax": fit("dense_softmax", keras.losses.CTC()), "softmax_layer": fit("softmax_layer", "ctc"),
                       "subclassed": fit("subclassed", keras.losses.ctc), "linear": fit("linear", keras.losses.CTC()),
@@ -111,7 +126,7 @@ HEADS = textwrap.dedent('''
 ''')
 
 
-def test_a_softmax_head_fed_to_keras_ctc_is_an_error_before_the_first_step(tmp_path):
+def test_a_softmax_head_fed_to_keras_ctc_is_an_error_found_before_the_first_step(tmp_path):
     here = str(Path(__file__).resolve().parent)
     script = tmp_path / "heads.py"
     script.write_text(HEADS.format(here=here))
@@ -120,7 +135,10 @@ def test_a_softmax_head_fed_to_keras_ctc_is_an_error_before_the_first_step(tmp_p
     assert done.returncode == 0, done.stderr[-3000:]
     runs = json.loads(done.stdout.strip().splitlines()[-1])
     dense = runs["dense_softmax"]
-    assert dense["stopped"] == "CTC020" and dense["steps"] == 1  # stopped after the batch that was already under way
+    # found before the first step, but Keras reads model.stop_training after each batch: fit stops after step 1,
+    # and the monitor says so (it said "stop at step 0" after recording step 1)
+    assert dense["stopped"] == "CTC020" and dense["steps"] == 1 and dense["stopped_step"] == 1
+    assert dense["summary"].endswith("; stop at step 1 on CTC020")
     [found] = dense["ctc020"]
     assert found["severity"] == "error" and "'dense" in found["message"] and "keras.losses.CTC applies log_softmax" in found["message"]
     assert found["hint"].startswith('Remove activation="softmax" from the last layer')

@@ -22,10 +22,19 @@ sys.path.insert(0, str(HERE))
 from trainer_run import make_trainer  # noqa: E402
 
 
-def test_a_broken_setup_is_stopped_after_the_first_step(tmp_path):
-    trainer, callback = make_trainer(str(tmp_path), broken=True, steps=6)
-    trainer.train()
-    assert callback.stopped and trainer.state.global_step == 1  # Trainer reads the flag after each step
+def test_a_broken_setup_is_stopped_before_the_first_step(tmp_path, capsys):
+    from ctcdoctor.integrations.transformers import TrainingStopped
+
+    trainer, callback = make_trainer(str(tmp_path), broken=True, steps=6, plot_path=tmp_path / "p.png")
+    # Trainer reads should_training_stop only after a step, which would train on the broken set-up: it raises instead
+    with pytest.raises(TrainingStopped) as stopped:
+        trainer.train()
+    assert "before its first step" in stopped.value.message and "CTC001" in stopped.value.message
+    assert "stop_on=None" in stopped.value.hint
+    assert callback.stopped and trainer.state.global_step == 0
+    out = capsys.readouterr().out
+    assert "stopped before step 1 on CTC" in out and "no plot written to" in out  # the monitor's verdict, closed
+    assert callback.final_report.result["stopped"]["step"] == 0 and callback.final_report.result["steps_seen"] == 0
     document = json.loads((tmp_path / "ctcdoctor_check.json").read_text())
     assert document["command"] == "check" and document["spec"] == "Trainer"
     assert {"CTC001", "CTC104"} <= {item["code"] for item in document["findings"]}
@@ -41,6 +50,10 @@ def test_a_healthy_setup_trains_to_the_end_under_the_monitor(tmp_path, capsys):
     assert json.loads((tmp_path / "ctcdoctor_check.json").read_text())["summary"]["error"] == 0
     # The monitor's final report (every=2: it measured the outputs twice) is report_path.
     assert callback.final_report is not None and json.loads(report.read_text())["command"] == "monitor"
+    # the rate of each step as the Trainer logs it (read before the scheduler steps; was one step late)
+    logged = {entry["step"]: entry["learning_rate"] for entry in trainer.state.log_history if "learning_rate" in entry}
+    lr = callback.monitor.monitor.run_data().scalars["lr"]
+    assert dict(zip(lr.steps.tolist(), lr.values.tolist())) == pytest.approx(logged) and len(logged) == 4
 
 
 def test_without_a_monitor_the_check_alone_prints_and_writes_report_path(tmp_path, capsys):
@@ -106,7 +119,8 @@ def test_two_processes_on_gloo_check_once_and_stop_together(tmp_path, mode):
     records = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     assert [record["world"] for record in records] == [2, 2]
     assert [record["checked"] for record in records] == [True, False]  # checked once, on rank 0
-    if mode == "broken":
-        assert [(record["stopped"], record["global_step"]) for record in records] == [(True, 1), (True, 1)]
+    if mode == "broken":  # every rank raised TrainingStopped before its first step
+        assert [(record["stopped"], record["global_step"], record["raised"]) for record in records] == [
+            (True, 0, "TrainingStopped"), (True, 0, "TrainingStopped")]
     else:
         assert [(record["stopped"], record["global_step"]) for record in records] == [(False, 4), (False, 4)]

@@ -121,6 +121,9 @@ def test_trainer_train_is_monitored_with_the_models_blank_and_vocabulary(tmp_pat
     logged = {entry["step"]: entry["loss"] for entry in trainer.state.log_history if "loss" in entry}
     mean = np.mean([by_step[step]["loss"] for step in range(1, 6)])
     assert logged[5] == pytest.approx(mean, rel=1e-3)  # the Trainer's logged mean over the same steps
+    # the rate each step trained at, as the Trainer logs it (it was read after the scheduler stepped: one step late)
+    rates = {entry["step"]: entry["learning_rate"] for entry in trainer.state.log_history if "learning_rate" in entry}
+    assert {step: by_step[step]["lr"] for step in rates} == pytest.approx(rates) and by_step[1]["lr"] == 1e-3
     report = monitor.report
     # 20 steps leave this tiny model's outputs uniform: within the budget while it runs (no stop), judged whole
     # once the run is over (the budget protects only a run that may still move)

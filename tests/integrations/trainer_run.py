@@ -17,7 +17,7 @@ import torch  # noqa: E402
 from hfkit import audio_model, example, processor  # noqa: E402
 from transformers import Trainer, TrainingArguments  # noqa: E402
 
-from ctcdoctor.integrations.transformers import CTCDoctorCallback  # noqa: E402
+from ctcdoctor.integrations.transformers import CTCDoctorCallback, TrainingStopped  # noqa: E402
 
 
 def make_trainer(output_dir: str, broken: bool, steps: int = 4, **callback_options) -> tuple[Trainer, CTCDoctorCallback]:
@@ -41,10 +41,14 @@ def main() -> None:
     steps = int(sys.argv[3]) if len(sys.argv) > 3 else 4
     torch.manual_seed(0)
     trainer, callback = make_trainer(output_dir, mode == "broken", steps)
-    trainer.train()
+    raised = None
+    try:
+        trainer.train()
+    except TrainingStopped as error:  # the check stopped training before its first step
+        raised = type(error).__name__
     rank = int(os.environ.get("RANK", "0"))
     record = {"rank": rank, "world": int(os.environ.get("WORLD_SIZE", "1")), "global_step": trainer.state.global_step,
-              "stopped": callback.stopped, "checked": callback.report is not None}
+              "stopped": callback.stopped, "checked": callback.report is not None, "raised": raised}
     Path(output_dir, f"rank{rank}.json").write_text(json.dumps(record), encoding="utf-8")
     if torch.distributed.is_initialized():
         # Both records are written; then leave without the interpreter's teardown, which on a loaded machine now and

@@ -248,7 +248,12 @@ def read_jsonl(path: Path, format: str = "jsonl") -> Run:
             column[1].append(value)
     if not records:
         what = "only a header" if meta else "no records"
-        raise UserInputError(f"{path} holds {what}: expected one JSON object per logged step, with a step and a loss")
+        every = meta.get("every")
+        hint = ("The run logged no step yet: the monitor writes its records at each evaluation (the first update(), "
+                f"then every {every if isinstance(every, int) else 'every='} steps); wait for the first evaluation, or "
+                "check that update() is called. A run stopped before its first step logs none."
+                if format == "monitor" else "Log at least one step with a loss, or pass the log of a run that has.")
+        raise UserInputError(f"{path} holds {what}: expected one JSON object per logged step, with a step and a loss", hint)
     scalars = _series_from_columns(columns, step_name, notes)
     if not scalars:
         raise UserInputError(f"{path} has {records} records but no numeric values: expected e.g. {{\"step\": 1, \"loss\": 2.3}}")
