@@ -13,13 +13,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from ctcdoctor.measure.criterion import CriterionAudits
     from ctcdoctor.measure.inputs import InputStats
     from ctcdoctor.measure.model import LayoutDecision, ModelRun
-    from ctcdoctor.measure.outputs import OutputKind
+    from ctcdoctor.measure.outputs import OutputKind, TrainingView
 
 
 @check("CTC020", "error", "model output is probabilities, not log-probabilities",
-       variants=(("warning", "model output is probabilities; the criterion takes their log"),))
+       variants=(("warning", "model output is probabilities; the criterion takes their log"),
+                 ("info", "softmax in eval mode only: training does not see probabilities")))
 def probabilities_output(output_kinds: list[OutputKind], criterion_audit: CriterionAudits,
-                         layout: LayoutDecision) -> list[Finding]:
+                         layout: LayoutDecision, training_view: TrainingView) -> list[Finding]:
     """
     **What it checks.** Whether the model's output lies in [0, 1] and sums to 1 over the
     class axis: `softmax` was applied where CTC needs `log_softmax`.
@@ -41,6 +42,17 @@ def probabilities_output(output_kinds: list[OutputKind], criterion_audit: Criter
     the output layer (`Dense(C, activation="softmax")`, a `Softmax` layer) and the compiled
     loss, or at the first evaluation when only the outputs show it.
 
+    A softmax that runs only in eval mode (deepspeech.pytorch's `InferenceBatchSoftmax`:
+    `F.softmax(x, dim=-1) if not self.training else x`) is no error: ctcdoctor runs the model
+    in eval mode, as decoding does, and when that output is not log-probabilities it runs the
+    model batches once more in train mode (on a copy of the model, without gradients) to see
+    what the loss sees. When training sees another kind of output, this check, CTC021, CTC024
+    and the criterion audit (CTC030) judge that one, and this code is an **info** note that
+    names the module that switches on `self.training`:
+    `info CTC020 InferenceBatchSoftmax at inference_softmax applies softmax in eval mode only:
+    training sees raw logits, and your criterion applies log_softmax to them; decoding sees
+    probabilities — fine.`
+
     **Fix.** End the model with `log_softmax(dim=-1)` (or return logits and apply
     `log_softmax` in the loss). Never take `log` of a softmax: it underflows to `-inf`.
     Keras: drop the softmax (`Dense(C)` with no activation): `keras.losses.CTC` takes logits.
@@ -48,9 +60,9 @@ def probabilities_output(output_kinds: list[OutputKind], criterion_audit: Criter
     from ctcdoctor.measure.outputs import log_softmax_call
 
     call = log_softmax_call(layout.layout)
-    for kind in output_kinds:
+    for kind in training_view.judged(output_kinds):
         if kind.kind == "probs" and kind.axis == 2:
-            evidence = {"min": kind.min, "max": kind.max}
+            evidence = {"min": kind.min, "max": kind.max, **_mode_evidence(training_view)}
             if _criterion_normalises(criterion_audit):
                 return [finding(
                     "CTC020",
@@ -72,16 +84,75 @@ def probabilities_output(output_kinds: list[OutputKind], criterion_audit: Criter
                     evidence,
                 )
             ]
+    if training_view.differs:
+        return _eval_only_softmax(output_kinds, training_view, criterion_audit)
     return []
+
+
+def _mode_evidence(view: TrainingView) -> dict:
+    """Evidence that the output judged is the train-mode one (an output that changes with self.training)."""
+    if not view.differs:
+        return {}
+    switch = view.switch
+    return {"judged_mode": "train", "switch": None if switch is None else {"module": switch.name, "type": switch.type}}
+
+
+KIND_WORDS = {"probs": "probabilities", "log_probs": "log-probabilities", "logits": "raw logits", "empty": "no finite values"}
+
+
+def _kind_words(kind: OutputKind) -> str:
+    from ctcdoctor.measure.outputs import AXIS_NAMES
+
+    words = KIND_WORDS.get(kind.kind, kind.kind)
+    return words if not kind.wrong_axis else f"{words} over the {AXIS_NAMES[kind.axis]} axis"
+
+
+def _eval_only_softmax(output_kinds: list[OutputKind], view: TrainingView, audits: CriterionAudits) -> list[Finding]:
+    """The info note: the eval output is probabilities, training sees something else (judged by CTC021/CTC024)."""
+    evaluated = next((kind for kind in output_kinds if kind.kind == "probs" and kind.axis == 2), None)
+    if evaluated is None:
+        return []
+    trained = view.kinds[0]
+    switch = view.switch
+    if switch is None:
+        who = "The model"
+    elif switch.name:
+        who = f"{switch.type} at {switch.name}"
+    else:
+        who = f"{switch.type}.forward (the model itself)"
+    does = ("applies softmax in eval mode only" if switch is None or switch.eval_kind.startswith("probs")
+            else "changes its output with self.training")
+    if trained.kind == "log_probs" and trained.axis == 2:
+        verdict, fine = "training sees log-probabilities", True
+    elif trained.kind == "logits" and _criterion_normalises(audits):
+        verdict, fine = "training sees raw logits, and your criterion applies log_softmax to them", True
+    elif trained.kind == "logits":
+        verdict, fine = "training sees raw logits (CTC021 says what the loss needs)", False
+    else:
+        verdict, fine = f"training sees {_kind_words(trained)} (see CTC024)", False
+    message = f"{who} {does}: {verdict}; decoding sees probabilities{' — fine' if fine else ''}."
+    hint = ("Nothing to change for training: ctcdoctor judged the output training sees (CTC021, CTC024, CTC030). "
+            "Decode from the eval-mode output as you do; take log() of it only where a decoder needs log-probabilities.")
+    if not fine:
+        hint = "Fix what training sees (the finding named above); the eval-only softmax itself is fine for decoding."
+    evidence = {"eval": {"kind": evaluated.kind, "min": evaluated.min, "max": evaluated.max},
+                "train": {"kind": trained.kind, "axis": trained.axis, "min": trained.min, "max": trained.max},
+                "switch": None if switch is None else {"module": switch.name, "type": switch.type,
+                                                       "eval_kind": switch.eval_kind, "train_kind": switch.train_kind},
+                "how": view.how}
+    return [finding("CTC020", message, hint, evidence, severity="info",
+                    title="softmax in eval mode only: training does not see probabilities")]
 
 
 @check("CTC021", "warning", "model output is raw logits")
 def raw_logits_output(output_kinds: list[OutputKind], criterion_audit: CriterionAudits,
-                      layout: LayoutDecision) -> list[Finding]:
+                      layout: LayoutDecision, training_view: TrainingView) -> list[Finding]:
     """
     **What it checks.** Whether the output is neither probabilities nor log-probabilities
     over any axis: raw logits. When `Setup.criterion` is given and already applies
     `log_softmax` (its value equals CTC on `log_softmax(output)`), nothing is reported.
+    A model whose output changes with `self.training` is judged on what training sees
+    (see CTC020).
 
     **Why it matters.** `F.ctc_loss` on raw logits is not a likelihood: the loss can go
     negative, and gradients push logits up without bound instead of learning a distribution.
@@ -91,7 +162,7 @@ def raw_logits_output(output_kinds: list[OutputKind], criterion_audit: Criterion
 
     **Fix.** Apply `log_softmax(dim=-1)` over the class axis before the loss.
     """
-    kinds = output_kinds
+    kinds = training_view.judged(output_kinds)
     if not any(kind.kind == "logits" for kind in kinds):
         return []
     if _criterion_normalises(criterion_audit):
@@ -99,12 +170,13 @@ def raw_logits_output(output_kinds: list[OutputKind], criterion_audit: Criterion
     from ctcdoctor.measure.outputs import log_softmax_call
 
     kind = next(kind for kind in kinds if kind.kind == "logits")
+    where = " in train mode, which the loss sees (the eval-mode output differs: see CTC020)" if training_view.differs else ""
     return [
         finding(
             "CTC021",
-            f"the output is raw logits (range {kind.min:.3g} to {kind.max:.3g}); no axis sums to 1 in probability space.",
+            f"the output is raw logits{where} (range {kind.min:.3g} to {kind.max:.3g}); no axis sums to 1 in probability space.",
             f"Apply {log_softmax_call(layout.layout)} over the classes before F.ctc_loss.",
-            {"min": kind.min, "max": kind.max},
+            {"min": kind.min, "max": kind.max, **_mode_evidence(training_view)},
         )
     ]
 
@@ -237,7 +309,7 @@ def nonfinite_output(outputs: list[torch.Tensor], output_kinds: list[OutputKind]
 
 
 @check("CTC024", "error", "softmax taken over the wrong axis")
-def wrong_softmax_axis(output_kinds: list[OutputKind], layout: LayoutDecision) -> list[Finding]:
+def wrong_softmax_axis(output_kinds: list[OutputKind], layout: LayoutDecision, training_view: TrainingView) -> list[Finding]:
     """
     **What it checks.** Whether the output is normalised (sums to 1 in probability space)
     over the time or the batch axis instead of the class axis.
@@ -249,10 +321,12 @@ def wrong_softmax_axis(output_kinds: list[OutputKind], layout: LayoutDecision) -
     **Example.** `x.log_softmax(0)` on `(T, N, C)`: `error CTC024 the output is
     log-probabilities over the time axis, not over the classes.`
 
+    A model whose output changes with `self.training` is judged on what training sees (see CTC020).
+
     **Fix.** Take `log_softmax(dim=-1)`: the class axis is last in both `(T, N, C)` and
     `(N, T, C)`; for an `(N, C, T)` output (a `Conv1d` head) it is `dim=1`.
     """
-    for kind in output_kinds:
+    for kind in training_view.judged(output_kinds):
         if kind.wrong_axis:
             from ctcdoctor.measure.outputs import AXIS_NAMES
 
@@ -265,7 +339,7 @@ def wrong_softmax_axis(output_kinds: list[OutputKind], layout: LayoutDecision) -
                     f"{'its exp' if kind.kind == 'log_probs' else 'it'} sums to 1 along the {axis_name} axis.",
                     "Take log_softmax(dim=1): the class axis of an (N, C, T) output is the middle one."
                     if layout.layout == "NCT" else "Take log_softmax(dim=-1): the class axis is the last one.",
-                    {"axis": axis_name, "kind": kind.kind, "layout": layout.layout},
+                    {"axis": axis_name, "kind": kind.kind, "layout": layout.layout, **_mode_evidence(training_view)},
                 )
             ]
     return []

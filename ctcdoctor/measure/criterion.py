@@ -2,6 +2,7 @@
 mistake (swapped lengths, layout, wrong blank, probabilities, raw logits, reduction) reproduces it."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import re
@@ -13,13 +14,15 @@ import torch
 
 from ctcdoctor.engine import Context, provides
 from ctcdoctor.measure.model import evaluating, to_tnc
-from ctcdoctor.measure.outputs import log_softmax_call
+from ctcdoctor.measure.outputs import TrainingView, log_softmax_call
 from ctcdoctor.measure.reference import (
     REDUCTIONS,
     Prepared,
     close,
     deviation,
+    normalised_log_probs,
     per_sample_ctc,
+    prepared_kind,
     reduce_losses,
 )
 
@@ -451,9 +454,34 @@ def _criterion_audit(context: Context) -> CriterionAudits:
     # SpecAugment noise, which would read as a mismatch with reference CTC.
     pad = context.vocabulary.pad_id
     extra = () if pad is None else (pad,)
+    items = as_trained(prepared.items, _training_view(context))
     with evaluating(context.setup.model):
         audits = tuple(audit_criterion(criterion, item, context.setup.blank, context.num_classes, extra)
-                       for item in prepared.items)
+                       for item in items)
     return CriterionAudits(audits)
 
 
+def _training_view(context: Context) -> TrainingView:
+    """What training sees (see ctcdoctor.measure.outputs.TrainingView); the eval view when it cannot be measured."""
+    try:
+        return context.training_view
+    except Exception:
+        return TrainingView(skipped="the train-mode output could not be measured")
+
+
+def as_trained(items: tuple[Prepared, ...], view: TrainingView) -> tuple[Prepared, ...]:
+    """The prepared batches with the output training sees, when it differs in kind from the eval-mode one (an
+    eval-only softmax): the criterion is given that output, and reference CTC is computed on it too."""
+    if not view.differs:
+        return items
+    trained = {run.batch.index: (run, kind) for run, kind in zip(view.runs, view.kinds)}
+    changed = []
+    for item in items:
+        run, kind = trained.get(item.batch.index, (None, None))
+        if run is None or kind is None:
+            changed.append(item)
+            continue
+        how = prepared_kind(kind)
+        log_probs = normalised_log_probs(to_tnc(run.output, item.layout).detach().cpu(), how)
+        changed.append(dataclasses.replace(item, output=run.output, log_probs=log_probs, kind=how, returned=run.returned))
+    return tuple(changed)
