@@ -10,7 +10,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from ctcdoctor.findings import Finding
-    from ctcdoctor.measure.criterion import CriterionAudits
+    from ctcdoctor.measure.criterion import CriterionAudits, CriterionShift
     from ctcdoctor.measure.inputs import InputStats
     from ctcdoctor.measure.model import LayoutDecision, ModelRun
     from ctcdoctor.measure.outputs import OutputKind, TrainingView
@@ -20,7 +20,8 @@ if TYPE_CHECKING:  # pragma: no cover
        variants=(("warning", "model output is probabilities; the criterion takes their log"),
                  ("info", "softmax in eval mode only: training does not see probabilities")))
 def probabilities_output(output_kinds: list[OutputKind], criterion_audit: CriterionAudits,
-                         layout: LayoutDecision, training_view: TrainingView) -> list[Finding]:
+                         layout: LayoutDecision, training_view: TrainingView,
+                         criterion_shift: CriterionShift) -> list[Finding]:
     """
     **What it checks.** Whether the model's output lies in [0, 1] and sums to 1 over the
     class axis: `softmax` was applied where CTC needs `log_softmax`.
@@ -85,7 +86,7 @@ def probabilities_output(output_kinds: list[OutputKind], criterion_audit: Criter
                 )
             ]
     if training_view.differs:
-        return _eval_only_softmax(output_kinds, training_view, criterion_audit)
+        return _eval_only_softmax(output_kinds, training_view, criterion_audit, criterion_shift)
     return []
 
 
@@ -107,7 +108,8 @@ def _kind_words(kind: OutputKind) -> str:
     return words if not kind.wrong_axis else f"{words} over the {AXIS_NAMES[kind.axis]} axis"
 
 
-def _eval_only_softmax(output_kinds: list[OutputKind], view: TrainingView, audits: CriterionAudits) -> list[Finding]:
+def _eval_only_softmax(output_kinds: list[OutputKind], view: TrainingView, audits: CriterionAudits,
+                       shift: CriterionShift) -> list[Finding]:
     """The info note: the eval output is probabilities, training sees something else (judged by CTC021/CTC024)."""
     evaluated = next((kind for kind in output_kinds if kind.kind == "probs" and kind.axis == 2), None)
     if evaluated is None:
@@ -124,7 +126,7 @@ def _eval_only_softmax(output_kinds: list[OutputKind], view: TrainingView, audit
             else "changes its output with self.training")
     if trained.kind == "log_probs" and trained.axis == 2:
         verdict, fine = "training sees log-probabilities", True
-    elif trained.kind == "logits" and _criterion_normalises(audits):
+    elif trained.kind == "logits" and _applies_log_softmax(audits, shift):
         verdict, fine = "training sees raw logits, and your criterion applies log_softmax to them", True
     elif trained.kind == "logits":
         verdict, fine = "training sees raw logits (CTC021 says what the loss needs)", False
@@ -146,13 +148,19 @@ def _eval_only_softmax(output_kinds: list[OutputKind], view: TrainingView, audit
 
 @check("CTC021", "warning", "model output is raw logits")
 def raw_logits_output(output_kinds: list[OutputKind], criterion_audit: CriterionAudits,
-                      layout: LayoutDecision, training_view: TrainingView) -> list[Finding]:
+                      layout: LayoutDecision, training_view: TrainingView, criterion_shift: CriterionShift) -> list[Finding]:
     """
     **What it checks.** Whether the output is neither probabilities nor log-probabilities
     over any axis: raw logits. When `Setup.criterion` is given and already applies
-    `log_softmax` (its value equals CTC on `log_softmax(output)`), nothing is reported.
-    A model whose output changes with `self.training` is judged on what training sees
-    (see CTC020).
+    `log_softmax`, nothing is reported. ctcdoctor tells that two ways: its value equals
+    CTC on `log_softmax(output)`, possibly with another mistake the criterion audit (CTC030)
+    names (a wrong blank, swapped lengths, another reduction); or, when the audit cannot
+    explain the value (a scale factor, targets outside the classes), the value does not move
+    when a constant is added to every class score of a frame (log_softmax cancels it, CTC on
+    raw scores moves by it). A criterion the audit finds feeding raw logits, softmax
+    probabilities or an output normalised over another axis to the loss still gets this
+    warning. A model whose output changes with `self.training` is judged on what training
+    sees (see CTC020).
 
     **Why it matters.** `F.ctc_loss` on raw logits is not a likelihood: the loss can go
     negative, and gradients push logits up without bound instead of learning a distribution.
@@ -165,7 +173,7 @@ def raw_logits_output(output_kinds: list[OutputKind], criterion_audit: Criterion
     kinds = training_view.judged(output_kinds)
     if not any(kind.kind == "logits" for kind in kinds):
         return []
-    if _criterion_normalises(criterion_audit):
+    if _applies_log_softmax(criterion_audit, criterion_shift):
         return []
     from ctcdoctor.measure.outputs import log_softmax_call
 
@@ -182,8 +190,8 @@ def raw_logits_output(output_kinds: list[OutputKind], criterion_audit: Criterion
 
 
 def _criterion_normalises(audits: CriterionAudits) -> bool:
-    """True when the user's criterion applies log_softmax itself: the criterion audit (CTC030),
-    which compares it with reference CTC on log_softmax(output), finds no mistake but the reduction.
+    """True when the user's criterion matches reference CTC on the normalised output (log of probabilities,
+    log_softmax of anything else): the criterion audit (CTC030) finds no mistake but the reduction.
     Without a Setup.criterion the audit is skipped and this is False."""
     if audits.skipped or not audits.audits:
         return False
@@ -191,6 +199,27 @@ def _criterion_normalises(audits: CriterionAudits) -> bool:
         audit.user_error is None and (audit.agrees or audit.mistake == "reduction" or audit.zero_infinity)
         for audit in audits.audits
     )
+
+
+UNNORMALISED = ("raw_logits", "probabilities", "wrong_axis")
+"""CTC030 mistakes whose recomputation feeds the loss something other than log_softmax of the output: a criterion
+they explain does not apply log_softmax. Every other named mistake is recomputed on log_softmax(output)."""
+
+
+def _applies_log_softmax(audits: CriterionAudits, shift: CriterionShift) -> bool:
+    """Whether the user's criterion applies log_softmax to the model's output itself (CTC021 then stays silent).
+
+    The criterion audit decides when it explains the value: on log_softmax(output), with or without another mistake
+    (a wrong blank, swapped lengths, a reduction), says yes; raw logits, probabilities or another axis say no. When it
+    cannot explain it (a scale factor, targets outside the classes, audit skipped), the shift probe decides: a value
+    that ignores a constant added to each frame's class scores comes from normalised scores."""
+    explained = [audit for audit in audits.audits
+                 if audit.user_error is None and (audit.agrees or audit.mistake or audit.zero_infinity)]
+    if any(audit.mistake in UNNORMALISED for audit in explained):
+        return False
+    if audits.audits and len(explained) == len(audits.audits):
+        return True
+    return shift.probe().invariant is True
 
 
 @check("CTC022", "warning", "output layout ambiguous (T == N)")
