@@ -61,13 +61,14 @@ def probabilities_output(output_kinds: list[OutputKind], criterion_audit: Criter
     from ctcdoctor.measure.outputs import log_softmax_call
 
     call = log_softmax_call(layout.layout)
+    where = TRAIN_MODE if training_view.differs else ""
     for kind in training_view.judged(output_kinds):
         if kind.kind == "probs" and kind.axis == 2:
             evidence = {"min": kind.min, "max": kind.max, **_mode_evidence(training_view)}
             if _criterion_normalises(criterion_audit):
                 return [finding(
                     "CTC020",
-                    f"the output lies in [{kind.min:.3g}, {kind.max:.3g}] and sums to 1 over the class axis: these are "
+                    f"the output{where} lies in [{kind.min:.3g}, {kind.max:.3g}] and sums to 1 over the class axis: these are "
                     "probabilities. Your criterion takes their log (it matches reference CTC), so training is right, but "
                     "log(softmax) underflows to -inf for classes the model becomes sure are absent, and the loss turns inf.",
                     f"Return {call} from the model (or logits, with log_softmax in the loss) and drop the log "
@@ -79,7 +80,7 @@ def probabilities_output(output_kinds: list[OutputKind], criterion_audit: Criter
             return [
                 finding(
                     "CTC020",
-                    f"the output lies in [{kind.min:.3g}, {kind.max:.3g}] and sums to 1 over the class axis: "
+                    f"the output{where} lies in [{kind.min:.3g}, {kind.max:.3g}] and sums to 1 over the class axis: "
                     "these are probabilities, and F.ctc_loss expects log-probabilities.",
                     f"Replace softmax with {call} at the head (or apply log_softmax to logits in the loss).",
                     evidence,
@@ -88,6 +89,10 @@ def probabilities_output(output_kinds: list[OutputKind], criterion_audit: Criter
     if training_view.differs:
         return _eval_only_softmax(output_kinds, training_view, criterion_audit, criterion_shift)
     return []
+
+
+TRAIN_MODE = " in train mode, which the loss sees (the eval-mode output differs: see CTC020)"
+"""How a finding on the train-mode output says so (an output that changes with self.training)."""
 
 
 def _mode_evidence(view: TrainingView) -> dict:
@@ -178,7 +183,7 @@ def raw_logits_output(output_kinds: list[OutputKind], criterion_audit: Criterion
     from ctcdoctor.measure.outputs import log_softmax_call
 
     kind = next(kind for kind in kinds if kind.kind == "logits")
-    where = " in train mode, which the loss sees (the eval-mode output differs: see CTC020)" if training_view.differs else ""
+    where = TRAIN_MODE if training_view.differs else ""
     return [
         finding(
             "CTC021",
@@ -361,10 +366,11 @@ def wrong_softmax_axis(output_kinds: list[OutputKind], layout: LayoutDecision, t
 
             what = "log-probabilities" if kind.kind == "log_probs" else "probabilities"
             axis_name = AXIS_NAMES[kind.axis]
+            where = TRAIN_MODE if training_view.differs else ""
             return [
                 finding(
                     "CTC024",
-                    f"the output is {what} over the {axis_name} axis, not over the classes: "
+                    f"the output{where} is {what} over the {axis_name} axis, not over the classes: "
                     f"{'its exp' if kind.kind == 'log_probs' else 'it'} sums to 1 along the {axis_name} axis.",
                     "Take log_softmax(dim=1): the class axis of an (N, C, T) output is the middle one."
                     if layout.layout == "NCT" else "Take log_softmax(dim=-1): the class axis is the last one.",

@@ -125,3 +125,12 @@ def test_overfit_calls_an_exact_fit_through_an_eval_only_softmax_a_fit():
     result = document["result"]
     assert result["fitted"] is True and not result.get("caveats"), result
     assert document["summary"]["error"] == 0, document["findings"]
+
+
+def test_a_softmax_that_runs_in_train_mode_only_is_ctc020_on_what_training_sees_not_ctc021():
+    found = _by_code(_run("check", "build_softmax_in_training", code=1))
+    (error,) = found["CTC020"]
+    assert error["severity"] == "error"
+    assert error["message"].startswith("the output in train mode, which the loss sees (the eval-mode output differs")
+    assert error["evidence"]["switch"] == {"module": "inference_softmax", "type": "TrainingSoftmax"}
+    assert "CTC021" not in found
