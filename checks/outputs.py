@@ -10,16 +10,18 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from ctcdoctor.findings import Finding
-    from ctcdoctor.measure.criterion import CriterionAudits
+    from ctcdoctor.measure.criterion import CriterionAudits, CriterionShift
     from ctcdoctor.measure.inputs import InputStats
     from ctcdoctor.measure.model import LayoutDecision, ModelRun
-    from ctcdoctor.measure.outputs import OutputKind
+    from ctcdoctor.measure.outputs import OutputKind, TrainingView
 
 
 @check("CTC020", "error", "model output is probabilities, not log-probabilities",
-       variants=(("warning", "model output is probabilities; the criterion takes their log"),))
+       variants=(("warning", "model output is probabilities; the criterion takes their log"),
+                 ("info", "softmax in eval mode only: training does not see probabilities")))
 def probabilities_output(output_kinds: list[OutputKind], criterion_audit: CriterionAudits,
-                         layout: LayoutDecision) -> list[Finding]:
+                         layout: LayoutDecision, training_view: TrainingView,
+                         criterion_shift: CriterionShift) -> list[Finding]:
     """
     **What it checks.** Whether the model's output lies in [0, 1] and sums to 1 over the
     class axis: `softmax` was applied where CTC needs `log_softmax`.
@@ -41,6 +43,17 @@ def probabilities_output(output_kinds: list[OutputKind], criterion_audit: Criter
     the output layer (`Dense(C, activation="softmax")`, a `Softmax` layer) and the compiled
     loss, or at the first evaluation when only the outputs show it.
 
+    A softmax that runs only in eval mode (deepspeech.pytorch's `InferenceBatchSoftmax`:
+    `F.softmax(x, dim=-1) if not self.training else x`) is no error: ctcdoctor runs the model
+    in eval mode, as decoding does, and when that output is not log-probabilities it runs the
+    model batches once more in train mode (on a copy of the model, without gradients) to see
+    what the loss sees. When training sees another kind of output, this check, CTC021, CTC024
+    and the criterion audit (CTC030) judge that one, and this code is an **info** note that
+    names the module that switches on `self.training`:
+    `info CTC020 InferenceBatchSoftmax at inference_softmax applies softmax in eval mode only:
+    training sees raw logits, and your criterion applies log_softmax to them; decoding sees
+    probabilities — fine.`
+
     **Fix.** End the model with `log_softmax(dim=-1)` (or return logits and apply
     `log_softmax` in the loss). Never take `log` of a softmax: it underflows to `-inf`.
     Keras: drop the softmax (`Dense(C)` with no activation): `keras.losses.CTC` takes logits.
@@ -48,13 +61,14 @@ def probabilities_output(output_kinds: list[OutputKind], criterion_audit: Criter
     from ctcdoctor.measure.outputs import log_softmax_call
 
     call = log_softmax_call(layout.layout)
-    for kind in output_kinds:
+    where = TRAIN_MODE if training_view.differs else ""
+    for kind in training_view.judged(output_kinds):
         if kind.kind == "probs" and kind.axis == 2:
-            evidence = {"min": kind.min, "max": kind.max}
+            evidence = {"min": kind.min, "max": kind.max, **_mode_evidence(training_view)}
             if _criterion_normalises(criterion_audit):
                 return [finding(
                     "CTC020",
-                    f"the output lies in [{kind.min:.3g}, {kind.max:.3g}] and sums to 1 over the class axis: these are "
+                    f"the output{where} lies in [{kind.min:.3g}, {kind.max:.3g}] and sums to 1 over the class axis: these are "
                     "probabilities. Your criterion takes their log (it matches reference CTC), so training is right, but "
                     "log(softmax) underflows to -inf for classes the model becomes sure are absent, and the loss turns inf.",
                     f"Return {call} from the model (or logits, with log_softmax in the loss) and drop the log "
@@ -66,22 +80,92 @@ def probabilities_output(output_kinds: list[OutputKind], criterion_audit: Criter
             return [
                 finding(
                     "CTC020",
-                    f"the output lies in [{kind.min:.3g}, {kind.max:.3g}] and sums to 1 over the class axis: "
+                    f"the output{where} lies in [{kind.min:.3g}, {kind.max:.3g}] and sums to 1 over the class axis: "
                     "these are probabilities, and F.ctc_loss expects log-probabilities.",
                     f"Replace softmax with {call} at the head (or apply log_softmax to logits in the loss).",
                     evidence,
                 )
             ]
+    if training_view.differs:
+        return _eval_only_softmax(output_kinds, training_view, criterion_audit, criterion_shift)
     return []
+
+
+TRAIN_MODE = " in train mode, which the loss sees (the eval-mode output differs: see CTC020)"
+"""How a finding on the train-mode output says so (an output that changes with self.training)."""
+
+
+def _mode_evidence(view: TrainingView) -> dict:
+    """Evidence that the output judged is the train-mode one (an output that changes with self.training)."""
+    if not view.differs:
+        return {}
+    switch = view.switch
+    return {"judged_mode": "train", "switch": None if switch is None else {"module": switch.name, "type": switch.type}}
+
+
+KIND_WORDS = {"probs": "probabilities", "log_probs": "log-probabilities", "logits": "raw logits", "empty": "no finite values"}
+
+
+def _kind_words(kind: OutputKind) -> str:
+    from ctcdoctor.measure.outputs import AXIS_NAMES
+
+    words = KIND_WORDS.get(kind.kind, kind.kind)
+    return words if not kind.wrong_axis else f"{words} over the {AXIS_NAMES[kind.axis]} axis"
+
+
+def _eval_only_softmax(output_kinds: list[OutputKind], view: TrainingView, audits: CriterionAudits,
+                       shift: CriterionShift) -> list[Finding]:
+    """The info note: the eval output is probabilities, training sees something else (judged by CTC021/CTC024)."""
+    evaluated = next((kind for kind in output_kinds if kind.kind == "probs" and kind.axis == 2), None)
+    if evaluated is None:
+        return []
+    trained = view.kinds[0]
+    switch = view.switch
+    if switch is None:
+        who = "The model"
+    elif switch.name:
+        who = f"{switch.type} at {switch.name}"
+    else:
+        who = f"{switch.type}.forward (the model itself)"
+    does = ("applies softmax in eval mode only" if switch is None or switch.eval_kind.startswith("probs")
+            else "changes its output with self.training")
+    if trained.kind == "log_probs" and trained.axis == 2:
+        verdict, fine = "training sees log-probabilities", True
+    elif trained.kind == "logits" and _applies_log_softmax(audits, shift):
+        verdict, fine = "training sees raw logits, and your criterion applies log_softmax to them", True
+    elif trained.kind == "logits":
+        verdict, fine = "training sees raw logits (CTC021 says what the loss needs)", False
+    else:
+        verdict, fine = f"training sees {_kind_words(trained)} (see CTC024)", False
+    message = f"{who} {does}: {verdict}; decoding sees probabilities{' — fine' if fine else ''}."
+    hint = ("Nothing to change for training: ctcdoctor judged the output training sees (CTC021, CTC024, CTC030). "
+            "Decode from the eval-mode output as you do; take log() of it only where a decoder needs log-probabilities.")
+    if not fine:
+        hint = "Fix what training sees (the finding named above); the eval-only softmax itself is fine for decoding."
+    evidence = {"eval": {"kind": evaluated.kind, "min": evaluated.min, "max": evaluated.max},
+                "train": {"kind": trained.kind, "axis": trained.axis, "min": trained.min, "max": trained.max},
+                "switch": None if switch is None else {"module": switch.name, "type": switch.type,
+                                                       "eval_kind": switch.eval_kind, "train_kind": switch.train_kind},
+                "how": view.how}
+    return [finding("CTC020", message, hint, evidence, severity="info",
+                    title="softmax in eval mode only: training does not see probabilities")]
 
 
 @check("CTC021", "warning", "model output is raw logits")
 def raw_logits_output(output_kinds: list[OutputKind], criterion_audit: CriterionAudits,
-                      layout: LayoutDecision) -> list[Finding]:
+                      layout: LayoutDecision, training_view: TrainingView, criterion_shift: CriterionShift) -> list[Finding]:
     """
     **What it checks.** Whether the output is neither probabilities nor log-probabilities
     over any axis: raw logits. When `Setup.criterion` is given and already applies
-    `log_softmax` (its value equals CTC on `log_softmax(output)`), nothing is reported.
+    `log_softmax`, nothing is reported. ctcdoctor tells that two ways: its value equals
+    CTC on `log_softmax(output)`, possibly with another mistake the criterion audit (CTC030)
+    names (a wrong blank, swapped lengths, another reduction); or, when the audit cannot
+    explain the value (a scale factor, targets outside the classes), the value does not move
+    when a constant is added to every class score of a frame (log_softmax cancels it, CTC on
+    raw scores moves by it). A criterion the audit finds feeding raw logits, softmax
+    probabilities or an output normalised over another axis to the loss still gets this
+    warning. A model whose output changes with `self.training` is judged on what training
+    sees (see CTC020).
 
     **Why it matters.** `F.ctc_loss` on raw logits is not a likelihood: the loss can go
     negative, and gradients push logits up without bound instead of learning a distribution.
@@ -91,27 +175,28 @@ def raw_logits_output(output_kinds: list[OutputKind], criterion_audit: Criterion
 
     **Fix.** Apply `log_softmax(dim=-1)` over the class axis before the loss.
     """
-    kinds = output_kinds
+    kinds = training_view.judged(output_kinds)
     if not any(kind.kind == "logits" for kind in kinds):
         return []
-    if _criterion_normalises(criterion_audit):
+    if _applies_log_softmax(criterion_audit, criterion_shift):
         return []
     from ctcdoctor.measure.outputs import log_softmax_call
 
     kind = next(kind for kind in kinds if kind.kind == "logits")
+    where = TRAIN_MODE if training_view.differs else ""
     return [
         finding(
             "CTC021",
-            f"the output is raw logits (range {kind.min:.3g} to {kind.max:.3g}); no axis sums to 1 in probability space.",
+            f"the output is raw logits{where} (range {kind.min:.3g} to {kind.max:.3g}); no axis sums to 1 in probability space.",
             f"Apply {log_softmax_call(layout.layout)} over the classes before F.ctc_loss.",
-            {"min": kind.min, "max": kind.max},
+            {"min": kind.min, "max": kind.max, **_mode_evidence(training_view)},
         )
     ]
 
 
 def _criterion_normalises(audits: CriterionAudits) -> bool:
-    """True when the user's criterion applies log_softmax itself: the criterion audit (CTC030),
-    which compares it with reference CTC on log_softmax(output), finds no mistake but the reduction, or, for a model
+    """True when the user's criterion matches reference CTC on the normalised output (log of probabilities,
+    log_softmax of anything else): the criterion audit (CTC030) finds no mistake but the reduction, or, for a model
     with a second head whose loss the criterion adds, finds its value unmoved by a constant added to each frame's
     scores. Without a Setup.criterion the audit is skipped and this is False."""
     if audits.skipped or not audits.audits:
@@ -120,6 +205,27 @@ def _criterion_normalises(audits: CriterionAudits) -> bool:
         audit.user_error is None and (audit.agrees or audit.mistake == "reduction" or audit.zero_infinity or audit.normalises)
         for audit in audits.audits
     )
+
+
+UNNORMALISED = ("raw_logits", "probabilities", "wrong_axis")
+"""CTC030 mistakes whose recomputation feeds the loss something other than log_softmax of the output: a criterion
+they explain does not apply log_softmax. Every other named mistake is recomputed on log_softmax(output)."""
+
+
+def _applies_log_softmax(audits: CriterionAudits, shift: CriterionShift) -> bool:
+    """Whether the user's criterion applies log_softmax to the model's output itself (CTC021 then stays silent).
+
+    The criterion audit decides when it explains the value: on log_softmax(output), with or without another mistake
+    (a wrong blank, swapped lengths, a reduction), says yes; raw logits, probabilities or another axis say no. When it
+    cannot explain it (a scale factor, targets outside the classes, audit skipped), the shift probe decides: a value
+    that ignores a constant added to each frame's class scores comes from normalised scores."""
+    explained = [audit for audit in audits.audits
+                 if audit.user_error is None and (audit.agrees or audit.mistake or audit.zero_infinity)]
+    if any(audit.mistake in UNNORMALISED for audit in explained):
+        return False
+    if audits.audits and len(explained) == len(audits.audits):
+        return True
+    return shift.probe().invariant is True
 
 
 @check("CTC022", "warning", "output layout ambiguous (T == N)")
@@ -238,7 +344,7 @@ def nonfinite_output(outputs: list[torch.Tensor], output_kinds: list[OutputKind]
 
 
 @check("CTC024", "error", "softmax taken over the wrong axis")
-def wrong_softmax_axis(output_kinds: list[OutputKind], layout: LayoutDecision) -> list[Finding]:
+def wrong_softmax_axis(output_kinds: list[OutputKind], layout: LayoutDecision, training_view: TrainingView) -> list[Finding]:
     """
     **What it checks.** Whether the output is normalised (sums to 1 in probability space)
     over the time or the batch axis instead of the class axis.
@@ -250,23 +356,26 @@ def wrong_softmax_axis(output_kinds: list[OutputKind], layout: LayoutDecision) -
     **Example.** `x.log_softmax(0)` on `(T, N, C)`: `error CTC024 the output is
     log-probabilities over the time axis, not over the classes.`
 
+    A model whose output changes with `self.training` is judged on what training sees (see CTC020).
+
     **Fix.** Take `log_softmax(dim=-1)`: the class axis is last in both `(T, N, C)` and
     `(N, T, C)`; for an `(N, C, T)` output (a `Conv1d` head) it is `dim=1`.
     """
-    for kind in output_kinds:
+    for kind in training_view.judged(output_kinds):
         if kind.wrong_axis:
             from ctcdoctor.measure.outputs import AXIS_NAMES
 
             what = "log-probabilities" if kind.kind == "log_probs" else "probabilities"
             axis_name = AXIS_NAMES[kind.axis]
+            where = TRAIN_MODE if training_view.differs else ""
             return [
                 finding(
                     "CTC024",
-                    f"the output is {what} over the {axis_name} axis, not over the classes: "
+                    f"the output{where} is {what} over the {axis_name} axis, not over the classes: "
                     f"{'its exp' if kind.kind == 'log_probs' else 'it'} sums to 1 along the {axis_name} axis.",
                     "Take log_softmax(dim=1): the class axis of an (N, C, T) output is the middle one."
                     if layout.layout == "NCT" else "Take log_softmax(dim=-1): the class axis is the last one.",
-                    {"axis": axis_name, "kind": kind.kind, "layout": layout.layout},
+                    {"axis": axis_name, "kind": kind.kind, "layout": layout.layout, **_mode_evidence(training_view)},
                 )
             ]
     return []

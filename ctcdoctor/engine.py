@@ -37,6 +37,7 @@ ACTIVITIES = {
     "layout": "probing the output layout",
     "length_model": "probing the model's output lengths",
     "criterion_audit": "calling Setup.criterion",
+    "training_view": "running the model in train mode (on a copy) to see the output the loss sees",
     "init_loss": "computing the loss at initialisation",
     "gradients": "one backward pass on a copy of the model",
 }

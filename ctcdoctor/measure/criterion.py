@@ -2,6 +2,7 @@
 mistake (swapped lengths, layout, wrong blank, probabilities, raw logits, reduction) reproduces it."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import re
@@ -12,14 +13,16 @@ from typing import Any
 import torch
 
 from ctcdoctor.engine import Context, provides
-from ctcdoctor.measure.model import class_dim, evaluating, other_heads, to_tnc
-from ctcdoctor.measure.outputs import log_softmax_call
+from ctcdoctor.measure.model import ModelRun, class_dim, evaluating, other_heads, to_tnc
+from ctcdoctor.measure.outputs import TrainingView, log_softmax_call
 from ctcdoctor.measure.reference import (
     REDUCTIONS,
     Prepared,
     close,
     deviation,
+    normalised_log_probs,
     per_sample_ctc,
+    prepared_kind,
     reduce_losses,
 )
 
@@ -99,7 +102,7 @@ def _call_ctc(function: Callable[[], torch.Tensor]) -> torch.Tensor | None:
     return value.detach().double().cpu()
 
 
-def as_returned(item: Prepared, output: torch.Tensor) -> Any:
+def as_returned(item: Prepared | ModelRun, output: torch.Tensor) -> Any:
     """`output` in the form `model(inputs)` returned it: the tensor, `(output, lengths)` or `(output, *more)` (a
     tuple or list of the same type, its other items as returned: lengths, more heads, a state), or the framework's
     output object as it is (its own `.logits` stays; `output` is then unused)."""
@@ -461,10 +464,11 @@ def _criterion_audit(context: Context) -> CriterionAudits:
     # SpecAugment noise, which would read as a mismatch with reference CTC.
     pad = context.vocabulary.pad_id
     extra = () if pad is None else (pad,)
+    items = as_trained(prepared.items, _training_view(context))
     with evaluating(context.setup.model):
         audits = tuple(with_other_heads(criterion, item, audit_criterion(criterion, item, context.setup.blank,
                                                                          context.num_classes, extra))
-                       for item in prepared.items)
+                       for item in items)
     return CriterionAudits(audits)
 
 
@@ -486,3 +490,156 @@ def with_other_heads(criterion: Callable[..., Any], item: Prepared, audit: Crite
     return replace(audit, other_heads=heads, normalises=same)
 
 
+
+
+def _training_view(context: Context) -> TrainingView:
+    """What training sees (see ctcdoctor.measure.outputs.TrainingView); the eval view when it cannot be measured."""
+    try:
+        return context.training_view
+    except Exception:
+        return TrainingView(skipped="the train-mode output could not be measured")
+
+
+def as_trained(items: tuple[Prepared, ...], view: TrainingView) -> tuple[Prepared, ...]:
+    """The prepared batches with the output training sees, when it differs in kind from the eval-mode one (an
+    eval-only softmax): the criterion is given that output, and reference CTC is computed on it too."""
+    if not view.differs:
+        return items
+    trained = {run.batch.index: (run, kind) for run, kind in zip(view.runs, view.kinds)}
+    changed = []
+    for item in items:
+        run, kind = trained.get(item.batch.index, (None, None))
+        if run is None or kind is None:
+            changed.append(item)
+            continue
+        how = prepared_kind(kind)
+        log_probs = normalised_log_probs(to_tnc(run.output, item.layout).detach().cpu(), how)
+        changed.append(dataclasses.replace(item, output=run.output, log_probs=log_probs, kind=how, returned=run.returned))
+    return tuple(changed)
+
+
+
+
+# ---------------------------------------------------------------- CTC021: does the criterion normalise the output?
+
+@dataclass(frozen=True)
+class ShiftProbe:
+    """The criterion called on the output and on the output plus a constant per frame (the same for every class of
+    a frame, different from frame to frame and sample to sample).
+
+    log_softmax over the classes cancels such a constant, so a criterion that applies it (or any normalisation over
+    the classes) gives the same value; CTC on the raw scores moves by the sum of the constants over each sample's
+    frames. This tells whether the criterion normalises even when its value differs from reference CTC for another
+    reason (a scale, a wrong blank, targets outside the classes), where the criterion audit cannot say."""
+
+    invariant: bool | None = None
+    """True: the value did not move; False: it moved; None: not measured (see `detail`)."""
+    values: tuple[float, float] | None = None
+    """The criterion's value (summed when it returns one per sample) on the output and on the shifted output."""
+    detail: str = ""
+
+
+#: Per-frame constants of the probe lie in [SHIFT_LOW, SHIFT_LOW + 1).
+SHIFT_LOW = 0.5
+
+
+def _probe_batch(batch: Any, num_classes: int, blank: int) -> Any | None:
+    """The batch as the criterion reads it, with labels outside [0, C) replaced by a valid one: F.ctc_loss reads
+    past the output for such labels (CTC010), and the probe only needs the loss to be defined. None when the batch
+    cannot be rebuilt or its targets do not split."""
+    from collections.abc import Mapping
+
+    from ctcdoctor.load.batches import split_targets
+
+    sequences, problems = split_targets(batch)
+    if problems:
+        return None
+    if all(not sequence.numel() or (int(sequence.min()) >= 0 and int(sequence.max()) < num_classes)
+           for sequence in sequences):
+        return batch.raw
+    raw = batch.raw
+    targets = raw.get("targets") if isinstance(raw, Mapping) else raw[1] if isinstance(raw, (tuple, list)) and len(raw) == 4 else None
+    if not isinstance(targets, torch.Tensor):
+        return None
+    label = (blank + 1) % num_classes
+    inside = (targets >= 0) & (targets < num_classes)
+    fixed = torch.where(inside, targets, torch.full_like(targets, label))
+    if isinstance(raw, Mapping):
+        return {**raw, "targets": fixed}
+    items = [raw[0], fixed, raw[2], raw[3]]
+    if isinstance(raw, tuple) and hasattr(raw, "_fields"):
+        return type(raw)(*items)
+    return type(raw)(items)
+
+
+def _value(criterion: Callable[..., Any], output: Any, raw: Any) -> torch.Tensor | None:
+    try:
+        with torch.no_grad():
+            value = criterion(output, raw)
+        return torch.as_tensor(value.detach() if isinstance(value, torch.Tensor) else value).double().cpu().reshape(-1)
+    except Exception:
+        return None
+
+
+def shift_probe(criterion: Callable[..., Any], run: ModelRun, layout: str | None, num_classes: int, blank: int) -> ShiftProbe:
+    """See `ShiftProbe`: the criterion on one model batch's output, and on it plus a constant per frame."""
+    output = run.output
+    if not output.is_floating_point() or output.dim() != 3:
+        return ShiftProbe(detail="the output is not a floating-point (T, N, C) tensor")
+    raw = _probe_batch(run.batch, num_classes, blank)
+    if raw is None:
+        return ShiftProbe(detail="the batch's targets could not be made valid for the probe")
+    tnc = to_tnc(output, layout)
+    generator = torch.Generator().manual_seed(0)
+    constants = torch.rand(tnc.shape[0], tnc.shape[1], 1, generator=generator) + SHIFT_LOW  # (T, N, 1)
+    # The same constant for every class of a frame, moved from (T, N, 1) to the output's own layout.
+    shift = {"NTC": constants.transpose(0, 1), "NCT": constants.permute(1, 2, 0)}.get(layout or "TNC", constants)
+    shifted = output + shift.to(output.device, output.dtype)
+    values = []
+    for candidate in (output, shifted):
+        value = _value(criterion, as_returned(run, candidate), raw)
+        if value is None and as_returned(run, candidate) is not candidate:  # the protocol before 0.3: the tensor alone
+            value = _value(criterion, candidate, raw)
+        if value is None or value.numel() == 0 or not bool(torch.isfinite(value).all()):
+            return ShiftProbe(detail="the criterion raised or gave a non-finite value")
+        values.append(value)
+    first, second = values
+    totals = (float(first.sum()), float(second.sum()))
+    if first.shape != second.shape or not bool(first.abs().sum() > 0):
+        return ShiftProbe(values=totals, detail="the criterion gives 0 (every sample infeasible?)")
+    invariant = all(close(float(b), float(a)) for a, b in zip(first, second))
+    return ShiftProbe(invariant, totals)
+
+
+class CriterionShift:
+    """The shift probe, measured on first use only (two more calls of the criterion, which may run the model): CTC021
+    needs it only when the criterion audit cannot tell whether the criterion applies log_softmax."""
+
+    def __init__(self, measure: Callable[[], ShiftProbe]) -> None:
+        self._measure = measure
+        self._probe: ShiftProbe | None = None
+
+    def probe(self) -> ShiftProbe:
+        if self._probe is None:
+            try:
+                self._probe = self._measure()
+            except Exception as error:
+                self._probe = ShiftProbe(detail=f"{type(error).__name__}: {error}")
+        return self._probe
+
+
+def _shift_on_first_batch(context: Context) -> ShiftProbe:
+    criterion = context.setup.criterion
+    if criterion is None:
+        return ShiftProbe(detail=NO_CRITERION)
+    view = _training_view(context)
+    run = view.runs[0] if view.differs else context.runs[0]
+    with evaluating(context.setup.model):
+        return shift_probe(criterion, run, context.layout.layout, context.num_classes, context.setup.blank)
+
+
+@provides("criterion_shift")
+def _criterion_shift(context: Context) -> CriterionShift:
+    """The shift probe on the first model batch, on the output training sees (CTC021 asks: does the criterion apply
+    log_softmax?)."""
+    return CriterionShift(lambda: _shift_on_first_batch(context))

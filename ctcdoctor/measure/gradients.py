@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from ctcdoctor.engine import Context, provides
 from ctcdoctor.load.batches import select_samples, tensor_leaves
 from ctcdoctor.measure.model import call_model, execution_order, read_output, to_tnc
-from ctcdoctor.measure.reference import Prepared, normalised_log_probs
+from ctcdoctor.measure.outputs import classify_output
+from ctcdoctor.measure.reference import Prepared, normalised_log_probs, prepared_kind
 
 # ---------------------------------------------------------------- CTC060-CTC063: one backward pass
 
@@ -123,7 +124,9 @@ def backward_pass(model: torch.nn.Module, item: Prepared, keep: torch.Tensor, bl
             raw = call_model(clone, batch.inputs)
     read = read_output(raw)
     tnc = to_tnc(read.output, item.layout)
-    log_probs = normalised_log_probs(tnc, item.kind)
+    # Normalised as this pass's own output needs: a softmax that runs in eval mode only (item.kind was measured in
+    # eval mode) leaves logits here, and logging them as if they were probabilities would train on nonsense.
+    log_probs = normalised_log_probs(tnc, prepared_kind(classify_output(tnc.detach())) if mode != "eval mode" else item.kind)
     device = log_probs.device
     losses = F.ctc_loss(log_probs, batch.targets.to(device), item.lengths.to(device), batch.target_lengths.to(device),
                         blank=blank, reduction="none", zero_infinity=True)

@@ -78,11 +78,16 @@ def close(user: float, candidate: float) -> bool:
     return deviation(user, candidate) <= 1.0
 
 
+def prepared_kind(kind: Any) -> str:
+    """An `OutputKind` as reference CTC reads it: "log_probs", "probs", "logits", "empty", or "wrong_axis"
+    (normalised over time or batch, CTC024)."""
+    return kind.kind if kind.axis == 2 or kind.kind not in ("log_probs", "probs") else "wrong_axis"
+
+
 def _kinds(context: Context) -> list[str | None]:
     """"log_probs", "probs", "logits", or "wrong_axis" (normalised over time or batch, CTC024), per run."""
     try:
-        return [kind.kind if kind.axis == 2 or kind.kind not in ("log_probs", "probs") else "wrong_axis"
-                for kind in context.output_kinds]
+        return [prepared_kind(kind) for kind in context.output_kinds]
     except Exception:
         return [None] * len(context.runs)
 

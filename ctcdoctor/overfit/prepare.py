@@ -115,6 +115,15 @@ class Prepared:
     blocking: list[str]
     output_kind: str | None = None
     output_axis: int | None = None
+    trained_kind: str | None = None
+    """The kind of output training sees when it differs from the eval-mode `output_kind` (a softmax that runs in eval
+    mode only, ctcdoctor.measure.outputs.TrainingView); None when they are the same."""
+    trained_axis: int | None = None
+
+    @property
+    def loss_kind(self) -> tuple[str | None, int | None]:
+        """The kind and axis of the output the trained loss sees."""
+        return (self.trained_kind, self.trained_axis) if self.trained_kind is not None else (self.output_kind, self.output_axis)
 
 
 @dataclass
@@ -287,6 +296,9 @@ def _context_facts(context: Any) -> dict[str, Any]:
         facts["num_classes"] = context.num_classes
         facts["lengths"] = context.output_lengths.per_run[0] if context.output_lengths.known else None
         facts["kind"], facts["axis"] = context.output_kinds[0].kind, context.output_kinds[0].axis
+        view = context.training_view
+        if view.differs:
+            facts["trained_kind"], facts["trained_axis"] = view.kinds[0].kind, view.kinds[0].axis
     except Exception:
         pass
     return facts
@@ -342,7 +354,7 @@ def prepare(setup: Setup, options: OverfitOptions, phase: Callable[[str], None])
         blank=setup.blank, symbols=symbols, device=device,
     )
     return Prepared(problem, source, tuple(symbols.text(t) for t in target_lists), findings, results, blocking,
-                    facts.get("kind"), facts.get("axis"))
+                    facts.get("kind"), facts.get("axis"), facts.get("trained_kind"), facts.get("trained_axis"))
 
 
 # ----------------------------------------------------------------------------- one run's model and optimizer

@@ -188,15 +188,17 @@ def train_once(setup: Setup, prepared: Prepared, options: OverfitOptions, hooks:
     with stoppable() if hooks.stoppable else contextlib.nullcontext():
         log = train(run, problem, loss, options, hooks)  # each step says which it is (see loop.train)
         _record(result, run, log, options)
-        result.normalisation = normalisation_note(prepared.output_kind, prepared.output_axis,
-                                                  log.loss.source == "criterion", hf_model_name(setup))
+        result.normalisation = normalisation_note(*prepared.loss_kind, log.loss.source == "criterion", hf_model_name(setup))
+        if prepared.trained_kind is not None and result.normalisation.startswith("the model emits"):
+            # A softmax that runs in eval mode only (CTC020's note): the loss sees the train-mode output.
+            result.normalisation = "in train mode " + result.normalisation
         phase("final decode")
         with doing(f"the final decode (eval mode) after training step {log.steps}"):
             final_state(result, run, problem, log, prepared.output_kind, prepared.output_axis, options.alpha)
             same_weights_train_decode(result, run, problem, log)  # not the step's decode from before its update
             compare_modes(result, run.model)
     context = {"blank_bias_gap": _blank_bias_gap(run.model, run.head, problem.blank, log.classes),
-               "frozen_modules": run.frozen_modules, "output_kind": prepared.output_kind, "blank": problem.blank,
+               "frozen_modules": run.frozen_modules, "output_kind": prepared.loss_kind[0], "blank": problem.blank,
                "target_labels": sorted({label for labels in problem.target_lists for label in labels})}
     return Trained(result, context)
 

@@ -104,3 +104,54 @@ def test_a_setup_layout_the_shape_agrees_with_is_not_ctc029():
     setup = healthy_setup(layout="NTC")
     setup.layout = "NTC"
     assert run_codes(setup, ("CTC029",))[0] == []
+
+
+# ------------------------------------------------------------- CTC021 and a criterion that applies log_softmax
+# The fresh-eyes trial (crnn.pytorch): CTC021 "apply log_softmax" fired whenever the criterion audit did not match
+# reference CTC up to the reduction, although the criterion applied log_softmax itself.
+
+def _logits_setup(criterion, **model_options):
+    setup = healthy_setup(head="none", **model_options)
+    setup.criterion = criterion
+    return setup
+
+
+def _ctc(output, batch, normalise=True, blank=0, scale=1.0):
+    inputs, targets, input_lengths, target_lengths = batch
+    scores = output.log_softmax(2) if normalise else output
+    return scale * F.ctc_loss(scores, targets, input_lengths // 2, target_lengths, blank=blank, reduction="sum")
+
+
+def test_a_criterion_that_applies_log_softmax_silences_ctc021_when_its_blank_is_wrong():
+    setup = _logits_setup(lambda output, batch: _ctc(output, batch, blank=5))
+    findings, _ = run_codes(setup, ("CTC02", "CTC03"))
+    assert codes_of(findings) == {"CTC030"}
+    assert findings[0].evidence["mistake"] == "wrong_blank"
+
+
+def test_a_criterion_that_applies_log_softmax_silences_ctc021_when_a_scale_leaves_its_value_unexplained():
+    setup = _logits_setup(lambda output, batch: _ctc(output, batch, scale=1 / 3.7))
+    findings, _ = run_codes(setup, ("CTC02", "CTC03"))
+    assert codes_of(findings) == {"CTC030"}
+    assert findings[0].evidence["mistake"] == "unknown"
+
+
+def test_a_criterion_that_applies_log_softmax_silences_ctc021_when_targets_lie_outside_the_classes():
+    # The blank slot forgotten: 5 classes for an alphabet of 5, labels 1..5 (CTC010, CTC014); the audit is skipped.
+    for concatenated in (False, True):
+        setup = _logits_setup(lambda output, batch: _ctc(output, batch), classes=5)
+        if concatenated:
+            setup.loader = make_batches([40, 40, 36, 32], [[1, 2, 3], [2, 2, 4], [5, 1], [3, 4, 5, 1]], concatenated=True)
+        findings, _ = run_codes(setup, ("CTC01", "CTC02", "CTC03"))
+        assert "CTC021" not in codes_of(findings) and {"CTC010", "CTC014"} <= codes_of(findings), concatenated
+
+
+def test_a_criterion_that_feeds_raw_logits_to_the_loss_still_gets_ctc021():
+    for criterion in (
+        lambda output, batch: _ctc(output, batch, normalise=False),
+        lambda output, batch: _ctc(output, batch, normalise=False, scale=1 / 3.7),
+        lambda output, batch: _ctc(output, batch, normalise=False, blank=5),
+    ):
+        assert "CTC021" in codes_of(run_codes(_logits_setup(criterion), ("CTC02", "CTC03"))[0])
+    setup = _logits_setup(lambda output, batch: _ctc(output, batch, normalise=False), classes=5)
+    assert "CTC021" in codes_of(run_codes(setup, ("CTC01", "CTC02", "CTC03"))[0])
