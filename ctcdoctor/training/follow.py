@@ -32,6 +32,19 @@ def _signature(path: Path) -> tuple[Any, ...]:
         return ()
 
 
+def _read(root: Path, on_change: Callable[[LogsResult], None], options: dict[str, Any],
+          last: LogsResult | None) -> tuple[LogsResult | None, UserInputError | None]:
+    """(the new result, None), or (the last result, why there is nothing to read yet); other errors are raised."""
+    try:
+        result = diagnose_run(root, **options)
+    except UserInputError as error:
+        if not any(phrase in error.message for phrase in WAITING):
+            raise
+        return last, error
+    on_change(result)
+    return result, None
+
+
 def follow_run(
     path: str | os.PathLike,
     interval: float,
@@ -48,35 +61,18 @@ def follow_run(
     waiting: UserInputError | None = None
     try:
         while True:
-            # Once a log was read, watch that file; before, the whole folder.
+            # Once a log was read, watch that file; before, the whole folder. While waiting for the first record,
+            # read again each time: the idle clock restarts whenever the reason changes (the folder appeared, then
+            # its log), so a job that is slow to start is not given up on while it makes progress.
             signature = _signature(Path(result.source) if result is not None else root)
-            if signature != seen:
-                seen, changed_at = signature, time.monotonic()
-                try:
-                    result = diagnose_run(root, **options)
-                    waiting = None
-                    on_change(result)
-                except UserInputError as error:
-                    if not any(phrase in error.message for phrase in WAITING):
-                        raise
-                    waiting = error
-            elif result is None and waiting is not None:
-                # Still waiting for the first record: the idle clock restarts whenever the reason changes (the folder
-                # appeared, then its log), so a job that is slow to start is not given up on while it makes progress.
-                before = waiting.message
-                try:
-                    result = diagnose_run(root, **options)
-                    waiting = None
-                    on_change(result)
-                except UserInputError as error:
-                    if not any(phrase in error.message for phrase in WAITING):
-                        raise
-                    if error.message != before:
-                        changed_at = time.monotonic()
-                    waiting = error
-                if result is None and idle is not None and time.monotonic() - changed_at >= idle:
-                    break
-            elif idle is not None and time.monotonic() - changed_at >= idle:
+            if signature != seen or (result is None and waiting is not None):
+                if signature != seen:
+                    seen, changed_at = signature, time.monotonic()
+                before = waiting.message if waiting is not None else None
+                result, waiting = _read(root, on_change, options, result)
+                if waiting is not None and before is not None and waiting.message != before:
+                    changed_at = time.monotonic()
+            if idle is not None and time.monotonic() - changed_at >= idle:
                 break
             sleep(interval)
     except KeyboardInterrupt:
