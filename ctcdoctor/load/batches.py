@@ -541,15 +541,7 @@ def batch_first(inputs: Any, axis: int) -> Any:
     """`inputs` with the batch axis of every tensor moved first (for statistics per sample); a no-op for axis 0."""
     if axis == 0:
         return inputs
-    if isinstance(inputs, torch.Tensor):
-        return inputs.movedim(axis, 0) if inputs.dim() > axis else inputs
-    if isinstance(inputs, tuple) and hasattr(inputs, "_fields") and not is_packed(inputs):
-        return type(inputs)(*(batch_first(item, axis) for item in inputs))
-    if isinstance(inputs, (tuple, list)):
-        return type(inputs)(batch_first(item, axis) for item in inputs)
-    if isinstance(inputs, Mapping):
-        return {key: batch_first(item, axis) for key, item in inputs.items()}
-    return inputs
+    return map_tensors(inputs, lambda tensor: tensor.movedim(axis, 0) if tensor.dim() > axis else tensor)
 
 
 def _concat_tensors(items: list[torch.Tensor], axis: int) -> torch.Tensor:
