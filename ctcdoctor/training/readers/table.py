@@ -196,6 +196,17 @@ def flatten(obj: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _no_records(path: Path, meta: dict[str, Any], format: str) -> UserInputError:
+    """The error for a JSON Lines log without a record, with the fix for the monitor's own log."""
+    what = "only a header" if meta else "no records"
+    every = meta.get("every")
+    hint = ("The run logged no step yet: the monitor writes its records at each evaluation (the first update(), "
+            f"then every {every if isinstance(every, int) else 'every='} steps); wait for the first evaluation, or "
+            "check that update() is called. A run stopped before its first step logs none."
+            if format == "monitor" else "Log at least one step with a loss, or pass the log of a run that has.")
+    return UserInputError(f"{path} holds {what}: expected one JSON object per logged step, with a step and a loss", hint)
+
+
 def read_jsonl(path: Path, format: str = "jsonl") -> Run:
     """Read JSON Lines: one object per line, a step key and numeric values (the monitor's header is kept as meta)."""
     meta: dict[str, Any] = {}
@@ -247,13 +258,7 @@ def read_jsonl(path: Path, format: str = "jsonl") -> Run:
             column[0].append(step)
             column[1].append(value)
     if not records:
-        what = "only a header" if meta else "no records"
-        every = meta.get("every")
-        hint = ("The run logged no step yet: the monitor writes its records at each evaluation (the first update(), "
-                f"then every {every if isinstance(every, int) else 'every='} steps); wait for the first evaluation, or "
-                "check that update() is called. A run stopped before its first step logs none."
-                if format == "monitor" else "Log at least one step with a loss, or pass the log of a run that has.")
-        raise UserInputError(f"{path} holds {what}: expected one JSON object per logged step, with a step and a loss", hint)
+        raise _no_records(path, meta, format)
     scalars = _series_from_columns(columns, step_name, notes)
     if not scalars:
         raise UserInputError(f"{path} has {records} records but no numeric values: expected e.g. {{\"step\": 1, \"loss\": 2.3}}")
