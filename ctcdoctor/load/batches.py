@@ -480,16 +480,20 @@ def _resize(sample: torch.Tensor, axis: int, length: int) -> torch.Tensor:
     return torch.cat([sample, sample.new_zeros(pad_shape)], dim=axis)
 
 
-def map_tensors(value: Any, function: Callable[[torch.Tensor], torch.Tensor]) -> Any:
-    """`value` with `function` applied to every tensor inside (tuples, named tuples, lists, mappings)."""
+def map_tensors(value: Any, function: Callable[[torch.Tensor], torch.Tensor],
+                packed: Callable[[Any], Any] | None = None) -> Any:
+    """`value` with `function` applied to every tensor inside (tuples, named tuples, lists, mappings).
+    A PackedSequence is one value, not a tuple of tensors: `packed` maps it (left as it is without)."""
     if isinstance(value, torch.Tensor):
         return function(value)
-    if isinstance(value, tuple) and hasattr(value, "_fields") and not is_packed(value):
-        return type(value)(*(map_tensors(item, function) for item in value))
+    if is_packed(value):
+        return value if packed is None else packed(value)
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a named tuple takes its fields as arguments
+        return type(value)(*(map_tensors(item, function, packed) for item in value))
     if isinstance(value, (tuple, list)):
-        return type(value)(map_tensors(item, function) for item in value)
+        return type(value)(map_tensors(item, function, packed) for item in value)
     if isinstance(value, Mapping):
-        return {key: map_tensors(item, function) for key, item in value.items()}
+        return {key: map_tensors(item, function, packed) for key, item in value.items()}
     return value
 
 

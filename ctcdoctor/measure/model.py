@@ -14,7 +14,7 @@ import torch
 
 from ctcdoctor.engine import Context, provides
 from ctcdoctor.errors import UserInputError
-from ctcdoctor.load.batches import Batch, iterate_batches, resize_batch, sample_resizer, time_width
+from ctcdoctor.load.batches import Batch, iterate_batches, map_tensors, resize_batch, sample_resizer, time_width
 from ctcdoctor.load.limits import doing
 from ctcdoctor.registry import SkipCheck
 
@@ -209,21 +209,9 @@ def call_model(model: torch.nn.Module, inputs: Any) -> Any:
 
 def move_inputs(inputs: Any, device: torch.device | None) -> Any:
     """`inputs` with every tensor inside on `device` (tuples, named tuples, lists, mappings, PackedSequence)."""
-    from collections.abc import Mapping
-
-    from ctcdoctor.load.batches import is_packed
-
     if device is None:
         return inputs
-    if isinstance(inputs, torch.Tensor) or is_packed(inputs):
-        return inputs.to(device)
-    if isinstance(inputs, tuple) and hasattr(inputs, "_fields"):  # a named tuple takes its fields as arguments
-        return type(inputs)(*(move_inputs(item, device) for item in inputs))
-    if isinstance(inputs, (tuple, list)):
-        return type(inputs)(move_inputs(item, device) for item in inputs)
-    if isinstance(inputs, Mapping):
-        return {key: move_inputs(item, device) for key, item in inputs.items()}
-    return inputs
+    return map_tensors(inputs, lambda tensor: tensor.to(device), packed=lambda sequence: sequence.to(device))
 
 
 def model_device(model: torch.nn.Module) -> torch.device | None:
