@@ -89,7 +89,8 @@ def criterion_disagrees(
       as georgeretsi/HTR-best-practices writes it), which differs from `N` on a last, partial
       batch and on the samples `overfit` trains (there it also says what the division means
       for the learning rate of the optimizer that trained); when that is the only difference
-      the finding is an **info** note, as it may be deliberate;
+      the finding is an **info** note, as it may be deliberate; next to another mistake
+      (raw logits and a `/ batch_size`) the finding names both;
     - `raises` — the criterion throws (the exception is reported; if F.ctc_loss's message
       points at swapped lengths or the batch axis, that mistake is named instead).
 
@@ -311,12 +312,31 @@ def _finding(audit, setup, vocabulary=None):
         )
     if audit.mistake == "wrong_blank" and audit.details:
         return _wrong_blank(audit, where, user, reference, evidence, vocabulary)
-    reduction = "" if audit.reduction == "mean" else f', {_reduction_short(audit.reduction, audit.divisor)}'
+    if audit.reduction not in ("mean", "none"):
+        return _two_differences(audit, where, user, reference, evidence)
     return finding(
         "CTC030",
         f"{where}: the criterion gives {user} but reference CTC gives {reference}: {_words(audit)} "
-        f"(recomputing CTC that way{reduction}{zero_infinity} {_reproduces(audit)}).",
+        f"(recomputing CTC that way{zero_infinity} {_reproduces(audit)}).",
         _call("Call the loss as", audit.corrected),
+        evidence,
+    )
+
+
+def _two_differences(audit, where: str, user: str, reference: str, evidence: dict) -> Finding:
+    """A mistake and another reduction at once (raw logits and a / batch_size): name both, and both fixes."""
+    from ctcdoctor.measure.criterion import reduction_words
+
+    zero_infinity = ", with zero_infinity=True" if audit.zero_infinity else ""
+    variant = reduction_words(audit.reduction, audit.size, audit.divisor)
+    call, _, note = audit.corrected.partition("  # ")
+    note = f" ({note.strip()})" if note else ""
+    return finding(
+        "CTC030",
+        f"{where}: the criterion gives {user} but reference CTC gives {reference}: two differences at once, (1) "
+        f"{_words(audit)}, and (2) {variant}. Recomputing CTC with both{zero_infinity} {_reproduces(audit)}.",
+        f"Call the loss as {call.rstrip()}{note}: that fixes (1), and (2) with it; keep (2) only if it is deliberate "
+        f"(scale the learning rate to match), otherwise {_reduction_fix(audit)}.",
         evidence,
     )
 

@@ -55,6 +55,23 @@ def test_check_keeps_the_full_batch_reading_of_the_same_criterion():
     assert found["severity"] == "info" and found["evidence"]["reduction"] == "batch_mean" and code == 0
 
 
+def test_check_names_raw_logits_and_the_extra_division_by_the_batch_size_at_once():
+    code, report = _report("check", "build_ported", "--select", "CTC03")
+    found = _ctc030(report)
+    assert code == 1 and found["severity"] == "error"
+    assert found["evidence"]["mistake"] == "raw_logits" and found["evidence"]["reduction"] == "mean_by_batch"
+    assert "two differences at once, (1) the loss receives raw logits, not log-probabilities, and (2) " in found["message"]
+    assert "the loss receives raw logits, not log-probabilities" in found["message"]
+    assert "divided again by the batch size 4" in found["message"]
+    assert "log_softmax(-1)" in found["hint"] and "/ batch_size" in found["hint"]
+
+
+def test_overfit_and_check_name_the_same_first_mistake_of_the_ported_criterion():
+    _, checked = _report("check", "build_ported", "--select", "CTC03")
+    _, trained = _report("overfit", "build_ported", "--sample", "0", "--steps", "20")
+    assert _ctc030(checked)["evidence"]["mistake"] == _ctc030(trained)["evidence"]["mistake"] == "raw_logits"
+
+
 def test_a_mean_divided_again_by_the_batch_size_alone_is_a_reduction_note():
     code, report = _report("check", "build_double_mean", "--select", "CTC03")
     found = _ctc030(report)
