@@ -82,8 +82,15 @@ def criterion_disagrees(
       cut to `T` would give the same numbers, since `T` for every sample is what was passed;
     - `raw_input_lengths` — input lengths before the model's downsampling;
     - `wrong_axis` — an output `log_softmax`-ed over time or batch (CTC024) passed as it is;
-    - `reduction` — `reduction="sum"` or a plain batch mean instead of the default `mean`;
-      when that is the only difference the finding is an **info** note, as it may be deliberate;
+    - `reduction` — `reduction="sum"` or a plain batch mean instead of the default `mean`, or
+      a division by a batch size on top: the mean divided again by the batch's `N`
+      (`CTCLoss()(...) / batch_size`), or the sum or the mean divided by the loader's batch
+      size, a fixed number in the training loop (`CTCLoss(reduction="sum")(...) / batch_size`,
+      as georgeretsi/HTR-best-practices writes it), which differs from `N` on a last, partial
+      batch and on the samples `overfit` trains (there it also says what the division means
+      for the learning rate of the optimizer that trained); when that is the only difference
+      the finding is an **info** note, as it may be deliberate; next to another mistake
+      (raw logits and a `/ batch_size`) the finding names both;
     - `raises` — the criterion throws (the exception is reported; if F.ctc_loss's message
       points at swapped lengths or the batch axis, that mistake is named instead).
 
@@ -152,11 +159,35 @@ def _other_heads_reason(audit) -> str:
             "it alone")
 
 
-def _grows_with(reduction: str) -> str:
-    """What a reduction other than the mean makes the gradient scale with (a sum divided by N is the batch mean)."""
-    if reduction == "sum":
-        return "the batch size and the label lengths"
-    return "the label lengths (longer transcripts weigh more)" if reduction == "batch_mean" else "the batch"
+def _scale(audit) -> str:
+    """What a reduction other than the mean does to the gradient's scale (a sum divided by N is the batch mean; a
+    division by a batch size makes every step that many times smaller, which Adam-like optimizers undo)."""
+    how, by, size = audit.reduction, audit.divisor, audit.size
+    if how == "sum":
+        return "the gradient scale then grows with the batch size and the label lengths"
+    if how == "batch_mean":
+        return "the gradient scale then grows with the label lengths (longer transcripts weigh more)"
+    if how == "mean_by_batch":
+        return (f"the loss and its gradient are then {by}x smaller than the mean's, and so is a plain SGD step "
+                "(Adam-like optimizers normalise the step)")
+    if how == "sum_by_loader_batch":
+        return (f"on full batches of {by} it is the batch mean (the gradient scale grows with the label lengths), and on "
+                f"this batch of {size} it is {size}/{by} of it, so a plain SGD step is {by / size:.3g}x smaller than on a "
+                "full batch (Adam-like optimizers normalise the step)")
+    if how == "mean_by_loader_batch":
+        return (f"the loss and its gradient are then {by}x smaller than the mean's, and so is a plain SGD step "
+                "(Adam-like optimizers normalise the step)")
+    return "the gradient scale then grows with the batch"
+
+
+def _reduction_fix(audit) -> str:
+    """How to get the mean back, for the reduction the audit found (the corrected call follows)."""
+    if audit.reduction in ("mean_by_batch", "mean_by_loader_batch"):
+        return "drop the / batch_size (the default mean already averages over the batch)"
+    if audit.reduction == "sum_by_loader_batch":
+        return ("divide by the batch's own size (output.size(1)) so that a smaller batch keeps the scale, or use the "
+                "default mean, which divides each sample's loss by its target length and averages over the batch")
+    return "use the default mean, which divides each sample's loss by its target length and averages over the batch"
 
 
 def _call(prefix: str, corrected: str) -> str:
@@ -172,7 +203,8 @@ def _wrong_blank(audit, where: str, user: str, reference: str, evidence: dict, v
     other, blank = details.get("criterion_blank"), details.get("setup_blank")
     if vocabulary is not None and vocabulary.tokens:
         return _wrong_blank_tokens(audit, where, user, reference, evidence, vocabulary)
-    how = f"recomputing CTC with blank={other}" + (f", {_reduction_short(audit.reduction)}" if audit.reduction != "mean" else "")
+    how = f"recomputing CTC with blank={other}" + (f", {_reduction_short(audit.reduction, audit.divisor)}"
+                                                  if audit.reduction != "mean" else "")
     how += " with zero_infinity=True" if audit.zero_infinity else ""
     message = (
         f"{where}: the criterion gives {user} but reference CTC with Setup.blank = {blank} gives {reference}: the loss "
@@ -228,6 +260,7 @@ def _finding(audit, setup, vocabulary=None):
         "reference_value": audit.reference,
         "explained_value": audit.explained_value,
         "reduction": audit.reduction,
+        "divisor": audit.divisor,
         "zero_infinity": audit.zero_infinity,
         "corrected_call": audit.corrected,
         "relative_difference": audit.relative_difference,
@@ -259,7 +292,8 @@ def _finding(audit, setup, vocabulary=None):
             "CTC030",
             f"{where}: the criterion gives {user} but reference CTC gives {reference} "
             f"(reduction mean; with zero_infinity=True {_value(audit.reference_zero_infinity)}), and none of the known mistakes "
-            f"(swapped lengths, layout, blank, probabilities, raw logits, full or raw input lengths, reduction) reproduces it within "
+            f"(swapped lengths, layout, blank, probabilities, raw logits, full or raw input lengths, reduction, a division by the "
+            f"batch size) reproduces it within "
             f"{RTOL:.0e} relative{_closest(audit)}.",
             _call("Compare your loss with the reference call on one batch:", audit.corrected),
             evidence,
@@ -269,22 +303,40 @@ def _finding(audit, setup, vocabulary=None):
         return finding(
             "CTC030",
             f"{where}: the criterion gives {user}, reference CTC (reduction mean) gives {reference}; the difference is only the "
-            f"reduction: {audit.variant}{zero_infinity} {_reproduces(audit)}. Fine when deliberate: "
-            f"the gradient scale then grows with {_grows_with(audit.reduction)}.",
-            _call("Keep it if deliberate (scale the learning rate to match); otherwise use the default mean, which divides "
-                  "each sample's loss by its target length and averages over the batch:", audit.corrected),
+            f"reduction: {audit.variant}{zero_infinity} {_reproduces(audit)}. Fine when deliberate: {_scale(audit)}.",
+            _call(f"Keep it if deliberate (scale the learning rate to match); otherwise {_reduction_fix(audit)}:",
+                  audit.corrected),
             evidence,
             severity="info",
             title="the criterion reduces the batch differently from reference CTC",
         )
     if audit.mistake == "wrong_blank" and audit.details:
         return _wrong_blank(audit, where, user, reference, evidence, vocabulary)
-    reduction = "" if audit.reduction == "mean" else f', {_reduction_short(audit.reduction)}'
+    if audit.reduction not in ("mean", "none"):
+        return _two_differences(audit, where, user, reference, evidence)
     return finding(
         "CTC030",
         f"{where}: the criterion gives {user} but reference CTC gives {reference}: {_words(audit)} "
-        f"(recomputing CTC that way{reduction}{zero_infinity} {_reproduces(audit)}).",
+        f"(recomputing CTC that way{zero_infinity} {_reproduces(audit)}).",
         _call("Call the loss as", audit.corrected),
+        evidence,
+    )
+
+
+def _two_differences(audit, where: str, user: str, reference: str, evidence: dict) -> Finding:
+    """A mistake and another reduction at once (raw logits and a / batch_size): name both, and both fixes."""
+    from ctcdoctor.measure.criterion import reduction_words
+
+    zero_infinity = ", with zero_infinity=True" if audit.zero_infinity else ""
+    variant = reduction_words(audit.reduction, audit.size, audit.divisor)
+    call, _, note = audit.corrected.partition("  # ")
+    note = f" ({note.strip()})" if note else ""
+    return finding(
+        "CTC030",
+        f"{where}: the criterion gives {user} but reference CTC gives {reference}: two differences at once, (1) "
+        f"{_words(audit)}, and (2) {variant}. Recomputing CTC with both{zero_infinity} {_reproduces(audit)}.",
+        f"Call the loss as {call.rstrip()}{note}: that fixes (1), and (2) with it; keep (2) only if it is deliberate "
+        f"(scale the learning rate to match), otherwise {_reduction_fix(audit)}.",
         evidence,
     )
 
@@ -327,14 +379,17 @@ def _closest(audit) -> str:
     if closest["mistake"] == "reduction":
         what = closest["variant"].split(":")[0]
     elif closest["reduction"] != "mean":
-        what += f", {_reduction_short(closest['reduction'])}"
+        what += f", {_reduction_short(closest['reduction'], closest.get('divisor'))}"
     if closest["zero_infinity"]:
         what += ", zero_infinity=True"
     return f"; the closest, {what}, gives {_value(closest['explained_value'])}, {closest['relative_difference']:.2g} relative off"
 
 
-def _reduction_short(how: str) -> str:
-    return {"sum": 'reduction="sum"', "batch_mean": "averaged without dividing by target lengths", "none": 'reduction="none"'}.get(how, how)
+def _reduction_short(how: str, by: int | None = None) -> str:
+    return {"sum": 'reduction="sum"', "batch_mean": "averaged without dividing by target lengths", "none": 'reduction="none"',
+            "mean_by_batch": f'reduction="mean" / {by}, the batch size',
+            "sum_by_loader_batch": f'reduction="sum" / {by}, the loader\'s batch size',
+            "mean_by_loader_batch": f'reduction="mean" / {by}, the loader\'s batch size'}.get(how, how)
 
 
 @check("CTC031", "warning", "zero_infinity=True hides infeasible samples")

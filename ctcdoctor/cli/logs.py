@@ -92,7 +92,9 @@ def logs(
         if settings.select:
             findings = [item for item in findings if matches(item.code, settings.select)]
         document = result.to_dict()
-        if plot is not None:
+        if plot is not None and not len(result.curves.loss):  # a run the check stopped before step 1: nothing to draw
+            document["notes"].append(f"no plot written to {plot}: no training step was logged")
+        elif plot is not None:
             from ctcdoctor.render.figures import save
             from ctcdoctor.training.plot import plot as draw
 

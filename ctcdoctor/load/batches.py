@@ -395,6 +395,16 @@ def in_dataset_order(loader: Iterable[Any]) -> Iterable[Any]:
     )
 
 
+def loader_batch_size(loader: Any) -> int | None:
+    """The batch size a loader is configured with (DataLoader's `batch_size`, or its batch sampler's), as training code
+    that divides by a fixed `batch_size` reads it; None when the loader does not say (a plain iterable of batches)."""
+    for owner in (loader, getattr(loader, "batch_sampler", None)):
+        size = getattr(owner, "batch_size", None)
+        if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+            return size
+    return None
+
+
 def iterate_batches(loader: Iterable[Any], limit: int | None = None, batch_axis: int | None = None) -> Iterator[Batch]:
     """Normalised batches from the loader (in data set order), at most `limit`; a loader that
     raises or yields nothing ends the command with exit 2 (`BatchError`), naming the batch and

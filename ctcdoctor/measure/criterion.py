@@ -16,14 +16,15 @@ from ctcdoctor.engine import Context, provides
 from ctcdoctor.measure.model import ModelRun, class_dim, evaluating, other_heads, to_tnc
 from ctcdoctor.measure.outputs import TrainingView, log_softmax_call
 from ctcdoctor.measure.reference import (
-    REDUCTIONS,
     Prepared,
     close,
     deviation,
+    divisor,
     normalised_log_probs,
     per_sample_ctc,
     prepared_kind,
     reduce_losses,
+    reductions,
 )
 
 # ---------------------------------------------------------------- CTC030 / CTC031: the criterion audit
@@ -61,6 +62,9 @@ class CriterionAudit:
     """None when agreeing or unexplained; else the mistake's name (see Candidate.mistake), or "reduction"."""
     variant: str = ""
     reduction: str = "mean"
+    """One of ctcdoctor.measure.reference.REDUCTIONS or DIVIDED, or "none" (one value per sample)."""
+    divisor: int | None = None
+    """The batch size a DIVIDED reduction divides by: this batch's N (mean_by_batch) or the loader's (the others)."""
     zero_infinity: bool = False
     """The user's value is reproduced only when infeasible samples count as 0."""
     explained_value: float | None = None
@@ -320,9 +324,10 @@ def _explain_error(error: str, item: Prepared) -> tuple[str, str, str] | None:
 
 
 def audit_criterion(criterion: Callable[..., Any], item: Prepared, blank: int, num_classes: int,
-                    extra_blanks: tuple[int, ...] = ()) -> CriterionAudit:
+                    extra_blanks: tuple[int, ...] = (), loader_batch: int | None = None) -> CriterionAudit:
     """The user's criterion on one prepared batch against reference CTC, and the mistake that explains a difference.
-    `extra_blanks`: blank indices the criterion may use besides the other end of the classes (a tokenizer's pad id)."""
+    `extra_blanks`: blank indices the criterion may use besides the other end of the classes (a tokenizer's pad id);
+    `loader_batch`: the loader's batch size, which the criterion may divide by (None: unknown)."""
     batch = item.batch
     target_lengths = batch.target_lengths
     reference = _call_ctc(lambda: per_sample_ctc(item.log_probs, batch.targets, item.lengths, target_lengths, blank))
@@ -351,7 +356,7 @@ def audit_criterion(criterion: Callable[..., Any], item: Prepared, blank: int, n
         return CriterionAudit(user=None, user_error=f"the criterion returned {user.numel()} values for a batch of {batch.size}; "
                               "return one scalar", agrees=False, mistake="raises",
                               variant="returned a tensor that is neither a scalar nor one value per sample", corrected=corrected, **common)
-    return _audit_scalar(float(user), reference, item, blank, num_classes, corrected, common, extra_blanks)
+    return _audit_scalar(float(user), reference, item, blank, num_classes, corrected, common, extra_blanks, loader_batch)
 
 
 def _audit_raised(criterion: Callable[..., Any], item: Prepared, error: str, blank: int, corrected: str,
@@ -388,7 +393,8 @@ def _choose(options: list[tuple[float, dict[str, Any]]], user: float, corrected:
                               **{"corrected": corrected, **best}, **common)
     closest = None
     if best and math.isfinite(best_deviation):
-        closest = {key: best[key] for key in ("mistake", "variant", "reduction", "zero_infinity", "explained_value")}
+        closest = {key: best.get(key) for key in ("mistake", "variant", "reduction", "divisor", "zero_infinity",
+                                                  "explained_value")}
         closest["relative_difference"] = _relative(user, best["explained_value"])
     return CriterionAudit(user=user, user_error=None, agrees=False, mistake=None, reduction=reduction, corrected=corrected,
                           closest=closest, **common)
@@ -414,39 +420,55 @@ def _audit_per_sample(user: torch.Tensor, reference: torch.Tensor, item: Prepare
 
 
 def _audit_scalar(value: float, reference: torch.Tensor, item: Prepared, blank: int, num_classes: int,
-                  corrected: str, common: dict[str, Any], extra_blanks: tuple[int, ...] = ()) -> CriterionAudit:
+                  corrected: str, common: dict[str, Any], extra_blanks: tuple[int, ...] = (),
+                  loader_batch: int | None = None) -> CriterionAudit:
     """One value: agreeing with the reference wins; otherwise the closest of the reference under another
-    reduction and of each known mistake under each reduction, if it is within the tolerance."""
-    target_lengths = item.batch.target_lengths
+    reduction and of each known mistake under each reduction, if it is within the tolerance. `loader_batch`: the
+    loader's batch size, which a loss may divide by (see ctcdoctor.measure.reference.DIVIDED)."""
+    target_lengths, size = item.batch.target_lengths, item.batch.size
     agreed = reduce_losses(reference, target_lengths, "mean")
     if close(value, agreed):
         return CriterionAudit(user=value, user_error=None, agrees=True, mistake=None, explained_value=agreed,
                               relative_difference=_relative(value, agreed), corrected=corrected, **common)
+    tried = reductions(size, loader_batch)
+
+    def reduced(per_sample: torch.Tensor, how: str, zero_infinity: bool) -> tuple[float, dict[str, Any]]:
+        explained = reduce_losses(per_sample, target_lengths, how, zero_infinity, loader_batch)
+        return deviation(value, explained), {"reduction": how, "divisor": divisor(how, size, loader_batch),
+                                             "zero_infinity": zero_infinity, "explained_value": explained}
+
     options: list[tuple[float, dict[str, Any]]] = []
     for zero_infinity in (False, True):
-        for how in REDUCTIONS:
+        for how in tried:
             if how == "mean" and not zero_infinity:
                 continue
-            explained = reduce_losses(reference, target_lengths, how, zero_infinity)
             # mean with zero_infinity and no other difference: CTC031's case, not a CTC030 mistake.
-            options.append((deviation(value, explained), {
-                "mistake": None if how == "mean" else "reduction", "variant": "" if how == "mean" else _reduction_words(how),
-                "reduction": how, "zero_infinity": zero_infinity, "explained_value": explained}))
+            off, numbers = reduced(reference, how, zero_infinity)
+            options.append((off, {"mistake": None if how == "mean" else "reduction",
+                                  "variant": "" if how == "mean" else reduction_words(how, size, numbers["divisor"]),
+                                  **numbers}))
     for candidate in _candidates(item, blank, num_classes, corrected, extra_blanks):
         for zero_infinity in (False, True):
-            for how in REDUCTIONS:
-                explained = reduce_losses(candidate.per_sample, target_lengths, how, zero_infinity)
-                options.append((deviation(value, explained), {
-                    "mistake": candidate.mistake, "variant": candidate.variant, "reduction": how, "zero_infinity": zero_infinity,
-                    "explained_value": explained, "corrected": candidate.corrected, "details": candidate.details}))
+            for how in tried:
+                off, numbers = reduced(candidate.per_sample, how, zero_infinity)
+                options.append((off, {"mistake": candidate.mistake, "variant": candidate.variant, **numbers,
+                                      "corrected": candidate.corrected, "details": candidate.details}))
     return _choose(options, value, corrected, common)
 
 
-def _reduction_words(how: str) -> str:
+def reduction_words(how: str, size: int = 0, by: int | None = None) -> str:
+    """A reduction in words, with the batch size a DIVIDED one divides by (`by`) and this batch's `size`."""
+    samples = f"{size} sample" + ("s" if size != 1 else "")
     return {
         "sum": 'reduction="sum": per-sample losses summed over the batch',
         "batch_mean": "per-sample losses averaged over the batch without dividing by target lengths "
         '(reduction="none" then .mean())',
+        "mean_by_batch": f'reduction="mean" divided again by the batch size {by} (CTCLoss()(...) / batch_size: the '
+        "mean already averages over the batch)",
+        "sum_by_loader_batch": f'reduction="sum" divided by {by}, the loader\'s batch size, not this batch\'s {samples} '
+        "(a fixed / batch_size after a summed loss)",
+        "mean_by_loader_batch": f'reduction="mean" divided again by {by}, the loader\'s batch size (a fixed / batch_size '
+        "after the mean, which already averages over the batch)",
         "mean": 'reduction="mean"',
         "none": 'reduction="none"',
     }[how]
@@ -465,9 +487,10 @@ def _criterion_audit(context: Context) -> CriterionAudits:
     pad = context.vocabulary.pad_id
     extra = () if pad is None else (pad,)
     items = as_trained(prepared.items, _training_view(context))
+    loader_batch = context.loader_batch_size
     with evaluating(context.setup.model):
         audits = tuple(with_other_heads(criterion, item, audit_criterion(criterion, item, context.setup.blank,
-                                                                         context.num_classes, extra))
+                                                                         context.num_classes, extra, loader_batch))
                        for item in items)
     return CriterionAudits(audits)
 

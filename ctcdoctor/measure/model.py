@@ -14,7 +14,15 @@ import torch
 
 from ctcdoctor.engine import Context, provides
 from ctcdoctor.errors import UserInputError
-from ctcdoctor.load.batches import Batch, iterate_batches, map_tensors, resize_batch, sample_resizer, time_width
+from ctcdoctor.load.batches import (
+    Batch,
+    iterate_batches,
+    loader_batch_size,
+    map_tensors,
+    resize_batch,
+    sample_resizer,
+    time_width,
+)
 from ctcdoctor.load.limits import doing
 from ctcdoctor.registry import SkipCheck
 
@@ -390,6 +398,14 @@ def _batches(context: Context) -> list[Batch]:
     batches = list(iterate_batches(context.setup.loader, wanted, getattr(context.setup, "batch_axis", None)))
     forward_arguments(context.setup.model, batches[0].inputs)  # a forward that cannot take these inputs: exit 2 now
     return batches
+
+
+@provides("loader_batch_size")
+def _loader_batch_size(context: Context) -> int | None:
+    """The batch size of the user's loader (overfit, whose checks read its chosen samples, passes the original one);
+    for a plain iterable of batches, the largest batch among those read."""
+    size = loader_batch_size(context.setup.loader)
+    return size if size is not None else max((batch.size for batch in context.batches), default=None)
 
 
 @provides("model_batches")

@@ -26,6 +26,29 @@ RTOL = 1e-4
 ATOL = 1e-5
 
 REDUCTIONS = ("mean", "sum", "batch_mean")
+"""Tried on every batch: F.ctc_loss's mean and sum, and the plain batch mean (reduction="none" then .mean(), or a sum
+divided by the batch's N)."""
+DIVIDED = ("mean_by_batch", "sum_by_loader_batch", "mean_by_loader_batch")
+"""Reductions divided by a batch size on top, tried where they differ from REDUCTIONS (see `reductions`): the default
+mean divided again by the batch's N (`CTCLoss()(...) / batch_size`, a port from warp-ctc's sum), and the sum or the
+mean divided by the loader's batch size B, a fixed number in the training loop (georgeretsi/HTR-best-practices:
+`CTCLoss(reduction='sum')(...) / batch_size`), which differs from N on overfit's samples and a last, partial batch."""
+
+
+def reductions(size: int, loader_batch: int | None = None) -> tuple[str, ...]:
+    """The reductions to try on a batch of `size` samples from a loader of batch size `loader_batch` (None: unknown);
+    one that gives the same numbers as an earlier one on this batch is left out (at N = 1 the batch mean is the sum)."""
+    tried = [*REDUCTIONS]
+    if size > 1:
+        tried.append("mean_by_batch")
+    if loader_batch is not None and loader_batch > 1 and loader_batch != size:
+        tried += ["sum_by_loader_batch", "mean_by_loader_batch"]
+    return tuple(tried)
+
+
+def divisor(how: str, size: int, loader_batch: int | None) -> int | None:
+    """The batch size a DIVIDED reduction divides by (N or the loader's B); None for the others."""
+    return size if how == "mean_by_batch" else loader_batch if how in DIVIDED else None
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -50,18 +73,28 @@ def per_sample_ctc(log_probs, targets, input_lengths, target_lengths, blank: int
     )
 
 
-def reduce_losses(per_sample: torch.Tensor, target_lengths: torch.Tensor, how: str, zero_infinity: bool = False) -> float:
-    """Reduce per-sample losses as F.ctc_loss would (`mean` divides by target length first)."""
+def reduce_losses(per_sample: torch.Tensor, target_lengths: torch.Tensor, how: str, zero_infinity: bool = False,
+                  loader_batch: int | None = None) -> float:
+    """Reduce per-sample losses as F.ctc_loss would (`mean` divides by target length first), or as a REDUCTIONS or
+    DIVIDED name says (`loader_batch`: the loader's batch size, which the `*_by_loader_batch` ones divide by)."""
     values = per_sample.double()
     if zero_infinity:
         values = torch.where(torch.isinf(values), torch.zeros_like(values), values)
-    if how == "mean":
-        return float((values / target_lengths.clamp_min(1).double()).mean())
-    if how == "sum":
-        return float(values.sum())
+    if how in ("mean", "mean_by_batch", "mean_by_loader_batch"):
+        mean = float((values / target_lengths.clamp_min(1).double()).mean())
+        return mean if how == "mean" else mean / _divisor(how, values.numel(), loader_batch)
+    if how in ("sum", "sum_by_loader_batch"):
+        return float(values.sum()) / (_divisor(how, values.numel(), loader_batch) if how != "sum" else 1)
     if how == "batch_mean":
         return float(values.mean())
     raise ValueError(how)
+
+
+def _divisor(how: str, size: int, loader_batch: int | None) -> int:
+    found = divisor(how, size, loader_batch)
+    if not found:
+        raise ValueError(f"{how} needs the loader's batch size")
+    return found
 
 
 def deviation(user: float, candidate: float) -> float:

@@ -18,7 +18,9 @@ from ctcdoctor.errors import UserInputError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+    from ctcdoctor.findings import Finding
     from ctcdoctor.overfit.prepare import Problem
+    from ctcdoctor.overfit.result import OverfitResult
 
 
 @dataclass(frozen=True)
@@ -112,3 +114,35 @@ def settle(loss: TrainingLoss, output: torch.Tensor, log_probs: torch.Tensor, le
     fallback = replace(loss, criterion=None, note=f"Setup.criterion {reason}: trained ctcdoctor's ctc_loss instead "
                                                   "(ctcdoctor check audits the criterion: CTC030)")
     return fallback, fallback.value(output, log_probs, lengths, problem)
+
+
+DIVIDED_BY_LOADER = ("sum_by_loader_batch", "mean_by_loader_batch")
+"""CTC030 reductions that divide by the loader's batch size (ctcdoctor.measure.reference.DIVIDED), not the samples'."""
+
+
+def divided_loss_note(findings: list[Finding], result: OverfitResult) -> list[Finding]:
+    """CTC030's note on a criterion divided by the loader's batch size B, trained on N < B samples: what it means for
+    the learning rate of the optimizer that trained it. Each step's gradient is N/B of a full batch's per-sample
+    average: nothing to change for an Adam-like optimizer (it normalises the step), a B/N larger rate for SGD."""
+    import dataclasses
+
+    from ctcdoctor.overfit.explain import ADAPTIVE
+
+    size, name = len(result.samples), result.optimizer.split("(")[0]
+    changed = []
+    for item in findings:
+        by = item.evidence.get("divisor") if item.code == "CTC030" else None
+        if (item.evidence.get("reduction") not in DIVIDED_BY_LOADER or not isinstance(by, int) or by <= size
+                or result.loss_source != "criterion" or not name):
+            changed.append(item)
+            continue
+        samples = f"{size} sample" + ("s" if size != 1 else "")
+        if result.optimizer.startswith(ADAPTIVE):
+            note = f" This overfit run trained it with {result.optimizer}: {name} normalises its step, so the learning rate needs no change."
+        else:
+            faster = f"; if it fits slowly, try --lr {result.lr * by / size:g}" if result.lr else ""
+            note = (f" This overfit run trained it with {result.optimizer}: {name}'s steps on this {samples} are {by / size:g}x smaller "
+                    f"than on a full batch of {by} (the loss is divided by {by}, not by {size}){faster}.")
+        changed.append(dataclasses.replace(item, message=item.message + note,
+                                           evidence={**item.evidence, "step_scale": size / by}))
+    return changed

@@ -163,6 +163,8 @@ def _static_checks(setup: Setup, model: Any, raw: Any, samples: Sequence[int], p
     from ctcdoctor.registry import select_checks
 
     context = Context(dataclasses.replace(setup, model=model, loader=[raw]), Options(max_batches=1, scan_batches=1))
+    # A loss divided by a fixed batch size divides the chosen samples' loss by the loader's, not by theirs (CTC030).
+    context.put("loader_batch_size", lambda: _loader_batch_size(setup))
     if prefixes is None:
         return context, [], []
     findings, results = run_checks(context, select_checks(prefixes))
@@ -173,6 +175,20 @@ def _static_checks(setup: Setup, model: Any, raw: Any, samples: Sequence[int], p
         for item in findings
     ]
     return context, relabelled, list(results)
+
+
+def _loader_batch_size(setup: Setup) -> int | None:
+    """The batch size of the user's loader: as configured (a DataLoader), else that of its first batch; None when
+    that cannot be read."""
+    from ctcdoctor.load.batches import iterate_batches, loader_batch_size
+
+    size = loader_batch_size(setup.loader)
+    if size is not None:
+        return size
+    try:
+        return next(iter(iterate_batches(setup.loader, 1, setup.batch_axis))).size
+    except Exception:  # the loader fails: the audit goes on without it
+        return None
 
 
 _SAMPLES = re.compile(r"\b([Ss]amples?) (\d+(?:(?:, | and )\d+)*)")

@@ -38,7 +38,7 @@ from ctcdoctor.overfit.explain import still_falling
 from ctcdoctor.overfit.extend import blocks_extension, cut_note, extension_note
 from ctcdoctor.overfit.final import compare_modes, final_state, same_weights_train_decode
 from ctcdoctor.overfit.loop import Hooks, Log, train
-from ctcdoctor.overfit.loss import choose_loss
+from ctcdoctor.overfit.loss import choose_loss, divided_loss_note
 from ctcdoctor.overfit.negative import negative_loss
 from ctcdoctor.overfit.prepare import Prepared, Run, find_head, new_run, prepare, validate_options
 from ctcdoctor.overfit.result import OverfitOptions, OverfitResult, Progress
@@ -258,7 +258,7 @@ def _run(setup: Setup, spec: str | None, options: OverfitOptions, hooks: Hooks,
                             "sample; fix it first")
         return list(prepared.findings), list(prepared.check_results), result
     trained = train_once(setup, prepared, options, hooks, phase)
-    result, findings = trained.result, list(prepared.findings)
+    result, findings = trained.result, divided_loss_note(list(prepared.findings), trained.result)
     # the probe's runs and a sample trained alone get the main run's final budget, fixed: comparable runs
     options = dataclasses.replace(options, steps=result.budget.get("extended_to") or options.steps, extend_to=None)
     # a negative loss is reported even when the decode fits: the criterion is not computing CTC (CTC074)

@@ -11,7 +11,7 @@ from ctcdoctor.findings import Report, count_by_severity
 SCHEMA = 1
 
 
-def _clean(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON has no NaN/Infinity: write them as strings so strict parsers accept the document."""
     if isinstance(value, float):
         if math.isnan(value):
@@ -20,11 +20,11 @@ def _clean(value: Any) -> Any:
             return "inf" if value > 0 else "-inf"
         return value
     if isinstance(value, dict):
-        return {str(key): _clean(item) for key, item in value.items()}
+        return {str(key): json_safe(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(item) for item in value]
+        return [json_safe(item) for item in value]
     if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
-        return _clean(value.item())
+        return json_safe(value.item())
     return value
 
 
@@ -43,7 +43,7 @@ def to_document(report: Report) -> dict[str, Any]:
         document["seed"] = report.seed
     if report.result is not None:
         document["result"] = report.result
-    return _clean(document)
+    return json_safe(document)
 
 
 def render_json(report: Report) -> str:
@@ -62,4 +62,4 @@ def error_document(command: str, spec: str, exit_code: int, message: str, fix: s
         "summary": count_by_severity([]),
         "error": {"exit_code": exit_code, "message": message, "fix": fix},
     }
-    return json.dumps(_clean(document), indent=2, allow_nan=False)
+    return json.dumps(json_safe(document), indent=2, allow_nan=False)

@@ -267,7 +267,8 @@ def logs(result: dict[str, Any], every: int | None = None) -> RenderableType:
         role = role.split(":", 1)[0].replace("_", " ")  # "eval_cer:val_cer" -> "eval cer", "part:loss_ctc" -> "part"
         table.add_row(escape(role), escape(item["tag"]), f"{item['points']:,}", number(item.get("first")), number(item.get("last")),
                       number(item.get("min")), number(item.get("max")), str(item["non_finite"] or ""))
-    parts: list[RenderableType] = [head, table]
+    # a run the check stopped before step 1 logged no value: no table of empty curves (a note says why)
+    parts: list[RenderableType] = [head, table] if loss.get("points") else [head]
     if result.get("other_scalars"):
         parts.append(Text("also logged: " + ", ".join(result["other_scalars"][:20]), style="dim"))
     parts += [Text(f"note: {note}", style="yellow") for note in result.get("notes", [])]

@@ -17,6 +17,7 @@ import numpy as np
 
 from ctcdoctor.errors import UserInputError
 from ctcdoctor.findings import CheckResult, Finding
+from ctcdoctor.training.monitor_format import check_stop, checked_before
 from ctcdoctor.training.names import resolve
 from ctcdoctor.training.readers import read_run
 from ctcdoctor.training.rules import Options
@@ -56,6 +57,7 @@ class LogsResult:
             "options": {key: value for key, value in vars(self.options).items() if value not in (None, 0)},
             "notes": list(self.notes),
             "seconds": {key: round(value, 4) for key, value in self.seconds.items()},
+            **({"stopped_by_check": dict(zip(("step", "code"), stop))} if (stop := check_stop(self.run.meta)) else {}),
         }
 
 
@@ -111,7 +113,9 @@ def diagnose_run(
     progress (and is the budget of the monitor's blank-phase rules); unset, it is the monitor
     header's `patience`, else 0. `optimizer` (Adam, AdamW, SGD; else the monitor header's, else read from the
     learning rate's tag like `lr-Adam`) sets how far learning-rate advice goes. `allow_truncated` reads a TensorBoard file up to a cut-off record.
-    A monitor log is judged by the output rules (CTC220-CTC224) too, as the monitor judged it.
+    A monitor log is judged by the output rules (CTC220-CTC224) too, as the monitor judged it, and the findings of
+    the check the monitor ran before training (its header's `check`) are reported with it; a run that check stopped
+    before step 1 has those findings alone.
     """
     if reduction not in (None, "mean", "sum", "none"):
         raise UserInputError(f"--reduction {reduction!r}: expected mean (loss per label) or sum (loss per sample)")
@@ -124,6 +128,11 @@ def diagnose_run(
     started = time.perf_counter()
     run = read_run(path, allow_truncated=allow_truncated)
     read_seconds = time.perf_counter() - started
+    checked, stop_note = checked_before(run.meta)  # the monitor's check before training: in its verdict, so in this one
+    if not run.scalars:  # the reader allows no step only to a run that check stopped before step 1
+        return LogsResult(run.source, run.format, tuple(checked), Curves(Series.from_points("loss", [], []), unit=run.unit),
+                          run, Options(), notes=run.notes + (f"{stop_note}: no training step was logged",),
+                          seconds={"read": read_seconds, "diagnose": 0.0})
     curves, notes = resolve(run, loss=loss, eval_loss=eval_loss, metric=metric, lr=lr, grad_norm=grad_norm)
     classes_value = classes if classes is not None else _meta_number(run.meta, "classes")
     options = Options(
@@ -137,8 +146,9 @@ def diagnose_run(
     )
     started = time.perf_counter()
     checks: list[CheckResult] = []
-    findings = verdict(run, curves, options, checks)
+    findings = checked + verdict(run, curves, options, checks)
     diagnose_seconds = time.perf_counter() - started
+    notes += [stop_note] if stop_note else []
     return LogsResult(
         source=run.source,
         format=run.format,

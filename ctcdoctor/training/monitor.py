@@ -186,6 +186,8 @@ class Monitor:
         self.closed = False
         self._columns = Columns()
         self._preflight: tuple[Finding, ...] = ()
+        self._check_meta: dict[str, Any] | None = None
+        """The check before training as the JSONL header records it (monitor_format.CHECK)."""
         self._checks: tuple[Any, ...] = ()
         self.resolved: tuple[Any, Any] | None = None
         """(Run, Curves) of the latest verdict."""
@@ -442,6 +444,7 @@ class Monitor:
         self.findings = tuple(report.findings)
         ran = self._last[0] if self._last is not None else (self._pending[-1][0] if self._pending else 0)
         self._stop_if_due(max(ran, 1) if runs_first_step else ran)
+        self._record_check()
         if self._printer is not None:
             text = self.summary(stopping=runs_first_step or "")
             lines = [f"[ctcdoctor] check before training ({plural(len(report.checks), 'check')}): {text}"]
@@ -449,6 +452,21 @@ class Monitor:
                 lines.extend(finding_lines(found))
             self._printer.write(lines)
         return self.should_stop
+
+    def _record_check(self) -> None:
+        """The check's findings, and the stop they caused, in the JSONL header: `logs` on the file reports them, also
+        for a run they stopped before its first step (no record)."""
+        from ctcdoctor.render.json import json_safe
+
+        stopped = self.stop_reason if self.should_stop and self.stop_reason in self._preflight else None
+        self._check_meta = json_safe({"findings": [item.to_dict() for item in self._preflight],
+                                      "stopped": None if stopped is None else {"step": self.stopped_at or 0,
+                                                                               "code": stopped.code}})
+        if self._header_written:
+            self.notice("the check before training came after the metrics file was started: its findings are in the "
+                        "report only", key="check-late")
+        elif self._meta_frozen:
+            self._meta[monitor_format.CHECK] = self._check_meta
 
     def _stop_if_due(self, step: int) -> None:
         if self.stop_on is None or self.should_stop:
@@ -585,6 +603,8 @@ class Monitor:
             meta["reduction"] = self.reduction
         if self.optimizer is not None:
             meta["optimizer"] = self.optimizer
+        if self._check_meta is not None:
+            meta[monitor_format.CHECK] = self._check_meta
         self._meta = meta
         # fixed from the first measured outputs on: the JSONL header says the same as the monitor used
         self._meta_frozen = self.latest is not None or self._header_written

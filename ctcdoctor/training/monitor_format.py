@@ -19,7 +19,13 @@ Format (version 1), UTF-8, one JSON object per line:
   ``nonfinite_outputs`` and ``alt_decode_rate`` (`ctcdoctor.training.outputs.OutputStats`),
   which the output rules (`ctcdoctor.training.rules.outputs`) read; its header also carries
   ``patience`` (the default patience of ``logs``), ``every`` and ``trainer`` ("loop", or the
-  integration: "huggingface", "lightning", "keras"). ``infeasible`` is written at every step
+  integration: "huggingface", "lightning", "keras"), and ``check`` when ``ctcdoctor.check`` ran
+  before training (`Monitor.preflight`, as the callbacks run it): ``{"findings": [...], "stopped":
+  {"step": 0, "code": "CTC001"} or null}``, the findings as the JSON report writes them (code,
+  severity, title, message, hint, evidence) and, when they stopped the run, the step after which it
+  stopped (0: before step 1) and the finding's code. A run the check stopped before step 1 has
+  this header and no record; ``logs`` reports the check's findings and the stop.
+  ``infeasible`` is written at every step
   whose ``update()`` had the lengths (counted from them, among the first ``max_samples``
   samples), not only at evaluations.
 * the last record written by the monitor's ``close()`` carries ``"finished": true`` (a JSON
@@ -33,7 +39,8 @@ Format (version 1), UTF-8, one JSON object per line:
   reader also accepts Python's bare ``NaN``/``Infinity``.
 * a key missing from a record means "not measured at this step", never zero.
 
-`header()`, `record()` and `finished()` write lines in this format; the monitor uses them.
+`header()`, `record()` and `finished()` write lines in this format; the monitor uses them;
+`checked_before(meta)` reads the header's ``check`` back as findings.
 """
 from __future__ import annotations
 
@@ -41,10 +48,16 @@ import json
 import math
 from typing import Any
 
+from ctcdoctor.findings import Finding, Severity
+
 FORMAT = "ctcdoctor-monitor"
 VERSION = 1
 FINISHED = "finished"
 """The key that marks the last record of a finished run (the reader moves it to the run's meta)."""
+CHECK = "check"
+"""The header key that records the check run before training: its findings and the stop they caused."""
+CHECK_PREFIX = "[the check before training] "
+"""How `logs` marks the findings it reads from the header's `check` (they come from no curve)."""
 KNOWN_KEYS = (
     "loss", "lr", "grad_norm", "cer", "wer", "blank_ratio", "blank_prob", "empty_rate", "infeasible",
     "eval_loss", "eval_cer", "eval_wer",
@@ -88,3 +101,34 @@ def parse_number(value: Any) -> float | None:
 
 def is_header(obj: Any) -> bool:
     return isinstance(obj, dict) and isinstance(obj.get("meta"), dict) and obj["meta"].get("format") == FORMAT
+
+
+def check_stop(meta: dict[str, Any]) -> tuple[int, str] | None:
+    """(step, code) of a stop the header's `check` records (step 0: before step 1); None when the check did not stop
+    the run, or did not run."""
+    record = meta.get(CHECK)
+    stopped = record.get("stopped") if isinstance(record, dict) else None
+    if not isinstance(stopped, dict) or not isinstance(stopped.get("code"), str):
+        return None
+    step = stopped.get("step")
+    return (step if isinstance(step, int) and not isinstance(step, bool) and step > 0 else 0), stopped["code"]
+
+
+def checked_before(meta: dict[str, Any]) -> tuple[list[Finding], str | None]:
+    """The findings of the check run before training, from the header's `check` (each message marked as the check's),
+    and a note on the stop when they stopped the run; ([], None) when the header has no `check`."""
+    record = meta.get(CHECK)
+    found: list[Finding] = []
+    for item in (record.get("findings") if isinstance(record, dict) else None) or []:
+        try:
+            found.append(Finding(str(item["code"]), Severity.parse(str(item["severity"])), str(item.get("title", "")),
+                                 CHECK_PREFIX + str(item.get("message", "")), str(item.get("hint", "")),
+                                 dict(item.get("evidence") or {})))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue  # a finding this reader cannot rebuild: the others still count
+    stop = check_stop(meta)
+    if stop is None:
+        return found, None
+    step, code = stop
+    when = "before step 1" if step == 0 else f"after step {step:,}"
+    return found, f"the check before training stopped the run {when} on {code} (the monitor's stop_on)"

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ctcdoctor.errors import UserInputError
-from ctcdoctor.training.monitor_format import FINISHED, is_header, parse_number
+from ctcdoctor.training.monitor_format import FINISHED, check_stop, is_header, parse_number
 from ctcdoctor.training.series import Run, Series
 
 STEP_COLUMNS = (
@@ -258,6 +258,8 @@ def read_jsonl(path: Path, format: str = "jsonl") -> Run:
             column[0].append(step)
             column[1].append(value)
     if not records:
+        if format == "monitor" and check_stop(meta) is not None:  # stopped before step 1: the header says why
+            return Run(str(path), format, {}, meta=meta, notes=tuple(notes))
         raise _no_records(path, meta, format)
     scalars = _series_from_columns(columns, step_name, notes)
     if not scalars:

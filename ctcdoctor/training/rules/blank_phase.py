@@ -5,7 +5,9 @@ came back after the model had emitted labels).
 The budget is `Options.patience` (steps). A run that is over (`Options.finished`: the monitor's
 `close()`, or a monitor log that says so) is also judged the way `ctcdoctor logs` judges a log
 without a budget: a phase counts when it reaches the end of the run and covers at least 35% of
-it; a shorter phase at the end is told as the end of the run, never as "nothing to fix yet".
+it, unless the loss still fell over the run's second half (the model was still learning: too
+short to judge); a shorter phase at the end is told as the end of the run, never as "nothing to
+fix yet".
 """
 from __future__ import annotations
 
@@ -32,7 +34,10 @@ document(
     when it would become a blank collapse (CTC221). How long it usually lasts: about 150 steps
     on the bundled OCR example (Adam 2e-3 with warm-up); longer for larger models and longer
     warm-ups, and fine-tuning a pretrained speech encoder with a long warm-up commonly spends
-    the warm-up there. Set the budget (`patience=`) to what your model needs.
+    the warm-up there. Set the budget (`patience=`) to what your model needs. A run that
+    ended in the phase before its budget ran out, its loss still falling by 5% or more over
+    its second half, is this finding too ("too short to judge ... train longer"), not a blank
+    collapse: the model was still learning.
 
     **Example.** `info CTC220 decodes have been empty (100% of 16 samples, blank wins 99% of
     frames) since step 1: 150 steps so far; it becomes CTC221 (blank collapse) past step
@@ -51,7 +56,8 @@ document(
     """
     **What it means.** The greedy decodes are empty (blank wins almost every frame) and have
     been for longer than the budget (`patience=` steps; in a finished run, for the last 35% of
-    it), or they turned empty again after the model had already emitted labels (a collapse,
+    it, unless its loss still fell by 5% or more over its second half: a run that short is
+    CTC220, too short to judge), or they turned empty again after the model had already emitted labels (a collapse,
     often after a learning-rate spike). A relapse counts only on enough evidence: at least 32
     decodes since it began, 90% of them empty together (a batch of 4 flickers between 25% and
     100% empty while the model learns), and a loss that rose above its level where the model
@@ -131,6 +137,31 @@ def blank_phase(evaluations: Evaluations) -> Phase | None:
         return Phase(last_out + 1 + int(stretch[0]), True, int(evaluations.steps[taught[-1]]))
     started = np.flatnonzero(phase)  # never learned: the early phase, from its first blank evaluation
     return Phase(int(started[0]), False, None) if started.size else None
+
+
+STILL_FALLING = 0.05
+"""A loss that fell by this share over the second half of the run is still moving: not a model stuck at its start
+(CTC224), nor, in a run that ended before its budget, a blank collapse (CTC221)."""
+
+
+def falling_levels(analysis: Analysis) -> tuple[float, float] | None:
+    """The loss's smoothed level at the middle and at the end of the run when it still falls by STILL_FALLING over that
+    second half (updates reach the weights); None otherwise. (Over the whole run would not do: a loss that drops in its
+    first steps and then stays flat is the untrained model's, or the blank plateau's.)"""
+    loss = analysis.loss
+    if loss.n < 4:
+        return None
+    middle = int(loss.steps[loss.n // 2])
+    if loss.trend_drop(middle, loss.last_step) < STILL_FALLING:
+        return None
+    levels = loss.levels_between(middle, loss.last_step)
+    few = max(1, levels.size // 4)
+    return float(np.median(levels[:few])), float(np.median(levels[-few:]))
+
+
+def still_falling(analysis: Analysis) -> bool:
+    """The loss (smoothed) still falls over the second half of the run (see `falling_levels`)."""
+    return falling_levels(analysis) is not None
 
 
 def over_budget(analysis: Analysis, start: int, evaluations: int) -> bool:
@@ -219,7 +250,11 @@ def check_blank_phase(analysis: Analysis, evaluations: Evaluations) -> list[Find
                 "blank_ratio": float(evaluations.get("blank_ratio")[-1])}
     loss_now = f"; the loss is {fmt(analysis.loss.end)}" if analysis.loss.n else ""
     usual = usual_lr(analysis.optimizer)
-    if over_budget(analysis, start, count):
+    # Judged whole (a run that is over, or a log without a budget) before its budget ran out: a loss still falling
+    # says the model is still learning, so the run is too short to call the phase a collapse.
+    whole = (analysis.options.finished or not patience) and not (patience and end - start >= patience)
+    falling = falling_levels(analysis) if whole else None
+    if over_budget(analysis, start, count) and falling is None:
         budget = (f"past the budget of {patience:,} {analysis.unit}s" if patience and end - start >= patience else
                   f"{analysis.loss.share(start, end):.0%} of the run, to its end")
         message = f"the outputs have been in the blank phase {lasted}, {budget}{loss_now}."
@@ -228,16 +263,32 @@ def check_blank_phase(analysis: Analysis, evaluations: Evaluations) -> list[Find
                 "label has enough output frames (`ctcdoctor check`), the head's blank bias is not large and inputs are "
                 f"normalised; if your model needs longer, {longer}.")
         return [finding("CTC221", message, hint, evidence)]
-    if analysis.options.finished:
-        message = (f"the run ended in the early blank phase: the outputs have been blank {lasted}; the model does not "
-                   "emit labels yet (the phase lasts about 150 steps on the bundled OCR example; longer for large "
-                   f"models and long warm-ups){loss_now}.")
-        hint = (f"Train longer: the run ended before the model left the phase. To shorten it: a learning rate at the high "
-                f"end of the usual range ({usual}) with warm-up, a head bias initialised at 0, enough frames per label.")
-        return [finding("CTC220", message, hint, evidence)]
+    if analysis.options.finished or falling is not None:
+        return [_ended_in_phase(analysis, lasted, falling, loss_now, evidence)]
     until = f"; it becomes CTC221 (blank collapse) past {analysis.step(start + patience)} (patience {patience:,})" if patience else ""
     message = (f"the outputs have been in the blank phase {lasted}: the early phase every CTC model goes through "
                f"(about 150 steps on the bundled OCR example; longer for large models and long warm-ups){until}.")
     hint = (f"Nothing to fix yet. To shorten it: a learning rate at the high end of the usual range ({usual}) "
             "with warm-up, a head bias initialised at 0, enough frames per label.")
     return [finding("CTC220", message, hint, evidence)]
+
+
+def _ended_in_phase(analysis: Analysis, lasted: str, falling: tuple[float, float] | None, loss_now: str,
+                    evidence: dict) -> Finding:
+    """CTC220 for a run over in the early blank phase: too short to judge (its loss still falling, or the phase a
+    small share of it), so "train longer", never "nothing to fix yet"."""
+    usual = usual_lr(analysis.optimizer)
+    if falling is not None:
+        middle = analysis.step(int(analysis.loss.steps[analysis.loss.n // 2]))
+        ended = "the run ended" if analysis.options.finished else "the log ends"
+        message = (f"{ended} in the early blank phase, too short to judge: the outputs have been blank {lasted}, "
+                   f"but the loss was still falling ({fmt(falling[0])} at {middle} to {fmt(falling[1])} at the end, "
+                   f"smoothed), so the model was still learning: not a blank collapse (the phase lasts about 150 steps on "
+                   "the bundled OCR example; longer for large models and long warm-ups).")
+    else:
+        message = (f"the run ended in the early blank phase: the outputs have been blank {lasted}; the model does not "
+                   "emit labels yet (the phase lasts about 150 steps on the bundled OCR example; longer for large "
+                   f"models and long warm-ups){loss_now}.")
+    hint = (f"Train longer: the run ended before the model left the phase. To shorten it: a learning rate at the high "
+            f"end of the usual range ({usual}) with warm-up, a head bias initialised at 0, enough frames per label.")
+    return finding("CTC220", message, hint, {**evidence, "still_falling": falling is not None})

@@ -30,7 +30,7 @@ import numpy as np
 from ctcdoctor.findings import Finding
 from ctcdoctor.registry import document, finding
 from ctcdoctor.training.curve import fmt
-from ctcdoctor.training.rules.blank_phase import blank_phase, check_blank_phase, over_budget
+from ctcdoctor.training.rules.blank_phase import blank_phase, check_blank_phase, over_budget, still_falling
 from ctcdoctor.training.rules.context import Analysis
 from ctcdoctor.training.rules.evaluations import Evaluations
 from ctcdoctor.training.rules.lr_advice import raise_lr
@@ -235,20 +235,6 @@ def _evaluated_share(evaluations: Evaluations) -> float | None:
     return float(infeasible.sum()) / total if total > 0 else None
 
 
-#: A loss that fell by this share over the second half of the run is still moving: CTC224 is not said of it.
-STILL_FALLING = 0.05
-
-
-def _still_falling(analysis: Analysis) -> bool:
-    """The loss (smoothed) still falls over the second half of the run: updates reach the weights. (Over the whole
-    run would not do: a loss that drops in its first steps and then stays flat is the untrained model's.)"""
-    loss = analysis.loss
-    if loss.n < 4:
-        return False
-    middle = int(loss.steps[loss.n // 2])
-    return loss.trend_drop(middle, loss.last_step) >= STILL_FALLING
-
-
 def check_uniform(analysis: Analysis, evaluations: Evaluations) -> list[Finding]:
     """CTC224: the output distribution never left uniform."""
     classes = analysis.options.classes
@@ -261,7 +247,7 @@ def check_uniform(analysis: Analysis, evaluations: Evaluations) -> list[Finding]
     start = min(analysis.loss.first_step, int(evaluations.steps[0]))
     if not over_budget(analysis, start, len(evaluations)):
         return []
-    if _still_falling(analysis):
+    if still_falling(analysis):
         # The loss fell: updates reach the weights, the outputs are on their way (first towards blank). A model
         # that never left its initialisation keeps its first loss; "check the optimizer" would misdirect here.
         return []
@@ -339,6 +325,8 @@ def diagnose_outputs(analysis: Analysis, evaluations: Evaluations | None, blank:
 def merge(curve_findings: list[Finding], output_findings: list[Finding]) -> list[Finding]:
     """Both lists, without the curve findings that an output finding explains."""
     dropped = {code for found in output_findings for code in EXPLAINS.get(found.code, ())}
+    if any(found.code == "CTC220" and found.evidence.get("still_falling") for found in output_findings):
+        dropped |= set(EXPLAINS["CTC221"])  # a short run ended still learning: its loss is no blank plateau either
     if any(found.code in BROKEN_LOSS for found in curve_findings):  # blank after a blow-up is no early phase
         output_findings = [found for found in output_findings if found.code != "CTC220"]
     if any(found.code == "CTC224" for found in output_findings):
