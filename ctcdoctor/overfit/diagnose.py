@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ctcdoctor.findings import Finding
 from ctcdoctor.overfit.explain import explain_failure
-from ctcdoctor.overfit.rules import Verdict, classify_failure, collapse_causes
+from ctcdoctor.overfit.rules import Verdict, classify_failure, collapse_causes, final_streak
 from ctcdoctor.registry import document
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,11 +34,14 @@ def diagnose(result: OverfitResult, static: Sequence[Finding], context: dict[str
     final_blank = last.blank_ratio if last else 0.0
     decodes = list(last.decodes) if last else list(result.final_decode)
     empty = bool(decodes) and all(len(d) == 0 for d in decodes) and any(result.targets)
-    train_fits = bool(result.train_decode) and list(result.train_decode) == list(result.targets)
+    # The eval-mode decode already exact at the end, not yet at `patience` evaluations in a row: the budget ran out as
+    # the run fitted, whatever the train-mode decode says.
+    streak, exact_from = final_streak(result)
+    train_fits = bool(result.train_decode) and list(result.train_decode) == list(result.targets) and not streak
     explained = bool(collapse_causes(result, context)) or any(item.severity.value == "error" for item in static)
     return classify_failure(result.losses, final_blank, empty, result.nonfinite_step, collapse_explained=explained,
                             norms=result.norms, train_fits=train_fits, labels_from=_labels_from(result),
-                            samples=len(result.samples), clipped=bool(result.clipped_labels))
+                            samples=len(result.samples), clipped=bool(result.clipped_labels), exact_from=exact_from)
 
 
 # ----------------------------------------------------------------------------- the codes
@@ -54,8 +57,9 @@ document(
     healthy CTC set-up memorises one sample in a few hundred steps. The finding says which case
     it measured: the loss still falling (the budget was short); a plateau; the all-blank phase
     that CTC training starts with, still going on or only just ending; a dead network (gradient
-    norms near zero from the first step: nothing reaches the weights); or a model that fits in
-    train mode but not in eval mode.
+    norms near zero from the first step: nothing reaches the weights); a model that fits in
+    train mode but not in eval mode; or a decode that became exact only as the budget ran out,
+    too few evaluations in a row to count as a fit (not yet confirmed: run longer).
 
     **Example.** `error CTC070 after 1000 steps sample 0 decodes as "dier" for "dinner"
     (CER 0.33); loss 10.4 at step 1, best 0.21 at step 640, flat (0.22 → 0.21 over the last

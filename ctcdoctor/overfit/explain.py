@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Any
 from ctcdoctor.findings import Finding
 from ctcdoctor.overfit.inputs import input_causes
 from ctcdoctor.overfit.negative import blank_cause, negative_fix, negative_loss, negative_words
-from ctcdoctor.overfit.result import DEFAULT_LR, note_is_cause
+from ctcdoctor.overfit.result import DEFAULT_LR, DEFAULT_PATIENCE, note_is_cause
 from ctcdoctor.overfit.rules import (
     BLANK_BIAS_NATS,
     SMALL_LR,
     Verdict,
     collapse_causes,
+    final_streak,
     norm_growth,
     suggested_steps,
 )
@@ -110,6 +111,8 @@ def _message(verdict: Verdict, result: OverfitResult, summary: dict[str, Any]) -
                             f"{'s' if len(result.clipped_labels) == 1 else ''}: on every frame "
                             f"{'its score sits' if len(result.clipped_labels) == 1 else 'their scores sit'} at the "
                             f"output's clipped floor, tied with other classes, where no gradient reaches it; {curve}."),
+        "unconfirmed": lambda: (f"the eval-mode decode of {label} is exact from step {verdict.step} to the end ({pairs}), "
+                                f"but the {steps}-step budget ran out before it held long enough to count as a fit; {curve}."),
         "eval_mode": lambda: (f"the training steps' own decode fits {label} ({_pairs(result, result.train_decode)}), but "
                               f"the eval-mode decode, as inference runs, does not ({pairs}, CER {cer:.2f}); {curve}."),
     }
@@ -292,7 +295,18 @@ def _advice(verdict: Verdict, result: OverfitResult, summary: dict[str, Any], st
         return _dead(verdict, result, static)
     if verdict.kind == "eval_mode":
         return _eval_mode(result)
+    if verdict.kind == "unconfirmed":
+        return _unconfirmed(result, context)
     return _budget(verdict, result, summary)
+
+
+def _unconfirmed(result: OverfitResult, context: dict[str, Any]) -> tuple[list[str], str]:
+    """CTC070/073 unconfirmed: the decode became exact as the budget ran out; only more steps can confirm the fit."""
+    streak, patience = final_streak(result)[0], context.get("patience", DEFAULT_PATIENCE)
+    cause = (f"not yet confirmed: a fit needs the decode exact at {patience} evaluations in a row, and the run "
+             f"ended after {streak}")
+    return [cause], (f"Nothing here points at a problem: the run fitted just as its steps ran out. Run longer to "
+                     f"confirm it (--steps {suggested_steps(result.steps_run)}).")
 
 
 def _probe(result: OverfitResult) -> tuple[str, str] | None:
@@ -322,7 +336,7 @@ def explain_failure(verdict: Verdict, result: OverfitResult, static: Sequence[Fi
     inputs = input_causes(static)  # first, before the learning rate and "run longer": the features themselves
     causes[:0] = [cause for _, (cause, _) in inputs]
     hint = " ".join([fix for _, (_, fix) in inputs] + [hint])
-    if verdict.code == "CTC073" and result.batch:
+    if verdict.code == "CTC073" and result.batch and verdict.kind != "unconfirmed":
         causes.insert(0, result.batch.get("cause", ""))
         hint = result.batch.get("advice") or hint
     if note_is_cause(result.normalisation):  # a neutral note on the output (log_softmax as HF takes it) is no cause
@@ -383,6 +397,7 @@ def _title(verdict: Verdict) -> str | None:
         "blank_phase_ending": "overfit still leaving the all-blank phase when the step budget ran out",
         "dead": "overfit cannot start: no gradient reaches the weights",
         "eval_mode": "overfit fits in train mode only, not in eval mode",
+        "unconfirmed": "overfit fitted as the step budget ran out: not yet confirmed",
         "exploding": "overfit gradients exploded",
         "clipped": "overfit cannot reach some labels: their scores are clipped",
     }.get(verdict.kind)

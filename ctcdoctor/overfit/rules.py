@@ -55,7 +55,8 @@ class Verdict:
     code: str
     kind: str
     """"negative" (CTC074); "nonfinite", "diverged", "exploding", "oscillated" (CTC072); "blank" (CTC071); "dead", "clipped",
-    "eval_mode", "blank_phase", "blank_phase_ending", "budget", "plateau" (CTC070; CTC073 for several samples)."""
+    "eval_mode", "blank_phase", "blank_phase_ending", "unconfirmed", "budget", "plateau" (CTC070; CTC073 for several
+    samples)."""
     step: int | None = None
 
 
@@ -115,6 +116,16 @@ def _blank_verdict(losses: Sequence[float], final_blank_ratio: float, decodes_em
     return None
 
 
+def final_streak(result: OverfitResult) -> tuple[int, int | None]:
+    """How many evaluations in a row ended the run with every eval-mode decode exact, and the step of the first."""
+    streak, first = 0, None
+    for evaluation in reversed(result.evaluations):
+        if not (evaluation.exact and all(evaluation.exact)):
+            break
+        streak, first = streak + 1, evaluation.step
+    return streak, first
+
+
 def classify_failure(
     losses: Sequence[float],
     final_blank_ratio: float,
@@ -127,6 +138,7 @@ def classify_failure(
     labels_from: int | None = None,
     samples: int = 1,
     clipped: bool = False,
+    exact_from: int | None = None,
 ) -> Verdict:
     """Pure rule that names a failed run. Order: a negative loss (CTC074), non-finite, diverged, exploding gradients, dead network,
     a fit in train mode only, blank collapse (or a blank phase still ending), oscillation, then the budget
@@ -136,7 +148,9 @@ def classify_failure(
     phase (CTC070 "blank_phase": more steps), unless `collapse_explained` (a measured cause of a
     collapse: `collapse_causes`, or a static error). `labels_from` is the first evaluation step whose
     decode was not empty; `train_fits` says the training steps' own decode matched the targets at the end;
-    `clipped` that labels missing from the decode sit at a clipped floor on every frame (OverfitResult.clipped_labels).
+    `clipped` that labels missing from the decode sit at a clipped floor on every frame (OverfitResult.clipped_labels);
+    `exact_from` the step from which the eval-mode decode was exact up to the end, too few evaluations to confirm a fit
+    (CTC070 "unconfirmed": the budget ran out as the run fitted).
     """
     negative = negative_loss(losses)
     if negative is not None:  # a wiring bug (not log-probabilities) that makes every other reading meaningless
@@ -148,6 +162,8 @@ def classify_failure(
     recent = loss_trend(losses)
     falling = recent["trend"] == "falling" and (recent["to"] or 0) < (recent["from"] or 0)
     verdict = (_diverged(losses) or _gradient_verdict(norms, falling)
+               or (Verdict("CTC073" if samples > 1 else "CTC070", "unconfirmed", exact_from)
+                   if exact_from is not None else None)
                or (Verdict("CTC070", "eval_mode") if train_fits else None)
                or _blank_verdict(losses, final_blank_ratio, decodes_empty, collapse_explained, labels_from)
                or (Verdict("CTC070", "clipped") if clipped and not falling else None)

@@ -199,7 +199,8 @@ def train_once(setup: Setup, prepared: Prepared, options: OverfitOptions, hooks:
             compare_modes(result, run.model)
     context = {"blank_bias_gap": _blank_bias_gap(run.model, run.head, problem.blank, log.classes),
                "frozen_modules": run.frozen_modules, "output_kind": prepared.loss_kind[0], "blank": problem.blank,
-               "target_labels": sorted({label for labels in problem.target_lists for label in labels})}
+               "target_labels": sorted({label for labels in problem.target_lists for label in labels}),
+               "patience": options.patience}
     return Trained(result, context)
 
 
