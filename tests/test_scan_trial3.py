@@ -270,3 +270,54 @@ def test_a_few_samples_that_cannot_align_in_a_manifest_get_a_manifest_fix_and_a_
     hint = next(item["hint"] for item in json.loads(out)["findings"] if item["code"] == "CTC001")
     assert code == 1 and hint.startswith("Only 1 of 2000 samples (0.05%) is too long")
     assert "on the same spec" not in hint and "add `--drop-list drop.txt` to this scan" in hint
+
+
+def test_one_sample_is_scanned_not_samples(tmp_path):
+    path = manifest(tmp_path, GOOD)
+    code, _, err = invoke("scan", "--manifest", str(path), "-a", LETTERS, "--frames", "L * 100")
+    assert code == 0 and "scanned 1 sample (manifest" in err
+
+
+def test_the_job_summary_shows_backticks_as_code():
+    from ctcdoctor.render.github import md
+
+    assert md("run `ctcdoctor scan` on a|b") == "run `ctcdoctor scan` on a\\|b"
+    assert md("one ` alone") == "one \\` alone"
+
+
+def test_a_usage_error_on_github_actions_is_an_error_annotation_and_a_summary(tmp_path, monkeypatch):
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    code, _, err = invoke("scan", "--manifest", str(empty), "-a", LETTERS, "--frames", "L")
+    assert code == 2 and "::error title=ctcdoctor%3A exit 2::--manifest" in err
+    assert "no records (the file is empty)" in summary.read_text()
+
+
+def test_a_misspelt_option_of_assert_ctc_ready_suggests_the_right_one():
+    from ctcdoctor.testing import assert_ctc_ready
+
+    with pytest.raises(TypeError, match="did you mean 'max_batches'"):
+        assert_ctc_ready("examples/ocr_crnn.py", max_batch=2)
+
+
+# ---------------------------------------------------------------- item 11: plots
+
+
+def test_the_plot_shows_a_handful_of_unalignable_samples_among_thousands(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    path = manifest(tmp_path, '{"duration": 0.01, "text": "hello"}', *([GOOD] * 1999))
+    figure_path = tmp_path / "scan.png"
+    code, out, _ = invoke("scan", "--manifest", str(path), "-a", LETTERS, "--frames", "L * 100", "--plot", str(figure_path),
+                          "--format", "json")
+    assert code == 1 and figure_path.stat().st_size > 0
+    from ctcdoctor.render.plot_scan import plot
+
+    axes = plot(json.loads(out)["result"]).axes[0]
+    assert axes.get_yscale() == "symlog"
+    assert axes.get_title() == "2,000 samples; output lengths from the manifest: frames = L * 100"
+    assert "1 cannot align" in [text.get_text() for text in axes.texts]
