@@ -321,3 +321,9 @@ def test_the_plot_shows_a_handful_of_unalignable_samples_among_thousands(tmp_pat
     assert axes.get_yscale() == "symlog"
     assert axes.get_title() == "2,000 samples; output lengths from the manifest: frames = L * 100"
     assert "1 cannot align" in [text.get_text() for text in axes.texts]
+
+
+def test_durations_that_look_like_sample_counts_get_a_warning(tmp_path):
+    path = manifest(tmp_path, '{"duration": 16000, "text": "hello"}', '{"duration": 32000, "text": "hi"}')
+    code, _, err = invoke("scan", "--manifest", str(path), "-a", LETTERS, "--frames", "L * 100 // 4")
+    assert code == 0 and "warning: 2 of 2 durations are over 600 s: sample counts rather than seconds?" in err

@@ -46,6 +46,10 @@ def _frames_function(request: Any, setup: Any) -> tuple[Callable[[Columns], np.n
                          "Add e.g. --frames 'floor(L * 100) // 4 + 1' (10 ms features, 4x subsampling), or a SPEC.")
 
 
+#: Durations above this many seconds (10 minutes) in most records read as sample counts written as seconds.
+LONGEST_SECONDS = 600
+
+
 def _refuse_seconds(columns: Columns, request: Any) -> None:
     """Setup.output_lengths takes input steps: durations in seconds without --rate would give it 1.61 for 161 feature
     frames, and every sample would look short of frames (the model blamed for a missing flag)."""
@@ -148,7 +152,7 @@ def manifest_state(request: Any, settings: Settings, on_samples: Callable[[int],
         blank = _blank(request, setup, num_classes)
         encoder = Encoder(alphabet, blank)
         frames_of, detail = _frames_function(request, setup)
-        summary = Summary(worst_count=max(request.worst, 10))
+        summary, long_ones = Summary(worst_count=max(request.worst, 10)), 0
         for columns in manifest_columns(request.manifest, request.length_key, request.text_key, request.max_samples):
             with doing(f"scanning records {columns.first:,}-{columns.first + columns.size - 1:,} of {request.manifest}"):
                 kept, labels = encode_columns(columns, encoder)
@@ -160,9 +164,14 @@ def manifest_state(request: Any, settings: Settings, on_samples: Callable[[int],
                     on_chunk(chunk, frames, num_classes, blank)
             if on_samples is not None:
                 on_samples(columns.size)
+            long_ones += int((columns.lengths["L"] > LONGEST_SECONDS).sum()) if columns.length_key == "duration" else 0
     if summary.samples == 0:
         raise _no_records(request.manifest)
-    extra = {"manifest": str(request.manifest), "unknown_symbols": unknown_symbols(summary)}
+    extra: dict[str, Any] = {"manifest": str(request.manifest), "unknown_symbols": unknown_symbols(summary)}
+    if 2 * long_ones > summary.samples:
+        extra["note"] = (f"{long_ones:,} of {summary.samples:,} durations are over {LONGEST_SECONDS:,} s: sample counts "
+                         "rather than seconds? Convert them to seconds (e.g. / 16000), or pass --length-key with a field "
+                         "that holds seconds")
     return ScanState(str(request.manifest), summary, "manifest", detail, blank=blank, alphabet=alphabet, reader="manifest",
                      seconds=time.perf_counter() - started, extra=extra)
 
