@@ -142,20 +142,31 @@ def keeps_every_step(ratio: float | None) -> bool:
     return ratio is not None and ratio <= NO_DOWNSAMPLING
 
 
+def share(count: int, total: int) -> str:
+    """`count` of `total` as a percentage a reader can tell from zero: 0.05% for 1 of 2000, 12% for 240 of 2000."""
+    percent = 100 * count / total if total else 0.0
+    return f"{percent:.2g}%" if 0 < percent < 1 else f"{percent:.0f}%"
+
+
 def infeasible_hint(count: int, covered: int, worst: list[dict[str, int]], strides: tuple[Any, ...] = (),
-                    hardest: dict[str, int] | None = None, ratio: float | None = None) -> str:
+                    hardest: dict[str, int] | None = None, ratio: float | None = None, manifest: bool = False) -> str:
     """CTC001's fix: drop a few outliers; or name the layers that downsample time and how far to cut them.
 
     `hardest`: the sample needing the most frames per frame it has, when known beyond the `worst` listed.
     `ratio`: input steps per output frame (median), when known: a model that keeps every step has no
-    downsampling to reduce."""
+    downsampling to reduce. `manifest`: the samples come from `scan --manifest` (the drop-list is a flag of the
+    same command, and a clean copy of the manifest can be written)."""
     others = "feed longer inputs, or split long labels into shorter chunks."
     if covered and count / covered < OUTLIER_SHARE:  # the same test as the check's `outliers`
+        how = ("(add `--drop-list drop.txt` to this scan for the ids of every such sample, `--clean-manifest FILE` for a "
+               "copy of the manifest without them)" if manifest else
+               "(`ctcdoctor scan` on the same spec with `--drop-list drop.txt` writes the ids of every such sample)")
+        one = count == 1
         return (
-            f"Only {count} of {covered} samples ({count / covered:.0%}) {'is' if count == 1 else 'are'} too long for their input: "
-            "the model's downsampling "
-            "suits the others, so drop those samples or split their labels into shorter chunks "
-            "(`ctcdoctor scan` on the same spec with `--drop-list drop.txt` writes the ids of every such sample)."
+            f"Only {count} of {covered} samples ({share(count, covered)}) {'is' if one else 'are'} too long for "
+            f"their input: the {'frame count' if manifest else 'model' + chr(39) + 's downsampling'} "
+            f"suits the others, so drop {'that sample' if one else 'those samples'} or split {'its label' if one else 'their labels'} "
+            f"into shorter chunks {how}."
         )
     usable = [item for item in [*worst, *([hardest] if hardest else [])] if item["frames"] > 0]
     if not strides and keeps_every_step(ratio):

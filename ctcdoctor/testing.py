@@ -66,6 +66,7 @@ def assert_ctc_ready(
     from ctcdoctor.errors import UserInputError
 
     threshold = _severity(fail_on)
+    _known_options(check_options, ctcdoctor.check)
     unusable: UserInputError | None = None
     try:
         report = _named(ctcdoctor.check(spec_or_setup, **check_options), spec_or_setup)
@@ -80,6 +81,21 @@ def assert_ctc_ready(
                 f"fail_on={threshold.value!r} ({codes})")
         raise AssertionError(f"{head}\n\n{render_text(report)}")
     return report
+
+
+def _known_options(options: dict[str, Any], function: Any) -> None:
+    """A misspelt option (`max_batch=2`) is a TypeError that names the options there are and the closest one."""
+    import difflib
+    import inspect
+
+    known = [name for name, parameter in inspect.signature(function).parameters.items()
+             if parameter.kind is inspect.Parameter.KEYWORD_ONLY]
+    for name in options:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            guess = f" (did you mean {close[0]!r}?)" if close else ""
+            raise TypeError(f"assert_ctc_ready() got an unexpected keyword argument {name!r}{guess}; "
+                            f"it takes fail_on and {', '.join(known)}")
 
 
 def assert_can_overfit(

@@ -88,20 +88,25 @@ PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 DEFAULT_NAMES = {"--output": "report.json", "--junit-xml": "junit.xml", "--sarif": "ctcdoctor.sarif", "--drop-list": "drop.txt"}
 
 
-def ensure_writable(path: Path | None, option: str) -> None:
+def ensure_writable(path: Path | None, option: str, make_folders: bool = True) -> None:
     """Raise UserInputError (exit 2) naming `option` and `path` when a file cannot be written there.
 
     A run of `overfit` or `scan` can take minutes; finding out at the end that the figure or the
     report cannot be written throws that work away, so this tries the path up front: it creates
     the missing parent folders (the command would create them anyway) and opens the file for
     appending, removing it again if it did not exist. Permission bits alone do not tell (root
-    may write anywhere, yet not into /proc).
+    may write anywhere, yet not into /proc). With `make_folders=False` a missing folder is a usage
+    error naming it instead (a typo in a path must not grow a tree of folders somewhere else).
     """
     if path is None:
         return
     example = path / ("figure.png" if option in ("--plot", "--out") else DEFAULT_NAMES.get(option, "report.json"))
     if path.is_dir() or str(path).endswith(("/", os.sep)):
         raise UserInputError(f"{option} {path} is a folder", f"Give a file name, e.g. {example}.")
+    missing = None if make_folders else next((folder for folder in reversed(path.parents) if not folder.exists()), None)
+    if missing is not None:
+        raise UserInputError(f"cannot write {option} {path}: the folder {missing} does not exist",
+                             f"Create it first (mkdir -p {path.parent}), or choose a path in an existing folder.")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         existed = path.exists()
@@ -117,10 +122,10 @@ def ensure_writable(path: Path | None, option: str) -> None:
         raise UserInputError(f"cannot write {option} {path}: {reason}", "Choose a path in a folder you can write to.") from None
 
 
-def ensure_plot_path(path: Path | None, option: str = "--plot") -> None:
+def ensure_plot_path(path: Path | None, option: str = "--plot", make_folders: bool = True) -> None:
     """A figure path must have a suffix matplotlib writes and must be writable."""
     if path is None:
         return
     if path.suffix.lower() not in PLOT_SUFFIXES:
         raise UserInputError(f"{option} {path}: write a .png (or .pdf/.svg) file", f"Use e.g. {option} figure.png.")
-    ensure_writable(path, option)
+    ensure_writable(path, option, make_folders)

@@ -110,7 +110,25 @@ def fail(message: str, hint: str = "", code: ExitCode = ExitCode.USAGE) -> None:
     console.print(f"[bold red]error:[/] {_escape(message)}", soft_wrap=True)
     if hint:
         console.print(f"[green]fix:[/] {_escape(hint)}", soft_wrap=True)
+    _github_error(message, hint, code)
     raise typer.Exit(int(code))
+
+
+def _github_error(message: str, hint: str, code: ExitCode) -> None:
+    """On GitHub Actions an error that ends the command is an `::error` annotation and a job-summary line too: the
+    cause is on the run's page, not only in its log (`--no-github` turns it off, as for reports)."""
+    from ctcdoctor.render.github import github_enabled, md, workflow_command
+
+    if not github_enabled(disabled="--no-github" in sys.argv[1:]):
+        return
+    with contextlib.suppress(OSError, ValueError):
+        text = f"{message}\nfix: {hint}" if hint else message
+        sys.stderr.write(workflow_command("error", text, {"title": f"ctcdoctor: exit {int(code)}"}) + "\n")
+        sys.stderr.flush()
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary:
+            with open(summary, "a", encoding="utf-8") as handle:
+                handle.write(f"### ctcdoctor — ❌ exit {int(code)}\n\n{md(message)}\n\n" + (f"**Fix:** {md(hint)}\n\n" if hint else ""))
 
 
 _exit_hook_registered = False

@@ -162,8 +162,9 @@ def _status_line(state, how: Emit) -> None:  # noqa: ANN001 - ScanState, importe
     read = f"in {batches}" if state.reader == "loader" else f"({state.reader.replace('_', ' ')}, labels only)"
     parts = f" from {state.parts} parts" if state.parts > 1 else ""
     stopped = f"; {state.stopped}" if state.stopped else ""
+    stopped += f"\nwarning: {state.extra['note']}" if state.extra.get("note") else ""
     stderr_console().print(
-        f"scanned {summary.samples:,} samples {read}{parts} in {state.seconds:.2f} s; "
+        f"scanned {summary.samples:,} {'sample' if summary.samples == 1 else 'samples'} {read}{parts} in {state.seconds:.2f} s; "
         f"{lengths_status(state.source, state.detail, state.rejected)}{stopped}",
         markup=False, highlight=False,
     )
@@ -173,31 +174,53 @@ def run_scan(request, how: Emit) -> int:  # noqa: ANN001 - a scan.command.Reques
     """One scan, a shard, a merge, a manifest or a torchrun rank: each ends in one state and one report."""
     from ctcdoctor.cli.output import emit
     from ctcdoctor.load.limits import deadline
-    from ctcdoctor.scan.command import make_report, merge_drop_lists, merged_state, settings_for
+    from ctcdoctor.scan.command import make_report, merge_drop_lists, merged_state, staged
     from ctcdoctor.scan.distributed import detect_world
-    from ctcdoctor.scan.droplist import parse_reasons
     from ctcdoctor.scan.sources import Shard, parse_shard
 
-    request.validate()
-    parse_reasons(request.drop)
-    settings = settings_for(request)
-    opt.ensure_plot_path(request.plot)  # before the scan: a failed write must not throw the run away
-    how.check_paths()
-    opt.ensure_writable(request.drop_list, "--drop-list")
-    opt.ensure_writable(request.clean_manifest, "--clean-manifest")
     world = detect_world() if not request.merging else None
+    try:
+        settings = _prepare(request, how, world is not None)
+    except UserInputError:
+        if world is not None and world.rank != 0:
+            raise typer.Exit(2) from None  # every rank finds the same usage error: rank 0 alone says it, once
+        raise
     if world is not None:
         return _run_distributed(request, how, settings, world)
-    with deadline(settings.timeout):
-        if request.merging:
-            state = merged_state(request.targets[1:])
-            merge_drop_lists(state, request)
-        else:
-            shard = parse_shard(request.shard) if request.shard else Shard()
-            state = _scan_state(request, settings, shard, quiet=False, drop_path=request.drop_list)
-        report = make_report(state, request, settings, state.spec)
+    shard = parse_shard(request.shard) if request.shard else Shard()
+    # A whole scan (or a merge) writes its drop-list aside until it is kept: a refused one leaves the user's file as it was.
+    drop_path = staged(request.drop_list) if request.drop_list is not None and shard.count == 1 else request.drop_list
+    try:
+        with deadline(settings.timeout):
+            if request.merging:
+                state = merged_state(request.targets[1:])
+                merge_drop_lists(state, request, drop_path)
+            else:
+                state = _scan_state(request, settings, shard, quiet=False, drop_path=drop_path)
+            report = make_report(state, request, settings, state.spec)
+    finally:
+        if drop_path is not None and drop_path != request.drop_list:
+            drop_path.unlink(missing_ok=True)
     _status_line(state, how)
     return emit(report, how, settings.fail_on)
+
+
+def _prepare(request, how: Emit, distributed: bool):  # noqa: ANN001, ANN202 - a Request and Settings, imported lazily
+    """Every usage error found before any work: the flags, the settings, the files the scan will write."""
+    from ctcdoctor.scan.command import settings_for
+    from ctcdoctor.scan.droplist import parse_reasons
+
+    request.validate()
+    if distributed and (request.shard or request.manifest):
+        raise UserInputError("under torchrun each rank takes its own shard: drop --shard and --manifest",
+                             "Run torchrun --nproc-per-node K -m ctcdoctor scan SPEC.")
+    parse_reasons(request.drop)
+    settings = settings_for(request)
+    opt.ensure_plot_path(request.plot, make_folders=False)  # before the scan: a failed write must not throw the run away
+    how.check_paths()
+    opt.ensure_writable(request.drop_list, "--drop-list", make_folders=False)
+    opt.ensure_writable(request.clean_manifest, "--clean-manifest", make_folders=False)
+    return settings
 
 
 def _scan_state(request, settings, shard, quiet: bool, drop_path: Path | None = None):  # noqa: ANN001, ANN202 - lazily imported types
@@ -230,14 +253,11 @@ def _run_distributed(request, how: Emit, settings, world) -> int:  # noqa: ANN00
     """Each rank scans its shard; rank 0 merges, reports and says the exit code every rank returns."""
     from ctcdoctor.cli.output import emit
     from ctcdoctor.load.limits import deadline
-    from ctcdoctor.scan.command import make_report, merge_drop_lists
+    from ctcdoctor.scan.command import make_report, merge_drop_lists, staged
     from ctcdoctor.scan.distributed import exit_together, finish, first_error, gather_states
     from ctcdoctor.scan.sources import Shard
     from ctcdoctor.scan.state import ScanState, merge_states
 
-    if request.shard or request.manifest:
-        raise UserInputError("under torchrun each rank takes its own shard: drop --shard and --manifest",
-                                 "Run torchrun --nproc-per-node K -m ctcdoctor scan SPEC.")
     shard = Shard(world.rank, world.size)
     drop_path = Path(f"{request.drop_list}.rank{world.rank}") if request.drop_list is not None else None
     with deadline(settings.timeout):
@@ -247,11 +267,12 @@ def _run_distributed(request, how: Emit, settings, world) -> int:  # noqa: ANN00
         exit_together(finish(world, 0))
     failure: BaseException | None = None
     code = 3
+    staging = staged(request.drop_list) if request.drop_list is not None else None
     try:
         assert gathered is not None
         first_error(gathered)
         state = merge_states([ScanState.from_json(item["state"]) for item in gathered], [f"rank {rank}" for rank in range(len(gathered))])
-        merge_drop_lists(state, request)
+        merge_drop_lists(state, request, staging)
         for rank in range(world.size if request.drop_list is not None else 0):
             Path(f"{request.drop_list}.rank{rank}").unlink(missing_ok=True)
         report = make_report(state, request, settings, state.spec)
@@ -259,6 +280,8 @@ def _run_distributed(request, how: Emit, settings, world) -> int:  # noqa: ANN00
         code = emit(report, how, settings.fail_on)
     except Exception as error:
         failure, code = error, (2 if isinstance(error, UserInputError) else 3)
+    if staging is not None:
+        staging.unlink(missing_ok=True)
     code = finish(world, code)
     if failure is not None:
         raise failure

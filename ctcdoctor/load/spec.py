@@ -233,9 +233,30 @@ def _validate(where: str, setup: Setup) -> None:
         )
 
 
+#: Suffixes of the data files `scan --manifest` reads: given as a spec, the fix is that flag.
+MANIFEST_SUFFIXES = (".json", ".jsonl", ".tsv", ".txt", ".csv", ".parquet", ".arrow")
+
+
+def _not_python(parsed: ParsedSpec) -> None:
+    """A folder or a data file where a Python spec belongs: say what it is (a dotted name such as `data` would
+    import a folder without __init__.py as an empty namespace package and report a missing build())."""
+    path = Path(parsed.module).expanduser()
+    if path.is_dir() and not parsed.is_file and not (path / "__init__.py").is_file():
+        raise SpecError(f"spec {parsed.text!r} is a folder",
+                        "Name the Python file that defines build(), e.g. `ctcdoctor check train.py`, or a module as "
+                        "`package.module:build`.")
+    if path.is_file() and path.suffix.lower() != ".py":
+        hint = "Point at the .py file that defines build()."
+        if path.suffix.lower() in MANIFEST_SUFFIXES:
+            hint = (f"A manifest or label file? Scan it with `ctcdoctor scan --manifest {path} --alphabet … --frames …` "
+                    "(see `ctcdoctor scan --help`); a spec is a .py file that defines build().")
+        raise SpecError(f"spec {parsed.text!r}: {str(path)!r} is not a Python file", hint)
+
+
 def load_setup(spec: str) -> Setup:
     """Import the spec's module, call its function, and return the validated `Setup`."""
     parsed = parse_spec(spec)
+    _not_python(parsed)
     module = _import_file(parsed) if parsed.is_file else _import_module(parsed)
     function = getattr(module, parsed.function, None)
     if function is None:

@@ -65,10 +65,25 @@ _MARKDOWN_PUNCTUATION = "\\`*_[]|~$#"
 
 def md(text: str) -> str:
     """Plain text as inline Markdown: HTML special characters escaped, Markdown (and GitHub's `$` math)
-    punctuation backslash-escaped, line breaks as `<br>` so the text can sit in a table cell."""
-    text = html.escape(str(text), quote=False)
+    punctuation backslash-escaped, line breaks as `<br>` so the text can sit in a table cell. Text between
+    paired backticks (`ctcdoctor scan`, in hints) becomes a code span, as the terminal report means it:
+    escaped, its backticks would show literally."""
+    parts = str(text).split("`")
+    if len(parts) % 2 == 0:  # an unpaired backtick: all of it plain text
+        parts = [str(text)]
+    return "".join(_code_span(part) if index % 2 else _plain(part) for index, part in enumerate(parts))
+
+
+def _plain(text: str) -> str:
+    text = html.escape(text, quote=False)
     text = "".join("\\" + char if char in _MARKDOWN_PUNCTUATION else char for char in text)
     return text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "<br>")
+
+
+def _code_span(text: str) -> str:
+    """A code span that can sit in a table cell: no line breaks, pipes escaped (GitHub's tables read `\\|` in one)."""
+    text = " ".join(text.splitlines()).replace("|", "\\|")
+    return f"`{text}`" if text.strip() else ""
 
 
 def _clip(text: str, limit: int) -> str:

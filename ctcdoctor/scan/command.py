@@ -67,6 +67,10 @@ class Request:
         if not self.targets and self.manifest is None:
             raise UserInputError("scan needs a SPEC, `merge PART...`, or --manifest FILE",
                                  "Run e.g. ctcdoctor scan train.py, or ctcdoctor scan --manifest train.jsonl -a @chars.txt --frames 'L*100//4'.")
+        if self.manifest is not None and self.shard:
+            raise UserInputError(f"--shard {self.shard} does not split a --manifest scan: the manifest is read whole",
+                                 "Drop --shard: a manifest scan reads no batches and needs no shards (millions of lines take "
+                                 "seconds).")
         if self.manifest is None:
             for name, value in (("--frames", self.frames), ("--rate", self.rate), ("--clean-manifest", self.clean_manifest),
                                 ("--alphabet", self.alphabet), ("--blank", self.blank), ("--length-key", self.length_key)):
@@ -166,11 +170,14 @@ def settle_drops(state: ScanState, request: Request, findings: list[Any]) -> boo
     refused = None if request.drop_anyway or state.shard[1] > 1 else \
         refusal(state, findings, int(info["count"]), frozenset(info["reasons"]))
     if refused:
-        for written in (path, request.clean_manifest):
-            if written is not None:
-                written.unlink(missing_ok=True)  # no list from an earlier run left to be read as this one's
-        info.update(file=None, refused=refused)
+        if path != request.drop_list:
+            path.unlink(missing_ok=True)  # this run's list, written aside (`staged`); the user's files stay as they were
+        info.update(file=None, refused=refused + _left_as_they_were(request))
         return True
+    if request.drop_list is not None and path != request.drop_list and not temporary:
+        path.replace(request.drop_list)
+        path = request.drop_list
+        info["file"] = str(path)
     if request.clean_manifest is not None and request.manifest is not None:
         from ctcdoctor.scan.droplist import clean_manifest
 
@@ -182,10 +189,27 @@ def settle_drops(state: ScanState, request: Request, findings: list[Any]) -> boo
     return True
 
 
-def merge_drop_lists(state: ScanState, request: Request) -> None:
-    """`scan merge --drop-list OUT`: join the parts' drop-lists (each written by its own shard) into OUT."""
+def staged(path: Path) -> Path:
+    """Where a whole scan (or a merge) writes its drop-list until `settle_drops` keeps it: the user's file of that name
+    stays as it was until then, and for good when the list is refused."""
+    return path.with_name(f"{path.name}.ctcdoctor-partial")
+
+
+def _left_as_they_were(request: Request) -> str:
+    """The files of an earlier run that a refused list leaves in place, said so that they are not read as this run's."""
+    earlier = [str(path) for path in (request.drop_list, request.clean_manifest) if path is not None and path.exists()]
+    if not earlier:
+        return ""
+    one = len(earlier) == 1
+    return f"; {' and '.join(earlier)} {'is' if one else 'are'} from an earlier run, left as {'it was' if one else 'they were'}"
+
+
+def merge_drop_lists(state: ScanState, request: Request, out: Path | None = None) -> None:
+    """`scan merge --drop-list OUT`: join the parts' drop-lists (each written by its own shard) into `out` (the
+    staged file that `settle_drops` moves to OUT when the list is kept)."""
     if request.drop_list is None:
         return
+    out = out or request.drop_list
     from ctcdoctor.scan.droplist import merge_lists, part_lists, side_files
 
     parts = [part for part in state.extra.pop("drop_list_parts", []) if part.get("file")]
@@ -199,8 +223,8 @@ def merge_drop_lists(state: ScanState, request: Request) -> None:
         raise UserInputError(f"--drop-list: the parts' list {', '.join(missing)} is missing",
                              "Merge the part files with the drop-lists their shards wrote beside them (FILE.true-lengths "
                              "or FILE.lengths-as-given), or rerun those shards with --drop-list.")
-    count = merge_lists(files, request.drop_list)
-    state.extra["drop_list"] = {"file": str(request.drop_list), "count": count, "reasons": parts[0].get("reasons", []),
+    count = merge_lists(files, out)
+    state.extra["drop_list"] = {"file": str(out), "count": count, "reasons": parts[0].get("reasons", []),
                                 "lengths": "true" if state.padding_counted else "given"}
     if not request.merging:  # torchrun: rank 0 removes the ranks' FILE.rankR, and the lists kept beside them here
         for path in side_files(parts):

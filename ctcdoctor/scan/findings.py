@@ -26,6 +26,8 @@ def _coverage(scan: Summary, output_lengths: Any) -> tuple[int, str]:
     if scan.known == scan.samples:
         return scan.known, ""
     why = getattr(output_lengths, "uncovered", "") or "the others have no known output length"
+    if output_lengths.source == "manifest":  # no batches and no model: the lengths come from the manifest alone
+        return scan.known, f" Only the {scan.known} samples with a known output length were checked ({scan.samples - scan.known} have none)."
     return scan.known, (
         f" Only the {scan.known} samples of the batches the model ran on were checked ({scan.samples - scan.known} more were read): "
         f"{why}."
@@ -47,7 +49,8 @@ def infeasible_alignment(scan: Summary, output_lengths: Any) -> list[Finding]:
     measured = prod(item.stride for item in layers) if layers else None
     rule = frame_rule_phrase(scan.ratios.lower_median(), output_lengths, measured)
     message = infeasible_message(count, covered, worst, rule, coverage, only_repeats)
-    hint = infeasible_hint(count, covered, worst, layers, ratio=scan.ratios.lower_median())
+    hint = infeasible_hint(count, covered, worst, layers, ratio=scan.ratios.lower_median(),
+                           manifest=output_lengths.source == "manifest")
     evidence = {"count": count, "total": covered, "scanned": scan.samples, "worst": worst, "only_repeats": only_repeats,
                 "lengths_source": output_lengths.source,
                 **({"time_strides": [vars(item) for item in layers]} if layers else {})}

@@ -32,6 +32,19 @@ OPERATORS: dict[type, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 HINT = "Write e.g. --frames 'floor(L * 100) // 4 + 1': variables L (and W, H for images), + - * / // % **, floor ceil round min max abs."
 
 
+class UnusableFrames(UserInputError):
+    """`--frames` gives no whole number of frames for the record at `row` of the columns (a division by zero, a
+    result that is not finite); the caller names its line."""
+
+    def __init__(self, row: int, message: str, hint: str) -> None:
+        super().__init__(message, hint)
+        self.row = row
+
+
+def _first(mask: np.ndarray, size: int) -> int:
+    return int(np.flatnonzero(np.broadcast_to(mask, (size,)))[0])
+
+
 class Frames:
     """A parsed `--frames` expression; call it with the columns it names."""
 
@@ -57,7 +70,30 @@ class Frames:
         if value.dtype.kind in "iu":
             return np.maximum(value, 0).astype(np.int64)
         value = value.astype(np.float64)
-        return np.where(np.isfinite(value), np.maximum(np.floor(value), 0), -1).astype(np.int64)
+        if not np.isfinite(value).all():
+            row = _first(~np.isfinite(value), size)
+            raise UnusableFrames(row, f"--frames {self.text!r} gives {value[row]} frames for {self._values(columns, row)}",
+                                 "Give a finite number of frames for every length; " + HINT[0].lower() + HINT[1:])
+        return np.maximum(np.floor(value), 0).astype(np.int64)
+
+    def _values(self, columns: Mapping[str, np.ndarray], row: int) -> str:
+        """The variables of the expression at one record, e.g. `L = 1.61`."""
+        values = {name: np.asarray(columns[name]).reshape(-1) for name in self.names}
+        return ", ".join(f"{name} = {value[min(row, value.size - 1)]:g}" for name, value in values.items()) or "every record"
+
+    def _divisor(self, node: ast.BinOp, right: np.ndarray, columns: Mapping[str, np.ndarray], dry: bool) -> None:
+        """A division by zero is refused: numpy gives 0 (integers) or inf/NaN (floats), frames no model has."""
+        zero = np.asarray(right) == 0
+        if dry:
+            if isinstance(right, (int, float)) and right == 0:  # a constant: refused as the expression is parsed
+                raise UserInputError(f"--frames {self.text!r} divides by zero ({ast.unparse(node)})", HINT)
+            return
+        if zero.any():
+            size = max((len(column) for column in columns.values()), default=1)
+            row = _first(zero, size)
+            raise UnusableFrames(row, f"--frames {self.text!r} divides by zero in {ast.unparse(node)} for "
+                                 f"{self._values(columns, row)}",
+                                 "Keep every divisor above 0 for these lengths; " + HINT[0].lower() + HINT[1:])
 
     def _evaluate(self, node: ast.AST, columns: Mapping[str, np.ndarray], dry: bool = False) -> np.ndarray:
         if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
@@ -67,7 +103,10 @@ class Frames:
                 raise UserInputError(f"--frames {self.text!r}: unknown name {node.id!r}", HINT)
             return np.asarray(columns[node.id])  # whole-number columns stay integers: // and % are exact and fast
         if isinstance(node, ast.BinOp) and type(node.op) in OPERATORS:
-            return OPERATORS[type(node.op)](self._evaluate(node.left, columns, dry), self._evaluate(node.right, columns, dry))
+            left, right = self._evaluate(node.left, columns, dry), self._evaluate(node.right, columns, dry)
+            if isinstance(node.op, (ast.Div, ast.FloorDiv, ast.Mod)):
+                self._divisor(node, right, columns, dry)
+            return OPERATORS[type(node.op)](left, right)
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
             operand = self._evaluate(node.operand, columns, dry)
             return -operand if isinstance(node.op, ast.USub) else operand

@@ -18,6 +18,7 @@ record numbers from 0 (blank lines skipped): the data set index of a data set bu
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ BLOCK = 4 << 20
 RECORDS = 1 << 16
 LENGTH_KEYS = ("duration", "input_length", "length", "width")
 SEPARATOR = "\x00"
+BOM = b"\xef\xbb\xbf"
 
 
 @dataclass
@@ -52,6 +54,10 @@ class Columns:
     """Image paths, when the sizes must come from the images' headers."""
     lines: int = 0
     """Lines of the file this block spans (blank ones included), for line numbers in messages."""
+    line_numbers: np.ndarray | None = None
+    """The file's line number (from 1) of each record, where the file has lines (JSONL, label files)."""
+    length_key: str | None = None
+    """The field or column the lengths come from (None for a label file's widths or image sizes)."""
 
     @property
     def size(self) -> int:
@@ -202,8 +208,9 @@ def label_block(data: bytes, first_id: int, where: str, line_offset: int, widths
     try:
         cps = np.frombuffer(data.decode("utf-8").encode("utf-32-le"), dtype=np.uint32)
     except UnicodeDecodeError as error:
-        raise UserInputError(f"{where}: not UTF-8 ({error.reason} at byte {error.start} of a block)",
-                             "Convert the label file to UTF-8 (see `ctcdoctor labels FILE`).") from error
+        line = line_offset + data.count(b"\n", 0, error.start) + 1
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        raise not_utf8(where, line, column, data[error.start:error.end], "label file") from None
     newlines = np.flatnonzero(cps == 10)
     count = int(newlines.shape[0])
     starts = np.concatenate([[0], newlines[:-1] + 1]).astype(np.int64)
@@ -218,14 +225,15 @@ def label_block(data: bytes, first_id: int, where: str, line_offset: int, widths
         first_tab, second_tab = pairs
         width = _digits(cps, first_tab + 1, second_tab)
         if (width >= 0).all():
-            return Columns(first_id, {"L": width}, cps=cps, spans=(second_tab + 1, ends), lines=count)
+            return Columns(first_id, {"L": width}, cps=cps, spans=(second_tab + 1, ends), lines=count, line_numbers=numbers)
     lines, first_tab = _first_per_line(tabs, starts)
     if (first_tab < 0).any():
         line = int(numbers[np.flatnonzero(first_tab < 0)[0]])
         raise UserInputError(f"{where}, line {line}: no tab", "Write each line as path<TAB>width<TAB>text (or path<TAB>text).")
     if not widths:
         paths = _span_strings(cps, starts, first_tab)
-        return Columns(first_id, {"L": np.zeros(starts.shape[0])}, cps=cps, spans=(first_tab + 1, ends), paths=paths, lines=count)
+        return Columns(first_id, {"L": np.zeros(starts.shape[0])}, cps=cps, spans=(first_tab + 1, ends), paths=paths, lines=count,
+                       line_numbers=numbers)
     _, second_tab = _first_per_line(tabs[tabs != first_tab[lines]], starts)
     width = _digits(cps, first_tab + 1, np.where(second_tab >= 0, second_tab, first_tab + 1))
     if (width < 0).any():
@@ -234,7 +242,21 @@ def label_block(data: bytes, first_id: int, where: str, line_offset: int, widths
             f"{where}, line {line}: no width: the second field is not a whole number of pixels",
             "Write path<TAB>width<TAB>text on every line, or path<TAB>text on every line (sizes then come from the images).",
         )
-    return Columns(first_id, {"L": width}, cps=cps, spans=(second_tab + 1, ends), lines=count)
+    return Columns(first_id, {"L": width}, cps=cps, spans=(second_tab + 1, ends), lines=count, line_numbers=numbers)
+
+
+def not_utf8(where: str, line: int, column: int, bad: bytes, kind: str) -> UserInputError:
+    """Text that is not UTF-8, at its line: UTF-16 (what PowerShell's `>` writes) or a legacy code page, and the
+    iconv command that converts it."""
+    name = where.split(",")[0]
+    fixed = Path(name).with_name(f"{Path(name).stem}.utf8{Path(name).suffix}")
+    if line == 1 and column <= 2 and bad[:1] in (b"\xff", b"\xfe"):
+        mark = "FF FE" if bad[:1] == b"\xff" else "FE FF"
+        return UserInputError(f"{where}: UTF-16 text (it starts with the byte-order mark {mark}), not UTF-8",
+                              f"Convert the {kind} to UTF-8: iconv -f UTF-16 -t UTF-8 {name} > {fixed}")
+    return UserInputError(f"{where}, line {line}, column {column}: not UTF-8 (byte {bad.hex(' ')})",
+                          f"Convert the {kind} to UTF-8 from the encoding it was written in, e.g. from Windows-1252: "
+                          f"iconv -f CP1252 -t UTF-8 {name} > {fixed}")
 
 
 def _span_strings(cps: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> list[str]:
@@ -257,6 +279,8 @@ def label_file_columns(path: Path, max_records: int | None) -> Iterator[Columns]
     widths = has_widths(path)
     first, lines = 0, 0
     for data in _read_blocks(path):
+        if first == 0 and lines == 0 and data.startswith(BOM):
+            data = data[len(BOM):]  # a UTF-8 byte-order mark (Notepad writes one): not part of the first path
         columns = label_block(data, first, str(path), lines, widths)
         lines += columns.lines
         if not widths:
@@ -378,35 +402,78 @@ def _json_error(error: json.JSONDecodeError, line: str, number: int, where: str,
                           "Write one JSON object per line (JSON Lines), with a length and a text field.")
 
 
+def _jsonl_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of the non-blank lines, decoded one line at a time so that text that is not UTF-8 is
+    named at its line; a UTF-8 byte-order mark at the start is skipped (as `ctcdoctor labels` does)."""
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if number == 1 and raw.startswith(BOM):
+                raw = raw[len(BOM):]
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise not_utf8(str(path), number, error.start + 1, raw[error.start:error.end], "manifest") from None
+            if line.strip():
+                yield number, line
+
+
+def _usable_length(value: float, key: str, place: str, where: str) -> float:
+    """A length is a finite number, 0 or more: NaN, infinity or a negative one is a usage error at its `place`
+    ("line 3", "row 2")."""
+    if math.isfinite(value) and value >= 0:
+        return value
+    what = "not a number (NaN)" if math.isnan(value) else "infinite" if math.isinf(value) else "negative"
+    raise UserInputError(f"{where}, {place}: the length field {key!r} is {value!r}, {what}",
+                         f"Fix {place}: every sample needs its length ({key}: seconds, frames or pixels, 0 or more); "
+                         "remove the record if its length is unknown.")
+
+
+def _jsonl_record(line: str, number: int, lines: Iterator[tuple[int, str]], path: Path, key: str | None,
+                  text_key: str) -> tuple[str, float, str]:
+    """(length key, length, text) of one JSONL line, or the usage error that names what is wrong with it."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        try:
+            last = next(lines, None) is None
+        except UserInputError:
+            last = False
+        raise _json_error(error, line, number, str(path), last) from None
+    try:
+        if not isinstance(record, dict):
+            raise TypeError(type(record).__name__)
+        key = key or _length_key(record, None, f"{path}, line {number}")
+        length, text = float(record[key]), record[text_key]
+        if text is not None and not isinstance(text, str):
+            raise TypeError(text_key)
+    except (KeyError, TypeError, ValueError) as error:
+        raise _record_error(record, number, str(path), key, text_key) from error
+    return key, _usable_length(length, key, f"line {number}", str(path)), text or ""  # a null text is an empty label (CTC013)
+
+
 def jsonl_columns(path: Path, length_key: str | None, text_key: str, max_records: int | None) -> Iterator[Columns]:
-    first, texts, lengths, key = 0, [], [], length_key
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                last = next((rest for rest in handle if rest.strip()), None) is None
-                raise _json_error(error, line, number, str(path), last) from None
-            try:
-                if not isinstance(record, dict):
-                    raise TypeError(type(record).__name__)
-                key = key or _length_key(record, None, f"{path}, line {number}")
-                length, text = float(record[key]), record[text_key]
-                if text is not None and not isinstance(text, str):
-                    raise TypeError(text_key)
-            except (KeyError, TypeError, ValueError) as error:
-                raise _record_error(record, number, str(path), key, text_key) from error
-            lengths.append(length)
-            texts.append(text or "")  # a null text is an empty label (CTC013), as in the columnar readers
-            if len(texts) == RECORDS or (max_records is not None and first + len(texts) >= max_records):
-                yield Columns(first, {"L": np.asarray(lengths)}, texts=texts)
-                first, texts, lengths = first + len(texts), [], []
-                if max_records is not None and first >= max_records:
-                    return
+    first, key = 0, length_key
+    texts: list[str] = []
+    lengths: list[float] = []
+    numbers: list[int] = []
+
+    def block() -> Columns:
+        return Columns(first, {"L": np.asarray(lengths)}, texts=texts, line_numbers=np.asarray(numbers, dtype=np.int64),
+                       length_key=key)
+
+    lines = _jsonl_lines(path)
+    for number, line in lines:
+        key, length, text = _jsonl_record(line, number, lines, path, key, text_key)
+        lengths.append(length)
+        texts.append(text)
+        numbers.append(number)
+        if len(texts) == RECORDS or (max_records is not None and first + len(texts) >= max_records):
+            yield block()
+            first, texts, lengths, numbers = first + len(texts), [], [], []
+            if max_records is not None and first >= max_records:
+                return
     if texts:
-        yield Columns(first, {"L": np.asarray(lengths)}, texts=texts)
+        yield block()
 
 
 def arrow_columns(path: Path, length_key: str | None, text_key: str, max_records: int | None) -> Iterator[Columns]:
@@ -442,17 +509,39 @@ def _arrow_batch(batch: Any, first: int, length_key: str | None, text_key: str, 
         raise UserInputError(f"{where}: columns {names} lack the length ({key or ' / '.join(LENGTH_KEYS)}) or text ({text_key!r})",
                              "Name them with --length-key and --text-key (a column of label ids works as --text-key).")
     lengths = np.asarray(batch.column(key).to_numpy(zero_copy_only=False), dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(lengths) | (lengths < 0))
+    if bad.size:
+        _usable_length(float(lengths[bad[0]]), key, f"row {first + int(bad[0])}", where)
     column = batch.column(text_key)
     if str(column.type).startswith(("list", "large_list")):
         kept = np.diff(np.asarray(column.offsets)).astype(np.int64)
-        return Columns(first, {"L": lengths}, label_ids=(kept, np.asarray(column.flatten().to_numpy(zero_copy_only=False), np.int64)))
-    return Columns(first, {"L": lengths}, texts=[text or "" for text in column.to_pylist()])
+        return Columns(first, {"L": lengths}, label_ids=(kept, np.asarray(column.flatten().to_numpy(zero_copy_only=False), np.int64)),
+                       length_key=key)
+    return Columns(first, {"L": lengths}, texts=[text or "" for text in column.to_pylist()], length_key=key)
+
+
+def _saved_dataset_folder(path: Path) -> None:
+    """A folder is read only when `datasets.Dataset.save_to_disk` wrote it (its .arrow files); anything else is a usage
+    error that says what the folder holds."""
+    if any(path.glob("*.arrow")):
+        return
+    splits = sorted(child.name for child in path.iterdir() if child.is_dir() and any(child.glob("*.arrow")))
+    if splits:
+        raise UserInputError(f"--manifest {path} holds the splits {', '.join(splits)} of a saved DatasetDict, not one data set",
+                             f"Scan one split: --manifest {path / splits[0]}.")
+    names = sorted(child.name for child in path.iterdir())
+    shown = ", ".join(names[:3]) + (f", … ({len(names)} entries)" if len(names) > 3 else "") if names else "nothing"
+    raise UserInputError(f"--manifest {path} is a folder, not a saved data set (no .arrow files in it; it holds {shown})",
+                         "Give the manifest file (JSONL with a duration and a text per line, a label file "
+                         "path<TAB>width<TAB>text, Parquet), or a folder written by datasets' save_to_disk.")
 
 
 def manifest_columns(path: Path, length_key: str | None, text_key: str, max_records: int | None) -> Iterator[Columns]:
     if not path.exists():
         raise UserInputError(f"--manifest {path}: no such file", "Check the path.")
     suffix = path.suffix.lower()
+    if path.is_dir():
+        _saved_dataset_folder(path)
     if path.is_dir() or suffix in (".parquet", ".arrow"):
         return arrow_columns(path, length_key, text_key, max_records)
     if suffix in (".jsonl", ".json"):

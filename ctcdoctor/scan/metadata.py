@@ -35,6 +35,8 @@ def _frames_function(request: Any, setup: Any) -> tuple[Callable[[Columns], np.n
         rate = request.rate or 1.0
 
         def frames(columns: Columns) -> np.ndarray:
+            if request.rate is None:
+                _refuse_seconds(columns, request)
             steps = torch.from_numpy(np.floor(columns.lengths["L"] * rate).astype(np.int64))
             return call_length_function(setup.output_lengths, steps).numpy()
 
@@ -42,6 +44,52 @@ def _frames_function(request: Any, setup: Any) -> tuple[Callable[[Columns], np.n
         return frames, f"from the manifest: frames = Setup.output_lengths{scale}"
     raise UserInputError("--manifest needs --frames EXPR, or a spec whose Setup.output_lengths turns lengths into frames",
                          "Add e.g. --frames 'floor(L * 100) // 4 + 1' (10 ms features, 4x subsampling), or a SPEC.")
+
+
+#: Durations above this many seconds (10 minutes) in most records read as sample counts written as seconds.
+LONGEST_SECONDS = 600
+
+
+def _refuse_seconds(columns: Columns, request: Any) -> None:
+    """Setup.output_lengths takes input steps: durations in seconds without --rate would give it 1.61 for 161 feature
+    frames, and every sample would look short of frames (the model blamed for a missing flag)."""
+    lengths = columns.lengths["L"]
+    fractions = np.flatnonzero(lengths != np.floor(lengths))
+    if columns.length_key != "duration" and not fractions.size:
+        return
+    row = int(fractions[0]) if fractions.size else 0
+    field = f"{columns.length_key!r}" if columns.length_key else "length"
+    raise UserInputError(
+        f"--manifest {request.manifest}: the lengths are seconds ({field} = {lengths[row]:g} at {_place(columns, row)}), "
+        "but Setup.output_lengths takes input steps",
+        "Pass --rate HZ, the input steps per second of your features (e.g. --rate 100 for 10 ms frames, --rate 16000 "
+        "for raw 16 kHz audio), or --frames EXPR to give the frames yourself.",
+    )
+
+
+def _place(columns: Columns, row: int) -> str:
+    """Where record `row` of a block sits in the manifest: its line, or its record number."""
+    if columns.line_numbers is not None:
+        return f"line {int(columns.line_numbers[row])}"
+    return f"record {columns.first + row}"
+
+
+def _frames_at(frames_of: Callable[[Columns], np.ndarray], columns: Columns, manifest: Any) -> np.ndarray:
+    """The block's frames; an expression that gives none for some record names the record's line."""
+    from ctcdoctor.scan.formula import UnusableFrames
+
+    try:
+        return frames_of(columns)
+    except UnusableFrames as error:
+        raise UserInputError(f"{manifest}, {_place(columns, error.row)}: {error.message}", error.hint) from None
+
+
+def _no_records(path: Any) -> UserInputError:
+    """A manifest without a single record is a usage error, as a loader without batches is: a green report would say
+    nothing was wrong with a data set that was never read."""
+    empty = path.is_file() and path.stat().st_size == 0
+    return UserInputError(f"--manifest {path}: no records ({'the file is empty' if empty else 'nothing but blank lines'})",
+                          "Point --manifest at the manifest of your data set: one record per line.")
 
 
 def _alphabet(request: Any, setup: Any) -> Any:
@@ -104,19 +152,26 @@ def manifest_state(request: Any, settings: Settings, on_samples: Callable[[int],
         blank = _blank(request, setup, num_classes)
         encoder = Encoder(alphabet, blank)
         frames_of, detail = _frames_function(request, setup)
-        summary = Summary(worst_count=max(request.worst, 10))
+        summary, long_ones = Summary(worst_count=max(request.worst, 10)), 0
         for columns in manifest_columns(request.manifest, request.length_key, request.text_key, request.max_samples):
             with doing(f"scanning records {columns.first:,}-{columns.first + columns.size - 1:,} of {request.manifest}"):
                 kept, labels = encode_columns(columns, encoder)
                 ids = np.arange(columns.first, columns.first + columns.size, dtype=np.int64)
                 chunk = Chunk(ids, kept, kept, labels, _input_steps(columns, request))
-                frames = frames_of(columns)
+                frames = _frames_at(frames_of, columns, request.manifest)
                 summary.add(chunk, frames, num_classes, blank)
                 if on_chunk is not None:
                     on_chunk(chunk, frames, num_classes, blank)
             if on_samples is not None:
                 on_samples(columns.size)
-    extra = {"manifest": str(request.manifest), "unknown_symbols": unknown_symbols(summary)}
+            long_ones += int((columns.lengths["L"] > LONGEST_SECONDS).sum()) if columns.length_key == "duration" else 0
+    if summary.samples == 0:
+        raise _no_records(request.manifest)
+    extra: dict[str, Any] = {"manifest": str(request.manifest), "unknown_symbols": unknown_symbols(summary)}
+    if 2 * long_ones > summary.samples:
+        extra["note"] = (f"{long_ones:,} of {summary.samples:,} durations are over {LONGEST_SECONDS:,} s: sample counts "
+                         "rather than seconds? Convert them to seconds (e.g. / 16000), or pass --length-key with a field "
+                         "that holds seconds")
     return ScanState(str(request.manifest), summary, "manifest", detail, blank=blank, alphabet=alphabet, reader="manifest",
                      seconds=time.perf_counter() - started, extra=extra)
 

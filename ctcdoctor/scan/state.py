@@ -132,7 +132,8 @@ def check_shards(states: list[ScanState], names: list[str] | None = None) -> Non
     counts = sorted({state.shard[1] for state in states})
     spec = states[0].spec if states else "SPEC"
     if len(counts) != 1:
-        raise UserInputError(f"the parts are not the shards of one scan: they were split {' and '.join(f'{n} ways' for n in counts)}: "
+        ways = " and ".join(f"{n} ways" if n > 1 else "not at all" for n in counts)
+        raise UserInputError(f"the parts are not the shards of one scan: they were split {ways}: "
                              f"{given}", "Merge every shard I/N of one scan exactly once (the N of each --shard must agree).")
     total = counts[0]
     by_index: dict[int, list[str]] = {}
