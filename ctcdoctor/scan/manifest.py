@@ -202,8 +202,9 @@ def label_block(data: bytes, first_id: int, where: str, line_offset: int, widths
     try:
         cps = np.frombuffer(data.decode("utf-8").encode("utf-32-le"), dtype=np.uint32)
     except UnicodeDecodeError as error:
-        raise UserInputError(f"{where}: not UTF-8 ({error.reason} at byte {error.start} of a block)",
-                             "Convert the label file to UTF-8 (see `ctcdoctor labels FILE`).") from error
+        from ctcdoctor.labels import decode_failure
+
+        raise decode_failure(data, where, where, error, line_offset + 1) from None
     newlines = np.flatnonzero(cps == 10)
     count = int(newlines.shape[0])
     starts = np.concatenate([[0], newlines[:-1] + 1]).astype(np.int64)
@@ -380,8 +381,14 @@ def _json_error(error: json.JSONDecodeError, line: str, number: int, where: str,
 
 def jsonl_columns(path: Path, length_key: str | None, text_key: str, max_records: int | None) -> Iterator[Columns]:
     first, texts, lengths, key = 0, [], [], length_key
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                from ctcdoctor.labels import decode_failure
+
+                raise decode_failure(raw, str(path), str(path), error, number) from None
             if not line.strip():
                 continue
             try:
