@@ -132,16 +132,25 @@ def utf16_name(data: bytes) -> str | None:
 
 def binary_kind(data: bytes) -> str | None:
     """What a file that is not text is ("a PNG image", "binary data"), or None for text (UTF-16 counts as text)."""
-    if utf16_name(data):
-        return None
+    head = data[:8192]
+    if utf16_name(data) or (b"\x00" not in head and _utf8_head(head)):
+        return None  # text, even when it starts like a magic number ("ID3_001.png<TAB>...")
     for magic, name in MAGIC.items():
         if data.startswith(magic):
             return name
-    head = data[:8192]
     if b"\x00" in head:
         # Every other byte NUL: UTF-16 written without its byte-order mark.
         return "UTF-16 without a byte-order mark, or binary data" if head[1::2].count(0) > len(head) // 4 else "binary data"
     return None
+
+
+def _utf8_head(head: bytes) -> bool:
+    """Are these first bytes of a file UTF-8 (a character cut at the end of the head counts)?"""
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return error.reason == "unexpected end of data"
+    return True
 
 
 def utf8_fix(path: str) -> str:

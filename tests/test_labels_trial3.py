@@ -57,6 +57,9 @@ def test_a_png_given_as_the_alphabet_or_the_label_file_gets_one_short_refusal(tm
     refused(run("labels", str(labels), "-a", f"@{image}"), "not a text file (a PNG image)")
     output = refused(run("labels", str(image), "-a", ALPHABET), "not a text file (a PNG image)")
     assert len(output) < 400, output
+    named_like_magic = tmp_path / "gt.txt"
+    named_like_magic.write_text("ID3_001.png\thello\nRIFF_2.png\tworld\n", encoding="utf-8")  # text, not an MP3
+    assert run("labels", str(named_like_magic), "-a", ALPHABET, "--fail-on", "info").exit_code == 0
 
 
 def test_a_cp1252_jsonl_manifest_is_exit_2_at_its_line(tmp_path):
