@@ -15,11 +15,15 @@ document(
     "label text problems: byte-order mark, bad bytes, symbols outside the alphabet, empty labels",
     """
     **What it checks.** `ctcdoctor labels FILE --alphabet ...` reads a label file
-    (`path<TAB>text`, ICDAR-style `path, "text"`, or `path text` per line) and reports:
-    a byte-order mark at the start (or U+FEFF inside lines), bytes that are not UTF-8,
+    (`path<TAB>text`, `path<TAB>width<TAB>text` as `scan --manifest` reads it, ICDAR-style
+    `path, "text"`, or `path text` per line; lines starting with `#` are comments) and reports:
+    a byte-order mark at the start (or U+FEFF inside lines), a UTF-16 file, bytes that are not UTF-8,
     characters outside the alphabet (with what an encoder that skips unknown symbols
     would keep, e.g. `'café' → 'caf'`), and labels that are empty or become empty once
-    unknown symbols are dropped. The longest labels are listed in the result.
+    unknown symbols are dropped. The longest labels are listed in the result. A file it
+    cannot judge is refused (exit 2) with the conversion to make: an empty file, a binary
+    one, and formats it would misread (a header row as in Common Voice's `validated.tsv`
+    or a CSV export, more than three tab-separated columns, IAM's `lines.txt`).
 
     **Why it matters.** None of these raise: a BOM becomes an invisible first symbol, a
     cp1252 file decodes to replacement characters, and a silent encoder drops what it
@@ -33,9 +37,12 @@ document(
       'É' ×6 (line 12: 'École' → 'cole'); ...
     ```
 
-    **Fix.** Open label files with `encoding="utf-8-sig"`, convert them to UTF-8, add the
+    **Fix.** Open UTF-8 label files with `encoding="utf-8-sig"` (or re-save them without the
+    BOM), convert cp1252 and UTF-16 files to UTF-8 (`iconv -f UTF-16 -t UTF-8`), add the
     missing symbols to the alphabet (one output class each) or map them explicitly
-    (e.g. lower-case the text), and drop or fix empty labels.
+    (e.g. lower-case the text; labels in decomposed Unicode, whose combining marks such as
+    U+0301 are outside the alphabet, need `unicodedata.normalize('NFC', text)`), and drop or
+    fix empty labels.
     """,
 )
 

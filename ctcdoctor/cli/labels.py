@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 import ctcdoctor.cli.options as opt
 from ctcdoctor.cli.output import Emit, emit, guarded, json_errors_for
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ctcdoctor.findings import Finding
 
 
 def labels(
@@ -46,8 +49,6 @@ def labels(
     """
 
     def work() -> int:
-        import dataclasses
-
         how = Emit(output_format, output, verbose, junit_xml=junit_xml, sarif=sarif, no_github=no_github)
         from ctcdoctor.config import resolve_settings
         from ctcdoctor.errors import UserInputError
@@ -75,7 +76,7 @@ def labels(
             file_findings, result = check_labels(data, symbols, top, str(file))
             if number > 0:  # the alphabet's own problems (CTC091) once, not once per file
                 file_findings = [item for item in file_findings if item.code != "CTC091"]
-            found += [dataclasses.replace(item, evidence={**item.evidence, "file": str(file)}) for item in file_findings]
+            found += [named(item, str(file), several=len(files) > 1) for item in file_findings]
             result["alphabet_file"] = alphabet[1:] if alphabet and alphabet.startswith("@") else None
             results.append(result)
         found = apply_ignore(found, settings.ignore)
@@ -88,3 +89,12 @@ def labels(
         return emit(report, how, settings.fail_on)
 
     guarded(debug, work, json_errors_for("labels", " ".join(map(str, files)), output_format))
+
+
+def named(item: Finding, file: str, several: bool) -> Finding:
+    """The finding with its file in the evidence; with several files, a label-file finding's message starts with the
+    file's name too (the terminal and the CI formats show the message, not the evidence)."""
+    import dataclasses
+
+    message = f"{file}: {item.message}" if several and item.code != "CTC091" else item.message
+    return dataclasses.replace(item, message=message, evidence={**item.evidence, "file": file})

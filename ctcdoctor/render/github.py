@@ -109,13 +109,15 @@ class CodeGroup:
         return self.worst.severity
 
 
-def group_by_code(findings: Iterable[Finding]) -> list[CodeGroup]:
-    """One group per code, worst severity first (then by code); inside a group, report order among equals."""
-    by_code: dict[str, list[Finding]] = {}
+def group_by_code(findings: Iterable[Finding], by_file: bool = False) -> list[CodeGroup]:
+    """One group per code, worst severity first (then by code); inside a group, report order among equals.
+    `by_file` (`labels` with several files): one group per code and file, so each file gets its own annotation."""
+    by_code: dict[tuple[str, str], list[Finding]] = {}
     for finding in findings:
-        by_code.setdefault(finding.code, []).append(finding)
+        file = str(finding.evidence.get("file") or "") if by_file else ""
+        by_code.setdefault((finding.code, file), []).append(finding)
     groups = [
-        CodeGroup(code, tuple(sorted(items, key=lambda item: -item.severity.rank))) for code, items in by_code.items()
+        CodeGroup(code, tuple(sorted(items, key=lambda item: -item.severity.rank))) for (code, _), items in by_code.items()
     ]
     return sorted(groups, key=lambda group: (-group.severity.rank, group.code))
 
@@ -149,7 +151,7 @@ def github_commands(
     del fail_on  # levels follow severities; kept so every CI renderer takes the same arguments
     root = root if root is not None else repo_root(cwd=cwd)
     by_level: dict[Severity, list[CodeGroup]] = {}
-    for group in group_by_code(report.findings):
+    for group in group_by_code(report.findings, by_file=report.command == "labels"):
         by_level.setdefault(group.severity, []).append(group)
     commands: list[str] = []
     for severity in (Severity.ERROR, Severity.WARNING, Severity.INFO):

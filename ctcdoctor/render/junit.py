@@ -71,21 +71,27 @@ class _Case:
     ):
         self.code, self.name, self.seconds, self.status, self.check = code, name, seconds, status, check
         self.findings: list[Finding] = []
+        self.file = ""
+        """The label file of a `labels` test case when the report covers several files (part of its name)."""
 
 
 def _cases(report: Report) -> list[_Case]:
     cases = [_Case(check.code, check.name, check.seconds, check.status, check) for check in report.checks]
     by_check = {case.code: case for case in cases}
-    by_code: dict[str, _Case] = {}
+    by_code: dict[tuple[str, str], _Case] = {}
+    # `labels` with several files: one test case per code and file, each at its own file (never folded into the first).
+    files = {str(item.evidence.get("file") or "") for item in report.findings} if report.command == "labels" else set()
     for finding in report.findings:
         owner = by_check.get(finding.code)
         crashed = finding.evidence.get("code") if finding.code == "CTC999" else None
         if isinstance(crashed, str) and crashed in by_check:
             owner = by_check[crashed]  # a check that raised: its CTC999 belongs to its own test case
         if owner is None:
-            owner = by_code.get(finding.code)
+            file = str(finding.evidence.get("file") or "") if len(files) > 1 and finding.code != "CTC091" else ""
+            owner = by_code.get((finding.code, file))
             if owner is None:
-                owner = by_code[finding.code] = _Case(finding.code, None)
+                owner = by_code[(finding.code, file)] = _Case(finding.code, None)
+                owner.file = file
                 cases.append(owner)
         owner.findings.append(finding)
     return cases
@@ -120,6 +126,7 @@ def render_junit(report: Report, fail_on: Severity, *, root: Path | None = None,
 def _case_element(suite: ET.Element, report: Report, case: _Case, suite_id: str, root: Path, cwd: Path | None) -> ET.Element:
     """The <testcase> of one check (or code), with the file and line its first finding points at."""
     name = _case_name(case.code, case.name, case.findings) if case.code else f"ctcdoctor {report.command}: no findings"
+    name += f" ({case.file})" if case.file else ""
     element = ET.SubElement(suite, "testcase", classname=suite_id, name=xml_text(name), time=f"{case.seconds:.3f}")
     location = locate(report, case.findings[0], cwd) if case.findings else None
     path = location.relative_to(root) if location is not None else None

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ctcdoctor.overfit.caveats import verdict as caveat_verdict
-from ctcdoctor.render.phrases import number
+from ctcdoctor.render.phrases import number, plural
 
 BAR_WIDTH = 40
 
@@ -216,8 +216,12 @@ def labels(result: dict[str, Any], every: int | None = None) -> RenderableType:
     """The longest labels of each file."""
     if "files" in result:
         return Group(*(labels(item) for item in result["files"]))
-    title = f"{result['file']}: {result['lines']} labels; longest" if result.get("file") else f"{result['lines']} labels; longest"
-    table = Table(title=title, box=None, padding=(0, 2), header_style="bold", pad_edge=False)
+    counted = plural(int(result["lines"]), "label")
+    title = f"{result['file']}: {counted}; longest" if result.get("file") else f"{counted}; longest"
+    # Without --alphabet only the file itself is read: say so, or "no problems found" reads as "the symbols are fine".
+    unchecked = "symbols not checked against an alphabet (give --alphabet)" if result.get("alphabet_size", 0) is None else None
+    table = Table(title=title, caption=unchecked, caption_style="yellow", box=None, padding=(0, 2), header_style="bold",
+                  pad_edge=False)
     table.add_column("line", justify="right")
     table.add_column("symbols", justify="right")
     table.add_column("text")
