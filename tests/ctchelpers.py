@@ -5,7 +5,10 @@ A module of its own (not conftest.py): several test folders have a conftest, and
 """
 from __future__ import annotations
 
+import json
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -92,3 +95,18 @@ def run_codes(setup: Setup, prefixes: tuple[str, ...] = (), options: Options | N
 
 def codes_of(findings) -> set[str]:
     return {finding.code for finding in findings}
+
+
+def invoke_text_and_json(args: list[str], **kwargs: Any) -> tuple[Any, dict | None]:
+    """One in-process CLI run for both of its reports: the text report on stdout and, through --output, the JSON
+    document that --format json would print (emit writes the same render_json(report) to both). A training run
+    asserted on in both formats is then trained once, not twice. The document is None when no report was written."""
+    from typer.testing import CliRunner
+
+    from ctcdoctor.cli import app
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "report.json"
+        result = CliRunner().invoke(app, [*args, "--output", str(path)], **kwargs)
+        document = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    return result, document
