@@ -15,6 +15,7 @@ from torch import nn
 
 from ctcdoctor import Setup
 from ctcdoctor.engine import Context, Options, run_checks
+from ctcdoctor.load.state import CHECK_THREADS, torch_threads
 from ctcdoctor.registry import select_checks as select
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,10 +88,12 @@ def healthy_setup(**model_options) -> Setup:
 
 
 def run_codes(setup: Setup, prefixes: tuple[str, ...] = (), options: Options | None = None):
-    """Run the selected checks on an in-memory set-up; returns (findings, check results)."""
+    """Run the selected checks on an in-memory set-up, on the threads `ctcdoctor check` gives torch (CHECK_THREADS);
+    returns (findings, check results)."""
     context = Context(setup, options or Options())
-    context.get("batches")
-    return run_checks(context, select(prefixes, ()))
+    with torch_threads(CHECK_THREADS):
+        context.get("batches")
+        return run_checks(context, select(prefixes, ()))
 
 
 def codes_of(findings) -> set[str]:
