@@ -1,6 +1,6 @@
 """CPU time and peak memory of ctcdoctor.ctc against F.ctc_loss, measured side by side in one run.
 
-Run: python benchmarks/ctc_cpu.py [--rounds 7] [--reps 5] [--threads 1,2]
+Run: python benchmarks/ctc_cpu.py [--rounds 7] [--reps 5] [--threads 1,2] [--shapes T,N,C,U ...]
 
 For each shape and thread count it prints, against F.ctc_loss forward+backward (reduction="mean"):
 - time: each round runs every contender `reps` times, interleaved call by call in a rotating
@@ -162,7 +162,10 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=7, help="rounds; each contributes one ratio per contender")
     ap.add_argument("--reps", type=int, default=5, help="calls of each contender per round (median taken)")
     ap.add_argument("--threads", default="1,2", help="comma-separated torch.set_num_threads values")
+    ap.add_argument("--shapes", nargs="+", metavar="T,N,C,U", default=[",".join(map(str, shape)) for shape in SHAPES],
+                    help="batch shapes to time (default: the three of SHAPES; the tests pass tiny ones)")
     a = ap.parse_args(argv)
+    shapes = [tuple(int(x) for x in shape.split(",")) for shape in a.shapes]
     threads = [int(x) for x in a.threads.split(",")]
     memory = _peak_probe_available()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -173,7 +176,7 @@ def main(argv=None) -> int:
         mem_rows, op_rows = [], []
         print(f"\n{n_threads} thread(s): median ms (ratio to {PEER})")
         header = None
-        for shape in SHAPES:
+        for shape in shapes:
             lp, tg, il, tl = make_batch(*shape)
             fns = contenders(lp, tg, il, tl)
             if header is None:

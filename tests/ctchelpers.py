@@ -5,13 +5,17 @@ A module of its own (not conftest.py): several test folders have a conftest, and
 """
 from __future__ import annotations
 
+import json
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from ctcdoctor import Setup
 from ctcdoctor.engine import Context, Options, run_checks
+from ctcdoctor.load.state import CHECK_THREADS, torch_threads
 from ctcdoctor.registry import select_checks as select
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,11 +88,28 @@ def healthy_setup(**model_options) -> Setup:
 
 
 def run_codes(setup: Setup, prefixes: tuple[str, ...] = (), options: Options | None = None):
-    """Run the selected checks on an in-memory set-up; returns (findings, check results)."""
+    """Run the selected checks on an in-memory set-up, on the threads `ctcdoctor check` gives torch (CHECK_THREADS);
+    returns (findings, check results)."""
     context = Context(setup, options or Options())
-    context.get("batches")
-    return run_checks(context, select(prefixes, ()))
+    with torch_threads(CHECK_THREADS):
+        context.get("batches")
+        return run_checks(context, select(prefixes, ()))
 
 
 def codes_of(findings) -> set[str]:
     return {finding.code for finding in findings}
+
+
+def invoke_text_and_json(args: list[str], **kwargs: Any) -> tuple[Any, dict | None]:
+    """One in-process CLI run for both of its reports: the text report on stdout and, through --output, the JSON
+    document that --format json would print (emit writes the same render_json(report) to both). A training run
+    asserted on in both formats is then trained once, not twice. The document is None when no report was written."""
+    from typer.testing import CliRunner
+
+    from ctcdoctor.cli import app
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "report.json"
+        result = CliRunner().invoke(app, [*args, "--output", str(path)], **kwargs)
+        document = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    return result, document

@@ -10,7 +10,8 @@ from ctchelpers import ROOT
 
 RUNS = {
     "scan.py": (["--samples", "3000", "--rounds", "1"], "ratio loop / vectorised"),
-    "ctc_cpu.py": (["--rounds", "1", "--reps", "1", "--threads", "1"], "F.ctc_loss fwd+bwd"),
+    "ctc_cpu.py": (["--rounds", "1", "--reps", "1", "--threads", "1", "--shapes", "60,4,20,10", "40,2,50,8"],
+                   "F.ctc_loss fwd+bwd"),
     "overfit_overhead.py": (["--steps", "3", "--rounds", "1"], "ratio overfit / plain"),
     "ctc_gpu.py": (["--reps", "1"], "needs a CUDA device"),
     "check_time.py": (["examples/speech_ctc.py", "--rounds", "1"], "ratio ctcdoctor's own share / torch import"),

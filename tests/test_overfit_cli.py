@@ -12,6 +12,7 @@ from overfitkit import write_user_module
 from typer.testing import CliRunner
 
 from ctcdoctor.cli import app
+from ctchelpers import invoke_text_and_json
 
 runner = CliRunner()
 
@@ -134,9 +135,23 @@ def test_plain_progress_lines_when_stderr_is_not_a_terminal(module):
     json.loads(result.stdout)  # the JSON stays alone on stdout
 
 
-def test_the_lr_probe_in_two_processes_matches_the_runs_in_sequence(module):
-    base = ["overfit", str(module), "--lr", "1e-4", "--steps", "150", "--lr-probe", "--format", "json"]
-    sequential = json.loads(runner.invoke(app, [*base, "--probe-jobs", "1"]).stdout)["result"]["lr_probe"]
+PROBE = ["--lr", "1e-4", "--steps", "150", "--lr-probe"]
+
+
+@pytest.fixture(scope="module")
+def probe_module(tmp_path_factory):
+    return write_user_module(tmp_path_factory.mktemp("probe"))
+
+
+@pytest.fixture(scope="module")
+def probe_in_sequence(probe_module):
+    """The LR probe run in this process: its text report and its JSON document, from one run (two tests read it)."""
+    return invoke_text_and_json(["overfit", str(probe_module), *PROBE, "--probe-jobs", "1"])
+
+
+def test_the_lr_probe_in_two_processes_matches_the_runs_in_sequence(probe_module, probe_in_sequence):
+    base = ["overfit", str(probe_module), *PROBE, "--format", "json"]
+    sequential = probe_in_sequence[1]["result"]["lr_probe"]
     # processes: through the real command line (spawned children import the spec again)
     spawned = subprocess.run([sys.executable, "-m", "ctcdoctor", *base, "--probe-jobs", "2"], capture_output=True, text=True,
                              timeout=300)
@@ -148,8 +163,8 @@ def test_the_lr_probe_in_two_processes_matches_the_runs_in_sequence(module):
     assert parallel["verdict"] == sequential["verdict"] == "too_low"
 
 
-def test_the_text_report_shows_the_probe_and_the_small_batch(module):
-    probe = runner.invoke(app, ["overfit", str(module), "--lr", "1e-4", "--steps", "150", "--lr-probe"])
+def test_the_text_report_shows_the_probe_and_the_small_batch(module, probe_in_sequence):
+    probe = probe_in_sequence[0]
     assert "lr 0.001" in probe.stdout and "LR probe        the probe fits at 0.001" in probe.stdout
     assert "← this run" in probe.stdout
     batch = runner.invoke(app, ["overfit", str(module), "--samples", "0-3", "--steps", "400"])

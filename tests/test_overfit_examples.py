@@ -29,10 +29,25 @@ def test_every_overfit_example_documents_its_verdict():
         assert (verdict == "fitted") != bool(codes), f"{path.name}: document either a verdict or a finding"
 
 
+@pytest.fixture(scope="module")
+def default_run():
+    """`ctcdoctor overfit EXAMPLE --format json` from the repository root, run once per example for this module:
+    the verdict test and the masking test read the same (deterministic, seeded) run."""
+    runs = {}
+
+    def run(relative: str):
+        if relative not in runs:
+            with pytest.MonkeyPatch.context() as patch:
+                patch.chdir(ROOT)
+                runs[relative] = CliRunner().invoke(app, ["overfit", relative, "--format", "json"])
+        return runs[relative]
+
+    return run
+
+
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda path: path.name)
-def test_overfit_example_gives_its_documented_verdict_at_the_default_budget(path, monkeypatch):
-    monkeypatch.chdir(ROOT)
-    result = CliRunner().invoke(app, ["overfit", str(path.relative_to(ROOT)), "--format", "json"])
+def test_overfit_example_gives_its_documented_verdict_at_the_default_budget(path, default_run):
+    result = default_run(str(path.relative_to(ROOT)))
     assert result.exit_code in (0, 1), result.output
     document = json.loads(result.stdout)
     verdict, codes, exit_code = documented(path)
@@ -47,9 +62,8 @@ def test_overfit_example_gives_its_documented_verdict_at_the_default_budget(path
         assert result.exit_code == exit_code, found
 
 
-def test_the_masking_example_says_why_the_modes_disagree(monkeypatch):
-    monkeypatch.chdir(ROOT)
-    result = CliRunner().invoke(app, ["overfit", "examples/broken/overfit_masking_train_only.py", "--format", "json"])
+def test_the_masking_example_says_why_the_modes_disagree(default_run):
+    result = default_run("examples/broken/overfit_masking_train_only.py")
     out = json.loads(result.stdout)["result"]
     assert out["modes_agree"] is False and out["final_decode"] == out["targets"] != out["train_decode"]
     (note,) = [note for note in out["notes"] if "train-mode" in note]

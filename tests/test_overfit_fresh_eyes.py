@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ctcdoctor.cli import app
+from ctchelpers import invoke_text_and_json
 
 runner = CliRunner()
 CASES = Path(__file__).parent / "overfit_cases"
@@ -38,12 +39,12 @@ def test_ctc_argument_errors_during_training_are_usage_errors_naming_the_problem
 
 @pytest.mark.parametrize("name", ["wrong_softmax_axis.py", "conv1d_softmax_over_time.py"])
 def test_a_decode_that_matches_on_an_output_normalised_over_time_is_not_a_fit(name):
-    result = _overfit(f"examples/broken/{name}", "--format", "json")
+    result, report = invoke_text_and_json(["overfit", f"examples/broken/{name}"])
     assert result.exit_code == 1, result.output
-    document = json.loads(result.stdout)["result"]
+    document = report["result"]
     assert document["decode_matches"] is True and document["fitted"] is False, document
     assert document["caveats"][0] == {"code": "CTC024", "words": "the output is normalised over the time axis (CTC024)"}
-    text = " ".join(_overfit(f"examples/broken/{name}").output.split())
+    text = " ".join(result.output.split())
     assert "✔ fitted" not in text
     assert "▲ decode matches sample 0" in text and "but the output is normalised over the time axis (CTC024): not a fit" in text
 
@@ -91,13 +92,12 @@ def test_user_ids_maps_positions_in_lists_and_leaves_other_numbers():
     ("blank_is_a_letter.py", ["CTC011"], "a fit of this sample alone, not of the set-up as its loader feeds it"),
 ])
 def test_configuration_errors_check_finds_on_the_loader_show_in_overfit_and_qualify_its_fit(name, codes, verdict):
-    result = _overfit(f"examples/broken/{name}", "--format", "json")
+    result, document = invoke_text_and_json(["overfit", f"examples/broken/{name}"])
     assert result.exit_code == 1, result.output
-    document = json.loads(result.stdout)
     found = [item["code"] for item in document["findings"]]
     assert all(code in found for code in codes), found
     assert document["result"]["fitted"] is False and [item["code"] for item in document["result"]["caveats"]] == codes
-    text = " ".join(_overfit(f"examples/broken/{name}").output.split())
+    text = " ".join(result.output.split())
     assert "✔ fitted" not in text and verdict in text
     assert "[the loader's first batch]" in text
 

@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ctcdoctor.cli import app
+from ctchelpers import invoke_text_and_json
 
 runner = CliRunner()
 CASES = Path(__file__).parent / "overfit_cases"
@@ -33,14 +34,13 @@ def _text(result) -> str:
     ("build_lengths_count_padding", "CTC012", "the loader's first batch has target_lengths that count the padding (CTC012)"),
 ])
 def test_a_sample_that_fits_alone_is_no_clean_fit_when_the_loaders_batches_cannot_train(build, code, words):
-    result = _overfit(build, "--format", "json")
+    result, document = invoke_text_and_json(["overfit", f"{CASES / 'trial_a.py'}:{build}"])
     assert result.exit_code == 1, result.output
-    document = json.loads(result.stdout)
     (found,) = [item for item in document["findings"] if item["code"] == code]
     assert found["severity"] == "error" and found["message"].startswith("[the loader's first batch] ")
     assert document["result"]["decode_matches"] is True and document["result"]["fitted"] is False
     assert document["result"]["caveats"] == [{"code": code, "words": words}]
-    text = _text(_overfit(build))
+    text = _text(result)
     assert "✔ fitted" not in text
     assert "▲ decode matches sample 0 (\"2 3\")" in text
     assert f"but {words}: a fit of this sample alone, not of the set-up as its loader feeds it" in text
@@ -54,11 +54,10 @@ def test_a_sample_that_fits_alone_is_no_clean_fit_when_the_loaders_batches_canno
 ])
 def test_a_fit_on_inputs_that_prove_nothing_is_no_clean_fit(example, code, words, verdict):
     spec = str(Path(__file__).parents[1] / "examples" / "broken" / example)
-    result = runner.invoke(app, ["overfit", spec, "--sample", "0", "--format", "json"])
-    document = json.loads(result.stdout)
+    result, document = invoke_text_and_json(["overfit", spec, "--sample", "0"])
     assert document["result"]["decode_matches"] is True and document["result"]["fitted"] is False, result.output
     assert document["result"]["caveats"] == [{"code": code, "words": words}]
-    assert f"but {words}: {verdict}" in _text(runner.invoke(app, ["overfit", spec, "--sample", "0"]))
+    assert f"but {words}: {verdict}" in _text(result)
 
 
 @pytest.mark.parametrize(("example", "code", "words"), [
@@ -128,14 +127,13 @@ def test_without_the_criterion_audits_word_label_0_in_the_targets_is_the_default
 
 
 def test_a_slow_healthy_run_still_learning_at_the_default_budget_trains_on_and_fits_saying_so():
-    result = _overfit("build_slow", "--sample", "3", "--format", "json")
+    result, document = invoke_text_and_json(["overfit", f"{CASES / 'trial_a.py'}:build_slow", "--sample", "3"])
     assert result.exit_code == 0, result.output
-    document = json.loads(result.stdout)
     run = document["result"]
     assert run["fitted"] is True and 1000 < run["steps_to_fit"] <= 2000, run["steps_to_fit"]
     assert run["budget"] == {"steps": 1000, "extended_to": 2000, "limit": 4000}
     assert [item["code"] for item in document["findings"]] == []
-    text = _text(_overfit("build_slow", "--sample", "3"))
+    text = _text(result)
     assert f"✔ fitted sample 3 (\"5 1 4 5 3\") in {run['steps_to_fit']} steps" in text
     assert ("note still learning when the budget ran out at step 1000 (CER down to 0.20), the loss still falling: "
             "the budget grew to 2000 steps (the default budget grows up to 4000 steps while the run improves; --steps N "
@@ -212,7 +210,8 @@ def test_the_overfit_plot_draws_the_lr_probes_other_runs_labelled_with_their_lea
     assert list(lines[fitted].get_ydata()) == [loss for _, loss in runs[1e-3]["curve"]]
     legend = [text.get_text() for text in top.get_legend().get_texts()]
     assert fitted in legend
+    # The command line draws the same figure: its wiring needs no long run (the curves are checked above).
     path = tmp_path / "overfit.png"
-    result_cli = runner.invoke(app, ["overfit", f"{CASES / 'trial_a.py'}:build_slow", "--sample", "3", "--steps", "300",
+    result_cli = runner.invoke(app, ["overfit", f"{CASES / 'trial_a.py'}:build_slow", "--sample", "3", "--steps", "20",
                                      "--lr-probe", "--probe-jobs", "1", "--plot", str(path)])
     assert result_cli.exit_code == 1 and path.stat().st_size > 10_000, result_cli.output

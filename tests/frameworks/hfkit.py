@@ -15,6 +15,7 @@ import torch
 import transformers
 
 from ctcdoctor.engine import Context, Options, run_checks
+from ctcdoctor.load.state import CHECK_THREADS, torch_threads
 from ctcdoctor.registry import select_checks
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,9 +74,12 @@ def loader(proc: Any, dataset: Any = None, collator: Any = None, batch_size: int
 
 
 def run(setup: Any, *prefixes: str, max_batches: int = 2):
-    """(findings, context) of the checks selected by code prefix (all when none)."""
+    """(findings, context) of the checks selected by code prefix (all when none), with torch on the threads
+    `ctcdoctor check` gives them (CHECK_THREADS: one; two made these many small ops three times slower on a
+    loaded 2-core machine)."""
     context = Context(setup, Options(max_batches=max_batches))
-    findings, _ = run_checks(context, select_checks(list(prefixes)))
+    with torch_threads(CHECK_THREADS):
+        findings, _ = run_checks(context, select_checks(list(prefixes)))
     return findings, context
 
 

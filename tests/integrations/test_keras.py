@@ -54,16 +54,26 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
-def test_model_fit_is_monitored_and_stopped_on_an_error(tmp_path):
+@pytest.fixture(scope="module")
+def fits(tmp_path_factory):
+    """SCRIPT's fits, then HEADS's, in one subprocess (one import of torch and keras for both): (the process, the
+    monitor's metrics file, SCRIPT's results, HEADS's results). Each script prints its results as one JSON line."""
+    folder = tmp_path_factory.mktemp("keras")
     here = str(Path(__file__).resolve().parent)
-    script = tmp_path / "fit.py"
-    script.write_text(SCRIPT.format(here=here))
-    env = {**os.environ, "KERAS_BACKEND": "torch"}
-    done = subprocess.run([sys.executable, str(script), str(tmp_path / "m.jsonl")], capture_output=True, text=True,
-                          env=env, timeout=600)
+    script = folder / "fit.py"
+    # clear_session between the two: HEADS starts from a fresh Keras state, as in a process of its own
+    script.write_text(SCRIPT.format(here=here) + "\nkeras.backend.clear_session()\n" + HEADS.format(here=here))
+    done = subprocess.run([sys.executable, str(script), str(folder / "m.jsonl")], capture_output=True, text=True,
+                          env={**os.environ, "KERAS_BACKEND": "torch"}, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    (fit_line,) = [line for line in done.stdout.splitlines() if line.startswith('{"healthy": ')]
+    heads_line = done.stdout.strip().splitlines()[-1]
+    return done, folder / "m.jsonl", json.loads(fit_line), json.loads(heads_line)
+
+
+def test_model_fit_is_monitored_and_stopped_on_an_error(fits):
+    done, metrics, results, _ = fits
     assert "[ctcdoctor] step 80" in done.stdout and "target → decoded" in done.stdout
-    results = json.loads(done.stdout.strip().splitlines()[-1])
     healthy, broken = results["healthy"], results["broken"]
     assert healthy["steps"] == 80 and healthy["stopped"] is None and "error" not in healthy["severities"]
     assert healthy["cer"] < 0.5 and healthy["blank"] == 0 and healthy["reduction"] == "sum"
@@ -76,7 +86,7 @@ def test_model_fit_is_monitored_and_stopped_on_an_error(tmp_path):
 
     from ctcdoctor.training import diagnose_run
 
-    assert [found.code for found in diagnose_run(tmp_path / "m.jsonl").findings] == healthy["codes"]
+    assert [found.code for found in diagnose_run(metrics).findings] == healthy["codes"]
 
 
 HEADS = textwrap.dedent('''
@@ -126,14 +136,8 @@ HEADS = textwrap.dedent('''
 ''')
 
 
-def test_a_softmax_head_fed_to_keras_ctc_is_an_error_found_before_the_first_step(tmp_path):
-    here = str(Path(__file__).resolve().parent)
-    script = tmp_path / "heads.py"
-    script.write_text(HEADS.format(here=here))
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          env={**os.environ, "KERAS_BACKEND": "torch"}, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    runs = json.loads(done.stdout.strip().splitlines()[-1])
+def test_a_softmax_head_fed_to_keras_ctc_is_an_error_found_before_the_first_step(fits):
+    runs = fits[3]
     dense = runs["dense_softmax"]
     # found before the first step, but Keras reads model.stop_training after each batch: fit stops after step 1,
     # and the monitor says so (it said "stop at step 0" after recording step 1)

@@ -105,18 +105,26 @@ def test_without_transformers_the_callback_names_the_extra():
     assert "pip install 'ctcdoctor[hf]'" in result.stdout, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("mode", ["broken", "healthy"])
-def test_two_processes_on_gloo_check_once_and_stop_together(tmp_path, mode):
+@pytest.fixture(scope="module")
+def two_process_runs(tmp_path_factory) -> Path:
+    """One torchrun launch of two processes on gloo that trains the broken set-up, then the healthy one (each rank
+    imports torch and transformers once for both); each mode's records land in a folder of its own."""
+    folder = tmp_path_factory.mktemp("gloo")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT / "tests")])}
     with socket.socket() as probe:  # a free port (torchrun's --master_port 0 is not portable)
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
                "--master_port", str(port),
-               str(HERE / "trainer_run.py"), str(tmp_path), mode, "4"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+               str(HERE / "trainer_run.py"), str(folder), "broken,healthy", "4"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=folder)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    records = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    return folder
+
+
+@pytest.mark.parametrize("mode", ["broken", "healthy"])
+def test_two_processes_on_gloo_check_once_and_stop_together(two_process_runs, mode):
+    records = [json.loads((two_process_runs / mode / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     assert [record["world"] for record in records] == [2, 2]
     assert [record["checked"] for record in records] == [True, False]  # checked once, on rank 0
     if mode == "broken":  # every rank raised TrainingStopped before its first step

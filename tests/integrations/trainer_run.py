@@ -1,7 +1,9 @@
 """A tiny Hugging Face Trainer run with CTCDoctorCallback, for the callback tests (run in-process, or under
-torchrun for the two-process test): `python trainer_run.py OUTPUT_DIR healthy|broken [STEPS]`.
+torchrun for the two-process test): `python trainer_run.py OUTPUT_DIR MODE[,MODE...] [STEPS]`, MODE healthy or broken.
 
-Each process writes `rank<R>.json` (its global step, whether the callback stopped training) to OUTPUT_DIR.
+The modes run one after the other in the same processes (one torchrun launch, one import of torch and transformers
+per rank, for both); for each, every process writes `MODE/rank<R>.json` (its global step, whether the callback
+stopped training) under OUTPUT_DIR.
 """
 from __future__ import annotations
 
@@ -36,11 +38,10 @@ def make_trainer(output_dir: str, broken: bool, steps: int = 4, **callback_optio
     return trainer, callback
 
 
-def main() -> None:
-    output_dir, mode = sys.argv[1], sys.argv[2]
-    steps = int(sys.argv[3]) if len(sys.argv) > 3 else 4
+def run_mode(output_dir: Path, mode: str, steps: int) -> None:
+    output_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    trainer, callback = make_trainer(output_dir, mode == "broken", steps)
+    trainer, callback = make_trainer(str(output_dir), mode == "broken", steps)
     raised = None
     try:
         trainer.train()
@@ -50,6 +51,15 @@ def main() -> None:
     record = {"rank": rank, "world": int(os.environ.get("WORLD_SIZE", "1")), "global_step": trainer.state.global_step,
               "stopped": callback.stopped, "checked": callback.report is not None, "raised": raised}
     Path(output_dir, f"rank{rank}.json").write_text(json.dumps(record), encoding="utf-8")
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()  # every rank is done with this mode before the next one starts
+
+
+def main() -> None:
+    output_dir, modes = Path(sys.argv[1]), sys.argv[2].split(",")
+    steps = int(sys.argv[3]) if len(sys.argv) > 3 else 4
+    for mode in modes:
+        run_mode(output_dir / mode, mode, steps)
     if torch.distributed.is_initialized():
         # Both records are written; then leave without the interpreter's teardown, which on a loaded machine now and
         # then hangs or aborts in gloo's threads (with or without destroy_process_group), after the test's work.

@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from renderhelpers import ROOT, run_cli
+from renderhelpers import ROOT
+from typer.testing import CliRunner
 
+from ctcdoctor.cli import app
 from ctcdoctor.findings import Report, Severity
 from ctcdoctor.render.from_json import report_from_json
 
@@ -51,12 +54,18 @@ class Run:
 
 
 def _run(spec: str, cwd: Path, spec_file: Path) -> Run:
-    done = run_cli(["check", spec, "--format", "json"], cwd)
-    assert done.returncode in (0, 1), done.stderr
+    """The command in this process (CliRunner), from `cwd`, without GitHub's variables: these tests are about the
+    report, and importing torch once more per run cost seconds each; the installed script's own process is tested
+    where it is the point (test_cli_on_github_actions_keeps_stdout_json, test_ci_recipes, test_precommit_hooks)."""
+    unset = {key: None for key in os.environ if key.startswith("GITHUB_")}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(cwd)
+        done = CliRunner().invoke(app, ["check", spec, "--format", "json"], env=unset)
+    assert done.exit_code in (0, 1), done.output
     document = json.loads(done.stdout)  # stdout is the JSON document alone
     # examples/broken/pyproject.toml sets fail-on = "warning"; elsewhere the default is error.
     fail_on = Severity.WARNING if spec_file.parent == ROOT / "examples" / "broken" else Severity.ERROR
-    return Run(done.returncode, document, report_from_json(document), cwd, spec_file, fail_on)
+    return Run(done.exit_code, document, report_from_json(document), cwd, spec_file, fail_on)
 
 
 @pytest.fixture(scope="session")
