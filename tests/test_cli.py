@@ -225,24 +225,31 @@ def test_a_folder_as_the_spec_is_named_as_a_folder(tmp_path):
     assert named.exit_code == 2 and "mypkg/__init__.py" in named.output and "`mypkg:build`" in named.output
 
 
-def _imported_after(argv: list[str]) -> set[str]:
+LABELS = ["labels", "examples/labels/gt.txt", "--alphabet", "@examples/labels/alphabet.txt"]
+LIGHT = [["--help"], ["explain", "CTC001"], ["check", "--help"], ["codes"], LABELS, [*LABELS, "--select", "CTC09", "--format", "json"]]
+
+
+@pytest.fixture(scope="module")
+def torch_after_each() -> list[str]:
+    """One fresh interpreter runs the LIGHT commands in turn through the app and says after each whether torch is
+    imported (one interpreter start for all, not one each). The first command that imports it shows TORCH, those
+    before it NO-TORCH: the first failing test names it."""
     code = (
         "import sys\nfrom ctcdoctor.cli import app\n"
-        f"sys.argv = ['ctcdoctor', *{argv!r}]\n"
-        "try:\n    app()\nexcept SystemExit:\n    pass\n"
-        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', file=sys.stderr)\n"
+        f"for argv in {LIGHT!r}:\n"
+        "    sys.argv = ['ctcdoctor', *argv]\n"
+        "    try:\n        app()\n    except SystemExit:\n        pass\n"
+        "    print('@@', 'TORCH' if 'torch' in sys.modules else 'NO-TORCH', file=sys.stderr)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
-    return done.stderr
+    marks = [line.split()[1] for line in done.stderr.splitlines() if line.startswith("@@ ")]
+    assert len(marks) == len(LIGHT), done.stdout[-2000:] + done.stderr[-2000:]
+    return marks
 
 
-LABELS = ["labels", "examples/labels/gt.txt", "--alphabet", "@examples/labels/alphabet.txt"]
-
-
-@pytest.mark.parametrize("argv", [["--help"], ["explain", "CTC001"], ["check", "--help"], ["codes"], LABELS,
-                                  [*LABELS, "--select", "CTC09", "--format", "json"]])
-def test_help_explain_codes_and_labels_do_not_import_torch(argv):
-    assert "NO-TORCH" in _imported_after(argv)
+@pytest.mark.parametrize("index", range(len(LIGHT)), ids=[" ".join(argv)[:40] for argv in LIGHT])
+def test_help_explain_codes_and_labels_do_not_import_torch(torch_after_each, index):
+    assert torch_after_each[index] == "NO-TORCH", LIGHT[index]
 
 
 def test_console_script_from_another_directory(tmp_path, user_module):
