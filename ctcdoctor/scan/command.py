@@ -3,6 +3,7 @@ manifest) or merge parts into one state, and make the report. The command module
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,16 @@ class Request:
             raise UserInputError(f"--shard {self.shard} does not split a --manifest scan: the manifest is read whole",
                                  "Drop --shard: a manifest scan reads no batches and needs no shards (millions of lines take "
                                  "seconds).")
+        if self.rate is not None and not (self.rate > 0 and math.isfinite(self.rate)):
+            raise UserInputError(f"--rate {self.rate:g} is not a rate: it must be input steps per second, > 0",
+                                 "Pass e.g. --rate 100 for 10 ms features or --rate 16000 for raw 16 kHz audio.")
+        if self.manifest is not None and self.rate is not None and self.frames is not None:
+            # --rate only scales L for Setup.output_lengths; next to --frames it would change nothing but
+            # the report's input steps, and a user who gave both expects it to change the frames.
+            raise UserInputError(f"--rate {self.rate:g} and --frames together: --frames takes L as the manifest gives it "
+                                 "(seconds for a duration), and --rate only converts L for the spec's Setup.output_lengths",
+                                 "Drop --rate and write the rate into the expression (e.g. --frames 'floor(L * 100) // 4 + 1'), "
+                                 "or drop --frames to use Setup.output_lengths with --rate.")
         if self.manifest is None:
             for name, value in (("--frames", self.frames), ("--rate", self.rate), ("--clean-manifest", self.clean_manifest),
                                 ("--alphabet", self.alphabet), ("--blank", self.blank), ("--length-key", self.length_key)):
