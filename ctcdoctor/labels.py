@@ -220,18 +220,22 @@ HEADER_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_ .-]*")
 def _header(first: str, file: str) -> tuple[str, str] | None:
     """(what it is, how to convert it) when the first line is a header row naming a path and a text column."""
     tab = "\t" in first
-    names = [name.strip().strip('"').lower() for name in first.split("\t" if tab else ",")]
-    if len(names) < 2 or not all(HEADER_FIELD.fullmatch(name) for name in names):
+    spaced = not tab and "," not in first  # `path text` lists: only the two names, e.g. "filename text"
+    names = [name.strip().strip('"').lower() for name in (first.split() if spaced else first.split("\t" if tab else ","))]
+    if len(names) < 2 or not all(HEADER_FIELD.fullmatch(name) for name in names) or (spaced and len(names) != 2):
         return None
     path = next((names.index(name) for name in PATH_NAMES if name in names), None)
     text = next((names.index(name) for name in TEXT_NAMES if name in names), None)
     if path is None or text is None:
         return None
+    out = str(Path(file).with_suffix(".labels.txt" if spaced else ".labels.tsv")) if file else "labels.tsv"
+    if spaced:
+        return (f"path text lines under a header row ({first.strip()})",
+                f"Drop the header row: tail -n +2 {file or 'FILE'} > {out}")
     kind = ("a Common Voice TSV" if {"client_id", "path", "sentence"} <= set(names)
             else "a DeepSpeech CSV" if {"wav_filename", "transcript"} <= set(names)
             else f"a {'TSV' if tab else 'CSV'} table")
     what = f"{kind}: a header row ({', '.join(names[:6])}{', …' if len(names) > 6 else ''}) and {len(names)} columns"
-    out = str(Path(file).with_suffix(".labels.tsv")) if file else "labels.tsv"
     if tab:
         how = f"tail -n +2 {file or 'FILE'} | cut -f{path + 1},{text + 1} > {out}"
     else:
@@ -284,8 +288,9 @@ def refuse_unreadable(data: bytes, parsed: LabelFile, file: str) -> None:
                              "Pass the label file with its labels (one path<TAB>text per line); an empty one checks nothing.")
     found = foreign_format(parsed.head, file)
     if found is not None:
-        raise UserInputError(f"{where}: looks like {found[0]}, a format `ctcdoctor labels` does not read "
-                             "(it reads path<TAB>text, path<TAB>width<TAB>text, ICDAR path, \"text\" and path text per line)",
+        raise UserInputError(f"{where}: looks like {found[0]}, which `ctcdoctor labels` would misread "
+                             "(it reads path<TAB>text, path<TAB>width<TAB>text, ICDAR path, \"text\" and path text per line, "
+                             "no header)",
                              found[1])
 
 
