@@ -178,8 +178,12 @@ def run_scan(request, how: Emit) -> int:  # noqa: ANN001 - a scan.command.Reques
     from ctcdoctor.scan.distributed import detect_world
     from ctcdoctor.scan.sources import Shard, parse_shard
 
-    world = detect_world() if not request.merging else None
+    world = detect_world()
     try:
+        if world is not None and request.merging:
+            # Every rank would merge the same parts and write the same --output and --drop-list files at once.
+            raise UserInputError("scan merge runs in one process, not under torchrun",
+                                 "Run it without torchrun: ctcdoctor scan merge part*.json")
         settings = _prepare(request, how, world is not None)
     except UserInputError:
         if world is not None and world.rank != 0:
