@@ -4,7 +4,7 @@ from __future__ import annotations
 from math import prod
 from typing import TYPE_CHECKING, Any
 
-from ctcdoctor.registry import SkipCheck, check, finding
+from ctcdoctor.registry import SkipCheck, check, document, finding
 from ctcdoctor.render.phrases import numbered, of_total, plural
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -370,6 +370,27 @@ def tight_length_budget(targets: TargetTable, output_lengths: OutputLengths,
         evidence.update(lengths_source=judged.source, declared_disagree=model_frames.who,
                         measured_formula=model_frames.formula)
     return [finding("CTC002", message, tight_hint(_downsampling_ratio(targets, judged)), evidence)]
+
+
+document(
+    "CTC006",
+    "warning",
+    "manifest durations look like sample counts, not seconds",
+    """
+    **What it means.** `scan --manifest` read a `duration` field, and most of the durations
+    are over 10 minutes: sample counts (16,000 per second of 16 kHz audio) or milliseconds
+    written where NeMo-style manifests hold seconds. The output lengths computed from them are
+    then thousands of times too long, so every sample looks easy to align and infeasible
+    ones (CTC001) go unseen: "no problems found" would be wrong.
+
+    **Example.** `warning CTC006 2 of 2 durations are over 600 s (largest 32,000, at line 1):
+    sample counts rather than seconds?`
+
+    **Fix.** Write the durations in seconds (divide by the sample rate), or pass
+    `--length-key` with a field that holds seconds; with `--frames`, write the conversion into
+    the expression (e.g. `floor(L / 16000 * 100) // 4 + 1`).
+    """,
+)
 
 
 @check("CTC003", "error", "output lengths unknown or inconsistent with the output tensor")

@@ -324,6 +324,18 @@ def test_the_plot_shows_a_handful_of_unalignable_samples_among_thousands(tmp_pat
 
 
 def test_durations_that_look_like_sample_counts_get_a_warning(tmp_path):
+    """A finding (CTC006) in the report and the JSON, not a status line under "no problems found"."""
     path = manifest(tmp_path, '{"duration": 16000, "text": "hello"}', '{"duration": 32000, "text": "hi"}')
-    code, _, err = invoke("scan", "--manifest", str(path), "-a", LETTERS, "--frames", "L * 100 // 4")
-    assert code == 0 and "warning: 2 of 2 durations are over 600 s: sample counts rather than seconds?" in err
+    code, out, err = invoke("scan", "--manifest", str(path), "-a", LETTERS, "--frames", "L * 100 // 4")
+    assert code == 0, out + err
+    assert "CTC006" in out and "2 of 2 durations are over 600 s (largest 32,000, at line 2): sample counts" in out
+    assert "no problems found" not in out
+    code, out, _ = invoke("scan", "--manifest", str(path), "-a", LETTERS, "--frames", "L * 100 // 4", "--format", "json",
+                          "--fail-on", "warning")
+    found = [item for item in json.loads(out)["findings"] if item["code"] == "CTC006"]
+    assert code == 1 and found[0]["severity"] == "warning" and found[0]["evidence"]["count"] == 2
+    code, out, _ = invoke("scan", "--manifest", str(path), "-a", LETTERS, "--frames", "L * 100 // 4", "--ignore", "CTC006")
+    assert code == 0 and "CTC006" not in out
+    seconds = manifest(tmp_path, '{"duration": 1.0, "text": "hello"}', '{"duration": 700, "text": "hi"}', name="s.jsonl")
+    code, out, _ = invoke("scan", "--manifest", str(seconds), "-a", LETTERS, "--frames", "L * 100 // 4")
+    assert "CTC006" not in out  # one long recording of two is not "most"

@@ -162,7 +162,6 @@ def _status_line(state, how: Emit) -> None:  # noqa: ANN001 - ScanState, importe
     read = f"in {batches}" if state.reader == "loader" else f"({state.reader.replace('_', ' ')}, labels only)"
     parts = f" from {state.parts} parts" if state.parts > 1 else ""
     stopped = f"; {state.stopped}" if state.stopped else ""
-    stopped += f"\nwarning: {state.extra['note']}" if state.extra.get("note") else ""
     stderr_console().print(
         f"scanned {summary.samples:,} {'sample' if summary.samples == 1 else 'samples'} {read}{parts} in {state.seconds:.2f} s; "
         f"{lengths_status(state.source, state.detail, state.rejected)}{stopped}",

@@ -153,6 +153,7 @@ def manifest_state(request: Any, settings: Settings, on_samples: Callable[[int],
         encoder = Encoder(alphabet, blank)
         frames_of, detail = _frames_function(request, setup)
         summary, long_ones = Summary(worst_count=max(request.worst, 10)), 0
+        longest, longest_line = float("-inf"), ""
         for columns in manifest_columns(request.manifest, request.length_key, request.text_key, request.max_samples):
             with doing(f"scanning records {columns.first:,}-{columns.first + columns.size - 1:,} of {request.manifest}"):
                 kept, labels = encode_columns(columns, encoder)
@@ -164,14 +165,17 @@ def manifest_state(request: Any, settings: Settings, on_samples: Callable[[int],
                     on_chunk(chunk, frames, num_classes, blank)
             if on_samples is not None:
                 on_samples(columns.size)
-            long_ones += int((columns.lengths["L"] > LONGEST_SECONDS).sum()) if columns.length_key == "duration" else 0
+            if columns.length_key == "duration":
+                long_ones += int((columns.lengths["L"] > LONGEST_SECONDS).sum())
+                if columns.size and float(columns.lengths["L"].max()) > longest:
+                    row = int(np.argmax(columns.lengths["L"]))
+                    longest, longest_line = float(columns.lengths["L"][row]), _place(columns, row)
     if summary.samples == 0:
         raise _no_records(request.manifest)
     extra: dict[str, Any] = {"manifest": str(request.manifest), "unknown_symbols": unknown_symbols(summary)}
     if 2 * long_ones > summary.samples:
-        extra["note"] = (f"{long_ones:,} of {summary.samples:,} durations are over {LONGEST_SECONDS:,} s: sample counts "
-                         "rather than seconds? Convert them to seconds (e.g. / 16000), or pass --length-key with a field "
-                         "that holds seconds")
+        extra["long_durations"] = {"count": long_ones, "total": summary.samples, "above_seconds": LONGEST_SECONDS,
+                                   "largest": longest, "where": longest_line}
     return ScanState(str(request.manifest), summary, "manifest", detail, blank=blank, alphabet=alphabet, reader="manifest",
                      seconds=time.perf_counter() - started, extra=extra)
 

@@ -185,6 +185,22 @@ def inconsistent_output_lengths(model_checks: list[dict[str, Any]]) -> list[Find
     return [_finding(item) for item in model_checks]
 
 
+def sample_count_durations(found: dict[str, Any]) -> Finding:
+    """CTC006: most durations of a manifest are too long to be seconds (found by `scan.metadata.manifest_state`)."""
+    from ctcdoctor.registry import finding
+
+    count, total, above = found["count"], found["total"], found["above_seconds"]
+    return finding(
+        "CTC006",
+        f"{count:,} of {total:,} durations are over {above:,} s (largest {found['largest']:,.10g}, at {found['where']}): "
+        "sample counts rather than seconds? The output lengths computed from them would be thousands of times too long, "
+        "and samples CTC cannot align would go unseen.",
+        "Write the durations in seconds (e.g. divide by 16000 for 16 kHz audio), or pass --length-key with a field that "
+        "holds seconds; with --frames, put the conversion in the expression (e.g. 'floor(L / 16000 * 100) // 4 + 1').",
+        dict(found),
+    )
+
+
 def _context(state: ScanState) -> Context:
     lengths = _Lengths(state.source, state.detail, state.time_strides, state.stride, state.uncovered or "")
     context = Context(None, Options(), {"scan": state.judged_summary, "blank": state.blank, "alphabet": state.alphabet,  # type: ignore[arg-type]
@@ -224,6 +240,9 @@ def judge(state: ScanState, settings: Settings, worst: int = 10) -> tuple[list[F
     chosen = [dataclasses.replace(known[code], check=replaced[code]) for code in codes
               if (not settings.select or matches(code, settings.select)) and not (settings.ignore and matches(code, settings.ignore))]
     findings, results = run_checks(_context(state), chosen)
+    long_durations = state.extra.get("long_durations")
+    if long_durations and (not settings.select or matches("CTC006", settings.select)):
+        findings.append(sample_count_durations(long_durations))
     findings = apply_ignore(findings, settings.ignore)
     return list(sort_findings(findings)), results, scan_result(state, worst)
 
