@@ -119,6 +119,8 @@ def overfit(
 
 def _options(flags: dict[str, Any], settings: Any) -> Any:
     """OverfitOptions from the flags and the settings; every value that cannot train is exit 2 here, before loading."""
+    import math
+
     from ctcdoctor.errors import UserInputError
     from ctcdoctor.load.samples import parse_samples
     from ctcdoctor.overfit.extend import budget
@@ -128,6 +130,10 @@ def _options(flags: dict[str, Any], settings: Any) -> Any:
     alpha = flags["alpha"]
     if alpha is not None and not 0.0 < alpha < 1.0:
         raise UserInputError(f"--alpha {alpha}: must lie in (0, 1)", "Try --alpha 0.5 (half the frames non-blank).")
+    if not math.isfinite(flags["gamma"]):  # typer's min=0 lets inf (and NaN) through
+        raise UserInputError(f"--gamma {flags['gamma']}: must be a finite number >= 0 (the exponent of the key-frame "
+                             "weight)", "Try --gamma 1 (weight each frame by its distance from its target), or --gamma 0 "
+                             "for plain CTC.")
     chosen = parse_samples(flags["samples"], default=(flags["sample"],), limit=MAX_SAMPLES)
     options = OverfitOptions(
         samples=chosen, **budget(flags["steps"]), lr=flags["lr"], alpha=alpha, gamma=flags["gamma"],
