@@ -6,6 +6,7 @@ from typer.testing import CliRunner
 
 from ctcdoctor.cli import app
 
+
 def test_an_infinite_gamma_is_a_usage_error_before_loading(tmp_path):
     spec = tmp_path / "spec.py"
     spec.write_text("raise SystemExit('the spec must not be loaded')\ndef build():\n    pass\n", encoding="utf-8")
