@@ -23,18 +23,27 @@ def _show(*renderables: RenderableType) -> None:
         silence_stdout()
 
 
-def explain(code: Annotated[str, typer.Argument(help="A finding code such as CTC001.", show_default=False)]) -> None:
-    """Print the documentation of a finding code."""
+def explain(codes: Annotated[list[str], typer.Argument(help="Finding codes such as CTC001 (several: one after another).",
+                                                       show_default=False, metavar="CODE")]) -> None:
+    """Print the documentation of one or more finding codes."""
     from rich.markdown import Markdown
 
     from ctcdoctor.registry import all_codes, get_code
 
-    info = get_code(_as_code(code))
-    if info is None:
+    found = [(code, get_code(_as_code(code))) for code in codes]
+    unknown = [code for code, info in found if info is None]
+    if unknown:  # said before any page, so that an error is not lost above them
         known = ", ".join(item.code for item in all_codes())
-        fail(f"unknown code {code!r}", f"Known codes: {known}.")
+        what = f"unknown code {unknown[0]!r}" if len(unknown) == 1 else f"unknown codes {', '.join(map(repr, unknown))}"
+        fail(what, f"Known codes: {known}.")
         return
-    _show(f"[bold]{info.code}[/] ({info.severity.value}) — {escape(info.title)}\n", Markdown(info.doc))
+    pages: list[RenderableType] = []
+    for number, (_, info) in enumerate(found):
+        assert info is not None
+        if number:
+            pages.append("")  # a blank line: in a pipe the console is unbounded, and a rule would be too
+        pages += [f"[bold]{info.code}[/] ({info.severity.value}) — {escape(info.title)}\n", Markdown(info.doc)]
+    _show(*pages)
 
 
 def _as_code(text: str) -> str:

@@ -18,7 +18,7 @@ def labels(
     files: Annotated[
         list[Path],
         typer.Argument(
-            help='Label files: `path<TAB>text`, ICDAR `path, "text"`, or `path text` per line.', show_default=False, metavar="FILE..."
+            help='Label files: `path<TAB>text`, ICDAR `path, "text"`, or `path text` per line.', show_default=False, metavar="FILE"
         ),
     ],
     alphabet: Annotated[
