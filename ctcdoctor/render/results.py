@@ -242,7 +242,7 @@ def simulate(result: dict[str, Any], every: int | None = None) -> RenderableType
             decoded = metrics["decoded"] if isinstance(metrics["decoded"], str) else " ".join(map(str, metrics["decoded"]))
             table.add_row(
                 str(metrics["step"]), f"{metrics['loss']:.3f}", f"{metrics['blank_ratio']:.2f}", f"{metrics['nonblank_mass']:.2f}",
-                f"{metrics['spike_width']:.2f}", f"{metrics['peak_prob']:.2f}", f"{metrics['entropy']:.2f}", escape(repr(decoded)),
+                _spike_width(metrics), f"{metrics['peak_prob']:.2f}", f"{metrics['entropy']:.2f}", escape(repr(decoded)),
             )
     first = result["first_correct_step"]
     verdict = Text(
@@ -253,6 +253,12 @@ def simulate(result: dict[str, Any], every: int | None = None) -> RenderableType
     if result.get("plot"):
         parts.append(Text(f"figure written to {result['plot']}", style="dim"))
     return Group(*parts)
+
+
+def _spike_width(metrics: dict[str, Any]) -> str:
+    """The mean width of the non-blank runs; a step where blank wins every frame has no run, and no width ("—"),
+    though the metrics carry 0.0 for it."""
+    return "—" if metrics["blank_ratio"] >= 1.0 else f"{metrics['spike_width']:.2f}"
 
 
 def logs(result: dict[str, Any], every: int | None = None) -> RenderableType:
