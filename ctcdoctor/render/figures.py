@@ -75,11 +75,6 @@ def frame_curve(ax: Any, values: Any, colour: Any, style: Any, width: float, lab
         ax.fill_between(frames, values, where=wins, step="mid", color=colour, alpha=0.45, linewidth=0)
 
 
-def short(text: str, most: int = 24) -> str:
-    """A decode for a title: cut with the count when long (a step-0 decode of 200 frames would cross the figure)."""
-    return text if len(text) <= most else f"{text[:most - 1]}… ({len(text)} symbols)"
-
-
 def symbol_list(symbols: list[str] | tuple[str, ...]) -> str:
     """Symbols for a title: joined as text when each is one character, space-separated otherwise
     ("dinner", but "▁the ca t" would misread for word pieces: "'▁the' 'ca' 't'")."""
