@@ -5,17 +5,24 @@ A module of its own (not conftest.py): several test folders have a conftest, and
 """
 from __future__ import annotations
 
+import contextlib
+import gc
+import io
 import json
+import os
+import runpy
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import torch
 from torch import nn
 
 from ctcdoctor import Setup
 from ctcdoctor.engine import Context, Options, run_checks
-from ctcdoctor.load.state import CHECK_THREADS, torch_threads
+from ctcdoctor.load.state import CHECK_THREADS, seeded, torch_threads
 from ctcdoctor.registry import select_checks as select
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,3 +120,46 @@ def invoke_text_and_json(args: list[str], **kwargs: Any) -> tuple[Any, dict | No
         result = CliRunner().invoke(app, [*args, "--output", str(path)], **kwargs)
         document = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
     return result, document
+
+
+@contextlib.contextmanager
+def _working_directory(folder: Path):
+    previous = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def run_script(path: Path, *args: str) -> tuple[int, str, str]:
+    """`python PATH ARGS` from the repository root, run in this process: the script runs as `__main__` with its own
+    sys.argv and its folder first on sys.path, as the interpreter starts it, and its exit code is read from SystemExit
+    (a message is exit 1, as the interpreter makes it). Returns (exit code, stdout, stderr); an exception it raises
+    fails the test with its traceback. For scripts whose subject is not a fresh process (the benchmarks): a launch
+    costs an interpreter and a torch import, seconds each on the CI machine. What a script may change in this
+    process is put back: the environment, sys.argv, sys.path, the working directory, torch's thread count, the random
+    states (torch, numpy, random), and the modules it imported from its own folder. The test process's own objects are
+    frozen out of the garbage collector meanwhile, so a gc.collect() in the script walks the script's objects, as in
+    its own process, not the whole test session's (ctc_cpu.py collects before each memory probe)."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    modules = set(sys.modules)
+    code: int | str | None = None
+    gc.freeze()
+    try:
+        with mock.patch.dict(os.environ), mock.patch.object(sys, "argv", [str(path), *args]), \
+                mock.patch.object(sys, "path", [str(path.parent), *sys.path]), _working_directory(ROOT), \
+                seeded(None), torch_threads(None), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                runpy.run_path(str(path), run_name="__main__")
+            except SystemExit as stop:
+                code = stop.code
+    finally:
+        gc.unfreeze()
+        for name in set(sys.modules) - modules:
+            if str(getattr(sys.modules[name], "__file__", None) or "").startswith(str(path.parent) + os.sep):
+                del sys.modules[name]
+    if isinstance(code, str):
+        stderr.write(code)
+        code = 1
+    return (0 if code is None else int(code)), stdout.getvalue(), stderr.getvalue()

@@ -1,4 +1,8 @@
-"""The benchmark scripts still run (tiny sizes): a benchmark that rots is found here, not in a release."""
+"""The benchmark scripts still run (tiny sizes): a benchmark that rots is found here, not in a release.
+
+Each runs as `__main__` in this process (ctchelpers.run_script): a fresh interpreter would cost a torch import per
+script. check_time.py is the exception: what it measures is fresh processes, and it sets the check's thread count
+for good, so it keeps its own process."""
 from __future__ import annotations
 
 import subprocess
@@ -6,7 +10,7 @@ import sys
 
 import pytest
 
-from ctchelpers import ROOT
+from ctchelpers import ROOT, run_script
 
 RUNS = {
     "scan.py": (["--samples", "3000", "--rounds", "1"], "ratio loop / vectorised"),
@@ -20,13 +24,15 @@ RUNS = {
 
 @pytest.mark.parametrize("script", sorted(RUNS))
 def test_benchmark_runs_and_prints_a_ratio(script):
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), *RUNS[script][0]],
-        capture_output=True, text=True, cwd=ROOT, timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    path, args = ROOT / "benchmarks" / script, RUNS[script][0]
+    if script == "check_time.py":
+        done = subprocess.run([sys.executable, str(path), *args], capture_output=True, text=True, cwd=ROOT, timeout=300)
+        code, stdout, stderr = done.returncode, done.stdout, done.stderr
+    else:
+        code, stdout, stderr = run_script(path, *args)
+    assert code == 0, stderr[-2000:]
     import torch
 
     if script == "ctc_gpu.py" and torch.cuda.is_available():
         return  # measured for real on a GPU; here only that it runs
-    assert RUNS[script][1] in done.stdout
+    assert RUNS[script][1] in stdout

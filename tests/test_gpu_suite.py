@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import ast
 import json
-import subprocess
-import sys
 
-from ctchelpers import ROOT
+from ctchelpers import ROOT, run_script
 
 SCRIPT = ROOT / "benchmarks" / "gpu_suite.py"
 
@@ -20,11 +18,11 @@ def test_docstring_starts_with_the_command_to_run():
 
 def test_dry_run_goes_through_every_step(tmp_path):
     out = tmp_path / "suite.json"
-    done = subprocess.run([sys.executable, str(SCRIPT), "--dry-run", "--out", str(out)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "1/2 CUDA kernel tests: tests/kernels/test_triton_ctc_cuda.py" in done.stdout
-    assert "2/2 forward+backward timings" in done.stdout
+    # in this process (the script's own pytest run of the CUDA tests still gets a process of its own)
+    code, stdout, stderr = run_script(SCRIPT, "--dry-run", "--out", str(out))
+    assert code == 0, stdout[-2000:] + stderr[-2000:]
+    assert "1/2 CUDA kernel tests: tests/kernels/test_triton_ctc_cuda.py" in stdout
+    assert "2/2 forward+backward timings" in stdout
     report = json.loads(out.read_text())
     assert report["dry_run"] is True and report["tests"]["returncode"] == 0
     kinds = [row["kind"] for row in report["rows"]]
