@@ -16,8 +16,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 BLANK_COLOUR = "0.45"
 """The blank is always grey; no label colour is grey (see `label_colour`)."""
-LINE_STYLES = ("-", (0, (4, 1.5)), (0, (1, 1)), (0, (4, 1.5, 1, 1.5)))
-"""Past 20 labels the colours repeat with another dash pattern, so 80 classes stay distinguishable."""
+MARKERS = (None, "o", "s", "^")
+"""Past 18 labels the colours repeat with a marker on the frames each label wins, one marker per round of the
+palette, so 72 classes stay distinguishable. Not a dash pattern: in every figure a dashed line is a target."""
 
 
 def new_figure(width: float, height: float, rows: int = 1, cols: int = 1, **subplots: Any) -> tuple[Figure, Any]:
@@ -32,12 +33,12 @@ def new_figure(width: float, height: float, rows: int = 1, cols: int = 1, **subp
     return figure, axes
 
 
-def label_colour(index: int) -> tuple[Any, Any]:
-    """(colour, line style) of the `index`-th non-blank class shown (0-based).
+def label_colour(index: int) -> tuple[Any, str | None]:
+    """(colour, marker or None) of the `index`-th non-blank class shown (0-based); its output is a solid line.
 
     The nine saturated tab10 colours first (neighbouring labels differ in hue, not shade), then
     their nine light tab20 twins; never tab's grey, which is the blank's. Past 18 labels the
-    colours repeat with another dash pattern.
+    colours repeat with a marker (`MARKERS`; see `mark_wins`).
     """
     import matplotlib
 
@@ -45,7 +46,17 @@ def label_colour(index: int) -> tuple[Any, Any]:
     strong = [tab20[2 * hue] for hue in range(10) if hue != 7]  # hue 7 is grey
     light = [tab20[2 * hue + 1] for hue in range(10) if hue != 7]
     palette = strong + light
-    return palette[index % len(palette)], LINE_STYLES[(index // len(palette)) % len(LINE_STYLES)]
+    return palette[index % len(palette)], MARKERS[(index // len(palette)) % len(MARKERS)]
+
+
+def mark_wins(line: Any, values: Any, marker: str) -> Any:
+    """Put `marker` on the frames where the class wins (p > 0.5: its spikes) of an output line; returns a plain
+    marked line for the legend (a legend entry cannot take the curve's per-frame marker positions)."""
+    from matplotlib.lines import Line2D
+
+    wins = [t for t, value in enumerate(list(values)) if value > 0.5]
+    line.set(marker=marker, markevery=wins, markersize=5)
+    return Line2D([], [], color=line.get_color(), linewidth=line.get_linewidth(), marker=marker, markersize=5)
 
 
 MANY_FRAMES = 60

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from ctcdoctor.render.figures import BLANK_COLOUR, frame_curve, integer_ticks, label_colour, new_figure
+from ctcdoctor.render.figures import BLANK_COLOUR, frame_curve, integer_ticks, label_colour, mark_wins, new_figure
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -114,13 +114,18 @@ def _frames(bottom: Any, result: Any) -> None:
     x = list(range(count))
     groups = identical_columns(frames.probs)
     for column, name in enumerate(frames.names):
-        colour, style = (BLANK_COLOUR, "-") if column == 0 else label_colour(column - 1)
+        colour, marker = (BLANK_COLOUR, None) if column == 0 else label_colour(column - 1)
         group = next(group for group in groups if column in group)
         if column == group[0]:
             values = [row[column] for row in frames.probs]
             if len(group) == 1:
                 shown = "blank" if column == 0 else f"'{name}'"
-                frame_curve(bottom, values, colour, style, 1.6, label=f"{shown} output", fill=column != 0)
+                frame_curve(bottom, values, colour, "-", 1.6, label=None if marker else f"{shown} output",
+                            fill=column != 0)
+                if marker is not None:  # past 18 labels: a repeated colour, told apart by a marker on its spikes
+                    proxy = mark_wins(bottom.get_lines()[-1], values, marker)
+                    bottom.plot([], [], color=colour, linewidth=proxy.get_linewidth(), marker=marker, markersize=5,
+                                label=f"{shown} output")
             else:  # equal on every frame (a dead head: all uniform): one line naming them all, not one hiding the rest
                 names = ", ".join("blank" if k == 0 else f"'{frames.names[k]}'" for k in group)
                 frame_curve(bottom, values, "black", "-", 2.4, label=f"{names} outputs, all equal ({_level(values)})")

@@ -5,16 +5,13 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ctcdoctor.render.figures import BLANK_COLOUR, LINE_STYLES, frame_curve, integer_ticks, label_colour, new_figure, symbol_list
+from ctcdoctor.render.figures import BLANK_COLOUR, frame_curve, integer_ticks, label_colour, mark_wins, new_figure, symbol_list
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
     from ctcdoctor.simulate import SimulationResult
 
-MARKERS = (None, "o", "s", "^")
-"""Where `label_colour` repeats its colours (past 18 labels, with a dash pattern), the outputs stay solid and carry
-these markers instead, one per round of the palette: here dashed means target, and a dashed output would read as one."""
 ONE_COLUMN = 10
 """Legend entries (the blank and nine labels) that one column beside the last panel holds; more take columns
 beside the top-right panel, and the figure grows to the right to hold them, the panels keeping their size."""
@@ -74,16 +71,11 @@ def _curves(a: Any, result: SimulationResult, snap: Any, shown: list[int]) -> li
     frames = range(result.frames)
     outputs = []
     for position, k in enumerate(shown):
-        colour, style = (BLANK_COLOUR, "-") if k == 0 else label_colour(position - 1)
-        marker = MARKERS[LINE_STYLES.index(style) % len(MARKERS)] if style in LINE_STYLES else None
+        colour, marker = (BLANK_COLOUR, None) if k == 0 else label_colour(position - 1)
         frame_curve(a, snap.outputs[:, k], colour, "-", 1.6, label=result.class_names[k], fill=k != 0)
         line = a.get_lines()[-1]
-        if marker is not None:  # on the frames the class wins (its spikes); the legend gets a marked line of its own
-            from matplotlib.lines import Line2D
-
-            wins = [t for t, value in enumerate(snap.outputs[:, k].tolist()) if value > 0.5]
-            line.set(marker=marker, markevery=wins, markersize=5)
-            line = Line2D([], [], color=colour, linewidth=1.6, marker=marker, markersize=5)
+        if marker is not None:  # past 18 labels: a repeated colour, told apart by a marker on its spikes
+            line = mark_wins(line, snap.outputs[:, k].tolist(), marker)
         outputs.append(line)
         a.plot(frames, snap.target[:, k], color=colour, lw=1.2, ls="--")
     return outputs
