@@ -7,6 +7,7 @@ import editdistance
 import torch
 
 from ctcdoctor.ctc._args import Lengths, check_log_probs
+from ctcdoctor.ctc._eager import eager_under_compile
 
 Symbols = str | Sequence[str]
 
@@ -19,6 +20,7 @@ def _to_tnc(log_probs: torch.Tensor, layout: str) -> torch.Tensor:
     return log_probs.transpose(0, 1) if layout == "NTC" else log_probs
 
 
+@eager_under_compile
 def greedy_decode(
     log_probs: torch.Tensor,
     output_lengths: Lengths | None = None,

@@ -30,6 +30,7 @@ from ctcdoctor.ctc._args import (
     normalise,
     refuse_blank_labels,
 )
+from ctcdoctor.ctc._eager import eager_under_compile, user_stacklevel
 from ctcdoctor.ctc.dispatch import PrecomputedCTC, kernel_path, triton_ctc_loss
 from ctcdoctor.ctc.fast_cpu import FastModifiedCTC
 from ctcdoctor.ctc.modified import modified_gradient
@@ -55,6 +56,7 @@ def _check_options(reduction: str, alpha: float | None, gamma: float) -> None:
         raise ValueError(f"gamma={gamma!r} must be a finite number >= 0 (0 disables key-frame weighting)")
 
 
+@eager_under_compile
 def ctc_loss(
     log_probs: torch.Tensor,
     targets: torch.Tensor,
@@ -85,7 +87,7 @@ def ctc_loss(
         refuse_blank_labels(args)
     elif args.blank_labels:
         warnings.warn(blank_label_message(args) + " (F.ctc_loss's gradient is wrong there too)",
-                      BlankLabelWarning, stacklevel=2)
+                      BlankLabelWarning, stacklevel=user_stacklevel())
     T, N, _ = args.log_probs.shape
     if kernel_path(args.log_probs) == "triton":
         out = triton_ctc_loss(args, reduction, zero_infinity, alpha, float(gamma))

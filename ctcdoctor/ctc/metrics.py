@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from ctcdoctor.ctc._args import Lengths, check_log_probs, frame_mask
+from ctcdoctor.ctc._eager import eager_under_compile
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Spikiness:
         return asdict(self)
 
 
+@eager_under_compile
 def spikiness(
     log_probs: torch.Tensor,
     output_lengths: Lengths | None = None,

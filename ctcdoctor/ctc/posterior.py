@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ctcdoctor.ctc._args import CTCArgs, Lengths, normalise, refuse_blank_labels
+from ctcdoctor.ctc._eager import eager_under_compile, user_stacklevel
 from ctcdoctor.ctc.occupancy import (
     SubsetOccupancy,
     full_occupancy,
@@ -33,7 +34,7 @@ def _warn_infeasible(infeasible: np.ndarray, args: CTCArgs) -> None:
         f"indices [{shown}]; e.g. sample {n} has {int(args.input_lengths[n])} frames for "
         f"{int(args.target_lengths[n])} labels. Their posterior rows are NaN.",
         InfeasibleSampleWarning,
-        stacklevel=3,
+        stacklevel=user_stacklevel(),
     )
 
 
@@ -57,6 +58,7 @@ def _empty(args: CTCArgs) -> torch.Tensor:
     return full.squeeze(1) if args.unbatched else full
 
 
+@eager_under_compile
 def posterior(
     log_probs: torch.Tensor,
     targets: torch.Tensor,
@@ -88,6 +90,7 @@ def posterior(
     return _finish(sub, args, sub.occ)
 
 
+@eager_under_compile
 def pseudo_ground_truth(
     log_probs: torch.Tensor,
     targets: torch.Tensor,
