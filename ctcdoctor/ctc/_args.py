@@ -6,7 +6,8 @@ lengths and targets, which are tiny next to log_probs, so they cost microseconds
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import operator
+from collections.abc import Sequence, Sized
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,10 +43,17 @@ class CTCArgs:
     blank_labels: tuple[tuple[int, int], ...] = ()
 
 
+_TARGETS_FIX = "pass a padded (N, S) LongTensor, or torch.cat of the label tensors with target_lengths"
+
+
 def _as_lengths(x: Lengths, name: str) -> torch.Tensor:
     if isinstance(x, torch.Tensor) and x.dtype == torch.long and x.dim() == 1 and x.device.type == "cpu":
         return x  # the common case, without four dispatches
-    t = torch.as_tensor(x)
+    try:
+        t = torch.as_tensor(x)
+    except (TypeError, ValueError, RuntimeError) as error:  # None, ragged lists: torch's words name neither
+        what = f"{name} is None" if x is None else f"{name} could not be read as integers ({error})"
+        raise ValueError(f"{what}; pass a LongTensor or a list of ints, one per sample") from None
     if t.numel() == 0:
         t = t.long()  # torch.as_tensor([]) is float32: an empty batch has no lengths to judge
     if t.is_floating_point() or t.is_complex():
@@ -54,7 +62,70 @@ def _as_lengths(x: Lengths, name: str) -> torch.Tensor:
     return t.to(device="cpu", dtype=torch.long).reshape(-1)
 
 
-def check_log_probs(log_probs: torch.Tensor, blank: int) -> None:
+def _as_targets(targets: torch.Tensor | Sequence[int]) -> torch.Tensor:
+    if isinstance(targets, torch.Tensor):
+        return targets
+    try:
+        return torch.as_tensor(targets)
+    except (TypeError, ValueError, RuntimeError) as error:  # torch's words ("expected sequence of length 3 at dim 1") name no fix
+        raise ValueError(f"{_unreadable_targets(targets, error)}; {_TARGETS_FIX}") from None
+
+
+def _unreadable_targets(targets: object, error: Exception) -> str:
+    """What the targets are, for the message: the containers people pass that torch cannot make one tensor of."""
+    if targets is None:
+        return "targets is None"
+    if isinstance(targets, (list, tuple)):
+        kind = type(targets).__name__
+        if any(isinstance(t, torch.Tensor) for t in targets):
+            return f"targets is a {kind} of {len(targets)} tensors, which torch cannot stack into one"
+        if len({len(t) for t in targets if isinstance(t, Sized)}) > 1:
+            return f"targets is a {kind} of label sequences of different lengths, which torch cannot make one tensor"
+    return f"targets could not be read as class indices ({error})"
+
+
+def checked_blank(blank: object, C: int) -> int:
+    """The blank as a plain int. Like F.ctc_loss, anything operator.index takes (numpy integers, 0-d
+    integer tensors) is an index; a bool is refused (blank=True is a mistake, not class 1)."""
+    index = blank if type(blank) is int else _blank_index(blank)  # the common case skips the conversion
+    if not 0 <= index < C:
+        raise ValueError(f"blank={index!r} is out of range for C={C} classes; pass an index in [0, {C - 1}]")
+    return index
+
+
+def _blank_index(blank: object) -> int:
+    if isinstance(blank, bool):
+        raise ValueError(f"blank={blank!r} is a bool; pass the blank's class index as an int, e.g. blank=0")
+    try:
+        return operator.index(blank)  # type: ignore[arg-type]  # whatever has __index__
+    except TypeError:
+        raise ValueError(
+            f"blank must be an integer class index, got {type(blank).__name__} {blank!r}; pass an int, e.g. blank=0"
+        ) from None
+
+
+def count_error(name: str, count: int, N: int, frames: int | None = None, swapped: str = "") -> ValueError:
+    """`name` does not give one entry per sample. When it gives one per frame instead (`frames`, T as
+    log_probs was read), the time and batch axes are swapped: `swapped` says so and names the fix."""
+    if count == frames and count != N:
+        return ValueError(f"{name} has {count} entries for a batch of N={N}, as many as the T={frames} frames: {swapped}")
+    return ValueError(f"{name} has {count} entries for a batch of N={N}; give one per sample")
+
+
+def checked_output_lengths(lengths: Lengths, T: int, N: int, frames: int | None = None, swapped: str = "",
+                           name: str = "output_lengths") -> torch.Tensor:
+    """(N,) int64 frame counts on the host, each in [0, T]: the checks ctc_loss makes of input_lengths.
+    `frames` and `swapped` as for `count_error`."""
+    lens = _as_lengths(lengths, name)
+    if lens.numel() != N:
+        raise count_error(name, lens.numel(), N, frames, swapped)
+    if N:
+        _check_frame_counts(lens.tolist(), T, name)
+    return lens
+
+
+def check_log_probs(log_probs: torch.Tensor, blank: object) -> int:
+    """Raise ValueError unless log_probs is a (T, N, C) or (T, C) float tensor; return the blank as an int."""
     if not isinstance(log_probs, torch.Tensor):
         raise ValueError(f"log_probs must be a torch.Tensor, got {type(log_probs).__name__}")
     if log_probs.dim() not in (2, 3):
@@ -64,9 +135,7 @@ def check_log_probs(log_probs: torch.Tensor, blank: int) -> None:
         )
     if not log_probs.is_floating_point():
         raise ValueError(f"log_probs must be floating point, got {log_probs.dtype}; apply log_softmax first")
-    C = log_probs.shape[-1]
-    if not isinstance(blank, int) or isinstance(blank, bool) or not 0 <= blank < C:
-        raise ValueError(f"blank={blank!r} is out of range for C={C} classes; pass an index in [0, {C - 1}]")
+    return checked_blank(blank, log_probs.shape[-1])
 
 
 def normalise(
@@ -77,8 +146,8 @@ def normalise(
     blank: int = 0,
 ) -> CTCArgs:
     """Validate CTC arguments like F.ctc_loss expects them and return a batched view."""
-    check_log_probs(log_probs, blank)
-    targets = torch.as_tensor(targets)
+    blank = check_log_probs(log_probs, blank)
+    targets = _as_targets(targets)
     if targets.is_floating_point() or targets.is_complex():
         raise ValueError(f"targets must hold integer class indices, got dtype {targets.dtype}")
     unbatched = log_probs.dim() == 2
@@ -91,7 +160,9 @@ def normalise(
     in_lens = _as_lengths(input_lengths, "input_lengths")
     tg_lens = _as_lengths(target_lengths, "target_lengths")
     if in_lens.numel() != N:
-        raise ValueError(f"input_lengths has {in_lens.numel()} entries for a batch of N={N}; give one per sample")
+        swapped = (f"log_probs looks like (N, T, C) = {tuple(log_probs.shape)}; "
+                   "pass log_probs.transpose(0, 1), as CTC takes (T, N, C)")
+        raise count_error("input_lengths", in_lens.numel(), N, None if unbatched else T, swapped)
     if tg_lens.numel() != N:
         raise ValueError(f"target_lengths has {tg_lens.numel()} entries for a batch of N={N}; give one per sample")
     if N == 0:
@@ -124,15 +195,19 @@ def _checked_length_lists(in_lens: torch.Tensor, tg_lens: torch.Tensor, T: int) 
     """The lengths as int lists (the native kernels take lists), after the range checks; Python's
     min/max on the lists cost less than numpy reductions."""
     il_list, tl_list = in_lens.tolist(), tg_lens.tolist()
-    il_min, il_max = min(il_list), max(il_list)
-    if il_min < 0 or il_max > T:
-        raise ValueError(
-            f"input_lengths must lie in [0, T={T}], got min {il_min} max {il_max}; "
-            "pass the number of output frames per sample (after any downsampling)"
-        )
+    _check_frame_counts(il_list, T, "input_lengths")
     if min(tl_list) < 0:
         raise ValueError(f"target_lengths must be >= 0, got {min(tl_list)}")
     return il_list, tl_list
+
+
+def _check_frame_counts(lengths: list[int], T: int, name: str) -> None:
+    low, high = min(lengths), max(lengths)
+    if low < 0 or high > T:
+        raise ValueError(
+            f"{name} must lie in [0, T={T}], got min {low} max {high}; "
+            "pass the number of output frames per sample (after any downsampling)"
+        )
 
 
 def _padded_labels(targets: torch.Tensor, tl: np.ndarray, width: int, N: int, blank: int

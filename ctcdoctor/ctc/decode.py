@@ -6,7 +6,8 @@ from collections.abc import Sequence
 import editdistance
 import torch
 
-from ctcdoctor.ctc._args import Lengths, check_log_probs
+from ctcdoctor.ctc._args import Lengths, check_log_probs, checked_output_lengths
+from ctcdoctor.ctc._eager import eager_under_compile
 
 Symbols = str | Sequence[str]
 
@@ -19,6 +20,7 @@ def _to_tnc(log_probs: torch.Tensor, layout: str) -> torch.Tensor:
     return log_probs.transpose(0, 1) if layout == "NTC" else log_probs
 
 
+@eager_under_compile
 def greedy_decode(
     log_probs: torch.Tensor,
     output_lengths: Lengths | None = None,
@@ -30,26 +32,40 @@ def greedy_decode(
 
     Works on log-probabilities, probabilities or logits alike (argmax is the same). Returns one
     list of class indices per sample, or one string per sample when `alphabet` (the symbols of
-    the non-blank classes in class order, blank skipped) is given: class c maps to
+    the non-blank classes in class order, blank skipped: C - 1 of them) is given: class c maps to
     alphabet[c - (c > blank)]. A 2-D (T, C) input is one sample and gives a one-item list.
+    output_lengths are checked as ctc_loss checks input_lengths: one per sample, in [0, T].
     """
-    check_log_probs(log_probs, blank)
+    blank = check_log_probs(log_probs, blank)
     x = _to_tnc(log_probs, layout)
-    T, N, _ = x.shape
+    T, N, C = x.shape
+    if alphabet is not None:
+        _check_alphabet(alphabet, C)
     best = x.detach().argmax(-1)  # (T, N)
     # Collapse first, then drop blanks: "a blank a" stays "aa", "a a" becomes "a".
     keep = best != blank
     keep[1:] &= best[1:] != best[:-1]
     if output_lengths is not None:
-        lens = torch.as_tensor(output_lengths, device=best.device).reshape(-1).long()
-        if lens.numel() != N:
-            raise ValueError(f"output_lengths has {lens.numel()} entries for a batch of N={N}")
-        keep &= torch.arange(T, device=best.device)[:, None] < lens[None, :]
+        other = "NTC" if layout == "TNC" else "TNC"
+        swapped = f"log_probs {tuple(log_probs.shape)} looks like {other}; pass layout={other!r}"
+        lens = checked_output_lengths(output_lengths, T, N, T if log_probs.dim() == 3 else None, swapped)
+        keep &= torch.arange(T, device=best.device)[:, None] < lens.to(best.device)[None, :]
     best_t, keep_t = best.t().tolist(), keep.t().tolist()
     seqs = [[c for c, k in zip(row, krow, strict=True) if k] for row, krow in zip(best_t, keep_t, strict=True)]
     if alphabet is None:
         return seqs
     return [_to_text(s, alphabet, blank) for s in seqs]
+
+
+def _check_alphabet(alphabet: Symbols, C: int) -> None:
+    """One symbol per non-blank class: with one more, every letter after the blank's slot would
+    shift by one; with fewer, the last classes would have none."""
+    if len(alphabet) != C - 1:
+        fix = "leave the blank out" if len(alphabet) == C else "give one symbol per non-blank class, in class order"
+        raise ValueError(
+            f"alphabet has {len(alphabet)} symbol{'s' * (len(alphabet) != 1)} for {C - 1} non-blank classes "
+            f"(C={C} with the blank); {fix}"
+        )
 
 
 def _to_text(seq: Sequence[int], alphabet: Symbols, blank: int) -> str:

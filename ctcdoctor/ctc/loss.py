@@ -19,6 +19,7 @@ pre-log-softmax activations.
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 
 import torch
@@ -30,6 +31,7 @@ from ctcdoctor.ctc._args import (
     normalise,
     refuse_blank_labels,
 )
+from ctcdoctor.ctc._eager import eager_under_compile, user_stacklevel
 from ctcdoctor.ctc.dispatch import PrecomputedCTC, kernel_path, triton_ctc_loss
 from ctcdoctor.ctc.fast_cpu import FastModifiedCTC
 from ctcdoctor.ctc.modified import modified_gradient
@@ -41,20 +43,36 @@ class BlankLabelWarning(UserWarning):
     """A target holds the blank index: CTC cannot produce it (plain ctc_loss computes F.ctc_loss anyway)."""
 
 
-def check_alpha(alpha: float | None) -> None:
-    if alpha is not None and not (isinstance(alpha, (int, float)) and not isinstance(alpha, bool)
-                                  and 0.0 < float(alpha) < 1.0):
+def _is_real(x: object) -> bool:
+    """A real number that is not a bool: Python's, numpy's (np.float32(0.5)) or any numbers.Real."""
+    return type(x) is float or type(x) is int or (isinstance(x, numbers.Real) and not isinstance(x, bool))
+
+
+def check_alpha(alpha: float | None) -> float | None:
+    """alpha as a float (or None), after the checks."""
+    if alpha is None:
+        return None
+    if not _is_real(alpha):
+        raise ValueError(f"alpha must be None or a real number, got {type(alpha).__name__} {alpha!r}; "
+                         "e.g. alpha=0.5 for half non-blank frames")
+    if not 0.0 < float(alpha) < 1.0:
         raise ValueError(f"alpha={alpha!r} must be None or a number in (0, 1), e.g. 0.5 for half non-blank frames")
+    return float(alpha)
 
 
-def _check_options(reduction: str, alpha: float | None, gamma: float) -> None:
+def _check_options(reduction: str, alpha: float | None, gamma: float) -> tuple[float | None, float]:
+    """alpha and gamma as floats, after the checks."""
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction={reduction!r} is not one of {_REDUCTIONS}")
-    check_alpha(alpha)
-    if not isinstance(gamma, (int, float)) or isinstance(gamma, bool) or not (gamma >= 0 and math.isfinite(gamma)):
+    if not _is_real(gamma):
+        raise ValueError(f"gamma must be a real number, got {type(gamma).__name__} {gamma!r}; e.g. gamma=1.0, or 0 to disable "
+                         "key-frame weighting")
+    if not (gamma >= 0 and math.isfinite(gamma)):
         raise ValueError(f"gamma={gamma!r} must be a finite number >= 0 (0 disables key-frame weighting)")
+    return check_alpha(alpha), float(gamma)
 
 
+@eager_under_compile
 def ctc_loss(
     log_probs: torch.Tensor,
     targets: torch.Tensor,
@@ -78,27 +96,27 @@ def ctc_loss(
     A target equal to the blank is refused with alpha or gamma (ValueError) and warned about
     without (BlankLabelWarning): CTC cannot produce such a label.
     """
-    _check_options(reduction, alpha, gamma)
+    alpha, gamma = _check_options(reduction, alpha, gamma)
     args = normalise(log_probs, targets, input_lengths, target_lengths, blank)
     modified = alpha is not None or gamma != 0
     if modified:
         refuse_blank_labels(args)
     elif args.blank_labels:
         warnings.warn(blank_label_message(args) + " (F.ctc_loss's gradient is wrong there too)",
-                      BlankLabelWarning, stacklevel=2)
+                      BlankLabelWarning, stacklevel=user_stacklevel())
     T, N, _ = args.log_probs.shape
     if kernel_path(args.log_probs) == "triton":
-        out = triton_ctc_loss(args, reduction, zero_infinity, alpha, float(gamma))
+        out = triton_ctc_loss(args, reduction, zero_infinity, alpha, gamma)
     elif not modified or N == 0 or T == 0:
         # The validated, batched arguments: contiguous targets (see _args.normalise) and the same
         # accepted length types as the modified path. No sample or no frame: nothing to modify.
         out = F.ctc_loss(
             args.log_probs, args.targets, args.input_lengths, args.target_lengths,
-            blank=blank, reduction=reduction, zero_infinity=zero_infinity,
+            blank=args.blank, reduction=reduction, zero_infinity=zero_infinity,
         )
     elif args.log_probs.device.type == "cpu":
-        out = FastModifiedCTC.apply(args.log_probs, args, reduction, zero_infinity, alpha, float(gamma))
+        out = FastModifiedCTC.apply(args.log_probs, args, reduction, zero_infinity, alpha, gamma)
     else:
-        nll, grad = modified_gradient(args, alpha, float(gamma), zero_infinity)
+        nll, grad = modified_gradient(args, alpha, gamma, zero_infinity)
         out = PrecomputedCTC.apply(args.log_probs, nll, grad, args.target_lengths, reduction)
     return out.squeeze(0) if args.unbatched and reduction == "none" else out

@@ -10,7 +10,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ctcdoctor.ctc._args import Lengths, check_log_probs, frame_mask
+from ctcdoctor.ctc._args import Lengths, check_log_probs, checked_output_lengths, frame_mask
+from ctcdoctor.ctc._eager import eager_under_compile
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Spikiness:
         return asdict(self)
 
 
+@eager_under_compile
 def spikiness(
     log_probs: torch.Tensor,
     output_lengths: Lengths | None = None,
@@ -42,11 +44,15 @@ def spikiness(
     target_lengths: Lengths | None = None,
 ) -> Spikiness:
     """Spikiness metrics of (T, N, C) (or (T, C)) log-probabilities."""
-    check_log_probs(log_probs, blank)
+    blank = check_log_probs(log_probs, blank)
     lp = log_probs.detach()
     lp3 = lp.unsqueeze(1) if lp.dim() == 2 else lp
     T, N, C = lp3.shape
-    lens = torch.full((N,), T, dtype=torch.long) if output_lengths is None else torch.as_tensor(output_lengths).reshape(-1).long()
+    if output_lengths is None:
+        lens = torch.full((N,), T, dtype=torch.long)
+    else:  # the checks ctc_loss makes of input_lengths: one per sample, each in [0, T]
+        swapped = f"log_probs looks like (N, T, C) = {tuple(lp.shape)}; pass log_probs.transpose(0, 1)"
+        lens = checked_output_lengths(output_lengths, T, N, T if lp.dim() == 3 else None, swapped)
     lens = lens.to(lp3.device)
     valid = frame_mask(lens, T)
     n_frames = max(int(valid.sum()), 1)

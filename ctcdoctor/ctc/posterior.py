@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ctcdoctor.ctc._args import CTCArgs, Lengths, normalise, refuse_blank_labels
+from ctcdoctor.ctc._eager import eager_under_compile, user_stacklevel
 from ctcdoctor.ctc.occupancy import (
     SubsetOccupancy,
     full_occupancy,
@@ -27,14 +28,29 @@ class InfeasibleSampleWarning(UserWarning):
 def _warn_infeasible(infeasible: np.ndarray, args: CTCArgs) -> None:
     idx = np.flatnonzero(infeasible).tolist()
     shown = ", ".join(map(str, idx[:10])) + (", ..." if len(idx) > 10 else "")
-    n = idx[0]
     warnings.warn(
-        f"{len(idx)} sample(s) cannot be aligned by CTC (need more frames than they have): "
-        f"indices [{shown}]; e.g. sample {n} has {int(args.input_lengths[n])} frames for "
-        f"{int(args.target_lengths[n])} labels. Their posterior rows are NaN.",
+        f"{len(idx)} sample(s) cannot be aligned by CTC: indices [{shown}]; e.g. {_why_infeasible(idx[0], args)}. "
+        "Their posterior rows are NaN.",
         InfeasibleSampleWarning,
-        stacklevel=3,
+        stacklevel=user_stacklevel(),
     )
+
+
+def _why_infeasible(n: int, args: CTCArgs) -> str:
+    """Sample n's frames against what its labels need, counted as CTC001 counts them: a label equal
+    to its neighbour needs a blank frame between the two, so U labels + R repeats need U + R frames."""
+    frames, labels = int(args.host_input_lengths[n]), int(args.host_target_lengths[n])
+    row = args.host_labels[n, :labels]
+    repeats = int(np.count_nonzero(row[1:] == row[:-1]))
+    counted = f"{_count(frames, 'frame')} for {_count(labels, 'label')}" + (f" + {_count(repeats, 'repeat')}" if repeats else "")
+    if frames < labels + repeats:
+        return f"sample {n} has {counted} (needs {labels + repeats})"
+    # Enough frames: every path crosses a frame where a label it needs has probability 0 (log_probs -inf).
+    return f"sample {n} has {counted}, enough, but every alignment has probability 0 (-inf log-probabilities where it needs a label)"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"
 
 
 def _finish(sub: SubsetOccupancy, args: CTCArgs, values: torch.Tensor) -> torch.Tensor:
@@ -57,6 +73,7 @@ def _empty(args: CTCArgs) -> torch.Tensor:
     return full.squeeze(1) if args.unbatched else full
 
 
+@eager_under_compile
 def posterior(
     log_probs: torch.Tensor,
     targets: torch.Tensor,
@@ -88,6 +105,7 @@ def posterior(
     return _finish(sub, args, sub.occ)
 
 
+@eager_under_compile
 def pseudo_ground_truth(
     log_probs: torch.Tensor,
     targets: torch.Tensor,
@@ -102,7 +120,7 @@ def pseudo_ground_truth(
     """
     from ctcdoctor.ctc.loss import check_alpha
 
-    check_alpha(alpha)
+    alpha = check_alpha(alpha)
     args = normalise(log_probs, targets, input_lengths, target_lengths, blank)
     refuse_blank_labels(args)
     T, N, _ = args.log_probs.shape
