@@ -185,7 +185,7 @@ def as_setup(value: Any, where: str = "the set-up", function: str = "build") -> 
 def _eager_model(setup: Setup) -> Setup:
     """A torch.compile'd model (an OptimizedModule) checked and trained as the module it wraps: the same
     parameters and forward, without Dynamo recompiling for every probe and hook the checks use (27 s instead of
-    4 s for the bundled CRNN with the eager backend; minutes with inductor on a CPU), and recognised by its own
+    4 s for the bundled CRNN with the eager backend, 113 s instead of 9 s with inductor on a CPU), and recognised by its own
     class (a compiled `*ForCTC` is still a Hugging Face model). Told apart by name: importing torch._dynamo to
     ask isinstance costs seconds."""
     model = setup.model
