@@ -16,9 +16,11 @@ What makes it fast, against the plain definition:
   more there than in a warm loop (the native kernels evict the caches): so the arithmetic on
   (T, N, K) and smaller is numpy on views of the tensors (about 1 us a call against torch's 5-10,
   no OpenMP region), in as few calls as the formulas allow. Reductions over the short class axis
-  use torch or a matrix-vector product, where numpy is slow. The two exps are torch's, which
-  runs on the caller's threads where numpy's runs on one (with 2 threads the exp over (T, N, C)
-  took 0.14 ms against numpy's 0.36 at (T, N, C) = (100, 32, 37)).
+  use torch or a matrix-vector product, where numpy is slow. The two exps are torch's (faster
+  than numpy's even on one thread), on one thread below `PARALLEL_MIN` elements: then the only
+  OpenMP regions are the native kernels', as in F.ctc_loss. On a loaded machine every region can
+  wait for a descheduled worker; two more made alpha/gamma 1.64x F.ctc_loss at (100, 32, 37, 20)
+  under load, against 1.04-1.16x without (docs/ctc.md).
 """
 from __future__ import annotations
 
@@ -76,9 +78,10 @@ def modified_ctc_cpu(args: CTCArgs, alpha: float | None, gamma: float, zero_infi
     neg_target = sub.occ.numpy()  # -y' straight from the native call without alpha
     y = None
     if gamma != 0:
-        # y = exp(scores) on the subset columns, in sub.lp's buffer (ours). torch's exp runs on the
-        # caller's threads; the scores as given: logits may overflow to inf, as in F.ctc_loss.
-        y = sub.lp.exp_().numpy()
+        # y = exp(scores) on the subset columns, in sub.lp's buffer (ours); the scores as given:
+        # logits may overflow to inf, as in F.ctc_loss.
+        with one_thread(sub.lp.numel()):
+            y = sub.lp.exp_().numpy()
     if alpha is not None:
         alpha_rescale_cpu(sub, args, alpha, sign=-1.0)
     w = None if y is None else _frame_max(y, neg_target)
@@ -133,9 +136,10 @@ def assemble_gradient(log_probs: torch.Tensor, parts: FastModified, factor: np.n
     """
     T, N, C = log_probs.shape
     W = (parts.omega * factor).astype(_NP[log_probs.dtype])
-    # A fresh contiguous buffer whatever log_probs' strides (the views below need it). torch's exp:
-    # the largest pass of the backward, on the caller's threads (numpy's is single-threaded).
-    grad = torch.exp(log_probs.detach(), out=torch.empty((T, N, C), dtype=log_probs.dtype))
+    # A fresh contiguous buffer whatever log_probs' strides (the views below need it). The largest
+    # pass of the backward: on the caller's threads only where a second thread pays (module doc).
+    with one_thread(T * N * C):
+        grad = torch.exp(log_probs.detach(), out=torch.empty((T, N, C), dtype=log_probs.dtype))
     g = grad.numpy()
     with one_thread():
         grad.scatter_add_(2, parts.index, torch.from_numpy(parts.neg_target))
