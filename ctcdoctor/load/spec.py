@@ -183,16 +183,30 @@ def as_setup(value: Any, where: str = "the set-up", function: str = "build") -> 
 
 
 def _eager_model(setup: Setup) -> Setup:
-    """A torch.compile'd model (an OptimizedModule) checked and trained as the module it wraps: the same
-    parameters and forward, without Dynamo recompiling for every probe and hook the checks use (27 s instead of
-    4 s for the bundled CRNN with the eager backend, 113 s instead of 9 s with inductor on a CPU), and recognised by its own
-    class (a compiled `*ForCTC` is still a Hugging Face model). Told apart by name: importing torch._dynamo to
-    ask isinstance costs seconds."""
-    model = setup.model
-    original = getattr(model, "_orig_mod", None)
-    if type(model).__name__ == "OptimizedModule" and original is not None:
-        return dataclasses.replace(setup, model=original)  # a new Setup: the user's object is left as built
-    return setup
+    """The module that does the work, checked and trained in place of its wrappers (a new Setup: the user's object
+    is left as built):
+
+    - a torch.compile'd model (an OptimizedModule, `model._orig_mod`): the same parameters and forward, without
+      Dynamo recompiling for every probe and hook the checks use (27 s instead of 4 s for the bundled CRNN with the
+      eager backend, 113 s instead of 9 s with inductor on a CPU), and recognised by its own class (a compiled
+      `*ForCTC` is still a Hugging Face model);
+    - `nn.DataParallel` / `DistributedDataParallel` (`model.module`), as training scripts wrap their model
+      (deep-text-recognition-benchmark, EasyOCR): their `forward(*inputs, **kwargs)` hides the model's own
+      arguments, and one process on one device runs the module alone anyway.
+
+    Told apart by class name: importing torch._dynamo to ask isinstance costs seconds."""
+    model, inner = setup.model, _unwrapped(setup.model)
+    return setup if inner is model else dataclasses.replace(setup, model=inner)
+
+
+_WRAPPERS = {"OptimizedModule": "_orig_mod", "DataParallel": "module", "DistributedDataParallel": "module"}
+
+
+def _unwrapped(model: Any) -> Any:
+    """`model` without the wrappers of `_WRAPPERS`, however they nest (DataParallel around a compiled module)."""
+    while type(model).__name__ in _WRAPPERS and getattr(model, _WRAPPERS[type(model).__name__], None) is not None:
+        model = getattr(model, _WRAPPERS[type(model).__name__])
+    return model
 
 
 def _framework_setup(where: str, setup: Setup) -> Setup:
