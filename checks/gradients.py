@@ -300,7 +300,10 @@ def parameters_without_gradient(gradients: Gradients, input_stats: list[InputSta
 
     **Fix.** Remove the `.detach()`/`torch.no_grad()` around trainable parts, call every
     layer you define (or delete it), and freeze parameters on purpose with
-    `requires_grad_(False)` — those are not reported.
+    `requires_grad_(False)` — those are not reported. Nor are parameters behind a weight
+    initialised to exactly zero on purpose (a TPS localisation head's last layer, ResNet's
+    `zero_init_residual`): on a copy with those weights nudged off zero they get a gradient,
+    so they train from the second step on.
     """
     if gradients.skipped:
         raise SkipCheck(gradients.skipped)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,12 @@ class Gradients:
     because the model only runs on its whole batch: their NaN can reach the gradients through a zero weight."""
     saturating: tuple[str, ...] = ()
     """Names of the model's saturating activation modules (Sigmoid, Tanh, ...): CTC061's usual cause, when present."""
+    behind_zero_weights: tuple[str, ...] = ()
+    """Parameters whose all-zero gradient comes from trainable weights initialised to exactly zero downstream (a TPS
+    localisation head, ResNet's zero_init_residual): nudging those weights gives them a gradient, so they train
+    from the second step on. Left out of `zero_grad` (CTC063)."""
+    zero_weights: tuple[str, ...] = ()
+    """The all-zero trainable weights that explain `behind_zero_weights`."""
 
     @property
     def with_grad(self) -> list[LayerGradient]:
@@ -203,8 +210,6 @@ GRAD_SAMPLES = 8
 
 def _select(item: Prepared, indices: list[int]) -> Prepared:
     """The prepared batch cut down to the given samples."""
-    import dataclasses
-
     index = torch.tensor(indices, dtype=torch.long)
     return dataclasses.replace(item, batch=select_samples(item.batch, indices), lengths=item.lengths[index])
 
@@ -245,8 +250,45 @@ def _gradients(context: Context) -> Gradients:
         return Gradients(skipped=f"the loss of the backward pass is {loss} (see CTC050)", samples_left_out=left_out)
     layers, norm = layer_gradients(clone, call_order)
     del clone
+    blockers = zero_weights(context.model)
+    behind = _behind_zero_weights(context.model, item, keep, context.setup.blank, layers, blockers)
+    if behind:
+        layers = tuple(dataclasses.replace(layer, zero_grad=tuple(name for name in layer.zero_grad if name not in behind))
+                       for layer in layers)
     return Gradients(layers, norm, loss, item.batch.index, int(keep.sum()), left_out, mode, nonfinite_in_pass=in_pass,
-                     saturating=saturating_modules(context.model))
+                     saturating=saturating_modules(context.model), behind_zero_weights=tuple(sorted(behind)),
+                     zero_weights=tuple(blockers) if behind else ())
+
+
+def zero_weights(model: torch.nn.Module) -> list[str]:
+    """Trainable multiplicative weights (named `weight`) that are exactly zero everywhere: an initialisation on purpose
+    (a spatial transformer's last layer starts at the identity, ResNet's zero_init_residual), which blocks the gradient
+    to everything before it on the first step only."""
+    return [name for name, parameter in model.named_parameters()
+            if parameter.requires_grad and name.rpartition(".")[2] == "weight" and parameter.numel()
+            and not bool(parameter.detach().any())]
+
+
+def _behind_zero_weights(model: torch.nn.Module, item: Prepared, keep: torch.Tensor, blank: int,
+                         layers: tuple[LayerGradient, ...], blockers: list[str]) -> set[str]:
+    """Of the parameters with an all-zero gradient, those that get one once the zero weights are nudged off zero (one
+    more backward pass on a copy, only when both exist)."""
+    zero = {name for layer in layers for name in layer.zero_grad}
+    if not zero or not blockers:
+        return set()
+    nudged = copy.deepcopy(model)
+    generator = torch.Generator().manual_seed(0)
+    parameters = dict(nudged.named_parameters())
+    with torch.no_grad():
+        for name in blockers:
+            weight = parameters[name]
+            weight.copy_(1e-2 * torch.randn(weight.shape, generator=generator, dtype=torch.float64))
+    try:
+        clone = backward_pass(nudged, item, keep, blank)[0]
+    except Exception:  # the model ran once already: a failure here only means no explanation
+        return set()
+    grads = {name: parameter.grad for name, parameter in clone.named_parameters()}
+    return {name for name in zero if grads.get(name) is not None and bool(grads[name].detach().any())}
 
 
 SATURATING = (torch.nn.Sigmoid, torch.nn.Tanh, torch.nn.Softsign, torch.nn.Hardtanh, torch.nn.Hardsigmoid,
