@@ -42,6 +42,27 @@ MISTAKE_WORDS = {
 }
 
 
+CHANGES = {
+    "swapped_lengths": "Pass the output frame lengths before the target lengths.",
+    "probabilities": "Give the loss log-probabilities: log_softmax where the criterion has softmax.",
+    "raw_logits": "Give the loss log-probabilities: apply log_softmax over the classes to the output first.",
+    "raw_input_lengths": "Give the loss the frame counts after the model's downsampling, not the raw input lengths.",
+    "full_length": "Give the loss each sample's own frame count as its input length.",
+    "wrong_axis": "Give the loss log-probabilities over the classes, not over time or the batch.",
+}
+"""The one change in the user's code, by mistake: said before the corrected call, which rewrites the whole call."""
+
+
+def _change(audit) -> str:
+    """The one change to make, before the corrected call ("Call the loss as" when there is no single change)."""
+    if audit.mistake == "layout":
+        if "permute(2, 0, 1)" in audit.corrected:
+            return "Permute the (N, C, T) output to (T, N, C) with .permute(2, 0, 1) (.view and .reshape mix the frames up)."
+        if "transpose(0, 1)" in audit.corrected:
+            return "Transpose the batch-first (N, T, C) output to (T, N, C) (.transpose(0, 1) or .permute(1, 0, 2))."
+    return CHANGES.get(audit.mistake or "", "")
+
+
 def _skip_unless_audited(audits: CriterionAudits) -> None:
     """No criterion given is no problem (not applicable); a criterion that could not be audited is a skip worth reading."""
     from ctcdoctor.measure.criterion import NO_CRITERION
@@ -129,10 +150,11 @@ def criterion_disagrees(
     `log_softmax` to the first itself), rather than blaming a difference that reference CTC on
     the first output cannot have.
 
-    **Fix.** Use the corrected call in the hint: `F.ctc_loss(log_probs, targets,
-    output_lengths, target_lengths, blank=BLANK)` with `log_probs` a `(T, N, C)`
-    `log_softmax` output, lengths in frames after downsampling, and the blank your targets
-    reserve.
+    **Fix.** The hint names the one change first (e.g. "log_softmax where the criterion has
+    softmax", "Transpose the batch-first (N, T, C) output"), then the corrected call:
+    `F.ctc_loss(log_probs, targets, output_lengths, target_lengths, blank=BLANK)` with
+    `log_probs` a `(T, N, C)` `log_softmax` output, lengths in frames after downsampling,
+    and the blank your targets reserve.
     """
     _skip_unless_audited(criterion_audit)
     for audit in criterion_audit.audits:
@@ -318,7 +340,7 @@ def _finding(audit, setup, vocabulary=None):
         "CTC030",
         f"{where}: the criterion gives {user} but reference CTC gives {reference}: {_words(audit)} "
         f"(recomputing CTC that way{zero_infinity} {_reproduces(audit)}).",
-        _call("Call the loss as", audit.corrected),
+        _call(f"{_change(audit)} The call:" if _change(audit) else "Call the loss as", audit.corrected),
         evidence,
     )
 

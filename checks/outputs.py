@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ctcdoctor.registry import check, finding
+from ctcdoctor.registry import SkipCheck, check, finding
 from ctcdoctor.render.phrases import listing, plural
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -164,7 +164,9 @@ def raw_logits_output(output_kinds: list[OutputKind], criterion_audit: Criterion
     when a constant is added to every class score of a frame (log_softmax cancels it, CTC on
     raw scores moves by it). A criterion the audit finds feeding raw logits, softmax
     probabilities or an output normalised over another axis to the loss still gets this
-    warning. A model whose output changes with `self.training` is judged on what training
+    warning; one that applies softmax gets it in the criterion's terms, as a consequence of
+    CTC030. A criterion that raises leaves the question open: the check is skipped until it
+    runs. A model whose output changes with `self.training` is judged on what training
     sees (see CTC020).
 
     **Why it matters.** `F.ctc_loss` on raw logits is not a likelihood: the loss can go
@@ -180,18 +182,28 @@ def raw_logits_output(output_kinds: list[OutputKind], criterion_audit: Criterion
         return []
     if _applies_log_softmax(criterion_audit, criterion_shift):
         return []
+    raised = next((audit for audit in criterion_audit.audits if audit.user_error is not None), None)
+    if raised is not None:
+        raise SkipCheck(f"the criterion raised on batch {raised.batch} (CTC030): whether it applies log_softmax to the "
+                        "raw-logit output itself is judged once it runs")
     from ctcdoctor.measure.outputs import log_softmax_call
 
     kind = next(kind for kind in kinds if kind.kind == "logits")
     where = TRAIN_MODE if training_view.differs else ""
-    return [
-        finding(
-            "CTC021",
-            f"the output is raw logits{where} (range {kind.min:.3g} to {kind.max:.3g}); no axis sums to 1 in probability space.",
-            f"Apply {log_softmax_call(layout.layout)} over the classes before F.ctc_loss.",
-            {"min": kind.min, "max": kind.max, **_mode_evidence(training_view)},
-        )
-    ]
+    message = f"the output is raw logits{where} (range {kind.min:.3g} to {kind.max:.3g}); no axis sums to 1 in probability space."
+    fix = f"Apply {log_softmax_call(layout.layout)} over the classes before F.ctc_loss."
+    evidence = {"min": kind.min, "max": kind.max, **_mode_evidence(training_view)}
+    mistake = next((audit.mistake for audit in criterion_audit.audits if audit.mistake in CRITERION_NORMALISES), None)
+    if mistake is None:
+        return [finding("CTC021", message, fix, evidence)]
+    # The criterion normalises the logits, the wrong way (CTC030 names it): say so, and fix the criterion, not the model.
+    return [finding("CTC021", f"{message} The criterion normalises them {CRITERION_NORMALISES[mistake]} (CTC030).",
+                    f"In the criterion, apply {log_softmax_call(layout.layout)} over the classes instead.",
+                    {**evidence, "criterion_mistake": mistake}, consequence_of="CTC030")]
+
+
+CRITERION_NORMALISES = {"probabilities": "with softmax, into probabilities, where the loss expects log-probabilities"}
+"""CTC030 mistakes of a criterion that normalises raw logits itself, the wrong way."""
 
 
 def _criterion_normalises(audits: CriterionAudits) -> bool:

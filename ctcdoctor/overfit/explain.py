@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ctcdoctor.findings import Finding
 from ctcdoctor.overfit.inputs import input_causes
-from ctcdoctor.overfit.negative import blank_cause, negative_fix, negative_loss, negative_words
+from ctcdoctor.overfit.negative import blank_cause, criterion_cause, negative_fix, negative_loss, negative_words
 from ctcdoctor.overfit.result import DEFAULT_LR, DEFAULT_PATIENCE, note_is_cause
 from ctcdoctor.overfit.rules import (
     BLANK_BIAS_NATS,
@@ -377,18 +377,21 @@ def _negative(verdict: Verdict, result: OverfitResult, summary: dict[str, Any], 
     assert found is not None, "CTC074 needs a negative loss"
     kind = context.get("output_kind")
     blank = blank_cause(kind, static, context.get("target_labels", ()), context.get("blank"))
+    in_criterion = None if blank else criterion_cause(kind, static)
+    named = blank or in_criterion
     causes = [f"{item.code} {item.title} (reported above)" for item in static
               if item.severity.value in ("error", "warning") and item.code in ("CTC020", "CTC021", "CTC024", "CTC030")]
-    message = negative_words(found, _label(result), kind, blank)
+    message = negative_words(found, _label(result), kind, named)
     if result.fitted:
         message += " The decode matched the target anyway, but training on this loss is not training CTC."
-    confirmed = [cause for cause in causes if not (blank and cause.startswith("CTC030"))]  # named in the words already
+    confirmed = [cause for cause in causes if not (named and cause.startswith("CTC030"))]  # named in the words already
     if confirmed:
         message += " Confirmed by: " + "; ".join(confirmed) + "."
-    evidence = {**_evidence(verdict, result, summary, causes, context), "cause": "blank_in_targets" if blank else kind}
+    evidence = {**_evidence(verdict, result, summary, causes, context),
+                "cause": "blank_in_targets" if blank else "criterion" if in_criterion else kind}
     # The model already outputs log-probabilities: the headline must not send the user looking for a softmax.
     title = "overfit loss is negative: the targets contain the loss's blank" if blank else None
-    return finding("CTC074", message, blank.fix if blank else negative_fix(kind), evidence, title=title)
+    return finding("CTC074", message, named.fix if named else negative_fix(kind), evidence, title=title)
 
 
 def _title(verdict: Verdict) -> str | None:

@@ -70,14 +70,15 @@ CTC_DEFAULT_BLANK = 0
 
 
 @dataclass(frozen=True)
-class BlankCause:
-    """The output is log-probabilities, but the loss's blank is a label in the targets: why the loss went negative."""
+class NamedCause:
+    """Why the loss went negative, named from the static findings (the loss's blank among the labels, or what the
+    criterion gives the loss), with its fix."""
 
     words: str
     fix: str
 
 
-def blank_cause(kind: str | None, static: Sequence[Finding], labels: Sequence[int], blank: int | None) -> BlankCause | None:
+def blank_cause(kind: str | None, static: Sequence[Finding], labels: Sequence[int], blank: int | None) -> NamedCause | None:
     """A log-probability output (the static checks measured rows whose logsumexp is 0; CTC020/021/024 silent) with
     targets that hold the loss's blank: CTC030's wrong blank when the criterion audit found it, else label 0 (the
     default blank of F.ctc_loss) in the targets while Setup.blank is another class. None when neither holds."""
@@ -87,12 +88,26 @@ def blank_cause(kind: str | None, static: Sequence[Finding], labels: Sequence[in
     if audit is not None:
         used, meant = audit.evidence.get("criterion_blank"), audit.evidence.get("setup_blank")
         if used is not None and used in labels:
-            return BlankCause(_blank_words(int(used), meant, "(CTC030, reported above)"), audit.hint)
+            return NamedCause(_blank_words(int(used), meant, "(CTC030, reported above)"), audit.hint)
     if blank is not None and blank != CTC_DEFAULT_BLANK and CTC_DEFAULT_BLANK in labels:
-        return BlankCause(_blank_words(CTC_DEFAULT_BLANK, blank, "if the loss keeps its default blank=0"),
+        return NamedCause(_blank_words(CTC_DEFAULT_BLANK, blank, "if the loss keeps its default blank=0"),
                           f"Call the loss with blank={blank}, Setup.blank: F.ctc_loss(output, targets, output_lengths, "
                           f"target_lengths, blank={blank}) (its default is 0, a label in these targets).")
     return None
+
+
+SOFTMAX_IN_CRITERION = NamedCause(
+    "the criterion turns the model's raw logits into probabilities (softmax) and gives those to the loss, which reads "
+    "them as log-probabilities (CTC030, reported above)",
+    "In the criterion, apply log_softmax(dim=-1) over the classes where it applies softmax.")
+"""Why the loss is negative when the model outputs raw logits and the criterion audit (CTC030) found the loss getting
+probabilities: the criterion's softmax, which the model's output kind alone would not show."""
+
+
+def criterion_cause(kind: str | None, static: Sequence[Finding]) -> NamedCause | None:
+    """The criterion's softmax, when the model outputs raw logits and CTC030 found probabilities reaching the loss."""
+    found = any(item.code == "CTC030" and item.evidence.get("mistake") == "probabilities" for item in static)
+    return SOFTMAX_IN_CRITERION if kind == "logits" and found else None
 
 
 def _blank_words(used: int, meant: Any, how: str) -> str:
@@ -101,7 +116,7 @@ def _blank_words(used: int, meant: Any, how: str) -> str:
             "CTC counts the same alignments more than once, so its 'likelihood' can exceed 1 and the loss go below 0")
 
 
-def negative_words(found: NegativeLoss, label: str, kind: str | None, cause: BlankCause | None = None) -> str:
+def negative_words(found: NegativeLoss, label: str, kind: str | None, cause: NamedCause | None = None) -> str:
     """What happened, with the numbers and the reason (the loss's blank in the targets, the measured output kind,
     else the possibilities)."""
     reason = CAUSES.get(kind or "", "the loss is not given log-probabilities (softmax probabilities or raw logits), "

@@ -382,7 +382,8 @@ def test_a_conv1d_output_reshaped_instead_of_permuted_is_named():
     assert audit.mistake == "layout"
     (found,) = criterion_disagrees(CriterionAudits((audit,)), None)
     assert "the (N, C, T) output reshaped/viewed to (T, N, C) instead of permuted" in found.message
-    assert found.hint.startswith("Call the loss as F.ctc_loss(output.permute(2, 0, 1),")
+    assert found.hint.startswith("Permute the (N, C, T) output to (T, N, C) with .permute(2, 0, 1)")
+    assert "The call: F.ctc_loss(output.permute(2, 0, 1)," in found.hint
     assert "never .view/.reshape" in found.hint
 
 
