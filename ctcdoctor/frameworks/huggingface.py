@@ -70,9 +70,13 @@ def not_ctc_reason(model: Any) -> str | None:
     from ctcdoctor.frameworks.hf_model import LENGTH_METHODS, length_method
 
     if length_method(model) is None:
-        return (f"{name} has a CTC head but no output-length formula ctcdoctor can call (none of "
-                f"{', '.join(LENGTH_METHODS)}), so the frames its loss aligns are unknown")
+        return (f"{name} has a CTC head but {NO_LENGTHS} (none of {', '.join(LENGTH_METHODS)}), so the frames its "
+                "loss aligns are unknown")
     return None
+
+
+#: The reason that `Setup.output_lengths` answers: the model's forward is fine, only its length formula is unknown.
+NO_LENGTHS = "no output-length formula ctcdoctor can call"
 
 
 def _no_lengths_hint(model: Any) -> str:
@@ -134,8 +138,9 @@ def setup_from_hf(
     )
 
     reason = not_ctc_reason(model)
-    if reason is not None:
-        raise UserInputError(reason, _no_lengths_hint(model) if " a CTC head but " in reason else _ctc_class_hint(model))
+    lengths_given = setup_overrides.get("output_lengths") is not None
+    if reason is not None and not (NO_LENGTHS in reason and lengths_given):
+        raise UserInputError(reason, _no_lengths_hint(model) if NO_LENGTHS in reason else _ctc_class_hint(model))
     config = model.config
     blank_name = blank_attribute(model)
     blank = blank_id(model)
