@@ -1,13 +1,14 @@
 """Hugging Face collator batches turned into ctcdoctor's `(inputs, targets, input_lengths, target_lengths)`.
 
 A CTC collator (`DataCollatorCTCWithPadding` in the fine-tuning guides) yields a mapping:
-`input_values` (or `input_features`), maybe `attention_mask`, and `labels` padded with -100.
+`input_values` (or `input_features`), maybe `attention_mask` (`padding_mask` for a model whose `forward` takes
+that, as OmniASR), and `labels` padded with -100.
 The converted batch is a dict with ctcdoctor's four keys plus `hf`, the model's inputs and the
 labels as the collator gave them (for the model's own loss and the Hugging Face checks):
 
 - inputs: the main tensor alone when it is all the model takes (no attention mask), so that the
   input checks and the length probe see a tensor; else a dict of the model's keyword arguments;
-- input_lengths: `attention_mask.sum(-1)`, or the full length without a mask, as the model's loss;
+- input_lengths: `attention_mask.sum(-1)`, or the full length of the time axis without a mask, as the model's loss;
 - targets / target_lengths: the labels the model's loss trains on (see `LabelRule`), left-aligned.
 """
 from __future__ import annotations
@@ -18,10 +19,10 @@ from typing import Any
 import torch
 
 from ctcdoctor.errors import BatchError
-from ctcdoctor.frameworks.hf_model import HF_KEY, LabelRule
+from ctcdoctor.frameworks.hf_model import HF_KEY, MASK_KEYS, LabelRule, mask_key, time_axis
 
 HINT = (
-    "Yield mappings as a Hugging Face CTC data collator makes them: {input!r} (padded), 'attention_mask' (optional) "
+    "Yield mappings as a Hugging Face CTC data collator makes them: {input!r} (padded), {mask!r} (optional) "
     "and 'labels' padded with -100."
 )
 
@@ -34,9 +35,10 @@ class BatchConverter:
         self.keys = keys
         self.blank = blank
         self.rule = rule
+        self.mask_name = mask_key(keys)
 
     def __call__(self, raw: Any) -> dict[str, Any]:
-        hint = HINT.format(input=self.input_name)
+        hint = HINT.format(input=self.input_name, mask=self.mask_name)
         if isinstance(raw, Mapping) and HF_KEY in raw and "inputs" in raw:
             return dict(raw)  # already converted (a loader wrapped twice)
         if not isinstance(raw, Mapping):
@@ -53,13 +55,14 @@ class BatchConverter:
                 f"labels have shape {tuple(labels.shape)} and dtype {labels.dtype}; they must be (N, S) integer ids",
                 hint,
             )
-        mask = raw.get("attention_mask")
-        mask = None if mask is None else _tensor(mask, "attention_mask", hint)
+        self._check_mask_name(raw, hint)
+        mask = raw.get(self.mask_name)
+        mask = None if mask is None else _tensor(mask, self.mask_name, hint)
         if mask is not None:
             input_lengths = mask.to(torch.long).sum(-1)
         else:
             # The model's loss: torch.ones_like(input_values).sum(-1), or input_features.shape[:2] for features.
-            axis = 1 if values.dim() >= 3 else values.dim() - 1
+            axis = time_axis(values, self.input_name)
             input_lengths = torch.full((values.shape[0],), values.shape[axis], dtype=torch.long)
         labels = labels.to(torch.long)
         keep = self.rule.keep(labels, self.blank)
@@ -71,7 +74,7 @@ class BatchConverter:
         model_inputs = {key: raw[key] for key in self.keys if key in raw and raw[key] is not None}
         model_inputs[self.input_name] = values
         if mask is not None:
-            model_inputs["attention_mask"] = mask
+            model_inputs[self.mask_name] = mask
         inputs: Any = values if set(model_inputs) == {self.input_name} else dict(model_inputs)
         return {
             "inputs": inputs,
@@ -80,6 +83,23 @@ class BatchConverter:
             "target_lengths": target_lengths,
             HF_KEY: {**model_inputs, "labels": labels},
         }
+
+
+    def _check_mask_name(self, raw: Mapping[str, Any], hint: str) -> None:
+        """A mask under the other name (`attention_mask` for OmniASR, which takes `padding_mask`) never reaches the
+        model's `forward`: the model would attend to the padding, and its loss fails without the mask."""
+        if self.mask_name in raw:
+            return
+        other = next((key for key in MASK_KEYS if key != self.mask_name and key in raw), None)
+        if other is not None and other not in self.keys:
+            # The fix goes in the message too: a loader that raises is reported with a generic hint of its own.
+            fix = (f"name it {self.mask_name!r} in the collator, as the model's feature extractor returns it (1 on the "
+                   "input, 0 on the padding)")
+            raise BatchError(
+                f"the batch holds the mask as {other!r}, but the model's forward takes {self.mask_name!r} (and no "
+                f"{other!r}), so the model never sees it: {fix}",
+                f"{fix[0].upper()}{fix[1:]}.",
+            )
 
 
 def _tensor(value: Any, name: str, hint: str) -> torch.Tensor:

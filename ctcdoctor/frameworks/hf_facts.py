@@ -247,17 +247,24 @@ class _Scan:
             self.integral = self.integral and bool((finite == finite.round()).all())
 
 
+def _time_major(values: Any, input_name: str) -> Any:
+    """The input with time on axis 1: (N, L) audio, or (N, T, F) features; OmniASR's (N, 1, L) audio is squeezed."""
+    if input_name == "input_values" and values.dim() == 3 and values.shape[1] == 1:
+        return values[:, 0]
+    return values
+
+
 def _scan_batch(scan: _Scan, model: Any, batch: Mapping[str, Any], batch_index: int, input_name: str, rule: Any,
                 blank: int | None, unk_id: int | None, stride: int) -> None:
     import torch
 
-    from ctcdoctor.frameworks.hf_model import encoder_frames, output_lengths
+    from ctcdoctor.frameworks.hf_model import encoder_frames, forward_keys, mask_key, output_lengths
 
-    values = torch.as_tensor(batch[input_name]).detach().cpu()
+    values = _time_major(torch.as_tensor(batch[input_name]).detach().cpu(), input_name)
     labels = torch.as_tensor(batch["labels"]).detach().cpu().to(torch.long)
     if labels.dim() == 1:
         labels = labels[None]
-    mask = batch.get("attention_mask")
+    mask = batch.get(mask_key(forward_keys(model)))
     width = int(values.shape[1])
     if mask is not None:
         lengths = torch.as_tensor(mask).detach().cpu().to(torch.long).sum(-1)
@@ -284,7 +291,20 @@ def _scan_batch(scan: _Scan, model: Any, batch: Mapping[str, Any], batch_index: 
             scan.audio(values[row, : int(lengths[row]) - int(padding[row])].to(torch.float64))
 
 
+def _encoder_config(config: Any) -> Any:
+    """The config that holds the encoder's settings: the model's own (wav2vec2 family), or the one nested in it
+    (`encoder_config` of Parakeet, LASR and Granite; `audio_config` of OmniASR)."""
+    if hasattr(config, "hidden_size"):
+        return config
+    for name in ("encoder_config", "audio_config"):
+        nested = getattr(config, name, None)
+        if nested is not None and hasattr(nested, "hidden_size"):
+            return nested
+    return config
+
+
 def _config_facts(config: Any) -> dict[str, Any]:
+    encoder = _encoder_config(config)
     return dict(
         ctc_loss_reduction=str(getattr(config, "ctc_loss_reduction", "mean")),
         ctc_zero_infinity=bool(getattr(config, "ctc_zero_infinity", False)),
@@ -295,15 +315,15 @@ def _config_facts(config: Any) -> dict[str, Any]:
         mask_time_min_masks=int(getattr(config, "mask_time_min_masks", 0) or 0),
         mask_feature_prob=float(getattr(config, "mask_feature_prob", 0.0) or 0.0),
         mask_feature_length=int(getattr(config, "mask_feature_length", 1) or 1),
-        hidden_size=int(config.hidden_size),  # SpecAugment masks features before the encoder and adapter
-        layerdrop=float(getattr(config, "layerdrop", 0.0) or 0.0),
+        hidden_size=int(getattr(encoder, "hidden_size", 0) or 0),  # SpecAugment masks features before the encoder
+        layerdrop=float(getattr(encoder, "layerdrop", 0.0) or 0.0),
     )
 
 
 def _frames_per_second(config: Any, rate: int | None, input_name: str) -> tuple[int, float | None]:
     """(total conv stride, output frames a second of audio); every *ForCTC checkpoint on the Hub takes 16 kHz."""
     stride = 1
-    for value in getattr(config, "conv_stride", ()) or ():
+    for value in getattr(_encoder_config(config), "conv_stride", ()) or ():
         stride *= int(value)
     if input_name != "input_values":
         return stride, None
@@ -318,7 +338,7 @@ def describe_hf(
     `model` may be the `*ForCTC` model or `setup_from_hf`'s wrapper; `batches` are the collator's mappings
     (`input_values`/`input_features`, optional `attention_mask`, `labels` padded with -100).
     """
-    from ctcdoctor.frameworks.hf_model import HFCTCModel, label_rule, main_input_name
+    from ctcdoctor.frameworks.hf_model import HFCTCModel, blank_attribute, blank_id, label_rule, main_input_name
     from ctcdoctor.frameworks.huggingface import is_hf_ctc_model
 
     alphabet_from_tokenizer = bool(getattr(model, "alphabet_from_tokenizer", False))
@@ -331,10 +351,14 @@ def describe_hf(
     config = model.config
     tokenizer, feature_extractor = split_processor(tokenizer, processor)
     vocab_size = int(config.vocab_size)
-    blank = None if config.pad_token_id is None else int(config.pad_token_id)
+    blank = blank_id(model)
     rule = label_rule(model)
     input_name = main_input_name(model)
     token = _tokenizer_facts(tokenizer, vocab_size, blank)
+    if blank_attribute(model) != "pad_token_id" and token:
+        # The blank has an id of its own (OmniASR: config.blank_token_id), apart from the tokenizer's pad token:
+        # the pad id is not the blank by design, so there is no pad id to compare the blank with (CTC101).
+        token.update(tokenizer_pad_id=None, tokenizer_pad_token=None)
     extractor = _feature_extractor_facts(feature_extractor)
     stride, frames_per_second = _frames_per_second(config, extractor.get("sampling_rate"), input_name)
     scan = _Scan()

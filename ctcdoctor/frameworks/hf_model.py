@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -52,7 +53,7 @@ def to_device(value: Any, device: torch.device | None) -> Any:
 
 
 def main_input_name(model: nn.Module) -> str:
-    """`input_values` (raw audio) for most CTC models, `input_features` for Wav2Vec2-BERT."""
+    """`input_values` (raw audio) for most CTC models, `input_features` for Wav2Vec2-BERT, Parakeet, LASR, Granite."""
     return str(getattr(model, "main_input_name", None) or "input_values")
 
 
@@ -63,14 +64,70 @@ def forward_keys(model: nn.Module) -> tuple[str, ...]:
     return tuple(p.name for p in parameters if p.kind in named and p.name != "labels")
 
 
+#: Batch keys that hold the valid-length mask, in the order looked for: most models name it `attention_mask`,
+#: OmniASR (from fairseq2) `padding_mask`; both are 1 on the valid input.
+MASK_KEYS = ("attention_mask", "padding_mask")
+
+
+def mask_key(keys: tuple[str, ...]) -> str:
+    """The mask the model's `forward` takes (`attention_mask` when it names none: the collators' key)."""
+    return next((key for key in MASK_KEYS if key in keys), MASK_KEYS[0])
+
+
+def time_axis(values: torch.Tensor, input_name: str) -> int:
+    """The time axis of a padded input: the last for raw audio ((N, L), or (N, 1, L) as OmniASR takes it), 1 for
+    feature frames ((N, T, F))."""
+    return values.dim() - 1 if input_name == "input_values" else min(1, values.dim() - 1)
+
+
+#: The methods transformers CTC models compute their output lengths with: the wav2vec2 family's conv encoder
+#: formula (adapter layers included), and the conformer-style subsampling of Parakeet, LASR, OmniASR, Granite.
+LENGTH_METHODS = ("_get_feat_extract_output_lengths", "_get_subsampling_output_length")
+
+
+def length_method(model: Any) -> str | None:
+    """The name of the model's own output-length formula, or None when it has none that ctcdoctor knows."""
+    return next((name for name in LENGTH_METHODS if callable(getattr(model, name, None))), None)
+
+
+def blank_attribute(model: Any) -> str:
+    """The config attribute the model's loss takes as its blank: `pad_token_id` (wav2vec2 family, Parakeet, ...) or one
+    of its own (OmniASR: `blank_token_id`), read from the forward that computes the loss."""
+    for cls in type(model).__mro__:
+        forward = cls.__dict__.get("forward")
+        if forward is None:
+            continue
+        try:
+            source = inspect.getsource(forward)
+        except (OSError, TypeError):
+            continue
+        found = re.search(r"\bblank(?:_token_id)?\s*=\s*self\.config\.(\w+)", source)
+        if found:
+            return found.group(1)
+    return "pad_token_id"
+
+
+def blank_id(model: Any) -> int | None:
+    """The CTC blank of the model's loss (`config.pad_token_id`, or the attribute its forward names)."""
+    value = getattr(model.config, blank_attribute(model), None)
+    return None if value is None else int(value)
+
+
+def _frames(model: Any, lengths: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    method = length_method(model)
+    if method is None:
+        raise TypeError(f"{type(model).__name__} has none of {', '.join(LENGTH_METHODS)}")
+    return torch.as_tensor(getattr(model, method)(lengths, **kwargs)).to("cpu", torch.long)
+
+
 def output_lengths(model: Any, input_lengths: torch.Tensor) -> torch.Tensor:
     """Frames per sample by the model's own formula (conv feature encoder, adapter layers included).
 
     This is the call the model's forward makes for its loss: `_get_feat_extract_output_lengths(
-    attention_mask.sum(-1))`, with `config.add_adapter` deciding whether the adapter counts.
+    attention_mask.sum(-1))`, with `config.add_adapter` deciding whether the adapter counts, or
+    `_get_subsampling_output_length(attention_mask.sum(-1))` for the conformer-style models.
     """
-    lengths = torch.as_tensor(input_lengths).to("cpu", torch.long)
-    return torch.as_tensor(model._get_feat_extract_output_lengths(lengths)).to("cpu", torch.long)
+    return _frames(model, torch.as_tensor(input_lengths).to("cpu", torch.long))
 
 
 def encoder_frames(model: Any, input_lengths: torch.Tensor) -> torch.Tensor:
@@ -78,10 +135,9 @@ def encoder_frames(model: Any, input_lengths: torch.Tensor) -> torch.Tensor:
     runs after the transformer)."""
     lengths = torch.as_tensor(input_lengths).to("cpu", torch.long)
     try:
-        frames = model._get_feat_extract_output_lengths(lengths, add_adapter=False)
+        return _frames(model, lengths, add_adapter=False)
     except TypeError:  # models without adapters take no add_adapter argument
-        frames = model._get_feat_extract_output_lengths(lengths)
-    return torch.as_tensor(frames).to("cpu", torch.long)
+        return _frames(model, lengths)
 
 
 class HFCTCModel(nn.Module):
@@ -134,9 +190,24 @@ class HFModelLoss:
         device = model_device(self.model)
         kwargs = {key: to_device(original[key], device) for key in self.keys if original.get(key) is not None}
         with eval_mode(self.model):
-            result = self.model(**kwargs, labels=to_device(original["labels"], device))
+            try:
+                result = self.model(**kwargs, labels=to_device(original["labels"], device))
+            except AttributeError as error:
+                raise self._unmasked(kwargs) or error from error
         loss = getattr(result, "loss", None)
         return loss if loss is not None else result[0]
+
+    def _unmasked(self, kwargs: Mapping[str, Any]) -> ValueError | None:
+        """Parakeet, LASR, OmniASR and Granite count their loss's frames from the mask alone (`encoder_outputs.
+        attention_mask.sum(-1)`): without one their loss fails on None. Say so, instead of that AttributeError."""
+        key = mask_key(self.keys)
+        if key not in self.keys or key in kwargs:
+            return None
+        return ValueError(
+            f"{type(self.model).__name__}'s own loss needs {key!r}: it counts each sample's frames from that mask, "
+            f"and this batch has none. Return {key} from the collator (its feature extractor does, with "
+            f"return_attention_mask=True)"
+        )
 
 
 @dataclass(frozen=True)
@@ -190,11 +261,10 @@ def label_rule(model: nn.Module) -> LabelRule:
 
 
 def _probe_loss_function(model: Any) -> LabelRule:
-    config = model.config
-    blank, classes = int(config.pad_token_id), int(config.vocab_size)
-    other = 1 if blank != 1 else 0
-    if classes < 2 or not 0 <= blank < classes:
+    blank, classes = blank_id(model), int(model.config.vocab_size)
+    if blank is None or classes < 2 or not 0 <= blank < classes:
         return RULE_V5
+    other = 1 if blank != 1 else 0
     function = model.loss_function
     logits = torch.zeros(1, 4, classes)
     lengths = torch.tensor([4])

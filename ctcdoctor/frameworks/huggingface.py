@@ -8,12 +8,14 @@
 
 What is read from the model, so that `(model, loader)` is enough:
 
-- batches are the collator's mappings (`input_values` or `input_features`, optional `attention_mask`,
-  `labels` padded with -100); the model gets the keys its `forward` names, as `Trainer` passes them;
+- batches are the collator's mappings (`input_values` or `input_features`, optional `attention_mask` or the
+  `padding_mask` its forward names, `labels` padded with -100); the model gets the keys its `forward` names, as
+  `Trainer` passes them;
 - the output is `log_softmax(logits)` in float32, `(N, T, C)`, as the model's loss computes it;
-- blank = `config.pad_token_id`, C = `config.vocab_size`;
+- blank = `config.pad_token_id` (or the config attribute the forward passes to its loss as the blank, as
+  OmniASR's `blank_token_id`), C = `config.vocab_size`;
 - input lengths = `attention_mask.sum(-1)` (the full width without a mask), output lengths by the
-  model's own `_get_feat_extract_output_lengths` (adapter layers included);
+  model's own `_get_feat_extract_output_lengths` (adapter layers included) or `_get_subsampling_output_length`;
 - targets = the labels the model's loss keeps (-100 dropped; in transformers 5 also the pad id);
 - the criterion is the model's own loss, in eval mode (train mode adds SpecAugment and dropout noise);
 - the alphabet is the tokenizer's vocabulary in id order, the blank skipped.
@@ -63,9 +65,23 @@ def not_ctc_reason(model: Any) -> str | None:
         return f"{name}'s config ({type(config).__name__}) has no {', '.join(missing)}: it is not a CTC model's config"
     # Wav2Vec2Config also serves Wav2Vec2ForSequenceClassification, so the config alone does not make a CTC model.
     has_head = any(cls.__name__.endswith("ForCTC") for cls in type(model).__mro__)
-    if not has_head or not hasattr(model, "_get_feat_extract_output_lengths"):
+    if not has_head:
         return f"{name} has no CTC head: it does not output class scores per frame for a CTC loss"
+    from ctcdoctor.frameworks.hf_model import LENGTH_METHODS, length_method
+
+    if length_method(model) is None:
+        return (f"{name} has a CTC head but {NO_LENGTHS} (none of {', '.join(LENGTH_METHODS)}), so the frames its "
+                "loss aligns are unknown")
     return None
+
+
+#: The reason that `Setup.output_lengths` answers: the model's forward is fine, only its length formula is unknown.
+NO_LENGTHS = "no output-length formula ctcdoctor can call"
+
+
+def _no_lengths_hint(model: Any) -> str:
+    return (f"Return a Setup(model=..., loader=..., output_lengths=...) whose output_lengths maps input lengths to "
+            f"{type(model).__name__}'s output frames, and report the class to ctcdoctor so that it learns the formula.")
 
 
 def is_hf_ctc_model(model: Any) -> bool:
@@ -111,23 +127,34 @@ def setup_from_hf(
     """
     _transformers()
     from ctcdoctor.frameworks.hf_batches import BatchConverter, convert_loader
-    from ctcdoctor.frameworks.hf_model import HFCTCModel, HFModelLoss, forward_keys, label_rule, main_input_name
+    from ctcdoctor.frameworks.hf_model import (
+        HFCTCModel,
+        HFModelLoss,
+        blank_attribute,
+        blank_id,
+        forward_keys,
+        label_rule,
+        main_input_name,
+    )
 
     reason = not_ctc_reason(model)
-    if reason is not None:
-        raise UserInputError(reason, _ctc_class_hint(model))
+    lengths_given = setup_overrides.get("output_lengths") is not None
+    if reason is not None and not (NO_LENGTHS in reason and lengths_given):
+        raise UserInputError(reason, _no_lengths_hint(model) if NO_LENGTHS in reason else _ctc_class_hint(model))
     config = model.config
-    if config.pad_token_id is None:
+    blank_name = blank_attribute(model)
+    blank = blank_id(model)
+    if blank is None:
         raise UserInputError(
-            f"{type(model).__name__}: config.pad_token_id is None, so its CTC loss has no blank",
-            "Pass pad_token_id=processor.tokenizer.pad_token_id to from_pretrained (or to the config).",
+            f"{type(model).__name__}: config.{blank_name} is None, so its CTC loss has no blank",
+            f"Pass {blank_name}=processor.tokenizer.pad_token_id to from_pretrained (or to the config)."
+            if blank_name == "pad_token_id" else f"Pass {blank_name}= (the blank's id) to from_pretrained (or to the config).",
         )
     unknown = sorted(set(setup_overrides) - {item.name for item in dataclasses.fields(Setup)})
     if unknown:
         raise UserInputError(f"setup_from_hf got unknown Setup fields {unknown}",
                              f"Use fields of ctcdoctor.Setup: {[item.name for item in dataclasses.fields(Setup)]}.")
     tokenizer, _ = split_processor(tokenizer, processor)
-    blank = int(config.pad_token_id)
     input_name = main_input_name(model)
     keys = forward_keys(model)
     wrapper = HFCTCModel(model, input_name, tokenizer=tokenizer, processor=processor)
