@@ -82,7 +82,8 @@ def _value(value) -> str:
 @check("CTC030", "error", "the criterion disagrees with reference CTC",
        variants=(("info", "the criterion reduces the batch differently from reference CTC"),))
 def criterion_disagrees(
-    criterion_audit: CriterionAudits, setup: Setup, vocabulary: Vocabulary | None = None, hf: HFFacts | None = None
+    criterion_audit: CriterionAudits, setup: Setup, vocabulary: Vocabulary | None = None, hf: HFFacts | None = None,
+    label_classes: frozenset[int] = frozenset(),
 ) -> list[Finding]:
     """
     **What it checks.** When `Setup.criterion` is given, ctcdoctor calls
@@ -167,7 +168,7 @@ def criterion_disagrees(
                             "(config.ctc_loss_reduction='sum'): see CTC103", applicable=False)
         if audit.other_heads:
             raise SkipCheck(_other_heads_reason(audit))
-        return [_finding(audit, setup, vocabulary)]
+        return [_finding(audit, setup, vocabulary, label_classes)]
     return []
 
 
@@ -218,9 +219,11 @@ def _call(prefix: str, corrected: str) -> str:
     return f"{prefix} {call.rstrip()}" + (f" ({note.strip()})" if note else "") + "."
 
 
-def _wrong_blank(audit, where: str, user: str, reference: str, evidence: dict, vocabulary: Vocabulary | None = None):
+def _wrong_blank(audit, where: str, user: str, reference: str, evidence: dict, vocabulary: Vocabulary | None = None,
+                 label_classes: frozenset[int] = frozenset()):
     """CTC030 for a criterion that uses another blank index: name both (with their tokens when a tokenizer is
-    given), and say which side is likely wrong."""
+    given), and say which side is likely wrong, from the labels of every batch read (`label_classes`), not only the
+    audited one (one sample in `overfit`)."""
     details = audit.details
     other, blank = details.get("criterion_blank"), details.get("setup_blank")
     if vocabulary is not None and vocabulary.tokens:
@@ -232,7 +235,8 @@ def _wrong_blank(audit, where: str, user: str, reference: str, evidence: dict, v
         f"{where}: the criterion gives {user} but reference CTC with Setup.blank = {blank} gives {reference}: the loss "
         f"uses blank={other} while Setup.blank is {blank} ({how} {_reproduces(audit)})."
     )
-    uses_other, uses_blank = details.get("targets_use_criterion_blank"), details.get("targets_use_setup_blank")
+    uses_other = details.get("targets_use_criterion_blank") or other in label_classes
+    uses_blank = details.get("targets_use_setup_blank") or blank in label_classes
     if uses_blank and not uses_other:
         # CTC011 fires too: the data and the loss agree on blank=other; only Setup.blank is off.
         message += (
@@ -271,7 +275,7 @@ def _wrong_blank_tokens(audit, where: str, user: str, reference: str, evidence: 
     return finding("CTC030", message, hint, evidence)
 
 
-def _finding(audit, setup, vocabulary=None):
+def _finding(audit, setup, vocabulary=None, label_classes: frozenset[int] = frozenset()):
     where = f"batch {audit.batch}"
     reference = _value(audit.reference)
     evidence = {
@@ -333,7 +337,7 @@ def _finding(audit, setup, vocabulary=None):
             title="the criterion reduces the batch differently from reference CTC",
         )
     if audit.mistake == "wrong_blank" and audit.details:
-        return _wrong_blank(audit, where, user, reference, evidence, vocabulary)
+        return _wrong_blank(audit, where, user, reference, evidence, vocabulary, label_classes)
     if audit.reduction not in ("mean", "none"):
         return _two_differences(audit, where, user, reference, evidence)
     return finding(

@@ -256,6 +256,13 @@ def _target_classes(batch) -> set[int]:
     return {int(value) for sequence in sequences for value in sequence.unique().tolist()}
 
 
+@provides("label_classes")
+def _label_classes(context: Context) -> frozenset[int]:
+    """Every class the targets of the batches read use as a label: what tells the blank apart when the audited batch
+    alone cannot (`overfit` audits one sample, and puts the loader's first batch's classes in too)."""
+    return frozenset(label for batch in context.batches for label in _target_classes(batch))
+
+
 _TARGETS_SIZE = re.compile(r"size (at least )?(\d+) at dimension (\d+), but got size (\d+) for argument #2 'targets'")
 _AT_MOST = re.compile(r"input_lengths to have value at most (\d+), but got value (\d+)")
 

@@ -6,6 +6,7 @@ the user's model, seeded the same way, so runs differ only in what the caller ch
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -165,6 +166,8 @@ def _static_checks(setup: Setup, model: Any, raw: Any, samples: Sequence[int], p
     context = Context(dataclasses.replace(setup, model=model, loader=[raw]), Options(max_batches=1, scan_batches=1))
     # A loss divided by a fixed batch size divides the chosen samples' loss by the loader's, not by theirs (CTC030).
     context.put("loader_batch_size", lambda: _loader_batch_size(setup))
+    # Which end of the classes is the blank shows in the labels the data use, which one sample may not (CTC030).
+    context.put("label_classes", lambda: _label_classes(setup, context))
     if prefixes is None:
         return context, [], []
     findings, results = run_checks(context, select_checks(prefixes))
@@ -189,6 +192,16 @@ def _loader_batch_size(setup: Setup) -> int | None:
         return next(iter(iterate_batches(setup.loader, 1, setup.batch_axis))).size
     except Exception:  # the loader fails: the audit goes on without it
         return None
+
+
+def _label_classes(setup: Setup, context: Any) -> frozenset[int]:
+    """The classes the chosen samples and the loader's first batch use as labels."""
+    from ctcdoctor.load.batches import iterate_batches, split_targets
+
+    batches = list(context.batches)
+    with contextlib.suppress(Exception):  # the loader fails: the samples' own labels stand
+        batches.append(next(iter(iterate_batches(setup.loader, 1, setup.batch_axis))))
+    return frozenset(int(label) for batch in batches for sequence in split_targets(batch)[0] for label in sequence.tolist())
 
 
 _SAMPLES = re.compile(r"\b([Ss]amples?) (\d+(?:(?:, | and )\d+)*)")
