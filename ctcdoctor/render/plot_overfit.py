@@ -119,7 +119,7 @@ def _frames(bottom: Any, result: Any) -> None:
         if column == group[0]:
             values = [row[column] for row in frames.probs]
             if len(group) == 1:
-                shown = "blank" if column == 0 else f"'{name}'"
+                shown = "blank" if column == 0 else repr(name)  # repr: an apostrophe is shown as "'", not '''
                 frame_curve(bottom, values, colour, "-", 1.6, label=None if marker else f"{shown} output",
                             fill=column != 0)
                 if marker is not None:  # past 18 labels: a repeated colour, told apart by a marker on its spikes
@@ -127,7 +127,7 @@ def _frames(bottom: Any, result: Any) -> None:
                     bottom.plot([], [], color=colour, linewidth=proxy.get_linewidth(), marker=marker, markersize=5,
                                 label=f"{shown} output")
             else:  # equal on every frame (a dead head: all uniform): one line naming them all, not one hiding the rest
-                names = ", ".join("blank" if k == 0 else f"'{frames.names[k]}'" for k in group)
+                names = ", ".join("blank" if k == 0 else repr(frames.names[k]) for k in group)
                 frame_curve(bottom, values, "black", "-", 2.4, label=f"{names} outputs, all equal ({_level(values)})")
         if frames.pseudo is not None:
             bottom.plot(x, [row[column] for row in frames.pseudo], color=colour, linewidth=1.3, linestyle="--")
