@@ -257,6 +257,10 @@ def check_blank_phase(analysis: Analysis, evaluations: Evaluations) -> list[Find
     if over_budget(analysis, start, count) and falling is None:
         budget = (f"past the budget of {patience:,} {analysis.unit}s" if patience and end - start >= patience else
                   f"{analysis.loss.share(start, end):.0%} of the run, to its end")
+        if patience and end - start < patience:
+            # Said while the run went on: "it becomes CTC221 past step N". A finished run is judged whole instead.
+            budget += (f", with the loss flat: a run that is over is judged whole, not by the {patience:,}-"
+                       f"{analysis.unit} patience a run in progress gets")
         message = f"the outputs have been in the blank phase {lasted}, {budget}{loss_now}."
         longer = "train longer" if analysis.options.finished else "raise patience="
         hint = (f"Make sure labels belong to their inputs, the learning rate is in range ({usual}; with warm-up), each "

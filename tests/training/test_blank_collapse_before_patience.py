@@ -1,0 +1,26 @@
+"""A run that ends in the blank phase before its patience ran out: CTC221 at the close says why it is judged now.
+
+While the run went on, CTC220 promised "it becomes CTC221 (blank collapse) past step 2,040 (patience 2,000)"; at step
+320 the run ended and CTC221 came with no word on the patience, which read as a contradiction (trial on
+deep-text-recognition-benchmark with the monitor in its training loop).
+"""
+from __future__ import annotations
+
+from test_monitor_rules import blank_plateau_loss, phase_then, write_run
+
+from ctcdoctor.training import diagnose_run
+
+
+def test_the_close_says_a_finished_run_is_judged_whole_not_by_the_patience(tmp_path):
+    path = write_run(tmp_path / "over.jsonl", 60, blank_plateau_loss, phase_then, patience=2000)
+    lines = path.read_text().splitlines()
+    lines[-1] = lines[-1][:-1] + ', "finished": true}'
+    path.write_text("\n".join(lines) + "\n")
+    (error,) = [item for item in diagnose_run(path).findings if item.code == "CTC221"]
+    assert "a run that is over is judged whole, not by the 2,000-step patience a run in progress gets" in error.message
+
+
+def test_a_run_past_its_patience_keeps_the_budget_words(tmp_path):
+    path = write_run(tmp_path / "long.jsonl", 400, blank_plateau_loss, phase_then, patience=100)
+    (error,) = [item for item in diagnose_run(path).findings if item.code == "CTC221"]
+    assert "past the budget of 100 steps" in error.message and "judged whole" not in error.message
