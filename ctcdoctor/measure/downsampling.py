@@ -183,7 +183,7 @@ def _frames_axis(short: torch.Size, long: torch.Size) -> int | None:
 def _find_resampler(model: torch.nn.Module, inputs: Any, short: Shapes, long: Shapes,
                     output: torch.Size) -> tuple[str, int, int] | None:
     """(module, axis of its output, output axis of time): the module with a fixed-size output whose size the frames
-    follow. Among nested ones the innermost (the adaptive pool, not the Sequential around it)."""
+    follow. Among nested ones the innermost (the adaptive pool, not the Sequential around it); else the last to end."""
     modules = dict(model.named_modules())
     candidates = [name for name in reversed(_collapsers(short, long)) if len(short[name][0]) == len(short[name][1])]
     found: list[tuple[str, int, int]] = []
@@ -199,9 +199,8 @@ def _find_resampler(model: torch.nn.Module, inputs: Any, short: Shapes, long: Sh
             if time_axis is not None:
                 found.append((name, axis, time_axis))
                 break
-    if not found:
-        return None
-    return max(found, key=lambda item: item[0].count(".") + 1 if item[0] else 0)
+    innermost = [item for item in found if not any(other[0].startswith(f"{item[0]}.") for other in found)]
+    return innermost[0] if innermost else None  # the latest to end among them
 
 
 def _fixed(model: torch.nn.Module, inputs: Any, short: Shapes, long: Shapes, output: torch.Size) -> Downsampling:
