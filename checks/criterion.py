@@ -430,8 +430,9 @@ def zero_infinity_hides(criterion_audit: CriterionAudits) -> list[Finding]:
     nothing, and nothing in the logs says how many there are: the data problem behind
     them (too much downsampling, labels too long, CTC001) stays hidden.
 
-    **Example.** `warning CTC031 batch 0: 5 of 16 samples are infeasible (reference loss inf)
-    and the criterion counts them as 0 (zero_infinity=True): samples 0, 1, 4, 9, 12.`
+    **Example.** `warning CTC031 5 of 32 samples are infeasible in the 2 batches run through
+    the model (reference loss inf) and the criterion counts them as 0 (zero_infinity=True):
+    samples 0, 1, 4, 9, 12.` (CTC001 counts every sample read, the other batches too.)
 
     **Fix.** Fix the infeasible samples first (CTC001: more output frames or shorter
     labels), then set `zero_infinity=False` so a new impossible sample shows up as `inf`
@@ -443,12 +444,17 @@ def zero_infinity_hides(criterion_audit: CriterionAudits) -> list[Finding]:
     if not hidden:
         return []
     samples = sorted({sample for audit in hidden for sample in audit.infeasible})
-    total = sum(audit.size for audit in hidden)
+    # Every batch the criterion was audited on that hides its infeasible samples or has none: the samples counted
+    # (CTC001 counts every sample read, the batches the model did not run on too).
+    counted = [audit for audit in criterion_audit.audits if audit.zero_infinity or not audit.infeasible]
+    total = sum(audit.size for audit in counted)
+    batches = f"the {len(counted)} batches" if len(counted) > 1 else "the batch"
     audit = hidden[0]
     return [
         finding(
             "CTC031",
-            f"{of_total(len(samples), total, 'sample', 'is', 'are')} infeasible in the model batches (reference loss inf) and the "
+            f"{of_total(len(samples), total, 'sample', 'is', 'are')} infeasible in {batches} run through the model "
+            "(reference loss inf) and the "
             f"criterion counts {'it' if len(samples) == 1 else 'them'} as 0 (zero_infinity=True): {numbered(samples, 'sample')}. "
             f"On batch {audit.batch} it gives "
             f"{_value(audit.user)}; with zero_infinity=False the loss would be {_value(audit.reference)}.",
@@ -456,6 +462,6 @@ def zero_infinity_hides(criterion_audit: CriterionAudits) -> list[Finding]:
             "so impossible samples show up as inf instead of silently training on nothing.",
             {"count": len(samples), "total": total, "samples": samples[:50], "batch": audit.batch,
              "user_value": audit.user, "reference_value": audit.reference,
-             "reference_zero_infinity": audit.reference_zero_infinity},
+             "reference_zero_infinity": audit.reference_zero_infinity, "batches": len(counted)},
         )
     ]

@@ -43,14 +43,29 @@ def _coverage(targets, output_lengths) -> tuple[int, str]:
 OUTLIER_SHARE = 0.1
 
 
-def frame_rule_phrase(ratio: float | None, output_lengths: Any, measured: int | None = None) -> str:
+def _input_word(axis: str) -> str:
+    return "width" if axis == "width" else "length"
+
+
+def fixed_phrase(fixed: Any, measured: int | None) -> str:
+    """CTC001's sentence on a model whose frames do not follow the input length (a `FixedLength`)."""
+    where = f" {fixed.describe()} resamples every input to {fixed.size} along {fixed.axis}" if fixed.module else ""
+    after = f", and its layers after that downsample time ×{measured}" if measured else ""
+    return (f" The model gives {plural(fixed.frames, 'frame') if fixed.frames else 'the same frames'} whatever the "
+            f"input {_input_word(fixed.axis)}{':' + where if where else ''}{after}.")
+
+
+def frame_rule_phrase(ratio: float | None, output_lengths: Any, measured: int | None = None, fixed: Any = None) -> str:
     """How many input steps make one output frame, by the rule the length checks used (shared with `scan`).
 
-    A probed `floor((L + k) / s)` states `s` itself: a median of `L / frames` over short inputs reads higher
+    `fixed`: a `FixedLength` when the model gives the same frames whatever the input length; the sentence then says
+    so and what sets them. A probed `floor((L + k) / s)` states `s` itself: a median of `L / frames` over short inputs reads higher
     (floor(150 / 16) = 9 frames is one per 16.7 steps). So does `measured`, the product of the time strides of the
     model's layers, when the median agrees with it up to that rounding (within 15%)."""
     from ctcdoctor.measure.lengths import rule_stride
 
+    if fixed is not None:
+        return fixed_phrase(fixed, measured)
     stride = getattr(output_lengths, "stride", None)
     if stride is None and output_lengths.source == "probed":
         stride = rule_stride(output_lengths.detail)  # a scan keeps the rule's words only
@@ -95,6 +110,30 @@ def _hardest(indices, available, required) -> dict[str, int] | None:
         return None
     pick = int(usable[(required[usable].double() / available[usable].double()).argmax()])
     return {"sample": pick, "frames": int(available[pick]), "needed": int(required[pick])}
+
+
+def _longest(indices, available, required, labels, repeats) -> dict[str, int]:
+    """The infeasible sample that needs the most frames (the input length that fits it fits every one)."""
+    pick = int(indices[required[indices].argmax()])
+    return {"sample": pick, "frames": int(available[pick]), "needed": int(required[pick]), "labels": int(labels[pick]),
+            "repeats": int(repeats[pick])}
+
+
+def _needs_phrase(item: dict[str, int]) -> str:
+    repeats = f" + {plural(item['repeats'], 'repeat')}" if item.get("repeats") else ""
+    return f"{item['needed']}: {plural(item['labels'], 'label')}{repeats}" if "labels" in item else str(item["needed"])
+
+
+def longer_inputs(rule: Any, longest: dict[str, int] | None, axis: str) -> str:
+    """"feed inputs at least 52 wide (frames = floor((L - 4) / 4) must reach 12: 11 labels + 1 repeat)": the input
+    length the model's measured rule turns into the frames the longest infeasible sample needs; "feed longer inputs"
+    when there is no invertible rule."""
+    stride, offset = getattr(rule, "stride", None), getattr(rule, "offset", None)
+    if longest is None or stride is None or offset is None or stride < 1:
+        return "feed longer inputs"
+    least = max(1, longest["needed"] * stride - offset)
+    size = f"{least} wide" if axis == "width" else f"{least} steps long"
+    return f"feed inputs at least {size} ({rule.formula} must reach {_needs_phrase(longest)}, sample {longest['sample']})"
 
 
 def infeasible_message(count: int, covered: int, worst: list[dict[str, int]], rule: str, coverage: str, only_repeats: bool,
@@ -148,15 +187,53 @@ def share(count: int, total: int) -> str:
     return f"{percent:.2g}%" if 0 < percent < 1 else f"{percent:.0f}%"
 
 
+def _fixed_hint(fixed: Any, strides: tuple[Any, ...], hardest: dict[str, int], needs: str) -> str:
+    """CTC001's fix for a model that resamples every input to a fixed size: longer inputs do not help; its output
+    size does, or the downsampling after it."""
+    who = f"{fixed.describe()} resamples every input to {fixed.size} along {fixed.axis}" if fixed.module else (
+        "something in forward() resizes every input to one size")
+    head = (f"Sample {hardest['sample']} {needs}, and longer inputs will not help: the model gives "
+            f"{plural(hardest['frames'], 'frame')} whatever the input {_input_word(fixed.axis or 'width')}, because {who}.")
+    least = fixed.size_for(hardest["needed"])
+    tps = " (for a TPS transformation, the I_r_size it is built with: the imgW option)" if "TPS" in fixed.kind.upper() else ""
+    if fixed.module and least is not None:
+        size = (f" Raise the size it resamples to along {fixed.axis}{tps} to at least {least} "
+                f"({fixed.rule.formula.replace('frames', 'frames after it')}, L its output {fixed.axis}, must reach "
+                f"{_needs_phrase(hardest)})")
+    elif fixed.module:
+        size = f" Raise the size it resamples to along {fixed.axis}{tps}"
+    else:
+        size = " Raise that size"
+    if not strides:
+        return head + size + "; or split long labels into shorter chunks."
+    total = prod(item.stride for item in strides)
+    layers = ", ".join(item.describe() for item in strides)
+    allowed = total * hardest["frames"] / hardest["needed"]
+    cut = ""
+    if allowed >= 1:
+        dropped, left = _strides_to_drop(strides, allowed)
+        names = " and ".join(f"{item.kind} at {item.module}" + (f" ({item.setting})" if item.setting else "")
+                             for item in dropped)
+        cut = (f", or set the stride along {dropped[0].axis} to 1 in {names} (×{total} → ×{left}, about {total // left} "
+               "times the frames)")
+    return (head + f" After it the time axis is downsampled ×{total} by {layers}." + size + cut
+            + "; or split long labels into shorter chunks.")
+
+
 def infeasible_hint(count: int, covered: int, worst: list[dict[str, int]], strides: tuple[Any, ...] = (),
-                    hardest: dict[str, int] | None = None, ratio: float | None = None, manifest: bool = False) -> str:
+                    hardest: dict[str, int] | None = None, ratio: float | None = None, manifest: bool = False,
+                    fixed: Any = None, rule: Any = None, longest: dict[str, int] | None = None) -> str:
     """CTC001's fix: drop a few outliers; or name the layers that downsample time and how far to cut them.
 
     `hardest`: the sample needing the most frames per frame it has, when known beyond the `worst` listed.
     `ratio`: input steps per output frame (median), when known: a model that keeps every step has no
     downsampling to reduce. `manifest`: the samples come from `scan --manifest` (the drop-list is a flag of the
-    same command, and a clean copy of the manifest can be written)."""
-    others = "feed longer inputs, or split long labels into shorter chunks."
+    same command, and a clean copy of the manifest can be written). `fixed`: a `FixedLength` when the model gives
+    the same frames whatever the input length (longer inputs do not help; its resampler's size does). `rule`: the
+    model's measured `floor((L + k) / s)` length rule, and `longest`, the infeasible sample that needs the most
+    frames: the fix then says how long the inputs must be."""
+    axis = next((item.axis for item in strides), "")
+    others = f"{longer_inputs(rule, longest, axis)}, or split long labels into shorter chunks."
     if covered and count / covered < OUTLIER_SHARE:  # the same test as the check's `outliers`
         how = ("(add `--drop-list drop.txt` to this scan for the ids of every such sample, `--clean-manifest FILE` for a "
                "copy of the manifest without them)" if manifest else
@@ -174,6 +251,10 @@ def infeasible_hint(count: int, covered: int, worst: list[dict[str, int]], strid
                 "input frames per label (a shorter hop between feature frames, e.g. 10 ms instead of 20 ms, or less "
                 "trimming), use a coarser label unit (word pieces instead of characters), or split long labels into "
                 "shorter chunks.")
+    if fixed is not None and usable:
+        top = max(usable, key=lambda item: item["needed"] / item["frames"])
+        return _fixed_hint(fixed, strides, longest or top, f"needs {top['needed']} frames and gets {top['frames']}"
+                           if longest is None else f"needs {longest['needed']} frames and gets {longest['frames']}")
     if not strides or not usable:
         return "Reduce the downsampling along time (smaller pooling/stride on the time or width axis), " + others
     total = prod(item.stride for item in strides)
@@ -234,9 +315,18 @@ def infeasible_alignment(
     `ctcdoctor scan SPEC --drop-list drop.txt` writes their ids. Otherwise give the model more
     output frames: the fix names the layers that downsample time (measured by running the
     model at two input lengths, e.g. `MaxPool2d at cnn.3.3 (stride 2 along width)`) and which
-    of them to set to stride 1 along time; or feed longer inputs, or cut long labels into
-    shorter chunks. If only the repeats push a sample over, remember each doubled letter
-    costs an extra frame.
+    of them to set to stride 1 along time; or feed longer inputs (with the input length that
+    gives the longest label its frames, from the model's measured rule, e.g. `feed inputs at
+    least 52 wide (frames = floor((L - 4) / 4) must reach 12: 11 labels + 1 repeat)`), or cut
+    long labels into shorter chunks. If only the repeats push a sample over, remember each
+    doubled letter costs an extra frame.
+
+    A model that resamples every input to a fixed size (a TPS spatial transformer's
+    `grid_sample` to `I_r_size`, an adaptive pool to a fixed width) gives the same frames
+    whatever the input length: longer inputs do not help. The finding names that module and
+    the size it must resample to instead, and only the layers after it that downsample time;
+    layers of a branch that ends in a global or adaptive pool (a localization network) set no
+    frame count and are never named.
 
     When the declared output lengths disagree with the model (CTC004), the model is judged
     on the frames measured by probing it, and the finding says so: if the model gives too
@@ -262,13 +352,23 @@ def infeasible_alignment(
     covered, coverage = _coverage(targets, judged)
     outliers = bool(covered) and count / covered < OUTLIER_SHARE
     layers = time_strides.layers() if time_strides is not None and not outliers else ()
+    fixed = time_strides.fixed() if time_strides is not None and not outliers else None
+    length_rule = time_strides.rule() if time_strides is not None and not outliers and fixed is None else None
     measured = prod(item.stride for item in layers) if layers else None
     ratio = _downsampling_ratio(targets, judged)
-    rule = frame_rule_phrase(ratio, judged, measured)
+    rule = frame_rule_phrase(ratio, judged, measured, fixed)
     message = infeasible_message(count, covered, worst, rule, coverage, only_repeats)
-    hint = infeasible_hint(count, covered, worst, layers, _hardest(indices, available, required), ratio)
+    longest = _longest(indices, available, required, labels, repeats)
+    hint = infeasible_hint(count, covered, worst, layers, _hardest(indices, available, required), ratio,
+                           fixed=fixed, rule=length_rule, longest=longest)
     evidence = {"count": count, "total": covered, "scanned": targets.size, "worst": worst, "only_repeats": only_repeats,
                 "lengths_source": judged.source, **({"time_strides": [vars(item) for item in layers]} if layers else {})}
+    if fixed is not None:
+        evidence["fixed_frames"] = {"frames": fixed.frames, "module": fixed.module, "kind": fixed.kind,
+                                    "axis": fixed.axis, "size": fixed.size,
+                                    "needed_size": fixed.size_for(longest["needed"])}
+    if length_rule is not None and length_rule.formula is not None:
+        evidence["measured_formula"] = length_rule.formula
     if model_frames is not None:
         hint += (f" {model_frames.who[0].upper()}{model_frames.who[1:]} disagree with the model as well (CTC004): today "
                  f"the model gives {model_frames.formula} (in Python `{model_frames.python}`); after changing its layers, "

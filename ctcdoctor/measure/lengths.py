@@ -199,15 +199,33 @@ def probe_lengths(
         return measured[length]
 
     with evaluating(model):
-        for length in _spread(wanted, int(batch.input_lengths.max()), max_probes):
-            frames_at(length)
-        try:
-            pinned = _pin(frames_at, measured)
-        except Exception:  # a model that takes only some lengths (multiples of its patch): those it took decide
-            pinned = None
+        return _fitted(frames_at, measured, _spread(wanted, int(batch.input_lengths.max()), max_probes))
+
+
+def _fitted(frames_at: Callable[[int], int], measured: dict[int, int], lengths: list[int]) -> LengthModel:
+    """Frames at `lengths`, then the bisection that pins the rule (`measured`: the cache `frames_at` fills)."""
+    for length in lengths:
+        frames_at(length)
+    try:
+        pinned = _pin(frames_at, measured)
+    except Exception:  # a model that takes only some lengths (multiples of its patch): those it took decide
+        pinned = None
     points = sorted(measured.items())
     stride, offset = pinned if pinned is not None and _fits(*pinned, points) else _fit(points)
     return LengthModel(tuple(points), stride, offset)
+
+
+def fit_rule(frames_at: Callable[[int], int], lengths: list[int]) -> LengthModel:
+    """The `floor((L + k) / s)` rule of `frames_at` (length -> frames, e.g. a model run with one module's output
+    resized to L), probed at `lengths` and pinned by bisection as `probe_lengths` does."""
+    measured: dict[int, int] = {}
+
+    def cached(length: int) -> int:
+        if length not in measured:
+            measured[length] = frames_at(length)
+        return measured[length]
+
+    return _fitted(cached, measured, lengths)
 
 
 def call_length_function(function: Callable[..., Any], input_lengths: torch.Tensor) -> torch.Tensor:
