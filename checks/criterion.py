@@ -80,7 +80,8 @@ def _value(value) -> str:
 
 
 @check("CTC030", "error", "the criterion disagrees with reference CTC",
-       variants=(("info", "the criterion reduces the batch differently from reference CTC"),))
+       variants=(("info", "the criterion reduces the batch differently from reference CTC"),
+                 ("warning", "the criterion aligns the padding frames too")))
 def criterion_disagrees(
     criterion_audit: CriterionAudits, setup: Setup, vocabulary: Vocabulary | None = None, hf: HFFacts | None = None,
     label_classes: frozenset[int] = frozenset(),
@@ -101,7 +102,9 @@ def criterion_disagrees(
     - `probabilities` / `raw_logits` — softmax output or raw logits instead of log-probabilities;
     - `full_length` — the padded length `T` for every sample (`torch.full((N,), T)`), so
       padding frames are aligned too; named rather than `raw_input_lengths` when raw lengths
-      cut to `T` would give the same numbers, since `T` for every sample is what was passed;
+      cut to `T` would give the same numbers, since `T` for every sample is what was passed.
+      This one is a **warning**: it trains when inference decodes every frame too and the
+      padding repeats the input's border (deep-text-recognition-benchmark's `--PAD`);
     - `raw_input_lengths` — input lengths before the model's downsampling;
     - `wrong_axis` — an output `log_softmax`-ed over time or batch (CTC024) passed as it is;
     - `reduction` — `reduction="sum"` or a plain batch mean instead of the default `mean`, or
@@ -340,12 +343,35 @@ def _finding(audit, setup, vocabulary=None, label_classes: frozenset[int] = froz
         return _wrong_blank(audit, where, user, reference, evidence, vocabulary, label_classes)
     if audit.reduction not in ("mean", "none"):
         return _two_differences(audit, where, user, reference, evidence)
+    if audit.mistake == "full_length":
+        return _full_length(audit, where, user, reference, evidence, zero_infinity)
     return finding(
         "CTC030",
         f"{where}: the criterion gives {user} but reference CTC gives {reference}: {_words(audit)} "
         f"(recomputing CTC that way{zero_infinity} {_reproduces(audit)}).",
         _call(f"{_change(audit)} The call:" if _change(audit) else "Call the loss as", audit.corrected),
         evidence,
+    )
+
+
+def _full_length(audit, where: str, user: str, reference: str, evidence: dict, zero_infinity: str) -> Finding:
+    """The padded length T for every sample: a warning, not an error. Training works when the decoder also reads every
+    frame and the padding looks like the input's own border (deep-text-recognition-benchmark's --PAD replicates the
+    last column), but the model must learn blanks over the padding, and the padding hides samples too long for
+    their own frames (CTC001 then reads the declared lengths)."""
+    return finding(
+        "CTC030",
+        f"{where}: the criterion gives {user} but reference CTC with each sample's own frame count gives {reference}: "
+        f"{_words(audit)} (recomputing CTC that way{zero_infinity} {_reproduces(audit)}). Training still works when "
+        "inference decodes every frame too and the padding repeats the input's border (as replicate-padded images); "
+        "the model then also learns to emit blanks over the padding, and a sample too long for its own frames borrows "
+        "the padding's.",
+        _call(f"{_change(audit)} If the padding is part of every input by design (images resized and padded to one "
+              "width, decoded whole), declare that length in the loader instead, and this goes away. The call:",
+              audit.corrected),
+        evidence,
+        severity="warning",
+        title="the criterion aligns the padding frames too",
     )
 
 
