@@ -70,6 +70,21 @@ class FixedLength:
     def describe(self) -> str:
         return f"{self.kind} at {self.module}" if self.module else ""
 
+    def to_json(self) -> dict[str, Any]:
+        """Plain data (a scan shard's state carries it to the merge)."""
+        rule = None if self.rule is None else {"probed": [list(point) for point in self.rule.probed],
+                                               "stride": self.rule.stride, "offset": self.rule.offset}
+        return {"frames": self.frames, "module": self.module, "kind": self.kind, "axis": self.axis, "size": self.size,
+                "rule": rule}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FixedLength:
+        rule = data.get("rule")
+        model = None if rule is None else LengthModel(tuple((int(x), int(y)) for x, y in rule["probed"]), rule["stride"],
+                                                      rule["offset"])
+        return cls(int(data["frames"]), data.get("module", ""), data.get("kind", ""), data.get("axis", ""),
+                   int(data.get("size", 0)), model)
+
     def size_for(self, frames: int) -> int | None:
         """The smallest output size of the resampler that gives `frames` frames, by its measured rule; None if unknown."""
         if self.rule is None or self.rule.stride is None or self.rule.offset is None:

@@ -46,14 +46,16 @@ def infeasible_alignment(scan: Summary, output_lengths: Any) -> list[Finding]:
     # The layers are named only when the model's downsampling is the problem, not for a few outliers (as `check`).
     outliers = bool(covered) and count / covered < OUTLIER_SHARE
     layers = () if outliers else tuple(getattr(output_lengths, "time_strides", ()))
+    fixed = None if outliers else getattr(output_lengths, "fixed_length", None)
     measured = prod(item.stride for item in layers) if layers else None
-    rule = frame_rule_phrase(scan.ratios.lower_median(), output_lengths, measured)
+    rule = frame_rule_phrase(scan.ratios.lower_median(), output_lengths, measured, fixed)
     message = infeasible_message(count, covered, worst, rule, coverage, only_repeats)
     hint = infeasible_hint(count, covered, worst, layers, ratio=scan.ratios.lower_median(),
-                           manifest=output_lengths.source == "manifest")
+                           manifest=output_lengths.source == "manifest", fixed=fixed)
     evidence = {"count": count, "total": covered, "scanned": scan.samples, "worst": worst, "only_repeats": only_repeats,
                 "lengths_source": output_lengths.source,
-                **({"time_strides": [vars(item) for item in layers]} if layers else {})}
+                **({"time_strides": [vars(item) for item in layers]} if layers else {}),
+                **({"fixed_frames": fixed.to_json()} if fixed is not None else {})}
     return [finding("CTC001", message, hint, evidence)]
 
 

@@ -20,7 +20,7 @@ from ctcdoctor.engine import run_checks
 from ctcdoctor.errors import UserInputError
 from ctcdoctor.load.batches import Batch, batch_targets, iterate_batches
 from ctcdoctor.load.limits import doing
-from ctcdoctor.measure.downsampling import time_downsampling
+from ctcdoctor.measure.downsampling import measure_downsampling
 from ctcdoctor.measure.lengths import declared_stride, probe_failed_for_the_rest
 from ctcdoctor.protocol import Setup
 from ctcdoctor.registry import select_checks
@@ -222,7 +222,7 @@ def _scan_setup(setup: Setup, spec: str, options: ScanOptions) -> ScanState:
         failure=facts.failure, ctc003=declared or _ctc003(facts, rule, source, detail),
         shard=(options.shard.index, options.shard.count),
         reader="sample_labels" if labels_only else "loader", seconds=time.perf_counter() - started,
-        stopped=_stopped(status, options), time_strides=_time_strides(summary, facts),
+        stopped=_stopped(status, options), **_downsampling(summary, facts),
         stride=_declared_stride(rule, source, summary), framework=_framework(setup), rejected=rejected,
         uncovered=_uncovered(rule, source),
     )
@@ -254,17 +254,21 @@ def _declared_stride(rule: FramesRule, source: str, summary: Summary) -> int | N
     return declared_stride(rule.setup_lengths, torch.tensor([min(values), max(values)]))
 
 
-def _time_strides(summary: Summary, facts: ModelFacts) -> list[dict[str, Any]]:
-    """The layers that downsample time, for CTC001's fix, measured on the first batch (two more forward passes)
-    only when some sample cannot be aligned; [] when none is or the model cannot be probed."""
+def _downsampling(summary: Summary, facts: ModelFacts) -> dict[str, Any]:
+    """What sets the output's time length, for CTC001's fix, measured on the first batch (two more forward passes)
+    only when some sample cannot be aligned: `time_strides`, the layers that downsample time (`TimeStride` fields),
+    and `fixed_length`, a resampling to one size whatever the input (`FixedLength.to_json`); empty when no sample is
+    infeasible or the model cannot be probed."""
     # Either count may be the one judged: whether the lengths count the padding is known once every shard is read.
     infeasible = summary.infeasible or (summary.unpadded is not None and summary.unpadded.infeasible)
     if not infeasible or facts.failure is not None:
-        return []
+        return {"time_strides": [], "fixed_length": None}
     try:
-        return [vars(item) for item in time_downsampling(facts.context.model, facts.first)]
+        measured = measure_downsampling(facts.context.model, facts.first)
     except Exception:  # a model that will not run at other lengths: the fix stays generic, as in `check`
-        return []
+        return {"time_strides": [], "fixed_length": None}
+    return {"time_strides": [vars(item) for item in measured.layers],
+            "fixed_length": measured.fixed.to_json() if measured.fixed is not None else None}
 
 
 def _digest(summary: Summary, chunk: Chunk, rule: FramesRule, facts: ModelFacts, blank: int, options: ScanOptions) -> None:

@@ -60,6 +60,9 @@ class ScanState:
     """Input steps per output frame of a `floor((L + k) / s)` Setup.output_lengths (`measure.lengths.declared_stride`)."""
     time_strides: list[dict[str, Any]] = field(default_factory=list)
     """The layers that downsample time (`TimeStride` fields), measured when a sample cannot be aligned (CTC001's fix)."""
+    fixed_length: dict[str, Any] | None = None
+    """A resampling of every input to one size (`FixedLength.to_json`), measured with `time_strides`: longer inputs
+    then do not help (CTC001's fix)."""
     rejected: str | None = None
     """Who declared the output lengths CTC003 found wrong on the first batch ("Setup.output_lengths", "the lengths the
     model returns"): the spare frames then come from measured lengths (source "measured"), or none ("unknown")."""
@@ -116,6 +119,7 @@ def merge_states(states: list[ScanState], names: list[str] | None = None) -> Sca
         merged.failure = merged.failure or state.failure
         merged.stopped = merged.stopped or state.stopped
         merged.time_strides = merged.time_strides or state.time_strides  # the same model and first batch in every part
+        merged.fixed_length = merged.fixed_length or state.fixed_length
         merged.stride = merged.stride if merged.stride is not None else state.stride
     merged.extra = {key: value for key, value in merged.extra.items() if key != "drop_list"}
     lists = [state.extra["drop_list"] for state in states if state.extra.get("drop_list")]
@@ -164,11 +168,12 @@ class _Lengths:
     """What the length checks read of the output lengths once the scan is over."""
 
     def __init__(self, source: str, detail: str, time_strides: list[dict[str, Any]] = (),  # type: ignore[assignment]
-                 stride: int | None = None, uncovered: str = "") -> None:
-        from ctcdoctor.measure.downsampling import TimeStride
+                 stride: int | None = None, uncovered: str = "", fixed_length: dict[str, Any] | None = None) -> None:
+        from ctcdoctor.measure.downsampling import FixedLength, TimeStride
 
         self.source, self.detail, self.stride, self.uncovered = source, detail, stride, uncovered
         self.time_strides = tuple(TimeStride(**item) for item in time_strides)
+        self.fixed_length = FixedLength.from_json(fixed_length) if fixed_length else None
 
     @property
     def known(self) -> bool:
@@ -202,7 +207,7 @@ def sample_count_durations(found: dict[str, Any]) -> Finding:
 
 
 def _context(state: ScanState) -> Context:
-    lengths = _Lengths(state.source, state.detail, state.time_strides, state.stride, state.uncovered or "")
+    lengths = _Lengths(state.source, state.detail, state.time_strides, state.stride, state.uncovered or "", state.fixed_length)
     context = Context(None, Options(), {"scan": state.judged_summary, "blank": state.blank, "alphabet": state.alphabet,  # type: ignore[arg-type]
                                         "padding_counted": state.padding_counted})
 
