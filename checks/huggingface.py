@@ -500,10 +500,13 @@ def labels_hold_pad_id(hf, hf_settings=None):
     """
     **What it checks.** Label values equal to `config.pad_token_id` (the CTC blank): after the
     last real label (the collator padded with the pad id, not -100), and before it (a
-    transcript symbol that is the blank). Padding is a warning where the installed
-    transformers drops it (5), an error where its loss trains it as blank targets (4); a
-    symbol that is the blank is an error, titled "a transcript symbol is the blank
-    (config.pad_token_id)". For a
+    transcript symbol that is the blank). Padding is an error where the installed
+    transformers' loss trains it as blank targets (4); where it drops it (5), a warning only
+    for a model class whose transformers 4 loss trained it (`labels >= 0`: the wav2vec2 family,
+    Wav2Vec2-BERT, MCTCT, and classes derived from them). `ParakeetForCTC` drops pad-id labels
+    in transformers 4.57 too (`ParakeetProcessor` pads them so), and LASR, OmniASR and Granite
+    Speech 5 exist only in transformers 5: their padding is not reported. A symbol that is the
+    blank is an error, titled "a transcript symbol is the blank (config.pad_token_id)". For a
     model whose blank has an attribute of its own (OmniASR) the findings name it: "a
     transcript symbol is the blank (config.blank_token_id)", "labels padded with
     blank_token_id instead of -100".
@@ -556,6 +559,10 @@ def labels_hold_pad_id(hf, hf_settings=None):
             title=INSIDE_OWN if attribute == "blank_token_id" else INSIDE,
         ))
     trailing = [s for s in hf.samples if s.pad_labels_trailing]
+    if hf.labels_drop_blank and hf_settings is not None and not hf_settings.transformers4_blank_targets:
+        # Dropped by the installed loss, and this class never had the transformers 4 loss that trained them (ParakeetForCTC
+        # drops them in 4.57 too; LASR, OmniASR, Granite Speech 5 are transformers 5 models): nothing breaks.
+        trailing = []
     if trailing:
         if hf.labels_drop_blank:
             effect = ("the installed transformers drops them (its loss ignores labels equal to the blank), but "

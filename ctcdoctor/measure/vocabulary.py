@@ -112,6 +112,16 @@ def _made_with(hf: Any) -> tuple[str, str]:
     return f"{hf.model_class}({hf.config_class}(..., {{}}))", "build"
 
 
+#: The transformers 4 CTC classes whose loss kept every label `>= 0` (`labels_mask = labels >= 0`): labels padded
+#: with the pad id were trained there as blank targets. Read from transformers 4.57, the last 4.x line, which is
+#: closed: a class it lacks (LasrForCTC, OmniASRForCTC, GraniteSpeech5ForCTC) never ran under that rule.
+#: ParakeetForCTC is in 4.57 but masks `labels != config.pad_token_id`: it drops pad-id labels there too.
+TRANSFORMERS4_BLANK_TARGETS = frozenset({
+    "Wav2Vec2ForCTC", "HubertForCTC", "WavLMForCTC", "Data2VecAudioForCTC", "SEWForCTC", "SEWDForCTC",
+    "UniSpeechForCTC", "UniSpeechSatForCTC", "Wav2Vec2ConformerForCTC", "Wav2Vec2BertForCTC", "MCTCTForCTC",
+})
+
+
 @dataclass(frozen=True)
 class HFSettings:
     """The names a Hugging Face CTC model gives what the advice is about."""
@@ -120,6 +130,9 @@ class HFSettings:
     """The config attribute its loss takes as the blank (OmniASR: `blank_token_id`)."""
     mask_key: str = "attention_mask"
     """The batch key of the valid-length mask its `forward` takes (OmniASR: `padding_mask`)."""
+    transformers4_blank_targets: bool = True
+    """Its class, or a class it derives from, is one whose transformers 4 loss trained labels equal to the pad id
+    as blank targets (`TRANSFORMERS4_BLANK_TARGETS`): padding labels with the pad id breaks under transformers 4."""
 
 
 def hf_settings_of(model: Any) -> HFSettings:
@@ -130,7 +143,8 @@ def hf_settings_of(model: Any) -> HFSettings:
         key = mask_key(forward_keys(model))
     except (TypeError, ValueError):  # a forward without a readable signature: the collators' key
         key = HFSettings.mask_key
-    return HFSettings(blank_attribute(model), key)
+    known = any(cls.__name__ in TRANSFORMERS4_BLANK_TARGETS for cls in type(model).__mro__)
+    return HFSettings(blank_attribute(model), key, known)
 
 
 @provides("hf_settings")
