@@ -1,8 +1,9 @@
 """Hugging Face checks (CTC100-CTC107): what only a tool that knows transformers' CTC conventions can see.
 
 Each check takes the `hf` input (`ctcdoctor.frameworks.hf_facts.HFFacts`, or None when the set-up is
-not a transformers `*ForCTC` model, in which case it reports nothing). Raw int16-scale audio is
-CTC041's job (inputs not normalised).
+not a transformers `*ForCTC` model, in which case it reports nothing); CTC105 and CTC107 also take
+`hf_settings` (`ctcdoctor.measure.vocabulary.HFSettings`: the names the model gives its blank and mask).
+Raw int16-scale audio is CTC041's job (inputs not normalised).
 """
 from __future__ import annotations
 
@@ -323,15 +324,21 @@ def zero_infinity_setting(hf):
     )]
 
 
-@check("CTC105", "warning", "padded audio without attention_mask")
-def padding_without_attention_mask(hf):
+#: CTC105's title for a model whose forward takes its mask as `padding_mask` (OmniASR).
+WITHOUT_PADDING_MASK = "padded audio without padding_mask"
+
+
+@check("CTC105", "warning", "padded audio without attention_mask", variants=(("warning", WITHOUT_PADDING_MASK),))
+def padding_without_attention_mask(hf, hf_settings=None):
     """
     **What it checks.** Batches without an `attention_mask` whose samples end in padding
     (a constant run of at least two frames' worth of input), for a model that is meant to
     get one: a layer-norm feature encoder (`feat_extract_norm="layer"`: wav2vec2-large-lv60,
     XLS-R, MMS, HuBERT-large, Data2VecAudio), feature inputs, or a feature extractor with
     `return_attention_mask=True`. Group-norm models (wav2vec2-base) are documented to take
-    zero-padded audio without a mask, and are not reported.
+    zero-padded audio without a mask, and are not reported. For a model whose `forward` takes
+    its mask as `padding_mask` (OmniASR) the finding names that key, titled "padded audio
+    without padding_mask".
 
     **Why it matters.** Without the mask the model attends to the padding as if it were
     audio, and its loss counts every sample as the full padded length: CTC aligns each
@@ -357,13 +364,14 @@ def padding_without_attention_mask(hf):
     if not padded:
         return []
     worst = sorted(padded, key=lambda s: (-s.padding_frames, s.index))[:WORST]
+    key = hf_settings.mask_key if hf_settings is not None else "attention_mask"
     unit = "values" if hf.input_name == "input_values" else "feature frames"
     why = (f"{hf.model_class} has feat_extract_norm='layer' and is meant to get one" if hf.feat_extract_norm == "layer"
            else "the feature extractor returns one (return_attention_mask=True)" if hf.return_attention_mask
            else f"{hf.model_class} is meant to get one")
     message = (
         f"{of_total(len(padded), len(hf.samples), 'sample', 'ends', 'end')} in padding but their batches have no "
-        f"attention_mask, and {why}: the model attends to the padding as if it were audio, and its loss aligns each "
+        f"{key}, and {why}: the model attends to the padding as if it were audio, and its loss aligns each "
         "transcript over the padded frames too ("
         + "; ".join(f"sample {s.index}: {s.padding} of {s.input_length} {unit} are padding ({s.padding_frames} of "
                     f"{s.frames} frames)" for s in worst) + ")."
@@ -371,16 +379,23 @@ def padding_without_attention_mask(hf):
     shifted = sorted({round(s.padding_value, 4) for s in padded if s.padding_value not in (None, 0.0)})
     if shifted:
         message += (f" The padding holds {listing(shifted, 3)}, not 0: the batch was normalised after padding "
-                    "(do_normalize=True without attention_mask), so the padding also shifted each sample's mean and "
+                    f"(do_normalize=True without {key}), so the padding also shifted each sample's mean and "
                     "variance.")
+    if key == "attention_mask":
+        hint = ("Return the attention mask from the collator and pass it with the batch: processor.pad(features, "
+                "padding=True, return_attention_mask=True, return_tensors='pt'); normalise each utterance before padding.")
+    else:
+        hint = (f"Return {key} from the collator and pass it with the batch, as {hf.model_class}'s forward takes it "
+                f"(the feature extractor returns it with return_attention_mask=True; 1 on the audio, 0 on the "
+                "padding); normalise each utterance before padding.")
     return [finding(
         "CTC105",
         message,
-        "Return the attention mask from the collator and pass it with the batch: processor.pad(features, padding=True, "
-        "return_attention_mask=True, return_tensors='pt'); normalise each utterance before padding.",
-        {"count": len(padded), "total": len(hf.samples), "feat_extract_norm": hf.feat_extract_norm,
+        hint,
+        {"count": len(padded), "total": len(hf.samples), "feat_extract_norm": hf.feat_extract_norm, "mask_key": key,
          "samples": [{"sample": s.index, "padding": s.padding, "length": s.input_length,
                       "padding_frames": s.padding_frames, "frames": s.frames} for s in worst]},
+        **({"title": WITHOUT_PADDING_MASK} if key == "padding_mask" else {}),
     )]
 
 
@@ -473,17 +488,28 @@ def spec_augment_too_long(hf):
 
 #: CTC107's title for a pad id inside a transcript (a real symbol that is the blank).
 INSIDE = "a transcript symbol is the blank (config.pad_token_id)"
+#: The same for a model whose blank has an attribute of its own (OmniASR: config.blank_token_id).
+INSIDE_OWN = "a transcript symbol is the blank (config.blank_token_id)"
+#: CTC107's error title for labels padded with such a blank.
+PADDED_OWN = "labels padded with blank_token_id instead of -100"
 
 
-@check("CTC107", "warning", "labels padded with pad_token_id instead of -100", variants=(("error", None), ("error", INSIDE)))
-def labels_hold_pad_id(hf):
+@check("CTC107", "warning", "labels padded with pad_token_id instead of -100",
+       variants=(("error", None), ("error", INSIDE), ("error", INSIDE_OWN), ("error", PADDED_OWN)))
+def labels_hold_pad_id(hf, hf_settings=None):
     """
     **What it checks.** Label values equal to `config.pad_token_id` (the CTC blank): after the
     last real label (the collator padded with the pad id, not -100), and before it (a
-    transcript symbol that is the blank). Padding is a warning where the installed
-    transformers drops it (5), an error where its loss trains it as blank targets (4); a
-    symbol that is the blank is an error, titled "a transcript symbol is the blank
-    (config.pad_token_id)".
+    transcript symbol that is the blank). Padding is an error where the installed
+    transformers' loss trains it as blank targets (4); where it drops it (5), a warning only
+    for a model class whose transformers 4 loss trained it (`labels >= 0`: the wav2vec2 family,
+    Wav2Vec2-BERT, MCTCT, and classes derived from them). `ParakeetForCTC` drops pad-id labels
+    in transformers 4.57 too (`ParakeetProcessor` pads them so), and LASR, OmniASR and Granite
+    Speech 5 exist only in transformers 5: their padding is not reported. A symbol that is the
+    blank is an error, titled "a transcript symbol is the blank (config.pad_token_id)". For a
+    model whose blank has an attribute of its own (OmniASR) the findings name it: "a
+    transcript symbol is the blank (config.blank_token_id)", "labels padded with
+    blank_token_id instead of -100".
 
     **Why it matters.** Hugging Face CTC losses ignore labels of -100. What they do with the
     pad id depends on the version: transformers 4 (`labels >= 0`) trains it as a blank
@@ -506,24 +532,37 @@ def labels_hold_pad_id(hf):
     if hf.pad_token_id is None:
         return []
     blank = hf.pad_token_id
+    attribute = hf_settings.blank_attribute if hf_settings is not None else "pad_token_id"
+    own = attribute != "pad_token_id"
     found = []
     inside = [s for s in hf.samples if s.pad_labels_inside]
     if inside and hf.labels_drop_blank:
         count = sum(s.pad_labels_inside for s in inside)
         token = f" ({hf.blank_token!r})" if hf.blank_token is not None else ""
+        if own:  # the blank is not the tokenizer's pad (OmniASR): a token of its own
+            setting = f"{attribute}=tokenizer.convert_tokens_to_ids('<blank>')"
+            hint = ("Make the blank a class no transcript uses: give the blank a token of its own that no transcript "
+                    f"uses ('<blank>' in {hf.model_class}'s tokenizers) and {load_verb(hf)} the model with "
+                    f"{model_with(hf, setting)}.")
+        else:
+            hint = ("Make the blank a class no transcript uses: give the tokenizer a pad token of its own and "
+                    f"{load_verb(hf)} the model with {model_with(hf, 'pad_token_id=processor.tokenizer.pad_token_id')}.")
         found.append(finding(
             "CTC107",
-            f"{of_total(len(inside), len(hf.samples), 'sample', 'holds', 'hold')} config.pad_token_id "
+            f"{of_total(len(inside), len(hf.samples), 'sample', 'holds', 'hold')} config.{attribute} "
             f"{blank}{token} inside the transcript ({plural(count, 'label')}, "
             f"{numbered([s.index for s in inside], 'sample')}): the model's loss drops labels equal to the blank, so that symbol "
             "silently vanishes from every transcript and is never learned.",
-            "Make the blank a class no transcript uses: give the tokenizer a pad token of its own and "
-            f"{load_verb(hf)} the model with {model_with(hf, 'pad_token_id=processor.tokenizer.pad_token_id')}.",
-            {"pad_token_id": blank, "count": count, "samples": [s.index for s in inside[:50]]},
+            hint,
+            {attribute: blank, "count": count, "samples": [s.index for s in inside[:50]]},
             severity="error",
-            title=INSIDE,
+            title=INSIDE_OWN if attribute == "blank_token_id" else INSIDE,
         ))
     trailing = [s for s in hf.samples if s.pad_labels_trailing]
+    if hf.labels_drop_blank and hf_settings is not None and not hf_settings.transformers4_blank_targets:
+        # Dropped by the installed loss, and this class never had the transformers 4 loss that trained them (ParakeetForCTC
+        # drops them in 4.57 too; LASR, OmniASR, Granite Speech 5 are transformers 5 models): nothing breaks.
+        trailing = []
     if trailing:
         if hf.labels_drop_blank:
             effect = ("the installed transformers drops them (its loss ignores labels equal to the blank), but "
@@ -537,13 +576,14 @@ def labels_hold_pad_id(hf):
         found.append(finding(
             "CTC107",
             f"{of_total(len(trailing), len(hf.samples), 'sample', 'has', 'have')} labels padded with "
-            f"config.pad_token_id ({blank}) instead of -100 ({numbered([s.index for s in trailing], 'sample')}): "
+            f"config.{attribute} ({blank}) instead of -100 ({numbered([s.index for s in trailing], 'sample')}): "
             f"{effect}.",
             "Pad labels with -100 in the collator: labels = labels_batch['input_ids'].masked_fill("
             "labels_batch.attention_mask.ne(1), -100).",
-            {"pad_token_id": blank, "count": len(trailing), "samples": [s.index for s in trailing[:50]],
+            {attribute: blank, "count": len(trailing), "samples": [s.index for s in trailing[:50]],
              "labels_drop_blank": hf.labels_drop_blank},
             **({"severity": severity} if severity else {}),
+            **({"title": PADDED_OWN} if severity and attribute == "blank_token_id" else {}),
         ))
     return found
 

@@ -16,10 +16,13 @@ How it gets what the Trainer does not hand to callbacks: a forward hook on the m
 keyword arguments) keeps the loss of every training forward pass (detached, not read back
 until an evaluation, and before the Trainer's `logging_nan_inf_filter` drops NaN/inf losses
 from the logged mean) and, on the step the monitor evaluates, the `logits`, the `labels`
-(-100 and the pad id dropped, as transformers 5's CTC loss drops them) and the
-`attention_mask` (output lengths by `model._get_feat_extract_output_lengths`, as the model's
-loss computes them). The step's loss is the mean over its gradient-accumulation micro-batches.
-The blank is `config.pad_token_id`, the classes `config.vocab_size`, the reduction
+(-100 and the blank dropped, as transformers 5's CTC loss drops them) and the mask the
+model's `forward` takes (`attention_mask`; OmniASR's `padding_mask`), whose sums give the output
+lengths by the model's own formula (`_get_feat_extract_output_lengths`, or
+`_get_subsampling_output_length` for Parakeet, LASR, OmniASR and Granite Speech 5), as the model's
+loss computes them: the padded frames are not decoded. The step's loss is the mean over its
+gradient-accumulation micro-batches. The blank is the config attribute the model's loss takes
+(`config.pad_token_id`; OmniASR's `config.blank_token_id`), the classes `config.vocab_size`, the reduction
 `config.ctc_loss_reduction`; the alphabet and the word delimiter come from the tokenizer (or
 the processor's). The learning rate is read from the optimizer at `on_step_begin` (the rate the step
 trains at, as the Trainer logs it: by `on_step_end` the scheduler has stepped), the gradient norm from
@@ -78,6 +81,7 @@ class TrainerMonitor:
         self.monitor: Monitor | None = None
         self.report: Report | None = None
         self._model: Any = None
+        self._mask_key = "attention_mask"
         self._handle: Any = None
         self._losses: list[torch.Tensor] = []
         self._armed = False
@@ -88,8 +92,11 @@ class TrainerMonitor:
     # ------------------------------------------------------------------ set-up
     def attach(self, model: Any, args: Any = None, state: Any = None) -> None:
         """Hook the model and create the monitor from its config (call at on_train_begin)."""
+        from ctcdoctor.frameworks.hf_model import blank_id, forward_keys, mask_key
+
         config = model.config
-        blank = int(config.pad_token_id) if config.pad_token_id is not None else 0
+        found = blank_id(model)  # config.pad_token_id, or the attribute the model's loss takes (OmniASR: blank_token_id)
+        blank = found if found is not None else 0
         classes = int(getattr(config, "vocab_size", 0)) or None
         options: dict[str, Any] = {"blank": blank, "classes": classes, "name": f"{type(model).__name__} (Trainer)"}
         reduction = getattr(config, "ctc_loss_reduction", None)
@@ -105,6 +112,10 @@ class TrainerMonitor:
         self.monitor = Monitor(every=self.every, report_path=self.report_path if main else None, stop_on=self.stop_on,
                                **options)
         self._model = model
+        try:
+            self._mask_key = mask_key(forward_keys(model))  # attention_mask, or padding_mask (OmniASR)
+        except (TypeError, ValueError):  # a forward without a readable signature: the collators' key
+            self._mask_key = "attention_mask"
         self._handle = model.register_forward_hook(self._hook, with_kwargs=True)
 
     def preflight(self, report: Report, control: Any = None, *, raises: bool = False) -> bool:
@@ -139,7 +150,7 @@ class TrainerMonitor:
             labels = kwargs.get("labels", args[1] if len(args) > 1 else None)
             if logits is not None and labels is not None:
                 self._captured = {"logits": logits.detach(), "labels": labels.detach(),
-                                  "attention_mask": kwargs.get("attention_mask")}
+                                  "mask": kwargs.get(self._mask_key)}
 
     # ------------------------------------------------------------------ events
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -181,11 +192,15 @@ class TrainerMonitor:
 
     def _outputs(self) -> dict[str, Any]:
         assert self._captured is not None and self.monitor is not None
-        logits, labels, mask = self._captured["logits"], self._captured["labels"], self._captured["attention_mask"]
+        from ctcdoctor.frameworks.hf_model import length_method, output_lengths
+
+        logits, labels, mask = self._captured["logits"], self._captured["labels"], self._captured["mask"]
         keep = (labels >= 0) & (labels != self.monitor.blank)
         frames = None
-        if mask is not None and hasattr(self._model, "_get_feat_extract_output_lengths"):
-            frames = self._model._get_feat_extract_output_lengths(mask.sum(-1)).clamp(max=logits.shape[1])
+        if mask is not None and length_method(self._model) is not None:
+            # The model's own formula on each sample's valid length (the mask is (N, time) for audio and features
+            # alike), as its loss counts the frames: decodes stop at each sample's real frame count.
+            frames = output_lengths(self._model, mask.sum(-1)).clamp(max=logits.shape[1]).to(logits.device)
         return {"logits": logits, "targets": labels[keep], "target_lengths": keep.sum(-1), "output_lengths": frames,
                 "layout": "NTC"}
 

@@ -1,6 +1,7 @@
 """The user's vocabulary, so that advice names their tokens and their settings: the tokenizer's token per class
-id and pad id, where the blank is set (`Setup.blank`, or `config.pad_token_id` for a Hugging Face model), and the
-one class count that CTC010 and CTC014 both advise."""
+id and pad id, where the blank is set (`Setup.blank`, or for a Hugging Face model the config attribute its loss takes:
+`config.pad_token_id`, OmniASR's `config.blank_token_id`), the names a Hugging Face model gives its blank and mask
+(`hf_settings`), and the one class count that CTC010 and CTC014 both advise."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,6 +41,9 @@ class Vocabulary:
         """The imperative that makes `index` the blank, in the user's own setting."""
         if self.blank_setting == "config.pad_token_id":
             return f"{self.verb} the model with pad_token_id={index} ({self.made_with.format('pad_token_id=tokenizer.pad_token_id')})"
+        if self.blank_setting.startswith("config."):  # a blank of its own, apart from the tokenizer's pad (OmniASR)
+            setting = f"{self.blank_setting[len('config.'):]}={index}"
+            return f"{self.verb} the model with {setting} ({self.made_with.format(setting)})"
         return f"set Setup.blank = {index}"
 
     def set_classes(self, count: int) -> str:
@@ -79,7 +83,7 @@ def _vocabulary(context: Context) -> Vocabulary:
     setup = context.setup
     tokenizer = _tokenizer(setup)
     hugging_face = isinstance(setup.model, HFCTCModel)
-    blank_setting = "config.pad_token_id" if hugging_face else "Setup.blank"
+    blank_setting = f"config.{hf_settings_of(setup.model.model).blank_attribute}" if hugging_face else "Setup.blank"
     classes_setting = "config.vocab_size" if hugging_face else "the final layer"
     head, classes = None, None
     if not hugging_face:
@@ -106,6 +110,51 @@ def _made_with(hf: Any) -> tuple[str, str]:
     if hf.from_checkpoint:
         return f"{hf.model_class}.from_pretrained(..., {{}})", "load"
     return f"{hf.model_class}({hf.config_class}(..., {{}}))", "build"
+
+
+#: The transformers 4 CTC classes whose loss kept every label `>= 0` (`labels_mask = labels >= 0`): labels padded
+#: with the pad id were trained there as blank targets. Read from transformers 4.57, the last 4.x line, which is
+#: closed: a class it lacks (LasrForCTC, OmniASRForCTC, GraniteSpeech5ForCTC) never ran under that rule.
+#: ParakeetForCTC is in 4.57 but masks `labels != config.pad_token_id`: it drops pad-id labels there too.
+TRANSFORMERS4_BLANK_TARGETS = frozenset({
+    "Wav2Vec2ForCTC", "HubertForCTC", "WavLMForCTC", "Data2VecAudioForCTC", "SEWForCTC", "SEWDForCTC",
+    "UniSpeechForCTC", "UniSpeechSatForCTC", "Wav2Vec2ConformerForCTC", "Wav2Vec2BertForCTC", "MCTCTForCTC",
+})
+
+
+@dataclass(frozen=True)
+class HFSettings:
+    """The names a Hugging Face CTC model gives what the advice is about."""
+
+    blank_attribute: str = "pad_token_id"
+    """The config attribute its loss takes as the blank (OmniASR: `blank_token_id`)."""
+    mask_key: str = "attention_mask"
+    """The batch key of the valid-length mask its `forward` takes (OmniASR: `padding_mask`)."""
+    transformers4_blank_targets: bool = True
+    """Its class, or a class it derives from, is one whose transformers 4 loss trained labels equal to the pad id
+    as blank targets (`TRANSFORMERS4_BLANK_TARGETS`): padding labels with the pad id breaks under transformers 4."""
+
+
+def hf_settings_of(model: Any) -> HFSettings:
+    """`HFSettings` of a transformers `*ForCTC` model (the model itself, not setup_from_hf's wrapper)."""
+    from ctcdoctor.frameworks.hf_model import blank_attribute, forward_keys, mask_key
+
+    try:
+        key = mask_key(forward_keys(model))
+    except (TypeError, ValueError):  # a forward without a readable signature: the collators' key
+        key = HFSettings.mask_key
+    known = any(cls.__name__ in TRANSFORMERS4_BLANK_TARGETS for cls in type(model).__mro__)
+    return HFSettings(blank_attribute(model), key, known)
+
+
+@provides("hf_settings")
+def _hf_settings(context: Context) -> HFSettings | None:
+    """`HFSettings` when the set-up's model is a transformers CTC model (or setup_from_hf's wrapper around one)."""
+    from ctcdoctor.frameworks.huggingface import is_hf_ctc_model
+
+    model = getattr(context.setup, "model", None)
+    model = getattr(model, "model", None) if model is not None and not is_hf_ctc_model(model) else model
+    return hf_settings_of(model) if model is not None and is_hf_ctc_model(model) else None
 
 
 @dataclass(frozen=True)

@@ -75,13 +75,14 @@ def own_criterion(setup: Setup, options: OverfitOptions) -> tuple[Any, str]:
     """The criterion overfit may train, and a note: a Hugging Face model's own loss (setup_from_hf's default criterion)
     runs the model again on the batch instead of using the output, so ctcdoctor's ctc_loss trains in its place, on the
     same log_softmax of the logits; unless --loss criterion asks for it."""
-    from ctcdoctor.frameworks.hf_model import HFModelLoss
+    from ctcdoctor.frameworks.hf_model import HFModelLoss, blank_attribute
 
     if not isinstance(setup.criterion, HFModelLoss) or options.loss == "criterion":
         return setup.criterion, ""
     name = hf_model_name(setup) or "the model"
     return None, (f"no Setup.criterion given: {name}'s own loss (labels=...) runs the model again, so overfit trains "
-                  f"ctcdoctor's ctc_loss on log_softmax of its logits, as that loss computes it (blank = config.pad_token_id)")
+                  f"ctcdoctor's ctc_loss on log_softmax of its logits, as that loss computes it "
+                  f"(blank = config.{blank_attribute(setup.criterion.model)})")
 
 
 def normalisation_note(kind: str | None, axis: int | None, criterion: bool = False, hf_model: str | None = None) -> str:
