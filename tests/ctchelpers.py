@@ -122,6 +122,23 @@ def invoke_text_and_json(args: list[str], **kwargs: Any) -> tuple[Any, dict | No
     return result, document
 
 
+_SESSION_RUNS: dict[tuple[str, ...], Any] = {}
+
+
+def invoke_once(args: list[str]) -> Any:
+    """`ctcdoctor ARGS` in process, run once per session for the same arguments and working directory: tests in
+    different modules that assert different things about the same deterministic (seeded) run share it instead of
+    training it again. The result is CliRunner's; callers only read it. Use absolute paths in ARGS."""
+    from typer.testing import CliRunner
+
+    from ctcdoctor.cli import app
+
+    key = (os.getcwd(), *args)
+    if key not in _SESSION_RUNS:
+        _SESSION_RUNS[key] = CliRunner().invoke(app, args)
+    return _SESSION_RUNS[key]
+
+
 @contextlib.contextmanager
 def _working_directory(folder: Path):
     previous = os.getcwd()
