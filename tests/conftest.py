@@ -27,3 +27,11 @@ def write_module(tmp_path, monkeypatch):
     yield write
     for name in [key for key in sys.modules if key.startswith("ctcdoctor_user_")]:
         sys.modules.pop(name, None)
+
+
+@pytest.fixture(scope="session")
+def without_optional_dependencies():
+    """ctchelpers.without_optional(), run once for the tests that read it (test_layout, frameworks/test_hf_setup)."""
+    from ctchelpers import without_optional
+
+    return without_optional()

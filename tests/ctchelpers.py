@@ -11,8 +11,10 @@ import io
 import json
 import os
 import runpy
+import subprocess
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -137,6 +139,69 @@ def invoke_once(args: list[str]) -> Any:
     if key not in _SESSION_RUNS:
         _SESSION_RUNS[key] = CliRunner().invoke(app, args)
     return _SESSION_RUNS[key]
+
+
+OPTIONAL = ("transformers", "lightning", "pytorch_lightning", "keras", "tensorboard", "triton", "hypothesis")
+"""The optional dependencies: every command, and `import ctcdoctor`, must work without them."""
+
+#: Run in this order by `without_optional()`, after HF_WITHOUT_TRANSFORMERS.
+WITHOUT_OPTIONAL = [
+    ["labels", "examples/labels/gt.txt", "--alphabet", "@examples/labels/alphabet.txt"],
+    ["explain", "CTC001"],
+    ["check", "examples/ocr_crnn.py", "--select", "CTC00,CTC01"],
+]
+
+#: tests/frameworks/test_hf_setup.py's snippet: ctcdoctor and its Hugging Face modules import without transformers,
+#: and setup_from_hf says how to install it (printed on stdout).
+HF_WITHOUT_TRANSFORMERS = textwrap.dedent('''
+    import sys
+    sys.modules["transformers"] = None  # import transformers raises ImportError
+    import ctcdoctor, ctcdoctor.checks.huggingface
+    from ctcdoctor.frameworks.huggingface import is_hf_ctc_model, setup_from_hf
+    from ctcdoctor.errors import UserInputError
+    from torch import nn
+    assert not is_hf_ctc_model(nn.Linear(1, 1))
+    try:
+        setup_from_hf(nn.Linear(1, 1), [])
+    except UserInputError as error:
+        print(error.hint)
+''')
+
+_BLOCKED = """
+import contextlib, importlib.abc, io, json, sys, traceback
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {blocked!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked by the test)")
+        return None
+sys.meta_path.insert(0, Block())
+out = io.StringIO()
+try:
+    with contextlib.redirect_stdout(out):
+        exec(compile({snippet!r}, "<snippet>", "exec"), {{"__name__": "__snippet__"}})
+    mark = {{"code": 0, "stdout": out.getvalue()}}
+except BaseException:
+    mark = {{"code": 1, "stdout": out.getvalue(), "error": traceback.format_exc()}}
+print("@@", json.dumps(mark), file=sys.stderr, flush=True)
+from ctcdoctor.cli import main
+for argv in {commands!r}:
+    try:
+        mark = {{"code": main(argv)}}
+    except Exception:
+        mark = {{"code": None, "error": traceback.format_exc()}}
+    print("@@", json.dumps(mark), file=sys.stderr, flush=True)
+"""
+
+
+def without_optional() -> tuple[list[dict[str, Any]], str]:
+    """One fresh interpreter, from the repository root, in which no optional dependency (OPTIONAL) can be imported at
+    any time: it runs HF_WITHOUT_TRANSFORMERS (its exit code and stdout), then each WITHOUT_OPTIONAL command in turn
+    through ctcdoctor.cli.main (its exit code). One interpreter and one torch import for all, not a launch each.
+    Returns the marks in that order (fewer when the interpreter died) and the end of its output."""
+    code = _BLOCKED.format(blocked=set(OPTIONAL), snippet=HF_WITHOUT_TRANSFORMERS, commands=WITHOUT_OPTIONAL)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    marks = [json.loads(line[3:]) for line in done.stderr.splitlines() if line.startswith("@@ ")]
+    return marks, done.stdout[-3000:] + done.stderr[-3000:]
 
 
 @contextlib.contextmanager

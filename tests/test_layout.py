@@ -12,16 +12,13 @@
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from ctchelpers import ROOT
+from ctchelpers import OPTIONAL, ROOT, WITHOUT_OPTIONAL
 
-OPTIONAL = ("transformers", "lightning", "pytorch_lightning", "keras", "tensorboard", "triton", "hypothesis")
 MAX_FUNCTION_LINES = 60
 
 
@@ -213,45 +210,8 @@ def test_top_level_stays_small():
     assert len(entries) <= 24, sorted(entries)
 
 
-BLOCKER = """
-import sys, importlib.abc
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in {blocked!r}:
-            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked by the test)")
-        return None
-sys.meta_path.insert(0, Block())
-from ctcdoctor.cli import main
-for argv in {commands!r}:
-    try:
-        code = main(argv)
-    except Exception as error:
-        code = f"{{type(error).__name__}}: {{error}}"
-    print("@@", code, file=sys.stderr, flush=True)
-"""
-
-#: The commands run in this order in one interpreter, the blocker in place throughout: the two that never import torch
-#: first, so that they run on no more than what they import themselves, then check.
-WITHOUT_OPTIONAL = [
-    ["labels", "examples/labels/gt.txt", "--alphabet", "@examples/labels/alphabet.txt"],
-    ["explain", "CTC001"],
-    ["check", "examples/ocr_crnn.py", "--select", "CTC00,CTC01"],
-]
-
-
-@pytest.fixture(scope="module")
-def exit_codes_without_optional() -> tuple[list[str], str]:
-    """One fresh interpreter with every optional dependency blocked runs WITHOUT_OPTIONAL in turn through
-    ctcdoctor.cli.main and says each one's exit code (one interpreter and torch import for all, not one each): no
-    optional module can be imported at any time in it, so each command that exits 0 there worked without them."""
-    code = BLOCKER.format(blocked=set(OPTIONAL), commands=WITHOUT_OPTIONAL)
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    marks = [line.split(" ", 1)[1] for line in result.stderr.splitlines() if line.startswith("@@ ")]
-    return marks, result.stdout[-3000:] + result.stderr[-3000:]
-
-
 @pytest.mark.parametrize("index", range(len(WITHOUT_OPTIONAL)), ids=[argv[0] for argv in WITHOUT_OPTIONAL])
-def test_commands_work_without_the_optional_dependencies(exit_codes_without_optional, index):
-    marks, output = exit_codes_without_optional
-    assert len(marks) > index, output  # the interpreter died before this command ended
-    assert marks[index] == "0", f"{WITHOUT_OPTIONAL[index]}: {marks[index]}\n{output}"
+def test_commands_work_without_the_optional_dependencies(without_optional_dependencies, index):
+    marks, output = without_optional_dependencies  # marks[0] is frameworks/test_hf_setup's snippet
+    assert len(marks) > index + 1, output  # the interpreter died before this command ended
+    assert marks[index + 1] == {"code": 0}, f"{WITHOUT_OPTIONAL[index]}: {marks[index + 1]}\n{output}"
