@@ -144,28 +144,39 @@ def invoke_once(args: list[str]) -> Any:
 OPTIONAL = ("transformers", "lightning", "pytorch_lightning", "keras", "tensorboard", "triton", "hypothesis")
 """The optional dependencies: every command, and `import ctcdoctor`, must work without them."""
 
-#: Run in this order by `without_optional()`, after HF_WITHOUT_TRANSFORMERS.
+#: Run in this order by `without_optional()`, after SNIPPETS.
 WITHOUT_OPTIONAL = [
     ["labels", "examples/labels/gt.txt", "--alphabet", "@examples/labels/alphabet.txt"],
     ["explain", "CTC001"],
     ["check", "examples/ocr_crnn.py", "--select", "CTC00,CTC01"],
 ]
 
-#: tests/frameworks/test_hf_setup.py's snippet: ctcdoctor and its Hugging Face modules import without transformers,
-#: and setup_from_hf says how to install it (printed on stdout).
-HF_WITHOUT_TRANSFORMERS = textwrap.dedent('''
-    import sys
-    sys.modules["transformers"] = None  # import transformers raises ImportError
-    import ctcdoctor, ctcdoctor.checks.huggingface
-    from ctcdoctor.frameworks.huggingface import is_hf_ctc_model, setup_from_hf
-    from ctcdoctor.errors import UserInputError
-    from torch import nn
-    assert not is_hf_ctc_model(nn.Linear(1, 1))
-    try:
-        setup_from_hf(nn.Linear(1, 1), [])
-    except UserInputError as error:
-        print(error.hint)
-''')
+#: Python run first by `without_optional()`, in this order, each one's stdout kept. "hf": tests/frameworks/
+#: test_hf_setup.py's claim, ctcdoctor and its Hugging Face modules import without transformers and setup_from_hf says
+#: how to install it. "kernels": tests/kernels/test_kernels_import.py's, a CPU install without triton imports the
+#: kernels package, which says so.
+SNIPPETS = {
+    "hf": textwrap.dedent('''
+        import sys
+        sys.modules["transformers"] = None  # import transformers raises ImportError
+        import ctcdoctor, ctcdoctor.checks.huggingface
+        from ctcdoctor.frameworks.huggingface import is_hf_ctc_model, setup_from_hf
+        from ctcdoctor.errors import UserInputError
+        from torch import nn
+        assert not is_hf_ctc_model(nn.Linear(1, 1))
+        try:
+            setup_from_hf(nn.Linear(1, 1), [])
+        except UserInputError as error:
+            print(error.hint)
+    '''),
+    "kernels": (
+        "import sys; sys.modules['triton'] = None\n"
+        "import ctcdoctor.kernels as k\n"
+        "assert k.triton_available() is False\n"
+        "try:\n    k.forward_backward()\nexcept RuntimeError as e:\n    assert 'triton' in str(e)\n"
+        "else:\n    raise AssertionError('no error')\n"
+    ),
+}
 
 _BLOCKED = """
 import contextlib, importlib.abc, io, json, sys, traceback
@@ -175,33 +186,35 @@ class Block(importlib.abc.MetaPathFinder):
             raise ModuleNotFoundError(f"No module named {{name!r}} (blocked by the test)")
         return None
 sys.meta_path.insert(0, Block())
-out = io.StringIO()
-try:
-    with contextlib.redirect_stdout(out):
-        exec(compile({snippet!r}, "<snippet>", "exec"), {{"__name__": "__snippet__"}})
-    mark = {{"code": 0, "stdout": out.getvalue()}}
-except BaseException:
-    mark = {{"code": 1, "stdout": out.getvalue(), "error": traceback.format_exc()}}
-print("@@", json.dumps(mark), file=sys.stderr, flush=True)
+for name, snippet in {snippets!r}.items():
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            exec(compile(snippet, "<" + name + ">", "exec"), {{"__name__": "__snippet__"}})
+        mark = {{"code": 0, "stdout": out.getvalue()}}
+    except BaseException:
+        mark = {{"code": 1, "stdout": out.getvalue(), "error": traceback.format_exc()}}
+    print("@@", json.dumps({{"name": name, **mark}}), file=sys.stderr, flush=True)
 from ctcdoctor.cli import main
 for argv in {commands!r}:
     try:
         mark = {{"code": main(argv)}}
     except Exception:
         mark = {{"code": None, "error": traceback.format_exc()}}
-    print("@@", json.dumps(mark), file=sys.stderr, flush=True)
+    print("@@", json.dumps({{"name": argv[0], **mark}}), file=sys.stderr, flush=True)
 """
 
 
-def without_optional() -> tuple[list[dict[str, Any]], str]:
+def without_optional() -> tuple[dict[str, dict[str, Any]], str]:
     """One fresh interpreter, from the repository root, in which no optional dependency (OPTIONAL) can be imported at
-    any time: it runs HF_WITHOUT_TRANSFORMERS (its exit code and stdout), then each WITHOUT_OPTIONAL command in turn
-    through ctcdoctor.cli.main (its exit code). One interpreter and one torch import for all, not a launch each.
-    Returns the marks in that order (fewer when the interpreter died) and the end of its output."""
-    code = _BLOCKED.format(blocked=set(OPTIONAL), snippet=HF_WITHOUT_TRANSFORMERS, commands=WITHOUT_OPTIONAL)
+    any time: it runs each of SNIPPETS (its exit code, its stdout, the traceback when it raised), then each
+    WITHOUT_OPTIONAL command in turn through ctcdoctor.cli.main (its exit code). One interpreter and one torch import
+    for all, not a launch each. Returns the marks by snippet name or command (those that ended before the interpreter
+    died) and the end of its output."""
+    code = _BLOCKED.format(blocked=set(OPTIONAL), snippets=SNIPPETS, commands=WITHOUT_OPTIONAL)
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     marks = [json.loads(line[3:]) for line in done.stderr.splitlines() if line.startswith("@@ ")]
-    return marks, done.stdout[-3000:] + done.stderr[-3000:]
+    return {mark.pop("name"): mark for mark in marks}, done.stdout[-3000:] + done.stderr[-3000:]
 
 
 @contextlib.contextmanager

@@ -128,10 +128,10 @@ def test_a_users_criterion_sees_the_model_output_and_the_collator_batch(proc, mo
 
 
 def test_import_ctcdoctor_and_the_hf_modules_without_transformers(without_optional_dependencies):
-    # ctchelpers.HF_WITHOUT_TRANSFORMERS, run first in a fresh interpreter where no optional dependency imports
+    # ctchelpers.SNIPPETS["hf"], run first in a fresh interpreter in which no optional dependency imports
     marks, output = without_optional_dependencies
-    assert marks and marks[0]["code"] == 0, marks[0].get("error", output) if marks else output
-    assert "pip install 'ctcdoctor[hf]'" in marks[0]["stdout"]
+    assert "hf" in marks and marks["hf"]["code"] == 0, marks.get("hf", {}).get("error") or output
+    assert "pip install 'ctcdoctor[hf]'" in marks["hf"]["stdout"]
 
 
 # ---------------------------------------------------------------- what the Setup says
