@@ -153,7 +153,8 @@ WITHOUT_OPTIONAL = [
 
 #: Python run first by `without_optional()`, in this order, each one's stdout kept. "hf": tests/frameworks/
 #: test_hf_setup.py's claim, ctcdoctor and its Hugging Face modules import without transformers and setup_from_hf says
-#: how to install it. "kernels": tests/kernels/test_kernels_import.py's, a CPU install without triton imports the
+#: how to install it. "transformers_callback": tests/integrations/test_transformers_callback.py's, the callback's
+#: import names the extra. "kernels": tests/kernels/test_kernels_import.py's, a CPU install without triton imports the
 #: kernels package, which says so.
 SNIPPETS = {
     "hf": textwrap.dedent('''
@@ -168,6 +169,14 @@ SNIPPETS = {
             setup_from_hf(nn.Linear(1, 1), [])
         except UserInputError as error:
             print(error.hint)
+    '''),
+    "transformers_callback": textwrap.dedent('''
+        import sys
+        sys.modules["transformers"] = None
+        try:
+            import ctcdoctor.integrations.transformers
+        except ImportError as error:
+            print(error)
     '''),
     "kernels": (
         "import sys; sys.modules['triton'] = None\n"
