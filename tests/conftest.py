@@ -31,7 +31,8 @@ def write_module(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def without_optional_dependencies():
-    """ctchelpers.without_optional(), run once for the tests that read it (test_layout, frameworks/test_hf_setup)."""
+    """ctchelpers.without_optional(), run once for the tests that read it (test_layout, frameworks/test_hf_setup,
+    integrations/test_transformers_callback, kernels/test_kernels_import)."""
     from ctchelpers import without_optional
 
     return without_optional()
