@@ -27,3 +27,12 @@ def write_module(tmp_path, monkeypatch):
     yield write
     for name in [key for key in sys.modules if key.startswith("ctcdoctor_user_")]:
         sys.modules.pop(name, None)
+
+
+@pytest.fixture(scope="session")
+def without_optional_dependencies():
+    """ctchelpers.without_optional(), run once for the tests that read it (test_layout, frameworks/test_hf_setup,
+    integrations/test_transformers_callback, kernels/test_kernels_import)."""
+    from ctchelpers import without_optional
+
+    return without_optional()

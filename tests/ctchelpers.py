@@ -11,8 +11,10 @@ import io
 import json
 import os
 import runpy
+import subprocess
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -120,6 +122,108 @@ def invoke_text_and_json(args: list[str], **kwargs: Any) -> tuple[Any, dict | No
         result = CliRunner().invoke(app, [*args, "--output", str(path)], **kwargs)
         document = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
     return result, document
+
+
+_SESSION_RUNS: dict[tuple[str, ...], Any] = {}
+
+
+def invoke_once(args: list[str]) -> Any:
+    """`ctcdoctor ARGS` in process, run once per session for the same arguments and working directory: tests in
+    different modules that assert different things about the same deterministic (seeded) run share it instead of
+    training it again. The result is CliRunner's; callers only read it. Use absolute paths in ARGS."""
+    from typer.testing import CliRunner
+
+    from ctcdoctor.cli import app
+
+    key = (os.getcwd(), *args)
+    if key not in _SESSION_RUNS:
+        _SESSION_RUNS[key] = CliRunner().invoke(app, args)
+    return _SESSION_RUNS[key]
+
+
+OPTIONAL = ("transformers", "lightning", "pytorch_lightning", "keras", "tensorboard", "triton", "hypothesis")
+"""The optional dependencies: every command, and `import ctcdoctor`, must work without them."""
+
+#: Run in this order by `without_optional()`, after SNIPPETS.
+WITHOUT_OPTIONAL = [
+    ["labels", "examples/labels/gt.txt", "--alphabet", "@examples/labels/alphabet.txt"],
+    ["explain", "CTC001"],
+    ["check", "examples/ocr_crnn.py", "--select", "CTC00,CTC01"],
+]
+
+#: Python run first by `without_optional()`, in this order, each one's stdout kept. "hf": tests/frameworks/
+#: test_hf_setup.py's claim, ctcdoctor and its Hugging Face modules import without transformers and setup_from_hf says
+#: how to install it. "transformers_callback": tests/integrations/test_transformers_callback.py's, the callback's
+#: import names the extra. "kernels": tests/kernels/test_kernels_import.py's, a CPU install without triton imports the
+#: kernels package, which says so.
+SNIPPETS = {
+    "hf": textwrap.dedent('''
+        import sys
+        sys.modules["transformers"] = None  # import transformers raises ImportError
+        import ctcdoctor, ctcdoctor.checks.huggingface
+        from ctcdoctor.frameworks.huggingface import is_hf_ctc_model, setup_from_hf
+        from ctcdoctor.errors import UserInputError
+        from torch import nn
+        assert not is_hf_ctc_model(nn.Linear(1, 1))
+        try:
+            setup_from_hf(nn.Linear(1, 1), [])
+        except UserInputError as error:
+            print(error.hint)
+    '''),
+    "transformers_callback": textwrap.dedent('''
+        import sys
+        sys.modules["transformers"] = None
+        try:
+            import ctcdoctor.integrations.transformers
+        except ImportError as error:
+            print(error)
+    '''),
+    "kernels": (
+        "import sys; sys.modules['triton'] = None\n"
+        "import ctcdoctor.kernels as k\n"
+        "assert k.triton_available() is False\n"
+        "try:\n    k.forward_backward()\nexcept RuntimeError as e:\n    assert 'triton' in str(e)\n"
+        "else:\n    raise AssertionError('no error')\n"
+    ),
+}
+
+_BLOCKED = """
+import contextlib, importlib.abc, io, json, sys, traceback
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {blocked!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked by the test)")
+        return None
+sys.meta_path.insert(0, Block())
+for name, snippet in {snippets!r}.items():
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            exec(compile(snippet, "<" + name + ">", "exec"), {{"__name__": "__snippet__"}})
+        mark = {{"code": 0, "stdout": out.getvalue()}}
+    except BaseException:
+        mark = {{"code": 1, "stdout": out.getvalue(), "error": traceback.format_exc()}}
+    print("@@", json.dumps({{"name": name, **mark}}), file=sys.stderr, flush=True)
+from ctcdoctor.cli import main
+for argv in {commands!r}:
+    try:
+        mark = {{"code": main(argv)}}
+    except Exception:
+        mark = {{"code": None, "error": traceback.format_exc()}}
+    print("@@", json.dumps({{"name": argv[0], **mark}}), file=sys.stderr, flush=True)
+"""
+
+
+def without_optional() -> tuple[dict[str, dict[str, Any]], str]:
+    """One fresh interpreter, from the repository root, in which no optional dependency (OPTIONAL) can be imported at
+    any time: it runs each of SNIPPETS (its exit code, its stdout, the traceback when it raised), then each
+    WITHOUT_OPTIONAL command in turn through ctcdoctor.cli.main (its exit code). One interpreter and one torch import
+    for all, not a launch each. Returns the marks by snippet name or command (those that ended before the interpreter
+    died) and the end of its output."""
+    code = _BLOCKED.format(blocked=set(OPTIONAL), snippets=SNIPPETS, commands=WITHOUT_OPTIONAL)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    marks = [json.loads(line[3:]) for line in done.stderr.splitlines() if line.startswith("@@ ")]
+    return {mark.pop("name"): mark for mark in marks}, done.stdout[-3000:] + done.stderr[-3000:]
 
 
 @contextlib.contextmanager

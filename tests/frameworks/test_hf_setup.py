@@ -1,8 +1,6 @@
 """setup_from_hf: a transformers *ForCTC model and collator batches become a Setup today's pipeline handles."""
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -129,23 +127,11 @@ def test_a_users_criterion_sees_the_model_output_and_the_collator_batch(proc, mo
     assert {item.code: item.status for item in report.checks}["CTC030"] == "passed"
 
 
-def test_import_ctcdoctor_and_the_hf_modules_without_transformers():
-    code = textwrap.dedent('''
-        import sys
-        sys.modules["transformers"] = None  # import transformers raises ImportError
-        import ctcdoctor, ctcdoctor.checks.huggingface
-        from ctcdoctor.frameworks.huggingface import is_hf_ctc_model, setup_from_hf
-        from ctcdoctor.errors import UserInputError
-        from torch import nn
-        assert not is_hf_ctc_model(nn.Linear(1, 1))
-        try:
-            setup_from_hf(nn.Linear(1, 1), [])
-        except UserInputError as error:
-            print(error.hint)
-    ''')
-    result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert "pip install 'ctcdoctor[hf]'" in result.stdout
+def test_import_ctcdoctor_and_the_hf_modules_without_transformers(without_optional_dependencies):
+    # ctchelpers.SNIPPETS["hf"], run first in a fresh interpreter in which no optional dependency imports
+    marks, output = without_optional_dependencies
+    assert "hf" in marks and marks["hf"]["code"] == 0, marks.get("hf", {}).get("error") or output
+    assert "pip install 'ctcdoctor[hf]'" in marks["hf"]["stdout"]
 
 
 # ---------------------------------------------------------------- what the Setup says

@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -92,17 +91,12 @@ def test_a_model_ctcdoctor_cannot_check_is_reported_and_training_goes_on(tmp_pat
     assert not callback.stopped and "has no CTC head" in capsys.readouterr().out
 
 
-def test_without_transformers_the_callback_names_the_extra():
-    code = textwrap.dedent('''
-        import sys
-        sys.modules["transformers"] = None
-        try:
-            import ctcdoctor.integrations.transformers
-        except ImportError as error:
-            print(error)
-    ''')
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert "pip install 'ctcdoctor[hf]'" in result.stdout, result.stdout + result.stderr
+def test_without_transformers_the_callback_names_the_extra(without_optional_dependencies):
+    # ctchelpers.SNIPPETS["transformers_callback"], run in a fresh interpreter in which transformers cannot be imported
+    marks, output = without_optional_dependencies
+    mark = marks.get("transformers_callback", {})
+    assert mark.get("code") == 0, mark.get("error") or output
+    assert "pip install 'ctcdoctor[hf]'" in mark["stdout"], mark
 
 
 @pytest.fixture(scope="module")
