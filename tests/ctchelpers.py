@@ -187,14 +187,20 @@ SNIPPETS = {
     ),
 }
 
-_BLOCKED = """
-import contextlib, importlib.abc, io, json, sys, traceback
+IMPORT_BLOCKER = """
+import importlib.abc, sys
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.split('.')[0] in {blocked!r}:
             raise ModuleNotFoundError(f"No module named {{name!r}} (blocked by the test)")
         return None
 sys.meta_path.insert(0, Block())
+"""
+"""Python that makes every import of the packages in `blocked` fail, as if they were not installed (a format string:
+`IMPORT_BLOCKER.format(blocked={...})`, doubled braces for the literal ones)."""
+
+_BLOCKED = IMPORT_BLOCKER + """
+import contextlib, io, json, traceback
 for name, snippet in {snippets!r}.items():
     out = io.StringIO()
     try:

@@ -90,17 +90,23 @@ def length_method(model: Any) -> str | None:
     return next((name for name in LENGTH_METHODS if callable(getattr(model, name, None))), None)
 
 
-def blank_attribute(model: Any) -> str:
-    """The config attribute the model's loss takes as its blank: `pad_token_id` (wav2vec2 family, Parakeet, ...) or one
-    of its own (OmniASR: `blank_token_id`), read from the forward that computes the loss."""
+def _forward_sources(model: Any) -> Iterator[str]:
+    """The source of each `forward` the model's classes define, most derived first (unreadable ones skipped): where
+    the loss's conventions are read from."""
     for cls in type(model).__mro__:
         forward = cls.__dict__.get("forward")
         if forward is None:
             continue
         try:
-            source = inspect.getsource(forward)
+            yield inspect.getsource(forward)
         except (OSError, TypeError):
             continue
+
+
+def blank_attribute(model: Any) -> str:
+    """The config attribute the model's loss takes as its blank: `pad_token_id` (wav2vec2 family, Parakeet, ...) or one
+    of its own (OmniASR: `blank_token_id`), read from the forward that computes the loss."""
+    for source in _forward_sources(model):
         found = re.search(r"\bblank(?:_token_id)?\s*=\s*self\.config\.(\w+)", source)
         if found:
             return found.group(1)
@@ -245,14 +251,7 @@ def label_rule(model: nn.Module) -> LabelRule:
     Unrecognised code gets the transformers 4 rule; if that is wrong, CTC030 reports the model's
     loss disagreeing with reference CTC.
     """
-    for cls in type(model).__mro__:
-        forward = cls.__dict__.get("forward")
-        if forward is None:
-            continue
-        try:
-            source = inspect.getsource(forward)
-        except (OSError, TypeError):
-            continue
+    for source in _forward_sources(model):
         if "loss_function" in source:
             return _probe_loss_function(model)
         if "labels >= 0" in source:

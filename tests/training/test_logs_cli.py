@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from ctcdoctor.cli import app, main
 from ctcdoctor.training import monitor_format
-from ctchelpers import ROOT
+from ctchelpers import IMPORT_BLOCKER, ROOT
 
 RUNS = ROOT / "examples" / "runs"
 runner = CliRunner()
@@ -186,14 +186,7 @@ def test_follow_that_gives_up_says_why_now_and_after_how_long(tmp_path):
     assert "(still, after --idle 0.5 s without a change)" in result.output
 
 
-BLOCKER = """
-import sys, importlib.abc
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in {blocked!r}:
-            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked by the test)")
-        return None
-sys.meta_path.insert(0, Block())
+BLOCKER = IMPORT_BLOCKER + """
 from ctcdoctor.cli import main
 code = main(sys.argv[1:])
 print("torch imported:", "torch" in sys.modules)
