@@ -7,8 +7,13 @@ Raw int16-scale audio is CTC041's job (inputs not normalised).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ctcdoctor.registry import SkipCheck, check, finding
 from ctcdoctor.render.phrases import listing, numbered, of_total, plural
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ctcdoctor.findings import Finding
 
 #: A sample whose labels are at least this fraction unknown tokens counts for CTC102.
 UNKNOWN_RATE = 0.10
@@ -531,59 +536,65 @@ def labels_hold_pad_id(hf, hf_settings=None):
     _applies(hf)
     if hf.pad_token_id is None:
         return []
-    blank = hf.pad_token_id
     attribute = hf_settings.blank_attribute if hf_settings is not None else "pad_token_id"
-    own = attribute != "pad_token_id"
-    found = []
     inside = [s for s in hf.samples if s.pad_labels_inside]
-    if inside and hf.labels_drop_blank:
-        count = sum(s.pad_labels_inside for s in inside)
-        token = f" ({hf.blank_token!r})" if hf.blank_token is not None else ""
-        if own:  # the blank is not the tokenizer's pad (OmniASR): a token of its own
-            setting = f"{attribute}=tokenizer.convert_tokens_to_ids('<blank>')"
-            hint = ("Make the blank a class no transcript uses: give the blank a token of its own that no transcript "
-                    f"uses ('<blank>' in {hf.model_class}'s tokenizers) and {load_verb(hf)} the model with "
-                    f"{model_with(hf, setting)}.")
-        else:
-            hint = ("Make the blank a class no transcript uses: give the tokenizer a pad token of its own and "
-                    f"{load_verb(hf)} the model with {model_with(hf, 'pad_token_id=processor.tokenizer.pad_token_id')}.")
-        found.append(finding(
-            "CTC107",
-            f"{of_total(len(inside), len(hf.samples), 'sample', 'holds', 'hold')} config.{attribute} "
-            f"{blank}{token} inside the transcript ({plural(count, 'label')}, "
-            f"{numbered([s.index for s in inside], 'sample')}): the model's loss drops labels equal to the blank, so that symbol "
-            "silently vanishes from every transcript and is never learned.",
-            hint,
-            {attribute: blank, "count": count, "samples": [s.index for s in inside[:50]]},
-            severity="error",
-            title=INSIDE_OWN if attribute == "blank_token_id" else INSIDE,
-        ))
     trailing = [s for s in hf.samples if s.pad_labels_trailing]
     if hf.labels_drop_blank and hf_settings is not None and not hf_settings.transformers4_blank_targets:
         # Dropped by the installed loss, and this class never had the transformers 4 loss that trained them (ParakeetForCTC
         # drops them in 4.57 too; LASR, OmniASR, Granite Speech 5 are transformers 5 models): nothing breaks.
         trailing = []
-    if trailing:
-        if hf.labels_drop_blank:
-            effect = ("the installed transformers drops them (its loss ignores labels equal to the blank), but "
-                      "transformers 4 (labels >= 0) trains them as blank targets, and the model learns to emit the "
-                      "blank as a character")
-            severity = None
-        else:
-            effect = ("the model's loss (labels >= 0) trains them as blank targets (CTC011): the model learns to emit "
-                      "the blank as a character")
-            severity = "error"
-        found.append(finding(
-            "CTC107",
-            f"{of_total(len(trailing), len(hf.samples), 'sample', 'has', 'have')} labels padded with "
-            f"config.{attribute} ({blank}) instead of -100 ({numbered([s.index for s in trailing], 'sample')}): "
-            f"{effect}.",
-            "Pad labels with -100 in the collator: labels = labels_batch['input_ids'].masked_fill("
-            "labels_batch.attention_mask.ne(1), -100).",
-            {attribute: blank, "count": len(trailing), "samples": [s.index for s in trailing[:50]],
-             "labels_drop_blank": hf.labels_drop_blank},
-            **({"severity": severity} if severity else {}),
-            **({"title": PADDED_OWN} if severity and attribute == "blank_token_id" else {}),
-        ))
-    return found
+    return ([_blank_symbol(hf, inside, attribute)] if inside and hf.labels_drop_blank else []) + (
+        [_padded_with_blank(hf, trailing, attribute)] if trailing else [])
+
+
+def _blank_symbol(hf, inside: list, attribute: str) -> Finding:
+    """CTC107's error for transcript symbols whose id is the blank (dropped by the model's loss)."""
+    blank = hf.pad_token_id
+    count = sum(s.pad_labels_inside for s in inside)
+    token = f" ({hf.blank_token!r})" if hf.blank_token is not None else ""
+    if attribute != "pad_token_id":  # the blank is not the tokenizer's pad (OmniASR): a token of its own
+        setting = f"{attribute}=tokenizer.convert_tokens_to_ids('<blank>')"
+        hint = ("Make the blank a class no transcript uses: give the blank a token of its own that no transcript "
+                f"uses ('<blank>' in {hf.model_class}'s tokenizers) and {load_verb(hf)} the model with "
+                f"{model_with(hf, setting)}.")
+    else:
+        hint = ("Make the blank a class no transcript uses: give the tokenizer a pad token of its own and "
+                f"{load_verb(hf)} the model with {model_with(hf, 'pad_token_id=processor.tokenizer.pad_token_id')}.")
+    return finding(
+        "CTC107",
+        f"{of_total(len(inside), len(hf.samples), 'sample', 'holds', 'hold')} config.{attribute} "
+        f"{blank}{token} inside the transcript ({plural(count, 'label')}, "
+        f"{numbered([s.index for s in inside], 'sample')}): the model's loss drops labels equal to the blank, so that symbol "
+        "silently vanishes from every transcript and is never learned.",
+        hint,
+        {attribute: blank, "count": count, "samples": [s.index for s in inside[:50]]},
+        severity="error",
+        title=INSIDE_OWN if attribute == "blank_token_id" else INSIDE,
+    )
+
+
+def _padded_with_blank(hf, trailing: list, attribute: str) -> Finding:
+    """CTC107 for labels padded with the blank id instead of -100: an error where the installed loss trains them."""
+    blank = hf.pad_token_id
+    if hf.labels_drop_blank:
+        effect = ("the installed transformers drops them (its loss ignores labels equal to the blank), but "
+                  "transformers 4 (labels >= 0) trains them as blank targets, and the model learns to emit the "
+                  "blank as a character")
+        severity = None
+    else:
+        effect = ("the model's loss (labels >= 0) trains them as blank targets (CTC011): the model learns to emit "
+                  "the blank as a character")
+        severity = "error"
+    return finding(
+        "CTC107",
+        f"{of_total(len(trailing), len(hf.samples), 'sample', 'has', 'have')} labels padded with "
+        f"config.{attribute} ({blank}) instead of -100 ({numbered([s.index for s in trailing], 'sample')}): "
+        f"{effect}.",
+        "Pad labels with -100 in the collator: labels = labels_batch['input_ids'].masked_fill("
+        "labels_batch.attention_mask.ne(1), -100).",
+        {attribute: blank, "count": len(trailing), "samples": [s.index for s in trailing[:50]],
+         "labels_drop_blank": hf.labels_drop_blank},
+        **({"severity": severity} if severity else {}),
+        **({"title": PADDED_OWN} if severity and attribute == "blank_token_id" else {}),
+    )
 

@@ -362,11 +362,8 @@ def infeasible_alignment(
     hint = infeasible_hint(count, covered, worst, layers, _hardest(indices, available, required), ratio,
                            fixed=fixed, rule=length_rule, longest=longest)
     evidence = {"count": count, "total": covered, "scanned": targets.size, "worst": worst, "only_repeats": only_repeats,
-                "lengths_source": judged.source, **({"time_strides": [vars(item) for item in layers]} if layers else {})}
-    if fixed is not None:
-        evidence["fixed_frames"] = {"frames": fixed.frames, "module": fixed.module, "kind": fixed.kind,
-                                    "axis": fixed.axis, "size": fixed.size,
-                                    "needed_size": fixed.size_for(longest["needed"])}
+                "lengths_source": judged.source, **({"time_strides": [vars(item) for item in layers]} if layers else {}),
+                **fixed_evidence(fixed, longest["needed"])}
     if length_rule is not None and length_rule.formula is not None:
         evidence["measured_formula"] = length_rule.formula
     if model_frames is not None:
@@ -375,6 +372,15 @@ def infeasible_alignment(
                  "run `ctcdoctor check` again for the new rule.")
         evidence.update(declared_disagree=model_frames.who, measured_formula=model_frames.formula)
     return [finding("CTC001", message, hint, evidence)]
+
+
+def fixed_evidence(fixed: Any, needed: int) -> dict[str, Any]:
+    """CTC001's evidence of a fixed resampling (shared with `scan`): `{"fixed_frames": ...}` with the size the
+    resampler needs for `needed` frames; {} when the frames follow the input length."""
+    if fixed is None:
+        return {}
+    return {"fixed_frames": {"frames": fixed.frames, "module": fixed.module, "kind": fixed.kind, "axis": fixed.axis,
+                             "size": fixed.size, "needed_size": fixed.size_for(needed)}}
 
 
 def _short(available: torch.Tensor, required: torch.Tensor, repeats: torch.Tensor,

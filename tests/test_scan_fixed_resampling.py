@@ -43,7 +43,7 @@ def test_scan_says_longer_inputs_will_not_help_and_names_the_resampler(spec):
     assert "longer inputs will not help" in found["hint"] and "feed longer inputs" not in found["hint"]
     assert "TinySTN at stn resamples every input to 16 along width" in found["hint"]
     assert "to at least 24" in found["hint"]
-    assert found["evidence"]["fixed_frames"]["module"] == "stn"
+    assert found["evidence"]["fixed_frames"]["module"] == "stn" and found["evidence"]["fixed_frames"]["needed_size"] == 24
 
 
 def test_the_fixed_resampling_survives_shards_and_merge(spec, tmp_path):

@@ -9,6 +9,7 @@ Face CTC loss computes it. `HFModelLoss` is the model's own loss, evaluated in e
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import re
 from collections.abc import Iterator, Mapping
@@ -90,10 +91,10 @@ def length_method(model: Any) -> str | None:
     return next((name for name in LENGTH_METHODS if callable(getattr(model, name, None))), None)
 
 
-def _forward_sources(model: Any) -> Iterator[str]:
+def _forward_sources(model_class: type) -> Iterator[str]:
     """The source of each `forward` the model's classes define, most derived first (unreadable ones skipped): where
     the loss's conventions are read from."""
-    for cls in type(model).__mro__:
+    for cls in model_class.__mro__:
         forward = cls.__dict__.get("forward")
         if forward is None:
             continue
@@ -106,7 +107,14 @@ def _forward_sources(model: Any) -> Iterator[str]:
 def blank_attribute(model: Any) -> str:
     """The config attribute the model's loss takes as its blank: `pad_token_id` (wav2vec2 family, Parakeet, ...) or one
     of its own (OmniASR: `blank_token_id`), read from the forward that computes the loss."""
-    for source in _forward_sources(model):
+    return _blank_attribute(model.__class__)
+
+
+@functools.cache
+def _blank_attribute(model_class: type) -> str:
+    """`blank_attribute` per class: its source is read once (the blank is asked for by the checks, the monitor and
+    the loss probe)."""
+    for source in _forward_sources(model_class):
         found = re.search(r"\bblank(?:_token_id)?\s*=\s*self\.config\.(\w+)", source)
         if found:
             return found.group(1)
@@ -251,7 +259,7 @@ def label_rule(model: nn.Module) -> LabelRule:
     Unrecognised code gets the transformers 4 rule; if that is wrong, CTC030 reports the model's
     loss disagreeing with reference CTC.
     """
-    for source in _forward_sources(model):
+    for source in _forward_sources(type(model)):
         if "loss_function" in source:
             return _probe_loss_function(model)
         if "labels >= 0" in source:

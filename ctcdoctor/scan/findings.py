@@ -12,7 +12,14 @@ from math import prod
 from typing import Any
 
 from ctcdoctor.checks.labels import LENGTHS_HINT, PADDING_HINT, blank_hint, padding_message, padding_skip_reason
-from ctcdoctor.checks.lengths import OUTLIER_SHARE, frame_rule_phrase, infeasible_hint, infeasible_message, tight_hint
+from ctcdoctor.checks.lengths import (
+    OUTLIER_SHARE,
+    fixed_evidence,
+    frame_rule_phrase,
+    infeasible_hint,
+    infeasible_message,
+    tight_hint,
+)
 from ctcdoctor.findings import Finding
 from ctcdoctor.labels import outside_hint
 from ctcdoctor.protocol import Alphabet
@@ -55,7 +62,7 @@ def infeasible_alignment(scan: Summary, output_lengths: Any) -> list[Finding]:
     evidence = {"count": count, "total": covered, "scanned": scan.samples, "worst": worst, "only_repeats": only_repeats,
                 "lengths_source": output_lengths.source,
                 **({"time_strides": [vars(item) for item in layers]} if layers else {}),
-                **({"fixed_frames": fixed.to_json()} if fixed is not None else {})}
+                **fixed_evidence(fixed, max(item["needed"] for item in worst))}
     return [finding("CTC001", message, hint, evidence)]
 
 
