@@ -424,11 +424,12 @@ def _describe_optimizer(optimizer: Any) -> tuple[str, float | None]:
 
 
 def build_optimizer(setup: Setup, params: list[Any], lr: float | None) -> Any:
-    """Setup.optimizer(params) (its learning rate replaced by `lr` when given), else Adam(lr or 1e-3)."""
-    import torch
+    """Setup.optimizer(params) (its learning rate replaced by `lr` when given), else Adam(lr or 1e-3):
+    torch.optim.Adam's update without torch.optim's torch._dynamo import (`adam`)."""
+    from ctcdoctor.overfit.adam import Adam
 
     if setup.optimizer is None:
-        return torch.optim.Adam(params, lr=lr if lr is not None else DEFAULT_LR)
+        return Adam(params, lr=lr if lr is not None else DEFAULT_LR)
     try:
         optimizer = setup.optimizer(params)
     except Exception as error:
