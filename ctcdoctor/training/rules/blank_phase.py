@@ -20,7 +20,7 @@ from ctcdoctor.registry import document, finding
 from ctcdoctor.training.curve import fmt
 from ctcdoctor.training.rules.context import Analysis
 from ctcdoctor.training.rules.evaluations import Evaluations
-from ctcdoctor.training.rules.lr_advice import far_above_range, lower_lr, usual_lr
+from ctcdoctor.training.rules.lr_advice import ADAPTIVE_HIGH, far_above_range, lower_lr, usual_lr
 
 document(
     "CTC220",
@@ -310,6 +310,10 @@ def _ended_in_phase(analysis: Analysis, lasted: str, falling: tuple[float, float
             f"end of the usual range ({usual}) with warm-up, a head bias initialised at 0, enough frames per label.")
     rate = _rate_first(analysis)
     if rate is not None:  # training longer at this rate would not help
+        lr = _lr_now(analysis)
+        assert lr is not None
+        message = (f"{message[:-1]}; but the learning rate, {fmt(lr)}, is {lr / ADAPTIVE_HIGH:.0f}x the top of "
+                   f"{analysis.optimizer}'s usual range for CTC: the likely reason the outputs are still blank.")
         hint = (f"{rate}, and restart from the initial weights: at this rate the model may never leave the phase, "
                 "however long it trains.")
     return finding("CTC220", message, hint, {**evidence, "still_falling": falling is not None})
