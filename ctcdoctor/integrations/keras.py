@@ -13,7 +13,9 @@ probabilities or logits, told apart by their values) is turned into log-probabil
 `keras.ops`. The loss of each step is recovered from Keras' running mean (`logs["loss"]` is
 the mean over the epoch so far: the loss tracker's total and count give each batch's own
 value). Without `data` the monitor judges the loss curve alone. The learning rate is read at
-`on_train_batch_begin` (a schedule's rate for the step about to run). A verdict at or above
+every `on_train_batch_begin` (a schedule's rate for the step about to run; on the torch backend
+a copy of the tensor, read back with the losses at the next evaluation, so no step waits for
+the device). A verdict at or above
 `stop_on` sets `model.stop_training`, which Keras reads after each batch. At the start of `fit`
 a softmax head fed to `keras.losses.CTC` (which applies log_softmax itself) is reported as
 CTC020 (`keras_head`); with `stop_on="error"` fit stops after its first batch (Keras runs it
@@ -62,6 +64,18 @@ def log_probabilities(outputs: Any) -> np.ndarray:
     if are_probabilities(outputs):
         return _numpy(keras.ops.log(keras.ops.maximum(keras.ops.convert_to_tensor(outputs), 1e-30)))
     return _numpy(keras.ops.log_softmax(keras.ops.convert_to_tensor(outputs), axis=-1))
+
+
+def _rate(value: Any) -> Any:
+    """The learning rate without waiting for the device: on the torch backend a copy of the tensor (a fixed rate's
+    variable, or a schedule's value for this step), which the monitor reads back with the losses at its next
+    evaluation; elsewhere a float."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    tensor = keras.ops.convert_to_tensor(value)
+    if hasattr(tensor, "detach"):  # torch: copied, so that a later assign (ReduceLROnPlateau) does not rewrite it
+        return tensor.detach().clone()
+    return float(_numpy(tensor))
 
 
 class CTCDoctorCallback(keras.callbacks.Callback):
@@ -132,9 +146,9 @@ class CTCDoctorCallback(keras.callbacks.Callback):
         # the rate this step trains at: after the step, a schedule's learning_rate is the next step's
         self._lr = None
         optimizer = self.model.optimizer
-        if optimizer is not None and not self.monitor.closed and self.monitor.wants_outputs(self._step + 1):
+        if optimizer is not None and not self.monitor.closed:
             try:
-                self._lr = float(_numpy(optimizer.learning_rate))
+                self._lr = _rate(optimizer.learning_rate)
             except Exception:  # noqa: BLE001 - no readable rate: the step is recorded without it
                 self._lr = None
 
@@ -155,7 +169,7 @@ class CTCDoctorCallback(keras.callbacks.Callback):
             except Exception as error:  # noqa: BLE001 - data it cannot run: the loss alone, fit goes on
                 self.monitor.notice(f"the outputs on data= were not measured at step {self._step} "
                                     f"({type(error).__name__}: {error}); the loss curve is still judged", key="keras-data")
-        if self._lr is not None and self.monitor.wants_outputs(self._step):
+        if self._lr is not None:  # every step: a blow-up of a few steps is judged by the rate it ran at
             arguments["lr"] = self._lr
         self.monitor.use_optimizer(self.model.optimizer)  # learning-rate advice depends on it
         if self.monitor.update(self._step, loss, **arguments):

@@ -103,7 +103,7 @@ _PACKAGE = str(Path(__file__).resolve().parents[1])
 """ctcdoctor's folder: a warning points at the first frame outside it (the training loop's line)."""
 
 WRAPPERS = ("AcceleratedOptimizer", "LightningOptimizer", "LossScaleOptimizer")
-"""Optimizer wrappers whose `.optimizer` is the optimizer the user chose."""
+"""Optimizer wrappers whose `.optimizer` (Keras: `.inner_optimizer`) is the optimizer the user chose."""
 
 
 class Monitor:
@@ -217,8 +217,12 @@ class Monitor:
         """Name the run's optimizer (an optimizer object or a class name) unless one is named already."""
         if optimizer is None or self.optimizer is not None:
             return
-        while not isinstance(optimizer, str) and type(optimizer).__name__ in WRAPPERS and hasattr(optimizer, "optimizer"):
-            optimizer = optimizer.optimizer  # Accelerate's / Lightning's wrapper around the real optimizer
+        while not isinstance(optimizer, str) and type(optimizer).__name__ in WRAPPERS:
+            # Accelerate's / Lightning's wrapper around the real optimizer (.optimizer), Keras' (.inner_optimizer)
+            inner = getattr(optimizer, "optimizer", None) or getattr(optimizer, "inner_optimizer", None)
+            if inner is None:
+                break
+            optimizer = inner
         self.optimizer = optimizer if isinstance(optimizer, str) else type(optimizer).__name__
 
     # ------------------------------------------------------------------ feeding

@@ -20,7 +20,7 @@ from ctcdoctor.registry import document, finding
 from ctcdoctor.training.curve import fmt
 from ctcdoctor.training.rules.context import Analysis
 from ctcdoctor.training.rules.evaluations import Evaluations
-from ctcdoctor.training.rules.lr_advice import lower_lr, usual_lr
+from ctcdoctor.training.rules.lr_advice import ADAPTIVE_HIGH, far_above_range, lower_lr, usual_lr
 
 document(
     "CTC220",
@@ -194,6 +194,13 @@ def _lr_now(analysis: Analysis) -> float | None:
     return float(finite[-1]) if finite.size and finite[-1] > 0 else None
 
 
+def _rate_first(analysis: Analysis) -> str | None:
+    """"Set the learning rate to 1e-4 to 1e-3 (...; 1 is 1000x the top of that range)" when the logged rate is far above
+    the optimizer's usual range: a model at Adam 1.0 does not leave the blank phase by training longer."""
+    rate = _lr_now(analysis)
+    return lower_lr(analysis.optimizer, rate) if far_above_range(analysis.optimizer, rate) else None
+
+
 def _loss_levels(analysis: Analysis, start: int, learned_at: int) -> tuple[float, float] | None:
     """Median loss since the relapse began, and over as many steps up to where the model had emitted labels
     (None when either holds fewer than 3 finite values)."""
@@ -266,6 +273,9 @@ def check_blank_phase(analysis: Analysis, evaluations: Evaluations) -> list[Find
         hint = (f"Make sure labels belong to their inputs, the learning rate is in range ({usual}; with warm-up), each "
                 "label has enough output frames (`ctcdoctor check`), the head's blank bias is not large and inputs are "
                 f"normalised; if your model needs longer, {longer}.")
+        rate = _rate_first(analysis)
+        if rate is not None:
+            hint = f"{rate}, and restart from the initial weights. Then: {hint[0].lower()}{hint[1:]}"
         return [finding("CTC221", message, hint, evidence)]
     if analysis.options.finished or falling is not None:
         return [_ended_in_phase(analysis, lasted, falling, loss_now, evidence)]
@@ -274,6 +284,9 @@ def check_blank_phase(analysis: Analysis, evaluations: Evaluations) -> list[Find
                f"(about 150 steps on the bundled OCR example; longer for large models and long warm-ups){until}.")
     hint = (f"Nothing to fix yet. To shorten it: a learning rate at the high end of the usual range ({usual}) "
             "with warm-up, a head bias initialised at 0, enough frames per label.")
+    rate = _rate_first(analysis)
+    if rate is not None:
+        hint = f"{rate}, and restart from the initial weights: at this rate the model may never leave the phase."
     return [finding("CTC220", message, hint, evidence)]
 
 
@@ -295,4 +308,12 @@ def _ended_in_phase(analysis: Analysis, lasted: str, falling: tuple[float, float
                    f"models and long warm-ups){loss_now}.")
     hint = (f"Train longer: the run ended before the model left the phase. To shorten it: a learning rate at the high "
             f"end of the usual range ({usual}) with warm-up, a head bias initialised at 0, enough frames per label.")
+    rate = _rate_first(analysis)
+    if rate is not None:  # training longer at this rate would not help
+        lr = _lr_now(analysis)
+        assert lr is not None
+        message = (f"{message[:-1]}; but the learning rate, {fmt(lr)}, is {lr / ADAPTIVE_HIGH:.0f}x the top of "
+                   f"{analysis.optimizer}'s usual range for CTC: the likely reason the outputs are still blank.")
+        hint = (f"{rate}, and restart from the initial weights: at this rate the model may never leave the phase, "
+                "however long it trains.")
     return finding("CTC220", message, hint, {**evidence, "still_falling": falling is not None})

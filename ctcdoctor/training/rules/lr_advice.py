@@ -48,6 +48,16 @@ def optimizer_in_tag(tag: str) -> str | None:
     return None
 
 
+FAR_ABOVE = 10
+"""An Adam-like optimizer at this many times the top of its usual range (1e-2 and up) is the likely cause of a blow-up
+of a few steps (CTC206) and of a run that never leaves the blank phase (CTC220): their advice names the rate."""
+
+
+def far_above_range(optimizer: str | None, current: float | None) -> bool:
+    """An Adam-like optimizer at FAR_ABOVE times the top of its usual CTC range or more."""
+    return optimizer_family(optimizer) == "adaptive" and current is not None and current >= FAR_ABOVE * ADAPTIVE_HIGH
+
+
 def _above_adaptive(current: float | None) -> bool:
     return current is not None and current > ADAPTIVE_HIGH * 1.5
 

@@ -25,6 +25,12 @@ document(
     tokenizer that decodes to different symbols). When the loss is flat instead, this is
     CTC212.
 
+    Of the error rates measured on the same data (training batches, or held out) the rule
+    judges the finest-grained one logged: CER before PER or token error rate, before WER. A
+    word is wrong as soon as one of its characters is, so early in every speech run WER
+    stays near 1 long after CER has fallen well below it; a flat WER beside a falling CER is
+    that, not this finding. A WER is judged when it is the finest rate of its data.
+
     **Example.** `error CTC210 eval_cer stayed at 0.97-1.00 over steps 500-4,000 while the
     loss fell from 3.3 to 0.8 (-76%); blank_ratio was 99%: the decodes are empty.`
 
@@ -45,6 +51,25 @@ STILL_FALLING = 0.15
 plateau, CTC212)."""
 
 
+GRAIN = {"cer": 0, "per": 1, "ler": 1, "wer": 2}
+"""How fine an error rate's unit is: characters, then phonemes or tokens, then words ("error" and accuracy: unknown)."""
+
+
+def finest_metrics(metrics: tuple[Metric, ...] | list[Metric]) -> list[Metric]:
+    """The metrics the rules judge: of the error rates measured on the same data (train, or held out), those of the
+    finest grain logged with a finite value; rates of unknown grain (a plain error rate, accuracy) always.
+
+    A WER stays near 1 while the CER falls (one wrong character spoils its word), so a WER next to a CER says
+    nothing the CER does not say better, and a flat WER is no evidence of a blank or broken decoder."""
+    finest: dict[bool, int] = {}
+    for metric in metrics:
+        grain = GRAIN.get(metric.kind)
+        if grain is not None and np.isfinite(metric.error).any():
+            finest[metric.eval] = min(grain, finest.get(metric.eval, grain))
+    return [metric for metric in metrics
+            if GRAIN.get(metric.kind) is None or GRAIN[metric.kind] <= finest.get(metric.eval, GRAIN[metric.kind])]
+
+
 @dataclass(frozen=True)
 class StuckMetric:
     metric: Metric
@@ -55,7 +80,7 @@ class StuckMetric:
 
 
 def find_stuck_metric(analysis: Analysis) -> StuckMetric | None:
-    for metric in analysis.curves.metrics:
+    for metric in finest_metrics(analysis.curves.metrics):
         finite = np.isfinite(metric.error)
         steps, error = metric.series.steps[finite], metric.error[finite]
         half = error[error.size // 2 :]

@@ -30,6 +30,13 @@ document(
     reported; a cycle's flat stretches and last climb are not reported as plateaus (CTC211,
     CTC204) or a divergence (CTC203).
 
+    A blow-up of a few steps counts too when the logged learning rate explains it: at least 2
+    logged values in a row at 5x or more the loss before them (the first logged value, or the
+    smoothed best so far), and 10% of the range the run descends, while an Adam-like optimizer
+    runs at 1e-2 or more (10x the top of its usual CTC range). Adam at 1.0 typically throws the
+    loss to 10x its first value within the first steps, then leaves it at the level of a model
+    that emits only blanks; the blow-up is then the finding that names the rate.
+
     Not this: the ordinary noise of a CTC loss. Per-batch CTC losses vary with the lengths
     and difficulty in each batch, and near convergence the relative noise gets large while
     the absolute swings are tiny. A sawtooth counts only when the swings (10th to 90th
@@ -46,7 +53,8 @@ document(
     dropping back at its end; over the last two thirds of the log the level fell 27%.`
 
     **Fix.** Lower the learning rate by 3x (with Adam or AdamW above 1e-3: back into their
-    usual CTC range, 1e-4 to 1e-3), or raise the batch size 4x (or accumulate gradients over 4
+    usual CTC range, 1e-4 to 1e-3, and restart from the initial weights after a blow-up at
+    10x that range or more), or raise the batch size 4x (or accumulate gradients over 4
     batches), and clip gradients at 1.0. A cycle as long as an epoch: shuffle the batches
     (`DataLoader(shuffle=True)`); sorted by length on purpose (bucketing, SortaGrad), draw the
     buckets in random order, use `reduction='mean'` and judge the loss averaged over an epoch.
@@ -71,6 +79,13 @@ BLOWUP_POINTS = 5
 """... and 5 logged values (a spike of one or two bad batches is noise), then back below 1.5x the best so far."""
 
 
+SHORT_RATIO = 5.0
+"""A blow-up of fewer than BLOWUP_POINTS values: at least 2 logged values in a row at 5x the loss before them..."""
+SHORT_POINTS = 2
+"""... (this many), and BLOWUP_SHARE of the range the run descends, while the logged learning rate is far above the
+optimizer's usual range (`lr_advice.far_above_range`): then the rate explains it, and it is not a noisy batch."""
+
+
 @dataclass(frozen=True)
 class Sawtooth:
     start_step: int
@@ -86,6 +101,8 @@ class Blowup:
     end_step: int
     peak: float
     before: float
+    lr: float | None = None
+    """The learning rate at its start, when a short blow-up is counted for it (`find_short_blowups`)."""
 
 
 def find_sawtooth(curve: Curve) -> Sawtooth | None:
@@ -128,6 +145,33 @@ def find_blowups(curve: Curve, until_bin: int) -> list[Blowup]:
     return found
 
 
+def find_short_blowups(analysis: Analysis, until_step: int) -> list[Blowup]:
+    """Blow-ups of a few logged values (raw values: the rolling median hides them, most of all in the first steps) that
+    came back down before `until_step`, counted only while the logged learning rate is far above the optimizer's range."""
+    from ctcdoctor.training.rules.divergence import _value_at
+    from ctcdoctor.training.rules.lr_advice import far_above_range
+
+    curve, lr = analysis.loss, analysis.curves.lr
+    if lr is None or not len(lr) or curve.n < 4:
+        return []
+    values, steps = curve.values, curve.steps
+    before = np.minimum(curve.first, np.minimum.accumulate(curve.smooth)[curve.point_bin])
+    before = np.concatenate([[values[0]], before[:-1]])  # the loss before each value, not holding it
+    high = (values >= SHORT_RATIO * before) & (values - before >= BLOWUP_SHARE * max(curve.start - before.min(), 0.0))
+    high &= (before > 0) & (steps < until_step)
+    edges = np.diff(np.concatenate([[0], high.astype(np.int8), [0]]))
+    found = []
+    for first, last in zip(np.flatnonzero(edges == 1).tolist(), (np.flatnonzero(edges == -1) - 1).tolist()):
+        reference = float(before[first])
+        if last - first + 1 < SHORT_POINTS or last + 1 >= values.size or np.min(values[last + 1 :]) > 1.5 * reference:
+            continue  # a single batch, or never back down (a divergence)
+        rate = _value_at(lr.steps, lr.values, int(steps[first]))
+        if far_above_range(analysis.optimizer, rate):
+            found.append(Blowup(int(steps[first]), int(steps[last]), float(np.max(values[first : last + 1])),
+                                reference, rate))
+    return found
+
+
 def check_oscillation(analysis: Analysis) -> list[Finding]:
     curve = analysis.loss
     found: list[Finding] = []
@@ -146,9 +190,14 @@ def check_oscillation(analysis: Analysis) -> list[Finding]:
     divergence = analysis.divergence
     until = curve.bins if divergence is None else int(np.searchsorted(curve.bin_first_step, divergence.onset_step))
     blowups = find_blowups(curve, until)
+    until_step = int(curve.bin_first_step[until]) if until < curve.bins else curve.last_step + 1
+    blowups += [short for short in find_short_blowups(analysis, until_step)
+                if not any(b.start_step <= short.end_step and short.start_step <= b.end_step for b in blowups)]
+    blowups.sort(key=lambda blowup: blowup.start_step)
     if blowups:
         shown = "; ".join(f"{analysis.steps(b.start_step, b.end_step)} (peak {fmt(b.peak)}, "
-                          f"{b.peak / b.before:.1f}x the best before it)" for b in blowups[:3])
+                          f"{b.peak / b.before:.1f}x {'the loss' if b.lr is not None else 'the best'} before it"
+                          f"{f', at learning rate {fmt(b.lr)}' if b.lr is not None else ''})" for b in blowups[:3])
         more = f" and {len(blowups) - 3} more" if len(blowups) > 3 else ""
         count = "once" if len(blowups) == 1 else f"{len(blowups)} times"
         message = f"{analysis.called(curve.series, 'loss')} blew up {count} and recovered: {shown}{more}."
@@ -195,11 +244,15 @@ def _cycles_finding(analysis: Analysis, cycles: Cycles) -> Finding:
 
 
 def _hint(analysis: Analysis, step: int) -> str:
-    from ctcdoctor.training.rules.divergence import _value_at
-    from ctcdoctor.training.rules.lr_advice import lower_lr
+    from ctcdoctor.training.rules.divergence import _value_at, clip_gradients
+    from ctcdoctor.training.rules.lr_advice import far_above_range, lower_lr
 
     lr = analysis.curves.lr
     at = _value_at(lr.steps, lr.values, step) if lr is not None else None
-    text = lower_lr(analysis.optimizer, at if at is not None and at > 0 else None, (3,))
-    return text + (", or raise the batch size 4x (or accumulate gradients over 4 batches), and clip gradients at "
-                   "1.0 (clip_grad_norm_(params, 1.0)).")
+    rate = at if at is not None and at > 0 else None
+    text = lower_lr(analysis.optimizer, rate, (3,))
+    clip = clip_gradients(analysis.options.trainer)
+    if far_above_range(analysis.optimizer, rate):
+        # The rate alone explains it: a bigger batch would not help, and the weights it left behind are spoilt.
+        return f"{text}, {clip}, and restart from the initial weights."
+    return text + f", or raise the batch size 4x (or accumulate gradients over 4 batches), and {clip}."

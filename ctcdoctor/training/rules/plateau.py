@@ -11,7 +11,7 @@ from ctcdoctor.registry import document, finding
 from ctcdoctor.training.curve import Curve, Segment, between, fmt
 from ctcdoctor.training.rules.context import Analysis
 from ctcdoctor.training.rules.lr_advice import usual_lr
-from ctcdoctor.training.rules.metrics import STILL_FALLING
+from ctcdoctor.training.rules.metrics import STILL_FALLING, finest_metrics
 
 document(
     "CTC204",
@@ -168,7 +168,7 @@ class Tail:
 def blank_evidence(analysis: Analysis, start: int, end: int) -> list[str]:
     """Logged signs that outputs are (nearly) all blank over [start, end]."""
     signs = []
-    for metric in analysis.curves.metrics:
+    for metric in finest_metrics(analysis.curves.metrics):  # a WER near 1 beside a falling CER is no sign of blanks
         steps, error = metric.series.steps, metric.error
         inside = (steps >= start) & (steps <= end) & np.isfinite(error)
         if inside.sum() >= 2 and float(np.median(error[inside])) >= STUCK_ERROR:
