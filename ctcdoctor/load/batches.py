@@ -60,11 +60,25 @@ def _as_lengths(value: Any, name: str, batch_index: int) -> torch.Tensor:
         raise BatchError(f"batch {batch_index}: {name} has shape {tuple(tensor.shape)}; it must be 1-D, one length per sample", BATCH_HINT)
     if tensor.is_floating_point():
         if not torch.equal(tensor, tensor.round()):
-            raise BatchError(f"batch {batch_index}: {name} holds fractional values",
-                             "Lengths are whole numbers of frames / labels: use an integer tensor.")
+            raise _fractional(tensor, name, batch_index)
     elif tensor.dtype not in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8):
         raise BatchError(f"batch {batch_index}: {name} has dtype {tensor.dtype}", "Use an integer tensor of lengths.")
     return tensor.detach().to("cpu", torch.long)
+
+
+def _fractional(tensor: torch.Tensor, name: str, batch_index: int) -> BatchError:
+    """Fractional lengths; those in (0, 1] whose largest is exactly 1 are fractions of the longest input
+    (deepspeech.pytorch's `input_percentages`), which `.int()` would turn into 0s and 1s."""
+    if name == "input_lengths" and bool((tensor > 0).all()) and bool((tensor <= 1).all()) and float(tensor.max()) == 1.0:
+        return BatchError(
+            f"batch {batch_index}: input_lengths hold fractions of the longest input ({', '.join(f'{v:.3g}' for v in tensor[:4].tolist())}"
+            f"{', …' if tensor.numel() > 4 else ''}; the largest is 1.0), as deepspeech.pytorch's input_percentages",
+            "Multiply them by the padded inputs' time size in the collate function, e.g. "
+            "`input_lengths = (input_percentages * inputs.size(-1)).int()` (`.int()` alone gives 0s and 1s); "
+            "docs/protocol.md shows the collate for deepspeech.pytorch.",
+        )
+    return BatchError(f"batch {batch_index}: {name} holds fractional values",
+                      "Lengths are whole numbers of frames / labels: use an integer tensor.")
 
 
 def is_packed(value: Any) -> bool:
@@ -373,28 +387,6 @@ def build_target_table(batches: list[Batch]) -> TargetTable:
     return parts.table()
 
 
-def in_dataset_order(loader: Iterable[Any]) -> Iterable[Any]:
-    """A shuffling DataLoader re-made without shuffling, so that sample numbers in findings are
-    data set indices (what `overfit --sample N` takes), not positions in one random order."""
-    from torch.utils.data import DataLoader, IterableDataset, RandomSampler
-
-    if not isinstance(loader, DataLoader) or isinstance(loader.dataset, IterableDataset):
-        return loader
-    if loader.batch_size is None or not isinstance(loader.sampler, RandomSampler):
-        return loader  # a custom (bucketing, weighted) sampler decides the batches: keep it
-    return DataLoader(
-        loader.dataset,
-        batch_size=loader.batch_size,
-        shuffle=False,
-        collate_fn=loader.collate_fn,
-        num_workers=loader.num_workers,
-        drop_last=loader.drop_last,
-        worker_init_fn=loader.worker_init_fn,
-        multiprocessing_context=loader.multiprocessing_context if loader.num_workers else None,
-        persistent_workers=False,
-    )
-
-
 def loader_batch_size(loader: Any) -> int | None:
     """The batch size a loader is configured with (DataLoader's `batch_size`, or its batch sampler's), as training code
     that divides by a fixed `batch_size` reads it; None when the loader does not say (a plain iterable of batches)."""
@@ -409,7 +401,7 @@ def iterate_batches(loader: Iterable[Any], limit: int | None = None, batch_axis:
     """Normalised batches from the loader (in data set order), at most `limit`; a loader that
     raises or yields nothing ends the command with exit 2 (`BatchError`), naming the batch and
     the cause."""
-    iterator = iter(in_dataset_order(loader))
+    iterator = iter(in_dataset_order(loader, batch_axis))
     first_sample = 0
     index = 0
     while limit is None or index < limit:
@@ -429,6 +421,205 @@ def iterate_batches(loader: Iterable[Any], limit: int | None = None, batch_axis:
         index += 1
     if index == 0:
         raise BatchError("the loader yielded no batches", "Check that the dataset is not empty and drop_last does not drop everything.")
+
+
+# ---------------------------------------------------------------- data set order
+
+
+class KeepOrder:
+    """The loader's collate_fn, its batches put back in the order of the items it was given (data set order), so that
+    position `p` of a batch is the `p`-th index the batch sampler chose: deepspeech.pytorch's `_collate_fn` sorts each
+    batch by input length, and findings, `scan --drop-list` and `overfit --samples` would then name other samples.
+
+    Whether the collate reorders is found by collating each item alone and matching its labels and input length to a
+    position of the batch; once a batch whose items were not already in length order comes back as it went in (or
+    after `CHECKED` batches that did), the collate is trusted and costs nothing more. A collate that reorders is
+    matched on every batch (one more collate per item). A batch that cannot be matched (items dropped, lengths in
+    another unit) passes as the collate made it; identical samples match either way, which is harmless."""
+
+    CHECKED = 8
+
+    def __init__(self, collate: Callable[[list[Any]], Any], indexed: bool = True, batch_axis: int | None = None) -> None:
+        self.collate, self.indexed, self.batch_axis = collate, indexed, batch_axis
+        """`indexed`: batches come in data set order, so sample numbers are data set indices."""
+        self.state = "unknown"
+        """"unknown" (still checking), "keeps" (the collate keeps the order) or "reorders"."""
+        self.checked = 0
+
+    def __call__(self, items: list[Any]) -> Any:
+        raw = self.collate(items)
+        if self.state == "keeps" or not isinstance(items, list) or len(items) < 2:
+            return raw
+        try:
+            matched = self._match(items, raw)
+        except Exception:  # not a batch normalise_batch reads: the command says so when it normalises it
+            matched = None
+        if matched is None:
+            return raw
+        positions, lengths = matched
+        if positions == list(range(len(items))):
+            self.checked += 1
+            if self.state == "unknown" and (not _monotone(lengths) or self.checked >= self.CHECKED):
+                self.state = "keeps"
+            return raw
+        self.state = "reorders"
+        return reorder_batch(raw, torch.tensor(positions, dtype=torch.long), self.batch_axis)
+
+    def _match(self, items: list[Any], raw: Any) -> tuple[list[int], list[int]] | None:
+        """(for each item, the position of the batch that holds it; the items' input lengths), or None."""
+        batch = normalise_batch(raw, 0, 0, self.batch_axis)
+        if batch.size != len(items):
+            return None
+        sequences, problems = split_targets(batch)
+        if problems:
+            return None
+        free: dict[tuple[int, ...], list[tuple[int, int]]] = {}
+        for position, (sequence, length) in enumerate(zip(sequences, batch.input_lengths.tolist())):
+            free.setdefault(tuple(sequence.tolist()), []).append((position, length))
+        positions, lengths = [], []
+        for item in items:
+            alone = normalise_batch(self.collate([item]), 0, 0, self.batch_axis)
+            labels, _ = split_targets(alone)
+            length = int(alone.input_lengths[0])
+            candidates = free.get(tuple(labels[0].tolist()))
+            if not candidates:
+                return None
+            best = min(range(len(candidates)), key=lambda k: abs(candidates[k][1] - length))  # first of equals
+            positions.append(candidates.pop(best)[0])
+            lengths.append(length)
+        return positions, lengths
+
+
+def _monotone(values: list[int]) -> bool:
+    pairs = list(zip(values, values[1:]))
+    return all(a >= b for a, b in pairs) or all(a <= b for a, b in pairs)
+
+
+def _take(value: Any, index: torch.Tensor) -> Any:
+    """Per-sample values (a tensor, numpy array, list or tuple of one entry per sample) taken at `index`."""
+    if isinstance(value, torch.Tensor):
+        return value[index.to(value.device)]
+    if isinstance(value, (list, tuple)):
+        return type(value)(value[i] for i in index.tolist())
+    return value[index.numpy()]  # numpy
+
+
+def _reorder_targets(targets: Any, lengths: Any, index: torch.Tensor) -> Any:
+    if not isinstance(targets, torch.Tensor):
+        tensor = torch.as_tensor(targets)
+        if tensor.dim() == 2:
+            return _take(targets, index)
+        return type(targets)(_reorder_targets(tensor, lengths, index).tolist()) if isinstance(targets, (list, tuple)) \
+            else _reorder_targets(tensor, lengths, index).numpy()
+    if targets.dim() == 2:
+        return targets[index.to(targets.device)]
+    sizes = torch.as_tensor(lengths).to("cpu", torch.long).clamp_min(0).tolist()
+    pieces = torch.split(targets, sizes)
+    return torch.cat([pieces[i] for i in index.tolist()]) if pieces else targets
+
+
+def reorder_batch(raw: Any, index: torch.Tensor, batch_axis: int | None = None) -> Any:
+    """The raw batch (tuple, list, named tuple or mapping, as the loader yields it) with its samples taken in the order
+    `index`: inputs along their batch axis, padded targets by row, concatenated targets by segment, lengths."""
+    parts = [raw[key] for key in BATCH_KEYS] if isinstance(raw, Mapping) else list(raw)
+    batch = normalise_batch(raw, 0, 0, batch_axis)
+    inputs, targets, input_lengths, target_lengths = parts
+    size = batch.size
+    new = [index_inputs(inputs, index, size, batch.batch_axis), _reorder_targets(targets, target_lengths, index),
+           _take(input_lengths, index), _take(target_lengths, index)]
+    if isinstance(raw, Mapping):
+        out = dict(raw)
+        for key, value in raw.items():
+            if key not in BATCH_KEYS and isinstance(value, torch.Tensor) and value.dim() and value.shape[0] == size:
+                out[key] = value[index.to(value.device)]  # per-sample extras (a mask, ids) follow their samples
+        out.update(zip(BATCH_KEYS, new))
+        try:
+            return type(raw)(out)  # type: ignore[call-arg]
+        except Exception:
+            return out
+    if isinstance(raw, tuple) and hasattr(raw, "_fields"):
+        return type(raw)(*new)
+    return type(raw)(new)
+
+
+def _indexable(loader: Any) -> bool:
+    """A DataLoader over a map-style data set that batches (the collate sees the items of each batch)."""
+    from torch.utils.data import DataLoader, IterableDataset
+
+    return isinstance(loader, DataLoader) and not isinstance(loader.dataset, IterableDataset) and loader.batch_sampler is not None
+
+
+def _reads_each_once(indices: Iterable[Any], total: int) -> bool:
+    """Whether `indices` (a sampler's) are 0..total-1, each once (read at most total + 1 of them)."""
+    import itertools
+
+    try:
+        seen = [int(i) for i in itertools.islice(indices, total + 1)]
+    except Exception:
+        return False
+    return len(seen) == total and sorted(seen) == list(range(total))
+
+
+def dataset_order_batches(loader: Any) -> Any:
+    """A batch sampler over the loader's data set in data set order (its batch size, and drop_last where it batches with
+    one), or None when its sampler does not read every item once (a subset, sampling with replacement)."""
+    import itertools
+
+    from torch.utils.data import BatchSampler, RandomSampler, SequentialSampler
+
+    try:
+        total = len(loader.dataset)
+    except TypeError:
+        return None
+    if loader.batch_size is not None:
+        size, drop_last = loader.batch_size, loader.drop_last
+        if not isinstance(loader.sampler, (RandomSampler, SequentialSampler)) and not _reads_each_once(iter(loader.sampler), total):
+            return None
+    else:  # a batch_sampler of the user's (bucketing, dynamic batching)
+        batches = loader.batch_sampler
+        first = next(iter(batches), None)
+        stated = getattr(batches, "batch_size", None)
+        size = stated if isinstance(stated, int) and stated > 0 else len(first) if first else 0
+        drop_last = False
+        if not size or not _reads_each_once(itertools.chain.from_iterable(batches), total):
+            return None
+    return BatchSampler(SequentialSampler(range(total)), size, drop_last)
+
+
+def in_dataset_order(loader: Iterable[Any], batch_axis: int | None = None) -> Iterable[Any]:
+    """A DataLoader over a map-style data set re-made to read it in data set order, so that sample numbers in findings
+    are data set indices (what `overfit --sample N` takes), not positions in one random order or in the order a
+    bucketing sampler or a sorting collate makes: batches of the loader's size in data set order when its sampler reads
+    every item once (shuffled or not), its own batches otherwise; either way its collate wrapped in `KeepOrder`.
+    Anything else is returned as it is (see `numbered_by_index`)."""
+    from torch.utils.data import DataLoader
+
+    if not _indexable(loader) or isinstance(loader.collate_fn, KeepOrder):  # type: ignore[attr-defined]
+        return loader
+    assert isinstance(loader, DataLoader)
+    ordered = dataset_order_batches(loader)
+    return DataLoader(
+        loader.dataset,
+        batch_sampler=ordered if ordered is not None else loader.batch_sampler,
+        collate_fn=KeepOrder(loader.collate_fn, ordered is not None, batch_axis),
+        num_workers=loader.num_workers,
+        worker_init_fn=loader.worker_init_fn,
+        multiprocessing_context=loader.multiprocessing_context if loader.num_workers else None,
+        persistent_workers=False,
+    )
+
+
+def numbered_by_index(loader: Any) -> bool:
+    """Whether the samples of `in_dataset_order(loader)` are numbered by data set index (else: iteration order)."""
+    ordered = in_dataset_order(loader)
+    return isinstance(getattr(ordered, "collate_fn", None), KeepOrder) and ordered.collate_fn.indexed  # type: ignore[attr-defined]
+
+
+def sorted_by_length(batches: Iterable[Batch]) -> bool:
+    """The tell-tale of a collate that sorts each batch by input length (deepspeech.pytorch's `_collate_fn`): the input
+    lengths of every batch of two or more samples are in decreasing order, and not all equal."""
+    sizes = [batch.input_lengths.tolist() for batch in batches if batch.size > 1]
+    return bool(sizes) and all(all(a >= b for a, b in zip(s, s[1:])) for s in sizes) and any(s[0] != s[-1] for s in sizes)
 
 
 # ---------------------------------------------------------------- taking samples out of inputs

@@ -52,6 +52,8 @@ def pick_samples(loader: Any, indices: Sequence[int], batch_axis: int | None = N
     """
     from torch.utils.data import DataLoader, IterableDataset
 
+    from ctcdoctor.load.batches import KeepOrder
+
     if isinstance(loader, DataLoader) and loader.batch_size is not None and not isinstance(loader.dataset, IterableDataset):
         dataset = loader.dataset
         size: int | None
@@ -69,7 +71,7 @@ def pick_samples(loader: Any, indices: Sequence[int], batch_axis: int | None = N
             )
         try:
             items = [dataset[i] for i in indices]
-            raw = loader.collate_fn(items)
+            raw = KeepOrder(loader.collate_fn)(items)  # in the order asked for, even when the collate sorts
         except Exception as error:
             raise UserInputError(
                 f"taking samples {list(indices)} from the loader's data set raised {type(error).__name__}: {error}",
