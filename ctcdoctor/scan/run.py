@@ -18,7 +18,7 @@ import torch
 
 from ctcdoctor.engine import run_checks
 from ctcdoctor.errors import UserInputError
-from ctcdoctor.load.batches import Batch, batch_targets, iterate_batches
+from ctcdoctor.load.batches import Batch, batch_targets, in_dataset_order, iterate_batches, numbered_by_index
 from ctcdoctor.load.limits import doing
 from ctcdoctor.measure.downsampling import measure_downsampling
 from ctcdoctor.measure.lengths import declared_stride, probe_failed_for_the_rest
@@ -33,7 +33,14 @@ from ctcdoctor.scan.frames import (
     measured_rule,
     model_facts,
 )
-from ctcdoctor.scan.sources import ReadStatus, Shard, loader_chunks, sample_label_chunks, shard_batches
+from ctcdoctor.scan.sources import (
+    ReadStatus,
+    Shard,
+    loader_chunks,
+    refuse_iteration_order,
+    sample_label_chunks,
+    shard_batches,
+)
 from ctcdoctor.scan.state import SCAN_CODES, ScanState
 from ctcdoctor.scan.summary import Chunk, Summary
 
@@ -83,6 +90,9 @@ class ScanOptions:
     on_samples: Callable[[int], None] | None = None
     on_chunk: Callable[[Chunk, np.ndarray, int | None, int], None] | None = None
     """Called with each chunk and its output frames (the drop-list writer listens here)."""
+    indices_only: bool = False
+    """Sample numbers must be data set indices (a drop-list is written): refuse a loader whose numbers are positions
+    in an order that is not the data set's (`sources.refuse_iteration_order`)."""
 
 
 @contextlib.contextmanager
@@ -162,7 +172,11 @@ def _chunks(setup: Setup, options: ScanOptions, held: list[Batch], status: ReadS
         if options.on_samples is not None:
             options.on_samples(batch.size)
 
-    batches = shard_batches(setup.loader, options.shard, limit, status, options.workers, getattr(setup, "batch_axis", None))
+    axis = getattr(setup, "batch_axis", None)
+    loader = in_dataset_order(setup.loader, axis)
+    batches = shard_batches(loader, options.shard, limit, status, options.workers, axis)
+    if options.indices_only and not numbered_by_index(loader):
+        batches = refuse_iteration_order(loader, batches)
     yield from loader_chunks(batches, seen)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ctcdoctor.errors import BatchError, UserInputError
-from ctcdoctor.load.batches import Batch, batch_targets, in_dataset_order, normalise_batch
+from ctcdoctor.load.batches import Batch, batch_targets, in_dataset_order, normalise_batch, sorted_by_length
 from ctcdoctor.load.limits import doing
 from ctcdoctor.scan.summary import Chunk
 
@@ -283,3 +283,44 @@ def sample_label_chunks(
     last = builder.take()
     if last is not None:
         yield last
+
+
+# ---------------------------------------------------------------- sample numbers that are not data set indices
+
+#: Batches of two or more samples looked at for the tell-tale of a collate that sorts by length.
+SORTED_LOOK = 4
+
+ORDER_FIX = ("Give Setup.loader the DataLoader itself (ctcdoctor reads it in data set order and puts each batch back in "
+             "the order of its items; convert input_percentages in its collate_fn), or give Setup.sample_labels, or a "
+             "collate that keeps the items' order; --drop-anyway writes the list numbered in iteration order.")
+
+
+def refuse_iteration_order(loader: Any, batches: Iterator[Batch]) -> Iterator[Batch]:
+    """`batches`, for a drop-list, from a loader whose sample numbers are positions in iteration order: refused (exit 2)
+    when those are surely not data set indices: a DataLoader whose sampler does not read every item once, at once; any
+    other loader when its first batches carry the tell-tale of a collate that sorts each batch by input length
+    (`sorted_by_length`), before the list holds anything."""
+    if _remakeable(loader):
+        raise UserInputError(
+            "--drop-list: the DataLoader's sampler does not read every item of its data set once (a subset, sampling "
+            "with replacement), so sample numbers are positions in its order, not data set indices",
+            "Scan a DataLoader over the data set itself (no sampler), or give Setup.sample_labels; --drop-anyway "
+            "writes the list numbered in iteration order.")
+    seen: list[Batch] = []
+    for batch in batches:
+        if len([item for item in seen if item.size > 1]) < SORTED_LOOK:
+            seen.append(batch)
+            if len([item for item in seen if item.size > 1]) == SORTED_LOOK:
+                _refuse_sorted(loader, seen)
+        yield batch
+    _refuse_sorted(loader, seen)
+
+
+def _refuse_sorted(loader: Any, seen: list[Batch]) -> None:
+    if sorted_by_length(seen):
+        raise UserInputError(
+            f"--drop-list: the loader ({type(loader).__name__}) is not a DataLoader ctcdoctor can index, so sample N is "
+            "the N-th sample in iteration order; and each of its first batches is sorted by input length, decreasing "
+            "(a collate that sorts, as deepspeech.pytorch's), so those numbers are not data set indices and the list "
+            "would name other samples",
+            ORDER_FIX)
