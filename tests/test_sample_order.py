@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 from ctcdoctor.cli import app
 from ctcdoctor.errors import BatchError
 from ctcdoctor.load.batches import iterate_batches, normalise_batch
-from ctcdoctor.load.samples import pick_samples
 
 INFEASIBLE = [3, 6, 17]  # 3 of 40 samples: fewer frames than labels (7.5%: the drop-list is written)
 
@@ -69,9 +68,25 @@ class Bucketing:                        # a batch sampler of the user's: every i
         return len(self.batches)
 
 
+class Packed(torch.nn.Module):          # needs its batch sorted by length, as deepspeech.pytorch's model
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(3, 6)
+
+    def forward(self, x, lengths):
+        packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True)   # enforce_sorted=True
+        x, _ = torch.nn.utils.rnn.pad_packed_sequence(packed, batch_first=True, total_length=x.shape[1])
+        return self.linear(x).log_softmax(-1)
+
+
+def packed_collate(batch):
+    inputs, targets, input_lengths, target_lengths = collate(batch)
+    return (inputs, input_lengths), targets, input_lengths, target_lengths
+
+
 def build():
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(3, 6), torch.nn.LogSoftmax(-1))
+    model = {model}
     data = Data()
     loader = {loader}
     return Setup(model=model, loader=loader, blank=0, output_lengths=lambda lengths: lengths)
@@ -83,33 +98,28 @@ LOADERS = {
     "bucketing": "DataLoader(data, batch_sampler=Bucketing(data, 8), collate_fn=collate)",
     "wrapped": "Wrapper(DataLoader(data, batch_size=8, collate_fn=collate))",
     "subset": "DataLoader(data, batch_size=8, sampler=torch.utils.data.SubsetRandomSampler(range(30)), collate_fn=collate)",
+    "packed": "DataLoader(data, batch_size=8, shuffle=True, collate_fn=packed_collate)",
 }
+MODEL = "torch.nn.Sequential(torch.nn.Linear(3, 6), torch.nn.LogSoftmax(-1))"
 
 
 def write_spec(tmp_path: Path, loader: str) -> Path:
     spec = tmp_path / f"sorted_{loader}.py"
-    spec.write_text(SPEC.format(infeasible=INFEASIBLE, loader=LOADERS[loader]), encoding="utf-8")
+    model = "Packed()" if loader == "packed" else MODEL
+    spec.write_text(SPEC.format(infeasible=INFEASIBLE, loader=LOADERS[loader], model=model), encoding="utf-8")
     return spec
 
 
-@pytest.mark.parametrize("loader", ["plain", "shuffled", "bucketing"])
-def test_check_names_the_data_set_indices_of_infeasible_samples(tmp_path, loader):
-    result = CliRunner().invoke(app, ["check", str(write_spec(tmp_path, loader)), "--format", "json", "--select", "CTC001"])
-    report = json.loads(result.stdout)
-    found = [item for item in report["findings"] if item["code"] == "CTC001"]
-    assert found, result.output
-    evidence = found[0]["evidence"]
-    assert sorted(int(item["sample"]) for item in evidence["worst"]) == INFEASIBLE, evidence
-    assert all(item["frames"] == 5 for item in evidence["worst"])
-    assert str(INFEASIBLE[0]) in found[0]["message"]
-
-
-@pytest.mark.parametrize("loader", ["plain", "shuffled", "bucketing"])
-def test_scan_drop_list_holds_the_data_set_indices(tmp_path, loader):
+@pytest.mark.parametrize("loader", ["plain", "shuffled", "bucketing", "packed"])
+def test_scan_drop_list_and_findings_hold_the_data_set_indices(tmp_path, loader):
     drop = tmp_path / "drop.txt"
     result = CliRunner().invoke(app, ["scan", str(write_spec(tmp_path, loader)), "--drop-list", str(drop), "--format", "json"])
     assert result.exit_code == 1, result.output  # CTC001
     assert [int(line) for line in drop.read_text().split()] == INFEASIBLE
+    report = json.loads(result.stdout)
+    assert [item["code"] for item in report["findings"] if item["severity"] == "error"] == ["CTC001"]  # no CTC999
+    (found,) = [item for item in report["findings"] if item["code"] == "CTC001"]
+    assert sorted(int(item["sample"]) for item in found["evidence"]["worst"]) == INFEASIBLE, found["evidence"]
 
 
 def test_scan_refuses_a_drop_list_numbered_in_sorted_iteration_order(tmp_path):
@@ -120,12 +130,12 @@ def test_scan_refuses_a_drop_list_numbered_in_sorted_iteration_order(tmp_path):
     assert not drop.exists()
 
 
-def test_drop_anyway_writes_the_list_in_iteration_order(tmp_path):
+def test_drop_anyway_does_not_write_a_list_in_sorted_iteration_order(tmp_path):
     drop = tmp_path / "drop.txt"
     result = CliRunner().invoke(app, ["scan", str(write_spec(tmp_path, "wrapped")), "--drop-list", str(drop),
-                                      "--drop-anyway", "--format", "json"])
-    assert result.exit_code == 1, result.output
-    assert len(drop.read_text().split()) == len(INFEASIBLE)
+                                      "--drop-anyway"])
+    assert result.exit_code == 2, result.output
+    assert not drop.exists()
 
 
 def test_scan_without_drop_list_reads_a_wrapped_sorting_loader(tmp_path):
@@ -150,23 +160,20 @@ def _spec_module(tmp_path, loader="plain"):
     return module
 
 
-def test_batches_come_back_in_data_set_order(tmp_path):
+def test_batches_stay_sorted_and_name_their_data_set_indices(tmp_path):
     module = _spec_module(tmp_path)
     setup = module.build()
     data = setup.loader.dataset
+    reordered = 0
     for batch in iterate_batches(setup.loader, 3):
+        assert batch.input_lengths.tolist() == sorted(batch.input_lengths.tolist(), reverse=True)  # as the collate made it
+        assert sorted(batch.sample_id(row) for row in range(batch.size)) == list(range(batch.first_sample, batch.first_sample + 8))
+        reordered += batch.ids is not None
         for row in range(batch.size):
-            index = batch.first_sample + row
-            assert int(batch.input_lengths[row]) == data[index][0].shape[0]
-            assert torch.equal(batch.inputs[row, : data[index][0].shape[0]], data[index][0])
-
-
-def test_overfit_samples_come_in_the_order_asked_for(tmp_path):
-    module = _spec_module(tmp_path)
-    setup = module.build()
-    data = setup.loader.dataset
-    raw, _ = pick_samples(setup.loader, [6, 0, 2])
-    assert raw[2].tolist() == [data[i][0].shape[0] for i in (6, 0, 2)]
+            item = data[batch.sample_id(row)][0]
+            assert int(batch.input_lengths[row]) == item.shape[0]
+            assert torch.equal(batch.inputs[row, : item.shape[0]], item)
+    assert reordered == 3
 
 
 def test_a_collate_that_keeps_the_order_is_checked_once():

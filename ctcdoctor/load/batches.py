@@ -39,6 +39,13 @@ class Batch:
     """The batch exactly as the loader yielded it (passed to the user's criterion)."""
     batch_axis: int = 0
     """The axis of the input tensors that holds the samples: 0, or 1 for time-major `(T, N, ...)` inputs."""
+    ids: tuple[int, ...] | None = None
+    """The sample number of each position when it is not `first_sample + position`: the data set index of each item
+    of a batch whose collate reordered them (deepspeech.pytorch's sorts by input length; see `KeepOrder`)."""
+
+    def sample_id(self, position: int) -> int:
+        """The number of the sample at `position` of the batch (its data set index where ctcdoctor knows it)."""
+        return self.first_sample + position if self.ids is None else self.ids[position]
 
     @property
     def size(self) -> int:
@@ -137,6 +144,9 @@ def normalise_batch(raw: Any, index: int, first_sample: int, batch_axis: int | N
     """Turn one loader item into a `Batch`, or raise `BatchError` naming what is wrong.
 
     `batch_axis` is `Setup.batch_axis`: None finds it from `input_lengths` (see `find_batch_axis`)."""
+    ids = None
+    if isinstance(raw, Reordered):  # a collate that reordered the items (KeepOrder): number them by data set index
+        ids, raw = tuple(first_sample + item for item in raw.items_at), raw.raw
     if isinstance(raw, Mapping):
         missing = [key for key in BATCH_KEYS if key not in raw]
         if missing:
@@ -185,7 +195,10 @@ def normalise_batch(raw: Any, index: int, first_sample: int, batch_axis: int | N
             f"batch {index}: padded targets have {targets.shape[0]} rows for {input_lengths.shape[0]} samples",
             "Padded targets are (N, S): one row per sample.",
         )
-    return Batch(inputs, targets.detach().to("cpu", torch.long), input_lengths, target_lengths, index, first_sample, raw, axis)
+    if ids is not None and len(ids) != input_lengths.shape[0]:
+        ids = None
+    return Batch(inputs, targets.detach().to("cpu", torch.long), input_lengths, target_lengths, index, first_sample, raw, axis,
+                 ids)
 
 
 def main_tensor(inputs: Any) -> torch.Tensor | None:
@@ -293,7 +306,7 @@ class TargetTable:
 
 def _ids(batch: Batch, positions: torch.Tensor) -> str:
     """"sample 3" / "samples 3, 5": the ids of the batch's samples at `positions`, for a message."""
-    ids = [batch.first_sample + int(p) for p in positions[:10]]
+    ids = [batch.sample_id(int(p)) for p in positions[:10]]
     return f"{'sample' if len(ids) == 1 else 'samples'} {', '.join(map(str, ids))}" + (", …" if len(positions) > 10 else "")
 
 
@@ -426,16 +439,25 @@ def iterate_batches(loader: Iterable[Any], limit: int | None = None, batch_axis:
 # ---------------------------------------------------------------- data set order
 
 
+@dataclass(frozen=True)
+class Reordered:
+    """A batch as the user's collate made it (`raw`), and which item of the batch sampler's list each position holds."""
+
+    raw: Any
+    items_at: tuple[int, ...]
+
+
 class KeepOrder:
-    """The loader's collate_fn, its batches put back in the order of the items it was given (data set order), so that
-    position `p` of a batch is the `p`-th index the batch sampler chose: deepspeech.pytorch's `_collate_fn` sorts each
-    batch by input length, and findings, `scan --drop-list` and `overfit --samples` would then name other samples.
+    """The loader's collate_fn, watched for reordering the items of a batch (deepspeech.pytorch's `_collate_fn` sorts
+    them by input length, and findings and `scan --drop-list` would then name other samples). The batch stays as the
+    collate made it (a model may need that order: `pack_padded_sequence(..., enforce_sorted=True)`); when the collate
+    reordered it, it comes wrapped in `Reordered`, which `normalise_batch` unwraps into `Batch.ids`.
 
     Whether the collate reorders is found by collating each item alone and matching its labels and input length to a
     position of the batch; once a batch whose items were not already in length order comes back as it went in (or
     after `CHECKED` batches that did), the collate is trusted and costs nothing more. A collate that reorders is
     matched on every batch (one more collate per item). A batch that cannot be matched (items dropped, lengths in
-    another unit) passes as the collate made it; identical samples match either way, which is harmless."""
+    another unit) passes as it is; identical samples match either way, which is harmless."""
 
     CHECKED = 8
 
@@ -454,19 +476,21 @@ class KeepOrder:
             matched = self._match(items, raw)
         except Exception:  # not a batch normalise_batch reads: the command says so when it normalises it
             matched = None
-        if matched is None:
+        if matched is None:  # after CHECKED such batches in a row, stop trying: the batches pass as they are
+            self.checked += self.state == "unknown"
+            self.state = "keeps" if self.checked >= self.CHECKED else self.state
             return raw
-        positions, lengths = matched
-        if positions == list(range(len(items))):
+        items_at, lengths = matched
+        if items_at == list(range(len(items))):
             self.checked += 1
             if self.state == "unknown" and (not _monotone(lengths) or self.checked >= self.CHECKED):
                 self.state = "keeps"
             return raw
         self.state = "reorders"
-        return reorder_batch(raw, torch.tensor(positions, dtype=torch.long), self.batch_axis)
+        return Reordered(raw, tuple(items_at))
 
     def _match(self, items: list[Any], raw: Any) -> tuple[list[int], list[int]] | None:
-        """(for each item, the position of the batch that holds it; the items' input lengths), or None."""
+        """(for each position of the batch, the item it holds; the items' input lengths, in their order), or None."""
         batch = normalise_batch(raw, 0, 0, self.batch_axis)
         if batch.size != len(items):
             return None
@@ -476,70 +500,23 @@ class KeepOrder:
         free: dict[tuple[int, ...], list[tuple[int, int]]] = {}
         for position, (sequence, length) in enumerate(zip(sequences, batch.input_lengths.tolist())):
             free.setdefault(tuple(sequence.tolist()), []).append((position, length))
-        positions, lengths = [], []
-        for item in items:
-            alone = normalise_batch(self.collate([item]), 0, 0, self.batch_axis)
+        items_at, lengths = [0] * len(items), []
+        for item, value in enumerate(items):
+            alone = normalise_batch(self.collate([value]), 0, 0, self.batch_axis)
             labels, _ = split_targets(alone)
             length = int(alone.input_lengths[0])
             candidates = free.get(tuple(labels[0].tolist()))
             if not candidates:
                 return None
-            best = min(range(len(candidates)), key=lambda k: abs(candidates[k][1] - length))  # first of equals
-            positions.append(candidates.pop(best)[0])
+            best = min(range(len(candidates)), key=lambda k: abs(candidates[k][1] - length))  # the first of equals
+            items_at[candidates.pop(best)[0]] = item
             lengths.append(length)
-        return positions, lengths
+        return items_at, lengths
 
 
 def _monotone(values: list[int]) -> bool:
     pairs = list(zip(values, values[1:]))
     return all(a >= b for a, b in pairs) or all(a <= b for a, b in pairs)
-
-
-def _take(value: Any, index: torch.Tensor) -> Any:
-    """Per-sample values (a tensor, numpy array, list or tuple of one entry per sample) taken at `index`."""
-    if isinstance(value, torch.Tensor):
-        return value[index.to(value.device)]
-    if isinstance(value, (list, tuple)):
-        return type(value)(value[i] for i in index.tolist())
-    return value[index.numpy()]  # numpy
-
-
-def _reorder_targets(targets: Any, lengths: Any, index: torch.Tensor) -> Any:
-    if not isinstance(targets, torch.Tensor):
-        tensor = torch.as_tensor(targets)
-        if tensor.dim() == 2:
-            return _take(targets, index)
-        return type(targets)(_reorder_targets(tensor, lengths, index).tolist()) if isinstance(targets, (list, tuple)) \
-            else _reorder_targets(tensor, lengths, index).numpy()
-    if targets.dim() == 2:
-        return targets[index.to(targets.device)]
-    sizes = torch.as_tensor(lengths).to("cpu", torch.long).clamp_min(0).tolist()
-    pieces = torch.split(targets, sizes)
-    return torch.cat([pieces[i] for i in index.tolist()]) if pieces else targets
-
-
-def reorder_batch(raw: Any, index: torch.Tensor, batch_axis: int | None = None) -> Any:
-    """The raw batch (tuple, list, named tuple or mapping, as the loader yields it) with its samples taken in the order
-    `index`: inputs along their batch axis, padded targets by row, concatenated targets by segment, lengths."""
-    parts = [raw[key] for key in BATCH_KEYS] if isinstance(raw, Mapping) else list(raw)
-    batch = normalise_batch(raw, 0, 0, batch_axis)
-    inputs, targets, input_lengths, target_lengths = parts
-    size = batch.size
-    new = [index_inputs(inputs, index, size, batch.batch_axis), _reorder_targets(targets, target_lengths, index),
-           _take(input_lengths, index), _take(target_lengths, index)]
-    if isinstance(raw, Mapping):
-        out = dict(raw)
-        for key, value in raw.items():
-            if key not in BATCH_KEYS and isinstance(value, torch.Tensor) and value.dim() and value.shape[0] == size:
-                out[key] = value[index.to(value.device)]  # per-sample extras (a mask, ids) follow their samples
-        out.update(zip(BATCH_KEYS, new))
-        try:
-            return type(raw)(out)  # type: ignore[call-arg]
-        except Exception:
-            return out
-    if isinstance(raw, tuple) and hasattr(raw, "_fields"):
-        return type(raw)(*new)
-    return type(raw)(new)
 
 
 def _indexable(loader: Any) -> bool:
@@ -588,23 +565,29 @@ def dataset_order_batches(loader: Any) -> Any:
 
 def in_dataset_order(loader: Iterable[Any], batch_axis: int | None = None) -> Iterable[Any]:
     """A DataLoader over a map-style data set re-made to read it in data set order, so that sample numbers in findings
-    are data set indices (what `overfit --sample N` takes), not positions in one random order or in the order a
-    bucketing sampler or a sorting collate makes: batches of the loader's size in data set order when its sampler reads
-    every item once (shuffled or not), its own batches otherwise; either way its collate wrapped in `KeepOrder`.
+    are data set indices (what `overfit --sample N` takes), not positions in one random order or in the order of a
+    bucketing sampler: batches of the loader's size in data set order when its sampler reads every item once (shuffled
+    or not), its own batches otherwise; either way its collate wrapped in `KeepOrder` (a collate that reorders the
+    items of a batch gives `Batch.ids`).
     Anything else is returned as it is (see `numbered_by_index`)."""
     from torch.utils.data import DataLoader
 
     if not _indexable(loader) or isinstance(loader.collate_fn, KeepOrder):  # type: ignore[attr-defined]
         return loader
     assert isinstance(loader, DataLoader)
+    if type(loader).__iter__ is not DataLoader.__iter__:
+        return loader  # a subclass that changes the batches as it yields them: re-made, it would yield others
     ordered = dataset_order_batches(loader)
+    workers = loader.num_workers
     return DataLoader(
         loader.dataset,
         batch_sampler=ordered if ordered is not None else loader.batch_sampler,
         collate_fn=KeepOrder(loader.collate_fn, ordered is not None, batch_axis),
-        num_workers=loader.num_workers,
+        num_workers=workers,
         worker_init_fn=loader.worker_init_fn,
-        multiprocessing_context=loader.multiprocessing_context if loader.num_workers else None,
+        multiprocessing_context=loader.multiprocessing_context if workers else None,
+        timeout=loader.timeout if workers else 0,
+        prefetch_factor=loader.prefetch_factor if workers else None,
         persistent_workers=False,
     )
 

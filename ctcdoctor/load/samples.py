@@ -52,8 +52,6 @@ def pick_samples(loader: Any, indices: Sequence[int], batch_axis: int | None = N
     """
     from torch.utils.data import DataLoader, IterableDataset
 
-    from ctcdoctor.load.batches import KeepOrder
-
     if isinstance(loader, DataLoader) and loader.batch_size is not None and not isinstance(loader.dataset, IterableDataset):
         dataset = loader.dataset
         size: int | None
@@ -71,7 +69,7 @@ def pick_samples(loader: Any, indices: Sequence[int], batch_axis: int | None = N
             )
         try:
             items = [dataset[i] for i in indices]
-            raw = KeepOrder(loader.collate_fn)(items)  # in the order asked for, even when the collate sorts
+            raw = loader.collate_fn(items)
         except Exception as error:
             raise UserInputError(
                 f"taking samples {list(indices)} from the loader's data set raised {type(error).__name__}: {error}",

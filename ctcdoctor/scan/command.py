@@ -141,7 +141,7 @@ def spec_state(request: Request, settings: Settings, shard: Any, on_samples: Cal
         options = ScanOptions(shard=shard, worst=request.worst, max_samples=request.max_samples, device=settings.device,
                               workers=request.workers,
                               on_samples=on_samples, on_chunk=on_chunk,
-                              indices_only=request.drop_list is not None and not request.drop_anyway)
+                              indices_only=request.drop_list is not None)
         return scan_setup(setup, request.spec, options)
 
 
