@@ -461,9 +461,11 @@ class KeepOrder:
 
     CHECKED = 8
 
-    def __init__(self, collate: Callable[[list[Any]], Any], indexed: bool = True, batch_axis: int | None = None) -> None:
-        self.collate, self.indexed, self.batch_axis = collate, indexed, batch_axis
-        """`indexed`: batches come in data set order, so sample numbers are data set indices."""
+    def __init__(self, collate: Callable[[list[Any]], Any], indexed: bool = True, batch_axis: int | None = None,
+                 own_batches: bool = False) -> None:
+        self.collate, self.indexed, self.batch_axis, self.own_batches = collate, indexed, batch_axis, own_batches
+        """`indexed`: batches come in data set order, so sample numbers are data set indices. `own_batches`: the
+        user's batch_sampler makes the batches (kept, so not in data set order)."""
         self.state = "unknown"
         """"unknown" (still checking), "keeps" (the collate keeps the order) or "reorders"."""
         self.checked = 0
@@ -538,36 +540,28 @@ def _reads_each_once(indices: Iterable[Any], total: int) -> bool:
 
 
 def dataset_order_batches(loader: Any) -> Any:
-    """A batch sampler over the loader's data set in data set order (its batch size, and drop_last where it batches with
-    one), or None when its sampler does not read every item once (a subset, sampling with replacement)."""
-    import itertools
-
+    """A batch sampler over the loader's data set in data set order, batches of its batch size (and its drop_last),
+    or None when the loader's batches must stay its own: a `batch_sampler` of the user's (bucketing, dynamic
+    batching: batches of another size or mix could exhaust memory the user's never do), or a sampler that does not
+    read every item once (a subset, sampling with replacement)."""
     from torch.utils.data import BatchSampler, RandomSampler, SequentialSampler
 
+    if loader.batch_size is None:
+        return None
     try:
         total = len(loader.dataset)
     except TypeError:
         return None
-    if loader.batch_size is not None:
-        size, drop_last = loader.batch_size, loader.drop_last
-        if not isinstance(loader.sampler, (RandomSampler, SequentialSampler)) and not _reads_each_once(iter(loader.sampler), total):
-            return None
-    else:  # a batch_sampler of the user's (bucketing, dynamic batching)
-        batches = loader.batch_sampler
-        first = next(iter(batches), None)
-        stated = getattr(batches, "batch_size", None)
-        size = stated if isinstance(stated, int) and stated > 0 else len(first) if first else 0
-        drop_last = False
-        if not size or not _reads_each_once(itertools.chain.from_iterable(batches), total):
-            return None
-    return BatchSampler(SequentialSampler(range(total)), size, drop_last)
+    if not isinstance(loader.sampler, (RandomSampler, SequentialSampler)) and not _reads_each_once(iter(loader.sampler), total):
+        return None
+    return BatchSampler(SequentialSampler(range(total)), loader.batch_size, loader.drop_last)
 
 
 def in_dataset_order(loader: Iterable[Any], batch_axis: int | None = None) -> Iterable[Any]:
     """A DataLoader over a map-style data set re-made to read it in data set order, so that sample numbers in findings
-    are data set indices (what `overfit --sample N` takes), not positions in one random order or in the order of a
-    bucketing sampler: batches of the loader's size in data set order when its sampler reads every item once (shuffled
-    or not), its own batches otherwise; either way its collate wrapped in `KeepOrder` (a collate that reorders the
+    are data set indices (what `overfit --sample N` takes), not positions in one random order: batches of the loader's
+    size in data set order when its sampler reads every item once (shuffled or not), its own batches otherwise (a
+    batch_sampler of the user's, a subset); either way its collate wrapped in `KeepOrder` (a collate that reorders the
     items of a batch gives `Batch.ids`).
     Anything else is returned as it is (see `numbered_by_index`)."""
     from torch.utils.data import DataLoader
@@ -582,7 +576,7 @@ def in_dataset_order(loader: Iterable[Any], batch_axis: int | None = None) -> It
     return DataLoader(
         loader.dataset,
         batch_sampler=ordered if ordered is not None else loader.batch_sampler,
-        collate_fn=KeepOrder(loader.collate_fn, ordered is not None, batch_axis),
+        collate_fn=KeepOrder(loader.collate_fn, ordered is not None, batch_axis, own_batches=loader.batch_size is None),
         num_workers=workers,
         worker_init_fn=loader.worker_init_fn,
         multiprocessing_context=loader.multiprocessing_context if workers else None,

@@ -307,11 +307,16 @@ def refuse_iteration_order(loader: Any, batches: Iterator[Batch]) -> Iterator[Ba
     other loader when its first batches carry the tell-tale of a collate that sorts each batch by input length
     (`sorted_by_length`), before the list holds anything."""
     if _remakeable(loader) and isinstance(loader.collate_fn, KeepOrder):  # re-made, but not in data set order
+        if loader.collate_fn.own_batches:  # kept: batches of another size or mix could exhaust memory
+            what = ("a batch_sampler of your own (bucketing, dynamic batching) makes the DataLoader's batches, and "
+                    "ctcdoctor keeps them")
+        else:
+            what = "the DataLoader's sampler does not read every item of its data set once (a subset, sampling with replacement)"
         raise UserInputError(
-            "--drop-list: the DataLoader's sampler does not read every item of its data set once (a subset, sampling "
-            "with replacement), so sample numbers are positions in its order, not data set indices",
-            "Scan a DataLoader over the data set itself (no sampler), or give Setup.sample_labels (--drop-anyway does "
-            "not override this).")
+            f"--drop-list: {what}, so sample numbers are positions in its order, not data set indices",
+            "Give Setup.sample_labels (the scan then reads each item's length and labels by data set index), or scan a "
+            "DataLoader(dataset, batch_size=..., collate_fn=...) over the whole data set (--drop-anyway does not "
+            "override this).")
     seen: list[Batch] = []
     for batch in batches:
         if len([item for item in seen if item.size > 1]) < SORTED_LOOK:
