@@ -39,6 +39,13 @@ class Batch:
     """The batch exactly as the loader yielded it (passed to the user's criterion)."""
     batch_axis: int = 0
     """The axis of the input tensors that holds the samples: 0, or 1 for time-major `(T, N, ...)` inputs."""
+    ids: tuple[int, ...] | None = None
+    """The sample number of each position when it is not `first_sample + position`: the data set index of each item
+    of a batch whose collate reordered them (deepspeech.pytorch's sorts by input length; see `KeepOrder`)."""
+
+    def sample_id(self, position: int) -> int:
+        """The number of the sample at `position` of the batch (its data set index where ctcdoctor knows it)."""
+        return self.first_sample + position if self.ids is None else self.ids[position]
 
     @property
     def size(self) -> int:
@@ -60,11 +67,25 @@ def _as_lengths(value: Any, name: str, batch_index: int) -> torch.Tensor:
         raise BatchError(f"batch {batch_index}: {name} has shape {tuple(tensor.shape)}; it must be 1-D, one length per sample", BATCH_HINT)
     if tensor.is_floating_point():
         if not torch.equal(tensor, tensor.round()):
-            raise BatchError(f"batch {batch_index}: {name} holds fractional values",
-                             "Lengths are whole numbers of frames / labels: use an integer tensor.")
+            raise _fractional(tensor, name, batch_index)
     elif tensor.dtype not in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8):
         raise BatchError(f"batch {batch_index}: {name} has dtype {tensor.dtype}", "Use an integer tensor of lengths.")
     return tensor.detach().to("cpu", torch.long)
+
+
+def _fractional(tensor: torch.Tensor, name: str, batch_index: int) -> BatchError:
+    """Fractional lengths; those in (0, 1] whose largest is exactly 1 are fractions of the longest input
+    (deepspeech.pytorch's `input_percentages`), which `.int()` would turn into 0s and 1s."""
+    if name == "input_lengths" and bool((tensor > 0).all()) and bool((tensor <= 1).all()) and float(tensor.max()) == 1.0:
+        return BatchError(
+            f"batch {batch_index}: input_lengths hold fractions of the longest input ({', '.join(f'{v:.3g}' for v in tensor[:4].tolist())}"
+            f"{', …' if tensor.numel() > 4 else ''}; the largest is 1.0), as deepspeech.pytorch's input_percentages",
+            "Multiply them by the padded inputs' time size in the collate function, e.g. "
+            "`input_lengths = (input_percentages * inputs.size(-1)).int()` (`.int()` alone gives 0s and 1s); "
+            "docs/protocol.md shows the collate for deepspeech.pytorch.",
+        )
+    return BatchError(f"batch {batch_index}: {name} holds fractional values",
+                      "Lengths are whole numbers of frames / labels: use an integer tensor.")
 
 
 def is_packed(value: Any) -> bool:
@@ -123,6 +144,9 @@ def normalise_batch(raw: Any, index: int, first_sample: int, batch_axis: int | N
     """Turn one loader item into a `Batch`, or raise `BatchError` naming what is wrong.
 
     `batch_axis` is `Setup.batch_axis`: None finds it from `input_lengths` (see `find_batch_axis`)."""
+    ids = None
+    if isinstance(raw, Reordered):  # a collate that reordered the items (KeepOrder): number them by data set index
+        ids, raw = tuple(first_sample + item for item in raw.items_at), raw.raw
     if isinstance(raw, Mapping):
         missing = [key for key in BATCH_KEYS if key not in raw]
         if missing:
@@ -171,7 +195,10 @@ def normalise_batch(raw: Any, index: int, first_sample: int, batch_axis: int | N
             f"batch {index}: padded targets have {targets.shape[0]} rows for {input_lengths.shape[0]} samples",
             "Padded targets are (N, S): one row per sample.",
         )
-    return Batch(inputs, targets.detach().to("cpu", torch.long), input_lengths, target_lengths, index, first_sample, raw, axis)
+    if ids is not None and len(ids) != input_lengths.shape[0]:
+        ids = None
+    return Batch(inputs, targets.detach().to("cpu", torch.long), input_lengths, target_lengths, index, first_sample, raw, axis,
+                 ids)
 
 
 def main_tensor(inputs: Any) -> torch.Tensor | None:
@@ -279,7 +306,7 @@ class TargetTable:
 
 def _ids(batch: Batch, positions: torch.Tensor) -> str:
     """"sample 3" / "samples 3, 5": the ids of the batch's samples at `positions`, for a message."""
-    ids = [batch.first_sample + int(p) for p in positions[:10]]
+    ids = [batch.sample_id(int(p)) for p in positions[:10]]
     return f"{'sample' if len(ids) == 1 else 'samples'} {', '.join(map(str, ids))}" + (", …" if len(positions) > 10 else "")
 
 
@@ -373,28 +400,6 @@ def build_target_table(batches: list[Batch]) -> TargetTable:
     return parts.table()
 
 
-def in_dataset_order(loader: Iterable[Any]) -> Iterable[Any]:
-    """A shuffling DataLoader re-made without shuffling, so that sample numbers in findings are
-    data set indices (what `overfit --sample N` takes), not positions in one random order."""
-    from torch.utils.data import DataLoader, IterableDataset, RandomSampler
-
-    if not isinstance(loader, DataLoader) or isinstance(loader.dataset, IterableDataset):
-        return loader
-    if loader.batch_size is None or not isinstance(loader.sampler, RandomSampler):
-        return loader  # a custom (bucketing, weighted) sampler decides the batches: keep it
-    return DataLoader(
-        loader.dataset,
-        batch_size=loader.batch_size,
-        shuffle=False,
-        collate_fn=loader.collate_fn,
-        num_workers=loader.num_workers,
-        drop_last=loader.drop_last,
-        worker_init_fn=loader.worker_init_fn,
-        multiprocessing_context=loader.multiprocessing_context if loader.num_workers else None,
-        persistent_workers=False,
-    )
-
-
 def loader_batch_size(loader: Any) -> int | None:
     """The batch size a loader is configured with (DataLoader's `batch_size`, or its batch sampler's), as training code
     that divides by a fixed `batch_size` reads it; None when the loader does not say (a plain iterable of batches)."""
@@ -409,7 +414,7 @@ def iterate_batches(loader: Iterable[Any], limit: int | None = None, batch_axis:
     """Normalised batches from the loader (in data set order), at most `limit`; a loader that
     raises or yields nothing ends the command with exit 2 (`BatchError`), naming the batch and
     the cause."""
-    iterator = iter(in_dataset_order(loader))
+    iterator = iter(in_dataset_order(loader, batch_axis))
     first_sample = 0
     index = 0
     while limit is None or index < limit:
@@ -429,6 +434,169 @@ def iterate_batches(loader: Iterable[Any], limit: int | None = None, batch_axis:
         index += 1
     if index == 0:
         raise BatchError("the loader yielded no batches", "Check that the dataset is not empty and drop_last does not drop everything.")
+
+
+# ---------------------------------------------------------------- data set order
+
+
+@dataclass(frozen=True)
+class Reordered:
+    """A batch as the user's collate made it (`raw`), and which item of the batch sampler's list each position holds."""
+
+    raw: Any
+    items_at: tuple[int, ...]
+
+
+class KeepOrder:
+    """The loader's collate_fn, watched for reordering the items of a batch (deepspeech.pytorch's `_collate_fn` sorts
+    them by input length, and findings and `scan --drop-list` would then name other samples). The batch stays as the
+    collate made it (a model may need that order: `pack_padded_sequence(..., enforce_sorted=True)`); when the collate
+    reordered it, it comes wrapped in `Reordered`, which `normalise_batch` unwraps into `Batch.ids`.
+
+    Whether the collate reorders is found by collating each item alone and matching its labels and input length to a
+    position of the batch; once a batch whose items were not already in length order comes back as it went in (or
+    after `CHECKED` batches that did), the collate is trusted and costs nothing more. A collate that reorders is
+    matched on every batch (one more collate per item). A batch that cannot be matched (items dropped, lengths in
+    another unit) passes as it is; identical samples match either way, which is harmless."""
+
+    CHECKED = 8
+
+    def __init__(self, collate: Callable[[list[Any]], Any], indexed: bool = True, batch_axis: int | None = None,
+                 own_batches: bool = False) -> None:
+        self.collate, self.indexed, self.batch_axis, self.own_batches = collate, indexed, batch_axis, own_batches
+        """`indexed`: batches come in data set order, so sample numbers are data set indices. `own_batches`: the
+        user's batch_sampler makes the batches (kept, so not in data set order)."""
+        self.state = "unknown"
+        """"unknown" (still checking), "keeps" (the collate keeps the order) or "reorders"."""
+        self.checked = 0
+
+    def __call__(self, items: list[Any]) -> Any:
+        raw = self.collate(items)
+        if self.state == "keeps" or not isinstance(items, list) or len(items) < 2:
+            return raw
+        try:
+            matched = self._match(items, raw)
+        except Exception:  # not a batch normalise_batch reads: the command says so when it normalises it
+            matched = None
+        if matched is None:  # after CHECKED such batches in a row, stop trying: the batches pass as they are
+            self.checked += self.state == "unknown"
+            self.state = "keeps" if self.checked >= self.CHECKED else self.state
+            return raw
+        items_at, lengths = matched
+        if items_at == list(range(len(items))):
+            self.checked += 1
+            if self.state == "unknown" and (not _monotone(lengths) or self.checked >= self.CHECKED):
+                self.state = "keeps"
+            return raw
+        self.state = "reorders"
+        return Reordered(raw, tuple(items_at))
+
+    def _match(self, items: list[Any], raw: Any) -> tuple[list[int], list[int]] | None:
+        """(for each position of the batch, the item it holds; the items' input lengths, in their order), or None."""
+        batch = normalise_batch(raw, 0, 0, self.batch_axis)
+        if batch.size != len(items):
+            return None
+        sequences, problems = split_targets(batch)
+        if problems:
+            return None
+        free: dict[tuple[int, ...], list[tuple[int, int]]] = {}
+        for position, (sequence, length) in enumerate(zip(sequences, batch.input_lengths.tolist())):
+            free.setdefault(tuple(sequence.tolist()), []).append((position, length))
+        items_at, lengths = [0] * len(items), []
+        for item, value in enumerate(items):
+            alone = normalise_batch(self.collate([value]), 0, 0, self.batch_axis)
+            labels, _ = split_targets(alone)
+            length = int(alone.input_lengths[0])
+            candidates = free.get(tuple(labels[0].tolist()))
+            if not candidates:
+                return None
+            best = min(range(len(candidates)), key=lambda k: abs(candidates[k][1] - length))  # the first of equals
+            items_at[candidates.pop(best)[0]] = item
+            lengths.append(length)
+        return items_at, lengths
+
+
+def _monotone(values: list[int]) -> bool:
+    pairs = list(zip(values, values[1:]))
+    return all(a >= b for a, b in pairs) or all(a <= b for a, b in pairs)
+
+
+def _indexable(loader: Any) -> bool:
+    """A DataLoader over a map-style data set that batches (the collate sees the items of each batch)."""
+    from torch.utils.data import DataLoader, IterableDataset
+
+    return isinstance(loader, DataLoader) and not isinstance(loader.dataset, IterableDataset) and loader.batch_sampler is not None
+
+
+def _reads_each_once(indices: Iterable[Any], total: int) -> bool:
+    """Whether `indices` (a sampler's) are 0..total-1, each once (read at most total + 1 of them)."""
+    import itertools
+
+    try:
+        seen = [int(i) for i in itertools.islice(indices, total + 1)]
+    except Exception:
+        return False
+    return len(seen) == total and sorted(seen) == list(range(total))
+
+
+def dataset_order_batches(loader: Any) -> Any:
+    """A batch sampler over the loader's data set in data set order, batches of its batch size (and its drop_last),
+    or None when the loader's batches must stay its own: a `batch_sampler` of the user's (bucketing, dynamic
+    batching: batches of another size or mix could exhaust memory the user's never do), or a sampler that does not
+    read every item once (a subset, sampling with replacement)."""
+    from torch.utils.data import BatchSampler, RandomSampler, SequentialSampler
+
+    if loader.batch_size is None:
+        return None
+    try:
+        total = len(loader.dataset)
+    except TypeError:
+        return None
+    if not isinstance(loader.sampler, (RandomSampler, SequentialSampler)) and not _reads_each_once(iter(loader.sampler), total):
+        return None
+    return BatchSampler(SequentialSampler(range(total)), loader.batch_size, loader.drop_last)
+
+
+def in_dataset_order(loader: Iterable[Any], batch_axis: int | None = None) -> Iterable[Any]:
+    """A DataLoader over a map-style data set re-made to read it in data set order, so that sample numbers in findings
+    are data set indices (what `overfit --sample N` takes), not positions in one random order: batches of the loader's
+    size in data set order when its sampler reads every item once (shuffled or not), its own batches otherwise (a
+    batch_sampler of the user's, a subset); either way its collate wrapped in `KeepOrder` (a collate that reorders the
+    items of a batch gives `Batch.ids`).
+    Anything else is returned as it is (see `numbered_by_index`)."""
+    from torch.utils.data import DataLoader
+
+    if not _indexable(loader) or isinstance(loader.collate_fn, KeepOrder):  # type: ignore[attr-defined]
+        return loader
+    assert isinstance(loader, DataLoader)
+    if type(loader).__iter__ is not DataLoader.__iter__:
+        return loader  # a subclass that changes the batches as it yields them: re-made, it would yield others
+    ordered = dataset_order_batches(loader)
+    workers = loader.num_workers
+    return DataLoader(
+        loader.dataset,
+        batch_sampler=ordered if ordered is not None else loader.batch_sampler,
+        collate_fn=KeepOrder(loader.collate_fn, ordered is not None, batch_axis, own_batches=loader.batch_size is None),
+        num_workers=workers,
+        worker_init_fn=loader.worker_init_fn,
+        multiprocessing_context=loader.multiprocessing_context if workers else None,
+        timeout=loader.timeout if workers else 0,
+        prefetch_factor=loader.prefetch_factor if workers else None,
+        persistent_workers=False,
+    )
+
+
+def numbered_by_index(loader: Any) -> bool:
+    """Whether the samples of `in_dataset_order(loader)` are numbered by data set index (else: iteration order)."""
+    ordered = in_dataset_order(loader)
+    return isinstance(getattr(ordered, "collate_fn", None), KeepOrder) and ordered.collate_fn.indexed  # type: ignore[attr-defined]
+
+
+def sorted_by_length(batches: Iterable[Batch]) -> bool:
+    """The tell-tale of a collate that sorts each batch by input length (deepspeech.pytorch's `_collate_fn`): the input
+    lengths of every batch of two or more samples are in decreasing order, and not all equal."""
+    sizes = [batch.input_lengths.tolist() for batch in batches if batch.size > 1]
+    return bool(sizes) and all(all(a >= b for a, b in zip(s, s[1:])) for s in sizes) and any(s[0] != s[-1] for s in sizes)
 
 
 # ---------------------------------------------------------------- taking samples out of inputs

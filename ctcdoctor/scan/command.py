@@ -140,7 +140,8 @@ def spec_state(request: Request, settings: Settings, shard: Any, on_samples: Cal
         setup = load_setup(request.spec)
         options = ScanOptions(shard=shard, worst=request.worst, max_samples=request.max_samples, device=settings.device,
                               workers=request.workers,
-                              on_samples=on_samples, on_chunk=on_chunk)
+                              on_samples=on_samples, on_chunk=on_chunk,
+                              indices_only=request.drop_list is not None)
         return scan_setup(setup, request.spec, options)
 
 

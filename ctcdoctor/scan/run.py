@@ -18,7 +18,7 @@ import torch
 
 from ctcdoctor.engine import run_checks
 from ctcdoctor.errors import UserInputError
-from ctcdoctor.load.batches import Batch, batch_targets, iterate_batches
+from ctcdoctor.load.batches import Batch, batch_targets, in_dataset_order, iterate_batches, numbered_by_index
 from ctcdoctor.load.limits import doing
 from ctcdoctor.measure.downsampling import measure_downsampling
 from ctcdoctor.measure.lengths import declared_stride, probe_failed_for_the_rest
@@ -33,7 +33,14 @@ from ctcdoctor.scan.frames import (
     measured_rule,
     model_facts,
 )
-from ctcdoctor.scan.sources import ReadStatus, Shard, loader_chunks, sample_label_chunks, shard_batches
+from ctcdoctor.scan.sources import (
+    ReadStatus,
+    Shard,
+    loader_chunks,
+    refuse_iteration_order,
+    sample_label_chunks,
+    shard_batches,
+)
 from ctcdoctor.scan.state import SCAN_CODES, ScanState
 from ctcdoctor.scan.summary import Chunk, Summary
 
@@ -83,6 +90,9 @@ class ScanOptions:
     on_samples: Callable[[int], None] | None = None
     on_chunk: Callable[[Chunk, np.ndarray, int | None, int], None] | None = None
     """Called with each chunk and its output frames (the drop-list writer listens here)."""
+    indices_only: bool = False
+    """Sample numbers must be data set indices (a drop-list is written, with or without --drop-anyway): refuse a loader
+    whose numbers are positions in an order that is not the data set's (`sources.refuse_iteration_order`)."""
 
 
 @contextlib.contextmanager
@@ -118,13 +128,13 @@ def _check_sample_labels(setup: Setup, first: Batch) -> None:
     """Setup.sample_labels must describe the loader's samples: compare on the first batch."""
     labels, kept, _ = batch_targets(first)
     for row in range(first.size):
-        length, given = setup.sample_labels(row)  # type: ignore[misc]
+        length, given = setup.sample_labels(first.sample_id(row))  # type: ignore[misc]
         expected = labels[row, : int(kept[row])].tolist()
         given = given.tolist() if hasattr(given, "tolist") else list(given)
         if int(length) != int(first.input_lengths[row]) or given != expected:
             raise UserInputError(
-                f"Setup.sample_labels({row}) gives input length {int(length)} and labels {given[:12]}, but the loader's first "
-                f"batch has {int(first.input_lengths[row])} and {expected[:12]} for sample {row}",
+                f"Setup.sample_labels({first.sample_id(row)}) gives input length {int(length)} and labels {given[:12]}, but "
+                f"the loader's first batch has {int(first.input_lengths[row])} and {expected[:12]} for sample {first.sample_id(row)}",
                 "Make sample_labels(i) return what the loader yields for data set item i: (input length, label indices).",
             )
 
@@ -162,7 +172,11 @@ def _chunks(setup: Setup, options: ScanOptions, held: list[Batch], status: ReadS
         if options.on_samples is not None:
             options.on_samples(batch.size)
 
-    batches = shard_batches(setup.loader, options.shard, limit, status, options.workers, getattr(setup, "batch_axis", None))
+    axis = getattr(setup, "batch_axis", None)
+    loader = in_dataset_order(setup.loader, axis)
+    batches = shard_batches(loader, options.shard, limit, status, options.workers, axis)
+    if options.indices_only and not numbered_by_index(loader):
+        batches = refuse_iteration_order(loader, batches)
     yield from loader_chunks(batches, seen)
 
 
@@ -272,7 +286,7 @@ def _downsampling(summary: Summary, facts: ModelFacts) -> dict[str, Any]:
 
 
 def _digest(summary: Summary, chunk: Chunk, rule: FramesRule, facts: ModelFacts, blank: int, options: ScanOptions) -> None:
-    frames = rule.frames(chunk.ids, chunk.input_lengths)
+    frames = rule.frames(chunk.ids if chunk.positions is None else chunk.positions, chunk.input_lengths)
     summary.add(chunk, frames, facts.num_classes, blank)
     if options.on_chunk is not None:
         options.on_chunk(chunk, frames, facts.num_classes, blank)

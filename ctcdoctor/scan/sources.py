@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ctcdoctor.errors import BatchError, UserInputError
-from ctcdoctor.load.batches import Batch, batch_targets, in_dataset_order, normalise_batch
+from ctcdoctor.load.batches import Batch, KeepOrder, batch_targets, in_dataset_order, normalise_batch, sorted_by_length
 from ctcdoctor.load.limits import doing
 from ctcdoctor.scan.summary import Chunk
 
@@ -184,7 +184,8 @@ class ChunkBuilder:
     """Gathers per-batch (or per-sample) pieces and hands out a `Chunk` every `CHUNK` samples."""
 
     def __init__(self) -> None:
-        self.parts: dict[str, list[np.ndarray]] = {"ids": [], "target_lengths": [], "kept": [], "labels": [], "input_lengths": []}
+        self.parts: dict[str, list[np.ndarray]] = {"ids": [], "target_lengths": [], "kept": [], "labels": [], "input_lengths": [],
+                                                   "positions": []}
         self.problems: list[tuple[int, int, str]] = []
         self.uniform: list[np.ndarray] = []
         self.size = 0
@@ -193,7 +194,9 @@ class ChunkBuilder:
     def add_batch(self, batch: Batch) -> Chunk | None:
         kept, flat, problems = flat_batch(batch)
         lengths = batch.target_lengths.numpy()
-        self.parts["ids"].append(np.arange(batch.first_sample, batch.first_sample + batch.size, dtype=np.int64))
+        positions = np.arange(batch.first_sample, batch.first_sample + batch.size, dtype=np.int64)
+        self.parts["ids"].append(positions if batch.ids is None else np.asarray(batch.ids, dtype=np.int64))
+        self.parts["positions"].append(positions)
         self.parts["target_lengths"].append(lengths)
         # One target_length for the whole batch: if its samples end in blanks, they are the padding it counts.
         self.uniform.append(np.full(batch.size, bool(lengths.size) and bool((lengths == lengths[0]).all())))
@@ -218,8 +221,10 @@ class ChunkBuilder:
                   for name, values in self.parts.items()}
         # Samples from Setup.sample_labels come without their batch: whether the lengths count padding is unknown.
         uniform = np.concatenate(self.uniform) if self.uniform else None
+        positions = joined["positions"] if self.parts["positions"] and not np.array_equal(joined["positions"], joined["ids"]) \
+            else None
         chunk = Chunk(joined["ids"], joined["target_lengths"], joined["kept"], joined["labels"], joined["input_lengths"],
-                      self.problems, self.batches, uniform)
+                      self.problems, self.batches, uniform, positions)
         self.__init__()  # type: ignore[misc]
         return chunk
 
@@ -283,3 +288,50 @@ def sample_label_chunks(
     last = builder.take()
     if last is not None:
         yield last
+
+
+# ---------------------------------------------------------------- sample numbers that are not data set indices
+
+#: Batches of two or more samples looked at for the tell-tale of a collate that sorts by length.
+SORTED_LOOK = 4
+
+ORDER_FIX = ("Give Setup.loader the DataLoader itself, with the conversion your wrapper does moved into its collate_fn "
+             "(ctcdoctor reads it in data set order and finds the data set index of each sample of a sorted batch), or "
+             "give Setup.sample_labels, or use a collate that keeps the items' order (--drop-anyway does not override "
+             "this).")
+
+
+def refuse_iteration_order(loader: Any, batches: Iterator[Batch]) -> Iterator[Batch]:
+    """`batches`, for a drop-list, from a loader whose sample numbers are positions in iteration order: refused (exit 2)
+    when those are surely not data set indices: a DataLoader whose sampler does not read every item once, at once; any
+    other loader when its first batches carry the tell-tale of a collate that sorts each batch by input length
+    (`sorted_by_length`), before the list holds anything."""
+    if _remakeable(loader) and isinstance(loader.collate_fn, KeepOrder):  # re-made, but not in data set order
+        if loader.collate_fn.own_batches:  # kept: batches of another size or mix could exhaust memory
+            what = ("a batch_sampler of your own (bucketing, dynamic batching) makes the DataLoader's batches, and "
+                    "ctcdoctor keeps them")
+        else:
+            what = "the DataLoader's sampler does not read every item of its data set once (a subset, sampling with replacement)"
+        raise UserInputError(
+            f"--drop-list: {what}, so sample numbers are positions in its order, not data set indices",
+            "Give Setup.sample_labels (the scan then reads each item's length and labels by data set index), or scan a "
+            "DataLoader(dataset, batch_size=..., collate_fn=...) over the whole data set (--drop-anyway does not "
+            "override this).")
+    seen: list[Batch] = []
+    for batch in batches:
+        if len([item for item in seen if item.size > 1]) < SORTED_LOOK:
+            seen.append(batch)
+            if len([item for item in seen if item.size > 1]) == SORTED_LOOK:
+                _refuse_sorted(loader, seen)
+        yield batch
+    _refuse_sorted(loader, seen)
+
+
+def _refuse_sorted(loader: Any, seen: list[Batch]) -> None:
+    if sorted_by_length(seen):
+        raise UserInputError(
+            f"--drop-list: the loader ({type(loader).__name__}) is not a DataLoader ctcdoctor can index, so sample N is "
+            "the N-th sample in iteration order; and each of its first batches is sorted by input length, decreasing "
+            "(a collate that sorts, as deepspeech.pytorch's), so those numbers are not data set indices and the list "
+            "would name other samples",
+            ORDER_FIX)

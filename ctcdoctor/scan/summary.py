@@ -42,7 +42,7 @@ class Chunk:
     """Samples in flat form: sample `i` owns `labels[starts[i] : starts[i] + kept[i]]`."""
 
     ids: np.ndarray
-    """(n,) int64 sample ids (data set index or position in the loader's order)."""
+    """(n,) int64 sample ids (data set index or position in the loader's order): the numbers findings and drop-lists give."""
     target_lengths: np.ndarray
     """(n,) int64 target lengths as given (may disagree with the labels: see `problems`)."""
     kept: np.ndarray
@@ -57,6 +57,9 @@ class Chunk:
     uniform: np.ndarray | None = None
     """(n,) bool: the sample's batch gives every sample the same target_length (the padded width, when the
     blanks are padding they count); None when the samples were read without their batches."""
+    positions: np.ndarray | None = None
+    """(n,) int64 each sample's position in the loader's stream, where it differs from `ids` (a collate that reorders
+    the items of a batch: `Batch.ids`); the model's own output lengths for the first batch are read by position."""
 
     @property
     def size(self) -> int:
