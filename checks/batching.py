@@ -28,6 +28,13 @@ def batch_mixing(batch_independence: BatchIndependence, output_kinds: list[Outpu
     difference that stays: float32 round-off (a batch and a single sample take different
     kernels) can grow large through saturated gates without any sample being mixed.
 
+    A model that cannot run a sample alone at the batch's padded length (torchaudio's
+    `Conformer` builds its attention mask from `max(lengths)` and asserts that it matches the
+    input) is measured the other way round: the sample stays in its batch, the other samples
+    change (lengths and padding as they were), and its output on its own frames must not
+    move. Cutting the sample to its own length would not do: such a model's convolutions read
+    the padding after the last frame, so its last frames differ without any sample mixed.
+
     **Why it matters.** A model that mixes samples trains on the wrong sequences and gives
     different answers at another batch size. The usual cause is a recurrent layer reading
     the batch as time: `nn.LSTM`, `nn.GRU` and `nn.RNN` default to `batch_first=False` and
@@ -60,7 +67,9 @@ def batch_mixing(batch_independence: BatchIndependence, output_kinds: list[Outpu
     sample, difference = independence.compared[worst], independence.differences[worst]
     again = independence.float64_differences
     in_float64 = f", {again[worst]:.3g} in float64 too" if again is not None else ""
-    message = (f"sample {sample}'s output alone differs from its output inside batch {independence.batch} (largest "
+    how = (f"output changes when the other samples of batch {independence.batch} change" if independence.others_replaced
+           else f"output alone differs from its output inside batch {independence.batch}")
+    message = (f"sample {sample}'s {how} (largest "
                f"difference {difference:.3g}{in_float64}, values up to {independence.scales[worst]:.3g}): the model "
                "mixes samples. "
                f"{_axis_words(independence)}")
@@ -81,6 +90,7 @@ def batch_mixing(batch_independence: BatchIndependence, output_kinds: list[Outpu
     evidence = {"batch": independence.batch, "batch_axis": independence.batch_axis, "samples": list(independence.compared),
                 "differences": list(independence.differences),
                 "float64_differences": None if again is None else list(again), "tolerance": independence.tolerance,
+                "method": "others_replaced" if independence.others_replaced else "alone",
                 "layers": [{"name": layer.name, "type": layer.kind, "batch_first": layer.batch_first,
                             "input_shape": list(layer.input_shape)} for layer in culprits]}
     return [finding("CTC028", message, hint, evidence)]

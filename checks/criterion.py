@@ -19,6 +19,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ctcdoctor.findings import Finding
     from ctcdoctor.frameworks.hf_facts import HFFacts
     from ctcdoctor.measure.criterion import CriterionAudits
+    from ctcdoctor.measure.model import LayoutDecision
+    from ctcdoctor.measure.outputs import OutputKind, TrainingView
     from ctcdoctor.measure.vocabulary import Vocabulary
     from ctcdoctor.protocol import Setup
 
@@ -84,7 +86,8 @@ def _value(value) -> str:
                  ("warning", "the criterion aligns the padding frames too")))
 def criterion_disagrees(
     criterion_audit: CriterionAudits, setup: Setup, vocabulary: Vocabulary | None = None, hf: HFFacts | None = None,
-    label_classes: frozenset[int] = frozenset(),
+    label_classes: frozenset[int] = frozenset(), output_kinds: list[OutputKind] | None = None,
+    training_view: TrainingView | None = None, layout: LayoutDecision | None = None,
 ) -> list[Finding]:
     """
     **What it checks.** When `Setup.criterion` is given, ctcdoctor calls
@@ -154,6 +157,10 @@ def criterion_disagrees(
     `log_softmax` to the first itself), rather than blaming a difference that reference CTC on
     the first output cannot have.
 
+    When the probabilities come from the model itself (its head applies softmax, CTC020) and
+    the criterion passes them on as they are, the fix is at the head, not in the criterion:
+    the finding says so and is marked as a consequence of CTC020.
+
     **Fix.** The hint names the one change first (e.g. "log_softmax where the criterion has
     softmax", "Transpose the batch-first (N, T, C) output"), then the corrected call:
     `F.ctc_loss(log_probs, targets, output_lengths, target_lengths, blank=BLANK)` with
@@ -171,8 +178,36 @@ def criterion_disagrees(
                             "(config.ctc_loss_reduction='sum'): see CTC103", applicable=False)
         if audit.other_heads:
             raise SkipCheck(_other_heads_reason(audit))
-        return [_finding(audit, setup, vocabulary, label_classes)]
+        found = _finding(audit, setup, vocabulary, label_classes)
+        if audit.mistake == "probabilities" and _model_gives_probabilities(output_kinds, training_view):
+            found = _from_model_softmax(found, audit, layout)
+        return [found]
     return []
+
+
+def _model_gives_probabilities(output_kinds: list[OutputKind] | None, training_view: TrainingView | None) -> bool:
+    """Whether the output the loss sees is probabilities over the classes already (CTC020's situation): then the
+    softmax is in the model's head, not in the criterion."""
+    if output_kinds is None:
+        return False
+    kinds = training_view.judged(output_kinds) if training_view is not None else output_kinds
+    return any(kind.kind == "probs" and kind.axis == 2 for kind in kinds)
+
+
+def _from_model_softmax(found: Finding, audit, layout: LayoutDecision | None) -> Finding:
+    """CTC030 for probabilities that the model returns and the criterion passes on as they are: the change is at
+    the model's head (CTC020 reports it), and this finding is its consequence."""
+    from ctcdoctor.measure.outputs import log_softmax_call
+
+    call = audit.corrected.partition(" — ")[0].partition("  # ")[0].rstrip()
+    hint = ("The model's output is already probabilities (its head applies softmax: CTC020), and the criterion passes "
+            f"them on as they are: replace that softmax with {log_softmax_call(layout.layout if layout else None)} at "
+            "the head, and the loss gets log-probabilities with no change in the criterion (taking log() in it, "
+            f"{call}, underflows to -inf once the model is confident).")
+    return finding("CTC030", found.message.replace(MISTAKE_WORDS["probabilities"],
+                                                   "the loss receives the model's probabilities, not log-probabilities"),
+                   hint, {**found.evidence, "probabilities_from": "model"}, severity=found.severity.value,
+                   title=found.title, consequence_of="CTC020")
 
 
 def _other_heads_reason(audit) -> str:

@@ -55,13 +55,16 @@ def fixed_phrase(fixed: Any, measured: int | None) -> str:
             f"input {_input_word(fixed.axis)}{':' + where if where else ''}{after}.")
 
 
-def frame_rule_phrase(ratio: float | None, output_lengths: Any, measured: int | None = None, fixed: Any = None) -> str:
+def frame_rule_phrase(ratio: float | None, output_lengths: Any, measured: int | None = None, fixed: Any = None,
+                      rule: Any = None) -> str:
     """How many input steps make one output frame, by the rule the length checks used (shared with `scan`).
 
     `fixed`: a `FixedLength` when the model gives the same frames whatever the input length; the sentence then says
     so and what sets them. A probed `floor((L + k) / s)` states `s` itself: a median of `L / frames` over short inputs reads higher
     (floor(150 / 16) = 9 frames is one per 16.7 steps). So does `measured`, the product of the time strides of the
-    model's layers, when the median agrees with it up to that rounding (within 15%)."""
+    model's layers, when the median agrees with it up to that rounding (within 15%); and `rule`, the model's
+    `floor((L + k) / s)` rule measured by probing it, when no layer was found: "one per 16" beside a fix that
+    says "frames = floor(L / 16)", never "about one per 17"."""
     from ctcdoctor.measure.lengths import rule_stride
 
     if fixed is not None:
@@ -79,6 +82,9 @@ def frame_rule_phrase(ratio: float | None, output_lengths: Any, measured: int | 
         return ""
     shown = f"{ratio:.0f}" if ratio >= 3 else f"{ratio:.2g}"
     source = output_lengths.detail if output_lengths.source == "full" else f"frames {output_lengths.detail}"
+    probed = getattr(rule, "stride", None)
+    if measured is None and probed is not None and probed > 1 and rule.formula and shown != str(probed):
+        return f" The model keeps one output frame per {probed} input steps ({rule.formula}, measured by probing it; {source})."
     if measured is not None and measured > 1 and shown != str(measured) and abs(ratio - measured) <= 0.15 * measured:
         return f" The model keeps one output frame per {measured} input steps (its layers downsample time ×{measured}; {source})."
     phrase = f" The model keeps about one output frame per {shown} input steps ({source})."
@@ -103,13 +109,21 @@ def _describe_infeasible(item: dict[str, int]) -> str:
     )
 
 
-def _hardest(indices, available, required) -> dict[str, int] | None:
-    """The infeasible sample with the largest needed/available ratio (it sets how far downsampling must be cut)."""
+def _hardest(indices, available, required, input_lengths=None, offset: int = 0) -> dict[str, int] | None:
+    """The infeasible sample that sets how far downsampling must be cut. `input_lengths` (given when the model's
+    measured rule divides by exactly the layers' total stride): the one with the fewest input steps per needed frame,
+    with its length and the rule's `offset`; else the one with the largest needed/available ratio."""
     usable = indices[available[indices] > 0]
+    if input_lengths is not None:
+        usable = usable[input_lengths[usable] > 0]
     if usable.numel() == 0:
         return None
-    pick = int(usable[(required[usable].double() / available[usable].double()).argmax()])
-    return {"sample": pick, "frames": int(available[pick]), "needed": int(required[pick])}
+    if input_lengths is None:
+        pick = int(usable[(required[usable].double() / available[usable].double()).argmax()])
+        return {"sample": pick, "frames": int(available[pick]), "needed": int(required[pick])}
+    pick = int(usable[((input_lengths[usable].double() + min(offset, 0)) / required[usable].double()).argmin()])
+    return {"sample": pick, "frames": int(available[pick]), "needed": int(required[pick]),
+            "length": int(input_lengths[pick]), "offset": int(offset)}
 
 
 def _longest(indices, available, required, labels, repeats) -> dict[str, int]:
@@ -161,16 +175,47 @@ def tight_hint(ratio: float | None) -> str:
     return "Leave more room: reduce the time downsampling slightly or shorten the label chunks."
 
 
-def _strides_to_drop(strides: tuple[Any, ...], allowed: float) -> tuple[list[Any], int]:
-    """The latest layers whose time stride must become 1 for the total to fit `allowed`, and the total left."""
+def _strides_to_cut(strides: tuple[Any, ...], allowed: float) -> tuple[list[tuple[Any, int]], int]:
+    """(layer, its new time stride) for the latest layers that must change for the total to fit `allowed`, and the
+    total left. From the last layer back, each takes the largest stride that fits: Conv2d(stride=(2, 4)) after a
+    stride of 2 goes to (2, 2) for ×4, not to (2, 1) for ×2; a layer that cannot fit even at stride 1 goes to 1 and
+    the one before it is cut next."""
     total = prod(item.stride for item in strides)
-    dropped = []
+    changes = []
     for item in reversed(strides):
         if total <= allowed:
             break
-        dropped.append(item)
-        total //= item.stride
-    return dropped, total
+        rest = total // item.stride
+        new = max(1, min(item.stride - 1, int(allowed // rest)))
+        changes.append((item, new))
+        total = rest * new
+    return changes, total
+
+
+def _cut_phrase(changes: list[tuple[Any, int]], total: int, left: int) -> str:
+    """"set the stride along width to 1 in MaxPool2d at cnn.5 (stride=(2, 1)) and ..., and to 2 in ... (×8 → ×2,
+    about 4 times the frames)": what to write in each layer, the ones set to the same stride together."""
+    groups: dict[int, list[Any]] = {}
+    for item, new in changes:
+        groups.setdefault(new, []).append(item)
+    parts = []
+    for new, items in groups.items():
+        names = " and ".join(f"{item.kind} at {item.module}" + (f" ({item.setting_for(new)})" if item.setting_for(new)
+                                                                  else "") for item in items)
+        parts.append(f"to {new} in {names}")
+    axis = changes[0][0].axis
+    times = f"{total // left}" if total % left == 0 else f"{total / left:.2g}"
+    return f"set the stride along {axis} " + ", and ".join(parts) + f" (×{total} → ×{left}, about {times} times the frames)"
+
+
+def _allowed(strides: tuple[Any, ...], hardest: dict[str, int]) -> float:
+    """The largest total time downsampling that gives the hardest sample the frames it needs (and so every
+    infeasible one, since it is the hardest): from its input length L, (L + k) / needed, k the measured rule's offset
+    when negative (steps lost at the edges; a positive one is padding that a smaller stride keeps giving); else from
+    its frames, ×total · frames / needed."""
+    if "length" in hardest:
+        return (hardest["length"] + min(hardest.get("offset", 0), 0)) / hardest["needed"]
+    return prod(item.stride for item in strides) * hardest["frames"] / hardest["needed"]
 
 
 NO_DOWNSAMPLING = 1.05
@@ -211,11 +256,8 @@ def _fixed_hint(fixed: Any, strides: tuple[Any, ...], hardest: dict[str, int], n
     allowed = total * hardest["frames"] / hardest["needed"]
     cut = ""
     if allowed >= 1:
-        dropped, left = _strides_to_drop(strides, allowed)
-        names = " and ".join(f"{item.kind} at {item.module}" + (f" ({item.setting})" if item.setting else "")
-                             for item in dropped)
-        cut = (f", or set the stride along {dropped[0].axis} to 1 in {names} (×{total} → ×{left}, about {total // left} "
-               "times the frames)")
+        changes, left = _strides_to_cut(strides, allowed)
+        cut = f", or {_cut_phrase(changes, total, left)}"
     return (head + f" After it the time axis is downsampled ×{total} by {layers}." + size + cut
             + "; or split long labels into shorter chunks.")
 
@@ -258,8 +300,9 @@ def infeasible_hint(count: int, covered: int, worst: list[dict[str, int]], strid
     if not strides or not usable:
         return "Reduce the downsampling along time (smaller pooling/stride on the time or width axis), " + others
     total = prod(item.stride for item in strides)
-    hardest = max(usable, key=lambda item: item["needed"] / item["frames"])
-    allowed = total * hardest["frames"] / hardest["needed"]
+    if hardest is None or "length" not in hardest:  # the hardest by frames, among those known
+        hardest = max(usable, key=lambda item: item["needed"] / item["frames"])
+    allowed = _allowed(strides, hardest)
     layers = ", ".join(item.describe() for item in strides)
     needs = f"needs {hardest['needed']} frames and gets {hardest['frames']}"
     if any(item["sample"] == hardest["sample"] for item in worst):
@@ -270,10 +313,9 @@ def infeasible_hint(count: int, covered: int, worst: list[dict[str, int]], strid
     head = f"{who}: the time axis is downsampled ×{total} by {layers}."
     if allowed < 1:
         return head + f" Even without any downsampling its input is too short: {others}"
-    dropped, left = _strides_to_drop(strides, allowed)
-    names = " and ".join(f"{item.kind} at {item.module}" + (f" ({item.setting})" if item.setting else "") for item in dropped)
-    return (head + f" Cut that to ×{left} or less: set the stride along {dropped[0].axis} to 1 in {names} "
-            f"(×{total} → ×{left}, about {total // left} times the frames); or {others}")
+    bound = min(int(allowed), total - 1)
+    changes, left = _strides_to_cut(strides, bound)
+    return head + f" Cut that to ×{bound} or less: {_cut_phrase(changes, total, left)}; or {others}"
 
 
 def _needs(targets: TargetTable, padding: PaddingCounted | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -314,8 +356,12 @@ def infeasible_alignment(
     **Fix.** When only a few samples (under 10%) are too long, drop them or split their labels:
     `ctcdoctor scan SPEC --drop-list drop.txt` writes their ids. Otherwise give the model more
     output frames: the fix names the layers that downsample time (measured by running the
-    model at two input lengths, e.g. `MaxPool2d at cnn.3.3 (stride 2 along width)`) and which
-    of them to set to stride 1 along time; or feed longer inputs (with the input length that
+    model at two input lengths, e.g. `MaxPool2d at cnn.3.3 (stride 2 along width)`; "along
+    time" when the input is audio or features rather than an image; a module with a plain
+    `stride` attribute, as torchaudio's `_TimeReduction`, by that attribute), the largest total
+    downsampling that gives every sample its frames (from the input length of the hardest one:
+    `Cut that to ×4 or less`), and which strides to lower to get there, last layer first (e.g.
+    `Conv2d(stride=(2, 4))` to `stride=(2, 2)`, ×8 → ×4); or feed longer inputs (with the input length that
     gives the longest label its frames, from the model's measured rule, e.g. `feed inputs at
     least 52 wide (frames = floor((L - 4) / 4) must reach 12: 11 labels + 1 repeat)`), or cut
     long labels into shorter chunks. If only the repeats push a sample over, remember each
@@ -356,10 +402,13 @@ def infeasible_alignment(
     length_rule = time_strides.rule() if time_strides is not None and not outliers and fixed is None else None
     measured = prod(item.stride for item in layers) if layers else None
     ratio = _downsampling_ratio(targets, judged)
-    rule = frame_rule_phrase(ratio, judged, measured, fixed)
+    rule = frame_rule_phrase(ratio, judged, measured, fixed, length_rule)
     message = infeasible_message(count, covered, worst, rule, coverage, only_repeats)
     longest = _longest(indices, available, required, labels, repeats)
-    hint = infeasible_hint(count, covered, worst, layers, _hardest(indices, available, required), ratio,
+    exact = length_rule is not None and measured is not None and length_rule.stride == measured
+    hardest = _hardest(indices, available, required, targets.input_lengths if exact else None,
+                       length_rule.offset or 0 if exact and length_rule is not None else 0)
+    hint = infeasible_hint(count, covered, worst, layers, hardest, ratio,
                            fixed=fixed, rule=length_rule, longest=longest)
     evidence = {"count": count, "total": covered, "scanned": targets.size, "worst": worst, "only_repeats": only_repeats,
                 "lengths_source": judged.source, **({"time_strides": [vars(item) for item in layers]} if layers else {}),

@@ -3,7 +3,10 @@
 The model runs on one sample at two input lengths with a hook on every module; a leaf module
 whose input grows along an axis by `d` steps while its output grows by `d / s` downsamples that
 axis by `s`. Measured, not read from `stride` attributes, so it follows the real time axis
-(the width of an image, the frames of audio) whatever the layer type.
+(the width of an image, the frames of audio) whatever the layer type. A module that returns a tuple (torchaudio's
+`_TimeReduction` gives `(output, lengths)`) is measured on its first tensor of the input's rank, and one with a plain
+`stride` attribute is named with it. The axis is called "width" (or "height") only when the input is an image; the
+frames of audio or features are "time".
 
 Only layers on the path that sets the output's length count: a module whose input grows but whose output does not
 (a branch ending in a global or adaptive pool, a localization network whose output is a few parameters) cuts its
@@ -21,7 +24,7 @@ from typing import Any
 import torch
 
 from ctcdoctor.engine import Context, provides
-from ctcdoctor.load.batches import Batch, sample_resizer
+from ctcdoctor.load.batches import Batch, main_tensor, sample_resizer, time_width
 from ctcdoctor.measure.lengths import LengthModel, fit_rule
 from ctcdoctor.measure.model import call_model, evaluating, split_output
 
@@ -45,9 +48,28 @@ class TimeStride:
     setting: str = ""
     """The module's stride argument with this axis set to 1, e.g. "stride=(2, 1)" for MaxPool2d(2) pooling width:
     what to write (empty when the module has no `stride`)."""
+    strides: tuple[int, ...] = ()
+    """The module's own `stride`, one value per spatial axis (empty when it has none that fits): `setting_for`
+    writes it with another value on this axis."""
+    position: int = -1
+    """Which entry of `strides` is this axis."""
+    attribute: bool = False
+    """The stride is a plain `stride` attribute of a module that is not a conv or pool layer (torchaudio's
+    `_TimeReduction(stride)`): the fix names the attribute."""
 
     def describe(self) -> str:
         return f"{self.kind} at {self.module} (stride {self.stride} along {self.axis})"
+
+    def setting_for(self, value: int) -> str:
+        """What to write for a stride of `value` along this axis: "stride=(2, 2)" for Conv2d(stride=(2, 4)) along
+        width at 2, "its stride attribute: stride=4" for `_TimeReduction(16)` at 4; `setting` when the module's
+        strides are not known (read from a scan's state written before they were kept)."""
+        if not self.strides or not 0 <= self.position < len(self.strides):
+            return self.setting if value == 1 else ""
+        values = list(self.strides)
+        values[self.position] = value
+        written = f"stride={values[0]}" if len(values) == 1 else f"stride=({', '.join(str(item) for item in values)})"
+        return f"its stride attribute: {written}" if self.attribute else written
 
 
 @dataclass(frozen=True)
@@ -100,12 +122,51 @@ class Downsampling:
     fixed: FixedLength | None = None
 
 
-def _axis_name(dims: int, axis: int) -> str:
+def _axis_name(dims: int, axis: int, image: bool = True) -> str:
+    """The name of the axis that grows with the input length, in a layer input of `dims` axes: "width" (or "height")
+    in the (N, C, H, W) maps of an image model; "time" in a sequence (N, C, T) or (N, T, F), and in the 2-D maps of
+    a model on audio or features (`image` False), whose growing axis is the frames."""
     if dims == 4:
-        return {2: "height", 3: "width"}.get(axis, f"dim {axis}")
-    if dims == 3 and axis == 2:
+        return {2: "height", 3: "width"}.get(axis, f"dim {axis}") if image else "time" if axis in (2, 3) else f"dim {axis}"
+    if dims in (2, 3) and axis >= 1:
         return "time"
     return f"dim {axis}"
+
+
+#: Up to this many distinct values, an input is 8-bit data (an image read from a file, scaled and standardised or not).
+IMAGE_LEVELS = 256
+#: At least this share of an image's values sit exactly at its lowest or highest value (paper and ink clipped to
+#: [0, 1] after noise or contrast augmentation); continuous features do not pile up at their extremes.
+SATURATED_SHARE = 0.05
+
+
+def is_image(batch: Batch) -> bool:
+    """Whether the model's input is an image (N, C, H, W) rather than audio or features, by what images are (in the
+    first sample's valid region): three or four colour channels; or 8-bit values (at most 256 distinct ones, however
+    scaled); or values in [0, 1] (scaled by 1/255); or many values clipped at the extremes (background and ink after
+    noise augmentation and clipping, then standardised). Spectrograms and other features hold continuous values
+    around zero with no pile-up at the ends; features stored as (N, 1, T, F), time along the height, are never an
+    image. A 4-D input that is none of these is read as features: its growing axis is then named "time", which is
+    right for an image too (the width of a text line is its time axis), while "width" on a spectrogram reads wrong."""
+    main = main_tensor(batch.inputs)
+    if main is None or main.dim() != 4 or batch.batch_axis != 0:
+        return False  # a sequence (N, T, F), (N, C, T) or a waveform: its layers' 2-D maps, if any, are features
+    found = time_width(batch)
+    if found is not None and found[0] == 2:
+        return False  # (N, 1, T, F): time along the height
+    if main.shape[1] in (3, 4) or not main.is_floating_point():
+        return True
+    sample = main[0].detach()
+    if found is not None and batch.input_lengths.numel() and 0 < int(batch.input_lengths[0]) < sample.shape[found[0] - 1]:
+        sample = sample.narrow(found[0] - 1, 0, int(batch.input_lengths[0]))  # its own columns, not the padding
+    values = sample.flatten()[:65536].to("cpu")
+    finite = values[torch.isfinite(values)]
+    if finite.numel() == 0:
+        return True
+    low, high = finite.min(), finite.max()
+    saturated = float(((finite == low) | (finite == high)).double().mean())
+    return (bool(low >= 0 and high <= 1) or saturated >= SATURATED_SHARE
+            or torch.unique(finite).numel() <= IMAGE_LEVELS)
 
 
 @contextlib.contextmanager
@@ -116,8 +177,11 @@ def _module_shapes(model: torch.nn.Module) -> Iterator[Shapes]:
 
     def hook(name: str):  # noqa: ANN202 - a forward hook
         def record(_module: torch.nn.Module, args: tuple[Any, ...], output: Any) -> None:
-            if name not in shapes and args and isinstance(args[0], torch.Tensor) and isinstance(output, torch.Tensor):
-                shapes[name] = (args[0].shape, output.shape)
+            if name in shapes or not args or not isinstance(args[0], torch.Tensor):
+                return
+            first = _first_tensor(output, args[0].dim())
+            if first is not None:
+                shapes[name] = (args[0].shape, first.shape)
         return record
 
     handles = [module.register_forward_hook(hook(name)) for name, module in model.named_modules() if name]
@@ -126,6 +190,16 @@ def _module_shapes(model: torch.nn.Module) -> Iterator[Shapes]:
     finally:
         for handle in handles:
             handle.remove()
+
+
+def _first_tensor(output: Any, dims: int) -> torch.Tensor | None:
+    """The output itself, or, in a tuple or list (`(output, lengths)`, an LSTM's `(output, (h, c))`), its first
+    tensor of `dims` axes: the one that carries the input's frames on."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)):
+        return next((item for item in output if isinstance(item, torch.Tensor) and item.dim() == dims), None)
+    return None
 
 
 def _resized_along(tensor: torch.Tensor, axis: int, size: int) -> torch.Tensor:
@@ -171,8 +245,9 @@ def _leaves(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
     return {name: module for name, module in model.named_modules() if name and next(module.children(), None) is None}
 
 
-def _strides(model: torch.nn.Module, short: Shapes, long: Shapes) -> tuple[TimeStride, ...]:
-    """The leaf layers that downsample an axis that grows from `short` to `long`, off-path branches left out."""
+def _strides(model: torch.nn.Module, short: Shapes, long: Shapes, image: bool = True) -> tuple[TimeStride, ...]:
+    """The leaf layers that downsample an axis that grows from `short` to `long`, off-path branches left out; `image`:
+    the model's input is an image (the axes of its 2-D maps are "height" and "width", else "time")."""
     leaves = _leaves(model)
     cut = tuple(f"{name}." for name in _collapsers(short, long))
     found = []
@@ -184,8 +259,11 @@ def _strides(model: torch.nn.Module, short: Shapes, long: Shapes) -> tuple[TimeS
             grown_in, grown_out = long_in[axis] - short_in[axis], long_out[axis] - short_out[axis]
             if grown_in > 0 and grown_out > 0 and round(grown_in / grown_out) >= 2:
                 stride = _stride(leaves[name], grown_in / grown_out)
-                found.append(TimeStride(name, type(leaves[name]).__name__, stride, _axis_name(len(short_in), axis),
-                                        _unit_stride(leaves[name], len(short_in) - 2, axis - 2)))
+                strides, position, attribute = _declared(leaves[name], len(short_in) - 2, axis - 2, stride)
+                found.append(TimeStride(name, type(leaves[name]).__name__, stride,
+                                        _axis_name(len(short_in), axis, image),
+                                        _unit_stride(leaves[name], len(short_in) - 2, axis - 2), strides, position,
+                                        attribute))
                 break
     return tuple(found)
 
@@ -218,7 +296,8 @@ def _find_resampler(model: torch.nn.Module, inputs: Any, short: Shapes, long: Sh
     return innermost[0] if innermost else None  # the latest to end among them
 
 
-def _fixed(model: torch.nn.Module, inputs: Any, short: Shapes, long: Shapes, output: torch.Size) -> Downsampling:
+def _fixed(model: torch.nn.Module, inputs: Any, short: Shapes, long: Shapes, output: torch.Size,
+           image: bool = True) -> Downsampling:
     found = _find_resampler(model, inputs, short, long, output)
     if found is None:  # resized outside any module (a functional call in forward): no module to name, frames unknown
         return Downsampling((), FixedLength(0))
@@ -237,9 +316,9 @@ def _fixed(model: torch.nn.Module, inputs: Any, short: Shapes, long: Shapes, out
         rule: LengthModel | None = fit_rule(frames_at, [size, 2 * size, 4 * size])
     except Exception:  # noqa: BLE001 - a size the layers cannot take: no rule
         rule = None
-    fixed = FixedLength(int(output[time_axis]), name, type(module).__name__, _axis_name(len(short[name][1]), axis),
-                        int(size), rule)
-    return Downsampling(_strides(model, short, resampled), fixed)
+    fixed = FixedLength(int(output[time_axis]), name, type(module).__name__,
+                        _axis_name(len(short[name][1]), axis, image), int(size), rule)
+    return Downsampling(_strides(model, short, resampled, image), fixed)
 
 
 def measure_downsampling(model: torch.nn.Module, batch: Batch) -> Downsampling:
@@ -250,10 +329,11 @@ def measure_downsampling(model: torch.nn.Module, batch: Batch) -> Downsampling:
         return Downsampling()
     length = max(int(batch.input_lengths.max()), 1)
     (short, short_output), (long, long_output) = _run(model, resized(length)), _run(model, resized(2 * length))
+    image = is_image(batch)
     if short_output is not None and long_output is not None and not _grows(short_output, long_output) \
             and _collapsers(short, long):
-        return _fixed(model, resized(length), short, long, short_output)
-    return Downsampling(_strides(model, short, long))
+        return _fixed(model, resized(length), short, long, short_output, image)
+    return Downsampling(_strides(model, short, long, image))
 
 
 def time_downsampling(model: torch.nn.Module, batch: Batch) -> tuple[TimeStride, ...]:
@@ -272,6 +352,24 @@ def _unit_stride(module: torch.nn.Module, spatial: int, index: int) -> str:
         return ""
     values[index] = 1
     return f"stride={values[0]}" if spatial == 1 else f"stride=({', '.join(str(value) for value in values)})"
+
+
+def _declared(module: torch.nn.Module, spatial: int, index: int, stride: int) -> tuple[tuple[int, ...], int, bool]:
+    """(the module's stride per spatial axis, this axis's position in it, whether it is a plain attribute) for
+    `TimeStride.setting_for`; ((), -1, False) when the module's `stride` does not describe this axis. A conv or pool
+    layer's `stride` has one entry per spatial axis; any other module's integer `stride` attribute equal to the
+    measured stride (torchaudio's `_TimeReduction`, which folds `stride` frames into one) is that stride."""
+    declared = getattr(module, "stride", None)
+    if isinstance(module, (torch.nn.modules.conv._ConvNd, torch.nn.modules.pooling._MaxPoolNd,
+                           torch.nn.modules.pooling._AvgPoolNd)):
+        values = list(declared) if isinstance(declared, (tuple, list)) else [declared] * spatial
+        ints = tuple(value for value in values if isinstance(value, int))
+        if 0 <= index < spatial and len(ints) == len(values) == spatial:
+            return ints, index, False
+        return (), -1, False
+    if isinstance(declared, int) and not isinstance(declared, bool) and declared == stride:
+        return (declared,), 0, True
+    return (), -1, False
 
 
 def _stride(module: torch.nn.Module, measured: float) -> int:

@@ -95,14 +95,27 @@ def test_batches_of_one_sample_cannot_mix_and_pass():
     assert run(RecurrentHead(batch_first=False), single) == ([], "passed")
 
 
-def test_a_model_that_runs_at_one_batch_size_only_is_skipped_with_the_reason():
-    class FixedBatch(RecurrentHead):
-        def forward(self, x):
-            assert x.shape[0] == 3, "hard-coded batch size"
-            return super().forward(x)
+class FixedBatch(RecurrentHead):
+    def forward(self, x):
+        assert x.shape[0] == 3, "hard-coded batch size"
+        return super().forward(x)
 
+
+def test_a_model_that_runs_at_one_batch_size_only_is_measured_with_the_other_samples_changed():
+    # It cannot run one sample alone; the samples stay in their batch of 3 and the others change instead (this
+    # test said "skipped" before CTC028 had that second way to measure).
     torch.manual_seed(0)
-    found, status = run(FixedBatch(batch_first=True))
+    assert run(FixedBatch(batch_first=True)) == ([], "passed")
+    (finding,) = run(FixedBatch(batch_first=False))[0]
+    assert "output changes when the other samples of batch 0 change" in finding.message
+    assert "LSTM 'rnn' has batch_first=False" in finding.message and finding.evidence["method"] == "others_replaced"
+
+
+def test_a_model_that_runs_at_one_batch_size_only_on_constant_inputs_is_skipped_with_the_reason():
+    # All-zero inputs: the other samples cannot be changed by moving their values around, so nothing is measured.
+    torch.manual_seed(0)
+    zeros = [(torch.zeros_like(b[0]), *b[1:]) for b in batch_first_batches()]
+    found, status = run(FixedBatch(batch_first=True), zeros)
     assert found == [] and status == "skipped"
 
 
