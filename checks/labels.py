@@ -20,8 +20,14 @@ if TYPE_CHECKING:  # pragma: no cover
 NO_ALPHABET = "no Setup.alphabet given"
 
 
-def _samples_with(mask) -> list[int]:
-    return mask.any(dim=1).nonzero().flatten().tolist()
+def _samples_with(targets: TargetTable, mask) -> list[int]:
+    """The numbers of the samples (rows of `targets`) with a True in `mask`, in order."""
+    return _numbers(targets, mask.any(dim=1).nonzero().flatten().tolist())
+
+
+def _numbers(targets: TargetTable, rows: list[int]) -> list[int]:
+    """Rows of `targets` as the sample numbers findings give (`TargetTable.sample_id`), in order."""
+    return sorted(targets.sample_id(row) for row in rows)
 
 
 @check("CTC010", "error", "a target index lies outside [0, C)")
@@ -49,7 +55,7 @@ def label_out_of_range(
     count = int(outside.sum())
     if count == 0:
         return []
-    samples = _samples_with(outside)
+    samples = _samples_with(targets, outside)
     bad = values[outside]
     largest, smallest = int(bad.max()), int(bad.min())
     parts = []
@@ -185,7 +191,7 @@ def blank_in_targets(targets: TargetTable, blank: int, alphabet: Alphabet, vocab
     count = int(is_blank.sum())
     if count == 0:
         return []
-    samples = _samples_with(is_blank)
+    samples = _samples_with(targets, is_blank)
     used = set(targets.labels[targets.mask].tolist())
     hint = _blank_hint_with_tokens(vocabulary, blank, used) if vocabulary is not None and vocabulary.tokens else \
         blank_hint(blank, alphabet, used, vocabulary.output_classes if vocabulary is not None else None,
@@ -301,7 +307,8 @@ def target_lengths_inconsistent(targets: TargetTable, padding_counted: PaddingCo
     hint = PADDING_HINT if padding_counted is not None else LENGTHS_HINT
     evidence: dict = {"problems": problems[:20]}
     if padding_counted is not None:
-        evidence["padding_counted"] = {"samples": list(padding_counted.samples[:20]), "count": len(padding_counted.samples)}
+        evidence["padding_counted"] = {"samples": _numbers(targets, list(padding_counted.samples))[:20],
+                                       "count": len(padding_counted.samples)}
     return [finding("CTC012", "; ".join(problems[:5]) + ("." if len(problems) <= 5 else f"; and {len(problems) - 5} more."),
                     hint, evidence)]
 
@@ -321,7 +328,7 @@ def padding_skip_reason(blank: int) -> str:
 def _padding_message(targets: TargetTable, padding: PaddingCounted) -> str:
     """'target_lengths count the padding: …; sample 3 has 5 labels then 4 padding zeros, target_length 9'."""
     sample = max(padding.samples, key=lambda i: (int(padding.given[i] - padding.real_lengths[i]), -i))
-    return padding_message(len(padding.samples), targets.size, sample, int(padding.real_lengths[sample]),
+    return padding_message(len(padding.samples), targets.size, targets.sample_id(sample), int(padding.real_lengths[sample]),
                            int(padding.given[sample]), padding.blank)
 
 
@@ -351,7 +358,7 @@ def empty_targets(targets: TargetTable) -> list[Finding]:
     **Fix.** Check the label text and the encoder for those samples (`ctcdoctor labels FILE
     --alphabet ...`); drop truly empty samples, or keep them on purpose if they are silence.
     """
-    empty = (targets.lengths == 0).nonzero().flatten().tolist()
+    empty = _numbers(targets, (targets.lengths == 0).nonzero().flatten().tolist())
     if not empty:
         return []
     return [

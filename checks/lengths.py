@@ -126,6 +126,11 @@ def _hardest(indices, available, required, input_lengths=None, offset: int = 0) 
             "length": int(input_lengths[pick]), "offset": int(offset)}
 
 
+def _numbered(items: list[dict[str, int]], targets: TargetTable) -> list[dict[str, int]]:
+    """`items` with their "sample" (a row of the tables) as the number findings give it (`TargetTable.sample_id`)."""
+    return [{**item, "sample": targets.sample_id(item["sample"])} for item in items]
+
+
 def _longest(indices, available, required, labels, repeats) -> dict[str, int]:
     """The infeasible sample that needs the most frames (the input length that fits it fits every one)."""
     pick = int(indices[required[indices].argmax()])
@@ -403,11 +408,13 @@ def infeasible_alignment(
     measured = prod(item.stride for item in layers) if layers else None
     ratio = _downsampling_ratio(targets, judged)
     rule = frame_rule_phrase(ratio, judged, measured, fixed, length_rule)
+    worst = _numbered(worst, targets)
     message = infeasible_message(count, covered, worst, rule, coverage, only_repeats)
-    longest = _longest(indices, available, required, labels, repeats)
+    (longest,) = _numbered([_longest(indices, available, required, labels, repeats)], targets)
     exact = length_rule is not None and measured is not None and length_rule.stride == measured
     hardest = _hardest(indices, available, required, targets.input_lengths if exact else None,
                        length_rule.offset or 0 if exact and length_rule is not None else 0)
+    hardest = _numbered([hardest], targets)[0] if hardest is not None else None
     hint = infeasible_hint(count, covered, worst, layers, hardest, ratio,
                            fixed=fixed, rule=length_rule, longest=longest)
     evidence = {"count": count, "total": covered, "scanned": targets.size, "worst": worst, "only_repeats": only_repeats,
@@ -465,8 +472,9 @@ def _stale_lengths(targets: TargetTable, output_lengths: OutputLengths, model_fr
     covered, coverage = _coverage(targets, output_lengths)
     first = worst[0]["sample"]
     rule = (f" These frames come from {model_frames.who}, which disagree with the model (CTC004): the model itself "
-            f"gives every sample enough frames (sample {first}: "
+            f"gives every sample enough frames (sample {targets.sample_id(first)}: "
             f"{plural(int(model_frames.lengths.scanned[first]), 'frame')}; {model_frames.formula}, measured by probing it).")
+    worst = _numbered(worst, targets)
     giver = f"{model_frames.who} {'gives' if model_frames.who.startswith('Setup') else 'give'}"
     message = infeasible_message(indices.numel(), covered, worst, rule, coverage, only_repeats, giver)
     hint = (f"{_FIX_DECLARED.get(model_frames.who, 'Use the model' + chr(39) + 's rule')}: {model_frames.formula} "
@@ -510,7 +518,7 @@ def tight_length_budget(targets: TargetTable, output_lengths: OutputLengths,
     indices = tight.nonzero().flatten()
     ratio = available[indices].double() / required[indices].double()
     order = indices[ratio.argsort(stable=True)][:WORST]
-    worst = [{"sample": int(i), "frames": int(available[i]), "needed": int(required[i])} for i in order]
+    worst = [{"sample": targets.sample_id(int(i)), "frames": int(available[i]), "needed": int(required[i])} for i in order]
     covered, coverage = _coverage(targets, judged)
     source = "" if model_frames is None else f" Frames {judged.detail}."
     message = (
@@ -598,8 +606,8 @@ def inconsistent_output_lengths(runs: list[ModelRun], layout: LayoutDecision, ou
         if lengths.shape[0] != run.batch.size:
             miscounted.append((run.batch.index, int(lengths.shape[0]), run.batch.size))
             continue
-        too_long += [(run.batch.first_sample + i, int(lengths[i]), frames) for i in (lengths > frames).nonzero().flatten().tolist()]
-        negative += [run.batch.first_sample + i for i in (lengths < 0).nonzero().flatten().tolist()]
+        too_long += [(run.batch.sample_id(i), int(lengths[i]), frames) for i in (lengths > frames).nonzero().flatten().tolist()]
+        negative += [run.batch.sample_id(i) for i in (lengths < 0).nonzero().flatten().tolist()]
     if miscounted:
         batch, count, size = miscounted[0]
         found.append(

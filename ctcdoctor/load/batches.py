@@ -274,6 +274,13 @@ class TargetTable:
     """Inconsistencies between targets and target_lengths, one sentence each (CTC012)."""
     cache: dict[str, torch.Tensor] = field(default_factory=dict, compare=False, repr=False)
     """`valid_lengths`, `repeats()` and `required_frames()`, computed once (several checks ask)."""
+    sample_ids: torch.Tensor | None = None
+    """(M,) the sample number of each row when it is not the row: a batch whose collate reordered its items
+    (`Batch.sample_id`). Rows stay in the batches' order, which the model's outputs share."""
+
+    def sample_id(self, row: int) -> int:
+        """The number findings give the sample of `row`."""
+        return int(row) if self.sample_ids is None else int(self.sample_ids[row])
 
     @property
     def size(self) -> int:
@@ -362,6 +369,8 @@ class TargetParts:
     input_lengths: list[torch.Tensor]
     batch_index: list[torch.Tensor]
     problems: list[str]
+    ids: list[torch.Tensor] = field(default_factory=list)
+    reordered: bool = False
 
     @classmethod
     def empty(cls) -> TargetParts:
@@ -374,6 +383,8 @@ class TargetParts:
         self.lengths.append(batch.target_lengths)
         self.input_lengths.append(batch.input_lengths)
         self.batch_index.append(torch.full((batch.size,), batch.index, dtype=torch.long))
+        self.ids.append(torch.tensor([batch.sample_id(position) for position in range(batch.size)], dtype=torch.long))
+        self.reordered = self.reordered or batch.ids is not None
         self.problems.extend(problems)
 
     def table(self) -> TargetTable:
@@ -390,7 +401,7 @@ class TargetParts:
         mask = torch.arange(width).unsqueeze(0) < kept.unsqueeze(1)
         labels.masked_fill_(~mask, 0)
         return TargetTable(labels, mask, torch.cat(self.lengths), torch.cat(self.input_lengths), torch.cat(self.batch_index),
-                         tuple(self.problems), {"valid": kept})
+                           tuple(self.problems), {"valid": kept}, torch.cat(self.ids) if self.reordered else None)
 
 
 def build_target_table(batches: list[Batch]) -> TargetTable:

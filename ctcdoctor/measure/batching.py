@@ -248,7 +248,7 @@ def measure_independence(model: torch.nn.Module, run: ModelRun, layout: str | No
         if not compared:
             return BatchIndependence(batch.index, batch.batch_axis, shape, skipped=f"{alone}, and the other samples "
                                      "of its batch cannot be changed to compare instead")
-    positions, compared = compared, [batch.first_sample + position for position in compared]
+    positions, compared = compared, [batch.sample_id(position) for position in compared]
     tolerance = TOLERANCE.get(run.output.dtype, DEFAULT_TOLERANCE)
     result = BatchIndependence(batch.index, batch.batch_axis, shape, tuple(compared), tuple(differences), tuple(scales),
                                tolerance, others_replaced=replaced)

@@ -340,7 +340,7 @@ def audit_criterion(criterion: Callable[..., Any], item: Prepared, blank: int, n
     reference = _call_ctc(lambda: per_sample_ctc(item.log_probs, batch.targets, item.lengths, target_lengths, blank))
     if reference is None:
         raise RuntimeError("reference F.ctc_loss failed on this batch")
-    infeasible = tuple(int(batch.first_sample + i) for i in torch.isposinf(reference).nonzero().flatten().tolist())
+    infeasible = tuple(batch.sample_id(i) for i in torch.isposinf(reference).nonzero().flatten().tolist())
     common = dict(
         batch=batch.index, first_sample=batch.first_sample, size=batch.size,
         reference=reduce_losses(reference, target_lengths, "mean"),

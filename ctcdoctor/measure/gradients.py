@@ -223,12 +223,12 @@ def _gradients(context: Context) -> Gradients:
         return Gradients(skipped="the model has no trainable parameters")
     item = prepared.items[0]
     init = context.init_loss
-    first = item.batch.first_sample
-    per_sample = torch.tensor(init.loss[: item.batch.size]) if init.samples and init.samples[0] == first else None
+    ids = [item.batch.sample_id(position) for position in range(item.batch.size)]
+    per_sample = torch.tensor(init.loss[: item.batch.size]) if list(init.samples[: item.batch.size]) == ids else None
     if per_sample is None:
         return Gradients(skipped="no loss at initialisation")
     keep = torch.isfinite(per_sample)
-    left_out = tuple(first + i for i in (~keep).nonzero().flatten().tolist())
+    left_out = tuple(ids[i] for i in (~keep).nonzero().flatten().tolist())
     if not bool(keep.any()):
         return Gradients(skipped="every sample of the batch has a non-finite loss (CTC001/CTC050)", samples_left_out=left_out)
     chosen = keep.nonzero().flatten().tolist()[:GRAD_SAMPLES]

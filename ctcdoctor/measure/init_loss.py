@@ -42,7 +42,7 @@ def _init_loss(context: Context) -> InitLoss:
             loss = per_sample_ctc(item.log_probs, batch.targets, item.lengths, batch.target_lengths, blank)
             flat = torch.full_like(item.log_probs, -math.log(item.log_probs.shape[-1]))
             expected = per_sample_ctc(flat, batch.targets, item.lengths, batch.target_lengths, blank)
-        samples.extend(range(batch.first_sample, batch.first_sample + batch.size))
+        samples.extend(batch.sample_id(position) for position in range(batch.size))
         losses.extend(float(v) for v in loss)
         uniform.extend(float(v) for v in expected)
         target_lengths.extend(int(v) for v in batch.target_lengths)

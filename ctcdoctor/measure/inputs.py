@@ -150,7 +150,7 @@ def input_statistics(batches: list[Batch]) -> list[InputStats]:
             accumulator = running.setdefault(name, _Running())
             for row in range(inputs.shape[0]):
                 values = _valid_region(inputs, lengths, axis, row).to(torch.float64).flatten()
-                accumulator.add(values, batch.first_sample + row)
+                accumulator.add(values, batch.sample_id(row))
     return [accumulator.stats(name) for name, accumulator in running.items()]
 
 

@@ -82,7 +82,7 @@ def nonfinite_output_samples(runs: list, outputs: list[torch.Tensor]) -> list[in
     samples: list[int] = []
     for run, tnc in zip(runs, outputs):
         bad = (~torch.isfinite(tnc.detach())).any(dim=2).any(dim=0)
-        samples.extend(run.batch.first_sample + int(i) for i in bad.nonzero().flatten().tolist())
+        samples.extend(run.batch.sample_id(int(i)) for i in bad.nonzero().flatten().tolist())
     return samples
 
 
