@@ -220,3 +220,62 @@ def test_other_fractional_lengths_keep_the_plain_message():
     raw = (torch.zeros(2, 10), torch.tensor([1, 2]), torch.tensor([7.5, 3.0]), torch.tensor([1, 1]))
     with pytest.raises(BatchError, match="fractional values"):
         normalise_batch(raw, 0, 0)
+
+
+@pytest.mark.parametrize("loader", ["plain", "shuffled"])
+def test_check_names_the_data_set_indices_of_a_sorted_batch(tmp_path, loader):
+    # check reads the same batches as scan: its CTC001 must name the samples scan's drop-list names, not
+    # their positions in the sorted batches.
+    result = CliRunner().invoke(app, ["check", str(write_spec(tmp_path, loader)), "--format", "json"])
+    report = json.loads(result.stdout)
+    (found,) = [item for item in report["findings"] if item["code"] == "CTC001"]
+    named = sorted(int(item["sample"]) for item in found["evidence"]["worst"])
+    assert named == [index for index in INFEASIBLE if index < found["evidence"]["scanned"]], found
+    assert all(f"sample {index} has 5 frames" in found["message"] for index in named), found["message"]
+
+
+EMPTY_SPEC = '''
+import torch
+from torch.utils.data import DataLoader
+from ctcdoctor import Setup
+
+EMPTY = {empty}
+g = torch.Generator().manual_seed(1)
+ITEMS = [(torch.randn(int(torch.randint(10, 30, (1,), generator=g)), 3, generator=g), [] if i in EMPTY else [1, 2, 3])
+         for i in range(16)]
+
+
+def collate(batch):                    # sorts by input length, decreasing
+    batch = sorted(batch, key=lambda item: item[0].shape[0], reverse=True)
+    inputs = torch.nn.utils.rnn.pad_sequence([item[0] for item in batch], batch_first=True)
+    targets = torch.tensor([label for item in batch for label in item[1]], dtype=torch.long)
+    return (inputs, targets, torch.tensor([item[0].shape[0] for item in batch]), torch.tensor([len(item[1]) for item in batch]))
+
+
+def build():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 6), torch.nn.LogSoftmax(-1))
+    return Setup(model=model, loader=DataLoader(ITEMS, batch_size=8, collate_fn=collate), blank=0,
+                 output_lengths=lambda lengths: lengths)
+'''
+
+
+def test_check_names_the_data_set_indices_of_empty_targets_in_a_sorted_batch(tmp_path):
+    empty = [2, 9, 12]
+    spec = tmp_path / "empty_sorted.py"
+    spec.write_text(EMPTY_SPEC.format(empty=empty), encoding="utf-8")
+    report = json.loads(CliRunner().invoke(app, ["check", str(spec), "--format", "json"]).stdout)
+    (found,) = [item for item in report["findings"] if item["code"] == "CTC013"]
+    assert found["evidence"]["samples"] == empty, found
+
+
+def test_overfit_numbers_several_samples_as_the_sorted_batch_holds_them(tmp_path):
+    # The collate puts sample 4 (29 frames) before sample 0 (20 frames): each sample's number must stay with its
+    # own target in the report, whatever order the batch holds them in.
+    spec = write_spec(tmp_path, "plain")
+    result = CliRunner().invoke(app, ["overfit", str(spec), "--samples", "0,4", "--steps", "20", "--format", "json"])
+    report = json.loads(result.stdout)["result"]
+    data = _spec_module(tmp_path).Data()
+    assert sorted(report["samples"]) == [0, 4]
+    for sample, target in zip(report["samples"], report["targets"]):
+        assert target == " ".join(map(str, data.items[sample][1])), (report["samples"], report["targets"])

@@ -42,7 +42,15 @@ def parse_samples(text: str | None, default: Sequence[int] = (0,), limit: int | 
 
 
 def pick_samples(loader: Any, indices: Sequence[int], batch_axis: int | None = None) -> tuple[Any, str]:
-    """One raw batch holding exactly the chosen samples, and how it was obtained.
+    """One raw batch holding exactly the chosen samples, and how it was obtained (`samples_in_batch_order`)."""
+    raw, source, _ = samples_in_batch_order(loader, indices, batch_axis)
+    return raw, source
+
+
+def samples_in_batch_order(loader: Any, indices: Sequence[int], batch_axis: int | None = None) -> tuple[Any, str, tuple[int, ...]]:
+    """One raw batch holding exactly the chosen samples, how it was obtained, and the chosen index at each position of
+    the batch: `indices` in their order, unless the loader's collate reorders its items (deepspeech.pytorch's sorts
+    them by input length; `KeepOrder` finds the order it made).
 
     A DataLoader over a map-style data set: `collate_fn([dataset[i] for i in indices])`, so
     sample i is `dataset[i]` whatever the loader's shuffling. Anything else: iterate the
@@ -67,16 +75,20 @@ def pick_samples(loader: Any, indices: Sequence[int], batch_axis: int | None = N
                 f"sample {outside[0]} does not exist: the loader's data set has {size} samples",
                 f"Pick --sample between 0 and {(size or 1) - 1}.",
             )
+        from ctcdoctor.load.batches import KeepOrder, Reordered
+
         try:
             items = [dataset[i] for i in indices]
-            raw = loader.collate_fn(items)
+            raw = KeepOrder(loader.collate_fn, batch_axis=batch_axis)(items)
         except Exception as error:
             raise UserInputError(
                 f"taking samples {list(indices)} from the loader's data set raised {type(error).__name__}: {error}",
                 "Make dataset[i] and the loader's collate_fn work on a list of items (try it by hand); use --debug for the traceback.",
             ) from error
-        return raw, "dataset[i] + loader.collate_fn"
-    return _unbatch(loader, indices, batch_axis), "cut from the loader's batches"
+        if isinstance(raw, Reordered):
+            return raw.raw, "dataset[i] + loader.collate_fn", tuple(indices[item] for item in raw.items_at)
+        return raw, "dataset[i] + loader.collate_fn", tuple(indices)
+    return _unbatch(loader, indices, batch_axis), "cut from the loader's batches", tuple(indices)
 
 
 def _unbatch(loader: Any, indices: Sequence[int], batch_axis: int | None = None) -> tuple[Any, ...]:

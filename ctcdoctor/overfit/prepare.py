@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ctcdoctor.errors import UserInputError
 from ctcdoctor.findings import CheckResult, Finding
-from ctcdoctor.load.samples import pick_samples
+from ctcdoctor.load.samples import samples_in_batch_order
 from ctcdoctor.overfit.hints import hints_from_loader
 from ctcdoctor.overfit.result import BLOCKING, DEFAULT_LR, LOADER_CHECKS, STATIC_CHECKS, OverfitOptions
 
@@ -120,6 +120,8 @@ class Prepared:
     """The kind of output training sees when it differs from the eval-mode `output_kind` (a softmax that runs in eval
     mode only, ctcdoctor.measure.outputs.TrainingView); None when they are the same."""
     trained_axis: int | None = None
+    samples: tuple[int, ...] = ()
+    """The chosen samples in the order the batch holds them (a collate may sort them: `samples_in_batch_order`)."""
 
     @property
     def loss_kind(self) -> tuple[str | None, int | None]:
@@ -352,7 +354,9 @@ def prepare(setup: Setup, options: OverfitOptions, phase: Callable[[str], None])
         raise UserInputError("--loss criterion: the Setup has no criterion", "Give Setup.criterion, or use --loss auto.")
     device = resolve_device(options.device)
     phase("taking the sample(s)")
-    raw, source = pick_samples(setup.loader, options.samples, setup.batch_axis)
+    raw, source, order = samples_in_batch_order(setup.loader, options.samples, setup.batch_axis)
+    if order != tuple(options.samples):  # a collate that sorts the chosen samples: number them as the batch holds them
+        options = dataclasses.replace(options, samples=order)
     batch = normalise_batch(raw, 0, 0, setup.batch_axis)
     sequences, problems = split_targets(batch)
     prefixes = STATIC_CHECKS + (("CTC03",) if uses_criterion(setup, options) else ()) if options.static_checks else None
@@ -383,7 +387,8 @@ def prepare(setup: Setup, options: OverfitOptions, phase: Callable[[str], None])
         blank=setup.blank, symbols=symbols, device=device,
     )
     return Prepared(problem, source, tuple(symbols.text(t) for t in target_lists), findings, results, blocking,
-                    facts.get("kind"), facts.get("axis"), facts.get("trained_kind"), facts.get("trained_axis"))
+                    facts.get("kind"), facts.get("axis"), facts.get("trained_kind"), facts.get("trained_axis"),
+                    tuple(options.samples))
 
 
 # ----------------------------------------------------------------------------- one run's model and optimizer

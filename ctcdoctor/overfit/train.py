@@ -251,6 +251,8 @@ def _run(setup: Setup, spec: str | None, options: OverfitOptions, hooks: Hooks,
          phase: Callable[[str], None]) -> tuple[list[Finding], list[CheckResult], OverfitResult]:
     with doing("taking the sample(s) and running the static checks on them"):
         prepared = prepare(setup, options, phase)
+    if prepared.samples and prepared.samples != tuple(options.samples):  # the batch holds them in another order
+        options = dataclasses.replace(options, samples=prepared.samples)
     if blocks_extension(prepared.findings):  # a named cause: report it at the budget, not after 4x the steps
         options = dataclasses.replace(options, extend_to=None)
     if prepared.problem is None:
