@@ -79,6 +79,16 @@ class Packed(torch.nn.Module):          # needs its batch sorted by length, as d
         return self.linear(x).log_softmax(-1)
 
 
+def ascending_collate(batch):          # sorts shortest first
+    return plain_collate(sorted(batch, key=lambda item: item[0].shape[0]))
+
+
+def plain_collate(batch):               # keeps the order
+    inputs = torch.nn.utils.rnn.pad_sequence([item[0] for item in batch], batch_first=True)
+    targets = torch.tensor([label for item in batch for label in item[1]])
+    return (inputs, targets, torch.tensor([item[0].shape[0] for item in batch]), torch.tensor([len(item[1]) for item in batch]))
+
+
 def packed_collate(batch):
     inputs, targets, input_lengths, target_lengths = collate(batch)
     return (inputs, input_lengths), targets, input_lengths, target_lengths
@@ -99,6 +109,9 @@ LOADERS = {
     "wrapped": "Wrapper(DataLoader(data, batch_size=8, collate_fn=collate))",
     "subset": "DataLoader(data, batch_size=8, sampler=torch.utils.data.SubsetRandomSampler(range(30)), collate_fn=collate)",
     "packed": "DataLoader(data, batch_size=8, shuffle=True, collate_fn=packed_collate)",
+    "wrapped_shuffled": "Wrapper(DataLoader(data, batch_size=8, shuffle=True, collate_fn=plain_collate))",
+    "wrapped_ascending": "Wrapper(DataLoader(data, batch_size=8, collate_fn=ascending_collate))",
+    "wrapped_plain": "Wrapper(DataLoader(data, batch_size=8, collate_fn=plain_collate))",
 }
 MODEL = "torch.nn.Sequential(torch.nn.Linear(3, 6), torch.nn.LogSoftmax(-1))"
 
@@ -279,3 +292,32 @@ def test_overfit_numbers_several_samples_as_the_sorted_batch_holds_them(tmp_path
     assert sorted(report["samples"]) == [0, 4]
     for sample, target in zip(report["samples"], report["targets"]):
         assert target == " ".join(map(str, data.items[sample][1])), (report["samples"], report["targets"])
+
+
+@pytest.mark.parametrize("loader, words", [("wrapped_shuffled", "it shuffles"), ("wrapped_ascending", "sorted by input length")])
+def test_scan_refuses_a_drop_list_from_a_wrapper_that_shuffles_or_sorts_shortest_first(tmp_path, loader, words):
+    drop = tmp_path / "drop.txt"
+    result = CliRunner().invoke(app, ["scan", str(write_spec(tmp_path, loader)), "--drop-list", str(drop)])
+    assert result.exit_code == 2, result.output
+    assert words in " ".join(result.output.split()) and not drop.exists()
+
+
+def test_a_wrapper_that_keeps_the_data_set_order_writes_its_drop_list(tmp_path):
+    # Positions in iteration order are data set indices here: nothing to refuse.
+    drop = tmp_path / "drop.txt"
+    result = CliRunner().invoke(app, ["scan", str(write_spec(tmp_path, "wrapped_plain")), "--drop-list", str(drop)])
+    assert result.exit_code == 1, result.output
+    assert [int(line) for line in drop.read_text().split()] == INFEASIBLE
+
+
+def test_batches_in_length_order_across_the_data_set_are_not_a_sorting_collate():
+    from ctcdoctor.load.batches import sorted_by_length
+
+    def batch(lengths):
+        size = len(lengths)
+        return normalise_batch((torch.zeros(size, max(lengths), 3), torch.ones(size, dtype=torch.long),
+                                torch.tensor(lengths), torch.ones(size, dtype=torch.long)), 0, 0)
+
+    assert not sorted_by_length([batch([3, 4, 5]), batch([5, 6, 9]), batch([9, 11, 12])])  # SortaGrad order
+    assert sorted_by_length([batch([3, 7, 9]), batch([2, 5, 6])])  # each batch sorted, the data set not
+    assert sorted_by_length([batch([9, 7, 3]), batch([6, 5, 2]), batch([8, 4, 1])])

@@ -604,10 +604,18 @@ def numbered_by_index(loader: Any) -> bool:
 
 
 def sorted_by_length(batches: Iterable[Batch]) -> bool:
-    """The tell-tale of a collate that sorts each batch by input length (deepspeech.pytorch's `_collate_fn`): the input
-    lengths of every batch of two or more samples are in decreasing order, and not all equal."""
+    """The tell-tale of a collate that sorts each batch by input length (deepspeech.pytorch's `_collate_fn` sorts it
+    longest first): the input lengths of every batch of two or more samples are in one order, decreasing or increasing,
+    not all equal, while the batches one after the other are not (a data set stored in length order, as SortaGrad's
+    first epoch reads it, keeps its order across batches too: its positions are its indices)."""
     sizes = [batch.input_lengths.tolist() for batch in batches if batch.size > 1]
-    return bool(sizes) and all(all(a >= b for a, b in zip(s, s[1:])) for s in sizes) and any(s[0] != s[-1] for s in sizes)
+    if not sizes or not any(s[0] != s[-1] for s in sizes):
+        return False
+    joined = [length for s in sizes for length in s]
+    for ordered in (lambda a, b: a >= b, lambda a, b: a <= b):
+        if all(all(ordered(a, b) for a, b in zip(s, s[1:])) for s in sizes):
+            return not all(ordered(a, b) for a, b in zip(joined, joined[1:]))
+    return False
 
 
 # ---------------------------------------------------------------- taking samples out of inputs

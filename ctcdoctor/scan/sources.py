@@ -304,8 +304,9 @@ ORDER_FIX = ("Give Setup.loader the DataLoader itself, with the conversion your 
 def refuse_iteration_order(loader: Any, batches: Iterator[Batch]) -> Iterator[Batch]:
     """`batches`, for a drop-list, from a loader whose sample numbers are positions in iteration order: refused (exit 2)
     when those are surely not data set indices: a DataLoader whose sampler does not read every item once, at once; any
-    other loader when its first batches carry the tell-tale of a collate that sorts each batch by input length
-    (`sorted_by_length`), before the list holds anything."""
+    other loader when a second pass over it starts with other samples (it shuffles), or when its first batches carry
+    the tell-tale of a collate that sorts each batch by input length (`sorted_by_length`), before the list holds
+    anything."""
     if _remakeable(loader) and isinstance(loader.collate_fn, KeepOrder):  # re-made, but not in data set order
         if loader.collate_fn.own_batches:  # kept: batches of another size or mix could exhaust memory
             what = ("a batch_sampler of your own (bucketing, dynamic batching) makes the DataLoader's batches, and "
@@ -319,6 +320,8 @@ def refuse_iteration_order(loader: Any, batches: Iterator[Batch]) -> Iterator[Ba
             "override this).")
     seen: list[Batch] = []
     for batch in batches:
+        if not seen and batch.index == 0:  # a shard's first batch is another: a fresh pass starts at batch 0
+            _refuse_shuffled(loader, batch)
         if len([item for item in seen if item.size > 1]) < SORTED_LOOK:
             seen.append(batch)
             if len([item for item in seen if item.size > 1]) == SORTED_LOOK:
@@ -327,11 +330,32 @@ def refuse_iteration_order(loader: Any, batches: Iterator[Batch]) -> Iterator[Ba
     _refuse_sorted(loader, seen)
 
 
+def _refuse_shuffled(loader: Any, first: Batch) -> None:
+    """Refused when a second pass over the loader starts with another batch (a class around a shuffling DataLoader):
+    its sample numbers are positions in one random order. Lengths and labels are compared (augmentation may change the
+    inputs); a one-pass iterator (`iter(loader) is loader`) is not read again."""
+    try:
+        again = iter(loader)
+        if again is loader:
+            return
+        other = normalise_batch(next(again), 0, 0, first.batch_axis)
+    except Exception:  # a second pass that fails says nothing about the order
+        return
+    (labels, _, _), (other_labels, _, _) = batch_targets(first), batch_targets(other)
+    if torch.equal(first.input_lengths, other.input_lengths) and torch.equal(labels, other_labels):
+        return
+    raise UserInputError(
+        f"--drop-list: the loader ({type(loader).__name__}) is not a DataLoader ctcdoctor can index, so sample N is the "
+        "N-th sample in iteration order; and a second pass over it starts with other samples (it shuffles), so those "
+        "numbers are positions in one random order and the list would name other samples",
+        ORDER_FIX)
+
+
 def _refuse_sorted(loader: Any, seen: list[Batch]) -> None:
     if sorted_by_length(seen):
         raise UserInputError(
             f"--drop-list: the loader ({type(loader).__name__}) is not a DataLoader ctcdoctor can index, so sample N is "
-            "the N-th sample in iteration order; and each of its first batches is sorted by input length, decreasing "
+            "the N-th sample in iteration order; and each of its first batches is sorted by input length "
             "(a collate that sorts, as deepspeech.pytorch's), so those numbers are not data set indices and the list "
             "would name other samples",
             ORDER_FIX)
