@@ -417,6 +417,9 @@ def infeasible_alignment(
     hardest = _numbered([hardest], targets)[0] if hardest is not None else None
     hint = infeasible_hint(count, covered, worst, layers, hardest, ratio,
                            fixed=fixed, rule=length_rule, longest=longest)
+    if "Cut that to" in hint:  # the bound comes from the samples read; the rest of the data set may need a lower one
+        hint += (f" That bound holds for the {plural(targets.size, 'sample')} checked: `ctcdoctor scan SPEC` gives it "
+                 "for the whole data set.")
     evidence = {"count": count, "total": covered, "scanned": targets.size, "worst": worst, "only_repeats": only_repeats,
                 "lengths_source": judged.source, **({"time_strides": [vars(item) for item in layers]} if layers else {}),
                 **fixed_evidence(fixed, longest["needed"])}
