@@ -131,4 +131,5 @@ def test_logs_on_the_keras_monitor_log_leads_the_blank_phase_hint_with_the_rate(
     found = {f.code: f for f in diagnose_run(path).findings}
     assert found["CTC206"].hint.startswith("Set the learning rate to 1e-4 to 1e-3")
     assert found["CTC220"].hint.startswith("Set the learning rate to 1e-4 to 1e-3") and "Train longer" not in found["CTC220"].hint
-    assert "the learning rate, 1, is 1000x the top of Adam's usual range" in found["CTC220"].message
+    assert "at a learning rate of 1, 1000x the top of Adam's usual range" in found["CTC220"].message
+    assert "still learning" not in found["CTC220"].message

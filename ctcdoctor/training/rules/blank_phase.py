@@ -309,11 +309,13 @@ def _ended_in_phase(analysis: Analysis, lasted: str, falling: tuple[float, float
     hint = (f"Train longer: the run ended before the model left the phase. To shorten it: a learning rate at the high "
             f"end of the usual range ({usual}) with warm-up, a head bias initialised at 0, enough frames per label.")
     rate = _rate_first(analysis)
-    if rate is not None:  # training longer at this rate would not help
+    if rate is not None:  # training longer at this rate would not help, whatever the loss did
         lr = _lr_now(analysis)
         assert lr is not None
-        message = (f"{message[:-1]}; but the learning rate, {fmt(lr)}, is {lr / ADAPTIVE_HIGH:.0f}x the top of "
-                   f"{analysis.optimizer}'s usual range for CTC: the likely reason the outputs are still blank.")
+        ended = "the run ended" if analysis.options.finished or falling is None else "the log ends"
+        message = (f"{ended} in the early blank phase: the outputs have been blank {lasted}, at a learning rate of "
+                   f"{fmt(lr)}, {lr / ADAPTIVE_HIGH:.0f}x the top of {analysis.optimizer}'s usual range for CTC: the "
+                   "likely reason they are still blank.")
         hint = (f"{rate}, and restart from the initial weights: at this rate the model may never leave the phase, "
                 "however long it trains.")
     return finding("CTC220", message, hint, {**evidence, "still_falling": falling is not None})
