@@ -68,7 +68,7 @@ class TimeStride:
             return self.setting if value == 1 else ""
         values = list(self.strides)
         values[self.position] = value
-        written = f"stride={values[0]}" if len(values) == 1 else f"stride=({', '.join(str(item) for item in values)})"
+        written = stride_setting(values)
         return f"its stride attribute: {written}" if self.attribute else written
 
 
@@ -341,17 +341,27 @@ def time_downsampling(model: torch.nn.Module, batch: Batch) -> tuple[TimeStride,
     return measure_downsampling(model, batch).layers
 
 
+def stride_setting(values: list[int] | tuple[int, ...]) -> str:
+    """"stride=2" for one spatial axis, "stride=(2, 1)" for several: what to write in the layer's arguments."""
+    return f"stride={values[0]}" if len(values) == 1 else f"stride=({', '.join(str(value) for value in values)})"
+
+
+def _per_axis(declared: Any, spatial: int) -> tuple[int, ...] | None:
+    """A layer's `stride` as one int per spatial axis (an int means the same on every axis); None when it is not that."""
+    values = tuple(declared) if isinstance(declared, (tuple, list)) else (declared,) * spatial
+    return values if len(values) == spatial and all(isinstance(value, int) for value in values) else None
+
+
 def _unit_stride(module: torch.nn.Module, spatial: int, index: int) -> str:
     """"stride=(2, 1)": the module's `stride` with spatial axis `index` set to 1 ("" when it has none, or the axis is
     not one of its spatial axes)."""
     declared = getattr(module, "stride", None)
-    if declared is None or not 0 <= index < spatial:
+    values = _per_axis(declared, spatial) if declared is not None and 0 <= index < spatial else None
+    if values is None:
         return ""
-    values = list(declared) if isinstance(declared, (tuple, list)) else [declared] * spatial
-    if len(values) != spatial or not all(isinstance(value, int) for value in values):
-        return ""
-    values[index] = 1
-    return f"stride={values[0]}" if spatial == 1 else f"stride=({', '.join(str(value) for value in values)})"
+    unit = list(values)
+    unit[index] = 1
+    return stride_setting(unit)
 
 
 def _declared(module: torch.nn.Module, spatial: int, index: int, stride: int) -> tuple[tuple[int, ...], int, bool]:
@@ -362,11 +372,8 @@ def _declared(module: torch.nn.Module, spatial: int, index: int, stride: int) ->
     declared = getattr(module, "stride", None)
     if isinstance(module, (torch.nn.modules.conv._ConvNd, torch.nn.modules.pooling._MaxPoolNd,
                            torch.nn.modules.pooling._AvgPoolNd)):
-        values = list(declared) if isinstance(declared, (tuple, list)) else [declared] * spatial
-        ints = tuple(value for value in values if isinstance(value, int))
-        if 0 <= index < spatial and len(ints) == len(values) == spatial:
-            return ints, index, False
-        return (), -1, False
+        values = _per_axis(declared, spatial)
+        return (values, index, False) if values is not None and 0 <= index < spatial else ((), -1, False)
     if isinstance(declared, int) and not isinstance(declared, bool) and declared == stride:
         return (declared,), 0, True
     return (), -1, False
