@@ -156,28 +156,36 @@ def test_scan_without_drop_list_reads_a_wrapped_sorting_loader(tmp_path):
     assert result.exit_code == 1, result.output
 
 
-def test_scan_refuses_a_drop_list_over_a_subset_sampler(tmp_path):
+def test_a_subset_sampler_writes_the_drop_list_in_data_set_indices(tmp_path):
+    # SubsetRandomSampler(range(30)): samples come in a random order of a part of the data set; each keeps its index.
     drop = tmp_path / "drop.txt"
-    result = CliRunner().invoke(app, ["scan", str(write_spec(tmp_path, "subset")), "--drop-list", str(drop)])
-    assert result.exit_code == 2, result.output
-    assert "sampler does not read every item" in result.output
+    result = CliRunner().invoke(app, ["scan", str(write_spec(tmp_path, "subset")), "--drop-list", str(drop),
+                                      "--drop-anyway"])
+    assert result.exit_code == 1, result.output
+    assert [int(line) for line in drop.read_text().split()] == INFEASIBLE
 
 
-def test_a_bucketing_batch_sampler_keeps_its_batches_and_refuses_a_drop_list(tmp_path):
-    # Its batches are kept (re-batched in data set order, a dynamic sampler's could exhaust memory), so the
-    # numbers are positions in its order: a drop-list would name other samples.
-    from ctcdoctor.load.batches import iterate_batches
-
+def test_a_bucketing_batch_sampler_keeps_its_batches_and_numbers_them_by_data_set_index(tmp_path):
+    # Its batches are kept (re-batched in data set order, a dynamic sampler's could exhaust memory), and each sample
+    # of them is still named by its data set index: in check, in scan's drop-list, and in overfit --sample.
     module = _spec_module(tmp_path, "bucketing")
     setup = module.build()
-    data = setup.loader.dataset
-    mine = [sorted(data.items[i][0].shape[0] for i in batch) for batch in setup.loader.batch_sampler]
-    seen = [sorted(batch.input_lengths.tolist()) for batch in iterate_batches(setup.loader)]
+    mine = [sorted(batch) for batch in setup.loader.batch_sampler]
+    seen = [sorted(batch.sample_id(row) for row in range(batch.size)) for batch in iterate_batches(setup.loader)]
     assert seen == mine
+    spec = str(write_spec(tmp_path, "bucketing"))
     drop = tmp_path / "drop.txt"
-    result = CliRunner().invoke(app, ["scan", str(write_spec(tmp_path, "bucketing")), "--drop-list", str(drop)])
-    assert result.exit_code == 2, result.output
-    assert "batch_sampler of your own" in " ".join(result.output.split()) and not drop.exists()
+    result = CliRunner().invoke(app, ["scan", spec, "--drop-list", str(drop), "--drop-anyway"])
+    assert result.exit_code == 1, result.output
+    assert [int(line) for line in drop.read_text().split()] == INFEASIBLE
+    report = json.loads(CliRunner().invoke(app, ["check", spec, "--format", "json"]).stdout)
+    (found,) = [item for item in report["findings"] if item["code"] == "CTC001"]
+    named = sorted(int(item["sample"]) for item in found["evidence"]["worst"])
+    assert named and set(named) <= set(INFEASIBLE), found
+    data = module.Data()
+    result = CliRunner().invoke(app, ["overfit", spec, "--sample", "9", "--steps", "1", "--format", "json"])
+    overfit = json.loads(result.stdout)["result"]
+    assert overfit["targets"] == [" ".join(map(str, data.items[9][1]))], overfit
 
 
 def _spec_module(tmp_path, loader="plain"):

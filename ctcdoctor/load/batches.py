@@ -145,8 +145,8 @@ def normalise_batch(raw: Any, index: int, first_sample: int, batch_axis: int | N
 
     `batch_axis` is `Setup.batch_axis`: None finds it from `input_lengths` (see `find_batch_axis`)."""
     ids = None
-    if isinstance(raw, Reordered):  # a collate that reordered the items (KeepOrder): number them by data set index
-        ids, raw = tuple(first_sample + item for item in raw.items_at), raw.raw
+    if isinstance(raw, Collated):  # from KeepOrder: number the samples by data set index
+        ids, raw = raw.ids(first_sample), raw.raw
     if isinstance(raw, Mapping):
         missing = [key for key in BATCH_KEYS if key not in raw]
         if missing:
@@ -451,40 +451,85 @@ def iterate_batches(loader: Iterable[Any], limit: int | None = None, batch_axis:
 
 
 @dataclass(frozen=True)
-class Reordered:
-    """A batch as the user's collate made it (`raw`), and which item of the batch sampler's list each position holds."""
+class Collated:
+    """A batch as the user's collate made it (`raw`), with which item of the batch sampler's list each position holds,
+    and, where the loader was re-made by `in_dataset_order`, the data set index of each item of that list."""
 
     raw: Any
     items_at: tuple[int, ...]
+    indices: tuple[int, ...] | None = None
+
+    def ids(self, first_sample: int) -> tuple[int, ...]:
+        """The sample number of each position: its data set index, or `first_sample` + its place in the list."""
+        if self.indices is None:
+            return tuple(first_sample + item for item in self.items_at)
+        return tuple(self.indices[item] for item in self.items_at)
+
+
+@dataclass(frozen=True)
+class _Item:
+    index: int
+    value: Any
+
+
+class Numbered(torch.utils.data.Dataset):  # type: ignore[type-arg]
+    """The loader's data set, each item carrying its data set index to `KeepOrder`, so that every sample of a batch is
+    numbered by that index whatever made the batch: the data set order, a batch_sampler of the user's (bucketing,
+    dynamic batching), a subset sampler, a shard's share of the batches."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> _Item:
+        return _Item(index, self.dataset[index])
+
+    def __getitems__(self, indices: list[int]) -> list[_Item]:
+        # DataLoader fetches a whole batch through __getitems__ when the data set has one (Hugging Face datasets do).
+        fetch = getattr(self.dataset, "__getitems__", None)
+        values = fetch(indices) if fetch else [self.dataset[index] for index in indices]
+        return [_Item(index, value) for index, value in zip(indices, values)]
 
 
 class KeepOrder:
     """The loader's collate_fn, watched for reordering the items of a batch (deepspeech.pytorch's `_collate_fn` sorts
     them by input length, and findings and `scan --drop-list` would then name other samples). The batch stays as the
-    collate made it (a model may need that order: `pack_padded_sequence(..., enforce_sorted=True)`); when the collate
-    reordered it, it comes wrapped in `Reordered`, which `normalise_batch` unwraps into `Batch.ids`.
+    collate made it (a model may need that order: `pack_padded_sequence(..., enforce_sorted=True)`); it comes wrapped
+    in `Collated` when the items carry their data set indices (`Numbered`) or the collate reordered them, and
+    `normalise_batch` unwraps that into `Batch.ids`.
 
     Whether the collate reorders is found by collating each item alone and matching its labels and input length to a
     position of the batch; once a batch whose items were not already in length order comes back as it went in (or
     after `CHECKED` batches that did), the collate is trusted and costs nothing more. A collate that reorders is
     matched on every batch (one more collate per item). A batch that cannot be matched (items dropped, lengths in
-    another unit) passes as it is; identical samples match either way, which is harmless."""
+    another unit) passes with its items taken in list order; identical samples match either way, which is harmless."""
 
     CHECKED = 8
 
-    def __init__(self, collate: Callable[[list[Any]], Any], indexed: bool = True, batch_axis: int | None = None,
-                 own_batches: bool = False) -> None:
-        self.collate, self.indexed, self.batch_axis, self.own_batches = collate, indexed, batch_axis, own_batches
-        """`indexed`: batches come in data set order, so sample numbers are data set indices. `own_batches`: the
-        user's batch_sampler makes the batches (kept, so not in data set order)."""
+    def __init__(self, collate: Callable[[list[Any]], Any], batch_axis: int | None = None) -> None:
+        self.collate, self.batch_axis = collate, batch_axis
         self.state = "unknown"
         """"unknown" (still checking), "keeps" (the collate keeps the order) or "reorders"."""
         self.checked = 0
 
     def __call__(self, items: list[Any]) -> Any:
+        indices = None
+        if isinstance(items, list) and items and all(isinstance(item, _Item) for item in items):
+            indices, items = tuple(item.index for item in items), [item.value for item in items]
         raw = self.collate(items)
-        if self.state == "keeps" or not isinstance(items, list) or len(items) < 2:
+        in_order = tuple(range(len(items))) if isinstance(items, list) else ()
+        items_at = self._items_at(items, raw) or in_order
+        if items_at == in_order and indices is None:
             return raw
+        return Collated(raw, items_at, indices)
+
+    def _items_at(self, items: list[Any], raw: Any) -> tuple[int, ...] | None:
+        """Which item each position of the batch holds, when the collate reordered them; None when it kept the order
+        or the batch cannot be matched."""
+        if self.state == "keeps" or not isinstance(items, list) or len(items) < 2:
+            return None
         try:
             matched = self._match(items, raw)
         except Exception:  # not a batch normalise_batch reads: the command says so when it normalises it
@@ -492,15 +537,15 @@ class KeepOrder:
         if matched is None:  # after CHECKED such batches in a row, stop trying: the batches pass as they are
             self.checked += self.state == "unknown"
             self.state = "keeps" if self.checked >= self.CHECKED else self.state
-            return raw
+            return None
         items_at, lengths = matched
         if items_at == list(range(len(items))):
             self.checked += 1
             if self.state == "unknown" and (not _monotone(lengths) or self.checked >= self.CHECKED):
                 self.state = "keeps"
-            return raw
+            return None
         self.state = "reorders"
-        return Reordered(raw, tuple(items_at))
+        return tuple(items_at)
 
     def _match(self, items: list[Any], raw: Any) -> tuple[list[int], list[int]] | None:
         """(for each position of the batch, the item it holds; the items' input lengths, in their order), or None."""
@@ -532,7 +577,7 @@ def _monotone(values: list[int]) -> bool:
     return all(a >= b for a, b in pairs) or all(a <= b for a, b in pairs)
 
 
-def _indexable(loader: Any) -> bool:
+def indexable(loader: Any) -> bool:
     """A DataLoader over a map-style data set that batches (the collate sees the items of each batch)."""
     from torch.utils.data import DataLoader, IterableDataset
 
@@ -569,15 +614,16 @@ def dataset_order_batches(loader: Any) -> Any:
 
 
 def in_dataset_order(loader: Iterable[Any], batch_axis: int | None = None) -> Iterable[Any]:
-    """A DataLoader over a map-style data set re-made to read it in data set order, so that sample numbers in findings
-    are data set indices (what `overfit --sample N` takes), not positions in one random order: batches of the loader's
-    size in data set order when its sampler reads every item once (shuffled or not), its own batches otherwise (a
-    batch_sampler of the user's, a subset); either way its collate wrapped in `KeepOrder` (a collate that reorders the
-    items of a batch gives `Batch.ids`).
-    Anything else is returned as it is (see `numbered_by_index`)."""
+    """A DataLoader over a map-style data set re-made so that sample numbers in findings are data set indices (what
+    `overfit --sample N` takes), not positions in one random order: it reads batches of the loader's size in data set
+    order when its sampler reads every item once (shuffled or not), its own batches otherwise (a batch_sampler of the
+    user's, a subset); either way each item carries its index (`Numbered`) to the collate, wrapped in `KeepOrder`
+    (a collate that reorders the items of a batch is matched back to them), and `Batch.ids` holds the indices.
+    Anything else is returned as it is: its samples are numbered by position in iteration order (see
+    `numbered_by_index`)."""
     from torch.utils.data import DataLoader
 
-    if not _indexable(loader) or isinstance(loader.collate_fn, KeepOrder):  # type: ignore[attr-defined]
+    if not indexable(loader) or isinstance(loader.collate_fn, KeepOrder):  # type: ignore[attr-defined]
         return loader
     assert isinstance(loader, DataLoader)
     if type(loader).__iter__ is not DataLoader.__iter__:
@@ -585,9 +631,9 @@ def in_dataset_order(loader: Iterable[Any], batch_axis: int | None = None) -> It
     ordered = dataset_order_batches(loader)
     workers = loader.num_workers
     return DataLoader(
-        loader.dataset,
+        Numbered(loader.dataset),
         batch_sampler=ordered if ordered is not None else loader.batch_sampler,
-        collate_fn=KeepOrder(loader.collate_fn, ordered is not None, batch_axis, own_batches=loader.batch_size is None),
+        collate_fn=KeepOrder(loader.collate_fn, batch_axis),
         num_workers=workers,
         worker_init_fn=loader.worker_init_fn,
         multiprocessing_context=loader.multiprocessing_context if workers else None,
@@ -599,8 +645,7 @@ def in_dataset_order(loader: Iterable[Any], batch_axis: int | None = None) -> It
 
 def numbered_by_index(loader: Any) -> bool:
     """Whether the samples of `in_dataset_order(loader)` are numbered by data set index (else: iteration order)."""
-    ordered = in_dataset_order(loader)
-    return isinstance(getattr(ordered, "collate_fn", None), KeepOrder) and ordered.collate_fn.indexed  # type: ignore[attr-defined]
+    return isinstance(getattr(in_dataset_order(loader), "dataset", None), Numbered)
 
 
 def sorted_by_length(batches: Iterable[Batch]) -> bool:

@@ -58,9 +58,9 @@ def samples_in_batch_order(loader: Any, indices: Sequence[int], batch_axis: int 
     or found from the input lengths; samples from different batches are right-padded with zeros to a
     common shape).
     """
-    from torch.utils.data import DataLoader, IterableDataset
+    from ctcdoctor.load.batches import Collated, KeepOrder, indexable
 
-    if isinstance(loader, DataLoader) and loader.batch_size is not None and not isinstance(loader.dataset, IterableDataset):
+    if indexable(loader):  # its own batch_sampler too (bucketing): check numbers its samples by data set index as well
         dataset = loader.dataset
         size: int | None
         try:
@@ -75,8 +75,6 @@ def samples_in_batch_order(loader: Any, indices: Sequence[int], batch_axis: int 
                 f"sample {outside[0]} does not exist: the loader's data set has {size} samples",
                 f"Pick --sample between 0 and {(size or 1) - 1}.",
             )
-        from ctcdoctor.load.batches import KeepOrder, Reordered
-
         try:
             items = [dataset[i] for i in indices]
             raw = KeepOrder(loader.collate_fn, batch_axis=batch_axis)(items)
@@ -85,7 +83,7 @@ def samples_in_batch_order(loader: Any, indices: Sequence[int], batch_axis: int 
                 f"taking samples {list(indices)} from the loader's data set raised {type(error).__name__}: {error}",
                 "Make dataset[i] and the loader's collate_fn work on a list of items (try it by hand); use --debug for the traceback.",
             ) from error
-        if isinstance(raw, Reordered):
+        if isinstance(raw, Collated):
             return raw.raw, "dataset[i] + loader.collate_fn", tuple(indices[item] for item in raw.items_at)
         return raw, "dataset[i] + loader.collate_fn", tuple(indices)
     return _unbatch(loader, indices, batch_axis), "cut from the loader's batches", tuple(indices)

@@ -18,7 +18,15 @@ import numpy as np
 import torch
 
 from ctcdoctor.errors import BatchError, UserInputError
-from ctcdoctor.load.batches import Batch, KeepOrder, batch_targets, in_dataset_order, normalise_batch, sorted_by_length
+from ctcdoctor.load.batches import (
+    Batch,
+    Collated,
+    batch_targets,
+    in_dataset_order,
+    indexable,
+    normalise_batch,
+    sorted_by_length,
+)
 from ctcdoctor.load.limits import doing
 from ctcdoctor.scan.summary import Chunk
 
@@ -74,12 +82,6 @@ class _StridedBatches:
         return len(range(self.shard.index, total, self.shard.count))
 
 
-def _remakeable(loader: Any) -> bool:
-    from torch.utils.data import DataLoader, IterableDataset
-
-    return isinstance(loader, DataLoader) and not isinstance(loader.dataset, IterableDataset) and loader.batch_sampler is not None
-
-
 def _remade(loader: Any, batches: Iterable[list[int]], workers: int | None) -> Any:
     """The DataLoader with another batch sampler and worker count (its data set and collate as they are)."""
     from torch.utils.data import DataLoader
@@ -94,7 +96,7 @@ def _remade(loader: Any, batches: Iterable[list[int]], workers: int | None) -> A
 
 def _sharded_loader(loader: Any, shard: Shard, workers: int | None) -> tuple[Iterable[Any], _StridedBatches] | None:
     """The DataLoader re-made to load only the shard's batches, or None when it cannot be."""
-    if not _remakeable(loader):
+    if not indexable(loader):
         return None
     strided = _StridedBatches(loader.batch_sampler, shard)
     return _remade(loader, strided, workers), strided
@@ -102,6 +104,7 @@ def _sharded_loader(loader: Any, shard: Shard, workers: int | None) -> tuple[Ite
 
 def _raw_size(raw: Any) -> int | None:
     """Samples in a raw batch without normalising it (for batches another shard owns)."""
+    raw = raw.raw if isinstance(raw, Collated) else raw
     try:
         lengths = raw["target_lengths"] if isinstance(raw, dict) else raw[3]
         return int(len(lengths))
@@ -135,7 +138,7 @@ def shard_batches(loader: Iterable[Any], shard: Shard, limit: int | None, status
     map-style data set with that many worker processes (its collate runs in them). `batch_axis` is
     Setup.batch_axis: time-major inputs (T, N, ...) are cut on axis 1 even where T == N makes the shape ambiguous."""
     ordered = in_dataset_order(loader)
-    if workers is not None and shard.count == 1 and _remakeable(ordered):
+    if workers is not None and shard.count == 1 and indexable(ordered):
         ordered = _remade(ordered, ordered.batch_sampler, workers)  # type: ignore[attr-defined]
     remade = _sharded_loader(ordered, shard, workers) if shard.count > 1 and limit is None else None
     if remade is not None:
@@ -302,22 +305,11 @@ ORDER_FIX = ("Give Setup.loader the DataLoader itself, with the conversion your 
 
 
 def refuse_iteration_order(loader: Any, batches: Iterator[Batch]) -> Iterator[Batch]:
-    """`batches`, for a drop-list, from a loader whose sample numbers are positions in iteration order: refused (exit 2)
-    when those are surely not data set indices: a DataLoader whose sampler does not read every item once, at once; any
-    other loader when a second pass over it starts with other samples (it shuffles), or when its first batches carry
+    """`batches`, for a drop-list, from a loader whose sample numbers are positions in iteration order (one ctcdoctor
+    cannot index: a class around a DataLoader, an iterable data set): refused (exit 2) when those are surely not data
+    set indices: when a second pass over it starts with other samples (it shuffles), or when its first batches carry
     the tell-tale of a collate that sorts each batch by input length (`sorted_by_length`), before the list holds
     anything."""
-    if _remakeable(loader) and isinstance(loader.collate_fn, KeepOrder):  # re-made, but not in data set order
-        if loader.collate_fn.own_batches:  # kept: batches of another size or mix could exhaust memory
-            what = ("a batch_sampler of your own (bucketing, dynamic batching) makes the DataLoader's batches, and "
-                    "ctcdoctor keeps them")
-        else:
-            what = "the DataLoader's sampler does not read every item of its data set once (a subset, sampling with replacement)"
-        raise UserInputError(
-            f"--drop-list: {what}, so sample numbers are positions in its order, not data set indices",
-            "Give Setup.sample_labels (the scan then reads each item's length and labels by data set index), or scan a "
-            "DataLoader(dataset, batch_size=..., collate_fn=...) over the whole data set (--drop-anyway does not "
-            "override this).")
     seen: list[Batch] = []
     for batch in batches:
         if not seen and batch.index == 0:  # a shard's first batch is another: a fresh pass starts at batch 0

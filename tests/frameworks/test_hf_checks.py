@@ -13,7 +13,7 @@ from hfkit import audio_model, example, loader, processor  # noqa: E402
 
 from ctcdoctor.checks import huggingface as hfchecks  # noqa: E402
 from ctcdoctor.frameworks.huggingface import HFFacts, SampleFacts, describe_hf  # noqa: E402
-from ctcdoctor.load.batches import in_dataset_order  # noqa: E402
+from ctcdoctor.load.batches import Collated, in_dataset_order  # noqa: E402
 from ctcdoctor.registry import SkipCheck  # noqa: E402
 
 CHECKS = (hfchecks.vocab_size_mismatch, hfchecks.blank_not_tokenizer_pad, hfchecks.unknown_labels, hfchecks.summed_loss,
@@ -37,7 +37,8 @@ def measured(model=None, proc=None, data_loader=None, **kwargs) -> HFFacts:
     proc = proc or processor()
     model = model or audio_model("Wav2Vec2ForCTC", proc)
     # In data set order, as ctcdoctor reads the loader (the example's loader shuffles).
-    result = describe_hf(model, list(in_dataset_order(data_loader or loader(proc))), processor=proc, **kwargs)
+    batches = [raw.raw if isinstance(raw, Collated) else raw for raw in in_dataset_order(data_loader or loader(proc))]
+    result = describe_hf(model, batches, processor=proc, **kwargs)
     assert result is not None
     return result
 
