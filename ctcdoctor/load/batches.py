@@ -663,6 +663,38 @@ def sorted_by_length(batches: Iterable[Batch]) -> bool:
     return False
 
 
+def starts_elsewhere(loader: Any, first: Batch) -> bool:
+    """Whether a second pass over `loader` starts with another batch than `first` (a class around a shuffling
+    DataLoader): its sample numbers are then positions in one random order. Lengths and labels are compared
+    (augmentation may change the inputs); a one-pass iterator (`iter(loader) is loader`) is not read again, and a second
+    pass that fails says nothing about the order."""
+    try:
+        again = iter(loader)
+        if again is loader:
+            return False
+        other = normalise_batch(next(again), 0, 0, first.batch_axis)
+    except Exception:
+        return False
+    labels, other_labels = batch_targets(first)[0], batch_targets(other)[0]
+    return not (torch.equal(first.input_lengths, other.input_lengths) and torch.equal(labels, other_labels))
+
+
+def position_numbers(loader: Any, batches: Sequence[Batch]) -> str | None:
+    """For the report, when the samples of a loader ctcdoctor cannot index are numbered by positions that are surely
+    not data set indices (it shuffles, or sorts each batch by length), what they are and how to get indices; None
+    otherwise (data set indices, or positions in an order that holds from pass to pass)."""
+    if not batches or numbered_by_index(loader) or isinstance(loader, (list, tuple)):
+        return None
+    name = type(loader).__name__
+    fix = "give Setup.loader the DataLoader itself for data set indices"
+    if starts_elsewhere(loader, batches[0]):
+        return (f"samples numbered by position in one shuffled pass over {name} (overfit --sample N reads another "
+                f"pass): {fix}")
+    if sorted_by_length(batches):
+        return f"samples numbered by position in {name}'s batches, each sorted by length, not by data set index: {fix}"
+    return None
+
+
 # ---------------------------------------------------------------- taking samples out of inputs
 
 def _index_packed(packed: Any, index: torch.Tensor) -> Any:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ctcdoctor.engine import Context
+from ctcdoctor.load.batches import position_numbers
 from ctcdoctor.measure.model import returned_note
 
 
@@ -27,4 +28,8 @@ def setup_summary(context: Context) -> dict[str, Any] | None:
     lengths = context.known("output_lengths")
     if lengths is not None:
         summary.update(frames_source=lengths.source, frames_detail=lengths.detail)
+    batches = context.known("batches")
+    numbers = position_numbers(context.setup.loader, batches) if batches else None
+    if numbers is not None:  # the findings' sample numbers would name other samples in a new pass
+        summary["sample_numbers"] = numbers
     return summary

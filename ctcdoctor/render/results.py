@@ -37,6 +37,8 @@ def check(result: dict[str, Any], every: int | None = None) -> RenderableType:
         parts.append(f"frames {result['frames_detail']}")
     if result.get("returned"):
         parts.append(str(result["returned"]))
+    if result.get("sample_numbers"):
+        parts.append(str(result["sample_numbers"]))
     return Text("read: " + "; ".join(parts), style="dim")
 
 

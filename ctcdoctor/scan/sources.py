@@ -26,6 +26,7 @@ from ctcdoctor.load.batches import (
     indexable,
     normalise_batch,
     sorted_by_length,
+    starts_elsewhere,
 )
 from ctcdoctor.load.limits import doing
 from ctcdoctor.scan.summary import Chunk
@@ -323,18 +324,8 @@ def refuse_iteration_order(loader: Any, batches: Iterator[Batch]) -> Iterator[Ba
 
 
 def _refuse_shuffled(loader: Any, first: Batch) -> None:
-    """Refused when a second pass over the loader starts with another batch (a class around a shuffling DataLoader):
-    its sample numbers are positions in one random order. Lengths and labels are compared (augmentation may change the
-    inputs); a one-pass iterator (`iter(loader) is loader`) is not read again."""
-    try:
-        again = iter(loader)
-        if again is loader:
-            return
-        other = normalise_batch(next(again), 0, 0, first.batch_axis)
-    except Exception:  # a second pass that fails says nothing about the order
-        return
-    (labels, _, _), (other_labels, _, _) = batch_targets(first), batch_targets(other)
-    if torch.equal(first.input_lengths, other.input_lengths) and torch.equal(labels, other_labels):
+    """Refused when a second pass over the loader starts with another batch (`starts_elsewhere`)."""
+    if not starts_elsewhere(loader, first):
         return
     raise UserInputError(
         f"--drop-list: the loader ({type(loader).__name__}) is not a DataLoader ctcdoctor can index, so sample N is the "
