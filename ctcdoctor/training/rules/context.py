@@ -28,13 +28,14 @@ class Options:
     """"mean" (F.ctc_loss's default: loss divided by the target length, per label) or "sum"
     (loss per sample: Keras' ctc_batch_cost, reduction="none"/"sum"); None compares with both."""
     patience: int = 0
-    """Steps a plateau (or a stuck error rate) must last before it is reported. 0 for a finished
-    run, where shares of the run decide; the live monitor sets a budget so that the normal early
-    blank plateau of a run in progress is not reported as a failure."""
+    """Steps a plateau (or a stuck error rate, or the blank phase) must last before it is reported.
+    0 (a log without a budget), shares of the run decide; the monitor sets a budget so that the
+    normal early blank plateau is not reported as a failure. The budget is the same while the run
+    goes on and once it is over: a run that ended before its phase outlived it is too short to
+    judge (CTC220, info), not a collapse, so the close never contradicts what was said live."""
     finished: bool = False
-    """The run is over (the monitor's `close()`, or a monitor log whose last line says so): a blank
-    or uniform phase that reaches its end is judged as in a log without a budget (patience 0),
-    whatever `patience` says; the budget only protects a run that may still leave the phase."""
+    """The run is over (the monitor's `close()`, or a monitor log whose last line says so): findings
+    say "the run ended ... train longer" instead of "nothing to fix yet"."""
     trainer: str | None = None
     """What drove the run: "huggingface", "lightning", "keras", or "loop" (a plain loop feeding the monitor).
     Only Hugging Face's Trainer hides NaN losses from its log (CTC202 says so only then); None: unknown."""
@@ -55,9 +56,9 @@ class Analysis:
 
     @property
     def patience(self) -> int:
-        """The budget the curve rules apply: none once the run is over (a finished run is judged whole, as
-        `ctcdoctor logs` judges a log without a budget)."""
-        return 0 if self.options.finished else self.options.patience
+        """The budget the curve rules apply, the same while the run goes on and once it is over (a finished run
+        shorter than its budget is too short to judge, not stuck: see `Options.patience`)."""
+        return self.options.patience
 
     @cached_property
     def optimizer(self) -> str | None:
