@@ -82,3 +82,20 @@ def test_the_monitor_close_says_what_it_said_live():
         [found.message for found in report.findings]
     (info,) = [found for found in report.findings if found.code == "CTC220"]
     assert "judging it takes a run to step 2,001" in info.message
+
+
+def test_a_short_finished_run_with_uniform_outputs_is_too_short_to_judge_not_an_error(tmp_path):
+    # the same contradiction for CTC224: 60 steps near uniform at a normal rate were an error at the close
+    monitor = Monitor(every=10, stream=io.StringIO(), optimizer="Adam", metrics_path=tmp_path / "metrics.jsonl")
+    classes, frames, samples = 10, 40, 8
+    targets = torch.randint(1, classes, (samples, 3), generator=torch.Generator().manual_seed(0))
+    uniform = torch.zeros(frames, samples, classes).log_softmax(-1)
+    for step in range(1, 61):
+        monitor.update(step, 9.5, log_probs=uniform, targets=targets, target_lengths=torch.full((samples,), 3), lr=1e-3)
+    report = monitor.close()
+    assert not [found for found in report.findings if found.severity.value == "error"], \
+        [found.message for found in report.findings]
+    code, findings = logs_json(tmp_path / "metrics.jsonl")
+    assert code == 0 and findings["CTC224"]["severity"] == "info"
+    assert "judging it takes a run to step 2,001" in findings["CTC224"]["message"]
+    assert findings["CTC224"]["hint"].startswith("Train longer")
