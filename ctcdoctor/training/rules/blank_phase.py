@@ -241,7 +241,9 @@ def _relapse(analysis: Analysis, evaluations: Evaluations, phase: Phase, start: 
     loss = (f"; the loss rose from {fmt(levels[1])} there to {fmt(levels[0])}" if levels is not None else "")
     message = (f"the outputs fell back to blank {lasted}{pooled}, after the model had emitted labels at "
                f"{analysis.step(learned_at)}{loss}.")
-    hint = (f"{lower_lr(analysis.optimizer, _lr_now(analysis), (3,))} and clip gradients (clip_grad_norm_(params, 1.0)); "
+    from ctcdoctor.training.rules.divergence import clip_gradients
+
+    hint = (f"{lower_lr(analysis.optimizer, _lr_now(analysis), (3,))} and {clip_gradients(None, analysis.options.clip)}; "
             f"resume from the checkpoint at or before {analysis.step(learned_at)}, whose decodes were not empty.")
     evidence = {"steps": [start, analysis.loss.last_step], "evaluations": count, "relapse": True,
                 "patience": analysis.options.patience, "emitted_at": phase.learned_at, "decodes": decodes,

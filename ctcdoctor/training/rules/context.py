@@ -39,6 +39,15 @@ class Options:
     trainer: str | None = None
     """What drove the run: "huggingface", "lightning", "keras", or "loop" (a plain loop feeding the monitor).
     Only Hugging Face's Trainer hides NaN losses from its log (CTC202 says so only then); None: unknown."""
+    sizes: str | None = None
+    """Where `classes` and `label_length` came from, for the messages that quote them: "monitor" (the monitor
+    measured them from the outputs and targets it was given, or took `Monitor(classes=)`), "flags" (`ctcdoctor logs
+    --classes/--label-length`), None (given to `diagnose` directly)."""
+    clip: tuple[float, float] | None = None
+    """The gradients were clipped: (the norm they were clipped to, the largest norm given before clipping).
+    Set by the verdict from the log (the monitor measures the gradients the optimizer holds at each
+    evaluation, `grad_norm_applied`, beside the `grad_norm` it was given; or a given grad norm that never
+    exceeds a cap it keeps hitting). Clipping advice then says clipping is in place instead of adding it."""
     optimizer: str | None = None
     """The optimizer's class name (Adam, AdamW, SGD): learning-rate advice depends on it. None: read it
     from the learning rate's tag (`lr-Adam`) when it is there, else the advice is relative."""
@@ -112,6 +121,17 @@ class Analysis:
             levels.append((length * per_label,
                            f"U*ln(C-1) = {length:.3g}*ln({classes - 1}) = {length * per_label:.3g} per sample"))
         return levels
+
+    def sizes_origin(self) -> str:
+        """Where the content-free estimate's C and U came from, in the terms of what the user ran."""
+        if self.options.sizes == "monitor":
+            sizes = f"C={self.options.classes} classes"
+            if self.options.label_length:
+                sizes += f" and U={self.options.label_length:.3g} labels per target"
+            return f"an estimate from the monitor's {sizes}"
+        if self.options.sizes == "flags":
+            return "an estimate from --classes/--label-length"
+        return "an estimate from the classes and label length given"
 
     def near_content_free(self, level: float, low: float = 0.6, high: float = 1.3) -> tuple[float, str] | None:
         """The content-free level `level` matches (within [low, high] times it), if any."""
