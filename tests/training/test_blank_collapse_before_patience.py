@@ -20,7 +20,7 @@ def test_the_close_keeps_the_patience_said_while_the_run_went_on(tmp_path):
     findings = diagnose_run(path).findings
     assert "CTC221" not in {item.code for item in findings}
     (info,) = [item for item in findings if item.code == "CTC220"]
-    assert "a blank phase is a collapse (CTC221) once it lasts 2,000 steps (patience 2,000)" in info.message
+    assert "a blank phase is judged a blank collapse once it lasts 2,000 steps (patience 2,000)" in info.message
 
 
 def test_a_run_past_its_patience_keeps_the_budget_words(tmp_path):

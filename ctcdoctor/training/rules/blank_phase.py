@@ -303,6 +303,10 @@ def _ended_in_phase(analysis: Analysis, lasted: str, falling: tuple[float, float
     """CTC220 for a run over in the early blank phase: too short to judge (its loss still falling, or the phase a
     small share of it), so "train longer", never "nothing to fix yet"."""
     usual = usual_lr(analysis.optimizer)
+    patience = analysis.options.patience
+    judge = (f"a blank phase is judged a blank collapse once it lasts {patience:,} {analysis.unit}s (patience {patience:,}), "
+             f"and this one lasted {analysis.loss.last_step - start:,}: judging it takes a run to "
+             f"{analysis.step(start + patience)}") if patience else ""
     if falling is not None:
         middle = analysis.step(int(analysis.loss.steps[analysis.loss.n // 2]))
         ended = "the run ended" if analysis.options.finished else "the log ends"
@@ -310,19 +314,16 @@ def _ended_in_phase(analysis: Analysis, lasted: str, falling: tuple[float, float
                    f"but the loss was still falling ({fmt(falling[0])} at {middle} to {fmt(falling[1])} at the end, "
                    f"smoothed), so the model was still learning: not a blank collapse (the phase lasts about 150 steps on "
                    "the bundled OCR example; longer for large models and long warm-ups).")
+        if judge:
+            message += f" With the loss flat, {judge}."
     else:
         message = (f"the run ended in the early blank phase: the outputs have been blank {lasted}; the model does not "
                    "emit labels yet (the phase lasts about 150 steps on the bundled OCR example; longer for large "
                    f"models and long warm-ups){loss_now}")
-        patience = analysis.options.patience
-        if patience:
-            message += (f". Too short to judge: a blank phase is a collapse (CTC221) once it lasts {patience:,} "
-                        f"{analysis.unit}s (patience {patience:,}), and this one lasted {analysis.loss.last_step - start:,}: "
-                        f"judging it takes a run to {analysis.step(start + patience)}")
-        message += "."
+        message += f". Too short to judge: {judge}." if judge else "."
     hint = (f"Train longer: the run ended before the model left the phase. To shorten it: a learning rate at the high "
             f"end of the usual range ({usual}) with warm-up, a head bias initialised at 0, enough frames per label.")
-    if analysis.options.patience and falling is None:
+    if patience and falling is None:
         hint += (" If the phase lasts well past the usual few hundred steps, it is likely a collapse: check that labels "
                  "belong to their inputs and that the learning rate is in range; a smaller budget (Monitor(patience=...), "
                  "`ctcdoctor logs --patience`) judges it sooner.")
@@ -336,5 +337,5 @@ def _ended_in_phase(analysis: Analysis, lasted: str, falling: tuple[float, float
                    "likely reason they are still blank.")
         hint = (f"{rate}, and restart from the initial weights: at this rate the model may never leave the phase, "
                 "however long it trains.")
-    budget_end = start + analysis.options.patience if analysis.options.patience else None
+    budget_end = start + patience if patience else None
     return finding("CTC220", message, hint, {**evidence, "still_falling": falling is not None, "judged_at": budget_end})
