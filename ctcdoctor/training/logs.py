@@ -142,6 +142,8 @@ def diagnose_run(
         patience=patience if patience is not None else int(_meta_number(run.meta, "patience") or 0),
         optimizer=optimizer or (str(run.meta["optimizer"]) if run.meta.get("optimizer") else None),
         finished=run.meta.get("finished") is True,
+        sizes=("flags" if classes is not None or label_length is not None else
+               "monitor" if run.format == "monitor" and classes_value is not None else None),
         trainer=str(run.meta["trainer"]) if run.meta.get("trainer") else ("huggingface" if run.format == "huggingface" else None),
     )
     started = time.perf_counter()

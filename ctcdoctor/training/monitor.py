@@ -166,6 +166,8 @@ class Monitor:
         check_options(every, stop_on, layout, patience, reduction)
         self.optimizer: str | None = None
         """The optimizer's class name (from `optimizer=` or `use_optimizer`)."""
+        self._optimizer_object: Any = None
+        """The optimizer itself when one was given (not a name): its gradients tell whether the loop clips them."""
         self.use_optimizer(optimizer)
         self.every, self.stop_on, self.blank, self.layout = int(every), stop_on, int(blank), layout
         self.alphabet = list(alphabet) if alphabet is not None else None
@@ -224,6 +226,8 @@ class Monitor:
                 break
             optimizer = inner
         self.optimizer = optimizer if isinstance(optimizer, str) else type(optimizer).__name__
+        if not isinstance(optimizer, str) and hasattr(optimizer, "param_groups"):
+            self._optimizer_object = optimizer
 
     # ------------------------------------------------------------------ feeding
     def wants_outputs(self, step: int) -> bool:
@@ -284,6 +288,8 @@ class Monitor:
         values = {key: self._scalar(key, value) for key, value in values.items()}
         if target_lengths is not None and "infeasible" not in values:
             values["infeasible"] = self._infeasible(targets, target_lengths, output_lengths, first, layout)
+        if grad_norm is not None and self.wants_outputs(step) and "grad_norm_applied" not in values:
+            values["grad_norm_applied"] = self._applied_grad_norm()
         # detached now (no sync): a kept loss must not keep its step's autograd graph alive
         self._pending.append((step, self._scalar("loss", loss), self._scalar("lr", lr),
                               self._scalar("grad_norm", grad_norm),
@@ -292,6 +298,28 @@ class Monitor:
         if self.wants_outputs(step):
             outputs = given[0] if given and targets is not None and target_lengths is not None else None
             self._evaluate(step, outputs, targets, target_lengths, output_lengths, layout)
+
+    def _applied_grad_norm(self) -> float | None:
+        """The norm of the gradients the optimizer holds now (after the loop's clipping, before its zero_grad), or None
+        (no torch optimizer given, gradients already zeroed). Beside the `grad_norm` the loop gave (clip_grad_norm_
+        returns the norm before clipping) it tells the rules that the gradients are clipped. Only at evaluations."""
+        groups = getattr(self._optimizer_object, "param_groups", None)
+        if not groups:
+            return None
+        import torch
+
+        try:
+            grads = [param.grad for group in groups for param in group.get("params", ())
+                     if isinstance(param, torch.Tensor) and param.grad is not None and not param.grad.is_sparse]
+            if not grads:
+                return None
+            by_device: dict[Any, list[Any]] = {}
+            for grad in grads:
+                by_device.setdefault(grad.device, []).append(torch.linalg.vector_norm(grad.detach(), dtype=torch.float32))
+            total = math.sqrt(sum(float(torch.stack(norms).square().sum()) for norms in by_device.values()))
+        except (RuntimeError, TypeError, ValueError):
+            return None
+        return total if math.isfinite(total) and total > 0 else None
 
     # ------------------------------------------------------------------ what the loop hands it
     def notice(self, text: str, key: str | None = None) -> None:
@@ -591,7 +619,8 @@ class Monitor:
         meta = self.meta()
         return Options(classes=meta.get("classes"), label_length=meta.get("label_length"),
                        reduction=meta.get("reduction"), patience=self.patience, optimizer=self.optimizer or meta.get("optimizer"),
-                       finished=finished or self.closed, trainer=meta.get("trainer"))
+                       finished=finished or self.closed, trainer=meta.get("trainer"),
+                       sizes="monitor" if meta.get("classes") is not None else None)
 
     def meta(self) -> dict[str, Any]:
         """The JSONL header: what the rules need to know about the run (fixed once the file is started)."""

@@ -29,8 +29,8 @@ Format (version 1), UTF-8, one JSON object per line:
   whose ``update()`` had the lengths (counted from them, among the first ``max_samples``
   samples), not only at evaluations.
 * the last record written by the monitor's ``close()`` carries ``"finished": true`` (a JSON
-  boolean, not a scalar): the run is over, so ``logs`` judges a blank or uniform phase that
-  lasts to its end as in a finished run (without the ``patience`` budget), as ``close()`` did.
+  boolean, not a scalar): the run is over, so ``logs`` tells a blank phase that lasts to its end
+  within the ``patience`` budget as too short to judge ("train longer"), as ``close()`` did.
   A file without it is a run in progress (or one that crashed).
 * a step may appear again (the monitor writes a record at its evaluation and again with a value
   logged later for it, or with the ``finished`` mark): the reader keeps the latest value of

@@ -9,22 +9,30 @@ says what the monitor said.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 
 from ctcdoctor.findings import CheckResult, Finding
 from ctcdoctor.training.rules import RULE_TITLES, RULES, Analysis, Options
+from ctcdoctor.training.rules.divergence import find_clipping
 from ctcdoctor.training.rules.generalisation import check_generalisation
 from ctcdoctor.training.rules.metrics import check_metric_stuck
 from ctcdoctor.training.rules.outputs import Evaluations, diagnose_outputs, merge
 from ctcdoctor.training.rules.schedule import check_schedule
 from ctcdoctor.training.series import Curves, Run
 
+APPLIED_GRAD_NORM = "grad_norm_applied"
+"""The monitor's measurement of the gradients the optimizer holds at an evaluation (after the loop's clipping)."""
+
 
 def verdict(run: Run, curves: Curves, options: Options, results: list[CheckResult] | None = None) -> list[Finding]:
     """The curve rules on `curves`, then the output rules on the run's monitor measurements; an output
     finding replaces the curve findings it explains (`rules.outputs.EXPLAINS`). `results`: a list to
     append how each rule ended (for `logs -v`)."""
+    if options.clip is None:
+        clip = find_clipping(curves.grad_norm, run.scalars.get(APPLIED_GRAD_NORM))
+        options = replace(options, clip=clip) if clip is not None else options
     analysis = Analysis(curves, options)
     curve_findings: list[Finding] = []
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -125,10 +125,12 @@ def test_trainer_train_is_monitored_with_the_models_blank_and_vocabulary(tmp_pat
     rates = {entry["step"]: entry["learning_rate"] for entry in trainer.state.log_history if "learning_rate" in entry}
     assert {step: by_step[step]["lr"] for step in rates} == pytest.approx(rates) and by_step[1]["lr"] == 1e-3
     report = monitor.report
-    # 20 steps leave this tiny model's outputs uniform: within the budget while it runs (no stop), judged whole
-    # once the run is over (the budget protects only a run that may still move)
-    (error,) = [found for found in report.findings if found.severity.value == "error"]
-    assert error.code == "CTC224" and "over steps 1-20" in error.message and "train longer" in error.hint
+    # 20 steps leave this tiny model's outputs uniform: within the budget while it runs (no stop), and at the close
+    # too short to judge (trial 27: an error after 20 steps contradicted the budget), told as info, "train longer"
+    assert not [found for found in report.findings if found.severity.value == "error"]
+    (info,) = [found for found in report.findings if found.code == "CTC224"]
+    assert info.severity.value == "info" and "over steps 1-20" in info.message and "Too short to judge" in info.message
+    assert info.hint.startswith("Train longer")
     assert [found.to_dict() for found in diagnose_run(tmp_path / "m.jsonl").findings] == [f.to_dict() for f in report.findings]
 
 

@@ -1,8 +1,8 @@
 """Third fresh-eyes trial, #4: a finished 20-step Hugging Face Trainer run (the monitor's JSONL) whose outputs had just
 reached the early blank phase while its loss still fell got CTC221, a blank collapse, from `logs` (and from the
 monitor's close()). A run that ended still learning is too short to judge: it is CTC220 with "train longer", and
-neither CTC221 nor the loss view of a collapse (CTC212). A finished run whose loss went flat in the blank phase is
-still a collapse."""
+neither CTC221 nor the loss view of a collapse (CTC212). Trial 27: a finished run whose loss went flat in the blank
+phase before its budget ran out is too short to judge too."""
 from __future__ import annotations
 
 import io
@@ -55,12 +55,13 @@ def test_the_finding_carries_the_numbers_of_the_fall(tmp_path):
     assert not [found for found in result.findings if found.severity.value != "info"]
 
 
-def test_the_same_run_gone_flat_in_the_blank_phase_is_still_a_collapse(tmp_path):
+def test_the_same_run_gone_flat_in_the_blank_phase_is_too_short_to_judge(tmp_path):
+    # trial 27: 10 flat steps under a 2,000-step budget are no collapse at the close either (it was CTC221)
     flat = TRIAL_LOSS[:10] + (65.5,) * 10
     sure = {**BLANK, "entropy": 0.9}  # blank certain, not near uniform (that would be CTC224)
     result = diagnose_run(write_trial_run(tmp_path / "metrics.jsonl", flat, sure))
     codes = {found.code: found.severity.value for found in result.findings}
-    assert codes.get("CTC221") == "error" and "CTC220" not in codes
+    assert codes.get("CTC220") == "info" and "CTC221" not in codes and "CTC212" not in codes
 
 
 def test_the_monitor_says_the_same_at_close():

@@ -2,12 +2,13 @@
 phase within its budget) and CTC221 (error, blank collapse: the phase outlived its budget, or
 came back after the model had emitted labels).
 
-The budget is `Options.patience` (steps). A run that is over (`Options.finished`: the monitor's
-`close()`, or a monitor log that says so) is also judged the way `ctcdoctor logs` judges a log
-without a budget: a phase counts when it reaches the end of the run and covers at least 35% of
-it, unless the loss still fell over the run's second half (the model was still learning: too
-short to judge); a shorter phase at the end is told as the end of the run, never as "nothing to
-fix yet".
+The budget is `Options.patience` (steps), the same while the run goes on and once it is over
+(`Options.finished`: the monitor's `close()`, or a monitor log that says so): a run that ended
+before its phase outlived the budget is too short to judge (CTC220, info, saying how long judging
+would take), never "nothing to fix yet" and never a collapse the live verdict had not announced.
+Without a budget (a log without one) a phase counts when it reaches the end of the run and
+covers at least 35% of it, unless the loss still fell over the run's second half (the model was
+still learning).
 """
 from __future__ import annotations
 
@@ -35,9 +36,11 @@ document(
     on the bundled OCR example (Adam 2e-3 with warm-up); longer for larger models and longer
     warm-ups, and fine-tuning a pretrained speech encoder with a long warm-up commonly spends
     the warm-up there. Set the budget (`patience=`) to what your model needs. A run that
-    ended in the phase before its budget ran out, its loss still falling by 5% or more over
-    its second half, is this finding too ("too short to judge ... train longer"), not a blank
-    collapse: the model was still learning.
+    ended in the phase before its budget ran out (a smoke test, a run stopped early) is this
+    finding too ("too short to judge ... train longer"), not a blank collapse: the finding says
+    how long the phase lasted and at which step it would have been judged. Without a budget
+    (a log without one), a run whose loss still fell by 5% or more over its second half is
+    too short to judge the same way.
 
     **Example.** `info CTC220 decodes have been empty (100% of 16 samples, blank wins 99% of
     frames) since step 1: 150 steps so far; it becomes CTC221 (blank collapse) past step
@@ -55,9 +58,10 @@ document(
     "blank collapse: the model decodes only blanks",
     """
     **What it means.** The greedy decodes are empty (blank wins almost every frame) and have
-    been for longer than the budget (`patience=` steps; in a finished run, for the last 35% of
-    it, unless its loss still fell by 5% or more over its second half: a run that short is
-    CTC220, too short to judge), or they turned empty again after the model had already emitted labels (a collapse,
+    been for longer than the budget (`patience=` steps, while the run goes on and once it is
+    over: a finished run shorter than that is CTC220, too short to judge; in a log without a
+    budget, for the last 35% of it, unless its loss still fell by 5% or more over its second
+    half), or they turned empty again after the model had already emitted labels (a collapse,
     often after a learning-rate spike). A relapse counts only on enough evidence: at least 32
     decodes since it began, 90% of them empty together (a batch of 4 flickers between 25% and
     100% empty while the model learns), and a loss that rose above its level where the model
@@ -165,13 +169,18 @@ def still_falling(analysis: Analysis) -> bool:
 
 
 def over_budget(analysis: Analysis, start: int, evaluations: int) -> bool:
-    """The phase from `start` to the end of the run has outlived the budget: `patience` steps, or,
-    in a finished run (or without a budget), FINISHED_SHARE of the run over FINISHED_EVALUATIONS."""
+    """The phase from `start` to the end of the run has outlived the budget: `patience` steps, whether the run goes
+    on or is over (the close keeps the budget the live verdict stated); without a budget (a log without one),
+    FINISHED_SHARE of the run over FINISHED_EVALUATIONS."""
     loss, patience = analysis.loss, analysis.options.patience
-    if patience > 0 and loss.last_step - start >= patience:
-        return True
-    if patience > 0 and not analysis.options.finished:
-        return False  # a run still going may yet leave the phase within its budget
+    if patience > 0:
+        return loss.last_step - start >= patience
+    return covers_the_end(analysis, start, evaluations)
+
+
+def covers_the_end(analysis: Analysis, start: int, evaluations: int) -> bool:
+    """The phase from `start` covers FINISHED_SHARE of the run, to its end, over FINISHED_EVALUATIONS."""
+    loss = analysis.loss
     return evaluations >= FINISHED_EVALUATIONS and loss.share(start, loss.last_step) >= FINISHED_SHARE
 
 
@@ -232,7 +241,9 @@ def _relapse(analysis: Analysis, evaluations: Evaluations, phase: Phase, start: 
     loss = (f"; the loss rose from {fmt(levels[1])} there to {fmt(levels[0])}" if levels is not None else "")
     message = (f"the outputs fell back to blank {lasted}{pooled}, after the model had emitted labels at "
                f"{analysis.step(learned_at)}{loss}.")
-    hint = (f"{lower_lr(analysis.optimizer, _lr_now(analysis), (3,))} and clip gradients (clip_grad_norm_(params, 1.0)); "
+    from ctcdoctor.training.rules.divergence import clip_gradients
+
+    hint = (f"{lower_lr(analysis.optimizer, _lr_now(analysis), (3,))} and {clip_gradients(None, analysis.options.clip)}; "
             f"resume from the checkpoint at or before {analysis.step(learned_at)}, whose decodes were not empty.")
     evidence = {"steps": [start, analysis.loss.last_step], "evaluations": count, "relapse": True,
                 "patience": analysis.options.patience, "emitted_at": phase.learned_at, "decodes": decodes,
@@ -257,17 +268,14 @@ def check_blank_phase(analysis: Analysis, evaluations: Evaluations) -> list[Find
                 "blank_ratio": float(evaluations.get("blank_ratio")[-1])}
     loss_now = f"; the loss is {fmt(analysis.loss.end)}" if analysis.loss.n else ""
     usual = usual_lr(analysis.optimizer)
-    # Judged whole (a run that is over, or a log without a budget) before its budget ran out: a loss still falling
-    # says the model is still learning, so the run is too short to call the phase a collapse.
-    whole = (analysis.options.finished or not patience) and not (patience and end - start >= patience)
-    falling = falling_levels(analysis) if whole else None
+    # A log without a budget is judged whole: a loss still falling says the model is still learning, so the run is
+    # too short to call the phase a collapse. With a budget, a run that ended before the phase outlived it is too short
+    # to judge whatever its loss did: the close keeps the budget the live CTC220 stated.
+    whole = analysis.options.finished or not patience
+    falling = falling_levels(analysis) if whole and not (patience and end - start >= patience) else None
     if over_budget(analysis, start, count) and falling is None:
-        budget = (f"past the budget of {patience:,} {analysis.unit}s" if patience and end - start >= patience else
+        budget = (f"past the budget of {patience:,} {analysis.unit}s" if patience else
                   f"{analysis.loss.share(start, end):.0%} of the run, to its end")
-        if patience and end - start < patience:
-            # Said while the run went on: "it becomes CTC221 past step N". A finished run is judged whole instead.
-            budget += (f", with the loss flat: a run that is over is judged whole, not by the {patience:,}-"
-                       f"{analysis.unit} patience a run in progress gets")
         message = f"the outputs have been in the blank phase {lasted}, {budget}{loss_now}."
         longer = "train longer" if analysis.options.finished else "raise patience="
         hint = (f"Make sure labels belong to their inputs, the learning rate is in range ({usual}; with warm-up), each "
@@ -278,7 +286,7 @@ def check_blank_phase(analysis: Analysis, evaluations: Evaluations) -> list[Find
             hint = f"{rate}, and restart from the initial weights. Then: {hint[0].lower()}{hint[1:]}"
         return [finding("CTC221", message, hint, evidence)]
     if analysis.options.finished or falling is not None:
-        return [_ended_in_phase(analysis, lasted, falling, loss_now, evidence)]
+        return [_ended_in_phase(analysis, lasted, falling, loss_now, evidence, start)]
     until = f"; it becomes CTC221 (blank collapse) past {analysis.step(start + patience)} (patience {patience:,})" if patience else ""
     message = (f"the outputs have been in the blank phase {lasted}: the early phase every CTC model goes through "
                f"(about 150 steps on the bundled OCR example; longer for large models and long warm-ups){until}.")
@@ -291,10 +299,14 @@ def check_blank_phase(analysis: Analysis, evaluations: Evaluations) -> list[Find
 
 
 def _ended_in_phase(analysis: Analysis, lasted: str, falling: tuple[float, float] | None, loss_now: str,
-                    evidence: dict) -> Finding:
+                    evidence: dict, start: int) -> Finding:
     """CTC220 for a run over in the early blank phase: too short to judge (its loss still falling, or the phase a
     small share of it), so "train longer", never "nothing to fix yet"."""
     usual = usual_lr(analysis.optimizer)
+    patience = analysis.options.patience
+    judge = (f"a blank phase is judged a blank collapse once it lasts {patience:,} {analysis.unit}s (patience {patience:,}), "
+             f"and this one lasted {analysis.loss.last_step - start:,}: judging it takes a run to "
+             f"{analysis.step(start + patience)}") if patience else ""
     if falling is not None:
         middle = analysis.step(int(analysis.loss.steps[analysis.loss.n // 2]))
         ended = "the run ended" if analysis.options.finished else "the log ends"
@@ -302,12 +314,19 @@ def _ended_in_phase(analysis: Analysis, lasted: str, falling: tuple[float, float
                    f"but the loss was still falling ({fmt(falling[0])} at {middle} to {fmt(falling[1])} at the end, "
                    f"smoothed), so the model was still learning: not a blank collapse (the phase lasts about 150 steps on "
                    "the bundled OCR example; longer for large models and long warm-ups).")
+        if judge:
+            message += f" With the loss flat, {judge}."
     else:
         message = (f"the run ended in the early blank phase: the outputs have been blank {lasted}; the model does not "
                    "emit labels yet (the phase lasts about 150 steps on the bundled OCR example; longer for large "
-                   f"models and long warm-ups){loss_now}.")
+                   f"models and long warm-ups){loss_now}")
+        message += f". Too short to judge: {judge}." if judge else "."
     hint = (f"Train longer: the run ended before the model left the phase. To shorten it: a learning rate at the high "
             f"end of the usual range ({usual}) with warm-up, a head bias initialised at 0, enough frames per label.")
+    if patience and falling is None:
+        hint += (" If the phase lasts well past the usual few hundred steps, it is likely a collapse: check that labels "
+                 "belong to their inputs and that the learning rate is in range; a smaller budget (Monitor(patience=...), "
+                 "`ctcdoctor logs --patience`) judges it sooner.")
     rate = _rate_first(analysis)
     if rate is not None:  # training longer at this rate would not help, whatever the loss did
         lr = _lr_now(analysis)
@@ -318,4 +337,5 @@ def _ended_in_phase(analysis: Analysis, lasted: str, falling: tuple[float, float
                    "likely reason they are still blank.")
         hint = (f"{rate}, and restart from the initial weights: at this rate the model may never leave the phase, "
                 "however long it trains.")
-    return finding("CTC220", message, hint, {**evidence, "still_falling": falling is not None})
+    budget_end = start + patience if patience else None
+    return finding("CTC220", message, hint, {**evidence, "still_falling": falling is not None, "judged_at": budget_end})

@@ -28,16 +28,26 @@ class Options:
     """"mean" (F.ctc_loss's default: loss divided by the target length, per label) or "sum"
     (loss per sample: Keras' ctc_batch_cost, reduction="none"/"sum"); None compares with both."""
     patience: int = 0
-    """Steps a plateau (or a stuck error rate) must last before it is reported. 0 for a finished
-    run, where shares of the run decide; the live monitor sets a budget so that the normal early
-    blank plateau of a run in progress is not reported as a failure."""
+    """Steps a plateau (or a stuck error rate, or the blank phase) must last before it is reported.
+    0 (a log without a budget), shares of the run decide; the monitor sets a budget so that the
+    normal early blank plateau is not reported as a failure. The budget is the same while the run
+    goes on and once it is over: a run that ended before its phase outlived it is too short to
+    judge (CTC220, info), not a collapse, so the close never contradicts what was said live."""
     finished: bool = False
-    """The run is over (the monitor's `close()`, or a monitor log whose last line says so): a blank
-    or uniform phase that reaches its end is judged as in a log without a budget (patience 0),
-    whatever `patience` says; the budget only protects a run that may still leave the phase."""
+    """The run is over (the monitor's `close()`, or a monitor log whose last line says so): findings
+    say "the run ended ... train longer" instead of "nothing to fix yet"."""
     trainer: str | None = None
     """What drove the run: "huggingface", "lightning", "keras", or "loop" (a plain loop feeding the monitor).
     Only Hugging Face's Trainer hides NaN losses from its log (CTC202 says so only then); None: unknown."""
+    sizes: str | None = None
+    """Where `classes` and `label_length` came from, for the messages that quote them: "monitor" (the monitor
+    measured them from the outputs and targets it was given, or took `Monitor(classes=)`), "flags" (`ctcdoctor logs
+    --classes/--label-length`), None (given to `diagnose` directly)."""
+    clip: tuple[float, float] | None = None
+    """The gradients were clipped: (the norm they were clipped to, the largest norm given before clipping).
+    Set by the verdict from the log (the monitor measures the gradients the optimizer holds at each
+    evaluation, `grad_norm_applied`, beside the `grad_norm` it was given; or a given grad norm that never
+    exceeds a cap it keeps hitting). Clipping advice then says clipping is in place instead of adding it."""
     optimizer: str | None = None
     """The optimizer's class name (Adam, AdamW, SGD): learning-rate advice depends on it. None: read it
     from the learning rate's tag (`lr-Adam`) when it is there, else the advice is relative."""
@@ -55,9 +65,9 @@ class Analysis:
 
     @property
     def patience(self) -> int:
-        """The budget the curve rules apply: none once the run is over (a finished run is judged whole, as
-        `ctcdoctor logs` judges a log without a budget)."""
-        return 0 if self.options.finished else self.options.patience
+        """The budget the curve rules apply, the same while the run goes on and once it is over (a finished run
+        shorter than its budget is too short to judge, not stuck: see `Options.patience`)."""
+        return self.options.patience
 
     @cached_property
     def optimizer(self) -> str | None:
@@ -111,6 +121,17 @@ class Analysis:
             levels.append((length * per_label,
                            f"U*ln(C-1) = {length:.3g}*ln({classes - 1}) = {length * per_label:.3g} per sample"))
         return levels
+
+    def sizes_origin(self) -> str:
+        """Where the content-free estimate's C and U came from, in the terms of what the user ran."""
+        if self.options.sizes == "monitor":
+            sizes = f"C={self.options.classes} classes"
+            if self.options.label_length:
+                sizes += f" and U={self.options.label_length:.3g} labels per target"
+            return f"an estimate from the monitor's {sizes}"
+        if self.options.sizes == "flags":
+            return "an estimate from --classes/--label-length"
+        return "an estimate from the classes and label length given"
 
     def near_content_free(self, level: float, low: float = 0.6, high: float = 1.3) -> tuple[float, str] | None:
         """The content-free level `level` matches (within [low, high] times it), if any."""

@@ -10,6 +10,7 @@ from ctcdoctor.registry import document, finding
 from ctcdoctor.training.curve import Curve, fmt
 from ctcdoctor.training.rules.context import Analysis
 from ctcdoctor.training.rules.lr_advice import ADAPTIVE_HIGH, lower_lr
+from ctcdoctor.training.series import Series
 
 document(
     "CTC203",
@@ -32,7 +33,12 @@ document(
     usually train CTC models at 1e-4 to 1e-3, so a rate above that goes back into that range;
     otherwise divide it by 3-10 (SGD runs at much higher rates than Adam). The optimizer is
     read from `--optimizer`, `Monitor(optimizer=)` or the rate's tag (`lr-Adam`); unknown, the
-    advice is relative. If the learning rate was rising when it began (warm-up), CTC214 says
+    advice is relative. When the log shows the gradients already clipped (the monitor, given
+    the optimizer and `grad_norm=`, compares that norm with the gradients the optimizer holds,
+    `grad_norm_applied`; or a logged norm that never exceeds a cap it keeps hitting), the fix
+    says the clipping is in place instead of adding it: it did not stop the climb. When the
+    loss rose from its first steps, the message quotes the first logged value, not a smoothed
+    level that already holds the climb. If the learning rate was rising when it began (warm-up), CTC214 says
     by how much to lower the peak. A run that still climbs at a lower rate often has
     unnormalised inputs (raw log-spectrograms, 0-255 pixels): their scale makes the first
     layers' steps too large at any rate; `ctcdoctor check SPEC` reports them (CTC041).
@@ -105,14 +111,28 @@ def check_divergence(analysis: Analysis) -> list[Finding]:
         return []
     curve = analysis.loss
     ratio = found.end / found.best
-    lowest = float(curve.values.min())
-    # The best is a smoothed level (a median of neighbours); say so where a single value went clearly lower,
-    # or the reader compares it with the table's min and doubts both.
-    smoothed = (f" (smoothed; the lowest single value was {fmt(lowest)})"
-                if lowest < SMOOTHED_BELOW * found.best else "")
-    message = (f"{analysis.called(curve.series, 'loss')} diverged: best {fmt(found.best)} at {analysis.step(found.best_step)}"
-               f"{smoothed}, rising from {analysis.step(found.onset_step)} to {fmt(found.end)} at the end ({ratio:.1f}x the best"
-               f"{_way_back(found, curve)})")
+    lowest_index = int(np.argmin(curve.values))
+    lowest, lowest_step = float(curve.values[lowest_index]), int(curve.steps[lowest_index])
+    called = analysis.called(curve.series, 'loss')
+    if found.best_step <= curve.first_step and lowest < SMOOTHED_BELOW * found.best:
+        # Up from the first steps: a smoothed "best" there already holds the climb (727 where 13.5 was logged); the
+        # logged first value is the clear reference.
+        first = curve.first
+        low = ("" if lowest_step == curve.first_step else
+               f" ({fmt(lowest)} at its lowest, {analysis.step(lowest_step)})")
+        message = (f"{called} diverged from its first steps: it was {fmt(first)} at {analysis.step(curve.first_step)}{low} "
+                   f"and rose from {analysis.step(found.onset_step)} to {fmt(found.end)} at the end "
+                   f"({found.end / first:,.0f}x the first value)" if first > 0 else
+                   f"{called} diverged from its first steps, rising from {analysis.step(found.onset_step)} to "
+                   f"{fmt(found.end)} at the end")
+    else:
+        # The best is a smoothed level (a median of neighbours); say so where a single value went clearly lower,
+        # or the reader compares it with the table's min and doubts both.
+        smoothed = (f" (the level of the smoothed curve; the lowest single value was {fmt(lowest)} at "
+                    f"{analysis.step(lowest_step)})" if lowest < SMOOTHED_BELOW * found.best else "")
+        message = (f"{called} diverged: best {fmt(found.best)} at {analysis.step(found.best_step)}"
+                   f"{smoothed}, rising from {analysis.step(found.onset_step)} to {fmt(found.end)} at the end ({ratio:.1f}x "
+                   f"the best{_way_back(found, curve)})")
     if found.peak > 1.2 * found.end:
         message += f"; it peaked at {fmt(found.peak)} at {analysis.step(found.peak_step)}"
     lr = analysis.curves.lr
@@ -120,7 +140,7 @@ def check_divergence(analysis: Analysis) -> list[Finding]:
     hint = lower_lr(analysis.optimizer, at if at is not None and at > 0 else None)
     resume = ("restart from the initial weights (the best was the first logged value)" if found.best_step <= curve.first_step
               else f"resume from the checkpoint at {analysis.step(found.best_step)}")
-    hint += f", {clip_gradients(analysis.options.trainer)}, and {resume}."
+    hint += f", {clip_gradients(analysis.options.trainer, analysis.options.clip)}, and {resume}."
     if at is None or at <= ADAPTIVE_HIGH:
         # No rate logged, or one in the usual range: the rate alone may not explain the climb.
         hint += (" If it climbs again at a lower rate, normalise the inputs (raw log-spectrograms or 0-255 pixels "
@@ -139,9 +159,46 @@ CLIP_GRADIENTS = {
 }
 
 
-def clip_gradients(trainer: str | None) -> str:
-    """The clipping advice in the terms of what drove the run."""
+def clip_gradients(trainer: str | None, clip: tuple[float, float] | None = None) -> str:
+    """The clipping advice in the terms of what drove the run; when the gradients are known to be clipped already
+    (`Options.clip`), that they are, so that the advice is not to add what the run has."""
+    if clip is not None:
+        cap, given = clip
+        before = f", from norms up to {fmt(given)}" if given > 1.05 * cap else ""
+        return (f"keep the gradient clipping you have (the gradients were already clipped to a norm of about "
+                f"{fmt(cap)}{before}: clipping alone did not stop this)")
     return CLIP_GRADIENTS.get(trainer or "", "clip gradients (clip_grad_norm_(params, 1.0))")
+
+
+CLIPPED_BELOW = 0.9
+"""A step's gradients were clipped when the norm the optimizer held was below this share of the norm given..."""
+CAP_HITS = 3
+"""... or, with only the given norm, when it never exceeded a value it reached at least this many times..."""
+CAP_SHARE = 0.1
+"""... and at least this share of the steps (a norm reported after clipping: pre-clip norms do not repeat)."""
+
+
+def find_clipping(given: Series | None, applied: Series | None) -> tuple[float, float] | None:
+    """(the norm the gradients were clipped to, the largest norm given) when the log shows clipping: the monitor's
+    `grad_norm_applied` (the norm of the gradients the optimizer held after the loop's clipping) below the `grad_norm`
+    given at the same step, or a given norm bounded by a cap it keeps hitting. None when it does not show."""
+    if given is None or not len(given):
+        return None
+    values = given.values[np.isfinite(given.values)]
+    if not values.size or values.max() <= 0:
+        return None
+    top = float(values.max())
+    if applied is not None and len(applied):
+        steps, at_given, at_applied = np.intersect1d(given.steps, applied.steps, return_indices=True)
+        before, after = given.values[at_given], applied.values[at_applied]
+        ok = np.isfinite(before) & np.isfinite(after) & (after > 0)
+        clipped = ok & (after < CLIPPED_BELOW * before)
+        if clipped.any():
+            return float(after[clipped].max()), top
+    hits = int(np.sum(values >= top * (1 - 1e-3)))
+    if hits >= CAP_HITS and hits >= CAP_SHARE * values.size:
+        return top, top
+    return None
 
 
 def _way_back(found: Divergence, curve: Curve) -> str:

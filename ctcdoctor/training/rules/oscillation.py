@@ -251,7 +251,7 @@ def _hint(analysis: Analysis, step: int) -> str:
     at = _value_at(lr.steps, lr.values, step) if lr is not None else None
     rate = at if at is not None and at > 0 else None
     text = lower_lr(analysis.optimizer, rate, (3,))
-    clip = clip_gradients(analysis.options.trainer)
+    clip = clip_gradients(analysis.options.trainer, analysis.options.clip)
     if far_above_range(analysis.optimizer, rate):
         # The rate alone explains it: a bigger batch would not help, and the weights it left behind are spoilt.
         return f"{text}, {clip}, and restart from the initial weights."

@@ -17,9 +17,11 @@ judge the loss; these add what only the outputs show:
   batch (log_softmax over the wrong axis), or are probabilities.
 
 CTC220 and CTC221 live in `rules.blank_phase`, the numbers they read in `rules.evaluations`
-(both re-exported here). The budget is `Options.patience` (steps); a finished run (patience 0,
-or `Options.finished`) counts a phase that reaches its end and covers at least 35% of it, as
-the curve rules count plateaus.
+(both re-exported here). The budget is `Options.patience` (steps), kept once the run is over
+(`Options.finished`: a run that ended within it is too short to judge); without a budget
+(patience 0) a phase counts when it reaches the end and covers at least 35% of the run, as the
+curve rules count plateaus. CTC224 at a finished run's end within the budget only when the
+logged learning rate explains it.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ import numpy as np
 from ctcdoctor.findings import Finding
 from ctcdoctor.registry import document, finding
 from ctcdoctor.training.curve import fmt
-from ctcdoctor.training.rules.blank_phase import blank_phase, check_blank_phase, over_budget, still_falling
+from ctcdoctor.training.rules.blank_phase import blank_phase, check_blank_phase, covers_the_end, over_budget, still_falling
 from ctcdoctor.training.rules.context import Analysis
 from ctcdoctor.training.rules.evaluations import Evaluations
 from ctcdoctor.training.rules.lr_advice import raise_lr
@@ -92,7 +94,10 @@ document(
     tens of steps (first towards blank); one that does not is not being trained. The loss
     view of the same failure is CTC205 (never left its starting level); this replaces it. A
     run whose loss still falls over its second half is moving, however uniform its outputs
-    still are, and is not reported.
+    still are, and is not reported. A run that ended before the budget ran out (a smoke test,
+    a run stopped early) is too short to judge: this finding as info ("Too short to judge ...
+    judging it takes a run to step N", "Train longer"), not an error, unless the logged
+    learning rate explains the uniform outputs (that is a mistake however short the run).
 
     **Example.** `error CTC224 the mean frame entropy stayed at 3.29 nats (100% of ln(27) =
     3.30) over steps 1-2,400; the blank probability is 0.037 (1/C = 0.037).`
@@ -245,7 +250,13 @@ def check_uniform(analysis: Analysis, evaluations: Evaluations) -> list[Finding]
     if float(entropy.min()) < UNIFORM_ENTROPY * uniform:
         return []
     start = min(analysis.loss.first_step, int(evaluations.steps[0]))
-    if not over_budget(analysis, start, len(evaluations)):
+    lr = _peak_lr(analysis)
+    cause = raise_lr(analysis.optimizer, lr)
+    # Within the budget (a run that ended before it is too short to judge) unless the logged rate explains the
+    # uniform outputs: a rate 1000x below range is a mistake however short the run.
+    whole = analysis.options.finished and covers_the_end(analysis, start, len(evaluations))
+    early = not over_budget(analysis, start, len(evaluations)) and not (whole and cause is not None)
+    if early and not whole:
         return []
     if still_falling(analysis):
         # The loss fell: updates reach the weights, the outputs are on their way (first towards blank). A model
@@ -264,8 +275,6 @@ def check_uniform(analysis: Analysis, evaluations: Evaluations) -> list[Finding]
     hint = ("Check that the optimizer holds the model's parameters and its learning rate is not 0, that no layer is frozen "
             "(requires_grad=False), that the loss comes from the model output (not detached, not under no_grad) and that "
             "optimizer.step() runs; `ctcdoctor overfit SPEC` tests one batch.")
-    lr = _peak_lr(analysis)
-    cause = raise_lr(analysis.optimizer, lr)
     if cause is not None:  # the logged rate explains it: say so first, the other causes after
         message += f"; the learning rate was {fmt(lr)} at most"  # type: ignore[arg-type]
         hint = f"{cause}: the likely cause. If it is not: c{hint[1:]}"
@@ -273,6 +282,17 @@ def check_uniform(analysis: Analysis, evaluations: Evaluations) -> list[Finding]
         hint += f" If all of that holds, the run was too short for this model: train longer than {end:,} {analysis.unit}s."
     evidence = {"steps": [start, end], "entropy": float(np.median(entropy)), "uniform_entropy": uniform, "classes": classes,
                 "lr": lr}
+    if early:  # a finished run shorter than its budget: what the live verdict would have said, not an error
+        patience = analysis.options.patience
+        message += (f". Too short to judge: outputs this close to uniform are an error (CTC224) once they last "
+                    f"{patience:,} {analysis.unit}s (patience {patience:,}), and the run ended after {end - start:,}: "
+                    f"judging it takes a run to {analysis.step(start + patience)}")
+        hint = ("Train longer: the run ended before it could be judged. If the outputs stay near uniform, check that "
+                "the optimizer holds the model's parameters and its learning rate is not 0, that no layer is frozen "
+                "(requires_grad=False), that the loss comes from the model output (not detached, not under no_grad) and "
+                "that optimizer.step() runs; a smaller budget (Monitor(patience=...), `ctcdoctor logs --patience`) "
+                "judges it sooner.")
+        return [finding("CTC224", message + ".", hint, {**evidence, "judged_at": start + patience}, severity="info")]
     return [finding("CTC224", message + ".", hint, evidence)]
 
 

@@ -96,7 +96,9 @@ document(
     end of the run (at least 35% of it), and the level is that of a model that emits only
     blanks: the logged error rate stayed at 0.85 or more (decodes empty or nearly), or the
     logged blank ratio at 0.9 or more, or the level matches the content-free loss estimated
-    from `--classes`/`--label-length` (about ln(C-1) per label, U*ln(C-1) per sample). The
+    from the number of classes C and the mean label length U (about ln(C-1) per label,
+    U*ln(C-1) per sample: the monitor measures C and U from the outputs and targets it is
+    given; `ctcdoctor logs` reads them from a monitor log, or from `--classes`/`--label-length`). The
     model learned the label statistics but not where labels are: a blank collapse.
 
     **Example.** `error CTC212 the loss sat at 3.16 from step 20 to the end (94% of the
@@ -266,7 +268,7 @@ def check_plateau(analysis: Analysis) -> list[Finding]:
         reasons = list(tail.blank_evidence)
         if tail.content_free is not None:
             reasons.append(f"{fmt(tail.level)} is close to {tail.content_free[1]}, the loss of a model that ignores "
-                           "its input (an estimate from --classes/--label-length)")
+                           f"its input ({analysis.sizes_origin()})")
         message = (f"{analysis.called(curve.series, 'loss')} stayed near {fmt(tail.level)} over "
                    f"{analysis.steps(tail.start_step, tail.end_step)} ({share:.0%} of the run, to the end; it started "
                    f"at {fmt(curve.first)} and fell {max(tail.drop, 0):.0%} over the stretch) while " + "; ".join(reasons))
@@ -286,8 +288,9 @@ def check_plateau(analysis: Analysis) -> list[Finding]:
                f"{max(tail.drop, 0):.0%} there, from {fmt(curve.first)} at the start)")
     message += _content_free_note(analysis, tail.level)
     if not analysis.curves.metrics and not analysis.content_free:
-        message += ("; without an error rate in the log or --classes/--label-length this cannot be told apart from the "
-                    "CTC blank plateau (CTC212)")
+        given = ("the model's outputs and targets given to update()" if analysis.options.sizes == "monitor"
+                 else "--classes/--label-length")
+        message += f"; without an error rate in the log or {given} this cannot be told apart from the CTC blank plateau (CTC212)"
     hint = ("Decay the learning rate when the loss stalls (ReduceLROnPlateau(optimizer, factor=0.1, patience=...) or a "
             "cosine schedule), or stop at the plateau's start; if the level is too high for the task, raise the "
             "learning rate 3x and check the data.")
