@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ctcdoctor.engine import Context, provides
-from ctcdoctor.measure.model import ModelRun, class_dim, evaluating, other_heads, to_tnc
+from ctcdoctor.measure.model import LAYOUT_AXES, ModelRun, class_dim, evaluating, other_heads, to_tnc
 from ctcdoctor.measure.outputs import TrainingView, log_softmax_call
 from ctcdoctor.measure.reference import (
     Prepared,
@@ -33,7 +33,7 @@ from ctcdoctor.measure.reference import (
 class Candidate:
     mistake: str
     """Machine-readable name: swapped_lengths, layout, wrong_blank, probabilities, raw_logits, full_length,
-    raw_input_lengths, wrong_axis."""
+    raw_input_lengths, wrong_axis, criterion_axis (the criterion's own log_softmax over time or the batch)."""
     variant: str
     """What exactly the call did, in words."""
     per_sample: torch.Tensor
@@ -214,8 +214,35 @@ def _candidates(item: Prepared, blank: int, num_classes: int, corrected: str, ex
                 _corrected_call(blank, item.layout, "logits")
                 + f" — better, fix the model's head as CTC024 says ({log_softmax_call(item.layout)} over the classes) "
                 "and pass its output as is")
+    if item.kind in ("logits", "log_probs"):
+        _axis_candidates(item, blank, corrected, add)
     _length_candidates(item, blank, corrected, add)
     return found
+
+
+def _axis_candidates(item: Prepared, blank: int, corrected: str, add: Callable[..., None]) -> None:
+    """log_softmax taken inside the criterion over the time or the batch axis of the output as the model returns it
+    (`preds.log_softmax(1)` on (N, T, C) preds): the model's own output is fine, the criterion's normalisation is not
+    (see `_candidates`; CTC024 is the model's own output normalised so)."""
+    layout = item.layout or "TNC"
+    time, batch_axis, classes = LAYOUT_AXES.get(layout, LAYOUT_AXES["TNC"])
+    native = item.output.detach().float().cpu()
+    if native.dim() != 3:
+        return
+    targets, lengths, target_lengths = item.batch.targets, item.lengths, item.batch.target_lengths
+    for axis, name in ((time, "time"), (batch_axis, "batch")):
+        if native.shape[axis] < 2:
+            continue  # log_softmax over a size-1 axis gives zeros: the probabilities mistake already covers it
+        add("criterion_axis", f"log_softmax over axis {axis} ({name}) of the {shape_words(layout)} output, not over the "
+            f"class axis {classes}",
+            functools.partial(lambda axis: per_sample_ctc(to_tnc(native.log_softmax(axis), layout), targets, lengths,
+                                                          target_lengths, blank), axis),
+            corrected, {"axis": axis, "axis_name": name, "class_axis": classes, "layout": layout})
+
+
+def shape_words(layout: str) -> str:
+    """"(N, T, C)" for "NTC"."""
+    return "(" + ", ".join(layout) + ")"
 
 
 def _length_candidates(item: Prepared, blank: int, corrected: str, add: Callable[..., None]) -> None:
