@@ -232,6 +232,9 @@ def _scale(audit) -> str:
     """What a reduction other than the mean does to the gradient's scale (a sum divided by N is the batch mean; a
     division by a batch size makes every step that many times smaller, which Adam-like optimizers undo)."""
     how, by, size = audit.reduction, audit.divisor, audit.size
+    if how == "sum" and size == 1:
+        return ("the gradient scale then grows with the label lengths (longer transcripts weigh more), and with the batch "
+                "size too if it is a sum over the batch")
     if how == "sum":
         return "the gradient scale then grows with the batch size and the label lengths"
     if how == "batch_mean":

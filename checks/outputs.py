@@ -195,7 +195,10 @@ def raw_logits_output(output_kinds: list[OutputKind], criterion_audit: Criterion
     evidence = {"min": kind.min, "max": kind.max, **_mode_evidence(training_view)}
     audit = next((audit for audit in criterion_audit.audits if audit.mistake in CRITERION_NORMALISES), None)
     if audit is None:
-        if criterion_audit.audits and not criterion_audit.skipped:  # a criterion is given: it may normalise already
+        if any(audit.mistake == "raw_logits" for audit in criterion_audit.audits):
+            fix = (f"Apply {log_softmax_call(layout.layout)} over the classes before F.ctc_loss: in Setup.criterion "
+                   "(CTC030 gives the call) or at the model's head.")
+        elif criterion_audit.audits and not criterion_audit.skipped:  # a criterion is given: it may normalise already
             fix = (f"Apply {log_softmax_call(layout.layout)} over the classes before F.ctc_loss, in Setup.criterion or "
                    "at the model's head; if the criterion already takes log_softmax, check its axis (CTC030).")
         return [finding("CTC021", message, fix, evidence)]
