@@ -11,9 +11,9 @@ and why.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 import contextlib
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ctcdoctor.errors import UserInputError
@@ -91,13 +91,13 @@ def _scalar(value: Any, size: int) -> torch.Tensor:
 
 
 def settle(loss: TrainingLoss, output: torch.Tensor, log_probs: torch.Tensor, lengths: torch.Tensor,
-           problem: Problem, returned: Any = None, params: Sequence[torch.Tensor] = ()) -> tuple[TrainingLoss, torch.Tensor]:
+           problem: Problem, returned: Any = None, params: Sequence[tuple[str, torch.Tensor]] = ()) -> tuple[TrainingLoss, torch.Tensor]:
     """The first step's loss, and the loss to train with from then on.
 
     Setup.criterion trains only if it returns a scalar (or one value per sample) that depends on what the model
     returned: the output, or any other item of a returned tuple or mapping (an encoder state the criterion projects
     itself, as ESPnet's `model.ctc(hs, hlens, ...)` does); otherwise ctcdoctor's loss trains and `note` says what was
-    found (with --loss criterion: exit 2). `params` (the trained parameters) tell a loss that runs the model by itself
+    found (with --loss criterion: exit 2). `params` (the model's named parameters) tell a loss that runs the model by itself
     from one that depends on no parameter at all. A criterion that returns NaN or inf still trains: the run then
     reports it (CTC072) as written.
     """
@@ -118,7 +118,7 @@ def settle(loss: TrainingLoss, output: torch.Tensor, log_probs: torch.Tensor, le
     return fallback, fallback.value(output, log_probs, lengths, problem)
 
 
-def _unused(value: torch.Tensor, output: torch.Tensor, returned: Any, params: Sequence[torch.Tensor]) -> str | None:
+def _unused(value: torch.Tensor, output: torch.Tensor, returned: Any, params: Sequence[tuple[str, torch.Tensor]]) -> str | None:
     """None when the criterion's loss has a gradient path to some tensor the model returned; else what was found."""
     import torch
 
@@ -133,13 +133,17 @@ def _unused(value: torch.Tensor, output: torch.Tensor, returned: Any, params: Se
     if graded and any(grad is not None for grad in torch.autograd.grad(
             value, [tensor for _, tensor in graded], retain_graph=True, allow_unused=True)):
         return None
-    paths = sorted({path for path, _ in items.values()} - {"output"}) or ["output"]
-    given = ("the model output it is given" if paths == ["output"]
-             else f"any item of the model's returned value ({', '.join(paths)})")
-    trained = [param for param in params if param.requires_grad]
-    if trained and any(grad is not None for grad in torch.autograd.grad(
-            value, trained, retain_graph=True, allow_unused=True)):
-        return f"does not use {given}, though its loss reaches the model's parameters (a loss that runs the model by itself)"
+    others = sorted({path for path, _ in items.values()} - {"output"})
+    given = ("the model output it is given" if not others
+             else f"the model's output or any other item it returned ({', '.join(others)}; a detached item counts as unused)")
+    named = [(name, param) for name, param in params if param.requires_grad]
+    reached = [name for (name, _), grad in zip(named, torch.autograd.grad(
+        value, [param for _, param in named], retain_graph=True, allow_unused=True) if named else ()) if grad is not None]
+    if reached:
+        owners = list(dict.fromkeys(name.rsplit(".", 1)[0] if "." in name else name for name in reached))
+        shown = ", ".join(owners[:3]) + (f" and {len(owners) - 3} more" if len(owners) > 3 else "")
+        return (f"does not use {given}, though its loss reaches the model's parameters ({shown}) by another path "
+                "(a loss that runs the model, or part of it, by itself)")
     return f"does not use {given}, and its loss reaches none of the model's parameters"
 
 

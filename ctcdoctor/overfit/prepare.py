@@ -342,9 +342,11 @@ def uses_criterion(setup: Setup, options: OverfitOptions) -> bool:
     return options.loss == "criterion" or (options.alpha is None and not options.gamma)
 
 
-CRITERION_KEEPS_TRAINING = ("unknown", "raises")
+CRITERION_KEEPS_TRAINING = ("unknown", "raises", "probabilities")
 """CTC030 errors that do not skip training: a value no known mistake explains (CTC plus a term of the user's own may
-still train as meant), and a criterion that raises (ctcdoctor's ctc_loss trains instead, with a note)."""
+still train as meant), a criterion that raises (ctcdoctor's ctc_loss trains instead, with a note), and probabilities
+fed to the loss, whose loss is below 0 from the start: the run stops within loop.NEGATIVE_STEPS with its own verdict
+(CTC074), which shows the consequence."""
 
 
 def _criterion_not_ctc(findings: list[Finding]) -> bool:
@@ -354,6 +356,12 @@ def _criterion_not_ctc(findings: list[Finding]) -> bool:
     `--loss ctc` trains ctcdoctor's CTC on the model instead (the criterion is then not audited)."""
     return any(item.code == "CTC030" and item.severity.value == "error"
                and item.evidence.get("mistake") not in CRITERION_KEEPS_TRAINING for item in findings)
+
+
+def _spelled(target_lists: tuple[tuple[int, ...], ...], symbols: int, blank: int) -> bool:
+    """Whether the alphabet spells every target label (blank skipped): the labels were then encoded with it, and the
+    class count the model disagrees with (CTC014) is the model's mistake, not the alphabet's, so the targets read as text."""
+    return all(0 <= label <= symbols and label != blank for labels in target_lists for label in labels)
 
 
 def _skipped_training(item: Finding) -> Finding:
@@ -396,10 +404,11 @@ def prepare(setup: Setup, options: OverfitOptions, phase: Callable[[str], None])
         phase("checking the configuration on the loader's first batch")
         findings, results = _with_loader_checks(setup, model, findings, results)
     alphabet = setup.alphabet
-    if facts.get("num_classes") is not None and alphabet is not None and len(alphabet) + 1 != facts["num_classes"]:
-        alphabet = None  # CTC014 reports it; decode to indices rather than mislabel
-    symbols = Symbols(alphabet, setup.blank, word_delimiter(setup, alphabet))
     target_lists = tuple(tuple(int(c) for c in sequence.tolist()) for sequence in sequences)
+    if (facts.get("num_classes") is not None and alphabet is not None and len(alphabet) + 1 != facts["num_classes"]
+            and not _spelled(target_lists, len(alphabet), setup.blank)):
+        alphabet = None  # CTC014 reports it; decode to indices rather than mislabel labels the alphabet does not cover
+    symbols = Symbols(alphabet, setup.blank, word_delimiter(setup, alphabet))
     if problems and "CTC012" not in blocking:
         blocking.append("CTC012")
     problem = None if blocking else Problem(
