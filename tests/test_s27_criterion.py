@@ -53,14 +53,21 @@ def test_the_users_model_is_left_as_it_was():
     assert all(torch.equal(before[name], tensor) for name, tensor in setup.model.state_dict().items())
 
 
-def test_a_criterion_whose_item_is_detached_says_what_was_found():
-    _, document = _json("overfit", f"{SPEC}:build_espnet_detached", "--steps", "5")
+def test_a_criterion_on_a_frozen_or_detached_state_trains_what_it_reaches():
+    for build, extra in (("build_espnet", ("--freeze-except-head",)), ("build_espnet_detached", ())):
+        _, document = _json("overfit", f"{SPEC}:{build}", "--steps", "5", *extra)
+        result = document["result"]
+        assert result["loss_source"] == "criterion", (build, result["notes"])
+
+
+def test_a_criterion_that_runs_the_model_itself_says_what_was_found():
+    _, document = _json("overfit", f"{SPEC}:build_espnet_runs_the_model", "--steps", "5")
     result = document["result"]
     assert result["loss_source"] == "ctcdoctor"
     (note,) = [note for note in result["notes"] if note.startswith("Setup.criterion")]
     assert note.startswith("Setup.criterion does not use the model's output or any other item it returned (output[1], "
                            "output[2]; a detached item counts as unused), though its loss reaches the model's parameters "
-                           "(ctc) by another path"), note
+                           "(body.0, ctc) by another path"), note
 
 
 def test_log_softmax_over_time_in_the_criterion_is_named_with_the_axis_to_use():

@@ -119,7 +119,9 @@ def settle(loss: TrainingLoss, output: torch.Tensor, log_probs: torch.Tensor, le
 
 
 def _unused(value: torch.Tensor, output: torch.Tensor, returned: Any, params: Sequence[tuple[str, torch.Tensor]]) -> str | None:
-    """None when the criterion's loss has a gradient path to some tensor the model returned; else what was found."""
+    """None when the criterion's loss has a gradient path to some tensor the model returned, or reaches the trained
+    parameters while the model returned a float tensor without a gradient (the state of a frozen encoder, or a detached
+    one, which the loss may use: autograd cannot tell); else what was found."""
     import torch
 
     from ctcdoctor.load.batches import tensor_leaves
@@ -139,6 +141,8 @@ def _unused(value: torch.Tensor, output: torch.Tensor, returned: Any, params: Se
     named = [(name, param) for name, param in params if param.requires_grad]
     reached = [name for (name, _), grad in zip(named, torch.autograd.grad(
         value, [param for _, param in named], retain_graph=True, allow_unused=True) if named else ()) if grad is not None]
+    if reached and any(not tensor.requires_grad and tensor.is_floating_point() for _, tensor in items.values()):
+        return None  # it may use a returned item without a gradient (a frozen encoder's state) and trains what it reaches
     if reached:
         owners = list(dict.fromkeys(name.rsplit(".", 1)[0] if "." in name else name for name in reached))
         shown = ", ".join(owners[:3]) + (f" and {len(owners) - 3} more" if len(owners) > 3 else "")

@@ -342,11 +342,12 @@ def uses_criterion(setup: Setup, options: OverfitOptions) -> bool:
     return options.loss == "criterion" or (options.alpha is None and not options.gamma)
 
 
-CRITERION_KEEPS_TRAINING = ("unknown", "raises", "probabilities")
+CRITERION_KEEPS_TRAINING = ("unknown", "raises", "probabilities", "wrong_blank", "wrong_axis")
 """CTC030 errors that do not skip training: a value no known mistake explains (CTC plus a term of the user's own may
-still train as meant), a criterion that raises (ctcdoctor's ctc_loss trains instead, with a note), and probabilities
-fed to the loss, whose loss is below 0 from the start: the run stops within loop.NEGATIVE_STEPS with its own verdict
-(CTC074), which shows the consequence."""
+still train as meant); a criterion that raises (ctcdoctor's ctc_loss trains instead, with a note); probabilities, or a
+blank the targets use as a label, whose loss goes below 0 and stops the run at loop.NEGATIVE_STEPS with its own
+verdict (CTC074), which shows the consequence; and an output the model itself normalises over time or the batch,
+passed as it is (wrong_axis: CTC024 judges the run's decode, "decode matches ... not a fit")."""
 
 
 def _criterion_not_ctc(findings: list[Finding]) -> bool:
