@@ -173,11 +173,20 @@ def weights_shared(original: torch.nn.Module, trained: torch.nn.Module, criterio
         for module, copy in owned:
             module._parameters.update(copy._parameters)
             module._buffers.update(copy._buffers)
+            _refresh(module)
         yield
     finally:
         for module, parameters, buffers in saved:
             module._parameters.update(parameters)
             module._buffers.update(buffers)
+            _refresh(module)
+
+
+def _refresh(module: torch.nn.Module) -> None:
+    """An RNN keeps its own list of its weights (`_flat_weights`), which the parameter dictionary does not update."""
+    refresh = getattr(module, "_init_flat_weights", None)
+    if callable(refresh):
+        refresh()
 
 
 DIVIDED_BY_LOADER = ("sum_by_loader_batch", "mean_by_loader_batch")
