@@ -33,6 +33,7 @@ MISTAKE_WORDS = {
     "raw_input_lengths": "the loss receives the raw input lengths, not the output frame counts",
     "full_length": "every sample gets the full padded length T as its input length (padding frames are aligned too)",
     "wrong_axis": "the loss receives an output normalised over the wrong axis",
+    "criterion_axis": "your criterion normalises over the wrong axis",
     "reduction": "the loss reduces the batch differently",
     "raises": "the criterion raises",
     "target_lengths": "target_lengths do not fit the targets",
@@ -62,6 +63,10 @@ def _change(audit) -> str:
             return "Permute the (N, C, T) output to (T, N, C) with .permute(2, 0, 1) (.view and .reshape mix the frames up)."
         if "transpose(0, 1)" in audit.corrected:
             return "Transpose the batch-first (N, T, C) output to (T, N, C) (.transpose(0, 1) or .permute(1, 0, 2))."
+    if audit.mistake == "criterion_axis" and audit.details:
+        axis, classes = audit.details["axis"], audit.details["class_axis"]
+        return (f"Normalise over the class axis: log_softmax({classes}) (or log_softmax(-1)) where the criterion has "
+                f"log_softmax({axis}).")
     return CHANGES.get(audit.mistake or "", "")
 
 
@@ -110,6 +115,9 @@ def criterion_disagrees(
       padding repeats the input's border (deep-text-recognition-benchmark's `--PAD`);
     - `raw_input_lengths` — input lengths before the model's downsampling;
     - `wrong_axis` — an output `log_softmax`-ed over time or batch (CTC024) passed as it is;
+    - `criterion_axis` — the criterion's own `log_softmax` over the time or batch axis of a
+      model output that is fine (`preds.log_softmax(1)` on `(N, T, C)` preds): the finding
+      names the axis and the class axis to normalise over instead;
     - `reduction` — `reduction="sum"` or a plain batch mean instead of the default `mean`, or
       a division by a batch size on top: the mean divided again by the batch's `N`
       (`CTCLoss()(...) / batch_size`), or the sum or the mean divided by the loader's batch
@@ -224,6 +232,9 @@ def _scale(audit) -> str:
     """What a reduction other than the mean does to the gradient's scale (a sum divided by N is the batch mean; a
     division by a batch size makes every step that many times smaller, which Adam-like optimizers undo)."""
     how, by, size = audit.reduction, audit.divisor, audit.size
+    if how == "sum" and size == 1:
+        return ("the gradient scale then grows with the label lengths (longer transcripts weigh more), and with the batch "
+                "size too if it is a sum over the batch")
     if how == "sum":
         return "the gradient scale then grows with the batch size and the label lengths"
     if how == "batch_mean":
@@ -356,7 +367,8 @@ def _finding(audit, setup, vocabulary=None, label_classes: frozenset[int] = froz
             "CTC030",
             f"{where}: the criterion gives {user} but reference CTC gives {reference} "
             f"(reduction mean; with zero_infinity=True {_value(audit.reference_zero_infinity)}), and none of the known mistakes "
-            f"(swapped lengths, layout, blank, probabilities, raw logits, full or raw input lengths, reduction, a division by the "
+            f"(swapped lengths, layout, blank, probabilities, raw logits, log_softmax over the wrong axis, full or raw input "
+            f"lengths, reduction, a division by the "
             f"batch size) reproduces it within "
             f"{RTOL:.0e} relative{_closest(audit)}.",
             _call("Compare your loss with the reference call on one batch:", audit.corrected),
@@ -434,6 +446,11 @@ def _words(audit) -> str:
     words = MISTAKE_WORDS[audit.mistake]
     if audit.mistake == "layout" and audit.variant:
         return f"{words}: {audit.variant}"
+    if audit.mistake == "criterion_axis" and audit.details:
+        details = audit.details
+        return (f"{words}: it takes log_softmax over axis {details['axis']} ({details['axis_name']}) of the "
+                f"{'(' + ', '.join(details['layout']) + ')'} output; normalise over the class axis: "
+                f"log_softmax({details['class_axis']})")
     frames = (audit.details or {}).get("frames")
     return words.replace("length T", f"length T = {frames}") if audit.mistake == "full_length" and frames else words
 

@@ -193,16 +193,37 @@ def raw_logits_output(output_kinds: list[OutputKind], criterion_audit: Criterion
     message = f"the output is raw logits{where} (range {kind.min:.3g} to {kind.max:.3g}); no axis sums to 1 in probability space."
     fix = f"Apply {log_softmax_call(layout.layout)} over the classes before F.ctc_loss."
     evidence = {"min": kind.min, "max": kind.max, **_mode_evidence(training_view)}
-    mistake = next((audit.mistake for audit in criterion_audit.audits if audit.mistake in CRITERION_NORMALISES), None)
-    if mistake is None:
+    audit = next((audit for audit in criterion_audit.audits if audit.mistake in CRITERION_NORMALISES), None)
+    if audit is None:
+        if any(audit.mistake == "raw_logits" for audit in criterion_audit.audits):
+            fix = (f"Apply {log_softmax_call(layout.layout)} over the classes before F.ctc_loss: in Setup.criterion "
+                   "(CTC030 gives the call) or at the model's head.")
+        elif _no_criterion(criterion_audit):  # the training loop may normalise in its loss, out of ctcdoctor's sight
+            fix = (f"Apply {log_softmax_call(layout.layout)} over the classes before F.ctc_loss. If your training loop "
+                   "already applies it in the loss, give that loss as Setup.criterion (criterion(output, batch) -> loss, "
+                   "computed as your training loop does): ctcdoctor then judges the output as your loss sees it.")
+        elif criterion_audit.audits and not criterion_audit.skipped:  # a criterion is given: it may normalise already
+            fix = (f"Apply {log_softmax_call(layout.layout)} over the classes before F.ctc_loss, in Setup.criterion or "
+                   "at the model's head; if the criterion already takes log_softmax, check its axis (CTC030).")
         return [finding("CTC021", message, fix, evidence)]
     # The criterion normalises the logits, the wrong way (CTC030 names it): say so, and fix the criterion, not the model.
-    return [finding("CTC021", f"{message} The criterion normalises them {CRITERION_NORMALISES[mistake]} (CTC030).",
+    how = CRITERION_NORMALISES[audit.mistake or ""]
+    if audit.mistake == "criterion_axis" and audit.details:
+        how = how.format(**audit.details)
+    return [finding("CTC021", f"{message} The criterion normalises them {how} (CTC030).",
                     f"In the criterion, apply {log_softmax_call(layout.layout)} over the classes instead.",
-                    {**evidence, "criterion_mistake": mistake}, consequence_of="CTC030")]
+                    {**evidence, "criterion_mistake": audit.mistake}, consequence_of="CTC030")]
 
 
-CRITERION_NORMALISES = {"probabilities": "with softmax, into probabilities, where the loss expects log-probabilities"}
+def _no_criterion(audits: CriterionAudits) -> bool:
+    from ctcdoctor.measure.criterion import NO_CRITERION
+
+    return audits.skipped == NO_CRITERION
+
+
+CRITERION_NORMALISES = {"probabilities": "with softmax, into probabilities, where the loss expects log-probabilities",
+                        "criterion_axis": "with log_softmax over axis {axis} ({axis_name}), not over the class axis "
+                                          "{class_axis}"}
 """CTC030 mistakes of a criterion that normalises raw logits itself, the wrong way."""
 
 
@@ -219,9 +240,10 @@ def _criterion_normalises(audits: CriterionAudits) -> bool:
     )
 
 
-UNNORMALISED = ("raw_logits", "probabilities", "wrong_axis")
+UNNORMALISED = ("raw_logits", "probabilities", "wrong_axis", "criterion_axis")
 """CTC030 mistakes whose recomputation feeds the loss something other than log_softmax of the output: a criterion
-they explain does not apply log_softmax. Every other named mistake is recomputed on log_softmax(output)."""
+they explain does not apply log_softmax over the classes (criterion_axis: over time or the batch). Every other
+named mistake is recomputed on log_softmax(output)."""
 
 
 def _applies_log_softmax(audits: CriterionAudits, shift: CriterionShift) -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ctcdoctor.engine import Context, provides
-from ctcdoctor.measure.model import ModelRun, class_dim, evaluating, other_heads, to_tnc
+from ctcdoctor.measure.model import LAYOUT_AXES, ModelRun, class_dim, evaluating, other_heads, to_tnc
 from ctcdoctor.measure.outputs import TrainingView, log_softmax_call
 from ctcdoctor.measure.reference import (
     Prepared,
@@ -33,7 +33,7 @@ from ctcdoctor.measure.reference import (
 class Candidate:
     mistake: str
     """Machine-readable name: swapped_lengths, layout, wrong_blank, probabilities, raw_logits, full_length,
-    raw_input_lengths, wrong_axis."""
+    raw_input_lengths, wrong_axis, criterion_axis (the criterion's own log_softmax over time or the batch)."""
     variant: str
     """What exactly the call did, in words."""
     per_sample: torch.Tensor
@@ -214,8 +214,35 @@ def _candidates(item: Prepared, blank: int, num_classes: int, corrected: str, ex
                 _corrected_call(blank, item.layout, "logits")
                 + f" — better, fix the model's head as CTC024 says ({log_softmax_call(item.layout)} over the classes) "
                 "and pass its output as is")
+    if item.kind in ("logits", "log_probs"):
+        _axis_candidates(item, blank, corrected, add)
     _length_candidates(item, blank, corrected, add)
     return found
+
+
+def _axis_candidates(item: Prepared, blank: int, corrected: str, add: Callable[..., None]) -> None:
+    """log_softmax taken inside the criterion over the time or the batch axis of the output as the model returns it
+    (`preds.log_softmax(1)` on (N, T, C) preds): the model's own output is fine, the criterion's normalisation is not
+    (see `_candidates`; CTC024 is the model's own output normalised so)."""
+    layout = item.layout or "TNC"
+    time, batch_axis, classes = LAYOUT_AXES.get(layout, LAYOUT_AXES["TNC"])
+    native = item.output.detach().float().cpu()
+    if native.dim() != 3:
+        return
+    targets, lengths, target_lengths = item.batch.targets, item.lengths, item.batch.target_lengths
+    for axis, name in ((time, "time"), (batch_axis, "batch")):
+        if native.shape[axis] < 2:
+            continue  # log_softmax over a size-1 axis gives zeros: the probabilities mistake already covers it
+        add("criterion_axis", f"log_softmax over axis {axis} ({name}) of the {shape_words(layout)} output, not over the "
+            f"class axis {classes}",
+            functools.partial(lambda axis: per_sample_ctc(to_tnc(native.log_softmax(axis), layout), targets, lengths,
+                                                          target_lengths, blank), axis),
+            corrected, {"axis": axis, "axis_name": name, "class_axis": classes, "layout": layout})
+
+
+def shape_words(layout: str) -> str:
+    """"(N, T, C)" for "NTC"."""
+    return "(" + ", ".join(layout) + ")"
 
 
 def _length_candidates(item: Prepared, blank: int, corrected: str, add: Callable[..., None]) -> None:
@@ -235,7 +262,8 @@ def _length_candidates(item: Prepared, blank: int, corrected: str, add: Callable
     if int(raw_lengths.max()) <= frames:
         if not torch.equal(raw_lengths, full):
             add("raw_input_lengths", "the raw input lengths passed instead of the output (frame) lengths",
-                lambda: per_sample_ctc(log_probs, targets, raw_lengths, target_lengths, blank), corrected)
+                lambda: per_sample_ctc(log_probs, targets, raw_lengths, target_lengths, blank),
+                corrected + f"  # output_lengths: {frame_counts(item)}")
         return
     # F.ctc_loss raises on lengths above T, so a criterion that runs must have cut them to T:
     # input_lengths.clamp(max=T) is the usual way to silence that error.
@@ -245,7 +273,8 @@ def _length_candidates(item: Prepared, blank: int, corrected: str, add: Callable
     if not torch.equal(clamped, lengths) and not torch.equal(clamped, full):
         add("raw_input_lengths",
             f"the raw input lengths, cut to the {frames} output frames, passed instead of the output (frame) lengths",
-            lambda: per_sample_ctc(log_probs, targets, clamped, target_lengths, blank), corrected)
+            lambda: per_sample_ctc(log_probs, targets, clamped, target_lengths, blank),
+            corrected + f"  # output_lengths: {frame_counts(item)}")
 
 
 def _target_classes(batch) -> set[int]:
@@ -289,6 +318,19 @@ def _explain_targets_error(error: str, item: Prepared) -> tuple[str, str, str] |
         "Pass targets as (N, S), one row per sample, in the same order as the output's batch axis.")
 
 
+def frame_counts(item: Prepared) -> str:
+    """The output frame counts in the user's terms: "24 for every sample (output.size(1), the time axis of the
+    (N, T, C) output)", or the per-sample counts (the first 8) when they differ."""
+    lengths = [int(value) for value in item.lengths.tolist()]
+    layout = item.layout or "TNC"
+    axis = LAYOUT_AXES.get(layout, LAYOUT_AXES["TNC"])[0]
+    if lengths and len(set(lengths)) == 1 and lengths[0] == item.log_probs.shape[0]:
+        return (f"{lengths[0]} for every sample (output.size({axis}), the time axis of the {shape_words(layout)} "
+                "output as the model returns it)")
+    shown = ", ".join(map(str, lengths[:8])) + (", ..." if len(lengths) > 8 else "")
+    return f"each sample's frames after the model's downsampling ({shown})"
+
+
 def _explain_error(error: str, item: Prepared) -> tuple[str, str, str] | None:
     """(mistake, what happened, how to fix it or "" for the corrected call) behind an exception of
     F.ctc_loss, read from its message (PyTorch's own texts, kept in the tests); None when it says nothing CTC-specific."""
@@ -308,10 +350,11 @@ def _explain_error(error: str, item: Prepared) -> tuple[str, str, str] | None:
     if match is not None:
         frames, value = int(match.group(1)), int(match.group(2))
         raw = item.batch.input_lengths
+        fix = f"Pass the output frame counts as input lengths: {frame_counts(item)}, not the lengths passed (up to {value})."
         if raw.numel() and value <= int(raw.max()) and value > frames:
             return "raw_input_lengths", (f"the input lengths passed (up to {value}) are longer than the output's {frames} frames: "
-                                         f"the raw input lengths instead of the output (frame) lengths. F.ctc_loss raised: {error}"), ""
-        return "raw_input_lengths", f"the input lengths passed are longer than the output's {frames} frames: {error}", ""
+                                         f"the raw input lengths instead of the output (frame) lengths. F.ctc_loss raised: {error}"), fix
+        return "raw_input_lengths", f"the input lengths passed are longer than the output's {frames} frames: {error}", fix
     if "must be integral" in error:
         return "float_lengths", f"lengths are passed as floating-point tensors: {error}", (
             "Pass integer lengths: input_lengths.long() and target_lengths.long() (or floor a computed length first).")
@@ -466,6 +509,9 @@ def _audit_scalar(value: float, reference: torch.Tensor, item: Prepared, blank: 
 def reduction_words(how: str, size: int = 0, by: int | None = None) -> str:
     """A reduction in words, with the batch size a DIVIDED one divides by (`by`) and this batch's `size`."""
     samples = f"{size} sample" + ("s" if size != 1 else "")
+    if how == "sum" and size == 1:  # on one sample the sum is the batch mean: name both, as `check` may name either
+        return ('reduction="sum" or, the same number on one sample, per-sample losses averaged over the batch without '
+                'dividing by target lengths (reduction="none" then .mean(), or .sum() / batch_size)')
     return {
         "sum": 'reduction="sum": per-sample losses summed over the batch',
         "batch_mean": "per-sample losses averaged over the batch without dividing by target lengths "

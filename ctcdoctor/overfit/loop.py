@@ -141,7 +141,8 @@ def _step(run: Run, problem: Problem, log: Log, clip: float, first: bool) -> tor
     log_probs = to_tnc(output, problem.layout).float().log_softmax(-1)
     if first:
         log.classes = int(log_probs.shape[-1])
-        log.loss, value = settle(log.loss, output, log_probs, log.lengths, problem, as_returned)
+        log.loss, value = settle(log.loss, output, log_probs, log.lengths, problem, as_returned,
+                                   list(run.model.named_parameters()))
     else:
         value = log.loss.value(output, log_probs, log.lengths, problem, as_returned)
     run.optimizer.zero_grad(set_to_none=True)

@@ -5,11 +5,14 @@ criterion audit calls it: `criterion(model_output, batch)`), so a softmax head w
 `log` is trained with that `log`, not with `log_softmax(softmax(x))`. ctcdoctor's own
 `ctcdoctor.ctc.ctc_loss` on `log_softmax` of the `(T, N, C)` view trains instead when there is no
 criterion, with `--loss ctc`, with `--alpha/--gamma` (its modified CTC), and when the criterion
-cannot train (it raises, returns no scalar, or does not use the output it is given — a loss that
-runs the model by itself); the report says which loss trained and why.
+cannot train (it raises, returns no scalar, or uses nothing the model returned — neither the output nor
+another item of a returned tuple, e.g. a loss that runs the model by itself); the report says which loss trained
+and why.
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -88,22 +91,21 @@ def _scalar(value: Any, size: int) -> torch.Tensor:
 
 
 def settle(loss: TrainingLoss, output: torch.Tensor, log_probs: torch.Tensor, lengths: torch.Tensor,
-           problem: Problem, returned: Any = None) -> tuple[TrainingLoss, torch.Tensor]:
+           problem: Problem, returned: Any = None, params: Sequence[tuple[str, torch.Tensor]] = ()) -> tuple[TrainingLoss, torch.Tensor]:
     """The first step's loss, and the loss to train with from then on.
 
-    Setup.criterion trains only if it returns a scalar (or one value per sample) that depends on the model
-    output it is given; otherwise ctcdoctor's loss trains and `note` says why (with --loss criterion: exit 2).
-    A criterion that returns NaN or inf still trains: the run then reports it (CTC072) as written.
+    Setup.criterion trains only if it returns a scalar (or one value per sample) that depends on what the model
+    returned: the output, or any other item of a returned tuple or mapping (an encoder state the criterion projects
+    itself, as ESPnet's `model.ctc(hs, hlens, ...)` does); otherwise ctcdoctor's loss trains and `note` says what was
+    found (with --loss criterion: exit 2). `params` (the model's named parameters) tell a loss that runs the model by itself
+    from one that depends on no parameter at all. A criterion that returns NaN or inf still trains: the run then
+    reports it (CTC072) as written.
     """
-    import torch
-
     if loss.criterion is None:
         return loss, loss.value(output, log_probs, lengths, problem)
     try:
         value = loss.value(output, log_probs, lengths, problem, returned)
-        reason = None
-        if not value.requires_grad or torch.autograd.grad(value, output, retain_graph=True, allow_unused=True)[0] is None:
-            reason = "does not use the model output it is given (a loss that runs the model by itself)"
+        reason = _unused(value, output, returned, params)
     except Exception as error:
         reason = f"raised {type(error).__name__}: {error}"
     if reason is None:
@@ -114,6 +116,77 @@ def settle(loss: TrainingLoss, output: torch.Tensor, log_probs: torch.Tensor, le
     fallback = replace(loss, criterion=None, note=f"Setup.criterion {reason}: trained ctcdoctor's ctc_loss instead "
                                                   "(ctcdoctor check audits the criterion: CTC030)")
     return fallback, fallback.value(output, log_probs, lengths, problem)
+
+
+def _unused(value: torch.Tensor, output: torch.Tensor, returned: Any, params: Sequence[tuple[str, torch.Tensor]]) -> str | None:
+    """None when the criterion's loss has a gradient path to some tensor the model returned, or reaches the trained
+    parameters while the model returned a float tensor without a gradient (the state of a frozen encoder, or a detached
+    one, which the loss may use: autograd cannot tell); else what was found."""
+    import torch
+
+    from ctcdoctor.load.batches import tensor_leaves
+
+    if not value.requires_grad:
+        return "returns a loss without a gradient (it depends on nothing the model computed, or is detached)"
+    items = {id(output): ("output", output)}
+    if returned is not None and returned is not output:
+        items = {id(tensor): (path, tensor) for path, tensor in tensor_leaves(returned, "output")} | items
+    graded = [(path, tensor) for path, tensor in items.values() if tensor.requires_grad]
+    if graded and any(grad is not None for grad in torch.autograd.grad(
+            value, [tensor for _, tensor in graded], retain_graph=True, allow_unused=True)):
+        return None
+    others = sorted({path for path, _ in items.values()} - {"output"})
+    given = ("the model output it is given" if not others
+             else f"the model's output or any other item it returned ({', '.join(others)}; a detached item counts as unused)")
+    named = [(name, param) for name, param in params if param.requires_grad]
+    reached = [name for (name, _), grad in zip(named, torch.autograd.grad(
+        value, [param for _, param in named], retain_graph=True, allow_unused=True) if named else ()) if grad is not None]
+    if reached and any(not tensor.requires_grad and tensor.is_floating_point() for _, tensor in items.values()):
+        return None  # it may use a returned item without a gradient (a frozen encoder's state) and trains what it reaches
+    if reached:
+        owners = list(dict.fromkeys(name.rsplit(".", 1)[0] if "." in name else name for name in reached))
+        shown = ", ".join(owners[:3]) + (f" and {len(owners) - 3} more" if len(owners) > 3 else "")
+        return (f"does not use {given}, though its loss reaches the model's parameters ({shown}) by another path "
+                "(a loss that runs the model, or part of it, by itself)")
+    return f"does not use {given}, and its loss reaches none of the model's parameters"
+
+
+@contextlib.contextmanager
+def weights_shared(original: torch.nn.Module, trained: torch.nn.Module, criterion: Any) -> Iterator[None]:
+    """While overfit trains its copy, the user's model holds the copy's parameters and buffers.
+
+    A criterion often reaches the model object it was built around, not only the output it is given: ESPnet's
+    `model.ctc(hs, hlens, ys_pad, ys_lens)` projects the returned encoder state `hs` with the model's own CTC head.
+    Without this, that head would be the user's untrained original while the copy trains (the loss falls slowly
+    through the encoder alone). Every module of the original takes the copy's tensors, matched by name, and gets its
+    own back afterwards, so the user's model is left as it was. Nothing happens without a criterion, or when the two
+    do not pair module for module."""
+    pairs = dict(trained.named_modules()) if criterion is not None and original is not trained else {}
+    owned = [(module, pairs[name]) for name, module in original.named_modules() if name in pairs]
+    if not pairs or len(owned) != len(pairs) or any(
+            set(module._parameters) != set(copy._parameters) or set(module._buffers) != set(copy._buffers)
+            for module, copy in owned):
+        yield
+        return
+    saved = [(module, dict(module._parameters), dict(module._buffers)) for module, _ in owned]
+    try:
+        for module, copy in owned:
+            module._parameters.update(copy._parameters)
+            module._buffers.update(copy._buffers)
+            _refresh(module)
+        yield
+    finally:
+        for module, parameters, buffers in saved:
+            module._parameters.update(parameters)
+            module._buffers.update(buffers)
+            _refresh(module)
+
+
+def _refresh(module: torch.nn.Module) -> None:
+    """An RNN keeps its own list of its weights (`_flat_weights`), which the parameter dictionary does not update."""
+    refresh = getattr(module, "_init_flat_weights", None)
+    if callable(refresh):
+        refresh()
 
 
 DIVIDED_BY_LOADER = ("sum_by_loader_batch", "mean_by_loader_batch")

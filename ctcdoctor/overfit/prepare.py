@@ -342,6 +342,35 @@ def uses_criterion(setup: Setup, options: OverfitOptions) -> bool:
     return options.loss == "criterion" or (options.alpha is None and not options.gamma)
 
 
+CRITERION_KEEPS_TRAINING = ("unknown", "raises", "probabilities", "wrong_blank", "wrong_axis")
+"""CTC030 errors that do not skip training: a value no known mistake explains (CTC plus a term of the user's own may
+still train as meant); a criterion that raises (ctcdoctor's ctc_loss trains instead, with a note); probabilities, or a
+blank the targets use as a label, whose loss goes below 0 and stops the run at loop.NEGATIVE_STEPS with its own
+verdict (CTC074), which shows the consequence; and an output the model itself normalises over time or the batch,
+passed as it is (wrong_axis: CTC024 judges the run's decode, "decode matches ... not a fit")."""
+
+
+def _criterion_not_ctc(findings: list[Finding]) -> bool:
+    """Whether the sample's own CTC030 is an error that names the mistake (a wrong blank, log_softmax over time, raw
+    logits, swapped or raw lengths): the criterion that would train is then proved not to be CTC, and training it
+    only shows how that mistake trains (1000 steps or more). Training is skipped, as for the other static errors;
+    `--loss ctc` trains ctcdoctor's CTC on the model instead (the criterion is then not audited)."""
+    return any(item.code == "CTC030" and item.severity.value == "error"
+               and item.evidence.get("mistake") not in CRITERION_KEEPS_TRAINING for item in findings)
+
+
+def _spelled(target_lists: tuple[tuple[int, ...], ...], symbols: int, blank: int) -> bool:
+    """Whether the alphabet spells every target label (blank skipped): the labels were then encoded with it, and the
+    class count the model disagrees with (CTC014) is the model's mistake, not the alphabet's, so the targets read as text."""
+    return all(0 <= label <= symbols and label != blank for labels in target_lists for label in labels)
+
+
+def _skipped_training(item: Finding) -> Finding:
+    """CTC030 that skipped training: its fix says how to train anyway."""
+    return dataclasses.replace(item, hint=item.hint + " overfit does not train a criterion that is not CTC: fix it and "
+                               "rerun, or add --loss ctc to train ctcdoctor's CTC on the model meanwhile.")
+
+
 def prepare(setup: Setup, options: OverfitOptions, phase: Callable[[str], None]) -> Prepared:
     """Take the samples and run the static checks on them; `problem` is None when a static error blocks training."""
     import torch
@@ -368,16 +397,19 @@ def prepare(setup: Setup, options: OverfitOptions, phase: Callable[[str], None])
     findings, zero = _zero_output(context, facts.get("layout"), options.samples, findings)
     findings = _single_sample_failure(setup, model, raw, options.samples, findings)
     blocking = sorted({item.code for item in findings if item.code in BLOCKING and item.severity.value == "error"}
-                      | ({"CTC024"} if zero else set()))
+                      | ({"CTC024"} if zero else set()) | ({"CTC030"} if _criterion_not_ctc(findings) else set()))
+    if "CTC030" in blocking:
+        findings = [_skipped_training(item) if item.code == "CTC030" else item for item in findings]
     if prefixes is not None:
         findings = hints_from_loader(setup, model, findings, options.samples)
         phase("checking the configuration on the loader's first batch")
         findings, results = _with_loader_checks(setup, model, findings, results)
     alphabet = setup.alphabet
-    if facts.get("num_classes") is not None and alphabet is not None and len(alphabet) + 1 != facts["num_classes"]:
-        alphabet = None  # CTC014 reports it; decode to indices rather than mislabel
-    symbols = Symbols(alphabet, setup.blank, word_delimiter(setup, alphabet))
     target_lists = tuple(tuple(int(c) for c in sequence.tolist()) for sequence in sequences)
+    if (facts.get("num_classes") is not None and alphabet is not None and len(alphabet) + 1 != facts["num_classes"]
+            and not _spelled(target_lists, len(alphabet), setup.blank)):
+        alphabet = None  # CTC014 reports it; decode to indices rather than mislabel labels the alphabet does not cover
+    symbols = Symbols(alphabet, setup.blank, word_delimiter(setup, alphabet))
     if problems and "CTC012" not in blocking:
         blocking.append("CTC012")
     problem = None if blocking else Problem(

@@ -38,7 +38,7 @@ from ctcdoctor.overfit.explain import still_falling
 from ctcdoctor.overfit.extend import blocks_extension, cut_note, extension_note
 from ctcdoctor.overfit.final import compare_modes, final_state, same_weights_train_decode
 from ctcdoctor.overfit.loop import Hooks, Log, train
-from ctcdoctor.overfit.loss import choose_loss, divided_loss_note
+from ctcdoctor.overfit.loss import choose_loss, divided_loss_note, weights_shared
 from ctcdoctor.overfit.negative import negative_loss
 from ctcdoctor.overfit.prepare import Prepared, Run, find_head, new_run, prepare, validate_options
 from ctcdoctor.overfit.result import OverfitOptions, OverfitResult, Progress
@@ -187,7 +187,8 @@ def train_once(setup: Setup, prepared: Prepared, options: OverfitOptions, hooks:
     phase("training")
     # The command's own run: a --timeout that lands here cuts the training and the run is still reported (loop.train)
     with stoppable() if hooks.stoppable else contextlib.nullcontext():
-        log = train(run, problem, loss, options, hooks)  # each step says which it is (see loop.train)
+        with weights_shared(setup.model, run.model, loss.criterion):  # a criterion that uses the model's own modules
+            log = train(run, problem, loss, options, hooks)  # each step says which it is (see loop.train)
         _record(result, run, log, options)
         result.normalisation = normalisation_note(*prepared.loss_kind, log.loss.source == "criterion", hf_model_name(setup))
         if prepared.trained_kind is not None and result.normalisation.startswith("the model emits"):
