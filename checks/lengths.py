@@ -404,7 +404,10 @@ def infeasible_alignment(
     on the frames measured by probing it, and the finding says so: if the model gives too
     few, the fix names its layers (and the length rule to update); if only the declared
     lengths are short, the fix is the model's rule for `Setup.output_lengths`, e.g.
-    `frames = floor((L - 12) / 4)`, and the layers stay as they are.
+    `frames = floor((L - 12) / 4)`, and the layers stay as they are. When the lengths the model
+    returns only count a frame or two past the end of padded samples (CTC007), each sample is
+    judged by the frames the model gives it on its own, in `check` and `scan` alike, and a fix
+    that changes strides reminds you that what computes those lengths must follow.
     """
     if not output_lengths.known:
         raise SkipCheck("output lengths are unknown (CTC003)")
@@ -458,13 +461,14 @@ def infeasible_alignment(
     return [finding("CTC001", message, hint, evidence)]
 
 
-def follow_strides(overcount: Any = None) -> str:
+def follow_strides(overcount: Any = None, sliced: bool = False) -> str:
     """CTC001's reminder, when its fix changes strides of a model that returns its own output lengths: whatever
-    computes those lengths must change with them (`overcount`: a `PaddingOvercount` naming the module, if known)."""
+    computes those lengths must change with them (`overcount`: a `PaddingOvercount` naming the module, if known;
+    `sliced`: a scan that knows only that the lengths come from a mask subsampled by slicing)."""
     where = ""
     if overcount is not None and overcount.module:
         where = f" (here the forward of {overcount.module}, which subsamples the padding mask by slicing)"
-    elif overcount is not None:
+    elif overcount is not None or sliced:
         where = " (here a padding mask subsampled by slicing in the model's forward)"
     return (f"The model returns its own output lengths: what computes them{where} must follow a stride change, or "
             "they no longer match the frames; run `ctcdoctor check` again after the change.")
