@@ -189,7 +189,7 @@ def overcount_rule(facts: ModelFacts, rule: FramesRule) -> FramesRule | None:
     """The measured rule when the lengths the model returns on the first batch only count a few frames past the end of
     its padded samples (CTC007 in `check`): the scan then judges every sample by the frames the model gives it on its
     own, as `check` does, not by lengths that depend on the batch a sample lands in. None otherwise."""
-    if rule.source != "model" or facts.returned is None or facts.frames is None:
+    if rule.source != "model" or facts.returned is None:
         return None
     probe = facts.probe()
     first = facts.first
@@ -198,7 +198,7 @@ def overcount_rule(facts: ModelFacts, rule: FramesRule) -> FramesRule | None:
     found = time_width(first)
     width = found[1] if found is not None else int(first.input_lengths.max())
     overcount = padding_overcount(first.input_lengths, torch.full_like(first.input_lengths, width), facts.returned,
-                                  probe(first.input_lengths), torch.full_like(first.input_lengths, facts.frames), probe)
+                                  probe(first.input_lengths), probe)
     if overcount is None:
         return None
     detail = (f"the model gives each sample on its own, measured by probing it, not the lengths it returns, which "
