@@ -710,8 +710,8 @@ def declared_lengths_disagree(declared_lengths: DeclaredLengths) -> list[Finding
     `L_out = floor((L + 2*padding - kernel) / stride) + 1` for each conv/pool along time.
     """
     comparison = declared_lengths
-    if comparison.overcount is not None:  # only frames past the end of padded samples: CTC007 says so
-        return []
+    if comparison.overcount is not None:  # only frames past the end of padded samples: CTC007 (info) says so
+        return padded_overcount(comparison)
     declared, measured, probed_inputs = comparison.declared, comparison.measured, comparison.input_lengths
     wrong = (declared != measured).nonzero().flatten()
     if wrong.numel() == 0:
@@ -749,8 +749,10 @@ def declared_lengths_disagree(declared_lengths: DeclaredLengths) -> list[Finding
     ]
 
 
-@check("CTC007", "info", "returned output lengths count frames past the end of padded samples")
-def padded_overcount(declared_lengths: DeclaredLengths) -> list[Finding]:
+document(
+    "CTC007",
+    "info",
+    "returned output lengths count frames past the end of padded samples",
     """
     **What it means.** The lengths the model returns are 1 to 3 frames more than the frames
     it gives a sample, but only for samples that are padded in their batch; for a sample run
@@ -773,7 +775,15 @@ def padded_overcount(declared_lengths: DeclaredLengths) -> list[Finding]:
     the model's rule (the finding gives it, e.g. `(L - 3) // 4`) where the model's forward
     turns the subsampled mask into lengths (the finding names the module whose output holds
     them, e.g. `embed (Conv2dSubsampling)`).
-    """
+
+    The CTC004 check reports it (it is the same comparison): `--select CTC004` runs it,
+    `--ignore CTC007` hides it.
+    """,
+)
+
+
+def padded_overcount(declared_lengths: DeclaredLengths) -> list[Finding]:
+    """CTC007 (documented above), reported by CTC004's check in place of an error."""
     overcount = declared_lengths.overcount
     if overcount is None:
         return []

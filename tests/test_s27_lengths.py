@@ -129,6 +129,11 @@ def test_mask_sliced_lengths_on_a_healthy_model_are_info_not_a_ctc004_error():
     assert not any("disagree" in item["message"] + item["hint"] for item in document["findings"])
 
 
+def test_ctc007_is_an_ordinary_code_to_ignore():
+    code, document = _run("check", "healthy", "--ignore", "CTC007")
+    assert code == 0 and {"CTC004", "CTC007"}.isdisjoint(_by_code(document))
+
+
 def test_bucketed_batches_of_near_equal_lengths_are_not_a_ctc004_error_either():
     code, document = _run("check", "bucketed")
     found = _by_code(document)
