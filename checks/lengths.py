@@ -143,15 +143,19 @@ def _needs_phrase(item: dict[str, int]) -> str:
     return f"{item['needed']}: {plural(item['labels'], 'label')}{repeats}" if "labels" in item else str(item["needed"])
 
 
-def longer_inputs(rule: Any, longest: dict[str, int] | None, axis: str) -> str:
+def longer_inputs(rule: Any, longest: dict[str, int] | None, axis: str, named: int | None = None) -> str:
     """"feed inputs at least 52 wide (frames = floor((L - 4) / 4) must reach 12: 11 labels + 1 repeat)": the input
     length the model's measured rule turns into the frames the longest infeasible sample needs; "feed longer inputs"
-    when there is no invertible rule."""
+    when there is no invertible rule. `named`: the sample the fix named before (the one that sets the cut); when the
+    longest is another, the phrase says why it names a second one."""
     stride, offset = getattr(rule, "stride", None), getattr(rule, "offset", None)
     if longest is None or stride is None or offset is None or stride < 1:
         return "feed longer inputs"
     least = max(1, longest["needed"] * stride - offset)
     size = f"{least} wide" if axis == "width" else f"{least} steps long"
+    if named is not None and named != longest["sample"]:
+        return (f"feed inputs at least {size} (enough for the sample that needs the most frames, sample "
+                f"{longest['sample']}: {rule.formula} must reach {_needs_phrase(longest)})")
     return f"feed inputs at least {size} ({rule.formula} must reach {_needs_phrase(longest)}, sample {longest['sample']})"
 
 
@@ -281,6 +285,9 @@ def infeasible_hint(count: int, covered: int, worst: list[dict[str, int]], strid
     frames: the fix then says how long the inputs must be."""
     axis = next((item.axis for item in strides), "")
     others = f"{longer_inputs(rule, longest, axis)}, or split long labels into shorter chunks."
+    if strides and usable_hardest(worst, hardest) is not None:  # the cut names this sample: say why another follows
+        others = (f"{longer_inputs(rule, longest, axis, usable_hardest(worst, hardest))}, or split long labels into "
+                  "shorter chunks.")
     if covered and count / covered < OUTLIER_SHARE:  # the same test as the check's `outliers`
         how = ("(add `--drop-list drop.txt` to this scan for the ids of every such sample, `--clean-manifest FILE` for a "
                "copy of the manifest without them)" if manifest else
@@ -317,10 +324,24 @@ def infeasible_hint(count: int, covered: int, worst: list[dict[str, int]], strid
                f"{hardest['needed'] / hardest['frames']:.2g}× too few)")
     head = f"{who}: the time axis is downsampled ×{total} by {layers}."
     if allowed < 1:
-        return head + f" Even without any downsampling its input is too short: {others}"
+        return head + f" Even with no downsampling at all sample {hardest['sample']} stays short: {others}"
     bound = min(int(allowed), total - 1)
     changes, left = _strides_to_cut(strides, bound)
+    if bound == 1:  # nothing between ×1 and ×2: only removing every time stride gives it its frames
+        return (head + f" A smaller downsampling is not enough: only removing all of it gives sample "
+                f"{hardest['sample']} its {hardest['needed']} frames: {_cut_phrase(changes, total, left)}. Without "
+                f"changing the model, {others}")
     return head + f" Cut that to ×{bound} or less: {_cut_phrase(changes, total, left)}; or {others}"
+
+
+def usable_hardest(worst: list[dict[str, int]], hardest: dict[str, int] | None) -> int | None:
+    """The sample that sets CTC001's cut in the downsampling (as `infeasible_hint` picks it), or None."""
+    usable = [item for item in [*worst, *([hardest] if hardest else [])] if item["frames"] > 0]
+    if not usable:
+        return None
+    if hardest is None or "length" not in hardest:
+        hardest = max(usable, key=lambda item: item["needed"] / item["frames"])
+    return hardest["sample"]
 
 
 def _needs(targets: TargetTable, padding: PaddingCounted | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -383,7 +404,10 @@ def infeasible_alignment(
     on the frames measured by probing it, and the finding says so: if the model gives too
     few, the fix names its layers (and the length rule to update); if only the declared
     lengths are short, the fix is the model's rule for `Setup.output_lengths`, e.g.
-    `frames = floor((L - 12) / 4)`, and the layers stay as they are.
+    `frames = floor((L - 12) / 4)`, and the layers stay as they are. When the lengths the model
+    returns only count a frame or two past the end of padded samples (CTC007), each sample is
+    judged by the frames the model gives it on its own, in `check` and `scan` alike, and a fix
+    that changes strides reminds you that what computes those lengths must follow.
     """
     if not output_lengths.known:
         raise SkipCheck("output lengths are unknown (CTC003)")
@@ -425,12 +449,29 @@ def infeasible_alignment(
                 **fixed_evidence(fixed, longest["needed"])}
     if length_rule is not None and length_rule.formula is not None:
         evidence["measured_formula"] = length_rule.formula
-    if model_frames is not None:
+    if model_frames is not None and model_frames.overcount is None:
         hint += (f" {model_frames.who[0].upper()}{model_frames.who[1:]} disagree with the model as well (CTC004): today "
                  f"the model gives {model_frames.formula} (in Python `{model_frames.python}`); after changing its layers, "
                  "run `ctcdoctor check` again for the new rule.")
         evidence.update(declared_disagree=model_frames.who, measured_formula=model_frames.formula)
+    elif output_lengths.source == "model" and layers and ("set the stride" in hint):
+        hint += " " + follow_strides(model_frames.overcount if model_frames is not None else None)
+    if model_frames is not None and model_frames.overcount is not None:
+        evidence.update(padding_overcount=model_frames.overcount.frames, measured_formula=model_frames.formula)
     return [finding("CTC001", message, hint, evidence)]
+
+
+def follow_strides(overcount: Any = None, sliced: bool = False) -> str:
+    """CTC001's reminder, when its fix changes strides of a model that returns its own output lengths: whatever
+    computes those lengths must change with them (`overcount`: a `PaddingOvercount` naming the module, if known;
+    `sliced`: a scan that knows only that the lengths come from a mask subsampled by slicing)."""
+    where = ""
+    if overcount is not None and overcount.module:
+        where = f" (here the forward of {overcount.module}, which subsamples the padding mask by slicing)"
+    elif overcount is not None or sliced:
+        where = " (here a padding mask subsampled by slicing in the model's forward)"
+    return (f"The model returns its own output lengths: what computes them{where} must follow a stride change, or "
+            "they no longer match the frames; run `ctcdoctor check` again after the change.")
 
 
 def fixed_evidence(fixed: Any, needed: int) -> dict[str, Any]:
@@ -532,7 +573,10 @@ def tight_length_budget(targets: TargetTable, output_lengths: OutputLengths,
         + coverage
     )
     evidence = {"count": count, "total": covered, "scanned": targets.size, "ratio_threshold": TIGHT_RATIO, "worst": worst}
-    if model_frames is not None:
+    if model_frames is not None and model_frames.overcount is not None:
+        evidence.update(lengths_source=judged.source, padding_overcount=model_frames.overcount.frames,
+                        measured_formula=model_frames.formula)
+    elif model_frames is not None:
         evidence.update(lengths_source=judged.source, declared_disagree=model_frames.who,
                         measured_formula=model_frames.formula)
     return [finding("CTC002", message, tight_hint(_downsampling_ratio(targets, judged)), evidence)]
@@ -666,6 +710,8 @@ def declared_lengths_disagree(declared_lengths: DeclaredLengths) -> list[Finding
     `L_out = floor((L + 2*padding - kernel) / stride) + 1` for each conv/pool along time.
     """
     comparison = declared_lengths
+    if comparison.overcount is not None:  # only frames past the end of padded samples: CTC007 (info) says so
+        return padded_overcount(comparison)
     declared, measured, probed_inputs = comparison.declared, comparison.measured, comparison.input_lengths
     wrong = (declared != measured).nonzero().flatten()
     if wrong.numel() == 0:
@@ -701,6 +747,68 @@ def declared_lengths_disagree(declared_lengths: DeclaredLengths) -> list[Finding
             },
         )
     ]
+
+
+document(
+    "CTC007",
+    "info",
+    "returned output lengths count frames past the end of padded samples",
+    """
+    **What it means.** The lengths the model returns are 1 to 3 frames more than the frames
+    it gives a sample, but only for samples that are padded in their batch; for a sample run
+    alone (no padding) they agree. That is what a padding mask subsampled by slicing does:
+    ESPnet's `Conv2dSubsampling` returns `x_mask[:, :, :-2:2][:, :, :-2:2]`, which keeps
+    positions whose conv windows reach past the sample's end into the padding.
+
+    **Why it matters.** Little: the frames exist in the output tensor, so CTC may align labels
+    over a frame or two computed from padding. ESPnet trains this way. It is not the wrong
+    rule CTC004 reports, so CTC004 stays quiet. The length checks (CTC001, CTC002, in `check`
+    and `scan` alike) judge each sample by the frames the model gives it on its own, the
+    frames it has when it is the longest of its batch, which do not change with the batch it
+    lands in.
+
+    **Example.** `info CTC007 the lengths the model returns count up to 2 frames past the
+    end of padded samples: 13 of 14 padded samples ... (sample 5: for 198 input steps they
+    say 50 frames, the model gives 48); for one sample alone they agree at 12 probed lengths.`
+
+    **Fix.** Nothing is needed. For exact lengths, compute them from the input lengths with
+    the model's rule (the finding gives it, e.g. `(L - 3) // 4`) where the model's forward
+    turns the subsampled mask into lengths (the finding names the module whose output holds
+    them, e.g. `embed (Conv2dSubsampling)`).
+
+    The CTC004 check reports it (it is the same comparison): `--select CTC004` runs it,
+    `--ignore CTC007` hides it.
+    """,
+)
+
+
+def padded_overcount(declared_lengths: DeclaredLengths) -> list[Finding]:
+    """CTC007 (documented above), reported by CTC004's check in place of an error."""
+    overcount = declared_lengths.overcount
+    if overcount is None:
+        return []
+    row, length, returned, frames = overcount.example
+    ids = declared_lengths.sample_ids
+    sample = ids[row] if row < len(ids) else row
+    alone = (f"for one sample run alone (no padding) they agree with the model's frames at "
+             f"{plural(overcount.alone, 'probed length')}" if overcount.alone else
+             "for the samples that fill their batch (no padding) they agree")
+    where = f" in the forward of {overcount.module}" if overcount.module else " where the model's forward computes them"
+    python = f"`{overcount.python}`" if overcount.python else declared_lengths.formula.replace("frames = ", "")
+    message = (
+        f"the lengths the model returns count up to {plural(overcount.frames, 'frame')} past the end of padded samples: "
+        f"{of_total(overcount.samples, overcount.padded, 'padded sample', 'gets', 'get')} more than the model gives "
+        f"(sample {sample}: for {length} input steps they say {returned} frames, the model gives {frames}); {alone}. "
+        "A padding mask subsampled by slicing does this (mask[:, :-2:2][:, :-2:2], as ESPnet's Conv2dSubsampling "
+        "does): CTC may align labels over those frames, computed from padding; usually harmless. The length checks "
+        f"judge each sample by the frames the model gives it on its own: {declared_lengths.formula}."
+    )
+    hint = (f"Nothing needs to change. For exact lengths, compute them from the input lengths as {python}{where} "
+            "instead of counting the subsampled mask; in a library's layer (ESPnet) leave it: ESPnet trains this way.")
+    return [finding("CTC007", message, hint, {
+        "frames": overcount.frames, "samples": overcount.samples, "padded": overcount.padded,
+        "example": {"sample": sample, "input_length": length, "returned": returned, "measured": frames},
+        "alone_agree": overcount.alone, "module": overcount.module, "measured_formula": declared_lengths.formula})]
 
 
 @check("CTC005", "info", "output lengths estimated by probing the model")

@@ -3,6 +3,7 @@ that number comes from (one rule, shared by `check` and `scan`); a length model 
 the model; the comparison of declared lengths with the probed ones (CTC004)."""
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import Any
 import torch
 
 from ctcdoctor.engine import Context, InputUnavailable, provides
-from ctcdoctor.load.batches import Batch, sample_resizer
+from ctcdoctor.load.batches import Batch, sample_resizer, time_width
 from ctcdoctor.measure.model import (
     ModelRun,
     call_model,
@@ -35,6 +36,9 @@ class LengthModel:
     """(input length, output frames) pairs measured on the model, by input length."""
     stride: int | None
     offset: int | None
+    returned: tuple[tuple[int, int], ...] = ()
+    """(input length, output length the model returned) at the probed lengths, for a sample run alone (no padding);
+    () when the model returns no lengths."""
 
     def __call__(self, input_lengths: torch.Tensor) -> torch.Tensor:
         lengths = input_lengths.to(torch.long)
@@ -191,19 +195,24 @@ def probe_lengths(
         )
     frames_axis = time_dim(layout)
     measured: dict[int, int] = {}
+    returned: dict[int, int] = {}
 
     def frames_at(length: int) -> int:
         if length not in measured:
-            output, _ = split_output(call_model(model, resized(length)))
+            output, lengths = split_output(call_model(model, resized(length)))
             measured[length] = int(output.shape[frames_axis])
+            if lengths is not None and lengths.numel() == 1:
+                returned[length] = int(lengths[0])
         return measured[length]
 
     with evaluating(model):
-        return _fitted(frames_at, measured, _spread(wanted, int(batch.input_lengths.max()), max_probes))
+        return _fitted(frames_at, measured, _spread(wanted, int(batch.input_lengths.max()), max_probes), returned)
 
 
-def _fitted(frames_at: Callable[[int], int], measured: dict[int, int], lengths: list[int]) -> LengthModel:
-    """Frames at `lengths`, then the bisection that pins the rule (`measured`: the cache `frames_at` fills)."""
+def _fitted(frames_at: Callable[[int], int], measured: dict[int, int], lengths: list[int],
+            returned: dict[int, int] | None = None) -> LengthModel:
+    """Frames at `lengths`, then the bisection that pins the rule (`measured`: the cache `frames_at` fills;
+    `returned`: the lengths the model returned at them, filled alike)."""
     for length in lengths:
         frames_at(length)
     try:
@@ -212,7 +221,7 @@ def _fitted(frames_at: Callable[[int], int], measured: dict[int, int], lengths: 
         pinned = None
     points = sorted(measured.items())
     stride, offset = pinned if pinned is not None and _fits(*pinned, points) else _fit(points)
-    return LengthModel(tuple(points), stride, offset)
+    return LengthModel(tuple(points), stride, offset, tuple(sorted((returned or {}).items())))
 
 
 def fit_rule(frames_at: Callable[[int], int], lengths: list[int]) -> LengthModel:
@@ -268,6 +277,108 @@ def probe_failed_for_the_rest(failure: str) -> str:
     why = f" ({failure[:120]})" if failure else ""
     return (f"the model returns its own output lengths, and probing it for the other samples failed{why}; set "
             "Setup.output_lengths (input lengths -> output frames, the model's formula) to check every sample")
+
+
+#: The most frames past a padded sample's end that the lengths a model returns may count and still read as a mask
+#: subsampled by slicing (ESPnet's Conv2dSubsampling: up to 2 at ×4); more is a length rule that counts the padding.
+OVERCOUNT_LIMIT = 3
+
+
+@dataclass(frozen=True)
+class PaddingOvercount:
+    """The lengths a model returns count a few frames past the end of the samples that are padded in their batch, and
+    agree with its frames for a sample run alone: a padding mask subsampled by slicing (`mask[:, :-2:2][:, :-2:2]`, as
+    ESPnet's Conv2dSubsampling does) keeps positions whose conv windows reach into the padding. Not a wrong rule."""
+
+    frames: int
+    """The most frames counted past a sample's end."""
+    samples: int
+    """Padded samples whose returned length is over their frames."""
+    padded: int
+    """Padded samples compared."""
+    example: tuple[int, int, int, int]
+    """(sample row, input length, length returned, frames the model gives it alone) of the first one over."""
+    alone: int
+    """Lengths at which the model, run on one sample alone (no padding), returned exactly the frames it gave."""
+    python: str = ""
+    """The model's rule in Python ("(L - 3) // 4"), when one fits."""
+    module: str = ""
+    """"embed (Conv2dSubsampling)": the innermost module whose output holds the returned lengths (a mask whose sum
+    over time, or a length tensor), when one does; "" when none was found."""
+
+
+def padding_overcount(input_lengths: torch.Tensor, widths: torch.Tensor, declared: torch.Tensor, measured: torch.Tensor,
+                      model: LengthModel) -> PaddingOvercount | None:
+    """A `PaddingOvercount` when the only disagreement of the returned lengths (`declared`) with the frames the model
+    gives each sample alone (`measured`) is 1 to OVERCOUNT_LIMIT frames too many on samples shorter than their
+    batch's padded `widths`, and the model returns its exact frames for a sample alone (at the probed lengths, or
+    for the unpadded samples of the batches); None otherwise (a real disagreement: CTC004).
+
+    In a batch of near-equal lengths (bucketed, as ESPnet sorts them) the sliced mask gives every padded sample the
+    whole padded output's frames, as lengths that ignore the padding would: within OVERCOUNT_LIMIT frames the two
+    cost the same, and lengths that ignore the padding show larger overcounts on any batch of spread lengths."""
+    over = declared - measured
+    wrong = over != 0
+    if not bool(wrong.any()) or bool((over[wrong] < 1).any()) or bool((over[wrong] > OVERCOUNT_LIMIT).any()):
+        return None
+    padded = input_lengths < widths
+    if bool((wrong & ~padded).any()):
+        return None
+    frames = dict(model.probed)
+    if any(frames.get(length) != returned for length, returned in model.returned):
+        return None
+    if not model.returned and not bool((~padded).any()):
+        return None  # nothing run without padding to show the lengths agree there
+    first = int(wrong.nonzero()[0, 0])
+    return PaddingOvercount(int(over[wrong].max()), int(wrong.sum()), int(padded.sum()),
+                            (first, int(input_lengths[first]), int(declared[first]), int(measured[first])),
+                            len(model.returned))
+
+
+def lengths_module(model: torch.nn.Module, inputs: Any, returned: torch.Tensor) -> str:
+    """"embed (Conv2dSubsampling)": the innermost submodule whose output holds `returned` (the lengths the model
+    returned on `inputs`): a boolean mask whose count per sample equals them, or an integer tensor equal to them;
+    "" when none does (the lengths are computed in the model's own forward) or the model cannot be run again."""
+    from ctcdoctor.load.batches import tensor_leaves
+
+    found: list[str] = []
+    target = returned.to("cpu", torch.long).reshape(-1)
+
+    def holds(value: Any) -> bool:
+        for _, tensor in tensor_leaves(value):
+            if tensor.dim() == 0 or tensor.shape[0] != target.shape[0]:
+                continue
+            if tensor.dtype == torch.bool and tensor.dim() >= 2:
+                counted = tensor.reshape(tensor.shape[0], -1).sum(1).to("cpu", torch.long)
+            elif not tensor.is_floating_point() and tensor.dim() == 1:
+                counted = tensor.to("cpu", torch.long)
+            else:
+                continue
+            if torch.equal(counted, target):
+                return True
+        return False
+
+    def hook(name: str) -> Callable[..., None]:
+        def record(module: torch.nn.Module, _args: Any, output: Any) -> None:
+            if not found and holds(output):
+                found.append(f"{name} ({type(module).__name__})")
+        return record
+
+    handles = [module.register_forward_hook(hook(name)) for name, module in model.named_modules() if name]
+    try:
+        with evaluating(model):
+            call_model(model, inputs)
+    except Exception:  # noqa: BLE001 - no module named: the finding names the model's forward
+        return ""
+    finally:
+        for handle in handles:
+            handle.remove()
+    return found[0] if found else ""
+
+
+def overcount_phrase(overcount: PaddingOvercount) -> str:
+    """"count up to 2 frames past the end of padded samples": what the returned lengths do (CTC001/2, scan)."""
+    return f"count up to {overcount.frames} {'frame' if overcount.frames == 1 else 'frames'} past the end of padded samples"
 
 
 @dataclass(frozen=True)
@@ -386,6 +497,10 @@ class DeclaredLengths:
     """The probed length model in words, e.g. "frames = floor(L / 4)"."""
     unfitted: str = ""
     """The measured `length->frames` pairs when no `floor((L + k) / s)` rule fits them all; "" when `formula` is one."""
+    overcount: PaddingOvercount | None = None
+    """When the only disagreement is a few frames counted past the end of padded samples (CTC007, not CTC004)."""
+    sample_ids: tuple[int, ...] = ()
+    """The sample number of each compared length (lengths the model returns), as findings give it."""
 
 
 @provides("declared_lengths")
@@ -410,8 +525,27 @@ def _declared_lengths(context: Context) -> DeclaredLengths:
     declared = torch.cat(lengths.per_run)
     if declared.shape != inputs.shape:
         raise SkipCheck("the model returns a different number of lengths than samples (CTC003)")
-    return DeclaredLengths("the lengths the model returns", "model", inputs, declared, model(inputs), model.describe(),
-                           "" if model.formula else model.table())
+    measured = model(inputs)
+    ids = tuple(run.batch.sample_id(i) for run in context.runs for i in range(run.batch.size))
+    overcount = _returned_overcount(context, inputs, declared, measured, model)
+    return DeclaredLengths("the lengths the model returns", "model", inputs, declared, measured, model.describe(),
+                           "" if model.formula else model.table(), overcount, ids)
+
+
+def _returned_overcount(context: Context, inputs: torch.Tensor, declared: torch.Tensor, measured: torch.Tensor,
+                        model: LengthModel) -> PaddingOvercount | None:
+    """`padding_overcount` over the batches the model ran on, with the module that computes the lengths."""
+    widths = []
+    for run in context.runs:
+        found = time_width(run.batch)
+        width = found[1] if found is not None else int(run.batch.input_lengths.max())
+        widths.append(torch.full_like(run.batch.input_lengths, width))
+    overcount = padding_overcount(inputs, torch.cat(widths), declared, measured, model)
+    if overcount is None:
+        return None
+    run = context.runs[0]
+    module = lengths_module(context.model, run.batch.inputs, run.returned_lengths) if run.returned_lengths is not None else ""
+    return dataclasses.replace(overcount, module=module, python=model.python or "")
 
 
 @dataclass(frozen=True)
@@ -427,6 +561,9 @@ class ModelFrames:
     """"frames = floor((L - 12) / 4)"."""
     python: str
     """"(L - 12) // 4"."""
+    overcount: PaddingOvercount | None = None
+    """Set when the declared lengths only count a few frames past the end of padded samples (CTC007): the checks
+    then judge the frames the model gives each sample alone without calling the declared lengths wrong."""
 
 
 @provides("model_frames")
@@ -440,6 +577,10 @@ def _model_frames(context: Context) -> ModelFrames | None:
         return None
     if bool((comparison.declared == comparison.measured).all()) or model.formula is None or model.python is None:
         return None
-    detail = f"measured by probing the model, not from {comparison.who} (CTC004): {model.formula}"
+    if comparison.overcount is not None:
+        detail = (f"the model gives each sample on its own, measured by probing it, not the lengths it returns, which "
+                  f"{overcount_phrase(comparison.overcount)} (CTC007): {model.formula}")
+    else:
+        detail = f"measured by probing the model, not from {comparison.who} (CTC004): {model.formula}"
     lengths = OutputLengths(model(input_lengths), (), "probed", detail, stride=model.stride)
-    return ModelFrames(comparison.who, lengths, model.formula, model.python)
+    return ModelFrames(comparison.who, lengths, model.formula, model.python, comparison.overcount)

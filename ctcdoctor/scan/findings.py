@@ -15,6 +15,7 @@ from ctcdoctor.checks.labels import LENGTHS_HINT, PADDING_HINT, blank_hint, padd
 from ctcdoctor.checks.lengths import (
     OUTLIER_SHARE,
     fixed_evidence,
+    follow_strides,
     frame_rule_phrase,
     infeasible_hint,
     infeasible_message,
@@ -59,6 +60,9 @@ def infeasible_alignment(scan: Summary, output_lengths: Any) -> list[Finding]:
     message = infeasible_message(count, covered, worst, rule, coverage, only_repeats)
     hint = infeasible_hint(count, covered, worst, layers, ratio=scan.ratios.lower_median(),
                            manifest=output_lengths.source == "manifest", fixed=fixed)
+    sliced = "(CTC007)" in output_lengths.detail  # the lengths returned count frames past padded samples' ends
+    if layers and "set the stride" in hint and (output_lengths.source == "model" or sliced):
+        hint += " " + follow_strides(sliced=sliced)
     evidence = {"count": count, "total": covered, "scanned": scan.samples, "worst": worst, "only_repeats": only_repeats,
                 "lengths_source": output_lengths.source,
                 **({"time_strides": [vars(item) for item in layers]} if layers else {}),

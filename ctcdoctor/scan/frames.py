@@ -23,8 +23,15 @@ import numpy as np
 import torch
 
 from ctcdoctor.engine import Context, InputUnavailable, Options
-from ctcdoctor.load.batches import Batch
-from ctcdoctor.measure.lengths import LengthModel, OutputLengths, call_length_function, probe_lengths
+from ctcdoctor.load.batches import Batch, time_width
+from ctcdoctor.measure.lengths import (
+    LengthModel,
+    OutputLengths,
+    call_length_function,
+    overcount_phrase,
+    padding_overcount,
+    probe_lengths,
+)
 from ctcdoctor.protocol import Setup
 
 
@@ -175,6 +182,27 @@ def measured_rule(facts: ModelFacts, rule: FramesRule) -> FramesRule:
     if probe is None:
         return FramesRule("unknown", facts._probe_error or "probing failed", facts=facts)
     detail = f"measured by probing the model: {probe.describe()}, not {DECLARED_BY[rule.source]} (wrong: CTC003)"
+    return FramesRule("measured", detail, facts=facts)
+
+
+def overcount_rule(facts: ModelFacts, rule: FramesRule) -> FramesRule | None:
+    """The measured rule when the lengths the model returns on the first batch only count a few frames past the end of
+    its padded samples (CTC007 in `check`): the scan then judges every sample by the frames the model gives it on its
+    own, as `check` does, not by lengths that depend on the batch a sample lands in. None otherwise."""
+    if rule.source != "model" or facts.returned is None:
+        return None
+    probe = facts.probe()
+    first = facts.first
+    if probe is None or probe.formula is None or facts.returned.shape != first.input_lengths.shape:
+        return None
+    found = time_width(first)
+    width = found[1] if found is not None else int(first.input_lengths.max())
+    overcount = padding_overcount(first.input_lengths, torch.full_like(first.input_lengths, width), facts.returned,
+                                  probe(first.input_lengths), probe)
+    if overcount is None:
+        return None
+    detail = (f"the model gives each sample on its own, measured by probing it, not the lengths it returns, which "
+              f"{overcount_phrase(overcount)} (CTC007): {probe.formula}")
     return FramesRule("measured", detail, facts=facts)
 
 

@@ -32,6 +32,7 @@ from ctcdoctor.scan.frames import (
     first_batch_lengths,
     measured_rule,
     model_facts,
+    overcount_rule,
 )
 from ctcdoctor.scan.sources import (
     ReadStatus,
@@ -225,8 +226,9 @@ def _scan_setup(setup: Setup, spec: str, options: ScanOptions) -> ScanState:
     rule = choose_rule(setup, facts)
     declared = _declared_ctc003(facts, rule)
     rejected = DECLARED_BY[rule.source] if _lengths_wrong(declared) else None
-    if rejected:
-        rule = measured_rule(facts, rule)
+    # Declared lengths CTC003 found wrong: the measured ones; returned ones that only count frames past the end of
+    # padded samples (CTC007): the frames each sample gets on its own, as `check` judges them.
+    rule = measured_rule(facts, rule) if rejected else (overcount_rule(facts, rule) or rule)
     while pending is not None:
         _digest(summary, pending, rule, facts, setup.blank, options)
         pending = next(chunks, None)
