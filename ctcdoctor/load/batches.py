@@ -42,6 +42,9 @@ class Batch:
     ids: tuple[int, ...] | None = None
     """The sample number of each position when it is not `first_sample + position`: the data set index of each item
     of a batch whose collate reordered them (deepspeech.pytorch's sorts by input length; see `KeepOrder`)."""
+    mispaired: tuple[tuple[int, int, int], ...] = ()
+    """(position, input length in the batch, input length of that sample's own item collated alone) for each position
+    whose inputs are another sample's: the collate reordered the inputs without their labels (see `KeepOrder`)."""
 
     def sample_id(self, position: int) -> int:
         """The number of the sample at `position` of the batch (its data set index where ctcdoctor knows it)."""
@@ -144,9 +147,10 @@ def normalise_batch(raw: Any, index: int, first_sample: int, batch_axis: int | N
     """Turn one loader item into a `Batch`, or raise `BatchError` naming what is wrong.
 
     `batch_axis` is `Setup.batch_axis`: None finds it from `input_lengths` (see `find_batch_axis`)."""
-    ids = None
+    ids: tuple[int, ...] | None = None
+    mispaired: tuple[tuple[int, int, int], ...] = ()
     if isinstance(raw, Collated):  # from KeepOrder: number the samples by data set index
-        ids, raw = raw.ids(first_sample), raw.raw
+        ids, mispaired, raw = raw.ids(first_sample), raw.mispaired, raw.raw
     if isinstance(raw, Mapping):
         missing = [key for key in BATCH_KEYS if key not in raw]
         if missing:
@@ -198,7 +202,7 @@ def normalise_batch(raw: Any, index: int, first_sample: int, batch_axis: int | N
     if ids is not None and len(ids) != input_lengths.shape[0]:
         ids = None
     return Batch(inputs, targets.detach().to("cpu", torch.long), input_lengths, target_lengths, index, first_sample, raw, axis,
-                 ids)
+                 ids, mispaired if ids is not None else ())
 
 
 def main_tensor(inputs: Any) -> torch.Tensor | None:
@@ -458,6 +462,8 @@ class Collated:
     raw: Any
     items_at: tuple[int, ...]
     indices: tuple[int, ...] | None = None
+    mispaired: tuple[tuple[int, int, int], ...] = ()
+    """`Batch.mispaired`: positions whose inputs belong to another item (the collate moved the inputs alone)."""
 
     def ids(self, first_sample: int) -> tuple[int, ...]:
         """The sample number of each position: its data set index, or `first_sample` + its place in the list."""
@@ -520,16 +526,17 @@ class KeepOrder:
             indices, items = tuple(item.index for item in items), [item.value for item in items]
         raw = self.collate(items)
         in_order = tuple(range(len(items))) if isinstance(items, list) else ()
-        items_at = self._items_at(items, raw) or in_order
-        if items_at == in_order and indices is None:
+        items_at, mispaired = self._pairing(items, raw)
+        items_at = items_at or in_order
+        if items_at == in_order and indices is None and not mispaired:
             return raw
-        return Collated(raw, items_at, indices)
+        return Collated(raw, items_at, indices, mispaired)
 
-    def _items_at(self, items: list[Any], raw: Any) -> tuple[int, ...] | None:
-        """Which item each position of the batch holds, when the collate reordered them; None when it kept the order
-        or the batch cannot be matched."""
+    def _pairing(self, items: list[Any], raw: Any) -> tuple[tuple[int, ...] | None, tuple[tuple[int, int, int], ...]]:
+        """(which item each position of the batch holds, when the collate reordered them, else None; the positions whose
+        inputs are another item's, see `Batch.mispaired`)."""
         if self.state == "keeps" or not isinstance(items, list) or len(items) < 2:
-            return None
+            return None, ()
         try:
             matched = self._match(items, raw)
         except Exception:  # not a batch normalise_batch reads: the command says so when it normalises it
@@ -537,26 +544,36 @@ class KeepOrder:
         if matched is None:  # after CHECKED such batches in a row, stop trying: the batches pass as they are
             self.checked += self.state == "unknown"
             self.state = "keeps" if self.checked >= self.CHECKED else self.state
-            return None
-        items_at, lengths = matched
+            return None, ()
+        items_at, lengths, mispaired = matched
+        if mispaired:  # keep watching: the batches say which samples got other inputs
+            return (tuple(items_at) if items_at != list(range(len(items))) else None), mispaired
         if items_at == list(range(len(items))):
             self.checked += 1
             if self.state == "unknown" and (not _monotone(lengths) or self.checked >= self.CHECKED):
                 self.state = "keeps"
-            return None
+            return None, ()
         self.state = "reorders"
-        return tuple(items_at)
+        return tuple(items_at), ()
 
-    def _match(self, items: list[Any], raw: Any) -> tuple[list[int], list[int]] | None:
-        """(for each position of the batch, the item it holds; the items' input lengths, in their order), or None."""
+    def _match(self, items: list[Any], raw: Any) -> tuple[list[int], list[int], tuple[tuple[int, int, int], ...]] | None:
+        """(for each position of the batch, the item it holds; the items' input lengths, in their order; the positions
+        whose inputs are another item's), or None.
+
+        Positions are matched to items by labels, the closest input length among equal labels. When the batch holds
+        exactly the items' input lengths but some position's length is not its item's, the collate moved inputs without
+        their labels (sorted the features and forgot the transcripts): no exact pairing exists, and greedy matching
+        finds one wherever it does. Lengths changed by the collate (augmentation, a constant offset) differ as a set,
+        and say nothing."""
         batch = normalise_batch(raw, 0, 0, self.batch_axis)
         if batch.size != len(items):
             return None
         sequences, problems = split_targets(batch)
         if problems:
             return None
+        in_batch = batch.input_lengths.tolist()
         free: dict[tuple[int, ...], list[tuple[int, int]]] = {}
-        for position, (sequence, length) in enumerate(zip(sequences, batch.input_lengths.tolist())):
+        for position, (sequence, length) in enumerate(zip(sequences, in_batch)):
             free.setdefault(tuple(sequence.tolist()), []).append((position, length))
         items_at, lengths = [0] * len(items), []
         for item, value in enumerate(items):
@@ -569,7 +586,11 @@ class KeepOrder:
             best = min(range(len(candidates)), key=lambda k: abs(candidates[k][1] - length))  # the first of equals
             items_at[candidates.pop(best)[0]] = item
             lengths.append(length)
-        return items_at, lengths
+        mispaired: tuple[tuple[int, int, int], ...] = ()
+        if sorted(in_batch) == sorted(lengths):
+            mispaired = tuple((position, in_batch[position], lengths[item]) for position, item in enumerate(items_at)
+                              if in_batch[position] != lengths[item])
+        return items_at, lengths, mispaired
 
 
 def _monotone(values: list[int]) -> bool:
