@@ -351,6 +351,15 @@ def _explain_targets_error(error: str, item: Prepared) -> tuple[str, str, str] |
         return "target_lengths", (f"target_lengths sum to {needed} but the concatenated targets hold {got} labels. "
                                   f"F.ctc_loss raised: {error}"), (
             "Compute target_lengths from the same encoded labels you concatenate (after any filtering).")
+    if lengths.numel() and needed == int(batch.target_lengths.sum()) and needed != batch.size:
+        # F.ctc_loss checks 1-D (concatenated) targets against the lengths' sum, padded ones against the batch size.
+        flattened = got == batch.targets.numel() and not batch.concatenated
+        return "target_lengths", (
+            f"the targets passed are 1-D with {got} entries while the target lengths sum to {needed}"
+            + (f": the padded ({batch.targets.shape[0]}, {batch.targets.shape[1]}) targets flattened, and the padding "
+               "was left in when flattening" if flattened else "") + f". F.ctc_loss raised: {error}"), (
+            "Drop the padding when flattening: ys_pad[ys_pad != ignore_id], or concatenate each sample's first U_n "
+            "labels (torch.cat([y[:n] for y, n in zip(ys_pad, ys_lens)])); or pass the padded (N, S) targets as they are.")
     return "target_lengths", f"the padded targets have {got} rows for {needed} samples. F.ctc_loss raised: {error}", (
         "Pass targets as (N, S), one row per sample, in the same order as the output's batch axis.")
 
