@@ -167,10 +167,12 @@ def criterion_disagrees(
 
     A model that returns more outputs than the one checked (a second CTC head, as
     `return y, y_aux`) gives them to the criterion too, which often adds their loss
-    (`loss(y) + 0.1 * loss(y_aux)`). When no known mistake explains the value then, CTC030 is
-    skipped with the reason (the other outputs, and whether the criterion applies
-    `log_softmax` to the first itself), rather than blaming a difference that reference CTC on
-    the first output cannot have.
+    (`loss(y) + 0.1 * loss(y_aux)`). When no known mistake explains the value then and the
+    criterion's value has a gradient path to one of those other outputs, CTC030 is skipped with
+    the reason (the other outputs, and whether the criterion applies `log_softmax` to the first
+    itself), rather than blaming a difference that reference CTC on the first output cannot
+    have. A criterion that only passes them by (it uses the first output alone) is judged as
+    any other.
 
     When the probabilities come from the model itself (its head applies softmax, CTC020) and
     the criterion passes them on as they are, the fix is at the head, not in the criterion:
