@@ -249,7 +249,11 @@ def _padded_width_candidates(item: Prepared, blank: int, num_classes: int, corre
                "last_class": num_classes - 1}
     variant = f"target lengths are the padded width {width} for every sample: the padding" + (
         f" ({pad})" if pad is not None else "") + " is read as labels"
-    for labels in ((targets, wrapped) if bool((targets < 0).any()) else (targets,)):
+    # As given only when no sample is empty: an empty sample's first label, read at frame 0, would be the pad, and
+    # torch would read it from before the first sample's scores (outside the tensor).
+    negative = bool((targets < 0).any())
+    given = (targets,) if not negative or bool((target_lengths > 0).all()) else ()
+    for labels in (*given, wrapped) if negative else given:
         for scaled in (False, True):
             def compute(labels: torch.Tensor = labels, scaled: bool = scaled) -> torch.Tensor:
                 losses = per_sample_ctc(native, labels, lengths, full, blank)
