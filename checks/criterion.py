@@ -42,6 +42,7 @@ MISTAKE_WORDS = {
     "half_precision": "the output reaches the loss in half precision",
     "integer_output": "the output reaching the loss is an integer tensor",
     "not_tensors": "targets or lengths are passed as Python lists",
+    "padded_target_lengths": "target lengths are the padded width (the padding is read as labels)",
 }
 
 
@@ -52,6 +53,8 @@ CHANGES = {
     "raw_input_lengths": "Give the loss the frame counts after the model's downsampling, not the raw input lengths.",
     "full_length": "Give the loss each sample's own frame count as its input length.",
     "wrong_axis": "Give the loss log-probabilities over the classes, not over time or the batch.",
+    "padded_target_lengths": ("Pass each sample's true label count as target_lengths (ESPnet's ys_lens, or "
+                              "(ys_pad != ignore_id).sum(-1)), not targets.size(1) for every sample."),
 }
 """The one change in the user's code, by mistake: said before the corrected call, which rewrites the whole call."""
 
@@ -114,6 +117,10 @@ def criterion_disagrees(
       This one is a **warning**: it trains when inference decodes every frame too and the
       padding repeats the input's border (deep-text-recognition-benchmark's `--PAD`);
     - `raw_input_lengths` — input lengths before the model's downsampling;
+    - `padded_target_lengths` — the padded width `targets.size(1)` as every sample's target
+      length (`torch.full_like(ys_lens, ys_pad.size(1))`), so the padding is read as labels
+      (ESPnet's `ignore_id` -1 is a class index to F.ctc_loss, read from the scores next to the
+      last class): tried with the padding as given and wrapped to the last class;
     - `wrong_axis` — an output `log_softmax`-ed over time or batch (CTC024) passed as it is;
     - `criterion_axis` — the criterion's own `log_softmax` over the time or batch axis of a
       model output that is fine (`preds.log_softmax(1)` on `(N, T, C)` preds): the finding
@@ -160,10 +167,12 @@ def criterion_disagrees(
 
     A model that returns more outputs than the one checked (a second CTC head, as
     `return y, y_aux`) gives them to the criterion too, which often adds their loss
-    (`loss(y) + 0.1 * loss(y_aux)`). When no known mistake explains the value then, CTC030 is
-    skipped with the reason (the other outputs, and whether the criterion applies
-    `log_softmax` to the first itself), rather than blaming a difference that reference CTC on
-    the first output cannot have.
+    (`loss(y) + 0.1 * loss(y_aux)`). When no known mistake explains the value then and the
+    criterion's value has a gradient path to one of those other outputs, CTC030 is skipped with
+    the reason (the other outputs, and whether the criterion applies `log_softmax` to the first
+    itself), rather than blaming a difference that reference CTC on the first output cannot
+    have. A criterion that only passes them by (it uses the first output alone) is judged as
+    any other.
 
     When the probabilities come from the model itself (its head applies softmax, CTC020) and
     the criterion passes them on as they are, the fix is at the head, not in the criterion:
@@ -368,7 +377,7 @@ def _finding(audit, setup, vocabulary=None, label_classes: frozenset[int] = froz
             f"{where}: the criterion gives {user} but reference CTC gives {reference} "
             f"(reduction mean; with zero_infinity=True {_value(audit.reference_zero_infinity)}), and none of the known mistakes "
             f"(swapped lengths, layout, blank, probabilities, raw logits, log_softmax over the wrong axis, full or raw input "
-            f"lengths, reduction, a division by the "
+            f"lengths, target lengths = the padded width, reduction, a division by the "
             f"batch size) reproduces it within "
             f"{RTOL:.0e} relative{_closest(audit)}.",
             _call("Compare your loss with the reference call on one batch:", audit.corrected),
@@ -451,8 +460,23 @@ def _words(audit) -> str:
         return (f"{words}: it takes log_softmax over axis {details['axis']} ({details['axis_name']}) of the "
                 f"{'(' + ', '.join(details['layout']) + ')'} output; normalise over the class axis: "
                 f"log_softmax({details['class_axis']})")
+    if audit.mistake == "padded_target_lengths" and audit.details:
+        return _padding_words(audit.details)
     frames = (audit.details or {}).get("frames")
     return words.replace("length T", f"length T = {frames}") if audit.mistake == "full_length" and frames else words
+
+
+def _padding_words(details: dict) -> str:
+    """The padded-width mistake with the width and the padding value, and what torch makes of a negative one."""
+    width, pad = details.get("width"), details.get("pad")
+    words = f"target lengths are the padded width {width} for every sample, so the padding is read as labels"
+    if pad is None:
+        return words
+    words += f": each sample's padding value {pad} counts as a label up to column {width}"
+    if details.get("wraps"):
+        words += (f" (F.ctc_loss takes {pad} as a class index, and torch reads it as the last class, "
+                  f"{details.get('last_class')})")
+    return words
 
 
 def _reproduces(audit) -> str:

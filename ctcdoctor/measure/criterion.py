@@ -33,7 +33,8 @@ from ctcdoctor.measure.reference import (
 class Candidate:
     mistake: str
     """Machine-readable name: swapped_lengths, layout, wrong_blank, probabilities, raw_logits, full_length,
-    raw_input_lengths, wrong_axis, criterion_axis (the criterion's own log_softmax over time or the batch)."""
+    raw_input_lengths, wrong_axis, criterion_axis (the criterion's own log_softmax over time or the batch),
+    padded_target_lengths (targets.size(1) as every target length: the padding read as labels)."""
     variant: str
     """What exactly the call did, in words."""
     per_sample: torch.Tensor
@@ -217,7 +218,47 @@ def _candidates(item: Prepared, blank: int, num_classes: int, corrected: str, ex
     if item.kind in ("logits", "log_probs"):
         _axis_candidates(item, blank, corrected, add)
     _length_candidates(item, blank, corrected, add)
+    _padded_width_candidates(item, blank, num_classes, corrected, add)
     return found
+
+
+def _padded_width_candidates(item: Prepared, blank: int, num_classes: int, corrected: str,
+                             add: Callable[..., None]) -> None:
+    """target_lengths = targets.size(1) for every sample (`torch.full_like(ys_lens, ys_pad.size(1))`): F.ctc_loss then
+    reads the padding as labels. A negative pad (ESPnet's ignore_id -1) is an index below 0: torch's CPU kernel reads
+    it from memory just before the frame's scores (the frame before's last class, in the output's own memory order),
+    so it is tried as given on log-probabilities laid out as the model returns them, and wrapped to the last class.
+    The "mean" reduction then divides each sample's loss by the padded width: a copy scaled by length / width gives
+    that when reduced with the real target lengths (see `_audit_scalar`)."""
+    targets, target_lengths = item.batch.targets, item.batch.target_lengths
+    if targets.dim() != 2 or targets.is_floating_point() or not target_lengths.numel():
+        return
+    width = int(targets.shape[1])
+    full = torch.full_like(target_lengths, width)
+    if torch.equal(full, target_lengths):
+        return
+    beyond = torch.arange(width)[None, :] >= target_lengths[:, None].to("cpu")
+    padding = targets.detach().cpu()[beyond]
+    pad = int(padding.mode().values) if padding.numel() else None
+    layout, log_probs, lengths = item.layout or "TNC", item.log_probs, item.lengths
+    native = {"NTC": lambda: log_probs.transpose(0, 1).contiguous().transpose(0, 1),
+              "NCT": lambda: log_probs.permute(1, 2, 0).contiguous().permute(2, 0, 1)}.get(layout, log_probs.contiguous)()
+    wrapped = torch.where(targets < 0, targets + num_classes, targets)
+    scale = target_lengths.double().clamp_min(1) / width
+    details = {"width": width, "pad": pad, "wraps": pad is not None and pad < 0,
+               "last_class": num_classes - 1}
+    variant = f"target lengths are the padded width {width} for every sample: the padding" + (
+        f" ({pad})" if pad is not None else "") + " is read as labels"
+    # As given only when no sample is empty: an empty sample's first label, read at frame 0, would be the pad, and
+    # torch would read it from before the first sample's scores (outside the tensor).
+    negative = bool((targets < 0).any())
+    given = (targets,) if not negative or bool((target_lengths > 0).all()) else ()
+    for labels in (*given, wrapped) if negative else given:
+        for scaled in (False, True):
+            def compute(labels: torch.Tensor = labels, scaled: bool = scaled) -> torch.Tensor:
+                losses = per_sample_ctc(native, labels, lengths, full, blank)
+                return losses.double().cpu() * scale if scaled else losses
+            add("padded_target_lengths", variant, compute, corrected, details)
 
 
 def _axis_candidates(item: Prepared, blank: int, corrected: str, add: Callable[..., None]) -> None:
@@ -314,6 +355,15 @@ def _explain_targets_error(error: str, item: Prepared) -> tuple[str, str, str] |
         return "target_lengths", (f"target_lengths sum to {needed} but the concatenated targets hold {got} labels. "
                                   f"F.ctc_loss raised: {error}"), (
             "Compute target_lengths from the same encoded labels you concatenate (after any filtering).")
+    if lengths.numel() and needed == int(batch.target_lengths.sum()) and needed != batch.size:
+        # F.ctc_loss checks 1-D (concatenated) targets against the lengths' sum, padded ones against the batch size.
+        flattened = got == batch.targets.numel() and not batch.concatenated
+        return "target_lengths", (
+            f"the targets passed are 1-D with {got} entries while the target lengths sum to {needed}"
+            + (f": the padded ({batch.targets.shape[0]}, {batch.targets.shape[1]}) targets flattened, and the padding "
+               "was left in when flattening" if flattened else "") + f". F.ctc_loss raised: {error}"), (
+            "Drop the padding when flattening: ys_pad[ys_pad != ignore_id], or concatenate each sample's first U_n "
+            "labels (torch.cat([y[:n] for y, n in zip(ys_pad, ys_lens)])); or pass the padded (N, S) targets as they are.")
     return "target_lengths", f"the padded targets have {got} rows for {needed} samples. F.ctc_loss raised: {error}", (
         "Pass targets as (N, S), one row per sample, in the same order as the output's batch axis.")
 
@@ -555,6 +605,8 @@ def with_other_heads(criterion: Callable[..., Any], item: Prepared, audit: Crite
     heads = other_heads(item.returned)
     if not heads or audit.agrees or audit.mistake is not None or audit.user_error is not None:
         return audit
+    if uses_other_items(criterion, item) is False:
+        return audit  # the value depends on item 0 alone: reference CTC on it is the whole comparison
     output = item.output
     shape = list(output.shape)
     shape[class_dim(item.layout)] = 1
@@ -566,6 +618,38 @@ def with_other_heads(criterion: Callable[..., Any], item: Prepared, audit: Crite
     return replace(audit, other_heads=heads, normalises=same)
 
 
+
+
+def uses_other_items(criterion: Callable[..., Any], item: Prepared) -> bool | None:
+    """Whether the criterion's value has a gradient path to a returned item other than the output (the float tensors
+    `other_heads` names), as ctcdoctor.overfit.loss.settle asks of the loss it trains: each such item is given as a
+    leaf that requires a gradient, and autograd says which the value reaches. None when this cannot be measured (the
+    model did not return a tuple or list, the criterion raised or returned no tensor): then nothing is concluded."""
+    returned = item.returned
+    if not isinstance(returned, (tuple, list)) or hasattr(returned, "logits") or len(returned) < 2:
+        return None
+    items = list(as_returned(item, item.output))
+    leaves = []
+    for position in range(1, len(items)):
+        value = items[position]
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dim() >= 2:
+            items[position] = value.detach().clone().requires_grad_(True)
+            leaves.append(items[position])
+    if not leaves:
+        return None
+    given: Any = (type(returned)(*items) if hasattr(returned, "_fields")
+                  else items if isinstance(returned, list) else tuple(items))
+    try:
+        with torch.enable_grad():
+            value = criterion(given, item.batch.raw)
+            if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+                return None
+            if not value.requires_grad:
+                return False
+            grads = torch.autograd.grad(value.sum(), leaves, allow_unused=True)
+    except Exception:
+        return None
+    return any(grad is not None for grad in grads)
 
 
 def _training_view(context: Context) -> TrainingView:

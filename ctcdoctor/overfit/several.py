@@ -3,7 +3,8 @@
 One sample that fits says the model and the loss work; a small batch that fits says the set-up can
 hold several samples at once, which is the next step towards training on the data set. When the
 batch does not fit, the worst sample is trained alone: if it fits alone, the batch is the problem
-(the samples share every step; BatchNorm sees their padding), else the sample is.
+(the samples share every step; BatchNorm sees their padding); if its loss was still falling when the
+steps ran out alone too, the budget was too small; else the sample is the problem.
 """
 from __future__ import annotations
 
@@ -63,6 +64,13 @@ def _batch_advice(result: OverfitResult, batch: dict[str, Any]) -> str:
     return advice
 
 
+def _cut_while_falling(alone: OverfitResult, alone_verdict: str | None) -> bool:
+    """Whether the lone run failed only by running out of steps (CTC070 budget) with its loss still falling."""
+    from ctcdoctor.overfit.explain import still_falling
+
+    return bool(alone_verdict and alone_verdict.startswith("CTC070 budget") and still_falling(alone.loss_summary()))
+
+
 def conclude(result: OverfitResult, alone: OverfitResult | None, alone_verdict: str | None) -> None:
     """Fill `result.batch` with the verdict and the advice (after the batch run, and the alone run if any)."""
     batch = result.batch
@@ -88,6 +96,15 @@ def conclude(result: OverfitResult, alone: OverfitResult | None, alone_verdict: 
         batch["cause"] = (f"sample {sample} fits alone in {alone.steps_to_fit} steps but not in the batch of "
                           f"{batch['size']}: the batch is the problem, not the sample")
         batch["advice"] = _batch_advice(result, batch)
+    elif _cut_while_falling(alone, alone_verdict):
+        # Alone too the loss was still falling when the steps ran out: that says the budget is short, not that the
+        # sample cannot be learned (with more steps the batch may fit as it is).
+        more = suggested_steps(max(result.steps_run, alone.steps_run))
+        batch["cause"] = (f"sample {sample} does not fit alone either, but its loss was still falling when the "
+                          f"{alone.steps_run}-step budget ran out ({alone_verdict}): the budget was too small, which "
+                          "says nothing against the sample")
+        batch["advice"] = (f"Raise the step budget (--steps {more}) and run again: the batch and sample {sample} alone "
+                           "were both still learning when they were cut.")
     else:
         batch["cause"] = f"sample {sample} does not fit alone either ({alone_verdict}): the sample is the problem"
         batch["advice"] = f"Run overfit --sample {sample} for that sample's own diagnosis, and fix it first."
