@@ -138,7 +138,9 @@ document(
     batch of 8: the batch is the problem, not the sample.`
 
     **Fix.** If the worst sample does not fit alone either, run `overfit --sample N` on it for
-    its own diagnosis. If it fits alone, the batch is the problem: the loss is a mean over the
+    its own diagnosis; if its lone run also ran out of steps with the loss still falling, the
+    budget was too small for both, and the finding asks for more `--steps` instead. If it fits
+    alone, the batch is the problem: the loss is a mean over the
     samples, so each one gets a share of every step. With Adam (which normalises the step) keep
     the learning rate and give the batch more steps; with SGD more steps or a larger learning
     rate (`--lr-probe`). BatchNorm sees the padded frames of shorter samples in its batch
